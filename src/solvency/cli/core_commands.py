@@ -1,0 +1,228 @@
+"""``solvency margin``, ``solvency replay`` and ``solvency venues``."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from solvency.adapters.eventlog import (
+    LineError,
+    load_json_file,
+    load_venue,
+    read_events,
+    write_events,
+)
+from solvency.core.model.events import OutEvent, Rejected
+from solvency.core.model.presets import PRESETS, load_preset, preset_names
+from solvency.core.model.venue import ConfigError, margin_model_to_data
+from solvency.core.units import format_quanta
+from solvency.engine.engine import Engine, EngineError
+from solvency.engine.portfolio import PortfolioError, evaluate_portfolio
+
+__all__ = ["DEMO_EVENTS", "margin", "replay", "replay_summary", "venues"]
+
+console = Console()
+err = Console(stderr=True)
+
+DEMO_EVENTS = "demo_events.jsonl"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def margin(
+    portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON file.")],
+    venue: Annotated[str | None, typer.Option(help="Venue preset (overrides the file).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Margin, liquidation prices and free collateral of one account."""
+    if venue is not None and venue not in PRESETS:
+        raise _fail(f"unknown venue {venue!r}; known: {', '.join(preset_names())}")
+    try:
+        data = load_json_file(portfolio)
+        report = evaluate_portfolio(data, venue)
+    except (ConfigError, PortfolioError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    summary = Table(title=f"Account margin ({report['venue']}, {report['mode']})")
+    for col in ("equity", "collateral", "initial_margin", "maintenance_margin",
+                "margin_ratio", "free_collateral"):
+        summary.add_column(col.replace("_", " "), justify="right")
+    summary.add_row(*(report[c] for c in ("equity", "collateral", "initial_margin",
+                                          "maintenance_margin", "margin_ratio",
+                                          "free_collateral")))
+    console.print(summary)
+    pos = Table(title="Positions (USD unless noted)")
+    for col in ("market", "size", "entry", "mark", "notional", "IM", "MM", "uPnL",
+                "liq. price"):
+        pos.add_column(col, justify="right")
+    for p in report["positions"]:
+        pos.add_row(p["market"], p["size"], p["entry_price"], p["mark_price"], p["notional"],
+                    p["initial_margin"], p["maintenance_margin"], p["unrealized_pnl"],
+                    p["liquidation_price"] or "none")
+    console.print(pos)
+
+
+def replay_summary(engine: Engine, line_errors: int) -> dict[str, Any]:
+    """The ``solvency replay --json`` object for an engine after a replay."""
+    accounts: dict[str, Any] = {}
+    for account in sorted(engine.accounts):
+        view = engine.account_view(account)
+        accounts[account] = {
+            "equity": view["equity"],
+            "margin_ratio": view["margin_ratio"],
+            "positions": {p["market"]: p["size"] for p in view["positions"]},
+        }
+    try:
+        engine.verify()
+        conserved = True
+    except Exception:  # any broken invariant is reported, not hidden
+        conserved = False
+    totals = engine.ledger.totals()
+    return {
+        "venue": engine.venue.name,
+        "events": engine.counts["events"] + line_errors,
+        "applied": engine.counts["applied"],
+        "rejected": engine.counts["rejected"] + line_errors,
+        "duplicates": engine.counts["duplicates"],
+        "accounts": accounts,
+        "open_interest": engine.open_interest(),
+        "ledger_totals": {a: _amount(engine, a, q) for a, q in totals.items()},
+        "fee_pool": {a: _amount(engine, a, engine.ledger.balance("sys:fees", a))
+                     for a in sorted(engine.book.asset_names)},
+        "rounding": {a: _amount(engine, a, engine.ledger.balance("sys:rounding", a))
+                     for a in sorted(engine.book.asset_names)},
+        "conserved": conserved,
+        "state_hash": engine.state_hash(),
+    }
+
+
+def _amount(engine: Engine, asset: str, quanta: int) -> str:
+    return format_quanta(quanta, engine.venue.assets[asset].decimals)
+
+
+def replay(
+    events: Annotated[Path | None, typer.Argument(
+        help="Event file (JSON Lines). Default: the bundled demo.")] = None,
+    venue: Annotated[str, typer.Option(help="Venue preset name or venue file.")] = "binance",
+    out: Annotated[Path | None, typer.Option(help="Write out-events here (JSONL).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Apply an event log to the engine; print the summary and write out-events."""
+    try:
+        v = load_venue(venue)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if events is None:
+        src = resources.files("solvency.data").joinpath(DEMO_EVENTS)
+        with resources.as_file(src) as p:
+            path = Path(p)
+            engine, outs, bad = _run(v, path)
+    else:
+        if not events.exists():
+            raise _fail(f"{events}: no such file")
+        engine, outs, bad = _run(v, events)
+    if out is not None:
+        write_events(out, outs)
+    summary = replay_summary(engine, bad)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary, outs)
+    if not summary["conserved"]:
+        raise typer.Exit(1)
+
+
+def _run(venue: Any, path: Path) -> tuple[Engine, list[OutEvent], int]:
+    engine = Engine(venue)
+    outs: list[OutEvent] = []
+    bad = 0
+    try:
+        for item in read_events(path):
+            if isinstance(item, LineError):
+                bad += 1
+                outs.append(Rejected(id=f"line{item.line}", event=f"line:{item.line}",
+                                     reason=item.reason, detail=item.detail))
+                continue
+            outs.extend(engine.apply(item))
+    except UnicodeDecodeError as exc:
+        raise _fail(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except EngineError as exc:
+        raise _fail(f"engine invariant broken: {exc}", code=1) from None
+    return engine, outs, bad
+
+
+def _print_summary(summary: dict[str, Any], outs: list[OutEvent]) -> None:
+    head = Table(title=f"Replay on {summary['venue']}")
+    for col in ("events", "applied", "rejected", "duplicates", "conserved"):
+        head.add_column(col, justify="right")
+    head.add_row(*(str(summary[c]) for c in ("events", "applied", "rejected", "duplicates",
+                                             "conserved")))
+    console.print(head)
+    acc = Table(title="Accounts")
+    acc.add_column("account")
+    acc.add_column("equity")
+    acc.add_column("margin ratio", justify="right")
+    acc.add_column("positions")
+    for name, a in summary["accounts"].items():
+        acc.add_row(name, ", ".join(f"{v} {k}" for k, v in a["equity"].items()),
+                    a["margin_ratio"], ", ".join(f"{k} {v}" for k, v in a["positions"].items()))
+    console.print(acc)
+    kinds: dict[str, int] = {}
+    for o in outs:
+        kinds[o.type] = kinds.get(o.type, 0) + 1
+    led = Table(title="Ledger and out-events")
+    led.add_column("asset")
+    led.add_column("total (= deposits - withdrawals)", justify="right")
+    led.add_column("fee pool", justify="right")
+    led.add_column("rounding", justify="right")
+    for a, v in summary["ledger_totals"].items():
+        led.add_row(a, v, summary["fee_pool"][a], summary["rounding"][a])
+    console.print(led)
+    console.print("out-events: " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+                                    or "none"))
+    console.print(f"state hash: {summary['state_hash']}")
+
+
+def venues(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List venue presets, their markets and margin parameters."""
+    data: dict[str, Any] = {}
+    for name in preset_names():
+        v = load_preset(name)
+        data[name] = {
+            "source": v.source, "as_of": v.as_of, "margin_call_ratio": str(v.margin_call_ratio),
+            "markets": {
+                m.name: {"kind": m.kind, "settle": m.settle, "aliases": list(m.aliases),
+                         "contract_size": str(m.contract_size), "tick_size": str(m.tick_size),
+                         "lot_size": str(m.lot_size), **margin_model_to_data(m.margin)}
+                for m in v.markets.values()
+            },
+        }
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    table = Table(title="Venue presets")
+    for col in ("venue", "market", "kind", "settle", "model", "first tier IM / MM", "as of"):
+        table.add_column(col)
+    for name, v in data.items():
+        for mname, m in v["markets"].items():
+            if m["model"] == "tiered":
+                first = f"{m['tiers'][0]['imr']} / {m['tiers'][0]['mmr']}"
+            elif m["model"] == "oi_scaled":
+                first = f"{m['imr']} / x{m['maintenance_fraction']}"
+            else:
+                first = f"{m['imr']} / {m['mmr']}"
+            table.add_row(name, mname, m["kind"], m["settle"], m["model"], first, v["as_of"])
+    console.print(table)

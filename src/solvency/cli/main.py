@@ -1,0 +1,26 @@
+"""The ``solvency`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from solvency.cli.core_commands import margin, replay, venues
+
+app = typer.Typer(
+    name="solvency",
+    help="Risk engine and stress lab for crypto derivatives venues.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# --- command registrations (one line per command module) ---
+app.command("margin")(margin)
+app.command("replay")(replay)
+app.command("venues")(venues)
+# --- end of command registrations ---
+
+
+def main() -> None:
+    """Entry point of the ``solvency`` console script."""
+    app()

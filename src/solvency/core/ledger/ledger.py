@@ -1,0 +1,200 @@
+"""Exact double-entry ledger: integer quanta, named result codes, always-on conservation.
+
+A transfer moves ``amount`` quanta of one asset from a debit account to a credit account.
+Transfers of one event are posted as a batch: all of them or none (TigerBeetle's linked
+transfers). Money enters and leaves only through the ``EXTERNAL`` account (deposits and
+withdrawals), so for every asset the sum over all other accounts equals deposits minus
+withdrawals; :meth:`Ledger.post` checks that after every batch, and :meth:`Ledger.verify`
+re-adds every balance from scratch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from solvency.core.units import MAX_QUANTA
+
+__all__ = [
+    "CLEARING",
+    "EXTERNAL",
+    "FEES",
+    "INSURANCE",
+    "ROUNDING",
+    "ConservationError",
+    "Ledger",
+    "Result",
+    "Transfer",
+]
+
+EXTERNAL: Final = "ext:world"
+"""Outside the venue: the counterpart of deposits and withdrawals."""
+FEES: Final = "sys:fees"
+"""Trading fees collected (net of rebates paid)."""
+INSURANCE: Final = "sys:insurance"
+"""Insurance fund (one balance per settlement asset)."""
+ROUNDING: Final = "sys:rounding"
+"""Remainders of divisions that do not come out even (always >= 0: rounding never pays)."""
+CLEARING: Final = "sys:clearing"
+"""Transit account of multi-party settlements (funding, expiry); zero after each event."""
+
+_NON_NEGATIVE: Final = frozenset({INSURANCE, ROUNDING, CLEARING})
+
+
+class Result(StrEnum):
+    """Named outcome of posting a batch (expected rejections are values, not exceptions)."""
+
+    OK = "ok"
+    AMOUNT_NOT_POSITIVE = "amount_not_positive"
+    AMOUNT_TOO_LARGE = "amount_too_large"
+    SAME_ACCOUNT = "same_account"
+    EXCEEDS_BALANCE = "exceeds_balance"
+    UNKNOWN_ASSET = "unknown_asset"
+
+
+class ConservationError(RuntimeError):
+    """Money was created or destroyed: a broken invariant, the engine must stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Move ``amount_quanta`` of ``asset`` from ``debit`` to ``credit``."""
+
+    debit: str
+    credit: str
+    asset: str
+    amount_quanta: int
+    code: str = ""
+
+
+class Ledger:
+    """Balances of every ledger account in every asset, as Python ints of quanta."""
+
+    __slots__ = ("_assets", "_balances", "_external_net")
+
+    def __init__(self, assets: Iterable[str]) -> None:
+        self._assets = frozenset(assets)
+        self._balances: dict[tuple[str, str], int] = {}
+        # Deposits minus withdrawals per asset, kept apart from the balances it checks.
+        self._external_net: dict[str, int] = dict.fromkeys(self._assets, 0)
+
+    # ------------------------------------------------------------ reads
+
+    def balance(self, account: str, asset: str) -> int:
+        """Balance in quanta (0 for an account never touched)."""
+        return self._balances.get((account, asset), 0)
+
+    def balances(self) -> Mapping[tuple[str, str], int]:
+        """All non-zero balances (read-only view)."""
+        return self._balances
+
+    def net_external(self, asset: str) -> int:
+        """Deposits minus withdrawals of ``asset`` so far."""
+        return self._external_net[asset]
+
+    @property
+    def assets(self) -> frozenset[str]:
+        """Assets this ledger holds."""
+        return self._assets
+
+    def totals(self) -> dict[str, int]:
+        """Sum over every account except ``EXTERNAL``, per asset (from scratch)."""
+        out = dict.fromkeys(sorted(self._assets), 0)
+        for (account, asset), amount in self._balances.items():
+            if account != EXTERNAL:
+                out[asset] += amount
+        return out
+
+    # ------------------------------------------------------------ writes
+
+    def check(self, batch: Sequence[Transfer]) -> Result:
+        """Validate a batch without applying it."""
+        pending: dict[tuple[str, str], int] = defaultdict(int)
+        for t in batch:
+            if t.asset not in self._assets:
+                return Result.UNKNOWN_ASSET
+            if t.amount_quanta <= 0:
+                return Result.AMOUNT_NOT_POSITIVE
+            if t.amount_quanta > MAX_QUANTA:
+                return Result.AMOUNT_TOO_LARGE
+            if t.debit == t.credit:
+                return Result.SAME_ACCOUNT
+            pending[(t.debit, t.asset)] -= t.amount_quanta
+            pending[(t.credit, t.asset)] += t.amount_quanta
+        for key, delta in pending.items():
+            if key[0] in _NON_NEGATIVE and self._balances.get(key, 0) + delta < 0:
+                return Result.EXCEEDS_BALANCE
+        return Result.OK
+
+    def post(self, batch: Sequence[Transfer]) -> Result:
+        """Apply a batch atomically; return a named result, never a partial post.
+
+        Raises :class:`ConservationError` if, after posting, any asset's internal total
+        differs from deposits minus withdrawals (impossible unless this code is wrong).
+        """
+        result = self.check(batch)
+        if result is not Result.OK:
+            return result
+        bal = self._balances
+        moved: dict[str, int] = defaultdict(int)
+        for t in batch:
+            dkey = (t.debit, t.asset)
+            ckey = (t.credit, t.asset)
+            bal[dkey] = bal.get(dkey, 0) - t.amount_quanta
+            bal[ckey] = bal.get(ckey, 0) + t.amount_quanta
+            if bal[dkey] == 0:
+                del bal[dkey]
+            if bal[ckey] == 0:
+                del bal[ckey]
+            # Internal total moves only when one side is outside the venue.
+            if t.debit == EXTERNAL:
+                moved[t.asset] += t.amount_quanta
+            if t.credit == EXTERNAL:
+                moved[t.asset] -= t.amount_quanta
+        for asset, delta in moved.items():
+            self._external_net[asset] += delta
+            if self._external_net[asset] != -bal.get((EXTERNAL, asset), 0):
+                raise ConservationError(f"{asset}: external flows and balances disagree")
+        return Result.OK
+
+    def verify(self) -> dict[str, int]:
+        """Re-add every balance; raise :class:`ConservationError` on any mismatch."""
+        totals = self.totals()
+        for asset, total in totals.items():
+            if total != self._external_net[asset]:
+                raise ConservationError(
+                    f"{asset}: ledger total {total} != deposits - withdrawals "
+                    f"{self._external_net[asset]}"
+                )
+        for key in _NON_NEGATIVE:
+            for asset in self._assets:
+                if self.balance(key, asset) < 0:
+                    raise ConservationError(f"{key} {asset} is negative")
+        return totals
+
+    # ------------------------------------------------------------ persistence
+
+    def dump(self) -> dict[str, object]:
+        """Exact state as JSON-able data (sorted, so hashes are stable)."""
+        return {
+            "balances": [[a, s, str(v)] for (a, s), v in sorted(self._balances.items())],
+            "external_net": {k: str(v) for k, v in sorted(self._external_net.items())},
+        }
+
+    @classmethod
+    def load(cls, assets: Iterable[str], data: Mapping[str, object]) -> Ledger:
+        """Rebuild a ledger from :meth:`dump` output."""
+        ledger = cls(assets)
+        rows = data["balances"]
+        assert isinstance(rows, list)
+        for account, asset, value in rows:
+            ledger._balances[(str(account), str(asset))] = int(value)
+        ext = data["external_net"]
+        assert isinstance(ext, dict)
+        for asset, value in ext.items():
+            ledger._external_net[str(asset)] = int(value)
+        ledger.verify()
+        return ledger

@@ -1,0 +1,283 @@
+"""Margin models: each one a real venue's published rule, as data plus a plain-Python twin.
+
+Every model reduces to one row of the unified risk table that the vectorized kernel in
+:mod:`solvency.core.margin.kernels` evaluates for all positions at once:
+
+* notional tiers ``(floor, mmr, imr, maintenance_amount, initial_amount)``, where the
+  requirement in a tier is ``notional * rate - amount``;
+* a per-base-unit slope added to the rates (Deribit's size-scaled percentage);
+* a square-root size premium (Drift's ``imf_factor``);
+* open-interest scaling of the initial rate (dYdX v4 liquidity tiers).
+
+Notional is measured in the market's settlement asset (quote for linear contracts, coin
+for inverse ones). The ``requirement`` method of each model is the slow reference twin:
+short, obviously correct, used by the tests to hold the kernel to the published rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Literal
+
+__all__ = [
+    "MarginModel",
+    "MarginTier",
+    "ModelKind",
+    "OIScaledModel",
+    "SizeLinearModel",
+    "SizePremiumModel",
+    "TieredModel",
+    "derive_amounts",
+]
+
+ModelKind = Literal["tiered", "oi_scaled", "size_premium", "size_linear"]
+
+
+@dataclass(frozen=True, slots=True)
+class MarginTier:
+    """One notional bracket: rates apply to the whole notional, minus the amount.
+
+    ``maintenance_amount`` is Binance's "maintenance amount" (``cum``) and Hyperliquid's
+    "maintenance deduction"; when ``None`` it is derived by the bracket recursion
+    ``cum_i = cum_{i-1} + floor_i * (mmr_i - mmr_{i-1})`` so the requirement is continuous.
+    """
+
+    floor: Decimal
+    mmr: Decimal
+    imr: Decimal
+    maintenance_amount: Decimal | None = None
+    initial_amount: Decimal | None = None
+
+
+def derive_amounts(tiers: tuple[MarginTier, ...], *, continuous_initial: bool) -> tuple[
+    MarginTier, ...
+]:
+    """Fill in missing maintenance (and, if asked, initial) amounts by the bracket recursion.
+
+    Binance USD-M: ``cum_i = cum_{i-1} + floor_i * (mmr_i - mmr_{i-1})``, ``cum_0 = 0``
+    (Binance "Leverage and Margin of USDⓈ-M Futures"); Hyperliquid's maintenance deduction
+    is the same recursion (docs: trading/margin-tiers). Initial amounts stay 0 unless
+    ``continuous_initial`` (Binance charges ``notional / leverage`` per bracket).
+    """
+    out: list[MarginTier] = []
+    cum_mm = Decimal(0)
+    cum_im = Decimal(0)
+    prev: MarginTier | None = None
+    for t in tiers:
+        if prev is not None:
+            cum_mm += t.floor * (t.mmr - prev.mmr)
+            cum_im += t.floor * (t.imr - prev.imr)
+        mm_amt = t.maintenance_amount if t.maintenance_amount is not None else cum_mm
+        if t.initial_amount is not None:
+            im_amt = t.initial_amount
+        else:
+            im_amt = cum_im if continuous_initial else Decimal(0)
+        out.append(replace(t, maintenance_amount=mm_amt, initial_amount=im_amt))
+        prev = t
+    return tuple(out)
+
+
+def _check_rate(name: str, value: Decimal) -> None:
+    if not Decimal(0) <= value <= Decimal(1):
+        raise ValueError(f"{name} {value} outside [0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class TieredModel:
+    """Notional brackets with a maintenance amount (Binance USD-M, Hyperliquid, BitMEX).
+
+    ``MM = notional * mmr_t - maintenance_amount_t`` and ``IM = notional * imr_t -
+    initial_amount_t`` where ``t`` is the bracket with the largest floor ``<= notional``
+    (Binance "Leverage and Margin of USDⓈ-M Futures"; Hyperliquid trading/margin-tiers:
+    ``mmr = 1 / (2 * max_leverage)`` and the maintenance deduction recursion).
+    """
+
+    tiers: tuple[MarginTier, ...]
+    continuous_initial: bool = False
+    kind: Literal["tiered"] = "tiered"
+
+    def __post_init__(self) -> None:
+        if not self.tiers or self.tiers[0].floor != 0:
+            raise ValueError("tiers must start at floor 0")
+        floors = [t.floor for t in self.tiers]
+        if floors != sorted(set(floors)):
+            raise ValueError("tier floors must strictly increase")
+        for t in self.tiers:
+            _check_rate("mmr", t.mmr)
+            _check_rate("imr", t.imr)
+            if t.imr < t.mmr:
+                raise ValueError(f"imr {t.imr} below mmr {t.mmr} at floor {t.floor}")
+        object.__setattr__(
+            self, "tiers", derive_amounts(self.tiers, continuous_initial=self.continuous_initial)
+        )
+
+    def tier_index(self, notional: float) -> int:
+        """Index of the bracket that holds ``notional`` (plain twin of the kernel's search)."""
+        idx = 0
+        for i, t in enumerate(self.tiers):
+            if notional >= float(t.floor):
+                idx = i
+        return idx
+
+    def requirement(self, notional: float, size_base: float, oi: float) -> tuple[float, float]:
+        """Return ``(initial, maintenance)`` in the settlement asset (reference twin)."""
+        t = self.tiers[self.tier_index(notional)]
+        assert t.maintenance_amount is not None and t.initial_amount is not None
+        mm = notional * float(t.mmr) - float(t.maintenance_amount)
+        im = notional * float(t.imr) - float(t.initial_amount)
+        return im, mm
+
+
+@dataclass(frozen=True, slots=True)
+class OIScaledModel:
+    """dYdX v4 liquidity tier: initial margin scaled by open interest.
+
+    ``IMF = base + (1 - base) * clamp((OI - lower_cap) / (upper_cap - lower_cap), 0, 1)``;
+    ``MMF = base * maintenance_fraction`` ignores open interest (dYdX v4-chain
+    ``protocol/x/perpetuals/types/liquidity_tier.go``, ``GetInitialMarginQuoteQuantums``
+    and ``GetMaintenanceMarginPpm``). ``upper_cap == 0`` turns scaling off.
+    """
+
+    imr: Decimal
+    maintenance_fraction: Decimal
+    open_interest_lower_cap: Decimal = Decimal(0)
+    open_interest_upper_cap: Decimal = Decimal(0)
+    kind: Literal["oi_scaled"] = "oi_scaled"
+
+    def __post_init__(self) -> None:
+        _check_rate("imr", self.imr)
+        _check_rate("maintenance_fraction", self.maintenance_fraction)
+        if self.open_interest_upper_cap and (
+            self.open_interest_upper_cap <= self.open_interest_lower_cap
+        ):
+            raise ValueError("open_interest_upper_cap must exceed the lower cap")
+
+    @property
+    def mmr(self) -> Decimal:
+        """Maintenance fraction of notional."""
+        return self.imr * self.maintenance_fraction
+
+    def adjusted_imr(self, oi: float) -> float:
+        """IMF after open-interest scaling (reference twin)."""
+        base = float(self.imr)
+        lo, hi = float(self.open_interest_lower_cap), float(self.open_interest_upper_cap)
+        if hi == 0 or oi <= lo:
+            return base
+        if oi >= hi:
+            return 1.0
+        return base + (1.0 - base) * (oi - lo) / (hi - lo)
+
+    def requirement(self, notional: float, size_base: float, oi: float) -> tuple[float, float]:
+        """Return ``(initial, maintenance)`` in the settlement asset (reference twin)."""
+        return notional * self.adjusted_imr(oi), notional * float(self.mmr)
+
+
+@dataclass(frozen=True, slots=True)
+class SizePremiumModel:
+    """Drift size premium: ``rate = max(base, 0.8 * base + imf_factor * sqrt(size_base))``.
+
+    Drift protocol-v2 ``math/margin.rs::calculate_size_premium_liability_weight`` applied by
+    ``PerpMarket::get_margin_ratio`` to both the initial and maintenance ratios, with size
+    the base amount (``sqrt(size * 10 + 1)`` at 1e9 precision, i.e. ``sqrt(size_base)``
+    once scaled; ``imf_factor`` is per 1e6).
+    """
+
+    imr: Decimal
+    mmr: Decimal
+    imf_factor: Decimal = Decimal(0)
+    kind: Literal["size_premium"] = "size_premium"
+
+    def __post_init__(self) -> None:
+        _check_rate("imr", self.imr)
+        _check_rate("mmr", self.mmr)
+        if self.imr < self.mmr:
+            raise ValueError("imr below mmr")
+        if self.imf_factor < 0:
+            raise ValueError("imf_factor must be non-negative")
+
+    def rate(self, base: float, size_base: float) -> float:
+        """Size-premium-adjusted ratio (reference twin)."""
+        imf = float(self.imf_factor)
+        if imf == 0:
+            return base
+        return max(base, 0.8 * base + imf * math.sqrt(abs(size_base)))
+
+    def requirement(self, notional: float, size_base: float, oi: float) -> tuple[float, float]:
+        """Return ``(initial, maintenance)`` in the settlement asset (reference twin)."""
+        return (
+            notional * self.rate(float(self.imr), size_base),
+            notional * self.rate(float(self.mmr), size_base),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SizeLinearModel:
+    """Deribit futures: percentage that grows linearly with position size in base units.
+
+    ``IM% = imr + im_slope * size_base`` and ``MM% = mmr + mm_slope * size_base``
+    (Deribit support, "Margin for futures": e.g. initial 4% + 0.005% per BTC held).
+    """
+
+    imr: Decimal
+    mmr: Decimal
+    im_slope: Decimal = Decimal(0)
+    mm_slope: Decimal = Decimal(0)
+    kind: Literal["size_linear"] = "size_linear"
+
+    def __post_init__(self) -> None:
+        _check_rate("imr", self.imr)
+        _check_rate("mmr", self.mmr)
+        if self.imr < self.mmr or self.im_slope < 0 or self.mm_slope < 0:
+            raise ValueError("need imr >= mmr and non-negative slopes")
+
+    def requirement(self, notional: float, size_base: float, oi: float) -> tuple[float, float]:
+        """Return ``(initial, maintenance)`` in the settlement asset (reference twin)."""
+        s = abs(size_base)
+        im_rate = min(1.0, float(self.imr) + float(self.im_slope) * s)
+        mm_rate = min(1.0, float(self.mmr) + float(self.mm_slope) * s)
+        return notional * im_rate, notional * mm_rate
+
+
+MarginModel = TieredModel | OIScaledModel | SizePremiumModel | SizeLinearModel
+
+
+@dataclass(frozen=True, slots=True)
+class RiskRow:
+    """One market's row of the unified risk table (floats: margin is an estimate)."""
+
+    tiers: tuple[tuple[float, float, float, float, float], ...]
+    oi_lower: float = 0.0
+    oi_upper: float = 0.0
+    imf_factor: float = 0.0
+    im_slope: float = 0.0
+    mm_slope: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def risk_row(model: MarginModel) -> RiskRow:
+    """Reduce any margin model to the unified table row the kernel evaluates."""
+    if isinstance(model, TieredModel):
+        rows = []
+        for t in model.tiers:
+            assert t.maintenance_amount is not None and t.initial_amount is not None
+            rows.append((float(t.floor), float(t.mmr), float(t.imr),
+                         float(t.maintenance_amount), float(t.initial_amount)))
+        return RiskRow(tiers=tuple(rows))
+    if isinstance(model, OIScaledModel):
+        return RiskRow(
+            tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0),),
+            oi_lower=float(model.open_interest_lower_cap),
+            oi_upper=float(model.open_interest_upper_cap),
+        )
+    if isinstance(model, SizePremiumModel):
+        return RiskRow(
+            tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0),),
+            imf_factor=float(model.imf_factor),
+        )
+    return RiskRow(
+        tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0),),
+        im_slope=float(model.im_slope),
+        mm_slope=float(model.mm_slope),
+    )

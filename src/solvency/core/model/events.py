@@ -1,0 +1,402 @@
+"""Events: frozen dataclasses with a JSON Lines form, in and out of the engine.
+
+Input events are what happened (deposits, fills, prices, ...); out-events are what the
+engine decided (margin call, rejection, settlement, later liquidation and ADL). Both use
+the same JSON shape: ``{"type": ..., "id": ..., fields...}``; decimals travel as strings.
+Parsing is strict: an unknown type, a missing or extra field, a float where a decimal
+string is expected, NaN, infinities or non-positive sizes and prices are refused with a
+:class:`EventError` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+from solvency.core.units import UnitError, parse_decimal
+
+__all__ = [
+    "AccountMode",
+    "Deposit",
+    "EventError",
+    "Expiry",
+    "Fill",
+    "Funding",
+    "InputEvent",
+    "IsolatedMargin",
+    "MarginCall",
+    "MarginRestored",
+    "OutEvent",
+    "Params",
+    "Price",
+    "Rejected",
+    "Settled",
+    "Withdraw",
+    "event_to_json",
+    "parse_event",
+    "parse_event_line",
+    "parse_ts_ms",
+]
+
+MarginMode = Literal["cross", "isolated"]
+_MAX_ID_LEN = 128
+
+
+class EventError(ValueError):
+    """A malformed event, with a named reason code and the offending field."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------- input events
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    """Collateral enters an account from outside the venue."""
+
+    type: ClassVar[str] = "deposit"
+    id: str
+    account: str
+    asset: str
+    amount: Decimal
+    ts_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Collateral leaves an account (refused below initial margin)."""
+
+    type: ClassVar[str] = "withdraw"
+    id: str
+    account: str
+    asset: str
+    amount: Decimal
+    ts_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A mark price for a market (or a USD price for an asset)."""
+
+    type: ClassVar[str] = "price"
+    id: str
+    price: Decimal
+    market: str | None = None
+    asset: str | None = None
+    ts_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """A trade between two accounts; fees are signed (negative is a rebate)."""
+
+    type: ClassVar[str] = "fill"
+    id: str
+    market: str
+    buyer: str
+    seller: str
+    size: Decimal
+    price: Decimal
+    fee_buyer: Decimal = Decimal(0)
+    fee_seller: Decimal = Decimal(0)
+    ts_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    """A funding settlement: longs pay shorts ``size x mark x rate`` when rate > 0."""
+
+    type: ClassVar[str] = "funding"
+    id: str
+    market: str
+    rate: Decimal
+    ts_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """Cash settlement of a dated future at its final price."""
+
+    type: ClassVar[str] = "expiry"
+    id: str
+    market: str
+    price: Decimal
+    ts_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """A governance change of a market's risk parameters (same keys as overrides)."""
+
+    type: ClassVar[str] = "params"
+    id: str
+    market: str
+    changes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    ts_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountMode:
+    """Choose an account's margin mode (cross or isolated for new positions)."""
+
+    type: ClassVar[str] = "account"
+    id: str
+    account: str
+    mode: MarginMode
+    ts_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IsolatedMargin:
+    """Move collateral into (+) or out of (-) an isolated position's margin."""
+
+    type: ClassVar[str] = "isolated_margin"
+    id: str
+    account: str
+    market: str
+    amount: Decimal
+    ts_ms: int | None = None
+
+
+InputEvent = Deposit | Withdraw | Price | Fill | Funding | Expiry | Params | AccountMode | (
+    IsolatedMargin
+)
+
+# ---------------------------------------------------------------- out-events
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An input event refused with a named reason; it changed nothing."""
+
+    type: ClassVar[str] = "rejected"
+    id: str
+    event: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarginCall:
+    """An account's margin ratio (maintenance / collateral) crossed the warning level."""
+
+    type: ClassVar[str] = "margin_call"
+    id: str
+    event: str
+    account: str
+    margin_ratio: str
+    collateral_usd: str
+    maintenance_usd: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarginRestored:
+    """An account's margin ratio went back under the warning level."""
+
+    type: ClassVar[str] = "margin_restored"
+    id: str
+    event: str
+    account: str
+    margin_ratio: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A settlement happened (funding, expiry, params): amounts moved and rounding kept."""
+
+    type: ClassVar[str] = "settled"
+    id: str
+    event: str
+    kind: str
+    market: str
+    asset: str
+    paid: str
+    received: str
+    rounding: str
+
+
+OutEvent = Rejected | MarginCall | MarginRestored | Settled
+
+_INPUT_TYPES: dict[str, type[Any]] = {
+    cls.type: cls
+    for cls in (Deposit, Withdraw, Price, Fill, Funding, Expiry, Params, AccountMode,
+                IsolatedMargin)
+}
+
+# ---------------------------------------------------------------- JSON codec
+
+
+def parse_ts_ms(value: object) -> int:
+    """Parse an ISO-8601 UTC timestamp (``...Z`` or ``+00:00``) or epoch milliseconds."""
+    if isinstance(value, bool):
+        raise EventError("invalid_timestamp", "ts: boolean")
+    if isinstance(value, int):
+        if not 0 <= value < 10**14:
+            raise EventError("invalid_timestamp", f"ts: {value} out of range")
+        return value
+    if isinstance(value, Decimal) and value == value.to_integral_value() and value.is_finite():
+        return parse_ts_ms(int(value))
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return parse_ts_ms(int(text))
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise EventError("invalid_timestamp", f"ts: {value!r} is not ISO-8601") from None
+        if dt.tzinfo is None or dt.utcoffset() != UTC.utcoffset(None):
+            raise EventError("invalid_timestamp", f"ts: {value!r} must be UTC")
+        delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    raise EventError("invalid_timestamp", f"ts: {value!r}")
+
+
+def _name(obj: Mapping[str, object], key: str, *, required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise EventError("missing_field", f"{key}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise EventError("invalid_field", f"{key}: expected a string")
+    text = str(value)
+    if not text or len(text) > _MAX_ID_LEN or any(c.isspace() for c in text):
+        raise EventError("invalid_field", f"{key}: {text!r} is empty, too long or has spaces")
+    return text
+
+
+def _decimal(obj: Mapping[str, object], key: str, *, positive: bool, required: bool = True,
+             default: Decimal | None = None) -> Decimal:
+    if key not in obj or obj[key] is None:
+        if required or default is None:
+            raise EventError("missing_field", key)
+        return default
+    try:
+        d = parse_decimal(obj[key], field=key)
+    except UnitError as exc:
+        raise EventError("invalid_number", str(exc)) from None
+    if positive and d <= 0:
+        raise EventError("non_positive", f"{key}: {d} must be > 0")
+    return d
+
+
+def parse_event(obj: Mapping[str, object]) -> InputEvent:
+    """Build an input event from its JSON object, refusing anything malformed."""
+    if not isinstance(obj, Mapping):
+        raise EventError("malformed", "an event must be a JSON object")
+    etype = obj.get("type")
+    if not isinstance(etype, str) or etype not in _INPUT_TYPES:
+        raise EventError("unknown_type", f"type {etype!r}")
+    eid = _name(obj, "id")
+    assert eid is not None
+    ts = parse_ts_ms(obj["ts"]) if obj.get("ts") is not None else None
+    cls = _INPUT_TYPES[etype]
+    allowed = {f.name for f in fields(cls) if f.name != "ts_ms"} | {"type", "ts"}
+    if etype == "params":
+        changes = {k: v for k, v in obj.items() if k not in {"type", "id", "ts", "market"}}
+        if not changes:
+            raise EventError("missing_field", "params: no parameter to change")
+        market = _name(obj, "market")
+        assert market is not None
+        return Params(id=eid, market=market, changes=MappingProxyType(changes), ts_ms=ts)
+    extra = set(obj) - allowed
+    if extra:
+        raise EventError("unknown_field", f"{etype}: {sorted(extra)}")
+    if etype in ("deposit", "withdraw"):
+        kind = Deposit if etype == "deposit" else Withdraw
+        return kind(id=eid, account=_req(obj, "account"), asset=_req(obj, "asset"),
+                    amount=_decimal(obj, "amount", positive=True), ts_ms=ts)
+    if etype == "price":
+        market = _name(obj, "market", required=False)
+        asset = _name(obj, "asset", required=False)
+        if (market is None) == (asset is None):
+            raise EventError("missing_field", "price: give exactly one of market or asset")
+        return Price(id=eid, price=_decimal(obj, "price", positive=True), market=market,
+                     asset=asset, ts_ms=ts)
+    if etype == "fill":
+        return Fill(
+            id=eid, market=_req(obj, "market"), buyer=_req(obj, "buyer"),
+            seller=_req(obj, "seller"), size=_decimal(obj, "size", positive=True),
+            price=_decimal(obj, "price", positive=True),
+            fee_buyer=_decimal(obj, "fee_buyer", positive=False, required=False,
+                               default=Decimal(0)),
+            fee_seller=_decimal(obj, "fee_seller", positive=False, required=False,
+                                default=Decimal(0)),
+            ts_ms=ts,
+        )
+    if etype == "funding":
+        rate = _decimal(obj, "rate", positive=False)
+        if abs(rate) >= 1:
+            raise EventError("invalid_number", f"rate: |{rate}| must be below 1")
+        return Funding(id=eid, market=_req(obj, "market"), rate=rate, ts_ms=ts)
+    if etype == "expiry":
+        return Expiry(id=eid, market=_req(obj, "market"),
+                      price=_decimal(obj, "price", positive=True), ts_ms=ts)
+    if etype == "account":
+        mode = obj.get("mode")
+        if mode not in ("cross", "isolated"):
+            raise EventError("invalid_field", f"mode: {mode!r} is not cross or isolated")
+        return AccountMode(id=eid, account=_req(obj, "account"), mode=mode, ts_ms=ts)
+    amount = _decimal(obj, "amount", positive=False)
+    if amount == 0:
+        raise EventError("non_positive", "amount: must not be zero")
+    return IsolatedMargin(id=eid, account=_req(obj, "account"), market=_req(obj, "market"),
+                          amount=amount, ts_ms=ts)
+
+
+def _req(obj: Mapping[str, object], key: str) -> str:
+    value = _name(obj, key)
+    assert value is not None
+    return value
+
+
+def parse_event_line(line: str) -> InputEvent:
+    """Parse one JSON Lines record (numbers are read as exact decimals)."""
+    try:
+        obj = json.loads(line, parse_float=Decimal, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise EventError("malformed", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise EventError("malformed", "an event must be a JSON object")
+    return parse_event(obj)
+
+
+def _refuse_constant(name: str) -> object:
+    raise EventError("invalid_number", f"{name} is not a number")
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def event_to_json(event: InputEvent | OutEvent) -> dict[str, object]:
+    """Return the JSON object form of an event (decimals as strings)."""
+    out: dict[str, object] = {"type": event.type}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if f.name == "changes":
+            out.update(_jsonable(value))  # type: ignore[call-overload]
+            continue
+        if f.name == "ts_ms":
+            if value is not None:
+                out["ts"] = value
+            continue
+        if value is None:
+            continue
+        out[f.name] = _jsonable(value)
+    return out

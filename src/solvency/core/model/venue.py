@@ -1,0 +1,287 @@
+"""A venue: its assets, markets and engine settings, built from plain JSON-like data.
+
+The same parser reads the bundled presets, a user's ``--venue FILE``, the ``markets``
+overrides of a portfolio file and the changes of a ``params`` event, so every parameter
+that a preset sets can be overridden the same way, with the same precise errors.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from solvency.core.margin.models import (
+    MarginModel,
+    MarginTier,
+    OIScaledModel,
+    SizeLinearModel,
+    SizePremiumModel,
+    TieredModel,
+)
+from solvency.core.model.assets import Asset, CollateralTier
+from solvency.core.model.events import parse_ts_ms
+from solvency.core.model.instruments import Instrument
+from solvency.core.units import UnitError, parse_decimal
+
+__all__ = [
+    "ConfigError",
+    "Venue",
+    "build_venue",
+    "margin_model_to_data",
+    "merge_config",
+    "parse_margin_model",
+    "parse_market",
+]
+
+_MODEL_KEYS: dict[str, set[str]] = {
+    "tiered": {"tiers", "continuous_initial"},
+    "oi_scaled": {"imr", "maintenance_fraction", "open_interest_lower_cap",
+                  "open_interest_upper_cap"},
+    "size_premium": {"imr", "mmr", "imf_factor"},
+    "size_linear": {"imr", "mmr", "im_slope", "mm_slope"},
+}
+_MARKET_KEYS = {"kind", "base", "quote", "contract_size", "tick_size", "lot_size", "expiry",
+                "aliases", "model"} | set().union(*_MODEL_KEYS.values())
+_ASSET_KEYS = {"decimals", "price_usd", "price_market", "collateral"}
+
+
+class ConfigError(ValueError):
+    """A venue, market or override that cannot be built, with the path of the bad key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Venue:
+    """Assets, markets and settings of one venue (a preset or a user's file)."""
+
+    name: str
+    assets: Mapping[str, Asset]
+    markets: Mapping[str, Instrument]
+    margin_call_ratio: Decimal = Decimal("0.8")
+    source: str = ""
+    as_of: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def resolve(self, name: str) -> Instrument | None:
+        """Find a market by its id or one of its venue aliases."""
+        inst = self.markets.get(name)
+        if inst is not None:
+            return inst
+        for m in self.markets.values():
+            if name in m.aliases:
+                return m
+        return None
+
+
+def _dec(value: object, path: str) -> Decimal:
+    try:
+        return parse_decimal(value, field=path)
+    except UnitError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _tiers(value: object, path: str) -> tuple[MarginTier, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{path}: expected a non-empty list of tiers")
+    out = []
+    for i, t in enumerate(value):
+        p = f"{path}[{i}]"
+        if not isinstance(t, Mapping):
+            raise ConfigError(f"{p}: expected an object")
+        extra = set(t) - {"floor", "mmr", "imr", "maintenance_amount", "initial_amount",
+                          "max_leverage"}
+        if extra:
+            raise ConfigError(f"{p}: unknown keys {sorted(extra)}")
+        imr = t.get("imr")
+        if imr is None and "max_leverage" in t:
+            lev = _dec(t["max_leverage"], f"{p}.max_leverage")
+            if lev <= 0:
+                raise ConfigError(f"{p}.max_leverage: must be positive")
+            imr = Decimal(1) / lev
+        if imr is None or "mmr" not in t or "floor" not in t:
+            raise ConfigError(f"{p}: needs floor, mmr and imr (or max_leverage)")
+        out.append(MarginTier(
+            floor=_dec(t["floor"], f"{p}.floor"), mmr=_dec(t["mmr"], f"{p}.mmr"),
+            imr=_dec(imr, f"{p}.imr"),
+            maintenance_amount=(_dec(t["maintenance_amount"], f"{p}.maintenance_amount")
+                                if t.get("maintenance_amount") is not None else None),
+            initial_amount=(_dec(t["initial_amount"], f"{p}.initial_amount")
+                            if t.get("initial_amount") is not None else None),
+        ))
+    return tuple(out)
+
+
+def parse_margin_model(data: Mapping[str, Any], path: str) -> MarginModel:
+    """Build a margin model from a market's data (``model`` names the kind)."""
+    kind = data.get("model", "tiered")
+    if kind not in _MODEL_KEYS:
+        raise ConfigError(f"{path}.model: {kind!r} is not one of {sorted(_MODEL_KEYS)}")
+    other = set().union(*(v for k, v in _MODEL_KEYS.items() if k != kind)) - _MODEL_KEYS[kind]
+    stray = sorted(k for k in data if k in other)
+    if stray:
+        raise ConfigError(f"{path}: keys {stray} do not apply to model {kind!r}")
+    try:
+        if kind == "tiered":
+            if "tiers" not in data:
+                raise ConfigError(f"{path}.tiers: required for the tiered model")
+            return TieredModel(tiers=_tiers(data["tiers"], f"{path}.tiers"),
+                               continuous_initial=bool(data.get("continuous_initial", False)))
+        if kind == "oi_scaled":
+            return OIScaledModel(
+                imr=_dec(data.get("imr"), f"{path}.imr"),
+                maintenance_fraction=_dec(data.get("maintenance_fraction"),
+                                          f"{path}.maintenance_fraction"),
+                open_interest_lower_cap=_dec(data.get("open_interest_lower_cap", 0),
+                                             f"{path}.open_interest_lower_cap"),
+                open_interest_upper_cap=_dec(data.get("open_interest_upper_cap", 0),
+                                             f"{path}.open_interest_upper_cap"),
+            )
+        if kind == "size_premium":
+            return SizePremiumModel(imr=_dec(data.get("imr"), f"{path}.imr"),
+                                    mmr=_dec(data.get("mmr"), f"{path}.mmr"),
+                                    imf_factor=_dec(data.get("imf_factor", 0),
+                                                    f"{path}.imf_factor"))
+        return SizeLinearModel(imr=_dec(data.get("imr"), f"{path}.imr"),
+                               mmr=_dec(data.get("mmr"), f"{path}.mmr"),
+                               im_slope=_dec(data.get("im_slope", 0), f"{path}.im_slope"),
+                               mm_slope=_dec(data.get("mm_slope", 0), f"{path}.mm_slope"))
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def margin_model_to_data(model: MarginModel) -> dict[str, Any]:
+    """Inverse of :func:`parse_margin_model` (decimals as strings)."""
+    if isinstance(model, TieredModel):
+        return {"model": "tiered", "continuous_initial": model.continuous_initial, "tiers": [
+            {"floor": str(t.floor), "mmr": str(t.mmr), "imr": str(t.imr),
+             "maintenance_amount": str(t.maintenance_amount),
+             "initial_amount": str(t.initial_amount)} for t in model.tiers]}
+    if isinstance(model, OIScaledModel):
+        return {"model": "oi_scaled", "imr": str(model.imr),
+                "maintenance_fraction": str(model.maintenance_fraction),
+                "open_interest_lower_cap": str(model.open_interest_lower_cap),
+                "open_interest_upper_cap": str(model.open_interest_upper_cap)}
+    if isinstance(model, SizePremiumModel):
+        return {"model": "size_premium", "imr": str(model.imr), "mmr": str(model.mmr),
+                "imf_factor": str(model.imf_factor)}
+    return {"model": "size_linear", "imr": str(model.imr), "mmr": str(model.mmr),
+            "im_slope": str(model.im_slope), "mm_slope": str(model.mm_slope)}
+
+
+def parse_market(name: str, data: Mapping[str, Any]) -> Instrument:
+    """Build an instrument from its data (a preset entry merged with overrides)."""
+    path = f"markets.{name}"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected an object")
+    extra = set(data) - _MARKET_KEYS
+    if extra:
+        raise ConfigError(f"{path}: unknown keys {sorted(extra)}")
+    kind = data.get("kind", "linear_perp")
+    base, quote = data.get("base"), data.get("quote")
+    if not isinstance(base, str) or not isinstance(quote, str):
+        raise ConfigError(f"{path}: base and quote are required strings")
+    expiry = data.get("expiry")
+    try:
+        expiry_ms = parse_ts_ms(expiry) if expiry is not None else None
+        return Instrument(
+            name=name, kind=kind, base=base, quote=quote,
+            settle=base if kind == "inverse_perp" else quote,
+            contract_size=_dec(data.get("contract_size", "1"), f"{path}.contract_size"),
+            tick_size=_dec(data.get("tick_size"), f"{path}.tick_size"),
+            lot_size=_dec(data.get("lot_size"), f"{path}.lot_size"),
+            margin=parse_margin_model(data, path), expiry_ms=expiry_ms,
+            aliases=tuple(str(a) for a in data.get("aliases", ())),
+        )
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _parse_asset(symbol: str, data: Mapping[str, Any]) -> Asset:
+    path = f"assets.{symbol}"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected an object")
+    extra = set(data) - _ASSET_KEYS
+    if extra:
+        raise ConfigError(f"{path}: unknown keys {sorted(extra)}")
+    coll = data.get("collateral", [{"floor_usd": "0", "weight": "1"}])
+    if not isinstance(coll, list):
+        raise ConfigError(f"{path}.collateral: expected a list")
+    try:
+        decimals = data.get("decimals")
+        if not isinstance(decimals, int) or isinstance(decimals, bool):
+            raise ConfigError(f"{path}.decimals: expected an integer")
+        return Asset(
+            symbol=symbol, decimals=decimals,
+            price_usd=(_dec(data["price_usd"], f"{path}.price_usd")
+                       if data.get("price_usd") is not None else None),
+            price_market=data.get("price_market"),
+            collateral=tuple(
+                CollateralTier(_dec(c.get("floor_usd"), f"{path}.collateral[{i}].floor_usd"),
+                               _dec(c.get("weight"), f"{path}.collateral[{i}].weight"))
+                for i, c in enumerate(coll)),
+        )
+    except ConfigError:
+        raise
+    except (ValueError, AttributeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def merge_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge a user's overrides into a venue config (markets and assets key by key).
+
+    Switching a market's ``model`` drops the previous model's parameters.
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if key in ("markets", "assets") and isinstance(value, Mapping):
+            section = out.setdefault(key, {})
+            for name, sub in value.items():
+                if not isinstance(sub, Mapping):
+                    raise ConfigError(f"{key}.{name}: expected an object")
+                current = dict(section.get(name, {}))
+                if "model" in sub and sub["model"] != current.get("model", "tiered"):
+                    for k in set().union(*_MODEL_KEYS.values()):
+                        current.pop(k, None)
+                current.update(copy.deepcopy(dict(sub)))
+                section[name] = current
+        elif key != "preset":
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def build_venue(data: Mapping[str, Any]) -> Venue:
+    """Build and validate a venue from its full config data."""
+    extra = set(data) - {"name", "assets", "markets", "margin_call_ratio", "source", "as_of",
+                         "preset"}
+    if extra:
+        raise ConfigError(f"venue: unknown keys {sorted(extra)}")
+    assets_data = data.get("assets")
+    markets_data = data.get("markets")
+    if not isinstance(assets_data, Mapping) or not isinstance(markets_data, Mapping):
+        raise ConfigError("venue: assets and markets are required objects")
+    assets = {s: _parse_asset(s, a) for s, a in assets_data.items()}
+    markets = {n: parse_market(n, m) for n, m in markets_data.items()}
+    for inst in markets.values():
+        for sym in (inst.base, inst.quote, inst.settle):
+            if sym not in assets and sym != "USD":
+                raise ConfigError(f"markets.{inst.name}: asset {sym} is not defined")
+        try:
+            inst.tick_value_quanta(assets[inst.settle].decimals) if not inst.is_inverse else None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    for asset in assets.values():
+        if asset.price_market is not None and asset.price_market not in markets:
+            raise ConfigError(f"assets.{asset.symbol}.price_market: unknown market "
+                              f"{asset.price_market}")
+    ratio = _dec(data.get("margin_call_ratio", "0.8"), "margin_call_ratio")
+    if not Decimal(0) < ratio <= Decimal(1):
+        raise ConfigError("margin_call_ratio: must be in (0, 1]")
+    return Venue(name=str(data.get("name", "custom")), assets=assets, markets=markets,
+                 margin_call_ratio=ratio, source=str(data.get("source", "")),
+                 as_of=str(data.get("as_of", "")), raw=copy.deepcopy(dict(data)))
