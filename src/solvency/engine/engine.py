@@ -145,7 +145,9 @@ class Engine:
             out = self._dispatch(event)
         except RejectReason as rej:
             self.counts["rejected"] += 1
-            return [Rejected(id=self._next_id(), event=event.id, reason=rej.reason,
+            # The out-event id derives from the input id: a rejection consumes no
+            # sequence number, so it leaves the state (and its hash) exactly as it was.
+            return [Rejected(id=f"rejected:{event.id}", event=event.id, reason=rej.reason,
                              detail=rej.detail)]
         self.seen_ids.add(event.id)
         if event.ts_ms is not None:
@@ -258,7 +260,7 @@ class Engine:
         self._known(ev.account)
         q = self._quanta(ev.amount, a, "amount")
         r = self.book.row_index[ev.account]
-        have = self.ledger.balance(_cross_ledger_id(ev.account), ev.asset)
+        have = self._cash(r, a)
         if have < q:
             raise RejectReason("insufficient_balance",
                                f"{ev.account} holds {from_quanta(have, self._dec(a))} "
@@ -274,6 +276,16 @@ class Engine:
         self._post([Transfer(_cross_ledger_id(ev.account), EXTERNAL, ev.asset, q, "withdraw")])
         self._sync_balance(r, a)
         return self._check_rows(np.array([r], dtype=np.int64), ev.id)
+
+    def _cash(self, r: int, a: int) -> int:
+        """Wallet balance of a row in an asset: ledger balance plus the entry value of its
+        positions settled in that asset (the cash it would hold with positions at entry)."""
+        book = self.book
+        cash = self.ledger.balance(book.rows[r].ledger_id, book.asset_names[a])
+        for s in book.row_slots(r):
+            if self._settle_of[int(book.slot_market[s])] == a:
+                cash += int(book.slot_cost[s])
+        return cash
 
     def _has_negative_balance(self, r: int) -> bool:
         return bool((self.book.bal[r] < 0).any())
@@ -476,7 +488,7 @@ class Engine:
         if top <= 0:
             return
         cross = book.row_index.get(side.account, -1)
-        have = self.ledger.balance(_cross_ledger_id(side.account), book.asset_names[a])
+        have = self._cash(cross, a) if cross >= 0 else 0
         if cross < 0 or have < top:
             raise RejectReason("insufficient_initial_margin",
                                f"{side.account}: isolated margin needs {top} quanta of "
@@ -705,9 +717,11 @@ class Engine:
         cross = book.row_index[ev.account]
         src, dst = (cross, r) if ev.amount > 0 else (r, cross)
         src_id = book.rows[src].ledger_id
-        have = self.ledger.balance(src_id, inst.settle)
+        have = self._cash(src, a)
         if have < q:
-            raise RejectReason("insufficient_balance", f"{src_id} holds {have} quanta")
+            raise RejectReason("insufficient_balance",
+                               f"{src_id} holds {format_quanta(have, self._dec(a))} "
+                               f"{inst.settle}")
         book.refresh(np.array(book.row_slots(src), dtype=np.int64))
         after = self._whatif(src, src == cross, -1, 0, 0, {a: -q})
         if not after[OUT_COLLATERAL] - after[OUT_IM] >= 0.0:
@@ -769,6 +783,77 @@ class Engine:
             self._sync_balance(side.row, a)
         self.book.set_oi(m, oi_after)
         self.book.remargin_rows(np.array(sorted({b.row, sd.row}), dtype=np.int64))
+
+    def load_book(self, accounts: list[str], asset: str, collateral_quanta: np.ndarray,
+                  pos_account: np.ndarray, pos_market: np.ndarray, pos_lots: np.ndarray,
+                  entry_ticks: np.ndarray, *, counterparty: str = STREET) -> None:
+        """Bulk-load new cross accounts with collateral and linear positions (vectorized).
+
+        For populations of many accounts (benchmarks, the stress lab). Positions are in
+        linear markets settled in ``asset``, at entry prices on the tick grid, so every
+        amount is exact: an account's balance is ``collateral - sum(lots x ticks x
+        tick_value)`` and ``counterparty`` holds the opposite side. Margin is not checked.
+        """
+        book = self.book
+        a = self._asset(asset)
+        names = list(accounts)
+        if len(set(names)) != len(names) or any(n in self.accounts for n in names):
+            raise RejectReason("invalid_field", "accounts must be new and distinct")
+        markets = np.unique(pos_market)
+        tv = np.zeros(len(book.market_names), dtype=np.int64)
+        for m in markets.tolist():
+            inst = book.instruments[m]
+            if inst.is_inverse or inst.settle != asset:
+                raise RejectReason("invalid_field", f"{inst.name} is not linear in {asset}")
+            tv[m] = inst.tick_value_quanta(self._dec(a))
+        if (entry_ticks <= 0).any() or (pos_lots == 0).any():
+            raise RejectReason("invalid_size", "entries must be > 0 and sizes non-zero")
+        cost = pos_lots.astype(np.int64) * entry_ticks.astype(np.int64) * tv[pos_market]
+        net_cost = np.zeros(len(names), dtype=np.int64)
+        np.add.at(net_cost, pos_account, cost)
+        if counterparty not in self.accounts:
+            self.accounts[counterparty] = "cross"
+            self._ensure_cross_row(counterparty)
+        street = book.row_index[counterparty]
+        batch: list[Transfer] = []
+        for name, q, c in zip(names, collateral_quanta.tolist(), net_cost.tolist(),
+                              strict=True):
+            lid = _cross_ledger_id(name)
+            if q > 0:
+                batch.append(Transfer(EXTERNAL, lid, asset, int(q), "deposit"))
+            if c > 0:
+                batch.append(Transfer(lid, _cross_ledger_id(counterparty), asset, c, "seed"))
+            elif c < 0:
+                batch.append(Transfer(_cross_ledger_id(counterparty), lid, asset, -c, "seed"))
+        self._post(batch)
+        rows = book.bulk_add(names, True, pos_account.astype(np.int64),
+                             pos_market.astype(np.int64), pos_lots.astype(np.int64),
+                             cost.astype(np.int64))
+        for name in names:
+            self.accounts[name] = "cross"
+        led = self.ledger
+        scale = book.asset_scale[a]
+        book.bal[rows, a] = np.array([led.balance(_cross_ledger_id(n), asset) for n in names],
+                                     dtype=np.float64) / scale
+        if book.asset_link[a] >= 0:
+            book.asset_holders[a].extend(rows)
+        # the counterparty takes the other side of every market
+        for m in markets.tolist():
+            sel = pos_market == m
+            lots = -int(pos_lots[sel].sum())
+            mcost = -int(cost[sel].sum())
+            s = book.slot_of(street, m)
+            if s < 0:
+                s = book.open_slot(street, m)
+            old = int(book.slot_lots[s])
+            book.slot_lots[s] = old + lots
+            book.slot_cost[s] = int(book.slot_cost[s]) + mcost
+            if book.slot_lots[s] == 0:
+                book.close_slot(s)
+            longs = int(pos_lots[sel & (pos_lots > 0)].sum()) + max(old + lots, 0) - max(old, 0)
+            book.set_oi(m, book.oi_lots[m] + longs)
+        self._sync_balance(street, a)
+        book.remargin_all()
 
     def transfer_isolated(self, account: str, market: str, amount: Decimal) -> None:
         """Move collateral from an account into an isolated bucket without margin checks."""

@@ -62,6 +62,15 @@ class IndexSet:
         self._pos[x] = self._n
         self._n += 1
 
+    def extend(self, xs: Int64Array1D) -> None:
+        """Add many new members at once (they must be distinct and absent)."""
+        n = xs.shape[0]
+        while self._n + n > self._arr.shape[0]:
+            self._arr = np.concatenate([self._arr, np.empty(self._arr.shape[0], dtype=np.int64)])
+        self._arr[self._n : self._n + n] = xs
+        self._pos.update(zip(xs.tolist(), range(self._n, self._n + n), strict=True))
+        self._n += n
+
     def discard(self, x: int) -> None:
         """Remove ``x`` if present."""
         i = self._pos.pop(x, None)
@@ -115,6 +124,7 @@ class Book:
         self.market_names = list(venue.markets)
         self.market_index = {m: i for i, m in enumerate(self.market_names)}
         n_a, n_m = len(self.asset_names), len(self.market_names)
+        self.n_markets = n_m
         self.instruments: list[Instrument] = [venue.markets[m] for m in self.market_names]
         self.mk: Float64Array2D = np.zeros((n_m, MK_COLUMNS))
         self.mki = np.zeros((n_m, 3), dtype=np.int64)
@@ -162,7 +172,7 @@ class Book:
         self.slot_next = np.zeros(0, dtype=np.int64)
         self.slot_prev = np.zeros(0, dtype=np.int64)
         self.cache: Float64Array2D = np.zeros((0, 4))
-        self.pos_slot: dict[tuple[int, int], int] = {}
+        self.pos_slot: dict[int, int] = {}  # row * n_markets + market -> slot
 
     # ------------------------------------------------------------ markets
 
@@ -245,7 +255,7 @@ class Book:
 
     def slot_of(self, r: int, m: int) -> int:
         """Slot of row ``r`` in market ``m``, or -1."""
-        return self.pos_slot.get((r, m), -1)
+        return self.pos_slot.get(r * self.n_markets + m, -1)
 
     def open_slot(self, r: int, m: int) -> int:
         """Create an empty position slot for row ``r`` in market ``m``."""
@@ -274,7 +284,7 @@ class Book:
             self.slot_prev[head] = s
         self.row_first[r] = s
         self.row_nslots[r] += 1
-        self.pos_slot[(r, m)] = s
+        self.pos_slot[r * self.n_markets + m] = s
         self.holders[m].add(s)
         return s
 
@@ -290,13 +300,71 @@ class Book:
         if nxt >= 0:
             self.slot_prev[nxt] = prv
         self.row_nslots[r] -= 1
-        del self.pos_slot[(r, m)]
+        del self.pos_slot[r * self.n_markets + m]
         self.holders[m].discard(s)
         self.slot_row[s] = -1
         self.slot_lots[s] = 0
         self.slot_cost[s] = 0
         self.cache[s] = 0.0
         self.free_slots.append(s)
+
+    def bulk_add(self, names: list[str], weighted: bool, pos_row: Int64Array1D,
+                 pos_market: Int64Array1D, pos_lots: Int64Array1D,
+                 pos_cost: Int64Array1D) -> Int64Array1D:
+        """Append many cross rows and their positions at once; return the new row indices.
+
+        ``pos_row`` indexes into ``names``; each (row, market) pair must appear once. The
+        caller (``Engine.load_book``) posts the matching ledger balances.
+        """
+        base = len(self.rows)
+        n_new = len(names)
+        for i, name in enumerate(names):
+            self.rows.append(RowInfo(name, name, -1, f"u:{name}"))
+            self.row_index[name] = base + i
+        total = base + n_new
+        for attr, fill in (("row_first", -1), ("row_weighted", 0), ("row_nslots", 0),
+                           ("bal", 0.0), ("row_out", 0.0), ("warned", False)):
+            arr = getattr(self, attr)
+            if arr.shape[0] < total:
+                grown = np.full((total, *arr.shape[1:]), fill, dtype=arr.dtype)
+                grown[: arr.shape[0]] = arr
+                setattr(self, attr, grown)
+        self.row_first[base:total] = -1
+        self.row_weighted[base:total] = 1 if weighted else 0
+        self.warned[base:total] = False
+        order = np.lexsort((pos_market, pos_row))
+        rows = pos_row[order] + base
+        k = rows.shape[0]
+        s0 = self.n_slots
+        slots = np.arange(s0, s0 + k, dtype=np.int64)
+        self.n_slots += k
+        n = self.n_slots
+        self.slot_market = _grow(self.slot_market, n, 0)
+        self.slot_lots = _grow(self.slot_lots, n, 0)
+        self.slot_cost = _grow(self.slot_cost, n, 0)
+        self.slot_row = _grow(self.slot_row, n, -1)
+        self.slot_next = _grow(self.slot_next, n, -1)
+        self.slot_prev = _grow(self.slot_prev, n, -1)
+        self.cache = _grow(self.cache, n, 0.0)
+        self.slot_market[slots] = pos_market[order].astype(np.int32)
+        self.slot_lots[slots] = pos_lots[order]
+        self.slot_cost[slots] = pos_cost[order]
+        self.slot_row[slots] = rows
+        same_next = np.zeros(k, dtype=bool)
+        same_next[:-1] = rows[1:] == rows[:-1]
+        self.slot_next[slots] = np.where(same_next, slots + 1, -1)
+        same_prev = np.zeros(k, dtype=bool)
+        same_prev[1:] = same_next[:-1]
+        self.slot_prev[slots] = np.where(same_prev, slots - 1, -1)
+        firsts = ~same_prev
+        self.row_first[rows[firsts]] = slots[firsts]
+        self.row_nslots[base:total] = np.bincount(rows - base, minlength=n_new)
+        keys = rows * self.n_markets + self.slot_market[slots]
+        self.pos_slot.update(zip(keys.tolist(), slots.tolist(), strict=True))
+        mk_sorted = self.slot_market[slots]
+        for m in range(self.n_markets):
+            self.holders[m].extend(slots[mk_sorted == m])
+        return np.arange(base, total, dtype=np.int64)
 
     def row_slots(self, r: int) -> list[int]:
         """Slots of a row, in link order."""

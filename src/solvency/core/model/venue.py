@@ -268,7 +268,7 @@ def build_venue(data: Mapping[str, Any]) -> Venue:
     assets = {s: _parse_asset(s, a) for s, a in assets_data.items()}
     markets = {n: parse_market(n, m) for n, m in markets_data.items()}
     for inst in markets.values():
-        for sym in (inst.base, inst.quote, inst.settle):
+        for sym in (inst.quote, inst.settle):
             if sym not in assets and sym != "USD":
                 raise ConfigError(f"markets.{inst.name}: asset {sym} is not defined")
         try:
