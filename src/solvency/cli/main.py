@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from solvency.cli.backtest import backtest
 from solvency.cli.core_commands import margin, replay, venues
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.command("margin")(margin)
 app.command("replay")(replay)
 app.command("venues")(venues)
+app.command("backtest")(backtest)
 # --- end of command registrations ---
 
 

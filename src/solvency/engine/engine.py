@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -32,7 +32,15 @@ from solvency.core.ledger.ledger import (
     Result,
     Transfer,
 )
-from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_EQUITY, OUT_IM, OUT_MM, row_whatif
+from solvency.core.margin.kernels import (
+    OUT_COLLATERAL,
+    OUT_EQUITY,
+    OUT_IM,
+    OUT_MM,
+    margin_crossings,
+    row_whatif,
+    touch_rows,
+)
 from solvency.core.model.events import (
     AccountMode,
     Deposit,
@@ -127,6 +135,20 @@ class Engine:
         self.counts = {"events": 0, "applied": 0, "rejected": 0, "duplicates": 0}
         self.realized: dict[str, int] = {}  # row name -> realized PnL quanta (reporting)
         self._settle_of = [self.book.asset_index[i.settle] for i in self.book.instruments]
+        self._tick_value = [self._tv(i) for i in self.book.instruments]
+        self._dbal = np.zeros(len(self.book.asset_names), dtype=np.int64)
+        self._handlers: dict[type, Callable[[Any], list[OutEvent]]] = {
+            Fill: self._fill, Price: self._price, Deposit: self._deposit,
+            Withdraw: self._withdraw, Funding: self._funding, Expiry: self._expiry,
+            Params: self._params, AccountMode: self._account_mode,
+            IsolatedMargin: self._isolated_margin,
+        }
+
+    def _tv(self, inst: Instrument) -> int:
+        """Settlement quanta per lot per tick (0 for inverse markets: not exact)."""
+        if inst.is_inverse:
+            return 0
+        return inst.tick_value_quanta(self.venue.assets[inst.settle].decimals)
 
     # ================================================================ apply
 
@@ -163,23 +185,10 @@ class Engine:
         return out
 
     def _dispatch(self, event: InputEvent) -> list[OutEvent]:
-        if isinstance(event, Fill):
-            return self._fill(event)
-        if isinstance(event, Price):
-            return self._price(event)
-        if isinstance(event, Deposit):
-            return self._deposit(event)
-        if isinstance(event, Withdraw):
-            return self._withdraw(event)
-        if isinstance(event, Funding):
-            return self._funding(event)
-        if isinstance(event, Expiry):
-            return self._expiry(event)
-        if isinstance(event, Params):
-            return self._params(event)
-        if isinstance(event, AccountMode):
-            return self._account_mode(event)
-        return self._isolated_margin(event)
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            raise RejectReason("unknown_type", f"{type(event).__name__}")
+        return handler(event)
 
     def _next_id(self) -> str:
         self.out_seq += 1
@@ -233,15 +242,15 @@ class Engine:
     def _whatif(self, r: int, weighted: bool, m: int, delta_lots: int, oi_lots_m: int,
                 dbal: dict[int, int]) -> np.ndarray:
         book = self.book
-        vec = np.zeros(len(book.asset_names))
+        vec = self._dbal
+        vec[:] = 0
         for a, q in dbal.items():
-            vec[a] = q / book.asset_scale[a]
+            vec[a] = q
         out = np.empty(4)
-        oi_c = oi_lots_m * float(book.instruments[m].lot_size) if m >= 0 else 0.0
+        oi_c = oi_lots_m * book.lot_size[m] if m >= 0 else 0.0
         row_whatif(r, 1 if weighted else 0, m, float(delta_lots), oi_c, vec, book.row_first,
-                   book.slot_next, book.slot_market, book.slot_lots, book.mk, book.mki,
-                   book.tiers, book.bal, book.asset_price, book.atier_start, book.atier_count,
-                   book.atiers, out)
+                   book.st, book.row_int, book.mk, book.mki, book.tiers, book.asset_price,
+                   book.ascale, book.atier_start, book.atier_count, book.atiers, out)
         return out
 
     # ================================================================ handlers
@@ -288,7 +297,7 @@ class Engine:
         return cash
 
     def _has_negative_balance(self, r: int) -> bool:
-        return bool((self.book.bal[r] < 0).any())
+        return bool((self.book.row_int[r, : len(self.book.asset_names)] < 0).any())
 
     def _dec(self, a: int) -> int:
         return self.venue.assets[self.book.asset_names[a]].decimals
@@ -311,48 +320,65 @@ class Engine:
         if ev.price > Decimal(10) ** 12:
             raise RejectReason("price_too_large", f"price {ev.price}")
         moved = book.set_mark(m, ev.price)
-        slots = book.holders[m].view().copy()
-        book.refresh(slots)
-        rows = book.slot_row[slots]
-        for a in moved:
-            rows = np.union1d(rows, book.asset_holders[a].view())
+        rows, out = book.mark_market(m)
         if moved:
-            # the moved coin may settle other markets: their holders' USD values moved too
-            for k, _inst in enumerate(book.instruments):
-                if k != m and self._settle_of[k] in moved:
-                    rows = np.union1d(rows, book.slot_row[book.holders[k].view()])
-        rows = np.unique(rows)
-        return self._check_rows(rows, ev.id)
+            # the coin this market prices may be collateral, or settle other markets
+            extra = [book.asset_holders[a].view() for a in moved]
+            extra += [book.slot_row[book.holders[k].view()]
+                      for k in range(len(book.instruments))
+                      if k != m and self._settle_of[k] in moved]
+            more = np.setdiff1d(np.concatenate(extra), rows) if extra else rows[:0]
+            if more.shape[0]:
+                rows = np.concatenate([rows, more])
+                out = np.concatenate([out, book.aggregate(more)])
+        return self._crossings(rows, out, ev.id)
 
     def _check_rows(self, rows: np.ndarray, cause: str) -> list[OutEvent]:
-        """Aggregate rows and emit margin calls for those that crossed the warning level."""
+        """Value rows and emit margin calls for those that crossed the warning level."""
         if rows.shape[0] == 0:
             return []
-        out = self.book.aggregate(rows)
-        coll = out[:, OUT_COLLATERAL]
-        mm = out[:, OUT_MM]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(coll > 0, mm / np.where(coll > 0, coll, 1.0), np.inf)
-        ratio = np.where(mm > 0, ratio, 0.0)
-        hot = ratio >= self.margin_call_ratio
-        warned = self.book.warned[rows]
-        crossed = np.flatnonzero(hot != warned)
+        return self._crossings(rows, self.book.aggregate(rows), cause)
+
+    def _touch(self, slots: list[int], rows: np.ndarray, cause: str) -> list[OutEvent]:
+        """Re-mark ``slots``, value ``rows`` and emit margin calls, in one kernel call."""
+        book = self.book
+        out = np.empty((rows.shape[0], 4))
+        hits = touch_rows(np.array(slots, dtype=np.int64), rows, book.st, book.row_int,
+                          book.mk, book.mki, book.tiers, book.asset_price, book.ascale,
+                          book.atier_start, book.atier_count, book.atiers, book.warned,
+                          self.margin_call_ratio, out)
+        return self._events_for(hits, rows, out, cause) if hits.shape[0] else []
+
+    def _crossings(self, rows: np.ndarray, out: np.ndarray, cause: str) -> list[OutEvent]:
+        """Margin-call out-events for rows whose ratio crossed the warning level.
+
+        Margin ratio = maintenance / collateral (Binance's definition); a row with no
+        maintenance requirement has ratio 0, one with none or negative collateral and a
+        requirement has ratio infinity. Out-events are ordered by account name.
+        """
+        if rows.shape[0] == 0:
+            return []
+        crossed = margin_crossings(rows, out, self.book.warned, self.margin_call_ratio)
         if crossed.shape[0] == 0:
             return []
+        return self._events_for(crossed, rows, out, cause)
+
+    def _events_for(self, crossed: np.ndarray, rows: np.ndarray, out: np.ndarray,
+                    cause: str) -> list[OutEvent]:
+        book = self.book
         events: list[OutEvent] = []
-        order = sorted(crossed.tolist(), key=lambda i: self.book.rows[int(rows[i])].name)
-        for i in order:
+        for i in sorted(crossed.tolist(), key=lambda i: book.rows[int(rows[i])].name):
             r = int(rows[i])
-            name = self.book.rows[r].name
-            self.book.warned[r] = bool(hot[i])
-            if hot[i]:
+            coll, mm = float(out[i, OUT_COLLATERAL]), float(out[i, OUT_MM])
+            ratio = _ratio(mm, coll)
+            name = book.rows[r].name
+            if book.warned[r]:
                 events.append(MarginCall(id=self._next_id(), event=cause, account=name,
-                                         margin_ratio=_fmt(ratio[i]),
-                                         collateral_usd=_fmt(coll[i]),
-                                         maintenance_usd=_fmt(mm[i])))
+                                         margin_ratio=_fmt(ratio), collateral_usd=_fmt(coll),
+                                         maintenance_usd=_fmt(mm)))
             else:
                 events.append(MarginRestored(id=self._next_id(), event=cause, account=name,
-                                             margin_ratio=_fmt(ratio[i])))
+                                             margin_ratio=_fmt(ratio)))
         return events
 
     # ---------------------------------------------------------------- fills
@@ -400,13 +426,13 @@ class Engine:
             flows = {seller.ledger_id: -pay, buyer.ledger_id: get}
             cost_b, cost_s = -get, pay
         else:
-            notional = lots * ticks * inst.tick_value_quanta(dec)
+            notional = lots * ticks * self._tick_value[m]
             pay = get = notional
             flows = {buyer.ledger_id: -notional, seller.ledger_id: notional}
             cost_b, cost_s = notional, -notional
+        tv = self._tick_value[m] or 1
         for side in (buyer, seller):
-            bound = abs(side.new_lots) * (ticks if not inst.is_inverse else 1) * (
-                inst.tick_value_quanta(dec) if not inst.is_inverse else 1)
+            bound = abs(side.new_lots) * (ticks if not inst.is_inverse else 1) * tv
             if bound > MAX_QUANTA or pay > MAX_QUANTA:
                 raise RejectReason("size_too_large", f"position of {side.account} too large")
         oi_after = self._oi_after(m, buyer, seller)
@@ -452,9 +478,9 @@ class Engine:
                 self._sync_balance(cross, a)
                 touched_rows.append(cross)
         book.set_oi(m, oi_after)
-        rows = np.unique(np.array(touched_rows, dtype=np.int64))
-        book.refresh(book.rows_slots(rows))
-        out = self._check_rows(rows, ev.id)
+        traded = [book.slot_of(side.row, m) for side in (buyer, seller)]
+        rows = np.array(sorted(set(touched_rows)), dtype=np.int64)
+        out = self._touch([s for s in traded if s >= 0], rows, ev.id)
         for side in (buyer, seller):
             if side.isolated and side.new_lots == 0:
                 out.extend(self._release_bucket(side, a, ev.id))
@@ -470,8 +496,6 @@ class Engine:
                            iso_topups: dict[str, int], dec: int) -> None:
         book = self.book
         delta = side.new_lots - side.old_lots
-        if side.row >= 0:
-            book.refresh(np.array(book.row_slots(side.row), dtype=np.int64))
         after = self._whatif(side.row, not side.isolated, m, delta, oi_after, {a: dq})
         free = after[OUT_COLLATERAL] - after[OUT_IM]
         if not side.isolated:
@@ -493,7 +517,6 @@ class Engine:
             raise RejectReason("insufficient_initial_margin",
                                f"{side.account}: isolated margin needs {top} quanta of "
                                f"{book.asset_names[a]}, the account holds {have}")
-        book.refresh(np.array(book.row_slots(cross), dtype=np.int64))
         cross_after = self._whatif(cross, True, -1, 0, 0, {a: -top})
         if not cross_after[OUT_COLLATERAL] - cross_after[OUT_IM] >= 0.0:
             raise RejectReason("insufficient_initial_margin",
@@ -676,6 +699,7 @@ class Engine:
         new_inst = trial.markets[inst.name]
         self.market_data[inst.name] = data
         book.set_instrument(m, new_inst)
+        self._tick_value[m] = self._tv(new_inst)
         self.venue = Venue(name=self.venue.name, assets=self.venue.assets,
                            markets={**self.venue.markets, inst.name: new_inst},
                            margin_call_ratio=self.venue.margin_call_ratio,
@@ -832,9 +856,8 @@ class Engine:
         for name in names:
             self.accounts[name] = "cross"
         led = self.ledger
-        scale = book.asset_scale[a]
-        book.bal[rows, a] = np.array([led.balance(_cross_ledger_id(n), asset) for n in names],
-                                     dtype=np.float64) / scale
+        book.row_int[rows, a] = np.array([led.balance(_cross_ledger_id(n), asset)
+                                          for n in names], dtype=np.int64)
         if book.asset_link[a] >= 0:
             book.asset_holders[a].extend(rows)
         # the counterparty takes the other side of every market
@@ -893,11 +916,9 @@ class Engine:
         equity: dict[str, str] = {}
         for a, sym in enumerate(book.asset_names):
             total = sum(self.ledger.balance(book.rows[r].ledger_id, sym) for r in rows)
-            value = total / book.asset_scale[a]
-            for r in rows:
-                for s in book.row_slots(r):
-                    if self._settle_of[int(book.slot_market[s])] == a:
-                        value += float(book.cache[s, 0])
+            value_q = total + sum(int(book.row_int[r, len(book.asset_names) + a])
+                                  for r in rows)
+            value = value_q / book.asset_scale[a]
             if total or any(p["settle"] == sym for p in positions):
                 equity[sym] = _fmt(value)
         coll = float(out[:, OUT_COLLATERAL].sum())
@@ -925,7 +946,8 @@ class Engine:
         lots = int(book.slot_lots[s])
         contracts = Decimal(lots) * inst.lot_size
         cost = int(book.slot_cost[s]) / book.asset_scale[a]
-        value, notional, im, mm = (float(x) for x in book.cache[s])
+        value, im, mm = (int(x) / book.asset_scale[a] for x in book.cache[s])
+        notional = abs(value)
         if inst.is_inverse:
             entry = abs(float(contracts) * float(inst.contract_size) / cost) if cost else 0.0
         else:
@@ -1052,6 +1074,12 @@ class Engine:
     def out_json(self, events: Iterable[OutEvent]) -> list[dict[str, object]]:
         """JSON objects of out-events."""
         return [event_to_json(e) for e in events]
+
+
+def _ratio(mm: float, coll: float) -> float:
+    if mm <= 0.0:
+        return 0.0
+    return mm / coll if coll > 0.0 else float("inf")
 
 
 def _fmt(x: float) -> str:

@@ -30,14 +30,24 @@ from solvency.core.margin.kernels import (
     MKI_SETTLE,
     MKI_TIER_COUNT,
     MKI_TIER_START,
-    aggregate_rows,
+    S_COLUMNS,
+    S_IM,
+    S_LOTS,
+    S_MARKET,
+    S_MM,
+    S_NEXT,
+    S_PREV,
+    S_ROW,
+    S_VALUE,
+    apply_all,
+    apply_slots,
+    evaluate_rows,
     liquidation_prices,
-    refresh_slots,
 )
 from solvency.core.margin.models import risk_row
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import Venue
-from solvency.core.typing import Float64Array1D, Float64Array2D, Int64Array1D
+from solvency.core.typing import Float64Array1D, Float64Array2D, Int64Array1D, Int64Array2D
 
 __all__ = ["Book", "IndexSet", "RowInfo"]
 
@@ -103,12 +113,24 @@ class RowInfo:
     ledger_id: str
 
 
+def _aligned_full(shape: tuple[int, ...], fill: float | int, dtype: type) -> np.ndarray:
+    # 64-byte aligned: a 64-byte slot row then sits in one cache line (numpy aligns to 16;
+    # straddling rows measured ~1.5x slower on the 100,000-holder price update).
+    itemsize = np.dtype(dtype).itemsize
+    n = int(np.prod(shape))
+    raw = np.empty(n * itemsize + 64, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % 64
+    out: np.ndarray = raw[offset : offset + n * itemsize].view(dtype).reshape(shape)
+    out.fill(fill)
+    return out
+
+
 def _grow(arr: np.ndarray, size: int, fill: float | int) -> np.ndarray:
     if arr.shape[0] >= size:
         return arr
     new_cap = max(size, 2 * arr.shape[0], 16)
     shape = (new_cap, *arr.shape[1:])
-    out = np.full(shape, fill, dtype=arr.dtype)
+    out = _aligned_full(shape, fill, arr.dtype.type)
     out[: arr.shape[0]] = arr
     return out
 
@@ -121,11 +143,13 @@ class Book:
         self.asset_names = sorted(venue.assets)
         self.asset_index = {a: i for i, a in enumerate(self.asset_names)}
         self.asset_scale = [10 ** venue.assets[a].decimals for a in self.asset_names]
+        self.ascale: Float64Array1D = np.array(self.asset_scale, dtype=np.float64)
         self.market_names = list(venue.markets)
         self.market_index = {m: i for i, m in enumerate(self.market_names)}
         n_a, n_m = len(self.asset_names), len(self.market_names)
         self.n_markets = n_m
         self.instruments: list[Instrument] = [venue.markets[m] for m in self.market_names]
+        self.lot_size: list[float] = [float(i.lot_size) for i in self.instruments]
         self.mk: Float64Array2D = np.zeros((n_m, MK_COLUMNS))
         self.mki = np.zeros((n_m, 3), dtype=np.int64)
         self.tiers: Float64Array2D = np.zeros((0, 5))
@@ -157,28 +181,57 @@ class Book:
         self.rows: list[RowInfo] = []
         self.row_index: dict[str, int] = {}
         self.row_first = np.zeros(0, dtype=np.int64)
-        self.row_weighted = np.zeros(0, dtype=np.int64)
         self.row_nslots = np.zeros(0, dtype=np.int64)
-        self.bal: Float64Array2D = np.zeros((0, n_a))
-        self.row_out: Float64Array2D = np.zeros((0, 4))
+        # per asset: exact balance, sums of position value, IM and MM (quanta; see kernels)
+        # width padded to whole 64-byte lines (column 4A is the weighted flag)
+        self.row_width = -(-(4 * n_a + 1) // 8) * 8
+        self.row_int: Int64Array2D = np.zeros((0, self.row_width), dtype=np.int64)
         self.warned = np.zeros(0, dtype=np.bool_)
-        # slots
+        # slots: one int64 row each (see kernels.S_*), plus the cold cost basis
         self.n_slots = 0
         self.free_slots: list[int] = []
-        self.slot_market = np.zeros(0, dtype=np.int32)
-        self.slot_lots = np.zeros(0, dtype=np.int64)
+        self.st: Int64Array2D = np.zeros((0, S_COLUMNS), dtype=np.int64)
         self.slot_cost = np.zeros(0, dtype=np.int64)
-        self.slot_row = np.zeros(0, dtype=np.int64)
-        self.slot_next = np.zeros(0, dtype=np.int64)
-        self.slot_prev = np.zeros(0, dtype=np.int64)
-        self.cache: Float64Array2D = np.zeros((0, 4))
+        self._row_range: Int64Array1D = np.zeros(0, dtype=np.int64)
         self.pos_slot: dict[int, int] = {}  # row * n_markets + market -> slot
+
+    # views of the slot table's columns (read and write through them)
+    @property
+    def slot_market(self) -> Int64Array1D:
+        """Market of each slot."""
+        return self.st[:, S_MARKET]
+
+    @property
+    def slot_row(self) -> Int64Array1D:
+        """Margin row of each slot (-1: free)."""
+        return self.st[:, S_ROW]
+
+    @property
+    def slot_lots(self) -> Int64Array1D:
+        """Signed size of each slot in lots."""
+        return self.st[:, S_LOTS]
+
+    @property
+    def slot_next(self) -> Int64Array1D:
+        """Next slot of the same row (-1 ends the list)."""
+        return self.st[:, S_NEXT]
+
+    @property
+    def cache(self) -> Int64Array2D:
+        """Value, initial and maintenance margin of each slot, in settlement quanta."""
+        return self.st[:, S_VALUE : S_MM + 1]
+
+    @property
+    def row_weighted(self) -> Int64Array1D:
+        """1 where collateral weights apply (cross rows)."""
+        return self.row_int[:, 4 * len(self.asset_names)]
 
     # ------------------------------------------------------------ markets
 
     def set_instrument(self, m: int, inst: Instrument) -> None:
         """Load (or reload after a params change) a market's contract terms and risk row."""
         self.instruments[m] = inst
+        self.lot_size[m] = float(inst.lot_size)
         row = risk_row(inst.margin)
         mk = self.mk
         mk[m, MK_KIND] = 1.0 if inst.is_inverse else 0.0
@@ -218,7 +271,7 @@ class Book:
     def set_oi(self, m: int, lots: int) -> None:
         """Record one side's open interest (lots) of a market."""
         self.oi_lots[m] = lots
-        self.mk[m, MK_OI_CONTRACTS] = lots * float(self.instruments[m].lot_size)
+        self.mk[m, MK_OI_CONTRACTS] = lots * self.lot_size[m]
 
     # ------------------------------------------------------------ rows
 
@@ -229,22 +282,19 @@ class Book:
         self.rows.append(RowInfo(name, account, market, ledger_id))
         self.row_index[name] = r
         self.row_first = _grow(self.row_first, r + 1, -1)
-        self.row_weighted = _grow(self.row_weighted, r + 1, 0)
         self.row_nslots = _grow(self.row_nslots, r + 1, 0)
-        self.bal = _grow(self.bal, r + 1, 0.0)
-        self.row_out = _grow(self.row_out, r + 1, 0.0)
+        self.row_int = _grow(self.row_int, r + 1, 0)
         self.warned = _grow(self.warned, r + 1, False)
         self.row_first[r] = -1
-        self.row_weighted[r] = 1 if weighted else 0
         self.row_nslots[r] = 0
-        self.bal[r] = 0.0
-        self.row_out[r] = 0.0
+        self.row_int[r] = 0
+        self.row_int[r, 4 * len(self.asset_names)] = 1 if weighted else 0
         self.warned[r] = False
         return r
 
     def set_balance(self, r: int, a: int, amount_quanta: int) -> None:
-        """Mirror an exact ledger balance into the float book."""
-        self.bal[r, a] = amount_quanta / self.asset_scale[a]
+        """Mirror an exact ledger balance into the book (bounded by ``MAX_QUANTA``)."""
+        self.row_int[r, a] = amount_quanta
         if self.asset_link[a] >= 0:
             if amount_quanta != 0:
                 self.asset_holders[a].add(r)
@@ -264,24 +314,14 @@ class Book:
         else:
             s = self.n_slots
             self.n_slots += 1
-            n = self.n_slots
-            self.slot_market = _grow(self.slot_market, n, 0)
-            self.slot_lots = _grow(self.slot_lots, n, 0)
-            self.slot_cost = _grow(self.slot_cost, n, 0)
-            self.slot_row = _grow(self.slot_row, n, -1)
-            self.slot_next = _grow(self.slot_next, n, -1)
-            self.slot_prev = _grow(self.slot_prev, n, -1)
-            self.cache = _grow(self.cache, n, 0.0)
-        self.slot_market[s] = m
-        self.slot_lots[s] = 0
-        self.slot_cost[s] = 0
-        self.slot_row[s] = r
-        self.cache[s] = 0.0
+            self.st = _grow(self.st, self.n_slots, -1)
+            self.slot_cost = _grow(self.slot_cost, self.n_slots, 0)
+        st = self.st
         head = int(self.row_first[r])
-        self.slot_next[s] = head
-        self.slot_prev[s] = -1
+        st[s] = (m, r, 0, head, -1, 0, 0, 0)
+        self.slot_cost[s] = 0
         if head >= 0:
-            self.slot_prev[head] = s
+            st[head, S_PREV] = s
         self.row_first[r] = s
         self.row_nslots[r] += 1
         self.pos_slot[r * self.n_markets + m] = s
@@ -289,23 +329,26 @@ class Book:
         return s
 
     def close_slot(self, s: int) -> None:
-        """Unlink an emptied slot from its row and market."""
-        r = int(self.slot_row[s])
-        m = int(self.slot_market[s])
-        nxt, prv = int(self.slot_next[s]), int(self.slot_prev[s])
+        """Unlink an emptied slot from its row and market (its sums leave the row)."""
+        st = self.st
+        r = int(st[s, S_ROW])
+        m = int(st[s, S_MARKET])
+        a = int(self.mki[m, MKI_SETTLE])
+        n_a = len(self.asset_names)
+        for k, col in enumerate((S_VALUE, S_IM, S_MM)):
+            self.row_int[r, (k + 1) * n_a + a] -= int(st[s, col])
+        nxt, prv = int(st[s, S_NEXT]), int(st[s, S_PREV])
         if prv >= 0:
-            self.slot_next[prv] = nxt
+            st[prv, S_NEXT] = nxt
         else:
             self.row_first[r] = nxt
         if nxt >= 0:
-            self.slot_prev[nxt] = prv
+            st[nxt, S_PREV] = prv
         self.row_nslots[r] -= 1
         del self.pos_slot[r * self.n_markets + m]
         self.holders[m].discard(s)
-        self.slot_row[s] = -1
-        self.slot_lots[s] = 0
+        st[s] = (0, -1, 0, -1, -1, 0, 0, 0)
         self.slot_cost[s] = 0
-        self.cache[s] = 0.0
         self.free_slots.append(s)
 
     def bulk_add(self, names: list[str], weighted: bool, pos_row: Int64Array1D,
@@ -322,46 +365,45 @@ class Book:
             self.rows.append(RowInfo(name, name, -1, f"u:{name}"))
             self.row_index[name] = base + i
         total = base + n_new
-        for attr, fill in (("row_first", -1), ("row_weighted", 0), ("row_nslots", 0),
-                           ("bal", 0.0), ("row_out", 0.0), ("warned", False)):
+        n_a = len(self.asset_names)
+        for attr, fill in (("row_first", -1), ("row_nslots", 0), ("row_int", 0),
+                           ("warned", False)):
             arr = getattr(self, attr)
             if arr.shape[0] < total:
                 grown = np.full((total, *arr.shape[1:]), fill, dtype=arr.dtype)
                 grown[: arr.shape[0]] = arr
                 setattr(self, attr, grown)
         self.row_first[base:total] = -1
-        self.row_weighted[base:total] = 1 if weighted else 0
+        self.row_int[base:total, 4 * n_a] = 1 if weighted else 0
         self.warned[base:total] = False
+        # Row-major physical order: a row's slots are adjacent, so the full re-margin
+        # streams through slots and rows together (market-major made it 3x slower).
         order = np.lexsort((pos_market, pos_row))
         rows = pos_row[order] + base
         k = rows.shape[0]
         s0 = self.n_slots
         slots = np.arange(s0, s0 + k, dtype=np.int64)
         self.n_slots += k
-        n = self.n_slots
-        self.slot_market = _grow(self.slot_market, n, 0)
-        self.slot_lots = _grow(self.slot_lots, n, 0)
-        self.slot_cost = _grow(self.slot_cost, n, 0)
-        self.slot_row = _grow(self.slot_row, n, -1)
-        self.slot_next = _grow(self.slot_next, n, -1)
-        self.slot_prev = _grow(self.slot_prev, n, -1)
-        self.cache = _grow(self.cache, n, 0.0)
-        self.slot_market[slots] = pos_market[order].astype(np.int32)
-        self.slot_lots[slots] = pos_lots[order]
+        self.st = _grow(self.st, self.n_slots, -1)
+        self.slot_cost = _grow(self.slot_cost, self.n_slots, 0)
+        st = self.st
+        st[s0 : s0 + k, S_MARKET] = pos_market[order]
+        st[s0 : s0 + k, S_ROW] = rows
+        st[s0 : s0 + k, S_LOTS] = pos_lots[order]
+        st[s0 : s0 + k, S_VALUE : S_MM + 1] = 0
         self.slot_cost[slots] = pos_cost[order]
-        self.slot_row[slots] = rows
         same_next = np.zeros(k, dtype=bool)
         same_next[:-1] = rows[1:] == rows[:-1]
-        self.slot_next[slots] = np.where(same_next, slots + 1, -1)
+        st[s0 : s0 + k, S_NEXT] = np.where(same_next, slots + 1, -1)
         same_prev = np.zeros(k, dtype=bool)
         same_prev[1:] = same_next[:-1]
-        self.slot_prev[slots] = np.where(same_prev, slots - 1, -1)
+        st[s0 : s0 + k, S_PREV] = np.where(same_prev, slots - 1, -1)
         firsts = ~same_prev
         self.row_first[rows[firsts]] = slots[firsts]
         self.row_nslots[base:total] = np.bincount(rows - base, minlength=n_new)
-        keys = rows * self.n_markets + self.slot_market[slots]
+        mk_sorted = st[s0 : s0 + k, S_MARKET]
+        keys = rows * self.n_markets + mk_sorted
         self.pos_slot.update(zip(keys.tolist(), slots.tolist(), strict=True))
-        mk_sorted = self.slot_market[slots]
         for m in range(self.n_markets):
             self.holders[m].extend(slots[mk_sorted == m])
         return np.arange(base, total, dtype=np.int64)
@@ -370,26 +412,38 @@ class Book:
         """Slots of a row, in link order."""
         out = []
         s = int(self.row_first[r])
+        st = self.st
         while s >= 0:
             out.append(s)
-            s = int(self.slot_next[s])
+            s = int(st[s, S_NEXT])
         return out
 
     # ------------------------------------------------------------ kernels
 
+    def _args(self) -> tuple[Float64Array1D, Float64Array1D, Int64Array1D, Int64Array1D,
+                             Float64Array2D]:
+        return self.asset_price, self.ascale, self.atier_start, self.atier_count, self.atiers
+
     def refresh(self, slots: Int64Array1D) -> None:
-        """Recompute per-position value and requirements of ``slots``."""
-        refresh_slots(slots, self.slot_market, self.slot_lots, self.mk, self.mki, self.tiers,
-                      self.cache)
+        """Re-mark ``slots`` and carry the change into their rows' sums (exact)."""
+        apply_slots(slots, self.st, self.row_int, self.mk, self.mki, self.tiers, self.ascale)
 
     def aggregate(self, rows: Int64Array1D) -> Float64Array2D:
-        """Recompute ``row_out`` for ``rows`` from the slot caches; return those rows."""
+        """``(equity, collateral, initial, maintenance)`` in USD of ``rows``."""
         out = np.empty((rows.shape[0], 4))
-        aggregate_rows(rows, self.row_first, self.row_weighted, self.slot_next,
-                       self.slot_market, self.mki, self.cache, self.bal, self.asset_price,
-                       self.atier_start, self.atier_count, self.atiers, out)
-        self.row_out[rows] = out
+        evaluate_rows(rows, self.row_int, *self._args(), out)
         return out
+
+    def mark_market(self, m: int) -> tuple[Int64Array1D, Float64Array2D]:
+        """Re-mark market ``m``'s holders and value their rows (one row per holder).
+
+        Two passes (re-mark, then value) measured 3x faster than one fused loop at
+        100,000 holders (3.8 ms against 12.6 ms).
+        """
+        slots = self.holders[m].view()
+        self.refresh(slots)
+        rows = self.st[slots, S_ROW]
+        return rows, self.aggregate(rows)
 
     def rows_slots(self, rows: Int64Array1D) -> Int64Array1D:
         """All slots of the given rows."""
@@ -399,21 +453,27 @@ class Book:
         return np.array(out, dtype=np.int64)
 
     def remargin_rows(self, rows: Int64Array1D) -> Float64Array2D:
-        """Refresh every slot of ``rows`` and aggregate them."""
+        """Re-mark every slot of ``rows`` and value them."""
         self.refresh(self.rows_slots(rows))
         return self.aggregate(rows)
 
     def remargin_all(self) -> Float64Array2D:
-        """Full re-margin of every slot and row."""
-        live = np.flatnonzero(self.slot_row[: self.n_slots] >= 0).astype(np.int64)
-        self.refresh(live)
-        return self.aggregate(np.arange(len(self.rows), dtype=np.int64))
+        """Full re-margin: every position from scratch, every row's sums rebuilt."""
+        n = len(self.rows)
+        apply_all(self.n_slots, self.st, self.row_int[:n], self.mk, self.mki, self.tiers,
+                  self.ascale)
+        return self.aggregate(self._all_rows(n))
+
+    def _all_rows(self, n: int) -> Int64Array1D:
+        if self._row_range.shape[0] != n:
+            self._row_range = np.arange(n, dtype=np.int64)
+        return self._row_range
 
     def liquidation_prices(self, rows: Int64Array1D, slots: Int64Array1D) -> Float64Array1D:
         """Liquidation mark of each (row, slot) pair; NaN where none exists."""
         out = np.empty(slots.shape[0])
-        liquidation_prices(rows, slots, self.row_first, self.row_weighted, self.slot_next,
-                           self.slot_market, self.slot_lots, self.mk, self.mki, self.tiers,
-                           self.bal, self.asset_price, self.asset_link, self.atier_start,
-                           self.atier_count, self.atiers, out)
+        liquidation_prices(rows, slots, self.row_first, self.st, self.row_int, self.mk,
+                           self.mki, self.tiers, self.asset_price, self.ascale,
+                           self.asset_link, self.atier_start, self.atier_count, self.atiers,
+                           out)
         return out

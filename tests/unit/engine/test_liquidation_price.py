@@ -71,10 +71,26 @@ def _health(engine: Engine, market: str, price: float) -> float:
     b = engine.book
     r = b.row_index[ACCOUNT]
     m = b.market_index[market]
-    return float(row_health_at(r, m, price, b.row_first, b.row_weighted, b.slot_next,
-                               b.slot_market, b.slot_lots, b.mk, b.mki, b.tiers, b.bal,
-                               b.asset_price, b.asset_link, b.atier_start, b.atier_count,
-                               b.atiers))
+    return float(row_health_at(r, m, price, b.row_first, b.st, b.row_int, b.mk, b.mki,
+                               b.tiers, b.asset_price, b.ascale, b.asset_link,
+                               b.atier_start, b.atier_count, b.atiers))
+
+
+def test_incremental_sums_equal_the_from_scratch_health() -> None:
+    data = _portfolio("cross",
+                      [{"market": "BTC-PERP", "size": "109.488", "entry_price": "32481.98"},
+                       {"market": "ETH-PERP", "size": "3683.979", "entry_price": "1456.84"}],
+                      {"BTC-PERP": "31967.27", "ETH-PERP": "1335.18"}, "1535443.01")
+    e = load_portfolio_engine(data)
+    from solvency.core.model.events import Price
+
+    for i, px in enumerate(["30000.01", "25000.5", "33000.77", "28888.88"]):
+        e.apply(Price(id=f"m{i}", market="BTC-PERP", price=Decimal(px)))
+        r = e.book.row_index[ACCOUNT]
+        inc = e.book.aggregate(np.array([r]))[0]
+        assert inc[1] - inc[3] == _health(e, "BTC-PERP", float(px))  # bit for bit
+        again = Engine.restore(e.snapshot())
+        assert np.array_equal(again.book.row_int[r], e.book.row_int[r])
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
@@ -119,6 +135,37 @@ def test_displayed_price_is_where_the_engine_starts_liquidating(
 
     beyond = Decimal(str(round(p * (0.999 if long else 1.001), 1)))
     e.apply(Price(id="probe", market="BTC-PERP", price=beyond))
-    out = e.book.row_out[e.book.row_index[ACCOUNT]]
+    out = e.book.aggregate(np.array([e.book.row_index[ACCOUNT]]))[0]
     assert out[1] < out[3]  # collateral < maintenance: liquidatable
     assert np.isfinite(out).all()
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(-10**12, 10**12), st.integers(-10**12, 10**12),
+                          st.integers(0, 10**11), st.integers(0, 10**11)),
+                min_size=1, max_size=20),
+       st.floats(min_value=0.5, max_value=2.0), st.booleans())
+def test_row_valuation_kernel_matches_its_plain_twin(
+    rows_q: list[tuple[int, int, int, int]], btc_px: float, weighted: bool
+) -> None:
+    """``evaluate_rows`` (inlined numba loop) against ``value_row_reference``."""
+    from solvency.core.margin.kernels import evaluate_rows, value_row_reference
+    from solvency.core.model.presets import load_preset
+    from solvency.engine.state import Book
+
+    book = Book(load_preset("binance"))  # 4 assets; BTC weighted 0.95
+    n_a = len(book.asset_names)
+    for i, (bal, val, im, mm) in enumerate(rows_q):
+        r = book.add_row(f"r{i}", f"r{i}", -1, f"u:r{i}", weighted)
+        a = i % n_a
+        book.row_int[r, a] = bal
+        book.row_int[r, n_a + a] = val
+        book.row_int[r, 2 * n_a + a] = im
+        book.row_int[r, 3 * n_a + a] = mm
+    book.asset_price[:] = np.where(np.isnan(book.asset_price), btc_px * 1000, book.asset_price)
+    rows = np.arange(len(rows_q), dtype=np.int64)
+    out = np.empty((rows.shape[0], 4))
+    evaluate_rows(rows, book.row_int, *book._args(), out)
+    for i in range(rows.shape[0]):
+        twin = value_row_reference(i, book.row_int, *book._args())
+        assert np.allclose(out[i], twin, rtol=1e-12, atol=1e-9)

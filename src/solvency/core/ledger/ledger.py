@@ -10,7 +10,6 @@ re-adds every balance from scratch.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -112,9 +111,10 @@ class Ledger:
 
     def check(self, batch: Sequence[Transfer]) -> Result:
         """Validate a batch without applying it."""
-        pending: dict[tuple[str, str], int] = defaultdict(int)
+        pending: dict[tuple[str, str], int] | None = None
+        assets = self._assets
         for t in batch:
-            if t.asset not in self._assets:
+            if t.asset not in assets:
                 return Result.UNKNOWN_ASSET
             if t.amount_quanta <= 0:
                 return Result.AMOUNT_NOT_POSITIVE
@@ -122,11 +122,17 @@ class Ledger:
                 return Result.AMOUNT_TOO_LARGE
             if t.debit == t.credit:
                 return Result.SAME_ACCOUNT
-            pending[(t.debit, t.asset)] -= t.amount_quanta
-            pending[(t.credit, t.asset)] += t.amount_quanta
-        for key, delta in pending.items():
-            if key[0] in _NON_NEGATIVE and self._balances.get(key, 0) + delta < 0:
-                return Result.EXCEEDS_BALANCE
+            # only accounts that must stay non-negative need the running balance
+            for acct, sign in ((t.debit, -1), (t.credit, 1)):
+                if acct in _NON_NEGATIVE:
+                    if pending is None:
+                        pending = {}
+                    key = (acct, t.asset)
+                    pending[key] = pending.get(key, 0) + sign * t.amount_quanta
+        if pending:
+            for key, delta in pending.items():
+                if self._balances.get(key, 0) + delta < 0:
+                    return Result.EXCEEDS_BALANCE
         return Result.OK
 
     def post(self, batch: Sequence[Transfer]) -> Result:
@@ -139,7 +145,7 @@ class Ledger:
         if result is not Result.OK:
             return result
         bal = self._balances
-        moved: dict[str, int] = defaultdict(int)
+        moved: dict[str, int] = {}
         for t in batch:
             dkey = (t.debit, t.asset)
             ckey = (t.credit, t.asset)
@@ -151,9 +157,9 @@ class Ledger:
                 del bal[ckey]
             # Internal total moves only when one side is outside the venue.
             if t.debit == EXTERNAL:
-                moved[t.asset] += t.amount_quanta
+                moved[t.asset] = moved.get(t.asset, 0) + t.amount_quanta
             if t.credit == EXTERNAL:
-                moved[t.asset] -= t.amount_quanta
+                moved[t.asset] = moved.get(t.asset, 0) - t.amount_quanta
         for asset, delta in moved.items():
             self._external_net[asset] += delta
             if self._external_net[asset] != -bal.get((EXTERNAL, asset), 0):

@@ -1,0 +1,182 @@
+"""``solvency backtest``: run a margin model through a price history and test its exceptions."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from solvency.adapters.ohlcv import Ohlcv, OhlcvError, parse_interval_ms, read_ohlcv, resample_ohlcv
+from solvency.adapters.report import BacktestReport, iso_utc, write_html_report, write_svg_figure
+from solvency.core.dynamic_margin import (
+    MODELS,
+    ApcTool,
+    MarginBacktest,
+    MarginModel,
+    MarginModelConfig,
+    margin_backtest,
+)
+from solvency.core.volatility import RISKMETRICS_LAMBDA_DAILY, ewma_lambda_for_interval
+
+__all__ = ["backtest", "run_backtests"]
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+_CLI_MODELS = (*MODELS, "all")
+_ALL = ("fixed", "ewma", "garch", "fhs")
+_APC = ("none", "buffer", "stressed", "floor")
+_MAX_EXCEPTION_ROWS = 40
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
+def _bars(prices: Path, interval_ms: int) -> Ohlcv:
+    bars = read_ohlcv(prices)
+    if len(bars) < 2:
+        raise OhlcvError(f"{prices}: need at least two bars")
+    if interval_ms == bars.interval_ms:
+        return bars
+    return resample_ohlcv(bars, interval_ms)
+
+
+def run_backtests(
+    close: np.ndarray[Any, np.dtype[np.float64]],
+    models: list[str],
+    base: MarginModelConfig,
+    *,
+    apc: str = "none",
+    max_change: float | None = None,
+) -> list[MarginBacktest]:
+    """Run each model on the close series with the shared settings of ``base``."""
+    r = np.diff(np.log(close))
+    runs = []
+    for name in models:
+        cfg = MarginModelConfig(
+            model=cast(MarginModel, name), confidence=base.confidence,
+            horizon_steps=base.horizon_steps, multiplier=base.multiplier, floor=base.floor,
+            lam=base.lam, side=base.side, warmup=base.warmup, fhs_window=base.fhs_window,
+            garch_refit_every=base.garch_refit_every, fixed_rate=base.fixed_rate,
+        )
+        runs.append(margin_backtest(r, cfg, apc=cast(ApcTool, apc), max_change=max_change))
+    return runs
+
+
+def _flat(run: MarginBacktest) -> dict[str, Any]:
+    d = run.result.to_dict()
+    d = {"model": run.model, **d}
+    d["mean_rate"] = float(np.mean(run.rates))
+    d["max_step_increase"] = float(np.max(np.diff(run.rates), initial=0.0))
+    return d
+
+
+def _print_tables(runs: list[MarginBacktest], ts: np.ndarray[Any, np.dtype[np.int64]]) -> None:
+    summary = Table(title="Margin backtest")
+    for col in ("model", "obs", "exceptions", "expected", "Kupiec LR (p)",
+                "Christoffersen LR (p)", "LR cc (p)", "zone", "mean rate"):
+        summary.add_column(col, justify="right")
+    for run in runs:
+        r = run.result
+        summary.add_row(
+            run.model, str(r.observations), str(r.exceptions), f"{r.expected_exceptions:.1f}",
+            f"{r.kupiec_lr:.2f} ({r.kupiec_p:.3f})",
+            f"{r.christoffersen_lr:.2f} ({r.christoffersen_p:.3f})",
+            f"{r.conditional_coverage_lr:.2f} ({r.conditional_coverage_p:.3f})",
+            r.zone, f"{float(np.mean(run.rates)):.2%}")
+    for run in runs:
+        hit = np.flatnonzero(run.exceptions)
+        table = Table(title=f"Exceptions: {run.model} ({hit.size})")
+        for col in ("from (UTC)", "loss", "margin"):
+            table.add_column(col, justify="right")
+        for i in hit[:_MAX_EXCEPTION_ROWS]:
+            table.add_row(iso_utc(int(ts[run.index[i]])), f"{run.losses[i]:.2%}",
+                          f"{run.rates[i]:.2%}")
+        if hit.size > _MAX_EXCEPTION_ROWS:
+            table.caption = f"first {_MAX_EXCEPTION_ROWS} of {hit.size}; see --report"
+        console.print(table)
+    console.print(summary)
+
+
+def _validate(model: str, confidence: float, side: str, apc: str) -> list[str]:
+    if model not in _CLI_MODELS:
+        raise _fail(f"unknown --model {model!r}; expected one of {', '.join(_CLI_MODELS)}")
+    if not (math.isfinite(confidence) and 0.5 < confidence < 1.0):
+        raise _fail(f"--confidence {confidence} must lie strictly between 0.5 and 1")
+    if side not in ("long", "short"):
+        raise _fail(f"--side {side!r} must be long or short")
+    if apc not in _APC:
+        raise _fail(f"--apc {apc!r} must be one of {', '.join(_APC)}")
+    return list(_ALL) if model == "all" else [model]
+
+
+def backtest(
+    prices: Annotated[Path, typer.Option("--prices", help="OHLCV CSV (.csv or .csv.gz).")],
+    model: Annotated[str, typer.Option(help="ewma, garch, gjr, fhs, fixed or all.")] = "ewma",
+    confidence: Annotated[float, typer.Option(help="Margin confidence level.")] = 0.99,
+    horizon: Annotated[str, typer.Option(help="Liquidation horizon, e.g. 1d, 8h.")] = "1d",
+    interval: Annotated[
+        str | None, typer.Option(help="Sampling step (default: the horizon).")] = None,
+    side: Annotated[str, typer.Option(help="Position tested: long or short.")] = "long",
+    lam: Annotated[float, typer.Option(
+        "--lambda", help="EWMA decay per day (rescaled to the interval).")] = (
+        RISKMETRICS_LAMBDA_DAILY),
+    multiplier: Annotated[float, typer.Option(help="Rate multiplier.")] = 1.0,
+    floor: Annotated[float, typer.Option(help="Minimum margin rate.")] = 0.0,
+    warmup: Annotated[int, typer.Option(help="Returns used only to calibrate.")] = 500,
+    fixed_rate: Annotated[float | None, typer.Option(
+        help="Rate of the fixed model (default: calibrated on the warm-up).")] = None,
+    apc: Annotated[str, typer.Option(help="APC tool: none, buffer, stressed, floor.")] = "none",
+    max_change: Annotated[float | None, typer.Option(
+        help="Cap on the relative rate change per step, e.g. 0.05.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
+    svg: Annotated[Path | None, typer.Option(help="Write a static SVG figure here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Backtest a margin model on a price history: exceptions, Kupiec, Christoffersen, zone."""
+    models = _validate(model, confidence, side, apc)
+    try:
+        step_ms = parse_interval_ms(interval or horizon)
+        horizon_ms = parse_interval_ms(horizon)
+        if horizon_ms % step_ms:
+            raise OhlcvError(f"--horizon {horizon} is not a multiple of --interval {interval}")
+        bars = _bars(prices, step_ms)
+    except OhlcvError as exc:
+        raise _fail(str(exc)) from None
+    if not (0.0 < lam < 1.0) or multiplier <= 0.0 or floor < 0.0:
+        raise _fail("--lambda must lie in (0, 1), --multiplier > 0 and --floor >= 0")
+    base = MarginModelConfig(
+        confidence=confidence, horizon_steps=horizon_ms // step_ms, multiplier=multiplier,
+        floor=floor, lam=ewma_lambda_for_interval(step_ms / 1000.0, lam),
+        side="long" if side == "long" else "short", warmup=warmup, fixed_rate=fixed_rate,
+    )
+    try:
+        runs = run_backtests(bars.close, models, base, apc=apc, max_change=max_change)
+    except ValueError as exc:
+        raise _fail(f"{prices}: {exc}") from None
+    # The return from close[i] to close[i+1] is decided at bar i's close = bar i+1's open.
+    ts = bars.ts_ms[1:]
+    rep = BacktestReport(
+        title=f"Margin backtest: {prices.name}", source=str(prices), confidence=confidence,
+        horizon=horizon, interval=interval or horizon, side=side, ts_ms=ts,
+        close=bars.close[:-1], runs=runs,
+    )
+    if report is not None:
+        write_html_report(rep, report)
+    if svg is not None:
+        write_svg_figure(rep, svg)
+    if as_json:
+        flat = [_flat(run) for run in runs]
+        out: dict[str, Any] = flat[0] if len(flat) == 1 else {"models": flat}
+        typer.echo(json.dumps(out, indent=2))
+        return
+    _print_tables(runs, ts)
