@@ -37,6 +37,7 @@ from solvency.core.margin.kernels import (
     OUT_EQUITY,
     OUT_IM,
     OUT_MM,
+    S_LOTS,
     margin_crossings,
     row_whatif,
     touch_rows,
@@ -214,6 +215,8 @@ class Engine:
             raise RejectReason("unknown_account", f"account {account!r} has no deposit")
 
     def _quanta(self, value: Decimal, a: int, field: str) -> int:
+        if not value:
+            return 0
         try:
             q = to_quanta(value, self.venue.assets[self.book.asset_names[a]].decimals, "exact")
         except UnitError as exc:
@@ -393,7 +396,7 @@ class Engine:
         old = 0
         if r >= 0:
             s = self.book.slot_of(r, m)
-            old = int(self.book.slot_lots[s]) if s >= 0 else 0
+            old = int(self.book.st[s, S_LOTS]) if s >= 0 else 0
         ledger_id = f"u:{name}"
         return _Side(account, r, name, ledger_id, isolated, old, old + delta, fee)
 
@@ -543,7 +546,7 @@ class Engine:
             cost -= removed
             if (new > 0) != (old > 0) and new != 0:  # flipped: the rest opens a new position
                 cost = trade_cost - closing_part
-        book.slot_lots[s] = new
+        book.st[s, S_LOTS] = new
         book.slot_cost[s] = cost if new != 0 else 0
         if new == 0:
             book.close_slot(s)

@@ -11,9 +11,8 @@ re-adds every balance from scratch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from solvency.core.units import MAX_QUANTA
 
@@ -58,9 +57,12 @@ class ConservationError(RuntimeError):
     """Money was created or destroyed: a broken invariant, the engine must stop."""
 
 
-@dataclass(frozen=True, slots=True)
-class Transfer:
-    """Move ``amount_quanta`` of ``asset`` from ``debit`` to ``credit``."""
+class Transfer(NamedTuple):
+    """Move ``amount_quanta`` of ``asset`` from ``debit`` to ``credit``.
+
+    A named tuple rather than a frozen dataclass: immutable all the same, and built
+    about 4x faster (several are built per fill).
+    """
 
     debit: str
     credit: str
