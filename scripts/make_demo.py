@@ -3,8 +3,9 @@
 A day on the ``binance`` preset around the BTC quarterly expiry: twelve accounts (cross,
 isolated, BTC-collateral, a coin-margined trader), trades, a 12 % sell-off in 30-minute
 marks shaped like 2025-10-10, funding every 8 hours, a governance change of the BTC
-maintenance rates, one withdrawal refused below initial margin, one duplicate event, and
-the cash settlement of the quarterly future. Seeded: running it again gives the same file.
+maintenance rates, a withdrawal and an oversized fill refused below initial margin, one
+duplicate event, and the cash settlement of the quarterly future. Seeded: running it
+again gives the same file.
 """
 
 from __future__ import annotations
@@ -77,8 +78,12 @@ def main() -> None:
         ev("price", t, market="BTC-FUT-260327", price=f"{px + 150 * (1 - k / 48):.1f}")
         ev("price", t, market="ETH-PERP", price=f"{2000 * (1 + 1.3 * pct / 100):.2f}")
         if k == 6:
+            # refused: would leave trader08 below initial margin
             ev("withdraw", t + 1, account="trader08", asset="USDT", amount="20000")
             ev("withdraw", t + 1, account="trader01", asset="USDT", amount="500")
+            # refused: 30 BTC on 7,500 USDT of collateral is far beyond initial margin
+            ev("fill", t + 2, market="BTC-PERP", buyer="trader02", seller="mm",
+               size="30.000", price=f"{px:.1f}")
         if k == 9:
             ev("params", t + 2, market="BTC-PERP",
                tiers=[{"floor": "0", "max_leverage": "50", "mmr": "0.0075"},

@@ -64,12 +64,12 @@ def margin(
     console.print(summary)
     pos = Table(title="Positions (USD unless noted)")
     for col in ("market", "size", "entry", "mark", "notional", "IM", "MM", "uPnL",
-                "liq. price"):
+                "liq. price", f"P(liq) {report['horizon_days']:g}d"):
         pos.add_column(col, justify="right")
     for p in report["positions"]:
         pos.add_row(p["market"], p["size"], p["entry_price"], p["mark_price"], p["notional"],
                     p["initial_margin"], p["maintenance_margin"], p["unrealized_pnl"],
-                    p["liquidation_price"] or "none")
+                    p["liquidation_price"] or "none", p["liquidation_probability"])
     console.print(pos)
 
 

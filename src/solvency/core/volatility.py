@@ -27,7 +27,6 @@ from typing import Any, Final, Literal, TypeVar, cast
 import numba
 import numpy as np
 import numpy.typing as npt
-from arch import arch_model
 from scipy.special import ndtr
 
 __all__ = [
@@ -326,6 +325,8 @@ class GarchFit:
 
 
 def _arch_model(r_scaled: FloatArray, kind: GarchKind) -> Any:
+    from arch import arch_model  # lazy: arch pulls in pandas (~0.7 s at import)
+
     if kind not in ("garch", "gjr"):
         raise ValueError(f"kind: {kind!r} is not 'garch' or 'gjr'")
     return arch_model(

@@ -70,11 +70,16 @@ from solvency.core.units import (
     from_quanta,
     to_quanta,
 )
+from solvency.core.volatility import liquidation_probability
 from solvency.engine.state import Book
 
 __all__ = ["Engine", "EngineError", "RejectReason"]
 
 SNAPSHOT_VERSION = 1
+DEFAULT_VOLATILITY = 0.8
+"""Annualized volatility assumed for a market before its marks carry timestamps."""
+EWMA_LAMBDA_DAILY = 0.94
+MS_PER_YEAR = 365 * 86_400_000
 STREET = "__street__"
 """Default counterparty of seeded positions (the rest of the market)."""
 
@@ -138,6 +143,13 @@ class Engine:
         self._settle_of = [self.book.asset_index[i.settle] for i in self.book.instruments]
         self._tick_value = [self._tv(i) for i in self.book.instruments]
         self._dbal = np.zeros(len(self.book.asset_names), dtype=np.int64)
+        # EWMA of mark log returns per market (RiskMetrics lambda 0.94 per day, scaled to
+        # each step's length): the volatility behind the liquidation probabilities.
+        n_m = len(self.book.market_names)
+        self.vol_var_annual = np.full(n_m, np.nan)
+        self.vol_last = np.full(n_m, np.nan)
+        self.vol_last_ms = np.zeros(n_m, dtype=np.int64)
+        self.default_volatility = DEFAULT_VOLATILITY
         self._handlers: dict[type, Callable[[Any], list[OutEvent]]] = {
             Fill: self._fill, Price: self._price, Deposit: self._deposit,
             Withdraw: self._withdraw, Funding: self._funding, Expiry: self._expiry,
@@ -323,6 +335,8 @@ class Engine:
         if ev.price > Decimal(10) ** 12:
             raise RejectReason("price_too_large", f"price {ev.price}")
         moved = book.set_mark(m, ev.price)
+        if ev.ts_ms is not None:
+            self._track_volatility(m, float(ev.price), ev.ts_ms)
         rows, out = book.mark_market(m)
         if moved:
             # the coin this market prices may be collateral, or settle other markets
@@ -335,6 +349,26 @@ class Engine:
                 rows = np.concatenate([rows, more])
                 out = np.concatenate([out, book.aggregate(more)])
         return self._crossings(rows, out, ev.id)
+
+    def _track_volatility(self, m: int, price: float, ts_ms: int) -> None:
+        """EWMA variance of log returns, annualized: ``var = l*var + (1-l)*r^2/dt`` with
+        ``l = 0.94 ** (dt / 1 day)`` (RiskMetrics 1996, any sampling interval)."""
+        last, last_ms = self.vol_last[m], int(self.vol_last_ms[m])
+        self.vol_last[m] = price
+        self.vol_last_ms[m] = ts_ms
+        if np.isnan(last) or ts_ms <= last_ms:
+            return
+        dt_years = (ts_ms - last_ms) / MS_PER_YEAR
+        r = float(np.log(price / last))
+        lam = EWMA_LAMBDA_DAILY ** ((ts_ms - last_ms) / 86_400_000)
+        obs = r * r / dt_years
+        prev = self.vol_var_annual[m]
+        self.vol_var_annual[m] = obs if np.isnan(prev) else lam * prev + (1 - lam) * obs
+
+    def volatility(self, m: int) -> float:
+        """Annualized volatility of a market's mark (EWMA; the default before data)."""
+        var = self.vol_var_annual[m]
+        return self.default_volatility if np.isnan(var) else float(np.sqrt(var))
 
     def _check_rows(self, rows: np.ndarray, cause: str) -> list[OutEvent]:
         """Value rows and emit margin calls for those that crossed the warning level."""
@@ -899,8 +933,13 @@ class Engine:
 
     # ================================================================ views
 
-    def account_view(self, account: str) -> dict[str, Any]:
-        """Margin, equity and positions of an account (all its rows)."""
+    def account_view(self, account: str, *, horizon_days: float = 1.0) -> dict[str, Any]:
+        """Margin, equity and positions of an account (all its rows).
+
+        Each position carries its liquidation price and the probability that the mark
+        reaches it within ``horizon_days`` under the market's EWMA volatility (first
+        passage of a driftless log-price Brownian motion).
+        """
         rows = self._rows_of(account)
         if not rows:
             raise KeyError(account)
@@ -915,7 +954,7 @@ class Engine:
             liq = book.liquidation_prices(np.full(len(slots), r, dtype=np.int64),
                                           np.array(slots, dtype=np.int64))
             for s, lp in zip(slots, liq.tolist(), strict=True):
-                positions.append(self._position_view(r, s, lp))
+                positions.append(self._position_view(r, s, lp, horizon_days))
         equity: dict[str, str] = {}
         for a, sym in enumerate(book.asset_names):
             total = sum(self.ledger.balance(book.rows[r].ledger_id, sym) for r in rows)
@@ -940,7 +979,7 @@ class Engine:
             "positions": positions,
         }
 
-    def _position_view(self, r: int, s: int, liq: float) -> dict[str, Any]:
+    def _position_view(self, r: int, s: int, liq: float, horizon_days: float) -> dict[str, Any]:
         book = self.book
         m = int(book.slot_market[s])
         inst = book.instruments[m]
@@ -968,6 +1007,10 @@ class Engine:
             "maintenance_margin": _fmt(mm * px),
             "unrealized_pnl": _fmt((value - cost) * px),
             "liquidation_price": None if np.isnan(liq) else _fmt(liq),
+            "volatility": _fmt(self.volatility(m)),
+            "liquidation_probability": _fmt(float(liquidation_probability(
+                float(book.marks[m] or 0), liq, 1 if lots > 0 else -1, self.volatility(m),
+                horizon_days / 365.0)[()])),
         }
 
     def open_interest(self) -> dict[str, str]:
@@ -1008,6 +1051,8 @@ class Engine:
             "clock_ms": self.clock_ms,
             "out_seq": self.out_seq,
             "realized": {k: str(v) for k, v in sorted(self.realized.items())},
+            "volatility": [[float(v).hex(), float(p).hex(), int(t)] for v, p, t in zip(
+                self.vol_var_annual, self.vol_last, self.vol_last_ms, strict=True)],
             "counts": dict(self.counts),
         }
 
@@ -1048,6 +1093,10 @@ class Engine:
         engine.clock_ms = snap["clock_ms"]
         engine.out_seq = int(snap["out_seq"])
         engine.realized = {k: int(v) for k, v in snap["realized"].items()}
+        for m, (v, p, t) in enumerate(snap["volatility"]):
+            engine.vol_var_annual[m] = float.fromhex(v)
+            engine.vol_last[m] = float.fromhex(p)
+            engine.vol_last_ms[m] = int(t)
         engine.counts = dict(snap["counts"])
         book.remargin_all()
         return engine

@@ -17,7 +17,8 @@ from solvency.core.model.venue import ConfigError
 from solvency.core.units import UnitError, parse_decimal
 from solvency.engine.engine import Engine, RejectReason
 
-__all__ = ["PortfolioError", "evaluate_portfolio", "load_portfolio_engine"]
+__all__ = ["PortfolioError", "evaluate_portfolio", "load_portfolio_engine",
+           "parse_horizon_days"]
 
 ACCOUNT = "portfolio"
 
@@ -42,7 +43,8 @@ def _obj(value: object, path: str) -> Mapping[str, Any]:
 def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None) -> Engine:
     """Build an engine holding the portfolio's account (see module docstring)."""
     data = _obj(data, "portfolio")
-    extra = set(data) - {"venue", "markets", "prices", "account", "now", "rate", "vols"}
+    extra = set(data) - {"venue", "markets", "prices", "account", "now", "rate", "vols",
+                         "volatility", "horizon"}
     if extra:
         raise PortfolioError(f"portfolio: unknown keys {sorted(extra)}")
     venue_name = venue or data.get("venue", "binance")
@@ -98,6 +100,15 @@ def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None) -> 
         raise PortfolioError("account.positions: expected a list")
     for i, pos in enumerate(positions):
         _seed(engine, _obj(pos, f"account.positions[{i}]"), mode, f"account.positions[{i}]")
+    vols = _obj(data.get("volatility", {}), "volatility")
+    for name, value in vols.items():
+        inst = engine.venue.resolve(name)
+        if inst is None:
+            raise PortfolioError(f"volatility.{name}: unknown market")
+        sigma = _dec(value, f"volatility.{name}")
+        if sigma <= 0:
+            raise PortfolioError(f"volatility.{name}: must be > 0 (annualized, e.g. 0.6)")
+        engine.vol_var_annual[engine.book.market_index[inst.name]] = float(sigma) ** 2
     for name, value in oi.items():
         inst = engine.venue.resolve(name)
         if inst is None:
@@ -148,14 +159,36 @@ def _seed(engine: Engine, pos: Mapping[str, Any], mode: str, path: str) -> None:
         raise PortfolioError(f"{path}: {rej.reason}: {rej.detail}") from None
 
 
+_UNITS = {"m": 1 / 1440, "h": 1 / 24, "d": 1.0}
+
+
+def parse_horizon_days(text: object) -> float:
+    """Parse a horizon like ``"30m"``, ``"8h"``, ``"1d"`` (or a number of days)."""
+    if isinstance(text, int | Decimal) and not isinstance(text, bool):
+        days = float(text)
+    elif isinstance(text, str) and text[-1:] in _UNITS:
+        try:
+            days = float(Decimal(text[:-1])) * _UNITS[text[-1]]
+        except ArithmeticError:
+            raise PortfolioError(f"horizon: {text!r} is not like 30m, 8h or 1d") from None
+    else:
+        raise PortfolioError(f"horizon: {text!r} is not like 30m, 8h or 1d")
+    if not 0 < days < float("inf"):
+        raise PortfolioError(f"horizon: {text!r} must be positive and finite")
+    return days
+
+
 def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None) -> dict[str, Any]:
     """Return the margin report of a portfolio (the ``solvency margin --json`` object).
 
-    Numbers are decimal strings in USD, except ``positions[].size`` (contracts) and
-    ``liquidation_price`` (quote per base; ``null`` when no price liquidates).
+    Numbers are decimal strings in USD, except ``positions[].size`` (contracts),
+    ``liquidation_price`` (quote per base; ``null`` when no price liquidates),
+    ``volatility`` (annualized) and ``liquidation_probability`` (0..1, the chance the
+    mark touches the liquidation price within ``horizon``, default one day).
     """
     engine = load_portfolio_engine(data, venue)
-    view = engine.account_view(ACCOUNT)
+    horizon = parse_horizon_days(data.get("horizon", "1d"))
+    view = engine.account_view(ACCOUNT, horizon_days=horizon)
     return {
         "venue": engine.venue.name,
         "mode": view["mode"],
@@ -165,10 +198,11 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None) -> dic
         "maintenance_margin": view["maintenance_margin"],
         "margin_ratio": view["margin_ratio"],
         "free_collateral": view["free_collateral"],
+        "horizon_days": horizon,
         "positions": [
             {k: p[k] for k in ("market", "size", "entry_price", "mark_price", "notional",
                                "initial_margin", "maintenance_margin", "liquidation_price",
-                               "unrealized_pnl")}
+                               "unrealized_pnl", "volatility", "liquidation_probability")}
             for p in view["positions"]
         ],
     }
