@@ -13,7 +13,9 @@ from decimal import (
     ROUND_DOWN,
     ROUND_FLOOR,
     ROUND_UP,
+    Context,
     Decimal,
+    Inexact,
     InvalidOperation,
     localcontext,
 )
@@ -38,6 +40,8 @@ PPM: Final = 1_000_000
 #: 10**12 USDT at 1e-6 or 10**10 BTC at 1e-8: far beyond any real venue, and it keeps every
 #: product of two checked values inside what int64 arrays can hold (see state.py).
 MAX_QUANTA: Final = 10**18
+
+_EXACT: Final = Context(prec=60, traps=[Inexact])
 
 Rounding = Literal["exact", "floor", "ceil", "down", "up"]
 """``exact`` rejects any remainder; ``floor``/``ceil`` round toward -inf/+inf;
@@ -116,21 +120,17 @@ def to_quanta(value: Decimal | Fraction | int, decimals: int, rounding: Rounding
         den = value.denominator if decimals >= 0 else value.denominator * 10 ** (-decimals)
         return div_round(num, den, rounding)
     if rounding == "exact":
-        # Integer arithmetic on the decimal's digits: exact at any size, and ~10x faster
-        # than a local decimal context (this runs several times per fill).
-        sign, digits, exponent = value.as_tuple()
-        if not isinstance(exponent, int):
-            raise UnitError(f"{value} is not finite")
-        coefficient: int = int("".join(map(str, digits))) if digits else 0
-        shift = exponent + decimals
-        q: int
-        if shift >= 0:
-            q = coefficient * 10**shift
-        else:
-            q, rem = divmod(coefficient, 10 ** (-shift))
-            if rem:
-                raise UnitError(f"{value} has more precision than 1e-{decimals}")
-        return -q if sign else q
+        # One C-level operation in a context that traps any rounding: exact at any size
+        # (an amount too long for 60 digits is refused, never rounded) and ~10x faster
+        # than switching to a local context (this runs several times per fill).
+        try:
+            scaled = value.scaleb(decimals, context=_EXACT)
+        except Inexact:
+            raise UnitError(f"{value} has too many digits") from None
+        q = int(scaled)
+        if scaled != q:
+            raise UnitError(f"{value} has more precision than 1e-{decimals}")
+        return q
     with localcontext() as ctx:
         ctx.prec = 60
         scaled = value.scaleb(decimals)

@@ -244,9 +244,11 @@ class Engine:
         return r
 
     def _sync_balance(self, r: int, a: int) -> None:
-        info = self.book.rows[r]
-        self.book.set_balance(r, a, self.ledger.balance(info.ledger_id,
-                                                        self.book.asset_names[a]))
+        book = self.book
+        q = self.ledger.balance(book.rows[r].ledger_id, book.asset_names[a])
+        book.row_int[r, a] = q
+        if book.linked[a]:
+            book.set_balance(r, a, q)
 
     def _post(self, batch: list[Transfer]) -> None:
         result = self.ledger.post(batch)
@@ -421,16 +423,18 @@ class Engine:
     # ---------------------------------------------------------------- fills
 
     def _side(self, account: str, m: int, market: str, delta: int, fee: int) -> _Side:
-        self._known(account)
-        isolated = self.accounts[account] == "isolated"
+        mode = self.accounts.get(account)
+        if mode is None:
+            raise RejectReason("unknown_account", f"account {account!r} has no deposit")
+        isolated = mode == "isolated"
         name = _iso_name(account, market) if isolated else account
-        r = self.book.row_index.get(name, -1)
-        if isolated and r >= 0 and self.book.slot_of(r, m) < 0:
-            isolated = True  # emptied bucket: reused
+        book = self.book
+        r = book.row_index.get(name, -1)
         old = 0
         if r >= 0:
-            s = self.book.slot_of(r, m)
-            old = int(self.book.st[s, S_LOTS]) if s >= 0 else 0
+            s = book.pos_slot.get(r * book.n_markets + m, -1)
+            if s >= 0:
+                old = int(book.st[s, S_LOTS])
         ledger_id = f"u:{name}"
         return _Side(account, r, name, ledger_id, isolated, old, old + delta, fee)
 

@@ -173,6 +173,7 @@ class Book:
             elif asset.price_market is not None:
                 self.asset_link[i] = self.market_index[asset.price_market]
         self.atiers: Float64Array2D = np.array(atiers, dtype=np.float64).reshape(-1, 2)
+        self.linked: list[bool] = [bool(x >= 0) for x in self.asset_link]
         for m, inst in enumerate(self.instruments):
             self.set_instrument(m, inst)
         self.holders: list[IndexSet] = [IndexSet() for _ in range(n_m)]

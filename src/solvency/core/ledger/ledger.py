@@ -147,21 +147,29 @@ class Ledger:
         if result is not Result.OK:
             return result
         bal = self._balances
-        moved: dict[str, int] = {}
+        moved: dict[str, int] | None = None
         for t in batch:
-            dkey = (t.debit, t.asset)
-            ckey = (t.credit, t.asset)
-            bal[dkey] = bal.get(dkey, 0) - t.amount_quanta
-            bal[ckey] = bal.get(ckey, 0) + t.amount_quanta
-            if bal[dkey] == 0:
+            debit, credit, asset, amount = t.debit, t.credit, t.asset, t.amount_quanta
+            dkey = (debit, asset)
+            ckey = (credit, asset)
+            v = bal.get(dkey, 0) - amount
+            if v:
+                bal[dkey] = v
+            else:
                 del bal[dkey]
-            if bal[ckey] == 0:
+            v = bal.get(ckey, 0) + amount
+            if v:
+                bal[ckey] = v
+            else:
                 del bal[ckey]
             # Internal total moves only when one side is outside the venue.
-            if t.debit == EXTERNAL:
-                moved[t.asset] = moved.get(t.asset, 0) + t.amount_quanta
-            if t.credit == EXTERNAL:
-                moved[t.asset] = moved.get(t.asset, 0) - t.amount_quanta
+            if debit == EXTERNAL or credit == EXTERNAL:
+                if moved is None:
+                    moved = {}
+                sign = 1 if debit == EXTERNAL else -1
+                moved[asset] = moved.get(asset, 0) + sign * amount
+        if moved is None:
+            return Result.OK
         for asset, delta in moved.items():
             self._external_net[asset] += delta
             if self._external_net[asset] != -bal.get((EXTERNAL, asset), 0):
