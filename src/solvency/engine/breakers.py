@@ -37,6 +37,7 @@ The clock is the event time passed in (``now_ms``).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,10 @@ _MODE: dict[str, TradingMode] = {"normal": "normal", "recovering": "reduce_only"
                                  "reduce_only": "reduce_only",
                                  "liquidations_paused": "reduce_only", "halted": "halted"}
 _KINDS = ("index_move", "source_disagreement", "quorum_lost", "mark_twap")
+
+
+def _ok(x: float | None) -> bool:
+    return x is not None and math.isfinite(x) and x > 0.0
 
 
 class BreakerConfigError(ValueError):
@@ -305,12 +310,12 @@ class BreakerBank:
         """
         st = self._get(market)
         st.quorum_ok = quorum_ok
-        st.spread = spread if spread == spread else 0.0
-        if quorum_ok and index is not None and index > 0.0:
+        st.spread = spread if math.isfinite(spread) else 0.0
+        if quorum_ok and index is not None and _ok(index):
             st.index = index
             for mm in st.moves.values():
                 mm.add(now_ms, index)
-        px = mark if mark is not None and mark > 0.0 else (index if quorum_ok else None)
+        px = mark if _ok(mark) else (st.index if quorum_ok else None)
         if px is not None:
             st.mark = px
         out = self._evaluate(market, st, now_ms, cause, next_id)
@@ -378,7 +383,7 @@ class BreakerBank:
         cfg = self.config
         if active:
             st.last_active_ms = now
-            rule, detail = max(active, key=lambda a: _SEVERITY[a[0].action])
+            rule, _ = max(active, key=lambda a: _SEVERITY[a[0].action])
             if _SEVERITY[rule.action] > _SEVERITY[st.state]:
                 names = ",".join(r.name for r, _ in active)
                 details = "; ".join(d for _, d in active)

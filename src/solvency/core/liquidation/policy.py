@@ -1,0 +1,330 @@
+"""Liquidation policy per venue (frozen data) and the partial-liquidation sizing rule.
+
+A :class:`LiquidationPolicy` says how much of a position a liquidation closes per step,
+what penalty it charges and who gets it, and which steps of the waterfall run (market
+close, backstop vault, insurance fund, ADL, socialized loss). Presets reproduce published
+venue rules; each names its source and date, and values that could not be checked
+against a primary source are marked UNVERIFIED in ``source`` (see docs/liquidation.md).
+
+Notional thresholds here are sizing limits in quote currency units (USD), floats by
+design: they choose a size, they never move money.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+
+from solvency.core.liquidation.penalty import PenaltyPriority
+from solvency.core.typing import BoolArray1D, Float64Array1D, Int64Array1D
+from solvency.core.units import PPM
+
+__all__ = [
+    "POLICIES",
+    "AdlRanking",
+    "LiquidationPolicy",
+    "Sizing",
+    "Socialize",
+    "in_cooldown",
+    "liquidation_size",
+    "liquidation_size_reference",
+    "policy_for",
+]
+
+Sizing = Literal["close_all", "dydx", "hyperliquid", "drift", "tier_step"]
+AdlRanking = Literal["none", "bitmex", "binance", "pro_rata"]
+Socialize = Literal["none", "funding_index", "pro_rata_winners"]
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationPolicy:
+    """How a venue liquidates: sizing, penalty, and which waterfall steps apply.
+
+    Parameters
+    ----------
+    name, source, as_of
+        Identity and provenance of the values.
+    sizing
+        Partial-liquidation rule (see :func:`liquidation_size`).
+    min_notional_quote, max_portion_ppm
+        dYdX position block limits: a step closes at most ``max(min(min_notional,
+        notional), notional x portion)``.
+    account_notional_cap_quote
+        dYdX subaccount block limit on notional liquidated per block (``inf``: none).
+    account_insurance_cap_quote
+        dYdX subaccount block limit on insurance fund lost per block (``inf``: none).
+    partial_threshold_quote, partial_portion_ppm, cooldown_ms
+        Hyperliquid: above the threshold only ``portion`` is sent, then a cooldown
+        during which orders are for the whole position.
+    margin_buffer_ppm
+        Drift ``liquidation_margin_buffer_ratio``: liquidate until collateral covers
+        ``mm x (1 + buffer)``.
+    liquidator_fee_ppm, insurance_fee_ppm, penalty_priority
+        Penalty on the closed notional, capped at the surplus over bankruptcy.
+    bankruptcy_adjustment_ppm, spread_to_mm_ratio_ppm
+        dYdX fillable-price config (0, 0: fill limit at the bankruptcy price).
+    backstop, backstop_mm_fraction_ppm
+        Whether a backstop vault takes over what the book could not close, and below
+        which fraction of maintenance margin (Hyperliquid: 2/3).
+    fund_covers_shortfall
+        Whether the insurance fund pays fills worse than the bankruptcy price.
+    adl_ranking
+        Queue order of auto-deleveraging (``none``: no ADL).
+    adl_fund_threshold_quanta
+        ADL runs only when the fund left is at or below this (0: only when exhausted).
+    socialize
+        What happens to a loss nobody absorbed.
+    """
+
+    name: str
+    source: str
+    as_of: str
+    sizing: Sizing = "close_all"
+    min_notional_quote: float = 0.0
+    max_portion_ppm: int = PPM
+    account_notional_cap_quote: float = math.inf
+    account_insurance_cap_quote: float = math.inf
+    partial_threshold_quote: float = math.inf
+    partial_portion_ppm: int = PPM
+    cooldown_ms: int = 0
+    margin_buffer_ppm: int = 0
+    liquidator_fee_ppm: int = 0
+    insurance_fee_ppm: int = 0
+    penalty_priority: PenaltyPriority = "liquidator_first"
+    bankruptcy_adjustment_ppm: int = 0
+    spread_to_mm_ratio_ppm: int = 0
+    backstop: bool = False
+    backstop_mm_fraction_ppm: int = 0
+    fund_covers_shortfall: bool = True
+    adl_ranking: AdlRanking = "none"
+    adl_fund_threshold_quanta: int = 0
+    socialize: Socialize = "none"
+
+    def __post_init__(self) -> None:
+        for f in ("max_portion_ppm", "partial_portion_ppm"):
+            v = getattr(self, f)
+            if not 0 < v <= PPM:
+                raise ValueError(f"{self.name}: {f} must be in (0, 1e6]")
+        for f in ("margin_buffer_ppm", "liquidator_fee_ppm", "insurance_fee_ppm",
+                  "bankruptcy_adjustment_ppm", "spread_to_mm_ratio_ppm", "cooldown_ms",
+                  "backstop_mm_fraction_ppm", "adl_fund_threshold_quanta"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"{self.name}: {f} must be non-negative")
+        if self.min_notional_quote < 0 or self.partial_threshold_quote < 0:
+            raise ValueError(f"{self.name}: notional thresholds must be non-negative")
+
+    def backstop_eligible(self, *, collateral: float, mm: float) -> bool:
+        """Return True when the backstop may take over: collateral below the fraction of
+        maintenance margin (Hyperliquid: ``equity < 2/3 x MM``)."""
+        return self.backstop and collateral < mm * self.backstop_mm_fraction_ppm / PPM
+
+
+POLICIES: Final[dict[str, LiquidationPolicy]] = {
+    "close_all": LiquidationPolicy(
+        name="close_all", source="whole position in one step; fund, then ADL pro rata",
+        as_of="n/a", adl_ranking="pro_rata"),
+    "dydx": LiquidationPolicy(
+        name="dydx",
+        source="dYdX v4-chain liquidations_config in the testing genesis "
+               "(protocol/testing/genesis.sh; x/clob genesis_test.go): "
+               "max_liquidation_fee_ppm 5000, min_position_notional_liquidated 1000 quote "
+               "quantums, max_position_portion_liquidated_ppm 1e6, max_notional_liquidated "
+               "and max_quantums_insurance_lost 1e14 quantums, bankruptcy_adjustment_ppm "
+               "1e6, spread_to_maintenance_margin_ratio_ppm 100000; deleveraging "
+               "(x/clob/keeper/deleveraging.go) picks offsetting accounts in pseudo-random "
+               "order, approximated pro rata. Mainnet governance values may differ",
+        as_of="2024-10",
+        sizing="dydx", min_notional_quote=0.001, max_portion_ppm=PPM,
+        account_notional_cap_quote=100_000_000.0, account_insurance_cap_quote=100_000_000.0,
+        insurance_fee_ppm=5_000, penalty_priority="insurance_first",
+        bankruptcy_adjustment_ppm=PPM, spread_to_mm_ratio_ppm=100_000,
+        adl_ranking="pro_rata"),
+    "hyperliquid": LiquidationPolicy(
+        name="hyperliquid",
+        source="Hyperliquid docs trading/liquidations (book first, no clearance fee; "
+               "backstop by the liquidator vault below 2/3 of maintenance margin, "
+               "maintenance margin kept by the vault) and the partial-liquidation "
+               "announcement (positions above 100k USDC: 20% per order, then 30 s during "
+               "which orders are for the whole position). ADL order: BitMEX formula used "
+               "(Hyperliquid's exact ranking UNVERIFIED)",
+        as_of="2025",
+        sizing="hyperliquid", partial_threshold_quote=100_000.0,
+        partial_portion_ppm=200_000, cooldown_ms=30_000, backstop=True,
+        backstop_mm_fraction_ppm=666_667, adl_ranking="bitmex"),
+    "drift": LiquidationPolicy(
+        name="drift",
+        source="Drift protocol-v2 math/liquidation.rs "
+               "(calculate_base_asset_amount_to_cover_margin_shortage; "
+               "calculate_funding_rate_deltas_to_resolve_bankruptcy: loss socialized over "
+               "both sides' base through the cumulative funding rate). Fee and buffer "
+               "values UNVERIFIED (per-market on-chain): liquidator 1%, IF 1% as in the "
+               "module's tests, buffer 2%",
+        as_of="draft",
+        sizing="drift", margin_buffer_ppm=20_000, liquidator_fee_ppm=10_000,
+        insurance_fee_ppm=10_000, penalty_priority="liquidator_first",
+        adl_ranking="none", socialize="funding_index"),
+    "deribit": LiquidationPolicy(
+        name="deribit",
+        source="Deribit: incremental liquidation simplified to close-all; losses beyond "
+               "the insurance fund socialized pro rata over winning positions "
+               "(Deribit's historical socialized-loss rule). Fees UNVERIFIED (draft)",
+        as_of="draft",
+        sizing="close_all", insurance_fee_ppm=0, adl_ranking="none",
+        socialize="pro_rata_winners"),
+    "binance": LiquidationPolicy(
+        name="binance",
+        source="Binance 'Liquidation Protocols' FAQ (updated 2024-05-29): cancel orders, "
+               "one IOC order to reduce to a lower bracket, then bankruptcy-price "
+               "takeover by the insurance fund; ADL queue. Clearance fee rate UNVERIFIED "
+               "(per symbol); ADL score as PnL ratio x margin ratio (draft)",
+        as_of="2024-05",
+        sizing="tier_step", insurance_fee_ppm=12_500, penalty_priority="insurance_first",
+        adl_ranking="binance"),
+    "bitmex": LiquidationPolicy(
+        name="bitmex",
+        source="BitMEX app/autoDeleveraging and autoDeleveragingExamples (ranking, "
+               "quintiles, fills at the liquidated order's bankruptcy price); surplus over "
+               "bankruptcy to the insurance fund; partial liquidation down one risk-limit "
+               "step (BitMEX risk limits docs)",
+        as_of="2021-08",
+        sizing="tier_step", insurance_fee_ppm=PPM, penalty_priority="insurance_first",
+        adl_ranking="bitmex"),
+}
+
+
+def policy_for(venue: str) -> LiquidationPolicy:
+    """Return the preset policy of a venue (``close_all`` when the venue has none)."""
+    return POLICIES.get(venue, POLICIES["close_all"])
+
+
+def in_cooldown(policy: LiquidationPolicy, *, last_partial_ms: Int64Array1D,
+                now_ms: int) -> BoolArray1D:
+    """Return, per position, whether a partial liquidation happened less than
+    ``cooldown_ms`` ago (``last_partial_ms < 0``: never)."""
+    return (last_partial_ms >= 0) & (now_ms - last_partial_ms < policy.cooldown_ms)
+
+
+def _floor_lots(notional_cap: Float64Array1D, unit: Float64Array1D) -> Float64Array1D:
+    q = np.zeros_like(notional_cap)
+    np.floor_divide(notional_cap, unit, out=q, where=unit > 0)
+    return q
+
+
+def liquidation_size(
+    policy: LiquidationPolicy, *, lots: Int64Array1D, notional: Float64Array1D,
+    mm: Float64Array1D, collateral: Float64Array1D, mm_total: Float64Array1D,
+    tier_floor: Float64Array1D | None = None,
+    liquidated_notional: Float64Array1D | None = None,
+    cooldown: BoolArray1D | None = None,
+) -> Int64Array1D:
+    """Return the lots to close in this liquidation step, per position (vectorized).
+
+    ``close_all``: the whole position. ``dydx``: at most ``max(min(min_notional,
+    notional), notional x portion)``, within what the account may still have liquidated
+    this block, rounded down to lots (at least one; the whole position when the cap
+    covers it; dYdX ``GetLiquidatablePositionSizeDelta``). ``hyperliquid``: above the
+    threshold and outside a cooldown, ``floor(lots x portion)`` (at least one); else all.
+    ``drift``: the size whose freed requirement, net of fees, covers the shortage to
+    ``mm_total x (1 + buffer)``, rounded up (Drift
+    ``calculate_base_asset_amount_to_cover_margin_shortage``). ``tier_step``
+    (Binance/BitMEX): close just enough that the rest sits below the floor of its current
+    bracket (the whole position in the first bracket).
+
+    Parameters
+    ----------
+    policy
+        The venue's policy.
+    lots
+        Signed position sizes in lots.
+    notional
+        ``|value|`` of each position at the mark, quote units.
+    mm
+        Each position's maintenance margin, quote units.
+    collateral, mm_total
+        The holding account's collateral and total maintenance margin, per position.
+    tier_floor
+        ``tier_step`` only: the notional floor of each position's current bracket.
+    liquidated_notional
+        ``dydx`` only: notional already liquidated from the account this block.
+    cooldown
+        ``hyperliquid`` only: True where the account is in its partial cooldown.
+
+    Returns
+    -------
+    Int64Array1D
+        Lots to close, ``0 <= out <= |lots|``.
+    """
+    size = np.abs(lots).astype(np.int64)
+    sizef = size.astype(np.float64)
+    unit = np.divide(notional, sizef, out=np.zeros_like(notional), where=size > 0)
+    if policy.sizing == "close_all":
+        return size
+    if policy.sizing == "dydx":
+        done = liquidated_notional if liquidated_notional is not None else np.zeros_like(notional)
+        cap = np.maximum(np.minimum(policy.min_notional_quote, notional),
+                         notional * (policy.max_portion_ppm / PPM))
+        cap = np.minimum(cap, np.maximum(policy.account_notional_cap_quote - done, 0.0))
+        part = np.clip(_floor_lots(cap, unit), 1.0, sizef)
+        out = np.where((notional <= cap) | (size <= 1), sizef, part)
+        return out.astype(np.int64)
+    if policy.sizing == "hyperliquid":
+        cool = cooldown if cooldown is not None else np.zeros(size.shape[0], dtype=np.bool_)
+        part = np.maximum(size * policy.partial_portion_ppm // PPM, 1)
+        partial = (notional > policy.partial_threshold_quote) & ~cool
+        return np.where(partial, np.minimum(part, size), size).astype(np.int64)
+    if policy.sizing == "drift":
+        shortage = mm_total * (1.0 + policy.margin_buffer_ppm / PPM) - collateral
+        fees = (policy.liquidator_fee_ppm + policy.insurance_fee_ppm) / PPM
+        mmr = np.divide(mm, notional, out=np.zeros_like(mm), where=notional > 0)
+        den = unit * (mmr - fees)
+        q = np.full_like(shortage, np.inf)
+        np.divide(shortage, den, out=q, where=den > 0)
+        q = np.where(shortage > 0, np.ceil(q), 0.0)
+        return np.minimum(q, sizef).astype(np.int64)
+    if tier_floor is None:
+        raise ValueError("tier_step sizing needs tier_floor")
+    keep = np.zeros_like(sizef)
+    np.ceil(np.divide(tier_floor, unit, out=np.zeros_like(unit), where=unit > 0), out=keep)
+    keep = np.clip(keep - 1.0, 0.0, sizef)
+    return np.where(tier_floor > 0, sizef - keep, sizef).astype(np.int64)
+
+
+def liquidation_size_reference(
+    policy: LiquidationPolicy, *, lots: int, notional: float, mm: float, collateral: float,
+    mm_total: float, tier_floor: float = 0.0, liquidated_notional: float = 0.0,
+    cooldown: bool = False,
+) -> int:
+    """Plain twin of :func:`liquidation_size` for one position (tests hold them equal)."""
+    size = abs(lots)
+    unit = notional / size if size else 0.0
+    if policy.sizing == "close_all":
+        return size
+    if policy.sizing == "dydx":
+        cap = max(min(policy.min_notional_quote, notional),
+                  notional * (policy.max_portion_ppm / PPM))
+        cap = min(cap, max(policy.account_notional_cap_quote - liquidated_notional, 0.0))
+        if notional <= cap or size <= 1:
+            return size
+        part = cap // unit if unit > 0 else 0.0
+        return int(min(max(part, 1.0), size))
+    if policy.sizing == "hyperliquid":
+        if notional > policy.partial_threshold_quote and not cooldown:
+            return min(max(size * policy.partial_portion_ppm // PPM, 1), size)
+        return size
+    if policy.sizing == "drift":
+        shortage = mm_total * (1.0 + policy.margin_buffer_ppm / PPM) - collateral
+        if not shortage > 0:
+            return 0
+        fees = (policy.liquidator_fee_ppm + policy.insurance_fee_ppm) / PPM
+        mmr = mm / notional if notional > 0 else 0.0
+        den = unit * (mmr - fees)
+        if not den > 0:
+            return size
+        return int(min(math.ceil(shortage / den), size))
+    if tier_floor <= 0:
+        return size
+    keep = math.ceil(tier_floor / unit) if unit > 0 else 0
+    return size - min(max(keep - 1, 0), size)

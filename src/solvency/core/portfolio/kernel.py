@@ -1,0 +1,487 @@
+"""Scenario-grid portfolio margin over all accounts at once (numba, with a plain twin).
+
+For every account ``a`` and underlying ``u`` the kernel revalues each position under each
+scenario ``s`` of a :class:`~solvency.core.portfolio.grid.ScenarioGrid` and sums the
+losses (quote currency, positive = loss)::
+
+    option:  loss_s = size * (V(F, sigma, T) - V(F_s, sigma_s, T - lookahead))   Black-76
+    future:  loss_s = -size * F * price_s * price_range                           linear
+
+Options are fully revalued with Black-76 (the same formula as
+:func:`solvency.core.options.black76_price`; at or past expiry in a scenario, the
+intrinsic value), never a delta or delta-gamma approximation. Then, per ``(a, u)``::
+
+    scan        = max(0, max_s weight_s * loss_s)                 worst weighted scenario
+    delta       = (delta_net |D| + delta_hedged (G - |D|) / 2)     D = sum size delta F,
+                                                                   G = sum |size delta F|
+    base        = scan + delta          (delta_rule = "add")
+                  max(scan, delta)      (delta_rule = "floor", Paradex)
+    roll        = roll * min(long futures, short futures) * F     offsetting futures
+    som         = short_option_minimum * sum short option size * F
+    requirement = mm_factor * max(base + roll, som)    (short_option_rule = "floor", SPAN)
+                  mm_factor * (base + roll + som)      (short_option_rule = "add", Deribit)
+
+Across underlyings::
+
+    mm = sum_u R_u                                           (combine = "sum")
+    mm = sqrt(sum_u sum_v rho_uv R_u R_v)                    (combine = "correlation")
+    im = mm * im_factor
+
+Futures take ``delta = 1``; an option's delta is Black-76's ``cp D N(cp d1)``. The
+requirements are positive-homogeneous in the sizes (scaling every size by ``k > 0``
+scales the margin by ``k``) and, with ``combine = "sum"`` and ``roll = 0``, subadditive
+(the roll charge on offsetting futures is not: combining a long and a short future is
+what it charges). Positions should be netted per instrument (one row per account and
+instrument), as SPAN nets by contract before it charges the short option minimum.
+
+Speed: one compiled pass over the positions; per option it computes ``log(F/K)``, the
+base value and delta, and one shocked ``sigma sqrt(T)`` per distinct vol move, then per
+scenario one multiply-add and two ``erfc``; losses are scatter-added into an
+``(accounts, underlyings, scenarios)`` array (no sort, no Python loop over accounts).
+``bench/bench_portfolio.py`` measures it. The plain twin is
+:func:`solvency.core.portfolio.reference.portfolio_margin_reference`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final, Literal, NamedTuple, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from solvency.core.options.black76 import INV_SQRT_2, Int8Array1D, _jit
+from solvency.core.portfolio.grid import DAYS_PER_YEAR, ScenarioGrid
+from solvency.core.typing import (
+    Float64Array1D,
+    Float64Array2D,
+    Int64Array1D,
+    Int64Array2D,
+)
+
+__all__ = [
+    "KIND_CALL",
+    "KIND_FUTURE",
+    "KIND_PUT",
+    "Combine",
+    "PortfolioMargin",
+    "portfolio_margin",
+    "scenario_losses",
+]
+
+KIND_FUTURE: Final = 0
+KIND_CALL: Final = 1
+KIND_PUT: Final = 2
+
+Combine = Literal["sum", "correlation"]
+
+Float64Array3D = np.ndarray[tuple[int, int, int], np.dtype[np.float64]]
+
+# Accumulator columns per (account, underlying), in quote currency.
+_ACC_NET_DELTA: Final = 0
+_ACC_GROSS_DELTA: Final = 1
+_ACC_LONG_FUT: Final = 2
+_ACC_SHORT_FUT: Final = 3
+_ACC_SHORT_OPT: Final = 4
+_ACC_COUNT: Final = 5
+_ACC_COLUMNS: Final = 6
+
+
+class PortfolioMargin(NamedTuple):
+    """Portfolio margin per account, and its parts per account and underlying.
+
+    Attributes
+    ----------
+    mm, im
+        Maintenance and initial margin per account (quote currency), shape ``(A,)``.
+    worst_scenario
+        Per account, the worst scenario of the underlying with the largest requirement;
+        -1 for an account without positions. Shape ``(A,)``.
+    requirement
+        Per account and underlying, the maintenance requirement before combination.
+        Shape ``(A, U)``.
+    scan_loss
+        Per account and underlying, ``max(0, max_s weight_s loss_s)``. Shape ``(A, U)``.
+    worst_scenario_by_underlying
+        Per account and underlying, ``argmax_s weight_s loss_s`` (-1 without positions).
+        Shape ``(A, U)``.
+    """
+
+    mm: Float64Array1D
+    im: Float64Array1D
+    worst_scenario: Int64Array1D
+    requirement: Float64Array2D
+    scan_loss: Float64Array2D
+    worst_scenario_by_underlying: Int64Array2D
+
+
+@_jit
+def _scan_kernel(
+    account: Int64Array1D, underlying: Int64Array1D, kind: Int8Array1D,
+    strike: Float64Array1D, expiry_yr: Float64Array1D, size: Float64Array1D,
+    vol: Float64Array1D, forward: Float64Array1D, rate: float,
+    move: Float64Array2D, growth: Float64Array2D, log_growth: Float64Array2D,
+    level: Int64Array1D,
+    level_mult: Float64Array1D, vol_up: Float64Array1D, vol_down: Float64Array1D,
+    relative: bool, ref_days: float, floor_days: float, power_short: float,
+    power_long: float, vol_floor: float, vol_up_floor: float, lookahead_yr: float,
+    loss: Float64Array3D, acc: Float64Array3D,
+) -> None:
+    # Hot loop: helpers are inlined by hand (a numba call taking arrays costs ~60 ns).
+    n_levels = level_mult.shape[0]
+    n_scen = level.shape[0]
+    inv_sd = np.empty(n_levels, dtype=np.float64)
+    half_sd = np.empty(n_levels, dtype=np.float64)
+    full_sd = np.empty(n_levels, dtype=np.float64)
+    for i in range(account.shape[0]):
+        q = size[i]
+        a = account[i]
+        u = underlying[i]
+        f = forward[i]
+        acc[a, u, _ACC_COUNT] += 1.0
+        if q == 0.0:
+            continue
+        if kind[i] == KIND_FUTURE:
+            notional = q * f
+            for s in range(n_scen):
+                loss[a, u, s] -= notional * move[u, s]
+            acc[a, u, _ACC_NET_DELTA] += notional
+            acc[a, u, _ACC_GROSS_DELTA] += abs(notional)
+            if q > 0.0:
+                acc[a, u, _ACC_LONG_FUT] += notional
+            else:
+                acc[a, u, _ACC_SHORT_FUT] -= notional
+            continue
+        k = strike[i]
+        t = expiry_yr[i]
+        sigma = vol[i]
+        cp = 1.0 if kind[i] == KIND_CALL else -1.0
+        x0 = math.log(f / k)
+        s0 = sigma * math.sqrt(t)
+        d1 = x0 / s0 + 0.5 * s0
+        disc = math.exp(-rate * t)
+        n1 = 0.5 * math.erfc(-cp * d1 * INV_SQRT_2)
+        n2 = 0.5 * math.erfc(-cp * (d1 - s0) * INV_SQRT_2)
+        v0 = disc * cp * (f * n1 - k * n2)
+        dq = q * cp * disc * n1 * f
+        acc[a, u, _ACC_NET_DELTA] += dq
+        acc[a, u, _ACC_GROSS_DELTA] += abs(dq)
+        if q < 0.0:
+            acc[a, u, _ACC_SHORT_OPT] -= q * f
+        t1 = t - lookahead_yr
+        if t1 > 0.0:
+            dte = t * DAYS_PER_YEAR
+            power = power_short if dte < ref_days else power_long
+            scale = (ref_days / max(floor_days, dte)) ** power
+            sqrt_t1 = math.sqrt(t1)
+            cps = cp * INV_SQRT_2
+            for j in range(n_levels):
+                m = level_mult[j]
+                shift = m * (vol_up[u] if m > 0.0 else vol_down[u]) * scale
+                sj = sigma * (1.0 + shift) if relative else sigma + shift
+                sj = max(sj, vol_floor)
+                if m > 0.0:
+                    sj = max(sj, vol_up_floor)
+                sv = sj * sqrt_t1
+                # cp d1 / sqrt 2 = x * inv + half, cp d2 / sqrt 2 = that - full.
+                inv_sd[j] = cps / sv
+                half_sd[j] = 0.5 * cps * sv
+                full_sd[j] = cps * sv
+            h = 0.5 * cp * math.exp(-rate * t1)
+            for s in range(n_scen):
+                j = level[s]
+                z1 = (x0 + log_growth[u, s]) * inv_sd[j] + half_sd[j]
+                e1 = math.erfc(-z1)
+                e2 = math.erfc(full_sd[j] - z1)
+                v = h * (f * growth[u, s] * e1 - k * e2)
+                loss[a, u, s] += q * (v0 - v)
+        else:
+            for s in range(n_scen):
+                v = max(cp * (f * growth[u, s] - k), 0.0)
+                loss[a, u, s] += q * (v0 - v)
+
+
+def _positions(
+    n: int, *arrays: tuple[str, npt.ArrayLike, type[np.generic]]
+) -> list[npt.NDArray[np.generic]]:
+    out: list[npt.NDArray[np.generic]] = []
+    for name, value, dtype in arrays:
+        a = np.asarray(value)
+        if a.ndim == 0:
+            a = np.broadcast_to(a, (n,))
+        if a.shape != (n,):
+            msg = f"'{name}' must have shape ({n},), got {a.shape}"
+            raise ValueError(msg)
+        integral = np.issubdtype(a.dtype, np.integer)
+        if not (integral or np.issubdtype(a.dtype, np.floating)) or (
+            np.issubdtype(dtype, np.integer) and not integral
+        ):
+            msg = f"'{name}' has dtype {a.dtype}, expected {np.dtype(dtype)}"
+            raise ValueError(msg)
+        out.append(np.ascontiguousarray(a, dtype=dtype))
+    return out
+
+
+def _per_underlying(
+    name: str, value: npt.ArrayLike | None, default: float, n_und: int
+) -> Float64Array1D:
+    a = np.full(n_und, default) if value is None else np.asarray(value, dtype=np.float64)
+    a = np.ascontiguousarray(np.broadcast_to(a, (n_und,)), dtype=np.float64)
+    if not (np.all(np.isfinite(a)) and np.all(a >= 0.0)):
+        msg = f"'{name}' must be finite and >= 0 per underlying"
+        raise ValueError(msg)
+    return cast(Float64Array1D, a)
+
+
+def _check_positions(
+    account: Int64Array1D, underlying: Int64Array1D, kind: Int8Array1D,
+    strike: Float64Array1D, expiry_yr: Float64Array1D, size: Float64Array1D,
+    vol: Float64Array1D, forward: Float64Array1D, n_accounts: int, n_und: int,
+) -> None:
+    # Bad input is an error naming the field, never a NaN margin.
+    checks = (
+        ("account", (account >= 0) & (account < n_accounts)),
+        ("underlying", (underlying >= 0) & (underlying < n_und)),
+        ("kind", (kind >= KIND_FUTURE) & (kind <= KIND_PUT)),
+        ("size", np.isfinite(size)),
+        ("forward", np.isfinite(forward) & (forward > 0.0)),
+    )
+    for name, ok in checks:
+        if not np.all(ok):
+            bad = int(np.argmin(ok))
+            msg = f"position {bad}: invalid '{name}'"
+            raise ValueError(msg)
+    opt = kind != KIND_FUTURE
+    for name, arr in (("strike", strike), ("expiry_yr", expiry_yr), ("vol", vol)):
+        ok = ~opt | (np.isfinite(arr) & (arr > 0.0))
+        if not np.all(ok):
+            bad = int(np.argmin(ok))
+            msg = f"position {bad}: option '{name}' must be finite and > 0"
+            raise ValueError(msg)
+
+
+def _correlation(rho: npt.ArrayLike | None, n_und: int) -> Float64Array2D:
+    if rho is None:
+        msg = "combine='correlation' needs a 'correlation' matrix"
+        raise ValueError(msg)
+    m = np.asarray(rho, dtype=np.float64)
+    if m.shape != (n_und, n_und):
+        msg = f"'correlation' must have shape ({n_und}, {n_und}), got {m.shape}"
+        raise ValueError(msg)
+    ok = (
+        np.all(np.isfinite(m)) and np.allclose(m, m.T) and np.allclose(np.diag(m), 1.0)
+        and np.all(np.abs(m) <= 1.0)
+        and float(np.min(np.linalg.eigvalsh(m))) >= -1e-12
+    )
+    if not ok:
+        msg = "'correlation' must be a symmetric PSD matrix with unit diagonal"
+        raise ValueError(msg)
+    return cast(Float64Array2D, m)
+
+
+class _Scenarios(NamedTuple):
+    move: Float64Array2D
+    growth: Float64Array2D
+    log_growth: Float64Array2D
+    level: Int64Array1D
+    level_mult: Float64Array1D
+
+
+def _scenarios(grid: ScenarioGrid, price_range: Float64Array1D) -> _Scenarios:
+    scaled = price_range[:, None] * grid.price_move[None, :]
+    move = np.ascontiguousarray(
+        np.where(grid.move_is_fraction[None, :] > 0.0, grid.price_move[None, :], scaled)
+    )
+    if np.any(move <= -1.0):
+        msg = "a price move of -100 % or below makes the forward non-positive"
+        raise ValueError(msg)
+    level_mult, level = np.unique(grid.vol_move, return_inverse=True)
+    return _Scenarios(
+        cast(Float64Array2D, move),
+        cast(Float64Array2D, 1.0 + move),
+        cast(Float64Array2D, np.log1p(move)),
+        level.astype(np.int64).ravel(),
+        cast(Float64Array1D, level_mult.astype(np.float64)),
+    )
+
+
+def scenario_losses(
+    *,
+    account: npt.ArrayLike, underlying: npt.ArrayLike, kind: npt.ArrayLike,
+    strike: npt.ArrayLike, expiry_yr: npt.ArrayLike, size: npt.ArrayLike,
+    vol: npt.ArrayLike, underlying_price: npt.ArrayLike, rate: float,
+    grid: ScenarioGrid, n_accounts: int, forward: npt.ArrayLike | None = None,
+    price_range: npt.ArrayLike | None = None, vol_range_up: npt.ArrayLike | None = None,
+    vol_range_down: npt.ArrayLike | None = None,
+) -> tuple[Float64Array3D, Float64Array3D]:
+    """Return unweighted scenario losses ``(A, U, S)`` and the add-on accumulators.
+
+    Parameters are those of :func:`portfolio_margin`. The second array holds per
+    ``(a, u)``: net delta, gross delta, long and short futures notional, short option
+    notional (all ``* F``, quote currency) and the position count.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``loss[a, u, s]`` (positive = loss, quote currency) and ``acc[a, u, 6]``.
+
+    Raises
+    ------
+    ValueError
+        On inputs of the wrong shape, out-of-range indices or kinds, non-finite sizes,
+        non-positive forwards, or options with non-positive strike, expiry or vol.
+    """
+    if n_accounts < 0:
+        msg = "'n_accounts' must be >= 0"
+        raise ValueError(msg)
+    if not math.isfinite(rate):
+        msg = "'rate' must be finite"
+        raise ValueError(msg)
+    prices = np.atleast_1d(np.asarray(underlying_price, dtype=np.float64))
+    if prices.ndim != 1 or not np.all(np.isfinite(prices) & (prices > 0.0)):
+        msg = "'underlying_price' must be a 1-D array of finite prices > 0"
+        raise ValueError(msg)
+    n_und = prices.shape[0]
+    n = int(np.asarray(account).shape[0]) if np.ndim(account) else 1
+    cols = _positions(
+        n, ("account", account, np.int64), ("underlying", underlying, np.int64),
+        ("kind", kind, np.int8), ("strike", strike, np.float64),
+        ("expiry_yr", expiry_yr, np.float64), ("size", size, np.float64),
+        ("vol", vol, np.float64),
+    )
+    acct, und = cast(Int64Array1D, cols[0]), cast(Int64Array1D, cols[1])
+    knd = cast(Int8Array1D, cols[2])
+    k, t, q, sig = (cast(Float64Array1D, c) for c in cols[3:])
+    und_ok = (und >= 0) & (und < n_und)
+    if not np.all(und_ok):
+        msg = f"position {int(np.argmin(und_ok))}: invalid 'underlying'"
+        raise ValueError(msg)
+    fwd = cast(
+        Float64Array1D,
+        prices[und] if forward is None
+        else _positions(n, ("forward", forward, np.float64))[0],
+    )
+    _check_positions(acct, und, knd, k, t, q, sig, fwd, n_accounts, n_und)
+    pr = _per_underlying("price_range", price_range, grid.price_range, n_und)
+    sc = _scenarios(grid, pr)
+    loss = np.zeros((n_accounts, n_und, grid.n_scenarios), dtype=np.float64)
+    acc = np.zeros((n_accounts, n_und, _ACC_COLUMNS), dtype=np.float64)
+    _scan_kernel(
+        acct, und, knd, k, t, q, sig, fwd, float(rate),
+        sc.move, sc.growth, sc.log_growth, sc.level, sc.level_mult,
+        _per_underlying("vol_range_up", vol_range_up, grid.vol_range_up, n_und),
+        _per_underlying("vol_range_down", vol_range_down, grid.vol_range_down, n_und),
+        grid.vol_shift == "relative", grid.vol_term_ref_days, grid.vol_term_floor_days,
+        grid.vol_power_short, grid.vol_power_long, grid.vol_floor, grid.vol_up_floor,
+        grid.lookahead_days / DAYS_PER_YEAR, loss, acc,
+    )
+    return loss, acc
+
+
+def _requirements(
+    loss: Float64Array3D, acc: Float64Array3D, grid: ScenarioGrid
+) -> tuple[Float64Array2D, Float64Array2D, Int64Array2D]:
+    weighted = loss * grid.weight
+    worst = np.argmax(weighted, axis=2)
+    scan = np.maximum(np.take_along_axis(weighted, worst[..., None], axis=2)[..., 0], 0.0)
+    net = np.abs(acc[..., _ACC_NET_DELTA])
+    hedged = 0.5 * (acc[..., _ACC_GROSS_DELTA] - net)
+    delta = grid.delta_net * net + grid.delta_hedged * np.maximum(hedged, 0.0)
+    base = scan + delta if grid.delta_rule == "add" else np.maximum(scan, delta)
+    roll = grid.roll * np.minimum(acc[..., _ACC_LONG_FUT], acc[..., _ACC_SHORT_FUT])
+    som = grid.short_option_minimum * acc[..., _ACC_SHORT_OPT]
+    if grid.short_option_rule == "add":
+        req = (base + roll + som) * grid.mm_factor
+    else:
+        req = np.maximum(base + roll, som) * grid.mm_factor
+    worst = np.where(acc[..., _ACC_COUNT] > 0.0, worst, -1)
+    return (
+        cast(Float64Array2D, req), cast(Float64Array2D, scan),
+        cast(Int64Array2D, worst.astype(np.int64)),
+    )
+
+
+def portfolio_margin(
+    *,
+    account: npt.ArrayLike, underlying: npt.ArrayLike, kind: npt.ArrayLike,
+    strike: npt.ArrayLike, expiry_yr: npt.ArrayLike, size: npt.ArrayLike,
+    vol: npt.ArrayLike, underlying_price: npt.ArrayLike, rate: float,
+    grid: ScenarioGrid, n_accounts: int, forward: npt.ArrayLike | None = None,
+    price_range: npt.ArrayLike | None = None, vol_range_up: npt.ArrayLike | None = None,
+    vol_range_down: npt.ArrayLike | None = None, combine: Combine = "sum",
+    correlation: npt.ArrayLike | None = None,
+) -> PortfolioMargin:
+    """Compute scenario-grid portfolio margin for every account in one pass.
+
+    Parameters
+    ----------
+    account, underlying
+        Per position (struct of arrays, length ``P``): account index in
+        ``[0, n_accounts)`` and underlying index in ``[0, U)``.
+    kind
+        ``KIND_FUTURE`` (0, futures and perpetuals, linear), ``KIND_CALL`` (1) or
+        ``KIND_PUT`` (2).
+    strike, expiry_yr, vol
+        Option strike, years to expiry and implied volatility (ignored for futures;
+        NaN allowed there).
+    size
+        Signed size in units of the underlying (negative = short).
+    underlying_price
+        Price per underlying, shape ``(U,)``; the forward of every position unless
+        ``forward`` (per position) is given.
+    rate
+        Continuously compounded rate of the Black-76 discount factor.
+    grid
+        The scenario grid (:func:`solvency.core.portfolio.grid.parse_grid`).
+    n_accounts
+        Number of accounts ``A`` (accounts without positions get 0).
+    forward
+        Optional forward per position (dated futures and options on them).
+    price_range, vol_range_up, vol_range_down
+        Optional per-underlying scan ranges, shape ``(U,)`` or scalar; default the grid's.
+    combine, correlation
+        ``"sum"`` of per-underlying requirements, or ``"correlation"``:
+        ``sqrt(R^T rho R)`` with the ``(U, U)`` matrix ``correlation``.
+
+    Returns
+    -------
+    PortfolioMargin
+        ``mm``, ``im``, ``worst_scenario`` per account and the per-underlying parts.
+
+    Raises
+    ------
+    ValueError
+        On malformed input (see :func:`scenario_losses`) or an invalid correlation
+        matrix.
+    """
+    loss, acc = scenario_losses(
+        account=account, underlying=underlying, kind=kind, strike=strike,
+        expiry_yr=expiry_yr, size=size, vol=vol, underlying_price=underlying_price,
+        rate=rate, grid=grid, n_accounts=n_accounts, forward=forward,
+        price_range=price_range, vol_range_up=vol_range_up, vol_range_down=vol_range_down,
+    )
+    req, scan, worst_u = _requirements(loss, acc, grid)
+    if combine == "sum":
+        mm = req.sum(axis=1)
+    elif combine == "correlation":
+        rho = _correlation(correlation, req.shape[1])
+        mm = np.sqrt(np.maximum(np.einsum("au,uv,av->a", req, rho, req), 0.0))
+    else:
+        msg = f"'combine' must be 'sum' or 'correlation', got {combine!r}"
+        raise ValueError(msg)
+    # The account's worst scenario is that of its largest requirement among the
+    # underlyings it holds (-1 when it holds none).
+    held = np.where(worst_u >= 0, req, -np.inf)
+    top = np.argmax(held, axis=1) if req.shape[1] else np.zeros(req.shape[0], np.int64)
+    worst = (
+        np.take_along_axis(worst_u, top[:, None], axis=1)[:, 0]
+        if req.shape[1] else np.full(req.shape[0], -1, dtype=np.int64)
+    )
+    return PortfolioMargin(
+        mm=cast(Float64Array1D, mm),
+        im=cast(Float64Array1D, mm * grid.im_factor),
+        worst_scenario=cast(Int64Array1D, worst.astype(np.int64)),
+        requirement=req,
+        scan_loss=scan,
+        worst_scenario_by_underlying=worst_u,
+    )

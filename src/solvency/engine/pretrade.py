@@ -1,0 +1,329 @@
+"""Pre-trade checks: an order is accepted or rejected with a named reason code.
+
+:func:`check_order` reads everything it needs from a :class:`PretradeView` the engine
+supplies (marks, positions, open interest, limits, the breaker's trading mode, a
+post-trade margin callback, the rate-limit clock) and changes nothing: an accepted order
+moves no balance until it is filled (a ``fill`` event). Checks run cheapest first and the
+first failure is the answer:
+
+=============================  ==========================================================
+reason                         when
+=============================  ==========================================================
+``invalid_order``              size or limit price not finite and > 0
+``unknown_market``             the view has no limits for the market
+``market_halted``              the market's breaker is ``halted``
+``rate_limited``               the account sent too many orders in the window
+``no_mark``                    the market has no valid mark price
+``price_outside_band``         ``|price / mark - 1| > price_band``
+``order_size_too_large``       ``size > size_max``
+``order_notional_too_large``   ``size x price x contract_size > notional_max_quote``
+``reduce_only_would_increase`` a reduce-only order would grow or flip the position
+``market_reduce_only``         the market is reduce-only and the order does not reduce
+``position_limit``             ``|position after| > position_max``
+``open_interest_cap``          open interest after would exceed ``oi_max`` (Hyperliquid
+                               added per-market OI caps after the JELLY squeeze, 2025-03)
+``leverage_exceeds_tier``      the account's leverage is above the maximum of the
+                               notional tier of the position after (Binance brackets)
+``insufficient_initial_margin`` free collateral after the order, at its price, < 0
+=============================  ==========================================================
+
+Checks from ``position_limit`` on run only when the order grows the position's risk
+(larger or flipped); reducing orders pass them, as at every venue.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import ClassVar, Literal, Protocol
+
+from solvency.core.model.events import EventError, parse_ts_ms
+from solvency.core.units import UnitError, parse_decimal
+
+__all__ = [
+    "REASONS",
+    "Accept",
+    "LeverageTier",
+    "MarketLimits",
+    "Order",
+    "PretradeView",
+    "RateLimiter",
+    "Reject",
+    "Side",
+    "check_order",
+    "parse_order",
+]
+
+Side = Literal["buy", "sell"]
+
+REASONS: tuple[str, ...] = (
+    "invalid_order", "unknown_market", "market_halted", "rate_limited", "no_mark",
+    "price_outside_band", "order_size_too_large", "order_notional_too_large",
+    "reduce_only_would_increase", "market_reduce_only", "position_limit",
+    "open_interest_cap", "leverage_exceeds_tier", "insufficient_initial_margin",
+)
+"""Every reason code :func:`check_order` can answer, in check order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order to check: ``size`` in contracts, ``price`` None for a market order."""
+
+    type: ClassVar[str] = "order"
+    id: str
+    account: str
+    market: str
+    side: Side
+    size: Decimal
+    price: Decimal | None = None
+    reduce_only: bool = False
+    ts_ms: int | None = None
+
+
+def parse_order(obj: Mapping[str, object]) -> Order:
+    """Build an :class:`Order` from its JSON object (``{"type": "order", ...}``), strictly."""
+    allowed = {"type", "id", "account", "market", "side", "size", "price", "reduce_only", "ts"}
+    if obj.get("type") != "order":
+        raise EventError("unknown_type", f"type {obj.get('type')!r}")
+    extra = set(obj) - allowed
+    if extra:
+        raise EventError("unknown_field", f"order: {sorted(extra)}")
+    names = {}
+    for key in ("id", "account", "market"):
+        v = obj.get(key)
+        if not isinstance(v, str) or not v or len(v) > 128 or any(c.isspace() for c in v):
+            raise EventError("invalid_field" if v is not None else "missing_field", key)
+        names[key] = v
+    side = obj.get("side")
+    if side not in ("buy", "sell"):
+        raise EventError("invalid_field", f"side: {side!r} is not buy or sell")
+    size = _positive(obj, "size")
+    price = _positive(obj, "price") if obj.get("price") is not None else None
+    ro = obj.get("reduce_only", False)
+    if not isinstance(ro, bool):
+        raise EventError("invalid_field", "reduce_only: expected a boolean")
+    ts = parse_ts_ms(obj["ts"]) if obj.get("ts") is not None else None
+    return Order(id=names["id"], account=names["account"], market=names["market"],
+                 side=side, size=size, price=price, reduce_only=ro, ts_ms=ts)
+
+
+def _positive(obj: Mapping[str, object], key: str) -> Decimal:
+    if obj.get(key) is None:
+        raise EventError("missing_field", key)
+    try:
+        d = parse_decimal(obj[key], field=key)
+    except UnitError as exc:
+        raise EventError("invalid_number", str(exc)) from None
+    if d <= 0:
+        raise EventError("non_positive", f"{key}: {d} must be > 0")
+    return d
+
+
+@dataclass(frozen=True, slots=True)
+class LeverageTier:
+    """A notional bracket: positions up to ``notional_max_quote`` allow ``max_leverage``."""
+
+    notional_max_quote: float
+    max_leverage: float
+
+
+@dataclass(frozen=True, slots=True)
+class MarketLimits:
+    """A market's pre-trade limits (``inf`` = no limit); sizes in contracts."""
+
+    price_band: float = 0.05
+    size_max: float = math.inf
+    notional_max_quote: float = math.inf
+    position_max: float = math.inf
+    oi_max: float = math.inf
+    leverage_tiers: tuple[LeverageTier, ...] = ()
+    contract_size: float = 1.0
+    inverse: bool = False
+
+    def notional_quote(self, size: float, price: float) -> float:
+        """Quote notional of ``size`` contracts (inverse: contracts are quote-valued)."""
+        if self.inverse:
+            return abs(size) * self.contract_size
+        return abs(size) * price * self.contract_size
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """The order passed every check; ``reduces`` tells whether it only reduces risk."""
+
+    order_id: str
+    reduces: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """The order failed a check: ``reason`` is one of :data:`REASONS`."""
+
+    order_id: str
+    reason: str
+    detail: str
+
+
+class PretradeView(Protocol):
+    """What :func:`check_order` reads; the engine implements it over its own state."""
+
+    def limits(self, market: str) -> MarketLimits | None:
+        """Limits of the market, None if unknown."""
+        ...
+
+    def mode(self, market: str) -> str:
+        """Breaker trading mode: ``normal``, ``reduce_only`` or ``halted``."""
+        ...
+
+    def mark(self, market: str) -> float | None:
+        """Current mark price, None if none."""
+        ...
+
+    def position(self, account: str, market: str) -> float:
+        """Signed position in contracts (0 if none)."""
+        ...
+
+    def open_interest(self, market: str) -> float:
+        """Open interest in contracts (one side)."""
+        ...
+
+    def leverage(self, account: str, market: str) -> float:
+        """The account's chosen leverage in the market."""
+        ...
+
+    def free_collateral_after(self, account: str, market: str, delta: float,
+                              price: float) -> float:
+        """Free collateral (collateral - initial margin) if ``delta`` contracts traded at
+        ``price``; the engine computes it with its what-if margin kernel."""
+        ...
+
+    def rate_limited(self, account: str, now_ms: int) -> bool:
+        """Whether one more order now would exceed the account's rate limit."""
+        ...
+
+
+class RateLimiter:
+    """Per-account sliding-window order count on the event clock.
+
+    Parameters
+    ----------
+    max_orders
+        Orders allowed per window (0: unlimited).
+    window_ms
+        Window length.
+    """
+
+    def __init__(self, max_orders: int, window_ms: int) -> None:
+        if max_orders < 0 or window_ms <= 0:
+            raise ValueError("max_orders must be >= 0 and window_ms > 0")
+        self.max_orders = max_orders
+        self.window_ms = window_ms
+        self._seen: dict[str, deque[int]] = {}
+
+    def _trim(self, account: str, now_ms: int) -> deque[int]:
+        q = self._seen.setdefault(account, deque())
+        start = now_ms - self.window_ms
+        while q and q[0] <= start:
+            q.popleft()
+        return q
+
+    def would_exceed(self, account: str, now_ms: int) -> bool:
+        """Whether one more order at ``now_ms`` would exceed the limit."""
+        if self.max_orders == 0:
+            return False
+        return len(self._trim(account, now_ms)) >= self.max_orders
+
+    def record(self, account: str, now_ms: int) -> None:
+        """Count one order (the engine records every order it checks)."""
+        if self.max_orders:
+            self._trim(account, now_ms).append(now_ms)
+
+
+def check_order(order: Order, view: PretradeView, now_ms: int | None = None) -> Accept | Reject:
+    """Check an order against the venue's state; return :class:`Accept` or :class:`Reject`.
+
+    Pure with respect to ``view``: nothing is reserved or moved. ``now_ms`` defaults to
+    the order's timestamp (0 if it has none).
+    """
+    oid = order.id
+    size = float(order.size)
+    price_in = float(order.price) if order.price is not None else None
+    if not (math.isfinite(size) and size > 0.0) or (
+            price_in is not None and not (math.isfinite(price_in) and price_in > 0.0)):
+        return Reject(oid, "invalid_order", f"size {order.size} / price {order.price}")
+    lim = view.limits(order.market)
+    if lim is None:
+        return Reject(oid, "unknown_market", f"market {order.market!r}")
+    mode = view.mode(order.market)
+    if mode == "halted":
+        return Reject(oid, "market_halted", f"market {order.market} is halted")
+    now = now_ms if now_ms is not None else (order.ts_ms or 0)
+    if view.rate_limited(order.account, now):
+        return Reject(oid, "rate_limited", f"{order.account} exceeded its order rate")
+    mark = view.mark(order.market)
+    if mark is None or not (math.isfinite(mark) and mark > 0.0):
+        return Reject(oid, "no_mark", f"market {order.market} has no mark price")
+    price = price_in if price_in is not None else mark
+    if abs(price / mark - 1.0) > lim.price_band:
+        return Reject(oid, "price_outside_band",
+                      f"price {order.price} is {abs(price / mark - 1.0):.4%} from mark "
+                      f"{mark:.10g}, band {lim.price_band:.4%}")
+    if size > lim.size_max:
+        return Reject(oid, "order_size_too_large", f"size {order.size} > {lim.size_max:g}")
+    notional = lim.notional_quote(size, price)
+    if notional > lim.notional_max_quote:
+        return Reject(oid, "order_notional_too_large",
+                      f"notional {notional:.2f} > {lim.notional_max_quote:g}")
+    return _position_checks(order, view, lim, mode, size, price)
+
+
+def _position_checks(order: Order, view: PretradeView, lim: MarketLimits, mode: str,
+                     size: float, price: float) -> Accept | Reject:
+    oid = order.id
+    delta = size if order.side == "buy" else -size
+    pos = view.position(order.account, order.market)
+    new = pos + delta
+    flips = pos != 0.0 and new != 0.0 and (pos > 0.0) != (new > 0.0)
+    reduces = not flips and abs(new) < abs(pos)
+    if order.reduce_only and not reduces:
+        return Reject(oid, "reduce_only_would_increase",
+                      f"position {pos:g} -> {new:g} does not reduce")
+    if mode == "reduce_only" and not reduces:
+        return Reject(oid, "market_reduce_only",
+                      f"market {order.market} is reduce-only; position {pos:g} -> {new:g}")
+    if reduces:
+        return Accept(oid, True)
+    if abs(new) > lim.position_max:
+        return Reject(oid, "position_limit", f"|position| {abs(new):g} > {lim.position_max:g}")
+    grow = abs(new) if flips else abs(new) - abs(pos)
+    oi_after = view.open_interest(order.market) + grow
+    if oi_after > lim.oi_max:
+        return Reject(oid, "open_interest_cap",
+                      f"open interest {oi_after:g} would exceed cap {lim.oi_max:g}")
+    if lim.leverage_tiers:
+        refused = _tier_check(order, view, lim, new, price)
+        if refused is not None:
+            return refused
+    free = view.free_collateral_after(order.account, order.market, delta, price)
+    if not free >= 0.0:
+        return Reject(oid, "insufficient_initial_margin",
+                      f"free collateral after the order {free:.2f} < 0")
+    return Accept(oid, False)
+
+
+def _tier_check(order: Order, view: PretradeView, lim: MarketLimits, new: float,
+                price: float) -> Reject | None:
+    notional = lim.notional_quote(new, price)
+    lev = view.leverage(order.account, order.market)
+    for tier in lim.leverage_tiers:
+        if notional <= tier.notional_max_quote:
+            if lev > tier.max_leverage:
+                return Reject(order.id, "leverage_exceeds_tier",
+                              f"leverage {lev:g} > {tier.max_leverage:g} allowed up to "
+                              f"notional {tier.notional_max_quote:g} (position {notional:.2f})")
+            return None
+    return Reject(order.id, "leverage_exceeds_tier",
+                  f"position notional {notional:.2f} is beyond the last tier")

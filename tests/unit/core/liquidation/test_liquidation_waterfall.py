@@ -1,0 +1,176 @@
+"""The waterfall plan: scenario table per venue rule, and conservation properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solvency.core.liquidation import (
+    POLICIES,
+    AdlFill,
+    BackstopTakeover,
+    FundTakeover,
+    InsurancePayment,
+    MarketClose,
+    Penalty,
+    SocializedLoss,
+    Unresolved,
+    WaterfallPlan,
+    adl_order,
+    bankruptcy_share_quanta,
+    linear_quote,
+    plan_waterfall,
+)
+
+TV = 1_000  # quanta per lot per tick: lot 0.001 BTC, tick $1, USDC 1e-6
+LONG_QUOTE = linear_quote(TV, is_long=True)
+
+
+def _plan(policy: str, b: int, levels: list[tuple[int, int]], fund: int,
+          **kw: object) -> WaterfallPlan:
+    return plan_waterfall(POLICIES[policy], position_lots=100, close_lots=100,
+                          bankruptcy_quanta=b, levels=levels, quote=LONG_QUOTE,
+                          fund_quanta=fund, **kw)  # type: ignore[arg-type]
+
+
+def test_book_above_bankruptcy_then_penalty_dydx() -> None:
+    # dYdX long 0.1 BTC slightly below MM: B = $4,501 (TestGetBankruptcyPriceInQuoteQuantums)
+    plan = _plan("dydx", 4_501_000_000, [(60, 49_990), (100, 49_900)], 0)
+    assert plan.steps == (
+        MarketClose(60, 49_990, 2_999_400_000, 2_700_600_000),
+        MarketClose(40, 49_900, 1_996_000_000, 1_800_400_000),
+        Penalty(0, 24_977_000),  # 0.5% of $4,995.40, below the $494.40 surplus
+    )
+    assert plan.closed_lots == 100 and plan.fund_used_quanta == 0
+
+
+def test_fund_covers_fill_below_bankruptcy_dydx() -> None:
+    # dYdX TestGetLiquidationInsuranceFundDelta "long below the bankruptcy price": the fund
+    # covers 51,000,000 quote quantums
+    plan = _plan("dydx", 5_100_000_000, [(100, 50_490)], 100_000_000, limit_ticks=49_500)
+    assert plan.steps == (MarketClose(100, 50_490, 5_049_000_000, 5_100_000_000),
+                          InsurancePayment(51_000_000))
+    assert plan.fund_used_quanta == 51_000_000
+
+
+def test_fund_runs_out_then_adl() -> None:
+    adl_lots = np.array([-30, -50], dtype=np.int64)
+    plan = _plan("dydx", 5_100_000_000, [(100, 50_490)], 30_000_000, limit_ticks=49_500,
+                 adl_lots=adl_lots, adl_order=np.array([1, 0], dtype=np.int64),
+                 adl_eligible=np.ones(2, dtype=np.bool_))
+    assert plan.steps[:2] == (MarketClose(58, 50_490, 2_928_420_000, 2_958_000_000),
+                              InsurancePayment(29_580_000))
+    assert plan.steps[2] == AdlFill(1, 42, 2_142_000_000)
+    assert plan.closed_lots == 100
+
+
+def test_hyperliquid_backstop_takes_over_at_bankruptcy() -> None:
+    plan = _plan("hyperliquid", 4_501_000_000, [], 0, backstop_eligible=True)
+    assert plan.steps == (BackstopTakeover(100, 4_501_000_000),)
+
+
+def test_binance_fund_takes_over_when_it_can() -> None:
+    plan = _plan("binance", 4_501_000_000, [], 10_000_000_000)
+    assert plan.steps == (FundTakeover(100, 4_501_000_000),)
+
+
+def test_bitmex_adl_example_short_of_20_at_650() -> None:
+    # BitMEX autoDeleveragingExamples: short of 20 contracts liquidated, bankruptcy 650;
+    # accounts 2 and 5 (indices 1 and 4) take 10 each at the bankruptcy price
+    qty = np.array([10, 10, 20, 30, 20, 10], dtype=np.int64)
+    rank = np.array([3.0, 6.0, 1.0, 4.0, 5.0, 2.0])
+    usd = 1_000_000
+    plan = plan_waterfall(POLICIES["bitmex"], position_lots=-20, close_lots=20,
+                          bankruptcy_quanta=-20 * 650 * usd, levels=[],
+                          quote=linear_quote(usd, is_long=False), fund_quanta=0,
+                          adl_lots=qty, adl_order=adl_order(rank),
+                          adl_eligible=np.ones(6, dtype=np.bool_))
+    assert plan.steps == (AdlFill(1, 10, -6_500 * usd), AdlFill(4, 10, -6_500 * usd))
+    assert plan.net_by_role() == {"account": -13_000 * usd, "adl:1": 6_500 * usd,
+                                  "adl:4": 6_500 * usd}
+
+
+def test_drift_socializes_through_funding_index() -> None:
+    plan = _plan("drift", 5_100_000_000, [(100, 50_490)], 0, limit_ticks=49_000,
+                 social_weights=np.array([70, -40], dtype=np.int64))
+    assert plan.steps[0] == MarketClose(100, 50_490, 5_049_000_000, 5_100_000_000)
+    social = plan.steps[1]
+    assert isinstance(social, SocializedLoss)
+    assert social.rule == "funding_index" and social.covered_quanta == 51_000_000
+    assert social.charges == (32_454_546, 18_545_455)  # ceil(51e6 x 70/110), ceil(x 40/110)
+    assert social.rounding_quanta == 1 and plan.bad_debt_quanta == 0
+
+
+def test_deribit_socializes_over_winners_and_records_bad_debt() -> None:
+    plan = _plan("deribit", 5_100_000_000, [(100, 50_490)], 0, limit_ticks=49_000,
+                 social_weights=np.array([30_000_000, 10_000_000, -5], dtype=np.int64))
+    social = plan.steps[1]
+    assert isinstance(social, SocializedLoss)
+    assert social.charges == (30_000_000, 10_000_000, 0)
+    assert plan.bad_debt_quanta == 11_000_000
+
+
+def test_no_liquidity_no_fund_no_queue_stays_open() -> None:
+    plan = _plan("close_all", 4_501_000_000, [], 0)
+    assert plan.steps == (Unresolved(100),)
+    assert plan.closed_lots == 0
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"close_lots": 0}, "close_lots"),
+    ({"close_lots": 101}, "close_lots"),
+    ({"fund_quanta": -1}, "fund_quanta"),
+], ids=["zero-close", "more-than-position", "negative-fund"])
+def test_plan_rejects_bad_input(kw: dict[str, int], message: str) -> None:
+    args: dict[str, object] = {"position_lots": 100, "close_lots": 10, "bankruptcy_quanta": 0,
+                               "levels": [], "quote": LONG_QUOTE, "fund_quanta": 0, **kw}
+    with pytest.raises(ValueError, match=message):
+        plan_waterfall(POLICIES["dydx"], **args)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), name=st.sampled_from(sorted(POLICIES)), long=st.booleans(),
+       n=st.integers(1, 500), bk_ticks=st.integers(1_000, 100_000),
+       fund=st.integers(0, 10**10), backstop=st.booleans())
+def test_waterfall_conserves_and_never_overdraws(
+        data: st.DataObject, name: str, long: bool, n: int, bk_ticks: int, fund: int,
+        backstop: bool) -> None:
+    sign = 1 if long else -1
+    b = sign * n * bk_ticks * TV + data.draw(st.integers(-10**6, 10**6))
+    levels = data.draw(st.lists(st.tuples(st.integers(0, 300),
+                                          st.integers(bk_ticks // 2, bk_ticks * 2)),
+                                max_size=6))
+    levels.sort(key=lambda lv: -sign * lv[1])  # best first
+    k = data.draw(st.integers(0, 8))
+    adl_lots = np.array(data.draw(st.lists(st.integers(-200, 200), min_size=k, max_size=k)),
+                        dtype=np.int64)
+    elig = np.sign(adl_lots) == -sign
+    weights = np.array(data.draw(st.lists(st.integers(-10**8, 10**8), min_size=k,
+                                          max_size=k)), dtype=np.int64)
+    plan = plan_waterfall(
+        POLICIES[name], position_lots=sign * (n + 3), close_lots=n, bankruptcy_quanta=b,
+        levels=levels, quote=linear_quote(TV, is_long=long), fund_quanta=fund,
+        limit_ticks=bk_ticks - sign * bk_ticks // 3, backstop_eligible=backstop,
+        adl_lots=adl_lots, adl_order=np.arange(k, dtype=np.int64), adl_eligible=elig,
+        social_weights=weights)
+    legs = plan.transfers()
+    assert all(leg.amount_quanta > 0 for leg in legs)
+    assert sum(plan.net_by_role().values()) == 0  # every transfer balances
+    lots_moved = sum(s.lots for s in plan.steps
+                     if isinstance(s, MarketClose | BackstopTakeover | FundTakeover | AdlFill))
+    assert lots_moved == plan.closed_lots
+    left = [s.lots for s in plan.steps if isinstance(s, Unresolved)]
+    assert plan.closed_lots + sum(left) == n
+    paid = sum(s.amount_quanta for s in plan.steps if isinstance(s, InsurancePayment)) + sum(
+        max(s.quote_quanta, 0) for s in plan.steps if isinstance(s, FundTakeover))
+    assert paid == plan.fund_used_quanta <= fund  # the fund is never overdrawn
+    # the account ends at or above its bankruptcy amount on what closed, but for bad debt
+    account = plan.net_by_role().get("account", 0)
+    floor = bankruptcy_share_quanta(b, part_lots=plan.closed_lots, total_lots=n)
+    assert account >= floor - plan.bad_debt_quanta
+    # ADL only against eligible positions, each within its size
+    for s in plan.steps:
+        if isinstance(s, AdlFill):
+            assert elig[s.position] and s.lots <= abs(int(adl_lots[s.position]))

@@ -1,0 +1,107 @@
+"""Shipped grids (package data) and the grid parser.
+
+Paradex: "Portfolio Margin" (docs.paradex.trade/risk/portfolio-margin), the 24-scenario
+table with its weights as published. Deribit: support article "Portfolio Margin" (9 price
+buckets over +-range x vol up/same/down, extended table -66 % ... +500 % on vol up only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from solvency.adapters.grids import grid_names, load_grid
+from solvency.core.portfolio import GridError, parse_grid
+
+# (spot shock, vol shock sign, weight) per row, Paradex docs, rows 1-24.
+PARADEX_TABLE = [
+    (0.16, 1, 1.0), (0.12, 1, 1.0), (0.12, -1, 1.0), (0.08, 1, 1.0), (0.08, -1, 1.0),
+    (0.04, 1, 1.0), (0.04, -1, 1.0), (0.0, 1, 1.0), (0.0, -1, 1.0), (-0.04, 1, 1.0),
+    (-0.04, -1, 1.0), (-0.08, 1, 1.0), (-0.08, -1, 1.0), (-0.12, 1, 1.0), (-0.12, -1, 1.0),
+    (-0.16, 1, 1.0), (-0.66, 1, 0.24), (-0.33, 1, 0.48), (0.50, 1, 0.32), (1.00, 1, 0.16),
+    (2.00, 1, 0.08), (3.00, 1, 0.0533), (4.00, 1, 0.04), (5.00, 1, 0.032),
+]
+
+
+def test_shipped_grids():
+    assert grid_names() == ["cme_span_16", "deribit_pm", "paradex_pm"]
+    for name in grid_names():
+        g = load_grid(name)
+        assert g.source and g.retrieved == "2026-11-20"
+        assert g.price_move.flags.writeable is False
+    with pytest.raises(KeyError, match="unknown grid"):
+        load_grid("nope")
+
+
+def test_paradex_grid_as_published():
+    g = load_grid("paradex_pm")
+    assert g.n_scenarios == 24
+    moves, signs, weights = zip(*PARADEX_TABLE, strict=True)
+    np.testing.assert_array_equal(g.move_is_fraction, np.ones(24))
+    np.testing.assert_allclose(g.price_move, moves, atol=0)
+    np.testing.assert_array_equal(g.vol_move, signs)
+    np.testing.assert_allclose(g.weight, weights, atol=0)
+    assert (g.vol_range_up, g.vol_range_down, g.vol_shift) == (0.40, 0.22, "relative")
+    assert (g.vol_power_short, g.vol_power_long, g.vol_term_ref_days) == (0.30, 0.13, 30.0)
+    assert g.vol_term_floor_days == 1.0  # max(1, DTE)
+    assert (g.delta_net, g.delta_hedged, g.delta_rule) == (0.02, 0.01, "floor")
+    assert (g.mm_factor, g.im_factor) == (0.5, 2.0)  # MMR = 50 % x IMR
+    # The tail weights are (to the published rounding) 16 % / |shock|: a linear position
+    # loses no more, weighted, in a tail row than at the +-16 % edge.
+    tail = slice(16, 24)
+    np.testing.assert_allclose(g.weight[tail] * np.abs(g.price_move[tail]), 0.16, atol=0.0021)
+
+
+def test_deribit_grid_structure():
+    g = load_grid("deribit_pm")
+    assert g.n_scenarios == 27 + 8
+    core = slice(0, 27)
+    np.testing.assert_allclose(np.unique(g.price_move[core]) * 4, np.arange(-4, 5))
+    assert sorted(set(g.vol_move[core])) == [-1.0, 0.0, 1.0]
+    np.testing.assert_array_equal(g.move_is_fraction[core], 0.0)
+    np.testing.assert_array_equal(g.weight[core], 1.0)
+    np.testing.assert_allclose(g.price_move[27:], [-0.66, -0.33, 0.5, 1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(g.vol_move[27:], 1.0)  # extended: vol range up only
+    assert np.all(g.weight[27:] < 1.0)
+    assert (g.short_option_minimum, g.short_option_rule, g.roll) == (0.01, "add", 0.01)
+
+
+BASE = {"name": "t", "price_range": 0.1, "scenarios": [{"price": 1.0, "vol": 1.0}]}
+
+
+@pytest.mark.parametrize(
+    ("patch", "match"),
+    [
+        ({"price_range": -0.1}, "price_range"),
+        ({"price_range": "x"}, "price_range"),
+        ({"scenarios": []}, "scenarios"),
+        ({"scenarios": [{"vol": 1.0}]}, "exactly one"),
+        ({"scenarios": [{"price": 1.0, "move": 0.1}]}, "exactly one"),
+        ({"scenarios": [{"price": 1.0, "weight": 0.0}]}, "weight"),
+        ({"scenarios": [{"move": -1.0}]}, "-100"),
+        ({"vol_shift": "log"}, "vol_shift"),
+        ({"addons": {"delta_rule": "max"}}, "delta_rule"),
+        ({"addons": {"im_factor": 0.5}}, "im_factor"),
+        ({"addons": {"mm_factor": 1.5}}, "mm_factor"),
+        ({"vol_floor": 0.0}, "vol_floor"),
+        ({"name": 3}, "name"),
+    ],
+)
+def test_parse_errors_name_the_field(patch, match):
+    with pytest.raises(GridError, match=match):
+        parse_grid(BASE | patch)
+
+
+def test_parse_toml_text_and_bad_toml():
+    g = parse_grid('name = "x"\nprice_range = 0.2\n[[scenarios]]\nprice = -1.0\nvol = -1\n')
+    assert g.n_scenarios == 1 and g.price_range == 0.2 and g.vol_shift == "absolute"
+    with pytest.raises(GridError, match="TOML"):
+        parse_grid("name = ")
+
+
+def test_load_grid_file(tmp_path):
+    from solvency.adapters.grids import load_grid_file
+
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\nprice_range = 0.05\n[[scenarios]]\nprice = 1.0\n')
+    assert load_grid_file(path).name == "mine"
