@@ -6,6 +6,7 @@ import typer
 
 from solvency.cli.backtest import backtest
 from solvency.cli.core_commands import margin, replay, venues
+from solvency.cli.data import data_app
 
 app = typer.Typer(
     name="solvency",
@@ -20,6 +21,7 @@ app.command("margin")(margin)
 app.command("replay")(replay)
 app.command("venues")(venues)
 app.command("backtest")(backtest)
+app.add_typer(data_app, name="data")
 # --- end of command registrations ---
 
 

@@ -27,6 +27,7 @@ from solvency.core.ledger.ledger import (
     CLEARING,
     EXTERNAL,
     FEES,
+    INSURANCE,
     ROUNDING,
     Ledger,
     Result,
@@ -71,11 +72,16 @@ from solvency.core.units import (
     to_quanta,
 )
 from solvency.core.volatility import liquidation_probability
+from solvency.core.liquidation import LiquidationPolicy, policy_for
+from solvency.engine.liquidation import INSURANCE_ROW, Liquidator
+from solvency.engine.ports import Liquidity, StaticDepth
 from solvency.engine.state import Book
 
 __all__ = ["Engine", "EngineError", "RejectReason"]
 
 SNAPSHOT_VERSION = 1
+DEFAULT_LIQUIDITY = StaticDepth(lots_per_level=10**12, level_bps=10, levels=10)
+"""Without a liquidity model, liquidation orders fill in full 0.1 % through the mark."""
 DEFAULT_VOLATILITY = 0.8
 """Annualized volatility assumed for a market before its marks carry timestamps."""
 EWMA_LAMBDA_DAILY = 0.94
@@ -126,8 +132,12 @@ class Engine:
         The venue (a preset or a user's config) whose assets and markets it runs.
     """
 
-    def __init__(self, venue: Venue) -> None:
+    def __init__(self, venue: Venue, *, liquidity: Liquidity | None = None,
+                 policy: LiquidationPolicy | None = None) -> None:
         self.venue = venue
+        self.liquidity: Liquidity = liquidity if liquidity is not None else DEFAULT_LIQUIDITY
+        self.liquidator = Liquidator(self, policy if policy is not None else policy_for(
+            venue.name))
         self.market_data: dict[str, dict[str, Any]] = {
             name: dict(data) for name, data in dict(venue.raw.get("markets", {})).items()
         }
@@ -243,6 +253,25 @@ class Engine:
             r = self.book.add_row(account, account, -1, _cross_ledger_id(account), True)
         return r
 
+    def system_ledger_id(self, name: str) -> str:
+        """Ledger account of an engine-run row (created on first use)."""
+        return self.book.rows[self.system_row(name)].ledger_id
+
+    def system_row(self, name: str) -> int:
+        """Row of an engine-run account: the market, the backstop vault, the fund."""
+        r = self.book.row_index.get(name)
+        if r is None:
+            ledger_id = INSURANCE if name == INSURANCE_ROW else _cross_ledger_id(name)
+            r = self.book.add_row(name, name, -1, ledger_id, False)
+            self.accounts.setdefault(name, "cross")
+            for a in range(len(self.book.asset_names)):
+                self._sync_balance(r, a)
+        return r
+
+    def allows_liquidation(self, m: int) -> bool:
+        """Whether liquidations may run in market ``m`` now (circuit breakers)."""
+        return True
+
     def _sync_balance(self, r: int, a: int) -> None:
         book = self.book
         q = self.ledger.balance(book.rows[r].ledger_id, book.asset_names[a])
@@ -350,7 +379,14 @@ class Engine:
             if more.shape[0]:
                 rows = np.concatenate([rows, more])
                 out = np.concatenate([out, book.aggregate(more)])
-        return self._crossings(rows, out, ev.id)
+        return self._after_valuation(rows, out, ev.id)
+
+    def _after_valuation(self, rows: np.ndarray, out: np.ndarray,
+                         cause: str) -> list[OutEvent]:
+        """Margin calls, then liquidations, for rows just valued."""
+        events = self._crossings(rows, out, cause)
+        events.extend(self.liquidator.sweep(rows, out, cause))
+        return events
 
     def _track_volatility(self, m: int, price: float, ts_ms: int) -> None:
         """EWMA variance of log returns, annualized: ``var = l*var + (1-l)*r^2/dt`` with
@@ -376,7 +412,7 @@ class Engine:
         """Value rows and emit margin calls for those that crossed the warning level."""
         if rows.shape[0] == 0:
             return []
-        return self._crossings(rows, self.book.aggregate(rows), cause)
+        return self._after_valuation(rows, self.book.aggregate(rows), cause)
 
     def _touch(self, slots: list[int], rows: np.ndarray, cause: str) -> list[OutEvent]:
         """Re-mark ``slots``, value ``rows`` and emit margin calls, in one kernel call."""
@@ -386,7 +422,9 @@ class Engine:
                           book.mk, book.mki, book.tiers, book.asset_price, book.ascale,
                           book.atier_start, book.atier_count, book.atiers, book.warned,
                           self.margin_call_ratio, out)
-        return self._events_for(hits, rows, out, cause) if hits.shape[0] else []
+        events = self._events_for(hits, rows, out, cause) if hits.shape[0] else []
+        events.extend(self.liquidator.sweep(rows, out, cause))
+        return events
 
     def _crossings(self, rows: np.ndarray, out: np.ndarray, cause: str) -> list[OutEvent]:
         """Margin-call out-events for rows whose ratio crossed the warning level.
@@ -1057,15 +1095,23 @@ class Engine:
             "realized": {k: str(v) for k, v in sorted(self.realized.items())},
             "volatility": [[float(v).hex(), float(p).hex(), int(t)] for v, p, t in zip(
                 self.vol_var_annual, self.vol_last, self.vol_last_ms, strict=True)],
+            "liquidation": {
+                "last_partial_ms": {book.rows[r].name: t for r, t in sorted(
+                    self.liquidator.last_partial_ms.items())},
+                "deficit_rows": sorted(book.rows[r].name for r in self.liquidator.deficit_rows),
+                "blocked_assets": sorted(self.liquidator.blocked_assets),
+            },
             "counts": dict(self.counts),
+            "liquidation_counts": dict(self.liquidator.counts),
         }
 
     @classmethod
-    def restore(cls, snap: Mapping[str, Any]) -> Engine:
-        """Rebuild an engine from :meth:`snapshot` output."""
+    def restore(cls, snap: Mapping[str, Any], *, liquidity: Liquidity | None = None,
+                policy: LiquidationPolicy | None = None) -> Engine:
+        """Rebuild an engine from :meth:`snapshot` output (same ports as the original)."""
         if snap.get("version") != SNAPSHOT_VERSION:
             raise EngineError(f"snapshot version {snap.get('version')} is not supported")
-        engine = cls(build_venue(snap["venue"]))
+        engine = cls(build_venue(snap["venue"]), liquidity=liquidity, policy=policy)
         book = engine.book
         engine.ledger = Ledger.load(engine.venue.assets, snap["ledger"])
         engine.accounts = dict(snap["accounts"])
@@ -1102,6 +1148,12 @@ class Engine:
             engine.vol_last[m] = float.fromhex(p)
             engine.vol_last_ms[m] = int(t)
         engine.counts = dict(snap["counts"])
+        liq = snap["liquidation"]
+        engine.liquidator.last_partial_ms = {book.row_index[k]: int(v)
+                                             for k, v in liq["last_partial_ms"].items()}
+        engine.liquidator.deficit_rows = {book.row_index[k] for k in liq["deficit_rows"]}
+        engine.liquidator.blocked_assets = set(liq["blocked_assets"])
+        engine.liquidator.counts = dict(snap["liquidation_counts"])
         book.remargin_all()
         return engine
 
@@ -1109,6 +1161,7 @@ class Engine:
         """SHA-256 of the exact state (ledger, positions, marks, params, ids, clock)."""
         snap = self.snapshot()
         snap.pop("counts")
+        snap.pop("liquidation_counts")
         blob = json.dumps(snap, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 

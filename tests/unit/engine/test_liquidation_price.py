@@ -130,14 +130,17 @@ def test_displayed_price_is_where_the_engine_starts_liquidating(
     inside = p + eps if long else p - eps
     assert _health(e, "BTC-PERP", p) < 0
     assert _health(e, "BTC-PERP", inside) >= 0 or abs(_health(e, "BTC-PERP", inside)) < 1e-6
-    # and the engine's own trigger agrees when the mark is set there
+    # and the engine's own trigger agrees: no liquidation just inside, one just beyond
     from solvency.core.model.events import Price
 
+    before = Decimal(str(round(p * (1.001 if long else 0.999), 1)))
+    out = e.apply(Price(id="probe-in", market="BTC-PERP", price=before))
+    assert not [o for o in out if o.type == "liquidation"]
     beyond = Decimal(str(round(p * (0.999 if long else 1.001), 1)))
-    e.apply(Price(id="probe", market="BTC-PERP", price=beyond))
-    out = e.book.aggregate(np.array([e.book.row_index[ACCOUNT]]))[0]
-    assert out[1] < out[3]  # collateral < maintenance: liquidatable
-    assert np.isfinite(out).all()
+    out = e.apply(Price(id="probe-out", market="BTC-PERP", price=beyond))
+    liquidations = [o for o in out if o.type == "liquidation"]
+    assert liquidations and liquidations[0].account == ACCOUNT  # type: ignore[union-attr]
+    e.verify()
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)

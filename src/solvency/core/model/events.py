@@ -22,6 +22,8 @@ from solvency.core.units import UnitError, parse_decimal
 
 __all__ = [
     "AccountMode",
+    "BadDebt",
+    "Deleveraged",
     "Deposit",
     "EventError",
     "Expiry",
@@ -29,6 +31,7 @@ __all__ = [
     "Funding",
     "InputEvent",
     "IsolatedMargin",
+    "Liquidated",
     "MarginCall",
     "MarginRestored",
     "OutEvent",
@@ -36,7 +39,9 @@ __all__ = [
     "Price",
     "Rejected",
     "Settled",
+    "SocializedLossEvent",
     "Withdraw",
+    "WithdrawalState",
     "event_to_json",
     "parse_event",
     "parse_event_line",
@@ -224,7 +229,84 @@ class Settled:
     rounding: str
 
 
-OutEvent = Rejected | MarginCall | MarginRestored | Settled
+@dataclass(frozen=True, slots=True)
+class Liquidated:
+    """A step of a liquidation: ``size`` of ``market`` closed ``via`` the book
+    (``market``), the backstop vault, the insurance fund, or ``unresolved`` (nobody took
+    it yet); ``penalty`` charged and the insurance fund's net change, in the settle asset.
+    """
+
+    type: ClassVar[str] = "liquidation"
+    id: str
+    event: str
+    account: str
+    market: str
+    size: str
+    price: str
+    via: str
+    bankruptcy_price: str
+    penalty: str
+    insurance_fund_delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deleveraged:
+    """Auto-deleveraging: ``counterparty``'s opposite position reduced by ``size`` at the
+    liquidated position's bankruptcy price."""
+
+    type: ClassVar[str] = "adl"
+    id: str
+    event: str
+    account: str
+    counterparty: str
+    market: str
+    size: str
+    price: str
+
+
+@dataclass(frozen=True, slots=True)
+class SocializedLossEvent:
+    """A shortfall charged to other participants by ``rule``."""
+
+    type: ClassVar[str] = "socialized_loss"
+    id: str
+    event: str
+    account: str
+    market: str
+    rule: str
+    loss: str
+    covered: str
+    bad_debt: str
+
+
+@dataclass(frozen=True, slots=True)
+class BadDebt:
+    """A flat account's negative balance: paid by the fund up to its balance, the rest
+    recorded as the venue's bad debt (``sys:bad_debt``)."""
+
+    type: ClassVar[str] = "bad_debt"
+    id: str
+    event: str
+    account: str
+    asset: str
+    insurance_paid: str
+    bad_debt: str
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalState:
+    """Withdrawals of a collateral pool blocked or reopened (dYdX's negative-equity gate)."""
+
+    type: ClassVar[str] = "system_state"
+    id: str
+    event: str
+    asset: str
+    state: str
+    reason: str
+
+
+OutEvent = (Rejected | MarginCall | MarginRestored | Settled | Liquidated | Deleveraged
+            | SocializedLossEvent | BadDebt | WithdrawalState)
 
 _INPUT_TYPES: dict[str, type[Any]] = {
     cls.type: cls

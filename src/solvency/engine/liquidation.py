@@ -1,0 +1,656 @@
+"""The liquidation engine: trigger, order, and the waterfall executed on the real ledger.
+
+After every valuation (price update, fill, transfer, funding, parameter change) the
+engine hands the rows it valued to :meth:`Liquidator.sweep`. Rows whose collateral is
+below maintenance margin are liquidated most underwater first (ratio of the shortfall to
+maintenance, then name), one position at a time (largest maintenance first), in steps
+sized by the venue's policy, until the row is healthy, flat, or nothing more can be done
+now (no liquidity within limits, breaker pause). Each step is planned by the pure
+:func:`~solvency.core.liquidation.waterfall.plan_waterfall` and posted as one ledger
+batch; every step is an out-event.
+
+Accounts the engine runs itself never get liquidated: the counterparty of the order book
+(``__market__``), the backstop vault (``__backstop__``), the insurance fund's position row
+(``__insurance__``, whose balance is the fund) and seeded counterparties (``__street__``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from solvency.core.ledger.ledger import INSURANCE, ROUNDING, Transfer
+from solvency.core.liquidation import (
+    AdlFill,
+    BackstopTakeover,
+    FundTakeover,
+    InsurancePayment,
+    LiquidationPolicy,
+    MarketClose,
+    Penalty,
+    QuoteFn,
+    SocializedLoss,
+    Unresolved,
+    adl_eligible,
+    adl_order,
+    adl_quintiles,
+    adl_scores,
+    bankruptcy_quote_quanta,
+    fillable_price,
+    in_cooldown,
+    linear_quote,
+    liquidation_size,
+    plan_waterfall,
+)
+from solvency.core.margin.kernels import (
+    OUT_COLLATERAL,
+    OUT_MM,
+    S_LOTS,
+    S_MM,
+    S_ROW,
+    S_VALUE,
+    slot_quanta,
+)
+from solvency.core.model.events import (
+    BadDebt,
+    Deleveraged,
+    Liquidated,
+    OutEvent,
+    SocializedLossEvent,
+    WithdrawalState,
+)
+from solvency.core.units import div_round, format_quanta
+
+if TYPE_CHECKING:
+    from solvency.engine.engine import Engine
+
+__all__ = ["BACKSTOP", "INSURANCE_ROW", "LIQUIDATOR", "MARKET", "Liquidator", "SYSTEM_ROWS"]
+
+MARKET = "__market__"
+"""Counterparty of liquidation orders filled in the book (the rest of the market)."""
+BACKSTOP = "__backstop__"
+"""The backstop / liquidator vault (Hyperliquid HLP style); fund it with deposits."""
+INSURANCE_ROW = "__insurance__"
+"""Row holding positions the insurance fund took over; its ledger account is the fund."""
+LIQUIDATOR = "sys:liquidator"
+"""Where the liquidator's share of penalties goes."""
+BAD_DEBT = "sys:bad_debt"
+"""The venue's recorded loss: a shortfall nobody covered (negative balance)."""
+SYSTEM_ROWS = frozenset({MARKET, BACKSTOP, INSURANCE_ROW, "__street__"})
+MAX_STEPS = 64
+
+
+@dataclass(slots=True)
+class _Pos:
+    slot: int
+    m: int
+    lots: int
+    a: int
+
+
+class Liquidator:
+    """Runs the venue's liquidation policy against an engine's book and ledger."""
+
+    def __init__(self, engine: Engine, policy: LiquidationPolicy) -> None:
+        self.engine = engine
+        self.policy = policy
+        self.last_partial_ms: dict[int, int] = {}
+        self.deficit_rows: set[int] = set()
+        self.touched: set[int] = set()
+        self.blocked_assets: set[str] = set()
+        self.counts = {"liquidations": 0, "adl": 0, "backstop": 0, "fund_takeover": 0,
+                       "socialized": 0, "bad_debt": 0}
+
+    # ------------------------------------------------------------------ trigger
+
+    def sweep(self, rows: np.ndarray, out: np.ndarray, cause: str) -> list[OutEvent]:
+        """Liquidate the rows of ``rows`` (valued in ``out``) that are below maintenance."""
+        if rows.shape[0] == 0:
+            return []
+        coll = out[:, OUT_COLLATERAL]
+        mm = out[:, OUT_MM]
+        bad = np.flatnonzero((coll < mm) & (mm > 0))
+        if bad.shape[0] == 0 and not self.deficit_rows:
+            return []
+        book = self.engine.book
+        cands = [(float((coll[i] - mm[i]) / mm[i]), book.rows[int(rows[i])].name, int(rows[i]))
+                 for i in bad.tolist()
+                 if book.rows[int(rows[i])].account not in SYSTEM_ROWS]
+        cands.sort()
+        events: list[OutEvent] = []
+        done: set[int] = set()
+        for _round in range(16):
+            self.touched = set()
+            for _, _, r in cands:
+                events.extend(self._liquidate_row(r, cause))
+                done.add(r)
+            # counterparties of ADL and socialized losses may now be below maintenance
+            again = np.array(sorted(self.touched - done), dtype=np.int64)
+            if again.shape[0] == 0:
+                break
+            vals = book.aggregate(again)
+            cands = sorted(
+                (float((vals[i, OUT_COLLATERAL] - vals[i, OUT_MM]) / vals[i, OUT_MM]),
+                 book.rows[int(again[i])].name, int(again[i]))
+                for i in range(again.shape[0])
+                if vals[i, OUT_COLLATERAL] < vals[i, OUT_MM] and vals[i, OUT_MM] > 0
+                and book.rows[int(again[i])].account not in SYSTEM_ROWS)
+            if not cands:
+                break
+        events.extend(self._update_system_state(cause))
+        return events
+
+    # ------------------------------------------------------------------ one row
+
+    def _value(self, r: int) -> tuple[float, float]:
+        out = self.engine.book.aggregate(np.array([r], dtype=np.int64))
+        return float(out[0, OUT_COLLATERAL]), float(out[0, OUT_MM])
+
+    def _liquidate_row(self, r: int, cause: str) -> list[OutEvent]:
+        eng = self.engine
+        book = eng.book
+        events: list[OutEvent] = []
+        last_resort = False
+        for _ in range(MAX_STEPS):
+            coll, mm = self._value(r)
+            if not coll < mm or mm <= 0:
+                self.deficit_rows.discard(r)
+                break
+            positions = self._positions(r)
+            if not positions:
+                events.extend(self._settle_deficit(r, cause))
+                break
+            pos = max(positions, key=lambda p: (int(book.st[p.slot, S_MM])
+                                                * float(book.asset_price[p.a]), -p.slot))
+            if not eng.allows_liquidation(pos.m):
+                self.deficit_rows.add(r)
+                break
+            step = self._step(r, pos, coll, mm, cause, last_resort=last_resort)
+            events.extend(step)
+            unresolved = bool(step) and isinstance(step[-1], Liquidated) and (
+                step[-1].via == "unresolved")
+            if unresolved:
+                if last_resort:
+                    self.deficit_rows.add(r)
+                    break
+                # Nobody took it within the policy's steps: close in the book at whatever
+                # price it gives, the shortfall socialized where the venue does, else
+                # recorded as bad debt.
+                last_resort = True
+        else:
+            self.deficit_rows.add(r)
+        return events
+
+    def _positions(self, r: int) -> list[_Pos]:
+        book = self.engine.book
+        out = []
+        for s in book.row_slots(r):
+            m = int(book.slot_market[s])
+            out.append(_Pos(s, m, int(book.st[s, S_LOTS]), self.engine._settle_of[m]))
+        return out
+
+    # ------------------------------------------------------------------ one step
+
+    def _step(self, r: int, pos: _Pos, coll: float, mm: float, cause: str, *,
+              last_resort: bool = False) -> list[OutEvent]:
+        eng = self.engine
+        book = eng.book
+        inst = book.instruments[pos.m]
+        a = pos.a
+        px = float(book.asset_price[a])
+        scale = book.asset_scale[a]
+        equity_q, mm_total_q = self._equity_and_mm_quanta(r, a, coll, mm, px, scale)
+        value_q = int(book.st[pos.slot, S_VALUE])
+        pos_mm_q = int(book.st[pos.slot, S_MM])
+        notional = abs(value_q) / scale
+        now = eng.clock_ms or 0
+        cooldown = None
+        if self.policy.cooldown_ms:
+            last = np.array([self.last_partial_ms.get(r, -1)], dtype=np.int64)
+            cooldown = in_cooldown(self.policy, last_partial_ms=last, now_ms=now)
+        floor = self._tier_floor(pos.m, notional)
+        close = int(liquidation_size(
+            self.policy, lots=np.array([pos.lots], dtype=np.int64),
+            notional=np.array([notional]), mm=np.array([pos_mm_q / scale]),
+            collateral=np.array([equity_q / scale]), mm_total=np.array([mm_total_q / scale]),
+            tier_floor=np.array([floor]), cooldown=cooldown)[0])
+        close = max(1, min(close, abs(pos.lots)))
+        is_long = pos.lots > 0
+        sign = 1 if is_long else -1
+        new_lots = pos.lots - sign * close
+        mark = float(book.mk[pos.m, 3])
+        oi = float(book.mk[pos.m, 6])
+        v_new, _im_new, mm_new = slot_quanta(pos.m, float(new_lots), mark, oi, book.mk,
+                                             book.mki, book.tiers, book.ascale)
+        delta_mm = min(0, mm_new - pos_mm_q)
+        bq = bankruptcy_quote_quanta(delta_value_quanta=v_new - value_q,
+                                     delta_mm_quanta=delta_mm, equity_quanta=equity_q,
+                                     mm_total_quanta=max(mm_total_q, 1))
+        quote = self._quote_fn(pos.m, is_long)
+        marks = book.marks[pos.m]
+        assert marks is not None
+        fills = eng.liquidity.quote(inst.name, -sign * close, marks, inst.tick_size)
+        levels = [(f.lots, int(f.price / inst.tick_size)) for f in fills if f.lots > 0]
+        limit = self._limit_ticks(pos, value_q, pos_mm_q, equity_q, mm_total_q, inst)
+        fund = eng.ledger.balance(INSURANCE, inst.settle)
+        policy = self.policy
+        adl = self._adl_queue(pos, r, bq, close)
+        social = self._social_weights(pos, r)
+        if last_resort:
+            policy = replace(policy, fund_covers_shortfall=False, backstop=False,
+                             adl_ranking="none", socialize=(
+                                 policy.socialize if policy.socialize != "none"
+                                 else "pro_rata_winners"))
+            limit = 0 if is_long else 10**18
+            adl = None
+            if social is None or self.policy.socialize == "none":
+                social = (np.zeros(0, dtype=np.int64), [])
+        plan = plan_waterfall(
+            policy, position_lots=pos.lots, close_lots=close, bankruptcy_quanta=bq,
+            levels=levels, quote=quote, fund_quanta=fund, limit_ticks=limit,
+            backstop_eligible=policy.backstop_eligible(collateral=coll, mm=mm),
+            adl_lots=adl[0] if adl else None, adl_order=adl[1] if adl else None,
+            adl_eligible=adl[2] if adl else None,
+            social_weights=social[0] if social else None)
+        return self._execute(r, pos, plan, adl, social, cause, bq, close)
+
+    def _equity_and_mm_quanta(self, r: int, a: int, coll: float, mm: float, px: float,
+                              scale: int) -> tuple[int, int]:
+        """Equity (``TNC``) and maintenance (``TMMR``) of the row in quanta of ``a``: exact
+        from the integer sums when ``a`` is the row's only asset, else converted from USD
+        (collateral rounded down, requirement up)."""
+        book = self.engine.book
+        n_a = len(book.asset_names)
+        row = book.row_int[r]
+        others = [b for b in range(n_a) if b != a
+                  and (row[b] + row[n_a + b] != 0 or row[3 * n_a + b] != 0)]
+        weight_one = book.atier_count[a] == 1 and book.atiers[book.atier_start[a], 1] == 1.0
+        if not others and (weight_one or book.row_int[r, 4 * n_a] == 0):
+            return int(row[a] + row[n_a + a]), int(row[3 * n_a + a])
+        return math.floor(coll / px * scale), math.ceil(mm / px * scale)
+
+    def _tier_floor(self, m: int, notional: float) -> float:
+        book = self.engine.book
+        t0, tn = int(book.mki[m, 0]), int(book.mki[m, 1])
+        floors = book.tiers[t0:t0 + tn, 0]
+        return float(floors[np.searchsorted(floors, notional, side="right") - 1])
+
+    def _quote_fn(self, m: int, is_long: bool) -> QuoteFn:
+        """Exact settle-quanta the account receives (signed) for closing ``lots`` at
+        ``ticks``; inverse amounts rounded against the account, as in a fill."""
+        eng = self.engine
+        inst = eng.book.instruments[m]
+        tv = eng._tick_value[m]
+        if not inst.is_inverse:
+            return linear_quote(tv, is_long=is_long)
+        dec = eng._dec(eng._settle_of[m])
+        unit = Fraction(inst.lot_size) * Fraction(inst.contract_size) * 10**dec / Fraction(
+            inst.tick_size)
+
+        def inverse(lots: int, ticks: int) -> int:
+            coin = unit * lots / ticks
+            # closing a long inverse buys back coin exposure: the account pays, rounded up
+            if is_long:
+                return -div_round(coin.numerator, coin.denominator, "ceil")
+            return div_round(coin.numerator, coin.denominator, "floor")
+
+        return inverse
+
+    def _limit_ticks(self, pos: _Pos, value_q: int, pos_mm_q: int, equity_q: int,
+                     mm_total_q: int, inst: object) -> int | None:
+        """dYdX fillable price rounded to ticks away from the account, or None."""
+        p = self.policy
+        if not p.fund_covers_shortfall or (p.bankruptcy_adjustment_ppm == 0
+                                           and p.spread_to_mm_ratio_ppm == 0):
+            return None
+        eng = self.engine
+        book = eng.book
+        if book.instruments[pos.m].is_inverse or mm_total_q <= 0:
+            return None
+        tv = eng._tick_value[pos.m]
+        try:
+            price_per_lot = fillable_price(
+                position_value_quanta=value_q, position_mm_quanta=pos_mm_q,
+                position_size=pos.lots, equity_quanta=equity_q, mm_total_quanta=mm_total_q,
+                bankruptcy_adjustment_ppm=p.bankruptcy_adjustment_ppm,
+                spread_to_mm_ratio_ppm=p.spread_to_mm_ratio_ppm)
+        except ValueError:
+            return None
+        ticks = price_per_lot / tv
+        if pos.lots > 0:
+            return max(1, div_round(ticks.numerator, ticks.denominator, "ceil"))
+        return max(1, div_round(ticks.numerator, ticks.denominator, "floor"))
+
+    def _adl_queue(self, pos: _Pos, r: int, bq: int,
+                   close: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Opposite-side positions of the market, their queue order and eligibility."""
+        if self.policy.adl_ranking == "none":
+            return None
+        eng = self.engine
+        book = eng.book
+        slots = book.holders[pos.m].view()
+        rows = book.st[slots, S_ROW]
+        keep = np.array([book.rows[int(x)].account not in SYSTEM_ROWS and int(x) != r
+                         for x in rows.tolist()], dtype=np.bool_)
+        slots = np.sort(slots[keep])
+        if slots.shape[0] == 0:
+            return None
+        lots = book.st[slots, S_LOTS].copy()
+        value = book.st[slots, S_VALUE].astype(np.float64)
+        entry = book.slot_cost[slots].astype(np.float64)
+        exec_value = self._exec_values(pos, bq, close, lots)
+        row_idx = book.st[slots, S_ROW]
+        margin_ratio = None
+        if self.policy.adl_ranking == "binance":
+            vals = book.aggregate(row_idx)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                margin_ratio = np.where(vals[:, OUT_COLLATERAL] > 0,
+                                        vals[:, OUT_MM] / vals[:, OUT_COLLATERAL], np.inf)
+        scores = adl_scores(self.policy.adl_ranking, mark_value=value, entry_value=entry,
+                            bankrupt_value=exec_value, margin_ratio=margin_ratio)
+        order = adl_order(scores)
+        inst = book.instruments[pos.m]
+        unit_mark = float(book.mk[pos.m, 3])
+        unit_exec = self._exec_price(pos, bq, close)
+        if inst.is_inverse:
+            # an inverse contract's coin value per contract is -1/price: compare in that
+            # increasing transform (entry: coin paid per contract)
+            contracts = np.abs(lots.astype(np.float64)) * float(inst.lot_size) * float(
+                inst.contract_size)
+            mark_p, exec_p = -1.0 / unit_mark, -1.0 / unit_exec
+            entry_p = np.divide(-np.abs(entry) / book.asset_scale[pos.a], contracts,
+                                out=np.zeros_like(entry), where=contracts > 0)
+        else:
+            mark_p, exec_p = unit_mark, unit_exec
+            entry_p = np.divide(entry, lots.astype(np.float64) * eng._tick_value[pos.m],
+                                out=np.zeros_like(entry), where=lots != 0) * float(
+                inst.tick_size)
+        eligible = adl_eligible(lots=lots, entry_price=entry_p, mark_price=mark_p,
+                                exec_price=exec_p, liquidated_long=pos.lots > 0)
+        return lots, order, eligible, slots
+
+    def _exec_values(self, pos: _Pos, bq: int, close: int, lots: np.ndarray) -> np.ndarray:
+        """Value of each opposite position at the liquidated position's bankruptcy price."""
+        price = self._exec_price(pos, bq, close)
+        inst = self.engine.book.instruments[pos.m]
+        contracts = lots.astype(np.float64) * float(inst.lot_size) * float(inst.contract_size)
+        scale = self.engine.book.asset_scale[pos.a]
+        out: np.ndarray = (-contracts / price * scale if inst.is_inverse
+                           else contracts * price * scale)
+        return out
+
+    def _exec_price(self, pos: _Pos, bq: int, close: int) -> float:
+        """Bankruptcy price of the closed part, as a float (display and ranking)."""
+        inst = self.engine.book.instruments[pos.m]
+        scale = self.engine.book.asset_scale[pos.a]
+        contracts = close * float(inst.lot_size) * float(inst.contract_size)
+        amount = abs(bq) / scale
+        if amount == 0:
+            return float(self.engine.book.mk[pos.m, 3])
+        return float(contracts / amount if inst.is_inverse else amount / contracts)
+
+    def _social_weights(self, pos: _Pos, r: int) -> tuple[np.ndarray, list[int]] | None:
+        """Participants of a socialized loss: both sides' lots (Drift) or profits."""
+        rule = self.policy.socialize
+        if rule == "none":
+            return None
+        book = self.engine.book
+        slots = np.sort(book.holders[pos.m].view())
+        keep = [int(s) for s in slots.tolist()
+                if book.rows[int(book.st[s, S_ROW])].account not in SYSTEM_ROWS
+                and int(book.st[s, S_ROW]) != r]
+        if not keep:
+            return None
+        arr = np.array(keep, dtype=np.int64)
+        if rule == "funding_index":
+            w = np.abs(book.st[arr, S_LOTS]).astype(np.int64)
+        else:
+            w = np.maximum(book.st[arr, S_VALUE] - book.slot_cost[arr], 0).astype(np.int64)
+        if int(w.sum()) == 0:
+            return None
+        return w, keep
+
+    # ------------------------------------------------------------------ execute
+
+    def _execute(self, r: int, pos: _Pos, plan: object, adl: object, social: object,
+                 cause: str, bq: int, close: int) -> list[OutEvent]:
+        from solvency.core.liquidation import WaterfallPlan
+
+        assert isinstance(plan, WaterfallPlan)
+        eng = self.engine
+        book = eng.book
+        inst = book.instruments[pos.m]
+        settle = inst.settle
+        row_id = book.rows[r].ledger_id
+        adl_slots: list[int] = [int(s) for s in adl[3].tolist()] if adl else []  # type: ignore[index]
+        social_slots: list[int] = social[1] if social else []  # type: ignore[index]
+        roles = {"account": row_id, "market": eng.system_ledger_id(MARKET),
+                 "insurance": INSURANCE, "liquidator": LIQUIDATOR, "rounding": ROUNDING,
+                 "backstop": eng.system_ledger_id(BACKSTOP)}
+
+        def ledger_of(role: str) -> str:
+            if role in roles:
+                return roles[role]
+            kind, idx = role.split(":")
+            slot = adl_slots[int(idx)] if kind == "adl" else social_slots[int(idx)]
+            return book.rows[int(book.st[slot, S_ROW])].ledger_id
+
+        batch = [Transfer(ledger_of(leg.debit), ledger_of(leg.credit), settle,
+                          leg.amount_quanta, leg.code) for leg in plan.transfers()]
+        if batch:
+            eng._post(batch)
+        events: list[OutEvent] = []
+        sign = 1 if pos.lots > 0 else -1
+        touched = {r}
+        penalty = 0
+        fund_delta = 0
+        for step in plan.steps:
+            if isinstance(step, Penalty):
+                penalty += step.liquidator_quanta + step.insurance_quanta
+                fund_delta += step.insurance_quanta
+            elif isinstance(step, InsurancePayment):
+                fund_delta -= step.amount_quanta
+            elif isinstance(step, FundTakeover):
+                fund_delta -= step.quote_quanta
+        dec = eng._dec(pos.a)
+        for step in plan.steps:
+            if isinstance(step, MarketClose):
+                other = self._counterparty_row(MARKET)
+                self._trade(r, other, pos.m, sign, step.lots, step.quote_quanta)
+                touched.add(other)
+                self.counts["liquidations"] += 1
+                events.append(self._liquidated(r, pos, step.lots, "market",
+                                               self._price_of(pos.m, step.lots,
+                                                              step.quote_quanta),
+                                               cause, bq, close, penalty, fund_delta, dec))
+            elif isinstance(step, BackstopTakeover):
+                other = self._counterparty_row(BACKSTOP)
+                self._trade(r, other, pos.m, sign, step.lots, step.quote_quanta)
+                touched.add(other)
+                self.counts["backstop"] += 1
+                events.append(self._liquidated(r, pos, step.lots, "backstop",
+                                               self._price_of(pos.m, step.lots,
+                                                              step.quote_quanta),
+                                               cause, bq, close, penalty, fund_delta, dec))
+            elif isinstance(step, FundTakeover):
+                other = self._counterparty_row(INSURANCE_ROW)
+                self._trade(r, other, pos.m, sign, step.lots, step.quote_quanta)
+                touched.add(other)
+                self.counts["fund_takeover"] += 1
+                events.append(self._liquidated(r, pos, step.lots, "insurance_fund",
+                                               self._price_of(pos.m, step.lots,
+                                                              step.quote_quanta),
+                                               cause, bq, close, penalty, fund_delta, dec))
+            elif isinstance(step, AdlFill):
+                slot = adl_slots[step.position]
+                other = int(book.st[slot, S_ROW])
+                self._trade(r, other, pos.m, sign, step.lots, step.quote_quanta)
+                touched.add(other)
+                self.counts["adl"] += 1
+                events.append(Deleveraged(
+                    id=eng._next_id(), event=cause, account=book.rows[r].name,
+                    counterparty=book.rows[other].name, market=inst.name,
+                    size=str(Decimal(step.lots) * inst.lot_size),
+                    price=_fmt(self._price_of(pos.m, step.lots, step.quote_quanta))))
+            elif isinstance(step, SocializedLoss):
+                self.counts["socialized"] += 1
+                for i, c in enumerate(step.charges):
+                    if c:
+                        touched.add(int(book.st[social_slots[i], S_ROW]))
+                events.append(SocializedLossEvent(
+                    id=eng._next_id(), event=cause, account=book.rows[r].name,
+                    market=inst.name, rule=str(step.rule),
+                    loss=format_quanta(step.loss_quanta, dec),
+                    covered=format_quanta(step.covered_quanta, dec),
+                    bad_debt=format_quanta(step.bad_debt_quanta, dec)))
+            elif isinstance(step, Unresolved):
+                events.append(Liquidated(
+                    id=eng._next_id(), event=cause, account=book.rows[r].name,
+                    market=inst.name, size=str(Decimal(step.lots) * inst.lot_size),
+                    price="", via="unresolved", bankruptcy_price="", penalty="0",
+                    insurance_fund_delta="0"))
+        if self.policy.cooldown_ms and close < abs(pos.lots):
+            self.last_partial_ms[r] = eng.clock_ms or 0
+        self.touched |= touched
+        rows = np.array(sorted(touched), dtype=np.int64)
+        for x in rows.tolist():
+            for b in range(len(book.asset_names)):
+                eng._sync_balance(x, b)
+        insurance_row = book.row_index.get(INSURANCE_ROW)
+        if insurance_row is not None:
+            eng._sync_balance(insurance_row, pos.a)
+        book.refresh(book.rows_slots(rows))
+        return events
+
+    def _counterparty_row(self, name: str) -> int:
+        return self.engine.system_row(name)
+
+    def _trade(self, r: int, other: int, m: int, sign: int, lots: int, quote_q: int) -> None:
+        """Move ``lots`` of the liquidated position to ``other`` at ``quote_q`` (exact)."""
+        eng = self.engine
+        book = eng.book
+        for row, direction, cost in ((r, -sign, -quote_q), (other, sign, quote_q)):
+            s = book.slot_of(row, m)
+            old = int(book.st[s, S_LOTS]) if s >= 0 else 0
+            from solvency.engine.engine import _Side
+
+            info = book.rows[row]
+            side = _Side(info.account, row, info.name, info.ledger_id, info.market >= 0, old,
+                         old + direction * lots, 0)
+            eng._move_position(side, m, cost)
+        oi = sum(int(book.st[s, S_LOTS]) for s in book.holders[m].view().tolist()
+                 if book.st[s, S_LOTS] > 0)
+        book.set_oi(m, oi)
+
+    def _price_of(self, m: int, lots: int, quote_q: int) -> float:
+        inst = self.engine.book.instruments[m]
+        scale = self.engine.book.asset_scale[self.engine._settle_of[m]]
+        contracts = lots * float(inst.lot_size) * float(inst.contract_size)
+        amount = abs(quote_q) / scale
+        if contracts == 0 or amount == 0:
+            return float("nan")
+        return float(contracts / amount if inst.is_inverse else amount / contracts)
+
+    def _liquidated(self, r: int, pos: _Pos, lots: int, via: str, price: float, cause: str,
+                    bq: int, close: int, penalty: int, fund_delta: int,
+                    dec: int) -> Liquidated:
+        eng = self.engine
+        inst = eng.book.instruments[pos.m]
+        return Liquidated(
+            id=eng._next_id(), event=cause, account=eng.book.rows[r].name, market=inst.name,
+            size=str(Decimal(lots) * inst.lot_size), price=_fmt(price), via=via,
+            bankruptcy_price=_fmt(self._exec_price(pos, bq, close)),
+            penalty=format_quanta(penalty, dec),
+            insurance_fund_delta=format_quanta(fund_delta, dec))
+
+    # ------------------------------------------------------------------ deficits
+
+    def _settle_deficit(self, r: int, cause: str) -> list[OutEvent]:
+        """A flat row with negative balances: record the shortfall as bad debt."""
+        eng = self.engine
+        book = eng.book
+        events: list[OutEvent] = []
+        info = book.rows[r]
+        for a, sym in enumerate(book.asset_names):
+            bal = eng.ledger.balance(info.ledger_id, sym)
+            if bal >= 0:
+                continue
+            fund = eng.ledger.balance(INSURANCE, sym)
+            pay = min(fund, -bal)
+            batch = []
+            if pay:
+                batch.append(Transfer(INSURANCE, info.ledger_id, sym, pay, "insurance_payment"))
+            rest = -bal - pay
+            if rest:
+                batch.append(Transfer(BAD_DEBT, info.ledger_id, sym, rest, "bad_debt"))
+            eng._post(batch)
+            eng._sync_balance(r, a)
+            dec = eng._dec(a)
+            if rest:
+                self.counts["bad_debt"] += 1
+            events.append(BadDebt(id=eng._next_id(), event=cause, account=info.name, asset=sym,
+                                  insurance_paid=format_quanta(pay, dec),
+                                  bad_debt=format_quanta(rest, dec)))
+        self.deficit_rows.discard(r)
+        return events
+
+    def _update_system_state(self, cause: str) -> list[OutEvent]:
+        """Block withdrawals in a collateral pool while a deficit is unresolved (dYdX)."""
+        eng = self.engine
+        book = eng.book
+        pending: set[str] = set()
+        for r in self.deficit_rows:
+            coll, mm = self._value(r)
+            if coll < 0:
+                for s in book.row_slots(r):
+                    pending.add(book.instruments[int(book.slot_market[s])].settle)
+        events: list[OutEvent] = []
+        for sym in sorted(pending - self.blocked_assets):
+            events.append(WithdrawalState(id=eng._next_id(), event=cause, asset=sym,
+                                          state="blocked",
+                                          reason="negative equity not yet resolved"))
+        for sym in sorted(self.blocked_assets - pending):
+            events.append(WithdrawalState(id=eng._next_id(), event=cause, asset=sym,
+                                          state="open", reason="deficits resolved"))
+        self.blocked_assets = pending
+        return events
+
+    # ------------------------------------------------------------------ ranks
+
+    def adl_ranks(self, m: int) -> dict[int, int]:
+        """ADL queue quintile (1 = deleveraged first) of every position in market ``m``."""
+        book = self.engine.book
+        slots = np.sort(book.holders[m].view())
+        if slots.shape[0] == 0:
+            return {}
+        lots = book.st[slots, S_LOTS]
+        value = book.st[slots, S_VALUE].astype(np.float64)
+        entry = book.slot_cost[slots].astype(np.float64)
+        mm = book.st[slots, S_MM].astype(np.float64)
+        ranking = self.policy.adl_ranking if self.policy.adl_ranking != "none" else "bitmex"
+        if ranking == "binance":
+            ranking = "bitmex"  # ranks shown per position: leverage proxy, no account ratio
+        out: dict[int, int] = {}
+        for side in (1, -1):
+            sel = np.sign(lots) == side
+            if not sel.any():
+                continue
+            bankrupt = value[sel] - np.sign(value[sel]) * mm[sel] * 0  # entry-free proxy
+            scores = adl_scores(ranking, mark_value=value[sel], entry_value=entry[sel],
+                                bankrupt_value=value[sel] - side * np.abs(value[sel]) / 10
+                                if ranking == "bitmex" else bankrupt)
+            q = adl_quintiles(scores, lots[sel])
+            for s, k in zip(slots[sel].tolist(), q.tolist(), strict=True):
+                out[int(s)] = int(k)
+        return out
+
+
+def _fmt(x: float) -> str:
+    if x != x or x in (math.inf, -math.inf):
+        return ""
+    return f"{x:.8g}"
