@@ -33,6 +33,7 @@ from solvency.core.ledger.ledger import (
     Result,
     Transfer,
 )
+from solvency.core.liquidation import LiquidationPolicy, policy_for
 from solvency.core.margin.kernels import (
     OUT_COLLATERAL,
     OUT_EQUITY,
@@ -72,7 +73,6 @@ from solvency.core.units import (
     to_quanta,
 )
 from solvency.core.volatility import liquidation_probability
-from solvency.core.liquidation import LiquidationPolicy, policy_for
 from solvency.engine.liquidation import INSURANCE_ROW, Liquidator
 from solvency.engine.ports import Liquidity, StaticDepth
 from solvency.engine.state import Book

@@ -69,7 +69,7 @@ from solvency.core.units import div_round, format_quanta
 if TYPE_CHECKING:
     from solvency.engine.engine import Engine
 
-__all__ = ["BACKSTOP", "INSURANCE_ROW", "LIQUIDATOR", "MARKET", "Liquidator", "SYSTEM_ROWS"]
+__all__ = ["BACKSTOP", "INSURANCE_ROW", "LIQUIDATOR", "MARKET", "SYSTEM_ROWS", "Liquidator"]
 
 MARKET = "__market__"
 """Counterparty of liquidation orders filled in the book (the rest of the market)."""
@@ -604,8 +604,8 @@ class Liquidator:
         eng = self.engine
         book = eng.book
         pending: set[str] = set()
-        for r in self.deficit_rows:
-            coll, mm = self._value(r)
+        for r in sorted(self.deficit_rows):
+            coll, _mm = self._value(r)
             if coll < 0:
                 for s in book.row_slots(r):
                     pending.add(book.instruments[int(book.slot_market[s])].settle)
@@ -651,6 +651,6 @@ class Liquidator:
 
 
 def _fmt(x: float) -> str:
-    if x != x or x in (math.inf, -math.inf):
+    if not math.isfinite(x):
         return ""
     return f"{x:.8g}"

@@ -163,7 +163,7 @@ class Ledger:
             else:
                 del bal[ckey]
             # Internal total moves only when one side is outside the venue.
-            if debit == EXTERNAL or credit == EXTERNAL:
+            if EXTERNAL in (debit, credit):
                 if moved is None:
                     moved = {}
                 sign = 1 if debit == EXTERNAL else -1
