@@ -36,6 +36,7 @@ def main() -> None:
         ev("deposit", 0, account=acct, asset="USDT", amount=str(5_000 + 2_500 * i))
     ev("deposit", 0, account="iso01", asset="USDT", amount="4000")
     ev("deposit", 0, account="mm", asset="USDT", amount="2000000")
+    ev("deposit", 0, account="__insurance__", asset="USDT", amount="50000")
     ev("price", 1, market="BTC-PERP", price="84000.0")
     ev("price", 1, market="ETH-PERP", price="2000.00")
     ev("price", 1, market="BTC-USD-INVERSE", price="84010.0")

@@ -76,13 +76,16 @@ def margin(
 def replay_summary(engine: Engine, line_errors: int) -> dict[str, Any]:
     """The ``solvency replay --json`` object for an engine after a replay."""
     accounts: dict[str, Any] = {}
+    ranks: dict[int, dict[int, int]] = {}
     for account in sorted(engine.accounts):
-        view = engine.account_view(account)
+        view = engine.account_view(account, adl_ranks=ranks)
         accounts[account] = {
             "equity": view["equity"],
             "margin_ratio": view["margin_ratio"],
             "positions": {p["market"]: p["size"] for p in view["positions"]},
+            "adl_rank": {p["market"]: p["adl_rank"] for p in view["positions"]},
         }
+    liq = engine.liquidator
     try:
         engine.verify()
         conserved = True
@@ -102,6 +105,14 @@ def replay_summary(engine: Engine, line_errors: int) -> dict[str, Any]:
                      for a in sorted(engine.book.asset_names)},
         "rounding": {a: _amount(engine, a, engine.ledger.balance("sys:rounding", a))
                      for a in sorted(engine.book.asset_names)},
+        "liquidations": liq.counts["steps"],
+        "adl": liq.counts["adl"],
+        "insurance_fund": {a: _amount(engine, a, engine.ledger.balance("sys:insurance", a))
+                           for a in sorted(engine.book.asset_names)},
+        "bad_debt": {a: _amount(engine, a, -engine.ledger.balance("sys:bad_debt", a))
+                     for a in sorted(engine.book.asset_names)},
+        "liquidation_counts": dict(liq.counts),
+        "withdrawals_blocked": sorted(liq.blocked_assets),
         "conserved": conserved,
         "state_hash": engine.state_hash(),
     }
@@ -164,10 +175,11 @@ def _run(venue: Any, path: Path) -> tuple[Engine, list[OutEvent], int]:
 
 def _print_summary(summary: dict[str, Any], outs: list[OutEvent]) -> None:
     head = Table(title=f"Replay on {summary['venue']}")
-    for col in ("events", "applied", "rejected", "duplicates", "conserved"):
+    cols = ("events", "applied", "rejected", "duplicates", "liquidations", "adl",
+            "conserved")
+    for col in cols:
         head.add_column(col, justify="right")
-    head.add_row(*(str(summary[c]) for c in ("events", "applied", "rejected", "duplicates",
-                                             "conserved")))
+    head.add_row(*(str(summary[c]) for c in cols))
     console.print(head)
     acc = Table(title="Accounts")
     acc.add_column("account")
@@ -186,8 +198,11 @@ def _print_summary(summary: dict[str, Any], outs: list[OutEvent]) -> None:
     led.add_column("total (= deposits - withdrawals)", justify="right")
     led.add_column("fee pool", justify="right")
     led.add_column("rounding", justify="right")
+    led.add_column("insurance fund", justify="right")
+    led.add_column("bad debt", justify="right")
     for a, v in summary["ledger_totals"].items():
-        led.add_row(a, v, summary["fee_pool"][a], summary["rounding"][a])
+        led.add_row(a, v, summary["fee_pool"][a], summary["rounding"][a],
+                    summary["insurance_fund"][a], summary["bad_debt"][a])
     console.print(led)
     console.print("out-events: " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
                                     or "none"))

@@ -73,7 +73,7 @@ from solvency.core.units import (
     to_quanta,
 )
 from solvency.core.volatility import liquidation_probability
-from solvency.engine.liquidation import INSURANCE_ROW, Liquidator
+from solvency.engine.liquidation import INSURANCE_ROW, SYSTEM_ROWS, Liquidator
 from solvency.engine.ports import Liquidity, StaticDepth
 from solvency.engine.state import Book
 
@@ -304,9 +304,13 @@ class Engine:
     def _deposit(self, ev: Deposit) -> list[OutEvent]:
         a = self._asset(ev.asset)
         q = self._quanta(ev.amount, a, "amount")
-        r = self._ensure_cross_row(ev.account)
+        if ev.account in SYSTEM_ROWS:
+            # capitalising the insurance fund or the backstop vault
+            r = self.system_row(ev.account)
+        else:
+            r = self._ensure_cross_row(ev.account)
         self.accounts.setdefault(ev.account, "cross")
-        self._post([Transfer(EXTERNAL, _cross_ledger_id(ev.account), ev.asset, q, "deposit")])
+        self._post([Transfer(EXTERNAL, self.book.rows[r].ledger_id, ev.asset, q, "deposit")])
         self._sync_balance(r, a)
         return self._check_rows(np.array([r], dtype=np.int64), ev.id)
 
@@ -975,7 +979,8 @@ class Engine:
 
     # ================================================================ views
 
-    def account_view(self, account: str, *, horizon_days: float = 1.0) -> dict[str, Any]:
+    def account_view(self, account: str, *, horizon_days: float = 1.0,
+                     adl_ranks: dict[int, dict[int, int]] | None = None) -> dict[str, Any]:
         """Margin, equity and positions of an account (all its rows).
 
         Each position carries its liquidation price and the probability that the mark
@@ -996,7 +1001,14 @@ class Engine:
             liq = book.liquidation_prices(np.full(len(slots), r, dtype=np.int64),
                                           np.array(slots, dtype=np.int64))
             for s, lp in zip(slots, liq.tolist(), strict=True):
-                positions.append(self._position_view(r, s, lp, horizon_days))
+                m = int(book.slot_market[s])
+                if adl_ranks is None:
+                    adl_ranks = {}
+                if m not in adl_ranks:
+                    adl_ranks[m] = self.liquidator.adl_ranks(m)
+                view = self._position_view(r, s, lp, horizon_days)
+                view["adl_rank"] = adl_ranks[m].get(s)
+                positions.append(view)
         equity: dict[str, str] = {}
         for a, sym in enumerate(book.asset_names):
             total = sum(self.ledger.balance(book.rows[r].ledger_id, sym) for r in rows)

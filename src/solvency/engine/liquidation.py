@@ -103,8 +103,8 @@ class Liquidator:
         self.deficit_rows: set[int] = set()
         self.touched: set[int] = set()
         self.blocked_assets: set[str] = set()
-        self.counts = {"liquidations": 0, "adl": 0, "backstop": 0, "fund_takeover": 0,
-                       "socialized": 0, "bad_debt": 0}
+        self.counts = {"steps": 0, "liquidations": 0, "adl": 0, "backstop": 0,
+                       "fund_takeover": 0, "socialized": 0, "bad_debt": 0}
 
     # ------------------------------------------------------------------ trigger
 
@@ -157,13 +157,14 @@ class Liquidator:
         events: list[OutEvent] = []
         last_resort = False
         for _ in range(MAX_STEPS):
+            positions = self._positions(r)
+            if not positions:
+                # flat: a negative balance left over is paid by the fund or recorded
+                events.extend(self._settle_deficit(r, cause))
+                break
             coll, mm = self._value(r)
             if not coll < mm or mm <= 0:
                 self.deficit_rows.discard(r)
-                break
-            positions = self._positions(r)
-            if not positions:
-                events.extend(self._settle_deficit(r, cause))
                 break
             pos = max(positions, key=lambda p: (int(book.st[p.slot, S_MM])
                                                 * float(book.asset_price[p.a]), -p.slot))
@@ -171,9 +172,12 @@ class Liquidator:
                 self.deficit_rows.add(r)
                 break
             step = self._step(r, pos, coll, mm, cause, last_resort=last_resort)
-            events.extend(step)
             unresolved = bool(step) and isinstance(step[-1], Liquidated) and (
                 step[-1].via == "unresolved")
+            if unresolved and not last_resort:
+                events.extend(step[:-1])  # what did execute; the rest goes to last resort
+            else:
+                events.extend(step)
             if unresolved:
                 if last_resort:
                     self.deficit_rows.add(r)
@@ -341,18 +345,8 @@ class Liquidator:
         if slots.shape[0] == 0:
             return None
         lots = book.st[slots, S_LOTS].copy()
-        value = book.st[slots, S_VALUE].astype(np.float64)
         entry = book.slot_cost[slots].astype(np.float64)
-        exec_value = self._exec_values(pos, bq, close, lots)
-        row_idx = book.st[slots, S_ROW]
-        margin_ratio = None
-        if self.policy.adl_ranking == "binance":
-            vals = book.aggregate(row_idx)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                margin_ratio = np.where(vals[:, OUT_COLLATERAL] > 0,
-                                        vals[:, OUT_MM] / vals[:, OUT_COLLATERAL], np.inf)
-        scores = adl_scores(self.policy.adl_ranking, mark_value=value, entry_value=entry,
-                            bankrupt_value=exec_value, margin_ratio=margin_ratio)
+        scores = self._scores(pos.m, slots)
         order = adl_order(scores)
         inst = book.instruments[pos.m]
         unit_mark = float(book.mk[pos.m, 3])
@@ -373,16 +367,6 @@ class Liquidator:
         eligible = adl_eligible(lots=lots, entry_price=entry_p, mark_price=mark_p,
                                 exec_price=exec_p, liquidated_long=pos.lots > 0)
         return lots, order, eligible, slots
-
-    def _exec_values(self, pos: _Pos, bq: int, close: int, lots: np.ndarray) -> np.ndarray:
-        """Value of each opposite position at the liquidated position's bankruptcy price."""
-        price = self._exec_price(pos, bq, close)
-        inst = self.engine.book.instruments[pos.m]
-        contracts = lots.astype(np.float64) * float(inst.lot_size) * float(inst.contract_size)
-        scale = self.engine.book.asset_scale[pos.a]
-        out: np.ndarray = (-contracts / price * scale if inst.is_inverse
-                           else contracts * price * scale)
-        return out
 
     def _exec_price(self, pos: _Pos, bq: int, close: int) -> float:
         """Bankruptcy price of the closed part, as a float (display and ranking)."""
@@ -514,6 +498,8 @@ class Liquidator:
                     market=inst.name, size=str(Decimal(step.lots) * inst.lot_size),
                     price="", via="unresolved", bankruptcy_price="", penalty="0",
                     insurance_fund_delta="0"))
+        if plan.closed_lots:
+            self.counts["steps"] += 1
         if self.policy.cooldown_ms and close < abs(pos.lots):
             self.last_partial_ms[r] = eng.clock_ms or 0
         self.touched |= touched
@@ -576,9 +562,15 @@ class Liquidator:
         book = eng.book
         events: list[OutEvent] = []
         info = book.rows[r]
+        n_a = len(book.asset_names)
+        coll, _mm = self._value(r)
+        if coll >= 0:
+            # collateral in other assets still covers it: a borrow, not a bad debt
+            self.deficit_rows.discard(r)
+            return events
         for a, sym in enumerate(book.asset_names):
             bal = eng.ledger.balance(info.ledger_id, sym)
-            if bal >= 0:
+            if bal >= 0 or book.row_int[r, n_a + a] != 0:
                 continue
             fund = eng.ledger.balance(INSURANCE, sym)
             pay = min(fund, -bal)
@@ -622,29 +614,55 @@ class Liquidator:
 
     # ------------------------------------------------------------------ ranks
 
-    def adl_ranks(self, m: int) -> dict[int, int]:
-        """ADL queue quintile (1 = deleveraged first) of every position in market ``m``."""
+    def _scores(self, m: int, slots: np.ndarray) -> np.ndarray:
+        """ADL queue scores of positions (higher: deleveraged first), by the venue's rule.
+
+        Leverage is BitMEX's effective leverage, ``|mark value| / (mark value - bankrupt
+        value)`` with the bankrupt value taken as the mark value less the holding row's
+        collateral (the whole collateral backs a cross position); Binance's rule uses the
+        row's margin ratio. The same scores order execution and the displayed ranks.
+        """
         book = self.engine.book
-        slots = np.sort(book.holders[m].view())
-        if slots.shape[0] == 0:
-            return {}
+        a = self.engine._settle_of[m]
+        px = float(book.asset_price[a])
+        scale = book.asset_scale[a]
+        rows = book.st[slots, S_ROW]
+        vals = book.aggregate(rows)
+        coll_q = np.maximum(vals[:, OUT_COLLATERAL], 0.0) / px * scale
         lots = book.st[slots, S_LOTS]
         value = book.st[slots, S_VALUE].astype(np.float64)
         entry = book.slot_cost[slots].astype(np.float64)
-        mm = book.st[slots, S_MM].astype(np.float64)
-        ranking = self.policy.adl_ranking if self.policy.adl_ranking != "none" else "bitmex"
+        bankrupt = value - np.sign(lots) * coll_q
+        ranking = self.policy.adl_ranking
+        if ranking == "none":
+            ranking = "bitmex"
+        margin_ratio = None
         if ranking == "binance":
-            ranking = "bitmex"  # ranks shown per position: leverage proxy, no account ratio
+            with np.errstate(divide="ignore", invalid="ignore"):
+                margin_ratio = np.where(vals[:, OUT_COLLATERAL] > 0,
+                                        vals[:, OUT_MM] / vals[:, OUT_COLLATERAL], np.inf)
+        scores: np.ndarray = adl_scores(ranking, mark_value=value, entry_value=entry,
+                                        bankrupt_value=bankrupt, margin_ratio=margin_ratio)
+        return scores
+
+    def adl_ranks(self, m: int) -> dict[int, int]:
+        """ADL queue quintile of every position in market ``m``, per side (1: first to be
+        deleveraged, like the venues' five lights; BitMEX quintiles of cumulative size)."""
+        book = self.engine.book
+        slots = np.sort(book.holders[m].view())
+        keep = np.array([book.rows[int(book.st[s, S_ROW])].account not in SYSTEM_ROWS
+                         for s in slots.tolist()], dtype=np.bool_)
+        slots = slots[keep] if slots.shape[0] else slots
+        if slots.shape[0] == 0:
+            return {}
+        lots = book.st[slots, S_LOTS]
+        scores = self._scores(m, slots)
         out: dict[int, int] = {}
         for side in (1, -1):
             sel = np.sign(lots) == side
             if not sel.any():
                 continue
-            bankrupt = value[sel] - np.sign(value[sel]) * mm[sel] * 0  # entry-free proxy
-            scores = adl_scores(ranking, mark_value=value[sel], entry_value=entry[sel],
-                                bankrupt_value=value[sel] - side * np.abs(value[sel]) / 10
-                                if ranking == "bitmex" else bankrupt)
-            q = adl_quintiles(scores, lots[sel])
+            q = adl_quintiles(scores[sel], lots[sel])
             for s, k in zip(slots[sel].tolist(), q.tolist(), strict=True):
                 out[int(s)] = int(k)
         return out
