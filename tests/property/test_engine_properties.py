@@ -109,10 +109,12 @@ def _events(venue: str, specs: list[dict[str, Any]]) -> list[InputEvent]:
 
 
 def _flat_balances(engine: Engine) -> dict[str, dict[str, int]]:
+    """Balances of every row of accounts that hold no position in any of their rows."""
     book = engine.book
+    holding = {info.account for r, info in enumerate(book.rows) if book.row_nslots[r] > 0}
     out = {}
-    for r, info in enumerate(book.rows):
-        if info.account in SYSTEM_ROWS or book.row_nslots[r] > 0:
+    for info in book.rows:
+        if info.account in SYSTEM_ROWS or info.account in holding:
             continue
         out[info.ledger_id] = {a: engine.ledger.balance(info.ledger_id, a)
                                for a in book.asset_names}

@@ -73,7 +73,7 @@ from solvency.core.units import (
     to_quanta,
 )
 from solvency.core.volatility import liquidation_probability
-from solvency.engine.liquidation import INSURANCE_ROW, SYSTEM_ROWS, Liquidator
+from solvency.engine.liquidation import BAD_DEBT, INSURANCE_ROW, SYSTEM_ROWS, Liquidator
 from solvency.engine.ports import Liquidity, StaticDepth
 from solvency.engine.state import Book
 
@@ -673,8 +673,8 @@ class Engine:
         settle = inst.settle
         for s, q in payers:
             if q:
-                batch.append(Transfer(book.rows[int(book.slot_row[s])].ledger_id, CLEARING,
-                                      settle, q, "funding"))
+                batch.extend(self._pay(book.rows[int(book.slot_row[s])].ledger_id, settle, q,
+                                       "funding"))
         for s, q in receivers:
             if q:
                 batch.append(Transfer(CLEARING, book.rows[int(book.slot_row[s])].ledger_id,
@@ -695,6 +695,20 @@ class Engine:
                                        received=format_quanta(received, dec),
                                        rounding=format_quanta(paid - received, dec))]
         out.extend(self._check_rows(rows, ev.id))
+        return out
+
+    def _pay(self, ledger_id: str, asset: str, amount: int, code: str) -> list[Transfer]:
+        """Transfers of a settlement payment into the clearing account. The insurance
+        fund pays what it holds of a loss on positions it took over; the rest is the
+        venue's recorded bad debt (the fund never goes negative)."""
+        if ledger_id != INSURANCE:
+            return [Transfer(ledger_id, CLEARING, asset, amount, code)]
+        have = max(self.ledger.balance(INSURANCE, asset), 0)
+        out = []
+        if min(have, amount):
+            out.append(Transfer(INSURANCE, CLEARING, asset, min(have, amount), code))
+        if amount > have:
+            out.append(Transfer(BAD_DEBT, CLEARING, asset, amount - have, "bad_debt"))
         return out
 
     def _expiry(self, ev: Expiry) -> list[OutEvent]:
@@ -730,7 +744,7 @@ class Engine:
                 q = div_round(amount.numerator, amount.denominator, "ceil")
                 paid += q
                 if q:
-                    batch.append(Transfer(ledger_id, CLEARING, settle, q, "expiry"))
+                    batch.extend(self._pay(ledger_id, settle, q, "expiry"))
         if paid - received:
             batch.append(Transfer(CLEARING, ROUNDING, settle, paid - received, "rounding"))
         if batch:

@@ -188,6 +188,7 @@ class Book:
         self.row_width = -(-(4 * n_a + 1) // 8) * 8
         self.row_int: Int64Array2D = np.zeros((0, self.row_width), dtype=np.int64)
         self.warned = np.zeros(0, dtype=np.bool_)
+        self.row_system = np.zeros(0, dtype=np.bool_)  # engine-run rows (names "__...")
         # slots: one int64 row each (see kernels.S_*), plus the cold cost basis
         self.n_slots = 0
         self.free_slots: list[int] = []
@@ -286,6 +287,8 @@ class Book:
         self.row_nslots = _grow(self.row_nslots, r + 1, 0)
         self.row_int = _grow(self.row_int, r + 1, 0)
         self.warned = _grow(self.warned, r + 1, False)
+        self.row_system = _grow(self.row_system, r + 1, False)
+        self.row_system[r] = account.startswith("__")
         self.row_first[r] = -1
         self.row_nslots[r] = 0
         self.row_int[r] = 0
@@ -368,7 +371,7 @@ class Book:
         total = base + n_new
         n_a = len(self.asset_names)
         for attr, fill in (("row_first", -1), ("row_nslots", 0), ("row_int", 0),
-                           ("warned", False)):
+                           ("warned", False), ("row_system", False)):
             arr = getattr(self, attr)
             if arr.shape[0] < total:
                 grown = np.full((total, *arr.shape[1:]), fill, dtype=arr.dtype)
@@ -377,6 +380,7 @@ class Book:
         self.row_first[base:total] = -1
         self.row_int[base:total, 4 * n_a] = 1 if weighted else 0
         self.warned[base:total] = False
+        self.row_system[base:total] = [n.startswith("__") for n in names]
         # Row-major physical order: a row's slots are adjacent, so the full re-margin
         # streams through slots and rows together (market-major made it 3x slower).
         order = np.lexsort((pos_market, pos_row))
