@@ -9,10 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from solvency.core.model.events import EventError, InputEvent, OutEvent, event_to_json
-from solvency.core.model.events import parse_event_line as _parse_line
+from solvency.core.model.events import EventError, event_to_json
 from solvency.core.model.presets import PRESETS, load_preset, venue_from_data
 from solvency.core.model.venue import ConfigError, Venue
+from solvency.engine.inputs import AnyInput
+from solvency.engine.inputs import parse_input_line as _parse_line
 
 __all__ = ["LineError", "load_json_file", "load_venue", "read_events", "write_events"]
 
@@ -26,7 +27,7 @@ class LineError:
     detail: str
 
 
-def read_events(path: Path) -> Iterator[InputEvent | LineError]:
+def read_events(path: Path) -> Iterator[AnyInput | LineError]:
     """Yield the events of a JSON Lines file, or a :class:`LineError` per bad line.
 
     Blank lines and lines starting with ``#`` are skipped.
@@ -42,11 +43,11 @@ def read_events(path: Path) -> Iterator[InputEvent | LineError]:
                 yield LineError(n, exc.reason, exc.detail)
 
 
-def write_events(path: Path, events: list[OutEvent]) -> None:
+def write_events(path: Path, events: list[Any]) -> None:
     """Write out-events as JSON Lines."""
     with path.open("w", encoding="utf-8") as fh:
         for ev in events:
-            fh.write(json.dumps(event_to_json(ev), separators=(",", ":")) + "\n")
+            fh.write(json.dumps(event_to_json(ev), separators=(",", ":"), default=str) + "\n")
 
 
 def load_json_file(path: Path) -> Any:

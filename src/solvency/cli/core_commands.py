@@ -18,7 +18,7 @@ from solvency.adapters.eventlog import (
     read_events,
     write_events,
 )
-from solvency.core.model.events import OutEvent, Rejected
+from solvency.core.model.events import Rejected
 from solvency.core.model.presets import PRESETS, load_preset, preset_names
 from solvency.core.model.venue import ConfigError, margin_model_to_data
 from solvency.core.units import format_quanta
@@ -154,9 +154,9 @@ def replay(
         raise typer.Exit(1)
 
 
-def _run(venue: Any, path: Path) -> tuple[Engine, list[OutEvent], int]:
+def _run(venue: Any, path: Path) -> tuple[Engine, list[Any], int]:
     engine = Engine(venue)
-    outs: list[OutEvent] = []
+    outs: list[Any] = []
     bad = 0
     try:
         for item in read_events(path):
@@ -173,7 +173,7 @@ def _run(venue: Any, path: Path) -> tuple[Engine, list[OutEvent], int]:
     return engine, outs, bad
 
 
-def _print_summary(summary: dict[str, Any], outs: list[OutEvent]) -> None:
+def _print_summary(summary: dict[str, Any], outs: list[Any]) -> None:
     head = Table(title=f"Replay on {summary['venue']}")
     cols = ("events", "applied", "rejected", "duplicates", "liquidations", "adl",
             "conserved")

@@ -64,6 +64,7 @@ from solvency.core.model.events import (
 )
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import ConfigError, Venue, build_venue, merge_config
+from solvency.core.oracle import OracleReport
 from solvency.core.units import (
     MAX_QUANTA,
     UnitError,
@@ -73,8 +74,10 @@ from solvency.core.units import (
     to_quanta,
 )
 from solvency.core.volatility import liquidation_probability
+from solvency.engine.feeds import Feeds
 from solvency.engine.liquidation import BAD_DEBT, INSURANCE_ROW, SYSTEM_ROWS, Liquidator
 from solvency.engine.ports import Liquidity, StaticDepth
+from solvency.engine.pretrade import Order
 from solvency.engine.state import Book
 
 __all__ = ["Engine", "EngineError", "RejectReason"]
@@ -143,6 +146,7 @@ class Engine:
         }
         self.book = Book(venue)
         self.ledger = Ledger(venue.assets)
+        self.feeds = Feeds(self, venue.raw.get("oracle"))
         self.margin_call_ratio = float(venue.margin_call_ratio)
         self.accounts: dict[str, str] = {}  # account -> default margin mode
         self.seen_ids: set[str] = set()
@@ -165,6 +169,7 @@ class Engine:
             Withdraw: self._withdraw, Funding: self._funding, Expiry: self._expiry,
             Params: self._params, AccountMode: self._account_mode,
             IsolatedMargin: self._isolated_margin,
+            OracleReport: self._oracle, Order: self._order,
         }
 
     def _tv(self, inst: Instrument) -> int:
@@ -175,18 +180,20 @@ class Engine:
 
     # ================================================================ apply
 
-    def apply(self, event: InputEvent) -> list[OutEvent]:
+    def apply(self, event: InputEvent | OracleReport | Order) -> list[Any]:
         """Apply one input event; return the out-events it caused."""
         self.counts["events"] += 1
         if event.id in self.seen_ids:
             self.counts["duplicates"] += 1
             return []
+        ts = event.ts_ms
         try:
-            if event.ts_ms is not None and self.clock_ms is not None and (
-                event.ts_ms < self.clock_ms
+            # oracle reports may lag the clock (each source's age is the guard's business)
+            if ts is not None and self.clock_ms is not None and ts < self.clock_ms and (
+                not isinstance(event, OracleReport)
             ):
                 raise RejectReason("out_of_order",
-                                   f"ts {event.ts_ms} is before the engine clock {self.clock_ms}")
+                                   f"ts {ts} is before the engine clock {self.clock_ms}")
             out = self._dispatch(event)
         except RejectReason as rej:
             self.counts["rejected"] += 1
@@ -195,19 +202,20 @@ class Engine:
             return [Rejected(id=f"rejected:{event.id}", event=event.id, reason=rej.reason,
                              detail=rej.detail)]
         self.seen_ids.add(event.id)
-        if event.ts_ms is not None:
-            self.clock_ms = event.ts_ms
+        if ts is not None and (self.clock_ms is None or ts > self.clock_ms):
+            self.clock_ms = ts
+            out.extend(self._tick(ts, event.id))
         self.counts["applied"] += 1
         return out
 
-    def apply_all(self, events: Iterable[InputEvent]) -> list[OutEvent]:
+    def apply_all(self, events: Iterable[InputEvent | OracleReport | Order]) -> list[Any]:
         """Apply events in order; return every out-event."""
-        out: list[OutEvent] = []
+        out: list[Any] = []
         for ev in events:
             out.extend(self.apply(ev))
         return out
 
-    def _dispatch(self, event: InputEvent) -> list[OutEvent]:
+    def _dispatch(self, event: InputEvent | OracleReport | Order) -> list[Any]:
         handler = self._handlers.get(type(event))
         if handler is None:
             raise RejectReason("unknown_type", f"{type(event).__name__}")
@@ -270,7 +278,7 @@ class Engine:
 
     def allows_liquidation(self, m: int) -> bool:
         """Whether liquidations may run in market ``m`` now (circuit breakers)."""
-        return True
+        return self.feeds.allows(self.book.market_names[m], "liquidate")
 
     def _sync_balance(self, r: int, a: int) -> None:
         book = self.book
@@ -369,9 +377,15 @@ class Engine:
             raise RejectReason("market_expired", f"market {inst.name} has expired")
         if ev.price > Decimal(10) ** 12:
             raise RejectReason("price_too_large", f"price {ev.price}")
-        moved = book.set_mark(m, ev.price)
-        if ev.ts_ms is not None:
-            self._track_volatility(m, float(ev.price), ev.ts_ms)
+        return self._set_mark(m, ev.price, ev.ts_ms, ev.id)
+
+    def _set_mark(self, m: int, price: Decimal, ts_ms: int | None,
+                  cause: str) -> list[OutEvent]:
+        """Set a market's mark, re-margin its holders, margin calls and liquidations."""
+        book = self.book
+        moved = book.set_mark(m, price)
+        if ts_ms is not None:
+            self._track_volatility(m, float(price), ts_ms)
         rows, out = book.mark_market(m)
         if moved:
             # the coin this market prices may be collateral, or settle other markets
@@ -383,7 +397,51 @@ class Engine:
             if more.shape[0]:
                 rows = np.concatenate([rows, more])
                 out = np.concatenate([out, book.aggregate(more)])
-        return self._after_valuation(rows, out, ev.id)
+        return self._after_valuation(rows, out, cause)
+
+    # ---------------------------------------------------------------- oracle, orders
+
+    def _oracle(self, ev: OracleReport) -> list[Any]:
+        """An oracle report: guard -> index -> mark (with provenance) -> breakers."""
+        # the guard judges the report's own time against the engine clock (a far-future
+        # stamp is refused, it does not move the clock)
+        now = self.clock_ms if self.clock_ms is not None else ev.ts_ms
+        _t, update, refused = self.feeds.report(ev, now)
+        if refused is not None:
+            raise RejectReason(refused.reason, refused.detail)
+        if update is None:
+            return []
+        return self._apply_index(update, ev.id)
+
+    def _apply_index(self, update: Any, cause: str) -> list[Any]:
+        price, events = self.feeds.mark_for(update, cause)
+        m = self.book.market_index[update.market]
+        if price is not None and price > 0 and price != self.book.marks[m] and (
+                not self.book.expired[m]):
+            events.extend(self._set_mark(m, price, update.ts_ms, cause))
+        if self.liquidator.deficit_rows and any(e.type == "breaker" for e in events):
+            events.extend(self._retry_deficits(cause))
+        return events
+
+    def _retry_deficits(self, cause: str) -> list[Any]:
+        """A breaker changed state: retry liquidations it had held back."""
+        rows = np.array(sorted(self.liquidator.deficit_rows), dtype=np.int64)
+        return list(self.liquidator.sweep(rows, self.book.aggregate(rows), cause))
+
+    def _tick(self, now_ms: int, cause: str) -> list[Any]:
+        """Time moved: stale sources leave the index, breakers cool down and recover."""
+        updates, events = self.feeds.tick(now_ms, cause)
+        for update in updates:
+            events.extend(self._apply_index(update, cause))
+        if events and self.liquidator.deficit_rows:
+            events.extend(self._retry_deficits(cause))
+        return events
+
+    def _order(self, ev: Order) -> list[Any]:
+        """Pre-trade check of an order: accepted or rejected with a reason; no balance
+        moves until it is filled."""
+        return [self.feeds.check(ev, ev.ts_ms if ev.ts_ms is not None else (
+            self.clock_ms or 0))]
 
     def _after_valuation(self, rows: np.ndarray, out: np.ndarray,
                          cause: str) -> list[OutEvent]:
@@ -488,6 +546,9 @@ class Engine:
             raise RejectReason("market_expired", f"market {inst.name} has expired")
         if ev.buyer == ev.seller:
             raise RejectReason("self_trade", f"buyer and seller are both {ev.buyer!r}")
+        mode = self.feeds.mode(inst.name) if self.feeds.used else "normal"
+        if mode == "halted":
+            raise RejectReason("market_halted", f"market {inst.name} is halted")
         a = self._settle_of[m]
         if book.marks[m] is None or np.isnan(book.asset_price[a]):
             raise RejectReason("no_mark", f"market {inst.name} has no mark price yet")
@@ -525,6 +586,10 @@ class Engine:
                                 (seller, flows[seller.ledger_id], fee_s)):
             if not _risk_grows(side.old_lots, side.new_lots):
                 continue
+            if mode == "reduce_only":
+                raise RejectReason("market_reduce_only",
+                                   f"market {inst.name} is reduce-only: {side.account} "
+                                   "would grow a position")
             self._check_side_margin(side, m, a, flow - fee, oi_after, iso_topups, dec)
         # --- commit
         batch: list[Transfer] = []

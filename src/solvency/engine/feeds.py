@@ -1,0 +1,268 @@
+"""Market data into the engine: oracle reports -> index -> mark, guarded by breakers;
+and the pre-trade view the order checks read.
+
+The venue config may carry an ``oracle`` section::
+
+    {"oracle": {"sources": ["binance", "okx", "coinbase"],
+                "config": {"stale_ms": 30000, "band": 0.05, "quorum": 2},
+                "mark": "index" | "bitmex" | "binance" | "hyperliquid",
+                "breakers": {...},
+                "limits": {"BTC-PERP": {"price_band": 0.05, "oi_max": 5000}}}}
+
+Defaults: five sources (``binance``, ``coinbase``, ``okx``, ``bybit``, ``kraken``), the
+guard and breaker defaults of docs/oracle.md, the plain-index mark. Every mark set from
+the oracle carries its provenance (method, sources used and dropped) as a ``mark``
+out-event; every breaker transition is a ``breaker`` out-event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_IM, S_LOTS
+from solvency.core.margin.models import TieredModel
+from solvency.core.oracle import (
+    IndexUpdate,
+    MarkConfig,
+    MarkPricer,
+    OracleConfig,
+    OracleGuard,
+    OracleReport,
+    SourceRejected,
+)
+from solvency.engine.breakers import BreakerBank, BreakerConfig, BreakerTransition
+from solvency.engine.pretrade import (
+    LeverageTier,
+    MarketLimits,
+    Order,
+    RateLimiter,
+    check_order,
+)
+
+if TYPE_CHECKING:
+    from solvency.engine.engine import Engine
+
+__all__ = ["DEFAULT_SOURCES", "EngineView", "Feeds", "MarkSet", "OrderResult"]
+
+DEFAULT_SOURCES = ("binance", "coinbase", "okx", "bybit", "kraken")
+
+
+@dataclass(frozen=True, slots=True)
+class MarkSet:
+    """A mark set from the oracle, with how it was produced (auditable)."""
+
+    type: ClassVar[str] = "mark"
+    id: str
+    event: str
+    market: str
+    price: str
+    method: str
+    index: str
+    reliable: bool
+    sources: str
+    dropped: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    """The answer to an ``order`` event: ``accepted`` or ``rejected`` with a reason."""
+
+    type: ClassVar[str] = "order"
+    id: str
+    event: str
+    account: str
+    market: str
+    status: str
+    reason: str
+    detail: str
+
+
+class Feeds:
+    """Oracle guard, mark pricers and breakers of one engine."""
+
+    def __init__(self, engine: Engine, config: Mapping[str, Any] | None) -> None:
+        cfg = dict(config or {})
+        self.engine = engine
+        markets = list(engine.book.market_names)
+        self.sources = tuple(cfg.get("sources", DEFAULT_SOURCES))
+        self.guard = OracleGuard(markets, self.sources,
+                                 OracleConfig.from_mapping(cfg.get("config", {})))
+        method = cfg.get("mark", "index")
+        self.pricers = {m: MarkPricer(m, MarkConfig.preset(method)) for m in markets}
+        self.breakers = BreakerBank(BreakerConfig.from_mapping(cfg.get("breakers", {})))
+        self.limits_data: Mapping[str, Mapping[str, Any]] = cfg.get("limits", {})
+        rate = cfg.get("rate_limit", {"max_orders": 100, "window_ms": 1000})
+        self.rate = RateLimiter(int(rate["max_orders"]), int(rate["window_ms"]))
+        self.used = False  # True once any oracle report arrived
+
+    # ------------------------------------------------------------------ oracle
+
+    def report(self, ev: OracleReport, now_ms: int) -> tuple[
+            list[Any], IndexUpdate | None, SourceRejected | None]:
+        """Feed one report; return breaker transitions, the index update, or a refusal."""
+        self.used = True
+        market = ev.market or ev.asset or ""
+        result = self.guard.update(ev.source, market, ev.price, ev.ts_ms, now_ms=now_ms)
+        if isinstance(result, SourceRejected):
+            return [], None, result
+        return [], result, None
+
+    def mark_for(self, update: IndexUpdate, cause: str) -> tuple[Decimal | None,
+                                                                 list[Any]]:
+        """Mark price for an index update, its provenance event and breaker transitions."""
+        eng = self.engine
+        pricer = self.pricers[update.market]
+        result = pricer.mark(update)
+        transitions: list[BreakerTransition] = self.breakers.observe_update(
+            update, result, cause=cause, next_id=eng._next_id)
+        if result is None:
+            return None, list(transitions)
+        inst = eng.venue.markets[update.market]
+        price = result.to_decimal(inst.tick_size)
+        events: list[Any] = list(transitions)
+        events.append(MarkSet(
+            id=eng._next_id(), event=cause, market=update.market, price=str(price),
+            method=result.method, index=repr(update.price), reliable=update.reliable,
+            sources=",".join(update.sources), dropped=",".join(
+                f"{k}:{v}" for k, v in update.dropped)))
+        return price, events
+
+    def tick(self, now_ms: int, cause: str) -> tuple[list[IndexUpdate], list[Any]]:
+        """Time passes: sources go stale, breakers cool down and recover."""
+        if not self.used:
+            return [], []
+        updates = self.guard.tick(now_ms)
+        transitions: list[Any] = list(self.breakers.tick(now_ms, cause=cause,
+                                                         next_id=self.engine._next_id))
+        return updates, transitions
+
+    def allows(self, market: str, action: str) -> bool:
+        """Breaker permission for ``open``/``reduce``/``liquidate`` in a market."""
+        return self.breakers.allows(market, action)  # type: ignore[arg-type]
+
+    def mode(self, market: str) -> str:
+        """``normal``, ``reduce_only`` or ``halted``."""
+        return str(self.breakers.mode(market))
+
+    # ------------------------------------------------------------------ orders
+
+    def check(self, order: Order, now_ms: int) -> OrderResult:
+        """Answer an order (nothing reserved or moved); counts toward the rate limit."""
+        eng = self.engine
+        res = check_order(order, EngineView(eng), now_ms)
+        self.rate.record(order.account, now_ms)
+        reason = getattr(res, "reason", "")
+        return OrderResult(id=eng._next_id(), event=order.id, account=order.account,
+                           market=order.market, status="rejected" if reason else "accepted",
+                           reason=reason, detail=getattr(res, "detail", ""))
+
+
+class EngineView:
+    """The engine's state as :class:`~solvency.engine.pretrade.PretradeView` reads it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _m(self, market: str) -> int | None:
+        inst = self.engine.venue.resolve(market)
+        return None if inst is None else self.engine.book.market_index[inst.name]
+
+    def limits(self, market: str) -> MarketLimits | None:
+        """Venue limits, with leverage tiers from the market's own brackets."""
+        m = self._m(market)
+        if m is None:
+            return None
+        inst = self.engine.book.instruments[m]
+        data = dict(self.engine.feeds.limits_data.get(inst.name, {}))
+        tiers: tuple[LeverageTier, ...] = ()
+        if isinstance(inst.margin, TieredModel):
+            floors = [float(t.floor) for t in inst.margin.tiers[1:]] + [math.inf]
+            tiers = tuple(LeverageTier(cap, 1 / float(t.imr))
+                          for cap, t in zip(floors, inst.margin.tiers, strict=True))
+        return MarketLimits(
+            price_band=float(data.get("price_band", 0.05)),
+            size_max=float(data.get("size_max", math.inf)),
+            notional_max_quote=float(data.get("notional_max_quote", math.inf)),
+            position_max=float(data.get("position_max", math.inf)),
+            oi_max=float(data.get("oi_max", math.inf)), leverage_tiers=tiers,
+            contract_size=float(inst.contract_size), inverse=inst.is_inverse)
+
+    def mode(self, market: str) -> str:
+        """Breaker mode of the market."""
+        return self.engine.feeds.mode(market)
+
+    def mark(self, market: str) -> float | None:
+        """Current mark, None before the first."""
+        m = self._m(market)
+        if m is None:
+            return None
+        p = self.engine.book.marks[m]
+        return None if p is None else float(p)
+
+    def _row(self, account: str, market: str) -> int:
+        eng = self.engine
+        name = f"{account}/{market}" if eng.accounts.get(account) == "isolated" else account
+        return eng.book.row_index.get(name, -1)
+
+    def position(self, account: str, market: str) -> float:
+        """Signed contracts held."""
+        m = self._m(market)
+        r = self._row(account, market)
+        if m is None or r < 0:
+            return 0.0
+        s = self.engine.book.slot_of(r, m)
+        if s < 0:
+            return 0.0
+        return int(self.engine.book.st[s, S_LOTS]) * self.engine.book.lot_size[m]
+
+    def open_interest(self, market: str) -> float:
+        """One side's open interest, contracts."""
+        m = self._m(market)
+        return 0.0 if m is None else self.engine.book.oi_lots[m] * self.engine.book.lot_size[m]
+
+    def leverage(self, account: str, market: str) -> float:
+        """Effective leverage of the account: notional over collateral."""
+        eng = self.engine
+        r = self._row(account, market)
+        if r < 0:
+            return 0.0
+        out = eng.book.aggregate(np.array([r], dtype=np.int64))[0]
+        notional = sum(abs(int(eng.book.st[s, 5])) / eng.book.asset_scale[
+            eng._settle_of[int(eng.book.st[s, 0])]] for s in eng.book.row_slots(r))
+        coll = float(out[OUT_COLLATERAL])
+        return notional / coll if coll > 0 else math.inf
+
+    def free_collateral_after(self, account: str, market: str, delta: float,
+                              price: float) -> float:
+        """Collateral minus IM after trading ``delta`` contracts at ``price`` (what-if)."""
+        eng = self.engine
+        m = self._m(market)
+        if m is None or account not in eng.accounts:
+            return -math.inf
+        inst = eng.book.instruments[m]
+        lots = round(delta / eng.book.lot_size[m])
+        a = eng._settle_of[m]
+        scale = eng.book.asset_scale[a]
+        contracts = delta * float(inst.contract_size)
+        cash = (contracts / price if inst.is_inverse else -contracts * price) * scale
+        isolated = eng.accounts.get(account) == "isolated"
+        r = self._row(account, market)
+        oi = eng.book.oi_lots[m] + max(lots, 0)
+        out = eng._whatif(r, not isolated, m, lots, oi, {a: math.floor(cash)})
+        free = float(out[OUT_COLLATERAL] - out[OUT_IM])
+        if isolated:
+            cross = eng.book.row_index.get(account, -1)
+            if cross >= 0:
+                back = eng.book.aggregate(np.array([cross], dtype=np.int64))[0]
+                free += float(back[OUT_COLLATERAL] - back[OUT_IM])
+        return free
+
+    def rate_limited(self, account: str, now_ms: int) -> bool:
+        """One more order now would exceed the limit."""
+        return self.engine.feeds.rate.would_exceed(account, now_ms)

@@ -1,0 +1,43 @@
+"""Every input event the engine takes, parsed from JSON: the core events, oracle reports
+(``{"type": "oracle", ...}``) and orders for pre-trade checks (``{"type": "order", ...}``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+
+from solvency.core.model.events import EventError, InputEvent, parse_event
+from solvency.core.oracle import OracleReport, parse_oracle_report
+from solvency.engine.pretrade import Order, parse_order
+
+__all__ = ["AnyInput", "parse_input", "parse_input_line"]
+
+AnyInput = InputEvent | OracleReport | Order
+
+
+def parse_input(obj: Mapping[str, object]) -> AnyInput:
+    """Build any input event from its JSON object (strict, precise errors)."""
+    if not isinstance(obj, Mapping):
+        raise EventError("malformed", "an event must be a JSON object")
+    kind = obj.get("type")
+    if kind == "oracle":
+        return parse_oracle_report(obj)
+    if kind == "order":
+        return parse_order(obj)
+    return parse_event(obj)
+
+
+def parse_input_line(line: str) -> AnyInput:
+    """Parse one JSON Lines record of any input event (numbers read as exact decimals)."""
+    try:
+        obj = json.loads(line, parse_float=Decimal, parse_constant=_refuse)
+    except json.JSONDecodeError as exc:
+        raise EventError("malformed", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise EventError("malformed", "an event must be a JSON object")
+    return parse_input(obj)
+
+
+def _refuse(name: str) -> object:
+    raise EventError("invalid_number", f"{name} is not a number")
