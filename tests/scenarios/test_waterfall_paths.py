@@ -15,7 +15,7 @@ from decimal import Decimal as D
 from solvency.core.ledger.ledger import FEES, INSURANCE, ROUNDING
 from solvency.core.liquidation import POLICIES
 from solvency.core.model.events import Deposit, Fill, Price
-from solvency.core.model.presets import load_preset
+from solvency.core.model.presets import load_preset, venue_from_data
 from solvency.engine.engine import Engine
 from solvency.engine.liquidation import BAD_DEBT, LIQUIDATOR
 from solvency.engine.ports import Fill as Level
@@ -181,3 +181,28 @@ def test_penalties_go_where_the_policy_says_drift() -> None:
     assert _bal(e, LIQUIDATOR, "USDC") > 0
     assert _bal(e, FEES, "USDC") == 0 and _bal(e, ROUNDING, "USDC") == 0
     e.verify()
+
+
+def test_fee_share_feeds_the_fund_and_the_policy_raises_it_when_coverage_is_low() -> None:
+    # 20 % of fees go to the fund; the policy wants coverage >= 1 % of open interest and
+    # steps the share up by 10 points (to at most 50 %) when it is below.
+    venue = venue_from_data({"preset": "binance", "insurance": {
+        "fee_share_ppm": 200_000,
+        "policy": {"target_ppm": 10_000, "release_ppm": 20_000, "step_ppm": 100_000,
+                   "min_share_ppm": 100_000, "max_share_ppm": 500_000}}})
+    e = Engine(venue)
+    for acct in ("alice", "bob"):
+        e.apply(Deposit(id=f"d-{acct}", account=acct, asset="USDT", amount=D(100000)))
+    e.apply(Price(id="p0", market="BTC-PERP", price=D(100000)))
+    out = e.apply(Fill(id="f1", market="BTC-PERP", buyer="alice", seller="bob", size=D(1),
+                       price=D(100000), fee_buyer=D(50), fee_seller=D(20)))
+    # 20 % of 70 USDT of fees to the fund, 80 % to the fee pool
+    assert _bal(e, INSURANCE, "USDT") == 14 * U
+    assert _bal(e, FEES, "USDT") == 56 * U
+    # coverage 14 / 100,000 is far below 1 %: the share steps up to 30 %, logged
+    changed = [o for o in out if o.type == "params_changed"]
+    assert [(c.old, c.new) for c in changed] == [("200000", "300000")]  # type: ignore[attr-defined]
+    e.apply(Fill(id="f2", market="BTC-PERP", buyer="bob", seller="alice", size=D("0.5"),
+                 price=D(100000), fee_buyer=D(10)))
+    assert _bal(e, INSURANCE, "USDT") == 14 * U + 3 * U
+    assert Engine.restore(e.snapshot()).fee_share_ppm == e.fee_share_ppm

@@ -111,6 +111,10 @@ def replay_summary(engine: Engine, line_errors: int) -> dict[str, Any]:
                            for a in sorted(engine.book.asset_names)},
         "bad_debt": {a: _amount(engine, a, -engine.ledger.balance("sys:bad_debt", a))
                      for a in sorted(engine.book.asset_names)},
+        "insurance_coverage": {a: f"{engine.coverage(a):.6g}"
+                               for a in sorted(engine.book.asset_names)
+                               if engine.open_interest_quanta(a) > 0},
+        "fee_share_ppm": engine.fee_share_ppm,
         "liquidation_counts": dict(liq.counts),
         "withdrawals_blocked": sorted(liq.blocked_assets),
         "conserved": conserved,

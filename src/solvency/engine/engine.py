@@ -33,7 +33,12 @@ from solvency.core.ledger.ledger import (
     Result,
     Transfer,
 )
-from solvency.core.liquidation import LiquidationPolicy, policy_for
+from solvency.core.liquidation import (
+    FeeSharePolicy,
+    LiquidationPolicy,
+    fee_share_update,
+    policy_for,
+)
 from solvency.core.margin.kernels import (
     OUT_COLLATERAL,
     OUT_EQUITY,
@@ -56,6 +61,7 @@ from solvency.core.model.events import (
     MarginRestored,
     OutEvent,
     Params,
+    ParamsChanged,
     Price,
     Rejected,
     Settled,
@@ -67,6 +73,7 @@ from solvency.core.model.venue import ConfigError, Venue, build_venue, merge_con
 from solvency.core.oracle import OracleReport
 from solvency.core.units import (
     MAX_QUANTA,
+    PPM,
     UnitError,
     div_round,
     format_quanta,
@@ -147,6 +154,17 @@ class Engine:
         self.book = Book(venue)
         self.ledger = Ledger(venue.assets)
         self.feeds = Feeds(self, venue.raw.get("oracle"))
+        ins = dict(venue.raw.get("insurance", {}))
+        unknown = set(ins) - {"fee_share_ppm", "policy"}
+        if unknown:
+            raise ConfigError(f"insurance: unknown keys {sorted(unknown)}")
+        self.fee_share_ppm = int(ins.get("fee_share_ppm", 0))
+        if not 0 <= self.fee_share_ppm <= PPM:
+            raise ConfigError("insurance.fee_share_ppm: must be in [0, 1e6]")
+        try:
+            self.fee_policy = FeeSharePolicy(**ins["policy"]) if "policy" in ins else None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"insurance.policy: {exc}") from None
         self.margin_call_ratio = float(venue.margin_call_ratio)
         self.accounts: dict[str, str] = {}  # account -> default margin mode
         self.seen_ids: set[str] = set()
@@ -612,7 +630,14 @@ class Engine:
             batch.append(Transfer(buyer.ledger_id, seller.ledger_id, settle, pay, "fill"))
         for side in (buyer, seller):
             if side.fee_quanta > 0:
-                batch.append(Transfer(side.ledger_id, FEES, settle, side.fee_quanta, "fee"))
+                # the insurance fund's share of fees, rounded down (the rest to the pool)
+                to_fund = side.fee_quanta * self.fee_share_ppm // PPM
+                if to_fund:
+                    batch.append(Transfer(side.ledger_id, INSURANCE, settle, to_fund,
+                                          "fee_insurance"))
+                if side.fee_quanta - to_fund:
+                    batch.append(Transfer(side.ledger_id, FEES, settle,
+                                          side.fee_quanta - to_fund, "fee"))
             elif side.fee_quanta < 0:
                 batch.append(Transfer(FEES, side.ledger_id, settle, -side.fee_quanta, "rebate"))
         self._post(batch)
@@ -632,7 +657,44 @@ class Engine:
         for side in (buyer, seller):
             if side.isolated and side.new_lots == 0:
                 out.extend(self._release_bucket(side, a, ev.id))
+        if self.fee_policy is not None:
+            out.extend(self._review_fee_share(settle, ev.id))
         return out
+
+    def open_interest_quanta(self, asset: str) -> int:
+        """Open-interest notional (one side, at the marks) of markets settled in
+        ``asset``, in its quanta (rounded down)."""
+        book = self.book
+        oi = 0.0
+        for m, inst in enumerate(book.instruments):
+            if inst.settle != asset or book.marks[m] is None:
+                continue
+            contracts = book.oi_lots[m] * book.lot_size[m] * float(inst.contract_size)
+            mark = float(book.mk[m, 3])
+            oi += contracts / mark if inst.is_inverse else contracts * mark
+        return int(oi * book.asset_scale[book.asset_index[asset]])
+
+    def coverage(self, asset: str) -> float:
+        """Insurance fund / open-interest notional of the markets settled in ``asset``."""
+        oi = self.open_interest_quanta(asset)
+        return self.ledger.balance(INSURANCE, asset) / oi if oi > 0 else float("inf")
+
+    def _review_fee_share(self, asset: str, cause: str) -> list[Any]:
+        """The fee-share policy hook: coverage below target raises the fund's share of
+        fees (above the release level lowers it), as a ``params_changed`` out-event."""
+        assert self.fee_policy is not None
+        fund = max(self.ledger.balance(INSURANCE, asset), 0)
+        oi = self.open_interest_quanta(asset)
+        change = fee_share_update(self.fee_policy, fund_quanta=fund, open_interest_quanta=oi,
+                                  current_share_ppm=self.fee_share_ppm)
+        if not change:
+            return []
+        old = self.fee_share_ppm
+        self.fee_share_ppm = int(change[self.fee_policy.param])
+        cov = fund / oi if oi else float("inf")
+        return [ParamsChanged(id=self._next_id(), event=cause, param=self.fee_policy.param,
+                              old=str(old), new=str(self.fee_share_ppm),
+                              reason=f"insurance coverage of {asset} open interest {cov:.6g}")]
 
     def _oi_after(self, m: int, buyer: _Side, seller: _Side) -> int:
         oi = self.book.oi_lots[m]
@@ -1192,6 +1254,7 @@ class Engine:
                 "deficit_rows": sorted(book.rows[r].name for r in self.liquidator.deficit_rows),
                 "blocked_assets": sorted(self.liquidator.blocked_assets),
             },
+            "fee_share_ppm": self.fee_share_ppm,
             "counts": dict(self.counts),
             "liquidation_counts": dict(self.liquidator.counts),
         }
@@ -1239,6 +1302,7 @@ class Engine:
             engine.vol_last[m] = float.fromhex(p)
             engine.vol_last_ms[m] = int(t)
         engine.counts = dict(snap["counts"])
+        engine.fee_share_ppm = int(snap["fee_share_ppm"])
         liq = snap["liquidation"]
         engine.liquidator.last_partial_ms = {book.row_index[k]: int(v)
                                              for k, v in liq["last_partial_ms"].items()}

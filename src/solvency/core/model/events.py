@@ -36,6 +36,7 @@ __all__ = [
     "MarginRestored",
     "OutEvent",
     "Params",
+    "ParamsChanged",
     "Price",
     "Rejected",
     "Settled",
@@ -305,8 +306,22 @@ class WithdrawalState:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ParamsChanged:
+    """A parameter the engine changed by policy (e.g. the insurance fund's fee share when
+    its coverage of open interest crossed a threshold)."""
+
+    type: ClassVar[str] = "params_changed"
+    id: str
+    event: str
+    param: str
+    old: str
+    new: str
+    reason: str
+
+
 OutEvent = (Rejected | MarginCall | MarginRestored | Settled | Liquidated | Deleveraged
-            | SocializedLossEvent | BadDebt | WithdrawalState)
+            | SocializedLossEvent | BadDebt | WithdrawalState | ParamsChanged)
 
 _INPUT_TYPES: dict[str, type[Any]] = {
     cls.type: cls
