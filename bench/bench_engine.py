@@ -61,7 +61,7 @@ def population(engine: Engine, n_accounts: int, rng: np.random.Generator) -> Non
     ticks = np.maximum(1, np.round(entry / 0.1)).astype(np.int64)
     acct_notional = np.bincount(pos_account, weights=np.abs(lots) * 0.001 * marks[pos_market],
                                 minlength=n_accounts)
-    collateral = (acct_notional / rng.uniform(3, 20, n_accounts) * 1e6).astype(np.int64) + 10**6
+    collateral = (acct_notional / rng.uniform(2, 8, n_accounts) * 1e6).astype(np.int64) + 10**6
     names = [f"a{i}" for i in range(n_accounts)]
     engine.load_book(names, "USDT", collateral, pos_account, pos_market, lots, ticks)
 

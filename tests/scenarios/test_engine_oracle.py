@@ -129,3 +129,21 @@ def test_orders_are_answered_and_move_nothing() -> None:
     snap = e.snapshot()
     assert snap["ledger"] == Engine.restore(snap).snapshot()["ledger"]
     assert e.state_hash() != before  # the ids were recorded
+
+
+def test_snapshot_restore_carries_the_oracle_and_breakers() -> None:
+    def run(cut: int | None) -> tuple[str, list[Any]]:
+        e = _engine()
+        outs: list[Any] = []
+        for sec in range(5, 200, 5):
+            if cut is not None and sec == cut:
+                e = Engine.restore(e.snapshot())
+            prices = {"binance": "100000", "coinbase": "99990", "okx": "100010"}
+            if 30 <= sec < 100:
+                prices = {"okx": "93000"}  # two sources silent: quorum lost
+            outs.extend(_tick(e, sec, prices))
+        return e.state_hash(), outs
+
+    straight = run(None)
+    for cut in (40, 95, 150):
+        assert run(cut) == straight

@@ -737,7 +737,7 @@ class Engine:
     def _move_position(self, side: _Side, m: int, trade_cost: int) -> None:
         """Update lots and cost basis; realized PnL is reported, never posted."""
         book = self.book
-        s = book.slot_of(side.row, m)
+        s = book.pos_slot.get(side.row * book.n_markets + m, -1)
         if s < 0:
             s = book.open_slot(side.row, m)
         old, new = side.old_lots, side.new_lots
@@ -746,8 +746,9 @@ class Engine:
             cost += trade_cost
         else:
             closed = min(abs(new - old), abs(old))
-            removed = div_round(cost * closed, abs(old), "down")
-            closing_part = div_round(trade_cost * closed, abs(new - old), "down")
+            # the closed share of the cost basis, rounded toward zero (reporting only)
+            removed = _toward_zero(cost * closed, abs(old))
+            closing_part = _toward_zero(trade_cost * closed, abs(new - old))
             self.realized[side.row_name] = self.realized.get(side.row_name, 0) + (
                 -closing_part - removed)
             cost -= removed
@@ -1255,6 +1256,7 @@ class Engine:
                 "blocked_assets": sorted(self.liquidator.blocked_assets),
             },
             "fee_share_ppm": self.fee_share_ppm,
+            "feeds": self.feeds.dump(),
             "counts": dict(self.counts),
             "liquidation_counts": dict(self.liquidator.counts),
         }
@@ -1303,6 +1305,7 @@ class Engine:
             engine.vol_last_ms[m] = int(t)
         engine.counts = dict(snap["counts"])
         engine.fee_share_ppm = int(snap["fee_share_ppm"])
+        engine.feeds.load(snap["feeds"])
         liq = snap["liquidation"]
         engine.liquidator.last_partial_ms = {book.row_index[k]: int(v)
                                              for k, v in liq["last_partial_ms"].items()}
@@ -1317,6 +1320,7 @@ class Engine:
         snap = self.snapshot()
         snap.pop("counts")
         snap.pop("liquidation_counts")
+        snap["feeds"] = snap["feeds"]["summary"]
         blob = json.dumps(snap, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -1338,6 +1342,11 @@ class Engine:
     def out_json(self, events: Iterable[OutEvent]) -> list[dict[str, object]]:
         """JSON objects of out-events."""
         return [event_to_json(e) for e in events]
+
+
+def _toward_zero(num: int, den: int) -> int:
+    """``num / den`` rounded toward zero, for ``den > 0``."""
+    return num // den if num >= 0 else -(-num // den)
 
 
 def _ratio(mm: float, coll: float) -> float:

@@ -17,7 +17,9 @@ out-event; every breaker transition is a ``breaker`` out-event.
 
 from __future__ import annotations
 
+import base64
 import math
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -100,6 +102,34 @@ class Feeds:
         rate = cfg.get("rate_limit", {"max_orders": 100, "window_ms": 1000})
         self.rate = RateLimiter(int(rate["max_orders"]), int(rate["window_ms"]))
         self.used = False  # True once any oracle report arrived
+
+    # ------------------------------------------------------------------ persistence
+
+    def dump(self) -> dict[str, Any]:
+        """Snapshot of the guard, mark pricers, breakers and rate limiter.
+
+        Their state is rolling windows of floats (source histories, EMAs, TWAPs, timers)
+        with no stable text form yet, so it is carried as a pickled blob (our own
+        snapshots only: never restore one from an untrusted source) plus a SHA-256 of a
+        canonical JSON summary that the engine's state hash covers.
+        """
+        blob = pickle.dumps((self.guard, self.pricers, self.breakers, self.rate, self.used),
+                            protocol=5)
+        summary = {
+            "used": self.used,
+            "breakers": {m: str(self.breakers.state(m)) for m in sorted(self.pricers)},
+            "index": {m: (None if (u := self.guard.status(m)) is None
+                          else [repr(u.price), u.reliable, u.ts_ms])
+                      for m in sorted(self.pricers)},
+        }
+        return {"blob": base64.b64encode(blob).decode(), "summary": summary}
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Restore what :meth:`dump` saved."""
+        blob = base64.b64decode(data["blob"])  # our own snapshot (see dump)
+        guard, pricers, breakers, rate, used = pickle.loads(blob)
+        self.guard, self.pricers, self.breakers, self.rate, self.used = (
+            guard, pricers, breakers, rate, used)
 
     # ------------------------------------------------------------------ oracle
 

@@ -111,8 +111,14 @@ class Liquidator:
 
     def sweep(self, rows: np.ndarray, out: np.ndarray, cause: str) -> list[OutEvent]:
         """Liquidate the rows of ``rows`` (valued in ``out``) that are below maintenance."""
-        if rows.shape[0] == 0:
+        n = rows.shape[0]
+        if n == 0:
             return []
+        if n <= 4 and not self.deficit_rows:
+            # the fill path values one or two rows: plain floats beat numpy on tiny arrays
+            vals = out.tolist()
+            if not any(v[OUT_COLLATERAL] < v[OUT_MM] and v[OUT_MM] > 0 for v in vals):
+                return []
         coll = out[:, OUT_COLLATERAL]
         mm = out[:, OUT_MM]
         bad = np.flatnonzero((coll < mm) & (mm > 0))
