@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact
 from fractions import Fraction
 from typing import Any
 
@@ -175,6 +175,10 @@ class Engine:
         self._settle_of = [self.book.asset_index[i.settle] for i in self.book.instruments]
         self._tick_value = [self._tv(i) for i in self.book.instruments]
         self._dbal = np.zeros(len(self.book.asset_names), dtype=np.int64)
+        # small reusable buffers of the fill path (an allocation costs ~0.5 us)
+        self._out_buf = np.empty((8, 4))
+        self._slot_buf = np.empty(8, dtype=np.int64)
+        self._out4 = np.empty(4)
         # EWMA of mark log returns per market (RiskMetrics lambda 0.94 per day, scaled to
         # each step's length): the volatility behind the liquidation probabilities.
         n_m = len(self.book.market_names)
@@ -318,7 +322,7 @@ class Engine:
         vec[:] = 0
         for a, q in dbal.items():
             vec[a] = q
-        out = np.empty(4)
+        out = self._out4
         oi_c = oi_lots_m * book.lot_size[m] if m >= 0 else 0.0
         row_whatif(r, 1 if weighted else 0, m, float(delta_lots), oi_c, vec, book.row_first,
                    book.st, book.row_int, book.mk, book.mki, book.tiers, book.asset_price,
@@ -497,8 +501,10 @@ class Engine:
     def _touch(self, slots: list[int], rows: np.ndarray, cause: str) -> list[OutEvent]:
         """Re-mark ``slots``, value ``rows`` and emit margin calls, in one kernel call."""
         book = self.book
-        out = np.empty((rows.shape[0], 4))
-        hits = touch_rows(np.array(slots, dtype=np.int64), rows, book.st, book.row_int,
+        out = self._out_buf[: rows.shape[0]]
+        buf = self._slot_buf[: len(slots)]
+        buf[:] = slots
+        hits = touch_rows(buf, rows, book.st, book.row_int,
                           book.mk, book.mki, book.tiers, book.asset_price, book.ascale,
                           book.atier_start, book.atier_count, book.atiers, book.warned,
                           self.margin_call_ratio, out)
@@ -1363,11 +1369,18 @@ def _fmt(x: float) -> str:
     return f"{x:.10g}" if abs(x) < 1e-4 and x != 0 else f"{x:.6f}".rstrip("0").rstrip(".")
 
 
+_GRID = Context(prec=60, traps=[Inexact])
+
+
 def _on_grid(value: Decimal, step: Decimal, field: str, reason: str) -> int:
-    q, r = divmod(value, step)
-    if r != 0:
-        raise RejectReason(reason, f"{field} {value} is not a multiple of {step}")
+    # value / step in a context that traps rounding: exact, and ~2x faster than divmod
+    try:
+        q = _GRID.divide(value, step)
+    except Inexact:
+        raise RejectReason(reason, f"{field} {value} is not a multiple of {step}") from None
     n = int(q)
+    if n != q:
+        raise RejectReason(reason, f"{field} {value} is not a multiple of {step}")
     if n <= 0 or n > MAX_QUANTA:
         raise RejectReason(reason, f"{field} {value} out of range")
     return n
