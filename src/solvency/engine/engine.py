@@ -90,6 +90,8 @@ from solvency.engine.state import Book
 __all__ = ["Engine", "EngineError", "RejectReason"]
 
 SNAPSHOT_VERSION = 1
+ORACLE_MAX_JUMP_MS = 86_400_000
+"""An oracle report more than a day ahead of the engine clock is refused."""
 DEFAULT_LIQUIDITY = StaticDepth(lots_per_level=10**12, level_bps=10, levels=10)
 """Without a liquidity model, liquidation orders fill in full 0.1 % through the mark."""
 DEFAULT_VOLATILITY = 0.8
@@ -425,9 +427,15 @@ class Engine:
 
     def _oracle(self, ev: OracleReport) -> list[Any]:
         """An oracle report: guard -> index -> mark (with provenance) -> breakers."""
-        # the guard judges the report's own time against the engine clock (a far-future
-        # stamp is refused, it does not move the clock)
-        now = self.clock_ms if self.clock_ms is not None else ev.ts_ms
+        # A report's timestamp is its event time: it moves the clock forward, but a jump
+        # beyond ORACLE_MAX_JUMP_MS (a source with a broken clock) is refused, so one
+        # bad source cannot push the engine into the future.
+        clock = self.clock_ms
+        if clock is not None and ev.ts_ms - clock > ORACLE_MAX_JUMP_MS:
+            raise RejectReason("future_timestamp",
+                               f"ts {ev.ts_ms} is {ev.ts_ms - clock} ms ahead of the engine "
+                               f"clock {clock} (limit {ORACLE_MAX_JUMP_MS} ms)")
+        now = ev.ts_ms if clock is None or ev.ts_ms > clock else clock
         _t, update, refused = self.feeds.report(ev, now)
         if refused is not None:
             raise RejectReason(refused.reason, refused.detail)
