@@ -241,6 +241,8 @@ def venues(
                 first = f"{m['tiers'][0]['imr']} / {m['tiers'][0]['mmr']}"
             elif m["model"] == "oi_scaled":
                 first = f"{m['imr']} / x{m['maintenance_fraction']}"
+            elif m["model"] == "option_standard":
+                first = f"{m['im_base']} / {m['mm_base']} (+ mark, shorts)"
             else:
                 first = f"{m['imr']} / {m['mmr']}"
             table.add_row(name, mname, m["kind"], m["settle"], m["model"], first, v["as_of"])

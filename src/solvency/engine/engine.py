@@ -40,6 +40,8 @@ from solvency.core.liquidation import (
     policy_for,
 )
 from solvency.core.margin.kernels import (
+    MK_IM_SLOPE,
+    MK_MM_SLOPE,
     OUT_COLLATERAL,
     OUT_EQUITY,
     OUT_IM,
@@ -65,11 +67,14 @@ from solvency.core.model.events import (
     Price,
     Rejected,
     Settled,
+    Vol,
     Withdraw,
     event_to_json,
 )
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import ConfigError, Venue, build_venue, merge_config
+from solvency.core.options import black76_price
+from solvency.core.options.margin import option_margin
 from solvency.core.oracle import OracleReport
 from solvency.core.units import (
     MAX_QUANTA,
@@ -176,6 +181,13 @@ class Engine:
         self.realized: dict[str, int] = {}  # row name -> realized PnL quanta (reporting)
         self._settle_of = [self.book.asset_index[i.settle] for i in self.book.instruments]
         self._tick_value = [self._tv(i) for i in self.book.instruments]
+        # options: mark implied vols and, per underlying market, its option markets
+        self.ivs: dict[int, Decimal] = {}
+        self._options_of: dict[int, list[int]] = {}
+        for o, inst in enumerate(self.book.instruments):
+            if inst.is_option:
+                u = self.book.market_index[str(inst.underlying)]
+                self._options_of.setdefault(u, []).append(o)
         self._dbal = np.zeros(len(self.book.asset_names), dtype=np.int64)
         # small reusable buffers of the fill path (an allocation costs ~0.5 us)
         self._out_buf = np.empty((8, 4))
@@ -193,7 +205,7 @@ class Engine:
             Withdraw: self._withdraw, Funding: self._funding, Expiry: self._expiry,
             Params: self._params, AccountMode: self._account_mode,
             IsolatedMargin: self._isolated_margin,
-            OracleReport: self._oracle, Order: self._order,
+            OracleReport: self._oracle, Order: self._order, Vol: self._vol,
         }
 
     def _tv(self, inst: Instrument) -> int:
@@ -401,6 +413,13 @@ class Engine:
             raise RejectReason("market_expired", f"market {inst.name} has expired")
         if ev.price > Decimal(10) ** 12:
             raise RejectReason("price_too_large", f"price {ev.price}")
+        if inst.is_option:
+            # a mark price given directly: requirements at that premium
+            u = book.market_index[str(inst.underlying)]
+            if book.marks[u] is None:
+                raise RejectReason("no_mark", f"underlying {inst.underlying} has no mark yet")
+            book.mk[m, MK_IM_SLOPE], book.mk[m, MK_MM_SLOPE] = self.option_requirements(
+                m, float(ev.price))
         return self._set_mark(m, ev.price, ev.ts_ms, ev.id)
 
     def _set_mark(self, m: int, price: Decimal, ts_ms: int | None,
@@ -421,7 +440,75 @@ class Engine:
             if more.shape[0]:
                 rows = np.concatenate([rows, more])
                 out = np.concatenate([out, book.aggregate(more)])
-        return self._after_valuation(rows, out, cause)
+        events = self._after_valuation(rows, out, cause)
+        for o in self._options_of.get(m, ()):
+            events.extend(self._reprice_option(o, cause))
+        return events
+
+    # ---------------------------------------------------------------- options
+
+    def _vol(self, ev: Vol) -> list[OutEvent]:
+        """A mark implied volatility: re-price the option and re-margin its holders."""
+        m, inst = self._market(ev.market)
+        if not inst.is_option:
+            raise RejectReason("not_an_option", f"market {inst.name} is not an option")
+        if self.book.expired[m]:
+            raise RejectReason("market_expired", f"market {inst.name} has expired")
+        u = self.book.market_index[str(inst.underlying)]
+        if self.book.marks[u] is None:
+            raise RejectReason("no_mark", f"underlying {inst.underlying} has no mark yet")
+        self.ivs[m] = ev.iv
+        return self._reprice_option(m, ev.id)
+
+    def option_price(self, o: int) -> float | None:
+        """Black-76 premium per contract of one coin (quote units: USDC, or coin for
+        coin-settled options) of option market ``o`` at the underlying's mark, its mark
+        volatility and the engine clock (ACT/365, rate 0 as Deribit marks options);
+        None before a vol and a mark."""
+        book = self.book
+        inst = book.instruments[o]
+        iv = self.ivs.get(o)
+        s_mark = book.marks[book.market_index[str(inst.underlying)]]
+        if iv is None or s_mark is None or inst.expiry_ms is None or inst.strike is None:
+            return None
+        f = float(s_mark)
+        k = float(inst.strike)
+        is_call = inst.option_kind == "call"
+        t = max(inst.expiry_ms - (self.clock_ms or 0), 0) / MS_PER_YEAR
+        if t > 0:
+            usd = float(black76_price(forward=f, strike=k, time_yr=t, vol=float(iv),
+                                      rate=0.0, is_call=is_call).price[0])
+        else:
+            usd = max(f - k, 0.0) if is_call else max(k - f, 0.0)
+        return usd / f if inst.coin_settled else usd
+
+    def option_requirements(self, o: int, mark: float) -> tuple[float, float]:
+        """Deribit standard margin per short contract (initial, maintenance) of option
+        market ``o`` at premium ``mark``, in its settlement asset."""
+        book = self.book
+        inst = book.instruments[o]
+        s_mark = book.marks[book.market_index[str(inst.underlying)]]
+        assert s_mark is not None and inst.strike is not None
+        margin = option_margin(underlying_price=float(s_mark), strike=float(inst.strike),
+                               mark_price=mark, size=-1.0,
+                               is_call=inst.option_kind == "call",
+                               settlement="inverse" if inst.coin_settled else "linear")
+        cv = float(inst.contract_size)
+        return float(margin.im[0]) * cv, float(margin.mm[0]) * cv
+
+    def _reprice_option(self, o: int, cause: str) -> list[OutEvent]:
+        book = self.book
+        if book.expired[o]:
+            return []
+        premium = self.option_price(o)
+        if premium is None:
+            return []
+        tick = book.instruments[o].tick_size
+        # the premium on the tick grid, at least one tick (a mark is always positive)
+        mark = Decimal(max(1, round(premium / float(tick)))) * tick
+        book.mk[o, MK_IM_SLOPE], book.mk[o, MK_MM_SLOPE] = self.option_requirements(
+            o, float(mark))
+        return self._set_mark(o, mark, self.clock_ms, cause)
 
     # ---------------------------------------------------------------- oracle, orders
 
@@ -856,7 +943,7 @@ class Engine:
     def _expiry(self, ev: Expiry) -> list[OutEvent]:
         book = self.book
         m, inst = self._market(ev.market)
-        if inst.kind != "linear_future":
+        if inst.kind not in ("linear_future", "option"):
             raise RejectReason("not_a_future", f"market {inst.name} does not expire")
         if book.expired[m]:
             raise RejectReason("market_expired", f"market {inst.name} already settled")
@@ -867,7 +954,15 @@ class Engine:
                                f"{inst.expiry_ms} ms")
         a = self._settle_of[m]
         dec = self._dec(a)
-        unit = Fraction(inst.lot_size) * Fraction(inst.contract_size) * Fraction(ev.price)
+        settle_price = Fraction(ev.price)
+        if inst.is_option:
+            # cash settlement against the index: the intrinsic value, in coin for
+            # coin-settled options (exact fractions; rounding as for futures below)
+            k = Fraction(inst.strike or 0)
+            intrinsic = max(settle_price - k, Fraction(0)) if inst.option_kind == "call" else (
+                max(k - settle_price, Fraction(0)))
+            settle_price = intrinsic / settle_price if inst.coin_settled else intrinsic
+        unit = Fraction(inst.lot_size) * Fraction(inst.contract_size) * settle_price
         unit *= 10**dec
         slots = sorted(book.holders[m].view().tolist())
         batch: list[Transfer] = []
@@ -899,7 +994,8 @@ class Engine:
             value = div_round((unit * lots).numerator, (unit * lots).denominator, "down")
             self.realized[name] = self.realized.get(name, 0) + value - int(book.slot_cost[s])
             book.close_slot(s)
-        book.set_mark(m, ev.price)
+        if not inst.is_option:
+            book.set_mark(m, ev.price)
         book.expired[m] = True
         book.set_oi(m, 0)
         for r in rows:
@@ -1270,6 +1366,9 @@ class Engine:
                 "blocked_assets": sorted(self.liquidator.blocked_assets),
             },
             "fee_share_ppm": self.fee_share_ppm,
+            "ivs": {book.market_names[m]: [str(v), float(book.mk[m, MK_IM_SLOPE]).hex(),
+                                           float(book.mk[m, MK_MM_SLOPE]).hex()]
+                    for m, v in sorted(self.ivs.items())},
             "feeds": self.feeds.dump(),
             "counts": dict(self.counts),
             "liquidation_counts": dict(self.liquidator.counts),
@@ -1319,6 +1418,13 @@ class Engine:
             engine.vol_last_ms[m] = int(t)
         engine.counts = dict(snap["counts"])
         engine.fee_share_ppm = int(snap["fee_share_ppm"])
+        for name, (iv, im_hex, mm_hex) in snap["ivs"].items():
+            o = book.market_index[name]
+            engine.ivs[o] = Decimal(iv)
+            # the per-contract requirements in force, bit for bit (they were computed at
+            # the clock of the last re-pricing, not the snapshot's)
+            book.mk[o, MK_IM_SLOPE] = float.fromhex(im_hex)
+            book.mk[o, MK_MM_SLOPE] = float.fromhex(mm_hex)
         engine.feeds.load(snap["feeds"])
         liq = snap["liquidation"]
         engine.liquidator.last_partial_ms = {book.row_index[k]: int(v)

@@ -236,14 +236,15 @@ class Book:
         self.lot_size[m] = float(inst.lot_size)
         row = risk_row(inst.margin)
         mk = self.mk
-        mk[m, MK_KIND] = 1.0 if inst.is_inverse else 0.0
+        mk[m, MK_KIND] = 2.0 if inst.is_option else (1.0 if inst.is_inverse else 0.0)
         mk[m, MK_CV] = float(inst.contract_size)
         mk[m, MK_LOT] = float(inst.lot_size)
         mk[m, MK_OI_LOWER] = row.oi_lower
         mk[m, MK_OI_UPPER] = row.oi_upper
         mk[m, MK_IMF] = row.imf_factor
-        mk[m, MK_IM_SLOPE] = row.im_slope
-        mk[m, MK_MM_SLOPE] = row.mm_slope
+        if not inst.is_option:  # for options the engine keeps per-contract amounts there
+            mk[m, MK_IM_SLOPE] = row.im_slope
+            mk[m, MK_MM_SLOPE] = row.mm_slope
         start = self.tiers.shape[0]
         self.tiers = np.concatenate([self.tiers, np.array(row.tiers, dtype=np.float64)])
         self.mki[m, MKI_TIER_START] = start

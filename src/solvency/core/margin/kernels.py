@@ -93,8 +93,8 @@ MK_OI_LOWER: Final = 4
 MK_OI_UPPER: Final = 5
 MK_OI_CONTRACTS: Final = 6  # open interest (one side) in contracts
 MK_IMF: Final = 7
-MK_IM_SLOPE: Final = 8
-MK_MM_SLOPE: Final = 9
+MK_IM_SLOPE: Final = 8  # options: initial margin per short contract
+MK_MM_SLOPE: Final = 9  # options: maintenance margin per short contract (see requirement)
 MK_COLUMNS: Final = 10
 
 S_MARKET: Final = 0
@@ -141,11 +141,20 @@ def requirement(
     """Value, notional, initial and maintenance margin of one position (settle units).
 
     Linear: ``value = contracts * cv * mark``; inverse: ``value = -contracts * cv / mark``
-    (a long inverse contract is short coin-denominated USD). Notional is ``|value|``.
+    (a long inverse contract is short coin-denominated USD); option (``kind`` 2): value
+    at the premium mark, and for shorts ``im_slope``/``mm_slope`` carry the requirement
+    per contract (the engine stores them there for option markets). Notional is
+    ``|value|``.
     Rates: bracket by notional, plus size slope (Deribit), size premium (Drift), then the
     open-interest scaling of the initial rate (dYdX); each capped at 1.
     """
     contracts = lots * lot
+    if kind == 2.0:
+        # a European option: value at its premium mark; shorts carry the per-contract
+        # requirement the engine computed (Deribit standard margin), longs none
+        value = contracts * cv * mark
+        short = -contracts if contracts < 0.0 else 0.0
+        return value, abs(value), short * im_slope, short * mm_slope
     if kind == 0.0:
         value = contracts * cv * mark
         size_base = abs(contracts) * cv

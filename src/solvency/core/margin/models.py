@@ -26,13 +26,15 @@ __all__ = [
     "MarginTier",
     "ModelKind",
     "OIScaledModel",
+    "OptionStandardModel",
     "SizeLinearModel",
     "SizePremiumModel",
     "TieredModel",
     "derive_amounts",
 ]
 
-ModelKind = Literal["tiered", "oi_scaled", "size_premium", "size_linear"]
+ModelKind = Literal["tiered", "oi_scaled", "size_premium", "size_linear",
+                   "option_standard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +242,33 @@ class SizeLinearModel:
         return notional * im_rate, notional * mm_rate
 
 
-MarginModel = TieredModel | OIScaledModel | SizePremiumModel | SizeLinearModel
+@dataclass(frozen=True, slots=True)
+class OptionStandardModel:
+    """Deribit standard margin for options: shorts pay, longs need only their premium.
+
+    Per short contract, in coin: ``IM = max(base - OTM/S, floor) + mark`` and
+    ``MM = mm_base + mark`` (Deribit support, "Margin for options"; see
+    :func:`solvency.core.options.margin.option_margin`, which computes it). The engine
+    evaluates it per market whenever the underlying, the volatility or the clock moves
+    and hands the per-contract amounts to the kernel.
+    """
+
+    base: Decimal = Decimal("0.15")
+    floor: Decimal = Decimal("0.10")
+    mm_base: Decimal = Decimal("0.075")
+    kind: Literal["option_standard"] = "option_standard"
+
+    def __post_init__(self) -> None:
+        for name in ("base", "floor", "mm_base"):
+            _check_rate(name, getattr(self, name))
+
+    def requirement(self, notional: float, size_base: float, oi: float) -> tuple[float, float]:
+        """Options are margined per contract by the engine (see class doc): 0 here."""
+        return 0.0, 0.0
+
+
+MarginModel = TieredModel | OIScaledModel | SizePremiumModel | SizeLinearModel | (
+    OptionStandardModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +299,8 @@ def risk_row(model: MarginModel) -> RiskRow:
             oi_lower=float(model.open_interest_lower_cap),
             oi_upper=float(model.open_interest_upper_cap),
         )
+    if isinstance(model, OptionStandardModel):
+        return RiskRow(tiers=((0.0, 0.0, 0.0, 0.0, 0.0),))
     if isinstance(model, SizePremiumModel):
         return RiskRow(
             tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0),),

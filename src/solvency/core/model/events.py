@@ -41,6 +41,7 @@ __all__ = [
     "Rejected",
     "Settled",
     "SocializedLossEvent",
+    "Vol",
     "Withdraw",
     "WithdrawalState",
     "event_to_json",
@@ -173,8 +174,19 @@ class IsolatedMargin:
     ts_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Vol:
+    """A mark implied volatility for an option market (annualized, e.g. 0.55)."""
+
+    type: ClassVar[str] = "vol"
+    id: str
+    market: str
+    iv: Decimal
+    ts_ms: int | None = None
+
+
 InputEvent = Deposit | Withdraw | Price | Fill | Funding | Expiry | Params | AccountMode | (
-    IsolatedMargin
+    IsolatedMargin | Vol
 )
 
 # ---------------------------------------------------------------- out-events
@@ -326,7 +338,7 @@ OutEvent = (Rejected | MarginCall | MarginRestored | Settled | Liquidated | Dele
 _INPUT_TYPES: dict[str, type[Any]] = {
     cls.type: cls
     for cls in (Deposit, Withdraw, Price, Fill, Funding, Expiry, Params, AccountMode,
-                IsolatedMargin)
+                IsolatedMargin, Vol)
 }
 
 # ---------------------------------------------------------------- JSON codec
@@ -438,6 +450,11 @@ def parse_event(obj: Mapping[str, object]) -> InputEvent:
     if etype == "expiry":
         return Expiry(id=eid, market=_req(obj, "market"),
                       price=_decimal(obj, "price", positive=True), ts_ms=ts)
+    if etype == "vol":
+        iv = _decimal(obj, "iv", positive=True)
+        if iv > 10:
+            raise EventError("invalid_number", f"iv: {iv} above 10 (1000 %)")
+        return Vol(id=eid, market=_req(obj, "market"), iv=iv, ts_ms=ts)
     if etype == "account":
         mode = obj.get("mode")
         if mode not in ("cross", "isolated"):

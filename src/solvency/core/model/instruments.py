@@ -3,7 +3,11 @@
 Sizes are in contracts, on a lot grid; prices on a tick grid. For a linear contract one
 contract is ``contract_size`` units of the base asset and PnL settles in the quote asset;
 for an inverse contract (BitMEX XBTUSD) one contract is ``contract_size`` units of the
-quote currency (USD) and PnL settles in the base coin.
+quote currency (USD) and PnL settles in the base coin. A European option is linear in
+its premium: one contract is ``contract_size`` units of the underlying, the premium is
+quoted and settled in the quote asset (USDC for linear options, the coin itself for
+coin-settled ones, where ``quote == base``), and ``underlying`` names the market whose
+mark is the option's index.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from solvency.core.margin.models import MarginModel
 
 __all__ = ["Instrument", "InstrumentKind"]
 
-InstrumentKind = Literal["linear_perp", "inverse_perp", "linear_future"]
+InstrumentKind = Literal["linear_perp", "inverse_perp", "linear_future", "option"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +59,20 @@ class Instrument:
     margin: MarginModel
     expiry_ms: int | None = None
     aliases: tuple[str, ...] = ()
+    option_kind: Literal["call", "put"] | None = None
+    strike: Decimal | None = None
+    underlying: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("linear_perp", "inverse_perp", "linear_future"):
+        if self.kind not in ("linear_perp", "inverse_perp", "linear_future", "option"):
             raise ValueError(f"market {self.name}: unknown kind {self.kind!r}")
+        if self.kind == "option":
+            if self.option_kind not in ("call", "put"):
+                raise ValueError(f"market {self.name}: option_kind must be call or put")
+            if self.strike is None or not self.strike.is_finite() or self.strike <= 0:
+                raise ValueError(f"market {self.name}: an option needs a positive strike")
+            if self.underlying is None or self.expiry_ms is None:
+                raise ValueError(f"market {self.name}: an option needs underlying and expiry")
         for fname in ("contract_size", "tick_size", "lot_size"):
             v = getattr(self, fname)
             if not isinstance(v, Decimal) or not v.is_finite() or v <= 0:
@@ -67,13 +81,23 @@ class Instrument:
             raise ValueError(f"market {self.name}: inverse contracts settle in the base coin")
         if not self.is_inverse and self.settle != self.quote:
             raise ValueError(f"market {self.name}: linear contracts settle in the quote asset")
-        if self.kind == "linear_future" and self.expiry_ms is None:
+        if self.kind in ("linear_future", "option") and self.expiry_ms is None:
             raise ValueError(f"market {self.name}: a dated future needs expiry")
 
     @property
     def is_inverse(self) -> bool:
         """True for coin-margined inverse contracts."""
         return self.kind == "inverse_perp"
+
+    @property
+    def is_option(self) -> bool:
+        """True for European options (premium in the quote asset; see module doc)."""
+        return self.kind == "option"
+
+    @property
+    def coin_settled(self) -> bool:
+        """An option quoted and settled in its underlying coin (Deribit BTC options)."""
+        return self.is_option and self.quote == self.base
 
     @property
     def is_perpetual(self) -> bool:

@@ -198,6 +198,16 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
                          "aliases": ["ETH_USDC-PERPETUAL"], "model": "size_linear",
                          "imr": "0.04", "mmr": "0.02", "im_slope": "0.000002",
                          "mm_slope": "0.000002"},
+            "BTC_USDC-26JUN26-100000-C": {
+                "kind": "option", "option_kind": "call", "strike": "100000",
+                "underlying": "BTC-PERP", "expiry": "2026-06-26T08:00:00Z", "base": "BTC",
+                "quote": "USDC", "tick_size": "0.1", "lot_size": "0.01",
+                "model": "option_standard"},
+            "BTC-26JUN26-90000-P": {
+                "kind": "option", "option_kind": "put", "strike": "90000",
+                "underlying": "BTC-USD-INVERSE", "expiry": "2026-06-26T08:00:00Z",
+                "base": "BTC", "quote": "BTC", "tick_size": "0.0001", "lot_size": "0.1",
+                "model": "option_standard"},
             "BTC-USD-INVERSE": {"kind": "inverse_perp", "base": "BTC", "quote": "USD",
                                 "contract_size": "10", "tick_size": "0.5", "lot_size": "1",
                                 "aliases": ["BTC-PERPETUAL"], "model": "size_linear",

@@ -17,6 +17,7 @@ from solvency.core.margin.models import (
     MarginModel,
     MarginTier,
     OIScaledModel,
+    OptionStandardModel,
     SizeLinearModel,
     SizePremiumModel,
     TieredModel,
@@ -42,9 +43,11 @@ _MODEL_KEYS: dict[str, set[str]] = {
                   "open_interest_upper_cap"},
     "size_premium": {"imr", "mmr", "imf_factor"},
     "size_linear": {"imr", "mmr", "im_slope", "mm_slope"},
+    "option_standard": {"im_base", "im_floor", "mm_base"},
 }
 _MARKET_KEYS = {"kind", "base", "quote", "contract_size", "tick_size", "lot_size", "expiry",
-                "aliases", "model"} | set().union(*_MODEL_KEYS.values())
+                "aliases", "model", "option_kind", "strike", "underlying"} | set().union(
+    *_MODEL_KEYS.values())
 _ASSET_KEYS = {"decimals", "price_usd", "price_market", "collateral"}
 
 
@@ -143,6 +146,11 @@ def parse_margin_model(data: Mapping[str, Any], path: str) -> MarginModel:
                                     mmr=_dec(data.get("mmr"), f"{path}.mmr"),
                                     imf_factor=_dec(data.get("imf_factor", 0),
                                                     f"{path}.imf_factor"))
+        if kind == "option_standard":
+            return OptionStandardModel(
+                base=_dec(data.get("im_base", "0.15"), f"{path}.im_base"),
+                floor=_dec(data.get("im_floor", "0.10"), f"{path}.im_floor"),
+                mm_base=_dec(data.get("mm_base", "0.075"), f"{path}.mm_base"))
         return SizeLinearModel(imr=_dec(data.get("imr"), f"{path}.imr"),
                                mmr=_dec(data.get("mmr"), f"{path}.mmr"),
                                im_slope=_dec(data.get("im_slope", 0), f"{path}.im_slope"),
@@ -165,6 +173,9 @@ def margin_model_to_data(model: MarginModel) -> dict[str, Any]:
                 "maintenance_fraction": str(model.maintenance_fraction),
                 "open_interest_lower_cap": str(model.open_interest_lower_cap),
                 "open_interest_upper_cap": str(model.open_interest_upper_cap)}
+    if isinstance(model, OptionStandardModel):
+        return {"model": "option_standard", "im_base": str(model.base),
+                "im_floor": str(model.floor), "mm_base": str(model.mm_base)}
     if isinstance(model, SizePremiumModel):
         return {"model": "size_premium", "imr": str(model.imr), "mmr": str(model.mmr),
                 "imf_factor": str(model.imf_factor)}
@@ -195,6 +206,10 @@ def parse_market(name: str, data: Mapping[str, Any]) -> Instrument:
             lot_size=_dec(data.get("lot_size"), f"{path}.lot_size"),
             margin=parse_margin_model(data, path), expiry_ms=expiry_ms,
             aliases=tuple(str(a) for a in data.get("aliases", ())),
+            option_kind=data.get("option_kind"),
+            strike=(_dec(data["strike"], f"{path}.strike") if data.get("strike") is not None
+                    else None),
+            underlying=data.get("underlying"),
         )
     except ConfigError:
         raise
@@ -275,6 +290,11 @@ def build_venue(data: Mapping[str, Any]) -> Venue:
             inst.tick_value_quanta(assets[inst.settle].decimals) if not inst.is_inverse else None
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    for inst in markets.values():
+        if inst.is_option and (inst.underlying not in markets
+                               or markets[str(inst.underlying)].is_option):
+            raise ConfigError(f"markets.{inst.name}.underlying: {inst.underlying!r} is not a "
+                              "futures or perpetual market of this venue")
     for asset in assets.values():
         if asset.price_market is not None and asset.price_market not in markets:
             raise ConfigError(f"assets.{asset.symbol}.price_market: unknown market "

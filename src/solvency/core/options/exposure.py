@@ -155,8 +155,9 @@ def greeks_exposure(
     out = np.empty((n_cells, g.shape[1]), dtype=np.float64)
     for j in range(g.shape[1]):
         out[:, j] = np.bincount(flat, weights=weighted[:, j], minlength=n_cells)
-    by_account = cast(Float64Array3D, out.reshape(n_accounts, n_underlyings, g.shape[1]))
-    return GreeksExposure(by_account, cast(Float64Array2D, by_account.sum(axis=0)))
+    by_account: Float64Array3D = out.reshape(n_accounts, n_underlyings, g.shape[1])
+    by_underlying: Float64Array2D = by_account.sum(axis=0)
+    return GreeksExposure(by_account, by_underlying)
 
 
 def greeks_exposure_slow(
@@ -187,12 +188,11 @@ def greeks_exposure_slow(
         for u in range(n_underlyings):
             for j in range(n_greeks):
                 totals[u][j] += cells[a][u][j]
-    return GreeksExposure(
-        cast(Float64Array3D, np.array(cells, dtype=np.float64).reshape(
-            n_accounts, n_underlyings, n_greeks)),
-        cast(Float64Array2D, np.array(totals, dtype=np.float64).reshape(
-            n_underlyings, n_greeks)),
-    )
+    by_account: Float64Array3D = np.array(cells, dtype=np.float64).reshape(
+        n_accounts, n_underlyings, n_greeks)
+    by_underlying: Float64Array2D = np.array(totals, dtype=np.float64).reshape(
+        n_underlyings, n_greeks)
+    return GreeksExposure(by_account, by_underlying)
 
 
 def cash_exposure(by_account: npt.ArrayLike, underlying_price: npt.ArrayLike) -> CashExposure:

@@ -1,0 +1,140 @@
+"""European options inside the engine: premium at fill, marks from a mark implied
+volatility (Black-76, ACT/365, rate 0), Deribit standard margin for shorts, cash
+settlement at expiry against the index — all exact in the ledger."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from solvency.core.model.events import Deposit, Expiry, Fill, Price, Vol
+from solvency.core.model.presets import load_preset
+from solvency.core.options import black76_price
+from solvency.core.options.margin import option_margin
+from solvency.engine.engine import MS_PER_YEAR, Engine
+
+CALL = "BTC_USDC-26JUN26-100000-C"
+PUT = "BTC-26JUN26-90000-P"
+T0 = 1_774_000_000_000  # 2026-03-20
+EXPIRY = 1_782_460_800_000  # 2026-06-26T08:00:00Z
+U = 1_000_000
+
+
+def _engine() -> Engine:
+    e = Engine(load_preset("deribit"))
+    e.apply(Deposit(id="d1", account="writer", asset="USDC", amount=D(50000), ts_ms=T0))
+    e.apply(Deposit(id="d2", account="buyer", asset="USDC", amount=D(50000), ts_ms=T0))
+    e.apply(Price(id="p", market="BTC-PERP", price=D(100000), ts_ms=T0))
+    e.apply(Vol(id="v", market=CALL, iv=D("0.6"), ts_ms=T0))
+    return e
+
+
+def test_mark_is_black76_at_the_mark_volatility() -> None:
+    e = _engine()
+    t = (EXPIRY - T0) / MS_PER_YEAR
+    expected = black76_price(forward=100000.0, strike=100000.0, time_yr=t, vol=0.6, rate=0.0,
+                             is_call=True).price[0]
+    mark = e.book.marks[e.book.market_index[CALL]]
+    assert mark is not None and abs(float(mark) - expected) <= 0.05  # tick 0.1
+
+
+def test_premium_at_fill_and_standard_margin_for_the_short() -> None:
+    e = _engine()
+    m = e.book.market_index[CALL]
+    mark = e.book.marks[m]
+    assert mark is not None
+    out = e.apply(Fill(id="f", market=CALL, buyer="buyer", seller="writer", size=D(1),
+                       price=mark, ts_ms=T0))
+    assert [o for o in out if o.type == "rejected"] == []
+    premium_q = int(mark * U)
+    assert e.ledger.balance("u:buyer", "USDC") == 50000 * U - premium_q
+    assert e.ledger.balance("u:writer", "USDC") == 50000 * U + premium_q
+    # Deribit standard margin, per contract, linear: (max(0.15 - OTM/S, 0.1) + mark/S) x S
+    im, mm = option_margin(underlying_price=100000.0, strike=100000.0,
+                           mark_price=float(mark), size=-1.0, is_call=True,
+                           settlement="linear")
+    writer = e.account_view("writer")
+    assert float(writer["initial_margin"]) == pytest.approx(float(im[0]), abs=0.01)
+    assert float(writer["maintenance_margin"]) == pytest.approx(float(mm[0]), abs=0.01)
+    assert e.account_view("buyer")["maintenance_margin"] == "0"  # longs: premium only
+    e.verify()
+
+
+def test_underlying_and_vol_moves_remark_the_option_and_its_holders() -> None:
+    e = _engine()
+    m = e.book.market_index[CALL]
+    mark = e.book.marks[m]
+    assert mark is not None
+    e.apply(Fill(id="f", market=CALL, buyer="buyer", seller="writer", size=D(1),
+                 price=mark, ts_ms=T0))
+    before = float(e.account_view("buyer")["equity_usd"])
+    e.apply(Price(id="p2", market="BTC-PERP", price=D(110000), ts_ms=T0 + 60_000))
+    new_mark = e.book.marks[m]
+    assert new_mark is not None and new_mark > mark
+    assert float(e.account_view("buyer")["equity_usd"]) == pytest.approx(
+        before + float(new_mark - mark), abs=1e-6)
+    e.apply(Vol(id="v2", market=CALL, iv=D("0.9"), ts_ms=T0 + 120_000))
+    assert e.book.marks[m] > new_mark  # type: ignore[operator]
+
+
+def test_cash_settlement_at_expiry_against_the_index() -> None:
+    e = _engine()
+    m = e.book.market_index[CALL]
+    mark = e.book.marks[m]
+    assert mark is not None
+    e.apply(Fill(id="f", market=CALL, buyer="buyer", seller="writer", size=D("0.5"),
+                 price=mark, ts_ms=T0))
+    out = e.apply(Expiry(id="x", market=CALL, price=D("112345.67"), ts_ms=EXPIRY))
+    assert out[0].type == "settled"
+    premium_q = int(D("0.5") * mark * U)
+    payoff_q = int(D("0.5") * (D("112345.67") - 100000) * U)
+    assert e.ledger.balance("u:buyer", "USDC") == 50000 * U - premium_q + payoff_q
+    assert e.ledger.balance("u:writer", "USDC") == 50000 * U + premium_q - payoff_q
+    assert e.account_view("buyer")["positions"] == []
+    e.verify()
+
+
+def test_coin_settled_put_premium_in_btc_and_out_of_the_money_expiry() -> None:
+    e = Engine(load_preset("deribit"))
+    for acct in ("a", "b"):
+        e.apply(Deposit(id=f"d-{acct}", account=acct, asset="BTC", amount=D(2), ts_ms=T0))
+    e.apply(Price(id="p", market="BTC-USD-INVERSE", price=D(100000), ts_ms=T0))
+    e.apply(Price(id="p2", market="BTC-PERP", price=D(100000), ts_ms=T0))
+    e.apply(Vol(id="v", market=PUT, iv=D("0.7"), ts_ms=T0))
+    m = e.book.market_index[PUT]
+    mark = e.book.marks[m]
+    assert mark is not None and D("0.001") < mark < D("0.2")  # a premium in BTC
+    e.apply(Fill(id="f", market=PUT, buyer="a", seller="b", size=D(1), price=mark, ts_ms=T0))
+    assert e.ledger.balance("u:a", "BTC") == 2 * 10**8 - int(mark * 10**8)
+    e.apply(Expiry(id="x", market=PUT, price=D(95000), ts_ms=EXPIRY))  # OTM: worthless
+    assert e.ledger.balance("u:a", "BTC") == 2 * 10**8 - int(mark * 10**8)
+    e.verify()
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [(Vol(id="bad1", market="BTC-PERP", iv=D("0.5")), "not_an_option"),
+     (Vol(id="bad2", market="NOPE", iv=D("0.5")), "unknown_market")],
+    ids=["vol-on-a-perp", "vol-unknown-market"],
+)
+def test_bad_vol_events_change_nothing(event: Vol, reason: str) -> None:
+    e = _engine()
+    before = e.state_hash()
+    out = e.apply(event)
+    assert out[0].reason == reason  # type: ignore[union-attr]
+    assert e.state_hash() == before
+
+
+def test_options_survive_snapshot_and_restore() -> None:
+    e = _engine()
+    mark = e.book.marks[e.book.market_index[CALL]]
+    assert mark is not None
+    e.apply(Fill(id="f", market=CALL, buyer="buyer", seller="writer", size=D(1), price=mark,
+                 ts_ms=T0))
+    again = Engine.restore(e.snapshot())
+    assert again.state_hash() == e.state_hash()
+    for eng in (e, again):
+        eng.apply(Price(id="p9", market="BTC-PERP", price=D(90000), ts_ms=T0 + 1000))
+    assert again.state_hash() == e.state_hash()
+    assert again.account_view("writer") == e.account_view("writer")
