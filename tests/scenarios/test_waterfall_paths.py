@@ -54,6 +54,11 @@ def _bal(e: Engine, account: str, asset: str) -> int:
     return e.ledger.balance(account, asset)
 
 
+def _ledger(e: Engine, asset: str) -> dict[str, int]:
+    """Every non-zero ledger account in ``asset`` (the whole ledger, not a sample)."""
+    return {acct: v for (acct, a), v in e.ledger.balances().items() if a == asset}
+
+
 def _types(out: list[object]) -> list[str]:
     return [f"{o.type}:{o.via}" if o.type == "liquidation" else o.type  # type: ignore[attr-defined]
             for o in out if o.type not in ("margin_call", "margin_restored")]  # type: ignore[attr-defined]
@@ -72,6 +77,9 @@ def test_market_close_above_bankruptcy_with_penalty_dydx() -> None:
     assert _bal(e, "u:__market__", "USDC") == -97950 * U
     assert _bal(e, "u:bob", "USDC") == (50000 + 100000) * U
     assert e.account_view("alice")["positions"] == []
+    assert _ledger(e, "USDC") == {
+        "ext:world": -53000 * U, "u:alice": 460_250_000, "u:bob": 150000 * U,
+        "u:__market__": -97950 * U, INSURANCE: 489_750_000}
     assert e.verify()["USDC"] == 53000 * U
 
 
@@ -86,6 +94,8 @@ def test_close_below_bankruptcy_paid_by_the_insurance_fund_dydx() -> None:
     assert _bal(e, "u:alice", "USDC") == 0
     assert _bal(e, INSURANCE, "USDC") == 400 * U
     assert _bal(e, "u:__market__", "USDC") == -96400 * U
+    assert _ledger(e, "USDC") == {"ext:world": -54000 * U, "u:bob": 150000 * U,
+                                  "u:__market__": -96400 * U, INSURANCE: 400 * U}
     assert e.verify()["USDC"] == 54000 * U
 
 
@@ -99,6 +109,8 @@ def test_backstop_vault_takes_the_position_below_two_thirds_of_maintenance() -> 
     assert _bal(e, "u:__backstop__", "USDC") == (200000 - 97000) * U
     vault = e.account_view("__backstop__")["positions"][0]
     assert (vault["size"], vault["entry_price"]) == ("1.00000", "97000")
+    assert _ledger(e, "USDC") == {"ext:world": -253000 * U, "u:bob": 150000 * U,
+                                  "u:__backstop__": 103000 * U}
 
 
 def test_insurance_fund_takes_the_position_when_the_book_is_empty() -> None:
@@ -112,6 +124,8 @@ def test_insurance_fund_takes_the_position_when_the_book_is_empty() -> None:
     assert _bal(e, INSURANCE, "USDT") == (200000 - 98000) * U
     fund = e.account_view("__insurance__")["positions"][0]
     assert (fund["size"], fund["entry_price"]) == ("1.000", "98000")
+    assert _ledger(e, "USDT") == {"ext:world": -252000 * U, "u:bob": 150000 * U,
+                                  INSURANCE: 102000 * U}
 
 
 def test_auto_deleveraging_at_the_bankruptcy_price_bitmex() -> None:
@@ -126,6 +140,7 @@ def test_auto_deleveraging_at_the_bankruptcy_price_bitmex() -> None:
     assert _bal(e, "u:bob", "USDT") == (50000 + 100000 - 98500) * U
     assert e.account_view("bob")["positions"] == []
     assert e.realized["bob"] == 1500 * U  # closed in profit
+    assert _ledger(e, "USDT") == {"ext:world": -51500 * U, "u:bob": 51500 * U}
 
 
 def test_shortfall_socialized_over_winners_deribit() -> None:
@@ -138,6 +153,8 @@ def test_shortfall_socialized_over_winners_deribit() -> None:
     assert _bal(e, "u:alice", "USDC") == 0
     assert _bal(e, "u:bob", "USDC") == (50000 + 100000 - 1100) * U
     assert _bal(e, "u:__market__", "USDC") == -93900 * U
+    assert _ledger(e, "USDC") == {"ext:world": -55000 * U, "u:bob": 148900 * U,
+                                  "u:__market__": -93900 * U}
 
 
 def test_bad_debt_recorded_when_nobody_can_absorb_it() -> None:
@@ -152,6 +169,8 @@ def test_bad_debt_recorded_when_nobody_can_absorb_it() -> None:
     assert out[-1].bad_debt == "1100.000000"  # type: ignore[attr-defined]
     assert _bal(e, "u:alice", "USDC") == 0
     assert _bal(e, BAD_DEBT, "USDC") == -1100 * U
+    assert _ledger(e, "USDC") == {"ext:world": -5000 * U, "u:__street__": 100000 * U,
+                                  "u:__market__": -93900 * U, BAD_DEBT: -1100 * U}
     e.verify()
 
 
