@@ -51,6 +51,9 @@ __all__ = [
     "propose_rebalance",
 ]
 
+_DELTA_ONE = ("linear_perp", "inverse_perp", "linear_future")
+"""Instrument kinds counted as delta-one (engine option markets are not, yet)."""
+
 
 @dataclass(frozen=True, slots=True)
 class HedgeConfig:
@@ -148,7 +151,8 @@ def perp_delta(engine: Engine, account: str, underlying: str) -> float:
     view = EngineView(engine)
     total = 0.0
     for m, inst in enumerate(engine.book.instruments):
-        if inst.base != underlying or engine.book.marks[m] is None:
+        if (inst.base != underlying or inst.kind not in _DELTA_ONE
+                or engine.book.marks[m] is None):
             continue
         contracts = view.position(account, inst.name)
         if contracts:
@@ -216,7 +220,7 @@ class Hedger:
         last = self.last_order_ms.get(u)
         if last is not None and now_ms - last < cfg.min_interval_ms:
             return HedgeDecision(u, perp, opt, net, None, False, "interval")
-        m, inst = _instrument(engine, cfg.perp_markets[u])
+        _, inst = _instrument(engine, cfg.perp_markets[u])
         per_contract = float(inst.contract_size) / price if inst.is_inverse else float(
             inst.contract_size)
         contracts = Decimal(repr(abs(excess) * cfg.hedge_ratio / per_contract))
@@ -399,19 +403,24 @@ def propose_rebalance(*, balances: Mapping[str, float], prices_usd: Mapping[str,
 
 
 def _pair(diff: Mapping[str, float], prices_usd: Mapping[str, float]) -> list[RebalanceTransfer]:
-    sells = [[a, -d] for a, d in sorted(diff.items()) if d < 0.0]
-    buys = [[a, d] for a, d in sorted(diff.items()) if d > 0.0]
+    sells = [(a, -d) for a, d in sorted(diff.items()) if d < 0.0]
+    buys = [(a, d) for a, d in sorted(diff.items()) if d > 0.0]
     out: list[RebalanceTransfer] = []
     i = j = 0
+    left_sell = sells[0][1] if sells else 0.0
+    left_buy = buys[0][1] if buys else 0.0
     while i < len(sells) and j < len(buys):
-        usd = min(float(sells[i][1]), float(buys[j][1]))
-        src, dst = str(sells[i][0]), str(buys[j][0])
+        usd = min(left_sell, left_buy)
+        src, dst = sells[i][0], buys[j][0]
         out.append(RebalanceTransfer(src, dst, usd / prices_usd[src], usd / prices_usd[dst],
                                      usd))
-        sells[i][1] = float(sells[i][1]) - usd
-        buys[j][1] = float(buys[j][1]) - usd
-        if float(sells[i][1]) <= 1e-12 * usd:
+        left_sell -= usd
+        left_buy -= usd
+        # a remainder below 1e-12 of the amount is float noise, not a transfer
+        if left_sell <= 1e-12 * usd:
             i += 1
-        if float(buys[j][1]) <= 1e-12 * usd:
+            left_sell = sells[i][1] if i < len(sells) else 0.0
+        if left_buy <= 1e-12 * usd:
             j += 1
+            left_buy = buys[j][1] if j < len(buys) else 0.0
     return out

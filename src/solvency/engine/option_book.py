@@ -326,8 +326,13 @@ def _value(fwd: Float64Array1D, strike: Float64Array1D, t_yr: Float64Array1D,
                           is_call=call)
     if np.any(lin.status != 0) or np.any(coin.status != 0):
         raise OptionBookError("option inputs out of the model's domain")
-    raw = [cs * np.where(inv, c, u) for u, c in zip(lin[:6], coin[:6], strict=True)]
+    def per_contract(usd: Float64Array1D, in_coin: Float64Array1D) -> Float64Array1D:
+        return cast(Float64Array1D, cs * np.where(inv, in_coin, usd))
+
     exposure = np.stack([np.where(inv, coin.delta_net, lin.delta), lin.gamma, lin.vega,
                          lin.theta, lin.rho], axis=1) * cs[:, None]
-    return BookGreeks(*(cast(Float64Array1D, r) for r in raw),
-                      exposure=cast(Float64Array2D, exposure), time_yr=t_yr)
+    return BookGreeks(
+        price=per_contract(lin.price, coin.price), delta=per_contract(lin.delta, coin.delta),
+        gamma=per_contract(lin.gamma, coin.gamma), vega=per_contract(lin.vega, coin.vega),
+        theta=per_contract(lin.theta, coin.theta), rho=per_contract(lin.rho, coin.rho),
+        exposure=cast(Float64Array2D, exposure), time_yr=t_yr)

@@ -1,0 +1,328 @@
+"""``solvency greeks FILE``: price and Greeks of every position of a portfolio file.
+
+The file is a ``solvency margin`` portfolio whose ``markets`` may also declare options::
+
+    {"venue": "deribit", "now": "2026-01-01T00:00:00Z", "rate": "0.0",
+     "markets": {"BTC-C": {"type": "option", "underlying": "BTC", "kind": "call",
+                           "strike": "100000", "expiry": "2026-01-31T08:00:00Z",
+                           "settle": "USDC"}},
+     "prices": {"BTC": "100000"},
+     "vols": {"BTC-C": "0.6"},
+     "account": {"positions": [{"market": "BTC-C", "size": "-10"},
+                               {"market": "BTC-PERP", "size": "5"}]}}
+
+Options are valued with Black-76 (the price given for the underlying is the forward),
+time to expiry ACT/365; perpetual and future positions of the venue's markets count one
+unit of delta per base unit (inverse contracts: their coin value ``contracts x
+contract_size / F``, as Deribit's ``delta_total``). See ``docs/greeks_and_hedging.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from solvency.adapters.eventlog import load_json_file
+from solvency.core.model.events import EventError, parse_ts_ms
+from solvency.core.model.instruments import Instrument
+from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
+from solvency.core.model.venue import ConfigError, Venue
+from solvency.core.options import Black76Greeks, to_market_units
+from solvency.core.options.exposure import cash_exposure, greeks_exposure
+from solvency.core.typing import Float64Array1D
+from solvency.core.units import UnitError, parse_decimal
+from solvency.engine.option_book import (
+    EXPOSURE_COLUMNS,
+    OptionBook,
+    OptionBookError,
+    OptionSpec,
+    iso_ms,
+    parse_option_market,
+)
+
+__all__ = ["GreeksError", "evaluate_greeks", "greeks"]
+
+_TOP_KEYS = {"venue", "markets", "prices", "account", "now", "rate", "vols", "volatility",
+             "horizon"}
+_RAW = ("price", "delta", "gamma", "vega", "theta", "rho")
+
+console = Console()
+err = Console(stderr=True)
+
+
+class GreeksError(ValueError):
+    """A portfolio file that cannot be valued, naming the offending key."""
+
+
+def _obj(value: object, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise GreeksError(f"{path}: expected an object")
+    return value
+
+
+def _dec(value: object, path: str) -> Decimal:
+    try:
+        return parse_decimal(value, field=path)
+    except UnitError as exc:
+        raise GreeksError(str(exc)) from None
+
+
+def _split_markets(data: Mapping[str, Any], venue: str | None) -> tuple[
+        Venue, dict[str, OptionSpec]]:
+    venue_name = venue or data.get("venue", "binance")
+    if not isinstance(venue_name, str) or venue_name not in PRESETS:
+        raise GreeksError(f"venue: {venue_name!r} is not one of {preset_names()}")
+    options: dict[str, OptionSpec] = {}
+    overrides: dict[str, Any] = {}
+    for name, entry in _obj(data.get("markets", {}), "markets").items():
+        entry = _obj(entry, f"markets.{name}")
+        kind = entry.get("type")
+        if kind == "option":
+            options[name] = parse_option_market(name, entry)
+        elif kind is not None:
+            raise GreeksError(f"markets.{name}.type: {kind!r} is not 'option'")
+        else:
+            overrides[name] = {k: v for k, v in entry.items() if k != "open_interest"}
+    return venue_from_data({"preset": venue_name, "markets": overrides}), options
+
+
+def _prices(data: Mapping[str, Any], v: Venue, options: Mapping[str, OptionSpec]) -> dict[
+        str, float]:
+    """Underlying price per base symbol; a market name gives its base's price."""
+    out: dict[str, float] = {}
+    known = set(v.assets) | {o.underlying for o in options.values()}
+    by_market: dict[str, float] = {}
+    for key, value in _obj(data.get("prices", {}), "prices").items():
+        p = _dec(value, f"prices.{key}")
+        if p <= 0:
+            raise GreeksError(f"prices.{key}: {p} must be > 0")
+        inst = v.resolve(key)
+        if inst is not None:
+            by_market.setdefault(inst.base, float(p))
+        elif key in known:
+            out[key] = float(p)
+        else:
+            raise GreeksError(f"prices.{key}: not an underlying or a market of {v.name}")
+    # a price given for the underlying itself wins over a market's
+    return {**by_market, **out}
+
+
+def _vols(data: Mapping[str, Any], options: Mapping[str, OptionSpec]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in _obj(data.get("vols", {}), "vols").items():
+        if key not in options:
+            raise GreeksError(f"vols.{key}: not an option market of this file")
+        sigma = _dec(value, f"vols.{key}")
+        if sigma <= 0:
+            raise GreeksError(f"vols.{key}: {sigma} must be > 0 (per 1.00, e.g. 0.6)")
+        out[key] = float(sigma)
+    return out
+
+
+def _positions(data: Mapping[str, Any], v: Venue, options: Mapping[str, OptionSpec]) -> tuple[
+        OptionBook, list[tuple[Instrument, float]], list[str]]:
+    account = _obj(data.get("account"), "account")
+    positions = account.get("positions", [])
+    if not isinstance(positions, list):
+        raise GreeksError("account.positions: expected a list")
+    book = OptionBook()
+    perps: list[tuple[Instrument, float]] = []
+    order: list[str] = []
+    for i, pos in enumerate(positions):
+        path = f"account.positions[{i}]"
+        pos = _obj(pos, path)
+        extra = set(pos) - {"market", "size", "entry_price", "margin"}
+        if extra:
+            raise GreeksError(f"{path}: unknown keys {sorted(extra)}")
+        market = pos.get("market")
+        if not isinstance(market, str):
+            raise GreeksError(f"{path}.market: required")
+        size = float(_dec(pos.get("size"), f"{path}.size"))
+        if market in options:
+            book.add(options[market], size)
+            order.append("option")
+            continue
+        inst = v.resolve(market)
+        if inst is None:
+            raise GreeksError(f"{path}.market: unknown market {market!r}")
+        if inst.kind not in ("linear_perp", "inverse_perp", "linear_future"):
+            raise GreeksError(f"{path}.market: {market} is a venue {inst.kind} market; "
+                              "declare options in 'markets' with type 'option'")
+        perps.append((inst, size))
+        order.append("perp")
+    return book, perps, order
+
+
+def _price_of(prices: Mapping[str, float], underlying: str, needed_by: str) -> float:
+    if underlying not in prices:
+        raise GreeksError(f"prices: no price for underlying {underlying!r} "
+                          f"(needed by {needed_by})")
+    return prices[underlying]
+
+
+def _option_rows(book: OptionBook, prices: Mapping[str, float], vols: Mapping[str, float],
+                 now_ms: int, rate: float) -> tuple[list[dict[str, Any]], np.ndarray]:
+    for pos in book.positions:
+        _price_of(prices, pos.spec.underlying, pos.spec.name)
+        if pos.spec.name not in vols:
+            raise GreeksError(f"vols.{pos.spec.name}: missing (mark vol per 1.00)")
+    if not book.positions:
+        return [], np.empty((0, len(EXPOSURE_COLUMNS)))
+    g = book.greeks(prices=prices, vols=vols, now_ms=now_ms, rate=rate)
+    rows = []
+    for i, pos in enumerate(book.positions):
+        s = pos.spec
+        rows.append({"market": s.name, "type": "option", "underlying": s.underlying,
+                     "settle": s.settle, "size": pos.size,
+                     "time_to_expiry_yr": float(g.time_yr[i]),
+                     **{k: float(getattr(g, k)[i]) for k in _RAW}})
+    return rows, g.exposure
+
+
+def _perp_rows(perps: list[tuple[Instrument, float]], prices: Mapping[str, float]) -> tuple[
+        list[dict[str, Any]], np.ndarray]:
+    rows = []
+    exposure = np.zeros((len(perps), len(EXPOSURE_COLUMNS)))
+    for i, (inst, size) in enumerate(perps):
+        f = _price_of(prices, inst.base, inst.name)
+        cs = float(inst.contract_size)
+        delta = cs / f if inst.is_inverse else cs
+        exposure[i, 0] = delta
+        rows.append({"market": inst.name, "type": inst.kind, "underlying": inst.base,
+                     "settle": inst.settle, "size": size, "time_to_expiry_yr": None,
+                     "price": f, "delta": delta, "gamma": 0.0, "vega": 0.0, "theta": 0.0,
+                     "rho": 0.0})
+    return rows, exposure
+
+
+def evaluate_greeks(data: Mapping[str, Any], venue: str | None = None) -> dict[str, Any]:
+    """Return the ``solvency greeks --json`` object of a portfolio.
+
+    ``positions[]`` carry raw Greeks of ONE contract in its settlement currency (vega per
+    1.00 vol, theta per year, rho per 1.00 rate); ``totals`` are size-weighted sums per
+    underlying (delta in base units, gamma per quote unit, vega/theta/rho in the quote
+    currency) and ``cash`` the quote-currency sums over underlyings (cash delta ``delta
+    F``, cash gamma ``gamma F^2 / 100``).
+
+    Raises
+    ------
+    GreeksError, OptionBookError, ConfigError
+        Naming the key of bad input.
+    """
+    data = _obj(data, "portfolio")
+    extra = set(data) - _TOP_KEYS
+    if extra:
+        raise GreeksError(f"portfolio: unknown keys {sorted(extra)}")
+    v, options = _split_markets(data, venue)
+    prices = _prices(data, v, options)
+    vols = _vols(data, options)
+    rate = float(_dec(data.get("rate", "0"), "rate"))
+    book, perps, order = _positions(data, v, options)
+    now_ms = 0
+    if book.positions:
+        if data.get("now") is None:
+            raise GreeksError("now: required to value options (ISO-8601 UTC)")
+        try:
+            now_ms = parse_ts_ms(data["now"])
+        except EventError as exc:
+            raise GreeksError(f"now: {exc.detail.removeprefix('ts: ')}") from None
+    opt_rows, opt_exp = _option_rows(book, prices, vols, now_ms, rate)
+    perp_rows, perp_exp = _perp_rows(perps, prices)
+    opt_iter, perp_iter = iter(zip(opt_rows, opt_exp, strict=True)), iter(
+        zip(perp_rows, perp_exp, strict=True))
+    merged = [next(opt_iter) if kind == "option" else next(perp_iter) for kind in order]
+    return _report(v.name, now_ms if book.positions else None, rate, prices, merged)
+
+
+def _report(venue: str, now_ms: int | None, rate: float, prices: Mapping[str, float],
+            merged: list[tuple[dict[str, Any], np.ndarray]]) -> dict[str, Any]:
+    unds = sorted({row["underlying"] for row, _ in merged})
+    index = {u: i for i, u in enumerate(unds)}
+    exp = greeks_exposure(
+        account=np.zeros(len(merged), dtype=np.int64),
+        underlying=np.array([index[r["underlying"]] for r, _ in merged], dtype=np.int64),
+        size=np.array([r["size"] for r, _ in merged], dtype=np.float64),
+        greeks=np.array([e for _, e in merged], dtype=np.float64).reshape(
+            len(merged), len(EXPOSURE_COLUMNS)),
+        n_accounts=1, n_underlyings=len(unds))
+    totals = {u: dict(zip(EXPOSURE_COLUMNS, exp.by_underlying[i].tolist(), strict=True))
+              for u, i in index.items()}
+    cash: dict[str, float] = {}
+    if unds:
+        c = cash_exposure(exp.by_account, np.array([prices[u] for u in unds]))
+        cash = dict(zip(("delta", "gamma_1pct", "vega", "theta", "rho"),
+                        c.venue.tolist(), strict=True))
+    return {
+        "venue": venue, "now": iso_ms(now_ms) if now_ms is not None else None, "rate": rate,
+        "prices": dict(sorted(prices.items())),
+        "positions": [row for row, _ in merged],
+        "totals": totals,
+        "cash": cash,
+    }
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(2)
+
+
+def greeks(
+    portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON file.")],
+    venue: Annotated[str | None, typer.Option(help="Venue preset (overrides the file).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (raw Greeks).")] = False,
+) -> None:
+    """Price, delta, gamma, vega, theta and rho of every position, and totals."""
+    if venue is not None and venue not in PRESETS:
+        raise _fail(f"unknown venue {venue!r}; known: {', '.join(preset_names())}")
+    try:
+        report = evaluate_greeks(load_json_file(portfolio), venue)
+    except (ConfigError, GreeksError, OptionBookError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    _print_tables(report)
+
+
+def _fmt(x: float) -> str:
+    return "0" if x == 0 else f"{x:.6g}" if math.isfinite(x) else str(x)
+
+
+def _screen(rows: list[Mapping[str, float]]) -> Black76Greeks:
+    def col(key: str) -> Float64Array1D:
+        return cast(Float64Array1D, np.array([float(r[key]) for r in rows], dtype=np.float64))
+
+    return to_market_units(Black76Greeks(
+        price=col("price"), delta=col("delta"), gamma=col("gamma"), vega=col("vega"),
+        theta=col("theta"), rho=col("rho"), status=np.zeros(len(rows), dtype=np.int8)))
+
+
+def _print_tables(report: Mapping[str, Any]) -> None:
+    rows = report["positions"]
+    pos = Table(title=f"Greeks per contract ({report['venue']}, {report['now'] or 'no options'})"
+                      " in the settlement currency")
+    for col in ("market", "size", "settle", "price", "delta", "gamma", "vega / vol pt",
+                "theta / day", "rho / 1%"):
+        pos.add_column(col, justify="right")
+    scaled = _screen(rows)
+    for i, r in enumerate(rows):
+        pos.add_row(r["market"], _fmt(r["size"]), r["settle"],
+                    *(_fmt(float(getattr(scaled, k)[i])) for k in _RAW))
+    console.print(pos)
+    tot = Table(title="Account totals per underlying (delta in base units; vega, theta, rho "
+                      "in quote)")
+    for col in ("underlying", "delta", "gamma", "vega / vol pt", "theta / day", "rho / 1%"):
+        tot.add_column(col, justify="right")
+    for u, t in report["totals"].items():
+        tot.add_row(u, _fmt(t["delta"]), _fmt(t["gamma"]), _fmt(t["vega"] / 100),
+                    _fmt(t["theta"] / 365), _fmt(t["rho"] / 100))
+    console.print(tot)

@@ -1,0 +1,168 @@
+"""``solvency greeks`` end to end (CliRunner, real files): values, totals, table, bad input.
+
+Per-contract values are checked against the plain-Python Black-76 twin
+(``solvency.core.options.reference``, itself held to QuantLib), with T = 30 / 365 (ACT/365).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from solvency.cli.main import app
+from solvency.core.options.reference import black76_one, inverse_one
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+T_30D = 30 / 365
+
+PORTFOLIO: dict[str, Any] = {
+    "venue": "deribit",
+    "now": "2026-01-01T00:00:00Z",
+    "rate": "0.03",
+    "markets": {
+        "BTC-C": {"type": "option", "underlying": "BTC", "kind": "call", "strike": "100000",
+                  "expiry": "2026-01-31T00:00:00Z", "settle": "USDC"},
+        "BTC-P": {"type": "option", "underlying": "BTC", "kind": "put", "strike": "90000",
+                  "expiry": "2026-01-31T00:00:00Z", "settle": "BTC"},
+    },
+    "prices": {"BTC": "100000"},
+    "vols": {"BTC-C": "0.6", "BTC-P": "0.7"},
+    "account": {"positions": [
+        {"market": "BTC-C", "size": "-10"},
+        {"market": "BTC-P", "size": "3"},
+        {"market": "BTC-PERP", "size": "5"},
+        {"market": "BTC-USD-INVERSE", "size": "1000"},
+    ]},
+}
+
+
+def _write(tmp_path: Path, obj: object) -> Path:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def _run_json(tmp_path: Path, obj: object) -> dict[str, Any]:
+    res = runner.invoke(app, ["greeks", str(_write(tmp_path, obj)), "--json"])
+    assert res.exit_code == 0, res.output
+    out: dict[str, Any] = json.loads(res.output)
+    return out
+
+
+def test_json_per_contract_values_match_the_reference(tmp_path: Path) -> None:
+    out = _run_json(tmp_path, PORTFOLIO)
+    call, put, perp, inv = out["positions"]
+    assert [p["market"] for p in out["positions"]] == ["BTC-C", "BTC-P", "BTC-PERP",
+                                                       "BTC-USD-INVERSE"]
+    ref = black76_one(f=1e5, k=1e5, t=T_30D, sigma=0.6, r=0.03, is_call=True)
+    for key, want in zip(("price", "delta", "gamma", "vega", "theta", "rho"), ref[:6],
+                         strict=True):
+        assert call[key] == pytest.approx(want, rel=1e-10), key
+    assert call["time_to_expiry_yr"] == pytest.approx(T_30D, rel=1e-15)
+    # inverse (coin-settled) put: raw Greeks of V_coin = V_usd / F (Deribit "Inverse Options")
+    iref = inverse_one(f=1e5, k=9e4, t=T_30D, sigma=0.7, r=0.03, is_call=False)
+    for key, want in zip(("price", "delta", "gamma", "vega", "theta", "rho"), iref[:6],
+                         strict=True):
+        assert put[key] == pytest.approx(want, rel=1e-9), key
+    assert (perp["delta"], perp["gamma"]) == (1.0, 0.0)
+    # Deribit inverse perpetual, 10 USD per contract: 10 / 100,000 BTC per contract
+    assert inv["delta"] == pytest.approx(1e-4)
+
+
+def test_totals_are_size_weighted_in_base_and_quote_units(tmp_path: Path) -> None:
+    out = _run_json(tmp_path, PORTFOLIO)
+    c = black76_one(f=1e5, k=1e5, t=T_30D, sigma=0.6, r=0.03, is_call=True)
+    p = black76_one(f=1e5, k=9e4, t=T_30D, sigma=0.7, r=0.03, is_call=False)
+    p_coin = inverse_one(f=1e5, k=9e4, t=T_30D, sigma=0.7, r=0.03, is_call=False)
+    tot = out["totals"]["BTC"]
+    # inverse put counts Deribit's net transaction delta: delta - V_coin
+    net_put = p_coin[6]
+    assert net_put == pytest.approx(p[1] - p[0] / 1e5, rel=1e-12)
+    assert tot["delta"] == pytest.approx(-10 * c[1] + 3 * net_put + 5 + 1000 * 1e-4, rel=1e-12)
+    assert tot["gamma"] == pytest.approx(-10 * c[2] + 3 * p[2], rel=1e-12)
+    assert tot["vega"] == pytest.approx(-10 * c[3] + 3 * p[3], rel=1e-12)
+    assert tot["theta"] == pytest.approx(-10 * c[4] + 3 * p[4], rel=1e-12)
+    assert out["cash"]["delta"] == pytest.approx(tot["delta"] * 1e5, rel=1e-12)
+
+
+def test_table_uses_screen_units(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["greeks", str(_write(tmp_path, PORTFOLIO))])
+    assert res.exit_code == 0, res.output
+    for label in ("vega / vol pt", "theta / day", "rho / 1%", "BTC-C", "BTC-PERP"):
+        assert label in res.output
+    theta_day = black76_one(f=1e5, k=1e5, t=T_30D, sigma=0.6, r=0.03, is_call=True)[4] / 365
+    assert f"{theta_day:.6g}" in res.output
+
+
+def test_prices_by_perp_market_name_and_linear_only_file(tmp_path: Path) -> None:
+    data = copy.deepcopy(PORTFOLIO)
+    data["venue"] = "binance"
+    data["prices"] = {"BTC-PERP": "100000"}
+    data["markets"].pop("BTC-P")
+    data["vols"].pop("BTC-P")
+    data["account"]["positions"] = [{"market": "BTC-C", "size": "1"},
+                                    {"market": "BTCUSDT", "size": "-0.5"}]
+    out = _run_json(tmp_path, data)
+    ref = black76_one(f=1e5, k=1e5, t=T_30D, sigma=0.6, r=0.03, is_call=True)
+    assert out["totals"]["BTC"]["delta"] == pytest.approx(ref[1] - 0.5, rel=1e-12)
+
+
+def _mutate(path: str, value: object) -> dict[str, Any]:
+    data = copy.deepcopy(PORTFOLIO)
+    *head, last = path.split("/")
+    node: Any = data
+    for key in head:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+_DELETE = object()
+
+BAD = [
+    ("unknown-kind", "markets/BTC-C/kind", "straddle", "markets.BTC-C.kind: 'straddle'"),
+    ("expired", "markets/BTC-C/expiry", "2025-12-31T00:00:00Z",
+     "BTC-C: expired at 2025-12-31T00:00:00Z (now 2026-01-01T00:00:00Z)"),
+    ("negative-strike", "markets/BTC-C/strike", "-1", "markets.BTC-C.strike: -1 must be > 0"),
+    ("negative-vol", "vols/BTC-C", "-0.6", "vols.BTC-C: -0.6 must be > 0"),
+    ("zero-vol", "vols/BTC-C", "0", "vols.BTC-C: 0 must be > 0"),
+    ("missing-vol", "vols/BTC-C", _DELETE, "vols.BTC-C: missing"),
+    ("missing-price", "prices/BTC", _DELETE, "prices: no price for underlying 'BTC'"),
+    ("malformed-now", "now", "2026-13-01", "now: '2026-13-01' is not ISO-8601"),
+    ("non-utc-now", "now", "2026-01-01T00:00:00+02:00", "must be UTC"),
+    ("missing-now", "now", _DELETE, "now: required"),
+    ("malformed-expiry", "markets/BTC-C/expiry", "soon", "markets.BTC-C.expiry: 'soon'"),
+    ("unknown-option-key", "markets/BTC-C/style", "american", "unknown keys ['style']"),
+    ("bad-type", "markets/BTC-C/type", "swap", "markets.BTC-C.type: 'swap'"),
+    ("unknown-position-market", "account/positions/0/market", "DOGE-PERP",
+     "unknown market 'DOGE-PERP'"),
+    ("bad-size", "account/positions/0/size", "ten", "'ten' is not a decimal number"),
+    ("vol-for-unknown-market", "vols/ETH-C", "0.5", "vols.ETH-C: not an option market"),
+    ("unknown-price-key", "prices/DOGE", "1", "prices.DOGE: not an underlying"),
+    ("rate-not-decimal", "rate", "abc", "rate"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [b[1:] for b in BAD],
+                         ids=[b[0] for b in BAD])
+def test_bad_input_exits_2_with_a_precise_message(tmp_path: Path, path: str, value: object,
+                                                  message: str) -> None:
+    res = runner.invoke(app, ["greeks", str(_write(tmp_path, _mutate(path, value)))])
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split()), res.output
+
+
+def test_unknown_venue_and_missing_file(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["greeks", str(_write(tmp_path, PORTFOLIO)), "--venue", "ftx"])
+    assert res.exit_code == 2 and "unknown venue 'ftx'" in res.output
+    res = runner.invoke(app, ["greeks", str(tmp_path / "nope.json")])
+    assert res.exit_code == 2
