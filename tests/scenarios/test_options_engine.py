@@ -138,3 +138,26 @@ def test_options_survive_snapshot_and_restore() -> None:
         eng.apply(Price(id="p9", market="BTC-PERP", price=D(90000), ts_ms=T0 + 1000))
     assert again.state_hash() == e.state_hash()
     assert again.account_view("writer") == e.account_view("writer")
+
+
+def test_greeks_exposure_per_account_and_venue() -> None:
+    e = _engine()
+    mark = e.book.marks[e.book.market_index[CALL]]
+    assert mark is not None
+    e.apply(Fill(id="f", market=CALL, buyer="buyer", seller="writer", size=D(1), price=mark,
+                 ts_ms=T0))
+    e.apply(Fill(id="h", market="BTC-PERP", buyer="writer", seller="buyer", size=D("0.5"),
+                 price=D(100000), ts_ms=T0))
+    g = e.greeks_exposure()
+    t = (EXPIRY - T0) / MS_PER_YEAR
+    from solvency.core.options import black76_greeks
+
+    ref = black76_greeks(forward=100000.0, strike=100000.0, time_yr=t, vol=0.6, rate=0.0,
+                         is_call=True)
+    buyer = g["by_account"]["buyer"]["BTC"]
+    assert float(buyer["delta"]) == pytest.approx(float(ref.delta[0]) - 0.5, rel=1e-6)
+    assert float(buyer["vega"]) == pytest.approx(float(ref.vega[0]), rel=1e-6)
+    writer = g["by_account"]["writer"]["BTC"]
+    assert float(writer["gamma"]) == pytest.approx(-float(ref.gamma[0]), rel=1e-6)
+    # longs and shorts of the same contracts net out venue-wide
+    assert float(g["venue"]["BTC"]["delta"]) == pytest.approx(0.0, abs=1e-9)

@@ -115,6 +115,7 @@ def replay_summary(engine: Engine, line_errors: int) -> dict[str, Any]:
                                for a in sorted(engine.book.asset_names)
                                if engine.open_interest_quanta(a) > 0},
         "fee_share_ppm": engine.fee_share_ppm,
+        "greeks": engine.greeks_exposure(),
         "liquidation_counts": dict(liq.counts),
         "withdrawals_blocked": sorted(liq.blocked_assets),
         "conserved": conserved,

@@ -73,7 +73,8 @@ from solvency.core.model.events import (
 )
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import ConfigError, Venue, build_venue, merge_config
-from solvency.core.options import black76_price
+from solvency.core.options import black76_greeks, black76_price
+from solvency.core.options.exposure import greeks_exposure
 from solvency.core.options.margin import option_margin
 from solvency.core.oracle import OracleReport
 from solvency.core.units import (
@@ -1318,6 +1319,69 @@ class Engine:
                 float(book.marks[m] or 0), liq, 1 if lots > 0 else -1, self.volatility(m),
                 horizon_days / 365.0)[()])),
         }
+
+    def greeks_exposure(self) -> dict[str, Any]:
+        """Delta, gamma, vega and theta per account and underlying, and venue-wide.
+
+        Per contract and then size-weighted (``core/options/exposure.py``): perpetuals
+        and futures count delta only (``contract_size`` coin, or ``contract_size / mark``
+        for inverse contracts); options use Black-76 at the underlying's mark, their mark
+        volatility and the engine clock: delta in coin (coin-settled options: Deribit's net
+        delta, Black delta less the premium in coin), gamma per coin, vega per 1.00 vol
+        and theta per year in USD. Engine-run rows are included (they hold risk too).
+        """
+        book = self.book
+        live = np.flatnonzero(book.st[: book.n_slots, 1] >= 0)
+        underlyings = sorted({inst.base for inst in book.instruments})
+        u_index = {u: i for i, u in enumerate(underlyings)}
+        accounts = sorted({info.account for info in book.rows})
+        a_index = {a: i for i, a in enumerate(accounts)}
+        acc, und, size, greeks = [], [], [], []
+        now = self.clock_ms or 0
+        for s in live.tolist():
+            m = int(book.st[s, 0])
+            inst = book.instruments[m]
+            contracts = int(book.st[s, S_LOTS]) * book.lot_size[m]
+            row = np.zeros(4)
+            cv = float(inst.contract_size)
+            mark = float(book.mk[m, 3])
+            if inst.is_option:
+                u = book.market_index[str(inst.underlying)]
+                f = float(book.marks[u] or 0)
+                iv = self.ivs.get(m)
+                t = max((inst.expiry_ms or 0) - now, 0) / MS_PER_YEAR
+                if iv is None or f <= 0 or t <= 0:
+                    continue
+                g = black76_greeks(forward=f, strike=float(inst.strike or 0), time_yr=t,
+                                   vol=float(iv), rate=0.0,
+                                   is_call=inst.option_kind == "call")
+                delta = float(g.delta[0]) - (float(g.price[0]) / f if inst.coin_settled
+                                             else 0.0)
+                row[:] = (delta * cv, float(g.gamma[0]) * cv, float(g.vega[0]) * cv,
+                          float(g.theta[0]) * cv)
+            else:
+                row[0] = cv / mark if inst.is_inverse else cv
+            acc.append(a_index[book.rows[int(book.st[s, 1])].account])
+            und.append(u_index[inst.base])
+            size.append(contracts)
+            greeks.append(row)
+        names = ("delta", "gamma", "vega", "theta")
+        if not acc:
+            return {"by_account": {}, "venue": {}}
+        exp = greeks_exposure(account=np.array(acc), underlying=np.array(und),
+                              size=np.array(size), greeks=np.array(greeks),
+                              n_accounts=len(accounts), n_underlyings=len(underlyings))
+        by_account: dict[str, Any] = {}
+        for ai, name in enumerate(accounts):
+            per = {u: {k: f"{float(exp.by_account[ai, ui, j]):.12g}"
+                       for j, k in enumerate(names)}
+                   for u, ui in u_index.items() if np.any(exp.by_account[ai, ui] != 0)}
+            if per:
+                by_account[name] = per
+        held = set(und)
+        venue = {u: {k: f"{float(exp.by_underlying[ui, j]):.12g}" for j, k in enumerate(names)}
+                 for u, ui in u_index.items() if ui in held}
+        return {"by_account": by_account, "venue": venue}
 
     def open_interest(self) -> dict[str, str]:
         """One side's open interest per market, in contracts."""
