@@ -7,6 +7,8 @@ import typer
 from solvency.cli.backtest import backtest
 from solvency.cli.core_commands import margin, replay, venues
 from solvency.cli.data import data_app
+from solvency.cli.greeks import greeks
+from solvency.cli.simulate import simulate
 
 app = typer.Typer(
     name="solvency",
@@ -22,6 +24,8 @@ app.command("replay")(replay)
 app.command("venues")(venues)
 app.command("backtest")(backtest)
 app.add_typer(data_app, name="data")
+app.command("greeks")(greeks)
+app.command("simulate")(simulate)
 # --- end of command registrations ---
 
 

@@ -433,11 +433,16 @@ class Engine:
         rows, out = book.mark_market(m)
         if moved:
             # the coin this market prices may be collateral, or settle other markets
-            extra = [book.asset_holders[a].view() for a in moved]
-            extra += [book.slot_row[book.holders[k].view()]
-                      for k in range(len(book.instruments))
-                      if k != m and self._settle_of[k] in moved]
-            more = np.setdiff1d(np.concatenate(extra), rows) if extra else rows[:0]
+            extra = [x for x in (book.asset_holders[a].view() for a in moved) if x.shape[0]]
+            extra += [x for x in (book.slot_row[book.holders[k].view()]
+                                  for k in self._settled_in(moved, m)) if x.shape[0]]
+            more = rows[:0]
+            if extra:
+                # rows not already valued: a mask instead of setdiff1d (which sorts both)
+                seen = np.zeros(len(book.rows), dtype=np.bool_)
+                seen[rows] = True
+                cand = np.unique(np.concatenate(extra))
+                more = cand[~seen[cand]]
             if more.shape[0]:
                 rows = np.concatenate([rows, more])
                 out = np.concatenate([out, book.aggregate(more)])
@@ -445,6 +450,11 @@ class Engine:
         for o in self._options_of.get(m, ()):
             events.extend(self._reprice_option(o, cause))
         return events
+
+    def _settled_in(self, assets: list[int], m: int) -> list[int]:
+        """Markets other than ``m`` settled in one of ``assets``."""
+        return [k for k in range(len(self.book.instruments))
+                if k != m and self._settle_of[k] in assets]
 
     # ---------------------------------------------------------------- options
 

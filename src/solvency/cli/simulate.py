@@ -1,0 +1,222 @@
+"""``solvency simulate``: run a stress scenario through the real engine and report it."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from solvency.core.model.presets import PRESETS, preset_names
+from solvency.sim.metrics import StepSeries
+from solvency.sim.report import write_report
+from solvency.sim.run import MonteCarloResult, RunResult, run_compare, run_monte_carlo, run_scenario
+from solvency.sim.scenario import Scenario, ScenarioError, default_scenario, load_scenario
+
+__all__ = ["simulate"]
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+_TABLE_KEYS = (
+    ("liquidations", "liquidations"), ("accounts_liquidated", "accounts liquidated"),
+    ("liquidated_notional", "liquidated notional"), ("bad_debt", "bad debt"),
+    ("insurance_fund_start", "fund start"), ("insurance_fund_min", "fund min"),
+    ("insurance_fund_drawdown", "fund drawdown"), ("adl_count", "ADL fills"),
+    ("adl_notional", "ADL notional"), ("adl_haircut", "ADL haircut"),
+    ("adl_overshoot", "ADL overshoot"), ("cascade_amplification", "cascade amplification"),
+    ("capital_efficiency", "IM per notional"), ("max_accounts_at_risk", "max at risk"),
+    ("var95_bad_debt", "VaR95 bad debt"), ("var99_bad_debt", "VaR99 bad debt"),
+    ("conserved", "conserved"),
+)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
+def _scenario(path: Path | None, prices: str | None) -> Scenario:
+    scenario = default_scenario() if path is None else load_scenario(path)
+    if prices:
+        scenario = scenario.with_prices(_parse_prices(prices, scenario))
+    return scenario
+
+
+def _parse_prices(text: str, scenario: Scenario) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
+        market, sep, file = part.partition("=")
+        if not sep:
+            if i > 0:
+                raise ScenarioError(f"--prices: {part!r}: name the market (MARKET=CSV) for "
+                                    "every file after the first")
+            market, file = scenario.markets[0], part
+        out[market.strip()] = file.strip()
+    if not out:
+        raise ScenarioError("--prices: no file given")
+    return out
+
+
+def _venues(compare: str | None, venue: str | None) -> list[str] | None:
+    if compare is None:
+        if venue is not None and venue not in PRESETS:
+            raise ScenarioError(f"unknown venue {venue!r}; known: {', '.join(preset_names())}")
+        return None
+    names = [v.strip() for v in compare.split(",") if v.strip()]
+    if len(names) < 1:
+        raise ScenarioError("--compare: give venue names separated by commas")
+    unknown = [v for v in names if v not in PRESETS]
+    if unknown:
+        raise ScenarioError(f"--compare: unknown venues {unknown}; known: "
+                            f"{', '.join(preset_names())}")
+    if len(set(names)) != len(names):
+        raise ScenarioError("--compare: a venue is named twice")
+    return names
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:,.0f}"
+    return str(v)
+
+
+def _print_table(title: str, metrics: dict[str, dict[str, Any]]) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in metrics:
+        table.add_column(name, justify="right")
+    for key, label in _TABLE_KEYS:
+        if any(key in m for m in metrics.values()):
+            table.add_row(label, *(_show(m.get(key)) for m in metrics.values()))
+    console.print(table)
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: non-finite floats become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _progress_bar(enabled: bool) -> tuple[Progress | None, Callable[[int, int], None] | None]:
+    if not enabled:
+        return None, None
+    bar = Progress(TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=err, transient=True)
+    task = bar.add_task("run", total=None)
+    state = {"runs": 0, "last": 0}
+
+    def update(done: int, total: int) -> None:
+        if done < state["last"]:
+            state["runs"] += 1
+        state["last"] = done
+        if done % 20 == 0 or done == total:
+            bar.update(task, completed=done, total=total,
+                       description=f"run {state['runs'] + 1}")
+
+    return bar, update
+
+
+def _run(scenario: Scenario, venues: list[str] | None, venue: str | None, paths: int,
+         progress: Callable[[int, int], None] | None
+         ) -> dict[str, RunResult | MonteCarloResult]:
+    names = venues if venues is not None else [venue]
+    out: dict[str, RunResult | MonteCarloResult] = {}
+    if paths > 1:
+        for name in names:
+            res = run_monte_carlo(scenario, paths, venue=name, progress=progress)
+            out[res.summary["venue"]] = res
+        return out
+    if venues is not None:
+        return dict(run_compare(scenario, venues, progress=progress))
+    one = run_scenario(scenario, venue=venue, progress=progress)
+    return {one.venue: one}
+
+
+def _summary(res: RunResult | MonteCarloResult) -> dict[str, Any]:
+    return res.summary if isinstance(res, MonteCarloResult) else res.metrics
+
+
+def _write_outputs(out: Path, scenario: Scenario, results: dict[str, Any],
+                   payload: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(_clean(payload), indent=2, sort_keys=True)
+                                      + "\n", encoding="utf-8")
+    series: dict[str, StepSeries] = {}
+    bad: dict[str, list[float]] = {}
+    for name, res in results.items():
+        if isinstance(res, MonteCarloResult):
+            series[name] = res.runs[0].series
+            bad[name] = [r.metrics["bad_debt"] for r in res.runs]
+        else:
+            series[name] = res.series
+    write_report(out / "report.html", title=f"solvency stress lab: {scenario.name}",
+                 description=scenario.description, runs=series,
+                 metrics={k: _summary(v) for k, v in results.items()},
+                 bad_debt_paths=bad or None)
+
+
+def simulate(
+    scenario_file: Annotated[Path | None, typer.Argument(
+        metavar="SCENARIO", help="Scenario TOML file (default: the bundled default).")] = None,
+    prices: Annotated[str | None, typer.Option(
+        "--prices", help="Replay real OHLCV bars instead of the scenario's path: CSV (first "
+                         "market) or MARKET=CSV[,MARKET=CSV].")] = None,
+    venue: Annotated[str | None, typer.Option(
+        "--venue", help="Venue preset instead of the scenario's.")] = None,
+    compare: Annotated[str | None, typer.Option(
+        "--compare", help="Venue presets to compare side by side, e.g. binance,dydx.")] = None,
+    paths: Annotated[int, typer.Option(
+        "--paths", min=1, help="Monte Carlo paths (market seeds); VaR95/VaR99 of bad debt.")
+    ] = 1,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write metrics.json and report.html into this folder.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Run a stress scenario (crash, Monte Carlo, replay) through the real engine."""
+    try:
+        scenario = _scenario(scenario_file, prices)
+        venues = _venues(compare, venue)
+    except ScenarioError as exc:
+        raise _fail(str(exc)) from None
+    bar, update = _progress_bar(not as_json)
+    try:
+        if bar is not None:
+            with bar:
+                results = _run(scenario, venues, venue, paths, update)
+        else:
+            results = _run(scenario, venues, venue, paths, None)
+    except ScenarioError as exc:
+        raise _fail(str(exc)) from None
+    summaries = {k: _summary(v) for k, v in results.items()}
+    payload: dict[str, Any] = {"venues": summaries} if venues is not None else next(
+        iter(summaries.values()))
+    if out is not None:
+        _write_outputs(out, scenario, results, payload)
+    if as_json:
+        typer.echo(json.dumps(_clean(payload), sort_keys=True))
+    else:
+        _print_table(f"Stress lab: {scenario.name}", summaries)
+        if out is not None:
+            console.print(f"wrote {escape(str(out / 'metrics.json'))} and "
+                          f"{escape(str(out / 'report.html'))}")
+    if not all(s.get("conserved", True) for s in summaries.values()):
+        raise typer.Exit(1)

@@ -1,0 +1,257 @@
+"""Stress-lab metrics: per-step series of a run and the summary numbers computed from them.
+
+A run (:func:`solvency.sim.run.run_scenario`) records a :class:`StepSeries` -- one value
+per path point for prices, liquidations, the insurance fund, bad debt, ADL, accounts at
+risk, margin rates and breaker states -- and :func:`summarize` turns it into the summary
+of ``metrics.json``. Definitions (also in ``docs/stress_lab.md``):
+
+* ``liquidations`` -- executed liquidation out-events (``via`` market, backstop or
+  insurance fund; a position closed in several slices counts once per slice);
+  ``accounts_liquidated`` -- distinct margin rows with at least one.
+* ``liquidated_notional`` -- sum of ``size x price`` of those events, in the settlement
+  asset (ADL closes are counted apart, in ``adl_notional``).
+* ``bad_debt`` -- the venue's recorded loss at the end: minus the balance of the ledger
+  account ``sys:bad_debt`` (a shortfall neither the account, the fund, ADL nor a
+  socialized loss covered).
+* ``insurance_fund_min`` -- lowest balance of ``sys:insurance`` (cash; positions the fund
+  took over are shown apart as fund equity); ``insurance_fund_drawdown`` -- largest fall
+  from a running peak of that balance.
+* ``adl_count``, ``adl_notional`` -- ADL fills and their ``size x price``.
+* ``adl_haircut`` -- sum over ADL fills of the counterparty's loss against closing at the
+  mark, ``max(0, s x (mark - price) x size)`` with ``s = +1`` for a long counterparty and
+  ``-1`` for a short one.
+* ``adl_overshoot`` -- the haircut beyond the minimum needed to cover the deficit: in
+  each step ``t``, ``min(H_t, F_t)`` where ``H_t`` is that step's ADL haircut and ``F_t``
+  the insurance fund balance at the start of the step, i.e. the part of the haircut the
+  fund could have absorbed (the minimum haircut is ``max(0, H_t - F_t)``), summed over
+  steps. It is zero when ADL is a true last resort.
+* ``cascade_amplification`` -- largest peak-to-trough fall of the venue's trade price
+  (index x exp(impact)) divided by that of the same path with impact off. With impact
+  off (``Y = 0``) the trade price *is* the index path, so the denominator is the index's
+  fall (a test runs the impact-off twin and checks this). The largest ratio over markets;
+  per market in ``cascade_amplification_by_market``.
+* ``capital_efficiency`` -- time average of initial margin locked per unit notional over
+  all user positions (sum IM / sum notional): lower is more capital efficient.
+* ``breaker_time_ms`` -- per market, time spent in each breaker state.
+* ``conserved`` -- every ``Engine.verify()`` check passed and the fund never went
+  negative.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+
+from solvency.core.typing import Float64Array1D, Int64Array1D
+from solvency.engine.breakers import STATES
+
+__all__ = [
+    "SUMMARY_KEYS",
+    "StepSeries",
+    "bad_debt_var",
+    "max_drawdown",
+    "summarize",
+]
+
+SUMMARY_KEYS: Final[tuple[str, ...]] = (
+    "liquidations", "accounts_liquidated", "liquidated_notional", "bad_debt",
+    "insurance_fund_start", "insurance_fund_min", "insurance_fund_end",
+    "insurance_fund_drawdown", "adl_count", "adl_notional", "adl_haircut", "adl_overshoot",
+    "cascade_amplification", "capital_efficiency", "max_accounts_at_risk", "conserved",
+)
+"""Keys every summary carries (more are added around them)."""
+
+
+@dataclass(slots=True)
+class StepSeries:
+    """Per-point series of one run; index ``k`` is the state after path point ``k``.
+
+    Point 0 is the loaded book at the start prices (nothing liquidated yet).
+
+    Attributes
+    ----------
+    ts_ms : Int64Array1D
+        Time of each point.
+    index, mark, trade : dict of Float64Array1D
+        Per market: the path (index) price, the mark applied to the engine and the
+        venue's trade price ``index x exp(impact)`` after the step's liquidations.
+    mm_rate, im_rate : dict of Float64Array1D
+        Per market: maintenance and initial margin in force per unit notional over user
+        positions.
+    depth_factor : dict of Float64Array1D
+        Per market: the liquidity model's depth factor.
+    breaker : dict of Int64Array1D
+        Per market: breaker state as an index into ``solvency.engine.breakers.STATES``.
+    liq_count, adl_count, at_risk : Int64Array1D
+        Liquidation and ADL fills in the step; rows at or above the margin-call ratio.
+    liq_notional, adl_notional, adl_haircut, adl_overshoot : Float64Array1D
+        In the settlement asset, per step.
+    insurance_fund, insurance_fund_equity, bad_debt : Float64Array1D
+        Fund cash, fund cash plus the value of positions it took over, cumulative bad
+        debt; settlement asset units.
+    im_locked, notional : Float64Array1D
+        Sum of initial margin and of notional over all user positions.
+    """
+
+    ts_ms: Int64Array1D
+    index: dict[str, Float64Array1D]
+    mark: dict[str, Float64Array1D]
+    trade: dict[str, Float64Array1D]
+    mm_rate: dict[str, Float64Array1D]
+    im_rate: dict[str, Float64Array1D]
+    depth_factor: dict[str, Float64Array1D]
+    breaker: dict[str, Int64Array1D]
+    liq_count: Int64Array1D
+    adl_count: Int64Array1D
+    at_risk: Int64Array1D
+    liq_notional: Float64Array1D
+    adl_notional: Float64Array1D
+    adl_haircut: Float64Array1D
+    adl_overshoot: Float64Array1D
+    insurance_fund: Float64Array1D
+    insurance_fund_equity: Float64Array1D
+    bad_debt: Float64Array1D
+    im_locked: Float64Array1D
+    notional: Float64Array1D
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, ts_ms: Int64Array1D, markets: tuple[str, ...]) -> StepSeries:
+        """Return zero-filled series for ``ts_ms`` and ``markets``."""
+        n = ts_ms.shape[0]
+
+        def f() -> Float64Array1D:
+            return np.zeros(n, dtype=np.float64)
+
+        def i() -> Int64Array1D:
+            return np.zeros(n, dtype=np.int64)
+
+        return cls(
+            ts_ms=ts_ms, index={m: f() for m in markets}, mark={m: f() for m in markets},
+            trade={m: f() for m in markets}, mm_rate={m: f() for m in markets},
+            im_rate={m: f() for m in markets}, depth_factor={m: f() for m in markets},
+            breaker={m: i() for m in markets}, liq_count=i(), adl_count=i(), at_risk=i(),
+            liq_notional=f(), adl_notional=f(), adl_haircut=f(), adl_overshoot=f(),
+            insurance_fund=f(), insurance_fund_equity=f(), bad_debt=f(), im_locked=f(),
+            notional=f())
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` points (a run stopped by a broken invariant)."""
+        for name in ("ts_ms", "liq_count", "adl_count", "at_risk", "liq_notional",
+                     "adl_notional", "adl_haircut", "adl_overshoot", "insurance_fund",
+                     "insurance_fund_equity", "bad_debt", "im_locked", "notional"):
+            setattr(self, name, getattr(self, name)[:n])
+        for name in ("index", "mark", "trade", "mm_rate", "im_rate", "depth_factor",
+                     "breaker"):
+            d = getattr(self, name)
+            for k in d:
+                d[k] = d[k][:n]
+
+
+def max_drawdown(x: Float64Array1D) -> float:
+    """Return the largest fall from a running peak, ``max(1 - x / cummax(x))`` (>= 0)."""
+    if x.shape[0] == 0:
+        return 0.0
+    peak = np.maximum.accumulate(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = np.where(peak > 0, 1.0 - x / peak, 0.0)
+    return float(max(dd.max(), 0.0))
+
+
+def _fund_drawdown(x: Float64Array1D) -> float:
+    if x.shape[0] == 0:
+        return 0.0
+    return float(max((np.maximum.accumulate(x) - x).max(), 0.0))
+
+
+def _amplification(series: StepSeries) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for m in series.index:
+        base = max_drawdown(series.index[m])
+        hit = max_drawdown(series.trade[m])
+        if base > 0:
+            out[m] = hit / base
+        else:
+            out[m] = 1.0 if hit == 0 else None  # a fall from impact alone: unbounded
+    return out
+
+
+def _breaker_time(series: StepSeries) -> dict[str, dict[str, int]]:
+    dt = np.diff(series.ts_ms)
+    out: dict[str, dict[str, int]] = {}
+    for m, states in series.breaker.items():
+        # the state after point k holds until point k + 1
+        spent = np.bincount(states[:-1], weights=dt, minlength=len(STATES)) \
+            if dt.shape[0] else np.zeros(len(STATES))
+        out[m] = {s: int(spent[i]) for i, s in enumerate(STATES)}
+    return out
+
+
+def summarize(series: StepSeries, *, conserved: bool,
+              accounts_liquidated: int) -> dict[str, Any]:
+    """Return the summary metrics of one run (see the module docstring).
+
+    Parameters
+    ----------
+    series : StepSeries
+        The run's series.
+    conserved : bool
+        Whether every invariant check passed.
+    accounts_liquidated : int
+        Distinct margin rows liquidated at least once.
+    """
+    fund = series.insurance_fund
+    amp = _amplification(series)
+    finite = [v for v in amp.values() if v is not None]
+    worst: float | None = max(finite) if finite and len(finite) == len(amp) else (
+        None if any(v is None for v in amp.values()) else 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eff = np.where(series.notional > 0, series.im_locked / series.notional, np.nan)
+    eff_mean = float(np.nanmean(eff)) if np.isfinite(eff).any() else 0.0
+    return {
+        "liquidations": int(series.liq_count.sum()),
+        "accounts_liquidated": int(accounts_liquidated),
+        "liquidated_notional": float(series.liq_notional.sum()),
+        "bad_debt": float(series.bad_debt[-1]) if series.bad_debt.shape[0] else 0.0,
+        "insurance_fund_start": float(fund[0]) if fund.shape[0] else 0.0,
+        "insurance_fund_min": float(fund.min()) if fund.shape[0] else 0.0,
+        "insurance_fund_end": float(fund[-1]) if fund.shape[0] else 0.0,
+        "insurance_fund_drawdown": _fund_drawdown(fund),
+        "adl_count": int(series.adl_count.sum()),
+        "adl_notional": float(series.adl_notional.sum()),
+        "adl_haircut": float(series.adl_haircut.sum()),
+        "adl_overshoot": float(series.adl_overshoot.sum()),
+        "cascade_amplification": worst,
+        "cascade_amplification_by_market": amp,
+        "capital_efficiency": eff_mean,
+        "max_accounts_at_risk": int(series.at_risk.max()) if series.at_risk.shape[0] else 0,
+        "breaker_time_ms": _breaker_time(series),
+        "price_drawdown": {m: max_drawdown(v) for m, v in series.index.items()},
+        "trade_price_drawdown": {m: max_drawdown(v) for m, v in series.trade.items()},
+        "conserved": bool(conserved),
+    }
+
+
+def bad_debt_var(bad_debt: Float64Array1D, levels: tuple[float, ...] = (0.95, 0.99)
+                 ) -> dict[str, float]:
+    """Return the VaR of bad debt at each level and its mean and maximum.
+
+    VaR at level ``q`` is the ``q``-quantile of the bad-debt distribution over paths
+    (the convention of on-chain risk vendors' insolvency VaR), taken as the empirical
+    order statistic ``x_(ceil(q n))`` (``numpy.quantile(..., method="inverted_cdf")``):
+    never an interpolation below an observed loss.
+    """
+    x = np.asarray(bad_debt, dtype=np.float64)
+    if x.shape[0] == 0:
+        raise ValueError("bad_debt_var: no paths")
+    out = {f"var{round(q * 100)}_bad_debt": float(np.quantile(x, q, method="inverted_cdf"))
+           for q in levels}
+    out["mean_bad_debt"] = float(x.mean())
+    out["max_bad_debt"] = float(x.max())
+    out["p_bad_debt"] = float((x > 0).mean())
+    if not all(math.isfinite(v) for v in out.values()):
+        raise ValueError("bad_debt_var: non-finite values")
+    return out

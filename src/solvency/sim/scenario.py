@@ -1,0 +1,777 @@
+"""Stress-lab scenarios: one TOML file describes market, population, venue and liquidity.
+
+A scenario is parsed strictly (unknown keys, wrong types and out-of-range values are
+refused with the dotted path of the key) into a frozen :class:`Scenario`, which builds
+the inputs of a run: the price paths (:mod:`solvency.sim.paths`), the population spec
+(:mod:`solvency.sim.population`), the venue (a preset plus overrides, validated by the
+venue parser) and the liquidity model (:mod:`solvency.sim.market`).
+
+File format (every key is documented in ``docs/stress_lab.md``)::
+
+    name = "..."
+    start = "2025-10-10T00:00:00Z"   # ISO-8601 UTC, TOML datetime or epoch ms
+    horizon = "2d"                   # durations: "30s", "1m", "4h", "2d" or integer ms
+    step = "1m"
+
+    [seeds]      market = 1, population = 2
+    [run]        verify_every = 60, vol_window = 30
+    [market]     model = "crash" | "gbm" | "merton" | "garch" | "bootstrap" | "replay"
+                 correlation = [[1.0, 0.85], [0.85, 1.0]]   # order of market.markets
+    [market.markets.BTC-PERP]        start_price = 117000.0, ... (the model's fields)
+    [population] n_accounts = 100000, ... ; [population.open_interest_base] BTC-PERP = ...
+    [venue]      preset = "binance", insurance_fund = 20000000, [venue.insurance] ...
+    [liquidity.BTC-PERP]             depth_per_bps_base = 5.0, daily_volume_base = ...
+
+Relative file paths (``source`` of replay and bootstrap markets, ``book_depth`` of a
+liquidity section) are resolved when a run needs them: against the current directory,
+then against the directory above the scenario file (the repository root for the bundled
+``scenarios/*.toml``); a missing file is a :class:`ScenarioError` naming both places.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from solvency.adapters.ohlcv import OhlcvError, parse_interval_ms
+from solvency.core.model.events import EventError, parse_ts_ms
+from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
+from solvency.core.model.venue import ConfigError, Venue
+from solvency.sim.market import DepthProfile, LiquiditySpec, load_binance_book_depth
+from solvency.sim.paths import (
+    BootstrapSpec,
+    CrashSpec,
+    GarchSpec,
+    GbmSpec,
+    MertonSpec,
+    PathSpec,
+    ReplaySpec,
+)
+from solvency.sim.population import LeverageComponent, PopulationSpec
+
+__all__ = [
+    "DEFAULT_SCENARIO_TOML",
+    "MODELS",
+    "Scenario",
+    "ScenarioError",
+    "default_scenario",
+    "load_scenario",
+    "parse_scenario",
+]
+
+ModelName = Literal["crash", "gbm", "merton", "garch", "bootstrap", "replay"]
+MODELS: Final[tuple[str, ...]] = ("crash", "gbm", "merton", "garch", "bootstrap", "replay")
+FUND_KEY: Final = "insurance_fund"
+"""Key of the ``[venue]`` table holding the insurance fund's starting capital."""
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; the message names the file and the key."""
+
+
+# ============================================================================ schema
+
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+Duration = int | str
+Timestamp = int | str | datetime
+
+
+def _duration_ms(value: Duration, key: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{key}: expected a duration, got a boolean")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(f"{key}: duration must be > 0 ms, got {value}")
+        return value
+    try:
+        return parse_interval_ms(value)
+    except OhlcvError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
+def _ts_ms(value: Timestamp, key: str) -> int:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{key}: datetime must carry a UTC offset (...Z)")
+        value = value.isoformat()
+    try:
+        return parse_ts_ms(value)
+    except EventError as exc:
+        raise ValueError(f"{key}: {exc.args[-1] if exc.args else exc}") from None
+
+
+class _Seeds(BaseModel):
+    model_config = _STRICT
+    market: int = 1
+    population: int = 2
+
+
+class _Run(BaseModel):
+    model_config = _STRICT
+    verify_every: int = 60
+    vol_window: int = 30
+
+    @model_validator(mode="after")
+    def _check(self) -> _Run:
+        if self.verify_every < 1 or self.vol_window < 2:
+            raise ValueError("verify_every must be >= 1 and vol_window >= 2")
+        return self
+
+
+class _Crash(BaseModel):
+    model_config = _STRICT
+    start_price: float
+    drift_annual: float = 0.0
+    vol_annual: float = 0.5
+    crash_at: Duration = "6h"
+    gap_fraction: float = 0.05
+    cascade_depth: float = 0.10
+    cascade_duration: Duration = "30m"
+    recovery_fraction: float = 0.5
+    recovery_half_life: Duration = "2h"
+    crash_vol_multiplier: float = 3.0
+
+
+class _Gbm(BaseModel):
+    model_config = _STRICT
+    start_price: float
+    mu_annual: float = 0.0
+    sigma_annual: float = 0.8
+
+
+class _Merton(BaseModel):
+    model_config = _STRICT
+    start_price: float
+    mu_annual: float = 0.0
+    sigma_annual: float = 0.6
+    jump_intensity_annual: float = 12.0
+    jump_mean: float = -0.05
+    jump_std: float = 0.05
+
+
+class _Garch(BaseModel):
+    model_config = _STRICT
+    start_price: float
+    omega: float
+    alpha: float
+    beta: float
+    nu: float
+    gamma: float = 0.0
+    h0: float | None = None
+
+
+class _Bootstrap(BaseModel):
+    model_config = _STRICT
+    source: str
+    block_len: int = 60
+    method: Literal["stationary", "fixed"] = "stationary"
+    interval: str | None = None
+    start_price: float | None = None
+
+
+class _Replay(BaseModel):
+    model_config = _STRICT
+    source: str
+    points_per_bar: int = 12
+    interval: str | None = None
+    start: Timestamp | None = None
+    end: Timestamp | None = None
+
+
+_MARKET_MODELS: Final[dict[str, type[BaseModel]]] = {
+    "crash": _Crash, "gbm": _Gbm, "merton": _Merton, "garch": _Garch,
+    "bootstrap": _Bootstrap, "replay": _Replay,
+}
+
+
+class _Market(BaseModel):
+    model_config = _STRICT
+    model: ModelName
+    correlation: list[list[float]] | None = None
+    markets: dict[str, dict[str, Any]]
+
+
+class _Leverage(BaseModel):
+    model_config = _STRICT
+    weight: float
+    median: float
+    sigma: float
+
+
+class _Population(BaseModel):
+    model_config = _STRICT
+    n_accounts: int = 1000
+    open_interest_base: dict[str, float]
+    long_short_ratio: float = 1.0
+    long_account_fraction: float | None = None
+    leverage: list[_Leverage] | None = None
+    leverage_min: float = 1.0
+    leverage_max: float = 100.0
+    size_distribution: Literal["pareto", "lognormal"] = "pareto"
+    size_pareto_alpha: float = 1.5
+    size_lognormal_sigma: float = 1.5
+    extra_market_probability: float = 0.2
+    entry_spread: float = 0.02
+    isolated_fraction: float = 0.0
+    collateral_mix: dict[str, float] = {}
+    option_holder_fraction: float = 0.0
+    account_prefix: str = "acct"
+
+
+class _Liquidity(BaseModel):
+    model_config = _STRICT
+    daily_volume_base: float
+    depth_per_bps_base: float | None = None
+    max_bps: float = 500.0
+    distance_bps: list[float] | None = None
+    bid_base: list[float] | None = None
+    ask_base: list[float] | None = None
+    book_depth: str | None = None
+    book_depth_quantile: float = 0.5
+    impact_y: float = 1.0
+    vol_ref_annual: float = 0.5
+    depth_vol_elasticity: float = 1.0
+    min_depth_fraction: float = 0.05
+    depth_half_life: Duration = "15m"
+    impact_half_life: Duration = "30m"
+    band_bps: float = 5.0
+    oracle_weight: float = 0.0
+
+    @model_validator(mode="after")
+    def _one_profile(self) -> _Liquidity:
+        given = [self.depth_per_bps_base is not None,
+                 self.distance_bps is not None or self.bid_base is not None
+                 or self.ask_base is not None,
+                 self.book_depth is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one depth profile: depth_per_bps_base, "
+                             "distance_bps/bid_base/ask_base, or book_depth")
+        return self
+
+
+class _File(BaseModel):
+    model_config = _STRICT
+    name: str
+    description: str = ""
+    start: Timestamp = 0
+    horizon: Duration | None = None
+    step: Duration = "1m"
+    seeds: _Seeds = _Seeds()
+    run: _Run = _Run()
+    market: _Market
+    population: _Population
+    venue: dict[str, Any]
+    liquidity: dict[str, _Liquidity] = {}
+
+
+# ============================================================================ scenario
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A parsed scenario: everything a run needs, validated.
+
+    Attributes
+    ----------
+    name, description : str
+        Shown in reports.
+    start_ms, horizon_ms, step_ms : int
+        Time grid of synthetic paths (replays use their file's bars).
+    model : str
+        Path model (one of :data:`MODELS`).
+    market_params : Mapping[str, Mapping[str, Any]]
+        Validated model fields per market, in file order (the correlation's order).
+    correlation : tuple of tuple of float or None
+        Correlation of the shocks of shock-driven models.
+    population : PopulationSpec
+        The book to draw.
+    venue_data : Mapping[str, Any]
+        Venue-file-like mapping (``preset`` plus overrides), without the fund capital.
+    insurance_fund : Decimal
+        Starting capital of the insurance fund, in the settlement asset.
+    liquidity_data : Mapping[str, Mapping[str, Any]]
+        Validated liquidity fields per market (profiles are built at run time).
+    seed_market, seed_population : int
+        Seeds of the paths and of the population.
+    verify_every : int
+        Steps between full ``Engine.verify()`` checks.
+    vol_window : int
+        Steps of the rolling realized volatility given to the liquidity model.
+    base_dir : Path or None
+        Directory above the scenario file, for relative data paths.
+    """
+
+    name: str
+    description: str
+    start_ms: int
+    horizon_ms: int
+    step_ms: int
+    model: str
+    market_params: Mapping[str, Mapping[str, Any]]
+    correlation: tuple[tuple[float, ...], ...] | None
+    population: PopulationSpec
+    venue_data: Mapping[str, Any]
+    insurance_fund: Decimal
+    liquidity_data: Mapping[str, Mapping[str, Any]]
+    seed_market: int = 1
+    seed_population: int = 2
+    verify_every: int = 60
+    vol_window: int = 30
+    base_dir: Path | None = None
+    prices_override: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def markets(self) -> tuple[str, ...]:
+        """Return the markets of the scenario, in file order."""
+        return tuple(self.market_params)
+
+    @property
+    def n_steps(self) -> int:
+        """Return the number of steps of a synthetic path (``horizon // step``)."""
+        return self.horizon_ms // self.step_ms
+
+    # ------------------------------------------------------------------ venue
+
+    def venue(self, name: str | None = None) -> Venue:
+        """Build the venue: the scenario's preset and overrides, or preset ``name``.
+
+        With another preset than the scenario's, market and asset overrides are dropped
+        (they are written for one venue's models); ``insurance``, ``oracle`` and
+        ``margin_call_ratio`` overrides still apply.
+
+        Raises
+        ------
+        ScenarioError
+            If ``name`` is not a preset or the venue data does not build.
+        """
+        data = dict(self.venue_data)
+        if name is not None:
+            if name not in PRESETS:
+                raise ScenarioError(f"unknown venue {name!r}; known: {', '.join(preset_names())}")
+            if data.get("preset") != name:
+                data = {k: v for k, v in data.items() if k not in ("markets", "assets", "name")}
+                data["preset"] = name
+        try:
+            return venue_from_data(data)
+        except ConfigError as exc:
+            raise ScenarioError(f"venue: {exc}") from None
+
+    # ------------------------------------------------------------------ paths
+
+    def resolve(self, path: str) -> Path:
+        """Return an existing data file for ``path`` (see the module docstring).
+
+        Raises
+        ------
+        ScenarioError
+            If the file exists neither as given nor under the scenario's base directory.
+        """
+        p = Path(path).expanduser()
+        if p.is_absolute():
+            if p.exists():
+                return p
+            raise ScenarioError(f"data file not found: {p}")
+        tried = [Path.cwd() / p]
+        if self.base_dir is not None:
+            tried.append(self.base_dir / p)
+        for cand in tried:
+            if cand.exists():
+                return cand.resolve()
+        raise ScenarioError(
+            f"data file not found: {path} (looked in {', '.join(str(t) for t in tried)})")
+
+    def path_specs(self) -> dict[str, PathSpec]:
+        """Return the path model of each market (``prices_override`` replays first).
+
+        Raises
+        ------
+        ScenarioError
+            If a data file is missing or a model rejects its parameters.
+        """
+        if self.prices_override:
+            return self._replay_override()
+        out: dict[str, PathSpec] = {}
+        for m, params in self.market_params.items():
+            try:
+                out[m] = self._spec(m, params)
+            except ValueError as exc:
+                if isinstance(exc, ScenarioError):
+                    raise
+                raise ScenarioError(f"market.markets.{m}: {exc}") from None
+        return out
+
+    def _replay_override(self) -> dict[str, PathSpec]:
+        out: dict[str, PathSpec] = {}
+        for m, src in self.prices_override.items():
+            out[m] = ReplaySpec(source=str(self.resolve(src)), points_per_bar=4)
+        return out
+
+    def _spec(self, market: str, p: Mapping[str, Any]) -> PathSpec:
+        grid = {"n_steps": self.n_steps, "step_ms": self.step_ms, "start_ms": self.start_ms}
+        model = self.model
+        if model == "crash":
+            return CrashSpec(
+                s0=p["start_price"], drift_annual=p["drift_annual"],
+                vol_annual=p["vol_annual"], crash_at_ms=_duration_ms(p["crash_at"], "crash_at"),
+                gap_fraction=p["gap_fraction"], cascade_depth=p["cascade_depth"],
+                cascade_duration_ms=_duration_ms(p["cascade_duration"], "cascade_duration"),
+                recovery_fraction=p["recovery_fraction"],
+                recovery_half_life_ms=_duration_ms(p["recovery_half_life"],
+                                                   "recovery_half_life"),
+                crash_vol_multiplier=p["crash_vol_multiplier"], **grid)
+        if model == "gbm":
+            return GbmSpec(s0=p["start_price"], mu_annual=p["mu_annual"],
+                           sigma_annual=p["sigma_annual"], **grid)
+        if model == "merton":
+            return MertonSpec(s0=p["start_price"], mu_annual=p["mu_annual"],
+                              sigma_annual=p["sigma_annual"],
+                              jump_intensity_annual=p["jump_intensity_annual"],
+                              jump_mean=p["jump_mean"], jump_std=p["jump_std"], **grid)
+        if model == "garch":
+            return GarchSpec(s0=p["start_price"], omega=p["omega"], alpha=p["alpha"],
+                             beta=p["beta"], nu=p["nu"], gamma=p["gamma"], h0=p["h0"], **grid)
+        if model == "bootstrap":
+            step = p["interval"] if p["interval"] is not None else _step_text(self.step_ms)
+            return BootstrapSpec(source=str(self.resolve(p["source"])),
+                                 block_len=p["block_len"], method=p["method"], interval=step,
+                                 s0=p["start_price"], n_steps=self.n_steps,
+                                 start_ms=self.start_ms)
+        start = p["start"] if p["start"] is not None else None
+        end = p["end"] if p["end"] is not None else None
+        return ReplaySpec(source=str(self.resolve(p["source"])),
+                          points_per_bar=p["points_per_bar"], interval=p["interval"],
+                          start_ms=None if start is None else _ts_ms(start, "start"),
+                          end_ms=None if end is None else _ts_ms(end, "end"))
+
+    # ------------------------------------------------------------------ liquidity
+
+    def liquidity_specs(self, *, impact: bool = True) -> dict[str, LiquiditySpec]:
+        """Return the liquidity model of each market; ``impact=False`` sets ``Y = 0``.
+
+        Raises
+        ------
+        ScenarioError
+            If a ``book_depth`` file is missing or a value is out of range.
+        """
+        out: dict[str, LiquiditySpec] = {}
+        for m, d in self.liquidity_data.items():
+            try:
+                out[m] = LiquiditySpec(
+                    profile=self._profile(d), daily_volume_base=d["daily_volume_base"],
+                    impact_y=d["impact_y"] if impact else 0.0,
+                    vol_ref_annual=d["vol_ref_annual"],
+                    depth_vol_elasticity=d["depth_vol_elasticity"],
+                    min_depth_fraction=d["min_depth_fraction"],
+                    depth_half_life_ms=_duration_ms(d["depth_half_life"], "depth_half_life"),
+                    impact_half_life_ms=_duration_ms(d["impact_half_life"],
+                                                     "impact_half_life"),
+                    band_bps=d["band_bps"], oracle_weight=d["oracle_weight"])
+            except ValueError as exc:
+                if isinstance(exc, ScenarioError):
+                    raise
+                raise ScenarioError(f"liquidity.{m}: {exc}") from None
+        return out
+
+    def _profile(self, d: Mapping[str, Any]) -> DepthProfile:
+        if d["depth_per_bps_base"] is not None:
+            return DepthProfile.uniform(d["depth_per_bps_base"], d["max_bps"])
+        if d["book_depth"] is not None:
+            return load_binance_book_depth(self.resolve(d["book_depth"]),
+                                           quantile=d["book_depth_quantile"])
+        return DepthProfile(distance_bps=tuple(d["distance_bps"] or ()),
+                            bid_base=tuple(d["bid_base"] or ()),
+                            ask_base=tuple(d["ask_base"] or ()))
+
+    # ------------------------------------------------------------------ variants
+
+    def with_prices(self, prices: Mapping[str, str]) -> Scenario:
+        """Return the scenario with its paths replaced by OHLCV replays.
+
+        ``prices`` maps markets to CSV paths; markets of the scenario without a file
+        follow the first file's relative moves (beta 1) -- see ``docs/stress_lab.md``.
+        """
+        unknown = sorted(set(prices) - set(self.markets))
+        if unknown:
+            raise ScenarioError(f"--prices: unknown markets {unknown}; scenario markets: "
+                                f"{', '.join(self.markets)}")
+        for src in prices.values():
+            try:
+                self.resolve(src)
+            except ScenarioError as exc:
+                raise ScenarioError(f"--prices: {exc}") from None
+        return replace(self, prices_override=dict(prices))
+
+    def with_seeds(self, *, market: int | None = None,
+                   population: int | None = None) -> Scenario:
+        """Return the scenario with other seeds."""
+        return replace(self,
+                       seed_market=self.seed_market if market is None else market,
+                       seed_population=self.seed_population if population is None
+                       else population)
+
+
+def _step_text(step_ms: int) -> str:
+    for unit, ms in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if step_ms % ms == 0:
+            return f"{step_ms // ms}{unit}"
+    return f"{step_ms}ms"
+
+
+# ============================================================================ parsing
+
+
+def _format_errors(source: str, exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in (*([prefix] if prefix else []), *e["loc"]))
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        lines.append(f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}")
+    return "\n".join(lines)
+
+
+def _validate(model: type[BaseModel], data: Any, source: str, prefix: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format_errors(source, exc, prefix)) from None
+
+
+def _population(p: _Population, source: str) -> PopulationSpec:
+    kw: dict[str, Any] = p.model_dump(exclude={"leverage"})
+    if p.leverage is not None:
+        try:
+            kw["leverage"] = tuple(LeverageComponent(weight=c.weight, median=c.median,
+                                                     sigma=c.sigma) for c in p.leverage)
+        except ValueError as exc:
+            raise ScenarioError(f"{source}: population.leverage: {exc}") from None
+    try:
+        return PopulationSpec(**kw)
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: population: {exc}") from None
+
+
+def _fund(venue: dict[str, Any], source: str) -> Decimal:
+    raw = venue.pop(FUND_KEY, 0)
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ScenarioError(f"{source}: venue.{FUND_KEY}: expected a number")
+    try:
+        value = Decimal(repr(raw)) if isinstance(raw, float) else Decimal(raw)
+    except InvalidOperation:
+        raise ScenarioError(f"{source}: venue.{FUND_KEY}: {raw!r} is not a number") from None
+    if not value.is_finite() or value < 0:
+        raise ScenarioError(f"{source}: venue.{FUND_KEY}: must be >= 0, got {raw}")
+    return value
+
+
+def _check_markets(f: _File, source: str) -> None:
+    markets = list(f.market.markets)
+    if not markets:
+        raise ScenarioError(f"{source}: market.markets: name at least one market")
+    for key, names in (("population.open_interest_base", f.population.open_interest_base),
+                       ("liquidity", f.liquidity)):
+        unknown = sorted(set(names) - set(markets))
+        if unknown:
+            raise ScenarioError(f"{source}: {key}: markets {unknown} are not in "
+                                f"market.markets ({', '.join(markets)})")
+    corr = f.market.correlation
+    if corr is not None and (len(corr) != len(markets) or any(len(r) != len(markets)
+                                                              for r in corr)):
+        raise ScenarioError(f"{source}: market.correlation: must be {len(markets)}x"
+                            f"{len(markets)} (order of market.markets)")
+    if f.horizon is None and f.market.model != "replay":
+        raise ScenarioError(f"{source}: horizon: required for model {f.market.model!r}")
+
+
+def parse_scenario(text: str, *, source: str = "<scenario>",
+                   base_dir: Path | None = None) -> Scenario:
+    """Parse a scenario from TOML text.
+
+    Parameters
+    ----------
+    text : str
+        The TOML document.
+    source : str
+        Name used in error messages (usually the file path).
+    base_dir : Path or None
+        Directory for relative data paths after the current directory.
+
+    Raises
+    ------
+    ScenarioError
+        With ``source: dotted.key: reason`` for each problem found.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{source}: invalid TOML: {exc}") from None
+    f = _validate(_File, data, source, "")
+    assert isinstance(f, _File)
+    cls = _MARKET_MODELS[f.market.model]
+    params: dict[str, dict[str, Any]] = {}
+    for m, raw in f.market.markets.items():
+        if not isinstance(raw, dict):
+            raise ScenarioError(f"{source}: market.markets.{m}: expected a table")
+        params[m] = _validate(cls, raw, source, f"market.markets.{m}").model_dump()
+    _check_markets(f, source)
+    try:
+        start_ms = _ts_ms(f.start, "start")
+        horizon_ms = _duration_ms(f.horizon if f.horizon is not None else 1, "horizon")
+        step_ms = _duration_ms(f.step, "step")
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: {exc}") from None
+    if f.market.model != "replay" and horizon_ms < step_ms:
+        raise ScenarioError(f"{source}: horizon: shorter than one step")
+    venue = dict(f.venue)
+    fund = _fund(venue, source)
+    scenario = Scenario(
+        name=f.name, description=f.description, start_ms=start_ms, horizon_ms=horizon_ms,
+        step_ms=step_ms, model=f.market.model, market_params=params,
+        correlation=None if f.market.correlation is None else tuple(
+            tuple(r) for r in f.market.correlation),
+        population=_population(f.population, source), venue_data=venue,
+        insurance_fund=fund,
+        liquidity_data={m: v.model_dump() for m, v in f.liquidity.items()},
+        seed_market=f.seeds.market, seed_population=f.seeds.population,
+        verify_every=f.run.verify_every, vol_window=f.run.vol_window, base_dir=base_dir)
+    try:
+        venue_obj = scenario.venue()
+    except ScenarioError as exc:
+        raise ScenarioError(f"{source}: {exc}") from None
+    missing = sorted(set(scenario.markets) - set(venue_obj.markets))
+    if missing:
+        raise ScenarioError(f"{source}: market.markets: {missing} are not markets of venue "
+                            f"{venue_obj.name!r}")
+    if scenario.model not in ("replay", "bootstrap"):
+        try:
+            scenario.path_specs()  # model ranges checked now, not halfway into a run
+            if all(d["book_depth"] is None for d in scenario.liquidity_data.values()):
+                scenario.liquidity_specs()
+        except ScenarioError as exc:
+            raise ScenarioError(f"{source}: {exc}") from None
+    return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and parse a scenario file.
+
+    Raises
+    ------
+    ScenarioError
+        If the file is missing or invalid.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ScenarioError(f"scenario file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{p}: cannot read: {exc}") from None
+    return parse_scenario(text, source=str(p), base_dir=p.resolve().parent.parent)
+
+
+def default_scenario() -> Scenario:
+    """Return the bundled default scenario (a synthetic 2025-10-10-shaped crash)."""
+    return parse_scenario(DEFAULT_SCENARIO_TOML, source="<default scenario>")
+
+
+DEFAULT_SCENARIO_TOML: Final = """\
+# Bundled default stress scenario: a synthetic crash shaped like 2025-10-10.
+# Kept identical to scenarios/default.toml (a test checks it); shape: docs/stress_lab.md.
+#
+# Real figures (../shared/data/README.md): Binance USDT-M BTCUSDT perp traded low 101,516.5 at
+# 21:20 UTC (5m bars; ~116,800 at 20:00), max 1h drawdown 13.3 %; ETHUSDT perp low 3,400.0 at
+# 21:20 (~4,010 at 20:00), max 1h drawdown 15.5 %; both recovered most of the fall within the
+# hour (BTC ~113,000, ETH ~3,850 at 22:00).
+
+name = "default: synthetic 2025-10-10-shaped crash"
+description = "BTC -2% gap then -11.5% cascade in 20 min, ETH -2.5% then -13%; 65% recovered"
+start = "2025-10-10T00:00:00Z"
+horizon = "2d"
+step = "1m"
+
+[seeds]
+market = 20251010
+population = 7
+
+[run]
+verify_every = 60
+vol_window = 30
+
+[market]
+model = "crash"
+correlation = [[1.0, 0.85], [0.85, 1.0]]
+
+[market.markets.BTC-PERP]
+start_price = 117000.0
+vol_annual = 0.35
+crash_at = "21h"
+gap_fraction = 0.02
+cascade_depth = 0.115
+cascade_duration = "20m"
+recovery_fraction = 0.65
+recovery_half_life = "20m"
+crash_vol_multiplier = 3.0
+
+[market.markets.ETH-PERP]
+start_price = 4010.0
+vol_annual = 0.5
+crash_at = "21h"
+gap_fraction = 0.025
+cascade_depth = 0.13
+cascade_duration = "20m"
+recovery_fraction = 0.65
+recovery_half_life = "20m"
+crash_vol_multiplier = 3.0
+
+[population]
+n_accounts = 100000
+long_short_ratio = 1.2
+size_distribution = "pareto"
+size_pareto_alpha = 1.5
+extra_market_probability = 0.2
+entry_spread = 0.02
+leverage = [
+  { weight = 0.85, median = 8.0, sigma = 0.6 },
+  { weight = 0.15, median = 30.0, sigma = 0.5 },
+]
+
+[population.open_interest_base]
+BTC-PERP = 20000.0
+ETH-PERP = 400000.0
+
+[venue]
+preset = "binance"
+insurance_fund = 20000000
+
+[venue.insurance]
+fee_share_ppm = 0
+
+[liquidity.BTC-PERP]
+depth_per_bps_base = 5.0
+max_bps = 500.0
+daily_volume_base = 60000.0
+impact_y = 1.0
+vol_ref_annual = 0.5
+min_depth_fraction = 0.02
+depth_half_life = "15m"
+impact_half_life = "30m"
+oracle_weight = 0.0
+
+[liquidity.ETH-PERP]
+depth_per_bps_base = 100.0
+max_bps = 500.0
+daily_volume_base = 1200000.0
+impact_y = 1.0
+vol_ref_annual = 0.6
+min_depth_fraction = 0.02
+depth_half_life = "15m"
+impact_half_life = "30m"
+oracle_weight = 0.0
+"""
