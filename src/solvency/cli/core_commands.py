@@ -18,9 +18,11 @@ from solvency.adapters.eventlog import (
     read_events,
     write_events,
 )
+from solvency.adapters.grids import load_grid
 from solvency.core.model.events import Rejected
 from solvency.core.model.presets import PRESETS, load_preset, preset_names
 from solvency.core.model.venue import ConfigError, margin_model_to_data
+from solvency.core.portfolio import GridError
 from solvency.core.units import format_quanta
 from solvency.engine.engine import Engine, EngineError
 from solvency.engine.portfolio import PortfolioError, evaluate_portfolio
@@ -133,21 +135,25 @@ def replay(
     venue: Annotated[str, typer.Option(help="Venue preset name or venue file.")] = "binance",
     out: Annotated[Path | None, typer.Option(help="Write out-events here (JSONL).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    pm_grid: Annotated[str, typer.Option(
+        help="Scenario grid for accounts in portfolio mode: deribit_pm, cme_span_16, "
+             "paradex_pm.")] = "deribit_pm",
 ) -> None:
     """Apply an event log to the engine; print the summary and write out-events."""
     try:
         v = load_venue(venue)
-    except ConfigError as exc:
+        grid = load_grid(pm_grid)
+    except (ConfigError, GridError, KeyError, ValueError) as exc:
         raise _fail(str(exc)) from None
     if events is None:
         src = resources.files("solvency.data").joinpath(DEMO_EVENTS)
         with resources.as_file(src) as p:
             path = Path(p)
-            engine, outs, bad = _run(v, path)
+            engine, outs, bad = _run(v, path, grid)
     else:
         if not events.exists():
             raise _fail(f"{events}: no such file")
-        engine, outs, bad = _run(v, events)
+        engine, outs, bad = _run(v, events, grid)
     if out is not None:
         write_events(out, outs)
     summary = replay_summary(engine, bad)
@@ -159,8 +165,8 @@ def replay(
         raise typer.Exit(1)
 
 
-def _run(venue: Any, path: Path) -> tuple[Engine, list[Any], int]:
-    engine = Engine(venue)
+def _run(venue: Any, path: Path, grid: Any) -> tuple[Engine, list[Any], int]:
+    engine = Engine(venue, pm_grid=grid)
     outs: list[Any] = []
     bad = 0
     try:

@@ -77,6 +77,13 @@ from solvency.core.options import black76_greeks, black76_price
 from solvency.core.options.exposure import greeks_exposure
 from solvency.core.options.margin import option_margin
 from solvency.core.oracle import OracleReport
+from solvency.core.portfolio import (
+    KIND_CALL,
+    KIND_FUTURE,
+    KIND_PUT,
+    ScenarioGrid,
+    portfolio_margin,
+)
 from solvency.core.units import (
     MAX_QUANTA,
     PPM,
@@ -151,8 +158,10 @@ class Engine:
     """
 
     def __init__(self, venue: Venue, *, liquidity: Liquidity | None = None,
-                 policy: LiquidationPolicy | None = None) -> None:
+                 policy: LiquidationPolicy | None = None,
+                 pm_grid: ScenarioGrid | None = None) -> None:
         self.venue = venue
+        self.pm_grid = pm_grid
         self.liquidity: Liquidity = liquidity if liquidity is not None else DEFAULT_LIQUIDITY
         self.liquidator = Liquidator(self, policy if policy is not None else policy_for(
             venue.name))
@@ -372,11 +381,14 @@ class Engine:
         if self.book.row_nslots[r] > 0 or self._has_negative_balance(r):
             self.book.refresh(np.array(self.book.row_slots(r), dtype=np.int64))
             after = self._whatif(r, True, -1, 0, 0, {a: -q})
-            if not after[OUT_COLLATERAL] - after[OUT_IM] >= 0.0:
+            im_after = after[OUT_IM]
+            if not np.isnan(self.book.pm[r, 0]):
+                im_after = self.pm_requirements(np.array([r], dtype=np.int64))[0][0]
+            if not after[OUT_COLLATERAL] - im_after >= 0.0:
                 raise RejectReason(
                     "insufficient_initial_margin",
                     f"withdrawal would leave collateral {after[OUT_COLLATERAL]:.2f} USD "
-                    f"below initial margin {after[OUT_IM]:.2f} USD")
+                    f"below initial margin {im_after:.2f} USD")
         self._post([Transfer(_cross_ledger_id(ev.account), EXTERNAL, ev.asset, q, "withdraw")])
         self._sync_balance(r, a)
         return self._check_rows(np.array([r], dtype=np.int64), ev.id)
@@ -574,6 +586,13 @@ class Engine:
     def _after_valuation(self, rows: np.ndarray, out: np.ndarray,
                          cause: str) -> list[OutEvent]:
         """Margin calls, then liquidations, for rows just valued."""
+        pm_idx = np.flatnonzero(~np.isnan(self.book.pm[rows, 0]))
+        if pm_idx.shape[0]:
+            # portfolio-margined rows: scenario-grid requirements, then value them again
+            sel = rows[pm_idx]
+            self.refresh_pm(sel)
+            out = out.copy()
+            out[pm_idx] = self.book.aggregate(sel)
         events = self._crossings(rows, out, cause)
         events.extend(self.liquidator.sweep(rows, out, cause))
         return events
@@ -607,13 +626,16 @@ class Engine:
     def _touch(self, slots: list[int], rows: np.ndarray, cause: str) -> list[OutEvent]:
         """Re-mark ``slots``, value ``rows`` and emit margin calls, in one kernel call."""
         book = self.book
+        if (~np.isnan(book.pm[rows, 0])).any():
+            book.refresh(np.array(slots, dtype=np.int64))
+            return self._check_rows(rows, cause)
         out = self._out_buf[: rows.shape[0]]
         buf = self._slot_buf[: len(slots)]
         buf[:] = slots
         hits = touch_rows(buf, rows, book.st, book.row_int,
                           book.mk, book.mki, book.tiers, book.asset_price, book.ascale,
                           book.atier_start, book.atier_count, book.atiers, book.warned,
-                          self.margin_call_ratio, out)
+                          self.margin_call_ratio, out, book.pm)
         events = self._events_for(hits, rows, out, cause) if hits.shape[0] else []
         events.extend(self.liquidator.sweep(rows, out, cause))
         return events
@@ -820,6 +842,10 @@ class Engine:
         delta = side.new_lots - side.old_lots
         after = self._whatif(side.row, not side.isolated, m, delta, oi_after, {a: dq})
         free = after[OUT_COLLATERAL] - after[OUT_IM]
+        if side.row >= 0 and not np.isnan(book.pm[side.row, 0]):
+            # portfolio margin: the grid's initial margin with the trade included
+            free = after[OUT_COLLATERAL] - self.pm_requirements(
+                np.array([side.row], dtype=np.int64), extra=(m, delta))[0][0]
         if not side.isolated:
             if not free >= 0.0:
                 raise RejectReason(
@@ -1064,8 +1090,12 @@ class Engine:
         if current is not None and current != ev.mode and self._open_positions(ev.account):
             raise RejectReason("open_positions",
                                f"{ev.account} has open positions; close them to change mode")
+        if ev.mode == "portfolio" and self.pm_grid is None:
+            raise RejectReason("no_portfolio_grid",
+                               "this engine has no scenario grid for portfolio margin")
         self.accounts[ev.account] = ev.mode
-        self._ensure_cross_row(ev.account)
+        r = self._ensure_cross_row(ev.account)
+        self.book.pm[r] = 0.0 if ev.mode == "portfolio" else np.nan
         return []
 
     def _open_positions(self, account: str) -> bool:
@@ -1256,6 +1286,10 @@ class Engine:
         book = self.book
         arr = np.array(rows, dtype=np.int64)
         out = book.remargin_rows(arr)
+        pm_rows = arr[~np.isnan(book.pm[arr, 0])]
+        if pm_rows.shape[0]:
+            self.refresh_pm(pm_rows)
+            out = book.aggregate(arr)
         positions = []
         for r in rows:
             slots = book.row_slots(r)
@@ -1272,6 +1306,7 @@ class Engine:
                 view = self._position_view(r, s, lp, horizon_days)
                 view["adl_rank"] = adl_ranks[m].get(s)
                 positions.append(view)
+        positions.sort(key=lambda p: (p["row"], p["market"]))
         equity: dict[str, str] = {}
         for a, sym in enumerate(book.asset_names):
             total = sum(self.ledger.balance(book.rows[r].ledger_id, sym) for r in rows)
@@ -1329,6 +1364,95 @@ class Engine:
                 float(book.marks[m] or 0), liq, 1 if lots > 0 else -1, self.volatility(m),
                 horizon_days / 365.0)[()])),
         }
+
+    # ================================================================ portfolio margin
+
+    def underlying_usd(self, symbol: str) -> float:
+        """USD price of an underlying coin: its asset price, else a futures market's mark."""
+        book = self.book
+        a = book.asset_index.get(symbol)
+        if a is not None and np.isfinite(book.asset_price[a]):
+            return float(book.asset_price[a])
+        for m, inst in enumerate(book.instruments):
+            if inst.base == symbol and not inst.is_option and book.marks[m] is not None:
+                return float(book.marks[m] or 0)
+        return float("nan")
+
+    def pm_requirements(self, rows: np.ndarray, extra: tuple[int, int] | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Scenario-grid (IM, MM) in USD of ``rows``, optionally with ``extra`` =
+        (market, lots) added to the first row (a what-if for a trade).
+
+        Every option is fully revalued on the grid (Black-76 at its mark volatility, the
+        engine clock, rate 0), futures and perpetuals linearly
+        (``core/portfolio/kernel.py``); per underlying worst losses are summed.
+        """
+        assert self.pm_grid is not None
+        book = self.book
+        symbols: list[str] = []  # the underlyings these rows hold, in first-seen order
+        u_of: dict[str, int] = {}
+        now = self.clock_ms or 0
+        acc: list[int] = []
+        und: list[int] = []
+        kind: list[int] = []
+        strike: list[float] = []
+        expiry: list[float] = []
+        size: list[float] = []
+        vol: list[float] = []
+
+        def add(i: int, m: int, lots: int) -> None:
+            inst = book.instruments[m]
+            contracts = lots * book.lot_size[m] * float(inst.contract_size)
+            if inst.base not in u_of:
+                u_of[inst.base] = len(symbols)
+                symbols.append(inst.base)
+            u = u_of[inst.base]
+            if inst.is_option:
+                acc.append(i)
+                und.append(u)
+                kind.append(KIND_CALL if inst.option_kind == "call" else KIND_PUT)
+                strike.append(float(inst.strike or 0))
+                expiry.append(max((inst.expiry_ms or 0) - now, 1) / MS_PER_YEAR)
+                size.append(contracts)
+                vol.append(float(self.ivs.get(m, Decimal(str(DEFAULT_VOLATILITY)))))
+                return
+            mark = float(book.mk[m, 3])
+            acc.append(i)
+            und.append(u)
+            kind.append(KIND_FUTURE)
+            strike.append(0.0)
+            expiry.append(0.0)
+            size.append(contracts / mark if inst.is_inverse else contracts)
+            vol.append(float("nan"))
+
+        for i, r in enumerate(rows.tolist()):
+            for s in book.row_slots(r):
+                lots = int(book.st[s, S_LOTS])
+                m = int(book.st[s, 0])
+                if extra is not None and i == 0 and m == extra[0]:
+                    lots += extra[1]
+                if lots:
+                    add(i, m, lots)
+            if extra is not None and i == 0 and book.slot_of(r, extra[0]) < 0 and extra[1]:
+                add(i, extra[0], extra[1])
+        n = rows.shape[0]
+        if not acc:
+            return np.zeros(n), np.zeros(n)
+        prices = np.array([self.underlying_usd(u) for u in symbols])
+        res = portfolio_margin(account=np.array(acc), underlying=np.array(und),
+                               kind=np.array(kind, dtype=np.int8), strike=np.array(strike),
+                               expiry_yr=np.array(expiry), size=np.array(size),
+                               vol=np.array(vol), underlying_price=prices, rate=0.0,
+                               grid=self.pm_grid, n_accounts=n)
+        return np.asarray(res.im, dtype=np.float64), np.asarray(res.mm, dtype=np.float64)
+
+    def refresh_pm(self, rows: np.ndarray) -> None:
+        """Recompute the scenario-grid requirements of portfolio-margined ``rows``."""
+        if rows.shape[0] == 0:
+            return
+        im, mm = self.pm_requirements(rows)
+        self.book.pm[rows, 0] = im
+        self.book.pm[rows, 1] = mm
 
     def greeks_exposure(self) -> dict[str, Any]:
         """Delta, gamma, vega and theta per account and underlying, and venue-wide.
@@ -1450,11 +1574,13 @@ class Engine:
 
     @classmethod
     def restore(cls, snap: Mapping[str, Any], *, liquidity: Liquidity | None = None,
-                policy: LiquidationPolicy | None = None) -> Engine:
+                policy: LiquidationPolicy | None = None,
+                pm_grid: ScenarioGrid | None = None) -> Engine:
         """Rebuild an engine from :meth:`snapshot` output (same ports as the original)."""
         if snap.get("version") != SNAPSHOT_VERSION:
             raise EngineError(f"snapshot version {snap.get('version')} is not supported")
-        engine = cls(build_venue(snap["venue"]), liquidity=liquidity, policy=policy)
+        engine = cls(build_venue(snap["venue"]), liquidity=liquidity, policy=policy,
+                     pm_grid=pm_grid)
         book = engine.book
         engine.ledger = Ledger.load(engine.venue.assets, snap["ledger"])
         engine.accounts = dict(snap["accounts"])
@@ -1500,6 +1626,9 @@ class Engine:
             book.mk[o, MK_IM_SLOPE] = float.fromhex(im_hex)
             book.mk[o, MK_MM_SLOPE] = float.fromhex(mm_hex)
         engine.feeds.load(snap["feeds"])
+        for name, mode in engine.accounts.items():
+            if mode == "portfolio" and name in book.row_index:
+                book.pm[book.row_index[name]] = 0.0
         liq = snap["liquidation"]
         engine.liquidator.last_partial_ms = {book.row_index[k]: int(v)
                                              for k, v in liq["last_partial_ms"].items()}
@@ -1507,6 +1636,9 @@ class Engine:
         engine.liquidator.blocked_assets = set(liq["blocked_assets"])
         engine.liquidator.counts = dict(snap["liquidation_counts"])
         book.remargin_all()
+        pm_rows = np.flatnonzero(~np.isnan(book.pm[: len(book.rows), 0])).astype(np.int64)
+        if pm_rows.shape[0]:
+            engine.refresh_pm(pm_rows)
         return engine
 
     def state_hash(self) -> str:

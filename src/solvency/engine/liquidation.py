@@ -159,7 +159,10 @@ class Liquidator:
     # ------------------------------------------------------------------ one row
 
     def _value(self, r: int) -> tuple[float, float]:
-        out = self.engine.book.aggregate(np.array([r], dtype=np.int64))
+        rows = np.array([r], dtype=np.int64)
+        if not np.isnan(self.engine.book.pm[r, 0]):
+            self.engine.refresh_pm(rows)  # positions just changed: the grid again
+        out = self.engine.book.aggregate(rows)
         return float(out[0, OUT_COLLATERAL]), float(out[0, OUT_MM])
 
     def _liquidate_row(self, r: int, cause: str) -> list[OutEvent]:
@@ -294,7 +297,8 @@ class Liquidator:
         others = [b for b in range(n_a) if b != a
                   and (row[b] + row[n_a + b] != 0 or row[3 * n_a + b] != 0)]
         weight_one = book.atier_count[a] == 1 and book.atiers[book.atier_start[a], 1] == 1.0
-        if not others and (weight_one or book.row_int[r, 4 * n_a] == 0):
+        portfolio = not np.isnan(book.pm[r, 0])
+        if not others and not portfolio and (weight_one or book.row_int[r, 4 * n_a] == 0):
             return int(row[a] + row[n_a + a]), int(row[3 * n_a + a])
         return math.floor(coll / px * scale), math.ceil(mm / px * scale)
 

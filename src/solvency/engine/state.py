@@ -189,6 +189,8 @@ class Book:
         self.row_int: Int64Array2D = np.zeros((0, self.row_width), dtype=np.int64)
         self.warned = np.zeros(0, dtype=np.bool_)
         self.row_system = np.zeros(0, dtype=np.bool_)  # engine-run rows (names "__...")
+        # portfolio-margined rows: (IM, MM) in USD from the scenario grid; NaN otherwise
+        self.pm: Float64Array2D = np.zeros((0, 2))
         # slots: one int64 row each (see kernels.S_*), plus the cold cost basis
         self.n_slots = 0
         self.free_slots: list[int] = []
@@ -289,6 +291,8 @@ class Book:
         self.row_int = _grow(self.row_int, r + 1, 0)
         self.warned = _grow(self.warned, r + 1, False)
         self.row_system = _grow(self.row_system, r + 1, False)
+        self.pm = _grow(self.pm, r + 1, np.nan)
+        self.pm[r] = np.nan
         self.row_system[r] = account.startswith("__")
         self.row_first[r] = -1
         self.row_nslots[r] = 0
@@ -372,7 +376,7 @@ class Book:
         total = base + n_new
         n_a = len(self.asset_names)
         for attr, fill in (("row_first", -1), ("row_nslots", 0), ("row_int", 0),
-                           ("warned", False), ("row_system", False)):
+                           ("warned", False), ("row_system", False), ("pm", np.nan)):
             arr = getattr(self, attr)
             if arr.shape[0] < total:
                 grown = np.full((total, *arr.shape[1:]), fill, dtype=arr.dtype)
@@ -437,7 +441,7 @@ class Book:
     def aggregate(self, rows: Int64Array1D) -> Float64Array2D:
         """``(equity, collateral, initial, maintenance)`` in USD of ``rows``."""
         out = np.empty((rows.shape[0], 4))
-        evaluate_rows(rows, self.row_int, *self._args(), out)
+        evaluate_rows(rows, self.row_int, *self._args(), out, self.pm)
         return out
 
     def mark_market(self, m: int) -> tuple[Int64Array1D, Float64Array2D]:

@@ -168,7 +168,7 @@ def test_row_valuation_kernel_matches_its_plain_twin(
     book.asset_price[:] = np.where(np.isnan(book.asset_price), btc_px * 1000, book.asset_price)
     rows = np.arange(len(rows_q), dtype=np.int64)
     out = np.empty((rows.shape[0], 4))
-    evaluate_rows(rows, book.row_int, *book._args(), out)
+    evaluate_rows(rows, book.row_int, *book._args(), out, book.pm)
     for i in range(rows.shape[0]):
         twin = value_row_reference(i, book.row_int, *book._args())
         assert np.allclose(out[i], twin, rtol=1e-12, atol=1e-9)

@@ -50,7 +50,7 @@ __all__ = [
     "parse_ts_ms",
 ]
 
-MarginMode = Literal["cross", "isolated"]
+MarginMode = Literal["cross", "isolated", "portfolio"]
 _MAX_ID_LEN = 128
 
 
@@ -457,8 +457,9 @@ def parse_event(obj: Mapping[str, object]) -> InputEvent:
         return Vol(id=eid, market=_req(obj, "market"), iv=iv, ts_ms=ts)
     if etype == "account":
         mode = obj.get("mode")
-        if mode not in ("cross", "isolated"):
-            raise EventError("invalid_field", f"mode: {mode!r} is not cross or isolated")
+        if mode not in ("cross", "isolated", "portfolio"):
+            raise EventError("invalid_field",
+                             f"mode: {mode!r} is not cross, isolated or portfolio")
         return AccountMode(id=eid, account=_req(obj, "account"), mode=mode, ts_ms=ts)
     amount = _decimal(obj, "amount", positive=False)
     if amount == 0:

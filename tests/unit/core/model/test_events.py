@@ -75,7 +75,7 @@ BAD = [
     ({"type": "funding", "id": "1", "market": "M"}, "missing_field"),
     ({"type": "expiry", "id": "1", "market": "M", "price": "0"}, "non_positive"),
     ({"type": "params", "id": "1", "market": "M"}, "missing_field"),
-    ({"type": "account", "id": "1", "account": "a", "mode": "portfolio"}, "invalid_field"),
+    ({"type": "account", "id": "1", "account": "a", "mode": "spot"}, "invalid_field"),
     ({"type": "isolated_margin", "id": "1", "account": "a", "market": "M", "amount": "0"},
      "non_positive"),
     ({"type": "deposit", "id": "1", "account": "a", "asset": "USDT", "amount": "1",
