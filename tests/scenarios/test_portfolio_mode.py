@@ -103,3 +103,26 @@ def test_portfolio_mode_needs_a_grid_and_survives_restore() -> None:
     again = Engine.restore(e.snapshot(), pm_grid=load_grid("deribit_pm"))
     assert again.state_hash() == e.state_hash()
     assert again.account_view("pm") == e.account_view("pm")
+
+
+def test_underlyings_combine_by_the_configured_correlation() -> None:
+    from solvency.core.model.presets import venue_from_data
+
+    def mm(config: dict[str, object]) -> float:
+        venue = venue_from_data({"preset": "deribit", **config})
+        e = Engine(venue, pm_grid=load_grid("deribit_pm"))
+        e.apply(AccountMode(id="m", account="pm", mode="portfolio", ts_ms=T0))
+        e.apply(Deposit(id="d", account="pm", asset="USDC", amount=D(100000), ts_ms=T0))
+        e.apply(Deposit(id="d2", account="mm", asset="USDC", amount=D(1_000_000), ts_ms=T0))
+        e.apply(Price(id="p", market="BTC-PERP", price=D(100000), ts_ms=T0))
+        e.apply(Price(id="p2", market="ETH-PERP", price=D(4000), ts_ms=T0))
+        e.apply(Fill(id="f", market="BTC-PERP", buyer="pm", seller="mm", size=D(1),
+                     price=D(100000), ts_ms=T0))
+        e.apply(Fill(id="g", market="ETH-PERP", buyer="pm", seller="mm", size=D(10),
+                     price=D(4000), ts_ms=T0))
+        return float(e.account_view("pm")["maintenance_margin"])
+
+    summed = mm({})
+    correlated = mm({"portfolio_margin": {"combine": "correlation",
+                                          "correlation": {"BTC/ETH": 0.5}}})
+    assert 0 < correlated < summed

@@ -162,6 +162,16 @@ class Engine:
                  pm_grid: ScenarioGrid | None = None) -> None:
         self.venue = venue
         self.pm_grid = pm_grid
+        pmc = dict(venue.raw.get("portfolio_margin", {}))
+        unknown_pm = set(pmc) - {"combine", "correlation"}
+        if unknown_pm:
+            raise ConfigError(f"portfolio_margin: unknown keys {sorted(unknown_pm)}")
+        self.pm_combine = str(pmc.get("combine", "sum"))
+        if self.pm_combine not in ("sum", "correlation"):
+            raise ConfigError("portfolio_margin.combine: 'sum' or 'correlation'")
+        # {"BTC/ETH": 0.8}: correlation of per-underlying requirements (default 1: sum)
+        self.pm_correlation = {tuple(sorted(str(k).split("/"))): float(v)
+                               for k, v in dict(pmc.get("correlation", {})).items()}
         self.liquidity: Liquidity = liquidity if liquidity is not None else DEFAULT_LIQUIDITY
         self.liquidator = Liquidator(self, policy if policy is not None else policy_for(
             venue.name))
@@ -1439,11 +1449,17 @@ class Engine:
         if not acc:
             return np.zeros(n), np.zeros(n)
         prices = np.array([self.underlying_usd(u) for u in symbols])
+        corr = None
+        if self.pm_combine == "correlation":
+            corr = np.array([[1.0 if a == b else self.pm_correlation.get(
+                tuple(sorted((a, b))), 1.0) for b in symbols] for a in symbols])
         res = portfolio_margin(account=np.array(acc), underlying=np.array(und),
                                kind=np.array(kind, dtype=np.int8), strike=np.array(strike),
                                expiry_yr=np.array(expiry), size=np.array(size),
                                vol=np.array(vol), underlying_price=prices, rate=0.0,
-                               grid=self.pm_grid, n_accounts=n)
+                               grid=self.pm_grid, n_accounts=n,
+                               combine="correlation" if corr is not None else "sum",
+                               correlation=corr)
         return np.asarray(res.im, dtype=np.float64), np.asarray(res.mm, dtype=np.float64)
 
     def refresh_pm(self, rows: np.ndarray) -> None:
