@@ -162,6 +162,7 @@ class Engine:
                  pm_grid: ScenarioGrid | None = None) -> None:
         self.venue = venue
         self.pm_grid = pm_grid
+        self.n_pm = 0  # portfolio-margined rows
         pmc = dict(venue.raw.get("portfolio_margin", {}))
         unknown_pm = set(pmc) - {"combine", "correlation"}
         if unknown_pm:
@@ -596,7 +597,8 @@ class Engine:
     def _after_valuation(self, rows: np.ndarray, out: np.ndarray,
                          cause: str) -> list[OutEvent]:
         """Margin calls, then liquidations, for rows just valued."""
-        pm_idx = np.flatnonzero(~np.isnan(self.book.pm[rows, 0]))
+        pm_idx = (np.flatnonzero(~np.isnan(self.book.pm[rows, 0])) if self.n_pm
+                  else rows[:0])
         if pm_idx.shape[0]:
             # portfolio-margined rows: scenario-grid requirements, then value them again
             sel = rows[pm_idx]
@@ -636,7 +638,7 @@ class Engine:
     def _touch(self, slots: list[int], rows: np.ndarray, cause: str) -> list[OutEvent]:
         """Re-mark ``slots``, value ``rows`` and emit margin calls, in one kernel call."""
         book = self.book
-        if (~np.isnan(book.pm[rows, 0])).any():
+        if self.n_pm and (~np.isnan(book.pm[rows, 0])).any():
             book.refresh(np.array(slots, dtype=np.int64))
             return self._check_rows(rows, cause)
         out = self._out_buf[: rows.shape[0]]
@@ -1105,8 +1107,15 @@ class Engine:
                                "this engine has no scenario grid for portfolio margin")
         self.accounts[ev.account] = ev.mode
         r = self._ensure_cross_row(ev.account)
-        self.book.pm[r] = 0.0 if ev.mode == "portfolio" else np.nan
+        self._set_portfolio(r, ev.mode == "portfolio")
         return []
+
+    def _set_portfolio(self, r: int, on: bool) -> None:
+        book = self.book
+        was = not np.isnan(book.pm[r, 0])
+        book.pm[r] = 0.0 if on else np.nan
+        book.row_int[r, 4 * len(book.asset_names) + 1] = 1 if on else 0
+        self.n_pm += int(on) - int(was)
 
     def _open_positions(self, account: str) -> bool:
         return any(self.book.row_nslots[r] > 0 for r in self._rows_of(account))
@@ -1644,7 +1653,7 @@ class Engine:
         engine.feeds.load(snap["feeds"])
         for name, mode in engine.accounts.items():
             if mode == "portfolio" and name in book.row_index:
-                book.pm[book.row_index[name]] = 0.0
+                engine._set_portfolio(book.row_index[name], True)
         liq = snap["liquidation"]
         engine.liquidator.last_partial_ms = {book.row_index[k]: int(v)
                                              for k, v in liq["last_partial_ms"].items()}

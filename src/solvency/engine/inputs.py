@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from decimal import Decimal
 
-from solvency.core.model.events import EventError, InputEvent, parse_event
+from solvency.core.model.events import EventError, InputEvent, json_object, parse_event
 from solvency.core.oracle import OracleReport, parse_oracle_report
 from solvency.engine.pretrade import Order, parse_order
 
@@ -30,14 +28,4 @@ def parse_input(obj: Mapping[str, object]) -> AnyInput:
 
 def parse_input_line(line: str) -> AnyInput:
     """Parse one JSON Lines record of any input event (numbers read as exact decimals)."""
-    try:
-        obj = json.loads(line, parse_float=Decimal, parse_constant=_refuse)
-    except json.JSONDecodeError as exc:
-        raise EventError("malformed", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-    if not isinstance(obj, dict):
-        raise EventError("malformed", "an event must be a JSON object")
-    return parse_input(obj)
-
-
-def _refuse(name: str) -> object:
-    raise EventError("invalid_number", f"{name} is not a number")
+    return parse_input(json_object(line))

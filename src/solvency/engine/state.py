@@ -184,8 +184,8 @@ class Book:
         self.row_first = np.zeros(0, dtype=np.int64)
         self.row_nslots = np.zeros(0, dtype=np.int64)
         # per asset: exact balance, sums of position value, IM and MM (quanta; see kernels)
-        # width padded to whole 64-byte lines (column 4A is the weighted flag)
-        self.row_width = -(-(4 * n_a + 1) // 8) * 8
+        # width padded to whole 64-byte lines (column 4A: weighted, 4A + 1: portfolio)
+        self.row_width = -(-(4 * n_a + 2) // 8) * 8  # + weighted flag, + portfolio flag
         self.row_int: Int64Array2D = np.zeros((0, self.row_width), dtype=np.int64)
         self.warned = np.zeros(0, dtype=np.bool_)
         self.row_system = np.zeros(0, dtype=np.bool_)  # engine-run rows (names "__...")

@@ -45,6 +45,7 @@ __all__ = [
     "Withdraw",
     "WithdrawalState",
     "event_to_json",
+    "json_object",
     "parse_event",
     "parse_event_line",
     "parse_ts_ms",
@@ -474,15 +475,21 @@ def _req(obj: Mapping[str, object], key: str) -> str:
     return value
 
 
-def parse_event_line(line: str) -> InputEvent:
-    """Parse one JSON Lines record (numbers are read as exact decimals)."""
+def json_object(line: str) -> dict[str, object]:
+    """One JSON Lines record as an object, numbers read as exact decimals; NaN and
+    infinities refused (:class:`EventError` ``malformed`` / ``invalid_number``)."""
     try:
         obj = json.loads(line, parse_float=Decimal, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise EventError("malformed", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(obj, dict):
         raise EventError("malformed", "an event must be a JSON object")
-    return parse_event(obj)
+    return obj
+
+
+def parse_event_line(line: str) -> InputEvent:
+    """Parse one JSON Lines record (numbers are read as exact decimals)."""
+    return parse_event(json_object(line))
 
 
 def _refuse_constant(name: str) -> object:

@@ -14,13 +14,12 @@ refused with an :class:`~solvency.core.model.events.EventError` naming the field
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import ClassVar
 
-from solvency.core.model.events import EventError, parse_ts_ms
+from solvency.core.model.events import EventError, json_object, parse_ts_ms
 from solvency.core.units import UnitError, parse_decimal
 
 __all__ = ["OracleReport", "parse_oracle_line", "parse_oracle_report"]
@@ -94,14 +93,4 @@ def parse_oracle_report(obj: Mapping[str, object]) -> OracleReport:
 
 def parse_oracle_line(line: str) -> OracleReport:
     """Parse one JSON Lines record of an oracle report (numbers read as exact decimals)."""
-    try:
-        obj = json.loads(line, parse_float=Decimal, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise EventError("malformed", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-    if not isinstance(obj, dict):
-        raise EventError("malformed", "an event must be a JSON object")
-    return parse_oracle_report(obj)
-
-
-def _refuse_constant(name: str) -> object:
-    raise EventError("invalid_number", f"{name} is not a number")
+    return parse_oracle_report(json_object(line))
