@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact
@@ -213,6 +214,7 @@ class Engine:
         # small reusable buffers of the fill path (an allocation costs ~0.5 us)
         self._out_buf = np.empty((8, 4))
         self._slot_buf = np.empty(8, dtype=np.int64)
+        self._row_buf = np.empty(8, dtype=np.int64)
         self._out4 = np.empty(4)
         # EWMA of mark log returns per market (RiskMetrics lambda 0.94 per day, scaled to
         # each step's length): the volatility behind the liquidation probabilities.
@@ -354,7 +356,7 @@ class Engine:
                 dbal: dict[int, int]) -> np.ndarray:
         book = self.book
         vec = self._dbal
-        vec[:] = 0
+        vec.fill(0)
         for a, q in dbal.items():
             vec[a] = q
         out = self._out4
@@ -714,7 +716,7 @@ class Engine:
         if mode == "halted":
             raise RejectReason("market_halted", f"market {inst.name} is halted")
         a = self._settle_of[m]
-        if book.marks[m] is None or np.isnan(book.asset_price[a]):
+        if book.marks[m] is None or math.isnan(book.asset_price[a]):
             raise RejectReason("no_mark", f"market {inst.name} has no mark price yet")
         lots = _on_grid(ev.size, inst.lot_size, "size", "invalid_size")
         ticks = _on_grid(ev.price, inst.tick_size, "price", "price_off_tick")
@@ -743,7 +745,8 @@ class Engine:
             bound = abs(side.new_lots) * (ticks if not inst.is_inverse else 1) * tv
             if bound > MAX_QUANTA or pay > MAX_QUANTA:
                 raise RejectReason("size_too_large", f"position of {side.account} too large")
-        oi_after = self._oi_after(m, buyer, seller)
+        oi_after = (book.oi_lots[m] + max(buyer.new_lots, 0) - max(buyer.old_lots, 0)
+                    + max(seller.new_lots, 0) - max(seller.old_lots, 0))
         # --- margin: a side whose risk grows must hold initial margin after the fill
         iso_topups: dict[str, int] = {}
         for side, flow, fee in ((buyer, flows[buyer.ledger_id], fee_b),
@@ -797,9 +800,13 @@ class Engine:
                 self._sync_balance(cross, a)
                 touched_rows.append(cross)
         book.set_oi(m, oi_after)
-        traded = [book.slot_of(side.row, m) for side in (buyer, seller)]
-        rows = np.array(sorted(set(touched_rows)), dtype=np.int64)
-        out = self._touch([s for s in traded if s >= 0], rows, ev.id)
+        key = book.n_markets
+        traded = [s for s in (book.pos_slot.get(buyer.row * key + m, -1),
+                              book.pos_slot.get(seller.row * key + m, -1)) if s >= 0]
+        uniq = sorted(set(touched_rows))
+        rows = self._row_buf[: len(uniq)]
+        rows[:] = uniq
+        out = self._touch(traded, rows, ev.id)
         for side in (buyer, seller):
             if side.isolated and side.new_lots == 0:
                 out.extend(self._release_bucket(side, a, ev.id))
@@ -854,7 +861,7 @@ class Engine:
         delta = side.new_lots - side.old_lots
         after = self._whatif(side.row, not side.isolated, m, delta, oi_after, {a: dq})
         free = after[OUT_COLLATERAL] - after[OUT_IM]
-        if side.row >= 0 and not np.isnan(book.pm[side.row, 0]):
+        if self.n_pm and side.row >= 0 and not np.isnan(book.pm[side.row, 0]):
             # portfolio margin: the grid's initial margin with the trade included
             free = after[OUT_COLLATERAL] - self.pm_requirements(
                 np.array([side.row], dtype=np.int64), extra=(m, delta))[0][0]

@@ -140,34 +140,48 @@ class Ledger:
     def post(self, batch: Sequence[Transfer]) -> Result:
         """Apply a batch atomically; return a named result, never a partial post.
 
+        One pass: each transfer is checked and applied, and the non-negative accounts
+        are checked at the end; any failure undoes what was applied (rare), so the
+        common case costs one loop (this runs on every fill).
         Raises :class:`ConservationError` if, after posting, any asset's internal total
         differs from deposits minus withdrawals (impossible unless this code is wrong).
         """
-        result = self.check(batch)
-        if result is not Result.OK:
-            return result
         bal = self._balances
+        assets = self._assets
         moved: dict[str, int] | None = None
+        guarded: list[tuple[str, str]] | None = None
+        done = 0
+        result = Result.OK
         for t in batch:
             debit, credit, asset, amount = t.debit, t.credit, t.asset, t.amount_quanta
-            dkey = (debit, asset)
-            ckey = (credit, asset)
-            v = bal.get(dkey, 0) - amount
-            if v:
-                bal[dkey] = v
-            else:
-                del bal[dkey]
-            v = bal.get(ckey, 0) + amount
-            if v:
-                bal[ckey] = v
-            else:
-                del bal[ckey]
-            # Internal total moves only when one side is outside the venue.
+            if asset not in assets:
+                result = Result.UNKNOWN_ASSET
+            elif amount <= 0:
+                result = Result.AMOUNT_NOT_POSITIVE
+            elif amount > MAX_QUANTA:
+                result = Result.AMOUNT_TOO_LARGE
+            elif debit == credit:
+                result = Result.SAME_ACCOUNT
+            if result is not Result.OK:
+                break
+            _move(bal, debit, credit, asset, amount)
+            done += 1
+            if debit in _NON_NEGATIVE:
+                if guarded is None:
+                    guarded = []
+                guarded.append((debit, asset))
             if EXTERNAL in (debit, credit):
                 if moved is None:
                     moved = {}
                 sign = 1 if debit == EXTERNAL else -1
                 moved[asset] = moved.get(asset, 0) + sign * amount
+        if result is Result.OK and guarded is not None and any(
+                bal.get(key, 0) < 0 for key in guarded):
+            result = Result.EXCEEDS_BALANCE
+        if result is not Result.OK:
+            for t in reversed(batch[:done]):  # undo: nothing of a refused batch remains
+                _move(bal, t.credit, t.debit, t.asset, t.amount_quanta)
+            return result
         if moved is None:
             return Result.OK
         for asset, delta in moved.items():
@@ -214,3 +228,19 @@ class Ledger:
             ledger._external_net[str(asset)] = int(value)
         ledger.verify()
         return ledger
+
+
+def _move(bal: dict[tuple[str, str], int], debit: str, credit: str, asset: str,
+          amount: int) -> None:
+    dkey = (debit, asset)
+    ckey = (credit, asset)
+    v = bal.get(dkey, 0) - amount
+    if v:
+        bal[dkey] = v
+    else:
+        del bal[dkey]
+    v = bal.get(ckey, 0) + amount
+    if v:
+        bal[ckey] = v
+    else:
+        del bal[ckey]
