@@ -148,8 +148,11 @@ def test_shortfall_socialized_over_winners_deribit() -> None:
     # only bids 93,900: the 1,100 gap is charged to the winner (bob, short from 100,000).
     e = _engine("deribit", Levels((10_000, "93900")), alice="5000")
     out = e.apply(Price(id="p1", market="BTC-PERP", price=D(94000)))
-    assert _types(out) == ["liquidation:market", "socialized_loss"]
+    # one event for the step (the account is paid from sys:social), one for the charge
+    # to the winners posted at the end of the sweep
+    assert _types(out) == ["liquidation:market", "socialized_loss", "socialized_loss"]
     assert out[-1].covered == "1100.000000"  # type: ignore[attr-defined]
+    assert _bal(e, "sys:social", "USDC") == 0
     assert _bal(e, "u:alice", "USDC") == 0
     assert _bal(e, "u:bob", "USDC") == (50000 + 100000 - 1100) * U
     assert _bal(e, "u:__market__", "USDC") == -93900 * U

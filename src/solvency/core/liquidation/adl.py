@@ -208,8 +208,13 @@ def socialize_funding_index(loss_quanta: int, *, lots: Int64Array1D) -> tuple[Fr
     if total == 0:
         raise ValueError("cannot socialize over zero open interest")
     loss = max(loss_quanta, 0)
-    # Python ints: loss x lots can pass int64; socialization is rare, not a hot path.
-    charges = np.array([-((-loss * int(x)) // total) for x in a.tolist()], dtype=np.int64)
+    if loss * int(a.max()) < 2**62:
+        # exact in int64 (the product is bounded): one vectorized ceil division
+        charges = -((-loss * a) // total)
+    else:
+        # Python ints when loss x lots could pass int64
+        charges = np.array([-((-loss * int(x)) // total) for x in a.tolist()],
+                           dtype=np.int64)
     return Fraction(loss, total), charges
 
 
