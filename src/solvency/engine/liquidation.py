@@ -545,8 +545,8 @@ class Liquidator:
         # socialized losses: the account is paid from sys:social now; the charges to the
         # participants are posted once per market at the end of the sweep (_settle_social)
         batch = [Transfer(ledger_of(leg.debit), ledger_of(leg.credit), settle,
-                          leg.amount_quanta, leg.code) for leg in plan.transfers()
-                 if not leg.debit.startswith("social:") and leg.code != "rounding"]
+                          leg.amount_quanta, leg.code)
+                 for leg in plan.transfers(social_legs=False)]
         for step in plan.steps:
             if isinstance(step, SocializedLoss) and step.covered_quanta:
                 batch.append(Transfer(SOCIAL, row_id, settle, step.covered_quanta,

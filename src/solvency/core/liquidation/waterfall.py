@@ -127,10 +127,15 @@ class SocializedLoss:
 
     rule: Socialize
     loss_quanta: int
-    charges: tuple[int, ...]
+    charge_array: Int64Array1D = field(compare=False, repr=False)
     covered_quanta: int
     rounding_quanta: int
     bad_debt_quanta: int
+
+    @property
+    def charges(self) -> tuple[int, ...]:
+        """The per-participant charges as exact Python ints."""
+        return tuple(int(c) for c in self.charge_array.tolist())
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +171,13 @@ class WaterfallPlan:
     bad_debt_quanta: int
     notes: tuple[str, ...] = field(default=())
 
-    def transfers(self) -> list[TransferLeg]:
-        """Return the plan's money movements as two-sided legs, in step order."""
+    def transfers(self, *, social_legs: bool = True) -> list[TransferLeg]:
+        """Return the plan's money movements as two-sided legs, in step order.
+
+        ``social_legs=False`` leaves out the per-participant socialized-loss charges and
+        their rounding (the engine batches those once per market per sweep: building one
+        leg per holder on every step measured O(holders) per step on the Drift replay).
+        """
         legs: list[TransferLeg] = []
 
         def signed(role: str, q: int, code: str) -> None:
@@ -195,7 +205,7 @@ class WaterfallPlan:
                 signed("insurance", s.quote_quanta, "insurance_takeover")
             elif isinstance(s, AdlFill):
                 signed(f"adl:{s.position}", s.quote_quanta, "adl_fill")
-            elif isinstance(s, SocializedLoss):
+            elif isinstance(s, SocializedLoss) and social_legs:
                 for i, c in enumerate(s.charges):
                     if c:
                         legs.append(TransferLeg(f"social:{i}", "account", c, "socialized_loss"))
@@ -424,13 +434,13 @@ def _below_bankruptcy(
 def _socialize(rule: Socialize, loss: int, weights: Int64Array1D | None) -> SocializedLoss:
     w = np.zeros(0, dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
     if loss <= 0 or w.shape[0] == 0 or not np.abs(w).any():
-        return SocializedLoss(rule, loss, (), 0, 0, max(loss, 0))
+        return SocializedLoss(rule, loss, np.zeros(0, dtype=np.int64), 0, 0, max(loss, 0))
     if rule == "funding_index":
         _delta, charges = socialize_funding_index(loss, lots=w)
         total = int(charges.sum())
-        return SocializedLoss(rule, loss, tuple(int(c) for c in charges.tolist()), loss,
+        return SocializedLoss(rule, loss, charges, loss,
                               total - loss, 0)
     charges = socialize_pro_rata_winners(loss, profit_quanta=w)
     covered = int(charges.sum())
-    return SocializedLoss(rule, loss, tuple(int(c) for c in charges.tolist()), covered, 0,
+    return SocializedLoss(rule, loss, charges, covered, 0,
                           loss - covered)
