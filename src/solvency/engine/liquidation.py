@@ -188,15 +188,14 @@ class Liquidator:
             else:
                 charges = socialize_pro_rata_winners(total, profit_quanta=social[0])
                 slots = social[1]
-            batch: list[Transfer] = []
-            rows: set[int] = set()
-            for slot, c in zip(slots.tolist(), charges.tolist(), strict=True):
-                if c:
-                    row = int(book.st[slot, S_ROW])
-                    rows.add(row)
-                    batch.append(Transfer(book.rows[row].ledger_id, SOCIAL, settle, int(c),
-                                          "socialized_loss"))
-            diff = int(charges.sum()) - total
+            # one leg per charged holder: the ledger keeps a balance per account id, so
+            # this loop is the posting itself (once per market per sweep, not per step)
+            nz = np.flatnonzero(charges)
+            rows = book.st[slots[nz], S_ROW]
+            batch = [Transfer(book.rows[row].ledger_id, SOCIAL, settle, c, "socialized_loss")
+                     for row, c in zip(rows.tolist(), charges[nz].tolist(), strict=True)]
+            charged = int(charges.sum())
+            diff = charged - total
             if diff > 0:
                 batch.append(Transfer(SOCIAL, ROUNDING, settle, diff, "rounding"))
             elif diff < 0:
@@ -205,13 +204,13 @@ class Liquidator:
             if batch:
                 eng._post(batch)
             a = eng._settle_of[m]
-            for row in sorted(rows):
+            for row in np.unique(rows).tolist():
                 eng._sync_balance(row, a)
             dec = eng._dec(a)
             events.append(SocializedLossEvent(
                 id=eng._next_id(), event=cause, account="*", market=book.instruments[m].name,
                 rule=str(self.policy.socialize), loss=format_quanta(total, dec),
-                covered=format_quanta(min(int(charges.sum()), total), dec),
+                covered=format_quanta(min(charged, total), dec),
                 bad_debt=format_quanta(max(-diff, 0), dec)))
         self.pending_social = {}
         return events
@@ -325,7 +324,7 @@ class Liquidator:
                                limit_ticks=None) if top_ok and not last_resort else None
         if quick is not None and quick.closed_lots == close:
             # the book took all of it at or above bankruptcy: no queue needed
-            return self._execute(r, pos, quick, None, None, cause, bq, close)
+            return self._execute(r, pos, quick, None, cause, bq, close)
         adl = self._adl_queue(pos, r, bq, close)
         if pos.m not in self._social_cache:
             self._social_cache[pos.m] = self._social_weights(pos, -1)
@@ -346,7 +345,7 @@ class Liquidator:
             adl_lots=adl[0] if adl else None, adl_order=adl[1] if adl else None,
             adl_eligible=adl[2] if adl else None,
             social_weights=social[0] if social else None)
-        return self._execute(r, pos, plan, adl, social, cause, bq, close)
+        return self._execute(r, pos, plan, adl, cause, bq, close)
 
     def _equity_and_mm_quanta(self, r: int, a: int, coll: float, mm: float, px: float,
                               scale: int) -> tuple[int, int]:
@@ -519,7 +518,7 @@ class Liquidator:
 
     # ------------------------------------------------------------------ execute
 
-    def _execute(self, r: int, pos: _Pos, plan: object, adl: object, social: object,
+    def _execute(self, r: int, pos: _Pos, plan: object, adl: object,
                  cause: str, bq: int, close: int) -> list[OutEvent]:
         from solvency.core.liquidation import WaterfallPlan
 
@@ -530,7 +529,6 @@ class Liquidator:
         settle = inst.settle
         row_id = book.rows[r].ledger_id
         adl_slots: list[int] = [int(s) for s in adl[3].tolist()] if adl else []  # type: ignore[index]
-        social_slots = social[1] if social else np.zeros(0, dtype=np.int64)  # type: ignore[index]
         roles = {"account": row_id, "market": eng.system_ledger_id(MARKET),
                  "insurance": INSURANCE, "liquidator": LIQUIDATOR, "rounding": ROUNDING,
                  "backstop": eng.system_ledger_id(BACKSTOP)}
@@ -538,8 +536,8 @@ class Liquidator:
         def ledger_of(role: str) -> str:
             if role in roles:
                 return roles[role]
-            kind, idx = role.split(":")
-            slot = adl_slots[int(idx)] if kind == "adl" else social_slots[int(idx)]
+            _adl, idx = role.split(":")  # social:<i> legs are not asked for (see below)
+            slot = adl_slots[int(idx)]
             return book.rows[int(book.st[slot, S_ROW])].ledger_id
 
         # socialized losses: the account is paid from sys:social now; the charges to the
