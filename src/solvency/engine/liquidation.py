@@ -567,31 +567,18 @@ class Liquidator:
             elif isinstance(step, FundTakeover):
                 fund_delta -= step.quote_quanta
         dec = eng._dec(pos.a)
+        # closes against a system counterparty: (its row, count key, event label)
+        takers = {MarketClose: (MARKET, "liquidations", "market"),
+                  BackstopTakeover: (BACKSTOP, "backstop", "backstop"),
+                  FundTakeover: (INSURANCE_ROW, "fund_takeover", "insurance_fund")}
         for step in plan.steps:
-            if isinstance(step, MarketClose):
-                other = self._counterparty_row(MARKET)
+            if isinstance(step, MarketClose | BackstopTakeover | FundTakeover):
+                role, count, label = takers[type(step)]
+                other = self._counterparty_row(role)
                 self._trade(r, other, pos.m, sign, step.lots, step.quote_quanta)
                 touched.add(other)
-                self.counts["liquidations"] += 1
-                events.append(self._liquidated(r, pos, step.lots, "market",
-                                               self._price_of(pos.m, step.lots,
-                                                              step.quote_quanta),
-                                               cause, bq, close, penalty, fund_delta, dec))
-            elif isinstance(step, BackstopTakeover):
-                other = self._counterparty_row(BACKSTOP)
-                self._trade(r, other, pos.m, sign, step.lots, step.quote_quanta)
-                touched.add(other)
-                self.counts["backstop"] += 1
-                events.append(self._liquidated(r, pos, step.lots, "backstop",
-                                               self._price_of(pos.m, step.lots,
-                                                              step.quote_quanta),
-                                               cause, bq, close, penalty, fund_delta, dec))
-            elif isinstance(step, FundTakeover):
-                other = self._counterparty_row(INSURANCE_ROW)
-                self._trade(r, other, pos.m, sign, step.lots, step.quote_quanta)
-                touched.add(other)
-                self.counts["fund_takeover"] += 1
-                events.append(self._liquidated(r, pos, step.lots, "insurance_fund",
+                self.counts[count] += 1
+                events.append(self._liquidated(r, pos, step.lots, label,
                                                self._price_of(pos.m, step.lots,
                                                               step.quote_quanta),
                                                cause, bq, close, penalty, fund_delta, dec))
