@@ -64,6 +64,7 @@ __all__ = [
     "default_scenario",
     "load_scenario",
     "parse_scenario",
+    "parse_scenario_data",
 ]
 
 ModelName = Literal["crash", "gbm", "merton", "garch", "bootstrap", "replay"]
@@ -611,6 +612,21 @@ def parse_scenario(text: str, *, source: str = "<scenario>",
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{source}: invalid TOML: {exc}") from None
+    return parse_scenario_data(data, source=source, base_dir=base_dir)
+
+
+def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
+                        base_dir: Path | None = None) -> Scenario:
+    """Parse a scenario from its TOML document already read into a mapping.
+
+    :func:`parse_scenario` after ``tomllib.loads``; a sweep sets parameters in the
+    mapping and parses each variant with the same checks.
+
+    Raises
+    ------
+    ScenarioError
+        With ``source: dotted.key: reason`` for each problem found.
+    """
     f = _validate(_File, data, source, "")
     assert isinstance(f, _File)
     cls = _MARKET_MODELS[f.market.model]
