@@ -9,6 +9,7 @@ from solvency.cli.core_commands import margin, replay, venues
 from solvency.cli.data import data_app
 from solvency.cli.greeks import greeks
 from solvency.cli.simulate import simulate
+from solvency.cli.sweep import sweep
 
 app = typer.Typer(
     name="solvency",
@@ -26,6 +27,7 @@ app.command("backtest")(backtest)
 app.add_typer(data_app, name="data")
 app.command("greeks")(greeks)
 app.command("simulate")(simulate)
+app.command("sweep")(sweep)
 # --- end of command registrations ---
 
 
