@@ -139,6 +139,7 @@ class _Side:
     old_lots: int
     new_lots: int
     fee_quanta: int
+    slot: int = -1  # the position slot in the fill's market when known (-1: look it up)
 
 
 def _cross_ledger_id(account: str) -> str:
@@ -216,6 +217,13 @@ class Engine:
         self._slot_buf = np.empty(8, dtype=np.int64)
         self._row_buf = np.empty(8, dtype=np.int64)
         self._out4 = np.empty(4)
+        self._rows2 = np.empty(2, dtype=np.int64)
+        self._slots2 = np.empty(2, dtype=np.int64)
+        self._below = np.zeros(1, dtype=np.int64)
+        self._traded: list[int] = []
+        self._decimals = [self.venue.assets[x].decimals for x in self.book.asset_names]
+        self._market_of: dict[str, int] = {}
+        self._index_markets()
         # EWMA of mark log returns per market (RiskMetrics lambda 0.94 per day, scaled to
         # each step's length): the volatility behind the liquidation probabilities.
         n_m = len(self.book.market_names)
@@ -230,6 +238,15 @@ class Engine:
             IsolatedMargin: self._isolated_margin,
             OracleReport: self._oracle, Order: self._order, Vol: self._vol,
         }
+
+    def _index_markets(self) -> None:
+        """Market name or alias -> index, resolved as :meth:`Venue.resolve` does (names
+        first, then aliases in market order): a dict hit instead of a scan per fill."""
+        index = {name: self.book.market_index[name] for name in self.venue.markets}
+        for inst in self.venue.markets.values():
+            for alias in inst.aliases:
+                index.setdefault(alias, self.book.market_index[inst.name])
+        self._market_of = index
 
     def _tv(self, inst: Instrument) -> int:
         """Settlement quanta per lot per tick (0 for inverse markets: not exact)."""
@@ -253,7 +270,10 @@ class Engine:
             ):
                 raise RejectReason("out_of_order",
                                    f"ts {ts} is before the engine clock {self.clock_ms}")
-            out = self._dispatch(event)
+            handler = self._handlers.get(type(event))
+            if handler is None:
+                raise RejectReason("unknown_type", f"{type(event).__name__}")
+            out = handler(event)
         except RejectReason as rej:
             self.counts["rejected"] += 1
             # The out-event id derives from the input id: a rejection consumes no
@@ -273,12 +293,6 @@ class Engine:
         for ev in events:
             out.extend(self.apply(ev))
         return out
-
-    def _dispatch(self, event: InputEvent | OracleReport | Order) -> list[Any]:
-        handler = self._handlers.get(type(event))
-        if handler is None:
-            raise RejectReason("unknown_type", f"{type(event).__name__}")
-        return handler(event)
 
     def _next_id(self) -> str:
         self.out_seq += 1
@@ -307,7 +321,7 @@ class Engine:
         if not value:
             return 0
         try:
-            q = to_quanta(value, self.venue.assets[self.book.asset_names[a]].decimals, "exact")
+            q = to_quanta(value, self._decimals[a], "exact")
         except UnitError as exc:
             raise RejectReason("invalid_amount", f"{field}: {exc}") from None
         if abs(q) > MAX_QUANTA:
@@ -353,12 +367,13 @@ class Engine:
             raise EngineError(f"ledger refused a validated batch: {result}")
 
     def _whatif(self, r: int, weighted: bool, m: int, delta_lots: int, oi_lots_m: int,
-                dbal: dict[int, int]) -> np.ndarray:
+                a: int, dq: int) -> np.ndarray:
+        """Row ``r`` valued as if market ``m``'s position moved by ``delta_lots`` (open
+        interest ``oi_lots_m``) and its balance of asset ``a`` by ``dq`` quanta."""
         book = self.book
         vec = self._dbal
         vec.fill(0)
-        for a, q in dbal.items():
-            vec[a] = q
+        vec[a] = dq
         out = self._out4
         oi_c = oi_lots_m * book.lot_size[m] if m >= 0 else 0.0
         row_whatif(r, 1 if weighted else 0, m, float(delta_lots), oi_c, vec, book.row_first,
@@ -393,7 +408,7 @@ class Engine:
                                f"{ev.asset}, asked {ev.amount}")
         if self.book.row_nslots[r] > 0 or self._has_negative_balance(r):
             self.book.refresh(np.array(self.book.row_slots(r), dtype=np.int64))
-            after = self._whatif(r, True, -1, 0, 0, {a: -q})
+            after = self._whatif(r, True, -1, 0, 0, a, -q)
             im_after = after[OUT_IM]
             if not np.isnan(self.book.pm[r, 0]):
                 im_after = self.pm_requirements(np.array([r], dtype=np.int64))[0][0]
@@ -644,14 +659,20 @@ class Engine:
             book.refresh(np.array(slots, dtype=np.int64))
             return self._check_rows(rows, cause)
         out = self._out_buf[: rows.shape[0]]
-        buf = self._slot_buf[: len(slots)]
-        buf[:] = slots
+        if len(slots) == 2:
+            buf = self._slots2
+            buf[0], buf[1] = slots
+        else:
+            buf = self._slot_buf[: len(slots)]
+            buf[:] = slots
+        below = self._below
         hits = touch_rows(buf, rows, book.st, book.row_int,
                           book.mk, book.mki, book.tiers, book.asset_price, book.ascale,
                           book.atier_start, book.atier_count, book.atiers, book.warned,
-                          self.margin_call_ratio, out, book.pm)
+                          self.margin_call_ratio, out, book.pm, below)
         events = self._events_for(hits, rows, out, cause) if hits.shape[0] else []
-        events.extend(self.liquidator.sweep(rows, out, cause))
+        if below[0] or self.liquidator.deficit_rows:
+            events.extend(self.liquidator.sweep(rows, out, cause))
         return events
 
     def _crossings(self, rows: np.ndarray, out: np.ndarray, cause: str) -> list[OutEvent]:
@@ -697,16 +718,19 @@ class Engine:
         book = self.book
         r = book.row_index.get(name, -1)
         old = 0
+        s = -1
         if r >= 0:
             s = book.pos_slot.get(r * book.n_markets + m, -1)
             if s >= 0:
-                old = int(book.st[s, S_LOTS])
-        ledger_id = f"u:{name}"
-        return _Side(account, r, name, ledger_id, isolated, old, old + delta, fee)
+                old = book.st.item(s, S_LOTS)
+        return _Side(account, r, name, "u:" + name, isolated, old, old + delta, fee, s)
 
     def _fill(self, ev: Fill) -> list[OutEvent]:
         book = self.book
-        m, inst = self._market(ev.market)
+        m = self._market_of.get(ev.market, -1)
+        if m < 0:
+            m, _ = self._market(ev.market)
+        inst = book.instruments[m]
         if book.expired[m] or (inst.expiry_ms is not None and self.clock_ms is not None
                                and self.clock_ms >= inst.expiry_ms):
             raise RejectReason("market_expired", f"market {inst.name} has expired")
@@ -720,92 +744,103 @@ class Engine:
             raise RejectReason("no_mark", f"market {inst.name} has no mark price yet")
         lots = _on_grid(ev.size, inst.lot_size, "size", "invalid_size")
         ticks = _on_grid(ev.price, inst.tick_size, "price", "price_off_tick")
-        fee_b = self._quanta(ev.fee_buyer, a, "fee_buyer")
-        fee_s = self._quanta(ev.fee_seller, a, "fee_seller")
+        fee_b = self._quanta(ev.fee_buyer, a, "fee_buyer") if ev.fee_buyer else 0
+        fee_s = self._quanta(ev.fee_seller, a, "fee_seller") if ev.fee_seller else 0
         buyer = self._side(ev.buyer, m, inst.name, lots, fee_b)
         seller = self._side(ev.seller, m, inst.name, -lots, fee_s)
         settle = inst.settle
-        dec = self._dec(a)
+        inverse = inst.is_inverse
+        tv = self._tick_value[m]
         # --- money of the trade, exact
-        if inst.is_inverse:
+        if inverse:
+            dec = self._decimals[a]
             coin = Fraction(lots) * Fraction(inst.lot_size) * Fraction(inst.contract_size) / (
                 Fraction(ev.price)) * 10**dec
             pay = div_round(coin.numerator, coin.denominator, "ceil")
             get = div_round(coin.numerator, coin.denominator, "floor")
             # inverse long receives coin: seller pays (rounded up), buyer gets (rounded down)
-            flows = {seller.ledger_id: -pay, buyer.ledger_id: get}
+            flow_b, flow_s = get, -pay
             cost_b, cost_s = -get, pay
+            per_lot = tv or 1
         else:
-            notional = lots * ticks * self._tick_value[m]
-            pay = get = notional
-            flows = {buyer.ledger_id: -notional, seller.ledger_id: notional}
-            cost_b, cost_s = notional, -notional
-        tv = self._tick_value[m] or 1
-        for side in (buyer, seller):
-            bound = abs(side.new_lots) * (ticks if not inst.is_inverse else 1) * tv
-            if bound > MAX_QUANTA or pay > MAX_QUANTA:
-                raise RejectReason("size_too_large", f"position of {side.account} too large")
+            pay = get = lots * ticks * tv
+            flow_b, flow_s = -pay, pay
+            cost_b, cost_s = pay, -pay
+            per_lot = ticks * (tv or 1)
+        if (pay > MAX_QUANTA or abs(buyer.new_lots) * per_lot > MAX_QUANTA
+                or abs(seller.new_lots) * per_lot > MAX_QUANTA):
+            big = buyer if pay > MAX_QUANTA or abs(buyer.new_lots) * per_lot > MAX_QUANTA \
+                else seller
+            raise RejectReason("size_too_large", f"position of {big.account} too large")
         oi_after = (book.oi_lots[m] + max(buyer.new_lots, 0) - max(buyer.old_lots, 0)
                     + max(seller.new_lots, 0) - max(seller.old_lots, 0))
         # --- margin: a side whose risk grows must hold initial margin after the fill
         iso_topups: dict[str, int] = {}
-        for side, flow, fee in ((buyer, flows[buyer.ledger_id], fee_b),
-                                (seller, flows[seller.ledger_id], fee_s)):
-            if not _risk_grows(side.old_lots, side.new_lots):
-                continue
+        for side, flow, fee in ((buyer, flow_b, fee_b), (seller, flow_s, fee_s)):
+            old, new = side.old_lots, side.new_lots
+            if not (abs(new) > abs(old) or (old != 0 and new != 0 and (old > 0) != (new > 0))):
+                continue  # risk does not grow (see _risk_grows)
             if mode == "reduce_only":
                 raise RejectReason("market_reduce_only",
                                    f"market {inst.name} is reduce-only: {side.account} "
                                    "would grow a position")
-            self._check_side_margin(side, m, a, flow - fee, oi_after, iso_topups, dec)
+            self._check_side_margin(side, m, a, flow - fee, oi_after, iso_topups)
         # --- commit
-        batch: list[Transfer] = []
         for side in (buyer, seller):
             if side.row < 0:
-                weighted = not side.isolated
                 side.row = book.add_row(side.row_name, side.account, m if side.isolated else -1,
-                                        side.ledger_id, weighted)
-        for side in (buyer, seller):
-            top = iso_topups.get(side.ledger_id, 0)
-            if top:
-                batch.append(Transfer(_cross_ledger_id(side.account), side.ledger_id, settle,
-                                      top, "isolated_margin"))
-        if inst.is_inverse:
+                                        side.ledger_id, not side.isolated)
+        batch: list[Transfer] = []
+        if iso_topups:
+            for side in (buyer, seller):
+                top = iso_topups.get(side.ledger_id, 0)
+                if top:
+                    batch.append(Transfer(_cross_ledger_id(side.account), side.ledger_id,
+                                          settle, top, "isolated_margin"))
+        if inverse:
             batch.append(Transfer(seller.ledger_id, CLEARING, settle, pay, "fill"))
             batch.append(Transfer(CLEARING, buyer.ledger_id, settle, get, "fill"))
             if pay != get:
                 batch.append(Transfer(CLEARING, ROUNDING, settle, pay - get, "rounding"))
         else:
             batch.append(Transfer(buyer.ledger_id, seller.ledger_id, settle, pay, "fill"))
+        share = self.fee_share_ppm
         for side in (buyer, seller):
-            if side.fee_quanta > 0:
+            fee = side.fee_quanta
+            if fee > 0:
                 # the insurance fund's share of fees, rounded down (the rest to the pool)
-                to_fund = side.fee_quanta * self.fee_share_ppm // PPM
+                to_fund = fee * share // PPM if share else 0
                 if to_fund:
                     batch.append(Transfer(side.ledger_id, INSURANCE, settle, to_fund,
                                           "fee_insurance"))
-                if side.fee_quanta - to_fund:
-                    batch.append(Transfer(side.ledger_id, FEES, settle,
-                                          side.fee_quanta - to_fund, "fee"))
-            elif side.fee_quanta < 0:
-                batch.append(Transfer(FEES, side.ledger_id, settle, -side.fee_quanta, "rebate"))
+                if fee - to_fund:
+                    batch.append(Transfer(side.ledger_id, FEES, settle, fee - to_fund, "fee"))
+            elif fee < 0:
+                batch.append(Transfer(FEES, side.ledger_id, settle, -fee, "rebate"))
         self._post(batch)
-        touched_rows = []
+        ledger = self.ledger
+        traded = self._traded
+        traded.clear()
         for side, cost in ((buyer, cost_b), (seller, cost_s)):
-            self._move_position(side, m, cost)
-            self._sync_balance(side.row, a)
-            touched_rows.append(side.row)
-            if side.isolated and side.ledger_id in iso_topups:
-                cross = book.row_index[side.account]
-                self._sync_balance(cross, a)
-                touched_rows.append(cross)
+            s = self._move_position(side, m, cost)
+            if s >= 0:
+                traded.append(s)
+            book.set_balance(side.row, a, ledger.balance(side.ledger_id, settle))
+        br, sr = buyer.row, seller.row
+        if iso_topups:
+            touched = {br, sr}
+            for side in (buyer, seller):
+                if side.isolated and side.ledger_id in iso_topups:
+                    cross = book.row_index[side.account]
+                    self._sync_balance(cross, a)
+                    touched.add(cross)
+            uniq = sorted(touched)
+            rows = self._row_buf[: len(uniq)]
+            rows[:] = uniq
+        else:
+            rows = self._rows2
+            rows[0], rows[1] = (br, sr) if br < sr else (sr, br)
         book.set_oi(m, oi_after)
-        key = book.n_markets
-        traded = [s for s in (book.pos_slot.get(buyer.row * key + m, -1),
-                              book.pos_slot.get(seller.row * key + m, -1)) if s >= 0]
-        uniq = sorted(set(touched_rows))
-        rows = self._row_buf[: len(uniq)]
-        rows[:] = uniq
         out = self._touch(traded, rows, ev.id)
         for side in (buyer, seller):
             if side.isolated and side.new_lots == 0:
@@ -856,10 +891,10 @@ class Engine:
         return oi
 
     def _check_side_margin(self, side: _Side, m: int, a: int, dq: int, oi_after: int,
-                           iso_topups: dict[str, int], dec: int) -> None:
+                           iso_topups: dict[str, int]) -> None:
         book = self.book
         delta = side.new_lots - side.old_lots
-        after = self._whatif(side.row, not side.isolated, m, delta, oi_after, {a: dq})
+        after = self._whatif(side.row, not side.isolated, m, delta, oi_after, a, dq)
         free = after[OUT_COLLATERAL] - after[OUT_IM]
         if self.n_pm and side.row >= 0 and not np.isnan(book.pm[side.row, 0]):
             # portfolio margin: the grid's initial margin with the trade included
@@ -875,7 +910,7 @@ class Engine:
         # isolated: top the bucket up from the account's cross balance, rounded up
         px = float(book.asset_price[a])
         short_settle = max(0.0, -free) / px
-        top = int(np.ceil(short_settle * 10**dec)) + (1 if free < 0 else 0)
+        top = int(np.ceil(short_settle * 10 ** self._decimals[a])) + (1 if free < 0 else 0)
         if top <= 0:
             return
         cross = book.row_index.get(side.account, -1)
@@ -884,21 +919,25 @@ class Engine:
             raise RejectReason("insufficient_initial_margin",
                                f"{side.account}: isolated margin needs {top} quanta of "
                                f"{book.asset_names[a]}, the account holds {have}")
-        cross_after = self._whatif(cross, True, -1, 0, 0, {a: -top})
+        cross_after = self._whatif(cross, True, -1, 0, 0, a, -top)
         if not cross_after[OUT_COLLATERAL] - cross_after[OUT_IM] >= 0.0:
             raise RejectReason("insufficient_initial_margin",
                                f"{side.account}: moving isolated margin would leave the "
                                "cross account below initial margin")
         iso_topups[side.ledger_id] = top
 
-    def _move_position(self, side: _Side, m: int, trade_cost: int) -> None:
-        """Update lots and cost basis; realized PnL is reported, never posted."""
+    def _move_position(self, side: _Side, m: int, trade_cost: int) -> int:
+        """Update lots and cost basis; realized PnL is reported, never posted.
+
+        Returns the position's slot, or -1 when the position closed."""
         book = self.book
-        s = book.pos_slot.get(side.row * book.n_markets + m, -1)
+        s = side.slot
         if s < 0:
-            s = book.open_slot(side.row, m)
+            s = book.pos_slot.get(side.row * book.n_markets + m, -1)
+            if s < 0:
+                s = book.open_slot(side.row, m)
         old, new = side.old_lots, side.new_lots
-        cost = int(book.slot_cost[s])
+        cost = book.slot_cost.item(s)
         if old == 0 or (old > 0) == (new - old > 0):  # opening or adding
             cost += trade_cost
         else:
@@ -911,10 +950,14 @@ class Engine:
             cost -= removed
             if (new > 0) != (old > 0) and new != 0:  # flipped: the rest opens a new position
                 cost = trade_cost - closing_part
-        book.st[s, S_LOTS] = new
-        book.slot_cost[s] = cost if new != 0 else 0
         if new == 0:
+            book.st[s, S_LOTS] = 0
+            book.slot_cost[s] = 0
             book.close_slot(s)
+            return -1
+        book.st[s, S_LOTS] = new
+        book.slot_cost[s] = cost
+        return s
 
     def _release_bucket(self, side: _Side, a: int, cause: str) -> list[OutEvent]:
         """Return an emptied isolated bucket's margin to the account's cross balance."""
@@ -1096,6 +1139,7 @@ class Engine:
                            margin_call_ratio=self.venue.margin_call_ratio,
                            source=self.venue.source, as_of=self.venue.as_of,
                            raw={**self.venue.raw, "markets": dict(self.market_data)})
+        self._index_markets()
         slots = book.holders[m].view().copy()
         book.refresh(slots)
         out: list[OutEvent] = [Settled(id=self._next_id(), event=ev.id, kind="params",
@@ -1149,7 +1193,7 @@ class Engine:
                                f"{src_id} holds {format_quanta(have, self._dec(a))} "
                                f"{inst.settle}")
         book.refresh(np.array(book.row_slots(src), dtype=np.int64))
-        after = self._whatif(src, src == cross, -1, 0, 0, {a: -q})
+        after = self._whatif(src, src == cross, -1, 0, 0, a, -q)
         if not after[OUT_COLLATERAL] - after[OUT_IM] >= 0.0:
             raise RejectReason("insufficient_initial_margin",
                                "moving the margin would leave the source below initial margin")

@@ -284,7 +284,7 @@ class EngineView:
         isolated = eng.accounts.get(account) == "isolated"
         r = self._row(account, market)
         oi = eng.book.oi_lots[m] + max(lots, 0)
-        out = eng._whatif(r, not isolated, m, lots, oi, {a: math.floor(cash)})
+        out = eng._whatif(r, not isolated, m, lots, oi, a, math.floor(cash))
         free = float(out[OUT_COLLATERAL] - out[OUT_IM])
         if isolated:
             cross = eng.book.row_index.get(account, -1)

@@ -164,7 +164,19 @@ class Ledger:
                 result = Result.SAME_ACCOUNT
             if result is not Result.OK:
                 break
-            _move(bal, debit, credit, asset, amount)
+            # _move, inlined: this loop runs for every transfer of every fill
+            key = (debit, asset)
+            v = bal.get(key, 0) - amount
+            if v:
+                bal[key] = v
+            else:
+                del bal[key]
+            key = (credit, asset)
+            v = bal.get(key, 0) + amount
+            if v:
+                bal[key] = v
+            else:
+                del bal[key]
             done += 1
             if debit in _NON_NEGATIVE:
                 if guarded is None:
