@@ -569,9 +569,9 @@ class SweepResult:
         ``mean_bad_debt``, ``max_bad_debt``, ``p_bad_debt``, ``venue`` and
         ``on_frontier``.
     backend : str
-        ``processes``, ``dask-local`` or ``dask <address>``.
+        ``processes``, ``dask-local``, ``dask <address>`` or ``dask client``.
     workers : int or None
-        Local workers used (None on a remote cluster).
+        Workers used (None on a scheduler address).
     wall_s : float
         Time of the whole sweep, from the first submission to the last result.
     task_wall_s : float
@@ -656,7 +656,7 @@ def pareto_frontier(xy: Sequence[tuple[float | None, float | None]]) -> set[int]
 
 
 def run_sweep(plan: SweepPlan, *, workers: int | None = None, dask: str | None = None,
-              progress: Progress | None = None) -> SweepResult:
+              client: Any = None, progress: Progress | None = None) -> SweepResult:
     """Run every task of ``plan`` and return the sorted tables.
 
     Parameters
@@ -671,6 +671,9 @@ def run_sweep(plan: SweepPlan, *, workers: int | None = None, dask: str | None =
         ``None``: a local process pool; ``"local"``: a ``LocalCluster``; else the address
         of a dask.distributed scheduler (``tcp://host:8786``), whose workers must have
         solvency installed and the scenario's data files at the same paths.
+    client : distributed.Client or None
+        An existing client to run on instead (``dask`` and ``workers`` must be None);
+        it stays open.
     progress : Progress or None
         Called with ``(tasks done, tasks in total)`` as results arrive.
 
@@ -681,10 +684,15 @@ def run_sweep(plan: SweepPlan, *, workers: int | None = None, dask: str | None =
     """
     if workers is not None and workers < 1:
         raise ScenarioError(f"--workers must be >= 1, got {workers}")
+    if client is not None and (dask is not None or workers is not None):
+        raise ValueError("run_sweep: give either client or dask/workers")
     tasks = list(plan.tasks())
     n = min(workers or default_workers(), len(tasks))
     t0 = time.perf_counter()
-    if dask is None:
+    if client is not None:
+        results = _run_on_client(client, tasks, progress)
+        backend, used = "dask client", len(client.nthreads())
+    elif dask is None:
         results, backend, used = _run_processes(tasks, n, progress), "processes", n
     elif dask == "local":
         results, backend, used = _run_dask(tasks, "local", n, progress), "dask-local", n
