@@ -420,3 +420,16 @@ def test_cli_missing_file_exits_2(tmp_path: Path) -> None:
     res = runner.invoke(app, ["sweep", str(tmp_path / "nope.toml"), "--json"])
     assert res.exit_code == 2
     assert "scenario file not found" in res.output
+
+
+def test_venue_overrides_take_decimal_strings(base: SweepBase) -> None:
+    (tiers,) = parse_grid([
+        'venue.markets.BTC-PERP.tiers=[{floor = "0", max_leverage = "50", mmr = "0.01"}],'
+        '[{floor = "0", max_leverage = "20", mmr = "0.025"}]'])
+    mmrs = [base.scenario({tiers.name: v}).venue().markets["BTC-PERP"].margin.tiers[0].mmr
+            for v in tiers.values]
+    assert [str(m) for m in mmrs] == ["0.01", "0.025"]
+    (ratio,) = parse_grid(['venue.margin_call_ratio="0.7"'])
+    assert str(base.scenario({ratio.name: ratio.values[0]}).venue().margin_call_ratio) == "0.7"
+    with pytest.raises(ScenarioError, match=r"--grid venue\.margin_call_ratio=0\.7: .*decimal"):
+        plan_sweep(base, parse_grid(["venue.margin_call_ratio=0.7"]), 1)
