@@ -56,19 +56,26 @@ def _run(plan: SweepPlan, workers: int | None, dask: str | None, show: bool) -> 
         return run_sweep(plan, workers=workers, dask=dask, progress=update)
 
 
+def _cell(key: str, value: Any) -> str:
+    if key == "on_frontier":
+        return "yes" if value else "-"
+    return _show(value)
+
+
 def _print_table(title: str, result: SweepResult) -> None:
     table = Table(title=title)
     table.add_column("point", justify="right")
     for p in result.params:
-        table.add_column(p, justify="right")
+        table.add_column(p, justify="right", overflow="fold")
     table.add_column("paths", justify="right")
     for _, label in _TABLE_KEYS:
-        table.add_column(label, justify="right")
+        table.add_column(label, justify="right", overflow="fold", min_width=len(label))
     for pt in result.points:
         table.add_row(str(pt["point"]), *(escape(_show(pt[p])) for p in result.params),
-                      str(pt["paths"]), *(_show(pt.get(k)) for k, _ in _TABLE_KEYS))
+                      str(pt["paths"]), *(_cell(k, pt.get(k)) for k, _ in _TABLE_KEYS))
     console.print(table)
-    workers = "" if result.workers is None else f", {result.workers} workers"
+    workers = "" if result.workers is None else (
+        f", {result.workers} worker{'s' if result.workers > 1 else ''}")
     console.print(f"{len(result.rows)} runs on {escape(result.backend)}{workers} in "
                   f"{result.wall_s:.1f} s ({len(result.rows) / result.wall_s:.2f} runs/s)")
 

@@ -500,12 +500,16 @@ def _run_processes(tasks: list[SweepTask], workers: int,
                    progress: Progress | None) -> list[TaskResult]:
     out: list[TaskResult] = []
     # spawned, not forked: the parent may hold threads (a Dask client, numba) and locks
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    try:
         futures = [pool.submit(run_task, t) for t in tasks]
         for fut in as_completed(futures):
             out.append(fut.result())
             if progress is not None:
                 progress(len(out), len(tasks))
+    finally:
+        # on a failed task or Ctrl-C, drop the tasks not started instead of running them
+        pool.shutdown(wait=True, cancel_futures=True)
     return out
 
 
