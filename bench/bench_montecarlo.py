@@ -55,7 +55,7 @@ def _run(base: SweepBase, paths: int, workers: int) -> tuple[SweepResult, float]
     plan = plan_sweep(base, (), paths)
     t0 = time.perf_counter()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         client.run(_warm_up)
         start = time.perf_counter() - t0

@@ -534,7 +534,8 @@ def _run_dask(tasks: list[SweepTask], address: str, workers: int,
 
     if address == "local":
         cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            # a free port for the HTTP server: ":8787" may be taken by another cluster
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR)
         with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
             return _run_on_client(client, tasks, progress)
