@@ -14,6 +14,14 @@ clock, no randomness, so runs replay exactly):
   negative), decaying with ``impact_half_life_ms`` (the book's resilience).
 * the volatility itself.
 
+A separate, optional layer -- the market makers of :mod:`solvency.sim.agents` -- sets a
+*withdrawn* fraction ``w`` in ``[0, 1)`` per market with :meth:`ImpactLiquidity.set_withdrawal`:
+the book then holds ``(1 - w)`` of the vol-thinned depth and the impact of a given flow
+grows by ``(1 - w) ** -0.5`` (the latent liquidity behind the square-root law is
+proportional to the depth, and impact goes as ``sqrt(Q / L)``). Nobody sets it unless the
+agent runs, and ``w = 0`` multiplies by exactly one: without market makers the model is
+bit for bit what it was.
+
 The *impact* of that flow on the venue's trade price follows the square-root law::
 
     impact = sign(Q) * Y * sigma_daily * sqrt(|Q| / V_daily)        (log price)
@@ -324,6 +332,7 @@ class ImpactLiquidity:
             self._grid[name] = _Grid(float(inst.lot_size * inst.contract_size),
                                      inst.is_inverse)
             self.state[name] = MarketState(1.0, 0.0, spec.vol_ref_annual)
+        self.withdrawn: dict[str, float] = {}
 
     # ------------------------------------------------------------------ state
 
@@ -364,6 +373,22 @@ class ImpactLiquidity:
         f = float((spec.vol_ref_annual / vol) ** spec.depth_vol_elasticity)
         return min(max(f, spec.min_depth_fraction), 1.0)
 
+    def set_withdrawal(self, market: str, fraction: float) -> None:
+        """Set the fraction ``w`` of the book market makers have withdrawn, ``0 <= w < 1``.
+
+        Depth becomes ``(1 - w)`` of the vol-thinned book and impact grows by
+        ``(1 - w) ** -0.5`` (see the module docstring).
+        """
+        if market not in self.specs:
+            raise ValueError(f"market {market!r} has no liquidity model")
+        if not (math.isfinite(fraction) and 0.0 <= fraction < 1.0):
+            raise ValueError(f"withdrawn fraction must be in [0, 1), got {fraction}")
+        self.withdrawn[market] = float(fraction)
+
+    def withdrawal(self, market: str) -> float:
+        """Return the fraction of the book market makers have withdrawn (0 by default)."""
+        return self.withdrawn.get(market, 0.0)
+
     def record_flow(self, market: str, flow_base: float) -> None:
         """Add executed flow (base units, buys positive) to a market's impact state."""
         self.state[market].flow_base += flow_base
@@ -372,8 +397,10 @@ class ImpactLiquidity:
         """Return the market's current log price impact (square-root law)."""
         spec, st = self.specs[market], self.state[market]
         sigma_daily = st.vol_annual / math.sqrt(DAYS_PER_YEAR)
-        return sqrt_impact(st.flow_base, daily_volume_base=spec.daily_volume_base,
+        base = sqrt_impact(st.flow_base, daily_volume_base=spec.daily_volume_base,
                            sigma_daily=sigma_daily, y=spec.impact_y)
+        w = self.withdrawn.get(market, 0.0)
+        return base if w == 0.0 else base / math.sqrt(1.0 - w)
 
     def trade_price(self, market: str, index_price: float) -> float:
         """Return the venue's trade price: ``index x exp(impact)``."""
@@ -384,8 +411,9 @@ class ImpactLiquidity:
         return index_price * math.exp(self.specs[market].oracle_weight * self.impact(market))
 
     def depth_factor(self, market: str) -> float:
-        """Return the fraction of the calibrated book currently there."""
-        return self.state[market].depth_factor
+        """Return the fraction of the calibrated book currently there (vol thinning
+        times what market makers left, ``1 - w``)."""
+        return self.state[market].depth_factor * (1.0 - self.withdrawn.get(market, 0.0))
 
     # ------------------------------------------------------------------ quotes
 
@@ -405,13 +433,13 @@ class ImpactLiquidity:
             return []
         if mark <= 0 or tick <= 0:
             raise ValueError("mark and tick must be > 0")
-        st = self.state[market]
         w = spec.oracle_weight
         mid = float(mark) * math.exp((1.0 - w) * self.impact(market))
         buy = lots > 0
         n_bands = math.ceil(spec.profile.max_bps / spec.band_bps)
         edges = spec.band_bps * np.arange(1, n_bands + 1, dtype=np.float64)
-        cum_base = spec.profile.cumulative("ask" if buy else "bid", edges) * st.depth_factor
+        cum_base = spec.profile.cumulative("ask" if buy else "bid", edges) * (
+            self.depth_factor(market))
         grid = self._grid[market]
         prices = mid * (1.0 + (1.0 if buy else -1.0) * edges / 10_000.0)
         per_lot = grid.lot_base / prices if grid.inverse else np.full_like(prices,
@@ -445,7 +473,12 @@ class ImpactLiquidity:
         return out
 
     def snapshot(self) -> dict[str, object]:
-        """Return the state as JSON-able data (model time and each market's state)."""
-        return {"now_ms": self.now_ms,
-                "markets": {k: [v.depth_factor.hex(), v.flow_base.hex(), v.vol_annual.hex()]
-                            for k, v in sorted(self.state.items())}}
+        """Return the state as JSON-able data (model time, each market's state and, once
+        market makers set any, their withdrawn fractions)."""
+        out: dict[str, object] = {
+            "now_ms": self.now_ms,
+            "markets": {k: [v.depth_factor.hex(), v.flow_base.hex(), v.vol_annual.hex()]
+                        for k, v in sorted(self.state.items())}}
+        if self.withdrawn:
+            out["withdrawn"] = {k: v.hex() for k, v in sorted(self.withdrawn.items())}
+        return out

@@ -94,6 +94,16 @@ class StepSeries:
         debt; settlement asset units.
     im_locked, notional : Float64Array1D
         Sum of initial margin and of notional over all user positions.
+    extra : dict
+        Free-form additions.
+    premium, funding_rate : dict of Float64Array1D
+        Per market, with the funding agent: the premium index sampled at the point and
+        the last funding rate applied (0 before the first).
+    mm_depth_fraction : dict of Float64Array1D
+        Per market: the share ``1 - w`` of the book market makers left (1 without them).
+    topup_amount, liquidator_notional, funding_paid : Float64Array1D
+        Per step: deposits of traders answering margin calls, notional the liquidators
+        took, funding paid by the payers (settlement asset units).
     """
 
     ts_ms: Int64Array1D
@@ -117,6 +127,12 @@ class StepSeries:
     im_locked: Float64Array1D
     notional: Float64Array1D
     extra: dict[str, Any] = field(default_factory=dict)
+    premium: dict[str, Float64Array1D] = field(default_factory=dict)
+    funding_rate: dict[str, Float64Array1D] = field(default_factory=dict)
+    mm_depth_fraction: dict[str, Float64Array1D] = field(default_factory=dict)
+    topup_amount: Float64Array1D = field(default_factory=lambda: np.zeros(0))
+    liquidator_notional: Float64Array1D = field(default_factory=lambda: np.zeros(0))
+    funding_paid: Float64Array1D = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def empty(cls, ts_ms: Int64Array1D, markets: tuple[str, ...]) -> StepSeries:
@@ -136,16 +152,20 @@ class StepSeries:
             breaker={m: i() for m in markets}, liq_count=i(), adl_count=i(), at_risk=i(),
             liq_notional=f(), adl_notional=f(), adl_haircut=f(), adl_overshoot=f(),
             insurance_fund=f(), insurance_fund_equity=f(), bad_debt=f(), im_locked=f(),
-            notional=f())
+            notional=f(), premium={m: f() for m in markets},
+            funding_rate={m: f() for m in markets},
+            mm_depth_fraction={m: np.ones(n, dtype=np.float64) for m in markets},
+            topup_amount=f(), liquidator_notional=f(), funding_paid=f())
 
     def truncate(self, n: int) -> None:
         """Keep the first ``n`` points (a run stopped by a broken invariant)."""
         for name in ("ts_ms", "liq_count", "adl_count", "at_risk", "liq_notional",
                      "adl_notional", "adl_haircut", "adl_overshoot", "insurance_fund",
-                     "insurance_fund_equity", "bad_debt", "im_locked", "notional"):
+                     "insurance_fund_equity", "bad_debt", "im_locked", "notional",
+                     "topup_amount", "liquidator_notional", "funding_paid"):
             setattr(self, name, getattr(self, name)[:n])
         for name in ("index", "mark", "trade", "mm_rate", "im_rate", "depth_factor",
-                     "breaker"):
+                     "breaker", "premium", "funding_rate", "mm_depth_fraction"):
             d = getattr(self, name)
             for k in d:
                 d[k] = d[k][:n]

@@ -43,6 +43,7 @@ from solvency.core.typing import Float64Array1D
 from solvency.engine.breakers import STATES
 from solvency.engine.engine import Engine, EngineError
 from solvency.engine.liquidation import BAD_DEBT, INSURANCE_ROW
+from solvency.sim.agents import Agents
 from solvency.sim.market import ImpactLiquidity
 from solvency.sim.metrics import StepSeries, bad_debt_var, summarize
 from solvency.sim.paths import MS_PER_YEAR, PathSet, ReplaySpec, simulate_assets
@@ -350,12 +351,18 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
     except ValueError as exc:
         raise ScenarioError(f"population: {exc}") from None
     model = ImpactLiquidity(v, scenario.liquidity_specs(impact=impact), start_ms=int(ts[0]))
-    engine = Engine(v, liquidity=model)
+    try:
+        crew = Agents(scenario.agents, venue=v, book=model, markets=markets, settle=settle,
+                      start_ms=int(ts[0]), seed=scenario.seed_agents)
+    except ValueError as exc:
+        raise ScenarioError(f"agents.{exc}") from None
+    engine = Engine(v, liquidity=crew.liquidity)
     if scenario.insurance_fund > 0:
         engine.apply(Deposit(id="scenario:fund", account=INSURANCE_ROW, asset=settle,
                              amount=scenario.insurance_fund))
     load_population(engine, pop)
     topped = _top_up(engine, settle)
+    crew.attach(engine, pop)
     series = StepSeries.empty(ts, markets)
     rec = _Recorder(engine, pop, series, settle)
     vols = {m: realized_vol(ts, prices[m], scenario.vol_window) for m in markets}
@@ -370,14 +377,17 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         fund_start = rec.fund()
         model.advance(now, {m: float(vols[m][k]) for m in markets if m in model.specs})
         index = {m: float(prices[m][k]) for m in markets}
+        rec.events(k, crew.before_prices(now, index), fund_start)
         marks: dict[str, float] = {}
         for m in markets:
             oracle = model.oracle_price(m, index[m]) if m in model.specs else index[m]
             mark = _tick_round(oracle, ticks[m])
             marks[m] = float(mark)
             series.mark[m][k] = marks[m]
-            out = engine.apply(Price(id=f"step:{k}:{m}", market=m, price=mark, ts_ms=now))
+            out = crew.apply(Price(id=f"step:{k}:{m}", market=m, price=mark, ts_ms=now))
             rec.events(k, out, fund_start)
+        rec.events(k, crew.after_prices(now, index), fund_start)
+        crew.record(k, series)
         rec.state(k, model, index)
         if series.insurance_fund[k] < 0:
             violation = f"insurance fund negative at {now}: {series.insurance_fund[k]}"
@@ -399,6 +409,9 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         "accounts": scenario.population.n_accounts, "positions": int(pop.pos_lots.shape[0]),
         "points": int(series.ts_ms.shape[0]), "settle_asset": settle,
         "topped_up_accounts": topped, "engine_counts": dict(engine.liquidator.counts),
+        "agents": sorted(n for n in ("topup", "liquidator", "market_maker", "arbitrage",
+                                     "funding") if getattr(scenario.agents, n) is not None),
+        **crew.metrics(),
         "violation": violation or None, "wall_s": time.perf_counter() - t0,
     })
     return RunResult(scenario=scenario.name, venue=v.name,

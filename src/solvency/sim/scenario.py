@@ -21,6 +21,9 @@ File format (every key is documented in ``docs/stress_lab.md``)::
     [population] n_accounts = 100000, ... ; [population.open_interest_base] BTC-PERP = ...
     [venue]      preset = "binance", insurance_fund = 20000000, [venue.insurance] ...
     [liquidity.BTC-PERP]             depth_per_bps_base = 5.0, daily_volume_base = ...
+    [agents.topup] / [agents.liquidator] / [agents.market_maker] / [agents.arbitrage] /
+    [agents.funding]                 each optional (absent or enabled = false: off);
+                                     unset keys take the defaults of solvency.sim.agents
 
 Relative file paths (``source`` of replay and bootstrap markets, ``book_depth`` of a
 liquidity section) are resolved when a run needs them: against the current directory,
@@ -44,6 +47,14 @@ from solvency.adapters.ohlcv import OhlcvError, parse_interval_ms
 from solvency.core.model.events import EventError, parse_ts_ms
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError, Venue
+from solvency.sim.agents import (
+    AgentsSpec,
+    ArbitrageSpec,
+    FundingSpec,
+    LiquidatorSpec,
+    MarketMakerSpec,
+    TopUpSpec,
+)
 from solvency.sim.market import DepthProfile, LiquiditySpec, load_binance_book_depth
 from solvency.sim.paths import (
     BootstrapSpec,
@@ -112,6 +123,7 @@ class _Seeds(BaseModel):
     model_config = _STRICT
     market: int = 1
     population: int = 2
+    agents: int = 3
 
 
 class _Run(BaseModel):
@@ -257,6 +269,89 @@ class _Liquidity(BaseModel):
         return self
 
 
+Latency = int | str
+
+
+def _latency_ms(value: Latency, key: str) -> int:
+    # like a duration, but zero (no delay) is allowed
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        return 0
+    return _duration_ms(value, key)
+
+
+class _TopUp(BaseModel):
+    model_config = _STRICT
+    enabled: bool = True
+    respond_fraction: float | None = None
+    latency: Latency | None = None
+    latency_sigma: float | None = None
+    target_margin_ratio: float | None = None
+    reserve_multiple_min: float | None = None
+    reserve_pareto_alpha: float | None = None
+    reserve_multiple_max: float | None = None
+
+
+class _Liquidator(BaseModel):
+    model_config = _STRICT
+    enabled: bool = True
+    capital_quote: float | None = None
+    capacity_per_step_quote: float | None = None
+    latency: Latency | None = None
+    idle_reset: Duration | None = None
+    discount_bps: float | None = None
+    overflow: Literal["book", "defer"] | None = None
+    unwind_half_life: Duration | None = None
+
+
+class _MarketMaker(BaseModel):
+    model_config = _STRICT
+    enabled: bool = True
+    vol_sensitivity: float | None = None
+    drawdown_sensitivity: float | None = None
+    drawdown_window: Duration | None = None
+    flow_sensitivity: float | None = None
+    max_withdrawal: float | None = None
+    recovery_half_life: Duration | None = None
+
+
+class _Arbitrage(BaseModel):
+    model_config = _STRICT
+    enabled: bool = True
+    capital_quote: float | None = None
+    max_leverage: float | None = None
+    speed: float | None = None
+    threshold_bps: float | None = None
+    account: str | None = None
+
+
+class _Funding(BaseModel):
+    model_config = _STRICT
+    enabled: bool = True
+    interval: Duration | None = None
+    interest_rate: float | None = None
+    clamp: float | None = None
+    cap: float | None = None
+    rate_decimals: int | None = None
+
+
+class _Agents(BaseModel):
+    model_config = _STRICT
+    topup: _TopUp | None = None
+    liquidator: _Liquidator | None = None
+    market_maker: _MarketMaker | None = None
+    arbitrage: _Arbitrage | None = None
+    funding: _Funding | None = None
+
+
+_AGENT_SPECS: Final[dict[str, type[Any]]] = {
+    "topup": TopUpSpec, "liquidator": LiquidatorSpec, "market_maker": MarketMakerSpec,
+    "arbitrage": ArbitrageSpec, "funding": FundingSpec,
+}
+_ZERO_OK: Final = frozenset({"latency"})
+_DURATIONS: Final = frozenset({"idle_reset", "unwind_half_life", "drawdown_window",
+                               "recovery_half_life", "interval"})
+
+
 class _File(BaseModel):
     model_config = _STRICT
     name: str
@@ -270,6 +365,7 @@ class _File(BaseModel):
     population: _Population
     venue: dict[str, Any]
     liquidity: dict[str, _Liquidity] = {}
+    agents: _Agents = _Agents()
 
 
 # ============================================================================ scenario
@@ -307,6 +403,12 @@ class Scenario:
         Steps of the rolling realized volatility given to the liquidity model.
     base_dir : Path or None
         Directory above the scenario file, for relative data paths.
+    prices_override : Mapping[str, str]
+        Market -> OHLCV file replacing the paths (``--prices``).
+    agents : AgentsSpec
+        The agents that run (:mod:`solvency.sim.agents`); none by default.
+    seed_agents : int
+        Seed of the agents' random draws (``seeds.agents``).
     """
 
     name: str
@@ -327,6 +429,8 @@ class Scenario:
     vol_window: int = 30
     base_dir: Path | None = None
     prices_override: Mapping[str, str] = field(default_factory=dict)
+    agents: AgentsSpec = field(default_factory=AgentsSpec)
+    seed_agents: int = 3
 
     @property
     def markets(self) -> tuple[str, ...]:
@@ -509,13 +613,14 @@ class Scenario:
                 raise ScenarioError(f"--prices: {exc}") from None
         return replace(self, prices_override=dict(prices))
 
-    def with_seeds(self, *, market: int | None = None,
-                   population: int | None = None) -> Scenario:
+    def with_seeds(self, *, market: int | None = None, population: int | None = None,
+                   agents: int | None = None) -> Scenario:
         """Return the scenario with other seeds."""
         return replace(self,
                        seed_market=self.seed_market if market is None else market,
                        seed_population=self.seed_population if population is None
-                       else population)
+                       else population,
+                       seed_agents=self.seed_agents if agents is None else agents)
 
 
 def _step_text(step_ms: int) -> str:
@@ -556,6 +661,39 @@ def _population(p: _Population, source: str) -> PopulationSpec:
         return PopulationSpec(**kw)
     except ValueError as exc:
         raise ScenarioError(f"{source}: population: {exc}") from None
+
+
+def _agent_kwargs(name: str, table: BaseModel) -> dict[str, Any]:
+    """The fields the file sets, durations converted to ``*_ms`` (unset: spec default)."""
+    kw: dict[str, Any] = {}
+    for key, value in table.model_dump(exclude_unset=True, exclude={"enabled"}).items():
+        if value is None:
+            continue
+        if key in _ZERO_OK:
+            kw[f"{key}_ms"] = _latency_ms(value, f"agents.{name}.{key}")
+        elif key in _DURATIONS:
+            kw[f"{key}_ms"] = _duration_ms(value, f"agents.{name}.{key}")
+        else:
+            kw[key] = value
+    return kw
+
+
+def _agents(a: _Agents, source: str) -> AgentsSpec:
+    """Build the agent specs of the ``[agents]`` tables (absent or ``enabled = false``:
+    off); range errors name ``agents.<agent>.<key>``."""
+    specs: dict[str, Any] = {}
+    for name, cls in _AGENT_SPECS.items():
+        table = getattr(a, name)
+        if table is None or not table.enabled:
+            continue
+        try:
+            specs[name] = cls(**_agent_kwargs(name, table))
+        except ValueError as exc:
+            msg = str(exc)
+            if msg.startswith("agents."):
+                raise ScenarioError(f"{source}: {msg}") from None
+            raise ScenarioError(f"{source}: agents.{name}.{msg}") from None
+    return AgentsSpec(**specs)
 
 
 def _fund(venue: dict[str, Any], source: str) -> Decimal:
@@ -655,7 +793,8 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
         insurance_fund=fund,
         liquidity_data={m: v.model_dump() for m, v in f.liquidity.items()},
         seed_market=f.seeds.market, seed_population=f.seeds.population,
-        verify_every=f.run.verify_every, vol_window=f.run.vol_window, base_dir=base_dir)
+        verify_every=f.run.verify_every, vol_window=f.run.vol_window, base_dir=base_dir,
+        agents=_agents(f.agents, source), seed_agents=f.seeds.agents)
     try:
         venue_obj = scenario.venue()
     except ScenarioError as exc:
@@ -664,6 +803,10 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
     if missing:
         raise ScenarioError(f"{source}: market.markets: {missing} are not markets of venue "
                             f"{venue_obj.name!r}")
+    try:
+        scenario.agents.check_venue(venue_obj, scenario.markets)
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: agents.{exc}") from None
     if scenario.model not in ("replay", "bootstrap"):
         try:
             scenario.path_specs()  # model ranges checked now, not halfway into a run
@@ -715,6 +858,7 @@ step = "1m"
 [seeds]
 market = 20251010
 population = 7
+agents = 3
 
 [run]
 verify_every = 60
@@ -790,4 +934,80 @@ min_depth_fraction = 0.02
 depth_half_life = "15m"
 impact_half_life = "30m"
 oracle_weight = 0.0
+
+# ---------------------------------------------------------------------------- agents
+# docs/stress_models.md, "Agents". Sizes are for this sample (~3.9 bn USDT of notional open
+# interest at the start prices), not for the whole venue. A value without a named source is
+# a modelling choice.
+
+[agents.topup]
+# share of called accounts that ever add margin: no venue publishes it; assumed
+respond_fraction = 0.3
+# median delay from the margin-call push or e-mail to the deposit (Friday, 21:00 UTC)
+latency = "10m"
+# lognormal spread: the middle half of responders deposit within ~6-17 min
+latency_sigma = 0.75
+# margin ratio (MM / collateral) restored; the binance preset calls at 0.8
+target_margin_ratio = 0.4
+# Pareto reserve: at least 0.25x, median 0.40x, mean 0.75x the starting collateral,
+# with a wealth-like tail (index 1.5, as population.size_pareto_alpha), clipped at 20x
+reserve_multiple_min = 0.25
+reserve_pareto_alpha = 1.5
+reserve_multiple_max = 20.0
+
+[agents.liquidator]
+# ~2.5 % of the sample's notional OI: Hyperliquid's HLP vault, its backstop liquidator,
+# holds capital of that order relative to its venue's open interest
+capital_quote = 100000000.0
+# a tenth of the capital a minute: the 20-minute cascade would need it twice over
+capacity_per_step_quote = 10000000.0
+# one step: bots quote within the minute of the first liquidation order of a burst
+latency = "1m"
+# after an hour without orders they stand down and need the latency again
+idle_reset = "1h"
+# through the mark: above the bankruptcy price of an account just below maintenance
+# (BTC tier-1 MM 0.4 % on the binance preset)
+discount_bps = 10.0
+# Binance sends liquidation orders to the book: what liquidators leave walks it
+overflow = "book"
+# inventory sold back with the book's own impact half-life (liquidity.*.impact_half_life)
+unwind_half_life = "30m"
+
+[agents.market_maker]
+# off: the book already thins with volatility (liquidity.*.depth_vol_elasticity)
+vol_sensitivity = 0.0
+# a 10 % fall from the 1 h high withdraws 63 % of max_withdrawal
+drawdown_sensitivity = 10.0
+drawdown_window = "1h"
+# liquidation flow of 5 % of a day's volume does the same
+flow_sensitivity = 20.0
+# with the 2 % vol floor, 0.4 % of calm depth at worst; on 2025-10-10 at 21:25 UTC the
+# Binance BTCUSDT bid within 5 % was ~0.2 % of its daily median (bookDepth file)
+max_withdrawal = 0.8
+# quotes return within the hour (2025-10-10: most of the fall recovered by 22:00 UTC)
+recovery_half_life = "30m"
+
+[agents.arbitrage]
+# cash-and-carry capital (basis desks, delta-neutral funds) dwarfs liquidation flow;
+# ~5 % of the sample's open interest
+capital_quote = 200000000.0
+# per market: position notional per unit of capital
+max_leverage = 3.0
+# half the premium closed per minute: with it the 2025-10-11 00:00 UTC funding of both
+# markets is 0.0100 %, as Binance paid (../shared/data funding history)
+speed = 0.5
+# a smaller premium does not pay fees and the spot leg
+threshold_bps = 5.0
+
+[agents.funding]
+# Binance USD-M: settlements at 00:00, 08:00, 16:00 UTC
+interval = "8h"
+# 0.01 % per interval (0.03 % a day) and F = P + clamp(I - P, -0.05 %, 0.05 %), Binance
+interest_rate = 0.0001
+clamp = 0.0005
+# BTCUSDT's floor and cap: -0.30 % on 2020-03-13 08:00, +0.30 % at most (../shared/data
+# funding history, 2020-2026); ETHUSDT reached 0.375 %
+cap = 0.003
+# fundingRate as Binance publishes it
+rate_decimals = 8
 """
