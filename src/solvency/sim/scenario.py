@@ -956,8 +956,8 @@ reserve_pareto_alpha = 1.5
 reserve_multiple_max = 20.0
 
 [agents.liquidator]
-# ~2.5 % of the sample's notional OI: Hyperliquid's HLP vault, its backstop liquidator,
-# holds capital of that order relative to its venue's open interest
+# ~2.5 % of the sample's notional OI, assumed; of the order of Hyperliquid's HLP vault
+# (its backstop liquidator) against that venue's OI on public dashboards (UNVERIFIED)
 capital_quote = 100000000.0
 # a tenth of the capital a minute: the 20-minute cascade would need it twice over
 capacity_per_step_quote = 10000000.0
