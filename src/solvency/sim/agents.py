@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any, Final, Literal
 
@@ -821,7 +821,9 @@ class ArbitrageAgent:
     makers, the engine's ``__market__`` row (who absorbed that flow), at the trade price
     rounded against the arbitrageur to the tick; each position's notional stays within
     ``max_leverage x capital``. The fill goes through ``Engine.apply``, which checks the
-    initial margin of both sides (a refusal is counted in ``arb_rejected``); its flow
+    initial margin of both sides; ``__market__`` posts no collateral, so when it refuses
+    a trade that grows the makers' position, the arbitrageur takes over only what they
+    hold on the other side (counted in ``arb_rejected`` when that is nothing). Its flow
     moves the book back.
     """
 
@@ -891,12 +893,21 @@ class ArbitrageAgent:
         if lots <= 0:
             return []
         buyer, seller = (self.spec.account, MARKET) if buy else (MARKET, self.spec.account)
-        res = apply(FillEvent(id=f"agent:arb:{m}:{now_ms}", market=m, buyer=buyer,
-                                  seller=seller, size=Decimal(lots) * inst.lot_size,
-                                  price=price, ts_ms=now_ms))
+        fill = FillEvent(id=f"agent:arb:{m}:{now_ms}", market=m, buyer=buyer, seller=seller,
+                         size=Decimal(lots) * inst.lot_size, price=price, ts_ms=now_ms)
+        res = apply(fill)
         if res and res[0].type == "rejected":
-            self.rejected += 1
-            return res
+            # the makers' equity does not carry a larger position: take over only what
+            # they hold on the other side (a trade that reduces theirs is never refused)
+            held = self._lots(eng.system_row(MARKET), mi)
+            lots = min(lots, held if buy else -held)
+            if lots <= 0:
+                self.rejected += 1
+                return res
+            res = apply(replace(fill, id=f"{fill.id}:held", size=Decimal(lots) * inst.lot_size))
+            if res and res[0].type == "rejected":
+                self.rejected += 1
+                return res
         self.book.record_flow(m, lots * lot_base if buy else -lots * lot_base)
         self.trades += 1
         self.volume_quote += lots * per_lot
