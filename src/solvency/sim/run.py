@@ -46,6 +46,7 @@ from solvency.engine.liquidation import BAD_DEBT, INSURANCE_ROW
 from solvency.sim.agents import Agents
 from solvency.sim.market import ImpactLiquidity
 from solvency.sim.metrics import StepSeries, bad_debt_var, summarize
+from solvency.sim.oracle_feed import OracleFeed
 from solvency.sim.paths import MS_PER_YEAR, PathSet, ReplaySpec, simulate_assets
 from solvency.sim.population import Population, generate_population, load_population
 from solvency.sim.scenario import Scenario, ScenarioError
@@ -338,12 +339,17 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         If the scenario cannot be built (venue, files, markets).
     """
     t0 = time.perf_counter()
-    v = scenario.venue(venue)
     markets = scenario.markets
-    settle = _settle(v, markets)
+    scenario.venue(venue)  # an unknown venue fails before the paths are built
     p = dict(paths) if paths is not None else build_paths(scenario, seed=seed)
     ts = p[markets[0]].ts_ms
     prices = {m: p[m].prices[0] for m in markets}
+    step_ms = int(np.median(np.diff(ts))) if ts.shape[0] > 1 else scenario.step_ms
+    v = scenario.venue(venue, step_ms=step_ms)
+    settle = _settle(v, markets)
+    feed = None if scenario.oracle is None else OracleFeed(
+        scenario.oracle, ts, prices,
+        seed=scenario.seed_market if seed is None else seed)
     try:
         pop = generate_population(scenario.population, v,
                                   {m: float(prices[m][0]) for m in markets},
@@ -380,6 +386,15 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         rec.events(k, crew.before_prices(now, index), fund_start)
         marks: dict[str, float] = {}
         for m in markets:
+            if feed is not None:
+                # the sources report; the engine's guard, mark preset and breakers decide
+                trade = model.trade_price(m, index[m]) if m in model.specs else index[m]
+                for report in feed.reports(k, m, trade):
+                    rec.events(k, crew.apply(report), fund_start)
+                current = engine.book.marks[rec.m_idx[m]]
+                marks[m] = float(current) if current is not None else float("nan")
+                series.mark[m][k] = marks[m]
+                continue
             oracle = model.oracle_price(m, index[m]) if m in model.specs else index[m]
             mark = _tick_round(oracle, ticks[m])
             marks[m] = float(mark)

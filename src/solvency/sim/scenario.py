@@ -24,6 +24,11 @@ File format (every key is documented in ``docs/stress_lab.md``)::
     [agents.topup] / [agents.liquidator] / [agents.market_maker] / [agents.arbitrage] /
     [agents.funding]                 each optional (absent or enabled = false: off);
                                      unset keys take the defaults of solvency.sim.agents
+    [oracle]     sources = [...], venue_sources = [...], noise_bps = 0.0, stale = "2m",
+                 lag = {okx = "5s"}, outages = [{source = "okx", start = "21h",
+                 duration = "10m"}]    optional: marks reach the engine as oracle reports
+                                     (solvency.sim.oracle_feed), so the guard and the
+                                     breakers run; absent: marks are price events
 
 Relative file paths (``source`` of replay and bootstrap markets, ``book_depth`` of a
 liquidity section) are resolved when a run needs them: against the current directory,
@@ -47,6 +52,7 @@ from solvency.adapters.ohlcv import OhlcvError, parse_interval_ms
 from solvency.core.model.events import EventError, parse_ts_ms
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError, Venue
+from solvency.engine.feeds import DEFAULT_SOURCES
 from solvency.sim.agents import (
     AgentsSpec,
     ArbitrageSpec,
@@ -56,6 +62,7 @@ from solvency.sim.agents import (
     TopUpSpec,
 )
 from solvency.sim.market import DepthProfile, LiquiditySpec, load_binance_book_depth
+from solvency.sim.oracle_feed import OracleFeedSpec, SourceOutage
 from solvency.sim.paths import (
     BootstrapSpec,
     CrashSpec,
@@ -95,12 +102,13 @@ Duration = int | str
 Timestamp = int | str | datetime
 
 
-def _duration_ms(value: Duration, key: str) -> int:
+def _duration_ms(value: Duration, key: str, *, zero_ok: bool = False) -> int:
     if isinstance(value, bool):
         raise ValueError(f"{key}: expected a duration, got a boolean")
     if isinstance(value, int):
-        if value <= 0:
-            raise ValueError(f"{key}: duration must be > 0 ms, got {value}")
+        if value < 0 or (value == 0 and not zero_ok):
+            raise ValueError(f"{key}: duration must be {'>=' if zero_ok else '>'} 0 ms, "
+                             f"got {value}")
         return value
     try:
         return parse_interval_ms(value)
@@ -352,6 +360,23 @@ _DURATIONS: Final = frozenset({"idle_reset", "unwind_half_life", "drawdown_windo
                                "recovery_half_life", "interval"})
 
 
+class _Outage(BaseModel):
+    model_config = _STRICT
+    source: str
+    start: Duration
+    duration: Duration
+
+
+class _Oracle(BaseModel):
+    model_config = _STRICT
+    sources: list[str] | None = None
+    venue_sources: list[str] = []
+    noise_bps: float | int = 0.0
+    lag: dict[str, Duration] = {}
+    outages: list[_Outage] = []
+    stale: Duration | None = None
+
+
 class _File(BaseModel):
     model_config = _STRICT
     name: str
@@ -366,6 +391,7 @@ class _File(BaseModel):
     venue: dict[str, Any]
     liquidity: dict[str, _Liquidity] = {}
     agents: _Agents = _Agents()
+    oracle: _Oracle | None = None
 
 
 # ============================================================================ scenario
@@ -409,6 +435,9 @@ class Scenario:
         The agents that run (:mod:`solvency.sim.agents`); none by default.
     seed_agents : int
         Seed of the agents' random draws (``seeds.agents``).
+    oracle : OracleFeedSpec or None
+        Oracle sources (:mod:`solvency.sim.oracle_feed`); ``None``: marks are ``price``
+        events.
     """
 
     name: str
@@ -431,6 +460,7 @@ class Scenario:
     prices_override: Mapping[str, str] = field(default_factory=dict)
     agents: AgentsSpec = field(default_factory=AgentsSpec)
     seed_agents: int = 3
+    oracle: OracleFeedSpec | None = None
 
     @property
     def markets(self) -> tuple[str, ...]:
@@ -444,12 +474,14 @@ class Scenario:
 
     # ------------------------------------------------------------------ venue
 
-    def venue(self, name: str | None = None) -> Venue:
+    def venue(self, name: str | None = None, *, step_ms: int | None = None) -> Venue:
         """Build the venue: the scenario's preset and overrides, or preset ``name``.
 
         With another preset than the scenario's, market and asset overrides are dropped
         (they are written for one venue's models); ``insurance``, ``oracle`` and
-        ``margin_call_ratio`` overrides still apply.
+        ``margin_call_ratio`` overrides still apply. With an ``[oracle]`` table, the
+        venue's oracle takes its sources and a staleness limit for steps of ``step_ms``
+        (default: the scenario's step; see :meth:`OracleFeedSpec.venue_overrides`).
 
         Raises
         ------
@@ -463,6 +495,9 @@ class Scenario:
             if data.get("preset") != name:
                 data = {k: v for k, v in data.items() if k not in ("markets", "assets", "name")}
                 data["preset"] = name
+        if self.oracle is not None:
+            data["oracle"] = self.oracle.venue_overrides(
+                step_ms if step_ms is not None else self.step_ms, data.get("oracle", {}))
         try:
             return venue_from_data(data)
         except ConfigError as exc:
@@ -753,6 +788,26 @@ def parse_scenario(text: str, *, source: str = "<scenario>",
     return parse_scenario_data(data, source=source, base_dir=base_dir)
 
 
+def _oracle(o: _Oracle | None, source: str) -> OracleFeedSpec | None:
+    if o is None:
+        return None
+    try:
+        outages = tuple(SourceOutage(
+            x.source, _duration_ms(x.start, f"oracle.outages[{i}].start", zero_ok=True),
+            _duration_ms(x.start, f"oracle.outages[{i}].start", zero_ok=True)
+            + _duration_ms(x.duration, f"oracle.outages[{i}].duration"))
+            for i, x in enumerate(o.outages))
+        return OracleFeedSpec(
+            sources=tuple(o.sources) if o.sources is not None else DEFAULT_SOURCES,
+            venue_sources=tuple(o.venue_sources), noise_bps=float(o.noise_bps),
+            lag_ms={k: _duration_ms(v, f"oracle.lag.{k}", zero_ok=True)
+                    for k, v in o.lag.items()},
+            outages=outages,
+            stale_ms=None if o.stale is None else _duration_ms(o.stale, "oracle.stale"))
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: {exc}") from None
+
+
 def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
                         base_dir: Path | None = None) -> Scenario:
     """Parse a scenario from its TOML document already read into a mapping.
@@ -794,7 +849,8 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
         liquidity_data={m: v.model_dump() for m, v in f.liquidity.items()},
         seed_market=f.seeds.market, seed_population=f.seeds.population,
         verify_every=f.run.verify_every, vol_window=f.run.vol_window, base_dir=base_dir,
-        agents=_agents(f.agents, source), seed_agents=f.seeds.agents)
+        agents=_agents(f.agents, source), seed_agents=f.seeds.agents,
+        oracle=_oracle(f.oracle, source))
     try:
         venue_obj = scenario.venue()
     except ScenarioError as exc:
