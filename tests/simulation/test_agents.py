@@ -304,6 +304,22 @@ def test_executed_flow_takes_back_what_the_engine_declined() -> None:
     assert plain.state["BTC-PERP"].flow_base < 2 * book.state["BTC-PERP"].flow_base
 
 
+def test_engine_reports_executions_to_a_pure_book() -> None:
+    """Without agents the book is ``consume=False`` and the engine's ExecutionListener
+    call moves it by exactly what the waterfall executed in the book."""
+    _e1, plain = _thin_book_liquidation(lambda b: b)
+    pure = ImpactLiquidity(VENUE, {"BTC-PERP": LiquiditySpec(
+        DepthProfile.uniform(0.001, 100.0), daily_volume_base=10_000.0)}, consume=False)
+    e2, _same = _thin_book_liquidation(lambda b: pure)
+    taken = int(e2.book.slot_lots[e2.book.slot_of(
+        e2.book.row_index[MARKET], e2.book.market_index["BTC-PERP"])])
+    assert taken > 0
+    assert pure.state["BTC-PERP"].flow_base == pytest.approx(-taken * 0.001, abs=1e-12)
+    assert plain.state["BTC-PERP"].flow_base < 2 * pure.state["BTC-PERP"].flow_base
+    pure.quote("BTC-PERP", -5, MARK, TICK)  # a quote alone moves nothing
+    assert pure.state["BTC-PERP"].flow_base == pytest.approx(-taken * 0.001, abs=1e-12)
+
+
 # ---------------------------------------------------------------- market makers
 
 

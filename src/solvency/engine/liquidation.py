@@ -576,6 +576,10 @@ class Liquidator:
                 role, count, label = takers[type(step)]
                 other = self._counterparty_row(role)
                 self._trade(r, other, pos.m, sign, step.lots, step.quote_quanta)
+                if role == MARKET and step.lots:
+                    listener = getattr(eng.liquidity, "executed", None)
+                    if listener is not None:  # an ExecutionListener: what really traded
+                        listener(inst.name, -sign * step.lots, step.quote_quanta)
                 touched.add(other)
                 self.counts[count] += 1
                 events.append(self._liquidated(r, pos, step.lots, label,

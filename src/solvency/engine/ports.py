@@ -20,6 +20,7 @@ from solvency.core.model.events import InputEvent
 
 __all__ = [
     "EventSource",
+    "ExecutionListener",
     "Fill",
     "Liquidity",
     "ListEventSource",
@@ -65,6 +66,23 @@ class Liquidity(Protocol):
 
     def quote(self, market: str, lots: int, mark: Decimal, tick: Decimal) -> list[Fill]:
         """Slices at successively worse prices; their lots sum to at most ``|lots|``."""
+        ...
+
+
+@runtime_checkable
+class ExecutionListener(Protocol):
+    """Optional second face of a :class:`Liquidity` port: told what the engine executed.
+
+    The waterfall takes quoted slices only down to the account's bankruptcy price and
+    declines the rest, so a quote is not a trade. After each liquidation close in the book
+    the engine calls :meth:`executed` with what really traded, so a book model can move
+    by executed flow only (the stress lab's impact model does, ``consume=False``).
+    """
+
+    def executed(self, market: str, lots: int, quote_quanta: int) -> None:
+        """``lots`` traded, signed as in :meth:`Liquidity.quote` (+ the close bought from
+        the book, - sold into it), for ``quote_quanta`` of the settlement asset (the exact
+        amount, all slices together)."""
         ...
 
 

@@ -313,9 +313,11 @@ class ImpactLiquidity:
     start_ms : int
         Model time at creation (epoch ms).
     consume : bool
-        When true (default), :meth:`quote` records the quoted lots as executed flow:
-        the caller is the liquidation engine, which takes what it is quoted. When false,
-        quotes are pure and the caller reports executions with :meth:`record_flow`.
+        When true (default), :meth:`quote` records the quoted lots as executed flow, as
+        if the caller took everything it was quoted. When false, quotes are pure and the
+        book moves by what the engine reports with :meth:`executed` (the engine's
+        ``ExecutionListener`` call after each liquidation close): exact, since the
+        waterfall declines slices below the bankruptcy price.
     """
 
     def __init__(self, venue: Venue, specs: Mapping[str, LiquiditySpec], *,
@@ -324,6 +326,7 @@ class ImpactLiquidity:
         self.consume = consume
         self.now_ms = start_ms
         self._grid: dict[str, _Grid] = {}
+        self._settle_scale: dict[str, int] = {}
         self.state: dict[str, MarketState] = {}
         for name, spec in self.specs.items():
             inst = venue.markets.get(name)
@@ -331,6 +334,7 @@ class ImpactLiquidity:
                 raise ValueError(f"market {name!r} is not in venue {venue.name!r}")
             self._grid[name] = _Grid(float(inst.lot_size * inst.contract_size),
                                      inst.is_inverse)
+            self._settle_scale[name] = 10 ** venue.assets[inst.settle].decimals
             self.state[name] = MarketState(1.0, 0.0, spec.vol_ref_annual)
         self.withdrawn: dict[str, float] = {}
 
@@ -388,6 +392,20 @@ class ImpactLiquidity:
     def withdrawal(self, market: str) -> float:
         """Return the fraction of the book market makers have withdrawn (0 by default)."""
         return self.withdrawn.get(market, 0.0)
+
+    def executed(self, market: str, lots: int, quote_quanta: int) -> None:
+        """Move the book by an execution the engine reports (``consume=False`` only;
+        with ``consume=True`` the quote already counted it)."""
+        if self.consume or market not in self.specs or lots == 0:
+            return
+        grid = self._grid[market]
+        if grid.inverse:
+            # inverse: lots of lot_base USD each, traded for quote_quanta of coin: the
+            # base (coin) quantity is that coin amount
+            base = abs(quote_quanta) / self._settle_scale[market]
+        else:
+            base = abs(lots) * grid.lot_base
+        self.record_flow(market, base if lots > 0 else -base)
 
     def record_flow(self, market: str, flow_base: float) -> None:
         """Add executed flow (base units, buys positive) to a market's impact state."""

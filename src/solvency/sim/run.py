@@ -356,7 +356,10 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
                                   scenario.seed_population)
     except ValueError as exc:
         raise ScenarioError(f"population: {exc}") from None
-    model = ImpactLiquidity(v, scenario.liquidity_specs(impact=impact), start_ms=int(ts[0]))
+    # Without agents the engine tells the book what executed (ExecutionListener); with
+    # agents their port reconciles quoted against executed flow (sim/agents.py).
+    model = ImpactLiquidity(v, scenario.liquidity_specs(impact=impact), start_ms=int(ts[0]),
+                            consume=scenario.agents.any)
     try:
         crew = Agents(scenario.agents, venue=v, book=model, markets=markets, settle=settle,
                       start_ms=int(ts[0]), seed=scenario.seed_agents)
