@@ -327,6 +327,7 @@ class ImpactLiquidity:
         self.now_ms = start_ms
         self._grid: dict[str, _Grid] = {}
         self._settle_scale: dict[str, int] = {}
+        self._bands: dict[tuple[str, str], tuple[Float64Array1D, Float64Array1D]] = {}
         self.state: dict[str, MarketState] = {}
         for name, spec in self.specs.items():
             inst = venue.markets.get(name)
@@ -454,10 +455,17 @@ class ImpactLiquidity:
         w = spec.oracle_weight
         mid = float(mark) * math.exp((1.0 - w) * self.impact(market))
         buy = lots > 0
-        n_bands = math.ceil(spec.profile.max_bps / spec.band_bps)
-        edges = spec.band_bps * np.arange(1, n_bands + 1, dtype=np.float64)
-        cum_base = spec.profile.cumulative("ask" if buy else "bid", edges) * (
-            self.depth_factor(market))
+        side: Side = "ask" if buy else "bid"
+        cached = self._bands.get((market, side))
+        if cached is None:
+            # the profile at the band edges never changes: computed once per market and
+            # side (~10 us of the ~40 us of a quote, measured on the 2025-10-10 replay)
+            n_bands = math.ceil(spec.profile.max_bps / spec.band_bps)
+            edges = spec.band_bps * np.arange(1, n_bands + 1, dtype=np.float64)
+            cached = (edges, spec.profile.cumulative(side, edges))
+            self._bands[(market, side)] = cached
+        edges, profile_cum = cached
+        cum_base = profile_cum * self.depth_factor(market)
         grid = self._grid[market]
         prices = mid * (1.0 + (1.0 if buy else -1.0) * edges / 10_000.0)
         per_lot = grid.lot_base / prices if grid.inverse else np.full_like(prices,
