@@ -214,11 +214,19 @@ def _num(v: Any, kind: str) -> str:
 def _breakers(m: Mapping[str, Any]) -> str:
     parts = []
     for market, states in (m.get("breaker_time_ms") or {}).items():
-        total = sum(states.values()) or 1
         off = {k: v for k, v in states.items() if k != "normal" and v > 0}
-        parts.append(f"{market}: normal {100 * states.get('normal', 0) / total:.0f} %" + (
-            "".join(f", {k} {v / 60_000:.0f} min" for k, v in off.items())))
-    return "; ".join(parts) or "-"
+        if off:
+            parts.append(f"{market}: " + ", ".join(f"{k} {v / 60_000:.0f} min"
+                                                    for k, v in off.items()))
+    return "; ".join(parts) or "normal throughout"
+
+
+def _routes(m: Mapping[str, Any]) -> str:
+    counts = m.get("engine_counts") or {}
+    names = (("fund_takeover", "fund takeovers"), ("backstop", "backstop"),
+             ("socialized", "socialized losses"))
+    parts = [f"{label} {int(counts[k]):,}" for k, label in names if counts.get(k)]
+    return ", ".join(parts) or "-"
 
 
 ROWS: tuple[tuple[str, str, str], ...] = (
@@ -262,7 +270,9 @@ def metrics_table(summary: Summary) -> list[str]:
                    f"{pct(summary.stats[v].peak_hour_share)}"),
         ("insurance fund first at zero (UTC)", lambda v: hhmm(summary.stats[v].fund_empty_ms)),
         ("first ADL fill (UTC)", lambda v: hhmm(summary.stats[v].first_adl_ms)),
-        ("time in breaker states", lambda v: _breakers(summary.runs[v].metrics)),
+        ("other last resorts (events)", lambda v: _routes(summary.runs[v].metrics)),
+        ("time in breaker states other than normal",
+         lambda v: _breakers(summary.runs[v].metrics)),
         ("run time", lambda v: f"{float(summary.runs[v].metrics['wall_s']):.0f} s"),
     )
     for label, fn in derived:
@@ -442,9 +452,14 @@ def _sim_fund(s: Summary) -> str:
                     f"({s.span(lambda v: s.metric(v, 'bad_debt'), usd)})" if bad else
                     "no bad debt remains on any venue")
     text += (f"; ADL runs on {', '.join(adl)} (ADL overshoot "
-             f"{s.span(lambda v: s.metric(v, 'adl_overshoot'), usd)})." if adl else
-             "; no venue needs ADL.")
-    return text
+             f"{s.span(lambda v: s.metric(v, 'adl_overshoot'), usd)})" if adl else
+             "; no venue needs ADL")
+    social = s.where(lambda v: bool(
+        (s.runs[v].metrics.get("engine_counts") or {}).get("socialized")))
+    if social:
+        text += (f", and {', '.join(social)} socialize the losses the fund cannot pay "
+                 "(their presets have no ADL)")
+    return text + "."
 
 
 def _timing(s: Summary) -> str:
