@@ -122,14 +122,16 @@ def bench_fills(n_fills: int, rng: np.random.Generator) -> tuple[float, int]:
               for i in range(n_fills)]
     engine.apply(events[0])  # compile
     t0 = time.perf_counter()
+    c0 = time.process_time()
     rejected = 0
     for e in events[1:]:
         out = engine.apply(e)
         if out and out[0].type == "rejected":
             rejected += 1
     dt = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     engine.verify()
-    return (n_fills - 1) / dt, rejected
+    return (n_fills - 1) / dt, (n_fills - 1) / cpu, rejected
 
 
 def main() -> None:
@@ -167,9 +169,11 @@ def main() -> None:
     print(f"price update of one market with {holders:,} holders: {one * 1e3:.2f} ms "
           f"(target <= 5 ms; margin-call out-events per update: "
           f"{min(calls[1:])}-{max(calls[1:])})")
-    rate, rejected = bench_fills(args.fills, rng)
-    print(f"fills through Engine.apply: {rate:,.0f} fills/s ({rejected} rejected; "
-          "target >= 50,000/s)")
+    rate, cpu_rate, rejected = bench_fills(args.fills, rng)
+    # wall clock and this process's CPU time: on a shared machine the second is the one
+    # that other processes do not move
+    print(f"fills through Engine.apply: {rate:,.0f} fills/s wall, {cpu_rate:,.0f} fills/s "
+          f"of CPU time ({rejected} rejected; target >= 50,000/s)")
 
 
 if __name__ == "__main__":
