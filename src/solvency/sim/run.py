@@ -16,8 +16,10 @@ Nothing here computes margin or liquidations: the engine does, with
    applied as a ``Price`` event with ``ts``; out-events and engine state are recorded in
    a :class:`~solvency.sim.metrics.StepSeries`;
 5. every ``verify_every`` steps and at the end runs ``Engine.verify()`` (conservation,
-   balanced open interest) and checks at every step that the fund is not negative. A
-   violation stops the run and is reported (``conserved: false``, ``violation``).
+   balanced open interest) and the no-position immunity check (a cross account that holds
+   no position has not lost a quantum since the last check), and checks at every step
+   that the fund is not negative. A violation stops the run and is reported
+   (``conserved: false``, ``violation``).
 
 Results depend only on the scenario and its seeds: Monte Carlo path ``i`` uses the
 market seed ``seeds.market + i`` and the same population.
@@ -305,12 +307,42 @@ def _top_up(engine: Engine, settle: str) -> int:
     return int(need.shape[0])
 
 
-def _check_invariants(engine: Engine) -> str:
+class _FlatWatch:
+    """No-position immunity: a user row that holds no position is never charged (ADL,
+    socialized losses and funding only touch positions), so from one check to the next
+    its balances never fall while it stays flat (deposits may raise them)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.rows = np.zeros(0, dtype=np.int64)
+        self.balances = np.zeros((0, 0), dtype=np.int64)
+
+    def check(self) -> str:
+        book = self.engine.book
+        n = len(book.rows)
+        n_a = len(book.asset_names)
+        still = self.rows[book.row_nslots[self.rows] == 0] if self.rows.shape[0] else self.rows
+        if still.shape[0]:
+            before = self.balances[np.searchsorted(self.rows, still)]
+            fell = np.flatnonzero((book.row_int[still, :n_a] < before).any(axis=1))
+            if fell.shape[0]:
+                r = int(still[fell[0]])
+                return (f"flat account {book.rows[r].name} was charged: balances "
+                        f"{before[fell[0]].tolist()} -> {book.row_int[r, :n_a].tolist()}")
+        # cross rows only: an emptied isolated bucket hands its margin back to the cross
+        # row, a move the account owns (column 4A of row_int: the weighted = cross flag)
+        cross = book.row_int[:n, 4 * n_a] == 1
+        self.rows = np.flatnonzero(~book.row_system[:n] & (book.row_nslots[:n] == 0) & cross)
+        self.balances = book.row_int[self.rows, :n_a].copy()
+        return ""
+
+
+def _check_invariants(engine: Engine, flat: _FlatWatch | None = None) -> str:
     try:
         engine.verify()
     except (EngineError, ArithmeticError, ValueError, RuntimeError) as exc:
         return f"engine.verify failed: {exc}"
-    return ""
+    return flat.check() if flat is not None else ""
 
 
 def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | None = None,
@@ -380,6 +412,7 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         series.mark[m][0] = float(pop.marks[m])
     rec.state(0, model, {m: float(prices[m][0]) for m in markets})
     violation = ""
+    flat = _FlatWatch(engine)
     n = ts.shape[0]
     for k in range(1, n):
         now = int(ts[k])
@@ -410,7 +443,7 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         if series.insurance_fund[k] < 0:
             violation = f"insurance fund negative at {now}: {series.insurance_fund[k]}"
         elif k % scenario.verify_every == 0 or k == n - 1:
-            violation = _check_invariants(engine)
+            violation = _check_invariants(engine, flat)
         if violation:
             series.truncate(k + 1)
             break
