@@ -17,8 +17,11 @@ kernels loaded, imports done; cluster start-up is printed apart, not counted):
 
 Prints paths/s of each, the speed-up (2 workers over 1) and the parallel efficiency
 (speed-up / 2), the mean time of one path on a worker, the bad-debt VaR of the run and
-whether the paths both runs share gave identical metrics. The machine's load average is
-printed: other processes on a 2-core machine take from the 2-worker figure.
+whether the paths both runs share gave identical metrics. Per run it also prints how busy
+the workers were (task time over wall time: Dask's scheduling gaps) and the tasks' CPU
+share (CPU time over task time: below 100 % when other processes took the cores), with
+the machine's load average: on a shared 2-core machine the 2-worker figure is bounded by
+the cores actually free.
 """
 
 from __future__ import annotations
@@ -73,9 +76,15 @@ def _run(base: SweepBase, paths: int, workers: int) -> tuple[SweepResult, float]
 def _line(label: str, res: SweepResult, start: float) -> float:
     n = len(res.rows)
     rate = n / res.wall_s
+    workers = res.workers or 1
     print(f"  {label}: {n:,} paths in {res.wall_s:,.1f} s = {rate:.3f} paths/s "
-          f"(cluster start + warm-up {start:.1f} s, not counted; mean path on a worker "
-          f"{res.task_wall_s / n:.2f} s)")
+          f"(cluster start + warm-up {start:.1f} s, not counted)")
+    # busy: the workers ran tasks this share of the wall time (1.0: no scheduling gaps);
+    # CPU share: of their run time, the tasks had a core this share (1.0: no contention)
+    print(f"      mean path on a worker {res.task_wall_s / n:.2f} s wall, "
+          f"{res.task_cpu_s / n:.2f} s CPU; workers busy "
+          f"{res.task_wall_s / (res.wall_s * workers):.0%}, CPU share "
+          f"{res.task_cpu_s / res.task_wall_s:.0%}")
     return rate
 
 

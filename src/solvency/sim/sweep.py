@@ -464,12 +464,16 @@ class TaskResult:
         Flattened summary metrics (dotted keys; no ``wall_s``).
     wall_s : float
         Time the run took on its worker.
+    cpu_s : float
+        CPU time of the worker process during the run (below ``wall_s`` when the worker
+        waited for a core).
     """
 
     point: int
     path: int
     metrics: dict[str, Any]
     wall_s: float
+    cpu_s: float = 0.0
 
 
 def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -487,10 +491,10 @@ def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def run_task(task: SweepTask) -> TaskResult:
     """Run one task (on a worker) and return its flattened metrics."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = run_scenario(task.scenario, seed=task.seed_market)
     return TaskResult(point=task.point, path=task.path, metrics=_flatten(res.metrics),
-                      wall_s=time.perf_counter() - t0)
+                      wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0)
 
 
 # ============================================================================ backends
@@ -581,6 +585,9 @@ class SweepResult:
         Time of the whole sweep, from the first submission to the last result.
     task_wall_s : float
         Sum over tasks of their run time on the workers.
+    task_cpu_s : float
+        Sum over tasks of their workers' CPU time (``task_cpu_s / task_wall_s`` is the
+        share of a core the tasks got).
     """
 
     params: tuple[str, ...]
@@ -590,6 +597,7 @@ class SweepResult:
     workers: int | None
     wall_s: float
     task_wall_s: float
+    task_cpu_s: float = 0.0
 
     @property
     def conserved(self) -> bool:
@@ -708,4 +716,5 @@ def run_sweep(plan: SweepPlan, *, workers: int | None = None, dask: str | None =
     rows = _rows(plan, results)
     return SweepResult(params=tuple(p.name for p in plan.params), rows=rows,
                        points=_aggregate(plan, rows), backend=backend, workers=used,
-                       wall_s=wall, task_wall_s=float(sum(r.wall_s for r in results)))
+                       wall_s=wall, task_wall_s=float(sum(r.wall_s for r in results)),
+                       task_cpu_s=float(sum(r.cpu_s for r in results)))
