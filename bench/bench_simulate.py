@@ -3,7 +3,7 @@
 Run: ``python bench/bench_simulate.py`` (one core: numba is pinned to one thread).
 
 The default is a synthetic 2025-10-10-shaped crash: 100,000 accounts, BTC-PERP and
-ETH-PERP correlated, 2 days of 1-minute steps (2,880 steps, 5,760 ``Price`` events), the
+ETH-PERP correlated, 12 hours of 15-second steps (2,880 steps, 5,760 ``Price`` events), the
 binance preset with :class:`~solvency.sim.market.ImpactLiquidity` as its liquidity port.
 Prints the wall time against the 60 s target, the split (paths + population, loading,
 the step loop) and throughput. ``--accounts N`` and ``--horizon 6h`` make smaller runs;
@@ -34,7 +34,7 @@ def _scenario(accounts: int | None, horizon: str | None, *, flat: bool = False) 
     if accounts is not None:
         text = text.replace("n_accounts = 100000", f"n_accounts = {accounts}")
     if horizon is not None:
-        text = text.replace('horizon = "2d"', f'horizon = "{horizon}"')
+        text = text.replace('horizon = "12h"', f'horizon = "{horizon}"')
     return parse_scenario(text, source="default")
 
 
@@ -47,8 +47,8 @@ def main() -> None:
     scenario = _scenario(args.accounts, args.horizon)
     # warm the numba kernels on a tiny run so compile time is not counted
     run_scenario(parse_scenario(DEFAULT_SCENARIO_TOML.replace(
-        "n_accounts = 100000", "n_accounts = 200").replace('horizon = "2d"', 'horizon = "2h"')
-        .replace('crash_at = "21h"', 'crash_at = "1h"'), source="warmup"))
+        "n_accounts = 100000", "n_accounts = 200").replace('horizon = "12h"', 'horizon = "2h"')
+        .replace('crash_at = "5h"', 'crash_at = "1h"'), source="warmup"))
     t0 = time.perf_counter()
     res = run_scenario(scenario)  # type: ignore[arg-type]
     wall = time.perf_counter() - t0

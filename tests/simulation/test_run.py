@@ -181,7 +181,7 @@ def test_bundled_default_matches_file_and_shape() -> None:
         DEFAULT_SCENARIO_TOML
     s = default_scenario()
     assert s.population.n_accounts >= 100_000
-    assert s.n_steps == 2 * 24 * 60 and s.step_ms == 60_000
+    assert s.n_steps == 12 * 60 * 4 and s.step_ms == 15_000
     assert s.markets == ("BTC-PERP", "ETH-PERP") and s.correlation is not None
     assert s.model == "crash"
 

@@ -171,7 +171,8 @@ class LiquidatorSpec:
     ----------
     capital_quote : float
         Largest inventory they hold, in notional (settlement asset) at the current prices
-        (default 100,000,000: the bundled default's sample, see ``scenarios/default.toml``).
+        (default 100,000,000, about 2.5 % of the open interest of the bundled default's
+        sample, which sets 85,000,000, see ``scenarios/default.toml``).
     capacity_per_step_quote : float
         Largest notional they take per step (default 10,000,000).
     latency_ms : int

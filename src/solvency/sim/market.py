@@ -193,7 +193,11 @@ def load_binance_book_depth(path: str | Path, *, at_ms: int | None = None,
 
     Caveat (``../shared/data/README.md``): on 2025-10-10 the -1 % bid bucket reads a
     constant ~2.1 M USDT in about a third of the snapshots, a feed artifact; the median
-    profile is robust to it, a single snapshot may not be.
+    profile is robust to it, a single snapshot may not be. It is a stale bid at 121,363
+    (the buckets' ``weighted_avg_price`` stays there) from which the bid buckets are then
+    measured: the -1 % one from 15:30-17:00 UTC on, the -2 % one from 19:00, all five at
+    times in the crash (the -5 % one at 21:24-21:32), so the ~18 BTC they read then is
+    not the book. The ask buckets track the price all day.
     """
     p = Path(path)
     ts: list[int] = []
@@ -248,8 +252,8 @@ class LiquiditySpec:
     depth_vol_elasticity : float
         ``depth ~ (vol_ref / vol) ** elasticity`` above ``vol_ref`` (default 1.0).
     min_depth_fraction : float
-        Floor of the depth factor (default 0.05; on 2025-10-10 the Binance bid within
-        5 % fell to about 0.2 % of its median, so stress runs may go lower).
+        Floor of the depth factor (default 0.05; on 2025-10-10 the Binance BTCUSDT ask
+        depth within 2-5 % fell to about 0.2 of its calm median at its lowest minute).
     depth_half_life_ms : int
         Recovery half-life of the depth factor toward its target (default 15 min).
     impact_half_life_ms : int

@@ -904,21 +904,39 @@ DEFAULT_SCENARIO_TOML: Final = """\
 # 21:20 UTC (5m bars; ~116,800 at 20:00), max 1h drawdown 13.3 %; ETHUSDT perp low 3,400.0 at
 # 21:20 (~4,010 at 20:00), max 1h drawdown 15.5 %; both recovered most of the fall within the
 # hour (BTC ~113,000, ETH ~3,850 at 22:00).
+#
+# Calibration (docs/stress_models.md, "The bundled default: calibration"). The accounts are a
+# sample of Binance's BTC and ETH books: 15 % of its BTC and 14 % of its ETH futures open
+# interest in early October 2025. Fund, depth and daily volume are Binance's scaled by the same
+# share, so the sample's liquidation flow meets its share of the book and of the fund. Every
+# value says its basis; "assumed" marks a modelling choice without a measured counterpart.
 
 name = "default: synthetic 2025-10-10-shaped crash"
 description = "BTC -2% gap then -11.5% cascade in 20 min, ETH -2.5% then -13%; 65% recovered"
-start = "2025-10-10T00:00:00Z"
-horizon = "2d"
-step = "1m"
+# 16:00 to 04:00 UTC: five quiet hours, the crash at 21:00, the 00:00 funding settlement and
+# seven hours after it (the recovery half-life is 20 minutes)
+start = "2025-10-10T16:00:00Z"
+horizon = "12h"
+# Binance re-marks every second and liquidates as the mark crosses maintenance. With
+# 1-minute steps the 20-minute cascade moves 0.6 % a step, past the 0.4 % tier-1 maintenance
+# margin, and over a quarter of liquidations began beyond bankruptcy (the fund's); a
+# 15-second step moves 0.15 % (plus 0.07 % noise, one sigma), inside it: 9 % (BTC) and
+# 20 % (ETH, 2.5 % gap, noisier) still do.
+step = "15s"
 
 [seeds]
-market = 20251010
+# of 20251010-13, the one whose noise puts the index lows where Binance's were: BTC 101,366
+# and ETH 3,395.0 at 21:20 UTC (101,516.5 and 3,400.0 on the 5m bars); the others bottom
+# at 99,900-103,800 (docs/stress_models.md, the calibration's seed spread)
+market = 20251012
 population = 7
 agents = 3
 
 [run]
-verify_every = 60
-vol_window = 30
+# Engine.verify() hourly
+verify_every = 240
+# 30 minutes of 15-second steps: the window the depth fit below used
+vol_window = 120
 
 [market]
 model = "crash"
@@ -927,7 +945,7 @@ correlation = [[1.0, 0.85], [0.85, 1.0]]
 [market.markets.BTC-PERP]
 start_price = 117000.0
 vol_annual = 0.35
-crash_at = "21h"
+crash_at = "5h"
 gap_fraction = 0.02
 cascade_depth = 0.115
 cascade_duration = "20m"
@@ -938,7 +956,7 @@ crash_vol_multiplier = 3.0
 [market.markets.ETH-PERP]
 start_price = 4010.0
 vol_annual = 0.5
-crash_at = "21h"
+crash_at = "5h"
 gap_fraction = 0.025
 cascade_depth = 0.13
 cascade_duration = "20m"
@@ -953,43 +971,73 @@ size_distribution = "pareto"
 size_pareto_alpha = 1.5
 extra_market_probability = 0.2
 entry_spread = 0.02
+# Account leverage (notional / equity), a lognormal fitted exactly to Hyperliquid's on-chain
+# open interest by leverage on 2025-12-15: 36 % at 0-3x, 49 % at 3-7x, 15 % above 7x (PANews,
+# analyst @ai_9684xtpa). No CEX publishes this; Hyperliquid is the one venue where it can be
+# read. It was taken after the crash, which had wiped out much of the high leverage
 leverage = [
-  { weight = 0.85, median = 8.0, sigma = 0.6 },
-  { weight = 0.15, median = 30.0, sigma = 0.5 },
+  { weight = 1.0, median = 3.7, sigma = 0.61 },
 ]
 
 [population.open_interest_base]
+# 15 % of Binance's BTC futures open interest: 16.44 bn USD at 123,142 = 133,500 BTC
+# (CoinGlass, early October 2025)
 BTC-PERP = 20000.0
+# 14 % of Binance's ETH open interest: ~12.5 bn USD = ~2.85 M ETH at ~4,390 (CryptoQuant: it
+# fell 51 %, 6.4 bn, in the three months after 2025-10-10; 12.6 bn at its August peak)
 ETH-PERP = 400000.0
 
 [venue]
 preset = "binance"
-insurance_fund = 20000000
+# 4.2 % of the sample's 3.94 bn USDT of notional open interest: Binance's shared insurance
+# fund of the BTC, ETH and BNB USDT-M contracts held 1.22 bn USDT on 2025-10-10 against
+# ~28.9 bn of BTC and ETH open interest; it paid out 188 M (15 %) by 2025-10-11 (Binance
+# insurance-fund history, as reported)
+insurance_fund = 165000000
 
 [venue.insurance]
 fee_share_ppm = 0
 
 [liquidity.BTC-PERP]
-depth_per_bps_base = 5.0
+# 15 % of Binance BTCUSDT's book: 22.6 BTC per bp on each side within 1 % and within 2 %
+# (medians of the 2025-10-10 bookDepth file: asks over the day, bids before 15:00, after
+# which the bid buckets are measured from a stale 121,363 bid)
+depth_per_bps_base = 3.4
 max_bps = 500.0
-daily_volume_base = 60000.0
+# 15 % of BTCUSDT's median daily volume on the calm days around the crash (163,672 BTC;
+# 127k-218k over 2025-10-08/09/11/12/13, 5m bars)
+daily_volume_base = 24500.0
 impact_y = 1.0
 vol_ref_annual = 0.5
-min_depth_fraction = 0.02
+# depth ~ (0.5 / vol)^0.3: least squares on the bookDepth ask depth within 2 % (minute means
+# over calm depth) against the 30-minute realized volatility of the 1m mark (2025-10-10);
+# at the crash's realized volatility (~9 a year) it gives 0.42, the data 0.31-0.44
+depth_vol_elasticity = 0.3
+# the lowest minute mean of the ask depth within 2-5 % that day: 0.20-0.22 of calm depth
+min_depth_fraction = 0.2
+# assumed
 depth_half_life = "15m"
 impact_half_life = "30m"
-oracle_weight = 0.0
+# Binance's mark (the binance preset: median of index + 5-minute basis EMA, book mid, last
+# trade, docs/oracle.md) follows the book: two of its three inputs are the book's own price
+oracle_weight = 1.0
 
 [liquidity.ETH-PERP]
+# no ETH book file: BTC's book per bp times ETHUSDT/BTCUSDT daily base volume (31.9, median
+# of the same calm days) times the sample's 14 % share
 depth_per_bps_base = 100.0
 max_bps = 500.0
-daily_volume_base = 1200000.0
+# 14 % of ETHUSDT's median daily volume on those days (5.22 M ETH)
+daily_volume_base = 730000.0
 impact_y = 1.0
+# ETH's calm volatility is ~1.4 x BTC's (0.50-0.54 vs 0.35 on 2025-10-08/09)
 vol_ref_annual = 0.6
-min_depth_fraction = 0.02
+# as BTC (no ETH depth data)
+depth_vol_elasticity = 0.3
+min_depth_fraction = 0.2
 depth_half_life = "15m"
 impact_half_life = "30m"
-oracle_weight = 0.0
+oracle_weight = 1.0
 
 # ---------------------------------------------------------------------------- agents
 # docs/stress_models.md, "Agents". Sizes are for this sample (~3.9 bn USDT of notional open
@@ -1012,12 +1060,14 @@ reserve_pareto_alpha = 1.5
 reserve_multiple_max = 20.0
 
 [agents.liquidator]
-# ~2.5 % of the sample's notional OI, assumed; of the order of Hyperliquid's HLP vault
-# (its backstop liquidator) against that venue's OI on public dashboards (UNVERIFIED)
-capital_quote = 100000000.0
-# a tenth of the capital a minute: the 20-minute cascade would need it twice over
-capacity_per_step_quote = 10000000.0
-# one step: bots quote within the minute of the first liquidation order of a burst
+# 2.2 % of the sample's notional open interest, the ratio of Hyperliquid's backstop
+# liquidator vault HLP (~300 M USD in October 2025) to Hyperliquid's open interest before the
+# crash (~13.8 bn USD); Binance has no such vault: here it stands for the liquidity that
+# refills the book within the minute
+capital_quote = 85000000.0
+# a tenth of the capital a minute (assumed), 2.125 M per 15-second step
+capacity_per_step_quote = 2125000.0
+# bots quote within the minute of the first liquidation order of a burst (assumed)
 latency = "1m"
 # after an hour without orders they stand down and need the latency again
 idle_reset = "1h"
@@ -1032,26 +1082,27 @@ unwind_half_life = "30m"
 [agents.market_maker]
 # off: the book already thins with volatility (liquidity.*.depth_vol_elasticity)
 vol_sensitivity = 0.0
-# a 10 % fall from the 1 h high withdraws 63 % of max_withdrawal
+# a 10 % fall from the 1 h high withdraws 63 % of max_withdrawal; with max_withdrawal 0.5
+# the 12.5 % fall of 21:20 withdraws 36 %: the ask depth within 2 % was 0.6-0.7 of the
+# volatility fit at 21:20-21:24 (bookDepth file)
 drawdown_sensitivity = 10.0
 drawdown_window = "1h"
-# liquidation flow of 5 % of a day's volume does the same
-flow_sensitivity = 20.0
-# with the 2 % vol floor, 0.4 % of calm depth at worst; on 2025-10-10 at 21:25 UTC the
-# Binance BTCUSDT bid within 5 % was ~0.2 % of its daily median (bookDepth file)
-max_withdrawal = 0.8
+# off: the flow and the drawdown came together that day, the data cannot tell them apart
+flow_sensitivity = 0.0
+max_withdrawal = 0.5
 # quotes return within the hour (2025-10-10: most of the fall recovered by 22:00 UTC)
 recovery_half_life = "30m"
 
 [agents.arbitrage]
 # cash-and-carry capital (basis desks, delta-neutral funds) dwarfs liquidation flow;
-# ~5 % of the sample's open interest
+# ~5 % of the sample's open interest (assumed)
 capital_quote = 200000000.0
 # per market: position notional per unit of capital
 max_leverage = 3.0
-# half the premium closed per minute: with it the 2025-10-11 00:00 UTC funding of both
-# markets is 0.0100 %, as Binance paid (../shared/data funding history)
-speed = 0.5
+# 30 % of the premium closed per 15-second step (76 % a minute): with it the 2025-10-11
+# 00:00 UTC funding of both markets is 0.0100 %, as Binance paid (../shared/data funding
+# history); at 0.159 (half a minute) both settle below it, -0.0025 % and -0.0015 %
+speed = 0.3
 # a smaller premium does not pay fees and the spot leg
 threshold_bps = 5.0
 
