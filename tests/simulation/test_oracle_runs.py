@@ -76,3 +76,18 @@ def test_oracle_table_is_validated_with_its_key() -> None:
     for text, match in bad:
         with pytest.raises(ScenarioError, match=match):
             _scenario(text)
+
+
+def test_bundled_scenarios_all_parse() -> None:
+    """Every scenario file in scenarios/ parses (replays resolve their data lazily)."""
+    from pathlib import Path
+
+    from solvency.sim.scenario import load_scenario
+
+    files = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.toml"))
+    assert len(files) >= 5
+    for f in files:
+        s = load_scenario(f)
+        assert s.markets, f
+    outage = load_scenario(files[0].parent / "oracle_outage.toml")
+    assert outage.oracle is not None and len(outage.oracle.outages) == 4
