@@ -47,3 +47,15 @@ def test_an_account_that_trades_is_not_flat_any_more() -> None:
     e.apply(Fill(id="f2", market="BTC-PERP", buyer="flat", seller="short",
                  size=Decimal("0.1"), price=Decimal(100_000), fee_buyer=Decimal(1)))
     assert watch.check() == ""  # it paid a fee as a trader, not as a flat account
+
+
+def test_fund_equity_metrics_follow_the_equity_series() -> None:
+    from solvency.sim.run import run_scenario
+    from tests.simulation.test_run import small
+
+    r = run_scenario(small(depth=0.3, fund=20_000, horizon="90m"))
+    eq = r.series.insurance_fund_equity
+    assert r.metrics["insurance_fund_equity_min"] == float(eq.min())
+    peak = float(max(eq[: int(eq.argmin()) + 1]))
+    assert r.metrics["insurance_fund_equity_drawdown"] >= peak - float(eq.min())
+    assert r.metrics["insurance_fund_equity_drawdown"] > 0.0  # the fund paid something

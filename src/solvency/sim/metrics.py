@@ -15,7 +15,10 @@ of ``metrics.json``. Definitions (also in ``docs/stress_lab.md``):
   socialized loss covered).
 * ``insurance_fund_min`` -- lowest balance of ``sys:insurance`` (cash; positions the fund
   took over are shown apart as fund equity); ``insurance_fund_drawdown`` -- largest fall
-  from a running peak of that balance.
+  from a running peak of that balance. ``insurance_fund_equity_min`` and
+  ``insurance_fund_equity_drawdown`` -- the same for the fund's equity (cash plus the
+  value of positions it took over at the mark): the fund's cash falls by the full
+  bankruptcy value of a position it takes over, its equity only by the loss.
 * ``adl_count``, ``adl_notional`` -- ADL fills and their ``size x price``.
 * ``adl_haircut`` -- sum over ADL fills of the counterparty's loss against closing at the
   mark, ``max(0, s x (mark - price) x size)`` with ``s = +1`` for a long counterparty and
@@ -240,6 +243,9 @@ def summarize(series: StepSeries, *, conserved: bool,
         "insurance_fund_min": float(fund.min()) if fund.shape[0] else 0.0,
         "insurance_fund_end": float(fund[-1]) if fund.shape[0] else 0.0,
         "insurance_fund_drawdown": _fund_drawdown(fund),
+        "insurance_fund_equity_min": (float(series.insurance_fund_equity.min())
+                                      if fund.shape[0] else 0.0),
+        "insurance_fund_equity_drawdown": _fund_drawdown(series.insurance_fund_equity),
         "adl_count": int(series.adl_count.sum()),
         "adl_notional": float(series.adl_notional.sum()),
         "adl_haircut": float(series.adl_haircut.sum()),
