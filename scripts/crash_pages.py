@@ -151,7 +151,10 @@ def _stats(run: RunResult, scenario: Scenario, window: Window) -> VenueStats:
              for m in scenario.population.open_interest_base)
     m = run.metrics
     ts = np.asarray(s.ts_ms, dtype=np.int64)
-    liq = np.asarray(s.liq_notional, dtype=np.float64)
+    # force-closed notional: liquidations and ADL (where the fund is out, a bankrupt position
+    # is closed by ADL, not by a liquidation fill, and reported totals count both)
+    liq = np.asarray(s.liq_notional, dtype=np.float64) + np.asarray(s.adl_notional,
+                                                                    dtype=np.float64)
     total = float(liq.sum())
     in_crash = np.zeros(ts.shape, dtype=bool)
     for a, b in window.crash_hours:
@@ -170,7 +173,7 @@ def _stats(run: RunResult, scenario: Scenario, window: Window) -> VenueStats:
         first_hour_share=float(liq[ts < ts[0] + HOUR_MS].sum() / total) if total else 0.0,
         crash_share=float(liq[in_crash].sum() / total) if total else 0.0,
         peak_hour_ms=peak_ms, peak_hour_share=peak_share,
-        fund_empty_ms=_first(ts, fund <= 0.0),
+        fund_empty_ms=_first(ts, fund <= 0.01 * fund[0]),
         first_adl_ms=_first(ts, np.asarray(s.adl_count) > 0))
 
 
@@ -264,14 +267,15 @@ def metrics_table(summary: Summary) -> list[str]:
         ("liquidated notional / open interest", lambda v: pct(summary.stats[v].liq_share)),
         ("ADL notional / open interest", lambda v: pct(summary.stats[v].adl_share)),
         ("first liquidation (UTC)", lambda v: hhmm(summary.stats[v].first_liq_ms)),
-        ("liquidated notional in the window's first hour",
+        ("force-closed notional (liquidation + ADL) in the window's first hour",
          lambda v: pct(summary.stats[v].first_hour_share)),
-        ("liquidated notional in the reported crash hours",
+        ("force-closed notional in the reported crash hours",
          lambda v: pct(summary.stats[v].crash_share)),
-        ("busiest liquidation hour (UTC), its share",
+        ("busiest hour of force-closed notional (UTC), its share",
          lambda v: f"{hhmm(summary.stats[v].peak_hour_ms)}, "
                    f"{pct(summary.stats[v].peak_hour_share)}"),
-        ("insurance fund first at zero (UTC)", lambda v: hhmm(summary.stats[v].fund_empty_ms)),
+        ("insurance fund first below 1 % of its start (UTC)",
+         lambda v: hhmm(summary.stats[v].fund_empty_ms)),
         ("first ADL fill (UTC)", lambda v: hhmm(summary.stats[v].first_adl_ms)),
         ("other last resorts (events)", lambda v: _routes(summary.runs[v].metrics)),
         ("time in breaker states other than normal",
@@ -441,9 +445,9 @@ def _sim_shape(s: Summary) -> str:
     crash = s.span(lambda v: s.stats[v].crash_share, pct)
     first = s.span(lambda v: s.stats[v].first_hour_share, pct)
     return (f"In the replay the venues liquidated **{liq}** of the population's open interest "
-            f"and ADL closed another {adl}. Of the liquidated notional, {crash} falls inside "
-            f"the reported crash hours ({_hours_text(s.window)} UTC) and {first} in the "
-            "window's first hour.")
+            f"and ADL closed another {adl}. Of the force-closed notional (liquidations and "
+            f"ADL), {crash} falls inside the reported crash hours ({_hours_text(s.window)} UTC) "
+            f"and {first} in the window's first hour.")
 
 
 def _sim_fund(s: Summary) -> str:
@@ -453,7 +457,8 @@ def _sim_fund(s: Summary) -> str:
     adl = s.where(lambda v: s.metric(v, "adl_count") > 0)
     text = f"The simulated fund starts at {usd(fund)} on every venue and "
     zero = ", ".join(f"{v} at {hhmm(s.stats[v].fund_empty_ms)}" for v in empty)
-    text += f"reaches zero on {zero}" if empty else "never reaches zero"
+    text += (f"falls below 1 % of that on {zero}" if empty else
+             "never falls below 1 % of that")
     text += "; " + (f"bad debt remains on {', '.join(bad)} "
                     f"({s.span(lambda v: s.metric(v, 'bad_debt'), usd)})" if bad else
                     "no bad debt remains on any venue")
@@ -472,13 +477,13 @@ def _timing(s: Summary) -> str:
     inside = s.where(lambda v: s.stats[v].crash_share >= 0.5)
     early = s.where(lambda v: s.stats[v].first_hour_share >= 0.25)
     if len(inside) == len(s.runs):
-        text = ("Timing: as reported, most of the liquidated notional is inside the crash "
+        text = ("Timing: as reported, most of the force-closed notional is inside the crash "
                 "hours on every venue.")
     elif inside:
-        text = (f"Timing: most of the liquidated notional is inside the crash hours on "
+        text = (f"Timing: most of the force-closed notional is inside the crash hours on "
                 f"{', '.join(inside)} only.")
     else:
-        text = ("Timing: unlike the reported day, most of the liquidated notional comes "
+        text = ("Timing: unlike the reported day, most of the force-closed notional comes "
                 "outside the crash hours on every venue.")
     if early:
         text += (f" On {', '.join(early)} a quarter or more is in the first hour: the book is "
@@ -597,6 +602,8 @@ def compare_2025(s: Summary) -> list[str]:
         bad = float(hl.metrics["bad_debt"])
         over = float(hl.metrics["adl_overshoot"])
         ratio = f"{over / bad:.1f}x the bad debt" if bad > 0 else "with no bad debt left"
+        if float(hl.metrics["adl_haircut"]) == 0.0:
+            ratio += " (its ADL fills are at the mark: no haircut, so nothing to overshoot)"
         hl_text = (f" On the hyperliquid preset the simulated ADL overshoot (haircut beyond what "
                    f"the fund could not pay) is {usd(over)}, {ratio}; Chitra estimates the "
                    "real Hyperliquid auto-deleveraged $650 M more than needed, 28x the bad debt "
