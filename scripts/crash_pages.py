@@ -473,27 +473,45 @@ def _sim_fund(s: Summary) -> str:
     return text + "."
 
 
+def _in_crash(window: Window, ts_ms: int | None) -> bool:
+    return ts_ms is not None and any(_utc_ms(a) <= ts_ms < _utc_ms(b)
+                                     for a, b in window.crash_hours)
+
+
 def _timing(s: Summary) -> str:
     inside = s.where(lambda v: s.stats[v].crash_share >= 0.5)
-    early = s.where(lambda v: s.stats[v].first_hour_share >= 0.25)
-    if len(inside) == len(s.runs):
+    others = [v for v in s.runs if v not in inside]
+    if not others:
         text = ("Timing: as reported, most of the force-closed notional is inside the crash "
                 "hours on every venue.")
     elif inside:
         text = (f"Timing: most of the force-closed notional is inside the crash hours on "
-                f"{', '.join(inside)} only.")
+                f"{', '.join(inside)}, not on {', '.join(others)}.")
     else:
         text = ("Timing: unlike the reported day, most of the force-closed notional comes "
                 "outside the crash hours on every venue.")
-    if early:
-        text += (f" On {', '.join(early)} a quarter or more is in the first hour: the book is "
-                 "drawn at the window's first price with entries up to the scenario's "
-                 "`entry_spread` away and collateral topped up to initial margin, so the most "
-                 "levered accounts start at the edge and go with the day's first small moves, "
-                 "into a thin book; this is an artifact of a static book, not a finding about "
-                 "the day, and where it empties the fund early the crash itself then runs on "
-                 "ADL.")
-    return text
+    peak = s.where(lambda v: _in_crash(s.window, s.stats[v].peak_hour_ms))
+    if peak:
+        text += (" The busiest hour is inside them on "
+                 f"{'every venue' if len(peak) == len(s.runs) else ', '.join(peak)}.")
+    return text + _start_artifact(s)
+
+
+def _start_artifact(s: Summary) -> str:
+    t0 = int(next(iter(s.runs.values())).series.ts_ms[0])
+    spent = s.where(lambda v: (s.stats[v].fund_empty_ms or t0 + 2 * HOUR_MS) < t0 + HOUR_MS)
+    early = s.where(lambda v: s.stats[v].first_hour_share >= 0.1 or v in spent)
+    if not early:
+        return ""
+    shares = ", ".join(f"{v} {pct(s.stats[v].first_hour_share)}" for v in early)
+    text = f" The window's first hour already counts ({shares} of the force-closed notional"
+    text += (f"; the fund is spent within it on {', '.join(spent)})" if spent else ")")
+    return text + (
+        ": the book is drawn at the window's first price, with entries up to the scenario's "
+        "`entry_spread` away and collateral topped up to initial margin, so the most levered "
+        "accounts start at the edge and go with the first small moves, into a thin book. That "
+        "is an artifact of a static book, not a finding about the day; once the fund is spent "
+        "that way, the crash itself runs on ADL or socialized losses.")
 
 
 def _ratio(s: Summary, reported: float) -> str:
@@ -513,15 +531,15 @@ def _fund_ratio(s: Summary) -> str:
 def _fund_vs(s: Summary, reported: float, who: str) -> str:
     """Compare the scenario's fund per unit of open interest with a venue's reported one."""
     sim = _fund_share(s)
+    text = (f"The scenario's fund is {pct(sim)} of the population's open interest, against "
+            f"about {pct(reported)} for {who}: ")
     if sim < reported / 3:
-        return (f"The scenario's fund is {pct(sim)} of the population's open interest against "
-                f"about {pct(reported)} for {who}: far smaller against the book, so where the "
-                "simulated fund is emptied and ADL follows, that reflects the fund's size more "
-                "than the preset's rules.")
-    return (f"The scenario's fund, {pct(sim)} of the population's open interest, is of the "
-            f"order of {who}'s (about {pct(reported)}), so where the simulated fund is emptied "
-            "it is the replay's liquidations into a thin book, with nobody adding margin, that "
-            "drain it, not a small fund.")
+        return text + ("far smaller against the book, so where the simulated fund is emptied "
+                       "and ADL follows, that reflects the fund's size more than the preset's "
+                       "rules.")
+    return text + ("of the same order, so where the simulated fund is emptied it is the "
+                   "replay's liquidations into a thin book, with nobody adding margin, that "
+                   "drain it, not a small fund.")
 
 
 _CAVEAT = (
