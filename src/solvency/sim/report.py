@@ -71,7 +71,7 @@ def _traces(chart: str, label: str, s: StepSeries, colour: str) -> list[go.BaseT
                              if colour == _COLOURS[0] else colour, dash=d))
     elif chart == "liquidations":
         out.append(go.Bar(x=x, y=s.liq_notional.tolist(), name=f"{label} liquidated",
-                          marker={"color": colour}))
+                          marker={"color": colour, "line": {"width": 0}}))
     elif chart == "insurance_fund":
         out.append(_line(x, s.insurance_fund, f"{label} fund", colour))
         out.append(_line(x, s.insurance_fund_equity, f"{label} fund equity", colour,
@@ -80,7 +80,7 @@ def _traces(chart: str, label: str, s: StepSeries, colour: str) -> list[go.BaseT
         out.append(_line(x, s.bad_debt, f"{label} bad debt", colour))
     elif chart == "adl":
         out.append(go.Bar(x=x, y=s.adl_notional.tolist(), name=f"{label} ADL notional",
-                          marker={"color": colour}))
+                          marker={"color": colour, "line": {"width": 0}}))
         out.append(_line(x, s.adl_haircut, f"{label} ADL haircut", colour, dash="dot"))
     elif chart == "accounts_at_risk":
         out.append(_line(x, s.at_risk.astype(np.float64), f"{label} at risk", colour))
