@@ -344,7 +344,8 @@ class Liquidator:
             backstop_eligible=policy.backstop_eligible(collateral=coll, mm=mm),
             adl_lots=adl[0] if adl else None, adl_order=adl[1] if adl else None,
             adl_eligible=adl[2] if adl else None,
-            social_weights=social[0] if social else None)
+            social_weights=social[0] if social else None,
+            social_charges=False)  # charged once per market per sweep (_settle_social)
         return self._execute(r, pos, plan, adl, cause, bq, close)
 
     def _equity_and_mm_quanta(self, r: int, a: int, coll: float, mm: float, px: float,

@@ -244,6 +244,7 @@ class _State:
     fund_used: int = 0
     bad_debt: int = 0
     steps: list[Step] = field(default_factory=list)
+    social_charges: bool = True
 
     def share(self, lots: int) -> int:
         return bankruptcy_share_quanta(self.b, part_lots=self.filled + lots, total_lots=self.n) - (
@@ -268,6 +269,7 @@ def plan_waterfall(
     limit_ticks: int | None = None, backstop_eligible: bool = False,
     adl_lots: Int64Array1D | None = None, adl_order: Int64Array1D | None = None,
     adl_eligible: BoolArray1D | None = None, social_weights: Int64Array1D | None = None,
+    social_charges: bool = True,
 ) -> WaterfallPlan:
     """Plan the liquidation of ``close_lots`` of a position, as ordered exact steps.
 
@@ -302,6 +304,11 @@ def plan_waterfall(
     social_weights
         Participants of a socialized loss: profits (``pro_rata_winners``) or lots of
         both sides (``funding_index``).
+    social_charges
+        ``False``: do not split a socialized loss over the participants; the step then
+        carries what is covered (from the weights' totals) with an empty charge array
+        and no rounding, for a caller that charges the losses of many steps at once
+        (the engine does, once per market per sweep).
 
     Returns
     -------
@@ -315,7 +322,7 @@ def plan_waterfall(
     if fund_quanta < 0:
         raise ValueError("fund_quanta must be non-negative")
     is_long = position_lots > 0
-    st = _State(n=n, b=bankruptcy_quanta, fund_left=fund_quanta)
+    st = _State(n=n, b=bankruptcy_quanta, fund_left=fund_quanta, social_charges=social_charges)
     book = [(int(q), int(t)) for q, t in levels if q > 0]
     cursor = 0
     surplus = 0
@@ -421,7 +428,7 @@ def _below_bankruptcy(
                 st.steps.append(InsurancePayment(from_fund))
                 st.fund_left -= from_fund
                 st.fund_used += from_fund
-            social = _socialize(rule, gap - from_fund, weights)
+            social = _socialize(rule, gap - from_fund, weights, split=st.social_charges)
             st.steps.append(social)
             st.bad_debt += social.bad_debt_quanta
         st.filled += take
@@ -431,10 +438,22 @@ def _below_bankruptcy(
     return cursor
 
 
-def _socialize(rule: Socialize, loss: int, weights: Int64Array1D | None) -> SocializedLoss:
+def _socialize(rule: Socialize, loss: int, weights: Int64Array1D | None, *,
+               split: bool = True) -> SocializedLoss:
     w = np.zeros(0, dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
+    none = np.zeros(0, dtype=np.int64)
     if loss <= 0 or w.shape[0] == 0 or not np.abs(w).any():
-        return SocializedLoss(rule, loss, np.zeros(0, dtype=np.int64), 0, 0, max(loss, 0))
+        return SocializedLoss(rule, loss, none, 0, 0, max(loss, 0))
+    if not split:
+        # what the split would cover, from totals: the funding index always covers the
+        # loss; winners pay at most their profits (socialize_pro_rata_winners' sum)
+        if rule == "funding_index":
+            return SocializedLoss(rule, loss, none, loss, 0, 0)
+        pos = np.maximum(w, 0)
+        profit = (int(pos.sum()) if int(pos.max()) * pos.shape[0] < 2**62
+                  else sum(pos.tolist()))  # Python ints only where int64 could overflow
+        covered = min(loss, profit)
+        return SocializedLoss(rule, loss, none, covered, 0, loss - covered)
     if rule == "funding_index":
         _delta, charges = socialize_funding_index(loss, lots=w)
         total = int(charges.sum())

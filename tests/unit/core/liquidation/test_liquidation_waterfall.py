@@ -174,3 +174,33 @@ def test_waterfall_conserves_and_never_overdraws(
     for s in plan.steps:
         if isinstance(s, AdlFill):
             assert elig[s.position] and s.lots <= abs(int(adl_lots[s.position]))
+    # without the per-participant split (the engine's mode) the plan is the same: each
+    # socialized step covers and leaves as bad debt exactly what the split would
+    bare = plan_waterfall(
+        POLICIES[name], position_lots=sign * (n + 3), close_lots=n, bankruptcy_quanta=b,
+        levels=levels, quote=linear_quote(TV, is_long=long), fund_quanta=fund,
+        limit_ticks=bk_ticks - sign * bk_ticks // 3, backstop_eligible=backstop,
+        adl_lots=adl_lots, adl_order=np.arange(k, dtype=np.int64), adl_eligible=elig,
+        social_weights=weights, social_charges=False)
+    assert len(bare.steps) == len(plan.steps)
+    assert bare.bad_debt_quanta == plan.bad_debt_quanta
+    for x, y in zip(bare.steps, plan.steps, strict=True):
+        if isinstance(y, SocializedLoss):
+            assert isinstance(x, SocializedLoss) and x.charges == ()
+            assert (x.covered_quanta, x.bad_debt_quanta) == (y.covered_quanta,
+                                                             y.bad_debt_quanta)
+        else:
+            assert x == y
+
+
+def test_engine_mode_skips_the_split_but_keeps_coverage() -> None:
+    for name, w in (("drift", [70, -40]), ("deribit", [30_000_000, 10_000_000, -5])):
+        plan = _plan(name, 5_100_000_000, [(100, 50_490)], 0, limit_ticks=49_000,
+                     social_weights=np.array(w, dtype=np.int64))
+        bare = _plan(name, 5_100_000_000, [(100, 50_490)], 0, limit_ticks=49_000,
+                     social_weights=np.array(w, dtype=np.int64), social_charges=False)
+        s, t = plan.steps[1], bare.steps[1]
+        assert isinstance(s, SocializedLoss) and isinstance(t, SocializedLoss)
+        assert t.charges == () and t.rounding_quanta == 0
+        assert (t.covered_quanta, bare.bad_debt_quanta) == (s.covered_quanta,
+                                                            plan.bad_debt_quanta)
