@@ -435,7 +435,7 @@ class Engine:
         return bool((self.book.row_int[r, : len(self.book.asset_names)] < 0).any())
 
     def _dec(self, a: int) -> int:
-        return self.venue.assets[self.book.asset_names[a]].decimals
+        return self._decimals[a]
 
     def _price(self, ev: Price) -> list[OutEvent]:
         book = self.book
@@ -777,9 +777,8 @@ class Engine:
         # --- margin: a side whose risk grows must hold initial margin after the fill
         iso_topups: dict[str, int] = {}
         for side, flow, fee in ((buyer, flow_b, fee_b), (seller, flow_s, fee_s)):
-            old, new = side.old_lots, side.new_lots
-            if not (abs(new) > abs(old) or (old != 0 and new != 0 and (old > 0) != (new > 0))):
-                continue  # risk does not grow (see _risk_grows)
+            if not _risk_grows(side.old_lots, side.new_lots):
+                continue
             if mode == "reduce_only":
                 raise RejectReason("market_reduce_only",
                                    f"market {inst.name} is reduce-only: {side.account} "

@@ -125,7 +125,8 @@ def _histogram(bad_debt: Mapping[str, Sequence[float]]) -> go.Figure:
     return fig
 
 
-def _fmt(v: Any) -> str:
+def html_cell(v: Any) -> str:
+    """A metric value as escaped HTML text for a table cell (thousands separators)."""
     if isinstance(v, bool) or v is None:
         return html.escape(str(v))
     if isinstance(v, int):
@@ -141,7 +142,7 @@ def _table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
         keys.extend(k for k, v in m.items() if k not in keys and not isinstance(v, dict | list))
     head = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in metrics)
     rows = [f"<tr><td>{html.escape(k)}</td>" + "".join(
-        f"<td>{_fmt(m.get(k))}</td>" for m in metrics.values()) + "</tr>" for k in keys]
+        f"<td>{html_cell(m.get(k))}</td>" for m in metrics.values()) + "</tr>" for k in keys]
     return f"<table>{head}</tr>{''.join(rows)}</table>"
 
 

@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -792,17 +793,17 @@ def _oracle(o: _Oracle | None, source: str) -> OracleFeedSpec | None:
     if o is None:
         return None
     try:
-        outages = tuple(SourceOutage(
-            x.source, _duration_ms(x.start, f"oracle.outages[{i}].start", zero_ok=True),
-            _duration_ms(x.start, f"oracle.outages[{i}].start", zero_ok=True)
-            + _duration_ms(x.duration, f"oracle.outages[{i}].duration"))
-            for i, x in enumerate(o.outages))
+        outages = []
+        for i, x in enumerate(o.outages):
+            start = _duration_ms(x.start, f"oracle.outages[{i}].start", zero_ok=True)
+            length = _duration_ms(x.duration, f"oracle.outages[{i}].duration")
+            outages.append(SourceOutage(x.source, start, start + length))
         return OracleFeedSpec(
             sources=tuple(o.sources) if o.sources is not None else DEFAULT_SOURCES,
             venue_sources=tuple(o.venue_sources), noise_bps=float(o.noise_bps),
             lag_ms={k: _duration_ms(v, f"oracle.lag.{k}", zero_ok=True)
                     for k, v in o.lag.items()},
-            outages=outages,
+            outages=tuple(outages),
             stale_ms=None if o.stale is None else _duration_ms(o.stale, "oracle.stale"))
     except ValueError as exc:
         raise ScenarioError(f"{source}: {exc}") from None
@@ -896,225 +897,7 @@ def default_scenario() -> Scenario:
     return parse_scenario(DEFAULT_SCENARIO_TOML, source="<default scenario>")
 
 
-DEFAULT_SCENARIO_TOML: Final = """\
-# Bundled default stress scenario: a synthetic crash shaped like 2025-10-10.
-# Kept identical to scenarios/default.toml (a test checks it); shape: docs/stress_lab.md.
-#
-# Real figures (../shared/data/README.md): Binance USDT-M BTCUSDT perp traded low 101,516.5 at
-# 21:20 UTC (5m bars; ~116,800 at 20:00), max 1h drawdown 13.3 %; ETHUSDT perp low 3,400.0 at
-# 21:20 (~4,010 at 20:00), max 1h drawdown 15.5 %; both recovered most of the fall within the
-# hour (BTC ~113,000, ETH ~3,850 at 22:00).
-#
-# Calibration (docs/stress_models.md, "The bundled default: calibration"). The accounts are a
-# sample of Binance's BTC and ETH books: 15 % of its BTC and 14 % of its ETH futures open
-# interest in early October 2025. Fund, depth and daily volume are Binance's scaled by the same
-# share, so the sample's liquidation flow meets its share of the book and of the fund. Every
-# value says its basis; "assumed" marks a modelling choice without a measured counterpart.
-
-name = "default: synthetic 2025-10-10-shaped crash"
-description = "BTC -2% gap then -11.5% cascade in 20 min, ETH -2.5% then -13%; 65% recovered"
-# 16:00 to 04:00 UTC: five quiet hours, the crash at 21:00, the 00:00 funding settlement and
-# seven hours after it (the recovery half-life is 20 minutes)
-start = "2025-10-10T16:00:00Z"
-horizon = "12h"
-# Binance re-marks every second and liquidates as the mark crosses maintenance. With
-# 1-minute steps the 20-minute cascade moves 0.6 % a step, past the 0.4 % tier-1 maintenance
-# margin, and over a quarter of liquidations began beyond bankruptcy (the fund's); a
-# 15-second step moves 0.15 % (plus 0.07 % noise, one sigma), inside it: 9 % (BTC) and
-# 20 % (ETH, 2.5 % gap, noisier) still do.
-step = "15s"
-
-[seeds]
-# of 20251010-13, the one whose noise puts the index lows where Binance's were: BTC 101,366
-# and ETH 3,395.0 at 21:20 UTC (101,516.5 and 3,400.0 on the 5m bars); the others bottom
-# at 99,900-103,800 (docs/stress_models.md, the calibration's seed spread)
-market = 20251012
-population = 7
-agents = 3
-
-[run]
-# Engine.verify() hourly
-verify_every = 240
-# 30 minutes of 15-second steps: the window the depth fit below used
-vol_window = 120
-
-[market]
-model = "crash"
-correlation = [[1.0, 0.85], [0.85, 1.0]]
-
-[market.markets.BTC-PERP]
-start_price = 117000.0
-vol_annual = 0.35
-crash_at = "5h"
-gap_fraction = 0.02
-cascade_depth = 0.115
-cascade_duration = "20m"
-recovery_fraction = 0.65
-recovery_half_life = "20m"
-crash_vol_multiplier = 3.0
-
-[market.markets.ETH-PERP]
-start_price = 4010.0
-vol_annual = 0.5
-crash_at = "5h"
-gap_fraction = 0.025
-cascade_depth = 0.13
-cascade_duration = "20m"
-recovery_fraction = 0.65
-recovery_half_life = "20m"
-crash_vol_multiplier = 3.0
-
-[population]
-n_accounts = 100000
-long_short_ratio = 1.2
-size_distribution = "pareto"
-size_pareto_alpha = 1.5
-extra_market_probability = 0.2
-entry_spread = 0.02
-# Account leverage (notional / equity), a lognormal fitted exactly to Hyperliquid's on-chain
-# open interest by leverage on 2025-12-15: 36 % at 0-3x, 49 % at 3-7x, 15 % above 7x (PANews,
-# analyst @ai_9684xtpa). No CEX publishes this; Hyperliquid is the one venue where it can be
-# read. It was taken after the crash, which had wiped out much of the high leverage
-leverage = [
-  { weight = 1.0, median = 3.7, sigma = 0.61 },
-]
-
-[population.open_interest_base]
-# 15 % of Binance's BTC futures open interest: 16.44 bn USD at 123,142 = 133,500 BTC
-# (CoinGlass, early October 2025)
-BTC-PERP = 20000.0
-# 14 % of Binance's ETH open interest: ~12.5 bn USD = ~2.85 M ETH at ~4,390 (CryptoQuant: it
-# fell 51 %, 6.4 bn, in the three months after 2025-10-10; 12.6 bn at its August peak)
-ETH-PERP = 400000.0
-
-[venue]
-preset = "binance"
-# 4.2 % of the sample's 3.94 bn USDT of notional open interest: Binance's shared insurance
-# fund of the BTC, ETH and BNB USDT-M contracts held 1.22 bn USDT on 2025-10-10 against
-# ~28.9 bn of BTC and ETH open interest; it paid out 188 M (15 %) by 2025-10-11 (Binance
-# insurance-fund history, as reported)
-insurance_fund = 165000000
-
-[venue.insurance]
-fee_share_ppm = 0
-
-[liquidity.BTC-PERP]
-# 15 % of Binance BTCUSDT's book: 22.6 BTC per bp on each side within 1 % and within 2 %
-# (medians of the 2025-10-10 bookDepth file: asks over the day, bids before 15:00, after
-# which the bid buckets are measured from a stale 121,363 bid)
-depth_per_bps_base = 3.4
-max_bps = 500.0
-# 15 % of BTCUSDT's median daily volume on the calm days around the crash (163,672 BTC;
-# 127k-218k over 2025-10-08/09/11/12/13, 5m bars)
-daily_volume_base = 24500.0
-impact_y = 1.0
-vol_ref_annual = 0.5
-# depth ~ (0.5 / vol)^0.3: least squares on the bookDepth ask depth within 2 % (minute means
-# over calm depth) against the 30-minute realized volatility of the 1m mark (2025-10-10);
-# at the crash's realized volatility (~9 a year) it gives 0.42, the data 0.31-0.44
-depth_vol_elasticity = 0.3
-# the lowest minute mean of the ask depth within 2-5 % that day: 0.20-0.22 of calm depth
-min_depth_fraction = 0.2
-# assumed
-depth_half_life = "15m"
-impact_half_life = "30m"
-# Binance's mark (the binance preset: median of index + 5-minute basis EMA, book mid, last
-# trade, docs/oracle.md) follows the book: two of its three inputs are the book's own price
-oracle_weight = 1.0
-
-[liquidity.ETH-PERP]
-# no ETH book file: BTC's book per bp times ETHUSDT/BTCUSDT daily base volume (31.9, median
-# of the same calm days) times the sample's 14 % share
-depth_per_bps_base = 100.0
-max_bps = 500.0
-# 14 % of ETHUSDT's median daily volume on those days (5.22 M ETH)
-daily_volume_base = 730000.0
-impact_y = 1.0
-# ETH's calm volatility is ~1.4 x BTC's (0.50-0.54 vs 0.35 on 2025-10-08/09)
-vol_ref_annual = 0.6
-# as BTC (no ETH depth data)
-depth_vol_elasticity = 0.3
-min_depth_fraction = 0.2
-depth_half_life = "15m"
-impact_half_life = "30m"
-oracle_weight = 1.0
-
-# ---------------------------------------------------------------------------- agents
-# docs/stress_models.md, "Agents". Sizes are for this sample (~3.9 bn USDT of notional open
-# interest at the start prices), not for the whole venue. A value without a named source is
-# a modelling choice.
-
-[agents.topup]
-# share of called accounts that ever add margin: no venue publishes it; assumed
-respond_fraction = 0.3
-# median delay from the margin-call push or e-mail to the deposit (Friday, 21:00 UTC)
-latency = "10m"
-# lognormal spread: the middle half of responders deposit within ~6-17 min
-latency_sigma = 0.75
-# margin ratio (MM / collateral) restored; the binance preset calls at 0.8
-target_margin_ratio = 0.4
-# Pareto reserve: at least 0.25x, median 0.40x, mean 0.75x the starting collateral,
-# with a wealth-like tail (index 1.5, as population.size_pareto_alpha), clipped at 20x
-reserve_multiple_min = 0.25
-reserve_pareto_alpha = 1.5
-reserve_multiple_max = 20.0
-
-[agents.liquidator]
-# 2.2 % of the sample's notional open interest, the ratio of Hyperliquid's backstop
-# liquidator vault HLP (~300 M USD in October 2025) to Hyperliquid's open interest before the
-# crash (~13.8 bn USD); Binance has no such vault: here it stands for the liquidity that
-# refills the book within the minute
-capital_quote = 85000000.0
-# a tenth of the capital a minute (assumed), 2.125 M per 15-second step
-capacity_per_step_quote = 2125000.0
-# bots quote within the minute of the first liquidation order of a burst (assumed)
-latency = "1m"
-# after an hour without orders they stand down and need the latency again
-idle_reset = "1h"
-# through the mark: above the bankruptcy price of an account just below maintenance
-# (BTC tier-1 MM 0.4 % on the binance preset)
-discount_bps = 10.0
-# Binance sends liquidation orders to the book: what liquidators leave walks it
-overflow = "book"
-# inventory sold back with the book's own impact half-life (liquidity.*.impact_half_life)
-unwind_half_life = "30m"
-
-[agents.market_maker]
-# off: the book already thins with volatility (liquidity.*.depth_vol_elasticity)
-vol_sensitivity = 0.0
-# a 10 % fall from the 1 h high withdraws 63 % of max_withdrawal; with max_withdrawal 0.5
-# the 12.5 % fall of 21:20 withdraws 36 %: the ask depth within 2 % was 0.6-0.7 of the
-# volatility fit at 21:20-21:24 (bookDepth file)
-drawdown_sensitivity = 10.0
-drawdown_window = "1h"
-# off: the flow and the drawdown came together that day, the data cannot tell them apart
-flow_sensitivity = 0.0
-max_withdrawal = 0.5
-# quotes return within the hour (2025-10-10: most of the fall recovered by 22:00 UTC)
-recovery_half_life = "30m"
-
-[agents.arbitrage]
-# cash-and-carry capital (basis desks, delta-neutral funds) dwarfs liquidation flow;
-# ~5 % of the sample's open interest (assumed)
-capital_quote = 200000000.0
-# per market: position notional per unit of capital
-max_leverage = 3.0
-# 30 % of the premium closed per 15-second step (76 % a minute): with it the 2025-10-11
-# 00:00 UTC funding of both markets is 0.0100 %, as Binance paid (../shared/data funding
-# history); at 0.159 (half a minute) both settle below it, -0.0025 % and -0.0015 %
-speed = 0.3
-# a smaller premium does not pay fees and the spot leg
-threshold_bps = 5.0
-
-[agents.funding]
-# Binance USD-M: settlements at 00:00, 08:00, 16:00 UTC
-interval = "8h"
-# 0.01 % per interval (0.03 % a day) and F = P + clamp(I - P, -0.05 %, 0.05 %), Binance
-interest_rate = 0.0001
-clamp = 0.0005
-# BTCUSDT's floor and cap: -0.30 % on 2020-03-13 08:00, +0.30 % at most (../shared/data
-# funding history, 2020-2026); ETHUSDT reached 0.375 %
-cap = 0.003
-# fundingRate as Binance publishes it
-rate_decimals = 8
-"""
+DEFAULT_SCENARIO_TOML: Final = (
+    resources.files("solvency.data").joinpath("default_scenario.toml").read_text(encoding="utf-8"))
+"""The bundled default scenario (package data ``solvency/data/default_scenario.toml``, kept
+identical to ``scenarios/default.toml``; a test checks it)."""

@@ -22,6 +22,7 @@ from typing import Any, Final, Literal
 
 import plotly.graph_objects as go
 
+from solvency.sim.report import html_cell as _fmt
 from solvency.sim.sweep import SweepResult
 
 __all__ = [
@@ -117,16 +118,6 @@ def _hover(point: Mapping[str, Any], params: Sequence[str]) -> str:
     parts += [f"{k}: {_fmt(point.get(k))}" for k in ("var99_bad_debt", "capital_efficiency",
                                                      "bad_debt", "liquidations")]
     return "<br>".join(parts) or f"point {point['point']}"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool) or v is None:
-        return html.escape(str(v))
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.6g}" if abs(v) < 1 else f"{v:,.2f}"
-    return html.escape(str(v))
 
 
 def _figure(result: SweepResult) -> go.Figure:
