@@ -41,6 +41,7 @@ from solvency.core.volatility import (
     ewma_variance,
     fit_garch,
     garch_filter,
+    garch_step_variance,
     garch_term_variance,
     rolling_volatility,
 )
@@ -153,11 +154,12 @@ def _garch_sigma(r: FloatArray, cfg: MarginModelConfig) -> tuple[FloatArray, Flo
         term = garch_term_variance(v, omega=fit.omega, persistence=fit.persistence,
                                    horizon_steps=h) / h
         if cfg.predictive and cfg.predictive_steps > 1:
-            # E[sigma^2_{t+k}] = vbar + phi^(k-1) (sigma^2_{t+1} - vbar): the variance at
-            # the next scheduled update; the rate covers the worse of now and then.
+            # E[sigma^2_{t+k}] = phi^(k-1) sigma^2_{t+1} + omega sum_{j<k-1} phi^j: the
+            # variance at the next scheduled update; the rate covers the worse of now and
+            # then (the form without vbar, exact near the unit root).
             phi = fit.persistence
-            vk = fit.unconditional_variance + phi ** (cfg.predictive_steps - 1) * (
-                v - fit.unconditional_variance) if phi < 1.0 else v
+            vk = garch_step_variance(v, omega=fit.omega, persistence=phi,
+                                     steps_ahead=cfg.predictive_steps)
             ahead = garch_term_variance(vk, omega=fit.omega, persistence=phi,
                                         horizon_steps=h) / h
             term = np.maximum(term, ahead)
