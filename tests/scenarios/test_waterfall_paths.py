@@ -228,3 +228,29 @@ def test_fee_share_feeds_the_fund_and_the_policy_raises_it_when_coverage_is_low(
                  price=D(100000), fee_buyer=D(10)))
     assert _bal(e, INSURANCE, "USDT") == 14 * U + 3 * U
     assert Engine.restore(e.snapshot()).fee_share_ppm == e.fee_share_ppm
+
+
+def test_adl_ties_go_to_the_older_account_and_survive_a_restore_bitmex() -> None:
+    # bob and carol hold the same short (same size, entry and collateral): equal ADL
+    # scores. carol's position opened first (lower slot number), bob's account is older
+    # (deposited first). The queue breaks the tie by account age, which a restore keeps;
+    # by slot number the restored engine (slots renumbered in row order) deleveraged bob
+    # while the engine that never stopped deleveraged carol.
+    policy = replace(POLICIES["bitmex"], sizing="close_all")
+    e = Engine(load_preset("bitmex"), liquidity=Levels(), policy=policy)
+    for i, (who, amount) in enumerate((("bob", "50000"), ("carol", "50000"),
+                                       ("dave", "90000"), ("alice", "800"))):
+        e.apply(Deposit(id=f"d{i}", account=who, asset="USDT", amount=D(amount)))
+    e.apply(Price(id="p0", market="BTC-PERP", price=D(100000)))
+    assert e.apply(Fill(id="f1", market="BTC-PERP", buyer="dave", seller="carol",
+                        size=D("0.5"), price=D(100000))) == []
+    assert e.apply(Fill(id="f2", market="BTC-PERP", buyer="alice", seller="bob",
+                        size=D("0.5"), price=D(100000))) == []
+    restored = Engine.restore(e.snapshot(), liquidity=Levels(), policy=policy)
+    assert restored.state_hash() == e.state_hash()
+    out = e.apply(Price(id="p1", market="BTC-PERP", price=D(98700)))
+    again = restored.apply(Price(id="p1", market="BTC-PERP", price=D(98700)))
+    adl = [o for o in out if o.type == "adl"]  # type: ignore[attr-defined]
+    assert [o.counterparty for o in adl] == ["bob"]  # type: ignore[attr-defined]
+    assert e.out_json(out) == restored.out_json(again)
+    assert restored.state_hash() == e.state_hash()

@@ -78,9 +78,8 @@ def margin(
 def replay_summary(engine: Engine, line_errors: int) -> dict[str, Any]:
     """The ``solvency replay --json`` object for an engine after a replay."""
     accounts: dict[str, Any] = {}
-    ranks: dict[int, dict[int, int]] = {}
     for account in sorted(engine.accounts):
-        view = engine.account_view(account, adl_ranks=ranks)
+        view = engine.account_view(account)
         accounts[account] = {
             "equity": view["equity"],
             "margin_ratio": view["margin_ratio"],

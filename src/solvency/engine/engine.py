@@ -48,6 +48,7 @@ from solvency.core.margin.kernels import (
     OUT_IM,
     OUT_MM,
     S_LOTS,
+    S_VALUE,
     margin_crossings,
     row_whatif,
     touch_rows,
@@ -201,6 +202,10 @@ class Engine:
         self.clock_ms: int | None = None
         self.out_seq = 0
         self.counts = {"events": 0, "applied": 0, "rejected": 0, "duplicates": 0}
+        # bumped by anything that may change the state (every apply, the direct loaders):
+        # read-only views cache what they derive from the whole book (ADL ranks) per epoch
+        self.epoch = 0
+        self._adl_cache: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
         self.realized: dict[str, int] = {}  # row name -> realized PnL quanta (reporting)
         self._settle_of = [self.book.asset_index[i.settle] for i in self.book.instruments]
         self._tick_value = [self._tv(i) for i in self.book.instruments]
@@ -259,6 +264,7 @@ class Engine:
     def apply(self, event: InputEvent | OracleReport | Order) -> list[Any]:
         """Apply one input event; return the out-events it caused."""
         self.counts["events"] += 1
+        self.epoch += 1
         if event.id in self.seen_ids:
             self.counts["duplicates"] += 1
             return []
@@ -1171,7 +1177,7 @@ class Engine:
         return any(self.book.row_nslots[r] > 0 for r in self._rows_of(account))
 
     def _rows_of(self, account: str) -> list[int]:
-        return [r for r, info in enumerate(self.book.rows) if info.account == account]
+        return self.book.account_rows.get(account, [])
 
     def _isolated_margin(self, ev: IsolatedMargin) -> list[OutEvent]:
         book = self.book
@@ -1213,6 +1219,7 @@ class Engine:
         moves between the two exactly like a fill (payer rounded up, receiver down, the
         remainder to the rounding account). Raises :class:`RejectReason` on bad input.
         """
+        self.epoch += 1
         m, inst = self._market(market)
         self._known(account)
         if counterparty not in self.accounts:
@@ -1263,6 +1270,7 @@ class Engine:
         amount is exact: an account's balance is ``collateral - sum(lots x ticks x
         tick_value)`` and ``counterparty`` holds the opposite side. Margin is not checked.
         """
+        self.epoch += 1
         book = self.book
         a = self._asset(asset)
         names = list(accounts)
@@ -1325,6 +1333,7 @@ class Engine:
 
     def transfer_isolated(self, account: str, market: str, amount: Decimal) -> None:
         """Move collateral from an account into an isolated bucket without margin checks."""
+        self.epoch += 1
         m, inst = self._market(market)
         book = self.book
         r = book.row_index.get(_iso_name(account, inst.name), -1)
@@ -1341,13 +1350,17 @@ class Engine:
 
     # ================================================================ views
 
-    def account_view(self, account: str, *, horizon_days: float = 1.0,
-                     adl_ranks: dict[int, dict[int, int]] | None = None) -> dict[str, Any]:
+    def account_view(self, account: str, *, horizon_days: float = 1.0) -> dict[str, Any]:
         """Margin, equity and positions of an account (all its rows).
 
         Each position carries its liquidation price and the probability that the mark
         reaches it within ``horizon_days`` under the market's EWMA volatility (first
-        passage of a driftless log-price Brownian motion).
+        passage of a driftless log-price Brownian motion), both computed for all of the
+        account's positions in one kernel call. The account's rows come from the book's
+        account index: the cost is in the account's own rows and positions, not the
+        book's size, except for each position's ADL rank, which depends on every holder of
+        its market: :meth:`adl_rank_of` computes a market's ranks once per state change
+        (vectorized over its holders) and answers from that table until the next one.
         """
         rows = self._rows_of(account)
         if not rows:
@@ -1359,31 +1372,16 @@ class Engine:
         if pm_rows.shape[0]:
             self.refresh_pm(pm_rows)
             out = book.aggregate(arr)
-        positions = []
-        for r in rows:
-            slots = book.row_slots(r)
-            if not slots:
-                continue
-            liq = book.liquidation_prices(np.full(len(slots), r, dtype=np.int64),
-                                          np.array(slots, dtype=np.int64))
-            for s, lp in zip(slots, liq.tolist(), strict=True):
-                m = int(book.slot_market[s])
-                if adl_ranks is None:
-                    adl_ranks = {}
-                if m not in adl_ranks:
-                    adl_ranks[m] = self.liquidator.adl_ranks(m)
-                view = self._position_view(r, s, lp, horizon_days)
-                view["adl_rank"] = adl_ranks[m].get(s)
-                positions.append(view)
-        positions.sort(key=lambda p: (p["row"], p["market"]))
+        positions = self._position_views(rows, horizon_days)
+        n_a = len(book.asset_names)
+        cash = [sum(self.ledger.balance(book.rows[r].ledger_id, sym) for r in rows)
+                for sym in book.asset_names]
+        pos_value = book.row_int[arr, n_a:2 * n_a].sum(axis=0).tolist()
+        settles = {p["settle"] for p in positions}
         equity: dict[str, str] = {}
         for a, sym in enumerate(book.asset_names):
-            total = sum(self.ledger.balance(book.rows[r].ledger_id, sym) for r in rows)
-            value_q = total + sum(int(book.row_int[r, len(book.asset_names) + a])
-                                  for r in rows)
-            value = value_q / book.asset_scale[a]
-            if total or any(p["settle"] == sym for p in positions):
-                equity[sym] = _fmt(value)
+            if cash[a] or sym in settles:
+                equity[sym] = _fmt((cash[a] + int(pos_value[a])) / book.asset_scale[a])
         coll = float(out[:, OUT_COLLATERAL].sum())
         mm = float(out[:, OUT_MM].sum())
         im = float(out[:, OUT_IM].sum())
@@ -1400,7 +1398,83 @@ class Engine:
             "positions": positions,
         }
 
-    def _position_view(self, r: int, s: int, liq: float, horizon_days: float) -> dict[str, Any]:
+    def accounts_overview(self) -> dict[str, Any]:
+        """Per-account margin totals of every account, vectorized over rows and slots.
+
+        Returns ``names`` (list, book order) and float64 arrays of the same length:
+        ``equity_usd``, ``collateral_usd``, ``initial_margin``, ``maintenance_margin``,
+        ``margin_ratio`` (maintenance / collateral; inf with margin and no collateral, 0
+        with neither), ``notional_usd`` (gross position notional) and ``positions``
+        (count), plus ``system`` (bool, engine-run accounts). One full re-margin and
+        ``np.bincount`` over the book's row -> account index: no loop over accounts.
+        """
+        book = self.book
+        n_rows = len(book.rows)
+        n_acc = len(book.account_names)
+        out = book.remargin_all()
+        acct = book.row_account[:n_rows]
+        cols = {name: np.bincount(acct, weights=out[:, k], minlength=n_acc)
+                for name, k in (("equity_usd", OUT_EQUITY), ("collateral_usd", OUT_COLLATERAL),
+                                ("initial_margin", OUT_IM), ("maintenance_margin", OUT_MM))}
+        coll, mm = cols["collateral_usd"], cols["maintenance_margin"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(coll > 0, mm / coll, np.where(mm > 0, np.inf, 0.0))
+        live = np.flatnonzero(book.slot_row[: book.n_slots] >= 0)
+        settle = np.asarray(self._settle_of, dtype=np.int64)[book.slot_market[live]]
+        usd = (np.abs(book.st[live, S_VALUE]).astype(np.float64) / book.ascale[settle]
+               * book.asset_price[settle])
+        slot_acct = acct[book.slot_row[live]]
+        system = np.zeros(n_acc, dtype=np.bool_)
+        system[acct[book.row_system[:n_rows]]] = True
+        return {
+            "names": list(book.account_names), **cols, "margin_ratio": ratio,
+            "notional_usd": np.bincount(slot_acct, weights=usd, minlength=n_acc),
+            "positions": np.bincount(slot_acct, minlength=n_acc), "system": system,
+        }
+
+    def _position_views(self, rows: list[int], horizon_days: float) -> list[dict[str, Any]]:
+        """The position entries of :meth:`account_view`, sorted by (row, market)."""
+        book = self.book
+        row_list: list[int] = []
+        slot_list: list[int] = []
+        for r in rows:
+            slots = book.row_slots(r)
+            row_list.extend([r] * len(slots))
+            slot_list.extend(slots)
+        if not slot_list:
+            return []
+        row_arr = np.array(row_list, dtype=np.int64)
+        slot_arr = np.array(slot_list, dtype=np.int64)
+        liq = book.liquidation_prices(row_arr, slot_arr)
+        markets = book.slot_market[slot_arr].tolist()
+        lots = book.slot_lots[slot_arr]
+        vols = [self.volatility(m) for m in markets]
+        prob = liquidation_probability(
+            np.array([float(book.marks[m] or 0) for m in markets]), liq,
+            np.where(lots > 0, 1, -1), np.array(vols), horizon_days / 365.0)
+        positions = []
+        for i, (r, s, m) in enumerate(zip(row_list, slot_list, markets, strict=True)):
+            view = self._position_view(r, s, float(liq[i]), vols[i], float(prob[i]))
+            view["adl_rank"] = self.adl_rank_of(m, s)
+            positions.append(view)
+        positions.sort(key=lambda p: (p["row"], p["market"]))
+        return positions
+
+    def adl_rank_of(self, m: int, s: int) -> int | None:
+        """ADL queue quintile of slot ``s`` in market ``m`` (None: not ranked)."""
+        hit = self._adl_cache.get(m)
+        if hit is None or hit[0] != self.epoch:
+            slots, ranks = self.liquidator.adl_rank_table(m)
+            hit = (self.epoch, slots, ranks)
+            self._adl_cache[m] = hit
+        _, slots, ranks = hit
+        i = int(np.searchsorted(slots, s))
+        if i < slots.shape[0] and int(slots[i]) == s:
+            return int(ranks[i])
+        return None
+
+    def _position_view(self, r: int, s: int, liq: float, vol: float,
+                       prob: float) -> dict[str, Any]:
         book = self.book
         m = int(book.slot_market[s])
         inst = book.instruments[m]
@@ -1428,10 +1502,8 @@ class Engine:
             "maintenance_margin": _fmt(mm * px),
             "unrealized_pnl": _fmt((value - cost) * px),
             "liquidation_price": None if np.isnan(liq) else _fmt(liq),
-            "volatility": _fmt(self.volatility(m)),
-            "liquidation_probability": _fmt(float(liquidation_probability(
-                float(book.marks[m] or 0), liq, 1 if lots > 0 else -1, self.volatility(m),
-                horizon_days / 365.0)[()])),
+            "volatility": _fmt(vol),
+            "liquidation_probability": _fmt(prob),
         }
 
     # ================================================================ portfolio margin

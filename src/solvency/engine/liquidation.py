@@ -433,10 +433,8 @@ class Liquidator:
         key = (pos.m, want)
         cached = self._adl_cache.get(key)
         if cached is None:
-            slots = book.holders[pos.m].view()
-            rows = book.st[slots, S_ROW]
-            slots = np.sort(slots[~book.row_system[rows]
-                                  & (np.sign(book.st[slots, S_LOTS]) == want)])
+            slots = self._holders_by_row(pos.m)
+            slots = slots[np.sign(book.st[slots, S_LOTS]) == want]
             scores = self._scores(pos.m, slots) if slots.shape[0] else np.zeros(0)
             cached = ([int(x) for x in slots[adl_order(scores)].tolist()], [0])
             self._adl_cache[key] = cached
@@ -760,25 +758,41 @@ class Liquidator:
                                         bankrupt_value=bankrupt, margin_ratio=margin_ratio)
         return scores
 
-    def adl_ranks(self, m: int) -> dict[int, int]:
+    def adl_rank_table(self, m: int) -> tuple[np.ndarray, np.ndarray]:
         """ADL queue quintile of every position in market ``m``, per side (1: first to be
-        deleveraged, like the venues' five lights; BitMEX quintiles of cumulative size)."""
+        deleveraged, like the venues' five lights; BitMEX quintiles of cumulative size).
+
+        Returns the market's non-system slots in ascending order and their quintiles, both
+        int64 arrays (vectorized over the holders; look a slot up with ``searchsorted``).
+        """
         book = self.engine.book
-        slots = np.sort(book.holders[m].view())
-        slots = slots[~book.row_system[book.st[slots, S_ROW]]]
+        slots = self._holders_by_row(m)
+        ranks = np.zeros(slots.shape[0], dtype=np.int64)
         if slots.shape[0] == 0:
-            return {}
+            return slots, ranks
         lots = book.st[slots, S_LOTS]
         scores = self._scores(m, slots)
-        out: dict[int, int] = {}
         for side in (1, -1):
             sel = np.sign(lots) == side
-            if not sel.any():
-                continue
-            q = adl_quintiles(scores[sel], lots[sel])
-            for s, k in zip(slots[sel].tolist(), q.tolist(), strict=True):
-                out[int(s)] = int(k)
-        return out
+            if sel.any():
+                ranks[sel] = adl_quintiles(scores[sel], lots[sel])
+        by_slot = np.argsort(slots)
+        return slots[by_slot], ranks[by_slot]
+
+    def _holders_by_row(self, m: int) -> np.ndarray:
+        """Non-system slots of market ``m`` in row order: the ADL queue's tie order.
+
+        Ties of equal score go to the older row (rows are numbered in creation order and a
+        restore recreates them in that order); slot numbers would not do, since a restore
+        or a reused free slot renumbers positions, and a restored engine would deleverage
+        another counterparty than the one that never stopped.
+        """
+        book = self.engine.book
+        slots = book.holders[m].view()
+        rows = book.st[slots, S_ROW]
+        keep = ~book.row_system[rows]
+        slots, rows = slots[keep], rows[keep]
+        return slots[np.argsort(rows, kind="stable")]
 
 
 def _fmt(x: float) -> str:

@@ -181,6 +181,16 @@ class Book:
         # rows
         self.rows: list[RowInfo] = []
         self.row_index: dict[str, int] = {}
+        # account -> its rows in creation order (cross, isolated, portfolio): every lookup
+        # by account goes through it; derived from ``rows``, so rebuilt on restore and
+        # covered by the state hash through them (issue 26: a scan of all rows per
+        # account made the replay summary quadratic in accounts)
+        self.account_rows: dict[str, list[int]] = {}
+        # the same index as arrays: account number of each row, names by number in order
+        # of first appearance (vectorized per-account totals use np.bincount over it)
+        self.account_names: list[str] = []
+        self.account_number: dict[str, int] = {}
+        self.row_account = np.zeros(0, dtype=np.int64)
         self.row_first = np.zeros(0, dtype=np.int64)
         self.row_nslots = np.zeros(0, dtype=np.int64)
         # per asset: exact balance, sums of position value, IM and MM (quanta; see kernels)
@@ -286,6 +296,7 @@ class Book:
         r = len(self.rows)
         self.rows.append(RowInfo(name, account, market, ledger_id))
         self.row_index[name] = r
+        self._index_account(account, r)
         self.row_first = _grow(self.row_first, r + 1, -1)
         self.row_nslots = _grow(self.row_nslots, r + 1, 0)
         self.row_int = _grow(self.row_int, r + 1, 0)
@@ -300,6 +311,16 @@ class Book:
         self.row_int[r, 4 * len(self.asset_names)] = 1 if weighted else 0
         self.warned[r] = False
         return r
+
+    def _index_account(self, account: str, r: int) -> None:
+        rows = self.account_rows.get(account)
+        if rows is None:
+            rows = self.account_rows[account] = []
+            self.account_number[account] = len(self.account_names)
+            self.account_names.append(account)
+        rows.append(r)
+        self.row_account = _grow(self.row_account, r + 1, -1)
+        self.row_account[r] = self.account_number[account]
 
     def set_balance(self, r: int, a: int, amount_quanta: int) -> None:
         """Mirror an exact ledger balance into the book (bounded by ``MAX_QUANTA``)."""
@@ -373,6 +394,7 @@ class Book:
         for i, name in enumerate(names):
             self.rows.append(RowInfo(name, name, -1, f"u:{name}"))
             self.row_index[name] = base + i
+            self._index_account(name, base + i)
         total = base + n_new
         n_a = len(self.asset_names)
         for attr, fill in (("row_first", -1), ("row_nslots", 0), ("row_int", 0),

@@ -1,0 +1,168 @@
+"""Replay at scale (issue 26). Run: ``python bench/bench_replay.py [--max-accounts N]``.
+
+Generates seeded event logs with 1,000, 10,000, 100,000 and 1,000,000 accounts on the
+``binance`` preset (one deposit per account, 3 fills per account on BTC-PERP and ETH-PERP,
+a price move every 1,000 events) and prints, for each size, in one run:
+
+* ``Engine.apply`` events/s over the parsed events (parsing excluded);
+* ``solvency replay`` events/s on the same file through the CLI code path (reading and
+  parsing the JSONL, applying, the summary with its top-N account lists), and the ratio
+  to ``Engine.apply`` (target: within 1.5x);
+* per-event cost against the smallest size (target: within 1.3x from 1,000 to 1,000,000);
+* ``Engine.account_view`` per call on a held account (target: under 50 us at any size),
+  the first call after an event (it recomputes the ADL ranks of the account's markets,
+  vectorized over their holders) reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numba
+
+from solvency.adapters.eventlog import LineError, read_events
+from solvency.cli.core_commands import replay_summary
+from solvency.core.model.events import Price
+from solvency.core.model.presets import load_preset
+from solvency.engine.engine import Engine
+
+FILLS_PER_ACCOUNT = 3
+T0_MS = 1_774_512_000_000
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    l2 = ""
+    with contextlib.suppress(OSError):
+        l2 = Path("/sys/devices/system/cpu/cpu0/cache/index2/size").read_text().strip()
+    return (f"{cpu}, L2 {l2 or '?'}, Python {platform.python_version()}, "
+            f"numpy {np.__version__}, numba {numba.__version__}")
+
+
+def write_log(path: Path, n_accounts: int, seed: int = 7) -> int:
+    """Write a seeded replay log; return its event count."""
+    rng = np.random.default_rng(seed)
+    n_fills = n_accounts * FILLS_PER_ACCOUNT // 2  # two accounts per fill
+    lines: list[str] = []
+    ts = T0_MS
+    btc, eth = 84_000.0, 3_200.0
+    lines.append(json.dumps({"type": "price", "id": "p0", "ts": ts, "market": "BTC-PERP",
+                             "price": f"{btc:.1f}"}))
+    lines.append(json.dumps({"type": "price", "id": "p1", "ts": ts, "market": "ETH-PERP",
+                             "price": f"{eth:.2f}"}))
+    amounts = rng.integers(2_000, 50_000, n_accounts)
+    for i in range(n_accounts):
+        lines.append(f'{{"type":"deposit","id":"d{i}","ts":{ts},"account":"a{i}",'
+                     f'"asset":"USDT","amount":"{amounts[i]}"}}')
+    buyers = rng.integers(0, n_accounts, n_fills)
+    sellers = (buyers + rng.integers(1, n_accounts, n_fills)) % n_accounts
+    on_btc = rng.random(n_fills) < 0.6
+    sizes_btc = rng.integers(1, 50, n_fills) / 1000.0
+    sizes_eth = rng.integers(1, 200, n_fills) / 100.0
+    moves = rng.normal(0.0, 2e-4, n_fills)
+    for k in range(n_fills):
+        ts += 10
+        if k % 1000 == 999:
+            btc *= 1.0 + float(moves[k])
+            eth *= 1.0 + float(moves[k]) * 1.2
+            lines.append(f'{{"type":"price","id":"pb{k}","ts":{ts},"market":"BTC-PERP",'
+                         f'"price":"{btc:.1f}"}}')
+            lines.append(f'{{"type":"price","id":"pe{k}","ts":{ts},"market":"ETH-PERP",'
+                         f'"price":"{eth:.2f}"}}')
+        if on_btc[k]:
+            market, size, px = "BTC-PERP", f"{sizes_btc[k]:.3f}", f"{btc:.1f}"
+        else:
+            market, size, px = "ETH-PERP", f"{sizes_eth[k]:.2f}", f"{eth:.2f}"
+        lines.append(f'{{"type":"fill","id":"f{k}","ts":{ts},"market":"{market}",'
+                     f'"buyer":"a{buyers[k]}","seller":"a{sellers[k]}","size":"{size}",'
+                     f'"price":"{px}"}}')
+    path.write_text("\n".join(lines) + "\n")
+    return len(lines)
+
+
+def run_apply(path: Path) -> tuple[float, Engine]:
+    events = [e for e in read_events(path) if not isinstance(e, LineError)]
+    engine = Engine(load_preset("binance"))
+    t = time.process_time()
+    for ev in events:
+        engine.apply(ev)
+    return time.process_time() - t, engine
+
+
+def run_cli(path: Path) -> tuple[float, dict[str, Any]]:
+    # the CLI's own code path: read_events (parse), Engine.apply, replay_summary
+    t = time.process_time()
+    engine = Engine(load_preset("binance"))
+    bad = 0
+    for item in read_events(path):
+        if isinstance(item, LineError):
+            bad += 1
+            continue
+        engine.apply(item)
+    summary = replay_summary(engine, bad)
+    return time.process_time() - t, summary
+
+
+def time_view(engine: Engine, account: str) -> tuple[float, float]:
+    """(first call after an event, steady call) in microseconds."""
+    mark = engine.book.marks[engine.book.market_index["BTC-PERP"]]
+    engine.apply(Price(id=f"view-{time.time_ns()}", market="BTC-PERP", price=mark))
+    t = time.perf_counter()
+    engine.account_view(account)
+    first = (time.perf_counter() - t) * 1e6
+    reps = 2000
+    t = time.perf_counter()
+    for _ in range(reps):
+        engine.account_view(account)
+    return first, (time.perf_counter() - t) / reps * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--max-accounts", type=int, default=1_000_000)
+    args = ap.parse_args()
+    print(machine())
+    sizes = [n for n in (1_000, 10_000, 100_000, 1_000_000) if n <= args.max_accounts]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            path = Path(tmp) / f"log_{n}.jsonl"
+            n_events = write_log(path, n)
+            t_apply, engine = run_apply(path)
+            t_cli, summary = run_cli(path)
+            assert summary["state_hash"] == engine.state_hash(), "CLI and apply disagree"
+            first, steady = time_view(engine, "a0")
+            rows.append((n, n_events, t_apply, t_cli, first, steady))
+            print(f"{n:>9,} accounts {n_events:>10,} events: apply {n_events / t_apply:>9,.0f}"
+                  f" ev/s  cli {n_events / t_cli:>9,.0f} ev/s  cli/apply {t_cli / t_apply:4.2f}x"
+                  f"  account_view {steady:6.1f} us (first after an event {first:8.1f} us)",
+                  flush=True)
+    base = rows[0][2] / rows[0][1]
+    print("per-event cost of Engine.apply against 1,000 accounts:")
+    for n, n_events, t_apply, _, _, _ in rows:
+        print(f"  {n:>9,}: {t_apply / n_events / base:4.2f}x")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
