@@ -254,3 +254,27 @@ def test_adl_ties_go_to_the_older_account_and_survive_a_restore_bitmex() -> None
     assert [o.counterparty for o in adl] == ["bob"]  # type: ignore[attr-defined]
     assert e.out_json(out) == restored.out_json(again)
     assert restored.state_hash() == e.state_hash()
+
+
+def test_adl_queue_ranks_shorts_by_leverage_bitmex() -> None:
+    # BitMEX app/autoDeleveraging: score = pnl% x leverage for a profitable position, with
+    # leverage = |mark value| / (mark value - bankrupt value). Two shorts at the same entry
+    # and size, both in profit at 98,700: carol with 5,000 of collateral (leverage ~9.9)
+    # ranks before bob with 50,000 (~1.0), although bob's account is older. (The bankrupt
+    # value of a short was once taken on the wrong side, which made every short's leverage
+    # infinite and the queue a tie.)
+    policy = replace(POLICIES["bitmex"], sizing="close_all")
+    e = Engine(load_preset("bitmex"), liquidity=Levels(), policy=policy)
+    for i, (who, amount) in enumerate((("bob", "50000"), ("carol", "5000"),
+                                       ("dave", "90000"), ("alice", "800"))):
+        e.apply(Deposit(id=f"d{i}", account=who, asset="USDT", amount=D(amount)))
+    e.apply(Price(id="p0", market="BTC-PERP", price=D(100000)))
+    e.apply(Fill(id="f1", market="BTC-PERP", buyer="dave", seller="bob", size=D("0.5"),
+                 price=D(100000)))
+    e.apply(Fill(id="f2", market="BTC-PERP", buyer="alice", seller="carol", size=D("0.5"),
+                 price=D(100000)))
+    e.apply(Price(id="p-half", market="BTC-PERP", price=D(99500)))  # shorts in profit
+    ranks = {x: e.account_view(x)["positions"][0]["adl_rank"] for x in ("bob", "carol")}
+    assert ranks == {"carol": 3, "bob": 5}  # quintiles of cumulative size, 1 first
+    out = e.apply(Price(id="p1", market="BTC-PERP", price=D(98700)))
+    assert [o.counterparty for o in out if o.type == "adl"] == ["carol"]  # type: ignore[attr-defined]

@@ -45,6 +45,7 @@ __all__ = [
     "garch_step_variance",
     "garch_term_variance",
     "liquidation_probability",
+    "liquidation_probability_driftless",
     "log_returns",
     "realized_volatility",
     "rolling_volatility",
@@ -573,3 +574,50 @@ def liquidation_probability(
     p = np.where(y <= 0.0, 1.0, p)
     p = np.where(valid, np.clip(p, 0.0, 1.0), 0.0)
     return p
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_passage_kernel(mark: FloatArray, liq: FloatArray, side: FloatArray,
+                          sigma: FloatArray, horizon: float, out: FloatArray) -> int:
+    # 2 Phi(-y / (sigma sqrt T)) = erfc(y / (sigma sqrt(2 T))); returns the index + 1 of
+    # the first bad input (0: all good). Serial: the arrays are one account's positions.
+    root = math.sqrt(2.0 * horizon)
+    for i in range(mark.shape[0]):
+        m, lp, sd, sg = mark[i], liq[i], side[i], sigma[i]
+        if not (math.isfinite(m) and m > 0.0 and math.isfinite(sg) and sg >= 0.0):
+            return i + 1
+        if not (math.isfinite(lp) and lp > 0.0) or sd == 0.0:
+            out[i] = 0.0
+            continue
+        y = -math.log(lp / m) if sd > 0.0 else math.log(lp / m)
+        if y <= 0.0:
+            out[i] = 1.0
+        elif sg * root > 0.0:
+            p = math.erfc(y / (sg * root))
+            # below the smallest normal double scipy's ndtr (the reference) gives 0
+            out[i] = min(1.0, p) if p >= 2.2250738585072014e-308 else 0.0
+        else:
+            out[i] = 0.0
+    return 0
+
+
+def liquidation_probability_driftless(
+    mark: FloatArray, liq_price: FloatArray, side: FloatArray, sigma: FloatArray,
+    horizon: float,
+) -> FloatArray:
+    """Return :func:`liquidation_probability` with zero drift, compiled (numba) for views.
+
+    ``2 Phi(-|b| / (sigma sqrt T)) = erfc(|b| / (sigma sqrt(2 T)))``, the same rules for
+    NaN, non-positive or already crossed barriers, over 1-D float64 arrays of equal length
+    and one horizon. The numpy function is its reference twin (a property test holds them
+    equal to 1e-12); this one costs about a microsecond on one account's few positions,
+    where the numpy version pays ~60 us of array set-up (an account view calls it on every
+    request). A view value: it feeds no decision of the engine.
+    """
+    if not (math.isfinite(horizon) and horizon >= 0.0):
+        raise ValueError("horizon: must be finite and >= 0")
+    out = np.empty(mark.shape[0])
+    bad = _first_passage_kernel(mark, liq_price, side, sigma, float(horizon), out)
+    if bad:
+        raise ValueError("mark: must be finite and > 0; sigma: finite and >= 0")
+    return out

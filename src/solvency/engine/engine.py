@@ -95,7 +95,7 @@ from solvency.core.units import (
     from_quanta,
     to_quanta,
 )
-from solvency.core.volatility import liquidation_probability
+from solvency.core.volatility import liquidation_probability_driftless
 from solvency.engine.feeds import Feeds
 from solvency.engine.liquidation import BAD_DEBT, INSURANCE_ROW, SYSTEM_ROWS, Liquidator
 from solvency.engine.ports import Liquidity, StaticDepth
@@ -1449,9 +1449,9 @@ class Engine:
         markets = book.slot_market[slot_arr].tolist()
         lots = book.slot_lots[slot_arr]
         vols = [self.volatility(m) for m in markets]
-        prob = liquidation_probability(
+        prob = liquidation_probability_driftless(
             np.array([float(book.marks[m] or 0) for m in markets]), liq,
-            np.where(lots > 0, 1, -1), np.array(vols), horizon_days / 365.0)
+            np.where(lots > 0, 1.0, -1.0), np.array(vols), horizon_days / 365.0)
         positions = []
         for i, (r, s, m) in enumerate(zip(row_list, slot_list, markets, strict=True)):
             view = self._position_view(r, s, float(liq[i]), vols[i], float(prob[i]))

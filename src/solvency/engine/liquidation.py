@@ -742,10 +742,11 @@ class Liquidator:
         rows = book.st[slots, S_ROW]
         vals = book.aggregate(rows)
         coll_q = np.maximum(vals[:, OUT_COLLATERAL], 0.0) / px * scale
-        lots = book.st[slots, S_LOTS]
         value = book.st[slots, S_VALUE].astype(np.float64)
         entry = book.slot_cost[slots].astype(np.float64)
-        bankrupt = value - np.sign(lots) * coll_q
+        # value at the bankruptcy price: the collateral is lost on either side (a long is
+        # worth size x P_b = value - coll, a short -size x P_b = value - coll as well)
+        bankrupt = value - coll_q
         ranking = self.policy.adl_ranking
         if ranking == "none":
             ranking = "bitmex"
@@ -792,7 +793,8 @@ class Liquidator:
         rows = book.st[slots, S_ROW]
         keep = ~book.row_system[rows]
         slots, rows = slots[keep], rows[keep]
-        return slots[np.argsort(rows, kind="stable")]
+        ordered: np.ndarray = slots[np.argsort(rows, kind="stable")]
+        return ordered
 
 
 def _fmt(x: float) -> str:

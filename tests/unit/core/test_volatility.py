@@ -26,6 +26,7 @@ from solvency.core.volatility import (
     garch_step_variance,
     garch_term_variance,
     liquidation_probability,
+    liquidation_probability_driftless,
     log_returns,
     realized_volatility,
     rolling_volatility,
@@ -297,3 +298,34 @@ def test_liquidation_probability_with_drift_matches_monte_carlo(
     p = float(liquidation_probability(100.0, liq * shift, side, sigma, horizon, drift=mu))
     se = math.sqrt(p * (1 - p) / paths)
     assert abs(hit.mean() - p) < 4 * se + 0.005
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    mark=st.floats(1e-3, 1e7),
+    ratio=st.floats(0.01, 5.0),
+    side=st.sampled_from([1.0, -1.0, 0.0]),
+    sigma=st.floats(0.0, 5.0),
+    horizon=st.floats(0.0, 2.0),
+)
+def test_driftless_kernel_agrees_with_its_numpy_twin(mark: float, ratio: float, side: float,
+                                                     sigma: float, horizon: float) -> None:
+    # The compiled view kernel (erfc) against liquidation_probability (scipy's ndtr), the
+    # reference: 2 Phi(-|b| / (sigma sqrt T)) = erfc(|b| / (sigma sqrt(2 T))).
+    liq = np.array([mark * ratio, np.nan, 0.0, mark])
+    m = np.full(4, mark)
+    sd = np.full(4, side)
+    sg = np.full(4, sigma)
+    got = liquidation_probability_driftless(m, liq, sd, sg, horizon)
+    want = liquidation_probability(m, liq, sd, sg, horizon)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+
+
+def test_driftless_kernel_rejects_bad_inputs() -> None:
+    one = np.ones(1)
+    with pytest.raises(ValueError, match="mark"):
+        liquidation_probability_driftless(np.array([np.nan]), one, one, one, 1.0)
+    with pytest.raises(ValueError, match="sigma"):
+        liquidation_probability_driftless(one, one, one, np.array([-1.0]), 1.0)
+    with pytest.raises(ValueError, match="horizon"):
+        liquidation_probability_driftless(one, one, one, one, float("inf"))
