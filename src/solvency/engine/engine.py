@@ -392,6 +392,13 @@ class Engine:
     def _deposit(self, ev: Deposit) -> list[OutEvent]:
         a = self._asset(ev.asset)
         q = self._quanta(ev.amount, a, "amount")
+        ledger_id = (INSURANCE if ev.account == INSURANCE_ROW
+                     else _cross_ledger_id(ev.account))
+        if self.ledger.balance(ledger_id, ev.asset) + q > MAX_QUANTA:
+            # the book mirrors balances in int64: bound them before anything is created
+            raise RejectReason("balance_too_large",
+                               f"{ev.account}'s {ev.asset} balance would exceed "
+                               f"{format_quanta(MAX_QUANTA, self._dec(a))}")
         if ev.account in SYSTEM_ROWS:
             # capitalising the insurance fund or the backstop vault
             r = self.system_row(ev.account)
@@ -460,6 +467,9 @@ class Engine:
             raise RejectReason("market_expired", f"market {inst.name} has expired")
         if ev.price > Decimal(10) ** 12:
             raise RejectReason("price_too_large", f"price {ev.price}")
+        # on the tick grid and at least one tick, like a fill's price: a mark of 1e-30
+        # made an inverse market's funding divide by almost nothing
+        _on_grid(ev.price, inst.tick_size, "price", "price_off_tick")
         if inst.is_option:
             # a mark price given directly: requirements at that premium
             u = book.market_index[str(inst.underlying)]
@@ -1002,6 +1012,13 @@ class Engine:
                 payers.append((s, div_round(amount.numerator, amount.denominator, "ceil")))
             elif amount < 0:
                 receivers.append((s, div_round(-amount.numerator, amount.denominator, "floor")))
+        paid = sum(q for _, q in payers)
+        received = sum(q for _, q in receivers)
+        if max(paid, received) > MAX_QUANTA:
+            # bounded before anything is posted: the ledger never refuses a validated batch
+            raise RejectReason("amount_too_large",
+                               f"funding of {format_quanta(max(paid, received), dec)} "
+                               f"{inst.settle} at rate {ev.rate}")
         batch: list[Transfer] = []
         settle = inst.settle
         for s, q in payers:
@@ -1012,8 +1029,6 @@ class Engine:
             if q:
                 batch.append(Transfer(CLEARING, book.rows[int(book.slot_row[s])].ledger_id,
                                       settle, q, "funding"))
-        paid = sum(q for _, q in payers)
-        received = sum(q for _, q in receivers)
         if paid - received:
             batch.append(Transfer(CLEARING, ROUNDING, settle, paid - received, "rounding"))
         if batch:

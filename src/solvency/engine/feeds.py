@@ -38,6 +38,7 @@ from solvency.core.oracle import (
     OracleReport,
     SourceRejected,
 )
+from solvency.core.units import MAX_QUANTA
 from solvency.engine.breakers import BreakerBank, BreakerConfig, BreakerTransition
 from solvency.engine.pretrade import (
     LeverageTier,
@@ -136,11 +137,13 @@ class Feeds:
     def report(self, ev: OracleReport, now_ms: int) -> tuple[
             list[Any], IndexUpdate | None, SourceRejected | None]:
         """Feed one report; return breaker transitions, the index update, or a refusal."""
-        self.used = True
         market = ev.market or ev.asset or ""
         result = self.guard.update(ev.source, market, ev.price, ev.ts_ms, now_ms=now_ms)
         if isinstance(result, SourceRejected):
+            # the guard refuses before it records anything; so must we (a rejected
+            # event leaves the state, and its hash, as it was)
             return [], None, result
+        self.used = True
         return [], result, None
 
     def mark_for(self, update: IndexUpdate, cause: str) -> tuple[Decimal | None,
@@ -292,6 +295,25 @@ class EngineView:
                 back = eng.book.aggregate(np.array([cross], dtype=np.int64))[0]
                 free += float(back[OUT_COLLATERAL] - back[OUT_IM])
         return free
+
+    def exceeds_ledger(self, account: str, market: str, delta: float,
+                       price: float) -> bool:
+        """Whether trading ``delta`` contracts at ``price`` would take the position or its
+        value beyond what the ledger holds (``MAX_QUANTA``): a fill of it would be
+        rejected ``size_too_large``, so the order is too (before any what-if runs)."""
+        eng = self.engine
+        m = self._m(market)
+        if m is None:
+            return False
+        inst = eng.book.instruments[m]
+        lots = abs(self.position(account, market) + delta) / float(inst.lot_size)
+        coins = lots * float(inst.lot_size) * float(inst.contract_size)
+        value = coins / price if inst.is_inverse else coins * price
+        scale = eng.book.asset_scale[eng._settle_of[m]]
+        trade = abs(delta) * float(inst.contract_size) * scale * (
+            1.0 / price if inst.is_inverse else price)
+        return not (lots <= MAX_QUANTA and value * scale <= MAX_QUANTA
+                    and trade <= MAX_QUANTA)
 
     def rate_limited(self, account: str, now_ms: int) -> bool:
         """One more order now would exceed the limit."""

@@ -17,6 +17,9 @@ reason                         when
 ``price_outside_band``         ``|price / mark - 1| > price_band``
 ``order_size_too_large``       ``size > size_max``
 ``order_notional_too_large``   ``size x price x contract_size > notional_max_quote``
+``size_too_large``             the position after, or the trade's value, is beyond what
+                               the ledger holds (``MAX_QUANTA`` quanta): a fill of it
+                               would be rejected with the same reason
 ``reduce_only_would_increase`` a reduce-only order would grow or flip the position
 ``market_reduce_only``         the market is reduce-only and the order does not reduce
 ``position_limit``             ``|position after| > position_max``
@@ -204,6 +207,12 @@ class PretradeView(Protocol):
         """Whether one more order now would exceed the account's rate limit."""
         ...
 
+    def exceeds_ledger(self, account: str, market: str, delta: float,
+                       price: float) -> bool:
+        """Whether the position after ``delta`` contracts, or the trade's value, is beyond
+        what the ledger can hold (a fill of it would be rejected ``size_too_large``)."""
+        ...
+
 
 class RateLimiter:
     """Per-account sliding-window order count on the event clock.
@@ -277,6 +286,11 @@ def check_order(order: Order, view: PretradeView, now_ms: int | None = None) -> 
     if notional > lim.notional_max_quote:
         return Reject(oid, "order_notional_too_large",
                       f"notional {notional:.2f} > {lim.notional_max_quote:g}")
+    delta = size if order.side == "buy" else -size
+    if view.exceeds_ledger(order.account, order.market, delta, price):
+        return Reject(oid, "size_too_large",
+                      f"size {order.size} at {price:.10g}: the position would exceed what "
+                      "the ledger holds")
     return _position_checks(order, view, lim, mode, size, price)
 
 

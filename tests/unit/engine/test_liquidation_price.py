@@ -133,10 +133,11 @@ def test_displayed_price_is_where_the_engine_starts_liquidating(
     # and the engine's own trigger agrees: no liquidation just inside, one just beyond
     from solvency.core.model.events import Price
 
-    before = Decimal(str(round(p * (1.001 if long else 0.999), 1)))
+    tick = e.venue.markets["BTC-PERP"].tick_size  # marks are on the tick grid (issue 13)
+    before = (Decimal(repr(p * (1.001 if long else 0.999))) / tick).to_integral_value() * tick
     out = e.apply(Price(id="probe-in", market="BTC-PERP", price=before))
     assert not [o for o in out if o.type == "liquidation"]
-    beyond = Decimal(str(round(p * (0.999 if long else 1.001), 1)))
+    beyond = (Decimal(repr(p * (0.999 if long else 1.001))) / tick).to_integral_value() * tick
     out = e.apply(Price(id="probe-out", market="BTC-PERP", price=beyond))
     liquidations = [o for o in out if o.type == "liquidation"]
     assert liquidations and liquidations[0].account == ACCOUNT  # type: ignore[union-attr]

@@ -69,6 +69,10 @@ class FakeView:
     def rate_limited(self, account: str, now_ms: int) -> bool:
         return self.limiter.would_exceed(account, now_ms)
 
+    def exceeds_ledger(self, account: str, market: str, delta: float,
+                       price: float) -> bool:
+        return abs(self.position(account, market) + delta) * price > 1e18
+
 
 def _order(side: str = "buy", size: str = "1", price: str | None = "50000",
            reduce_only: bool = False, market: str = "BTC") -> Order:

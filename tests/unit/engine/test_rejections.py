@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal as D
 from typing import Any
 
 import pytest
 
+from solvency.core.model.events import Funding
 from solvency.engine.engine import Engine
+from solvency.engine.inputs import parse_input_line
 from tests.unit.engine.helpers import apply, engine, ev
 
 
@@ -74,6 +78,13 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
                                  "ts": "2026-03-19T00:00:00Z"}),
     ("fixed_price", "price", {"asset": "USDT", "price": "1"}),
     ("price_from_market", "price", {"asset": "BTC", "price": "1"}),
+    # issue 13: a mark below one tick or off the grid, like a fill's price
+    ("price_off_tick", "price", {"market": "BTC-PERP", "price": "1e-30"}),
+    ("price_off_tick", "price", {"market": "BTC-PERP", "price": "100000.05"}),
+    ("price_off_tick", "price", {"market": "BTC-USD-INVERSE", "price": "0.01"}),
+    # issue 13: balances are bounded before a row is created
+    ("balance_too_large", "deposit", {"account": "bob", "asset": "USDT",
+                                      "amount": "999999999999.5"}),
 ]
 
 
@@ -110,3 +121,70 @@ def test_a_rejected_id_may_be_retried() -> None:
     assert e.apply(bad)[0].type == "rejected"
     good = ev("withdraw", account="alice", asset="USDT", amount="5", id="w-1")
     assert e.apply(good) == []
+
+
+def test_a_first_oracle_report_that_is_refused_changes_nothing() -> None:
+    # issue 13: Feeds.used became true before the guard refused the report, so a refused
+    # first report changed the state hash and a replay of the accepted events differed.
+    for fields in ({"source": "evil", "market": "BTC-PERP", "price": "84000"},
+                   {"source": "binance", "market": "DOGE-PERP", "price": "1"},
+                   {"source": "binance", "market": "BTC-PERP", "price": "84000",
+                    "ts": 1774512000000 - 3_600_000}):
+        e = engine("binance")
+        apply(e, "deposit", account="a", asset="USDT", amount="1000", ts=1774512000000)
+        before = e.state_hash()
+        out = e.apply(_line({"type": "oracle", "id": "r1", "ts": 1774512000000, **fields}))
+        assert [o.type for o in out] == ["rejected"], out
+        assert e.state_hash() == before, fields
+
+
+def test_a_huge_order_is_rejected_not_raised() -> None:
+    # issue 13: OverflowError escaped apply() from the what-if margin (binance, bitmex,
+    # deribit); a fill of the same size is rejected size_too_large, so is the order.
+    for preset in ("binance", "bitmex", "deribit"):
+        e = engine(preset)
+        settle = e.venue.markets["BTC-PERP"].settle
+        apply(e, "deposit", account="a", asset=settle, amount="1000")
+        apply(e, "price", market="BTC-PERP", price="84000")
+        out = e.apply(_line({"type": "order", "id": "o1", "account": "a",
+                             "market": "BTC-PERP", "side": "buy", "size": "1e9"}))
+        assert [(o.status, o.reason) for o in out] == [("rejected", "size_too_large")], out
+        e.verify()  # (an order is counted by the rate limiter: issue 14 takes that up)
+
+
+def test_funding_after_a_tiny_inverse_mark_no_longer_stops_the_engine() -> None:
+    # issue 13's reproducer: a 1e-30 mark on an inverse market, then funding, made the
+    # ledger refuse a validated batch (EngineError). The mark is now refused; funding at
+    # the last valid mark settles.
+    e = engine("binance")
+    lines = [
+        ("deposit", {"ts": 1774512038825, "account": "acct19", "asset": "USDT",
+                     "amount": "131326.657782"}),
+        ("deposit", {"ts": 1774512050706, "account": "acct09", "asset": "USDT",
+                     "amount": "5.922642"}),
+        ("price", {"ts": 1774512210284, "market": "BTC-PERP", "price": "86338.4"}),
+        ("price", {"ts": 1774512218008, "market": "BTC-USD-INVERSE", "price": "84517.9"}),
+        ("fill", {"ts": 1774512238340, "market": "BTC-USD-INVERSE", "buyer": "acct19",
+                  "seller": "acct09", "size": "1985", "price": "124815.9"}),
+    ]
+    for kind, fields in lines:
+        apply(e, kind, **fields)
+    bad = e.apply(ev("price", ts=1774512457614, market="BTC-USD-INVERSE", price="1e-30"))
+    assert [(o.type, o.reason) for o in bad] == [("rejected", "price_off_tick")]
+    out = e.apply(ev("funding", ts=1774512462948, market="BTC-USD-INVERSE", rate="0.000256"))
+    assert "settled" in [o.type for o in out]
+    e.verify()
+
+
+def test_funding_beyond_the_ledger_is_rejected_before_posting() -> None:
+    # The parser bounds |rate| < 1; the engine bounds the payments itself all the same
+    # (an event built in Python skips the parser).
+    e = _book()
+    before = e.state_hash()
+    out = e.apply(Funding(id="f-huge", market="BTC-PERP", rate=D("1e20")))
+    assert [(o.type, o.reason) for o in out] == [("rejected", "amount_too_large")], out
+    assert e.state_hash() == before
+
+
+def _line(obj: dict[str, Any]) -> Any:
+    return parse_input_line(json.dumps(obj))
