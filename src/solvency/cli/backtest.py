@@ -15,6 +15,7 @@ from rich.table import Table
 
 from solvency.adapters.ohlcv import Ohlcv, OhlcvError, parse_interval_ms, read_ohlcv, resample_ohlcv
 from solvency.adapters.report import BacktestReport, iso_utc, write_html_report, write_svg_figure
+from solvency.cli.tables import print_table
 from solvency.core.dynamic_margin import (
     MODELS,
     ApcTool,
@@ -103,8 +104,8 @@ def _print_tables(runs: list[MarginBacktest], ts: np.ndarray[Any, np.dtype[np.in
                           f"{run.rates[i]:.2%}")
         if hit.size > _MAX_EXCEPTION_ROWS:
             table.caption = f"first {_MAX_EXCEPTION_ROWS} of {hit.size}; see --report"
-        console.print(table)
-    console.print(summary)
+        print_table(console, table)
+    print_table(console, summary)
 
 
 def _validate(model: str, confidence: float, side: str, apc: str) -> list[str]:

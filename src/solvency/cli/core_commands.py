@@ -19,6 +19,7 @@ from solvency.adapters.eventlog import (
     write_events,
 )
 from solvency.adapters.grids import load_grid
+from solvency.cli.tables import print_table
 from solvency.core.model.events import Rejected
 from solvency.core.model.presets import PRESETS, load_preset, preset_names
 from solvency.core.model.venue import ConfigError, margin_model_to_data
@@ -63,7 +64,7 @@ def margin(
     summary.add_row(*(report[c] for c in ("equity", "collateral", "initial_margin",
                                           "maintenance_margin", "margin_ratio",
                                           "free_collateral")))
-    console.print(summary)
+    print_table(console, summary)
     pos = Table(title="Positions (USD unless noted)")
     for col in ("market", "size", "entry", "mark", "notional", "IM", "MM", "uPnL",
                 "liq. price", f"P(liq) {report['horizon_days']:g}d"):
@@ -72,7 +73,7 @@ def margin(
         pos.add_row(p["market"], p["size"], p["entry_price"], p["mark_price"], p["notional"],
                     p["initial_margin"], p["maintenance_margin"], p["unrealized_pnl"],
                     p["liquidation_price"] or "none", p["liquidation_probability"])
-    console.print(pos)
+    print_table(console, pos)
 
 
 def replay_summary(engine: Engine, line_errors: int) -> dict[str, Any]:
@@ -190,7 +191,7 @@ def _print_summary(summary: dict[str, Any], outs: list[Any]) -> None:
     for col in cols:
         head.add_column(col, justify="right")
     head.add_row(*(str(summary[c]) for c in cols))
-    console.print(head)
+    print_table(console, head)
     acc = Table(title="Accounts")
     acc.add_column("account")
     acc.add_column("equity")
@@ -199,7 +200,7 @@ def _print_summary(summary: dict[str, Any], outs: list[Any]) -> None:
     for name, a in summary["accounts"].items():
         acc.add_row(name, ", ".join(f"{v} {k}" for k, v in a["equity"].items()),
                     a["margin_ratio"], ", ".join(f"{k} {v}" for k, v in a["positions"].items()))
-    console.print(acc)
+    print_table(console, acc)
     kinds: dict[str, int] = {}
     for o in outs:
         kinds[o.type] = kinds.get(o.type, 0) + 1
@@ -213,10 +214,10 @@ def _print_summary(summary: dict[str, Any], outs: list[Any]) -> None:
     for a, v in summary["ledger_totals"].items():
         led.add_row(a, v, summary["fee_pool"][a], summary["rounding"][a],
                     summary["insurance_fund"][a], summary["bad_debt"][a])
-    console.print(led)
+    print_table(console, led)
     console.print("out-events: " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
                                     or "none"))
-    console.print(f"state hash: {summary['state_hash']}")
+    console.print(f"state hash: {summary['state_hash']}", soft_wrap=True)  # never folded
 
 
 def venues(
@@ -252,4 +253,4 @@ def venues(
             else:
                 first = f"{m['imr']} / {m['mmr']}"
             table.add_row(name, mname, m["kind"], m["settle"], m["model"], first, v["as_of"])
-    console.print(table)
+    print_table(console, table)

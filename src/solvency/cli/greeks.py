@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from solvency.adapters.eventlog import load_json_file
+from solvency.cli.tables import print_table
 from solvency.core.model.events import EventError, parse_ts_ms
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
@@ -317,7 +318,7 @@ def _print_tables(report: Mapping[str, Any]) -> None:
     for i, r in enumerate(rows):
         pos.add_row(r["market"], _fmt(r["size"]), r["settle"],
                     *(_fmt(float(getattr(scaled, k)[i])) for k in _RAW))
-    console.print(pos)
+    print_table(console, pos)
     tot = Table(title="Account totals per underlying (delta in base units; vega, theta, rho "
                       "in quote)")
     for col in ("underlying", "delta", "gamma", "vega / vol pt", "theta / day", "rho / 1%"):
@@ -325,4 +326,4 @@ def _print_tables(report: Mapping[str, Any]) -> None:
     for u, t in report["totals"].items():
         tot.add_row(u, _fmt(t["delta"]), _fmt(t["gamma"]), _fmt(t["vega"] / 100),
                     _fmt(t["theta"] / 365), _fmt(t["rho"] / 100))
-    console.print(tot)
+    print_table(console, tot)

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from solvency.cli.tables import print_table
 from solvency.core.model.presets import PRESETS, preset_names
 from solvency.sim.metrics import StepSeries
 from solvency.sim.report import write_report
@@ -102,7 +103,7 @@ def _print_table(title: str, metrics: dict[str, dict[str, Any]]) -> None:
     for key, label in _TABLE_KEYS:
         if any(key in m for m in metrics.values()):
             table.add_row(label, *(_show(m.get(key)) for m in metrics.values()))
-    console.print(table)
+    print_table(console, table)
 
 
 def _clean(obj: Any) -> Any:

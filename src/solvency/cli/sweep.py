@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from solvency.cli.simulate import _clean, _show
+from solvency.cli.tables import print_table
 from solvency.sim.scenario import ScenarioError
 from solvency.sim.sweep import SweepBase, SweepPlan, SweepResult, parse_grid, plan_sweep, run_sweep
 from solvency.sim.sweep_report import FILES, Format, write_sweep
@@ -73,7 +74,7 @@ def _print_table(title: str, result: SweepResult) -> None:
     for pt in result.points:
         table.add_row(str(pt["point"]), *(escape(_show(pt[p])) for p in result.params),
                       str(pt["paths"]), *(_cell(k, pt.get(k)) for k, _ in _TABLE_KEYS))
-    console.print(table)
+    print_table(console, table)
     workers = "" if result.workers is None else (
         f", {result.workers} worker{'s' if result.workers > 1 else ''}")
     console.print(f"{len(result.rows)} runs on {escape(result.backend)}{workers} in "
