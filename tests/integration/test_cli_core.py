@@ -104,9 +104,11 @@ def test_replay_bundled_demo_json_summary(tmp_path: Path) -> None:
     out_path = tmp_path / "out.jsonl"
     res = runner.invoke(app, ["replay", "--json", "--out", str(out_path)])
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output)
-    for key in ("events", "rejected", "accounts", "open_interest", "ledger_totals",
-                "conserved", "state_hash"):
+    summary = json.loads(res.stdout)
+    assert "accounts" not in summary  # the full listing only with --all-accounts
+    for key in ("events", "rejected", "account_count", "accounts_nearest_liquidation",
+                "accounts_largest", "open_interest", "ledger_totals", "conserved",
+                "state_hash"):
         assert key in summary
     assert summary["conserved"] is True
     assert summary["rejected"] == 2 and summary["duplicates"] == 1
@@ -131,8 +133,8 @@ def test_replay_bundled_demo_json_summary(tmp_path: Path) -> None:
 
 
 def test_replay_is_deterministic_across_runs() -> None:
-    a = json.loads(runner.invoke(app, ["replay", "--json"]).output)
-    b = json.loads(runner.invoke(app, ["replay", "--json"]).output)
+    a = json.loads(runner.invoke(app, ["replay", "--json"]).stdout)
+    b = json.loads(runner.invoke(app, ["replay", "--json"]).stdout)
     assert a["state_hash"] == b["state_hash"]
 
 
@@ -148,7 +150,7 @@ def test_replay_reports_malformed_lines_and_continues(tmp_path: Path) -> None:
     res = runner.invoke(app, ["replay", str(_write(tmp_path, events, "e.jsonl")), "--json",
                               "--out", str(out_path)])
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output)
+    summary = json.loads(res.stdout)
     assert summary["events"] == 5 and summary["rejected"] == 3 and summary["duplicates"] == 1
     assert summary["ledger_totals"]["USDT"] == "100.000000"
     reasons = [json.loads(x)["reason"] for x in out_path.read_text().splitlines()]
@@ -166,8 +168,9 @@ def test_replay_with_a_venue_file(tmp_path: Path) -> None:
         '"size":"0.2","price":"100000"}',
     ])
     res = runner.invoke(app, ["replay", str(_write(tmp_path, events, "e.jsonl")), "--venue",
-                              str(_write(tmp_path, venue, "v.json")), "--json"])
-    summary = json.loads(res.output)
+                              str(_write(tmp_path, venue, "v.json")), "--json",
+                              "--all-accounts"])
+    summary = json.loads(res.stdout)
     # 0.2 BTC x 100000 at IM 10 % needs 2000 USDT: refused under the overridden tiers
     assert summary["rejected"] == 1
     assert summary["accounts"]["a"]["positions"] == {}

@@ -164,10 +164,11 @@ def _replay_values(summary: dict[str, Any]) -> Iterator[str]:
     for key in ("ledger_totals", "fee_pool", "rounding", "insurance_fund", "bad_debt"):
         yield from summary[key]
         yield from summary[key].values()
-    for name, a in summary["accounts"].items():
-        yield name
+    for a in summary["accounts_nearest_liquidation"] + summary["accounts_largest"]:
+        yield a["account"]
         yield a["margin_ratio"]
-        yield from a["equity"].values()
+        yield a["equity_usd"]
+        yield a["notional_usd"]
         yield from a["positions"]
         yield from a["positions"].values()
 

@@ -32,7 +32,8 @@ def read_events(path: Path) -> Iterator[AnyInput | LineError]:
 
     Blank lines and lines starting with ``#`` are skipped.
     """
-    with path.open("r", encoding="utf-8") as fh:
+    # utf-8-sig: a file saved with a byte-order mark (Windows editors) reads as without
+    with path.open("r", encoding="utf-8-sig") as fh:
         for n, raw in enumerate(fh, start=1):
             line = raw.strip()
             if not line or line.startswith("#"):

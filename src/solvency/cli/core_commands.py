@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -76,17 +77,64 @@ def margin(
     print_table(console, pos)
 
 
-def replay_summary(engine: Engine, line_errors: int) -> dict[str, Any]:
-    """The ``solvency replay --json`` object for an engine after a replay."""
-    accounts: dict[str, Any] = {}
-    for account in sorted(engine.accounts):
-        view = engine.account_view(account)
-        accounts[account] = {
-            "equity": view["equity"],
-            "margin_ratio": view["margin_ratio"],
-            "positions": {p["market"]: p["size"] for p in view["positions"]},
-            "adl_rank": {p["market"]: p["adl_rank"] for p in view["positions"]},
-        }
+def _account_entry(engine: Engine, account: str) -> dict[str, Any]:
+    view = engine.account_view(account)
+    return {
+        "equity": view["equity"],
+        "margin_ratio": view["margin_ratio"],
+        "positions": {p["market"]: p["size"] for p in view["positions"]},
+        "adl_rank": {p["market"]: p["adl_rank"] for p in view["positions"]},
+    }
+
+
+def _ranked(overview: dict[str, Any], key: str, keep: np.ndarray, top: int) -> list[int]:
+    """Indices of the ``top`` accounts by ``key`` (descending, ties by name) within
+    ``keep``: one lexsort over all accounts, no Python loop over them."""
+    idx = np.flatnonzero(keep)
+    if idx.shape[0] == 0 or top <= 0:
+        return []
+    names = np.array(overview["names"], dtype=object)[idx]
+    order = np.lexsort((names, -overview[key][idx]))[:top]
+    return [int(i) for i in idx[order]]
+
+
+def _listed(engine: Engine, overview: dict[str, Any], picks: list[int]) -> list[dict[str, Any]]:
+    out = []
+    for i in picks:
+        name = overview["names"][i]
+        out.append({"account": name,
+                    "equity_usd": f"{overview['equity_usd'][i]:.2f}",
+                    "maintenance_margin_usd": f"{overview['maintenance_margin'][i]:.2f}",
+                    "notional_usd": f"{overview['notional_usd'][i]:.2f}",
+                    **_account_entry(engine, name)})
+    return out
+
+
+def replay_summary(engine: Engine, line_errors: int, *, top: int = 10,
+                   all_accounts: bool = False) -> dict[str, Any]:
+    """The ``solvency replay --json`` object for an engine after a replay.
+
+    Per-account detail is bounded: the ``top`` accounts nearest liquidation (highest
+    maintenance margin / collateral) and the ``top`` largest (gross notional), chosen
+    from one vectorized pass over every account (:meth:`Engine.accounts_overview`); the
+    full per-account map ``accounts`` only with ``all_accounts`` (documented in
+    docs/cli.md). Engine-run accounts (``__insurance__`` and the like) are counted in the
+    ledger lines, not listed.
+    """
+    overview = engine.accounts_overview()
+    user = ~overview["system"]
+    at_risk = user & (overview["maintenance_margin"] > 0)
+    summary_accounts: dict[str, Any] = {
+        "account_count": int(user.sum()),
+        "accounts_nearest_liquidation": _listed(
+            engine, overview, _ranked(overview, "margin_ratio", at_risk, top)),
+        "accounts_largest": _listed(
+            engine, overview,
+            _ranked(overview, "notional_usd", user & (overview["notional_usd"] > 0), top)),
+    }
+    if all_accounts:
+        summary_accounts["accounts"] = {a: _account_entry(engine, a)
+                                        for a in sorted(engine.accounts)}
     liq = engine.liquidator
     try:
         engine.verify()
@@ -100,7 +148,7 @@ def replay_summary(engine: Engine, line_errors: int) -> dict[str, Any]:
         "applied": engine.counts["applied"],
         "rejected": engine.counts["rejected"] + line_errors,
         "duplicates": engine.counts["duplicates"],
-        "accounts": accounts,
+        **summary_accounts,
         "open_interest": engine.open_interest(),
         "ledger_totals": {a: _amount(engine, a, q) for a, q in totals.items()},
         "fee_pool": {a: _amount(engine, a, engine.ledger.balance("sys:fees", a))
@@ -138,8 +186,22 @@ def replay(
     pm_grid: Annotated[str, typer.Option(
         help="Scenario grid for accounts in portfolio mode: deribit_pm, cme_span_16, "
              "paradex_pm.")] = "deribit_pm",
+    top: Annotated[int, typer.Option(
+        min=0, help="Accounts listed nearest liquidation and largest by notional.")] = 10,
+    all_accounts: Annotated[bool, typer.Option(
+        "--all-accounts", help="Also list every account (the JSON key 'accounts').")] = False,
+    accounts_out: Annotated[Path | None, typer.Option(
+        help="Write every account's equity, margin ratio, positions and ADL ranks here "
+             "(JSONL, one account a line).")] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 1 if any line or event was rejected, or the file is empty.")
+    ] = False,
 ) -> None:
-    """Apply an event log to the engine; print the summary and write out-events."""
+    """Apply an event log to the engine; print the summary and write out-events.
+
+    Rejected lines and events are counted (and listed in --out); by default they do not
+    change the exit code, with --strict they do.
+    """
     try:
         v = load_venue(venue)
         grid = load_grid(pm_grid)
@@ -153,15 +215,29 @@ def replay(
     else:
         if not events.exists():
             raise _fail(f"{events}: no such file")
+        path = events
         engine, outs, bad = _run(v, events, grid)
     if out is not None:
         write_events(out, outs)
-    summary = replay_summary(engine, bad)
+    if accounts_out is not None:
+        with accounts_out.open("w", encoding="utf-8") as fh:
+            for account in sorted(engine.accounts):
+                fh.write(json.dumps({"account": account, **_account_entry(engine, account)})
+                         + "\n")
+    summary = replay_summary(engine, bad, top=top, all_accounts=all_accounts)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
         _print_summary(summary, outs)
+    total, rejected = summary["events"], summary["rejected"]
+    if total == 0:
+        err.print(f"no events in {path.name}")
+    elif rejected:
+        err.print(f"{rejected} of {total} events rejected ({bad} unparsable lines); "
+                  "reasons in --out")
     if not summary["conserved"]:
+        raise typer.Exit(1)
+    if strict and (total == 0 or rejected):
         raise typer.Exit(1)
 
 
@@ -192,15 +268,21 @@ def _print_summary(summary: dict[str, Any], outs: list[Any]) -> None:
         head.add_column(col, justify="right")
     head.add_row(*(str(summary[c]) for c in cols))
     print_table(console, head)
-    acc = Table(title="Accounts")
-    acc.add_column("account")
-    acc.add_column("equity")
-    acc.add_column("margin ratio", justify="right")
-    acc.add_column("positions")
-    for name, a in summary["accounts"].items():
-        acc.add_row(name, ", ".join(f"{v} {k}" for k, v in a["equity"].items()),
-                    a["margin_ratio"], ", ".join(f"{k} {v}" for k, v in a["positions"].items()))
-    print_table(console, acc)
+    _print_accounts(f"Nearest liquidation (top {len(summary['accounts_nearest_liquidation'])}"
+                    f" of {summary['account_count']} accounts)",
+                    summary["accounts_nearest_liquidation"])
+    _print_accounts("Largest by notional", summary["accounts_largest"])
+    if "accounts" in summary:
+        acc = Table(title="Accounts")
+        acc.add_column("account")
+        acc.add_column("equity")
+        acc.add_column("margin ratio", justify="right")
+        acc.add_column("positions")
+        for name, a in summary["accounts"].items():
+            acc.add_row(name, ", ".join(f"{v} {k}" for k, v in a["equity"].items()),
+                        a["margin_ratio"],
+                        ", ".join(f"{k} {v}" for k, v in a["positions"].items()))
+        print_table(console, acc)
     kinds: dict[str, int] = {}
     for o in outs:
         kinds[o.type] = kinds.get(o.type, 0) + 1
@@ -218,6 +300,21 @@ def _print_summary(summary: dict[str, Any], outs: list[Any]) -> None:
     console.print("out-events: " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
                                     or "none"))
     console.print(f"state hash: {summary['state_hash']}", soft_wrap=True)  # never folded
+
+
+def _print_accounts(title: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    table = Table(title=title)
+    table.add_column("account")
+    table.add_column("margin ratio", justify="right")
+    table.add_column("equity (USD)", justify="right")
+    table.add_column("notional (USD)", justify="right")
+    table.add_column("positions")
+    for a in rows:
+        table.add_row(a["account"], a["margin_ratio"], a["equity_usd"], a["notional_usd"],
+                      ", ".join(f"{k} {v}" for k, v in a["positions"].items()))
+    print_table(console, table)
 
 
 def venues(

@@ -71,6 +71,7 @@ from solvency.core.model.events import (
     Settled,
     Vol,
     Withdraw,
+    bounded_detail,
     event_to_json,
 )
 from solvency.core.model.instruments import Instrument
@@ -285,7 +286,7 @@ class Engine:
             # The out-event id derives from the input id: a rejection consumes no
             # sequence number, so it leaves the state (and its hash) exactly as it was.
             return [Rejected(id=f"rejected:{event.id}", event=event.id, reason=rej.reason,
-                             detail=rej.detail)]
+                             detail=bounded_detail(rej.detail))]
         self.seen_ids.add(event.id)
         if ts is not None and (self.clock_ms is None or ts > self.clock_ms):
             self.clock_ms = ts

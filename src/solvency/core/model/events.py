@@ -16,11 +16,13 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from solvency.core.units import UnitError, parse_decimal
 
 __all__ = [
+    "DETAIL_MAX_CHARS",
+    "NUMBER_MAX_CHARS",
     "AccountMode",
     "BadDebt",
     "Deleveraged",
@@ -44,6 +46,7 @@ __all__ = [
     "Vol",
     "Withdraw",
     "WithdrawalState",
+    "bounded_detail",
     "event_to_json",
     "json_object",
     "parse_event",
@@ -59,9 +62,22 @@ class EventError(ValueError):
     """A malformed event, with a named reason code and the offending field."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        detail = bounded_detail(detail)
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+DETAIL_MAX_CHARS: Final = 200
+NUMBER_MAX_CHARS: Final = 100  # a number longer than this is refused, not parsed
+
+
+def bounded_detail(detail: str) -> str:
+    """Cut an error detail to ``DETAIL_MAX_CHARS`` (a rejected 20 MB number must not be
+    echoed whole into an out-event file)."""
+    if len(detail) <= DETAIL_MAX_CHARS:
+        return detail
+    return f"{detail[:DETAIL_MAX_CHARS]}... ({len(detail):,} characters)"
 
 
 # ---------------------------------------------------------------- input events
@@ -390,8 +406,11 @@ def _decimal(obj: Mapping[str, object], key: str, *, positive: bool, required: b
         if required or default is None:
             raise EventError("missing_field", key)
         return default
+    raw = obj[key]
+    if isinstance(raw, str) and len(raw) > NUMBER_MAX_CHARS:
+        raise EventError("invalid_number", f"{key}: a number of {len(raw):,} characters")
     try:
-        d = parse_decimal(obj[key], field=key)
+        d = parse_decimal(raw, field=key)
     except UnitError as exc:
         raise EventError("invalid_number", str(exc)) from None
     if positive and d <= 0:
@@ -479,9 +498,12 @@ def json_object(line: str) -> dict[str, object]:
     """One JSON Lines record as an object, numbers read as exact decimals; NaN and
     infinities refused (:class:`EventError` ``malformed`` / ``invalid_number``)."""
     try:
-        obj = json.loads(line, parse_float=Decimal, parse_constant=_refuse_constant)
+        obj = json.loads(line, parse_float=_parse_decimal, parse_int=_parse_int,
+                         parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise EventError("malformed", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise EventError("malformed", "JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise EventError("malformed", "an event must be a JSON object")
     return obj
@@ -490,6 +512,18 @@ def json_object(line: str) -> dict[str, object]:
 def parse_event_line(line: str) -> InputEvent:
     """Parse one JSON Lines record (numbers are read as exact decimals)."""
     return parse_event(json_object(line))
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > NUMBER_MAX_CHARS:
+        raise EventError("invalid_number", f"a number of {len(text):,} digits")
+    return int(text)
+
+
+def _parse_decimal(text: str) -> Decimal:
+    if len(text) > NUMBER_MAX_CHARS:
+        raise EventError("invalid_number", f"a number of {len(text):,} characters")
+    return Decimal(text)
 
 
 def _refuse_constant(name: str) -> object:
