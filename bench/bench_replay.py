@@ -145,6 +145,10 @@ def main() -> None:
     sizes = [n for n in (1_000, 10_000, 100_000, 1_000_000) if n <= args.max_accounts]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        warm = Path(tmp) / "warm.jsonl"  # compile the numba kernels outside the timings
+        write_log(warm, 200, seed=1)
+        run_cli(warm)
+        time_view(run_apply(warm)[1], "a0")
         for n in sizes:
             path = Path(tmp) / f"log_{n}.jsonl"
             n_events = write_log(path, n)
