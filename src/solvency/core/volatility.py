@@ -568,7 +568,10 @@ def liquidation_probability(
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         d1 = (-y - a * hor) / s
         d2 = (-y + a * hor) / s
-        expo = np.exp(np.minimum(-2.0 * a * y / np.where(sig > 0.0, sig * sig, 1.0), 700.0))
+        # no drift: the reflection term's weight is exactly 1 (0 / sigma^2 would be NaN
+        # once sigma^2 underflows, sigma ~ 1e-160)
+        expo = np.where(a == 0.0, 1.0, np.exp(np.minimum(
+            -2.0 * a * y / np.where(sig > 0.0, sig * sig, 1.0), 700.0)))
         p = ndtr(d1) + expo * ndtr(d2)
     p = np.where(s > 0.0, p, 0.0)
     p = np.where(y <= 0.0, 1.0, p)

@@ -1806,12 +1806,31 @@ class Engine:
 
     def state_hash(self) -> str:
         """SHA-256 of the exact state (ledger, positions, marks, params, ids, clock)."""
+        return _sha256(self._hashed_state())
+
+    def section_hashes(self) -> dict[str, str]:
+        """SHA-256 of each part of the hashed state, so a mismatch names what diverged.
+
+        Sections (snapshot keys): ``ledger``; ``accounts`` (accounts, rows, warned);
+        ``positions`` (positions, realized); ``marks`` (marks, expired, option ivs);
+        ``volatility``; ``feeds`` (oracle guard, mark pricers, breakers); ``liquidation``
+        (partial-liquidation clock, deficits, blocked withdrawals); ``params`` (venue, fee
+        share); ``sequence`` (seen ids, clock, out-event sequence). Together they cover
+        exactly what :meth:`state_hash` covers.
+        """
+        state = self._hashed_state()
+        out = {name: _sha256({k: state.pop(k) for k in keys})
+               for name, keys in _SECTIONS.items()}
+        if state:  # a snapshot key no section names: fail loudly, never hash less
+            raise EngineError(f"state keys outside every section: {sorted(state)}")
+        return out
+
+    def _hashed_state(self) -> dict[str, Any]:
         snap = self.snapshot()
         snap.pop("counts")
         snap.pop("liquidation_counts")
         snap["feeds"] = snap["feeds"]["summary"]
-        blob = json.dumps(snap, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return snap
 
     def verify(self) -> dict[str, int]:
         """Full invariant check: conservation per asset and balanced open interest."""
@@ -1831,6 +1850,24 @@ class Engine:
     def out_json(self, events: Iterable[OutEvent]) -> list[dict[str, object]]:
         """JSON objects of out-events."""
         return [event_to_json(e) for e in events]
+
+
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "ledger": ("ledger",),
+    "accounts": ("accounts", "rows", "warned"),
+    "positions": ("positions", "realized"),
+    "marks": ("marks", "expired", "ivs"),
+    "volatility": ("volatility",),
+    "feeds": ("feeds",),
+    "liquidation": ("liquidation",),
+    "params": ("version", "venue", "fee_share_ppm"),
+    "sequence": ("seen_ids", "clock_ms", "out_seq"),
+}
+
+
+def _sha256(data: Any) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _toward_zero(num: int, den: int) -> int:

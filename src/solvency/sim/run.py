@@ -347,7 +347,7 @@ def _check_invariants(engine: Engine, flat: _FlatWatch | None = None) -> str:
 
 def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | None = None,
                  impact: bool = True, paths: Mapping[str, PathSet] | None = None,
-                 progress: Progress | None = None) -> RunResult:
+                 progress: Progress | None = None, state_hashes: bool = False) -> RunResult:
     """Run one path of ``scenario`` through a real engine and summarize it.
 
     Parameters
@@ -364,6 +364,10 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         Precomputed paths (row 0 is used); default :func:`build_paths`.
     progress : Progress or None
         Called with ``(done, total)`` points.
+    state_hashes : bool
+        Add the engine's final ``state_hash`` and ``section_hashes`` to the metrics
+        (``engine_state_hash``, ``engine_section_hashes``): the determinism tests hold
+        them to recorded values. Off by default (a snapshot of a large book costs ~1 s).
 
     Raises
     ------
@@ -465,6 +469,9 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         **crew.metrics(),
         "violation": violation or None, "wall_s": time.perf_counter() - t0,
     })
+    if state_hashes:
+        metrics["engine_state_hash"] = engine.state_hash()
+        metrics["engine_section_hashes"] = engine.section_hashes()
     return RunResult(scenario=scenario.name, venue=v.name,
                      seed_market=int(metrics["seed_market"]),
                      seed_population=scenario.seed_population, metrics=metrics,

@@ -35,6 +35,14 @@ from solvency.core.volatility import (
 DATA = Path(__file__).parents[3] / ".." / "shared" / "data"
 BTC_1H = DATA / "btcusdt_binance_spot_1h_2017-08-17_2024-04-21.csv.gz"
 
+# arch fits by scipy's SLSQP with tol=None, i.e. ftol = 1e-6, and SLSQP stops once "the
+# absolute sum of the constraint violations" is below ftol (scipy.optimize, method='SLSQP').
+# So arch's stationarity constraint alpha + gamma/2 + beta <= 1 holds only to 1e-6, and where
+# inside that a fit on the bound lands is the optimizer's last digits, which move between
+# versions: on 1,200 BTC days GARCH-t gives 1 + 2.1e-12 with arch 6.3.0 / scipy 1.11.1 and
+# 1 + 8.4e-13 with arch 8.0.0 / scipy 1.17.1 (GJR: 1 - 1.5e-11 and 1 + 9.2e-13).
+SLSQP_FTOL = 1e-6
+
 
 def _btc_daily_returns() -> np.ndarray:
     if not BTC_1H.is_file():
@@ -147,23 +155,29 @@ def btc_returns() -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["garch", "gjr"])
 def test_garch_fit_agrees_with_arch_used_directly(btc_returns: np.ndarray, kind: str) -> None:
-    # We wrap arch (Sheppard), we do not re-implement it: same model, same numbers.
+    # We wrap arch (Sheppard), we do not re-implement it: same model, same numbers. Both
+    # sides run the same arch, optimizer and inputs in one process, so they agree to
+    # rounding (the wrapper only divides by scale^2 = 1e4) on every version: tolerances of a
+    # few ulp, not of the optimizer. Across versions the parameters move by up to ~1e-6 relative
+    # (arch 6.3.0 / scipy 1.11.1 vs arch 8.0.0 / scipy 1.17.1), so nothing here is compared
+    # with numbers fitted once and written down.
     r = btc_returns
     fit = fit_garch(r, kind)  # type: ignore[arg-type]
     direct = arch_model(r * 100, mean="Zero", vol="GARCH", p=1, o=1 if kind == "gjr" else 0,
                         q=1, dist="t", rescale=False).fit(disp="off")
     p = direct.params
-    assert fit.omega == pytest.approx(p["omega"] / 1e4, rel=1e-6)
-    assert fit.alpha == pytest.approx(p["alpha[1]"], rel=1e-6, abs=1e-9)
-    assert fit.beta == pytest.approx(p["beta[1]"], rel=1e-6)
-    assert fit.nu == pytest.approx(p["nu"], rel=1e-6)
+    ours = [fit.omega, fit.alpha, fit.beta, fit.nu, fit.loglikelihood]
+    theirs = [p["omega"] / 1e4, p["alpha[1]"], p["beta[1]"], p["nu"], direct.loglikelihood]
     if kind == "gjr":
-        assert fit.gamma == pytest.approx(p["gamma[1]"], rel=1e-6, abs=1e-9)
-    assert fit.loglikelihood == pytest.approx(direct.loglikelihood, rel=1e-9)
+        ours.append(fit.gamma)
+        theirs.append(p["gamma[1]"])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-14, atol=0)  # omega ~ 3e-6: no atol
     np.testing.assert_allclose(np.sqrt(fit.conditional_variance) * 100,
-                               direct.conditional_volatility, rtol=1e-9)
-    # Crypto daily returns: persistent volatility (arch bounds it at 1) and fat tails.
-    assert 0.8 < fit.persistence <= 1.0 + 1e-9
+                               direct.conditional_volatility, rtol=1e-14)
+    # Crypto daily returns: persistent volatility and fat tails. arch bounds persistence at
+    # 1 only to SLSQP's ftol (see SLSQP_FTOL): these fits sit on the bound, a hair either
+    # side of 1 depending on the version.
+    assert 0.8 < fit.persistence <= 1.0 + SLSQP_FTOL
     assert 2.0 < fit.nu < 10.0
 
 
@@ -213,8 +227,10 @@ def _recursion(v: Decimal, o: Decimal, p: Decimal, h: int) -> tuple[float, float
     return float(total), float(step_h)
 
 
+# Above 1 too: arch's fits on the bound land up to SLSQP_FTOL past it (1 + 2.1e-12 on BTC
+# days with arch 6.3.0), and the forecast is then a slowly growing one, still exact.
 _PERSISTENCES = [0.0, 0.3, 0.5, 0.9, 0.97, 0.99, 0.999, 1 - 1e-5, 1 - 1e-7, 1 - 1e-9,
-                 1 - 4.1e-12, 1 - 1e-13, 1 - 1e-15, 1.0]
+                 1 - 4.1e-12, 1 - 1e-13, 1 - 1e-15, 1.0, 1 + 2.1e-12, 1 + SLSQP_FTOL]
 
 
 @pytest.mark.parametrize("phi", _PERSISTENCES, ids=lambda p: f"phi={p!r}")
@@ -300,7 +316,7 @@ def test_liquidation_probability_with_drift_matches_monte_carlo(
     assert abs(hit.mean() - p) < 4 * se + 0.005
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(
     mark=st.floats(1e-3, 1e7),
     ratio=st.floats(0.01, 5.0),
@@ -319,6 +335,14 @@ def test_driftless_kernel_agrees_with_its_numpy_twin(mark: float, ratio: float, 
     got = liquidation_probability_driftless(m, liq, sd, sg, horizon)
     want = liquidation_probability(m, liq, sd, sg, horizon)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+
+
+def test_driftless_probability_with_a_vanishing_volatility_is_zero() -> None:
+    # sigma^2 underflows to 0 below ~1e-160: the numpy form once divided 0 by it (NaN)
+    one = np.ones(1)
+    for f in (liquidation_probability, liquidation_probability_driftless):
+        got = f(one, np.array([2.0]), -one, np.array([6e-225]), 1.0)
+        assert got.tolist() == [0.0]
 
 
 def test_driftless_kernel_rejects_bad_inputs() -> None:

@@ -1,0 +1,165 @@
+"""The recorded cases of the determinism tests (issues 12 and 30).
+
+Each case runs the real engine and returns its final ``state_hash``, its per-section
+hashes and a hash of every out-event it produced:
+
+* ``demo/<preset>``: the bundled demo log (``solvency replay``) under each preset;
+* ``random/<preset>/<seed>``: a seeded log of deposits, fills, price moves with a crash
+  (liquidations, ADL), funding and isolated margin;
+* ``scenario/<file>``: every scenario under ``scenarios/`` through the stress lab on a
+  reduced population (300 accounts), with its real price data from ``../shared/data``.
+
+``python -m tests.determinism.cases --write`` records them in ``golden.json``. A golden
+hash changes only with a deliberate behaviour change, and the commit that changes it says
+why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import tomllib
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from solvency.adapters.eventlog import LineError, read_events
+from solvency.core.model.events import event_to_json
+from solvency.core.model.presets import load_preset
+from solvency.engine.engine import Engine
+from solvency.engine.inputs import parse_input_line
+from solvency.sim.run import run_scenario
+from solvency.sim.scenario import parse_scenario_data
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).with_name("golden.json")
+PRESETS = ("binance", "dydx", "hyperliquid", "drift", "deribit", "bitmex")
+SCENARIO_ACCOUNTS = 300
+RANDOM_SEEDS = (1, 2, 3)
+
+
+def _digest(items: list[Any]) -> str:
+    h = hashlib.sha256()
+    for item in items:
+        h.update(json.dumps(item, sort_keys=True, separators=(",", ":"), default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _record(engine: Engine, outs: list[Any]) -> dict[str, Any]:
+    return {"state_hash": engine.state_hash(), "sections": engine.section_hashes(),
+            "out_events": _digest([event_to_json(o) for o in outs]),
+            "out_event_count": len(outs)}
+
+
+def run_log(preset: str, lines: list[str]) -> dict[str, Any]:
+    """Apply JSON lines (parse errors skipped) to a fresh engine; return its record."""
+    engine = Engine(load_preset(preset))
+    outs: list[Any] = []
+    for line in lines:
+        try:
+            event = parse_input_line(line)
+        except ValueError:
+            continue
+        outs.extend(engine.apply(event))
+    return _record(engine, outs)
+
+
+def demo_case(preset: str) -> dict[str, Any]:
+    src = resources.files("solvency.data").joinpath("demo_events.jsonl")
+    with resources.as_file(src) as p:
+        engine = Engine(load_preset(preset))
+        outs: list[Any] = []
+        for item in read_events(Path(p)):
+            if not isinstance(item, LineError):
+                outs.extend(engine.apply(item))
+    return _record(engine, outs)
+
+
+def random_lines(preset: str, seed: int, n_accounts: int = 40, n_events: int = 400) -> list[str]:
+    """A seeded log: deposits, fills at the mark, a random walk with one crash, funding."""
+    rng = random.Random(f"{preset}:{seed}")
+    venue = load_preset(preset)
+    settle = venue.markets["BTC-PERP"].settle
+    tick = venue.markets["BTC-PERP"].tick_size
+    lot = venue.markets["BTC-PERP"].lot_size
+    ts = 1_774_512_000_000
+    price = Decimal(100_000)
+    lines = [json.dumps({"type": "price", "id": "p0", "ts": ts, "market": "BTC-PERP",
+                         "price": str(price)})]
+    lines.append(json.dumps({"type": "deposit", "id": "fund", "ts": ts,
+                             "account": "__insurance__", "asset": settle, "amount": "5000"}))
+    for i in range(n_accounts):
+        lines.append(json.dumps({"type": "deposit", "id": f"d{i}", "ts": ts,
+                                 "account": f"a{i}", "asset": settle,
+                                 "amount": str(rng.choice((500, 1000, 5000, 20000)))}))
+    crash_at = n_events // 2
+    for k in range(n_events):
+        ts += 1000
+        roll = rng.random()
+        if roll < 0.35 or k in (crash_at, crash_at + 1):
+            move = -0.06 if k in (crash_at, crash_at + 1) else rng.gauss(0.0, 0.004)
+            price = max(tick, (price * Decimal(str(1.0 + move)) / tick).to_integral_value()
+                        * tick)
+            lines.append(json.dumps({"type": "price", "id": f"p{k}", "ts": ts,
+                                     "market": "BTC-PERP", "price": str(price)}))
+        elif roll < 0.9:
+            b, s = rng.sample(range(n_accounts), 2)
+            size = lot * rng.randint(1, max(1, int(Decimal("0.2") / lot)))
+            lines.append(json.dumps({"type": "fill", "id": f"f{k}", "ts": ts,
+                                     "market": "BTC-PERP", "buyer": f"a{b}",
+                                     "seller": f"a{s}", "size": str(size),
+                                     "price": str(price)}))
+        else:
+            rate = Decimal(rng.randint(-30, 30)) / Decimal(100_000)
+            lines.append(json.dumps({"type": "funding", "id": f"r{k}", "ts": ts,
+                                     "market": "BTC-PERP", "rate": str(rate)}))
+    return lines
+
+
+def random_case(preset: str, seed: int) -> dict[str, Any]:
+    return run_log(preset, random_lines(preset, seed))
+
+
+def scenario_files() -> list[Path]:
+    return sorted((REPO / "scenarios").glob("*.toml"))
+
+
+def scenario_case(path: Path) -> dict[str, Any]:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    data.setdefault("population", {})["n_accounts"] = SCENARIO_ACCOUNTS
+    scenario = parse_scenario_data(data, source=str(path), base_dir=path.resolve().parent.parent)
+    m = run_scenario(scenario, state_hashes=True).metrics
+    return {"state_hash": m["engine_state_hash"], "sections": m["engine_section_hashes"],
+            "liquidations": m.get("liquidations"), "adl_count": m.get("adl_count")}
+
+
+def all_cases(*, scenarios: bool = True) -> dict[str, dict[str, Any]]:
+    out = {f"demo/{p}": demo_case(p) for p in PRESETS}
+    for p in PRESETS:
+        for seed in RANDOM_SEEDS:
+            out[f"random/{p}/{seed}"] = random_case(p, seed)
+    if scenarios:
+        for path in scenario_files():
+            out[f"scenario/{path.name}"] = scenario_case(path)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--write", action="store_true", help="record golden.json")
+    ap.add_argument("--no-scenarios", action="store_true")
+    args = ap.parse_args()
+    cases = all_cases(scenarios=not args.no_scenarios)
+    if args.write:
+        GOLDEN.write_text(json.dumps(cases, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {len(cases)} cases to {GOLDEN}")
+    else:
+        print(json.dumps({k: v["state_hash"] for k, v in cases.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
