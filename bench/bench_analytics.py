@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
+from machine import describe
 from solvency.core.var import historical_var_es, linear_pnl
 from solvency.core.volatility import ewma_margin_rates
 
@@ -103,6 +104,7 @@ def bench_var(rng: np.random.Generator) -> None:
 
 
 def main() -> None:
+    print(describe(), flush=True)
     rng = np.random.default_rng(2024)
     bench_ewma(rng)
     bench_var(rng)

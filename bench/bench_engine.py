@@ -22,6 +22,7 @@ import numpy as np
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
+from machine import describe
 from solvency.core.margin.models import TieredModel
 from solvency.core.model.events import Fill, Price
 from solvency.core.model.presets import PRESETS
@@ -135,6 +136,7 @@ def bench_fills(n_fills: int, rng: np.random.Generator) -> tuple[float, int]:
 
 
 def main() -> None:
+    print(describe(), flush=True)
     ap = argparse.ArgumentParser()
     ap.add_argument("--accounts", type=int, default=1_000_000)
     ap.add_argument("--fills", type=int, default=100_000)

@@ -19,6 +19,7 @@ import numpy as np
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
+from machine import describe
 from solvency.core.model.events import Price
 from solvency.core.model.venue import build_venue
 from solvency.engine.engine import Engine
@@ -65,6 +66,7 @@ def shock(engine: Engine) -> tuple[float, int]:
 
 
 def main() -> None:
+    print(describe(), flush=True)
     ap = argparse.ArgumentParser()
     ap.add_argument("--accounts", type=int, default=1_000_000)
     args = ap.parse_args()

@@ -35,6 +35,7 @@ from typing import Any
 
 from distributed import Client, LocalCluster
 
+from machine import describe
 from solvency.sim.sweep import SweepBase, SweepResult, plan_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,6 +95,7 @@ def _same(a: SweepResult, b: SweepResult) -> bool:
 
 
 def main() -> None:
+    print(describe(), flush=True)
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--paths", type=int, default=1000, help="paths on 2 workers")

@@ -20,6 +20,7 @@ import numpy as np
 import QuantLib as ql
 from scipy.special import ndtr
 
+from machine import describe
 from solvency.core.options import (
     black76_greeks,
     black76_price,
@@ -102,6 +103,7 @@ def best_ms(fn: Callable[[], object], repeats: int = REPEATS) -> float:
 
 def main() -> None:
     """Run the benchmark and print the figures."""
+    print(describe(), flush=True)
     g = chain(N_OPTIONS, SEED)
     args = {key: g[key] for key in ("forward", "strike", "time_yr", "rate", "is_call")}
     black76_greeks(**g)  # compile (or load the numba cache) outside the timing

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from machine import describe
 from solvency.core.oracle.kernels import aggregate
 from solvency.engine.pretrade import (
     LeverageTier,
@@ -148,5 +149,6 @@ def bench_aggregate(n_m: int = 100, n_s: int = 5, reps: int = 2_000) -> None:
 
 
 if __name__ == "__main__":
+    print(describe(), flush=True)
     bench_aggregate()
     bench_pretrade()

@@ -20,6 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from machine import describe
 from solvency.adapters.grids import load_grid
 from solvency.core.portfolio import KIND_CALL, KIND_PUT, ScenarioGrid, portfolio_margin
 from solvency.core.portfolio.reference import Position, portfolio_margin_reference
@@ -72,6 +73,7 @@ def timed(grid: ScenarioGrid, b: dict[str, np.ndarray]) -> tuple[float, np.ndarr
 
 def main() -> None:
     """Run the benchmark and print the figures."""
+    print(describe(), flush=True)
     b = book(N_ACCOUNTS, PER_ACCOUNT, SEED)
     deribit = load_grid("deribit_pm")
     grids = [core27(deribit), deribit, load_grid("cme_span_16")]

@@ -17,10 +17,8 @@ a price move every 1,000 events) and prints, for each size, in one run:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,8 +29,8 @@ import numpy as np
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import numba
 
+from machine import describe
 from solvency.adapters.eventlog import LineError, read_events
 from solvency.cli.core_commands import replay_summary
 from solvency.core.model.events import Price
@@ -41,22 +39,6 @@ from solvency.engine.engine import Engine
 
 FILLS_PER_ACCOUNT = 3
 T0_MS = 1_774_512_000_000
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    l2 = ""
-    with contextlib.suppress(OSError):
-        l2 = Path("/sys/devices/system/cpu/cpu0/cache/index2/size").read_text().strip()
-    return (f"{cpu}, L2 {l2 or '?'}, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, numba {numba.__version__}")
 
 
 def write_log(path: Path, n_accounts: int, seed: int = 7) -> int:
@@ -138,10 +120,10 @@ def time_view(engine: Engine, account: str) -> tuple[float, float]:
 
 
 def main() -> None:
+    print(describe(), flush=True)
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--max-accounts", type=int, default=1_000_000)
     args = ap.parse_args()
-    print(machine())
     sizes = [n for n in (1_000, 10_000, 100_000, 1_000_000) if n <= args.max_accounts]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

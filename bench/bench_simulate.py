@@ -24,6 +24,7 @@ import time
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
+from machine import describe
 from solvency.sim.run import run_scenario
 from solvency.sim.scenario import DEFAULT_SCENARIO_TOML, parse_scenario
 
@@ -60,6 +61,7 @@ def _scenario(accounts: int | None, horizon: str | None, *, flat: bool = False,
 
 
 def main() -> None:
+    print(describe(), flush=True)
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--accounts", type=int, default=None)
     ap.add_argument("--horizon", default=None)
