@@ -35,8 +35,8 @@ def test_a_charge_to_a_flat_account_is_reported() -> None:
     watch = _FlatWatch(e)
     assert watch.check() == ""
     # a bug that charges a flat account (here posted by hand): caught at the next check
-    e._post([Transfer("u:flat", FEES, "USDT", 1, "fee")])
-    e._sync_balance(e.book.row_index["flat"], e.book.asset_index["USDT"])
+    e.post([Transfer("u:flat", FEES, "USDT", 1, "fee")])
+    e.sync_balance(e.book.row_index["flat"], e.book.asset_index["USDT"])
     assert "flat account flat was charged" in watch.check()
 
 

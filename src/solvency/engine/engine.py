@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact
 from fractions import Fraction
 from typing import Any
@@ -97,6 +96,7 @@ from solvency.core.units import (
     to_quanta,
 )
 from solvency.core.volatility import liquidation_probability_driftless
+from solvency.engine.context import PositionChange
 from solvency.engine.feeds import Feeds
 from solvency.engine.liquidation import BAD_DEBT, INSURANCE_ROW, SYSTEM_ROWS, Liquidator
 from solvency.engine.ports import Liquidity, StaticDepth
@@ -129,19 +129,6 @@ class RejectReason(Exception):  # noqa: N818 - an expected outcome, not an error
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
-
-
-@dataclass(slots=True)
-class _Side:
-    account: str
-    row: int  # -1 if the row must be created
-    row_name: str
-    ledger_id: str
-    isolated: bool
-    old_lots: int
-    new_lots: int
-    fee_quanta: int
-    slot: int = -1  # the position slot in the fill's market when known (-1: look it up)
 
 
 def _cross_ledger_id(account: str) -> str:
@@ -208,8 +195,8 @@ class Engine:
         self.epoch = 0
         self._adl_cache: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
         self.realized: dict[str, int] = {}  # row name -> realized PnL quanta (reporting)
-        self._settle_of = [self.book.asset_index[i.settle] for i in self.book.instruments]
-        self._tick_value = [self._tv(i) for i in self.book.instruments]
+        self.settle_asset = [self.book.asset_index[i.settle] for i in self.book.instruments]
+        self.tick_value_quanta = [self._tv(i) for i in self.book.instruments]
         # options: mark implied vols and, per underlying market, its option markets
         self.ivs: dict[int, Decimal] = {}
         self._options_of: dict[int, list[int]] = {}
@@ -227,7 +214,7 @@ class Engine:
         self._slots2 = np.empty(2, dtype=np.int64)
         self._below = np.zeros(1, dtype=np.int64)
         self._traded: list[int] = []
-        self._decimals = [self.venue.assets[x].decimals for x in self.book.asset_names]
+        self.asset_decimals = [self.venue.assets[x].decimals for x in self.book.asset_names]
         self._market_of: dict[str, int] = {}
         self._index_markets()
         # EWMA of mark log returns per market (RiskMetrics lambda 0.94 per day, scaled to
@@ -301,7 +288,7 @@ class Engine:
             out.extend(self.apply(ev))
         return out
 
-    def _next_id(self) -> str:
+    def next_id(self) -> str:
         self.out_seq += 1
         return f"o{self.out_seq}"
 
@@ -328,7 +315,7 @@ class Engine:
         if not value:
             return 0
         try:
-            q = to_quanta(value, self._decimals[a], "exact")
+            q = to_quanta(value, self.asset_decimals[a], "exact")
         except UnitError as exc:
             raise RejectReason("invalid_amount", f"{field}: {exc}") from None
         if abs(q) > MAX_QUANTA:
@@ -353,27 +340,27 @@ class Engine:
             r = self.book.add_row(name, name, -1, ledger_id, False)
             self.accounts.setdefault(name, "cross")
             for a in range(len(self.book.asset_names)):
-                self._sync_balance(r, a)
+                self.sync_balance(r, a)
         return r
 
     def allows_liquidation(self, m: int) -> bool:
         """Whether liquidations may run in market ``m`` now (circuit breakers)."""
         return self.feeds.allows(self.book.market_names[m], "liquidate")
 
-    def _sync_balance(self, r: int, a: int) -> None:
+    def sync_balance(self, r: int, a: int) -> None:
         book = self.book
         q = self.ledger.balance(book.rows[r].ledger_id, book.asset_names[a])
         book.row_int[r, a] = q
         if book.linked[a]:
             book.set_balance(r, a, q)
 
-    def _post(self, batch: list[Transfer]) -> None:
+    def post(self, batch: list[Transfer]) -> None:
         result = self.ledger.post(batch)
         if result is not Result.OK:
             # Handlers check every precondition first; reaching here is a bug.
             raise EngineError(f"ledger refused a validated batch: {result}")
 
-    def _whatif(self, r: int, weighted: bool, m: int, delta_lots: int, oi_lots_m: int,
+    def whatif(self, r: int, weighted: bool, m: int, delta_lots: int, oi_lots_m: int,
                 a: int, dq: int) -> np.ndarray:
         """Row ``r`` valued as if market ``m``'s position moved by ``delta_lots`` (open
         interest ``oi_lots_m``) and its balance of asset ``a`` by ``dq`` quanta."""
@@ -399,15 +386,15 @@ class Engine:
             # the book mirrors balances in int64: bound them before anything is created
             raise RejectReason("balance_too_large",
                                f"{ev.account}'s {ev.asset} balance would exceed "
-                               f"{format_quanta(MAX_QUANTA, self._dec(a))}")
+                               f"{format_quanta(MAX_QUANTA, self.asset_decimals[a])}")
         if ev.account in SYSTEM_ROWS:
             # capitalising the insurance fund or the backstop vault
             r = self.system_row(ev.account)
         else:
             r = self._ensure_cross_row(ev.account)
         self.accounts.setdefault(ev.account, "cross")
-        self._post([Transfer(EXTERNAL, self.book.rows[r].ledger_id, ev.asset, q, "deposit")])
-        self._sync_balance(r, a)
+        self.post([Transfer(EXTERNAL, self.book.rows[r].ledger_id, ev.asset, q, "deposit")])
+        self.sync_balance(r, a)
         return self._check_rows(np.array([r], dtype=np.int64), ev.id)
 
     def _withdraw(self, ev: Withdraw) -> list[OutEvent]:
@@ -418,11 +405,11 @@ class Engine:
         have = self._cash(r, a)
         if have < q:
             raise RejectReason("insufficient_balance",
-                               f"{ev.account} holds {from_quanta(have, self._dec(a))} "
+                               f"{ev.account} holds {from_quanta(have, self.asset_decimals[a])} "
                                f"{ev.asset}, asked {ev.amount}")
         if self.book.row_nslots[r] > 0 or self._has_negative_balance(r):
             self.book.refresh(np.array(self.book.row_slots(r), dtype=np.int64))
-            after = self._whatif(r, True, -1, 0, 0, a, -q)
+            after = self.whatif(r, True, -1, 0, 0, a, -q)
             im_after = after[OUT_IM]
             if not np.isnan(self.book.pm[r, 0]):
                 im_after = self.pm_requirements(np.array([r], dtype=np.int64))[0][0]
@@ -431,8 +418,8 @@ class Engine:
                     "insufficient_initial_margin",
                     f"withdrawal would leave collateral {after[OUT_COLLATERAL]:.2f} USD "
                     f"below initial margin {im_after:.2f} USD")
-        self._post([Transfer(_cross_ledger_id(ev.account), EXTERNAL, ev.asset, q, "withdraw")])
-        self._sync_balance(r, a)
+        self.post([Transfer(_cross_ledger_id(ev.account), EXTERNAL, ev.asset, q, "withdraw")])
+        self.sync_balance(r, a)
         return self._check_rows(np.array([r], dtype=np.int64), ev.id)
 
     def _cash(self, r: int, a: int) -> int:
@@ -441,15 +428,12 @@ class Engine:
         book = self.book
         cash = self.ledger.balance(book.rows[r].ledger_id, book.asset_names[a])
         for s in book.row_slots(r):
-            if self._settle_of[int(book.slot_market[s])] == a:
+            if self.settle_asset[int(book.slot_market[s])] == a:
                 cash += int(book.slot_cost[s])
         return cash
 
     def _has_negative_balance(self, r: int) -> bool:
         return bool((self.book.row_int[r, : len(self.book.asset_names)] < 0).any())
-
-    def _dec(self, a: int) -> int:
-        return self._decimals[a]
 
     def _price(self, ev: Price) -> list[OutEvent]:
         book = self.book
@@ -511,7 +495,7 @@ class Engine:
     def _settled_in(self, assets: list[int], m: int) -> list[int]:
         """Markets other than ``m`` settled in one of ``assets``."""
         return [k for k in range(len(self.book.instruments))
-                if k != m and self._settle_of[k] in assets]
+                if k != m and self.settle_asset[k] in assets]
 
     # ---------------------------------------------------------------- options
 
@@ -716,17 +700,17 @@ class Engine:
             ratio = _ratio(mm, coll)
             name = book.rows[r].name
             if book.warned[r]:
-                events.append(MarginCall(id=self._next_id(), event=cause, account=name,
+                events.append(MarginCall(id=self.next_id(), event=cause, account=name,
                                          margin_ratio=_fmt(ratio), collateral_usd=_fmt(coll),
                                          maintenance_usd=_fmt(mm)))
             else:
-                events.append(MarginRestored(id=self._next_id(), event=cause, account=name,
+                events.append(MarginRestored(id=self.next_id(), event=cause, account=name,
                                              margin_ratio=_fmt(ratio)))
         return events
 
     # ---------------------------------------------------------------- fills
 
-    def _side(self, account: str, m: int, market: str, delta: int, fee: int) -> _Side:
+    def _side(self, account: str, m: int, market: str, delta: int, fee: int) -> PositionChange:
         mode = self.accounts.get(account)
         if mode is None:
             raise RejectReason("unknown_account", f"account {account!r} has no deposit")
@@ -740,7 +724,7 @@ class Engine:
             s = book.pos_slot.get(r * book.n_markets + m, -1)
             if s >= 0:
                 old = book.st.item(s, S_LOTS)
-        return _Side(account, r, name, "u:" + name, isolated, old, old + delta, fee, s)
+        return PositionChange(account, r, name, "u:" + name, isolated, old, old + delta, fee, s)
 
     def _fill(self, ev: Fill) -> list[OutEvent]:
         book = self.book
@@ -756,7 +740,7 @@ class Engine:
         mode = self.feeds.mode(inst.name) if self.feeds.used else "normal"
         if mode == "halted":
             raise RejectReason("market_halted", f"market {inst.name} is halted")
-        a = self._settle_of[m]
+        a = self.settle_asset[m]
         if book.marks[m] is None or math.isnan(book.asset_price[a]):
             raise RejectReason("no_mark", f"market {inst.name} has no mark price yet")
         lots = _on_grid(ev.size, inst.lot_size, "size", "invalid_size")
@@ -767,10 +751,10 @@ class Engine:
         seller = self._side(ev.seller, m, inst.name, -lots, fee_s)
         settle = inst.settle
         inverse = inst.is_inverse
-        tv = self._tick_value[m]
+        tv = self.tick_value_quanta[m]
         # --- money of the trade, exact
         if inverse:
-            dec = self._decimals[a]
+            dec = self.asset_decimals[a]
             coin = Fraction(lots) * Fraction(inst.lot_size) * Fraction(inst.contract_size) / (
                 Fraction(ev.price)) * 10**dec
             pay = div_round(coin.numerator, coin.denominator, "ceil")
@@ -784,17 +768,17 @@ class Engine:
             flow_b, flow_s = -pay, pay
             cost_b, cost_s = pay, -pay
             per_lot = ticks * (tv or 1)
-        if (pay > MAX_QUANTA or abs(buyer.new_lots) * per_lot > MAX_QUANTA
-                or abs(seller.new_lots) * per_lot > MAX_QUANTA):
-            big = buyer if pay > MAX_QUANTA or abs(buyer.new_lots) * per_lot > MAX_QUANTA \
+        if (pay > MAX_QUANTA or abs(buyer.lots_after) * per_lot > MAX_QUANTA
+                or abs(seller.lots_after) * per_lot > MAX_QUANTA):
+            big = buyer if pay > MAX_QUANTA or abs(buyer.lots_after) * per_lot > MAX_QUANTA \
                 else seller
             raise RejectReason("size_too_large", f"position of {big.account} too large")
-        oi_after = (book.oi_lots[m] + max(buyer.new_lots, 0) - max(buyer.old_lots, 0)
-                    + max(seller.new_lots, 0) - max(seller.old_lots, 0))
+        oi_after = (book.oi_lots[m] + max(buyer.lots_after, 0) - max(buyer.lots_before, 0)
+                    + max(seller.lots_after, 0) - max(seller.lots_before, 0))
         # --- margin: a side whose risk grows must hold initial margin after the fill
         iso_topups: dict[str, int] = {}
         for side, flow, fee in ((buyer, flow_b, fee_b), (seller, flow_s, fee_s)):
-            if not _risk_grows(side.old_lots, side.new_lots):
+            if not _risk_grows(side.lots_before, side.lots_after):
                 continue
             if mode == "reduce_only":
                 raise RejectReason("market_reduce_only",
@@ -833,12 +817,12 @@ class Engine:
                     batch.append(Transfer(side.ledger_id, FEES, settle, fee - to_fund, "fee"))
             elif fee < 0:
                 batch.append(Transfer(FEES, side.ledger_id, settle, -fee, "rebate"))
-        self._post(batch)
+        self.post(batch)
         ledger = self.ledger
         traded = self._traded
         traded.clear()
         for side, cost in ((buyer, cost_b), (seller, cost_s)):
-            s = self._move_position(side, m, cost)
+            s = self.move_position(side, m, cost)
             if s >= 0:
                 traded.append(s)
             book.set_balance(side.row, a, ledger.balance(side.ledger_id, settle))
@@ -848,7 +832,7 @@ class Engine:
             for side in (buyer, seller):
                 if side.isolated and side.ledger_id in iso_topups:
                     cross = book.row_index[side.account]
-                    self._sync_balance(cross, a)
+                    self.sync_balance(cross, a)
                     touched.add(cross)
             uniq = sorted(touched)
             rows = self._row_buf[: len(uniq)]
@@ -859,7 +843,7 @@ class Engine:
         book.set_oi(m, oi_after)
         out = self._touch(traded, rows, ev.id)
         for side in (buyer, seller):
-            if side.isolated and side.new_lots == 0:
+            if side.isolated and side.lots_after == 0:
                 out.extend(self._release_bucket(side, a, ev.id))
         if self.fee_policy is not None:
             out.extend(self._review_fee_share(settle, ev.id))
@@ -896,21 +880,21 @@ class Engine:
         old = self.fee_share_ppm
         self.fee_share_ppm = int(change[self.fee_policy.param])
         cov = fund / oi if oi else float("inf")
-        return [ParamsChanged(id=self._next_id(), event=cause, param=self.fee_policy.param,
+        return [ParamsChanged(id=self.next_id(), event=cause, param=self.fee_policy.param,
                               old=str(old), new=str(self.fee_share_ppm),
                               reason=f"insurance coverage of {asset} open interest {cov:.6g}")]
 
-    def _oi_after(self, m: int, buyer: _Side, seller: _Side) -> int:
+    def _oi_after(self, m: int, buyer: PositionChange, seller: PositionChange) -> int:
         oi = self.book.oi_lots[m]
         for side in (buyer, seller):
-            oi += max(side.new_lots, 0) - max(side.old_lots, 0)
+            oi += max(side.lots_after, 0) - max(side.lots_before, 0)
         return oi
 
-    def _check_side_margin(self, side: _Side, m: int, a: int, dq: int, oi_after: int,
+    def _check_side_margin(self, side: PositionChange, m: int, a: int, dq: int, oi_after: int,
                            iso_topups: dict[str, int]) -> None:
         book = self.book
-        delta = side.new_lots - side.old_lots
-        after = self._whatif(side.row, not side.isolated, m, delta, oi_after, a, dq)
+        delta = side.lots_after - side.lots_before
+        after = self.whatif(side.row, not side.isolated, m, delta, oi_after, a, dq)
         free = after[OUT_COLLATERAL] - after[OUT_IM]
         if self.n_pm and side.row >= 0 and not np.isnan(book.pm[side.row, 0]):
             # portfolio margin: the grid's initial margin with the trade included
@@ -926,7 +910,7 @@ class Engine:
         # isolated: top the bucket up from the account's cross balance, rounded up
         px = float(book.asset_price[a])
         short_settle = max(0.0, -free) / px
-        top = int(np.ceil(short_settle * 10 ** self._decimals[a])) + (1 if free < 0 else 0)
+        top = int(np.ceil(short_settle * 10 ** self.asset_decimals[a])) + (1 if free < 0 else 0)
         if top <= 0:
             return
         cross = book.row_index.get(side.account, -1)
@@ -935,37 +919,37 @@ class Engine:
             raise RejectReason("insufficient_initial_margin",
                                f"{side.account}: isolated margin needs {top} quanta of "
                                f"{book.asset_names[a]}, the account holds {have}")
-        cross_after = self._whatif(cross, True, -1, 0, 0, a, -top)
+        cross_after = self.whatif(cross, True, -1, 0, 0, a, -top)
         if not cross_after[OUT_COLLATERAL] - cross_after[OUT_IM] >= 0.0:
             raise RejectReason("insufficient_initial_margin",
                                f"{side.account}: moving isolated margin would leave the "
                                "cross account below initial margin")
         iso_topups[side.ledger_id] = top
 
-    def _move_position(self, side: _Side, m: int, trade_cost: int) -> int:
+    def move_position(self, change: PositionChange, m: int, trade_cost_quanta: int) -> int:
         """Update lots and cost basis; realized PnL is reported, never posted.
 
         Returns the position's slot, or -1 when the position closed."""
         book = self.book
-        s = side.slot
+        s = change.slot
         if s < 0:
-            s = book.pos_slot.get(side.row * book.n_markets + m, -1)
+            s = book.pos_slot.get(change.row * book.n_markets + m, -1)
             if s < 0:
-                s = book.open_slot(side.row, m)
-        old, new = side.old_lots, side.new_lots
+                s = book.open_slot(change.row, m)
+        old, new = change.lots_before, change.lots_after
         cost = book.slot_cost.item(s)
         if old == 0 or (old > 0) == (new - old > 0):  # opening or adding
-            cost += trade_cost
+            cost += trade_cost_quanta
         else:
             closed = min(abs(new - old), abs(old))
             # the closed share of the cost basis, rounded toward zero (reporting only)
             removed = _toward_zero(cost * closed, abs(old))
-            closing_part = _toward_zero(trade_cost * closed, abs(new - old))
-            self.realized[side.row_name] = self.realized.get(side.row_name, 0) + (
+            closing_part = _toward_zero(trade_cost_quanta * closed, abs(new - old))
+            self.realized[change.row_name] = self.realized.get(change.row_name, 0) + (
                 -closing_part - removed)
             cost -= removed
             if (new > 0) != (old > 0) and new != 0:  # flipped: the rest opens a new position
-                cost = trade_cost - closing_part
+                cost = trade_cost_quanta - closing_part
         if new == 0:
             book.st[s, S_LOTS] = 0
             book.slot_cost[s] = 0
@@ -975,17 +959,17 @@ class Engine:
         book.slot_cost[s] = cost
         return s
 
-    def _release_bucket(self, side: _Side, a: int, cause: str) -> list[OutEvent]:
+    def _release_bucket(self, side: PositionChange, a: int, cause: str) -> list[OutEvent]:
         """Return an emptied isolated bucket's margin to the account's cross balance."""
         asset = self.book.asset_names[a]
         left = self.ledger.balance(side.ledger_id, asset)
         if left <= 0:
             return []
-        self._post([Transfer(side.ledger_id, _cross_ledger_id(side.account), asset, left,
+        self.post([Transfer(side.ledger_id, _cross_ledger_id(side.account), asset, left,
                              "isolated_release")])
-        self._sync_balance(side.row, a)
+        self.sync_balance(side.row, a)
         cross = self.book.row_index[side.account]
-        self._sync_balance(cross, a)
+        self.sync_balance(cross, a)
         return self._check_rows(np.array([cross, side.row], dtype=np.int64), cause)
 
     # ---------------------------------------------------------------- settlements
@@ -998,8 +982,8 @@ class Engine:
         mark = book.marks[m]
         if mark is None:
             raise RejectReason("no_mark", f"market {inst.name} has no mark price yet")
-        a = self._settle_of[m]
-        dec = self._dec(a)
+        a = self.settle_asset[m]
+        dec = self.asset_decimals[a]
         # payment per lot, exact: linear lot x cv x mark x rate; inverse lot x cv / mark x rate
         unit = Fraction(inst.lot_size) * Fraction(inst.contract_size) * Fraction(ev.rate)
         unit = unit / Fraction(mark) if inst.is_inverse else unit * Fraction(mark)
@@ -1033,12 +1017,12 @@ class Engine:
         if paid - received:
             batch.append(Transfer(CLEARING, ROUNDING, settle, paid - received, "rounding"))
         if batch:
-            self._post(batch)
+            self.post(batch)
         rows = np.unique(book.slot_row[np.array(slots, dtype=np.int64)]) if slots else (
             np.zeros(0, dtype=np.int64))
         for r in rows.tolist():
-            self._sync_balance(r, a)
-        out: list[OutEvent] = [Settled(id=self._next_id(), event=ev.id, kind="funding",
+            self.sync_balance(r, a)
+        out: list[OutEvent] = [Settled(id=self.next_id(), event=ev.id, kind="funding",
                                        market=inst.name, asset=settle,
                                        paid=format_quanta(paid, dec),
                                        received=format_quanta(received, dec),
@@ -1072,8 +1056,8 @@ class Engine:
         ):
             raise RejectReason("before_expiry", f"market {inst.name} expires at "
                                f"{inst.expiry_ms} ms")
-        a = self._settle_of[m]
-        dec = self._dec(a)
+        a = self.settle_asset[m]
+        dec = self.asset_decimals[a]
         settle_price = Fraction(ev.price)
         if inst.is_option:
             # cash settlement against the index: the intrinsic value, in coin for
@@ -1105,7 +1089,7 @@ class Engine:
         if paid - received:
             batch.append(Transfer(CLEARING, ROUNDING, settle, paid - received, "rounding"))
         if batch:
-            self._post(batch)
+            self.post(batch)
         rows = sorted({int(book.slot_row[s]) for s in slots})
         for s in slots:
             r = int(book.slot_row[s])
@@ -1119,8 +1103,8 @@ class Engine:
         book.expired[m] = True
         book.set_oi(m, 0)
         for r in rows:
-            self._sync_balance(r, a)
-        out: list[OutEvent] = [Settled(id=self._next_id(), event=ev.id, kind="expiry",
+            self.sync_balance(r, a)
+        out: list[OutEvent] = [Settled(id=self.next_id(), event=ev.id, kind="expiry",
                                        market=inst.name, asset=settle,
                                        paid=format_quanta(paid, dec),
                                        received=format_quanta(received, dec),
@@ -1130,7 +1114,7 @@ class Engine:
         for r in rows:
             info = book.rows[r]
             if info.market == m:
-                side = _Side(info.account, r, info.name, info.ledger_id, True, 0, 0, 0)
+                side = PositionChange(info.account, r, info.name, info.ledger_id, True, 0, 0, 0)
                 out.extend(self._release_bucket(side, a, ev.id))
         return out
 
@@ -1154,7 +1138,7 @@ class Engine:
         new_inst = trial.markets[inst.name]
         self.market_data[inst.name] = data
         book.set_instrument(m, new_inst)
-        self._tick_value[m] = self._tv(new_inst)
+        self.tick_value_quanta[m] = self._tv(new_inst)
         self.venue = Venue(name=self.venue.name, assets=self.venue.assets,
                            markets={**self.venue.markets, inst.name: new_inst},
                            margin_call_ratio=self.venue.margin_call_ratio,
@@ -1163,7 +1147,7 @@ class Engine:
         self._index_markets()
         slots = book.holders[m].view().copy()
         book.refresh(slots)
-        out: list[OutEvent] = [Settled(id=self._next_id(), event=ev.id, kind="params",
+        out: list[OutEvent] = [Settled(id=self.next_id(), event=ev.id, kind="params",
                                        market=inst.name, asset=inst.settle, paid="0",
                                        received="0", rounding="0")]
         out.extend(self._check_rows(np.unique(book.slot_row[slots]), ev.id))
@@ -1203,7 +1187,7 @@ class Engine:
         if r < 0 or book.slot_of(r, m) < 0:
             raise RejectReason("no_isolated_position",
                                f"{ev.account} has no isolated position in {inst.name}")
-        a = self._settle_of[m]
+        a = self.settle_asset[m]
         q = self._quanta(abs(ev.amount), a, "amount")
         cross = book.row_index[ev.account]
         src, dst = (cross, r) if ev.amount > 0 else (r, cross)
@@ -1211,17 +1195,17 @@ class Engine:
         have = self._cash(src, a)
         if have < q:
             raise RejectReason("insufficient_balance",
-                               f"{src_id} holds {format_quanta(have, self._dec(a))} "
+                               f"{src_id} holds {format_quanta(have, self.asset_decimals[a])} "
                                f"{inst.settle}")
         book.refresh(np.array(book.row_slots(src), dtype=np.int64))
-        after = self._whatif(src, src == cross, -1, 0, 0, a, -q)
+        after = self.whatif(src, src == cross, -1, 0, 0, a, -q)
         if not after[OUT_COLLATERAL] - after[OUT_IM] >= 0.0:
             raise RejectReason("insufficient_initial_margin",
                                "moving the margin would leave the source below initial margin")
-        self._post([Transfer(src_id, book.rows[dst].ledger_id, inst.settle, q,
+        self.post([Transfer(src_id, book.rows[dst].ledger_id, inst.settle, q,
                              "isolated_margin")])
-        self._sync_balance(src, a)
-        self._sync_balance(dst, a)
+        self.sync_balance(src, a)
+        self.sync_balance(dst, a)
         return self._check_rows(np.array(sorted((src, dst)), dtype=np.int64), ev.id)
 
     # ================================================================ book loading
@@ -1249,8 +1233,8 @@ class Engine:
         buyer, seller = (account, counterparty) if size > 0 else (counterparty, account)
         b = self._side(buyer, m, inst.name, lots, 0)
         sd = self._side(seller, m, inst.name, -lots, 0)
-        a = self._settle_of[m]
-        dec = self._dec(a)
+        a = self.settle_asset[m]
+        dec = self.asset_decimals[a]
         value = (Fraction(lots) * Fraction(inst.lot_size) * Fraction(inst.contract_size)
                  * 10**dec)
         value = value / Fraction(entry_price) if inst.is_inverse else value * Fraction(
@@ -1268,11 +1252,11 @@ class Engine:
         if pay != get:
             batch.append(Transfer(CLEARING, ROUNDING, inst.settle, pay - get, "rounding"))
         oi_after = self._oi_after(m, b, sd)
-        self._post(batch)
-        self._move_position(payer, m, pay)
-        self._move_position(receiver, m, -get)
+        self.post(batch)
+        self.move_position(payer, m, pay)
+        self.move_position(receiver, m, -get)
         for side in (b, sd):
-            self._sync_balance(side.row, a)
+            self.sync_balance(side.row, a)
         self.book.set_oi(m, oi_after)
         self.book.remargin_rows(np.array(sorted({b.row, sd.row}), dtype=np.int64))
 
@@ -1298,7 +1282,7 @@ class Engine:
             inst = book.instruments[m]
             if inst.is_inverse or inst.settle != asset:
                 raise RejectReason("invalid_field", f"{inst.name} is not linear in {asset}")
-            tv[m] = inst.tick_value_quanta(self._dec(a))
+            tv[m] = inst.tick_value_quanta(self.asset_decimals[a])
         if (entry_ticks <= 0).any() or (pos_lots == 0).any():
             raise RejectReason("invalid_size", "entries must be > 0 and sizes non-zero")
         cost = pos_lots.astype(np.int64) * entry_ticks.astype(np.int64) * tv[pos_market]
@@ -1318,7 +1302,7 @@ class Engine:
                 batch.append(Transfer(lid, _cross_ledger_id(counterparty), asset, c, "seed"))
             elif c < 0:
                 batch.append(Transfer(_cross_ledger_id(counterparty), lid, asset, -c, "seed"))
-        self._post(batch)
+        self.post(batch)
         rows = book.bulk_add(names, True, pos_account.astype(np.int64),
                              pos_market.astype(np.int64), pos_lots.astype(np.int64),
                              cost.astype(np.int64))
@@ -1344,7 +1328,7 @@ class Engine:
                 book.close_slot(s)
             longs = int(pos_lots[sel & (pos_lots > 0)].sum()) + max(old + lots, 0) - max(old, 0)
             book.set_oi(m, book.oi_lots[m] + longs)
-        self._sync_balance(street, a)
+        self.sync_balance(street, a)
         book.remargin_all()
 
     def transfer_isolated(self, account: str, market: str, amount: Decimal) -> None:
@@ -1355,14 +1339,14 @@ class Engine:
         r = book.row_index.get(_iso_name(account, inst.name), -1)
         if r < 0:
             raise RejectReason("no_isolated_position", f"{account} has no bucket in {market}")
-        a = self._settle_of[m]
+        a = self.settle_asset[m]
         q = self._quanta(amount, a, "margin")
         if q <= 0:
             raise RejectReason("non_positive", f"margin {amount}")
-        self._post([Transfer(_cross_ledger_id(account), book.rows[r].ledger_id, inst.settle,
+        self.post([Transfer(_cross_ledger_id(account), book.rows[r].ledger_id, inst.settle,
                              q, "isolated_margin")])
-        self._sync_balance(r, a)
-        self._sync_balance(book.row_index[account], a)
+        self.sync_balance(r, a)
+        self.sync_balance(book.row_index[account], a)
 
     # ================================================================ views
 
@@ -1436,7 +1420,7 @@ class Engine:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(coll > 0, mm / coll, np.where(mm > 0, np.inf, 0.0))
         live = np.flatnonzero(book.slot_row[: book.n_slots] >= 0)
-        settle = np.asarray(self._settle_of, dtype=np.int64)[book.slot_market[live]]
+        settle = np.asarray(self.settle_asset, dtype=np.int64)[book.slot_market[live]]
         usd = (np.abs(book.st[live, S_VALUE]).astype(np.float64) / book.ascale[settle]
                * book.asset_price[settle])
         slot_acct = acct[book.slot_row[live]]
@@ -1494,7 +1478,7 @@ class Engine:
         book = self.book
         m = int(book.slot_market[s])
         inst = book.instruments[m]
-        a = self._settle_of[m]
+        a = self.settle_asset[m]
         px = float(book.asset_price[a])
         lots = int(book.slot_lots[s])
         contracts = Decimal(lots) * inst.lot_size
@@ -1768,7 +1752,7 @@ class Engine:
             book.set_oi(m, v)
         for r in range(len(book.rows)):
             for a in range(len(book.asset_names)):
-                engine._sync_balance(r, a)
+                engine.sync_balance(r, a)
         for name in snap["warned"]:
             book.warned[book.row_index[name]] = True
         engine.seen_ids = set(snap["seen_ids"])

@@ -23,7 +23,7 @@ import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from solvency.core.oracle import (
 )
 from solvency.core.units import MAX_QUANTA
 from solvency.engine.breakers import BreakerBank, BreakerConfig, BreakerTransition
+from solvency.engine.context import FeedsContext
 from solvency.engine.pretrade import (
     LeverageTier,
     MarketLimits,
@@ -47,9 +48,6 @@ from solvency.engine.pretrade import (
     RateLimiter,
     check_order,
 )
-
-if TYPE_CHECKING:
-    from solvency.engine.engine import Engine
 
 __all__ = ["DEFAULT_SOURCES", "EngineView", "Feeds", "MarkSet", "OrderResult"]
 
@@ -89,10 +87,10 @@ class OrderResult:
 class Feeds:
     """Oracle guard, mark pricers and breakers of one engine."""
 
-    def __init__(self, engine: Engine, config: Mapping[str, Any] | None) -> None:
+    def __init__(self, ctx: FeedsContext, config: Mapping[str, Any] | None) -> None:
         cfg = dict(config or {})
-        self.engine = engine
-        markets = list(engine.book.market_names)
+        self.ctx = ctx
+        markets = list(ctx.book.market_names)
         self.sources = tuple(cfg.get("sources", DEFAULT_SOURCES))
         self.guard = OracleGuard(markets, self.sources,
                                  OracleConfig.from_mapping(cfg.get("config", {})))
@@ -149,18 +147,18 @@ class Feeds:
     def mark_for(self, update: IndexUpdate, cause: str) -> tuple[Decimal | None,
                                                                  list[Any]]:
         """Mark price for an index update, its provenance event and breaker transitions."""
-        eng = self.engine
+        ctx = self.ctx
         pricer = self.pricers[update.market]
         result = pricer.mark(update)
         transitions: list[BreakerTransition] = self.breakers.observe_update(
-            update, result, cause=cause, next_id=eng._next_id)
+            update, result, cause=cause, next_id=ctx.next_id)
         if result is None:
             return None, list(transitions)
-        inst = eng.venue.markets[update.market]
+        inst = ctx.venue.markets[update.market]
         price = result.to_decimal(inst.tick_size)
         events: list[Any] = list(transitions)
         events.append(MarkSet(
-            id=eng._next_id(), event=cause, market=update.market, price=str(price),
+            id=ctx.next_id(), event=cause, market=update.market, price=str(price),
             method=result.method, index=repr(update.price), reliable=update.reliable,
             sources=",".join(update.sources), dropped=",".join(
                 f"{k}:{v}" for k, v in update.dropped)))
@@ -172,7 +170,7 @@ class Feeds:
             return [], []
         updates = self.guard.tick(now_ms)
         transitions: list[Any] = list(self.breakers.tick(now_ms, cause=cause,
-                                                         next_id=self.engine._next_id))
+                                                         next_id=self.ctx.next_id))
         return updates, transitions
 
     def allows(self, market: str, action: str) -> bool:
@@ -187,11 +185,10 @@ class Feeds:
 
     def check(self, order: Order, now_ms: int) -> OrderResult:
         """Answer an order (nothing reserved or moved); counts toward the rate limit."""
-        eng = self.engine
-        res = check_order(order, EngineView(eng), now_ms)
+        res = check_order(order, EngineView(self.ctx, self), now_ms)
         self.rate.record(order.account, now_ms)
         reason = getattr(res, "reason", "")
-        return OrderResult(id=eng._next_id(), event=order.id, account=order.account,
+        return OrderResult(id=self.ctx.next_id(), event=order.id, account=order.account,
                            market=order.market, status="rejected" if reason else "accepted",
                            reason=reason, detail=getattr(res, "detail", ""))
 
@@ -199,20 +196,21 @@ class Feeds:
 class EngineView:
     """The engine's state as :class:`~solvency.engine.pretrade.PretradeView` reads it."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, ctx: FeedsContext, feeds: Feeds) -> None:
+        self.ctx = ctx
+        self.feeds = feeds
 
     def _m(self, market: str) -> int | None:
-        inst = self.engine.venue.resolve(market)
-        return None if inst is None else self.engine.book.market_index[inst.name]
+        inst = self.ctx.venue.resolve(market)
+        return None if inst is None else self.ctx.book.market_index[inst.name]
 
     def limits(self, market: str) -> MarketLimits | None:
         """Venue limits, with leverage tiers from the market's own brackets."""
         m = self._m(market)
         if m is None:
             return None
-        inst = self.engine.book.instruments[m]
-        data = dict(self.engine.feeds.limits_data.get(inst.name, {}))
+        inst = self.ctx.book.instruments[m]
+        data = dict(self.feeds.limits_data.get(inst.name, {}))
         tiers: tuple[LeverageTier, ...] = ()
         if isinstance(inst.margin, TieredModel):
             floors = [float(t.floor) for t in inst.margin.tiers[1:]] + [math.inf]
@@ -228,20 +226,20 @@ class EngineView:
 
     def mode(self, market: str) -> str:
         """Breaker mode of the market."""
-        return self.engine.feeds.mode(market)
+        return self.feeds.mode(market)
 
     def mark(self, market: str) -> float | None:
         """Current mark, None before the first."""
         m = self._m(market)
         if m is None:
             return None
-        p = self.engine.book.marks[m]
+        p = self.ctx.book.marks[m]
         return None if p is None else float(p)
 
     def _row(self, account: str, market: str) -> int:
-        eng = self.engine
-        name = f"{account}/{market}" if eng.accounts.get(account) == "isolated" else account
-        return eng.book.row_index.get(name, -1)
+        ctx = self.ctx
+        name = f"{account}/{market}" if ctx.accounts.get(account) == "isolated" else account
+        return ctx.book.row_index.get(name, -1)
 
     def position(self, account: str, market: str) -> float:
         """Signed contracts held."""
@@ -249,50 +247,50 @@ class EngineView:
         r = self._row(account, market)
         if m is None or r < 0:
             return 0.0
-        s = self.engine.book.slot_of(r, m)
+        s = self.ctx.book.slot_of(r, m)
         if s < 0:
             return 0.0
-        return int(self.engine.book.st[s, S_LOTS]) * self.engine.book.lot_size[m]
+        return int(self.ctx.book.st[s, S_LOTS]) * self.ctx.book.lot_size[m]
 
     def open_interest(self, market: str) -> float:
         """One side's open interest, contracts."""
         m = self._m(market)
-        return 0.0 if m is None else self.engine.book.oi_lots[m] * self.engine.book.lot_size[m]
+        return 0.0 if m is None else self.ctx.book.oi_lots[m] * self.ctx.book.lot_size[m]
 
     def leverage(self, account: str, market: str) -> float:
         """Effective leverage of the account: notional over collateral."""
-        eng = self.engine
+        ctx = self.ctx
         r = self._row(account, market)
         if r < 0:
             return 0.0
-        out = eng.book.aggregate(np.array([r], dtype=np.int64))[0]
-        notional = sum(abs(int(eng.book.st[s, 5])) / eng.book.asset_scale[
-            eng._settle_of[int(eng.book.st[s, 0])]] for s in eng.book.row_slots(r))
+        out = ctx.book.aggregate(np.array([r], dtype=np.int64))[0]
+        notional = sum(abs(int(ctx.book.st[s, 5])) / ctx.book.asset_scale[
+            ctx.settle_asset[int(ctx.book.st[s, 0])]] for s in ctx.book.row_slots(r))
         coll = float(out[OUT_COLLATERAL])
         return notional / coll if coll > 0 else math.inf
 
     def free_collateral_after(self, account: str, market: str, delta: float,
                               price: float) -> float:
         """Collateral minus IM after trading ``delta`` contracts at ``price`` (what-if)."""
-        eng = self.engine
+        ctx = self.ctx
         m = self._m(market)
-        if m is None or account not in eng.accounts:
+        if m is None or account not in ctx.accounts:
             return -math.inf
-        inst = eng.book.instruments[m]
-        lots = round(delta / eng.book.lot_size[m])
-        a = eng._settle_of[m]
-        scale = eng.book.asset_scale[a]
+        inst = ctx.book.instruments[m]
+        lots = round(delta / ctx.book.lot_size[m])
+        a = ctx.settle_asset[m]
+        scale = ctx.book.asset_scale[a]
         contracts = delta * float(inst.contract_size)
         cash = (contracts / price if inst.is_inverse else -contracts * price) * scale
-        isolated = eng.accounts.get(account) == "isolated"
+        isolated = ctx.accounts.get(account) == "isolated"
         r = self._row(account, market)
-        oi = eng.book.oi_lots[m] + max(lots, 0)
-        out = eng._whatif(r, not isolated, m, lots, oi, a, math.floor(cash))
+        oi = ctx.book.oi_lots[m] + max(lots, 0)
+        out = ctx.whatif(r, not isolated, m, lots, oi, a, math.floor(cash))
         free = float(out[OUT_COLLATERAL] - out[OUT_IM])
         if isolated:
-            cross = eng.book.row_index.get(account, -1)
+            cross = ctx.book.row_index.get(account, -1)
             if cross >= 0:
-                back = eng.book.aggregate(np.array([cross], dtype=np.int64))[0]
+                back = ctx.book.aggregate(np.array([cross], dtype=np.int64))[0]
                 free += float(back[OUT_COLLATERAL] - back[OUT_IM])
         return free
 
@@ -301,15 +299,15 @@ class EngineView:
         """Whether trading ``delta`` contracts at ``price`` would take the position or its
         value beyond what the ledger holds (``MAX_QUANTA``): a fill of it would be
         rejected ``size_too_large``, so the order is too (before any what-if runs)."""
-        eng = self.engine
+        ctx = self.ctx
         m = self._m(market)
         if m is None:
             return False
-        inst = eng.book.instruments[m]
+        inst = ctx.book.instruments[m]
         lots = abs(self.position(account, market) + delta) / float(inst.lot_size)
         coins = lots * float(inst.lot_size) * float(inst.contract_size)
         value = coins / price if inst.is_inverse else coins * price
-        scale = eng.book.asset_scale[eng._settle_of[m]]
+        scale = ctx.book.asset_scale[ctx.settle_asset[m]]
         trade = abs(delta) * float(inst.contract_size) * scale * (
             1.0 / price if inst.is_inverse else price)
         return not (lots <= MAX_QUANTA and value * scale <= MAX_QUANTA
@@ -317,4 +315,4 @@ class EngineView:
 
     def rate_limited(self, account: str, now_ms: int) -> bool:
         """One more order now would exceed the limit."""
-        return self.engine.feeds.rate.would_exceed(account, now_ms)
+        return self.feeds.rate.would_exceed(account, now_ms)

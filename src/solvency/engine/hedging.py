@@ -148,7 +148,7 @@ def perp_delta(engine: Engine, account: str, underlying: str) -> float:
     (quote-valued) ``contracts x contract_size / mark``, their coin value, as Deribit's
     ``delta_total`` counts a future's "BTC position".
     """
-    view = EngineView(engine)
+    view = EngineView(engine, engine.feeds)
     total = 0.0
     for m, inst in enumerate(engine.book.instruments):
         if (inst.base != underlying or inst.kind not in _DELTA_ONE

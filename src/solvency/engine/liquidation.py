@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +35,7 @@ from solvency.core.liquidation import (
     QuoteFn,
     SocializedLoss,
     Unresolved,
+    WaterfallPlan,
     adl_order,
     adl_quintiles,
     adl_scores,
@@ -65,9 +65,7 @@ from solvency.core.model.events import (
     WithdrawalState,
 )
 from solvency.core.units import div_round, format_quanta
-
-if TYPE_CHECKING:
-    from solvency.engine.engine import Engine
+from solvency.engine.context import LiquidationContext, PositionChange
 
 __all__ = ["BACKSTOP", "INSURANCE_ROW", "LIQUIDATOR", "MARKET", "SYSTEM_ROWS", "Liquidator"]
 
@@ -80,9 +78,9 @@ INSURANCE_ROW = "__insurance__"
 LIQUIDATOR = "sys:liquidator"
 """Where the liquidator's share of penalties goes."""
 BAD_DEBT = "sys:bad_debt"
+"""The venue's recorded loss: a shortfall nobody covered (negative balance)."""
 SOCIAL = "sys:social"
 """Transit of socialized losses within a sweep (zero after every event)."""
-"""The venue's recorded loss: a shortfall nobody covered (negative balance)."""
 SYSTEM_ROWS = frozenset({MARKET, BACKSTOP, INSURANCE_ROW, "__street__"})
 MAX_STEPS = 64
 
@@ -98,8 +96,8 @@ class _Pos:
 class Liquidator:
     """Runs the venue's liquidation policy against an engine's book and ledger."""
 
-    def __init__(self, engine: Engine, policy: LiquidationPolicy) -> None:
-        self.engine = engine
+    def __init__(self, ctx: LiquidationContext, policy: LiquidationPolicy) -> None:
+        self.ctx = ctx
         self.policy = policy
         self.last_partial_ms: dict[int, int] = {}
         self.deficit_rows: set[int] = set()
@@ -130,7 +128,7 @@ class Liquidator:
         bad = np.flatnonzero((coll < mm) & (mm > 0))
         if bad.shape[0] == 0 and not self.deficit_rows:
             return []
-        book = self.engine.book
+        book = self.ctx.book
         if not self.enabled:  # detection only (benchmarks, dry runs)
             self.pending.update(int(rows[i]) for i in bad.tolist())
             return []
@@ -173,12 +171,12 @@ class Liquidator:
         rounded-up charges to the rounding account, what winners could not cover to bad
         debt. One batch a market (per-step charges to every holder measured O(holders)
         per liquidation step: minutes on a 50,000-account crash)."""
-        eng = self.engine
-        book = eng.book
+        ctx = self.ctx
+        book = ctx.book
         events: list[OutEvent] = []
         for m, total in sorted(self.pending_social.items()):
             settle = book.instruments[m].settle
-            social = self._social_weights(_Pos(-1, m, 0, eng._settle_of[m]), -1)
+            social = self._social_weights(_Pos(-1, m, 0, ctx.settle_asset[m]), -1)
             if social is None:
                 charges = np.zeros(0, dtype=np.int64)
                 slots = np.zeros(0, dtype=np.int64)
@@ -202,13 +200,13 @@ class Liquidator:
                 batch.append(Transfer(BAD_DEBT, SOCIAL, settle, -diff, "bad_debt"))
                 self.counts["bad_debt"] += 1
             if batch:
-                eng._post(batch)
-            a = eng._settle_of[m]
+                ctx.post(batch)
+            a = ctx.settle_asset[m]
             for row in np.unique(rows).tolist():
-                eng._sync_balance(row, a)
-            dec = eng._dec(a)
+                ctx.sync_balance(row, a)
+            dec = ctx.asset_decimals[a]
             events.append(SocializedLossEvent(
-                id=eng._next_id(), event=cause, account="*", market=book.instruments[m].name,
+                id=ctx.next_id(), event=cause, account="*", market=book.instruments[m].name,
                 rule=str(self.policy.socialize), loss=format_quanta(total, dec),
                 covered=format_quanta(min(charged, total), dec),
                 bad_debt=format_quanta(max(-diff, 0), dec)))
@@ -219,14 +217,14 @@ class Liquidator:
 
     def _value(self, r: int) -> tuple[float, float]:
         rows = np.array([r], dtype=np.int64)
-        if not np.isnan(self.engine.book.pm[r, 0]):
-            self.engine.refresh_pm(rows)  # positions just changed: the grid again
-        out = self.engine.book.aggregate(rows)
+        if not np.isnan(self.ctx.book.pm[r, 0]):
+            self.ctx.refresh_pm(rows)  # positions just changed: the grid again
+        out = self.ctx.book.aggregate(rows)
         return float(out[0, OUT_COLLATERAL]), float(out[0, OUT_MM])
 
     def _liquidate_row(self, r: int, cause: str) -> list[OutEvent]:
-        eng = self.engine
-        book = eng.book
+        ctx = self.ctx
+        book = ctx.book
         events: list[OutEvent] = []
         last_resort = False
         for _ in range(MAX_STEPS):
@@ -241,7 +239,7 @@ class Liquidator:
                 break
             pos = max(positions, key=lambda p: (int(book.st[p.slot, S_MM])
                                                 * float(book.asset_price[p.a]), -p.slot))
-            if not eng.allows_liquidation(pos.m):
+            if not ctx.allows_liquidation(pos.m):
                 self.deficit_rows.add(r)
                 break
             step = self._step(r, pos, coll, mm, cause, last_resort=last_resort)
@@ -264,19 +262,19 @@ class Liquidator:
         return events
 
     def _positions(self, r: int) -> list[_Pos]:
-        book = self.engine.book
+        book = self.ctx.book
         out = []
         for s in book.row_slots(r):
             m = int(book.slot_market[s])
-            out.append(_Pos(s, m, int(book.st[s, S_LOTS]), self.engine._settle_of[m]))
+            out.append(_Pos(s, m, int(book.st[s, S_LOTS]), self.ctx.settle_asset[m]))
         return out
 
     # ------------------------------------------------------------------ one step
 
     def _step(self, r: int, pos: _Pos, coll: float, mm: float, cause: str, *,
               last_resort: bool = False) -> list[OutEvent]:
-        eng = self.engine
-        book = eng.book
+        ctx = self.ctx
+        book = ctx.book
         inst = book.instruments[pos.m]
         a = pos.a
         px = float(book.asset_price[a])
@@ -285,7 +283,7 @@ class Liquidator:
         value_q = int(book.st[pos.slot, S_VALUE])
         pos_mm_q = int(book.st[pos.slot, S_MM])
         notional = abs(value_q) / scale
-        now = eng.clock_ms or 0
+        now = ctx.clock_ms or 0
         cooldown = False
         if self.policy.cooldown_ms:
             last = self.last_partial_ms.get(r, -1)
@@ -312,10 +310,10 @@ class Liquidator:
         quote = self._quote_fn(pos.m, is_long)
         marks = book.marks[pos.m]
         assert marks is not None
-        fills = eng.liquidity.quote(inst.name, -sign * close, marks, inst.tick_size)
+        fills = ctx.liquidity.quote(inst.name, -sign * close, marks, inst.tick_size)
         levels = [(f.lots, int(f.price / inst.tick_size)) for f in fills if f.lots > 0]
         limit = self._limit_ticks(pos, value_q, pos_mm_q, equity_q, mm_total_q, inst)
-        fund = eng.ledger.balance(INSURANCE, inst.settle)
+        fund = ctx.ledger.balance(INSURANCE, inst.settle)
         policy = self.policy
         adl = social = None
         top_ok = bool(levels) and quote(1, levels[0][1]) * close >= bq
@@ -353,7 +351,7 @@ class Liquidator:
         """Equity (``TNC``) and maintenance (``TMMR``) of the row in quanta of ``a``: exact
         from the integer sums when ``a`` is the row's only asset, else converted from USD
         (collateral rounded down, requirement up)."""
-        book = self.engine.book
+        book = self.ctx.book
         n_a = len(book.asset_names)
         row = book.row_int[r]
         others = [b for b in range(n_a) if b != a
@@ -365,7 +363,7 @@ class Liquidator:
         return math.floor(coll / px * scale), math.ceil(mm / px * scale)
 
     def _tier_floor(self, m: int, notional: float) -> float:
-        book = self.engine.book
+        book = self.ctx.book
         t0, tn = int(book.mki[m, 0]), int(book.mki[m, 1])
         floors = book.tiers[t0:t0 + tn, 0]
         return float(floors[np.searchsorted(floors, notional, side="right") - 1])
@@ -373,12 +371,12 @@ class Liquidator:
     def _quote_fn(self, m: int, is_long: bool) -> QuoteFn:
         """Exact settle-quanta the account receives (signed) for closing ``lots`` at
         ``ticks``; inverse amounts rounded against the account, as in a fill."""
-        eng = self.engine
-        inst = eng.book.instruments[m]
-        tv = eng._tick_value[m]
+        ctx = self.ctx
+        inst = ctx.book.instruments[m]
+        tv = ctx.tick_value_quanta[m]
         if not inst.is_inverse:
             return linear_quote(tv, is_long=is_long)
-        dec = eng._dec(eng._settle_of[m])
+        dec = ctx.asset_decimals[ctx.settle_asset[m]]
         unit = Fraction(inst.lot_size) * Fraction(inst.contract_size) * 10**dec / Fraction(
             inst.tick_size)
 
@@ -398,11 +396,11 @@ class Liquidator:
         if not p.fund_covers_shortfall or (p.bankruptcy_adjustment_ppm == 0
                                            and p.spread_to_mm_ratio_ppm == 0):
             return None
-        eng = self.engine
-        book = eng.book
+        ctx = self.ctx
+        book = ctx.book
         if book.instruments[pos.m].is_inverse or mm_total_q <= 0:
             return None
-        tv = eng._tick_value[pos.m]
+        tv = ctx.tick_value_quanta[pos.m]
         try:
             price_per_lot = fillable_price(
                 position_value_quanta=value_q, position_mm_quanta=pos_mm_q,
@@ -428,7 +426,7 @@ class Liquidator:
         """
         if self.policy.adl_ranking == "none":
             return None
-        book = self.engine.book
+        book = self.ctx.book
         want = -1 if pos.lots > 0 else 1
         key = (pos.m, want)
         cached = self._adl_cache.get(key)
@@ -470,7 +468,7 @@ class Liquidator:
     def _adl_profitable(self, s: int, lots: int, inst: object, mark: float,
                         exec_price: float, a: int) -> bool:
         """In profit at the mark and at the execution price (``adl_eligible``'s rule)."""
-        book = self.engine.book
+        book = self.ctx.book
         cost = float(book.slot_cost[s])
         m = int(book.st[s, 0])
         ins = book.instruments[m]
@@ -479,7 +477,7 @@ class Liquidator:
             entry = -abs(cost) / book.asset_scale[a] / contracts
             mark_p, exec_p = -1.0 / mark, -1.0 / exec_price
         else:
-            entry = cost / (lots * self.engine._tick_value[m]) * float(ins.tick_size)
+            entry = cost / (lots * self.ctx.tick_value_quanta[m]) * float(ins.tick_size)
             mark_p, exec_p = mark, exec_price
         # adl_eligible's rule for one position, in scalars (a 1-element numpy call per
         # candidate cost ~10 us, measured on the liquidation benchmark)
@@ -488,12 +486,12 @@ class Liquidator:
 
     def _exec_price(self, pos: _Pos, bq: int, close: int) -> float:
         """Bankruptcy price of the closed part, as a float (display and ranking)."""
-        inst = self.engine.book.instruments[pos.m]
-        scale = self.engine.book.asset_scale[pos.a]
+        inst = self.ctx.book.instruments[pos.m]
+        scale = self.ctx.book.asset_scale[pos.a]
         contracts = close * float(inst.lot_size) * float(inst.contract_size)
         amount = abs(bq) / scale
         if amount == 0:
-            return float(self.engine.book.mk[pos.m, 3])
+            return float(self.ctx.book.mk[pos.m, 3])
         return float(contracts / amount if inst.is_inverse else amount / contracts)
 
     def _social_weights(self, pos: _Pos, r: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -501,7 +499,7 @@ class Liquidator:
         rule = self.policy.socialize
         if rule == "none":
             return None
-        book = self.engine.book
+        book = self.ctx.book
         slots = np.sort(book.holders[pos.m].view())
         rows = book.st[slots, S_ROW]
         arr = slots[~book.row_system[rows] & (rows != r)]
@@ -519,18 +517,16 @@ class Liquidator:
 
     def _execute(self, r: int, pos: _Pos, plan: object, adl: object,
                  cause: str, bq: int, close: int) -> list[OutEvent]:
-        from solvency.core.liquidation import WaterfallPlan
-
         assert isinstance(plan, WaterfallPlan)
-        eng = self.engine
-        book = eng.book
+        ctx = self.ctx
+        book = ctx.book
         inst = book.instruments[pos.m]
         settle = inst.settle
         row_id = book.rows[r].ledger_id
         adl_slots: list[int] = [int(s) for s in adl[3].tolist()] if adl else []  # type: ignore[index]
-        roles = {"account": row_id, "market": eng.system_ledger_id(MARKET),
+        roles = {"account": row_id, "market": ctx.system_ledger_id(MARKET),
                  "insurance": INSURANCE, "liquidator": LIQUIDATOR, "rounding": ROUNDING,
-                 "backstop": eng.system_ledger_id(BACKSTOP)}
+                 "backstop": ctx.system_ledger_id(BACKSTOP)}
 
         def ledger_of(role: str) -> str:
             if role in roles:
@@ -551,7 +547,7 @@ class Liquidator:
                 self.pending_social[pos.m] = self.pending_social.get(pos.m, 0) + (
                     step.covered_quanta)
         if batch:
-            eng._post(batch)
+            ctx.post(batch)
         events: list[OutEvent] = []
         sign = 1 if pos.lots > 0 else -1
         touched = {r}
@@ -565,7 +561,7 @@ class Liquidator:
                 fund_delta -= step.amount_quanta
             elif isinstance(step, FundTakeover):
                 fund_delta -= step.quote_quanta
-        dec = eng._dec(pos.a)
+        dec = ctx.asset_decimals[pos.a]
         # closes against a system counterparty: (its row, count key, event label)
         takers = {MarketClose: (MARKET, "liquidations", "market"),
                   BackstopTakeover: (BACKSTOP, "backstop", "backstop"),
@@ -576,7 +572,7 @@ class Liquidator:
                 other = self._counterparty_row(role)
                 self._trade(r, other, pos.m, sign, step.lots, step.quote_quanta)
                 if role == MARKET and step.lots:
-                    listener = getattr(eng.liquidity, "executed", None)
+                    listener = getattr(ctx.liquidity, "executed", None)
                     if listener is not None:  # an ExecutionListener: what really traded
                         listener(inst.name, -sign * step.lots, step.quote_quanta)
                 touched.add(other)
@@ -592,63 +588,61 @@ class Liquidator:
                 touched.add(other)
                 self.counts["adl"] += 1
                 events.append(Deleveraged(
-                    id=eng._next_id(), event=cause, account=book.rows[r].name,
+                    id=ctx.next_id(), event=cause, account=book.rows[r].name,
                     counterparty=book.rows[other].name, market=inst.name,
                     size=str(Decimal(step.lots) * inst.lot_size),
-                    price=_fmt(self._price_of(pos.m, step.lots, step.quote_quanta))))
+                    price=_format_price(self._price_of(pos.m, step.lots, step.quote_quanta))))
             elif isinstance(step, SocializedLoss):
                 self.counts["socialized"] += 1
                 events.append(SocializedLossEvent(
-                    id=eng._next_id(), event=cause, account=book.rows[r].name,
+                    id=ctx.next_id(), event=cause, account=book.rows[r].name,
                     market=inst.name, rule=str(step.rule),
                     loss=format_quanta(step.loss_quanta, dec),
                     covered=format_quanta(step.covered_quanta, dec),
                     bad_debt=format_quanta(step.bad_debt_quanta, dec)))
             elif isinstance(step, Unresolved):
                 events.append(Liquidated(
-                    id=eng._next_id(), event=cause, account=book.rows[r].name,
+                    id=ctx.next_id(), event=cause, account=book.rows[r].name,
                     market=inst.name, size=str(Decimal(step.lots) * inst.lot_size),
                     price="", via="unresolved", bankruptcy_price="", penalty="0",
                     insurance_fund_delta="0"))
         if plan.closed_lots:
             self.counts["steps"] += 1
         if self.policy.cooldown_ms and close < abs(pos.lots):
-            self.last_partial_ms[r] = eng.clock_ms or 0
+            self.last_partial_ms[r] = ctx.clock_ms or 0
         self.touched |= touched
         rows = np.array(sorted(touched), dtype=np.int64)
         for x in rows.tolist():
             for b in range(len(book.asset_names)):
-                eng._sync_balance(x, b)
+                ctx.sync_balance(x, b)
         insurance_row = book.row_index.get(INSURANCE_ROW)
         if insurance_row is not None:
-            eng._sync_balance(insurance_row, pos.a)
+            ctx.sync_balance(insurance_row, pos.a)
         book.refresh(book.rows_slots(rows))
         return events
 
     def _counterparty_row(self, name: str) -> int:
-        return self.engine.system_row(name)
+        return self.ctx.system_row(name)
 
     def _trade(self, r: int, other: int, m: int, sign: int, lots: int, quote_q: int) -> None:
         """Move ``lots`` of the liquidated position to ``other`` at ``quote_q`` (exact)."""
-        eng = self.engine
-        book = eng.book
-        from solvency.engine.engine import _Side
-
+        ctx = self.ctx
+        book = ctx.book
         oi = book.oi_lots[m]
         for row, direction, cost in ((r, -sign, -quote_q), (other, sign, quote_q)):
             s = book.slot_of(row, m)
             old = int(book.st[s, S_LOTS]) if s >= 0 else 0
             new = old + direction * lots
             info = book.rows[row]
-            side = _Side(info.account, row, info.name, info.ledger_id, info.market >= 0, old,
-                         new, 0)
-            eng._move_position(side, m, cost)
+            change = PositionChange(info.account, row, info.name, info.ledger_id,
+                                    info.market >= 0, old, new, 0)
+            ctx.move_position(change, m, cost)
             oi += max(new, 0) - max(old, 0)
         book.set_oi(m, oi)
 
     def _price_of(self, m: int, lots: int, quote_q: int) -> float:
-        inst = self.engine.book.instruments[m]
-        scale = self.engine.book.asset_scale[self.engine._settle_of[m]]
+        inst = self.ctx.book.instruments[m]
+        scale = self.ctx.book.asset_scale[self.ctx.settle_asset[m]]
         contracts = lots * float(inst.lot_size) * float(inst.contract_size)
         amount = abs(quote_q) / scale
         if contracts == 0 or amount == 0:
@@ -658,12 +652,12 @@ class Liquidator:
     def _liquidated(self, r: int, pos: _Pos, lots: int, via: str, price: float, cause: str,
                     bq: int, close: int, penalty: int, fund_delta: int,
                     dec: int) -> Liquidated:
-        eng = self.engine
-        inst = eng.book.instruments[pos.m]
+        ctx = self.ctx
+        inst = ctx.book.instruments[pos.m]
         return Liquidated(
-            id=eng._next_id(), event=cause, account=eng.book.rows[r].name, market=inst.name,
-            size=str(Decimal(lots) * inst.lot_size), price=_fmt(price), via=via,
-            bankruptcy_price=_fmt(self._exec_price(pos, bq, close)),
+            id=ctx.next_id(), event=cause, account=ctx.book.rows[r].name, market=inst.name,
+            size=str(Decimal(lots) * inst.lot_size), price=_format_price(price), via=via,
+            bankruptcy_price=_format_price(self._exec_price(pos, bq, close)),
             penalty=format_quanta(penalty, dec),
             insurance_fund_delta=format_quanta(fund_delta, dec))
 
@@ -671,8 +665,8 @@ class Liquidator:
 
     def _settle_deficit(self, r: int, cause: str) -> list[OutEvent]:
         """A flat row with negative balances: record the shortfall as bad debt."""
-        eng = self.engine
-        book = eng.book
+        ctx = self.ctx
+        book = ctx.book
         events: list[OutEvent] = []
         info = book.rows[r]
         n_a = len(book.asset_names)
@@ -682,10 +676,10 @@ class Liquidator:
             self.deficit_rows.discard(r)
             return events
         for a, sym in enumerate(book.asset_names):
-            bal = eng.ledger.balance(info.ledger_id, sym)
+            bal = ctx.ledger.balance(info.ledger_id, sym)
             if bal >= 0 or book.row_int[r, n_a + a] != 0:
                 continue
-            fund = eng.ledger.balance(INSURANCE, sym)
+            fund = ctx.ledger.balance(INSURANCE, sym)
             pay = min(fund, -bal)
             batch = []
             if pay:
@@ -693,12 +687,12 @@ class Liquidator:
             rest = -bal - pay
             if rest:
                 batch.append(Transfer(BAD_DEBT, info.ledger_id, sym, rest, "bad_debt"))
-            eng._post(batch)
-            eng._sync_balance(r, a)
-            dec = eng._dec(a)
+            ctx.post(batch)
+            ctx.sync_balance(r, a)
+            dec = ctx.asset_decimals[a]
             if rest:
                 self.counts["bad_debt"] += 1
-            events.append(BadDebt(id=eng._next_id(), event=cause, account=info.name, asset=sym,
+            events.append(BadDebt(id=ctx.next_id(), event=cause, account=info.name, asset=sym,
                                   insurance_paid=format_quanta(pay, dec),
                                   bad_debt=format_quanta(rest, dec)))
         self.deficit_rows.discard(r)
@@ -706,8 +700,8 @@ class Liquidator:
 
     def _update_system_state(self, cause: str) -> list[OutEvent]:
         """Block withdrawals in a collateral pool while a deficit is unresolved (dYdX)."""
-        eng = self.engine
-        book = eng.book
+        ctx = self.ctx
+        book = ctx.book
         pending: set[str] = set()
         for r in sorted(self.deficit_rows):
             coll, _mm = self._value(r)
@@ -716,11 +710,11 @@ class Liquidator:
                     pending.add(book.instruments[int(book.slot_market[s])].settle)
         events: list[OutEvent] = []
         for sym in sorted(pending - self.blocked_assets):
-            events.append(WithdrawalState(id=eng._next_id(), event=cause, asset=sym,
+            events.append(WithdrawalState(id=ctx.next_id(), event=cause, asset=sym,
                                           state="blocked",
                                           reason="negative equity not yet resolved"))
         for sym in sorted(self.blocked_assets - pending):
-            events.append(WithdrawalState(id=eng._next_id(), event=cause, asset=sym,
+            events.append(WithdrawalState(id=ctx.next_id(), event=cause, asset=sym,
                                           state="open", reason="deficits resolved"))
         self.blocked_assets = pending
         return events
@@ -735,8 +729,8 @@ class Liquidator:
         collateral (the whole collateral backs a cross position); Binance's rule uses the
         row's margin ratio. The same scores order execution and the displayed ranks.
         """
-        book = self.engine.book
-        a = self.engine._settle_of[m]
+        book = self.ctx.book
+        a = self.ctx.settle_asset[m]
         px = float(book.asset_price[a])
         scale = book.asset_scale[a]
         rows = book.st[slots, S_ROW]
@@ -766,7 +760,7 @@ class Liquidator:
         Returns the market's non-system slots in ascending order and their quintiles, both
         int64 arrays (vectorized over the holders; look a slot up with ``searchsorted``).
         """
-        book = self.engine.book
+        book = self.ctx.book
         slots = self._holders_by_row(m)
         ranks = np.zeros(slots.shape[0], dtype=np.int64)
         if slots.shape[0] == 0:
@@ -788,7 +782,7 @@ class Liquidator:
         or a reused free slot renumbers positions, and a restored engine would deleverage
         another counterparty than the one that never stopped.
         """
-        book = self.engine.book
+        book = self.ctx.book
         slots = book.holders[m].view()
         rows = book.st[slots, S_ROW]
         keep = ~book.row_system[rows]
@@ -797,7 +791,8 @@ class Liquidator:
         return ordered
 
 
-def _fmt(x: float) -> str:
+def _format_price(x: float) -> str:
+    # out-event prices: 8 significant digits, empty when there is none
     if not math.isfinite(x):
         return ""
     return f"{x:.8g}"
