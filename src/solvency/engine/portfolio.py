@@ -87,7 +87,7 @@ def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None) -> 
         raise PortfolioError(f"account.mode: {mode!r} is not cross or isolated")
     collateral = _obj(account.get("collateral", {}), "account.collateral")
     engine.accounts[ACCOUNT] = mode
-    engine._ensure_cross_row(ACCOUNT)
+    engine.ensure_cross_row(ACCOUNT)
     for i, (asset, amount) in enumerate(sorted(collateral.items())):
         q = _dec(amount, f"account.collateral.{asset}")
         if q < 0:
