@@ -17,7 +17,6 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from fractions import Fraction
 from functools import partial
 from typing import Any
 
@@ -25,11 +24,7 @@ import numpy as np
 
 from solvency.core.ledger.ledger import (
     CLEARING,
-    EXTERNAL,
-    INSURANCE,
-    ROUNDING,
     Ledger,
-    Transfer,
 )
 from solvency.core.liquidation import LiquidationPolicy
 from solvency.core.margin.kernels import (
@@ -54,26 +49,23 @@ from solvency.core.model.events import (
     Params,
     Price,
     Rejected,
-    Settled,
     Vol,
     Withdraw,
     bounded_detail,
     event_to_json,
 )
-from solvency.core.model.venue import ConfigError, Venue, build_venue, merge_config
+from solvency.core.model.venue import Venue, build_venue
 from solvency.core.options import black76_greeks, black76_price
 from solvency.core.options.exposure import greeks_exposure
 from solvency.core.options.margin import option_margin
 from solvency.core.oracle import OracleReport
 from solvency.core.portfolio import ScenarioGrid
-from solvency.core.units import MAX_QUANTA, div_round, format_quanta
 from solvency.core.volatility import liquidation_probability_driftless
 from solvency.engine.accounts import (
     apply_account_mode,
     apply_deposit,
     apply_isolated_margin,
     apply_withdraw,
-    release_bucket,
     set_portfolio,
 )
 from solvency.engine.base import (
@@ -81,20 +73,19 @@ from solvency.engine.base import (
     EngineError,
     EngineState,
     RejectReason,
-    cross_ledger_id,
     format_number,
-    isolated_row_name,
     on_grid,
-    tick_value_quanta_of,
 )
-from solvency.engine.context import PositionChange
-from solvency.engine.fills import apply_fill, fill_side, open_interest_after
+from solvency.engine.expiry import apply_expiry
+from solvency.engine.fills import apply_fill
+from solvency.engine.funding import apply_funding
 from solvency.engine.insurance import coverage, open_interest_quanta
-from solvency.engine.liquidation import BAD_DEBT
+from solvency.engine.loading import STREET, load_book, seed_position, transfer_isolated
+from solvency.engine.params import apply_params
 from solvency.engine.portfolio_margin import underlying_usd
 from solvency.engine.ports import Liquidity
 from solvency.engine.pretrade import Order
-from solvency.engine.valuation import after_valuation, check_rows
+from solvency.engine.valuation import after_valuation
 
 __all__ = ["MS_PER_YEAR", "STREET", "Engine", "EngineError", "RejectReason"]
 
@@ -102,8 +93,6 @@ SNAPSHOT_VERSION = 1
 ORACLE_MAX_JUMP_MS = 86_400_000
 """An oracle report more than a day ahead of the engine clock is refused."""
 EWMA_LAMBDA_DAILY = 0.94
-STREET = "__street__"
-"""Default counterparty of seeded positions (the rest of the market)."""
 
 
 class Engine(EngineState):
@@ -128,8 +117,8 @@ class Engine(EngineState):
         self._handlers: dict[type, Callable[[Any], list[OutEvent]]] = {
             Fill: partial(apply_fill, self), Price: self._price,
             Deposit: partial(apply_deposit, self), Withdraw: partial(apply_withdraw, self),
-            Funding: self._funding, Expiry: self._expiry,
-            Params: self._params, AccountMode: partial(apply_account_mode, self),
+            Funding: partial(apply_funding, self), Expiry: partial(apply_expiry, self),
+            Params: partial(apply_params, self), AccountMode: partial(apply_account_mode, self),
             IsolatedMargin: partial(apply_isolated_margin, self),
             OracleReport: self._oracle, Order: self._order, Vol: self._vol,
         }
@@ -380,324 +369,26 @@ class Engine(EngineState):
 
     # ---------------------------------------------------------------- settlements
 
-    def _funding(self, ev: Funding) -> list[OutEvent]:
-        book = self.book
-        m, inst = self.resolve_market(ev.market)
-        if not inst.is_perpetual:
-            raise RejectReason("not_perpetual", f"market {inst.name} has no funding")
-        mark = book.marks[m]
-        if mark is None:
-            raise RejectReason("no_mark", f"market {inst.name} has no mark price yet")
-        a = self.settle_asset[m]
-        dec = self.asset_decimals[a]
-        # payment per lot, exact: linear lot x cv x mark x rate; inverse lot x cv / mark x rate
-        unit = Fraction(inst.lot_size) * Fraction(inst.contract_size) * Fraction(ev.rate)
-        unit = unit / Fraction(mark) if inst.is_inverse else unit * Fraction(mark)
-        unit *= 10**dec
-        slots = sorted(book.holders[m].view().tolist())
-        payers: list[tuple[int, int]] = []
-        receivers: list[tuple[int, int]] = []
-        for s in slots:
-            amount = unit * int(book.slot_lots[s])  # > 0: this position pays
-            if amount > 0:
-                payers.append((s, div_round(amount.numerator, amount.denominator, "ceil")))
-            elif amount < 0:
-                receivers.append((s, div_round(-amount.numerator, amount.denominator, "floor")))
-        paid = sum(q for _, q in payers)
-        received = sum(q for _, q in receivers)
-        if max(paid, received) > MAX_QUANTA:
-            # bounded before anything is posted: the ledger never refuses a validated batch
-            raise RejectReason("amount_too_large",
-                               f"funding of {format_quanta(max(paid, received), dec)} "
-                               f"{inst.settle} at rate {ev.rate}")
-        batch: list[Transfer] = []
-        settle = inst.settle
-        for s, q in payers:
-            if q:
-                batch.extend(self._pay(book.rows[int(book.slot_row[s])].ledger_id, settle, q,
-                                       "funding"))
-        for s, q in receivers:
-            if q:
-                batch.append(Transfer(CLEARING, book.rows[int(book.slot_row[s])].ledger_id,
-                                      settle, q, "funding"))
-        if paid - received:
-            batch.append(Transfer(CLEARING, ROUNDING, settle, paid - received, "rounding"))
-        if batch:
-            self.post(batch)
-        rows = np.unique(book.slot_row[np.array(slots, dtype=np.int64)]) if slots else (
-            np.zeros(0, dtype=np.int64))
-        for r in rows.tolist():
-            self.sync_balance(r, a)
-        out: list[OutEvent] = [Settled(id=self.next_id(), event=ev.id, kind="funding",
-                                       market=inst.name, asset=settle,
-                                       paid=format_quanta(paid, dec),
-                                       received=format_quanta(received, dec),
-                                       rounding=format_quanta(paid - received, dec))]
-        out.extend(check_rows(self, rows, ev.id))
-        return out
-
-    def _pay(self, ledger_id: str, asset: str, amount: int, code: str) -> list[Transfer]:
-        """Transfers of a settlement payment into the clearing account. The insurance
-        fund pays what it holds of a loss on positions it took over; the rest is the
-        venue's recorded bad debt (the fund never goes negative)."""
-        if ledger_id != INSURANCE:
-            return [Transfer(ledger_id, CLEARING, asset, amount, code)]
-        have = max(self.ledger.balance(INSURANCE, asset), 0)
-        out = []
-        if min(have, amount):
-            out.append(Transfer(INSURANCE, CLEARING, asset, min(have, amount), code))
-        if amount > have:
-            out.append(Transfer(BAD_DEBT, CLEARING, asset, amount - have, "bad_debt"))
-        return out
-
-    def _expiry(self, ev: Expiry) -> list[OutEvent]:
-        book = self.book
-        m, inst = self.resolve_market(ev.market)
-        if inst.kind not in ("linear_future", "option"):
-            raise RejectReason("not_a_future", f"market {inst.name} does not expire")
-        if book.expired[m]:
-            raise RejectReason("market_expired", f"market {inst.name} already settled")
-        if self.clock_ms is not None and inst.expiry_ms is not None and (
-            (ev.ts_ms or self.clock_ms) < inst.expiry_ms
-        ):
-            raise RejectReason("before_expiry", f"market {inst.name} expires at "
-                               f"{inst.expiry_ms} ms")
-        a = self.settle_asset[m]
-        dec = self.asset_decimals[a]
-        settle_price = Fraction(ev.price)
-        if inst.is_option:
-            # cash settlement against the index: the intrinsic value, in coin for
-            # coin-settled options (exact fractions; rounding as for futures below)
-            k = Fraction(inst.strike or 0)
-            intrinsic = max(settle_price - k, Fraction(0)) if inst.option_kind == "call" else (
-                max(k - settle_price, Fraction(0)))
-            settle_price = intrinsic / settle_price if inst.coin_settled else intrinsic
-        unit = Fraction(inst.lot_size) * Fraction(inst.contract_size) * settle_price
-        unit *= 10**dec
-        slots = sorted(book.holders[m].view().tolist())
-        batch: list[Transfer] = []
-        paid = received = 0
-        settle = inst.settle
-        for s in slots:
-            lots = int(book.slot_lots[s])
-            ledger_id = book.rows[int(book.slot_row[s])].ledger_id
-            amount = unit * abs(lots)
-            if lots > 0:  # a long closes: receives size x price
-                q = div_round(amount.numerator, amount.denominator, "floor")
-                received += q
-                if q:
-                    batch.append(Transfer(CLEARING, ledger_id, settle, q, "expiry"))
-            else:
-                q = div_round(amount.numerator, amount.denominator, "ceil")
-                paid += q
-                if q:
-                    batch.extend(self._pay(ledger_id, settle, q, "expiry"))
-        if paid - received:
-            batch.append(Transfer(CLEARING, ROUNDING, settle, paid - received, "rounding"))
-        if batch:
-            self.post(batch)
-        rows = sorted({int(book.slot_row[s]) for s in slots})
-        for s in slots:
-            r = int(book.slot_row[s])
-            name = book.rows[r].name
-            lots = int(book.slot_lots[s])
-            value = div_round((unit * lots).numerator, (unit * lots).denominator, "down")
-            self.realized[name] = self.realized.get(name, 0) + value - int(book.slot_cost[s])
-            book.close_slot(s)
-        if not inst.is_option:
-            book.set_mark(m, ev.price)
-        book.expired[m] = True
-        book.set_oi(m, 0)
-        for r in rows:
-            self.sync_balance(r, a)
-        out: list[OutEvent] = [Settled(id=self.next_id(), event=ev.id, kind="expiry",
-                                       market=inst.name, asset=settle,
-                                       paid=format_quanta(paid, dec),
-                                       received=format_quanta(received, dec),
-                                       rounding=format_quanta(paid - received, dec))]
-        rows_arr = np.array(rows, dtype=np.int64)
-        out.extend(check_rows(self, rows_arr, ev.id))
-        for r in rows:
-            info = book.rows[r]
-            if info.market == m:
-                side = PositionChange(info.account, r, info.name, info.ledger_id, True, 0, 0, 0)
-                out.extend(release_bucket(self, side, a, ev.id))
-        return out
-
-    def _params(self, ev: Params) -> list[OutEvent]:
-        book = self.book
-        m, inst = self.resolve_market(ev.market)
-        for key in ("kind", "base", "quote", "expiry", "contract_size", "lot_size",
-                    "tick_size"):
-            if key in ev.changes and book.holders[m].view().shape[0] > 0:
-                raise RejectReason("invalid_params",
-                                   f"{key} cannot change while positions are open")
-        current = self.market_data.get(inst.name, {})
-        try:
-            merged = merge_config({"markets": {inst.name: current}},
-                                  {"markets": {inst.name: dict(ev.changes)}})
-            data = merged["markets"][inst.name]
-            trial = build_venue({**self.venue.raw, "markets": {
-                **self.market_data, inst.name: data}})
-        except ConfigError as exc:
-            raise RejectReason("invalid_params", str(exc)) from None
-        new_inst = trial.markets[inst.name]
-        self.market_data[inst.name] = data
-        book.set_instrument(m, new_inst)
-        self.tick_value_quanta[m] = tick_value_quanta_of(self.venue, new_inst)
-        self.venue = Venue(name=self.venue.name, assets=self.venue.assets,
-                           markets={**self.venue.markets, inst.name: new_inst},
-                           margin_call_ratio=self.venue.margin_call_ratio,
-                           source=self.venue.source, as_of=self.venue.as_of,
-                           raw={**self.venue.raw, "markets": dict(self.market_data)})
-        self.reindex_markets()
-        slots = book.holders[m].view().copy()
-        book.refresh(slots)
-        out: list[OutEvent] = [Settled(id=self.next_id(), event=ev.id, kind="params",
-                                       market=inst.name, asset=inst.settle, paid="0",
-                                       received="0", rounding="0")]
-        out.extend(check_rows(self, np.unique(book.slot_row[slots]), ev.id))
-        return out
-
     # ================================================================ book loading
 
     def seed_position(self, account: str, market: str, size: Decimal, entry_price: Decimal,
                       *, counterparty: str = STREET) -> None:
-        """Load an existing position at its entry price, skipping margin checks.
-
-        For importing a book (portfolio files, simulated populations): the opposite side
-        goes to ``counterparty`` so open interest stays balanced, and the entry value
-        moves between the two exactly like a fill (payer rounded up, receiver down, the
-        remainder to the rounding account). Raises :class:`RejectReason` on bad input.
-        """
-        self.epoch += 1
-        m, inst = self.resolve_market(market)
-        self.require_account(account)
-        if counterparty not in self.accounts:
-            self.accounts[counterparty] = "cross"
-            self.ensure_cross_row(counterparty)
-        if size == 0:
-            raise RejectReason("invalid_size", "size must not be zero")
-        lots = on_grid(abs(size), inst.lot_size, "size", "invalid_size")
-        if entry_price <= 0 or not entry_price.is_finite():
-            raise RejectReason("non_positive", f"entry_price {entry_price}")
-        buyer, seller = (account, counterparty) if size > 0 else (counterparty, account)
-        b = fill_side(self, buyer, m, inst.name, lots, 0)
-        sd = fill_side(self, seller, m, inst.name, -lots, 0)
-        a = self.settle_asset[m]
-        dec = self.asset_decimals[a]
-        value = (Fraction(lots) * Fraction(inst.lot_size) * Fraction(inst.contract_size)
-                 * 10**dec)
-        value = value / Fraction(entry_price) if inst.is_inverse else value * Fraction(
-            entry_price)
-        pay = div_round(value.numerator, value.denominator, "ceil")
-        get = div_round(value.numerator, value.denominator, "floor")
-        payer, receiver = (sd, b) if inst.is_inverse else (b, sd)
-        for side in (b, sd):
-            if side.row < 0:
-                side.row = self.book.add_row(side.row_name, side.account,
-                                             m if side.isolated else -1, side.ledger_id,
-                                             not side.isolated)
-        batch = [Transfer(payer.ledger_id, CLEARING, inst.settle, pay, "seed"),
-                 Transfer(CLEARING, receiver.ledger_id, inst.settle, get, "seed")]
-        if pay != get:
-            batch.append(Transfer(CLEARING, ROUNDING, inst.settle, pay - get, "rounding"))
-        oi_after = open_interest_after(self, m, b, sd)
-        self.post(batch)
-        self.move_position(payer, m, pay)
-        self.move_position(receiver, m, -get)
-        for side in (b, sd):
-            self.sync_balance(side.row, a)
-        self.book.set_oi(m, oi_after)
-        self.book.remargin_rows(np.array(sorted({b.row, sd.row}), dtype=np.int64))
+        """Load an existing position at its entry price, skipping margin checks
+        (:func:`~solvency.engine.loading.seed_position`)."""
+        seed_position(self, account, market, size, entry_price, counterparty=counterparty)
 
     def load_book(self, accounts: list[str], asset: str, collateral_quanta: np.ndarray,
                   pos_account: np.ndarray, pos_market: np.ndarray, pos_lots: np.ndarray,
                   entry_ticks: np.ndarray, *, counterparty: str = STREET) -> None:
-        """Bulk-load new cross accounts with collateral and linear positions (vectorized).
-
-        For populations of many accounts (benchmarks, the stress lab). Positions are in
-        linear markets settled in ``asset``, at entry prices on the tick grid, so every
-        amount is exact: an account's balance is ``collateral - sum(lots x ticks x
-        tick_value)`` and ``counterparty`` holds the opposite side. Margin is not checked.
-        """
-        self.epoch += 1
-        book = self.book
-        a = self.resolve_asset(asset)
-        names = list(accounts)
-        if len(set(names)) != len(names) or any(n in self.accounts for n in names):
-            raise RejectReason("invalid_field", "accounts must be new and distinct")
-        markets = np.unique(pos_market)
-        tv = np.zeros(len(book.market_names), dtype=np.int64)
-        for m in markets.tolist():
-            inst = book.instruments[m]
-            if inst.is_inverse or inst.settle != asset:
-                raise RejectReason("invalid_field", f"{inst.name} is not linear in {asset}")
-            tv[m] = inst.tick_value_quanta(self.asset_decimals[a])
-        if (entry_ticks <= 0).any() or (pos_lots == 0).any():
-            raise RejectReason("invalid_size", "entries must be > 0 and sizes non-zero")
-        cost = pos_lots.astype(np.int64) * entry_ticks.astype(np.int64) * tv[pos_market]
-        net_cost = np.zeros(len(names), dtype=np.int64)
-        np.add.at(net_cost, pos_account, cost)
-        if counterparty not in self.accounts:
-            self.accounts[counterparty] = "cross"
-            self.ensure_cross_row(counterparty)
-        street = book.row_index[counterparty]
-        batch: list[Transfer] = []
-        for name, q, c in zip(names, collateral_quanta.tolist(), net_cost.tolist(),
-                              strict=True):
-            lid = cross_ledger_id(name)
-            if q > 0:
-                batch.append(Transfer(EXTERNAL, lid, asset, int(q), "deposit"))
-            if c > 0:
-                batch.append(Transfer(lid, cross_ledger_id(counterparty), asset, c, "seed"))
-            elif c < 0:
-                batch.append(Transfer(cross_ledger_id(counterparty), lid, asset, -c, "seed"))
-        self.post(batch)
-        rows = book.bulk_add(names, True, pos_account.astype(np.int64),
-                             pos_market.astype(np.int64), pos_lots.astype(np.int64),
-                             cost.astype(np.int64))
-        for name in names:
-            self.accounts[name] = "cross"
-        led = self.ledger
-        book.row_int[rows, a] = np.array([led.balance(cross_ledger_id(n), asset)
-                                          for n in names], dtype=np.int64)
-        if book.asset_link[a] >= 0:
-            book.asset_holders[a].extend(rows)
-        # the counterparty takes the other side of every market
-        for m in markets.tolist():
-            sel = pos_market == m
-            lots = -int(pos_lots[sel].sum())
-            mcost = -int(cost[sel].sum())
-            s = book.slot_of(street, m)
-            if s < 0:
-                s = book.open_slot(street, m)
-            old = int(book.slot_lots[s])
-            book.slot_lots[s] = old + lots
-            book.slot_cost[s] = int(book.slot_cost[s]) + mcost
-            if book.slot_lots[s] == 0:
-                book.close_slot(s)
-            longs = int(pos_lots[sel & (pos_lots > 0)].sum()) + max(old + lots, 0) - max(old, 0)
-            book.set_oi(m, book.oi_lots[m] + longs)
-        self.sync_balance(street, a)
-        book.remargin_all()
+        """Bulk-load new cross accounts with collateral and linear positions
+        (:func:`~solvency.engine.loading.load_book`)."""
+        load_book(self, accounts, asset, collateral_quanta, pos_account, pos_market,
+                  pos_lots, entry_ticks, counterparty=counterparty)
 
     def transfer_isolated(self, account: str, market: str, amount: Decimal) -> None:
-        """Move collateral from an account into an isolated bucket without margin checks."""
-        self.epoch += 1
-        m, inst = self.resolve_market(market)
-        book = self.book
-        r = book.row_index.get(isolated_row_name(account, inst.name), -1)
-        if r < 0:
-            raise RejectReason("no_isolated_position", f"{account} has no bucket in {market}")
-        a = self.settle_asset[m]
-        q = self.amount_quanta(amount, a, "margin")
-        if q <= 0:
-            raise RejectReason("non_positive", f"margin {amount}")
-        self.post([Transfer(cross_ledger_id(account), book.rows[r].ledger_id, inst.settle,
-                             q, "isolated_margin")])
-        self.sync_balance(r, a)
-        self.sync_balance(book.row_index[account], a)
+        """Move collateral into an isolated bucket without margin checks
+        (:func:`~solvency.engine.loading.transfer_isolated`)."""
+        transfer_isolated(self, account, market, amount)
 
     # ================================================================ views
 

@@ -1,0 +1,57 @@
+"""Parameter changes: governance edits a market's terms while the engine runs.
+
+A ``params`` event carries a partial market config (margin tiers, fees, limits ...); it is
+merged into the market's config and the whole venue is rebuilt from it, so a change is
+held to the same schema as a config file. Contract terms (kind, size, tick and lot
+sizes, expiry) cannot change while positions are open.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from solvency.core.model.events import OutEvent, Params, Settled
+from solvency.core.model.venue import ConfigError, Venue, build_venue, merge_config
+from solvency.engine.base import EngineState, RejectReason, tick_value_quanta_of
+from solvency.engine.valuation import check_rows
+
+__all__ = ["apply_params"]
+
+
+def apply_params(state: EngineState, ev: Params) -> list[OutEvent]:
+    """Change a market's parameters (governance): validated as a whole venue config,
+    then the market's holders re-margined under the new terms."""
+    book = state.book
+    m, inst = state.resolve_market(ev.market)
+    for key in ("kind", "base", "quote", "expiry", "contract_size", "lot_size",
+                "tick_size"):
+        if key in ev.changes and book.holders[m].view().shape[0] > 0:
+            raise RejectReason("invalid_params",
+                               f"{key} cannot change while positions are open")
+    current = state.market_data.get(inst.name, {})
+    try:
+        merged = merge_config({"markets": {inst.name: current}},
+                              {"markets": {inst.name: dict(ev.changes)}})
+        data = merged["markets"][inst.name]
+        trial = build_venue({**state.venue.raw, "markets": {
+            **state.market_data, inst.name: data}})
+    except ConfigError as exc:
+        raise RejectReason("invalid_params", str(exc)) from None
+    new_inst = trial.markets[inst.name]
+    state.market_data[inst.name] = data
+    book.set_instrument(m, new_inst)
+    state.tick_value_quanta[m] = tick_value_quanta_of(state.venue, new_inst)
+    venue = state.venue
+    state.venue = Venue(name=venue.name, assets=venue.assets,
+                        markets={**venue.markets, inst.name: new_inst},
+                        margin_call_ratio=venue.margin_call_ratio,
+                        source=venue.source, as_of=venue.as_of,
+                        raw={**venue.raw, "markets": dict(state.market_data)})
+    state.reindex_markets()
+    slots = book.holders[m].view().copy()
+    book.refresh(slots)
+    out: list[OutEvent] = [Settled(id=state.next_id(), event=ev.id, kind="params",
+                                   market=inst.name, asset=inst.settle, paid="0",
+                                   received="0", rounding="0")]
+    out.extend(check_rows(state, np.unique(book.slot_row[slots]), ev.id))
+    return out
