@@ -17,7 +17,6 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -55,9 +54,8 @@ from solvency.core.model.events import (
     event_to_json,
 )
 from solvency.core.model.venue import Venue, build_venue
-from solvency.core.options import black76_greeks, black76_price
+from solvency.core.options import black76_greeks
 from solvency.core.options.exposure import greeks_exposure
-from solvency.core.options.margin import option_margin
 from solvency.core.oracle import OracleReport
 from solvency.core.portfolio import ScenarioGrid
 from solvency.core.volatility import liquidation_probability_driftless
@@ -74,25 +72,41 @@ from solvency.engine.base import (
     EngineState,
     RejectReason,
     format_number,
-    on_grid,
 )
 from solvency.engine.expiry import apply_expiry
 from solvency.engine.fills import apply_fill
 from solvency.engine.funding import apply_funding
 from solvency.engine.insurance import coverage, open_interest_quanta
 from solvency.engine.loading import STREET, load_book, seed_position, transfer_isolated
+from solvency.engine.marks import apply_oracle, apply_price, apply_vol, time_passes, volatility
+from solvency.engine.options import option_price, option_requirements
+from solvency.engine.orders import apply_order
 from solvency.engine.params import apply_params
 from solvency.engine.portfolio_margin import underlying_usd
 from solvency.engine.ports import Liquidity
 from solvency.engine.pretrade import Order
-from solvency.engine.valuation import after_valuation
 
 __all__ = ["MS_PER_YEAR", "STREET", "Engine", "EngineError", "RejectReason"]
 
 SNAPSHOT_VERSION = 1
-ORACLE_MAX_JUMP_MS = 86_400_000
-"""An oracle report more than a day ahead of the engine clock is refused."""
-EWMA_LAMBDA_DAILY = 0.94
+
+
+HANDLERS: Mapping[type, Callable[[EngineState, Any], list[Any]]] = {
+    Fill: apply_fill,
+    Price: apply_price,
+    Vol: apply_vol,
+    OracleReport: apply_oracle,
+    Order: apply_order,
+    Deposit: apply_deposit,
+    Withdraw: apply_withdraw,
+    AccountMode: apply_account_mode,
+    IsolatedMargin: apply_isolated_margin,
+    Funding: apply_funding,
+    Expiry: apply_expiry,
+    Params: apply_params,
+}
+"""Input event type -> the function that handles it (``module.function(state, event)``):
+each validates, then changes the state, then returns its out-events."""
 
 
 class Engine(EngineState):
@@ -114,14 +128,6 @@ class Engine(EngineState):
                  policy: LiquidationPolicy | None = None,
                  pm_grid: ScenarioGrid | None = None) -> None:
         super().__init__(venue, liquidity=liquidity, policy=policy, pm_grid=pm_grid)
-        self._handlers: dict[type, Callable[[Any], list[OutEvent]]] = {
-            Fill: partial(apply_fill, self), Price: self._price,
-            Deposit: partial(apply_deposit, self), Withdraw: partial(apply_withdraw, self),
-            Funding: partial(apply_funding, self), Expiry: partial(apply_expiry, self),
-            Params: partial(apply_params, self), AccountMode: partial(apply_account_mode, self),
-            IsolatedMargin: partial(apply_isolated_margin, self),
-            OracleReport: self._oracle, Order: self._order, Vol: self._vol,
-        }
 
     # ================================================================ apply
 
@@ -140,10 +146,10 @@ class Engine(EngineState):
             ):
                 raise RejectReason("out_of_order",
                                    f"ts {ts} is before the engine clock {self.clock_ms}")
-            handler = self._handlers.get(type(event))
+            handler = HANDLERS.get(type(event))
             if handler is None:
                 raise RejectReason("unknown_type", f"{type(event).__name__}")
-            out = handler(event)
+            out = handler(self, event)
         except RejectReason as rej:
             self.counts["rejected"] += 1
             # The out-event id derives from the input id: a rejection consumes no
@@ -153,7 +159,7 @@ class Engine(EngineState):
         self.seen_ids.add(event.id)
         if ts is not None and (self.clock_ms is None or ts > self.clock_ms):
             self.clock_ms = ts
-            out.extend(self._tick(ts, event.id))
+            out.extend(time_passes(self, ts, event.id))
         self.counts["applied"] += 1
         return out
 
@@ -168,202 +174,9 @@ class Engine(EngineState):
 
     # ================================================================ handlers
 
-    def _price(self, ev: Price) -> list[OutEvent]:
-        book = self.book
-        if ev.asset is not None:
-            a = self.resolve_asset(ev.asset)
-            if book.asset_link[a] >= 0:
-                raise RejectReason("price_from_market",
-                                   f"asset {ev.asset} is priced by market "
-                                   f"{book.market_names[int(book.asset_link[a])]}")
-            if self.venue.assets[ev.asset].price_usd is not None:
-                raise RejectReason("fixed_price", f"asset {ev.asset} has a fixed USD price")
-            raise RejectReason("unknown_asset", f"asset {ev.asset} takes no price events")
-        assert ev.market is not None
-        m, inst = self.resolve_market(ev.market)
-        if book.expired[m]:
-            raise RejectReason("market_expired", f"market {inst.name} has expired")
-        if ev.price > Decimal(10) ** 12:
-            raise RejectReason("price_too_large", f"price {ev.price}")
-        # on the tick grid and at least one tick, like a fill's price: a mark of 1e-30
-        # made an inverse market's funding divide by almost nothing
-        on_grid(ev.price, inst.tick_size, "price", "price_off_tick")
-        if inst.is_option:
-            # a mark price given directly: requirements at that premium
-            u = book.market_index[str(inst.underlying)]
-            if book.marks[u] is None:
-                raise RejectReason("no_mark", f"underlying {inst.underlying} has no mark yet")
-            book.mk[m, MK_IM_SLOPE], book.mk[m, MK_MM_SLOPE] = self.option_requirements(
-                m, float(ev.price))
-        return self._set_mark(m, ev.price, ev.ts_ms, ev.id)
-
-    def _set_mark(self, m: int, price: Decimal, ts_ms: int | None,
-                  cause: str) -> list[OutEvent]:
-        """Set a market's mark, re-margin its holders, margin calls and liquidations."""
-        book = self.book
-        moved = book.set_mark(m, price)
-        if ts_ms is not None:
-            self._track_volatility(m, float(price), ts_ms)
-        rows, out = book.mark_market(m)
-        if moved:
-            # the coin this market prices may be collateral, or settle other markets
-            extra = [x for x in (book.asset_holders[a].view() for a in moved) if x.shape[0]]
-            extra += [x for x in (book.slot_row[book.holders[k].view()]
-                                  for k in self._settled_in(moved, m)) if x.shape[0]]
-            more = rows[:0]
-            if extra:
-                # rows not already valued: a mask instead of setdiff1d (which sorts both)
-                seen = np.zeros(len(book.rows), dtype=np.bool_)
-                seen[rows] = True
-                cand = np.unique(np.concatenate(extra))
-                more = cand[~seen[cand]]
-            if more.shape[0]:
-                rows = np.concatenate([rows, more])
-                out = np.concatenate([out, book.aggregate(more)])
-        events = after_valuation(self, rows, out, cause)
-        for o in self.options_by_underlying.get(m, ()):
-            events.extend(self._reprice_option(o, cause))
-        return events
-
-    def _settled_in(self, assets: list[int], m: int) -> list[int]:
-        """Markets other than ``m`` settled in one of ``assets``."""
-        return [k for k in range(len(self.book.instruments))
-                if k != m and self.settle_asset[k] in assets]
-
     # ---------------------------------------------------------------- options
 
-    def _vol(self, ev: Vol) -> list[OutEvent]:
-        """A mark implied volatility: re-price the option and re-margin its holders."""
-        m, inst = self.resolve_market(ev.market)
-        if not inst.is_option:
-            raise RejectReason("not_an_option", f"market {inst.name} is not an option")
-        if self.book.expired[m]:
-            raise RejectReason("market_expired", f"market {inst.name} has expired")
-        u = self.book.market_index[str(inst.underlying)]
-        if self.book.marks[u] is None:
-            raise RejectReason("no_mark", f"underlying {inst.underlying} has no mark yet")
-        self.ivs[m] = ev.iv
-        return self._reprice_option(m, ev.id)
-
-    def option_price(self, o: int) -> float | None:
-        """Black-76 premium per contract of one coin (quote units: USDC, or coin for
-        coin-settled options) of option market ``o`` at the underlying's mark, its mark
-        volatility and the engine clock (ACT/365, rate 0 as Deribit marks options);
-        None before a vol and a mark."""
-        book = self.book
-        inst = book.instruments[o]
-        iv = self.ivs.get(o)
-        s_mark = book.marks[book.market_index[str(inst.underlying)]]
-        if iv is None or s_mark is None or inst.expiry_ms is None or inst.strike is None:
-            return None
-        f = float(s_mark)
-        k = float(inst.strike)
-        is_call = inst.option_kind == "call"
-        t = max(inst.expiry_ms - (self.clock_ms or 0), 0) / MS_PER_YEAR
-        if t > 0:
-            usd = float(black76_price(forward=f, strike=k, time_yr=t, vol=float(iv),
-                                      rate=0.0, is_call=is_call).price[0])
-        else:
-            usd = max(f - k, 0.0) if is_call else max(k - f, 0.0)
-        return usd / f if inst.coin_settled else usd
-
-    def option_requirements(self, o: int, mark: float) -> tuple[float, float]:
-        """Deribit standard margin per short contract (initial, maintenance) of option
-        market ``o`` at premium ``mark``, in its settlement asset."""
-        book = self.book
-        inst = book.instruments[o]
-        s_mark = book.marks[book.market_index[str(inst.underlying)]]
-        assert s_mark is not None and inst.strike is not None
-        margin = option_margin(underlying_price=float(s_mark), strike=float(inst.strike),
-                               mark_price=mark, size=-1.0,
-                               is_call=inst.option_kind == "call",
-                               settlement="inverse" if inst.coin_settled else "linear")
-        cv = float(inst.contract_size)
-        return float(margin.im[0]) * cv, float(margin.mm[0]) * cv
-
-    def _reprice_option(self, o: int, cause: str) -> list[OutEvent]:
-        book = self.book
-        if book.expired[o]:
-            return []
-        premium = self.option_price(o)
-        if premium is None:
-            return []
-        tick = book.instruments[o].tick_size
-        # the premium on the tick grid, at least one tick (a mark is always positive)
-        mark = Decimal(max(1, round(premium / float(tick)))) * tick
-        book.mk[o, MK_IM_SLOPE], book.mk[o, MK_MM_SLOPE] = self.option_requirements(
-            o, float(mark))
-        return self._set_mark(o, mark, self.clock_ms, cause)
-
     # ---------------------------------------------------------------- oracle, orders
-
-    def _oracle(self, ev: OracleReport) -> list[Any]:
-        """An oracle report: guard -> index -> mark (with provenance) -> breakers."""
-        # A report's timestamp is its event time: it moves the clock forward, but a jump
-        # beyond ORACLE_MAX_JUMP_MS (a source with a broken clock) is refused, so one
-        # bad source cannot push the engine into the future.
-        clock = self.clock_ms
-        if clock is not None and ev.ts_ms - clock > ORACLE_MAX_JUMP_MS:
-            raise RejectReason("future_timestamp",
-                               f"ts {ev.ts_ms} is {ev.ts_ms - clock} ms ahead of the engine "
-                               f"clock {clock} (limit {ORACLE_MAX_JUMP_MS} ms)")
-        now = ev.ts_ms if clock is None or ev.ts_ms > clock else clock
-        _t, update, refused = self.feeds.report(ev, now)
-        if refused is not None:
-            raise RejectReason(refused.reason, refused.detail)
-        if update is None:
-            return []
-        return self._apply_index(update, ev.id)
-
-    def _apply_index(self, update: Any, cause: str) -> list[Any]:
-        price, events = self.feeds.mark_for(update, cause)
-        m = self.book.market_index[update.market]
-        if price is not None and price > 0 and price != self.book.marks[m] and (
-                not self.book.expired[m]):
-            events.extend(self._set_mark(m, price, update.ts_ms, cause))
-        if self.liquidator.deficit_rows and any(e.type == "breaker" for e in events):
-            events.extend(self._retry_deficits(cause))
-        return events
-
-    def _retry_deficits(self, cause: str) -> list[Any]:
-        """A breaker changed state: retry liquidations it had held back."""
-        rows = np.array(sorted(self.liquidator.deficit_rows), dtype=np.int64)
-        return list(self.liquidator.sweep(rows, self.book.aggregate(rows), cause))
-
-    def _tick(self, now_ms: int, cause: str) -> list[Any]:
-        """Time moved: stale sources leave the index, breakers cool down and recover."""
-        updates, events = self.feeds.tick(now_ms, cause)
-        for update in updates:
-            events.extend(self._apply_index(update, cause))
-        if events and self.liquidator.deficit_rows:
-            events.extend(self._retry_deficits(cause))
-        return events
-
-    def _order(self, ev: Order) -> list[Any]:
-        """Pre-trade check of an order: accepted or rejected with a reason; no balance
-        moves until it is filled."""
-        return [self.feeds.check(ev, ev.ts_ms if ev.ts_ms is not None else (
-            self.clock_ms or 0))]
-
-    def _track_volatility(self, m: int, price: float, ts_ms: int) -> None:
-        """EWMA variance of log returns, annualized: ``var = l*var + (1-l)*r^2/dt`` with
-        ``l = 0.94 ** (dt / 1 day)`` (RiskMetrics 1996, any sampling interval)."""
-        last, last_ms = self.vol_last[m], int(self.vol_last_ms[m])
-        self.vol_last[m] = price
-        self.vol_last_ms[m] = ts_ms
-        if np.isnan(last) or ts_ms <= last_ms:
-            return
-        dt_years = (ts_ms - last_ms) / MS_PER_YEAR
-        r = float(np.log(price / last))
-        lam = EWMA_LAMBDA_DAILY ** ((ts_ms - last_ms) / 86_400_000)
-        obs = r * r / dt_years
-        prev = self.vol_var_annual[m]
-        self.vol_var_annual[m] = obs if np.isnan(prev) else lam * prev + (1 - lam) * obs
-
-    def volatility(self, m: int) -> float:
-        """Annualized volatility of a market's mark (EWMA; the default before data)."""
-        var = self.vol_var_annual[m]
-        return self.default_volatility if np.isnan(var) else float(np.sqrt(var))
 
     # ---------------------------------------------------------------- fills
 
@@ -626,6 +439,20 @@ class Engine(EngineState):
         sums = np.zeros(len(book.market_names), dtype=np.int64)
         np.add.at(sums, book.slot_market[live], book.slot_lots[live])
         return {name: int(sums[m]) for m, name in enumerate(book.market_names)}
+
+    def option_price(self, o: int) -> float | None:
+        """Black-76 premium of option market ``o``
+        (:func:`~solvency.engine.options.option_price`)."""
+        return option_price(self, o)
+
+    def option_requirements(self, o: int, mark: float) -> tuple[float, float]:
+        """Margin per short contract of option market ``o`` at premium ``mark``
+        (:func:`~solvency.engine.options.option_requirements`)."""
+        return option_requirements(self, o, mark)
+
+    def volatility(self, m: int) -> float:
+        """Annualized volatility of a market's mark (EWMA; the default before data)."""
+        return volatility(self, m)
 
     def open_interest_quanta(self, asset: str) -> int:
         """Open-interest notional of markets settled in ``asset``, in its quanta."""

@@ -1,0 +1,214 @@
+"""Marks: prices, implied vols and oracle reports, and what a new mark sets off.
+
+A mark arrives three ways: a ``price`` event (a mark given directly), an ``oracle``
+report (guarded, aggregated into an index, turned into a mark by the venue's mark method
+and checked by the breakers, ``feeds.py``) or, for an option, a ``vol`` event (its mark
+implied volatility, priced with Black-76, ``options.py``). :func:`set_mark` is where they
+meet: it re-marks the market's holders (and the rows whose collateral or settlement asset
+the market prices) in one kernel call, then margin calls and liquidations
+(``valuation.py``), then re-prices the options on that underlying. Time passing
+(:func:`time_passes`, after any event that moves the clock) ages oracle sources and
+cools breakers down, which may move marks too.
+
+The EWMA volatility of each market's mark, behind the liquidation probabilities of the
+views, is tracked here as marks arrive.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from solvency.core.margin.kernels import MK_IM_SLOPE, MK_MM_SLOPE
+from solvency.core.model.events import OutEvent, Price, Vol
+from solvency.core.oracle import IndexUpdate, OracleReport
+from solvency.engine.base import MS_PER_YEAR, EngineState, RejectReason, on_grid
+from solvency.engine.options import option_price, option_requirements
+from solvency.engine.valuation import after_valuation
+
+__all__ = [
+    "ORACLE_MAX_JUMP_MS",
+    "apply_index",
+    "apply_oracle",
+    "apply_price",
+    "apply_vol",
+    "reprice_option",
+    "set_mark",
+    "time_passes",
+    "volatility",
+]
+
+ORACLE_MAX_JUMP_MS = 86_400_000
+"""An oracle report more than a day ahead of the engine clock is refused."""
+EWMA_LAMBDA_DAILY = 0.94
+"""RiskMetrics decay of the mark volatility, per day."""
+
+
+def apply_price(state: EngineState, ev: Price) -> list[OutEvent]:
+    """A mark price given directly: set it (on the tick grid) and re-margin holders."""
+    book = state.book
+    if ev.asset is not None:
+        a = state.resolve_asset(ev.asset)
+        if book.asset_link[a] >= 0:
+            raise RejectReason("price_from_market",
+                               f"asset {ev.asset} is priced by market "
+                               f"{book.market_names[int(book.asset_link[a])]}")
+        if state.venue.assets[ev.asset].price_usd is not None:
+            raise RejectReason("fixed_price", f"asset {ev.asset} has a fixed USD price")
+        raise RejectReason("unknown_asset", f"asset {ev.asset} takes no price events")
+    assert ev.market is not None
+    m, inst = state.resolve_market(ev.market)
+    if book.expired[m]:
+        raise RejectReason("market_expired", f"market {inst.name} has expired")
+    if ev.price > Decimal(10) ** 12:
+        raise RejectReason("price_too_large", f"price {ev.price}")
+    # on the tick grid and at least one tick, like a fill's price: a mark of 1e-30
+    # made an inverse market's funding divide by almost nothing
+    on_grid(ev.price, inst.tick_size, "price", "price_off_tick")
+    if inst.is_option:
+        # a mark price given directly: requirements at that premium
+        u = book.market_index[str(inst.underlying)]
+        if book.marks[u] is None:
+            raise RejectReason("no_mark", f"underlying {inst.underlying} has no mark yet")
+        book.mk[m, MK_IM_SLOPE], book.mk[m, MK_MM_SLOPE] = option_requirements(
+            state, m, float(ev.price))
+    return set_mark(state, m, ev.price, ev.ts_ms, ev.id)
+
+
+def apply_vol(state: EngineState, ev: Vol) -> list[OutEvent]:
+    """A mark implied volatility: re-price the option and re-margin its holders."""
+    m, inst = state.resolve_market(ev.market)
+    if not inst.is_option:
+        raise RejectReason("not_an_option", f"market {inst.name} is not an option")
+    if state.book.expired[m]:
+        raise RejectReason("market_expired", f"market {inst.name} has expired")
+    u = state.book.market_index[str(inst.underlying)]
+    if state.book.marks[u] is None:
+        raise RejectReason("no_mark", f"underlying {inst.underlying} has no mark yet")
+    state.ivs[m] = ev.iv
+    return reprice_option(state, m, ev.id)
+
+
+def apply_oracle(state: EngineState, ev: OracleReport) -> list[Any]:
+    """An oracle report: guard -> index -> mark (with provenance) -> breakers."""
+    # A report's timestamp is its event time: it moves the clock forward, but a jump
+    # beyond ORACLE_MAX_JUMP_MS (a source with a broken clock) is refused, so one
+    # bad source cannot push the engine into the future.
+    clock = state.clock_ms
+    if clock is not None and ev.ts_ms - clock > ORACLE_MAX_JUMP_MS:
+        raise RejectReason("future_timestamp",
+                           f"ts {ev.ts_ms} is {ev.ts_ms - clock} ms ahead of the engine "
+                           f"clock {clock} (limit {ORACLE_MAX_JUMP_MS} ms)")
+    now = ev.ts_ms if clock is None or ev.ts_ms > clock else clock
+    _t, update, refused = state.feeds.report(ev, now)
+    if refused is not None:
+        raise RejectReason(refused.reason, refused.detail)
+    if update is None:
+        return []
+    return apply_index(state, update, ev.id)
+
+
+def set_mark(state: EngineState, m: int, price: Decimal, ts_ms: int | None,
+             cause: str) -> list[OutEvent]:
+    """Set a market's mark, re-margin its holders, margin calls and liquidations."""
+    book = state.book
+    moved = book.set_mark(m, price)
+    if ts_ms is not None:
+        _track_volatility(state, m, float(price), ts_ms)
+    rows, out = book.mark_market(m)
+    if moved:
+        # the coin this market prices may be collateral, or settle other markets
+        extra = [x for x in (book.asset_holders[a].view() for a in moved) if x.shape[0]]
+        extra += [x for x in (book.slot_row[book.holders[k].view()]
+                              for k in _markets_settled_in(state, moved, m)) if x.shape[0]]
+        more = rows[:0]
+        if extra:
+            # rows not already valued: a mask instead of setdiff1d (which sorts both)
+            seen = np.zeros(len(book.rows), dtype=np.bool_)
+            seen[rows] = True
+            cand = np.unique(np.concatenate(extra))
+            more = cand[~seen[cand]]
+        if more.shape[0]:
+            rows = np.concatenate([rows, more])
+            out = np.concatenate([out, book.aggregate(more)])
+    events = after_valuation(state, rows, out, cause)
+    for o in state.options_by_underlying.get(m, ()):
+        events.extend(reprice_option(state, o, cause))
+    return events
+
+
+def _markets_settled_in(state: EngineState, assets: list[int], m: int) -> list[int]:
+    """Markets other than ``m`` settled in one of ``assets``."""
+    return [k for k in range(len(state.book.instruments))
+            if k != m and state.settle_asset[k] in assets]
+
+
+def reprice_option(state: EngineState, o: int, cause: str) -> list[OutEvent]:
+    """Mark option market ``o`` at its Black-76 premium (on the tick grid, at least one
+    tick) and its per-contract requirements at that premium; nothing before a vol."""
+    book = state.book
+    if book.expired[o]:
+        return []
+    premium = option_price(state, o)
+    if premium is None:
+        return []
+    tick = book.instruments[o].tick_size
+    # the premium on the tick grid, at least one tick (a mark is always positive)
+    mark = Decimal(max(1, round(premium / float(tick)))) * tick
+    book.mk[o, MK_IM_SLOPE], book.mk[o, MK_MM_SLOPE] = option_requirements(
+        state, o, float(mark))
+    return set_mark(state, o, mark, state.clock_ms, cause)
+
+
+def apply_index(state: EngineState, update: IndexUpdate, cause: str) -> list[Any]:
+    """An index update: the mark pricer's price (with its provenance event and breaker
+    transitions) becomes the market's mark; held-back liquidations are retried when a
+    breaker changed state."""
+    price, events = state.feeds.mark_for(update, cause)
+    m = state.book.market_index[update.market]
+    if price is not None and price > 0 and price != state.book.marks[m] and (
+            not state.book.expired[m]):
+        events.extend(set_mark(state, m, price, update.ts_ms, cause))
+    if state.liquidator.deficit_rows and any(e.type == "breaker" for e in events):
+        events.extend(_retry_deficits(state, cause))
+    return events
+
+
+def _retry_deficits(state: EngineState, cause: str) -> list[Any]:
+    """A breaker changed state: retry liquidations it had held back."""
+    rows = np.array(sorted(state.liquidator.deficit_rows), dtype=np.int64)
+    return list(state.liquidator.sweep(rows, state.book.aggregate(rows), cause))
+
+
+def time_passes(state: EngineState, now_ms: int, cause: str) -> list[Any]:
+    """Time moved: stale sources leave the index, breakers cool down and recover."""
+    updates, events = state.feeds.tick(now_ms, cause)
+    for update in updates:
+        events.extend(apply_index(state, update, cause))
+    if events and state.liquidator.deficit_rows:
+        events.extend(_retry_deficits(state, cause))
+    return events
+
+
+def _track_volatility(state: EngineState, m: int, price: float, ts_ms: int) -> None:
+    """EWMA variance of log returns, annualized: ``var = l*var + (1-l)*r^2/dt`` with
+    ``l = 0.94 ** (dt / 1 day)`` (RiskMetrics 1996, any sampling interval)."""
+    last, last_ms = state.vol_last[m], int(state.vol_last_ms[m])
+    state.vol_last[m] = price
+    state.vol_last_ms[m] = ts_ms
+    if np.isnan(last) or ts_ms <= last_ms:
+        return
+    dt_years = (ts_ms - last_ms) / MS_PER_YEAR
+    r = float(np.log(price / last))
+    lam = EWMA_LAMBDA_DAILY ** ((ts_ms - last_ms) / 86_400_000)
+    obs = r * r / dt_years
+    prev = state.vol_var_annual[m]
+    state.vol_var_annual[m] = obs if np.isnan(prev) else lam * prev + (1 - lam) * obs
+
+
+def volatility(state: EngineState, m: int) -> float:
+    """Annualized volatility of a market's mark (EWMA; the default before data)."""
+    var = state.vol_var_annual[m]
+    return state.default_volatility if np.isnan(var) else float(np.sqrt(var))
