@@ -1,5 +1,15 @@
 """The engine: ``apply(event) -> out-events``, deterministic and single-threaded.
 
+:class:`Engine` is the state (:class:`~solvency.engine.base.EngineState`) plus a thin
+dispatcher: :meth:`Engine.apply` checks the event's id and timestamp, hands it to the
+function :data:`HANDLERS` names for its type (one module per event family: ``fills.py``,
+``marks.py``, ``accounts.py``, ``funding.py``, ``expiry.py``, ``params.py``,
+``orders.py``), lets time pass (``marks.time_passes``) and returns the out-events.
+Persistence lives here too: :meth:`~Engine.snapshot`, :meth:`~Engine.restore`,
+:meth:`~Engine.state_hash`, :meth:`~Engine.section_hashes`, :meth:`~Engine.verify`. The
+read-only views (``views.py``) and the direct loaders (``loading.py``) are reachable as
+methods for the CLI, the stress lab and the service.
+
 Every handler validates first and mutates after: a rejected event returns one
 :class:`Rejected` out-event and leaves the state exactly as it was (tests compare
 ``state_hash`` before and after). Duplicate event ids are ignored. Money moves only
@@ -21,21 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from solvency.core.ledger.ledger import (
-    CLEARING,
-    Ledger,
-)
+from solvency.core.ledger.ledger import CLEARING, Ledger
 from solvency.core.liquidation import LiquidationPolicy
-from solvency.core.margin.kernels import (
-    MK_IM_SLOPE,
-    MK_MM_SLOPE,
-    OUT_COLLATERAL,
-    OUT_EQUITY,
-    OUT_IM,
-    OUT_MM,
-    S_LOTS,
-    S_VALUE,
-)
+from solvency.core.margin.kernels import MK_IM_SLOPE, MK_MM_SLOPE
 from solvency.core.model.events import (
     AccountMode,
     Deposit,
@@ -53,12 +51,9 @@ from solvency.core.model.events import (
     bounded_detail,
     event_to_json,
 )
-from solvency.core.model.venue import Venue, build_venue
-from solvency.core.options import black76_greeks
-from solvency.core.options.exposure import greeks_exposure
+from solvency.core.model.venue import build_venue
 from solvency.core.oracle import OracleReport
 from solvency.core.portfolio import ScenarioGrid
-from solvency.core.volatility import liquidation_probability_driftless
 from solvency.engine.accounts import (
     apply_account_mode,
     apply_deposit,
@@ -66,13 +61,7 @@ from solvency.engine.accounts import (
     apply_withdraw,
     set_portfolio,
 )
-from solvency.engine.base import (
-    MS_PER_YEAR,
-    EngineError,
-    EngineState,
-    RejectReason,
-    format_number,
-)
+from solvency.engine.base import MS_PER_YEAR, EngineError, EngineState, RejectReason
 from solvency.engine.expiry import apply_expiry
 from solvency.engine.fills import apply_fill
 from solvency.engine.funding import apply_funding
@@ -85,11 +74,18 @@ from solvency.engine.params import apply_params
 from solvency.engine.portfolio_margin import underlying_usd
 from solvency.engine.ports import Liquidity
 from solvency.engine.pretrade import Order
+from solvency.engine.views import (
+    account_view,
+    accounts_overview,
+    adl_rank_of,
+    greeks_exposure,
+    open_interest,
+    signed_size_sums,
+)
 
-__all__ = ["MS_PER_YEAR", "STREET", "Engine", "EngineError", "RejectReason"]
+__all__ = ["HANDLERS", "MS_PER_YEAR", "STREET", "Engine", "EngineError", "RejectReason"]
 
 SNAPSHOT_VERSION = 1
-
 
 HANDLERS: Mapping[type, Callable[[EngineState, Any], list[Any]]] = {
     Fill: apply_fill,
@@ -105,8 +101,9 @@ HANDLERS: Mapping[type, Callable[[EngineState, Any], list[Any]]] = {
     Expiry: apply_expiry,
     Params: apply_params,
 }
-"""Input event type -> the function that handles it (``module.function(state, event)``):
-each validates, then changes the state, then returns its out-events."""
+"""Input event type -> the function that handles it, ``function(state, event)``: each
+validates (raising :class:`RejectReason`), then changes the state, then returns its
+out-events. docs/engine.md lists the same table."""
 
 
 class Engine(EngineState):
@@ -117,17 +114,13 @@ class Engine(EngineState):
     venue
         The venue (a preset or a user's config) whose assets and markets it runs.
     liquidity
-        What the venue's book absorbs when a position is liquidated.
+        What the venue's book absorbs when a position is liquidated (default: full
+        depth 0.1 % through the mark).
     policy
         The liquidation policy (default: the venue's preset policy).
     pm_grid
         The scenario grid of portfolio margin (None: no portfolio mode).
     """
-
-    def __init__(self, venue: Venue, *, liquidity: Liquidity | None = None,
-                 policy: LiquidationPolicy | None = None,
-                 pm_grid: ScenarioGrid | None = None) -> None:
-        super().__init__(venue, liquidity=liquidity, policy=policy, pm_grid=pm_grid)
 
     # ================================================================ apply
 
@@ -170,19 +163,7 @@ class Engine(EngineState):
             out.extend(self.apply(ev))
         return out
 
-    # ================================================================ lookups
-
-    # ================================================================ handlers
-
-    # ---------------------------------------------------------------- options
-
-    # ---------------------------------------------------------------- oracle, orders
-
-    # ---------------------------------------------------------------- fills
-
-    # ---------------------------------------------------------------- settlements
-
-    # ================================================================ book loading
+    # ================================================================ direct loaders
 
     def seed_position(self, account: str, market: str, size: Decimal, entry_price: Decimal,
                       *, counterparty: str = STREET) -> None:
@@ -206,242 +187,38 @@ class Engine(EngineState):
     # ================================================================ views
 
     def account_view(self, account: str, *, horizon_days: float = 1.0) -> dict[str, Any]:
-        """Margin, equity and positions of an account (all its rows).
-
-        Each position carries its liquidation price and the probability that the mark
-        reaches it within ``horizon_days`` under the market's EWMA volatility (first
-        passage of a driftless log-price Brownian motion), both computed for all of the
-        account's positions in one kernel call. The account's rows come from the book's
-        account index: the cost is in the account's own rows and positions, not the
-        book's size, except for each position's ADL rank, which depends on every holder of
-        its market: :meth:`adl_rank_of` computes a market's ranks once per state change
-        (vectorized over its holders) and answers from that table until the next one.
-        """
-        rows = self.rows_of(account)
-        if not rows:
-            raise KeyError(account)
-        book = self.book
-        arr = np.array(rows, dtype=np.int64)
-        out = book.remargin_rows(arr)
-        pm_rows = arr[~np.isnan(book.pm[arr, 0])]
-        if pm_rows.shape[0]:
-            self.refresh_pm(pm_rows)
-            out = book.aggregate(arr)
-        positions = self._position_views(rows, horizon_days)
-        n_a = len(book.asset_names)
-        cash = [sum(self.ledger.balance(book.rows[r].ledger_id, sym) for r in rows)
-                for sym in book.asset_names]
-        pos_value = book.row_int[arr, n_a:2 * n_a].sum(axis=0).tolist()
-        settles = {p["settle"] for p in positions}
-        equity: dict[str, str] = {}
-        for a, sym in enumerate(book.asset_names):
-            if cash[a] or sym in settles:
-                equity[sym] = format_number((cash[a] + int(pos_value[a])) / book.asset_scale[a])
-        coll = float(out[:, OUT_COLLATERAL].sum())
-        mm = float(out[:, OUT_MM].sum())
-        im = float(out[:, OUT_IM].sum())
-        return {
-            "account": account,
-            "mode": self.accounts.get(account, "cross"),
-            "equity": equity,
-            "equity_usd": format_number(float(out[:, OUT_EQUITY].sum())),
-            "collateral_usd": format_number(coll),
-            "initial_margin": format_number(im),
-            "maintenance_margin": format_number(mm),
-            "margin_ratio": format_number(
-                mm / coll if coll > 0 else (float("inf") if mm > 0 else 0.0)),
-            "free_collateral": format_number(coll - im),
-            "positions": positions,
-        }
+        """Margin, equity and positions of an account; KeyError if it has no rows
+        (:func:`~solvency.engine.views.account_view`)."""
+        return account_view(self, account, horizon_days=horizon_days)
 
     def accounts_overview(self) -> dict[str, Any]:
-        """Per-account margin totals of every account, vectorized over rows and slots.
-
-        Returns ``names`` (list, book order) and float64 arrays of the same length:
-        ``equity_usd``, ``collateral_usd``, ``initial_margin``, ``maintenance_margin``,
-        ``margin_ratio`` (maintenance / collateral; inf with margin and no collateral, 0
-        with neither), ``notional_usd`` (gross position notional) and ``positions``
-        (count), plus ``system`` (bool, engine-run accounts). One full re-margin and
-        ``np.bincount`` over the book's row -> account index: no loop over accounts.
-        """
-        book = self.book
-        n_rows = len(book.rows)
-        n_acc = len(book.account_names)
-        out = book.remargin_all()
-        acct = book.row_account[:n_rows]
-        cols = {name: np.bincount(acct, weights=out[:, k], minlength=n_acc)
-                for name, k in (("equity_usd", OUT_EQUITY), ("collateral_usd", OUT_COLLATERAL),
-                                ("initial_margin", OUT_IM), ("maintenance_margin", OUT_MM))}
-        coll, mm = cols["collateral_usd"], cols["maintenance_margin"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(coll > 0, mm / coll, np.where(mm > 0, np.inf, 0.0))
-        live = np.flatnonzero(book.slot_row[: book.n_slots] >= 0)
-        settle = np.asarray(self.settle_asset, dtype=np.int64)[book.slot_market[live]]
-        usd = (np.abs(book.st[live, S_VALUE]).astype(np.float64) / book.ascale[settle]
-               * book.asset_price[settle])
-        slot_acct = acct[book.slot_row[live]]
-        system = np.zeros(n_acc, dtype=np.bool_)
-        system[acct[book.row_system[:n_rows]]] = True
-        return {
-            "names": list(book.account_names), **cols, "margin_ratio": ratio,
-            "notional_usd": np.bincount(slot_acct, weights=usd, minlength=n_acc),
-            "positions": np.bincount(slot_acct, minlength=n_acc), "system": system,
-        }
-
-    def _position_views(self, rows: list[int], horizon_days: float) -> list[dict[str, Any]]:
-        """The position entries of :meth:`account_view`, sorted by (row, market)."""
-        book = self.book
-        row_list: list[int] = []
-        slot_list: list[int] = []
-        for r in rows:
-            slots = book.row_slots(r)
-            row_list.extend([r] * len(slots))
-            slot_list.extend(slots)
-        if not slot_list:
-            return []
-        row_arr = np.array(row_list, dtype=np.int64)
-        slot_arr = np.array(slot_list, dtype=np.int64)
-        liq = book.liquidation_prices(row_arr, slot_arr)
-        markets = book.slot_market[slot_arr].tolist()
-        lots = book.slot_lots[slot_arr]
-        vols = [self.volatility(m) for m in markets]
-        prob = liquidation_probability_driftless(
-            np.array([float(book.marks[m] or 0) for m in markets]), liq,
-            np.where(lots > 0, 1.0, -1.0), np.array(vols), horizon_days / 365.0)
-        positions = []
-        for i, (r, s, m) in enumerate(zip(row_list, slot_list, markets, strict=True)):
-            view = self._position_view(r, s, float(liq[i]), vols[i], float(prob[i]))
-            view["adl_rank"] = self.adl_rank_of(m, s)
-            positions.append(view)
-        positions.sort(key=lambda p: (p["row"], p["market"]))
-        return positions
+        """Per-account margin totals of every account
+        (:func:`~solvency.engine.views.accounts_overview`)."""
+        return accounts_overview(self)
 
     def adl_rank_of(self, m: int, s: int) -> int | None:
         """ADL queue quintile of slot ``s`` in market ``m`` (None: not ranked)."""
-        hit = self.adl_rank_cache.get(m)
-        if hit is None or hit[0] != self.epoch:
-            slots, ranks = self.liquidator.adl_rank_table(m)
-            hit = (self.epoch, slots, ranks)
-            self.adl_rank_cache[m] = hit
-        _, slots, ranks = hit
-        i = int(np.searchsorted(slots, s))
-        if i < slots.shape[0] and int(slots[i]) == s:
-            return int(ranks[i])
-        return None
-
-    def _position_view(self, r: int, s: int, liq: float, vol: float,
-                       prob: float) -> dict[str, Any]:
-        book = self.book
-        m = int(book.slot_market[s])
-        inst = book.instruments[m]
-        a = self.settle_asset[m]
-        px = float(book.asset_price[a])
-        lots = int(book.slot_lots[s])
-        contracts = Decimal(lots) * inst.lot_size
-        cost = int(book.slot_cost[s]) / book.asset_scale[a]
-        value, im, mm = (int(x) / book.asset_scale[a] for x in book.cache[s])
-        notional = abs(value)
-        if inst.is_inverse:
-            entry = abs(float(contracts) * float(inst.contract_size) / cost) if cost else 0.0
-        else:
-            entry = cost / (float(contracts) * float(inst.contract_size)) if lots else 0.0
-        return {
-            "market": inst.name,
-            "row": book.rows[r].name,
-            "isolated": book.rows[r].market >= 0,
-            "size": str(contracts),
-            "entry_price": format_number(entry),
-            "mark_price": str(book.marks[m]),
-            "settle": inst.settle,
-            "notional": format_number(notional * px),
-            "initial_margin": format_number(im * px),
-            "maintenance_margin": format_number(mm * px),
-            "unrealized_pnl": format_number((value - cost) * px),
-            "liquidation_price": None if np.isnan(liq) else format_number(liq),
-            "volatility": format_number(vol),
-            "liquidation_probability": format_number(prob),
-        }
-
-    # ================================================================ portfolio margin
+        return adl_rank_of(self, m, s)
 
     def greeks_exposure(self) -> dict[str, Any]:
-        """Delta, gamma, vega and theta per account and underlying, and venue-wide.
-
-        Per contract and then size-weighted (``core/options/exposure.py``): perpetuals
-        and futures count delta only (``contract_size`` coin, or ``contract_size / mark``
-        for inverse contracts); options use Black-76 at the underlying's mark, their mark
-        volatility and the engine clock: delta in coin (coin-settled options: Deribit's net
-        delta, Black delta less the premium in coin), gamma per coin, vega per 1.00 vol
-        and theta per year in USD. Engine-run rows are included (they hold risk too).
-        """
-        book = self.book
-        live = np.flatnonzero(book.st[: book.n_slots, 1] >= 0)
-        underlyings = sorted({inst.base for inst in book.instruments})
-        u_index = {u: i for i, u in enumerate(underlyings)}
-        accounts = sorted({info.account for info in book.rows})
-        a_index = {a: i for i, a in enumerate(accounts)}
-        acc, und, size, greeks = [], [], [], []
-        now = self.clock_ms or 0
-        for s in live.tolist():
-            m = int(book.st[s, 0])
-            inst = book.instruments[m]
-            contracts = int(book.st[s, S_LOTS]) * book.lot_size[m]
-            row = np.zeros(4)
-            cv = float(inst.contract_size)
-            mark = float(book.mk[m, 3])
-            if inst.is_option:
-                u = book.market_index[str(inst.underlying)]
-                f = float(book.marks[u] or 0)
-                iv = self.ivs.get(m)
-                t = max((inst.expiry_ms or 0) - now, 0) / MS_PER_YEAR
-                if iv is None or f <= 0 or t <= 0:
-                    continue
-                g = black76_greeks(forward=f, strike=float(inst.strike or 0), time_yr=t,
-                                   vol=float(iv), rate=0.0,
-                                   is_call=inst.option_kind == "call")
-                delta = float(g.delta[0]) - (float(g.price[0]) / f if inst.coin_settled
-                                             else 0.0)
-                row[:] = (delta * cv, float(g.gamma[0]) * cv, float(g.vega[0]) * cv,
-                          float(g.theta[0]) * cv)
-            else:
-                row[0] = cv / mark if inst.is_inverse else cv
-            acc.append(a_index[book.rows[int(book.st[s, 1])].account])
-            und.append(u_index[inst.base])
-            size.append(contracts)
-            greeks.append(row)
-        names = ("delta", "gamma", "vega", "theta")
-        if not acc:
-            return {"by_account": {}, "venue": {}}
-        exp = greeks_exposure(account=np.array(acc), underlying=np.array(und),
-                              size=np.array(size), greeks=np.array(greeks),
-                              n_accounts=len(accounts), n_underlyings=len(underlyings))
-        by_account: dict[str, Any] = {}
-        for ai, name in enumerate(accounts):
-            per = {u: {k: f"{float(exp.by_account[ai, ui, j]):.12g}"
-                       for j, k in enumerate(names)}
-                   for u, ui in u_index.items() if np.any(exp.by_account[ai, ui] != 0)}
-            if per:
-                by_account[name] = per
-        held = set(und)
-        venue = {u: {k: f"{float(exp.by_underlying[ui, j]):.12g}" for j, k in enumerate(names)}
-                 for u, ui in u_index.items() if ui in held}
-        return {"by_account": by_account, "venue": venue}
+        """Delta, gamma, vega and theta per account and underlying, and venue-wide
+        (:func:`~solvency.engine.views.greeks_exposure`)."""
+        return greeks_exposure(self)
 
     def open_interest(self) -> dict[str, str]:
         """One side's open interest per market, in contracts."""
-        return {name: str(Decimal(self.book.oi_lots[m]) * self.book.instruments[m].lot_size)
-                for m, name in enumerate(self.book.market_names)}
+        return open_interest(self)
 
     def signed_size_sums(self) -> dict[str, int]:
         """Sum of signed lots per market (0 when every trade has two sides)."""
-        book = self.book
-        live = np.flatnonzero(book.slot_row[: book.n_slots] >= 0)
-        sums = np.zeros(len(book.market_names), dtype=np.int64)
-        np.add.at(sums, book.slot_market[live], book.slot_lots[live])
-        return {name: int(sums[m]) for m, name in enumerate(book.market_names)}
+        return signed_size_sums(self)
+
+    def volatility(self, m: int) -> float:
+        """Annualized volatility of a market's mark (EWMA; the default before data)."""
+        return volatility(self, m)
 
     def option_price(self, o: int) -> float | None:
-        """Black-76 premium of option market ``o``
+        """Black-76 premium of option market ``o``, None before a vol and a mark
         (:func:`~solvency.engine.options.option_price`)."""
         return option_price(self, o)
 
@@ -450,21 +227,17 @@ class Engine(EngineState):
         (:func:`~solvency.engine.options.option_requirements`)."""
         return option_requirements(self, o, mark)
 
-    def volatility(self, m: int) -> float:
-        """Annualized volatility of a market's mark (EWMA; the default before data)."""
-        return volatility(self, m)
+    def underlying_usd(self, symbol: str) -> float:
+        """USD price of an underlying coin: its asset price, else a futures market's mark."""
+        return underlying_usd(self.book, symbol)
 
     def open_interest_quanta(self, asset: str) -> int:
-        """Open-interest notional of markets settled in ``asset``, in its quanta."""
+        """Open-interest notional of the markets settled in ``asset``, in its quanta."""
         return open_interest_quanta(self, asset)
 
     def coverage(self, asset: str) -> float:
         """Insurance fund / open-interest notional of the markets settled in ``asset``."""
         return coverage(self, asset)
-
-    def underlying_usd(self, symbol: str) -> float:
-        """USD price of an underlying coin: its asset price, else a futures market's mark."""
-        return underlying_usd(self.book, symbol)
 
     # ================================================================ persistence
 

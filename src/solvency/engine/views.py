@@ -1,0 +1,286 @@
+"""Read-only views of the engine's state, for the CLI, the stress lab and the service.
+
+None of these changes the exact state: they re-mark and value rows (float estimates the
+book re-derives anyway) and answer with plain JSON-able data.
+
+* :func:`account_view` - one account: equity per asset, margin, each position with its
+  liquidation price, the probability of reaching it and its ADL rank;
+* :func:`accounts_overview` - per-account totals of every account, vectorized;
+* :func:`greeks_exposure` - delta, gamma, vega and theta per account and underlying;
+* :func:`open_interest` - one side's open interest per market;
+* :func:`signed_size_sums` - per market, the sum of signed lots (0: every trade has two
+  sides; ``Engine.verify`` checks it).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from solvency.core.margin.kernels import (
+    OUT_COLLATERAL,
+    OUT_EQUITY,
+    OUT_IM,
+    OUT_MM,
+    S_LOTS,
+    S_VALUE,
+)
+from solvency.core.options import black76_greeks
+from solvency.core.options.exposure import greeks_exposure as core_greeks_exposure
+from solvency.core.volatility import liquidation_probability_driftless
+from solvency.engine.base import MS_PER_YEAR, EngineState, format_number
+from solvency.engine.marks import volatility
+
+__all__ = [
+    "account_view",
+    "accounts_overview",
+    "adl_rank_of",
+    "greeks_exposure",
+    "open_interest",
+    "signed_size_sums",
+]
+
+
+def account_view(state: EngineState, account: str, *, horizon_days: float = 1.0) -> dict[str, Any]:
+    """Margin, equity and positions of an account (all its rows).
+
+    Each position carries its liquidation price and the probability that the mark
+    reaches it within ``horizon_days`` under the market's EWMA volatility (first
+    passage of a driftless log-price Brownian motion), both computed for all of the
+    account's positions in one kernel call. The account's rows come from the book's
+    account index: the cost is in the account's own rows and positions, not the
+    book's size, except for each position's ADL rank, which depends on every holder of
+    its market: :func:`adl_rank_of` computes a market's ranks once per state change
+    (vectorized over its holders) and answers from that table until the next one.
+    """
+    rows = state.rows_of(account)
+    if not rows:
+        raise KeyError(account)
+    book = state.book
+    arr = np.array(rows, dtype=np.int64)
+    out = book.remargin_rows(arr)
+    pm_rows = arr[~np.isnan(book.pm[arr, 0])]
+    if pm_rows.shape[0]:
+        state.refresh_pm(pm_rows)
+        out = book.aggregate(arr)
+    positions = _position_views(state, rows, horizon_days)
+    n_a = len(book.asset_names)
+    cash = [sum(state.ledger.balance(book.rows[r].ledger_id, sym) for r in rows)
+            for sym in book.asset_names]
+    pos_value = book.row_int[arr, n_a:2 * n_a].sum(axis=0).tolist()
+    settles = {p["settle"] for p in positions}
+    equity: dict[str, str] = {}
+    for a, sym in enumerate(book.asset_names):
+        if cash[a] or sym in settles:
+            equity[sym] = format_number((cash[a] + int(pos_value[a])) / book.asset_scale[a])
+    coll = float(out[:, OUT_COLLATERAL].sum())
+    mm = float(out[:, OUT_MM].sum())
+    im = float(out[:, OUT_IM].sum())
+    return {
+        "account": account,
+        "mode": state.accounts.get(account, "cross"),
+        "equity": equity,
+        "equity_usd": format_number(float(out[:, OUT_EQUITY].sum())),
+        "collateral_usd": format_number(coll),
+        "initial_margin": format_number(im),
+        "maintenance_margin": format_number(mm),
+        "margin_ratio": format_number(
+            mm / coll if coll > 0 else (float("inf") if mm > 0 else 0.0)),
+        "free_collateral": format_number(coll - im),
+        "positions": positions,
+    }
+
+
+def _position_views(state: EngineState, rows: list[int],
+                    horizon_days: float) -> list[dict[str, Any]]:
+    """The position entries of :func:`account_view`, sorted by (row, market)."""
+    book = state.book
+    row_list: list[int] = []
+    slot_list: list[int] = []
+    for r in rows:
+        slots = book.row_slots(r)
+        row_list.extend([r] * len(slots))
+        slot_list.extend(slots)
+    if not slot_list:
+        return []
+    row_arr = np.array(row_list, dtype=np.int64)
+    slot_arr = np.array(slot_list, dtype=np.int64)
+    liq = book.liquidation_prices(row_arr, slot_arr)
+    markets = book.slot_market[slot_arr].tolist()
+    lots = book.slot_lots[slot_arr]
+    vols = [volatility(state, m) for m in markets]
+    prob = liquidation_probability_driftless(
+        np.array([float(book.marks[m] or 0) for m in markets]), liq,
+        np.where(lots > 0, 1.0, -1.0), np.array(vols), horizon_days / 365.0)
+    positions = []
+    for i, (r, s, m) in enumerate(zip(row_list, slot_list, markets, strict=True)):
+        view = _position_view(state, r, s, float(liq[i]), vols[i], float(prob[i]))
+        view["adl_rank"] = adl_rank_of(state, m, s)
+        positions.append(view)
+    positions.sort(key=lambda p: (p["row"], p["market"]))
+    return positions
+
+
+def _position_view(state: EngineState, r: int, s: int, liq: float, vol: float,
+                   prob: float) -> dict[str, Any]:
+    """One position of :func:`account_view`: size, prices, margin, PnL, liquidation."""
+    book = state.book
+    m = int(book.slot_market[s])
+    inst = book.instruments[m]
+    a = state.settle_asset[m]
+    px = float(book.asset_price[a])
+    lots = int(book.slot_lots[s])
+    contracts = Decimal(lots) * inst.lot_size
+    cost = int(book.slot_cost[s]) / book.asset_scale[a]
+    value, im, mm = (int(x) / book.asset_scale[a] for x in book.cache[s])
+    notional = abs(value)
+    if inst.is_inverse:
+        entry = abs(float(contracts) * float(inst.contract_size) / cost) if cost else 0.0
+    else:
+        entry = cost / (float(contracts) * float(inst.contract_size)) if lots else 0.0
+    return {
+        "market": inst.name,
+        "row": book.rows[r].name,
+        "isolated": book.rows[r].market >= 0,
+        "size": str(contracts),
+        "entry_price": format_number(entry),
+        "mark_price": str(book.marks[m]),
+        "settle": inst.settle,
+        "notional": format_number(notional * px),
+        "initial_margin": format_number(im * px),
+        "maintenance_margin": format_number(mm * px),
+        "unrealized_pnl": format_number((value - cost) * px),
+        "liquidation_price": None if np.isnan(liq) else format_number(liq),
+        "volatility": format_number(vol),
+        "liquidation_probability": format_number(prob),
+    }
+
+
+def adl_rank_of(state: EngineState, m: int, s: int) -> int | None:
+    """ADL queue quintile of slot ``s`` in market ``m`` (None: not ranked)."""
+    hit = state.adl_rank_cache.get(m)
+    if hit is None or hit[0] != state.epoch:
+        slots, ranks = state.liquidator.adl_rank_table(m)
+        hit = (state.epoch, slots, ranks)
+        state.adl_rank_cache[m] = hit
+    _, slots, ranks = hit
+    i = int(np.searchsorted(slots, s))
+    if i < slots.shape[0] and int(slots[i]) == s:
+        return int(ranks[i])
+    return None
+
+
+def accounts_overview(state: EngineState) -> dict[str, Any]:
+    """Per-account margin totals of every account, vectorized over rows and slots.
+
+    Returns ``names`` (list, book order) and float64 arrays of the same length:
+    ``equity_usd``, ``collateral_usd``, ``initial_margin``, ``maintenance_margin``,
+    ``margin_ratio`` (maintenance / collateral; inf with margin and no collateral, 0
+    with neither), ``notional_usd`` (gross position notional) and ``positions``
+    (count), plus ``system`` (bool, engine-run accounts). One full re-margin and
+    ``np.bincount`` over the book's row -> account index: no loop over accounts.
+    """
+    book = state.book
+    n_rows = len(book.rows)
+    n_acc = len(book.account_names)
+    out = book.remargin_all()
+    acct = book.row_account[:n_rows]
+    cols = {name: np.bincount(acct, weights=out[:, k], minlength=n_acc)
+            for name, k in (("equity_usd", OUT_EQUITY), ("collateral_usd", OUT_COLLATERAL),
+                            ("initial_margin", OUT_IM), ("maintenance_margin", OUT_MM))}
+    coll, mm = cols["collateral_usd"], cols["maintenance_margin"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(coll > 0, mm / coll, np.where(mm > 0, np.inf, 0.0))
+    live = np.flatnonzero(book.slot_row[: book.n_slots] >= 0)
+    settle = np.asarray(state.settle_asset, dtype=np.int64)[book.slot_market[live]]
+    usd = (np.abs(book.st[live, S_VALUE]).astype(np.float64) / book.ascale[settle]
+           * book.asset_price[settle])
+    slot_acct = acct[book.slot_row[live]]
+    system = np.zeros(n_acc, dtype=np.bool_)
+    system[acct[book.row_system[:n_rows]]] = True
+    return {
+        "names": list(book.account_names), **cols, "margin_ratio": ratio,
+        "notional_usd": np.bincount(slot_acct, weights=usd, minlength=n_acc),
+        "positions": np.bincount(slot_acct, minlength=n_acc), "system": system,
+    }
+
+
+def greeks_exposure(state: EngineState) -> dict[str, Any]:
+    """Delta, gamma, vega and theta per account and underlying, and venue-wide.
+
+    Per contract and then size-weighted (``core/options/exposure.py``): perpetuals
+    and futures count delta only (``contract_size`` coin, or ``contract_size / mark``
+    for inverse contracts); options use Black-76 at the underlying's mark, their mark
+    volatility and the engine clock: delta in coin (coin-settled options: Deribit's net
+    delta, Black delta less the premium in coin), gamma per coin, vega per 1.00 vol
+    and theta per year in USD. Engine-run rows are included (they hold risk too).
+    """
+    book = state.book
+    live = np.flatnonzero(book.st[: book.n_slots, 1] >= 0)
+    underlyings = sorted({inst.base for inst in book.instruments})
+    u_index = {u: i for i, u in enumerate(underlyings)}
+    accounts = sorted({info.account for info in book.rows})
+    a_index = {a: i for i, a in enumerate(accounts)}
+    acc, und, size, greeks = [], [], [], []
+    now = state.clock_ms or 0
+    for s in live.tolist():
+        m = int(book.st[s, 0])
+        inst = book.instruments[m]
+        contracts = int(book.st[s, S_LOTS]) * book.lot_size[m]
+        row = np.zeros(4)
+        cv = float(inst.contract_size)
+        mark = float(book.mk[m, 3])
+        if inst.is_option:
+            u = book.market_index[str(inst.underlying)]
+            f = float(book.marks[u] or 0)
+            iv = state.ivs.get(m)
+            t = max((inst.expiry_ms or 0) - now, 0) / MS_PER_YEAR
+            if iv is None or f <= 0 or t <= 0:
+                continue
+            g = black76_greeks(forward=f, strike=float(inst.strike or 0), time_yr=t,
+                               vol=float(iv), rate=0.0,
+                               is_call=inst.option_kind == "call")
+            delta = float(g.delta[0]) - (float(g.price[0]) / f if inst.coin_settled
+                                         else 0.0)
+            row[:] = (delta * cv, float(g.gamma[0]) * cv, float(g.vega[0]) * cv,
+                      float(g.theta[0]) * cv)
+        else:
+            row[0] = cv / mark if inst.is_inverse else cv
+        acc.append(a_index[book.rows[int(book.st[s, 1])].account])
+        und.append(u_index[inst.base])
+        size.append(contracts)
+        greeks.append(row)
+    names = ("delta", "gamma", "vega", "theta")
+    if not acc:
+        return {"by_account": {}, "venue": {}}
+    exp = core_greeks_exposure(account=np.array(acc), underlying=np.array(und),
+                          size=np.array(size), greeks=np.array(greeks),
+                          n_accounts=len(accounts), n_underlyings=len(underlyings))
+    by_account: dict[str, Any] = {}
+    for ai, name in enumerate(accounts):
+        per = {u: {k: f"{float(exp.by_account[ai, ui, j]):.12g}"
+                   for j, k in enumerate(names)}
+               for u, ui in u_index.items() if np.any(exp.by_account[ai, ui] != 0)}
+        if per:
+            by_account[name] = per
+    held = set(und)
+    venue = {u: {k: f"{float(exp.by_underlying[ui, j]):.12g}" for j, k in enumerate(names)}
+             for u, ui in u_index.items() if ui in held}
+    return {"by_account": by_account, "venue": venue}
+
+
+def open_interest(state: EngineState) -> dict[str, str]:
+    """One side's open interest per market, in contracts."""
+    return {name: str(Decimal(state.book.oi_lots[m]) * state.book.instruments[m].lot_size)
+            for m, name in enumerate(state.book.market_names)}
+
+
+def signed_size_sums(state: EngineState) -> dict[str, int]:
+    """Sum of signed lots per market (0 when every trade has two sides)."""
+    book = state.book
+    live = np.flatnonzero(book.slot_row[: book.n_slots] >= 0)
+    sums = np.zeros(len(book.market_names), dtype=np.int64)
+    np.add.at(sums, book.slot_market[live], book.slot_lots[live])
+    return {name: int(sums[m]) for m, name in enumerate(book.market_names)}
