@@ -109,7 +109,10 @@ def test_garch_fitted_to_real_hourly_returns(shared_data: Path) -> None:
     _, r, step_ms, last = load_returns(shared_data / PERP_1H)
     spec = fit_garch_spec(r[-3000:], s0=last, step_ms=step_ms, n_steps=48)
     assert step_ms == 3_600_000
-    assert 0.0 < spec.persistence <= 1.0 and spec.nu > 2.0
+    # arch holds alpha + beta <= 1 only to SLSQP's ftol (1e-6: scipy stops once the summed
+    # constraint violation is below it). This fit sits on the bound: 1.0 to the last bit with
+    # arch 6.3.0 / scipy 1.11.1 and arch 8.0.0 / scipy 1.17.1, but 1 + 1 ulp would be as right.
+    assert 0.0 < spec.persistence <= 1.0 + 1e-6 and spec.nu > 2.0
     assert spec.h0 is not None and 1e-6 < spec.h0 < 1e-3  # hourly variance (0.1 %..3 %)
     p = simulate(spec, 200, 1)
     assert p.prices.shape == (200, 49) and (p.prices[:, 0] == last).all()
