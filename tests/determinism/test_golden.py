@@ -64,10 +64,13 @@ def test_every_case_is_recorded() -> None:
 
 
 def _dispatched_features() -> list[str]:
-    from numpy._core._multiarray_umath import (  # type: ignore[attr-defined]
-        __cpu_dispatch__,
-        __cpu_features__,
-    )
+    try:
+        from numpy._core._multiarray_umath import (  # type: ignore[attr-defined]
+            __cpu_dispatch__,
+            __cpu_features__,
+        )
+    except ImportError:  # numpy < 2 (pyproject allows 1.26): numpy.core, same names
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
     return [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
 
 
