@@ -200,13 +200,13 @@ class EngineView:
         self.ctx = ctx
         self.feeds = feeds
 
-    def _m(self, market: str) -> int | None:
+    def _market_index(self, market: str) -> int | None:
         inst = self.ctx.venue.resolve(market)
         return None if inst is None else self.ctx.book.market_index[inst.name]
 
     def limits(self, market: str) -> MarketLimits | None:
         """Venue limits, with leverage tiers from the market's own brackets."""
-        m = self._m(market)
+        m = self._market_index(market)
         if m is None:
             return None
         inst = self.ctx.book.instruments[m]
@@ -230,7 +230,7 @@ class EngineView:
 
     def mark(self, market: str) -> float | None:
         """Current mark, None before the first."""
-        m = self._m(market)
+        m = self._market_index(market)
         if m is None:
             return None
         p = self.ctx.book.marks[m]
@@ -243,7 +243,7 @@ class EngineView:
 
     def position(self, account: str, market: str) -> float:
         """Signed contracts held."""
-        m = self._m(market)
+        m = self._market_index(market)
         r = self._row(account, market)
         if m is None or r < 0:
             return 0.0
@@ -254,7 +254,7 @@ class EngineView:
 
     def open_interest(self, market: str) -> float:
         """One side's open interest, contracts."""
-        m = self._m(market)
+        m = self._market_index(market)
         return 0.0 if m is None else self.ctx.book.oi_lots[m] * self.ctx.book.lot_size[m]
 
     def leverage(self, account: str, market: str) -> float:
@@ -273,7 +273,7 @@ class EngineView:
                               price: float) -> float:
         """Collateral minus IM after trading ``delta`` contracts at ``price`` (what-if)."""
         ctx = self.ctx
-        m = self._m(market)
+        m = self._market_index(market)
         if m is None or account not in ctx.accounts:
             return -math.inf
         inst = ctx.book.instruments[m]
@@ -300,7 +300,7 @@ class EngineView:
         value beyond what the ledger holds (``MAX_QUANTA``): a fill of it would be
         rejected ``size_too_large``, so the order is too (before any what-if runs)."""
         ctx = self.ctx
-        m = self._m(market)
+        m = self._market_index(market)
         if m is None:
             return False
         inst = ctx.book.instruments[m]

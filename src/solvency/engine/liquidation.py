@@ -86,7 +86,9 @@ MAX_STEPS = 64
 
 
 @dataclass(slots=True)
-class _Pos:
+class _Position:
+    """A position of the row being liquidated: its slot, market, lots, settlement asset."""
+
     slot: int
     m: int
     lots: int
@@ -176,7 +178,7 @@ class Liquidator:
         events: list[OutEvent] = []
         for m, total in sorted(self.pending_social.items()):
             settle = book.instruments[m].settle
-            social = self._social_weights(_Pos(-1, m, 0, ctx.settle_asset[m]), -1)
+            social = self._social_weights(_Position(-1, m, 0, ctx.settle_asset[m]), -1)
             if social is None:
                 charges = np.zeros(0, dtype=np.int64)
                 slots = np.zeros(0, dtype=np.int64)
@@ -261,17 +263,17 @@ class Liquidator:
             self.deficit_rows.add(r)
         return events
 
-    def _positions(self, r: int) -> list[_Pos]:
+    def _positions(self, r: int) -> list[_Position]:
         book = self.ctx.book
         out = []
         for s in book.row_slots(r):
             m = int(book.slot_market[s])
-            out.append(_Pos(s, m, int(book.st[s, S_LOTS]), self.ctx.settle_asset[m]))
+            out.append(_Position(s, m, int(book.st[s, S_LOTS]), self.ctx.settle_asset[m]))
         return out
 
     # ------------------------------------------------------------------ one step
 
-    def _step(self, r: int, pos: _Pos, coll: float, mm: float, cause: str, *,
+    def _step(self, r: int, pos: _Position, coll: float, mm: float, cause: str, *,
               last_resort: bool = False) -> list[OutEvent]:
         ctx = self.ctx
         book = ctx.book
@@ -389,7 +391,7 @@ class Liquidator:
 
         return inverse
 
-    def _limit_ticks(self, pos: _Pos, value_q: int, pos_mm_q: int, equity_q: int,
+    def _limit_ticks(self, pos: _Position, value_q: int, pos_mm_q: int, equity_q: int,
                      mm_total_q: int, inst: object) -> int | None:
         """dYdX fillable price rounded to ticks away from the account, or None."""
         p = self.policy
@@ -414,7 +416,7 @@ class Liquidator:
             return max(1, div_round(ticks.numerator, ticks.denominator, "ceil"))
         return max(1, div_round(ticks.numerator, ticks.denominator, "floor"))
 
-    def _adl_queue(self, pos: _Pos, r: int, bq: int,
+    def _adl_queue(self, pos: _Position, r: int, bq: int,
                    close: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
         """The head of the opposite side's ADL queue: eligible positions in queue order
         until their lots cover ``close``.
@@ -484,7 +486,7 @@ class Liquidator:
         side = 1 if lots > 0 else -1
         return bool(side * (mark_p - entry) > 0 and side * (exec_p - entry) > 0)
 
-    def _exec_price(self, pos: _Pos, bq: int, close: int) -> float:
+    def _exec_price(self, pos: _Position, bq: int, close: int) -> float:
         """Bankruptcy price of the closed part, as a float (display and ranking)."""
         inst = self.ctx.book.instruments[pos.m]
         scale = self.ctx.book.asset_scale[pos.a]
@@ -494,7 +496,7 @@ class Liquidator:
             return float(self.ctx.book.mk[pos.m, 3])
         return float(contracts / amount if inst.is_inverse else amount / contracts)
 
-    def _social_weights(self, pos: _Pos, r: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def _social_weights(self, pos: _Position, r: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Participants of a socialized loss: both sides' lots (Drift) or profits."""
         rule = self.policy.socialize
         if rule == "none":
@@ -515,7 +517,7 @@ class Liquidator:
 
     # ------------------------------------------------------------------ execute
 
-    def _execute(self, r: int, pos: _Pos, plan: object, adl: object,
+    def _execute(self, r: int, pos: _Position, plan: object, adl: object,
                  cause: str, bq: int, close: int) -> list[OutEvent]:
         assert isinstance(plan, WaterfallPlan)
         ctx = self.ctx
@@ -649,7 +651,7 @@ class Liquidator:
             return float("nan")
         return float(contracts / amount if inst.is_inverse else amount / contracts)
 
-    def _liquidated(self, r: int, pos: _Pos, lots: int, via: str, price: float, cause: str,
+    def _liquidated(self, r: int, pos: _Position, lots: int, via: str, price: float, cause: str,
                     bq: int, close: int, penalty: int, fund_delta: int,
                     dec: int) -> Liquidated:
         ctx = self.ctx

@@ -52,16 +52,16 @@ class PortfolioMargin:
     def __init__(self, grid: ScenarioGrid | None, config: Mapping[str, Any],
                  default_vol: float) -> None:
         self.grid = grid
-        pmc = dict(config)
-        unknown_pm = set(pmc) - {"combine", "correlation"}
+        section = dict(config)
+        unknown_pm = set(section) - {"combine", "correlation"}
         if unknown_pm:
             raise ConfigError(f"portfolio_margin: unknown keys {sorted(unknown_pm)}")
-        self.combine = str(pmc.get("combine", "sum"))
+        self.combine = str(section.get("combine", "sum"))
         if self.combine not in ("sum", "correlation"):
             raise ConfigError("portfolio_margin.combine: 'sum' or 'correlation'")
         # {"BTC/ETH": 0.8}: correlation of per-underlying requirements (default 1: sum)
         self.correlation = {tuple(sorted(str(k).split("/"))): float(v)
-                            for k, v in dict(pmc.get("correlation", {})).items()}
+                            for k, v in dict(section.get("correlation", {})).items()}
         self.default_vol = default_vol
 
     def requirements(self, book: Book, ivs: Mapping[int, Decimal], now_ms: int,
