@@ -66,14 +66,12 @@ def apply_fill(state: EngineState, ev: Fill) -> list[OutEvent]:
     if m < 0:
         m, _ = state.resolve_market(ev.market)
     inst = book.instruments[m]
-    clock_ms = state.clock_ms
-    if book.expired[m] or (inst.expiry_ms is not None and clock_ms is not None
-                           and clock_ms >= inst.expiry_ms):
+    if book.expired[m] or (inst.expiry_ms is not None and state.clock_ms is not None
+                           and state.clock_ms >= inst.expiry_ms):
         raise RejectReason("market_expired", f"market {inst.name} has expired")
     if ev.buyer == ev.seller:
         raise RejectReason("self_trade", f"buyer and seller are both {ev.buyer!r}")
-    feeds = state.feeds
-    mode = feeds.mode(inst.name) if feeds.used else "normal"
+    mode = state.feeds.mode(inst.name) if state.feeds.used else "normal"
     if mode == "halted":
         raise RejectReason("market_halted", f"market {inst.name} is halted")
     a = state.settle_asset[m]
@@ -155,11 +153,10 @@ def apply_fill(state: EngineState, ev: Fill) -> list[OutEvent]:
             batch.append(Transfer(FEES, side.ledger_id, settle, -fee, "rebate"))
     state.post(batch)
     ledger = state.ledger
-    move_position = state.move_position
     traded = state.fill_traded_slots
     traded.clear()
     for side, cost in ((buyer, cost_b), (seller, cost_s)):
-        s = move_position(side, m, cost)
+        s = state.move_position(side, m, cost)
         if s >= 0:
             traded.append(s)
         book.set_balance(side.row, a, ledger.balance(side.ledger_id, settle))

@@ -72,9 +72,8 @@ def revalue_fill(state: EngineState, slots: list[int], rows: Int64Array1D,
                       book.atier_start, book.atier_count, book.atiers, book.warned,
                       state.margin_call_ratio, out, book.pm, below)
     events = _margin_events(state, hits, rows, out, cause) if hits.shape[0] else []
-    liquidator = state.liquidator
-    if below[0] or liquidator.deficit_rows:
-        events.extend(liquidator.sweep(rows, out, cause))
+    if below[0] or state.liquidator.deficit_rows:
+        events.extend(state.liquidator.sweep(rows, out, cause))
     return events
 
 
