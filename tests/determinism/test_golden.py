@@ -51,6 +51,14 @@ def test_seeded_log(preset: str, seed: int) -> None:
     _check(f"random/{preset}/{seed}", cases.random_case(preset, seed))
 
 
+@pytest.mark.parametrize("seed", cases.RANDOM_SEEDS)
+@pytest.mark.parametrize("preset", cases.PRESETS)
+def test_seeded_log_restored_midway(preset: str, seed: int) -> None:
+    # a restore renumbers slots: nothing may depend on slot order (ADL and socialized-loss
+    # ties, the position liquidated first)
+    _check(f"random/{preset}/{seed}", cases.restored_midway_case(preset, seed))
+
+
 @pytest.mark.parametrize("path", cases.scenario_files(), ids=lambda p: p.name)
 def test_scenario(path: Path, shared_data: Path) -> None:
     _check(f"scenario/{path.name}", cases.scenario_case(path))
@@ -76,6 +84,8 @@ def _dispatched_features() -> list[str]:
 
 VARIANTS = {
     "numba-jit-off": {"NUMBA_DISABLE_JIT": "1"},
+    # glibc's libm picks FMA/AVX2 variants of exp, log, pow by CPU; this turns them off
+    "glibc-fma-avx2-off": {"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-FMA,-AVX2,-FMA4"},
     "numpy-simd-dispatch-off": {"NPY_DISABLE_CPU_FEATURES": " ".join(_dispatched_features())},
 }
 

@@ -239,8 +239,10 @@ class Liquidator:
             if not coll < mm or mm <= 0:
                 self.deficit_rows.discard(r)
                 break
+            # largest maintenance margin first; ties by market (a slot number would
+            # change with a restore)
             pos = max(positions, key=lambda p: (int(book.st[p.slot, S_MM])
-                                                * float(book.asset_price[p.a]), -p.slot))
+                                                * float(book.asset_price[p.a]), -p.m))
             if not ctx.allows_liquidation(pos.m):
                 self.deficit_rows.add(r)
                 break
@@ -502,9 +504,10 @@ class Liquidator:
         if rule == "none":
             return None
         book = self.ctx.book
-        slots = np.sort(book.holders[pos.m].view())
-        rows = book.st[slots, S_ROW]
-        arr = slots[~book.row_system[rows] & (rows != r)]
+        # in row order, like the ADL queue: the remainder quanta of the allocation go by
+        # this order, and slot numbers change with a restore (row numbers do not)
+        slots = self._holders_by_row(pos.m)
+        arr = slots[book.st[slots, S_ROW] != r]
         if arr.shape[0] == 0:
             return None
         if rule == "funding_index":

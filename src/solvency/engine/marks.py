@@ -16,8 +16,8 @@ views, is tracked here as marks arrive.
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import Any, Final
 
 import numpy as np
 
@@ -192,17 +192,44 @@ def time_passes(state: EngineState, now_ms: int, cause: str) -> list[Any]:
     return events
 
 
+# The volatility state is part of the state hash, so it must come out the same on every
+# machine: numpy's log/exp and libm's pow take CPU-dependent paths (AVX-512 loops, FMA
+# variants) that may differ in the last bit. The decimal module's ln and exp are
+# correctly rounded in software (libmpdec), identical everywhere; the rest of the
+# recursion is IEEE +, x, / in a fixed order (docs/determinism.md).
+_VOL_CONTEXT: Final = Context(prec=34, rounding=ROUND_HALF_EVEN)
+_LN_LAMBDA_DAILY: Final = _VOL_CONTEXT.ln(Decimal(repr(EWMA_LAMBDA_DAILY)))
+_DECAY_BY_INTERVAL: dict[int, float] = {}  # dt_ms -> lambda ** (dt / 1 day); a pure cache
+
+
+def _decay(dt_ms: int) -> float:
+    """``0.94 ** (dt / 1 day)`` as ``exp(dt / 1 day x ln 0.94)`` in decimal, correctly
+    rounded, then one conversion to float (sampling intervals repeat: cached)."""
+    lam = _DECAY_BY_INTERVAL.get(dt_ms)
+    if lam is None:
+        ctx = _VOL_CONTEXT
+        lam = float(ctx.exp(ctx.multiply(ctx.divide(Decimal(dt_ms), Decimal(86_400_000)),
+                                         _LN_LAMBDA_DAILY)))
+        if len(_DECAY_BY_INTERVAL) < 4096:
+            _DECAY_BY_INTERVAL[dt_ms] = lam
+    return lam
+
+
 def _track_volatility(state: EngineState, m: int, price: float, ts_ms: int) -> None:
     """EWMA variance of log returns, annualized: ``var = l*var + (1-l)*r^2/dt`` with
-    ``l = 0.94 ** (dt / 1 day)`` (RiskMetrics 1996, any sampling interval)."""
+    ``l = 0.94 ** (dt / 1 day)`` (RiskMetrics 1996, any sampling interval).
+
+    ``r = ln(price / last)`` and ``l`` are evaluated in decimal (correctly rounded, the
+    same on every machine) and converted to float once; see :func:`_decay`."""
     last, last_ms = state.vol_last[m], int(state.vol_last_ms[m])
     state.vol_last[m] = price
     state.vol_last_ms[m] = ts_ms
     if np.isnan(last) or ts_ms <= last_ms:
         return
     dt_years = (ts_ms - last_ms) / MS_PER_YEAR
-    r = float(np.log(price / last))
-    lam = EWMA_LAMBDA_DAILY ** ((ts_ms - last_ms) / 86_400_000)
+    ctx = _VOL_CONTEXT
+    r = float(ctx.ln(ctx.divide(Decimal(price), Decimal(float(last)))))
+    lam = _decay(ts_ms - last_ms)
     obs = r * r / dt_years
     prev = state.vol_var_annual[m]
     state.vol_var_annual[m] = obs if np.isnan(prev) else lam * prev + (1 - lam) * obs

@@ -108,7 +108,7 @@ def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None) -> 
         sigma = _dec(value, f"volatility.{name}")
         if sigma <= 0:
             raise PortfolioError(f"volatility.{name}: must be > 0 (annualized, e.g. 0.6)")
-        engine.vol_var_annual[engine.book.market_index[inst.name]] = float(sigma) ** 2
+        engine.vol_var_annual[engine.book.market_index[inst.name]] = float(sigma) * float(sigma)
     for name, value in oi.items():
         inst = engine.venue.resolve(name)
         if inst is None:
