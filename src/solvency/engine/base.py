@@ -15,6 +15,7 @@ invariant raises :class:`EngineError`.
 
 from __future__ import annotations
 
+import math
 from decimal import Context, Decimal, Inexact
 from typing import Any
 
@@ -358,9 +359,9 @@ def tick_value_quanta_of(venue: Venue, inst: Instrument) -> int:
 def format_number(x: float) -> str:
     """A float for an out-event or a view: 6 decimals without trailing zeros (10
     significant digits below 1e-4), ``nan``, ``inf`` or ``-inf``."""
-    if np.isnan(x):
+    if math.isnan(x):  # math, not np.isnan: ~10x cheaper on a Python float
         return "nan"
-    if x in (float("inf"), float("-inf")):
+    if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return f"{x:.10g}" if abs(x) < 1e-4 and x != 0 else f"{x:.6f}".rstrip("0").rstrip(".")
 

@@ -75,14 +75,14 @@ def account_view(state: EngineState, account: str, *, horizon_days: float = 1.0)
     for a, sym in enumerate(book.asset_names):
         if cash[a] or sym in settles:
             equity[sym] = format_number((cash[a] + int(pos_value[a])) / book.asset_scale[a])
-    coll = float(out[:, OUT_COLLATERAL].sum())
-    mm = float(out[:, OUT_MM].sum())
-    im = float(out[:, OUT_IM].sum())
+    # one reduction for the four columns (an account has a few rows: summed in order)
+    totals = out.sum(axis=0).tolist()
+    coll, mm, im = totals[OUT_COLLATERAL], totals[OUT_MM], totals[OUT_IM]
     return {
         "account": account,
         "mode": state.accounts.get(account, "cross"),
         "equity": equity,
-        "equity_usd": format_number(float(out[:, OUT_EQUITY].sum())),
+        "equity_usd": format_number(totals[OUT_EQUITY]),
         "collateral_usd": format_number(coll),
         "initial_margin": format_number(im),
         "maintenance_margin": format_number(mm),
