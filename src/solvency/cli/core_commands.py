@@ -165,7 +165,9 @@ def replay_summary(engine: Engine, line_errors: int, *, top: int = 10,
                                for a in sorted(engine.book.asset_names)
                                if engine.open_interest_quanta(a) > 0},
         "fee_share_ppm": engine.fee_share_ppm,
-        "greeks": engine.greeks_exposure(),
+        # venue-wide only: per account it would grow with the book (`solvency greeks`
+        # gives one portfolio's, --accounts-out every account's positions)
+        "greeks": {"venue": engine.greeks_exposure(per_account=False)["venue"]},
         "liquidation_counts": dict(liq.counts),
         "withdrawals_blocked": sorted(liq.blocked_assets),
         "conserved": conserved,

@@ -200,10 +200,11 @@ class Engine(EngineState):
         """ADL queue quintile of slot ``s`` in market ``m`` (None: not ranked)."""
         return adl_rank_of(self, m, s)
 
-    def greeks_exposure(self) -> dict[str, Any]:
+    def greeks_exposure(self, *, per_account: bool = True) -> dict[str, Any]:
         """Delta, gamma, vega and theta per account and underlying, and venue-wide
-        (:func:`~solvency.engine.views.greeks_exposure`)."""
-        return greeks_exposure(self)
+        (:func:`~solvency.engine.views.greeks_exposure`; ``per_account=False`` leaves
+        ``by_account`` empty, for summaries that must not grow with the book)."""
+        return greeks_exposure(self, per_account=per_account)
 
     def open_interest(self) -> dict[str, str]:
         """One side's open interest per market, in contracts."""

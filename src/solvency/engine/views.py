@@ -207,7 +207,7 @@ def accounts_overview(state: EngineState) -> dict[str, Any]:
     }
 
 
-def greeks_exposure(state: EngineState) -> dict[str, Any]:
+def greeks_exposure(state: EngineState, *, per_account: bool = True) -> dict[str, Any]:
     """Delta, gamma, vega and theta per account and underlying, and venue-wide.
 
     Per contract and then size-weighted (``core/options/exposure.py``): perpetuals
@@ -221,51 +221,61 @@ def greeks_exposure(state: EngineState) -> dict[str, Any]:
     live = np.flatnonzero(book.st[: book.n_slots, 1] >= 0)
     underlyings = sorted({inst.base for inst in book.instruments})
     u_index = {u: i for i, u in enumerate(underlyings)}
-    accounts = sorted({info.account for info in book.rows})
-    a_index = {a: i for i, a in enumerate(accounts)}
-    acc, und, size, greeks = [], [], [], []
-    now = state.clock_ms or 0
-    for s in live.tolist():
-        m = int(book.st[s, 0])
-        inst = book.instruments[m]
-        contracts = int(book.st[s, S_LOTS]) * book.lot_size[m]
-        row = np.zeros(4)
-        cv = float(inst.contract_size)
-        mark = float(book.mk[m, 3])
-        if inst.is_option:
-            u = book.market_index[str(inst.underlying)]
-            f = float(book.marks[u] or 0)
-            iv = state.ivs.get(m)
-            t = max((inst.expiry_ms or 0) - now, 0) / MS_PER_YEAR
-            if iv is None or f <= 0 or t <= 0:
-                continue
-            g = black76_greeks(forward=f, strike=float(inst.strike or 0), time_yr=t,
-                               vol=float(iv), rate=0.0,
-                               is_call=inst.option_kind == "call")
-            delta = float(g.delta[0]) - (float(g.price[0]) / f if inst.coin_settled
-                                         else 0.0)
-            row[:] = (delta * cv, float(g.gamma[0]) * cv, float(g.vega[0]) * cv,
-                      float(g.theta[0]) * cv)
-        else:
-            row[0] = cv / mark if inst.is_inverse else cv
-        acc.append(a_index[book.rows[int(book.st[s, 1])].account])
-        und.append(u_index[inst.base])
-        size.append(contracts)
-        greeks.append(row)
     names = ("delta", "gamma", "vega", "theta")
-    if not acc:
+    if live.shape[0] == 0:
         return {"by_account": {}, "venue": {}}
-    exp = core_greeks_exposure(account=np.array(acc), underlying=np.array(und),
-                          size=np.array(size), greeks=np.array(greeks),
-                          n_accounts=len(accounts), n_underlyings=len(underlyings))
+    # accounts numbered in name order (the book numbers them by first appearance)
+    book_names = np.array(book.account_names, dtype=object)
+    order = np.argsort(book_names, kind="stable")
+    accounts = [str(x) for x in book_names[order]]
+    rank = np.empty(order.shape[0], dtype=np.int64)
+    rank[order] = np.arange(order.shape[0])
+    insts = book.instruments
+    markets = book.st[live, 0]
+    cv = np.array([float(i.contract_size) for i in insts])[markets]
+    inverse = np.array([i.is_inverse for i in insts], dtype=np.bool_)[markets]
+    option = np.array([i.is_option for i in insts], dtype=np.bool_)[markets]
+    mark = book.mk[markets, 3]
+    greeks = np.zeros((live.shape[0], 4))
+    # futures and perpetuals: delta only, vectorized (contract_size coin, or / mark inverse)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        greeks[:, 0] = np.where(inverse, cv / mark, cv)
+    keep = np.ones(live.shape[0], dtype=np.bool_)
+    now = state.clock_ms or 0
+    for i in np.flatnonzero(option).tolist():  # options only: Black-76 per contract
+        m = int(markets[i])
+        inst = insts[m]
+        u = book.market_index[str(inst.underlying)]
+        f = float(book.marks[u] or 0)
+        iv = state.ivs.get(m)
+        t = max((inst.expiry_ms or 0) - now, 0) / MS_PER_YEAR
+        if iv is None or f <= 0 or t <= 0:
+            keep[i] = False
+            continue
+        g = black76_greeks(forward=f, strike=float(inst.strike or 0), time_yr=t,
+                           vol=float(iv), rate=0.0, is_call=inst.option_kind == "call")
+        delta = float(g.delta[0]) - (float(g.price[0]) / f if inst.coin_settled else 0.0)
+        c = float(cv[i])
+        greeks[i] = (delta * c, float(g.gamma[0]) * c, float(g.vega[0]) * c,
+                     float(g.theta[0]) * c)
+    if not keep.any():
+        return {"by_account": {}, "venue": {}}
+    sel = live[keep]
+    acc = rank[book.row_account[book.st[sel, 1]]]
+    und_of_market = np.array([u_index[i.base] for i in insts], dtype=np.int64)
+    und = und_of_market[book.st[sel, 0]]
+    size = book.st[sel, S_LOTS].astype(np.float64) * np.array(book.lot_size)[book.st[sel, 0]]
+    exp = core_greeks_exposure(account=acc, underlying=und, size=size, greeks=greeks[keep],
+                               n_accounts=len(accounts), n_underlyings=len(underlyings))
     by_account: dict[str, Any] = {}
-    for ai, name in enumerate(accounts):
-        per = {u: {k: f"{float(exp.by_account[ai, ui, j]):.12g}"
-                   for j, k in enumerate(names)}
-               for u, ui in u_index.items() if np.any(exp.by_account[ai, ui] != 0)}
-        if per:
-            by_account[name] = per
-    held = set(und)
+    nonzero = exp.by_account != 0
+    holders: list[int] = (np.flatnonzero(nonzero.any(axis=(1, 2))).tolist() if per_account
+                          else [])
+    for ai in holders:
+        by_account[accounts[ai]] = {
+            u: {k: f"{float(exp.by_account[ai, ui, j]):.12g}" for j, k in enumerate(names)}
+            for u, ui in u_index.items() if nonzero[ai, ui].any()}
+    held = set(und.tolist())
     venue = {u: {k: f"{float(exp.by_underlying[ui, j]):.12g}" for j, k in enumerate(names)}
              for u, ui in u_index.items() if ui in held}
     return {"by_account": by_account, "venue": venue}
