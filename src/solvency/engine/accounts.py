@@ -67,7 +67,7 @@ def apply_withdraw(state: EngineState, ev: Withdraw) -> list[OutEvent]:
     """Pay out of an account's cross balance if what stays covers initial margin."""
     book = state.book
     a = state.resolve_asset(ev.asset)
-    state.require_account(ev.account)
+    state.require_user_account(ev.account)
     q = state.amount_quanta(ev.amount, a, "amount")
     r = book.row_index[ev.account]
     have = state.wallet_quanta(r, a)
@@ -94,6 +94,8 @@ def apply_withdraw(state: EngineState, ev: Withdraw) -> list[OutEvent]:
 
 def apply_account_mode(state: EngineState, ev: AccountMode) -> list[OutEvent]:
     """Set an account's margin mode (only while it holds no position)."""
+    if ev.account.startswith("__"):
+        raise RejectReason("system_account", f"{ev.account} is run by the engine")
     current = state.accounts.get(ev.account)
     if current is not None and current != ev.mode and _has_open_positions(state,
                                                                            ev.account):
@@ -125,7 +127,7 @@ def apply_isolated_margin(state: EngineState, ev: IsolatedMargin) -> list[OutEve
     """Move margin between an account's cross balance and one of its isolated buckets
     (``amount`` > 0: into the bucket), if the source keeps its initial margin."""
     book = state.book
-    state.require_account(ev.account)
+    state.require_user_account(ev.account)
     m, inst = state.resolve_market(ev.market)
     r = book.row_index.get(isolated_row_name(ev.account, inst.name), -1)
     if r < 0 or book.slot_of(r, m) < 0:

@@ -192,6 +192,14 @@ class EngineState:
         if account not in self.accounts:
             raise RejectReason("unknown_account", f"account {account!r} has no deposit")
 
+    def require_user_account(self, account: str) -> None:
+        """:meth:`require_account`, and reject ``system_account`` for the insurance fund:
+        its money is ``sys:insurance``, and a withdrawal named ``__insurance__`` once moved
+        money through a phantom ``u:__insurance__`` instead (issue 13's fuzz)."""
+        if account == INSURANCE_ROW:
+            raise RejectReason("system_account", f"{account} is run by the engine")
+        self.require_account(account)
+
     def amount_quanta(self, value: Decimal, a: int, field: str) -> int:
         """``value`` of asset ``a`` in exact quanta; rejects ``invalid_amount`` (not a
         whole number of quanta) and ``amount_too_large`` (beyond ``MAX_QUANTA``)."""

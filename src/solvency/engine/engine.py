@@ -255,7 +255,10 @@ class Engine(EngineState):
             "venue": json.loads(json.dumps(self.venue.raw, default=str)),
             "ledger": self.ledger.dump(),
             "accounts": dict(sorted(self.accounts.items())),
-            "rows": [[i.name, i.account, i.market, i.ledger_id] for i in book.rows],
+            # the collateral-weighting flag too: engine-run rows are unweighted, and a
+            # restore that guessed it from the market weighted them (issue 13's fuzz)
+            "rows": [[i.name, i.account, i.market, i.ledger_id, int(w)] for i, w in zip(
+                book.rows, book.row_weighted[: len(book.rows)].tolist(), strict=True)],
             "positions": positions,
             "marks": [None if p is None else str(p) for p in book.marks],
             "expired": list(book.expired),
@@ -294,8 +297,10 @@ class Engine(EngineState):
         book = engine.book
         engine.ledger = Ledger.load(engine.venue.assets, snap["ledger"])
         engine.accounts = dict(snap["accounts"])
-        for name, account, market, ledger_id in snap["rows"]:
-            book.add_row(name, account, int(market), ledger_id, int(market) < 0)
+        for row in snap["rows"]:
+            name, account, market, ledger_id = row[:4]
+            weighted = bool(row[4]) if len(row) > 4 else int(market) < 0
+            book.add_row(name, account, int(market), ledger_id, weighted)
         for m, p in enumerate(snap["marks"]):
             if p is not None:
                 book.set_mark(m, Decimal(p))

@@ -6,6 +6,7 @@ removed, fills and prices are rejected ``market_expired``.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
@@ -35,11 +36,13 @@ def apply_expiry(state: EngineState, ev: Expiry) -> list[OutEvent]:
         raise RejectReason("not_a_future", f"market {inst.name} does not expire")
     if book.expired[m]:
         raise RejectReason("market_expired", f"market {inst.name} already settled")
-    if state.clock_ms is not None and inst.expiry_ms is not None and (
-        (ev.ts_ms or state.clock_ms) < inst.expiry_ms
-    ):
+    when = ev.ts_ms if ev.ts_ms is not None else state.clock_ms
+    if inst.expiry_ms is not None and (when is None or when < inst.expiry_ms):
+        # an expiry needs a time at or after the contract's expiry: its own or the clock
         raise RejectReason("before_expiry", f"market {inst.name} expires at "
                            f"{inst.expiry_ms} ms")
+    if ev.price > Decimal(10) ** 12:
+        raise RejectReason("price_too_large", f"price {ev.price}")
     a = state.settle_asset[m]
     dec = state.asset_decimals[a]
     settle_price = Fraction(ev.price)

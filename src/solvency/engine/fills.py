@@ -33,6 +33,7 @@ from solvency.engine.base import (
 )
 from solvency.engine.context import PositionChange
 from solvency.engine.insurance import review_fee_share
+from solvency.engine.liquidation import INSURANCE_ROW
 from solvency.engine.valuation import revalue_fill
 
 __all__ = ["apply_fill", "fill_side", "open_interest_after", "risk_grows"]
@@ -71,6 +72,11 @@ def apply_fill(state: EngineState, ev: Fill) -> list[OutEvent]:
         raise RejectReason("market_expired", f"market {inst.name} has expired")
     if ev.buyer == ev.seller:
         raise RejectReason("self_trade", f"buyer and seller are both {ev.buyer!r}")
+    if INSURANCE_ROW in (ev.buyer, ev.seller):
+        # the fund trades only through the waterfall: its money is sys:insurance, and a
+        # fill would move it through a phantom u:__insurance__ account instead
+        # (__market__ and __backstop__ may trade: the stress lab's book and arbitrageur)
+        raise RejectReason("system_account", f"{INSURANCE_ROW} is run by the engine")
     mode = state.feeds.mode(inst.name) if state.feeds.used else "normal"
     if mode == "halted":
         raise RejectReason("market_halted", f"market {inst.name} is halted")

@@ -694,6 +694,11 @@ class Liquidator:
                 batch.append(Transfer(BAD_DEBT, info.ledger_id, sym, rest, "bad_debt"))
             ctx.post(batch)
             ctx.sync_balance(r, a)
+            if pay:
+                # the fund's row mirrors its ledger balance too (it may hold positions)
+                fund_row = book.row_index.get(INSURANCE_ROW)
+                if fund_row is not None:
+                    ctx.sync_balance(fund_row, a)
             dec = ctx.asset_decimals[a]
             if rest:
                 self.counts["bad_debt"] += 1

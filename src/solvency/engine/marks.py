@@ -62,7 +62,7 @@ def apply_price(state: EngineState, ev: Price) -> list[OutEvent]:
     m, inst = state.resolve_market(ev.market)
     if book.expired[m]:
         raise RejectReason("market_expired", f"market {inst.name} has expired")
-    if ev.price > Decimal(10) ** 12:
+    if ev.price > PRICE_MAX:
         raise RejectReason("price_too_large", f"price {ev.price}")
     # on the tick grid and at least one tick, like a fill's price: a mark of 1e-30
     # made an inverse market's funding divide by almost nothing
@@ -101,6 +101,10 @@ def apply_oracle(state: EngineState, ev: OracleReport) -> list[Any]:
         raise RejectReason("future_timestamp",
                            f"ts {ev.ts_ms} is {ev.ts_ms - clock} ms ahead of the engine "
                            f"clock {clock} (limit {ORACLE_MAX_JUMP_MS} ms)")
+    if ev.price > PRICE_MAX:
+        # the bound of a price event: an oracle-fed mark of 1e30 wrapped an account's
+        # int64 equity
+        raise RejectReason("price_too_large", f"price {ev.price}")
     now = ev.ts_ms if clock is None or ev.ts_ms > clock else clock
     _t, update, refused = state.feeds.report(ev, now)
     if refused is not None:
@@ -197,6 +201,7 @@ def time_passes(state: EngineState, now_ms: int, cause: str) -> list[Any]:
 # variants) that may differ in the last bit. The decimal module's ln and exp are
 # correctly rounded in software (libmpdec), identical everywhere; the rest of the
 # recursion is IEEE +, x, / in a fixed order (docs/determinism.md).
+PRICE_MAX: Final = Decimal(10) ** 12  # any mark, from a price event or the oracle
 _VOL_CONTEXT: Final = Context(prec=34, rounding=ROUND_HALF_EVEN)
 _LN_LAMBDA_DAILY: Final = _VOL_CONTEXT.ln(Decimal(repr(EWMA_LAMBDA_DAILY)))
 _DECAY_BY_INTERVAL: dict[int, float] = {}  # dt_ms -> lambda ** (dt / 1 day); a pure cache

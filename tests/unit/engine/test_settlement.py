@@ -112,7 +112,11 @@ def test_expiry_off_grid_price_rounds_to_the_rounding_account() -> None:
     apply(e, "price", market="BTC-FUT-260327", price="84000")
     apply(e, "fill", market="BTC-FUT-260327", buyer="alice", seller="bob", size="0.001",
           price="84000")
-    apply(e, "expiry", market="BTC-FUT-260327", price="80000.0000005")
+    # an expiry needs a time at or after the contract's (its own, or the engine clock)
+    assert apply(e, "expiry", market="BTC-FUT-260327",
+                 price="80000.0000005")[0].reason == "before_expiry"  # type: ignore[union-attr]
+    apply(e, "expiry", market="BTC-FUT-260327", price="80000.0000005",
+          ts="2026-03-27T08:00:00Z")
     # 0.001 x 80000.0000005 = 80.0000000005 USDT: long gets floor, short pays ceil
     assert e.ledger.balance(ROUNDING, "USDT") == 1
     e.verify()

@@ -71,6 +71,7 @@ class EventError(ValueError):
 
 DETAIL_MAX_CHARS: Final = 200
 NUMBER_MAX_CHARS: Final = 100  # a number longer than this is refused, not parsed
+EXPONENT_MAX: Final = 40  # |log10| of any amount, price, size or rate (1e-40 .. 1e40)
 
 
 def bounded_detail(detail: str) -> str:
@@ -376,10 +377,16 @@ def parse_ts_ms(value: object) -> int:
         if not 0 <= value < 10**14:
             raise EventError("invalid_timestamp", f"ts: {value} out of range")
         return value
-    if isinstance(value, Decimal) and value == value.to_integral_value() and value.is_finite():
+    if isinstance(value, Decimal):
+        # bounded before any int(): 1e5000 would build a 5,000-digit integer
+        if not value.is_finite() or abs(value.adjusted()) > 14 or (
+                value != value.to_integral_value()):
+            raise EventError("invalid_timestamp", "ts: not an integer number of ms in range")
         return parse_ts_ms(int(value))
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > 40:
+            raise EventError("invalid_timestamp", f"ts: {len(text):,} characters")
         if text.isdigit():
             return parse_ts_ms(int(text))
         try:
@@ -421,6 +428,9 @@ def _decimal(obj: Mapping[str, object], key: str, *, positive: bool, required: b
         d = parse_decimal(raw, field=key)
     except UnitError as exc:
         raise EventError("invalid_number", str(exc)) from None
+    if d and abs(d.adjusted()) > EXPONENT_MAX:
+        # 1e120000 is short but would cost seconds as an integer of quanta or ticks
+        raise EventError("invalid_number", f"{key}: magnitude 1e{d.adjusted()} out of range")
     if positive and d <= 0:
         raise EventError("non_positive", f"{key}: {d} must be > 0")
     return d
@@ -479,8 +489,9 @@ def parse_event(obj: Mapping[str, object]) -> InputEvent:
                       price=_decimal(obj, "price", positive=True), ts_ms=ts)
     if etype == "vol":
         iv = _decimal(obj, "iv", positive=True)
-        if iv > 10:
-            raise EventError("invalid_number", f"iv: {iv} above 10 (1000 %)")
+        if iv > 10 or iv < Decimal("0.0001"):
+            raise EventError("invalid_number", f"iv: {iv} outside 0.0001 .. 10 (0.01 % .. "
+                             "1000 %)")
         return Vol(id=eid, market=_req(obj, "market"), iv=iv, ts_ms=ts)
     if etype == "account":
         mode = obj.get("mode")
@@ -498,7 +509,13 @@ def parse_event(obj: Mapping[str, object]) -> InputEvent:
 def _req(obj: Mapping[str, object], key: str) -> str:
     value = _name(obj, key)
     assert value is not None
+    if key in _ACCOUNT_KEYS and "/" in value:
+        # "a/BTC-PERP" names a's isolated row in the book: an account may not take it
+        raise EventError("invalid_field", f"{key}: {value!r} contains '/'")
     return value
+
+
+_ACCOUNT_KEYS: Final = frozenset({"account", "buyer", "seller"})
 
 
 def json_object(line: str) -> dict[str, object]:
