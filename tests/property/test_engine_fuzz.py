@@ -295,7 +295,7 @@ REPRODUCERS = [
         '"tick_size":"9999999999999999999999999999999999999999"}',
         '{"type":"oracle","id":"e4","source":"binance","market":"BTC-PERP",'
         '"price":"112711.23668154","ts":"2026-03-26T09:36:51.295Z"}',
-    ], marks=_xfail("oracle_mark_unbounded"), id="oracle_mark_unbounded-tick"),
+    ], id="oracle_mark_unbounded-tick"),
     pytest.param("deribit", [
         '{"type":"price","id":"e1","market":"BTC-USD-INVERSE","price":"52588.5"}',
         '{"type":"vol","id":"e2","market":"BTC-26JUN26-90000-P","iv":"1e-400"}',

@@ -8,6 +8,9 @@ sizes, expiry) cannot change while positions are open.
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Final
+
 import numpy as np
 
 from solvency.core.model.events import OutEvent, Params, Settled
@@ -16,6 +19,9 @@ from solvency.engine.base import EngineState, RejectReason, tick_value_quanta_of
 from solvency.engine.valuation import check_rows
 
 __all__ = ["apply_params"]
+
+
+TICK_SIZE_MAX: Final = Decimal(10) ** 6
 
 
 def apply_params(state: EngineState, ev: Params) -> list[OutEvent]:
@@ -38,6 +44,11 @@ def apply_params(state: EngineState, ev: Params) -> list[OutEvent]:
     except ConfigError as exc:
         raise RejectReason("invalid_params", str(exc)) from None
     new_inst = trial.markets[inst.name]
+    if new_inst.tick_size > TICK_SIZE_MAX:
+        # every mark stays at most 1e12 (a price event's bound): a tick of 1e40 once
+        # rounded an oracle index to a mark of 1E+40 and overflowed the int64 book
+        raise RejectReason("invalid_params",
+                           f"tick_size {new_inst.tick_size} above {TICK_SIZE_MAX}")
     state.market_data[inst.name] = data
     book.set_instrument(m, new_inst)
     state.tick_value_quanta[m] = tick_value_quanta_of(state.venue, new_inst)
