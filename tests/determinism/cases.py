@@ -55,11 +55,17 @@ def _record(engine: Engine, outs: list[Any]) -> dict[str, Any]:
             "out_event_count": len(outs)}
 
 
-def run_log(preset: str, lines: list[str]) -> dict[str, Any]:
-    """Apply JSON lines (parse errors skipped) to a fresh engine; return its record."""
+def run_log(preset: str, lines: list[str], *, restore_at: int | None = None) -> dict[str, Any]:
+    """Apply JSON lines (parse errors skipped) to a fresh engine; return its record.
+
+    With ``restore_at``, the engine is snapshotted before that line, restored from the
+    snapshot's JSON text and the rest applied to the restored one (a kill and recovery).
+    """
     engine = Engine(load_preset(preset))
     outs: list[Any] = []
-    for line in lines:
+    for i, line in enumerate(lines):
+        if i == restore_at:
+            engine = Engine.restore(json.loads(json.dumps(engine.snapshot())))
         try:
             event = parse_input_line(line)
         except ValueError:
@@ -130,18 +136,7 @@ def restored_midway_case(preset: str, seed: int) -> dict[str, Any]:
     """The seeded log with a snapshot, a restore from JSON text and the rest of the log:
     the record must equal the uninterrupted run's (a process killed and recovered)."""
     lines = random_lines(preset, seed)
-    half = len(lines) // 2
-    engine = Engine(load_preset(preset))
-    outs: list[Any] = []
-    for i, line in enumerate(lines):
-        if i == half:
-            engine = Engine.restore(json.loads(json.dumps(engine.snapshot())))
-        try:
-            event = parse_input_line(line)
-        except ValueError:
-            continue
-        outs.extend(engine.apply(event))
-    return _record(engine, outs)
+    return run_log(preset, lines, restore_at=len(lines) // 2)
 
 
 def scenario_files() -> list[Path]:
