@@ -125,16 +125,13 @@ class EngineState:
         self.adl_rank_cache: dict[int, tuple[int, Int64Array1D, Int64Array1D]] = {}
         self.realized: dict[str, int] = {}  # row name -> realized PnL quanta (reporting)
         book = self.book
-        self.settle_asset = [book.asset_index[i.settle] for i in book.instruments]
         self.tick_value_quanta = [tick_value_quanta_of(venue, i) for i in book.instruments]
         self.asset_decimals = [venue.assets[x].decimals for x in book.asset_names]
-        # options: mark implied vols and, per underlying market, its option markets
+        # options: mark implied vols; per underlying market its option markets, the
+        # settlement asset of each market and the name index (reindex_markets)
         self.ivs: dict[int, Decimal] = {}
+        self.settle_asset: list[int] = []
         self.options_by_underlying: dict[int, list[int]] = {}
-        for o, inst in enumerate(book.instruments):
-            if inst.is_option:
-                u = book.market_index[str(inst.underlying)]
-                self.options_by_underlying.setdefault(u, []).append(o)
         self.market_by_name: dict[str, int] = {}
         self.reindex_markets()
         # EWMA of mark log returns per market (RiskMetrics lambda 0.94 per day, scaled to
@@ -158,7 +155,18 @@ class EngineState:
 
     def reindex_markets(self) -> None:
         """Market name or alias -> index, resolved as :meth:`Venue.resolve` does (names
-        first, then aliases in market order): a dict hit instead of a scan per fill."""
+        first, then aliases in market order): a dict hit instead of a scan per fill; and
+        each market's settlement asset and each underlying's options, rebuilt after a
+        ``params`` event changes contract terms (a stale settle asset once mirrored
+        balances into the wrong asset column)."""
+        book = self.book
+        self.settle_asset = [book.asset_index[i.settle] for i in book.instruments]
+        by_underlying: dict[int, list[int]] = {}
+        for o, inst in enumerate(book.instruments):
+            if inst.is_option:
+                u = book.market_index[str(inst.underlying)]
+                by_underlying.setdefault(u, []).append(o)
+        self.options_by_underlying = by_underlying
         index = {name: self.book.market_index[name] for name in self.venue.markets}
         for inst in self.venue.markets.values():
             for alias in inst.aliases:

@@ -395,8 +395,9 @@ class Engine(EngineState):
                         if self.book.slot_lots[s] > 0)
             if longs != self.book.oi_lots[m]:
                 raise EngineError(f"open interest index of market {m} is stale")
-        if self.ledger.balance(CLEARING, next(iter(self.book.asset_names))) != 0:
-            raise EngineError("clearing account not empty")
+        for asset in self.book.asset_names:
+            if self.ledger.balance(CLEARING, asset) != 0:
+                raise EngineError(f"clearing account not empty in {asset}")
         return totals
 
     def out_json(self, events: Iterable[OutEvent]) -> list[dict[str, object]]:

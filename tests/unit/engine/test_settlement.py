@@ -205,3 +205,29 @@ def test_coin_collateral_is_weighted_and_follows_its_market() -> None:
     apply(e, "price", market="BTC-PERP", price="50000")
     assert float(e.account_view("h")["collateral_usd"]) == pytest.approx(47_500.0)
     D("0")
+
+
+def test_params_changing_the_quote_moves_settlement_to_the_new_asset() -> None:
+    # A params event may change contract terms while no position is open. The engine's
+    # per-market settlement asset was not refreshed: after {"quote": "USDC"} fills kept
+    # posting and mirroring USDT. Now the market settles in USDC, exactly.
+    e = engine("binance")
+    out = apply(e, "params", market="ETH-PERP", quote="USDC")
+    assert [o.type for o in out] == ["settled"], out
+    for who in ("alice", "bob"):
+        apply(e, "deposit", account=who, asset="USDC", amount="10000")
+    apply(e, "price", market="ETH-PERP", price="3000")
+    assert apply(e, "fill", market="ETH-PERP", buyer="alice", seller="bob", size="1",
+                 price="3000") == []
+    assert e.ledger.balance("u:alice", "USDC") == (10000 - 3000) * 1_000_000
+    assert e.ledger.balance("u:alice", "USDT") == 0
+    book = e.book
+    for who in ("alice", "bob"):  # the book mirrors each ledger balance in its own column
+        r = book.row_index[who]
+        for a, sym in enumerate(book.asset_names):
+            assert int(book.row_int[r, a]) == e.ledger.balance(f"u:{who}", sym), (who, sym)
+    view = e.account_view("alice")
+    assert view["positions"][0]["settle"] == "USDC"
+    e.verify()
+    restored = type(e).restore(e.snapshot())
+    assert restored.state_hash() == e.state_hash()
