@@ -263,9 +263,19 @@ class EngineView:
         r = self._row(account, market)
         if r < 0:
             return 0.0
-        out = ctx.book.aggregate(np.array([r], dtype=np.int64))[0]
-        notional = sum(abs(int(ctx.book.st[s, 5])) / ctx.book.asset_scale[
-            ctx.settle_asset[int(ctx.book.st[s, 0])]] for s in ctx.book.row_slots(r))
+        book = ctx.book
+        out = book.aggregate(np.array([r], dtype=np.int64))[0]
+        # gross notional per settlement asset in exact quanta (any order gives the same
+        # sum), then in USD asset by asset in index order: the same float on every
+        # machine and after a restore (link order changes), and inverse positions,
+        # valued in coin, no longer added to USD ones as if they were dollars
+        per_asset = [0] * len(book.asset_names)
+        for s in book.row_slots(r):
+            per_asset[ctx.settle_asset[int(book.st[s, 0])]] += abs(int(book.st[s, 5]))
+        notional = 0.0
+        for a, quanta in enumerate(per_asset):
+            if quanta:
+                notional += quanta / book.asset_scale[a] * float(book.asset_price[a])
         coll = float(out[OUT_COLLATERAL])
         return notional / coll if coll > 0 else math.inf
 

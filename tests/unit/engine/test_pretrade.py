@@ -205,3 +205,30 @@ def test_inverse_notional_is_contracts_times_size() -> None:
     lim = MarketLimits(contract_size=100.0, inverse=True)
     assert lim.notional_quote(-3.0, 50_000.0) == 300.0
     assert math.isinf(MarketLimits().size_max)
+
+
+def test_engine_leverage_counts_inverse_notional_in_usd() -> None:
+    # The leverage the tier check reads: gross notional over collateral, both in USD. An
+    # inverse position's value is kept in coin; it was once added to USD notionals as is
+    # (2 BTC read as $2), which made a coin-margined account look unlevered.
+    from solvency.core.model.presets import load_preset
+    from solvency.engine.engine import Engine
+    from solvency.engine.inputs import parse_input_line
+
+    e = Engine(load_preset("binance"))
+    lines = [
+        '{"type":"price","id":"p1","market":"BTC-PERP","price":"100000"}',
+        '{"type":"price","id":"p2","market":"BTC-USD-INVERSE","price":"100000"}',
+        '{"type":"deposit","id":"d1","account":"a","asset":"BTC","amount":"1"}',
+        '{"type":"deposit","id":"d2","account":"b","asset":"BTC","amount":"1"}',
+        '{"type":"fill","id":"f1","market":"BTC-USD-INVERSE","buyer":"a","seller":"b",'
+        '"size":"2000","price":"100000"}',
+    ]
+    for line in lines:
+        assert [o.type for o in e.apply(parse_input_line(line))] == [], line
+    from solvency.engine.feeds import EngineView
+
+    view = EngineView(e, e.feeds)
+    coll = float(e.account_view("a")["collateral_usd"])
+    # 2,000 contracts x 100 USD = 200,000 USD of notional on ~100,000 USD of collateral
+    assert view.leverage("a", "BTC-USD-INVERSE") == pytest.approx(200_000 / coll, rel=1e-6)
