@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import missing
 from typer.testing import CliRunner
 
 from solvency.cli.main import app
@@ -107,7 +108,7 @@ def test_table_output_and_offline_html_report(tmp_path: Path) -> None:
 
 def test_real_btc_history_all_models() -> None:
     if not BTC_1H.is_file():
-        pytest.skip(f"real data {BTC_1H} not present (CI keeps ../shared beside the checkout)")
+        missing(f"real data {BTC_1H} not present (CI keeps ../shared beside the checkout)")
     out = _json(["backtest", "--prices", str(BTC_1H), "--model", "all"])
     models = {m["model"]: m for m in out["models"]}  # type: ignore[index, union-attr]
     assert set(models) == {"fixed", "ewma", "garch", "fhs"}

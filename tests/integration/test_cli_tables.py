@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from rich.console import Console
+from tests.conftest import missing
 from typer.testing import CliRunner
 
 from solvency.cli import simulate as simulate_cli
@@ -119,7 +120,7 @@ def test_margin(portfolio: Path, width: int) -> None:
 def _pipe(args: list[str]) -> str:
     """Run the installed command with stdout, stderr and stdin off a terminal, no COLUMNS."""
     if not SOLVENCY.is_file():
-        pytest.skip(f"{SOLVENCY} not installed")
+        missing(f"{SOLVENCY} not installed")
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     res = subprocess.run([str(SOLVENCY), *args], env=env, stdin=subprocess.DEVNULL,
                          capture_output=True, check=False,

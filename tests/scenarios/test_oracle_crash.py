@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import missing
 
 from solvency.core.oracle import (
     BookInputs,
@@ -45,7 +46,7 @@ CRASHES = [
 def _path(name: str, day: str) -> tuple[np.ndarray, np.ndarray]:
     file = DATA / name
     if not file.is_file():
-        pytest.skip(f"{file} not present")
+        missing(f"{file} not present")
     ts, px = [], []
     with file.open() as fh:
         for row in csv.DictReader(fh):

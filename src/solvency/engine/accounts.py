@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from solvency.core.ledger.ledger import EXTERNAL, INSURANCE, Transfer
+from solvency.core.ledger.ledger import EXTERNAL, Transfer
 from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_IM
 from solvency.core.model.events import (
     AccountMode,
@@ -28,7 +28,7 @@ from solvency.engine.base import (
     isolated_row_name,
 )
 from solvency.engine.context import PositionChange
-from solvency.engine.liquidation import INSURANCE_ROW, SYSTEM_ROWS
+from solvency.engine.liquidation import SYSTEM_ROWS
 from solvency.engine.valuation import check_rows
 
 __all__ = [
@@ -45,9 +45,7 @@ def apply_deposit(state: EngineState, ev: Deposit) -> list[OutEvent]:
     """Credit an account (created on its first deposit), the fund or the backstop vault."""
     a = state.resolve_asset(ev.asset)
     q = state.amount_quanta(ev.amount, a, "amount")
-    ledger_id = (INSURANCE if ev.account == INSURANCE_ROW
-                 else cross_ledger_id(ev.account))
-    if state.ledger.balance(ledger_id, ev.asset) + q > MAX_QUANTA:
+    if state.ledger.balance(state.ledger_id_of(ev.account), ev.asset) + q > MAX_QUANTA:
         # the book mirrors balances in int64: bound them before anything is created
         raise RejectReason("balance_too_large",
                            f"{ev.account}'s {ev.asset} balance would exceed "

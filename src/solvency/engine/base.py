@@ -234,6 +234,12 @@ class EngineState:
             r = self.book.add_row(account, account, -1, cross_ledger_id(account), True)
         return r
 
+    @staticmethod
+    def ledger_id_of(account: str) -> str:
+        """The ledger account of ``account``'s cross row: ``sys:insurance`` for the fund,
+        ``u:<account>`` for everyone else (engine-run rows included)."""
+        return INSURANCE if account == INSURANCE_ROW else cross_ledger_id(account)
+
     def system_ledger_id(self, name: str) -> str:
         """Ledger account of an engine-run row (created on first use)."""
         return self.book.rows[self.system_row(name)].ledger_id
@@ -242,7 +248,7 @@ class EngineState:
         """Row of an engine-run account: the market, the backstop vault, the fund."""
         r = self.book.row_index.get(name)
         if r is None:
-            ledger_id = INSURANCE if name == INSURANCE_ROW else cross_ledger_id(name)
+            ledger_id = self.ledger_id_of(name)
             r = self.book.add_row(name, name, -1, ledger_id, False)
             self.accounts.setdefault(name, "cross")
             for a in range(len(self.book.asset_names)):

@@ -12,12 +12,12 @@ from fractions import Fraction
 import numpy as np
 
 from solvency.core.ledger.ledger import CLEARING, ROUNDING, Transfer
-from solvency.core.model.events import Expiry, OutEvent, Settled
-from solvency.core.units import div_round, format_quanta
+from solvency.core.model.events import Expiry, OutEvent
+from solvency.core.units import div_round
 from solvency.engine.accounts import release_bucket
 from solvency.engine.base import EngineState, RejectReason
 from solvency.engine.context import PositionChange
-from solvency.engine.funding import settlement_payment
+from solvency.engine.funding import settled_event, settlement_payment
 from solvency.engine.valuation import check_rows
 
 __all__ = ["apply_expiry"]
@@ -91,11 +91,8 @@ def apply_expiry(state: EngineState, ev: Expiry) -> list[OutEvent]:
     book.set_oi(m, 0)
     for r in rows:
         state.sync_balance(r, a)
-    out: list[OutEvent] = [Settled(id=state.next_id(), event=ev.id, kind="expiry",
-                                   market=inst.name, asset=settle,
-                                   paid=format_quanta(paid, dec),
-                                   received=format_quanta(received, dec),
-                                   rounding=format_quanta(paid - received, dec))]
+    out: list[OutEvent] = [settled_event(state, ev.id, "expiry", inst.name, settle,
+                                         paid=paid, received=received, decimals=dec)]
     rows_arr = np.array(rows, dtype=np.int64)
     out.extend(check_rows(state, rows_arr, ev.id))
     for r in rows:

@@ -314,14 +314,13 @@ class EngineView:
         if m is None:
             return False
         inst = ctx.book.instruments[m]
-        lots = abs(self.position(account, market) + delta) / float(inst.lot_size)
-        coins = lots * float(inst.lot_size) * float(inst.contract_size)
-        value = coins / price if inst.is_inverse else coins * price
-        scale = ctx.book.asset_scale[ctx.settle_asset[m]]
-        trade = abs(delta) * float(inst.contract_size) * scale * (
-            1.0 / price if inst.is_inverse else price)
-        return not (lots <= MAX_QUANTA and value * scale <= MAX_QUANTA
-                    and trade <= MAX_QUANTA)
+        after = abs(self.position(account, market) + delta)  # contracts
+        # quanta of settlement asset per contract at ``price``
+        per_contract = float(inst.contract_size) * ctx.book.asset_scale[
+            ctx.settle_asset[m]] * (1.0 / price if inst.is_inverse else price)
+        return not (after / float(inst.lot_size) <= MAX_QUANTA
+                    and after * per_contract <= MAX_QUANTA
+                    and abs(delta) * per_contract <= MAX_QUANTA)
 
     def rate_limited(self, account: str, now_ms: int) -> bool:
         """One more order now would exceed the limit."""

@@ -20,7 +20,7 @@ from solvency.engine.base import EngineState, RejectReason
 from solvency.engine.liquidation import BAD_DEBT
 from solvency.engine.valuation import check_rows
 
-__all__ = ["apply_funding", "settlement_payment"]
+__all__ = ["apply_funding", "settled_event", "settlement_payment"]
 
 
 def apply_funding(state: EngineState, ev: Funding) -> list[OutEvent]:
@@ -76,11 +76,8 @@ def apply_funding(state: EngineState, ev: Funding) -> list[OutEvent]:
         np.zeros(0, dtype=np.int64))
     for r in rows.tolist():
         state.sync_balance(r, a)
-    out: list[OutEvent] = [Settled(id=state.next_id(), event=ev.id, kind="funding",
-                                   market=inst.name, asset=settle,
-                                   paid=format_quanta(paid, dec),
-                                   received=format_quanta(received, dec),
-                                   rounding=format_quanta(paid - received, dec))]
+    out: list[OutEvent] = [settled_event(state, ev.id, "funding", inst.name, settle,
+                                         paid=paid, received=received, decimals=dec)]
     out.extend(check_rows(state, rows, ev.id))
     return out
 
@@ -99,3 +96,12 @@ def settlement_payment(state: EngineState, ledger_id: str, asset: str, amount: i
     if amount > have:
         out.append(Transfer(BAD_DEBT, CLEARING, asset, amount - have, "bad_debt"))
     return out
+
+
+def settled_event(state: EngineState, cause: str, kind: str, market: str, asset: str, *,
+                  paid: int, received: int, decimals: int) -> Settled:
+    """The ``settled`` out-event of a funding or expiry settlement: what payers paid,
+    what receivers got, and the difference that went to the rounding account."""
+    return Settled(id=state.next_id(), event=cause, kind=kind, market=market, asset=asset,
+                   paid=format_quanta(paid, decimals), received=format_quanta(received, decimals),
+                   rounding=format_quanta(paid - received, decimals))

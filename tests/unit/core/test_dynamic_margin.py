@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import stats
+from tests.conftest import missing
 
 from solvency.adapters.ohlcv import read_ohlcv
 from solvency.core.dynamic_margin import (
@@ -174,7 +175,7 @@ def test_buffered_step_up_is_at_most_the_unbuffered_one_in_real_crashes(
     model: str,
 ) -> None:
     if name not in hourly:
-        pytest.skip(f"real data {DATA / name} not present")
+        missing(f"real data {DATA / name} not present")
     ts, r = hourly[name]
     keep = (ts >= _ms(start) - 1500 * 3_600_000) & (ts < _ms(end))  # 720 h warm-up + margin
     ts, r = ts[keep], r[keep]

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import signal, stats
+from tests.conftest import missing
 
 from solvency.core.volatility import (
     annualize_volatility,
@@ -46,7 +47,7 @@ SLSQP_FTOL = 1e-6
 
 def _btc_daily_returns() -> np.ndarray:
     if not BTC_1H.is_file():
-        pytest.skip(f"real data {BTC_1H} not present (CI keeps ../shared beside the checkout)")
+        missing(f"real data {BTC_1H} not present (CI keeps ../shared beside the checkout)")
     import gzip
 
     with gzip.open(BTC_1H, "rt") as fh:
