@@ -36,6 +36,7 @@ from solvency.sim.scenario import parse_scenario_data
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("golden.json")
+GOLDEN_MACHINE = Path(__file__).with_name("golden_machine.json")
 PRESETS = ("binance", "dydx", "hyperliquid", "drift", "deribit", "bitmex")
 SCENARIO_ACCOUNTS = 300
 RANDOM_SEEDS = (1, 2, 3)
@@ -163,6 +164,16 @@ def all_cases(*, scenarios: bool = True) -> dict[str, dict[str, Any]]:
     return out
 
 
+def cpu_features() -> list[str]:
+    """The CPU features numpy sees (AVX-512, FMA, ...): the class of machine whose libm and
+    SIMD loops produced the scenarios' inputs (price paths and impact use exp and log)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__
+    return sorted(k for k, v in __cpu_features__.items() if v)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--write", action="store_true", help="record golden.json")
@@ -171,6 +182,8 @@ def main() -> None:
     cases = all_cases(scenarios=not args.no_scenarios)
     if args.write:
         GOLDEN.write_text(json.dumps(cases, indent=1, sort_keys=True) + "\n")
+        GOLDEN_MACHINE.write_text(json.dumps({"cpu_features": cpu_features()}, indent=1)
+                                  + "\n")
         print(f"wrote {len(cases)} cases to {GOLDEN}")
     else:
         print(json.dumps({k: v["state_hash"] for k, v in cases.items()}, indent=1))

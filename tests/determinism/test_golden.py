@@ -59,9 +59,20 @@ def test_seeded_log_restored_midway(preset: str, seed: int) -> None:
     _check(f"random/{preset}/{seed}", cases.restored_midway_case(preset, seed))
 
 
+RECORDED_ON = json.loads(cases.GOLDEN_MACHINE.read_text())["cpu_features"]
+
+
 @pytest.mark.parametrize("path", cases.scenario_files(), ids=lambda p: p.name)
 def test_scenario(path: Path, shared_data: Path) -> None:
-    _check(f"scenario/{path.name}", cases.scenario_case(path))
+    got = cases.scenario_case(path)
+    if cases.cpu_features() == RECORDED_ON:
+        _check(f"scenario/{path.name}", got)
+        return
+    # Another class of CPU: the engine is held to golden hashes by the demo and seeded
+    # logs (exact inputs), but a scenario's inputs come from numpy's and libm's exp and
+    # log (paths, impact), which may differ in the last bit across CPUs
+    # (docs/determinism.md). Here the scenario must at least repeat itself bit for bit.
+    assert cases.scenario_case(path) == got
 
 
 def test_every_case_is_recorded() -> None:
