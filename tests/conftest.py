@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -26,3 +27,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         missing(f"{SHARED_DATA} not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a throwaway PostgreSQL server for the session (tests/postgres.py): its
+    ``postgres`` database; use ``tests.postgres.fresh_database`` for an empty one per test.
+    Skips without the server binaries, except in CI, where it fails."""
+    from tests.postgres import PostgresUnavailable, pg_bindir, running_postgres
+
+    try:
+        pg_bindir()
+    except PostgresUnavailable as exc:
+        missing(str(exc))
+    with running_postgres() as url:
+        yield url
