@@ -32,10 +32,10 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 from machine import describe
 from solvency.adapters.eventlog import LineError, read_events
-from solvency.cli.core_commands import replay_summary
 from solvency.core.model.events import Price
 from solvency.core.model.presets import load_preset
 from solvency.engine.engine import Engine
+from solvency.engine.summary import replay_summary
 
 FILLS_PER_ACCOUNT = 3
 T0_MS = 1_774_512_000_000
