@@ -56,6 +56,9 @@ def serve(
     rate_burst: Annotated[float, typer.Option(
         min=1.0, help="Requests a key may send at once before the rate applies.")
     ] = 10_000.0,
+    stream_buffer: Annotated[int, typer.Option(
+        min=1, help="Frames queued per stream client; a client further behind is closed "
+                    "(code 4008) and resumes with from_seq.")] = 10_000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")
     ] = "info",
 ) -> None:
@@ -88,7 +91,8 @@ def serve(
 
     app = create_app(
         ServiceConfig(db=db, venue=venue, pm_grid=pm_grid, snapshot_every=snapshot_every),
-        AppConfig(max_body_bytes=max_body, rate_per_s=rate_limit, rate_burst=rate_burst),
+        AppConfig(max_body_bytes=max_body, rate_per_s=rate_limit, rate_burst=rate_burst,
+                  stream_buffer=stream_buffer),
         on_fatal=on_fatal)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(),
                             access_log=False, lifespan="on", ws="websockets")

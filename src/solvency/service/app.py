@@ -477,14 +477,19 @@ def create_app(service_config: ServiceConfig, app_config: AppConfig | None = Non
             token, subprotocol = protocols[1], "bearer"
         s = holder.get("svc")
         rec = s.store.verify_key(token) if (s is not None and token) else None
-        if s is None or rec is None or "read" not in rec.scopes:
+        # accept first, then close with a code that says why: a refused handshake reaches
+        # a browser as an anonymous 1006
+        await ws.accept(subprotocol=subprotocol)
+        if s is None or not s.ready:
+            await ws.close(code=1013, reason="not ready: recovery has not finished")
+            return
+        if rec is None or "read" not in rec.scopes:
             await ws.close(code=STREAM_CLOSE_AUTH, reason="a key with the read scope")
             return
         raw_from = ws.query_params.get("from_seq", "")
         if raw_from and not raw_from.isdigit():
             await ws.close(code=STREAM_CLOSE_FROM, reason="from_seq: a sequence number")
             return
-        await ws.accept(subprotocol=subprotocol)
         q: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
         hub.clients.add(q)
         last = int(raw_from) if raw_from else s.seq
