@@ -176,7 +176,9 @@ class RiskService:
         self.config = config
         self.on_commit = on_commit
         self._clock = clock_ms or (lambda: int(time.time() * 1000))
-        self.store = EventStore(config.db)
+        # a key revoked by `solvency keys revoke` (another process) stops working within
+        # two seconds; a hot client pays scrypt once per two seconds, not per request
+        self.store = EventStore(config.db, key_cache_ttl_s=2.0)
         self.ready = False
         self.recovery_note = ""
         self.engine: Engine
