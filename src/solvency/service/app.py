@@ -41,6 +41,7 @@ from solvency.service.core import (
     RecoveryError,
     RiskService,
     ServiceConfig,
+    ServiceFailedError,
     parse_items,
 )
 from solvency.service.views import account_json, risk_json, state_json
@@ -338,7 +339,10 @@ def create_app(service_config: ServiceConfig, app_config: AppConfig | None = Non
         return b"".join(chunks)
 
     async def on_writer(fn: Any) -> Any:
-        return await asyncio.wrap_future(svc().read(fn))
+        try:
+            return await asyncio.wrap_future(svc().read(fn))
+        except ServiceFailedError as exc:
+            raise ApiError(503, "unavailable", str(exc)) from None
 
     # ---------------------------------------------------------------- routes
 
@@ -366,7 +370,10 @@ def create_app(service_config: ServiceConfig, app_config: AppConfig | None = Non
             else:
                 ordered.append(next(it))
         s = svc()
-        outcomes = await asyncio.wrap_future(s.submit(items, rec.id))
+        try:
+            outcomes = await asyncio.wrap_future(s.submit(items, rec.id))
+        except ServiceFailedError as exc:
+            raise ApiError(503, "unavailable", str(exc)) from None
         oi = iter(outcomes)
         results = [o if isinstance(o, Outcome) else next(oi) for o in ordered]
         for r in results:

@@ -50,6 +50,7 @@ __all__ = [
     "RecoveryError",
     "RiskService",
     "ServiceConfig",
+    "ServiceFailedError",
     "canonical",
 ]
 
@@ -62,6 +63,10 @@ STREAM_TYPES = frozenset({"liquidation", "adl", "margin_call", "bad_debt", "soci
 """Out-event types the risk view keeps in its recent list (``GET /v1/risk``)."""
 
 RECENT = 200
+
+
+class ServiceFailedError(RuntimeError):
+    """The service stopped serving (a failed commit or an engine defect): restart it."""
 
 
 class RecoveryError(RuntimeError):
@@ -358,16 +363,34 @@ class RiskService:
                     events += len(nxt.items)
             writes = [j for j in jobs if isinstance(j, _Write)]
             if writes:
-                self._write(writes)
+                try:
+                    self._write(writes)
+                except Exception as exc:  # an engine defect: stop serving, never hang
+                    self._fail(exc, writes)
             for j in jobs:
                 if isinstance(j, _Read):
                     self._answer(j)
             if any(j is _STOP for j in jobs):
                 return
 
+    def _fail(self, exc: BaseException, writes: list[_Write]) -> None:
+        """The engine raised while applying (a defect: it validates before it mutates,
+        so this should not happen): its state may be half-changed, so the service stops
+        serving it. The log holds only committed events: a restart recovers the last
+        proven state."""
+        self._failed = exc
+        self.ready = False
+        log.error("the engine raised while applying a group (%s: %s); the service stops "
+                  "serving; restart it to recover the last committed state",
+                  type(exc).__name__, exc, exc_info=exc)
+        for w in writes:
+            if not w.future.done():
+                w.future.set_exception(ServiceFailedError(f"the service failed at seq "
+                                                     f"{self.seq + 1}: restart it"))
+
     def _answer(self, job: _Read) -> None:
         if self._failed is not None:
-            job.future.set_exception(RuntimeError("the service failed: restart it"))
+            job.future.set_exception(ServiceFailedError("the service failed: restart it"))
             return
         try:
             job.future.set_result(job.fn())
@@ -380,7 +403,7 @@ class RiskService:
         """Queue a submission; the future resolves once its accepted events are durable."""
         fut: cf.Future[list[Outcome]] = cf.Future()
         if self._failed is not None:
-            fut.set_exception(RuntimeError("the service failed: restart it"))
+            fut.set_exception(ServiceFailedError("the service failed: restart it"))
             return fut
         self._queue.put(_Write(items, key_id, fut))
         return fut
@@ -394,7 +417,7 @@ class RiskService:
     def _write(self, writes: list[_Write]) -> None:
         if self._failed is not None:
             for w in writes:
-                w.future.set_exception(RuntimeError("the service failed: restart it"))
+                w.future.set_exception(ServiceFailedError("the service failed: restart it"))
             return
         engine = self.engine
         rows: list[LogRow] = []
@@ -443,7 +466,8 @@ class RiskService:
             log.error("commit failed at seq %d: %s; the service stops serving",
                       self.seq + 1, exc)
             for w in writes:
-                w.future.set_exception(exc)
+                w.future.set_exception(ServiceFailedError(f"commit failed at seq {self.seq + 1}: "
+                                                     f"{exc}; restart the service"))
             return
         t2 = time.perf_counter()
         self.seq = seq

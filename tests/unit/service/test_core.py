@@ -1,0 +1,79 @@
+"""RiskService in process (no HTTP): an engine that raises while applying stops the
+service instead of hanging its callers, and the store still recovers the last committed
+state; a failed commit likewise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from solvency.adapters.store import StoreError
+from solvency.service.core import RiskService, ServiceConfig, ServiceFailedError, parse_items
+
+
+def deposit(i: int, amount: str = "100") -> dict[str, object]:
+    return {"type": "deposit", "id": f"d{i}", "ts": 1774512000000 + i, "account": f"a{i % 3}",
+            "asset": "USDT", "amount": amount}
+
+
+def items(*objs: dict[str, object]):
+    return parse_items([json.loads(json.dumps(o)) for o in objs])
+
+
+def test_an_engine_defect_fails_the_callers_and_recovery_keeps_what_was_committed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    svc = RiskService(ServiceConfig(db=db, venue="binance"))
+    svc.start()
+    res = svc.submit(items(deposit(1), deposit(2)), None).result(timeout=30)
+    assert [r.status for r in res] == ["accepted", "accepted"]
+    committed = svc.read(svc.engine.state_hash).result(timeout=30)
+
+    def boom(event: object) -> list[object]:
+        raise RuntimeError("engine defect")
+
+    monkeypatch.setattr(svc.engine, "apply", boom)
+    with pytest.raises(ServiceFailedError, match="restart"):
+        svc.submit(items(deposit(3)), None).result(timeout=30)
+    assert not svc.ready
+    with pytest.raises(ServiceFailedError):
+        svc.read(lambda: 1).result(timeout=30)
+    with pytest.raises(ServiceFailedError):
+        svc.submit(items(deposit(4)), None).result(timeout=30)
+    svc.stop()
+    again = RiskService(ServiceConfig(db=db))
+    again.start()
+    assert again.seq == 2
+    assert again.read(again.engine.state_hash).result(timeout=30) == committed
+    again.stop()
+
+
+def test_a_failed_commit_is_not_acknowledged(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    svc = RiskService(ServiceConfig(db=db, venue="binance"))
+    svc.start()
+
+    def refuse(rows: object) -> object:
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(svc.store, "append", refuse)
+    with pytest.raises(ServiceFailedError, match="disk full"):
+        svc.submit(items(deposit(1)), None).result(timeout=30)
+    svc.stop()
+    again = RiskService(ServiceConfig(db=db))
+    again.start()
+    assert again.seq == 0  # nothing acknowledged, nothing logged
+    again.stop()
+
+
+def test_duplicates_and_id_conflicts_inside_one_group(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    svc = RiskService(ServiceConfig(db=db, venue="binance"))
+    svc.start()
+    res = svc.submit(items(deposit(1), deposit(1), deposit(1, "5")), None).result(timeout=30)
+    assert [r.status for r in res] == ["accepted", "duplicate", "rejected"]
+    assert res[1].seq == res[0].seq and res[2].reason == "id_conflict"
+    svc.stop()
