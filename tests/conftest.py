@@ -42,3 +42,17 @@ def postgres_url() -> Iterator[str]:
         missing(str(exc))
     with running_postgres() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def nats_cluster() -> Iterator[str]:
+    """Client URLs (comma-joined) of a throwaway 3-node NATS JetStream cluster on
+    127.0.0.1 (tests/nats.py). Skips without nats-server, except in CI, where it fails."""
+    from tests.nats import NatsUnavailable, nats_binary, running_nats
+
+    try:
+        nats_binary()
+    except NatsUnavailable as exc:
+        missing(str(exc))
+    with running_nats(3) as url:
+        yield url

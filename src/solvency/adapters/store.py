@@ -649,13 +649,17 @@ class EventStore:
 
     # -- API keys --------------------------------------------------------------------
 
-    def create_key(self, scopes: Iterable[str], label: str = "",
-                   now_ms: int = 0) -> tuple[KeyRecord, str]:
+    def create_key(self, scopes: Iterable[str], label: str = "", now_ms: int = 0,
+                   token: str | None = None) -> tuple[KeyRecord, str]:
         """A new key with ``scopes``; returns its record and the token (shown once).
 
         Token ``slv_<8 hex id>_<secret>``; only a salted scrypt hash of the whole token is
-        stored, so the database (or a backup of it) never yields a usable key.
+        stored, so the database (or a backup of it) never yields a usable key. With
+        ``token``, that existing key is registered here (a replica's store accepting the
+        writer's key); its id must be free.
         """
+        if token is not None and _TOKEN_RE.fullmatch(token) is None:
+            raise StoreError("create key: --token is not a key (slv_<8 hex>_<secret>)")
         if isinstance(scopes, str):
             scopes = [scopes]
         wanted = frozenset(scopes)
@@ -666,15 +670,23 @@ class EventStore:
         if not wanted:
             raise StoreError(f"create key: give at least one scope ({', '.join(SCOPES)})")
         with self._tx(write=True, what="create key") as conn:
-            for _ in range(20):
-                key_id = secrets.token_hex(4)
-                taken = conn.execute(sa.select(_api_keys.c.id)
-                                     .where(_api_keys.c.id == key_id)).first()
-                if taken is None:
-                    break
-            else:  # pragma: no cover - 2**32 ids
-                raise StoreError("create key: no free key id after 20 draws")
-            token = f"slv_{key_id}_{secrets.token_urlsafe(32)}"
+            if token is not None:
+                m = _TOKEN_RE.fullmatch(token)
+                assert m is not None
+                key_id = m.group(1)
+                if conn.execute(sa.select(_api_keys.c.id)
+                                .where(_api_keys.c.id == key_id)).first() is not None:
+                    raise StoreError(f"create key: id {key_id} is taken in this store")
+            else:
+                for _ in range(20):
+                    key_id = secrets.token_hex(4)
+                    taken = conn.execute(sa.select(_api_keys.c.id)
+                                         .where(_api_keys.c.id == key_id)).first()
+                    if taken is None:
+                        break
+                else:  # pragma: no cover - 2**32 ids
+                    raise StoreError("create key: no free key id after 20 draws")
+                token = f"slv_{key_id}_{secrets.token_urlsafe(32)}"
             salt = secrets.token_bytes(16)
             conn.execute(_api_keys.insert().values(
                 id=key_id, label=label, scopes=",".join(sorted(wanted)), salt=salt.hex(),

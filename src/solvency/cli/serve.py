@@ -15,7 +15,7 @@ from solvency.cli.tables import print_table
 from solvency.service.app import AppConfig, create_app
 from solvency.service.core import ServiceConfig
 
-__all__ = ["keys_app", "serve"]
+__all__ = ["follow", "keys_app", "serve"]
 
 console = Console()
 err = Console(stderr=True)
@@ -61,6 +61,21 @@ def serve(
                     "(code 4008) and resumes with from_seq.")] = 10_000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")
     ] = "info",
+    stream: Annotated[str | None, typer.Option(
+        help="NATS URL(s), comma-separated (nats://127.0.0.1:4222): the event log of "
+             "record on JetStream; the process holding the writer lease writes, the "
+             "others follow (docs/scale_out.md).")] = None,
+    stream_name: Annotated[str, typer.Option(help="JetStream stream name.")] = "solvency",
+    stream_replicas: Annotated[int, typer.Option(
+        min=1, max=5, help="JetStream replicas (3 on a 3-node NATS cluster).")] = 1,
+    lease_ttl: Annotated[float, typer.Option(
+        min=0.5, help="Seconds the writer lease outlives its writer (fail-over time).")
+    ] = 3.0,
+    takeover: Annotated[bool, typer.Option(
+        "--takeover/--no-takeover", help="Take the writer lease when it is free.")] = True,
+    advertise: Annotated[str | None, typer.Option(
+        help="This process's URL, told to clients of the other replicas "
+             "(default http://HOST:PORT).")] = None,
 ) -> None:
     """Run the risk engine as a service: HTTP API, stream, metrics and dashboard.
 
@@ -90,7 +105,10 @@ def serve(
         server.should_exit = True
 
     app = create_app(
-        ServiceConfig(db=db, venue=venue, pm_grid=pm_grid, snapshot_every=snapshot_every),
+        ServiceConfig(db=db, venue=venue, pm_grid=pm_grid, snapshot_every=snapshot_every,
+                      stream=stream, stream_name=stream_name,
+                      stream_replicas=stream_replicas, lease_ttl_s=lease_ttl,
+                      takeover=takeover, advertise=advertise or f"http://{host}:{port}"),
         AppConfig(max_body_bytes=max_body, rate_per_s=rate_limit, rate_burst=rate_burst,
                   stream_buffer=stream_buffer),
         on_fatal=on_fatal)
@@ -104,6 +122,37 @@ def serve(
         raise _fail("the service did not start (the reason is logged above)", 1)
 
 
+def follow(
+    stream: Annotated[str, typer.Option(
+        help="NATS URL(s) of the stream to follow (nats://127.0.0.1:4222).")],
+    db: DbOption = DEFAULT_DB,
+    stream_name: Annotated[str, typer.Option(help="JetStream stream name.")] = "solvency",
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8001,
+    snapshot_every: Annotated[int, typer.Option(min=0, help="Snapshot every N events.")
+    ] = 100_000,
+    takeover: Annotated[bool, typer.Option(
+        "--takeover/--no-takeover",
+        help="Become the writer when the writer's lease expires (a hot standby); "
+             "--no-takeover: a read replica only.")] = True,
+    lease_ttl: Annotated[float, typer.Option(min=0.5, help="Lease TTL, seconds.")] = 3.0,
+    stream_replicas: Annotated[int, typer.Option(min=1, max=5, help="JetStream replicas.")
+    ] = 1,
+    advertise: Annotated[str | None, typer.Option(help="This process's URL.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """A replica: follow the stream into its own store, serve the read API, the stream
+    and the dashboard, report its lag (GET /readyz, /metrics), and take over as the
+    writer when the writer's lease expires. It accepts the API keys of its own --db
+    (register the writer's keys there with `solvency keys create --token`)."""
+    serve(db=db, venue=None, host=host, port=port, snapshot_every=snapshot_every,
+          pm_grid="deribit_pm", max_body=8 * 1024 * 1024, rate_limit=5_000.0,
+          rate_burst=10_000.0, stream_buffer=10_000, log_level=log_level, stream=stream,
+          stream_name=stream_name, stream_replicas=stream_replicas, lease_ttl=lease_ttl,
+          takeover=takeover, advertise=advertise)
+
+
 keys_app = typer.Typer(help="API keys of the service: create, list, revoke.",
                        no_args_is_help=True)
 
@@ -114,6 +163,9 @@ def keys_create(
         help="read, submit or govern (repeat for several).")],
     db: DbOption = DEFAULT_DB,
     label: Annotated[str, typer.Option(help="A note to tell keys apart.")] = "",
+    token: Annotated[str | None, typer.Option(
+        help="Register this existing key (slv_<id>_<secret>) instead of a new one: the "
+             "same key on a writer's store and its replicas' stores.")] = None,
 ) -> None:
     """Create a key and print it on stdout, once: only its hash is stored."""
     bad = sorted(set(scope) - set(SCOPES))
@@ -121,7 +173,7 @@ def keys_create(
         raise _fail(f"unknown scope {bad[0]!r}; known: {', '.join(SCOPES)}")
     try:
         store = EventStore(db)
-        rec, token = store.create_key(scope, label=label, now_ms=_now_ms())
+        rec, token = store.create_key(scope, label=label, now_ms=_now_ms(), token=token)
         store.close()
     except StoreError as exc:
         raise _fail(str(exc)) from None

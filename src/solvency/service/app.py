@@ -37,6 +37,7 @@ from solvency.core.model.venue import ConfigError
 from solvency.engine.engine import EngineError
 from solvency.engine.pretrade import parse_order
 from solvency.service.core import (
+    NotWriterError,
     Outcome,
     RecoveryError,
     RiskService,
@@ -150,6 +151,10 @@ class _Metrics:
         self.adl = Gauge("solvency_adl", "ADL steps so far", registry=r)
         self.clients = Gauge("solvency_stream_clients", "Connected stream clients",
                              registry=r)
+        self.lag = Gauge("solvency_replica_lag", "Events in the stream not yet applied here",
+                         registry=r)
+        self.writer = Gauge("solvency_is_writer", "1 if this process holds the writer lease",
+                            registry=r)
 
     def observe(self, kind: str, seconds: float) -> None:
         (self.apply if kind == "apply" else self.commit).observe(seconds)
@@ -374,6 +379,9 @@ def create_app(service_config: ServiceConfig, app_config: AppConfig | None = Non
             outcomes = await asyncio.wrap_future(s.submit(items, rec.id))
         except ServiceFailedError as exc:
             raise ApiError(503, "unavailable", str(exc)) from None
+        except NotWriterError as exc:
+            raise ApiError(503, "not_writer", str(exc), {"Retry-After": "1"},
+                           {"writer": exc.writer}) from None
         oi = iter(outcomes)
         results = [o if isinstance(o, Outcome) else next(oi) for o in ordered]
         for r in results:
@@ -440,6 +448,9 @@ def create_app(service_config: ServiceConfig, app_config: AppConfig | None = Non
             metrics.liquidations.set(counts.get("steps", 0))
             metrics.adl.set(counts.get("adl", 0))
         metrics.clients.set(len(hub.clients))
+        if s is not None and s.stream is not None:
+            metrics.lag.set(max(0, s.stream_last - s.seq))
+            metrics.writer.set(1 if s.role == "writer" else 0)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
@@ -453,7 +464,13 @@ def create_app(service_config: ServiceConfig, app_config: AppConfig | None = Non
             return _error(503, "recovery_failed", fatal["message"])
         if s is None or not s.ready:
             return _error(503, "not_ready", "recovery has not finished or the store failed")
-        return JSONResponse({"ready": True, "seq": s.seq, "recovery": s.recovery_note})
+        body: dict[str, Any] = {"ready": True, "seq": s.seq, "recovery": s.recovery_note,
+                                "role": s.role}
+        if s.stream is not None:
+            body.update(stream=s.config.stream_name, stream_seq=s.stream_last,
+                        lag=max(0, s.stream_last - s.seq), writer=s.writer_url,
+                        failovers=s.failovers)
+        return JSONResponse(body)
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> HTMLResponse:

@@ -29,6 +29,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from typing import Any, TypeVar
 
 from solvency.adapters.eventlog import load_venue
 from solvency.adapters.grids import load_grid
+from solvency.adapters.nats_stream import StreamError
 from solvency.adapters.store import EventStore, LogRow, StoreError
 from solvency.core.model.events import EventError, Rejected
 from solvency.core.model.presets import venue_from_data
@@ -46,6 +48,7 @@ from solvency.engine.inputs import AnyInput, parse_input
 
 __all__ = [
     "STREAM_TYPES",
+    "NotWriterError",
     "Outcome",
     "RecoveryError",
     "RiskService",
@@ -63,6 +66,15 @@ STREAM_TYPES = frozenset({"liquidation", "adl", "margin_call", "bad_debt", "soci
 """Out-event types the risk view keeps in its recent list (``GET /v1/risk``)."""
 
 RECENT = 200
+
+
+class NotWriterError(RuntimeError):
+    """This process follows the stream; another holds the writer lease (``writer`` is
+    its advertised URL when known)."""
+
+    def __init__(self, message: str, writer: str = "") -> None:
+        super().__init__(message)
+        self.writer = writer
 
 
 class ServiceFailedError(RuntimeError):
@@ -103,6 +115,13 @@ class ServiceConfig:
     snapshot_every: int = 100_000
     max_batch: int = 2_000
     keep_snapshots: int = 3
+    # the event log on NATS JetStream (issue 16): None = this store only
+    stream: str | None = None
+    stream_name: str = "solvency"
+    stream_replicas: int = 1
+    lease_ttl_s: float = 3.0
+    takeover: bool = True  # may this process take the writer lease when it is free
+    advertise: str = ""  # this process's URL, told to clients of the other replicas
 
 
 @dataclass(slots=True)
@@ -149,6 +168,21 @@ class _Write:
 class _Read:
     fn: Callable[[], Any]
     future: cf.Future[Any]
+
+
+@dataclass(slots=True)
+class _Replicate:
+    """Rows read from the stream, to apply in order (a follower)."""
+
+    rows: list[LogRow]
+
+
+@dataclass(slots=True)
+class _Role:
+    """Become the writer (after the stream thread took the lease and caught up) or a
+    follower (the lease was lost)."""
+
+    role: str
 
 
 _STOP = object()
@@ -199,6 +233,16 @@ class RiskService:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
+        # the stream (issue 16): this process's role, and where the stream stands
+        self.role = "writer" if config.stream is None else "follower"
+        self.stream: Any = None  # JetStreamLog when config.stream is set
+        self.stream_last = 0
+        self.writer_url = ""
+        self.instance = f"{config.advertise or 'solvency'}#{uuid.uuid4().hex[:8]}"
+        self._follower: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.failovers = 0
+        self.promoted_at: float | None = None
 
     # ------------------------------------------------------------------ recovery
 
@@ -294,11 +338,12 @@ class RiskService:
         log.info("%s", note)
         return note
 
-    def _replay_row(self, engine: Engine, row: LogRow, prev: str) -> None:
-        try:
-            self.store.verify_chain([row], prev)
-        except StoreError as exc:
-            raise RecoveryError(str(exc)) from None
+    def _replay_row(self, engine: Engine, row: LogRow, prev: str | None) -> None:
+        if prev is not None:  # the local log's chain (stream rows carry none)
+            try:
+                self.store.verify_chain([row], prev)
+            except StoreError as exc:
+                raise RecoveryError(str(exc)) from None
         try:
             ev = parse_input(json.loads(row.payload, parse_float=Decimal))
         except (EventError, ValueError) as exc:
@@ -330,19 +375,36 @@ class RiskService:
     # ------------------------------------------------------------------ thread
 
     def start(self) -> None:
-        """Recover, then start the writer thread; :attr:`ready` once it runs."""
+        """Recover, then start the writer thread (and, on a stream, the follower
+        thread); :attr:`ready` once it runs."""
         self.recover()
+        if self.config.stream is not None:
+            self._connect_stream()
         self._thread = threading.Thread(target=self._run, name="solvency-writer",
                                         daemon=True)
         self._thread.start()
+        if self.stream is not None:
+            self._follower = threading.Thread(target=self._follow, name="solvency-follow",
+                                              daemon=True)
+            self._follower.start()
         self.ready = True
 
     def stop(self, *, snapshot: bool = True) -> None:
-        """Drain the queue, take a snapshot (clean shutdown) and close the store."""
+        """Drain the queue, take a snapshot (clean shutdown) and close the store; on a
+        stream, give the writer lease up so a replica takes over at once."""
+        self._stopping.set()
+        if self._follower is not None:
+            self._follower.join(10)
+            self._follower = None
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
+        if self.stream is not None:
+            if self.role == "writer":
+                self.stream.release()
+            self.stream.close()
+            self.stream = None
         if snapshot and self.ready and self._failed is None and self.seq > self.snapshot_seq:
             self.snapshot()
         self.ready = False
@@ -361,15 +423,24 @@ class RiskService:
                 jobs.append(nxt)
                 if isinstance(nxt, _Write):
                     events += len(nxt.items)
-            writes = [j for j in jobs if isinstance(j, _Write)]
-            if writes:
-                try:
-                    self._write(writes)
-                except Exception as exc:  # an engine defect: stop serving, never hang
-                    self._fail(exc, writes)
-            for j in jobs:
+            # in arrival order; consecutive submissions commit as one group
+            group: list[_Write] = []
+            for j in [*jobs, None]:
+                if isinstance(j, _Write):
+                    group.append(j)
+                    continue
+                if group:
+                    try:
+                        self._write(group)
+                    except Exception as exc:  # an engine defect: stop serving, never hang
+                        self._fail(exc, group)
+                    group = []
                 if isinstance(j, _Read):
                     self._answer(j)
+                elif isinstance(j, _Replicate):
+                    self._replicate(j.rows)
+                elif isinstance(j, _Role):
+                    self._set_role(j.role)
             if any(j is _STOP for j in jobs):
                 return
 
@@ -419,6 +490,10 @@ class RiskService:
             for w in writes:
                 w.future.set_exception(ServiceFailedError("the service failed: restart it"))
             return
+        if self.role != "writer":
+            for w in writes:
+                w.future.set_exception(self._not_writer())
+            return
         engine = self.engine
         rows: list[LogRow] = []
         pending: dict[str, tuple[int, str]] = {}
@@ -455,6 +530,18 @@ class RiskService:
                 res.append(Outcome(ev.id, "accepted", seq=seq, out=out_json))
             answers.append(res)
         t1 = time.perf_counter()
+        if rows and self.stream is not None:
+            try:
+                self.stream.publish(rows)
+            except StreamError as exc:
+                # fenced (another writer) or the stream is gone: the engine holds events
+                # the log of record may not; rebuild from what is durable, then follow
+                log.warning("publish at seq %d failed (%s); this process now follows",
+                            rows[0].seq, exc)
+                self._reload()
+                for w in writes:
+                    w.future.set_exception(self._not_writer())
+                return
         try:
             if rows:
                 stored = self.store.append(rows)
@@ -519,6 +606,145 @@ class RiskService:
         """Call ``fn(kind, seconds)`` after each commit (the metrics' latency
         histograms: ``apply`` and ``commit``)."""
         self._observers.append(fn)
+
+    # ------------------------------------------------------------------ the stream
+
+    def _connect_stream(self) -> None:
+        """Connect to the stream and bring the local store level with it (a new stream
+        is seeded with the local log; a local log the stream does not have is refused)."""
+        from solvency.adapters.nats_stream import JetStreamLog
+
+        cfg = self.config
+        assert cfg.stream is not None
+        try:
+            self.stream = JetStreamLog(cfg.stream, cfg.stream_name,
+                                       replicas=cfg.stream_replicas,
+                                       lease_ttl_s=cfg.lease_ttl_s)
+            last = self.stream.last_seq()
+        except StreamError as exc:
+            raise RecoveryError(str(exc)) from None
+        if self.seq > last:
+            if last != 0:
+                raise RecoveryError(
+                    f"the local store is at seq {self.seq}, the stream {cfg.stream_name} "
+                    f"only at {last}: this store does not belong to that stream")
+            log.info("seeding the empty stream %s with the local log (%d events)",
+                     cfg.stream_name, self.seq)
+            for start in range(0, self.seq, 2_000):
+                rows = self.store.read(start, limit=2_000)
+                try:
+                    self.stream.publish(rows)
+                except StreamError as exc:
+                    raise RecoveryError(f"seeding the stream: {exc}") from None
+            last = self.seq
+        self.stream_last = last
+
+    def _not_writer(self) -> NotWriterError:
+        where = f"; the writer is {self.writer_url}" if self.writer_url else ""
+        return NotWriterError(f"this process follows the stream (at seq {self.seq}){where}",
+                              self.writer_url)
+
+    def _follow(self) -> None:
+        """The follower thread: read the stream into the writer thread's queue, watch
+        the lease, take it when it is free (then catch up fully before writing), and
+        refresh it while writing."""
+        stream = self.stream
+        holder = {"id": self.instance, "url": self.config.advertise}
+        enqueued = self.seq
+        next_lease = 0.0
+        period = self.config.lease_ttl_s / 3
+        while not self._stopping.is_set():
+            try:
+                if self.role == "writer":
+                    if not stream.refresh(holder):
+                        log.warning("lost the writer lease; following again")
+                        self._queue.put(_Role("follower"))
+                        enqueued = -1
+                    self._stopping.wait(period)
+                    continue
+                if enqueued < 0:  # demoted: restart from what the writer thread holds
+                    time.sleep(0.05)
+                    if self.role != "follower":
+                        continue
+                    enqueued = self.seq
+                rows = stream.fetch(enqueued, 2_000, wait_s=0.1)
+                if rows:
+                    self._queue.put(_Replicate(rows))
+                    enqueued = rows[-1].seq
+                now = time.monotonic()
+                if now >= next_lease:
+                    next_lease = now + min(0.5, period)
+                    self.stream_last = stream.last_seq()
+                    current = stream.lease_holder()
+                    self.writer_url = str(current.get("url", "")) if current else ""
+                    if current is None and self.config.takeover and stream.acquire(holder):
+                        started = time.perf_counter()
+                        # the lease fences other writers: drain the stream, then write
+                        while enqueued < stream.last_seq():
+                            more = stream.fetch(enqueued, 2_000, wait_s=0.5)
+                            if more:
+                                self._queue.put(_Replicate(more))
+                                enqueued = more[-1].seq
+                        self._queue.put(_Role("writer"))
+                        log.info("took the writer lease at seq %d (catch-up %.3f s)",
+                                 enqueued, time.perf_counter() - started)
+            except StreamError as exc:
+                log.warning("stream: %s", exc)
+                self._stopping.wait(0.5)
+
+    def _set_role(self, role: str) -> None:
+        if role == self.role:
+            return
+        if role == "follower":
+            self._reload()
+            return
+        self.role = "writer"
+        self.writer_url = self.config.advertise
+        self.failovers += 1
+        self.promoted_at = time.time()
+        log.info("now the writer at seq %d", self.seq)
+
+    def _reload(self) -> None:
+        """Rebuild the engine from the local store (which holds only what the stream
+        stored) and follow."""
+        self.role = "follower"
+        self.recover()
+
+    def _replicate(self, rows: list[LogRow]) -> None:
+        """Apply rows from the stream, proving each gives its recorded out-events, then
+        store them locally (a follower)."""
+        if self._failed is not None:
+            return
+        engine = self.engine
+        fresh = [r for r in rows if r.seq > self.seq]
+        if not fresh:
+            return
+        if fresh[0].seq != self.seq + 1:
+            log.warning("stream gap: at seq %d, next row seq %d; reloading", self.seq,
+                        fresh[0].seq)
+            self._reload()
+            return
+        try:
+            for row in fresh:
+                self._replay_row(engine, row, None)
+        except RecoveryError as exc:
+            self._failed = exc
+            self.ready = False
+            log.error("replica diverged: %s; it stops serving", exc)
+            return
+        stored = self.store.append(fresh)
+        self.chain = stored[-1].chain
+        self.seq = fresh[-1].seq
+        self.stats["accepted"] += len(fresh)
+        for r in fresh:
+            if r.out != "[]":
+                self._note_recent(r.seq, json.loads(r.out))
+        frames = [(r.seq, r.event_id, r.out) for r in fresh if r.out != "[]"]
+        if frames and self.on_commit is not None:
+            self.on_commit(frames)
+        if self.config.snapshot_every > 0 and self.seq - self.snapshot_seq >= (
+                self.config.snapshot_every):
+            self.snapshot()
 
     # ------------------------------------------------------------------ snapshots
 
