@@ -28,6 +28,8 @@ from typer.testing import CliRunner
 
 from solvency.adapters.store import EventStore
 from solvency.cli.main import app
+from solvency.core.model.events import json_object
+from solvency.service.core import RiskService, ServiceConfig, parse_items
 from tests.integration.service.server import ServerProcess, make_keys
 from tests.integration.service.workload import workload
 from tests.postgres import fresh_database
@@ -160,22 +162,19 @@ def test_kill9_recovery_postgresql(tmp_path: Path, postgres_url: str) -> None:
 
 
 def _seeded_store(db: str, tmp: Path, *, snapshot_every: int = 60) -> tuple[dict, str]:
-    """A store with the demo log, snapshots every ``snapshot_every`` events and one at
-    the clean shutdown."""
+    """A store with the demo log in four commit groups, a snapshot every
+    ``snapshot_every`` events and one at the clean shutdown. Built in process (the
+    service's own RiskService, no HTTP): the refusals below are what is under test."""
     keys = make_keys(db)
-    srv = ServerProcess(db, tmp, args=("--snapshot-every", str(snapshot_every)))
-    srv.start()
-    try:
-        for i in range(0, len(DEMO), 40):  # four commit groups: several snapshots
-            r = httpx.post(srv.url + "/v1/events", content="\n".join(DEMO[i:i + 40]),
-                           headers={"Authorization": f"Bearer {keys['govern']}"},
-                           timeout=60)
-            assert r.status_code == 200, r.text
-        h = httpx.get(srv.url + "/v1/state",
-                      headers={"Authorization": f"Bearer {keys['read']}"}).json()
-    finally:
-        assert srv.stop() == 0
-    return keys, str(h["state_hash"])
+    svc = RiskService(ServiceConfig(db=db, venue="binance", snapshot_every=snapshot_every))
+    svc.start()
+    for i in range(0, len(DEMO), 40):
+        res = svc.submit(parse_items([json_object(ln) for ln in DEMO[i:i + 40]]),
+                         None).result(timeout=60)
+        assert {r.status for r in res} <= {"accepted", "rejected", "duplicate"}
+    good = svc.read(svc.engine.state_hash).result(timeout=60)
+    svc.stop()
+    return keys, good
 
 
 def _start_expect_refusal(db: str, tmp: Path, *needles: str) -> str:
@@ -191,15 +190,14 @@ def _start_expect_refusal(db: str, tmp: Path, *needles: str) -> str:
 
 
 def _served_hash(db: str, tmp: Path, keys: dict) -> tuple[str, str]:
-    srv = ServerProcess(db, tmp, venue=None)
-    srv.start()
+    """Start a service on the store (in process) and return its state hash and what its
+    recovery said."""
+    svc = RiskService(ServiceConfig(db=db))
+    svc.start()
     try:
-        ready = httpx.get(srv.url + "/readyz").json()
-        h = httpx.get(srv.url + "/v1/state",
-                      headers={"Authorization": f"Bearer {keys['read']}"}).json()
+        return svc.read(svc.engine.state_hash).result(timeout=60), svc.recovery_note
     finally:
-        srv.stop()
-    return str(h["state_hash"]), str(ready["recovery"])
+        svc.stop(snapshot=False)
 
 
 def _sql(db: str) -> Callable[[str, tuple], None]:
