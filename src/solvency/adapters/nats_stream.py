@@ -31,11 +31,11 @@ import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.js import api
 
+import nats
 from solvency.adapters.store import LogRow
 
 __all__ = ["JetStreamLog", "StreamError", "StreamFencedError", "decode_row", "encode_row"]

@@ -262,8 +262,8 @@ class Engine(EngineState):
             # the book's market order: the arrays below are indexed by it, and a JSON
             # store that sorts keys would otherwise rebuild the venue's markets in
             # another order (marks, open interest and the feeds attached to the wrong
-            # market after a restore; found by the service's kill -9 test). Not hashed:
-            # it is the order the hashed lists are already in.
+            # market after a restore; found by the service's kill -9 test). Hashed (in
+            # the params section): the lists below mean nothing without it.
             "market_order": list(self.book.market_names),
             "ledger": self.ledger.dump(),
             "accounts": dict(sorted(self.accounts.items())),
@@ -379,7 +379,8 @@ class Engine(EngineState):
         ``positions`` (positions, realized); ``marks`` (marks, expired, option ivs);
         ``volatility``; ``feeds`` (oracle guard, mark pricers, breakers); ``liquidation``
         (partial-liquidation clock, deficits, blocked withdrawals); ``params`` (venue, fee
-        share); ``sequence`` (seen ids, clock, out-event sequence). Together they cover
+        share, market order); ``sequence`` (seen ids, clock, out-event sequence). Together
+        they cover
         exactly what :meth:`state_hash` covers.
         """
         state = self._hashed_state()
@@ -425,7 +426,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "volatility": ("volatility",),
     "feeds": ("feeds",),
     "liquidation": ("liquidation",),
-    "params": ("version", "venue", "fee_share_ppm"),
+    "params": ("version", "venue", "market_order", "fee_share_ppm"),
     "sequence": ("seen_ids", "clock_ms", "out_seq"),
 }
 
