@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from solvency.adapters.store import EventStore
@@ -47,6 +48,7 @@ def writer_of(servers: list[ServerProcess], timeout: float = 60.0) -> ServerProc
     raise AssertionError("no writer: " + "\n".join(s.log()[-3000:] for s in servers))
 
 
+@pytest.mark.slow
 def test_writer_killed_replica_takes_over(tmp_path: Path, nats_cluster: str) -> None:
     dbs = [f"sqlite:///{tmp_path / f'node{i}.db'}" for i in range(2)]
     with EventStore(dbs[0]) as store:
