@@ -93,6 +93,19 @@ def canonical(obj: object) -> str:
                       ensure_ascii=False)
 
 
+def _diverged(engine: Engine, recorded: object) -> str:
+    """``"; sections differing: a, b"`` between an engine and the section hashes recorded
+    with its snapshot (in section order: the first named is the first that differs)."""
+    if not isinstance(recorded, dict):
+        return ""
+    try:
+        now = engine.section_hashes()
+    except EngineError as exc:
+        return f"; sections unreadable: {exc}"
+    names = [k for k, v in now.items() if recorded.get(k) != v]
+    return f"; sections differing: {', '.join(names)}" if names else ""
+
+
 def _venue_text(raw: object) -> str:
     """The venue's data as JSON text in its own key order: the engine's market order
     follows the order of the venue's markets, so the keys must not be sorted."""
@@ -302,7 +315,8 @@ class RiskService:
                 got = candidate.state_hash()
                 if got != info.state_hash:
                     raise RecoveryError(f"snapshot at seq {info.seq}: state hashes to "
-                                        f"{got[:12]}, recorded {info.state_hash[:12]}")
+                                        f"{got[:12]}, recorded {info.state_hash[:12]}"
+                                        + _diverged(candidate, body.get("sections")))
             except (StoreError, RecoveryError, EngineError, KeyError, TypeError,
                     ValueError) as exc:
                 notes.append(f"{exc}; falling back to an older snapshot")
@@ -751,7 +765,10 @@ class RiskService:
     def snapshot(self) -> int:
         """Snapshot the state at the current sequence number (writer thread or stopped
         service only); returns that number."""
-        body = {"engine": self.engine.snapshot(), "chain": self.chain, "seq": self.seq}
+        # the section hashes too, so a snapshot that does not prove out says what
+        # diverged (ledger, positions, marks, ...: Engine.section_hashes)
+        body = {"engine": self.engine.snapshot(), "chain": self.chain, "seq": self.seq,
+                "sections": self.engine.section_hashes()}
         self.store.save_snapshot(self.seq, self.engine.state_hash(), body, self._clock())
         self.store.prune_snapshots(self.config.keep_snapshots)
         self.snapshot_seq = self.seq

@@ -237,6 +237,8 @@ def test_a_snapshot_that_does_not_hash_falls_back_and_says_so(store_url: str,
     got, note = _served_hash(store_url, tmp_path, keys)
     assert got == good
     assert f"snapshot at seq {newest.seq}" in note and "falling back" in note
+    # the recovery names what diverged: the clock is in the sequence section
+    assert "sections differing: sequence" in note, note
 
 
 def test_a_snapshot_with_bad_bytes_falls_back(store_url: str, tmp_path: Path) -> None:
