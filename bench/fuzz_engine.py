@@ -43,6 +43,8 @@ from tests.property.fuzz_gen import (  # noqa: E402 - after the path is set
     reproduce,
 )
 
+from machine import describe  # noqa: E402 - bench/ is the script's directory
+
 
 def run_sequence(preset: str, seq_seed: int, steps: int, stats: Counter[str], *,
                  known_defects: bool = False) -> tuple[list[str], Violation | None]:
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="failures shrunk per preset and violation kind")
     args = ap.parse_args(argv)
     presets = args.preset or list(PRESETS)
+    print(describe(), flush=True)
     total: Counter[str] = Counter()
     t_all = time.perf_counter()
     failed = 0

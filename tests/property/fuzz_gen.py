@@ -926,7 +926,8 @@ KNOWN_DEFECTS: dict[str, str] = {
     # Found by this suite and fixed (issue 13), their reproducers now plain tests in
     # test_engine_fuzz.py: huge_ts, huge_exponent, insurance_as_trader, fund_mirror,
     # restore_system_rows, expiry_price_unbounded, early_expiry, account_row_collision,
-    # vol_underflow, oracle_mark_unbounded (a quorum of reports, a tick_size of 1e40).
+    # vol_underflow, oracle_mark_unbounded (a quorum of reports, a tick_size of 1e40),
+    # fill_below_quantum (an inverse fill worth less than a satoshi: a 0-quanta transfer).
     # A defect found next goes here, with its reproducer marked xfail(strict=True).
 }
 

@@ -214,6 +214,21 @@ def _xfail(defect: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS[defect])
 
 
+# bench/fuzz_engine.py --seed 14 --preset deribit --only 421, shrunk: 14 inverse
+# contracts at 3.3e10 are worth 0.42 satoshi; the buyer's coin (rounded down) was a
+# 0-quanta transfer and the ledger refused the batch (EngineError out of apply)
+FILL_BELOW_QUANTUM = [
+    '{"type":"price","id":"e1","ts":1774483200000,"market":"BTC-PERP","price":"100000"}',
+    '{"type":"price","id":"e3","ts":1774483200000,"market":"BTC-USD-INVERSE",'
+    '"price":"100000"}',
+    '{"type":"account","id":"e6","ts":"2026-03-26T00:00:00.000Z","account":"iso1",'
+    '"mode":"isolated"}',
+    '{"type":"deposit","id":"e10","ts":"2026-03-26T00:00:00.000Z","account":"b",'
+    '"asset":"BTC","amount":"42116"}',
+    '{"type":"fill","id":"e102","ts":"2026-06-26T11:21:57.811Z","market":"BTC-USD-INVERSE",'
+    '"buyer":"b","seller":"iso1","size":"14","price":"33358223382.5"}',
+]
+
 REPRODUCERS = [
     pytest.param("binance", [
         '{"type":"deposit","id":"e1","account":"a","asset":"USDT","amount":"1",'
@@ -324,6 +339,7 @@ REPRODUCERS = [
         '{"type":"withdraw","id":"e8","account":"iso1/BTC-PERP","asset":"USDT",'
         '"amount":"4000"}',
     ], id="account_row_collision-withdraw"),
+    pytest.param("deribit", FILL_BELOW_QUANTUM, id="fill_below_quantum"),
 ]
 
 
@@ -331,6 +347,16 @@ REPRODUCERS = [
 def test_reproducer(preset: str, lines: list[str]) -> None:
     violation = reproduce(preset, lines)
     assert violation is None, str(violation)
+
+
+def test_fill_worth_less_than_a_quantum_is_rejected() -> None:
+    e = new_engine("deribit")
+    for line in FILL_BELOW_QUANTUM[:-1]:
+        e.apply(parse_input_line(line))
+    before = e.state_hash()
+    out = e.apply(parse_input_line(FILL_BELOW_QUANTUM[-1]))
+    assert [(o.type, o.reason) for o in out] == [("rejected", "size_too_small")], out
+    assert e.state_hash() == before
 
 
 _RESTORE_SYSTEM_ROWS = [

@@ -108,6 +108,11 @@ def apply_fill(state: EngineState, ev: Fill) -> list[OutEvent]:
         flow_b, flow_s = -pay, pay
         cost_b, cost_s = pay, -pay
         per_lot = ticks * (tv or 1)
+    if get <= 0:
+        # an inverse trade's coin value (rounded down) or a linear one's below one
+        # quantum of the settlement asset: nothing to post to the receiving side
+        raise RejectReason("size_too_small", f"{ev.size} at {ev.price} on {inst.name} is "
+                           f"worth less than one quantum of {settle}")
     if (pay > MAX_QUANTA or abs(buyer.lots_after) * per_lot > MAX_QUANTA
             or abs(seller.lots_after) * per_lot > MAX_QUANTA):
         big = buyer if pay > MAX_QUANTA or abs(buyer.lots_after) * per_lot > MAX_QUANTA \
