@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import missing
 from typer.testing import CliRunner
 
 from solvency.cli.main import app
+from tests.conftest import missing
 
 DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
 BTC_1H = DATA / "btcusdt_binance_spot_1h_2017-08-17_2024-04-21.csv.gz"

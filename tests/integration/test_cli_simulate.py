@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.simulation.test_run import SMALL
 from typer.testing import CliRunner
 
 from solvency.cli.main import app
 from solvency.sim.report import CHARTS
+from tests.simulation.test_run import SMALL
 
 
 def _separate_stderr_runner() -> CliRunner:

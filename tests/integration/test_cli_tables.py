@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import pytest
 from rich.console import Console
-from tests.conftest import missing
 from typer.testing import CliRunner
 
 from solvency.cli import simulate as simulate_cli
 from solvency.cli import sweep as sweep_cli
 from solvency.cli.main import app
 from solvency.sim.sweep import SweepResult
+from tests.conftest import missing
 
 WIDE = 400
 WIDTHS = (80, 60)

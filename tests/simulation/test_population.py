@@ -8,8 +8,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from solvency.core.model.events import Deposit
 from solvency.core.model.presets import load_preset
 from solvency.engine.engine import STREET, Engine
+from solvency.engine.liquidation import INSURANCE_ROW
 from solvency.sim.paths import GbmSpec, simulate
 from solvency.sim.population import (
     LeverageComponent,
@@ -135,6 +137,11 @@ def test_isolated_and_btc_collateral_load_into_engine() -> None:
                  collateral_mix={"USDT": 0.7, "BTC": 0.3}, option_holder_fraction=0.1)
     pop = generate_population(spec, venue, PRICES, 12)
     engine = Engine(venue)
+    # funded first, as the stress lab does: loading liquidates a few accounts, and an
+    # empty fund cannot take their positions over (issue 27), so ADL would close lots
+    # and the open interest below would not be the population's
+    engine.apply(Deposit(id="fund", account=INSURANCE_ROW, asset="USDT",
+                         amount=Decimal(10_000_000)))
     load_population(engine, pop)
     totals = engine.verify()
     assert totals is not None

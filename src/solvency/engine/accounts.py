@@ -56,7 +56,8 @@ def apply_deposit(state: EngineState, ev: Deposit) -> list[OutEvent]:
     else:
         r = state.ensure_cross_row(ev.account)
     state.accounts.setdefault(ev.account, "cross")
-    state.post([Transfer(EXTERNAL, state.book.rows[r].ledger_id, ev.asset, q, "deposit")])
+    # the fund's deposits are cash (sys:insurance), not its row's position account
+    state.post([Transfer(EXTERNAL, state.ledger_id_of(ev.account), ev.asset, q, "deposit")])
     state.sync_balance(r, a)
     return check_rows(state, np.array([r], dtype=np.int64), ev.id)
 

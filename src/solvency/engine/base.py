@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 
 from solvency.core.ledger.ledger import INSURANCE, Ledger, Result, Transfer
-from solvency.core.liquidation import FeeSharePolicy, LiquidationPolicy, policy_for
+from solvency.core.liquidation import (
+    FeeSharePolicy,
+    LiquidationPolicy,
+    policy_for,
+    policy_with_overrides,
+)
 from solvency.core.margin.kernels import S_LOTS, row_whatif
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import ConfigError, Venue
@@ -31,7 +36,7 @@ from solvency.core.typing import Float64Array1D, Float64Array2D, Int64Array1D
 from solvency.core.units import MAX_QUANTA, PPM, UnitError, to_quanta
 from solvency.engine.context import PositionChange
 from solvency.engine.feeds import Feeds
-from solvency.engine.liquidation import INSURANCE_ROW, Liquidator
+from solvency.engine.liquidation import FUND_POSITIONS, INSURANCE_ROW, Liquidator
 from solvency.engine.option_book import MS_PER_YEAR
 from solvency.engine.portfolio_margin import PortfolioMargin
 from solvency.engine.ports import Liquidity, StaticDepth
@@ -94,8 +99,15 @@ class EngineState:
             pm_grid, venue.raw.get("portfolio_margin", {}), DEFAULT_VOLATILITY)
         self.n_pm_rows = 0  # portfolio-margined rows (0: the fill path skips the check)
         self.liquidity: Liquidity = liquidity if liquidity is not None else DEFAULT_LIQUIDITY
-        self.liquidator = Liquidator(self, policy if policy is not None else policy_for(
-            venue.name))
+        if policy is None:
+            policy = policy_for(venue.name)
+        if "liquidation" in venue.raw:
+            # the venue file's insurance-fund rule over the preset policy
+            try:
+                policy = policy_with_overrides(policy, venue.raw["liquidation"])
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        self.liquidator = Liquidator(self, policy)
         self.market_data: dict[str, dict[str, Any]] = {
             name: dict(data) for name, data in dict(venue.raw.get("markets", {})).items()
         }
@@ -248,7 +260,8 @@ class EngineState:
         """Row of an engine-run account: the market, the backstop vault, the fund."""
         r = self.book.row_index.get(name)
         if r is None:
-            ledger_id = self.ledger_id_of(name)
+            # the fund's positions are financed by its position account, not its cash
+            ledger_id = FUND_POSITIONS if name == INSURANCE_ROW else self.ledger_id_of(name)
             r = self.book.add_row(name, name, -1, ledger_id, False)
             self.accounts.setdefault(name, "cross")
             for a in range(len(self.book.asset_names)):

@@ -287,6 +287,10 @@ class Engine(EngineState):
                     self.liquidator.last_partial_ms.items())},
                 "deficit_rows": sorted(book.rows[r].name for r in self.liquidator.deficit_rows),
                 "blocked_assets": sorted(self.liquidator.blocked_assets),
+                # only once the fund has unwound: older snapshots and hashes stay the same
+                **({"last_unwind_ms": {book.market_names[m]: t for m, t in sorted(
+                    self.liquidator.last_unwind_ms.items())}}
+                   if self.liquidator.last_unwind_ms else {}),
             },
             "fee_share_ppm": self.fee_share_ppm,
             "ivs": {book.market_names[m]: [str(v), float(book.mk[m, MK_IM_SLOPE]).hex(),
@@ -361,6 +365,8 @@ class Engine(EngineState):
                                              for k, v in liq["last_partial_ms"].items()}
         engine.liquidator.deficit_rows = {book.row_index[k] for k in liq["deficit_rows"]}
         engine.liquidator.blocked_assets = set(liq["blocked_assets"])
+        engine.liquidator.last_unwind_ms = {book.market_index[k]: int(v) for k, v in
+                                            liq.get("last_unwind_ms", {}).items()}
         engine.liquidator.counts = dict(snap["liquidation_counts"])
         book.remargin_all()
         pm_rows = np.flatnonzero(~np.isnan(book.pm[: len(book.rows), 0])).astype(np.int64)

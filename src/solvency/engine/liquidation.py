@@ -11,7 +11,18 @@ batch; every step is an out-event.
 
 Accounts the engine runs itself never get liquidated: the counterparty of the order book
 (``__market__``), the backstop vault (``__backstop__``), the insurance fund's position row
-(``__insurance__``, whose balance is the fund) and seeded counterparties (``__street__``).
+(``__insurance__``) and seeded counterparties (``__street__``).
+
+The insurance fund is two ledger accounts: its cash (``sys:insurance``, never negative,
+what deposits, fees and shortfall payments move) and its position account
+(``sys:insurance_positions``, the ledger account of the ``__insurance__`` row) that
+finances the positions it takes over at their bankruptcy price and receives what closing
+them pays. Its equity is cash + position account + the positions at the mark. Where the
+policy says so the fund unwinds its positions through the liquidity port a portion a step
+within a band of the mark (:meth:`Liquidator.unwind_fund`); when it is flat in an asset
+the position account's balance, the unwind P&L, moves to its cash. ADL runs only for
+what the fund's counted capacity (``policy.fund_capacity``) cannot absorb
+(docs/insurance_fund.md).
 """
 
 from __future__ import annotations
@@ -59,22 +70,26 @@ from solvency.core.margin.kernels import (
 from solvency.core.model.events import (
     BadDebt,
     Deleveraged,
+    FundUnwound,
     Liquidated,
     OutEvent,
     SocializedLossEvent,
     WithdrawalState,
 )
-from solvency.core.units import div_round, format_quanta
+from solvency.core.units import PPM, div_round, format_quanta
 from solvency.engine.context import LiquidationContext, PositionChange
 
-__all__ = ["BACKSTOP", "INSURANCE_ROW", "LIQUIDATOR", "MARKET", "SYSTEM_ROWS", "Liquidator"]
+__all__ = ["BACKSTOP", "FUND_POSITIONS", "INSURANCE_ROW", "LIQUIDATOR", "MARKET", "SYSTEM_ROWS",
+           "Liquidator"]
 
 MARKET = "__market__"
 """Counterparty of liquidation orders filled in the book (the rest of the market)."""
 BACKSTOP = "__backstop__"
 """The backstop / liquidator vault (Hyperliquid HLP style); fund it with deposits."""
 INSURANCE_ROW = "__insurance__"
-"""Row holding positions the insurance fund took over; its ledger account is the fund."""
+"""Row holding positions the insurance fund took over (ledger account FUND_POSITIONS)."""
+FUND_POSITIONS = "sys:insurance_positions"
+"""The fund's position account: pays takeovers at bankruptcy, receives unwind proceeds."""
 LIQUIDATOR = "sys:liquidator"
 """Where the liquidator's share of penalties goes."""
 BAD_DEBT = "sys:bad_debt"
@@ -112,6 +127,8 @@ class Liquidator:
         self.blocked_assets: set[str] = set()
         self.counts = {"steps": 0, "liquidations": 0, "adl": 0, "backstop": 0,
                        "fund_takeover": 0, "socialized": 0, "bad_debt": 0}
+        self.last_unwind_ms: dict[int, int] = {}  # market -> clock of the fund's last unwind
+        self._close_cost: dict[int, int] = {}  # market -> fund's close cost at depth
 
     # ------------------------------------------------------------------ trigger
 
@@ -141,6 +158,7 @@ class Liquidator:
         events: list[OutEvent] = []
         done: set[int] = set()
         self._adl_cache = {}  # queues are ranked once per sweep
+        self._close_cost = {}  # the fund's close cost at depth, once per sweep and market
         self._social_cache = {}
         self.pending_social = {}
         for _round in range(16):
@@ -204,8 +222,16 @@ class Liquidator:
             if batch:
                 ctx.post(batch)
             a = ctx.settle_asset[m]
-            for row in np.unique(rows).tolist():
+            charged_rows = np.unique(rows)
+            for row in charged_rows.tolist():
                 ctx.sync_balance(row, a)
+            if charged_rows.shape[0]:
+                # a charge may leave a holder below maintenance after its last round: it
+                # waits as a deficit row for the next sweep (the sweep's invariant)
+                book.refresh(book.rows_slots(charged_rows))
+                vals = book.aggregate(charged_rows)
+                under = (vals[:, OUT_COLLATERAL] < vals[:, OUT_MM]) & (vals[:, OUT_MM] > 0)
+                self.deficit_rows.update(int(x) for x in charged_rows[under].tolist())
             dec = ctx.asset_decimals[a]
             events.append(SocializedLossEvent(
                 id=ctx.next_id(), event=cause, account="*", market=book.instruments[m].name,
@@ -319,6 +345,7 @@ class Liquidator:
         limit = self._limit_ticks(pos, value_q, pos_mm_q, equity_q, mm_total_q, inst)
         fund = ctx.ledger.balance(INSURANCE, inst.settle)
         policy = self.policy
+        far = self._far_ticks(pos.m, is_long)
         adl = social = None
         top_ok = bool(levels) and quote(1, levels[0][1]) * close >= bq
         quick = plan_waterfall(policy, position_lots=pos.lots, close_lots=close,
@@ -340,9 +367,12 @@ class Liquidator:
             adl = None
             if social is None or self.policy.socialize == "none":
                 social = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        capacity = self.fund_capacity_quanta(a)
         plan = plan_waterfall(
             policy, position_lots=pos.lots, close_lots=close, bankruptcy_quanta=bq,
             levels=levels, quote=quote, fund_quanta=fund, limit_ticks=limit,
+            fund_capacity_quanta=capacity, takeover_far_ticks=far,
+            takeover_lots_max=self._takeover_lots_max(pos, value_q, capacity),
             backstop_eligible=policy.backstop_eligible(collateral=coll, mm=mm),
             adl_lots=adl[0] if adl else None, adl_order=adl[1] if adl else None,
             adl_eligible=adl[2] if adl else None,
@@ -529,9 +559,11 @@ class Liquidator:
         settle = inst.settle
         row_id = book.rows[r].ledger_id
         adl_slots: list[int] = [int(s) for s in adl[3].tolist()] if adl else []  # type: ignore[index]
+        vault = INSURANCE_ROW if self.policy.backstop_is_fund else BACKSTOP
         roles = {"account": row_id, "market": ctx.system_ledger_id(MARKET),
                  "insurance": INSURANCE, "liquidator": LIQUIDATOR, "rounding": ROUNDING,
-                 "backstop": ctx.system_ledger_id(BACKSTOP)}
+                 "backstop": ctx.system_ledger_id(vault),
+                 "fund_positions": ctx.system_ledger_id(INSURANCE_ROW)}
 
         def ledger_of(role: str) -> str:
             if role in roles:
@@ -564,12 +596,12 @@ class Liquidator:
                 fund_delta += step.insurance_quanta
             elif isinstance(step, InsurancePayment):
                 fund_delta -= step.amount_quanta
-            elif isinstance(step, FundTakeover):
-                fund_delta -= step.quote_quanta
+        if plan.capacity_used_quanta and self._close_cost:
+            self._close_cost.pop(pos.m, None)  # the fund's position there changed
         dec = ctx.asset_decimals[pos.a]
         # closes against a system counterparty: (its row, count key, event label)
         takers = {MarketClose: (MARKET, "liquidations", "market"),
-                  BackstopTakeover: (BACKSTOP, "backstop", "backstop"),
+                  BackstopTakeover: (vault, "backstop", "backstop"),
                   FundTakeover: (INSURANCE_ROW, "fund_takeover", "insurance_fund")}
         for step in plan.steps:
             if isinstance(step, MarketClose | BackstopTakeover | FundTakeover):
@@ -665,6 +697,244 @@ class Liquidator:
             bankruptcy_price=_format_price(self._exec_price(pos, bq, close)),
             penalty=format_quanta(penalty, dec),
             insurance_fund_delta=format_quanta(fund_delta, dec))
+
+    # ------------------------------------------------------------------ the fund
+
+    def _fund_row(self) -> int | None:
+        return self.ctx.book.row_index.get(INSURANCE_ROW)
+
+    def fund_equity_quanta(self, a: int) -> tuple[int, int, int]:
+        """The fund in asset ``a``: ``(cash, position account, positions at the mark)``
+        in quanta; its equity is their sum (exact: ledger balances and the book's
+        integer position values)."""
+        ctx = self.ctx
+        book = ctx.book
+        sym = book.asset_names[a]
+        cash = ctx.ledger.balance(INSURANCE, sym)
+        r = self._fund_row()
+        if r is None:
+            return cash, 0, 0
+        n_a = len(book.asset_names)
+        return cash, ctx.ledger.balance(FUND_POSITIONS, sym), int(book.row_int[r, n_a + a])
+
+    def fund_capacity_quanta(self, a: int) -> int:
+        """What the ADL trigger counts of the fund in asset ``a`` (``policy.fund_capacity``):
+        its cash; its equity (cash + position account + positions at the mark); or that
+        equity less what closing the positions would cost at the book's current depth
+        (mark value less what the liquidity port's levels pay, lots beyond them at the
+        unwind band's limit). Exact quanta; the close cost is quoted once per sweep and
+        market (again after the fund's position there changed)."""
+        cash, held_cost, held_value = self.fund_equity_quanta(a)
+        rule = self.policy.fund_capacity
+        if rule == "cash":
+            return cash
+        equity = cash + held_cost + held_value
+        if rule == "equity" or (held_value == 0 and held_cost == 0):
+            return equity
+        return equity - sum(self._close_cost_quanta(s) for s in self._fund_slots(a))
+
+    def _fund_slots(self, a: int) -> list[int]:
+        # the fund's slots in markets settled in asset ``a``, in market order
+        r = self._fund_row()
+        if r is None:
+            return []
+        book = self.ctx.book
+        slots = [s for s in book.row_slots(r)
+                 if self.ctx.settle_asset[int(book.slot_market[s])] == a
+                 and int(book.st[s, S_LOTS]) != 0]
+        return sorted(slots, key=lambda s: int(book.slot_market[s]))
+
+    def _close_cost_quanta(self, s: int) -> int:
+        """Mark value of fund slot ``s`` less what closing it at current depth pays."""
+        book = self.ctx.book
+        m = int(book.slot_market[s])
+        cached = self._close_cost.get(m)
+        if cached is not None:
+            return cached
+        lots = int(book.st[s, S_LOTS])
+        is_long = lots > 0
+        value_q = int(book.st[s, S_VALUE])
+        _lots, depth = self._book_close(m, is_long, abs(lots), banded=False)
+        cost = value_q - depth
+        self._close_cost[m] = cost
+        return cost
+
+    def _book_close(self, m: int, is_long: bool, lots: int, *,
+                    banded: bool) -> tuple[int, int]:
+        """Lots and exact quanta of closing ``lots`` of a ``is_long`` position in the book
+        now: the port's levels (only those within the unwind band when ``banded``), lots
+        beyond them valued at the band's limit (``banded=False``) or left open."""
+        ctx = self.ctx
+        inst = ctx.book.instruments[m]
+        marks = ctx.book.marks[m]
+        if marks is None or lots == 0:
+            return 0, 0
+        sign = 1 if is_long else -1
+        quote = self._quote_fn(m, is_long)
+        far = self._far_ticks(m, is_long)
+        # a valuation, not an order: a port that moves its book by what it quotes (the
+        # stress lab's with agents) offers ``peek``, a quote that leaves the book as it is
+        peek = getattr(ctx.liquidity, "peek", None)
+        fills = (peek or ctx.liquidity.quote)(inst.name, -sign * lots, marks, inst.tick_size)
+        done = value = 0
+        for f in fills:
+            if f.lots <= 0:
+                continue
+            ticks = int(f.price / inst.tick_size)
+            if banded and (ticks < far if is_long else ticks > far):
+                break
+            take = min(f.lots, lots - done)
+            value += quote(take, ticks)
+            done += take
+            if done == lots:
+                break
+        if not banded and done < lots:
+            value += quote(lots - done, far)
+            done = lots
+        return done, value
+
+    def _far_ticks(self, m: int, is_long: bool) -> int:
+        """The fund's worst unwind price for a ``is_long`` position, in ticks: the mark
+        less (a sale) or plus (a purchase) the policy's band, rounded against the fund
+        (at least one tick)."""
+        book = self.ctx.book
+        marks = book.marks[m]
+        if marks is None:
+            return 1
+        band = Fraction(self.policy.fund_unwind_band_ppm, PPM)
+        t = Fraction(marks) / Fraction(book.instruments[m].tick_size)
+        if is_long:
+            x = t * (1 - band)
+            return max(1, div_round(x.numerator, x.denominator, "floor"))
+        x = t * (1 + band)
+        return max(1, div_round(x.numerator, x.denominator, "ceil"))
+
+    def _takeover_lots_max(self, pos: _Position, value_q: int, capacity: int) -> int | None:
+        """Lots the fund may take over in ``pos``'s market within its position cap:
+        net notional at most ``fund_position_cap_ppm`` of its counted capacity (Binance:
+        100% of the fund); a takeover that reduces its net position always fits. A
+        sizing limit: the notional per lot is a float estimate."""
+        cap_ppm = self.policy.fund_position_cap_ppm
+        if cap_ppm == 0 or pos.lots == 0:
+            return None
+        book = self.ctx.book
+        r = self._fund_row()
+        held = 0
+        if r is not None:
+            s = book.slot_of(r, pos.m)
+            held = int(book.st[s, S_LOTS]) if s >= 0 else 0
+        unit = abs(value_q) / abs(pos.lots)
+        cap_lots = int(max(capacity, 0) * cap_ppm / PPM / unit) if unit > 0 else 0
+        side = 1 if pos.lots > 0 else -1
+        if side * held < 0:
+            return abs(held) + cap_lots
+        return max(0, cap_lots - abs(held))
+
+    def unwind_fund(self, m: int, now_ms: int | None, cause: str) -> list[OutEvent]:
+        """Close part of the fund's position in market ``m`` through the liquidity port,
+        as a liquidator would; called when ``m``'s mark moved (at ``now_ms``, the mark's
+        time). At most ``fund_unwind_portion_ppm`` of the position, only at levels within
+        ``fund_unwind_band_ppm`` of the new mark, at most once per
+        ``fund_unwind_interval_ms`` of that time per market (at each mark move when the
+        mark has no time), never while the market's breaker pauses liquidations.
+
+        The schedule depends on the mark's moves and their times only, not on how many
+        events carry them: a run fed by oracle reports whose median moves the mark is the
+        run of the same marks as price events. Proceeds go to the fund's position
+        account, exact; a position closed to flat in an asset moves that account's
+        balance (the unwind P&L) to the fund's cash."""
+        p = self.policy
+        r = self._fund_row()
+        if p.fund_unwind_band_ppm == 0 or r is None or not self.enabled:
+            return []
+        ctx = self.ctx
+        book = ctx.book
+        s = book.slot_of(r, m)
+        if s < 0:
+            return []
+        lots = int(book.st[s, S_LOTS])
+        if lots == 0 or not ctx.allows_liquidation(m):
+            return []
+        last = self.last_unwind_ms.get(m)
+        if now_ms is not None and last is not None and (
+                now_ms <= last or now_ms - last < p.fund_unwind_interval_ms):
+            return []
+        want = min(max(abs(lots) * p.fund_unwind_portion_ppm // PPM, 1), abs(lots))
+        done, q = self._book_close(m, lots > 0, want, banded=True)
+        if not done:
+            return []
+        if getattr(ctx.liquidity, "peek", None) is not None:
+            # the order: only the lots within the band (what was valued was peeked)
+            marks = book.marks[m]
+            assert marks is not None
+            sign = 1 if lots > 0 else -1
+            ctx.liquidity.quote(book.instruments[m].name, -sign * done, marks,
+                                book.instruments[m].tick_size)
+        if now_ms is not None:
+            self.last_unwind_ms[m] = now_ms
+        events: list[OutEvent] = [self._unwind(r, s, m, lots, done, q, cause)]
+        self._settle_fund_positions(r, ctx.settle_asset[m])
+        return events
+
+    def _unwind(self, r: int, s: int, m: int, lots: int, done: int, q: int,
+                cause: str) -> FundUnwound:
+        """Post one unwind: the book's row takes ``done`` lots of the fund's position for
+        ``q`` quanta (signed: what the fund receives)."""
+        ctx = self.ctx
+        book = ctx.book
+        inst = book.instruments[m]
+        settle = inst.settle
+        sign = 1 if lots > 0 else -1
+        cost_before = int(book.slot_cost[s])
+        market = ctx.system_row(MARKET)
+        market_id = book.rows[market].ledger_id
+        if q > 0:
+            ctx.post([Transfer(market_id, FUND_POSITIONS, settle, q, "insurance_unwind")])
+        elif q < 0:
+            ctx.post([Transfer(FUND_POSITIONS, market_id, settle, -q, "insurance_unwind")])
+        self._trade(r, market, m, sign, done, q)
+        listener = getattr(ctx.liquidity, "executed", None)
+        if listener is not None:
+            listener(inst.name, -sign * done, q)
+        s_after = book.slot_of(r, m)
+        cost_after = int(book.slot_cost[s_after]) if s_after >= 0 else 0
+        pnl = q - (cost_before - cost_after)
+        self.counts["fund_unwind"] = self.counts.get("fund_unwind", 0) + 1
+        self._close_cost.pop(m, None)
+        for x in (r, market):
+            ctx.sync_balance(x, ctx.settle_asset[m])
+        book.refresh(book.rows_slots(np.array(sorted((r, market)), dtype=np.int64)))
+        dec = ctx.asset_decimals[ctx.settle_asset[m]]
+        return FundUnwound(
+            id=ctx.next_id(), event=cause, market=inst.name,
+            size=str(Decimal(-sign * done) * inst.lot_size),
+            price=_format_price(self._price_of(m, done, q)),
+            proceeds=format_quanta(q, dec), pnl=format_quanta(pnl, dec),
+            left=str(Decimal(lots - sign * done) * inst.lot_size))
+
+    def _settle_fund_positions(self, r: int, a: int) -> None:
+        """When the fund holds nothing settled in asset ``a``, move its position account's
+        balance to its cash: a gain in full; a loss from the cash as far as it reaches,
+        the rest recorded as bad debt (the fund's equity went below zero)."""
+        if self._fund_slots(a):
+            return
+        ctx = self.ctx
+        sym = ctx.book.asset_names[a]
+        bal = ctx.ledger.balance(FUND_POSITIONS, sym)
+        batch = []
+        if bal > 0:
+            batch.append(Transfer(FUND_POSITIONS, INSURANCE, sym, bal, "insurance_unwind_pnl"))
+        elif bal < 0:
+            pay = min(max(ctx.ledger.balance(INSURANCE, sym), 0), -bal)
+            if pay:
+                batch.append(Transfer(INSURANCE, FUND_POSITIONS, sym, pay,
+                                      "insurance_unwind_pnl"))
+            if -bal - pay:
+                batch.append(Transfer(BAD_DEBT, FUND_POSITIONS, sym, -bal - pay, "bad_debt"))
+                self.counts["bad_debt"] += 1
+        if batch:
+            ctx.post(batch)
+            ctx.sync_balance(r, a)
 
     # ------------------------------------------------------------------ deficits
 

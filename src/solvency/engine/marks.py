@@ -118,6 +118,7 @@ def set_mark(state: EngineState, m: int, price: Decimal, ts_ms: int | None,
              cause: str) -> list[OutEvent]:
     """Set a market's mark, re-margin its holders, margin calls and liquidations."""
     book = state.book
+    before = book.marks[m]
     moved = book.set_mark(m, price)
     if ts_ms is not None:
         _track_volatility(state, m, float(price), ts_ms)
@@ -138,6 +139,10 @@ def set_mark(state: EngineState, m: int, price: Decimal, ts_ms: int | None,
             rows = np.concatenate([rows, more])
             out = np.concatenate([out, book.aggregate(more)])
     events = after_valuation(state, rows, out, cause)
+    if book.marks[m] != before:
+        # the fund trades out of what it holds here at the new mark (issue 27)
+        events.extend(state.liquidator.unwind_fund(
+            m, ts_ms if ts_ms is not None else state.clock_ms, cause))
     for o in state.options_by_underlying.get(m, ()):
         events.extend(reprice_option(state, o, cause))
     return events

@@ -598,6 +598,12 @@ class ExecutedFlowLiquidity:
         self._quoted_book[market] = self._quoted_book.get(market, 0.0) + (
             sign * booked * lot_base)
 
+    def peek(self, market: str, lots: int, mark: Decimal, tick: Decimal) -> list[Fill]:
+        """Return the book's quote without moving it or noting it (a valuation: the
+        engine values the insurance fund's positions at depth with it). Liquidators in
+        front are not asked: the valuation is the book's alone."""
+        return self.book.peek(market, lots, mark, tick)
+
     def quote(self, market: str, lots: int, mark: Decimal, tick: Decimal) -> list[Fill]:
         """Return the book's quote (:meth:`ImpactLiquidity.quote`), noted for :meth:`end`."""
         fills = self.book.quote(market, lots, mark, tick)

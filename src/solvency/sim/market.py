@@ -440,6 +440,15 @@ class ImpactLiquidity:
 
     # ------------------------------------------------------------------ quotes
 
+    def peek(self, market: str, lots: int, mark: Decimal, tick: Decimal) -> list[Fill]:
+        """Return :meth:`quote`'s slices without recording them as flow (the engine
+        values the insurance fund's positions at depth with it; issue 27)."""
+        consume, self.consume = self.consume, False
+        try:
+            return self.quote(market, lots, mark, tick)
+        finally:
+            self.consume = consume
+
     def quote(self, market: str, lots: int, mark: Decimal, tick: Decimal) -> list[Fill]:
         """Return slices at successively worse prices for closing ``lots`` (+buy, -sell).
 

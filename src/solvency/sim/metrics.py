@@ -16,9 +16,15 @@ of ``metrics.json``. Definitions (also in ``docs/stress_lab.md``):
 * ``insurance_fund_min`` -- lowest balance of ``sys:insurance`` (cash; positions the fund
   took over are shown apart as fund equity); ``insurance_fund_drawdown`` -- largest fall
   from a running peak of that balance. ``insurance_fund_equity_min`` and
-  ``insurance_fund_equity_drawdown`` -- the same for the fund's equity (cash plus the
-  value of positions it took over at the mark): the fund's cash falls by the full
-  bankruptcy value of a position it takes over, its equity only by the loss.
+  ``insurance_fund_equity_drawdown`` -- the same for the fund's equity: its cash, plus its
+  position account (``sys:insurance_positions``: what it paid for positions it took over
+  and what unwinding them brought back), plus those positions at the mark. A takeover
+  does not spend the fund's cash; its equity falls only by the position's loss.
+  ``insurance_fund_equity_end`` -- the equity at the end.
+* ``insurance_fund_positions_max``, ``insurance_fund_positions_end`` -- gross notional
+  (``|value|`` at the mark) of the positions the fund holds: the largest and the last;
+  ``insurance_fund_unwind_pnl`` -- the fund's realized P&L from closing them (proceeds
+  less their takeover cost), cumulative at the end.
 * ``adl_count``, ``adl_notional`` -- ADL fills and their ``size x price``.
 * ``adl_haircut`` -- sum over ADL fills of the counterparty's loss against closing at the
   mark, ``max(0, s x (mark - price) x size)`` with ``s = +1`` for a long counterparty and
@@ -62,7 +68,9 @@ __all__ = [
 SUMMARY_KEYS: Final[tuple[str, ...]] = (
     "liquidations", "accounts_liquidated", "liquidated_notional", "bad_debt",
     "insurance_fund_start", "insurance_fund_min", "insurance_fund_end",
-    "insurance_fund_drawdown", "adl_count", "adl_notional", "adl_haircut", "adl_overshoot",
+    "insurance_fund_drawdown", "insurance_fund_equity_min", "insurance_fund_equity_end",
+    "insurance_fund_positions_max", "insurance_fund_unwind_pnl",
+    "adl_count", "adl_notional", "adl_haircut", "adl_overshoot",
     "cascade_amplification", "capital_efficiency", "max_accounts_at_risk", "conserved",
 )
 """Keys every summary carries (more are added around them)."""
@@ -93,8 +101,11 @@ class StepSeries:
     liq_notional, adl_notional, adl_haircut, adl_overshoot : Float64Array1D
         In the settlement asset, per step.
     insurance_fund, insurance_fund_equity, bad_debt : Float64Array1D
-        Fund cash, fund cash plus the value of positions it took over, cumulative bad
-        debt; settlement asset units.
+        Fund cash, fund equity (cash + position account + positions at the mark),
+        cumulative bad debt; settlement asset units.
+    insurance_fund_positions, insurance_fund_unwind_pnl : Float64Array1D
+        Gross notional of the positions the fund holds; its cumulative realized P&L from
+        closing them (settlement asset units).
     im_locked, notional : Float64Array1D
         Sum of initial margin and of notional over all user positions.
     extra : dict
@@ -136,6 +147,8 @@ class StepSeries:
     topup_amount: Float64Array1D = field(default_factory=lambda: np.zeros(0))
     liquidator_notional: Float64Array1D = field(default_factory=lambda: np.zeros(0))
     funding_paid: Float64Array1D = field(default_factory=lambda: np.zeros(0))
+    insurance_fund_positions: Float64Array1D = field(default_factory=lambda: np.zeros(0))
+    insurance_fund_unwind_pnl: Float64Array1D = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def empty(cls, ts_ms: Int64Array1D, markets: tuple[str, ...]) -> StepSeries:
@@ -158,14 +171,16 @@ class StepSeries:
             notional=f(), premium={m: f() for m in markets},
             funding_rate={m: f() for m in markets},
             mm_depth_fraction={m: np.ones(n, dtype=np.float64) for m in markets},
-            topup_amount=f(), liquidator_notional=f(), funding_paid=f())
+            topup_amount=f(), liquidator_notional=f(), funding_paid=f(),
+            insurance_fund_positions=f(), insurance_fund_unwind_pnl=f())
 
     def truncate(self, n: int) -> None:
         """Keep the first ``n`` points (a run stopped by a broken invariant)."""
         for name in ("ts_ms", "liq_count", "adl_count", "at_risk", "liq_notional",
                      "adl_notional", "adl_haircut", "adl_overshoot", "insurance_fund",
                      "insurance_fund_equity", "bad_debt", "im_locked", "notional",
-                     "topup_amount", "liquidator_notional", "funding_paid"):
+                     "topup_amount", "liquidator_notional", "funding_paid",
+                     "insurance_fund_positions", "insurance_fund_unwind_pnl"):
             setattr(self, name, getattr(self, name)[:n])
         for name in ("index", "mark", "trade", "mm_rate", "im_rate", "depth_factor",
                      "breaker", "premium", "funding_rate", "mm_depth_fraction"):
@@ -246,6 +261,12 @@ def summarize(series: StepSeries, *, conserved: bool,
         "insurance_fund_equity_min": (float(series.insurance_fund_equity.min())
                                       if fund.shape[0] else 0.0),
         "insurance_fund_equity_drawdown": _fund_drawdown(series.insurance_fund_equity),
+        "insurance_fund_equity_end": _last(series.insurance_fund_equity),
+        "insurance_fund_positions_max": (float(series.insurance_fund_positions.max())
+                                         if series.insurance_fund_positions.shape[0]
+                                         else 0.0),
+        "insurance_fund_positions_end": _last(series.insurance_fund_positions),
+        "insurance_fund_unwind_pnl": _last(series.insurance_fund_unwind_pnl),
         "adl_count": int(series.adl_count.sum()),
         "adl_notional": float(series.adl_notional.sum()),
         "adl_haircut": float(series.adl_haircut.sum()),
@@ -259,6 +280,10 @@ def summarize(series: StepSeries, *, conserved: bool,
         "trade_price_drawdown": {m: max_drawdown(v) for m, v in series.trade.items()},
         "conserved": bool(conserved),
     }
+
+
+def _last(x: Float64Array1D) -> float:
+    return float(x[-1]) if x.shape[0] else 0.0
 
 
 def bad_debt_var(bad_debt: Float64Array1D, levels: tuple[float, ...] = (0.95, 0.99)

@@ -248,11 +248,14 @@ class _Recorder:
         s.insurance_fund[k] = self.fund()
         s.bad_debt[k] = -eng.ledger.balance(BAD_DEBT, self.settle) / self.scale
         a = book.asset_index[self.settle]
+        cash, paid, held = eng.liquidator.fund_equity_quanta(a)
+        s.insurance_fund_equity[k] = (cash + paid + held) / self.scale
         r_ins = book.row_index.get(INSURANCE_ROW)
-        held = 0.0
         if r_ins is not None:
-            held = float(book.row_int[r_ins, len(book.asset_names) + a]) / self.scale
-        s.insurance_fund_equity[k] = s.insurance_fund[k] + held
+            slots = np.array(book.row_slots(r_ins), dtype=np.int64)
+            s.insurance_fund_positions[k] = float(
+                np.abs(book.st[slots, S_VALUE]).sum()) / self.scale if slots.shape[0] else 0.0
+        s.insurance_fund_unwind_pnl[k] = eng.realized.get(INSURANCE_ROW, 0) / self.scale
         im_total = notional_total = 0.0
         for m in self.markets:
             mi = self.m_idx[m]

@@ -39,8 +39,10 @@ from solvency.core.liquidation.penalty import (
     size_to_cover_margin_shortage,
 )
 from solvency.core.liquidation.policy import (
+    FUND_RULE_KEYS,
     POLICIES,
     AdlRanking,
+    FundCapacity,
     LiquidationPolicy,
     Sizing,
     Socialize,
@@ -48,6 +50,7 @@ from solvency.core.liquidation.policy import (
     liquidation_size,
     liquidation_size_reference,
     policy_for,
+    policy_with_overrides,
 )
 from solvency.core.liquidation.waterfall import (
     AdlFill,
@@ -67,12 +70,14 @@ from solvency.core.liquidation.waterfall import (
 )
 
 __all__ = [
+    "FUND_RULE_KEYS",
     "POLICIES",
     "AdlFill",
     "AdlRanking",
     "BackstopTakeover",
     "ContractKind",
     "FeeSharePolicy",
+    "FundCapacity",
     "FundTakeover",
     "InsurancePayment",
     "LiquidationPolicy",
@@ -113,6 +118,7 @@ __all__ = [
     "liquidation_size_reference",
     "plan_waterfall",
     "policy_for",
+    "policy_with_overrides",
     "size_to_cover_margin_shortage",
     "socialize_funding_index",
     "socialize_pro_rata_winners",

@@ -13,8 +13,9 @@ design: they choose a size, they never move money.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Final, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Final, Literal
 
 import numpy as np
 
@@ -23,8 +24,10 @@ from solvency.core.typing import BoolArray1D, Float64Array1D, Int64Array1D
 from solvency.core.units import PPM
 
 __all__ = [
+    "FUND_RULE_KEYS",
     "POLICIES",
     "AdlRanking",
+    "FundCapacity",
     "LiquidationPolicy",
     "Sizing",
     "Socialize",
@@ -32,11 +35,13 @@ __all__ = [
     "liquidation_size",
     "liquidation_size_reference",
     "policy_for",
+    "policy_with_overrides",
 ]
 
 Sizing = Literal["close_all", "dydx", "hyperliquid", "drift", "tier_step"]
 AdlRanking = Literal["none", "bitmex", "binance", "pro_rata"]
 Socialize = Literal["none", "funding_index", "pro_rata_winners"]
+FundCapacity = Literal["cash", "equity", "equity_at_depth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,27 @@ class LiquidationPolicy:
         ADL runs only when the fund left is at or below this (0: only when exhausted).
     socialize
         What happens to a loss nobody absorbed.
+    fund_takeover
+        Whether the insurance fund takes over what the book could not close (Binance,
+        BitMEX's liquidation engine, Hyperliquid's liquidator vault); ``False``: the fund
+        only pays shortfalls in cash and never holds positions (dYdX, Drift, Deribit).
+    backstop_is_fund
+        The backstop vault's capital is the fund's: backstop takeovers go to the fund's
+        positions and count against its capacity (Hyperliquid's liquidator vault).
+    fund_capacity
+        What the ADL trigger counts as the fund's capacity to absorb a loss: ``cash``
+        (its balance), ``equity`` (balance plus the positions it holds at the mark) or
+        ``equity_at_depth`` (equity less what closing those positions would cost at the
+        book's current depth). ADL (or socialization) starts only when the loss of taking
+        over the rest, valued the same way, exceeds it. See docs/insurance_fund.md.
+    fund_position_cap_ppm
+        Largest net notional the fund may hold in one market, as a fraction of its
+        counted capacity (0: no cap; Binance: 100%). What would exceed it goes to ADL.
+    fund_unwind_portion_ppm, fund_unwind_band_ppm, fund_unwind_interval_ms
+        How the fund closes positions it holds: when a market's mark moves, at most
+        ``portion`` of its position there, only at book levels within ``band`` of the new
+        mark, at most once per ``interval`` of the marks' time per market (the presets:
+        one minute; ``band`` 0: the fund holds its positions).
     """
 
     name: str
@@ -102,19 +128,32 @@ class LiquidationPolicy:
     adl_ranking: AdlRanking = "none"
     adl_fund_threshold_quanta: int = 0
     socialize: Socialize = "none"
+    fund_takeover: bool = True
+    backstop_is_fund: bool = False
+    fund_capacity: FundCapacity = "cash"
+    fund_position_cap_ppm: int = 0
+    fund_unwind_portion_ppm: int = PPM
+    fund_unwind_band_ppm: int = 0
+    fund_unwind_interval_ms: int = 0
 
     def __post_init__(self) -> None:
-        for f in ("max_portion_ppm", "partial_portion_ppm"):
+        for f in ("max_portion_ppm", "partial_portion_ppm", "fund_unwind_portion_ppm"):
             v = getattr(self, f)
             if not 0 < v <= PPM:
                 raise ValueError(f"{self.name}: {f} must be in (0, 1e6]")
         for f in ("margin_buffer_ppm", "liquidator_fee_ppm", "insurance_fee_ppm",
                   "bankruptcy_adjustment_ppm", "spread_to_mm_ratio_ppm", "cooldown_ms",
-                  "backstop_mm_fraction_ppm", "adl_fund_threshold_quanta"):
+                  "backstop_mm_fraction_ppm", "adl_fund_threshold_quanta",
+                  "fund_position_cap_ppm", "fund_unwind_band_ppm", "fund_unwind_interval_ms"):
             if getattr(self, f) < 0:
                 raise ValueError(f"{self.name}: {f} must be non-negative")
         if self.min_notional_quote < 0 or self.partial_threshold_quote < 0:
             raise ValueError(f"{self.name}: notional thresholds must be non-negative")
+        if self.fund_capacity not in ("cash", "equity", "equity_at_depth"):
+            raise ValueError(f"{self.name}: fund_capacity must be cash, equity or "
+                             f"equity_at_depth")
+        if self.fund_unwind_band_ppm >= PPM:
+            raise ValueError(f"{self.name}: fund_unwind_band_ppm must be below 1e6")
 
     def backstop_eligible(self, *, collateral: float, mm: float) -> bool:
         """Return True when the backstop may take over: collateral below the fraction of
@@ -124,8 +163,12 @@ class LiquidationPolicy:
 
 POLICIES: Final[dict[str, LiquidationPolicy]] = {
     "close_all": LiquidationPolicy(
-        name="close_all", source="whole position in one step; fund, then ADL pro rata",
-        as_of="n/a", adl_ranking="pro_rata"),
+        name="close_all", source="whole position in one step; fund takes over what the "
+        "book could not close and unwinds it (20% a minute within 2.5% of the mark); ADL pro "
+        "rata only beyond its equity at depth",
+        as_of="n/a", adl_ranking="pro_rata", fund_capacity="equity_at_depth",
+        fund_unwind_portion_ppm=200_000, fund_unwind_band_ppm=25_000,
+        fund_unwind_interval_ms=60_000),
     "dydx": LiquidationPolicy(
         name="dydx",
         source="dYdX v4-chain liquidations_config in the testing genesis "
@@ -135,13 +178,17 @@ POLICIES: Final[dict[str, LiquidationPolicy]] = {
                "and max_quantums_insurance_lost 1e14 quantums, bankruptcy_adjustment_ppm "
                "1e6, spread_to_maintenance_margin_ratio_ppm 100000; deleveraging "
                "(x/clob/keeper/deleveraging.go) picks offsetting accounts in pseudo-random "
-               "order, approximated pro rata. Mainnet governance values may differ",
+               "order, approximated pro rata. Mainnet governance values may differ. "
+               "The insurance fund holds no positions: it pays fills below bankruptcy and "
+               "deleveraging starts when balance + delta < 0 or the balance is below "
+               "max_insurance_fund_quantums_for_deleveraging "
+               "(x/clob/keeper/deleveraging.go ShouldPerformDeleveraging)",
         as_of="2024-10",
         sizing="dydx", min_notional_quote=0.001, max_portion_ppm=PPM,
         account_notional_cap_quote=100_000_000.0, account_insurance_cap_quote=100_000_000.0,
         insurance_fee_ppm=5_000, penalty_priority="insurance_first",
         bankruptcy_adjustment_ppm=PPM, spread_to_mm_ratio_ppm=100_000,
-        adl_ranking="pro_rata"),
+        adl_ranking="pro_rata", fund_takeover=False, fund_capacity="cash"),
     "hyperliquid": LiquidationPolicy(
         name="hyperliquid",
         source="Hyperliquid docs trading/liquidations (book first, no clearance fee; "
@@ -149,11 +196,17 @@ POLICIES: Final[dict[str, LiquidationPolicy]] = {
                "maintenance margin kept by the vault) and the partial-liquidation "
                "announcement (positions above 100k USDC: 20% per order, then 30 s during "
                "which orders are for the whole position). ADL order: BitMEX formula used "
-               "(Hyperliquid's exact ranking UNVERIFIED)",
+               "(Hyperliquid's exact ranking UNVERIFIED). The liquidator vault (the "
+               "fund here) holds what it takes and trades out of it; ADL when it cannot "
+               "absorb the loss (docs trading/auto-deleveraging: 'avoid liquidations that "
+               "would cause a sufficiently large drawdown'), measured on its equity at "
+               "depth; unwind pace 20% a minute within 2.5% of the mark UNVERIFIED",
         as_of="2025",
         sizing="hyperliquid", partial_threshold_quote=100_000.0,
         partial_portion_ppm=200_000, cooldown_ms=30_000, backstop=True,
-        backstop_mm_fraction_ppm=666_667, adl_ranking="bitmex"),
+        backstop_mm_fraction_ppm=666_667, adl_ranking="bitmex", backstop_is_fund=True,
+        fund_capacity="equity_at_depth", fund_unwind_portion_ppm=200_000,
+        fund_unwind_band_ppm=25_000, fund_unwind_interval_ms=60_000),
     "drift": LiquidationPolicy(
         name="drift",
         source="Drift protocol-v2 math/liquidation.rs "
@@ -165,7 +218,8 @@ POLICIES: Final[dict[str, LiquidationPolicy]] = {
         as_of="draft",
         sizing="drift", margin_buffer_ppm=20_000, liquidator_fee_ppm=10_000,
         insurance_fee_ppm=10_000, penalty_priority="liquidator_first",
-        adl_ranking="none", socialize="funding_index"),
+        adl_ranking="none", socialize="funding_index", fund_takeover=False,
+        fund_capacity="cash"),
     "deribit": LiquidationPolicy(
         name="deribit",
         source="Deribit: incremental liquidation simplified to close-all; losses beyond "
@@ -173,26 +227,78 @@ POLICIES: Final[dict[str, LiquidationPolicy]] = {
                "(Deribit's historical socialized-loss rule). Fees UNVERIFIED (draft)",
         as_of="draft",
         sizing="close_all", insurance_fee_ppm=0, adl_ranking="none",
-        socialize="pro_rata_winners"),
+        socialize="pro_rata_winners", fund_takeover=False, fund_capacity="cash"),
     "binance": LiquidationPolicy(
         name="binance",
         source="Binance 'Liquidation Protocols' FAQ (updated 2024-05-29): cancel orders, "
                "one IOC order to reduce to a lower bracket, then bankruptcy-price "
                "takeover by the insurance fund; ADL queue. Clearance fee rate UNVERIFIED "
-               "(per symbol); ADL score as PnL ratio x margin ratio (draft)",
-        as_of="2024-05",
+               "(per symbol); ADL score as PnL ratio x margin ratio (draft). Insurance "
+               "Fund FAQ (2024-05-29): the fund takes over bankrupt positions and offloads "
+               "them gradually, net notional per market at most 100% of the fund; FAQ "
+               "2025-05-06: ADL when the unrealized loss of taken-over positions exceeds "
+               "the fund (read as equity at depth); 2.5% unwind band from the 2019 "
+               "rule; unwind pace 20% a minute UNVERIFIED",
+        as_of="2025-05",
         sizing="tier_step", insurance_fee_ppm=12_500, penalty_priority="insurance_first",
-        adl_ranking="binance"),
+        adl_ranking="binance", fund_capacity="equity_at_depth",
+        fund_position_cap_ppm=PPM, fund_unwind_portion_ppm=200_000,
+        fund_unwind_band_ppm=25_000, fund_unwind_interval_ms=60_000),
     "bitmex": LiquidationPolicy(
         name="bitmex",
         source="BitMEX app/autoDeleveraging and autoDeleveragingExamples (ranking, "
                "quintiles, fills at the liquidated order's bankruptcy price); surplus over "
                "bankruptcy to the insurance fund; partial liquidation down one risk-limit "
-               "step (BitMEX risk limits docs)",
+               "step (BitMEX risk limits docs). The liquidation engine takes the position "
+               "over and the fund pays for aggressing it in the market; ADL when the fund "
+               "is depleted (app/liquidation, app/autoDeleveraging), counted as equity at "
+               "depth; unwind all a minute within 2.5% of the mark UNVERIFIED",
         as_of="2021-08",
         sizing="tier_step", insurance_fee_ppm=PPM, penalty_priority="insurance_first",
-        adl_ranking="bitmex"),
+        adl_ranking="bitmex", fund_capacity="equity_at_depth",
+        fund_unwind_band_ppm=25_000, fund_unwind_interval_ms=60_000),
 }
+
+
+FUND_RULE_KEYS: Final = ("fund_takeover", "backstop_is_fund", "fund_capacity",
+                         "fund_position_cap_ppm", "fund_unwind_portion_ppm",
+                         "fund_unwind_band_ppm", "fund_unwind_interval_ms",
+                         "adl_fund_threshold_quanta")
+"""Keys of a venue file's ``liquidation`` section: the insurance fund's rule."""
+
+
+def policy_with_overrides(policy: LiquidationPolicy, data: Mapping[str, Any],
+                          path: str = "liquidation") -> LiquidationPolicy:
+    """Return ``policy`` with the insurance-fund rule of a venue file's ``liquidation``
+    section (keys :data:`FUND_RULE_KEYS`); a bad key or value raises ``ValueError``
+    naming its dotted path."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a table")
+    extra = set(data) - set(FUND_RULE_KEYS)
+    if extra:
+        raise ValueError(f"{path}: unknown keys {sorted(extra)}")
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{path}.{key}"
+        if key in ("fund_takeover", "backstop_is_fund"):
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: expected true or false")
+            changes[key] = value
+        elif key == "fund_capacity":
+            if value not in ("cash", "equity", "equity_at_depth"):
+                raise ValueError(f"{where}: expected cash, equity or equity_at_depth")
+            changes[key] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise ValueError(f"{where}: expected a whole number")
+            try:
+                changes[key] = int(value)
+            except ValueError:
+                raise ValueError(f"{where}: expected a whole number") from None
+    try:
+        return replace(policy, **changes)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def policy_for(venue: str) -> LiquidationPolicy:

@@ -9,17 +9,20 @@ its bankruptcy amount, the insurance fund balance and the venue's policy,
 2. market close worse than bankruptcy, within ``limit_ticks``, while the insurance fund
    can pay the shortfall (:class:`MarketClose` + :class:`InsurancePayment`);
 3. what the book could not take: a backstop vault takes it at the bankruptcy price when
-   eligible (:class:`BackstopTakeover`, Hyperliquid); else, while the fund is above the
-   ADL threshold, the fund takes it at the bankruptcy price (:class:`FundTakeover`,
-   Binance); else ADL against the opposite queue at the bankruptcy price
-   (:class:`AdlFill`, BitMEX/Binance/dYdX);
+   eligible (:class:`BackstopTakeover`, Hyperliquid); else the fund takes it at the
+   bankruptcy price (:class:`FundTakeover`, Binance, BitMEX) as far as its counted
+   capacity covers the loss of the takeover (the bankruptcy amount less what the book's
+   remaining depth would pay for the lots) and the venue's position cap allows; ADL
+   against the opposite queue at the bankruptcy price (:class:`AdlFill`,
+   BitMEX/Binance/dYdX/Hyperliquid) only for what the fund could not absorb;
 4. what is still open: closed in the book with the shortfall socialized
    (:class:`SocializedLoss`: Drift funding index, Deribit pro rata over winners), any
    remainder recorded as bad debt; what no one took stays open (:class:`Unresolved`).
 
 Every step is a frozen dataclass; :meth:`WaterfallPlan.transfers` turns the plan into
 two-sided transfers between named roles (``account``, ``market``, ``insurance``,
-``liquidator``, ``backstop``, ``rounding``, ``adl:<i>``, ``social:<i>``) that the engine
+``fund_positions``, ``liquidator``, ``backstop``, ``rounding``, ``adl:<i>``,
+``social:<i>``) that the engine
 maps onto ledger accounts. Amounts are settle-asset quanta; the account's quote amounts
 are signed as in :mod:`solvency.core.liquidation.bankruptcy` (what it receives).
 """
@@ -100,7 +103,8 @@ class BackstopTakeover:
 
 @dataclass(frozen=True, slots=True)
 class FundTakeover:
-    """The insurance fund takes ``lots`` into its own position at the bankruptcy price."""
+    """The insurance fund takes ``lots`` into its own position at the bankruptcy price
+    (financed by its position account, role ``fund_positions``, not paid from its cash)."""
 
     lots: int
     quote_quanta: int
@@ -170,6 +174,9 @@ class WaterfallPlan:
     fund_used_quanta: int
     bad_debt_quanta: int
     notes: tuple[str, ...] = field(default=())
+    capacity_used_quanta: int = 0
+    """Counted capacity the plan used: shortfalls paid plus the loss at depth of what
+    the fund took over (see ``fund_capacity_quanta`` of :func:`plan_waterfall`)."""
 
     def transfers(self, *, social_legs: bool = True) -> list[TransferLeg]:
         """Return the plan's money movements as two-sided legs, in step order.
@@ -202,7 +209,7 @@ class WaterfallPlan:
             elif isinstance(s, BackstopTakeover):
                 signed("backstop", s.quote_quanta, "backstop_takeover")
             elif isinstance(s, FundTakeover):
-                signed("insurance", s.quote_quanta, "insurance_takeover")
+                signed("fund_positions", s.quote_quanta, "insurance_takeover")
             elif isinstance(s, AdlFill):
                 signed(f"adl:{s.position}", s.quote_quanta, "adl_fill")
             elif isinstance(s, SocializedLoss) and social_legs:
@@ -242,9 +249,18 @@ class _State:
     filled: int = 0
     fund_left: int = 0
     fund_used: int = 0
+    capacity_left: int = 0
+    capacity_used: int = 0
+    depth_used: int = 0  # lots of the remaining depth already counted for a takeover
     bad_debt: int = 0
     steps: list[Step] = field(default_factory=list)
     social_charges: bool = True
+
+    def pay(self, amount: int) -> None:
+        self.fund_left -= amount
+        self.fund_used += amount
+        self.capacity_left -= amount
+        self.capacity_used += amount
 
     def share(self, lots: int) -> int:
         return bankruptcy_share_quanta(self.b, part_lots=self.filled + lots, total_lots=self.n) - (
@@ -269,7 +285,8 @@ def plan_waterfall(
     limit_ticks: int | None = None, backstop_eligible: bool = False,
     adl_lots: Int64Array1D | None = None, adl_order: Int64Array1D | None = None,
     adl_eligible: BoolArray1D | None = None, social_weights: Int64Array1D | None = None,
-    social_charges: bool = True,
+    social_charges: bool = True, fund_capacity_quanta: int | None = None,
+    takeover_far_ticks: int | None = None, takeover_lots_max: int | None = None,
 ) -> WaterfallPlan:
     """Plan the liquidation of ``close_lots`` of a position, as ordered exact steps.
 
@@ -309,6 +326,17 @@ def plan_waterfall(
         carries what is covered (from the weights' totals) with an empty charge array
         and no rounding, for a caller that charges the losses of many steps at once
         (the engine does, once per market per sweep).
+    fund_capacity_quanta
+        The fund's counted capacity (``policy.fund_capacity``: cash, equity, or equity
+        less the cost of closing its positions at depth); None: ``fund_quanta``.
+        Shortfall payments and the losses of takeovers are charged against it; ADL runs
+        only for what it cannot absorb.
+    takeover_far_ticks
+        Price at which lots beyond the quoted depth are valued for a takeover's loss
+        (the fund's unwind limit); None: such lots cannot be valued, so the fund does
+        not take them.
+    takeover_lots_max
+        Most lots the fund may take over now (its position cap); None: no cap.
 
     Returns
     -------
@@ -322,7 +350,9 @@ def plan_waterfall(
     if fund_quanta < 0:
         raise ValueError("fund_quanta must be non-negative")
     is_long = position_lots > 0
-    st = _State(n=n, b=bankruptcy_quanta, fund_left=fund_quanta, social_charges=social_charges)
+    st = _State(n=n, b=bankruptcy_quanta, fund_left=fund_quanta, social_charges=social_charges,
+                capacity_left=fund_quanta if fund_capacity_quanta is None
+                else fund_capacity_quanta)
     book = [(int(q), int(t)) for q, t in levels if q > 0]
     cursor = 0
     surplus = 0
@@ -359,25 +389,37 @@ def plan_waterfall(
     if policy.fund_covers_shortfall:
         cursor = _below_bankruptcy(st, book, cursor, quote, within_limit, fund=True)
     # 3. backstop, fund takeover or ADL for the rest, at the bankruptcy price
-    rest = n - st.filled
-    if rest and backstop_eligible and policy.backstop:
-        st.steps.append(BackstopTakeover(rest, st.share(rest)))
-        st.filled = n
-    rest = n - st.filled
     adl_ready = (policy.adl_ranking != "none" and adl_lots is not None
                  and adl_order is not None and adl_eligible is not None)
-    if rest and policy.fund_covers_shortfall and (
-            st.fund_left > policy.adl_fund_threshold_quanta or not adl_ready):
-        b = st.share(rest)
-        if b <= 0 or b <= st.fund_left:
-            # the fund buys a long (pays b) or is paid to take a short (b < 0)
-            st.steps.append(FundTakeover(rest, b))
-            st.fund_left -= max(b, 0)
-            st.fund_used += max(b, 0)
-            st.filled = n
+    take_max = takeover_lots_max
     rest = n - st.filled
-    if rest and adl_lots is not None and adl_order is not None and adl_eligible is not None \
-            and policy.adl_ranking != "none":
+    if rest and backstop_eligible and policy.backstop:
+        k = rest
+        if policy.backstop_is_fund:  # the vault's capital is the fund's: same rule
+            k = _fund_takes(st, policy, book, cursor, quote, rest, takeover_far_ticks,
+                            take_max, adl_ready=adl_ready)
+            take_max = None if take_max is None else take_max - k
+        if k:
+            st.steps.append(BackstopTakeover(k, st.share(k)))
+            st.filled += k
+    rest = n - st.filled
+    if rest and policy.fund_takeover and policy.fund_covers_shortfall:
+        k = _fund_takes(st, policy, book, cursor, quote, rest, takeover_far_ticks, take_max,
+                        adl_ready=adl_ready)
+        if k:
+            # the fund buys a long (pays b) or is paid to take a short (b < 0), through
+            # its position account: its cash is not spent on the notional
+            st.steps.append(FundTakeover(k, st.share(k)))
+            st.filled += k
+    rest = n - st.filled
+    holds = policy.fund_takeover or (policy.backstop and policy.backstop_is_fund)
+    if rest and adl_ready and not holds and _absorbs(st, policy, book, cursor, quote, rest,
+                                                   takeover_far_ticks):
+        # the fund pays shortfalls but holds nothing (dYdX): while its cash covers the
+        # loss at depth, the rest stays for the book (ADL only when it cannot)
+        adl_ready = False
+    if rest and adl_ready:
+        assert adl_lots is not None and adl_order is not None and adl_eligible is not None
         alloc = adl_allocate(rest, lots=adl_lots, order=adl_order, eligible=adl_eligible)
         for i in adl_order.tolist():
             k = int(alloc[i])
@@ -391,7 +433,77 @@ def plan_waterfall(
     if n - st.filled:
         st.steps.append(Unresolved(n - st.filled))
     return WaterfallPlan(tuple(st.steps), n, st.filled, bankruptcy_quanta, st.fund_used,
-                         st.bad_debt)
+                         st.bad_debt, capacity_used_quanta=st.capacity_used)
+
+
+def _depth_value(book: list[tuple[int, int]], cursor: int, skip: int, lots: int,
+                 quote: QuoteFn, far_ticks: int | None) -> int | None:
+    # What the book's remaining depth (after ``skip`` lots already counted) pays for
+    # ``lots``; lots beyond it at ``far_ticks``; None when they cannot be valued.
+    value = 0
+    left = lots
+    for lv, ticks in book[cursor:]:
+        if left == 0:
+            break
+        if skip >= lv:
+            skip -= lv
+            continue
+        take = min(lv - skip, left)
+        skip = 0
+        value += quote(take, ticks)
+        left -= take
+    if left:
+        if far_ticks is None:
+            return None
+        value += quote(left, far_ticks)
+    return value
+
+
+def _takeover_loss(st: _State, book: list[tuple[int, int]], cursor: int, quote: QuoteFn,
+                   lots: int, far_ticks: int | None) -> int | None:
+    # The loss of taking ``lots`` over at their bankruptcy share, valued at depth.
+    if lots == 0:
+        return 0
+    value = _depth_value(book, cursor, st.depth_used, lots, quote, far_ticks)
+    return None if value is None else st.share(lots) - value
+
+
+def _fund_takes(st: _State, policy: LiquidationPolicy, book: list[tuple[int, int]],
+                cursor: int, quote: QuoteFn, rest: int, far_ticks: int | None,
+                lots_max: int | None, *, adl_ready: bool) -> int:
+    # Lots of ``rest`` the fund takes over: the most whose loss at depth its counted
+    # capacity covers, within its position cap; with an ADL queue waiting, nothing at
+    # or below the ADL threshold. Charges the loss to the capacity.
+    limit = rest if lots_max is None else min(rest, max(lots_max, 0))
+    if limit == 0 or st.capacity_left < 0:
+        return 0
+    if adl_ready and st.capacity_left <= policy.adl_fund_threshold_quanta:
+        return 0
+
+    def cost(k: int) -> int:
+        loss = _takeover_loss(st, book, cursor, quote, k, far_ticks)
+        return st.capacity_left + 1 if loss is None else loss
+
+    # all of it when the capacity covers it (the loss need not grow with the lots when
+    # the far price is better than bankruptcy), else the most it covers
+    k = limit if cost(limit) <= st.capacity_left else _largest_within(
+        limit, st.capacity_left, cost)
+    if k:
+        loss = cost(k)
+        st.capacity_left -= loss
+        st.capacity_used += loss
+        st.depth_used += k
+    return k
+
+
+def _absorbs(st: _State, policy: LiquidationPolicy, book: list[tuple[int, int]],
+             cursor: int, quote: QuoteFn, rest: int, far_ticks: int | None) -> bool:
+    # Whether a fund that holds no positions can pay the loss of closing ``rest`` at
+    # depth from what it counts (dYdX ShouldPerformDeleveraging: balance + delta >= 0
+    # and balance >= MaxInsuranceFundQuantumsForDeleveraging).
+    loss = _takeover_loss(st, book, cursor, quote, rest, far_ticks)
+    return (loss is not None and st.capacity_left > policy.adl_fund_threshold_quanta
+            and loss <= min(st.capacity_left, st.fund_left))
 
 
 def _below_bankruptcy(
@@ -410,7 +522,8 @@ def _below_bankruptcy(
         def shortfall(k: int, ticks: int = ticks) -> int:
             return max(st.share(k) - quote(k, ticks), 0) if k else 0
 
-        take = _largest_within(want, st.fund_left, shortfall) if fund else want
+        budget = min(st.fund_left, max(st.capacity_left, 0))
+        take = _largest_within(want, budget, shortfall) if fund else want
         if take == 0:
             break
         q = quote(take, ticks)
@@ -420,14 +533,12 @@ def _below_bankruptcy(
         if fund:
             if gap:
                 st.steps.append(InsurancePayment(gap))
-                st.fund_left -= gap
-                st.fund_used += gap
+                st.pay(gap)
         elif gap:
             from_fund = min(gap, st.fund_left)
             if from_fund:
                 st.steps.append(InsurancePayment(from_fund))
-                st.fund_left -= from_fund
-                st.fund_used += from_fund
+                st.pay(from_fund)
             social = _socialize(rule, gap - from_fund, weights, split=st.social_charges)
             st.steps.append(social)
             st.bad_debt += social.bad_debt_quanta

@@ -31,6 +31,7 @@ __all__ = [
     "EventError",
     "Expiry",
     "Fill",
+    "FundUnwound",
     "Funding",
     "InputEvent",
     "IsolatedMargin",
@@ -297,6 +298,23 @@ class Deleveraged:
 
 
 @dataclass(frozen=True, slots=True)
+class FundUnwound:
+    """The insurance fund closed ``size`` (signed: + bought back, - sold) of a position it
+    took over, through the book at ``price``; ``proceeds`` it received (signed), ``pnl``
+    realized against its cost, ``left`` of the position still held (settle asset)."""
+
+    type: ClassVar[str] = "fund_unwind"
+    id: str
+    event: str
+    market: str
+    size: str
+    price: str
+    proceeds: str
+    pnl: str
+    left: str
+
+
+@dataclass(frozen=True, slots=True)
 class SocializedLossEvent:
     """A shortfall charged to other participants by ``rule``."""
 
@@ -352,7 +370,7 @@ class ParamsChanged:
 
 
 OutEvent = (Rejected | MarginCall | MarginRestored | Settled | Liquidated | Deleveraged
-            | SocializedLossEvent | BadDebt | WithdrawalState | ParamsChanged)
+            | FundUnwound | SocializedLossEvent | BadDebt | WithdrawalState | ParamsChanged)
 
 _INPUT_TYPES: dict[str, type[Any]] = {
     cls.type: cls

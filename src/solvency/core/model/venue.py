@@ -273,7 +273,7 @@ def merge_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[s
 def build_venue(data: Mapping[str, Any]) -> Venue:
     """Build and validate a venue from its full config data."""
     extra = set(data) - {"name", "assets", "markets", "margin_call_ratio", "source", "as_of",
-                         "preset", "oracle", "insurance", "portfolio_margin"}
+                         "preset", "oracle", "insurance", "portfolio_margin", "liquidation"}
     if extra:
         raise ConfigError(f"venue: unknown keys {sorted(extra)}")
     assets_data = data.get("assets")

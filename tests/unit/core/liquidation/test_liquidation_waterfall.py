@@ -67,13 +67,51 @@ def test_fund_runs_out_then_adl() -> None:
 
 
 def test_hyperliquid_backstop_takes_over_at_bankruptcy() -> None:
-    plan = _plan("hyperliquid", 4_501_000_000, [], 0, backstop_eligible=True)
+    # Hyperliquid docs trading/liquidations: the liquidator vault takes over below 2/3 of
+    # maintenance; its capital is the fund's (backstop_is_fund), so the takeover needs
+    # capacity for its loss at depth: none here (valued at the far price 45,000: the loss
+    # is 4,501 - 4,500 = $1, 1,000,000 quanta)
+    plan = _plan("hyperliquid", 4_501_000_000, [], 1_000_000, backstop_eligible=True,
+                 takeover_far_ticks=45_000)
     assert plan.steps == (BackstopTakeover(100, 4_501_000_000),)
+    assert plan.capacity_used_quanta == 1_000_000 and plan.fund_used_quanta == 0
+    short = _plan("hyperliquid", 4_501_000_000, [], 999_999, backstop_eligible=True,
+                  takeover_far_ticks=45_000)
+    assert short.steps[0] == BackstopTakeover(99, 4_455_990_000)  # the rest waits
 
 
 def test_binance_fund_takes_over_when_it_can() -> None:
-    plan = _plan("binance", 4_501_000_000, [], 10_000_000_000)
+    # Binance Insurance Fund FAQ: the fund takes over the bankrupt position; its cash is
+    # not spent on the notional (the position account finances it)
+    plan = _plan("binance", 4_501_000_000, [], 10_000_000_000, takeover_far_ticks=45_000)
     assert plan.steps == (FundTakeover(100, 4_501_000_000),)
+    assert plan.fund_used_quanta == 0 and plan.capacity_used_quanta == 1_000_000
+    assert plan.net_by_role() == {"account": 4_501_000_000,
+                                  "fund_positions": -4_501_000_000}
+
+
+def test_binance_position_cap_sends_the_rest_to_adl() -> None:
+    # Binance Insurance Fund FAQ (2024-05-29): "any positions that would increase beyond
+    # the max notional will be subjected to counterparty-liquidation"
+    plan = _plan("binance", 4_501_000_000, [], 10_000_000_000, takeover_far_ticks=45_000,
+                 takeover_lots_max=60, adl_lots=np.array([-80], dtype=np.int64),
+                 adl_order=np.array([0], dtype=np.int64),
+                 adl_eligible=np.ones(1, dtype=np.bool_))
+    assert plan.steps == (FundTakeover(60, 2_700_600_000), AdlFill(0, 40, 1_800_400_000))
+
+
+def test_dydx_fund_holds_nothing_and_deleverages_only_when_short() -> None:
+    # dYdX x/clob/keeper/deleveraging.go ShouldPerformDeleveraging: deleverage when
+    # balance + delta < 0; the fund never takes positions (fund_takeover False)
+    queue = {"adl_lots": np.array([-100], dtype=np.int64),
+             "adl_order": np.array([0], dtype=np.int64),
+             "adl_eligible": np.ones(1, dtype=np.bool_)}
+    # the rest would close at 44,000: a $101 loss; a fund of $101 absorbs it: no ADL,
+    # the lots wait for the book (the engine's last resort closes them, fund first)
+    rich = _plan("dydx", 4_501_000_000, [(100, 44_000)], 101_000_000, **queue)
+    assert rich.steps == (Unresolved(100),)
+    poor = _plan("dydx", 4_501_000_000, [(100, 44_000)], 100_999_999, **queue)
+    assert poor.steps == (AdlFill(0, 100, 4_501_000_000),)
 
 
 def test_bitmex_adl_example_short_of_20_at_650() -> None:
@@ -163,9 +201,8 @@ def test_waterfall_conserves_and_never_overdraws(
     assert lots_moved == plan.closed_lots
     left = [s.lots for s in plan.steps if isinstance(s, Unresolved)]
     assert plan.closed_lots + sum(left) == n
-    paid = sum(s.amount_quanta for s in plan.steps if isinstance(s, InsurancePayment)) + sum(
-        max(s.quote_quanta, 0) for s in plan.steps if isinstance(s, FundTakeover))
-    assert paid == plan.fund_used_quanta <= fund  # the fund is never overdrawn
+    paid = sum(s.amount_quanta for s in plan.steps if isinstance(s, InsurancePayment))
+    assert paid == plan.fund_used_quanta <= fund  # the fund's cash is never overdrawn
     # the account ends at or above its bankruptcy amount on what closed, but for bad debt
     account = plan.net_by_role().get("account", 0)
     floor = bankruptcy_share_quanta(b, part_lots=plan.closed_lots, total_lots=n)
