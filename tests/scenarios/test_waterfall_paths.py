@@ -17,7 +17,7 @@ from solvency.core.liquidation import POLICIES
 from solvency.core.model.events import Deposit, Fill, Price
 from solvency.core.model.presets import load_preset, venue_from_data
 from solvency.engine.engine import Engine
-from solvency.engine.liquidation import BAD_DEBT, LIQUIDATOR
+from solvency.engine.liquidation import BAD_DEBT, FUND_POSITIONS, LIQUIDATOR
 from solvency.engine.ports import Fill as Level
 
 U = 1_000_000  # USDT/USDC quanta per unit
@@ -101,31 +101,38 @@ def test_close_below_bankruptcy_paid_by_the_insurance_fund_dydx() -> None:
 
 def test_backstop_vault_takes_the_position_below_two_thirds_of_maintenance() -> None:
     # Hyperliquid BTC 40x: MM 1.25 %. At 97,600: equity 600 < 2/3 x 1,220 = 813.3 and the
-    # book is empty: the vault takes 1 BTC at B = 97,600 - 600 = 97,000.
-    e = _engine("hyperliquid", Levels(), alice="3000", backstop="200000")
+    # book is empty: the vault takes 1 BTC at B = 97,600 - 600 = 97,000. The vault's
+    # capital is the fund's (backstop_is_fund, issue 27): its loss at depth (B less the
+    # unwind band's limit, 97,600 x 0.975 = 95,160: 1,840) is within its 200,000, so it
+    # takes the position into the fund's row, paid by the fund's position account; the
+    # fund's cash is not spent.
+    e = _engine("hyperliquid", Levels(), alice="3000", fund="200000")
     out = e.apply(Price(id="p1", market="BTC-PERP", price=D(97600)))
     assert _types(out) == ["liquidation:backstop"]
     assert _bal(e, "u:alice", "USDC") == 0
-    assert _bal(e, "u:__backstop__", "USDC") == (200000 - 97000) * U
-    vault = e.account_view("__backstop__")["positions"][0]
+    assert _bal(e, INSURANCE, "USDC") == 200000 * U
+    assert _bal(e, FUND_POSITIONS, "USDC") == -97000 * U
+    vault = e.account_view("__insurance__")["positions"][0]
     assert (vault["size"], vault["entry_price"]) == ("1.00000", "97000")
     assert _ledger(e, "USDC") == {"ext:world": -253000 * U, "u:bob": 150000 * U,
-                                  "u:__backstop__": 103000 * U}
+                                  INSURANCE: 200000 * U, FUND_POSITIONS: -97000 * U}
 
 
 def test_insurance_fund_takes_the_position_when_the_book_is_empty() -> None:
     # Binance BTC bracket 2: MM 0.5 % - 50. At 98,200: equity 200 < MM 441;
-    # B = 98,200 - floor(200 x 441 / 441) = 98,000, paid by the fund, which now holds it.
+    # B = 98,200 - floor(200 x 441 / 441) = 98,000, paid by the fund's position account
+    # (issue 27: not from its cash), the fund now holding it.
     policy = replace(POLICIES["binance"], sizing="close_all")
     e = _engine("binance", Levels(), policy=policy, alice="2000", fund="200000")
     out = e.apply(Price(id="p1", market="BTC-PERP", price=D(98200)))
     assert _types(out) == ["liquidation:insurance_fund"]
     assert _bal(e, "u:alice", "USDT") == 0
-    assert _bal(e, INSURANCE, "USDT") == (200000 - 98000) * U
+    assert _bal(e, INSURANCE, "USDT") == 200000 * U
+    assert _bal(e, FUND_POSITIONS, "USDT") == -98000 * U
     fund = e.account_view("__insurance__")["positions"][0]
     assert (fund["size"], fund["entry_price"]) == ("1.000", "98000")
     assert _ledger(e, "USDT") == {"ext:world": -252000 * U, "u:bob": 150000 * U,
-                                  INSURANCE: 102000 * U}
+                                  INSURANCE: 200000 * U, FUND_POSITIONS: -98000 * U}
 
 
 def test_auto_deleveraging_at_the_bankruptcy_price_bitmex() -> None:
