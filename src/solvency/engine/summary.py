@@ -10,7 +10,7 @@ import numpy as np
 from solvency.core.units import format_quanta
 from solvency.engine.engine import Engine
 
-__all__ = ["account_entry", "replay_summary"]
+__all__ = ["account_entry", "liabilities", "replay_summary"]
 
 
 def account_entry(engine: Engine, account: str) -> dict[str, Any]:
@@ -114,3 +114,36 @@ def replay_summary(engine: Engine, line_errors: int, *, top: int = 10,
 
 def _amount(engine: Engine, asset: str, quanta: int) -> str:
     return format_quanta(quanta, engine.venue.assets[asset].decimals)
+
+
+def liabilities(engine: Engine) -> dict[str, Any]:
+    """What the venue owes each account, per asset, in quanta: its equity per asset
+    (ledger balance plus the value of its positions settled in that asset, over all its
+    rows), floored at zero. Engine-run accounts (``__insurance__`` and the like) are the
+    venue's own and not listed. Returns ``assets``, ``accounts`` (book order), ``owed``
+    (int64, accounts x assets) and ``negative`` (accounts in negative equity in some
+    asset, with the shortfall: counted and reported, never hidden in the tree).
+
+    Exact: the book's per-row integers (balances mirror the ledger; position values are
+    the slot caches at the current marks), summed per account with ``np.add.at``.
+    """
+    book = engine.book
+    n_rows = len(book.rows)
+    n_a = len(book.asset_names)
+    ri = book.row_int[:n_rows]
+    equity = ri[:, :n_a] + ri[:, n_a:2 * n_a]
+    acct = book.row_account[:n_rows]
+    n_acc = len(book.account_names)
+    per = np.zeros((n_acc, n_a), dtype=np.int64)
+    np.add.at(per, acct, equity)
+    system = np.zeros(n_acc, dtype=np.bool_)
+    system[acct[book.row_system[:n_rows]]] = True
+    keep = np.flatnonzero(~system)
+    names = [book.account_names[i] for i in keep]
+    per = per[keep]
+    neg_rows = np.flatnonzero((per < 0).any(axis=1))
+    negative = {names[i]: {book.asset_names[a]: format_quanta(
+        int(-per[i, a]), engine.venue.assets[book.asset_names[a]].decimals)
+        for a in range(n_a) if per[i, a] < 0} for i in neg_rows}
+    return {"assets": list(book.asset_names), "accounts": names,
+            "owed": np.maximum(per, 0), "negative": negative}

@@ -31,6 +31,7 @@ from prometheus_client import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from solvency.adapters.proofs import ProofSet, proofs_from, take_liabilities
 from solvency.adapters.store import KeyRecord, StoreError
 from solvency.core.model.events import EventError, json_object
 from solvency.core.model.venue import ConfigError
@@ -67,6 +68,7 @@ class AppConfig:
     rate_burst: float = 10_000.0
     stream_buffer: int = 10_000  # frames queued per stream client before it is closed
     max_events_per_request: int = 100_000
+    proof_interval_s: float = 10.0  # the proof tree is rebuilt at most this often
 
 
 class ApiError(Exception):
@@ -439,6 +441,46 @@ def create_app(service_config: ServiceConfig, app_config: AppConfig | None = Non
         return JSONResponse(await on_writer(
             lambda: risk_json(s.engine, s.seq, list(s.recent), top=top)))
 
+    # ---------------------------------------------------------------- proofs
+
+    proof_box: dict[str, Any] = {}
+    proof_lock = asyncio.Lock()
+
+    async def current_proofs() -> ProofSet:
+        """The proof of liabilities at the latest sequence number, rebuilt at most every
+        ``proof_interval_s`` (liabilities are taken on the writer thread, the tree is
+        built off it); every proof served comes from the same tree as the root."""
+        s = svc()
+        async with proof_lock:
+            cached: ProofSet | None = proof_box.get("set")
+            fresh = cached is not None and (cached.root["seq"] == s.seq or (
+                time.monotonic() - proof_box["at"] < cfg.proof_interval_s))
+            if cached is not None and fresh:
+                return cached
+            taken = await on_writer(lambda: take_liabilities(s.engine, s.seq))
+            if not taken.owed["accounts"]:
+                raise ApiError(404, "no_accounts", "no accounts yet: nothing to prove")
+            seed = await asyncio.to_thread(_proof_seed, s)
+            built = await asyncio.to_thread(proofs_from, taken, seed=seed)
+            proof_box.update(set=built, at=time.monotonic())
+            return built
+
+    @app.get("/v1/proofs/root", summary="The latest proof-of-liabilities root")
+    async def proofs_root(rec: KeyRecord = need("read")) -> JSONResponse:  # noqa: B008
+        return JSONResponse((await current_proofs()).root)
+
+    @app.get("/v1/proofs/{account}", summary="An account's inclusion proof")
+    async def proofs_account(account: str,
+                             rec: KeyRecord = need("read")) -> JSONResponse:  # noqa: B008
+        built = await current_proofs()
+        try:
+            index = built.tree.index_of(account)
+        except KeyError:
+            raise ApiError(404, "not_in_tree",
+                           f"{account!r} is owed nothing at seq {built.root['seq']} (or is "
+                           "unknown)") from None
+        return JSONResponse(built.tree.proof(index))
+
     @app.get("/metrics", include_in_schema=False)
     async def get_metrics() -> Response:
         s = holder.get("svc")
@@ -562,6 +604,17 @@ def create_app(service_config: ServiceConfig, app_config: AppConfig | None = Non
             watcher.cancel()
 
     return app
+
+
+def _proof_seed(service: RiskService) -> bytes:
+    """The service's secret salt seed (created once, kept in the store's meta table)."""
+    import secrets
+
+    text = service.store.get_meta("proof_seed")
+    if text is None:
+        text = secrets.token_hex(32)
+        service.store.set_meta("proof_seed", text)
+    return bytes.fromhex(text)
 
 
 def _page(service: RiskService, after: int, n: int = 2_000) -> list[tuple[int, str, str]]:

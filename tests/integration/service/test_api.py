@@ -225,3 +225,18 @@ def test_rate_limit_429(tmp_path: Path) -> None:
         assert httpx.get(srv.url + "/v1/state", headers=h(keys["submit"])).status_code == 200
     finally:
         srv.stop()
+
+
+def test_proofs_of_liabilities_over_http(server) -> None:
+    from solvency.core.proofs import verify_proof
+
+    srv, keys = server
+    with Client(srv.url, keys["read"]) as c:
+        st = c.state()
+    root = httpx.get(srv.url + "/v1/proofs/root", headers=h(keys["read"])).json()
+    assert root["seq"] == st["seq"] and root["state_hash"] == st["state_hash"]
+    proof = httpx.get(srv.url + "/v1/proofs/trader01", headers=h(keys["read"])).json()
+    assert verify_proof(proof, root)["USDT"] >= 0
+    r = httpx.get(srv.url + "/v1/proofs/nobody", headers=h(keys["read"]))
+    assert r.status_code == 404 and r.json()["error"]["reason"] == "not_in_tree"
+    assert httpx.get(srv.url + "/v1/proofs/root").status_code == 401

@@ -1,0 +1,160 @@
+"""``solvency prove`` (publish a proof of liabilities) and ``solvency verify-proof`` (check
+one account's proof against a published root). docs/proofs.md says what they show."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from solvency.adapters.eventlog import LineError, load_venue, read_events
+from solvency.adapters.grids import load_grid
+from solvency.adapters.proofs import build_proofs, load_reserves, write_proofs
+from solvency.adapters.store import StoreError
+from solvency.core.model.venue import ConfigError
+from solvency.core.proofs import ProofError, verify_proof
+from solvency.core.units import format_quanta
+from solvency.engine.engine import Engine, EngineError
+
+__all__ = ["prove", "verify_proof_command"]
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _engine_from_events(path: Path, venue: str) -> tuple[Engine, int]:
+    engine = Engine(load_venue(venue), pm_grid=load_grid("deribit_pm"))
+    try:
+        for item in read_events(path):
+            if not isinstance(item, LineError):
+                engine.apply(item)
+    except UnicodeDecodeError as exc:
+        raise _fail(f"{path}: not UTF-8 text ({exc.reason})") from None
+    return engine, engine.counts["applied"]
+
+
+def _engine_from_db(db: str) -> tuple[Engine, int]:
+    from solvency.service.core import RecoveryError, RiskService, ServiceConfig
+
+    svc = RiskService(ServiceConfig(db=db))
+    try:
+        svc.recover()
+    except RecoveryError as exc:
+        raise _fail(f"{db}: {exc}") from None
+    finally:
+        svc.store.close()
+    return svc.engine, svc.seq
+
+
+def _seed(path: Path | None) -> bytes:
+    if path is None:
+        err.print("note: a random salt seed (pass --seed-file to keep it: the same state "
+                  "and seed give the same root)")
+        return secrets.token_bytes(32)
+    if path.exists():
+        data = path.read_bytes()
+        if len(data) < 16:
+            raise _fail(f"{path}: a seed of {len(data)} bytes; at least 16")
+        return data[:64]
+    data = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    err.print(f"note: a new salt seed in {path} (keep it secret)")
+    return data
+
+
+def prove(
+    events: Annotated[Path | None, typer.Argument(
+        help="Event file (JSON Lines) to replay; default the bundled demo (or --db).")] = None,
+    db: Annotated[str | None, typer.Option(
+        help="Prove the state of a service's store instead (sqlite:///... or "
+             "postgresql+psycopg://...).")] = None,
+    venue: Annotated[str, typer.Option(help="Venue preset or file (with EVENTS).")
+    ] = "binance",
+    out: Annotated[Path, typer.Option(help="Output folder: root.json and proofs/.")
+    ] = Path("proofs"),
+    reserves: Annotated[Path | None, typer.Option(
+        help="Declared holdings per asset (JSON object): adds the reserve ratio.")] = None,
+    seed_file: Annotated[Path | None, typer.Option(
+        help="Secret salt seed (created if missing): the same state and seed give the "
+             "same root.")] = None,
+) -> None:
+    """Publish a proof of liabilities: a Merkle sum tree over what every account is owed
+    per asset, its root (DIR/root.json) and one inclusion proof per account
+    (DIR/proofs/ACCOUNT.json)."""
+    if events is not None and db is not None:
+        raise _fail("give an event file or --db, not both")
+    try:
+        held = load_reserves(reserves) if reserves is not None else None
+        if db is not None:
+            engine, seq = _engine_from_db(db)
+        elif events is None:
+            src = resources.files("solvency.data").joinpath("demo_events.jsonl")
+            with resources.as_file(src) as p:
+                engine, seq = _engine_from_events(Path(p), venue)
+        else:
+            if not events.exists():
+                raise _fail(f"{events}: no such file")
+            engine, seq = _engine_from_events(events, venue)
+        proofs = build_proofs(engine, seq=seq, seed=_seed(seed_file), reserves=held)
+        n = write_proofs(proofs, out)
+    except (ConfigError, StoreError, EngineError, ProofError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    root = proofs.root
+    typer.echo(f"root {root['root']} over {n:,} accounts at seq {root['seq']} "
+               f"(state {root['state_hash'][:16]}); padding {root['padding_leaves']} leaves")
+    for asset, total in root["totals_display"].items():
+        ratio = root.get("reserve_ratio", {}).get(asset)
+        typer.echo(f"  {asset}: liabilities {total}" + (f", reserve ratio {ratio}"
+                                                         if ratio else ""))
+    neg = root["negative_equity"]["accounts"]
+    if neg:
+        typer.echo(f"  {neg} accounts in negative equity (listed in root.json, not in the "
+                   "tree)")
+    typer.echo(f"wrote {out / 'root.json'} and {n:,} proofs in {out / 'proofs'}")
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _fail(f"{what} {path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(f"{what} {path}: not JSON ({exc})") from None
+
+
+def verify_proof_command(
+    proof: Annotated[Path, typer.Argument(help="An account's proof (PROOF.json).")],
+    root: Annotated[Path, typer.Option("--root", help="The published root.json.")],
+) -> None:
+    """Check an account's inclusion proof against the published root: OK with the
+    account's balances, or the exact failure (exit 1)."""
+    p = _read_json(proof, "proof")
+    r = _read_json(root, "root")
+    if not isinstance(p, dict) or not isinstance(r, dict):
+        raise _fail("a proof and a root are JSON objects")
+    try:
+        balances = verify_proof(p, r)
+    except ProofError as exc:
+        err.print(f"[bold red]FAILED[/] ({exc.reason}): {exc.detail}")
+        raise typer.Exit(1) from None
+    units = r.get("units")
+    shown = []
+    for asset, q in balances.items():
+        d = units.get(asset) if isinstance(units, dict) else None
+        shown.append(f"{asset} {format_quanta(q, d)}" if isinstance(d, int) else
+                     f"{asset} {q} quanta")
+    typer.echo(f"OK: {p.get('account')} is in the tree of root {r.get('root')} "
+               f"(seq {r.get('seq')}) with {', '.join(shown)}")
