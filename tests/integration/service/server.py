@@ -63,6 +63,8 @@ class ServerProcess:
                "--db", self.db, "--port", str(self.port), "--log-level", "info", *self.args]
         if self.venue is not None:
             cmd += ["--venue", self.venue]
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill9()  # never leave a server of an earlier start running
         self.starts += 1
         log = self.log_path.open("ab")
         log.write(f"\n==== start {self.starts}\n".encode())
