@@ -34,6 +34,8 @@ console = Console()
 err = Console(stderr=True)
 
 DEMO_EVENTS = "demo_events.jsonl"
+LIQUIDATABLE_EXIT = 4
+"""`solvency margin`: the account is already below maintenance (docs/cli.md)."""
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -46,7 +48,11 @@ def margin(
     venue: Annotated[str | None, typer.Option(help="Venue preset (overrides the file).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Margin, liquidation prices and free collateral of one account."""
+    """Margin, liquidation prices and free collateral of one account.
+
+    Exits 4 (after printing the full report) when the account, or one of its isolated
+    positions, is already below maintenance margin.
+    """
     if venue is not None and venue not in PRESETS:
         raise _fail(f"unknown venue {venue!r}; known: {', '.join(preset_names())}")
     try:
@@ -56,23 +62,34 @@ def margin(
         raise _fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
-        return
+    else:
+        _print_margin(report)
+    if report["liquidatable"]:
+        raise typer.Exit(LIQUIDATABLE_EXIT)
+
+
+def _print_margin(report: dict[str, Any]) -> None:
     summary = Table(title=f"Account margin ({report['venue']}, {report['mode']})")
-    for col in ("equity", "collateral", "initial_margin", "maintenance_margin",
-                "margin_ratio", "free_collateral"):
+    cols = ("equity", "collateral", "initial_margin", "maintenance_margin", "margin_ratio",
+            "free_collateral")
+    for col in cols:
         summary.add_column(col.replace("_", " "), justify="right")
-    summary.add_row(*(report[c] for c in ("equity", "collateral", "initial_margin",
-                                          "maintenance_margin", "margin_ratio",
-                                          "free_collateral")))
+    summary.add_row(*(report[c] if report[c] is not None else "none" for c in cols))
     print_table(console, summary)
+    for row in report["below_maintenance"]:
+        console.print(f"LIQUIDATABLE now: {row['row']} collateral {row['collateral']} is "
+                      f"below maintenance margin {row['maintenance_margin']}",
+                      markup=False, highlight=False, soft_wrap=True)
     pos = Table(title="Positions (USD unless noted)")
     for col in ("market", "size", "entry", "mark", "notional", "IM", "MM", "uPnL",
-                "liq. price", f"P(liq) {report['horizon_days']:g}d"):
+                "liq. price", f"P(liq) {report['horizon']}"):
         pos.add_column(col, justify="right")
     for p in report["positions"]:
+        liq = (f"now (recovers at {p['recovery_price'] or 'no price'})" if p["liquidatable"]
+               else p["liquidation_price"] or "none")
         pos.add_row(p["market"], p["size"], p["entry_price"], p["mark_price"], p["notional"],
                     p["initial_margin"], p["maintenance_margin"], p["unrealized_pnl"],
-                    p["liquidation_price"] or "none", p["liquidation_probability"])
+                    liq, p["liquidation_probability"])
     print_table(console, pos)
 
 

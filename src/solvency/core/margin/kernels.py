@@ -227,6 +227,21 @@ def _weighted(value_usd: float, a: int, atier_start: Int64Array1D, atier_count: 
 
 
 @_inline
+def _own_quanta(net: int, im_own: int, a: int, n_req: int, req_a: int) -> int:
+    # The part of a positive balance ``net`` of asset ``a`` (quanta) that counts at full
+    # value in a cross row: a coin backs the positions settled in itself without a
+    # haircut (Binance COIN-M: "all BTC in the COIN-M Futures wallet can be used for all
+    # BTC based contracts", no collateral ratio; BitMEX multi-asset margin: XBT margin for
+    # XBT settlement 0% haircut; Deribit: the settlement currency backs its own
+    # instruments), the haircut applies where it backs other settlement assets. All of it
+    # when every requirement of the row is in ``a``; else up to its own initial margin
+    # ``im_own`` (the rest is weighted as cross collateral); none without requirements.
+    if n_req == 1 and req_a == a:
+        return net
+    return min(net, im_own)
+
+
+@_inline
 def usd_from_quanta(
     bal: Int64Array1D, val: Int64Array1D, im_q: Int64Array1D, mm_q: Int64Array1D,
     weighted: int, px: Float64Array1D, ascale: Float64Array1D, atier_start: Int64Array1D,
@@ -234,18 +249,34 @@ def usd_from_quanta(
 ) -> tuple[float, float, float, float]:
     """Equity, weighted collateral, initial and maintenance margin in USD from per-asset
     quanta: ``net[a] = bal[a] + val[a]``; collateral weighs positive ``net[a] x px[a]``
-    by the asset's tiers (cross rows; isolated rows count at 1); an asset not held and
-    without a price counts nothing."""
+    by the asset's tiers (cross rows; isolated rows count at 1, and see
+    :func:`_own_quanta` for the part that backs positions settled in the asset itself);
+    an asset not held and without a price counts nothing."""
     equity = 0.0
     collateral = 0.0
     im = 0.0
     mm = 0.0
+    n_req = 0
+    req_a = -1
+    for a in range(bal.shape[0]):
+        if im_q[a] != 0 or mm_q[a] != 0:
+            n_req += 1
+            req_a = a
     for a in range(bal.shape[0]):
         net = bal[a] + val[a]
         if net != 0:
             v = net / ascale[a] * px[a]
             equity += v
-            collateral += _weighted(v, a, atier_start, atier_count, atiers) if weighted else v
+            if weighted == 0 or v <= 0.0:
+                collateral += v
+            else:
+                own = _own_quanta(net, im_q[a], a, n_req, req_a)
+                if own >= net:
+                    collateral += v
+                else:
+                    v_own = own / ascale[a] * px[a]
+                    collateral += v_own + _weighted(v, a, atier_start, atier_count, atiers) - (
+                        _weighted(v_own, a, atier_start, atier_count, atiers))
         if im_q[a] != 0:
             im += im_q[a] / ascale[a] * px[a]
         if mm_q[a] != 0:
@@ -316,21 +347,31 @@ def value_row_reference(
     bal = row_int[r, :n_assets]
     val = row_int[r, n_assets : 2 * n_assets]
     equity = collateral = im = mm = 0.0
+    req = [a for a in range(n_assets)
+           if row_int[r, 2 * n_assets + a] or row_int[r, 3 * n_assets + a]]
+
+    def tiered(left: float, a: int) -> float:
+        total = 0.0
+        start, count = int(atier_start[a]), int(atier_count[a])
+        for j in range(start, start + count):
+            lo = float(atiers[j, 0])
+            hi = float(atiers[j + 1, 0]) if j + 1 < start + count else math.inf
+            if left <= lo:
+                break
+            total += (min(left, hi) - lo) * float(atiers[j, 1])
+        return total
+
     for a in range(n_assets):
         net = int(bal[a]) + int(val[a])
         if net != 0:
             v = net / float(ascale[a]) * float(px[a])
             equity += v
-            if weighted and v > 0:
-                left, total = v, 0.0
-                start, count = int(atier_start[a]), int(atier_count[a])
-                for j in range(start, start + count):
-                    lo = float(atiers[j, 0])
-                    hi = float(atiers[j + 1, 0]) if j + 1 < start + count else math.inf
-                    if left <= lo:
-                        break
-                    total += (min(left, hi) - lo) * float(atiers[j, 1])
-                collateral += total
+            # at par: all of a coin whose own positions are the row's only requirements,
+            # else up to its own initial margin (kernel twin: _own_quanta)
+            own = net if req == [a] else min(net, int(row_int[r, 2 * n_assets + a]))
+            if weighted and v > 0 and own < net:
+                v_own = own / float(ascale[a]) * float(px[a])
+                collateral += v_own + tiered(v, a) - tiered(v_own, a)
             else:
                 collateral += v
         im += int(row_int[r, 2 * n_assets + a]) / float(ascale[a]) * float(px[a]) if (
@@ -362,6 +403,13 @@ def evaluate_rows(
         collateral = 0.0
         im = 0.0
         mm = 0.0
+        n_req = 0
+        req_a = -1
+        if weighted != 0:
+            for a in range(n_assets):
+                if row_int[r, 2 * n_assets + a] != 0 or row_int[r, 3 * n_assets + a] != 0:
+                    n_req += 1
+                    req_a = a
         for a in range(n_assets):
             net = row_int[r, a] + row_int[r, n_assets + a]
             if net != 0:
@@ -369,10 +417,18 @@ def evaluate_rows(
                 equity += v
                 if weighted == 0 or v <= 0.0:
                     collateral += v
-                elif atier_count[a] == 1:
-                    collateral += v * atiers[atier_start[a], 1]
                 else:
-                    collateral += _weighted(v, a, atier_start, atier_count, atiers)
+                    own = _own_quanta(net, row_int[r, 2 * n_assets + a], a, n_req, req_a)
+                    if own >= net:
+                        collateral += v
+                    elif atier_count[a] == 1:
+                        v_own = own / ascale[a] * px[a]
+                        collateral += v_own + (v - v_own) * atiers[atier_start[a], 1]
+                    else:
+                        v_own = own / ascale[a] * px[a]
+                        collateral += v_own + _weighted(v, a, atier_start, atier_count,
+                                                        atiers) - _weighted(
+                            v_own, a, atier_start, atier_count, atiers)
             imq = row_int[r, 2 * n_assets + a]
             if imq != 0:
                 im += imq / ascale[a] * px[a]
