@@ -102,7 +102,7 @@ def test_table_output_and_offline_html_report(tmp_path: Path) -> None:
     # No CDN: the only cdn.plot.ly mention is plotly.js's own topojson default for maps.
     assert "<script src=" not in html and 'src="https://cdn.plot.ly' not in html
     assert "plotly.js" in html and len(html) > 1_000_000  # plotly.js inline
-    for model in ("fixed", "ewma", "garch", "fhs"):
+    for model in ("fixed", "ewma", "garch", "gjr", "fhs"):
         assert f"margin {model}" in html
 
 
@@ -111,7 +111,7 @@ def test_real_btc_history_all_models() -> None:
         missing(f"real data {BTC_1H} not present (CI keeps ../shared beside the checkout)")
     out = _json(["backtest", "--prices", str(BTC_1H), "--model", "all"])
     models = {m["model"]: m for m in out["models"]}  # type: ignore[index, union-attr]
-    assert set(models) == {"fixed", "ewma", "garch", "fhs"}
+    assert set(models) == {"fixed", "ewma", "garch", "gjr", "fhs"}
     for m in models.values():
         assert m["observations"] > 1800
         assert m["zone"] in ("green", "yellow", "red")

@@ -100,6 +100,89 @@ def test_table_uses_screen_units(tmp_path: Path) -> None:
     assert f"{theta_day:.6g}" in res.output
 
 
+def _cells(output: str, first: str) -> list[str]:
+    """The cells of the table row (or folded record) that starts with ``first``."""
+    line = next(ln for ln in output.splitlines() if ln.strip("│ ").startswith(first))
+    return [c for c in line.replace("│", " ").split() if c]
+
+
+def test_inverse_option_delta_is_deribits_black_scholes_delta(tmp_path: Path) -> None:
+    # Deribit API v2, public/ticker `greeks.delta`: "the Black Scholes Delta" of the
+    # option (a put near -0.27, not dV_coin/dF = -3.5e-06 BTC per USD); its account
+    # `delta_total` adds the "Net Transaction Delta = Black Scholes Delta - Mark Price"
+    # (mark price in BTC), private/get_account_summary. Premiums of inverse options are
+    # quoted in BTC (Deribit "Inverse Options"); vega, theta and gamma are the standard
+    # Black-Scholes ones, in USD.
+    p = black76_one(f=1e5, k=9e4, t=T_30D, sigma=0.7, r=0.03, is_call=False)
+    out = _run_json(tmp_path, PORTFOLIO)
+    put = out["positions"][1]["quote_greeks"]
+    assert put["delta"] == pytest.approx(p[1], rel=1e-9)
+    assert put["delta_net"] == pytest.approx(p[1] - p[0] / 1e5, rel=1e-9)
+    assert (put["gamma"], put["vega"], put["theta"]) == pytest.approx(p[2:5], rel=1e-9)
+    res = runner.invoke(app, ["greeks", str(_write(tmp_path, PORTFOLIO))])
+    assert res.exit_code == 0, res.output
+    row = _cells(res.output, "BTC-P")
+    assert row[:4] == ["BTC-P", "3", f"{p[0] / 1e5:.6g}", "BTC"]  # premium in BTC
+    assert row[4:7] == [f"{p[1]:.6g}", f"{p[1] - p[0] / 1e5:.6g}", f"{p[2]:.6g}"]
+    assert row[7] == f"{p[3] / 100:.6g}"  # USD per vol point
+    # an inverse perpetual's price is in USD and says so; no title claims otherwise
+    assert _cells(res.output, "BTC-USD-INVERSE")[2:4] == ["100000", "USD"]
+    assert "in the settlement currency" not in res.output
+
+
+def test_table_shows_the_cash_totals_of_the_json(tmp_path: Path) -> None:
+    out = _run_json(tmp_path, PORTFOLIO)
+    res = runner.invoke(app, ["greeks", str(_write(tmp_path, PORTFOLIO))])
+    assert res.exit_code == 0, res.output
+    cash = out["cash"]
+    assert "cash delta" in res.output and "cash gamma / 1%" in res.output
+    row = _cells(res.output, f"{cash['delta']:.6g}")
+    assert row == [f"{cash['delta']:.6g}", f"{cash['gamma_1pct']:.6g}",
+                   f"{cash['vega'] / 100:.6g}", f"{cash['theta'] / 365:.6g}",
+                   f"{cash['rho'] / 100:.6g}"]
+
+
+def _many(n: int) -> dict[str, Any]:
+    data = copy.deepcopy(PORTFOLIO)
+    expiries = ("2026-01-30T08:00:00Z", "2026-02-27T08:00:00Z")
+    for i in range(n):
+        name = f"BTC-{100000 + 500 * i}-{'C' if i % 2 else 'P'}"
+        data["markets"][name] = {"type": "option", "underlying": "BTC",
+                                 "kind": "call" if i % 2 else "put",
+                                 "strike": str(60000 + 500 * i), "expiry": expiries[i % 2],
+                                 "settle": "BTC" if i % 3 else "USDC"}
+        data["vols"][name] = "0.55"
+        data["account"]["positions"].append({"market": name, "size": str(i % 7 - 3 or 1)})
+    return data
+
+
+def test_a_long_portfolio_is_summarized_per_underlying_and_expiry(tmp_path: Path) -> None:
+    data = _many(200)
+    out = _run_json(tmp_path, data)
+    narrow = CliRunner(env={"COLUMNS": "80"})
+    res = narrow.invoke(app, ["greeks", str(_write(tmp_path, data))])
+    assert res.exit_code == 0, res.output
+    assert "BTC-100500-C" not in res.output  # no per-position rows
+    assert "204 positions summarized per underlying and expiry" in res.output
+    assert "--positions" in res.output
+    # one line per expiry, never cut at 80 columns: the net deltas add up to the total
+    jan = [p for p in out["positions"] if p["expiry"] == "2026-01-30T08:00:00Z"]
+    jan_delta = sum(p["size"] * p["quote_greeks"]["delta_net"] for p in jan)
+    row = _cells(res.output, "2026-01-30")
+    assert row[1:3] == [str(len(jan)), f"{jan_delta:.6g}"]
+    assert max(len(line) for line in res.output.splitlines()) <= 80
+    assert "…" not in res.output
+    # the full list behind a flag, or in a file
+    res = narrow.invoke(app, ["greeks", str(_write(tmp_path, data)), "--positions"])
+    assert res.exit_code == 0 and "BTC-100500-C" in res.output
+    csv_path = tmp_path / "positions.csv"
+    res = narrow.invoke(app, ["greeks", str(_write(tmp_path, data)), "--positions-csv",
+                              str(csv_path)])
+    assert res.exit_code == 0 and f"written to {csv_path}" in " ".join(res.output.split())
+    lines = csv_path.read_text().splitlines()
+    assert len(lines) == 1 + 204 and lines[0].startswith("market,type,underlying,expiry")
+
+
 def test_prices_by_perp_market_name_and_linear_only_file(tmp_path: Path) -> None:
     data = copy.deepcopy(PORTFOLIO)
     data["venue"] = "binance"

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import threading
+import time
+import urllib.error
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from solvency.adapters.fetch import (
     resolve_request,
 )
 from solvency.adapters.ohlcv import read_ohlcv
+from solvency.cli.data import EXIT_DOWNLOAD_FAILED
 from solvency.cli.main import app
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -308,32 +312,32 @@ BTC_DAY = ["BTCUSDT", "1h", "2024-01-01", "2024-01-01T02:00"]
         pytest.param("", ["binance", "BTCUSDT", "1h", "2024-01-01", "2024-01-02",
                           "--market", "coinm"], 2,
                      "market 'coinm': expected one of spot, usdm", id="bad-market"),
-        pytest.param("truncated", ["binance", *BTC_DAY], 1,
+        pytest.param("truncated", ["binance", *BTC_DAY], 3,
                      "binance: malformed response from", id="malformed-truncated-json"),
-        pytest.param("truncated", ["binance", *BTC_DAY], 1,
+        pytest.param("truncated", ["binance", *BTC_DAY], 3,
                      "not JSON (Unterminated string", id="malformed-json-position"),
-        pytest.param("bad-field", ["binance", *BTC_DAY], 1,
+        pytest.param("bad-field", ["binance", *BTC_DAY], 3,
                      "kline 1: high 'n/a' is not a number", id="malformed-field"),
-        pytest.param("bad-shape", ["binance", *BTC_DAY], 1,
+        pytest.param("bad-shape", ["binance", *BTC_DAY], 3,
                      "expected a JSON array of klines, got dict", id="malformed-shape"),
-        pytest.param("bad-ohlc", ["binance", *BTC_DAY], 1,
+        pytest.param("bad-ohlc", ["binance", *BTC_DAY], 3,
                      "binance BTCUSDT 1h: bar 2024-01-01T01:00:00Z: high 42500.0 < close "
                      "42613.56", id="ohlc-inconsistent"),
-        pytest.param("empty", ["binance", *BTC_DAY], 1,
+        pytest.param("empty", ["binance", *BTC_DAY], 3,
                      "no closed bars between 2024-01-01T00:00:00Z and 2024-01-01T02:00:00Z",
                      id="no-bars"),
-        pytest.param("invalid-symbol", ["binance", *BTC_DAY], 1,
+        pytest.param("invalid-symbol", ["binance", *BTC_DAY], 3,
                      ": -1121 Invalid symbol.", id="venue-error-400"),
-        pytest.param("503-forever", ["binance", *BTC_DAY, "--retries", "2"], 1,
+        pytest.param("503-forever", ["binance", *BTC_DAY, "--retries", "2"], 3,
                      "after 3 attempts; last: HTTP 503 (-1008 Service Unavailable.)",
                      id="5xx-retries-exhausted"),
-        pytest.param("bybit-retcode", ["bybit", *BTC_DAY], 1,
+        pytest.param("bybit-retcode", ["bybit", *BTC_DAY], 3,
                      "retCode 10001 Not supported symbols", id="bybit-retcode"),
         pytest.param("deribit-error", ["deribit", "BTC-NOPE", "1h", "2024-01-01",
-                                       "2024-01-01T02:00"], 1,
+                                       "2024-01-01T02:00"], 3,
                      "HTTP 400 from", id="deribit-error"),
         pytest.param("deribit-error", ["deribit", "BTC-NOPE", "1h", "2024-01-01",
-                                       "2024-01-01T02:00"], 1,
+                                       "2024-01-01T02:00"], 3,
                      "-32602 Invalid params (instrument not found)", id="deribit-reason"),
     ],
 )
@@ -397,6 +401,38 @@ def test_pause_between_pages_uses_injected_sleep(server: FixtureServer) -> None:
                           base_url=server.url)
     fetch_klines(req, policy=HttpPolicy(pause_s=0.25, sleep=slept.append, timeout_s=5))
     assert slept == [0.25, 0.25]  # before page 2 and page 3, not before page 1
+
+
+def test_unresolvable_host_fails_at_once_with_the_download_exit_code(tmp_path: Path) -> None:
+    # `.invalid` never resolves (RFC 6761 section 6.4), with or without a network: no
+    # retries, no backoff (the defaults would wait 0.5+1+2+4+8 s), exit 3 as docs/cli.md
+    # documents for a failed download (1 is for broken engine invariants).
+    out = tmp_path / "out.csv"
+    t0 = time.perf_counter()
+    res = runner.invoke(app, ["data", "fetch", "binance", *BTC_DAY, "--out", str(out),
+                              "--base-url", "http://nonexistent.invalid"])
+    elapsed_s = time.perf_counter() - t0
+    assert res.exit_code == EXIT_DOWNLOAD_FAILED == 3, res.output
+    text = " ".join(res.output.split())
+    assert "cannot resolve the host of http://nonexistent.invalid/api/v3/klines" in text
+    assert "not retried" in text
+    assert elapsed_s < 2.0
+    assert not out.exists()
+
+
+def test_resolver_failure_is_not_retried() -> None:
+    calls: list[str] = []
+    slept: list[float] = []
+
+    def no_dns(url: str, timeout_s: float) -> tuple[int, dict[str, str], bytes]:
+        calls.append(url)
+        raise urllib.error.URLError(socket.gaierror(socket.EAI_NONAME, "Name or service "
+                                                    "not known"))
+
+    req = resolve_request("binance", *BTC_DAY, base_url="http://venue.example")
+    with pytest.raises(FetchError, match=r"cannot resolve the host of http://venue\.example"):
+        fetch_klines(req, policy=HttpPolicy(retries=5, sleep=slept.append, transport=no_dns))
+    assert len(calls) == 1 and slept == []
 
 
 def test_network_error_is_retried_then_reported() -> None:

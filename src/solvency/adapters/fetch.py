@@ -17,7 +17,8 @@ reads it back unchanged. Supported endpoints (public, no key):
 
 The window is half-open, ``START <= open time < END``. Every request goes through one
 retrying GET (HTTP 429 and 5xx and network errors are retried with exponential backoff,
-honouring ``Retry-After``); the sleep function and the transport are injectable. The bars
+honouring ``Retry-After``; a host name that does not resolve is not retried, since no
+backoff makes it resolve); the sleep function and the transport are injectable. The bars
 are deduplicated, sorted, the still-open last bar is dropped, each bar is validated (OHLC
 consistency, positive prices, non-negative volume, on the interval grid) and a gap report
 counts the missing bars. Only the standard library does HTTP (``urllib.request``).
@@ -30,6 +31,7 @@ import gzip
 import itertools
 import json
 import math
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -422,6 +424,10 @@ def _get_json(url: str, policy: HttpPolicy, counters: _Counters, venue: str) -> 
         try:
             status, headers, body = policy.transport(url, policy.timeout_s)
         except OSError as exc:  # URLError, timeouts, refused connections
+            if _unresolved(exc):
+                raise FetchError(
+                    f"{venue}: cannot resolve the host of {url} ({_reason(exc)}); not "
+                    "retried: check the name, --base-url or the network") from None
             problem = f"network error ({exc})"
         else:
             if 200 <= status < 300:
@@ -436,6 +442,19 @@ def _get_json(url: str, policy: HttpPolicy, counters: _Counters, venue: str) -> 
         counters.retries += 1
         delay = policy.backoff_s * 2 ** (attempt - 1) if retry_after is None else retry_after
         policy.sleep(min(policy.backoff_max_s, delay))
+
+
+def _unresolved(exc: OSError) -> bool:
+    # urllib wraps the resolver's failure: URLError(reason=socket.gaierror(...)). Without a
+    # network, or for a misspelt host, getaddrinfo fails in milliseconds and would fail the
+    # same way after every backoff: retrying only makes the user wait.
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, socket.gaierror)
+
+
+def _reason(exc: OSError) -> str:
+    reason = getattr(exc, "reason", exc)
+    return str(reason)
 
 
 def _decode(body: bytes, url: str, venue: str) -> Any:
@@ -654,7 +673,9 @@ def fetch_klines(req: FetchRequest, *, policy: HttpPolicy | None = None,
     Raises
     ------
     FetchError
-        On an HTTP error, exhausted retries, a malformed body, an invalid bar, or no bars.
+        On an HTTP error, exhausted retries (``retries + 1`` attempts), a host name that
+        does not resolve (at once, not retried), a malformed body, an invalid bar, or no
+        bars.
     """
     pol = policy or HttpPolicy()
     now = round(time.time() * 1000) if now_ms is None else now_ms

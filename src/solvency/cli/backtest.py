@@ -32,7 +32,7 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 _CLI_MODELS = (*MODELS, "all")
-_ALL = ("fixed", "ewma", "garch", "fhs")
+_ALL = ("fixed", "ewma", "garch", "gjr", "fhs")  # every model of MODELS
 _APC = ("none", "buffer", "stressed", "floor")
 _MAX_EXCEPTION_ROWS = 40
 
@@ -73,11 +73,25 @@ def run_backtests(
     return runs
 
 
-def _flat(run: MarginBacktest) -> dict[str, Any]:
+def _flat(run: MarginBacktest, ts: np.ndarray[Any, np.dtype[np.int64]]) -> dict[str, Any]:
+    """The statistics and the series they come from, so an audit can recompute them.
+
+    ``series`` has one entry per tested step: ``from`` (UTC open time of the tested move,
+    the "from (UTC)" column of the text view), ``margin_rate`` (posted before the move),
+    ``loss`` (relative loss of the position over the horizon) and ``exception`` (loss >
+    margin rate); ``exception_list`` repeats the exceptions as the text view lists them.
+    """
     d = run.result.to_dict()
     d = {"model": run.model, **d}
     d["mean_rate"] = float(np.mean(run.rates))
     d["max_step_increase"] = float(np.max(np.diff(run.rates), initial=0.0))
+    dates = [iso_utc(int(t)) for t in ts[run.index]]
+    rates, losses = run.rates.tolist(), run.losses.tolist()
+    hits = np.flatnonzero(run.exceptions).tolist()
+    d["exception_list"] = [{"from": dates[i], "loss": losses[i], "margin_rate": rates[i]}
+                           for i in hits]
+    d["series"] = {"from": dates, "margin_rate": rates, "loss": losses,
+                   "exception": run.exceptions.tolist()}
     return d
 
 
@@ -176,7 +190,7 @@ def backtest(
     if svg is not None:
         write_svg_figure(rep, svg)
     if as_json:
-        flat = [_flat(run) for run in runs]
+        flat = [_flat(run, ts) for run in runs]
         out: dict[str, Any] = flat[0] if len(flat) == 1 else {"models": flat}
         typer.echo(json.dumps(out, indent=2))
         return

@@ -20,7 +20,11 @@ from solvency.adapters.fetch import (
     write_klines_csv,
 )
 
-__all__ = ["data_app", "fetch"]
+__all__ = ["EXIT_DOWNLOAD_FAILED", "data_app", "fetch"]
+
+EXIT_DOWNLOAD_FAILED = 3
+"""Exit status when the download fails (network, venue error, bad data, unwritable output);
+docs/cli.md reserves 1 for broken engine invariants."""
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -82,7 +86,8 @@ def fetch(
 
     Pages through the venue's kline endpoint and retries HTTP 429/5xx with backoff.
     Deduplicates, sorts, drops the still-open bar, validates every bar, reports gaps.
-    Exits 2 on bad arguments, 1 when the download or its data fails.
+    Exits 2 on bad arguments, 3 when the download or its data fails (a host that does
+    not resolve fails at once, without retries).
     """
     try:
         req = resolve_request(venue, symbol, interval, start, end, market=market,
@@ -97,11 +102,11 @@ def fetch(
     try:
         result = fetch_klines(req, policy=policy)
     except FetchError as exc:
-        raise _fail(str(exc), 1) from None
+        raise _fail(str(exc), EXIT_DOWNLOAD_FAILED) from None
     try:
         write_klines_csv(path, result.bars)
     except OSError as exc:
-        raise _fail(f"{path}: cannot write ({exc})", 1) from None
+        raise _fail(f"{path}: cannot write ({exc})", EXIT_DOWNLOAD_FAILED) from None
     if as_json:
         typer.echo(json.dumps({**result.report.to_dict(), "out": str(path)}))
     else:

@@ -19,15 +19,17 @@ contract_size / F``, as Deribit's ``delta_total``). See ``docs/greeks_and_hedgin
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Final
 
 import numpy as np
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -37,9 +39,8 @@ from solvency.core.model.events import EventError, parse_ts_ms
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError, Venue
-from solvency.core.options import Black76Greeks, to_market_units
+from solvency.core.options.black76 import DAYS_PER_YEAR, RHO_PER_PERCENT, VEGA_PER_VOL_POINT
 from solvency.core.options.exposure import cash_exposure, greeks_exposure
-from solvency.core.typing import Float64Array1D
 from solvency.core.units import UnitError, parse_decimal
 from solvency.engine.option_book import (
     EXPOSURE_COLUMNS,
@@ -179,13 +180,16 @@ def _option_rows(book: OptionBook, prices: Mapping[str, float], vols: Mapping[st
     if not book.positions:
         return [], np.empty((0, len(EXPOSURE_COLUMNS)))
     g = book.greeks(prices=prices, vols=vols, now_ms=now_ms, rate=rate)
+    exposure, coin_price = g.exposure.tolist(), g.price.tolist()
     rows = []
     for i, pos in enumerate(book.positions):
         s = pos.spec
         rows.append({"market": s.name, "type": "option", "underlying": s.underlying,
-                     "settle": s.settle, "size": pos.size,
-                     "time_to_expiry_yr": float(g.time_yr[i]),
-                     **{k: float(getattr(g, k)[i]) for k in _RAW}})
+                     "settle": s.settle, "size": pos.size, "expiry": iso_ms(s.expiry_ms),
+                     "time_to_expiry_yr": float(g.time_yr[i]), "price_unit": s.settle,
+                     **{k: float(getattr(g, k)[i]) for k in _RAW},
+                     "quote_greeks": _quote_greeks(exposure[i], coin_price[i],
+                                                   inverse=s.inverse)})
     return rows, g.exposure
 
 
@@ -199,10 +203,29 @@ def _perp_rows(perps: list[tuple[Instrument, float]], prices: Mapping[str, float
         delta = cs / f if inst.is_inverse else cs
         exposure[i, 0] = delta
         rows.append({"market": inst.name, "type": inst.kind, "underlying": inst.base,
-                     "settle": inst.settle, "size": size, "time_to_expiry_yr": None,
+                     "settle": inst.settle, "size": size,
+                     "expiry": iso_ms(inst.expiry_ms) if inst.expiry_ms is not None else None,
+                     "time_to_expiry_yr": None, "price_unit": inst.quote,
                      "price": f, "delta": delta, "gamma": 0.0, "vega": 0.0, "theta": 0.0,
-                     "rho": 0.0})
+                     "rho": 0.0,
+                     "quote_greeks": _quote_greeks(exposure[i].tolist(), 0.0,
+                                                   inverse=False)})
     return rows, exposure
+
+
+def _quote_greeks(exposure: list[float], price_coin: float, *, inverse: bool) -> dict[
+        str, float]:
+    """One contract's Greeks as Deribit displays them, whatever the settlement.
+
+    ``delta`` is the Black-76 delta in base units (Deribit's ticker ``greeks.delta``, "the
+    Black Scholes Delta"); ``delta_net`` the amount that adds into the account's delta
+    (for inverse options Deribit's net transaction delta ``delta - V_coin``, as its
+    ``delta_total``; otherwise ``delta``); gamma per quote unit, vega/theta/rho in the
+    quote currency (raw scales: per 1.00 vol, per year, per 1.00 rate).
+    """
+    d_net, gamma, vega, theta, rho = exposure
+    return {"delta": d_net + price_coin if inverse else d_net, "delta_net": d_net,
+            "gamma": gamma, "vega": vega, "theta": theta, "rho": rho}
 
 
 def evaluate_greeks(data: Mapping[str, Any], venue: str | None = None) -> dict[str, Any]:
@@ -276,10 +299,29 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+LIST_MAX_POSITIONS: Final = 30
+"""Above this many positions the table view summarizes per underlying and expiry."""
+
+# per-contract columns of the list and the CSV: header, quote_greeks key, screen scale
+_SCREEN: Final = (("delta", "delta", 1.0), ("net delta", "delta_net", 1.0),
+                  ("gamma", "gamma", 1.0), ("vega / vol pt", "vega", VEGA_PER_VOL_POINT),
+                  ("theta / day", "theta", 1.0 / DAYS_PER_YEAR),
+                  ("rho / 1%", "rho", RHO_PER_PERCENT))
+_CSV_COLUMNS: Final = ("market", "type", "underlying", "expiry", "settle", "size", "price",
+                       "price_unit", "delta", "delta_net", "gamma", "vega_per_vol_point",
+                       "theta_per_day", "rho_per_pct")
+
+
 def greeks(
     portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON file.")],
     venue: Annotated[str | None, typer.Option(help="Venue preset (overrides the file).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (raw Greeks).")] = False,
+    positions: Annotated[bool, typer.Option(
+        "--positions", help="List every position, however many (default: up to "
+                            f"{LIST_MAX_POSITIONS}, else a summary per underlying and "
+                            "expiry).")] = False,
+    positions_csv: Annotated[Path | None, typer.Option(
+        "--positions-csv", help="Write every position's Greeks to this CSV file.")] = None,
 ) -> None:
     """Price, delta, gamma, vega, theta and rho of every position, and totals."""
     if venue is not None and venue not in PRESETS:
@@ -288,42 +330,115 @@ def greeks(
         report = evaluate_greeks(load_json_file(portfolio), venue)
     except (ConfigError, GreeksError, OptionBookError) as exc:
         raise _fail(str(exc)) from None
+    if positions_csv is not None:
+        try:
+            _write_csv(report["positions"], positions_csv)
+        except OSError as exc:
+            raise _fail(f"{positions_csv}: cannot write ({exc})") from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    _print_tables(report)
+    _print_tables(report, list_all=positions, csv_path=positions_csv)
 
 
 def _fmt(x: float) -> str:
     return "0" if x == 0 else f"{x:.6g}" if math.isfinite(x) else str(x)
 
 
-def _screen(rows: list[Mapping[str, float]]) -> Black76Greeks:
-    def col(key: str) -> Float64Array1D:
-        return cast(Float64Array1D, np.array([float(r[key]) for r in rows], dtype=np.float64))
-
-    return to_market_units(Black76Greeks(
-        price=col("price"), delta=col("delta"), gamma=col("gamma"), vega=col("vega"),
-        theta=col("theta"), rho=col("rho"), status=np.zeros(len(rows), dtype=np.int8)))
+def _screen_values(row: Mapping[str, Any]) -> list[float]:
+    q = row["quote_greeks"]
+    return [float(q[key]) * scale for _, key, scale in _SCREEN]
 
 
-def _print_tables(report: Mapping[str, Any]) -> None:
+def _write_csv(rows: list[Mapping[str, Any]], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(_CSV_COLUMNS)
+        for r in rows:
+            w.writerow([r["market"], r["type"], r["underlying"], r["expiry"] or "",
+                        r["settle"], repr(r["size"]), repr(r["price"]), r["price_unit"],
+                        *(repr(v) for v in _screen_values(r))])
+
+
+_UNITS: Final = ("delta in base units (Black-76, as Deribit's ticker shows it; net delta = "
+                 "delta - the option's coin price for inverse options, Deribit's net "
+                 "transaction delta, the one that adds up); gamma per quote unit; vega, "
+                 "theta, rho in the quote currency")
+
+
+def _print_list(report: Mapping[str, Any]) -> None:
     rows = report["positions"]
-    pos = Table(title=f"Greeks per contract ({report['venue']}, {report['now'] or 'no options'})"
-                      " in the settlement currency")
-    for col in ("market", "size", "settle", "price", "delta", "gamma", "vega / vol pt",
-                "theta / day", "rho / 1%"):
+    pos = Table(title=f"Greeks per contract ({report['venue']}, "
+                      f"{report['now'] or 'no options'})", caption=_UNITS)
+    for col in ("market", "size", "price", "price in", *(h for h, _, _ in _SCREEN)):
         pos.add_column(col, justify="right")
-    scaled = _screen(rows)
-    for i, r in enumerate(rows):
-        pos.add_row(r["market"], _fmt(r["size"]), r["settle"],
-                    *(_fmt(float(getattr(scaled, k)[i])) for k in _RAW))
+    for r in rows:
+        pos.add_row(r["market"], _fmt(r["size"]), _fmt(r["price"]), r["price_unit"],
+                    *(_fmt(v) for v in _screen_values(r)))
     print_table(console, pos)
-    tot = Table(title="Account totals per underlying (delta in base units; vega, theta, rho "
-                      "in quote)")
-    for col in ("underlying", "delta", "gamma", "vega / vol pt", "theta / day", "rho / 1%"):
+
+
+def _group_key(row: Mapping[str, Any]) -> tuple[str, str]:
+    if row["expiry"] is not None:
+        return row["underlying"], row["expiry"]
+    return row["underlying"], "perpetual"
+
+
+def _print_summary(report: Mapping[str, Any], csv_path: Path | None) -> None:
+    """Size-weighted sums per underlying and expiry: one line per group, not per position."""
+    # per group: [positions, net delta, gamma, vega, theta, rho]; the Black-76 delta of
+    # inverse options does not add (Deribit adds the net transaction delta)
+    groups: dict[str, dict[str, list[float]]] = {}
+    for r in report["positions"]:
+        und, expiry = _group_key(r)
+        acc = groups.setdefault(und, {}).setdefault(expiry, [0.0] * len(_SCREEN))
+        acc[0] += 1
+        for j, v in enumerate(_screen_values(r)[1:], start=1):
+            acc[j] += r["size"] * v
+    for und, by_expiry in sorted(groups.items()):
+        # a light box: one line per expiry fits 80 columns with 6 significant digits
+        table = Table(title=f"{und} per expiry ({report['venue']}, "
+                            f"{report['now'] or 'no options'}), size-weighted sums",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("expiry", "count", *(h for h, _, _ in _SCREEN[1:])):
+            table.add_column(col, justify="right")
+        for expiry, acc in sorted(by_expiry.items()):
+            # "2026-01-30 08:00Z": the time wraps under the date in a narrow console
+            shown = expiry.replace("T", " ").replace(":00Z", "Z")
+            table.add_row(shown, str(int(acc[0])), *(_fmt(v) for v in acc[1:]))
+        print_table(console, table)
+    n = len(report["positions"])
+    where = (f"every position written to {csv_path}" if csv_path is not None
+             else "--positions lists every one, --positions-csv FILE writes them")
+    console.print(f"{n} positions summarized per underlying and expiry ({where}). "
+                  + _UNITS + ".", soft_wrap=False)
+    console.print()
+
+
+def _print_tables(report: Mapping[str, Any], *, list_all: bool = False,
+                  csv_path: Path | None = None) -> None:
+    if list_all or len(report["positions"]) <= LIST_MAX_POSITIONS:
+        _print_list(report)
+    else:
+        _print_summary(report, csv_path)
+    tot = Table(title="Account totals per underlying (delta in base units, net; gamma per "
+                      "quote unit; vega, theta, rho in the quote currency)")
+    for col in ("underlying", "price", "delta", "gamma", "vega / vol pt", "theta / day",
+                "rho / 1%"):
         tot.add_column(col, justify="right")
     for u, t in report["totals"].items():
-        tot.add_row(u, _fmt(t["delta"]), _fmt(t["gamma"]), _fmt(t["vega"] / 100),
-                    _fmt(t["theta"] / 365), _fmt(t["rho"] / 100))
+        tot.add_row(u, _fmt(report["prices"][u]), _fmt(t["delta"]), _fmt(t["gamma"]),
+                    _fmt(t["vega"] * VEGA_PER_VOL_POINT),
+                    _fmt(t["theta"] / DAYS_PER_YEAR), _fmt(t["rho"] * RHO_PER_PERCENT))
     print_table(console, tot)
+    cash = report["cash"]
+    if cash:
+        ct = Table(title="Cash totals, all underlyings, in the quote currency (delta x F; "
+                         "gamma x F^2 / 100: change of cash delta for a 1% move)")
+        for col in ("cash delta", "cash gamma / 1%", "vega / vol pt", "theta / day",
+                    "rho / 1%"):
+            ct.add_column(col, justify="right")
+        ct.add_row(_fmt(cash["delta"]), _fmt(cash["gamma_1pct"]),
+                   _fmt(cash["vega"] * VEGA_PER_VOL_POINT),
+                   _fmt(cash["theta"] / DAYS_PER_YEAR), _fmt(cash["rho"] * RHO_PER_PERCENT))
+        print_table(console, ct)
