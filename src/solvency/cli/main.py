@@ -8,7 +8,7 @@ from solvency.cli.backtest import backtest
 from solvency.cli.core_commands import margin, replay, venues
 from solvency.cli.data import data_app
 from solvency.cli.greeks import greeks
-from solvency.cli.proofs import prove, verify_proof_command
+from solvency.cli.proofs import prove, risk_report_command, verify_proof_command
 from solvency.cli.serve import follow, keys_app, serve
 from solvency.cli.simulate import simulate
 from solvency.cli.sweep import sweep
@@ -34,6 +34,7 @@ app.command("serve")(serve)
 app.command("follow")(follow)
 app.command("prove")(prove)
 app.command("verify-proof")(verify_proof_command)
+app.command("risk-report")(risk_report_command)
 app.add_typer(keys_app, name="keys")
 # --- end of command registrations ---
 

@@ -1,5 +1,6 @@
-"""``solvency prove`` (publish a proof of liabilities) and ``solvency verify-proof`` (check
-one account's proof against a published root). docs/proofs.md says what they show."""
+"""``solvency prove`` (publish a proof of liabilities), ``solvency verify-proof`` (check one
+account's proof against a published root) and ``solvency risk-report`` (the standard
+risk report). docs/proofs.md and docs/risk_report.md say what they show."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from solvency.core.proofs import ProofError, verify_proof
 from solvency.core.units import format_quanta
 from solvency.engine.engine import Engine, EngineError
 
-__all__ = ["prove", "verify_proof_command"]
+__all__ = ["prove", "risk_report_command", "verify_proof_command"]
 
 console = Console()
 err = Console(stderr=True)
@@ -158,3 +159,55 @@ def verify_proof_command(
                      f"{asset} {q} quanta")
     typer.echo(f"OK: {p.get('account')} is in the tree of root {r.get('root')} "
                f"(seq {r.get('seq')}) with {', '.join(shown)}")
+
+
+def risk_report_command(
+    events: Annotated[Path | None, typer.Argument(
+        help="Event file (JSON Lines) to replay; default the bundled demo (or --db).")] = None,
+    db: Annotated[str | None, typer.Option(help="Report on a service's store instead.")
+    ] = None,
+    venue: Annotated[str, typer.Option(help="Venue preset or file (with EVENTS).")
+    ] = "binance",
+    sweep: Annotated[Path | None, typer.Option(
+        help="A `solvency sweep --out` folder: adds bad-debt VaR99 and ES99 over its "
+             "runs.")] = None,
+    proofs: Annotated[Path | None, typer.Option(
+        help="A `solvency prove --out` folder of the same state: adds its root.")] = None,
+    out: Annotated[Path, typer.Option(help="Where to write the report (JSON).")
+    ] = Path("risk-report.json"),
+) -> None:
+    """Write the standard risk report (docs/schema/risk-report-v1.json): open interest and
+    long/short split per market, leverage distribution, insurance fund and coverage,
+    liquidations at risk at -30..+30 %, bad-debt VaR99/ES99 from a sweep, ADL exposure by
+    rank, breakers, the proof-of-liabilities root."""
+    from solvency.adapters.risk_report import bad_debt_from_sweep, risk_report
+
+    if events is not None and db is not None:
+        raise _fail("give an event file or --db, not both")
+    try:
+        if db is not None:
+            engine, seq = _engine_from_db(db)
+        elif events is None:
+            src = resources.files("solvency.data").joinpath("demo_events.jsonl")
+            with resources.as_file(src) as p:
+                engine, seq = _engine_from_events(Path(p), venue)
+        else:
+            if not events.exists():
+                raise _fail(f"{events}: no such file")
+            engine, seq = _engine_from_events(events, venue)
+        bad_debt = bad_debt_from_sweep(sweep) if sweep is not None else None
+        root = None
+        if proofs is not None:
+            root = _read_json(proofs / "root.json", "proof root")
+            if not isinstance(root, dict) or root.get("state_hash") != engine.state_hash():
+                raise _fail(f"{proofs / 'root.json'} is not a proof of this state (its "
+                            "state_hash differs)")
+        report = risk_report(engine, seq, bad_debt=bad_debt, proof_root=root)
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    except (ConfigError, StoreError, EngineError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"risk report at seq {seq} ({report['accounts']:,} accounts, "
+               f"{len(report['markets'])} markets) written to {out}")
+    for row in report["liquidations_at_risk"]:
+        typer.echo(f"  {row['shock']:>5}: {row['accounts']:,} accounts liquidatable, "
+                   f"notional {row['notional_usd']} USD, shortfall {row['shortfall_usd']}")

@@ -14,12 +14,14 @@ __all__ = [
     "Int32Array1D",
     "Int64Array1D",
     "Int64Array2D",
+    "Int64Array3D",
 ]
 
 Float64Array1D = np.ndarray[tuple[int], np.dtype[np.float64]]
 Float64Array2D = np.ndarray[tuple[int, int], np.dtype[np.float64]]
 Int64Array1D = np.ndarray[tuple[int], np.dtype[np.int64]]
 Int64Array2D = np.ndarray[tuple[int, int], np.dtype[np.int64]]
+Int64Array3D = np.ndarray[tuple[int, int, int], np.dtype[np.int64]]
 Int32Array1D = np.ndarray[tuple[int], np.dtype[np.int32]]
 BoolArray1D = np.ndarray[tuple[int], np.dtype[np.bool_]]
 AnyArray = npt.NDArray[Any]

@@ -32,6 +32,7 @@ from prometheus_client import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from solvency.adapters.proofs import ProofSet, proofs_from, take_liabilities
+from solvency.adapters.risk_report import risk_report
 from solvency.adapters.store import KeyRecord, StoreError
 from solvency.core.model.events import EventError, json_object
 from solvency.core.model.venue import ConfigError
@@ -480,6 +481,14 @@ def create_app(service_config: ServiceConfig, app_config: AppConfig | None = Non
                            f"{account!r} is owed nothing at seq {built.root['seq']} (or is "
                            "unknown)") from None
         return JSONResponse(built.tree.proof(index))
+
+    @app.get("/v1/risk-report", summary="The standard risk report (risk-report-v1)")
+    async def get_risk_report(rec: KeyRecord = need("read")) -> JSONResponse:  # noqa: B008
+        s = svc()
+        cached: ProofSet | None = proof_box.get("set")
+        root = cached.root if cached is not None and cached.root["seq"] == s.seq else None
+        return JSONResponse(await on_writer(
+            lambda: risk_report(s.engine, s.seq, proof_root=root)))
 
     @app.get("/metrics", include_in_schema=False)
     async def get_metrics() -> Response:

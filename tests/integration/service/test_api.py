@@ -240,3 +240,15 @@ def test_proofs_of_liabilities_over_http(server) -> None:
     r = httpx.get(srv.url + "/v1/proofs/nobody", headers=h(keys["read"]))
     assert r.status_code == 404 and r.json()["error"]["reason"] == "not_in_tree"
     assert httpx.get(srv.url + "/v1/proofs/root").status_code == 401
+
+
+def test_risk_report_over_http_validates(server) -> None:
+    from solvency.adapters.risk_report import validate
+
+    srv, keys = server
+    r = httpx.get(srv.url + "/v1/risk-report", headers=h(keys["read"]))
+    assert r.status_code == 200, r.text
+    report = r.json()
+    validate(report)
+    assert report["seq"] == httpx.get(srv.url + "/v1/state",
+                                      headers=h(keys["read"])).json()["seq"]
