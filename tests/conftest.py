@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -56,3 +57,18 @@ def nats_cluster() -> Iterator[str]:
         missing(str(exc))
     with running_nats(3) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of Debian's chromium for the browser tests (the report and the dashboard); a
+    missing browser fails unless SOLVENCY_SKIP_BROWSER=1 asks to skip them."""
+    if os.environ.get("SOLVENCY_SKIP_BROWSER") == "1":
+        pytest.skip("SOLVENCY_SKIP_BROWSER=1: browser tests skipped")
+    path = shutil.which("chromium") or ("/usr/bin/chromium"
+                                        if Path("/usr/bin/chromium").exists() else None)
+    if path is None:
+        pytest.fail("chromium not found: install Debian's chromium (`apt-get install -y "
+                    "chromium`; .ci/run does this) or set SOLVENCY_SKIP_BROWSER=1 to skip "
+                    "the browser tests", pytrace=False)
+    return path

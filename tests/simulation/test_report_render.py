@@ -17,9 +17,7 @@ Chromium is required: without it the test fails with a message, unless
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -37,20 +35,6 @@ ALL_CHARTS = (*CHARTS, "bad_debt_distribution")
 _NEWPLOT = re.compile(r'Plotly\.newPlot\(\s*"chart-([a-z_]+)",\s*(\[.*?\]),\s*\{"', re.S)
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
                    "source", "track", "wbr"})
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Path of the chromium binary; a missing browser fails unless skipping is asked for."""
-    if os.environ.get("SOLVENCY_SKIP_BROWSER") == "1":
-        pytest.skip("SOLVENCY_SKIP_BROWSER=1: browser rendering tests skipped")
-    path = shutil.which("chromium") or ("/usr/bin/chromium"
-                                        if Path("/usr/bin/chromium").exists() else None)
-    if path is None:
-        pytest.fail("chromium not found: install Debian's chromium (`apt-get install -y "
-                    "chromium`; .ci/run does this) or set SOLVENCY_SKIP_BROWSER=1 to skip "
-                    "the browser tests", pytrace=False)
-    return path
 
 
 @pytest.fixture(scope="module")

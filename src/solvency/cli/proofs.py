@@ -58,6 +58,22 @@ def _engine_from_db(db: str) -> tuple[Engine, int]:
     return svc.engine, svc.seq
 
 
+def _engine(events: Path | None, db: str | None, venue: str) -> tuple[Engine, int]:
+    """The state to prove or report on: a service's store, an event file replayed, or
+    the bundled demo; and its sequence number."""
+    if events is not None and db is not None:
+        raise _fail("give an event file or --db, not both")
+    if db is not None:
+        return _engine_from_db(db)
+    if events is None:
+        src = resources.files("solvency.data").joinpath("demo_events.jsonl")
+        with resources.as_file(src) as p:
+            return _engine_from_events(Path(p), venue)
+    if not events.exists():
+        raise _fail(f"{events}: no such file")
+    return _engine_from_events(events, venue)
+
+
 def _seed(path: Path | None) -> bytes:
     if path is None:
         err.print("note: a random salt seed (pass --seed-file to keep it: the same state "
@@ -95,20 +111,9 @@ def prove(
     """Publish a proof of liabilities: a Merkle sum tree over what every account is owed
     per asset, its root (DIR/root.json) and one inclusion proof per account
     (DIR/proofs/ACCOUNT.json)."""
-    if events is not None and db is not None:
-        raise _fail("give an event file or --db, not both")
     try:
         held = load_reserves(reserves) if reserves is not None else None
-        if db is not None:
-            engine, seq = _engine_from_db(db)
-        elif events is None:
-            src = resources.files("solvency.data").joinpath("demo_events.jsonl")
-            with resources.as_file(src) as p:
-                engine, seq = _engine_from_events(Path(p), venue)
-        else:
-            if not events.exists():
-                raise _fail(f"{events}: no such file")
-            engine, seq = _engine_from_events(events, venue)
+        engine, seq = _engine(events, db, venue)
         proofs = build_proofs(engine, seq=seq, seed=_seed(seed_file), reserves=held)
         n = write_proofs(proofs, out)
     except (ConfigError, StoreError, EngineError, ProofError, ValueError, OSError) as exc:
@@ -182,19 +187,8 @@ def risk_report_command(
     rank, breakers, the proof-of-liabilities root."""
     from solvency.adapters.risk_report import bad_debt_from_sweep, risk_report
 
-    if events is not None and db is not None:
-        raise _fail("give an event file or --db, not both")
     try:
-        if db is not None:
-            engine, seq = _engine_from_db(db)
-        elif events is None:
-            src = resources.files("solvency.data").joinpath("demo_events.jsonl")
-            with resources.as_file(src) as p:
-                engine, seq = _engine_from_events(Path(p), venue)
-        else:
-            if not events.exists():
-                raise _fail(f"{events}: no such file")
-            engine, seq = _engine_from_events(events, venue)
+        engine, seq = _engine(events, db, venue)
         bad_debt = bad_debt_from_sweep(sweep) if sweep is not None else None
         root = None
         if proofs is not None:

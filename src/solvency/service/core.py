@@ -581,10 +581,14 @@ class RiskService:
             fn("commit", t2 - t1)
         for w, res in zip(writes, answers, strict=True):
             w.future.set_result(res)
+        self._after_commit(rows)
+
+    def _after_commit(self, rows: list[LogRow]) -> None:
+        """What follows a durable commit, written or replicated: the recent list, the
+        stream frames, and a snapshot when one is due."""
         frames = [(r.seq, r.event_id, r.out) for r in rows if r.out != "[]"]
-        for r in rows:
-            if r.out != "[]":
-                self._note_recent(r.seq, json.loads(r.out))
+        for seq, _, out in frames:
+            self._note_recent(seq, json.loads(out))
         if frames and self.on_commit is not None:
             self.on_commit(frames)
         if self.config.snapshot_every > 0 and self.seq - self.snapshot_seq >= (
@@ -750,15 +754,7 @@ class RiskService:
         self.chain = stored[-1].chain
         self.seq = fresh[-1].seq
         self.stats["accepted"] += len(fresh)
-        for r in fresh:
-            if r.out != "[]":
-                self._note_recent(r.seq, json.loads(r.out))
-        frames = [(r.seq, r.event_id, r.out) for r in fresh if r.out != "[]"]
-        if frames and self.on_commit is not None:
-            self.on_commit(frames)
-        if self.config.snapshot_every > 0 and self.seq - self.snapshot_seq >= (
-                self.config.snapshot_every):
-            self.snapshot()
+        self._after_commit(fresh)
 
     # ------------------------------------------------------------------ snapshots
 

@@ -19,8 +19,6 @@ Chromium is required: without it the test fails with a message, unless
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -38,20 +36,6 @@ DEMO = Path(__file__).resolve().parents[3] / "src" / "solvency" / "data" / "demo
 FEED_TYPES = frozenset({"liquidation", "adl", "margin_call", "bad_debt", "socialized_loss",
                         "breaker", "system_state"})
 LATENCY_LIMIT_S = 1.0
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Path of the chromium binary; a missing browser fails unless skipping is asked for."""
-    if os.environ.get("SOLVENCY_SKIP_BROWSER") == "1":
-        pytest.skip("SOLVENCY_SKIP_BROWSER=1: browser tests skipped")
-    path = shutil.which("chromium") or ("/usr/bin/chromium"
-                                        if Path("/usr/bin/chromium").exists() else None)
-    if path is None:
-        pytest.fail("chromium not found: install Debian's chromium (`apt-get install -y "
-                    "chromium`; .ci/run does this) or set SOLVENCY_SKIP_BROWSER=1 to skip "
-                    "the browser tests", pytrace=False)
-    return path
 
 
 class Cdp:
