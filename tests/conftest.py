@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from hypothesis import settings as _hypothesis_settings
+
+# CI is deterministic: under CI=true every property test draws the same examples on every
+# run (derandomize), so a red CI is a reproducible failure, not a lucky draw. Off CI the
+# draws stay random and keep exploring; a failure found there becomes an @example.
+_hypothesis_settings.register_profile("solvency-ci", derandomize=True, print_blob=True)
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    _hypothesis_settings.load_profile("solvency-ci")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from solvency.core.options import (
@@ -86,8 +86,23 @@ def test_inverse_fast_equals_quotient_rule_twin(batch):
         assert abs(float(fast.delta_net[i]) - slow[6]) <= 1e-12 * fi * delta_scale
 
 
+def _at_a_bound(price, f, k, t, r, is_call):
+    """True when the undiscounted price is within 4 ulps of intrinsic or of the upper bound
+    (``F`` for a call, ``K`` for a put): below that the option's time value is lost in the
+    rounding of the larger term (a put with ``K/F = 3e15`` and vol 4 prices at ``K``)."""
+    undisc = price / math.exp(-r * t)
+    intrinsic = max(f - k, 0.0) if is_call else max(k - f, 0.0)
+    upper = f if is_call else k
+    tol = 4 * math.ulp(upper)
+    return abs(undisc - upper) <= tol or abs(undisc - intrinsic) <= tol
+
+
 @SETTINGS
 @given(st.lists(options(max_sd=4.0), min_size=1, max_size=10))
+# Found by CI at hypothesis 6.100: a deep in-the-money put whose time value is below the
+# rounding of D K (fast rounds to the upper bound, the twin just below it).
+@example([(1.0, 3449782704044559.0, 4.999999999899045, 4.0, 0.125, False)])
+@example([(1.0, 3449782705290586.5, 5.0, 4.0, 0.125, False)])
 def test_implied_vol_fast_equals_bisection_twin(batch):
     f, k, t, v, r, c = (np.array(col) for col in zip(*batch, strict=True))
     price = black76_price(forward=f, strike=k, time_yr=t, vol=v, rate=r, is_call=c).price
@@ -96,6 +111,10 @@ def test_implied_vol_fast_equals_bisection_twin(batch):
         slow_vol, slow_status = implied_vol_one(
             price=float(price[i]), f=fi, k=ki, t=ti, r=ri, is_call=ci
         )
+        if _at_a_bound(float(price[i]), fi, ki, ti, ri, ci):
+            # Within a few ulps of intrinsic or of the upper bound the status is decided by
+            # how each twin rounds the discount: both answers are right, only they differ.
+            continue
         assert fast.status[i] == slow_status
         if slow_status == STATUS_OK and slow_vol > 0.0:
             # Bisection resolves vol to the price's own rounding: compare in price space.
