@@ -156,6 +156,27 @@ class Engine(EngineState):
         self.counts["applied"] += 1
         return out
 
+    def check_fill(self, event: Fill) -> Rejected | None:
+        """The rejection :meth:`apply` would give ``event`` by the fill's own checks
+        (market, sizes, margin of both sides), or None; nothing changes. Duplicate ids and
+        the clock are the caller's (a sharded venue's coordinator holds them venue-wide)."""
+        try:
+            apply_fill(self, event, check_only=True)
+        except RejectReason as rej:
+            return Rejected(id=f"rejected:{event.id}", event=event.id, reason=rej.reason,
+                            detail=bounded_detail(rej.detail))
+        return None
+
+    def pass_time(self, ts_ms: int, cause: str) -> list[Any]:
+        """Move the clock to ``ts_ms`` as an accepted event of that time would, without
+        the event (a shard sees every event's time but not every event); return the
+        out-events of time passing (stale sources, breakers cooling down)."""
+        if self.clock_ms is not None and ts_ms <= self.clock_ms:
+            return []
+        self.epoch += 1
+        self.clock_ms = ts_ms
+        return time_passes(self, ts_ms, cause)
+
     def apply_all(self, events: Iterable[InputEvent | OracleReport | Order]) -> list[Any]:
         """Apply events in order; return every out-event."""
         out: list[Any] = []

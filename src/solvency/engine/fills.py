@@ -60,8 +60,11 @@ def fill_side(state: EngineState, account: str, m: int, market: str, delta_lots:
                           fee_quanta, s)
 
 
-def apply_fill(state: EngineState, ev: Fill) -> list[OutEvent]:
-    """Apply a fill: validate, check margin of the sides whose risk grows, post, move."""
+def apply_fill(state: EngineState, ev: Fill, *, check_only: bool = False) -> list[OutEvent]:
+    """Apply a fill: validate, check margin of the sides whose risk grows, post, move.
+
+    ``check_only``: stop after the checks (raise :class:`RejectReason` or return ``[]``)
+    with nothing changed: a sharded venue asks both shards before either books its leg."""
     book = state.book
     m = state.market_by_name.get(ev.market, -1)
     if m < 0:
@@ -130,6 +133,8 @@ def apply_fill(state: EngineState, ev: Fill) -> list[OutEvent]:
                                f"market {inst.name} is reduce-only: {side.account} "
                                "would grow a position")
         _check_side_margin(state, side, m, a, flow - fee, oi_after, iso_topups)
+    if check_only:
+        return []
     # --- commit
     for side in (buyer, seller):
         if side.row < 0:
