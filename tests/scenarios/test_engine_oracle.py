@@ -12,6 +12,9 @@ from __future__ import annotations
 from decimal import Decimal as D
 from typing import Any
 
+import pytest
+from tests.scenarios.pretrade_cases import CASES, Case
+
 from solvency.core.model.events import Deposit, Fill
 from solvency.core.model.presets import venue_from_data
 from solvency.engine.engine import Engine
@@ -109,26 +112,27 @@ def test_bad_reports_are_rejected_and_change_nothing() -> None:
     assert e.state_hash() == before
 
 
-def test_orders_are_answered_and_move_nothing() -> None:
-    e = _engine()
-    before = e.state_hash()
-
-    def order(oid: str, **kw: Any) -> Any:
-        return e.apply(parse_input({"type": "order", "id": oid, "account": "alice",
-                                    "market": "BTC-PERP", **kw}))[0]
-
-    assert order("o1", side="sell", size="0.5", price="100000").status == "accepted"
-    assert order("o2", side="buy", size="0.1", price="120000").reason == "price_outside_band"
-    assert order("o3", side="buy", size="5", price="100000").reason == (
-        "insufficient_initial_margin")
-    assert order("o4", side="buy", size="0.1", price="100000",
-                 reduce_only=True).reason == "reduce_only_would_increase"
-    ledger_before = dict(e.ledger.balances())
-    assert dict(e.ledger.balances()) == ledger_before
-    # order ids are consumed, balances and positions are not
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_an_answered_order_changes_nothing_but_its_id(case: Case) -> None:
+    """Every pre-trade reason code and the accepted orders, through ``Engine.apply``: the
+    engine after the order hashes exactly like the engine before it with the order's id
+    recorded and one out-event sequence number used; no other section moved."""
+    e = case.make()
     snap = e.snapshot()
-    assert snap["ledger"] == Engine.restore(snap).snapshot()["ledger"]
-    assert e.state_hash() != before  # the ids were recorded
+    sections = e.section_hashes()
+    [res] = e.apply(case.order)
+    assert (res.type, res.reason) == ("order", case.reason)
+    assert res.status == ("rejected" if case.reason else "accepted")
+    after = e.section_hashes()
+    assert [k for k in after if after[k] != sections[k]] == ["sequence"]
+    expected = {**snap, "seen_ids": sorted({*snap["seen_ids"], case.order.id}),
+                "out_seq": snap["out_seq"] + 1}
+    assert e.state_hash() == Engine.restore(expected).state_hash()
+    e.verify()  # and the indexes the hash does not cover (open interest) still agree
+    # the id is consumed: the same order again is a duplicate and changes nothing
+    before = e.state_hash()
+    assert e.apply(case.order) == []
+    assert e.state_hash() == before
 
 
 def test_snapshot_restore_carries_the_oracle_and_breakers() -> None:

@@ -65,7 +65,7 @@ Side = Literal["buy", "sell"]
 REASONS: tuple[str, ...] = (
     "invalid_order", "unknown_market", "market_halted", "rate_limited", "no_mark",
     "price_outside_band", "order_size_too_large", "order_notional_too_large",
-    "reduce_only_would_increase", "market_reduce_only", "position_limit",
+    "size_too_large", "reduce_only_would_increase", "market_reduce_only", "position_limit",
     "open_interest_cap", "leverage_exceeds_tier", "insufficient_initial_margin",
 )
 """Every reason code :func:`check_order` can answer, in check order."""

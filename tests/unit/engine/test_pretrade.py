@@ -20,6 +20,8 @@ from solvency.engine.pretrade import (
     check_order,
     parse_order,
 )
+from tests.scenarios.pretrade_cases import CASES as ENGINE_CASES
+from tests.scenarios.pretrade_cases import Case as EngineCase
 
 LIMITS = MarketLimits(price_band=0.05, size_max=10.0, notional_max_quote=500_000.0,
                       position_max=20.0, oi_max=1_000.0,
@@ -105,6 +107,7 @@ CASES = [
     ("order_size_too_large", _order(size="11"), FakeView),
     ("order_notional_too_large", _order(size="10", price="52000"),
      lambda: _setup(marks={"BTC": 52_000.0}, positions={})),
+    ("size_too_large", _order(), lambda: _setup(positions={("alice", "BTC"): 1e14})),
     ("reduce_only_would_increase", _order(reduce_only=True), FakeView),
     ("market_reduce_only", _order(), lambda: _setup(modes={"BTC": "reduce_only"})),
     ("position_limit", _order(size="2"), lambda: _setup(positions={("alice", "BTC"): 19.0})),
@@ -125,6 +128,23 @@ def test_reason_codes(reason: str, order: Order, make_view: object) -> None:
     res = check_order(order, view)
     assert isinstance(res, Reject), res
     assert res.reason == reason and res.order_id == "o1" and res.detail
+
+
+@pytest.mark.parametrize("case", ENGINE_CASES, ids=[c.name for c in ENGINE_CASES])
+def test_reason_codes_through_the_engine(case: EngineCase) -> None:
+    """The same codes answered by a real engine (``Engine.apply``) over its own state:
+    tests/scenarios/pretrade_cases.py builds a book that reaches each one."""
+    e = case.make()
+    [res] = e.apply(case.order)
+    assert (res.type, res.event, res.account, res.market) == (
+        "order", case.order.id, case.order.account, case.order.market)
+    assert (res.status, res.reason) == ("rejected" if case.reason else "accepted",
+                                        case.reason), res.detail
+    assert bool(res.detail) == bool(case.reason)
+
+
+def test_every_reason_is_reached_through_the_engine() -> None:
+    assert [c.reason for c in ENGINE_CASES if c.reason] == list(REASONS)
 
 
 @pytest.mark.parametrize(("order", "view_kw", "reduces"), [
