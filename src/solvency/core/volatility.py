@@ -354,7 +354,8 @@ def _from_arch(res: Any, kind: GarchKind, scale: float, r: FloatArray) -> GarchF
 
 
 def fit_garch(
-    returns: npt.ArrayLike, kind: GarchKind = "garch", *, scale: float = 100.0
+    returns: npt.ArrayLike, kind: GarchKind = "garch", *, scale: float = 100.0,
+    start: GarchFit | None = None,
 ) -> GarchFit:
     """Fit a zero-mean GARCH(1,1) or GJR-GARCH(1,1,1) with Student-t innovations.
 
@@ -371,12 +372,40 @@ def fit_garch(
     scale : float
         Factor applied before fitting; ``arch``'s optimizer is best conditioned when
         returns are of order 1 (100 turns fractions into percent).
+    start : GarchFit, optional
+        A previous fit of the same kind whose parameters start the optimizer (``arch``'s
+        ``starting_values``): a rolling refit on a window that moved a little converges
+        in fewer iterations. ``None`` uses ``arch``'s own starting grid.
     """
     r = _as_float(returns, "returns")
     if r.ndim != 1 or r.shape[0] < 100:
         raise ValueError("returns: need a 1-D series of at least 100 observations")
-    res = _arch_model(r * scale, kind).fit(disp="off", show_warning=False)
+    if start is not None and start.kind != kind:
+        raise ValueError(f"start: a {start.kind!r} fit cannot start a {kind!r} fit")
+    sv = None if start is None else _feasible_start(start, scale)
+    res = _arch_model(r * scale, kind).fit(disp="off", show_warning=False, starting_values=sv)
     return _from_arch(res, kind, scale, r)
+
+
+def _feasible_start(fit: GarchFit, scale: float) -> FloatArray:
+    # arch ignores starting values outside its constraints (StartingValueWarning), and a
+    # crypto fit sits on the persistence bound to SLSQP's ftol, often a hair above 1:
+    # shrink alpha, gamma and beta into the stationary region first.
+    sv = _arch_params(fit, scale)
+    phi = fit.persistence
+    if phi > 1.0 - 1e-6:
+        shrink = (1.0 - 1e-6) / phi
+        sv[1:-1] *= shrink
+    return sv
+
+
+def _arch_params(fit: GarchFit, scale: float) -> FloatArray:
+    """Return the fit's parameters in ``arch``'s order and scale: omega, alpha, gamma, beta, nu."""
+    params = [fit.omega * scale * scale, fit.alpha]
+    if fit.kind == "gjr":
+        params.append(fit.gamma)
+    params += [fit.beta, fit.nu]
+    return np.asarray(params, dtype=np.float64)
 
 
 def garch_filter(fit: GarchFit, returns: npt.ArrayLike) -> FloatArray:
@@ -390,11 +419,7 @@ def garch_filter(fit: GarchFit, returns: npt.ArrayLike) -> FloatArray:
     if r.ndim != 1:
         raise ValueError("returns: expected a 1-D series")
     s = fit.scale
-    params = [fit.omega * s * s, fit.alpha]
-    if fit.kind == "gjr":
-        params.append(fit.gamma)
-    params += [fit.beta, fit.nu]
-    res = _arch_model(r * s, fit.kind).fix(np.asarray(params))
+    res = _arch_model(r * s, fit.kind).fix(_arch_params(fit, s))
     return np.asarray(res.conditional_volatility, dtype=np.float64) ** 2 / (s * s)
 
 
@@ -488,11 +513,7 @@ def garch_forecast_variance(
         raise ValueError("horizon_steps must be >= 1")
     r = _as_float(returns, "returns")
     s = fit.scale
-    params = [fit.omega * s * s, fit.alpha]
-    if fit.kind == "gjr":
-        params.append(fit.gamma)
-    params += [fit.beta, fit.nu]
-    res = _arch_model(r * s, fit.kind).fix(np.asarray(params))
+    res = _arch_model(r * s, fit.kind).fix(_arch_params(fit, s))
     fc = res.forecast(horizon=horizon_steps, reindex=False)
     return np.asarray(fc.variance.values[-1], dtype=np.float64) / (s * s)
 
