@@ -167,7 +167,7 @@ def _garch_sigma(r: FloatArray, cfg: MarginModelConfig) -> tuple[FloatArray, Flo
                                      steps_ahead=cfg.predictive_steps)
             ahead = garch_term_variance(vk, omega=fit.omega, persistence=phi,
                                         horizon_steps=h) / h
-            term = term
+            term = np.maximum(term, ahead)
         var[s:e] = term
         nu = fit.nu
         z[s:e] = float(stats.t.ppf(q, nu)) * math.sqrt((nu - 2.0) / nu)
