@@ -28,10 +28,12 @@ def _q(x: float, places: int) -> str:
 
 
 def workload(seed: int, n: int = 10_000, *, accounts: int = 150, fund: str = "3000",
-             start_ms: int = START_MS) -> list[str]:
+             start_ms: int = START_MS, crash: tuple[float, float] = (0.35, 0.30),
+             bad: bool = True) -> list[str]:
     """``n`` or more JSON Lines: the set-up, then random traffic with a crash of about
-    35 % in BTC and 30 % in ETH at 60-75 % of the way through. Marks come from oracle
-    rounds (three to five of the guard's sources at one time)."""
+    35 % in BTC and 30 % in ETH (``crash``) at 60-75 % of the way through. Marks come from
+    oracle rounds (three to five of the guard's sources at one time). ``bad=False``: no
+    bad events."""
     rng = random.Random(seed)
     out: list[str] = []
     ts = start_ms
@@ -76,7 +78,7 @@ def workload(seed: int, n: int = 10_000, *, accounts: int = 150, fund: str = "30
         if crash_from <= i < crash_to and rng.random() < 0.3:
             # the crash: each market follows its path down to -35 % / -30 %
             done = (i - crash_from) / (crash_to - crash_from)
-            for mk, depth in (("BTC-PERP", 0.35), ("ETH-PERP", 0.30)):
+            for mk, depth in zip(("BTC-PERP", "ETH-PERP"), crash, strict=True):
                 target = pre_crash.setdefault(mk, px[mk]) * (1 - depth * done)
                 px[mk] = min(px[mk], target * (1 + rng.gauss(0, 0.001)))
                 oracle_round(mk)
@@ -111,7 +113,7 @@ def workload(seed: int, n: int = 10_000, *, accounts: int = 150, fund: str = "30
             deposits[a] += amt
             emit({"type": "deposit", "id": nid(), "ts": _iso(ts), "account": a,
                   "asset": "USDT", "amount": str(amt)})
-        else:
+        elif bad:
             out.append(_bad(rng, nid(), ts, names, last_good))
         if out and out[-1].startswith("{") and rng.random() < 0.05:
             last_good = out[-1]

@@ -1,0 +1,388 @@
+"""Account shards: one venue's accounts over N engines, with a coordinator in front.
+
+Design and protocol: docs/scale_out.md ("Account shards"). In short:
+
+* **Assignment.** Account ``a`` lives on shard ``shard_of(a, N)`` = the first 8 bytes of
+  ``sha256(a)`` as a big-endian integer, mod N: stable across processes, machines and
+  Python versions (no ``hash()``, which is salted per process). The fund, the backstop
+  vault and the stress lab's market account live on shard 0 (:data:`FUND_SHARD`).
+* **Routing.** Deposits, withdrawals, margin-mode changes, isolated margin and order
+  checks go to the account's shard. Prices, oracle reports, vols, funding, expiry and
+  parameter changes go to every shard (they value every account). A fill between two
+  accounts of one shard goes to that shard; a fill across shards is split into two legs,
+  each booked against the shard's clearing account :data:`SHARD_CLEARING` (funded at
+  start-up, see :meth:`ShardedEngine.genesis`), after both shards said the leg passes its
+  checks (:meth:`~solvency.engine.engine.Engine.check_fill`): both legs or neither.
+* **Time.** Every shard sees every accepted event's time (:meth:`Engine.pass_time` on
+  the shards the event does not concern), so breakers, oracle staleness and partial
+  liquidation cool-downs move at the same events as in one engine.
+* **What needs one view of the whole venue** (the insurance fund paying a deficit, the
+  backstop vault, ADL, socialized loss, bad debt, open-interest-scaled margin) is not
+  sharded yet: the coordinator stops with :class:`GlobalViewNeededError` naming the event,
+  instead of letting the shards go on with a result one engine would not have given.
+
+Equivalence with one engine (tests/unit/service/test_shards.py): the same events give
+every account the same balances, positions and cost basis, the fund and fee pool the same
+totals, and the same liquidations and rejections; :func:`venue_digest` hashes exactly
+that, over one engine or over the shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any, Final
+
+import numpy as np
+
+from solvency.core.ledger.ledger import CLEARING, EXTERNAL, ROUNDING
+from solvency.core.margin.kernels import MK_OI_UPPER
+from solvency.core.model.events import (
+    AccountMode,
+    Deposit,
+    Expiry,
+    Fill,
+    Funding,
+    IsolatedMargin,
+    Params,
+    Price,
+    Rejected,
+    Settled,
+    Vol,
+    Withdraw,
+)
+from solvency.core.model.venue import Venue
+from solvency.core.oracle import OracleReport
+from solvency.engine.engine import Engine
+from solvency.engine.inputs import AnyInput
+from solvency.engine.liquidation import BACKSTOP, INSURANCE_ROW, MARKET
+from solvency.engine.pretrade import Order
+
+__all__ = [
+    "FUND_SHARD",
+    "SHARD_CLEARING",
+    "GlobalViewNeededError",
+    "ShardDivergenceError",
+    "ShardedEngine",
+    "UnshardableError",
+    "parse_shard",
+    "route",
+    "shard_of",
+    "venue_digest",
+]
+
+SHARD_CLEARING: Final = "__shard_clearing__"
+"""Each shard's counterparty of cross-shard legs (its positions over all shards sum to
+zero in every market)."""
+FUND_SHARD: Final = 0
+"""The shard that holds the venue-wide system accounts (fund, backstop, market)."""
+_ON_FUND_SHARD: Final = frozenset({INSURANCE_ROW, BACKSTOP, MARKET})
+GENESIS_QUANTA: Final = 10**17
+"""The clearing account's deposit per settlement asset, in quanta: far above what any
+leg needs, so its margin check never refuses a leg and it is never liquidated."""
+_BROADCAST: Final = (Price, OracleReport, Vol, Funding, Expiry, Params)
+_GLOBAL_OUT: Final = frozenset({"adl", "socialized_loss", "bad_debt", "fund_unwind"})
+
+
+class UnshardableError(ValueError):
+    """The venue has a rule that needs every account at once (open-interest-scaled
+    margin): its engine cannot be split by account."""
+
+
+class GlobalViewNeededError(RuntimeError):
+    """An event reached the insurance fund, the backstop, ADL or bad debt: decisions that
+    need the whole venue, which the shards do not take yet (docs/scale_out.md)."""
+
+    def __init__(self, event_id: str, what: str) -> None:
+        super().__init__(f"event {event_id}: {what} needs the venue-wide view "
+                         "(not sharded yet: docs/scale_out.md)")
+        self.event_id = event_id
+        self.what = what
+
+
+class ShardDivergenceError(RuntimeError):
+    """Shards gave different verdicts on one broadcast event (a bug: stop at once)."""
+
+
+def shard_of(account: str, n: int) -> int:
+    """Shard of ``account`` among ``n``: ``int(sha256(account)[:8], big-endian) % n``;
+    the fund, backstop and market accounts are on shard 0."""
+    if n < 1:
+        raise ValueError(f"shard count must be at least 1, got {n}")
+    if account in _ON_FUND_SHARD:
+        return FUND_SHARD
+    return int.from_bytes(hashlib.sha256(account.encode()).digest()[:8], "big") % n
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N``; ValueError naming what is wrong."""
+    k_text, sep, n_text = spec.partition("/")
+    if not sep or not k_text.isdigit() or not n_text.isdigit():
+        raise ValueError(f"--shard {spec!r}: expected K/N, e.g. 0/4")
+    k, n = int(k_text), int(n_text)
+    if n < 1 or k >= n:
+        raise ValueError(f"--shard {spec!r}: need 0 <= K < N and N >= 1")
+    return k, n
+
+
+def route(event: AnyInput, n: int) -> list[tuple[int, AnyInput]]:
+    """The shards an event goes to and what each applies (a cross-shard fill: its leg
+    against :data:`SHARD_CLEARING`, the buyer's first), in shard order otherwise."""
+    if isinstance(event, _BROADCAST):
+        return [(k, event) for k in range(n)]
+    if isinstance(event, Fill):
+        b, s = shard_of(event.buyer, n), shard_of(event.seller, n)
+        if b == s:
+            return [(b, event)]
+        return [(b, replace(event, seller=SHARD_CLEARING, fee_seller=Decimal(0))),
+                (s, replace(event, buyer=SHARD_CLEARING, fee_buyer=Decimal(0)))]
+    if isinstance(event, Deposit | Withdraw | AccountMode | IsolatedMargin | Order):
+        return [(shard_of(event.account, n), event)]
+    return [(FUND_SHARD, event)]  # an unknown type: one shard names the rejection
+
+
+class ShardedEngine:
+    """N engines, one per shard of the accounts, behind one :meth:`apply`.
+
+    Parameters
+    ----------
+    venue
+        The venue every shard runs.
+    n
+        Number of shards.
+    make_engine
+        Builds one shard's engine (default ``Engine(venue)``): the same ports as one
+        engine would have.
+    """
+
+    def __init__(self, venue: Venue, n: int, *,
+                 make_engine: Callable[[Venue], Engine] | None = None) -> None:
+        if n < 1:
+            raise ValueError(f"shard count must be at least 1, got {n}")
+        self.n = n
+        self.shards = [(make_engine or Engine)(venue) for _ in range(n)]
+        for k, engine in enumerate(self.shards):
+            check_shardable(engine)
+            for ev in genesis(engine, k):
+                engine.apply(ev)
+        self.seen: set[str] = set()
+
+    def apply(self, event: AnyInput) -> list[Any]:
+        """Apply one event across the shards; return its out-events (shard order)."""
+        if event.id in self.seen:
+            return []
+        legs = route(event, self.n)
+        if len(legs) == 2 and isinstance(event, Fill):
+            rej = self._check_legs(event, legs)
+            if rej is not None:
+                return [rej]
+        per_shard: list[list[Any]] = [[] for _ in self.shards]
+        verdicts = []
+        for k, ev in legs:
+            got = self.shards[k].apply(ev)
+            verdicts.append(any(isinstance(o, Rejected) and o.event == event.id for o in got))
+            per_shard[k] = got
+        if any(verdicts):
+            if not all(verdicts):
+                raise ShardDivergenceError(f"event {event.id}: accepted by some shards, "
+                                      f"rejected by others ({verdicts})")
+            return per_shard[legs[0][0]][:1] if len(legs) > 1 else per_shard[legs[0][0]]
+        self.seen.add(event.id)
+        if event.ts_ms is not None:
+            touched = {k for k, _ in legs}
+            for k, engine in enumerate(self.shards):
+                if k not in touched:
+                    per_shard[k] = engine.pass_time(event.ts_ms, event.id)
+        out = merge_out(event.id, per_shard)
+        _refuse_global(event.id, out)
+        if isinstance(event, Params):
+            for engine in self.shards:
+                check_shardable(engine)
+        return out
+
+    def apply_all(self, events: Iterable[AnyInput]) -> list[Any]:
+        """Apply events in order; return every out-event."""
+        out: list[Any] = []
+        for ev in events:
+            out.extend(self.apply(ev))
+        return out
+
+    def _check_legs(self, event: Fill, legs: list[tuple[int, AnyInput]]) -> Rejected | None:
+        # the clock first, as Engine.apply does (every shard's clock is the venue's)
+        clock = self.shards[legs[0][0]].clock_ms
+        if event.ts_ms is not None and clock is not None and event.ts_ms < clock:
+            return Rejected(id=f"rejected:{event.id}", event=event.id, reason="out_of_order",
+                            detail=f"ts {event.ts_ms} is before the engine clock {clock}")
+        for k, leg in legs:
+            assert isinstance(leg, Fill)
+            rej = self.shards[k].check_fill(leg)
+            if rej is not None:
+                return rej
+        return None
+
+    def owner(self, account: str) -> Engine:
+        """The engine of the shard that holds ``account``."""
+        return self.shards[shard_of(account, self.n)]
+
+    def account_view(self, account: str) -> dict[str, Any]:
+        """An account's view, from its shard."""
+        return self.owner(account).account_view(account)
+
+    def state_hash(self) -> str:
+        """sha256 over the shard count and each shard's ``state_hash`` in shard order:
+        it commits to every shard's exact state (each checkable on its own)."""
+        return shards_hash([e.state_hash() for e in self.shards])
+
+    def digest(self) -> str:
+        """:func:`venue_digest` over the shards (equal to one engine's)."""
+        return venue_digest(self.shards)
+
+
+def shards_hash(hashes: Sequence[str]) -> str:
+    """The venue's hash over its shards' state hashes (in shard order)."""
+    h = hashlib.sha256(f"solvency-shards/1 n={len(hashes)}".encode())
+    for k, x in enumerate(hashes):
+        h.update(f"\n{k} {x}".encode())
+    return h.hexdigest()
+
+
+def check_shardable(engine: Engine) -> None:
+    """Raise :class:`UnshardableError` where margin depends on venue-wide open interest."""
+    mk = engine.book.mk
+    if mk.shape[0] and bool(np.any(mk[:, MK_OI_UPPER] > 0.0)):
+        names = [engine.book.market_names[m] for m in np.flatnonzero(mk[:, MK_OI_UPPER] > 0)]
+        raise UnshardableError(f"markets {names} scale initial margin with open interest, "
+                          "which only the whole venue knows")
+
+
+def genesis(engine: Engine, k: int) -> list[Deposit]:
+    """The shard's first events: its clearing account's deposit of every settlement
+    asset (:data:`GENESIS_QUANTA`), so that its side of a leg always passes margin."""
+    settles = sorted({inst.settle for inst in engine.venue.markets.values()})
+    return [Deposit(id=f"shard-genesis:{k}:{a}", account=SHARD_CLEARING, asset=a,
+                    amount=Decimal(GENESIS_QUANTA).scaleb(-engine.venue.assets[a].decimals))
+            for a in settles]
+
+
+def merge_out(event_id: str, per_shard: list[list[Any]]) -> list[Any]:
+    """One event's out-events over the shards: every account's own (each is on one
+    shard), the market's news (marks, breakers, parameter changes) once, from shard 0
+    (every shard sees every price and every moment, so each reports the same; a shard
+    reporting news shard 0 did not is a divergence), settlements summed."""
+    news = Counter(_content(o) for o in per_shard[FUND_SHARD] if _is_news(o))
+    out: list[Any] = []
+    for k, got in enumerate(per_shard):
+        for o in got:
+            if k == FUND_SHARD or not _is_news(o):
+                out.append(o)
+            elif news[_content(o)] <= 0:
+                raise ShardDivergenceError(f"event {event_id}: shard {k} reported {o}, "
+                                      "shard 0 did not")
+    return _merge_settled(out) if len(per_shard) > 1 else out
+
+
+def _is_news(o: Any) -> bool:
+    return not hasattr(o, "account") and not isinstance(o, Settled | Rejected)
+
+
+def _content(o: Any) -> tuple[Any, ...]:
+    return tuple((f, getattr(o, f)) for f in o.__slots__ if f != "id")
+
+
+def _merge_settled(out: list[Any]) -> list[Any]:
+    """One ``settled`` per market: the shards' paid, received and rounding summed (the
+    clearing accounts' own payments included: they net out over the shards)."""
+    first: dict[str, int] = {}
+    merged: list[Any] = []
+    for o in out:
+        if not isinstance(o, Settled):
+            merged.append(o)
+            continue
+        at = first.get(o.market)
+        if at is None:
+            first[o.market] = len(merged)
+            merged.append(o)
+            continue
+        prev = merged[at]
+        merged[at] = replace(prev, **{f: str(Decimal(getattr(prev, f)) + Decimal(getattr(o, f)))
+                                      for f in ("paid", "received", "rounding")})
+    return merged
+
+
+def _refuse_global(event_id: str, out: list[Any]) -> None:
+    for o in out:
+        kind = getattr(o, "type", "")
+        if kind in _GLOBAL_OUT:
+            raise GlobalViewNeededError(event_id, kind)
+        if kind == "liquidation" and (o.via not in ("market", "unresolved")
+                                      or o.insurance_fund_delta.startswith("-")):
+            raise GlobalViewNeededError(event_id, f"a liquidation via {o.via} with fund delta "
+                                             f"{o.insurance_fund_delta}")
+        if getattr(o, "account", None) == SHARD_CLEARING:
+            raise GlobalViewNeededError(event_id, f"a {kind} of the clearing account")
+
+
+_NOT_COMPARED: Final = frozenset({CLEARING, ROUNDING, EXTERNAL, "u:" + SHARD_CLEARING})
+
+
+def venue_digest(engines: Sequence[Engine]) -> str:
+    """sha256 of what one engine and its shards must agree on: every ledger account's
+    balance per asset summed over the engines (user accounts live on one), every row's
+    positions (lots, cost), the marks, the realized PnL per account. Left out: the
+    clearing and rounding accounts and the world's side of deposits, which the legs and
+    the shards' own funding rounding move (their venue-wide sum is checked apart by
+    :func:`clearing_residual`)."""
+    return hashlib.sha256(json.dumps(venue_summary(engines), sort_keys=True).encode()
+                          ).hexdigest()
+
+
+def venue_summary(engines: Sequence[Engine]) -> dict[str, Any]:
+    """The data :func:`venue_digest` hashes (for a readable diff when they differ)."""
+    balances: dict[str, int] = {}
+    positions: dict[str, list[int]] = {}
+    realized: dict[str, Decimal] = {}
+    marks: list[Any] | None = None
+    for engine in engines:
+        snap = engine.snapshot()
+        for account, asset, value in snap["ledger"]["balances"]:
+            if account not in _NOT_COMPARED:
+                key = f"{account}|{asset}"
+                balances[key] = balances.get(key, 0) + int(value)
+        for name, market, lots, cost in snap["positions"]:
+            if name != SHARD_CLEARING:
+                key = f"{name}|{market}"
+                got = positions.setdefault(key, [0, 0])
+                got[0] += int(lots)
+                got[1] += int(cost)
+        for account, value in snap["realized"].items():
+            if SHARD_CLEARING not in account:
+                realized[account] = realized.get(account, Decimal(0)) + Decimal(value)
+        if marks is None:
+            marks = snap["marks"]
+        elif marks != snap["marks"]:
+            raise ShardDivergenceError("shards hold different marks")
+    return {"balances": {k: str(v) for k, v in balances.items() if v},
+            "positions": {k: [str(x) for x in v] for k, v in positions.items() if v != [0, 0]},
+            "realized": {k: str(v) for k, v in realized.items() if v},
+            "marks": marks}
+
+
+def clearing_residual(engines: Sequence[Engine]) -> dict[str, Any]:
+    """Per asset, what the clearing, rounding and world accounts hold over all engines
+    (less the shards' genesis deposits), and per market the clearing accounts' summed
+    lots (always 0: every leg has its opposite on another shard)."""
+    held: dict[str, int] = {}
+    lots: dict[str, int] = {}
+    for engine in engines:
+        snap = engine.snapshot()
+        for account, asset, value in snap["ledger"]["balances"]:
+            if account in _NOT_COMPARED:
+                held[asset] = held.get(asset, 0) + int(value)
+        for name, market, n_lots, _ in snap["positions"]:
+            if name == SHARD_CLEARING:
+                lots[market] = lots.get(market, 0) + int(n_lots)
+    return {"held": held, "clearing_lots": lots}
