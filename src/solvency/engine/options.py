@@ -11,7 +11,7 @@ value (``expiry.py``); portfolio-margined rows revalue it on the scenario grid
 
 from __future__ import annotations
 
-from solvency.core.options import black76_price
+from solvency.core.options.black76 import black76_premium_deterministic
 from solvency.core.options.margin import option_margin
 from solvency.engine.base import MS_PER_YEAR, EngineState
 
@@ -34,8 +34,9 @@ def option_price(state: EngineState, o: int) -> float | None:
     is_call = inst.option_kind == "call"
     t = max(inst.expiry_ms - (state.clock_ms or 0), 0) / MS_PER_YEAR
     if t > 0:
-        usd = float(black76_price(forward=f, strike=k, time_yr=t, vol=float(iv),
-                                  rate=0.0, is_call=is_call).price[0])
+        # deterministic exp/log/erfc: the mark is hashed and decides margin, so it must
+        # have the same bits on every machine (docs/determinism.md, item 2)
+        usd = float(black76_premium_deterministic(f, k, t, float(iv), 0.0, is_call))
     else:
         usd = max(f - k, 0.0) if is_call else max(k - f, 0.0)
     return usd / f if inst.coin_settled else usd

@@ -64,6 +64,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from solvency.core import detmath
 from solvency.core.typing import BoolArray1D, Float64Array1D
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "Int8Array1D",
     "InverseGreeks",
     "black76_greeks",
+    "black76_premium_deterministic",
     "black76_price",
     "inverse_greeks",
     "to_market_units",
@@ -159,6 +161,28 @@ def _valid(f: float, k: float, t: float, sigma: float, r: float) -> bool:
         and math.isfinite(f) and math.isfinite(k) and math.isfinite(t)
         and math.isfinite(sigma) and math.isfinite(r)
     )
+
+
+@_jit
+def black76_premium_deterministic(
+    f: float, k: float, t: float, sigma: float, r: float, is_call: bool
+) -> float:
+    """Black-76 premium of one option with the same bits on every IEEE-754 machine.
+
+    The formula of :func:`black76_price`, with ``exp``, ``log`` and ``erfc`` from
+    :mod:`solvency.core.detmath` (IEEE basic operations only, in a fixed order) instead
+    of the platform's libm, whose last bit depends on the CPU. The engine marks options
+    with it: a mark decides holders' value and margin, and must be the same on every
+    machine (issue 30). NaN for invalid input, as the vectorized kernels.
+    """
+    if not _valid(f, k, t, sigma, r):
+        return np.nan
+    s = sigma * math.sqrt(t)
+    d1 = detmath.log(f / k) / s + 0.5 * s
+    cp = 1.0 if is_call else -1.0
+    n1 = 0.5 * detmath.erfc(-cp * d1 * INV_SQRT_2)
+    n2 = 0.5 * detmath.erfc(-cp * (d1 - s) * INV_SQRT_2)
+    return detmath.exp(-r * t) * cp * (f * n1 - k * n2)
 
 
 @_jit
