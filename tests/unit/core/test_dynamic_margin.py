@@ -30,7 +30,7 @@ from solvency.core.dynamic_margin import (
     max_step_increase,
     vol_scaled_rate,
 )
-from solvency.core.volatility import ewma_lambda_for_interval
+from solvency.core.volatility import ewma_lambda_for_interval, fit_garch, garch_filter
 
 DATA = Path(__file__).parents[3] / ".." / "shared" / "data"
 
@@ -59,17 +59,59 @@ def test_rates_use_only_past_returns(model: str) -> None:
     assert np.isnan(base[:300]).all() and np.isfinite(base[300:]).all()
 
 
-def test_predictive_garch_rates_are_at_least_the_plain_ones() -> None:
+def _forecast_by_loop(v1: float, *, omega: float, phi: float, first: int, h: int) -> float:
+    """Mean variance of steps ``first .. first + h - 1`` ahead given ``sigma^2_{t+1} = v1``,
+    by the plain GARCH(1,1) forecast recursion ``E[s2_{t+k+1}] = omega + phi E[s2_{t+k}]``
+    (Bollerslev 1986, eq. 7; arch's analytic forecast, ``arch.univariate.volatility.GARCH.
+    _analytic_forecast``)."""
+    v = v1
+    for _ in range(first - 1):
+        v = omega + phi * v
+    total = 0.0
+    for _ in range(h):
+        total += v
+        v = omega + phi * v
+    return total / h
+
+
+def test_predictive_garch_rate_exceeds_the_plain_one_by_the_forecast_amount() -> None:
+    # A known volatility path: 300 returns of a GARCH(1,1) (omega 4e-5, alpha 0.12, beta
+    # 0.85, unit-variance t(6) shocks) fit the model, then 100 calm ones (sd 0.3 %), then
+    # a burst (sd 8 %). In the calm stretch the one-step variance falls far below the
+    # long-run one, so the variance forecast 24 steps ahead (the next scheduled update) is
+    # larger: the predictive rate must exceed the plain one by z sqrt(h) (sqrt(mean var of
+    # the h steps from k=24) - sqrt(mean var from k=1)). Right after the burst the
+    # forecast decays instead: the two rates are equal.
     rng = np.random.default_rng(8)
-    r = rng.standard_t(5, 500) * 0.02
-    r[:150] *= 0.3  # calm start: the forecast mean-reverts upward
-    plain = MarginModelConfig(model="garch", warmup=300, garch_refit_every=200,
-                              horizon_steps=3)
-    ahead = MarginModelConfig(model="garch", warmup=300, garch_refit_every=200,
-                              horizon_steps=3, predictive=True, predictive_steps=24)
-    a = margin_rate_series(r, plain)[300:]
-    b = margin_rate_series(r, ahead)[300:]
-    assert np.all(b >= a - 1e-15)
+    v, sim = 4e-5 / 0.03, []
+    for eps in rng.standard_t(6, 300) * math.sqrt(4 / 6):
+        sim.append(math.sqrt(v) * eps)
+        v = 4e-5 + 0.12 * sim[-1] ** 2 + 0.85 * v
+    r = np.concatenate([sim, rng.standard_t(5, 100) * 0.003, rng.standard_t(5, 20) * 0.08])
+    h, k = 3, 24
+    kw = {"model": "garch", "warmup": 300, "garch_refit_every": 500, "horizon_steps": h}
+    plain = margin_rate_series(r, MarginModelConfig(**kw))[300:]  # type: ignore[arg-type]
+    ahead = margin_rate_series(r, MarginModelConfig(  # type: ignore[arg-type]
+        **kw, predictive=True, predictive_steps=k))[300:]
+    # the reference: the same single fit (on the 300 warm-up returns), its filtered
+    # one-step variances, and the forecasts by the recursion above
+    fit = fit_garch(r[:300], "garch")
+    v1 = garch_filter(fit, r)[300:]
+    z = float(stats.t.ppf(0.99, fit.nu)) * math.sqrt((fit.nu - 2.0) / fit.nu)
+    now = np.array([_forecast_by_loop(v, omega=fit.omega, phi=fit.persistence, first=1,
+                                      h=h) for v in v1])
+    later = np.array([_forecast_by_loop(v, omega=fit.omega, phi=fit.persistence, first=k,
+                                        h=h) for v in v1])
+    np.testing.assert_allclose(plain, z * np.sqrt(h * now), rtol=1e-9)
+    np.testing.assert_allclose(ahead, z * np.sqrt(h * np.maximum(now, later)), rtol=1e-9)
+    calm = slice(10, 100)  # the filter has forgotten the turbulent sample by step 10
+    assert (later[calm] > 2.0 * now[calm]).all()  # a material case, not a rounding one
+    np.testing.assert_allclose(ahead[calm] - plain[calm],
+                               z * math.sqrt(h) * (np.sqrt(later[calm]) - np.sqrt(now[calm])),
+                               rtol=1e-8)
+    burst = slice(105, 120)
+    assert (later[burst] < now[burst]).all()
+    np.testing.assert_array_equal(ahead[burst], plain[burst])
 
 
 @pytest.mark.parametrize(
