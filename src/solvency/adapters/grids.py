@@ -1,9 +1,10 @@
 """Load the scenario grids shipped as package data (``solvency/core/portfolio/grids``).
 
-The core parses grids from text (:func:`solvency.core.portfolio.parse_grid`); this
-adapter does the reading, through :mod:`importlib.resources` so that it works from a
-wheel or a zip as well as from a source tree. A grid file of one's own is read with
-:func:`load_grid_file`.
+The core parses grids from text (:func:`solvency.core.portfolio.parse_grid`, schema
+:class:`solvency.core.portfolio.grid.GridFile`, published as ``docs/schema/grid-v1.json``);
+this adapter does the reading, through :mod:`importlib.resources` so that it works from a
+wheel or a zip as well as from a source tree. :func:`load_grid` takes a shipped grid's name
+or the path of a grid file of one's own (``--pm-grid NAME|FILE``, like ``--venue``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
-from solvency.core.portfolio import ScenarioGrid, parse_grid
+from solvency.core.portfolio import GridError, ScenarioGrid, parse_grid
 
-__all__ = ["GRID_PACKAGE", "grid_names", "load_grid", "load_grid_file"]
+__all__ = ["GRID_PACKAGE", "UnknownGridError", "grid_names", "load_grid", "load_grid_file"]
 
 GRID_PACKAGE: Final = "solvency.core.portfolio"
 _GRID_DIR: Final = "grids"
+
+
+class UnknownGridError(GridError, KeyError):
+    """Neither a shipped grid's name nor an existing file (a KeyError, as before)."""
+
+    __str__ = GridError.__str__  # no quotes around the message, as KeyError would add
 
 
 def _grid_dir() -> resources.abc.Traversable:
@@ -37,13 +44,14 @@ def grid_names() -> list[str]:
     )
 
 
-def load_grid(name: str) -> ScenarioGrid:
-    """Read and parse a shipped grid by name.
+def load_grid(name_or_file: str | Path) -> ScenarioGrid:
+    """Read and parse a shipped grid by name, or a grid file (TOML) by path.
 
     Parameters
     ----------
-    name
-        File stem: ``"cme_span_16"``, ``"deribit_pm"`` or ``"paradex_pm"``.
+    name_or_file
+        File stem of a shipped grid (``"cme_span_16"``, ``"deribit_pm"``,
+        ``"paradex_pm"``) or the path of a TOML grid file.
 
     Returns
     -------
@@ -52,15 +60,21 @@ def load_grid(name: str) -> ScenarioGrid:
 
     Raises
     ------
-    KeyError
-        If no shipped grid has that name.
+    UnknownGridError
+        If it is neither a shipped grid nor an existing file (also a ``KeyError``).
     solvency.core.portfolio.GridError
-        If the file is malformed.
+        If the file is malformed: the message names the file and the dotted key.
     """
-    if name not in grid_names():
-        msg = f"unknown grid {name!r}; shipped grids: {', '.join(grid_names())}"
-        raise KeyError(msg)
-    return parse_grid(_grid_dir().joinpath(f"{name}.toml").read_text(encoding="utf-8"))
+    text = str(name_or_file)
+    names = grid_names()
+    if text in names:
+        where = f"grid {text}"
+        return parse_grid(_grid_dir().joinpath(f"{text}.toml").read_text(encoding="utf-8"),
+                          where=where)
+    if Path(text).is_file():
+        return load_grid_file(text)
+    msg = f"unknown grid {text!r}: neither a shipped grid ({', '.join(names)}) nor a file"
+    raise UnknownGridError(msg)
 
 
 def load_grid_file(path: str | Path) -> ScenarioGrid:
@@ -75,5 +89,16 @@ def load_grid_file(path: str | Path) -> ScenarioGrid:
     -------
     ScenarioGrid
         The parsed grid.
+
+    Raises
+    ------
+    solvency.core.portfolio.GridError
+        If the file cannot be read or does not match the schema (file and dotted key named).
     """
-    return parse_grid(Path(path).read_text(encoding="utf-8"))
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"{p}: unreadable grid file ({exc})"
+        raise GridError(msg) from None
+    return parse_grid(text, where=str(p))

@@ -100,8 +100,9 @@ def replay(
     out: Annotated[Path | None, typer.Option(help="Write out-events here (JSONL).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     pm_grid: Annotated[str, typer.Option(
-        help="Scenario grid for accounts in portfolio mode: deribit_pm, cme_span_16, "
-             "paradex_pm.")] = "deribit_pm",
+        help="Scenario grid for accounts in portfolio mode: a shipped grid (deribit_pm, "
+             "cme_span_16, paradex_pm) or a grid TOML file (docs/schema/grid-v1.json).")
+    ] = "deribit_pm",
     top: Annotated[int, typer.Option(
         min=0, help="Accounts listed nearest liquidation and largest by notional.")] = 10,
     all_accounts: Annotated[bool, typer.Option(

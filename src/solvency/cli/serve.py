@@ -47,8 +47,9 @@ def serve(
     snapshot_every: Annotated[int, typer.Option(
         min=0, help="Snapshot after this many events (0: only on clean shutdown).")
     ] = 100_000,
-    pm_grid: Annotated[str, typer.Option(help="Scenario grid for portfolio-margin "
-                                              "accounts.")] = "deribit_pm",
+    pm_grid: Annotated[str, typer.Option(
+        help="Scenario grid for portfolio-margin accounts: a shipped grid (deribit_pm, "
+             "cme_span_16, paradex_pm) or a grid TOML file.")] = "deribit_pm",
     max_body: Annotated[int, typer.Option(min=1024, help="Largest request body, bytes.")
     ] = 8 * 1024 * 1024,
     rate_limit: Annotated[float, typer.Option(

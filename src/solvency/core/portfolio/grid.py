@@ -35,22 +35,28 @@ Example (a TOML grid)::
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
+from solvency.core.schema import Num, Number, format_errors
 from solvency.core.typing import Float64Array1D
 
 __all__ = [
     "DAYS_PER_YEAR",
     "DeltaRule",
+    "GridAddons",
     "GridError",
+    "GridFile",
+    "GridScenario",
     "ScenarioGrid",
     "VolShift",
+    "grid_model",
     "parse_grid",
 ]
 
@@ -58,10 +64,6 @@ DAYS_PER_YEAR: Final = 365.0
 
 VolShift = Literal["absolute", "relative"]
 DeltaRule = Literal["add", "floor"]
-
-_VOL_SHIFTS: Final = ("absolute", "relative")
-_DELTA_RULES: Final = ("add", "floor")
-_SHORT_OPTION_RULES: Final = ("add", "floor")
 
 
 class GridError(ValueError):
@@ -151,17 +153,106 @@ class ScenarioGrid:
         return int(self.price_move.shape[0])
 
 
-_FLOAT_DEFAULTS: Final[dict[str, float]] = {
-    "vol_range_up": 0.0,
-    "vol_range_down": 0.0,
-    "vol_term_ref_days": 30.0,
-    "vol_term_floor_days": 1.0,
-    "vol_power_short": 0.0,
-    "vol_power_long": 0.0,
-    "vol_floor": 1e-4,
-    "vol_up_floor": 0.0,
-    "lookahead_days": 0.0,
-}
+# ============================================================================ schema
+
+_FORBID: Final = ConfigDict(extra="forbid", frozen=True)
+_Text = Annotated[str, Strict()]
+_NonNeg = Annotated[Decimal, Num(ge=0)]
+_Positive = Annotated[Decimal, Num(gt=0)]
+_Weight = Annotated[Decimal, Num(gt=0, le=1)]
+_MmFactor = Annotated[Decimal, Num(gt=0, le=1)]
+_ImFactor = Annotated[Decimal, Num(ge=1)]
+
+
+class GridScenario(BaseModel):
+    """One ``[[scenarios]]`` table: a price move (``price`` x range or ``move``)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True,
+        json_schema_extra={"oneOf": [{"required": ["price"]}, {"required": ["move"]}]})
+    price: Number | None = Field(
+        None, description="Price move in multiples of price_range (one of price, move).")
+    move: Number | None = Field(
+        None, description="Price move as a fraction of the price, e.g. -0.66 (one of "
+                          "price, move).")
+    vol: Number = Field(Decimal(0), description="Volatility move: +1 up, -1 down, 0 none.")
+    weight: _Weight = Field(Decimal(1),
+                           description="Weight of the scenario's loss, in (0, 1].")
+
+    @model_validator(mode="after")
+    def _one_move(self) -> GridScenario:
+        if (self.price is None) == (self.move is None):
+            raise ValueError("give exactly one of 'price' (x range) or 'move' (fraction)")
+        return self
+
+
+class GridAddons(BaseModel):
+    """The ``[addons]`` table (its keys may also sit at the top level of the grid)."""
+
+    model_config = _FORBID
+    short_option_minimum: _NonNeg | None = Field(
+        None, description="Floor (or add-on) per short option, a fraction of the forward.")
+    short_option_rule: DeltaRule | None = Field(
+        None, description="floor: the minimum bounds the requirement (SPAN); add: added "
+                          "to it (Deribit). Default floor.")
+    delta_net: _NonNeg | None = Field(None, description="Charge on |net delta| x F.")
+    delta_hedged: _NonNeg | None = Field(None, description="Charge on hedged delta x F.")
+    delta_rule: DeltaRule | None = Field(
+        None, description="add: the delta charge is added; floor: it is a lower bound "
+                          "(Paradex). Default add.")
+    roll: _NonNeg | None = Field(
+        None, description="Charge on offsetting futures, a fraction of min(long, short) "
+                          "x F.")
+    mm_factor: _MmFactor | None = Field(None, description="Maintenance = requirement x mm_factor.")
+    im_factor: _ImFactor | None = Field(None, description="Initial = maintenance x im_factor.")
+
+
+class GridFile(GridAddons):
+    """A portfolio-margin scenario grid file (TOML), version 1: the edge schema.
+
+    The add-on keys of :class:`GridAddons` may be given at the top level or in
+    ``[addons]`` (not both).
+    """
+
+    name: _Text = Field(description="Identifier of the grid.")
+    title: _Text = ""
+    source: _Text = Field("", description="The published source (URL, document).")
+    retrieved: _Text = Field("", description="The date the source was read.")
+    price_range: _NonNeg = Field(description="Price scan range, a fraction of the price.")
+    vol_range_up: _NonNeg = Field(Decimal(0), description="Vol scan range of an up move.")
+    vol_range_down: _NonNeg = Field(Decimal(0), description="Vol scan range of a down "
+                                                            "move.")
+    vol_shift: VolShift = Field("absolute", description="absolute: vol points are added "
+                                                        "(SPAN); relative: sigma scales.")
+    vol_term_ref_days: _Positive = Decimal(30)
+    vol_term_floor_days: _Positive = Decimal(1)
+    vol_power_short: _NonNeg = Decimal(0)
+    vol_power_long: _NonNeg = Decimal(0)
+    vol_floor: _Positive = Field(Decimal("0.0001"),
+                                 description="Lower bound of a shocked volatility.")
+    vol_up_floor: _NonNeg = Field(Decimal(0), description="Lower bound of an up-shocked "
+                                                          "volatility.")
+    lookahead_days: _NonNeg = Field(Decimal(0), description="Days the valuation date "
+                                                            "moves forward (SPAN: 1).")
+    addons: GridAddons | None = None
+    scenarios: list[GridScenario] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _addons_once(self) -> GridFile:
+        if self.addons is not None:
+            both = sorted(k for k in self.addons.model_fields_set
+                          if k in self.model_fields_set)
+            if both:
+                raise ValueError(f"{', '.join(both)} given both at the top level and in "
+                                 "[addons]")
+        return self
+
+    def addon(self, key: str) -> Any:
+        """Return an add-on's value from ``[addons]`` or the top level (None: default)."""
+        inner = getattr(self.addons, key) if self.addons is not None else None
+        return inner if inner is not None else getattr(self, key)
+
+
 _ADDON_DEFAULTS: Final[dict[str, float]] = {
     "short_option_minimum": 0.0,
     "delta_net": 0.0,
@@ -170,71 +261,52 @@ _ADDON_DEFAULTS: Final[dict[str, float]] = {
     "mm_factor": 1.0,
     "im_factor": 1.0,
 }
-
-
-def _number(table: Mapping[str, Any], key: str, default: float | None, where: str) -> float:
-    if key not in table:
-        if default is None:
-            msg = f"{where}: missing '{key}'"
-            raise GridError(msg)
-        return default
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"{where}: '{key}' must be a number, got {value!r}"
-        raise GridError(msg)
-    out = float(value)
-    if not math.isfinite(out):
-        msg = f"{where}: '{key}' must be finite, got {value!r}"
-        raise GridError(msg)
-    return out
-
-
-def _non_negative(value: float, key: str) -> float:
-    if value < 0.0:
-        msg = f"grid: '{key}' must be >= 0, got {value}"
-        raise GridError(msg)
-    return value
-
-
-def _text(table: Mapping[str, Any], key: str, default: str | None) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str):
-        msg = f"grid: '{key}' must be a string, got {value!r}"
-        raise GridError(msg)
-    return value
+_FLOAT_KEYS: Final = ("vol_range_up", "vol_range_down", "vol_term_ref_days",
+                      "vol_term_floor_days", "vol_power_short", "vol_power_long",
+                      "vol_floor", "vol_up_floor", "lookahead_days")
 
 
 def _scenarios(
-    rows: Any,
+    rows: list[GridScenario],
 ) -> tuple[Float64Array1D, Float64Array1D, Float64Array1D, Float64Array1D]:
-    if not isinstance(rows, list) or not rows:
-        msg = "grid: 'scenarios' must be a non-empty array of tables"
-        raise GridError(msg)
-    cols: list[list[float]] = [[], [], [], []]
-    for i, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            msg = f"scenarios[{i}]: must be a table"
-            raise GridError(msg)
-        where = f"scenarios[{i}]"
-        if ("price" in row) == ("move" in row):
-            msg = f"{where}: give exactly one of 'price' (x range) or 'move' (fraction)"
-            raise GridError(msg)
-        fixed = "move" in row
-        cols[0].append(_number(row, "move" if fixed else "price", None, where))
-        cols[3].append(1.0 if fixed else 0.0)
-        cols[1].append(_number(row, "vol", 0.0, where))
-        w = _number(row, "weight", 1.0, where)
-        if not 0.0 < w <= 1.0:
-            msg = f"{where}: 'weight' must be in (0, 1], got {w}"
-            raise GridError(msg)
-        cols[2].append(w)
+    cols: tuple[list[float], ...] = ([], [], [], [])
+    for row in rows:
+        cols[0].append(float(row.move if row.move is not None else row.price or 0))
+        cols[1].append(float(row.vol))
+        cols[2].append(float(row.weight))
+        cols[3].append(1.0 if row.move is not None else 0.0)
     arrays = tuple(np.array(c, dtype=np.float64) for c in cols)
     for a in arrays:
         a.flags.writeable = False
     return arrays[0], arrays[1], arrays[2], arrays[3]
 
 
-def parse_grid(source: str | Mapping[str, Any]) -> ScenarioGrid:
+def grid_model(source: str | Mapping[str, Any], *, where: str = "grid") -> GridFile:
+    """Validate a grid (TOML text or a mapping) against the edge schema :class:`GridFile`.
+
+    TOML floats are read as :class:`~decimal.Decimal` (exact); an unknown key at any depth
+    is refused.
+
+    Raises
+    ------
+    GridError
+        ``where: dotted.key: what was expected``, one line per problem.
+    """
+    if isinstance(source, str):
+        try:
+            table: Any = tomllib.loads(source, parse_float=Decimal)
+        except tomllib.TOMLDecodeError as exc:
+            msg = f"{where}: invalid TOML: {exc}"
+            raise GridError(msg) from None
+    else:
+        table = source
+    try:
+        return GridFile.model_validate(table)
+    except ValidationError as exc:
+        raise GridError(format_errors(where, exc, GridFile)) from None
+
+
+def parse_grid(source: str | Mapping[str, Any], *, where: str = "grid") -> ScenarioGrid:
     """Parse and check a scenario grid from TOML text or an already-parsed mapping.
 
     Parameters
@@ -243,7 +315,10 @@ def parse_grid(source: str | Mapping[str, Any]) -> ScenarioGrid:
         TOML text (e.g. a shipped grid file's contents) or a mapping with the same keys:
         top-level ``name``, ``price_range``, optional vol and add-on fields (see
         :class:`ScenarioGrid`; add-ons may also sit in an ``[addons]`` table) and a
-        non-empty ``[[scenarios]]`` array of ``{price, vol, weight}``.
+        non-empty ``[[scenarios]]`` array of ``{price | move, vol, weight}``. The schema
+        is :class:`GridFile` (published as ``docs/schema/grid-v1.json``).
+    where
+        What the grid is called in error messages (its file path).
 
     Returns
     -------
@@ -253,71 +328,34 @@ def parse_grid(source: str | Mapping[str, Any]) -> ScenarioGrid:
     Raises
     ------
     GridError
-        On malformed TOML, a missing or mistyped field, a negative range, a weight
-        outside ``(0, 1]``, a price move at or below -100 %, or an unknown ``vol_shift``
-        or ``delta_rule``.
+        On malformed TOML, an unknown (e.g. misspelt) key, a missing or mistyped field, a
+        negative range, a weight outside ``(0, 1]``, a price move at or below -100 %, or an
+        unknown ``vol_shift`` or ``delta_rule``; the message names ``where`` and the
+        dotted key.
     """
-    if isinstance(source, str):
-        try:
-            table: Mapping[str, Any] = tomllib.loads(source)
-        except tomllib.TOMLDecodeError as exc:
-            msg = f"grid: invalid TOML: {exc}"
-            raise GridError(msg) from exc
-    else:
-        table = source
-    addons = table.get("addons", {})
-    if not isinstance(addons, Mapping):
-        msg = "grid: 'addons' must be a table"
-        raise GridError(msg)
-    merged = {**table, **addons}
-    price, vol, weight, fixed = _scenarios(table.get("scenarios"))
-    price_range = _non_negative(_number(table, "price_range", None, "grid"), "price_range")
+    m = grid_model(source, where=where)
+    price, vol, weight, fixed = _scenarios(m.scenarios)
+    price_range = float(m.price_range)
     if float(np.min(np.where(fixed > 0.0, price, price_range * price))) <= -1.0:
-        msg = "grid: a price move of -100 % or below makes the forward non-positive"
+        msg = f"{where}: scenarios: a price move of -100 % or below makes the forward " \
+              "non-positive"
         raise GridError(msg)
-    nums = {
-        k: _non_negative(_number(merged, k, d, "grid"), k)
-        for k, d in (_FLOAT_DEFAULTS | _ADDON_DEFAULTS).items()
-    }
-    if nums["vol_term_floor_days"] <= 0.0 or nums["vol_term_ref_days"] <= 0.0:
-        msg = "grid: 'vol_term_ref_days' and 'vol_term_floor_days' must be > 0"
-        raise GridError(msg)
-    if nums["vol_floor"] <= 0.0:
-        msg = "grid: 'vol_floor' must be > 0 (Black-76 needs a positive volatility)"
-        raise GridError(msg)
-    if not 0.0 < nums["mm_factor"] <= 1.0:
-        msg = f"grid: 'mm_factor' must be in (0, 1], got {nums['mm_factor']}"
-        raise GridError(msg)
-    if nums["im_factor"] < 1.0:
-        msg = f"grid: 'im_factor' must be >= 1, got {nums['im_factor']}"
-        raise GridError(msg)
-    vol_shift = _text(table, "vol_shift", "absolute")
-    if vol_shift not in _VOL_SHIFTS:
-        msg = f"grid: 'vol_shift' must be one of {_VOL_SHIFTS}, got {vol_shift!r}"
-        raise GridError(msg)
-    delta_rule = _text(merged, "delta_rule", "add")
-    if delta_rule not in _DELTA_RULES:
-        msg = f"grid: 'delta_rule' must be one of {_DELTA_RULES}, got {delta_rule!r}"
-        raise GridError(msg)
-    short_option_rule = _text(merged, "short_option_rule", "floor")
-    if short_option_rule not in _SHORT_OPTION_RULES:
-        msg = (
-            f"grid: 'short_option_rule' must be one of {_SHORT_OPTION_RULES}, "
-            f"got {short_option_rule!r}"
-        )
-        raise GridError(msg)
+    nums = {k: float(getattr(m, k)) for k in _FLOAT_KEYS}
+    addons = {k: float(v if (v := m.addon(k)) is not None else d)
+              for k, d in _ADDON_DEFAULTS.items()}
     return ScenarioGrid(
-        name=_text(table, "name", None),
-        title=_text(table, "title", ""),
-        source=_text(table, "source", ""),
-        retrieved=_text(table, "retrieved", ""),
+        name=m.name,
+        title=m.title,
+        source=m.source,
+        retrieved=m.retrieved,
         price_move=price,
         vol_move=vol,
         weight=weight,
         move_is_fraction=fixed,
         price_range=price_range,
-        vol_shift="absolute" if vol_shift == "absolute" else "relative",
-        delta_rule="add" if delta_rule == "add" else "floor",
-        short_option_rule="add" if short_option_rule == "add" else "floor",
+        vol_shift=m.vol_shift,
+        delta_rule=m.addon("delta_rule") or "add",
+        short_option_rule=m.addon("short_option_rule") or "floor",
         **nums,
+        **addons,
     )

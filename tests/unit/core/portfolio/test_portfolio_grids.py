@@ -105,3 +105,68 @@ def test_load_grid_file(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('name = "mine"\nprice_range = 0.05\n[[scenarios]]\nprice = 1.0\n')
     assert load_grid_file(path).name == "mine"
+
+
+# -------------------------------------------------------------------- the edge schema
+# Issue 23: a misspelt key used to parse and leave the field at its default
+# (vol_rnage_up = 0.5 gave a vol range of 0.0, wieght = 2 a weight of 1.0).
+
+TYPO_CASES = [
+    pytest.param('vol_rnage_up = 0.5\n', "",
+                 r"g\.toml: vol_rnage_up: unknown key; did you mean 'vol_range_up'\?",
+                 id="top-level"),
+    pytest.param("", "wieght = 2\n",
+                 r"g\.toml: scenarios\[0\]\.wieght: unknown key; did you mean 'weight'\? "
+                 r"expected one of: move, price, vol, weight", id="scenario"),
+    pytest.param("[addons]\nrol = 0.01\n", "",
+                 r"g\.toml: addons\.rol: unknown key; did you mean 'roll'\?", id="addons"),
+    pytest.param("roll = 0.01\n[addons]\nroll = 0.02\n", "",
+                 r"g\.toml: roll given both at the top level and in \[addons\]",
+                 id="addon-twice"),
+    pytest.param('price_range = "0.1"\n', "", r"g\.toml: price_range: expected a number "
+                 r">= 0, got str '0\.1'", id="string-number"),
+    pytest.param("price_range = true\n", "", r"g\.toml: price_range: expected a number",
+                 id="boolean"),
+    pytest.param("price_range = nan\n", "", r"g\.toml: price_range: expected a finite",
+                 id="nan"),
+]
+
+
+@pytest.mark.parametrize(("top", "row", "match"), TYPO_CASES)
+def test_typos_and_wrong_types_refused_with_file_and_dotted_key(top, row, match):
+    base = 'name = "x"\n' + ("" if "price_range" in top else "price_range = 0.1\n")
+    # keys of the top-level table must come before the first [table] header
+    text = base + top.split("[addons]")[0]
+    if "[addons]" in top:
+        text += "[addons]" + top.split("[addons]")[1]
+    text += "[[scenarios]]\nprice = 1.0\n" + row
+    with pytest.raises(GridError, match=match):
+        parse_grid(text, where="g.toml")
+
+
+def test_decimals_read_exactly():
+    from decimal import Decimal
+
+    from solvency.core.portfolio.grid import grid_model
+
+    m = grid_model(load_grid_text("deribit_pm"))
+    assert m.vol_range_up == Decimal("0.50") and m.scenarios[27].weight == Decimal("0.242424")
+    assert isinstance(m.price_range, Decimal)
+
+
+def load_grid_text(name):
+    from importlib import resources
+
+    return resources.files("solvency.core.portfolio").joinpath(f"grids/{name}.toml").read_text()
+
+
+def test_load_grid_takes_a_name_or_a_file(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\nprice_range = 0.05\n[[scenarios]]\nprice = 1.0\n'
+                    "wieght = 0.5\n")
+    with pytest.raises(GridError, match=rf"{path}: scenarios\[0\]\.wieght: unknown key"):
+        load_grid(str(path))
+    path.write_text('name = "mine"\nprice_range = 0.05\n[[scenarios]]\nprice = 1.0\n')
+    assert load_grid(str(path)).name == "mine"
+    with pytest.raises(KeyError, match=r"neither a shipped grid .* nor a file"):
+        load_grid(str(tmp_path / "absent.toml"))

@@ -1,0 +1,84 @@
+"""The JSON Schemas of the files a user writes, as published under ``docs/schema/``.
+
+Each schema is generated from the pydantic model that reads the format (the model is the
+source of truth; the published file is what editors check users' files with). A test
+regenerates them and fails when a published file has drifted; to rewrite them::
+
+    .venv/bin/python -m solvency.adapters.schemas --write
+
+(``risk-report-v1.json`` is an output format, written by hand and not generated here.)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import BaseModel
+
+from solvency.core.portfolio.grid import GridFile
+from solvency.core.schema import schema_document
+
+__all__ = ["PUBLISHED", "SchemaSpec", "render_schema", "write_schemas"]
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaSpec:
+    """One published schema: its file stem, the model, title and description."""
+
+    name: str
+    model: Callable[[], type[BaseModel]]
+    title: str
+    description: str
+
+
+def _grid() -> type[BaseModel]:
+    return GridFile
+
+
+PUBLISHED: Final[tuple[SchemaSpec, ...]] = (
+    SchemaSpec("grid-v1", _grid, "solvency portfolio-margin scenario grid, version 1",
+               "A scenario grid for portfolio margin (TOML): price and volatility moves "
+               "with weights, scan ranges and add-ons. Read by --pm-grid FILE and "
+               "solvency.adapters.grids.load_grid_file; the shipped grids are in "
+               "solvency/core/portfolio/grids/. Numbers are exact decimals."),
+)
+
+
+def render_schema(spec: SchemaSpec) -> str:
+    """Return the schema document of ``spec`` as the published text (sorted keys)."""
+    doc: dict[str, Any] = schema_document(spec.model(), name=spec.name, title=spec.title,
+                                          description=spec.description)
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_schemas(folder: Path) -> list[Path]:
+    """Write every published schema into ``folder`` and return the paths written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for spec in PUBLISHED:
+        path = folder / f"{spec.name}.json"
+        path.write_text(render_schema(spec), encoding="utf-8")
+        out.append(path)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the schemas' names, or with ``--write [DIR]`` write them (default docs/schema)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--write"]:
+        folder = Path(args[1]) if len(args) > 1 else Path("docs/schema")
+        for path in write_schemas(folder):
+            print(path)
+        return 0
+    for spec in PUBLISHED:
+        print(f"{spec.name}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
