@@ -1,0 +1,74 @@
+"""``--pm-grid NAME|FILE`` (issue 23): a grid file of one's own is used where a shipped
+name is, and a misspelt key in it is refused with the file and the dotted key."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal as D
+from importlib import resources
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from solvency.cli.main import app
+from solvency.core.model.events import (
+    AccountMode,
+    Deposit,
+    Fill,
+    Price,
+    Vol,
+    event_to_json,
+)
+
+runner = CliRunner(env={"COLUMNS": "200"})
+CALL = "BTC_USDC-26JUN26-100000-C"
+T0 = 1_774_000_000_000
+
+
+def _events(tmp_path: Path) -> Path:
+    events = [
+        AccountMode(id="mode", account="pm", mode="portfolio", ts_ms=T0),
+        Deposit(id="d1", account="pm", asset="USDC", amount=D(60000), ts_ms=T0),
+        Deposit(id="d2", account="mm", asset="USDC", amount=D(1_000_000), ts_ms=T0),
+        Price(id="p", market="BTC-PERP", price=D(100000), ts_ms=T0),
+        Vol(id="v", market=CALL, iv=D("0.6"), ts_ms=T0),
+        Fill(id="f1", market=CALL, buyer="mm", seller="pm", size=D(1), price=D(8000),
+             ts_ms=T0),
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(event_to_json(e)) + "\n" for e in events))
+    return path
+
+
+def _maintenance(args: list[str]) -> str:
+    res = runner.invoke(app, ["replay", *args, "--venue", "deribit", "--json",
+                              "--all-accounts"])
+    assert res.exit_code == 0, res.output
+    return str(json.loads(res.stdout)["accounts"]["pm"]["margin_ratio"])
+
+
+def test_a_grid_file_is_used_where_a_name_is(tmp_path: Path) -> None:
+    events = str(_events(tmp_path))
+    shipped = resources.files("solvency.core.portfolio").joinpath(
+        "grids/deribit_pm.toml").read_text()
+    same = tmp_path / "same.toml"
+    same.write_text(shipped)
+    wider = tmp_path / "wider.toml"
+    wider.write_text(shipped.replace("price_range = 0.16", "price_range = 0.30"))
+    by_name = _maintenance([events, "--pm-grid", "deribit_pm"])
+    assert _maintenance([events, "--pm-grid", str(same)]) == by_name
+    assert D(_maintenance([events, "--pm-grid", str(wider)])) > D(by_name)  # MM / collateral
+
+
+def test_a_misspelt_key_is_refused_with_file_and_key(tmp_path: Path) -> None:
+    grid = tmp_path / "typo.toml"
+    grid.write_text('name = "t"\nprice_range = 0.1\nvol_rnage_up = 0.5\n'
+                    "[[scenarios]]\nprice = 1.0\nwieght = 2\n")
+    res = runner.invoke(app, ["replay", "--pm-grid", str(grid)])
+    assert res.exit_code == 2
+    text = " ".join(res.output.split())
+    assert f"{grid}: vol_rnage_up: unknown key; did you mean 'vol_range_up'?" in text
+    assert f"{grid}: scenarios[0].wieght: unknown key; did you mean 'weight'?" in text
+    res = runner.invoke(app, ["replay", "--pm-grid", str(tmp_path / "none.toml")])
+    assert res.exit_code == 2 and "neither a shipped grid" in res.output
+    assert "Traceback" not in res.output
