@@ -56,24 +56,27 @@ import gzip
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Final, Literal, TextIO
 
 import numpy as np
 
+from solvency.adapters.csvarrays import file_bytes, first_row, read_columns
 from solvency.core.model.venue import Venue
-from solvency.core.typing import Float64Array1D
+from solvency.core.typing import Float64Array1D, Int64Array1D
 from solvency.engine.ports import Fill
 
 __all__ = [
     "DAYS_PER_YEAR",
+    "BookDepthError",
     "DepthProfile",
     "ImpactLiquidity",
     "LiquiditySpec",
     "MarketState",
     "load_binance_book_depth",
+    "read_book_depth",
     "sqrt_impact",
 ]
 
@@ -168,18 +171,139 @@ class DepthProfile:
                             tuple(a * factor for a in self.ask_base))
 
 
+class BookDepthError(ValueError):
+    """A ``bookDepth`` file that cannot be read (the message names the file and line)."""
+
+
 def _open_text(path: Path) -> TextIO:
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8", newline="")
     return path.open("r", encoding="utf-8", newline="")
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _parse_ms(text: str) -> int:
+    """Epoch ms of ``text``: digits (epoch ms) or ISO-8601; a time without a zone is UTC.
+
+    Binance's own bookDepth files write ``2025-10-10 00:00:07`` (UTC, no zone): read as
+    local time it would move every snapshot by the machine's offset.
+    """
     t = text.strip()
-    if t.replace(".", "").isdigit():
-        return int(float(t))
-    dt = datetime.fromisoformat(t.replace("Z", "+00:00").replace(" ", "T"))
-    return round(dt.timestamp() * 1000)
+    if t.replace(".", "", 1).isdigit():
+        return int(Decimal(t))  # epoch ms, a fraction truncated as before
+    dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+_DEPTH_COLUMNS: Final = ("timestamp", "percentage", "depth")
+
+
+def _depth_layout(p: Path, header: list[str]) -> list[int]:
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in _DEPTH_COLUMNS if c not in names]
+    if missing:
+        raise BookDepthError(f"{p}:1: missing column(s) {', '.join(missing)} (a bookDepth "
+                             "file has timestamp, percentage, depth, notional)")
+    return [names.index(c) for c in _DEPTH_COLUMNS]
+
+
+def _depth_arrays(p: Path) -> tuple[Int64Array1D, Float64Array1D, Float64Array1D] | None:
+    """The snapshots read by pyarrow and checked vectorised; None: read line by line."""
+    data = file_bytes(p)
+    header = None if data is None else first_row(data)
+    if data is None or header is None:
+        return None
+    try:
+        it, ip, idp = _depth_layout(p, header)
+    except BookDepthError:
+        return None
+    got = read_columns(data, n_fields=len(header), skip_header=True, floats=[ip, idp], ts=it)
+    if got is None or got[0].size == 0:
+        return None
+    ts, (pct, depth) = got
+    ok = bool(np.isfinite(pct).all()) and bool(np.isfinite(depth).all())
+    return (ts, pct, depth) if ok else None
+
+
+def _depth_lines(p: Path) -> tuple[Int64Array1D, Float64Array1D, Float64Array1D]:
+    """The per-line reader: the fallback of :func:`load_binance_book_depth`, naming the
+    file and line of the first problem."""
+    ts: list[int] = []
+    pct: list[float] = []
+    depth: list[float] = []
+    try:
+        with _open_text(p) as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise BookDepthError(f"{p}: empty file")
+            it, ip, idp = _depth_layout(p, header)
+            for lineno, row in enumerate(reader, start=2):
+                if row and any(c.strip() for c in row):
+                    t, pc, dp = _depth_row(p, lineno, row, (it, ip, idp))
+                    ts.append(t)
+                    pct.append(pc)
+                    depth.append(dp)
+    except (UnicodeDecodeError, OSError, csv.Error, EOFError) as exc:
+        raise BookDepthError(f"{p}: unreadable ({exc})") from None
+    if not ts:
+        raise BookDepthError(f"{p}: no data rows")
+    return (np.asarray(ts, dtype=np.int64), np.asarray(pct, dtype=np.float64),
+            np.asarray(depth, dtype=np.float64))
+
+
+def _depth_row(p: Path, lineno: int, row: list[str],
+               cols: tuple[int, int, int]) -> tuple[int, float, float]:
+    where = f"{p}:{lineno}"
+    if len(row) <= max(cols):
+        raise BookDepthError(f"{where}: {len(row)} fields, expected at least {max(cols) + 1}")
+    try:
+        t = _parse_ms(row[cols[0]])
+    except ValueError:
+        raise BookDepthError(f"{where}: timestamp {row[cols[0]]!r} is neither epoch ms "
+                             "nor ISO-8601") from None
+    out: list[float] = []
+    for name, c in (("percentage", cols[1]), ("depth", cols[2])):
+        try:
+            x = float(row[c])
+        except ValueError:
+            raise BookDepthError(f"{where}: {name} {row[c]!r} is not a number") from None
+        if not math.isfinite(x):
+            raise BookDepthError(f"{where}: {name} is {row[c]!r}; values must be finite")
+        out.append(x)
+    return t, out[0], out[1]
+
+
+def read_book_depth(path: str | Path) -> tuple[Int64Array1D, Float64Array1D,
+                                               Float64Array1D]:
+    """Read a Binance ``bookDepth`` CSV (``.csv`` or ``.csv.gz``) into arrays.
+
+    Read by ``pyarrow.csv`` and checked with vectorised numpy; where that finds a problem
+    the per-line reader reads the file again and names the line. A timestamp without a
+    zone (Binance writes ``2025-10-10 00:00:07``) is UTC, never local time.
+
+    Returns
+    -------
+    tuple of arrays
+        ``(ts_ms, percentage, depth)`` in file order: epoch ms (int64), the bucket's
+        distance from the price in % (negative for bids) and its cumulative base depth.
+
+    Raises
+    ------
+    BookDepthError
+        No such file, a missing column, a short row, a value that is not a finite number
+        or a timestamp that is neither epoch ms nor ISO-8601 (file and line named).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BookDepthError(f"{p}: no such file")
+    fast = _depth_arrays(p)
+    return fast if fast is not None else _depth_lines(p)
 
 
 def load_binance_book_depth(path: str | Path, *, at_ms: int | None = None,
@@ -189,7 +313,8 @@ def load_binance_book_depth(path: str | Path, *, at_ms: int | None = None,
     Rows are ``timestamp, percentage, depth, notional[, ...]``: cumulative base depth
     within ``percentage`` % of the price, negative for bids. With ``at_ms`` the profile
     is the last snapshot at or before it (the first if none); otherwise the ``quantile``
-    of each bucket over all snapshots (default the median), made non-decreasing.
+    of each bucket over all snapshots (default the median), made non-decreasing. The file
+    is read by :func:`read_book_depth` (times without a zone are UTC).
 
     Caveat (``../shared/data/README.md``): on 2025-10-10 the -1 % bid bucket reads a
     constant ~2.1 M USDT in about a third of the snapshots, a feed artifact; the median
@@ -198,21 +323,13 @@ def load_binance_book_depth(path: str | Path, *, at_ms: int | None = None,
     measured: the -1 % one from 15:30-17:00 UTC on, the -2 % one from 19:00, all five at
     times in the crash (the -5 % one at 21:24-21:32), so the ~18 BTC they read then is
     not the book. The ask buckets track the price all day.
+
+    Raises
+    ------
+    BookDepthError
+        See :func:`read_book_depth`.
     """
-    p = Path(path)
-    ts: list[int] = []
-    pct: list[float] = []
-    depth: list[float] = []
-    with _open_text(p) as fh:
-        reader = csv.reader(fh)
-        header = [h.strip().lower() for h in next(reader)]
-        it, ip, idp = (header.index(c) for c in ("timestamp", "percentage", "depth"))
-        for row in reader:
-            if row:
-                ts.append(_parse_ms(row[it]))
-                pct.append(float(row[ip]))
-                depth.append(float(row[idp]))
-    t, pc, dp = np.asarray(ts), np.asarray(pct), np.asarray(depth)
+    t, pc, dp = read_book_depth(path)
     levels = np.unique(np.abs(pc))
     levels = levels[levels > 0]
     if at_ms is not None:
