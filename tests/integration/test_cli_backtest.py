@@ -173,7 +173,11 @@ def test_real_btc_backtest_reproduces_the_figures_docs_quote() -> None:
     quoted = _doc_table("## Real BTC backtest", "model")
     out = _json(["backtest", "--prices", str(BTC_1H), "--model", "all"])
     models = {m["model"]: m for m in out["models"]}  # type: ignore[index, union-attr]
-    assert set(models) == {"fixed", "ewma", "garch", "gjr", "fhs"}
+    assert set(models) == {"fixed", "ewma", "garch", "gjr", "fhs", "predictive"}
+    # predictive was trained on moves to 2021-12-31, so most of these days are in-sample
+    # (its linear program interpolates some of them exactly: loss == rate); docs quote it
+    # out of sample only ("Predictive margin", tests/integration/test_cli_predictive.py).
+    del models["predictive"]
     for name, m in models.items():
         obs, exc, expected, kupiec, chris, cc, zone, mean, step = quoted[
             name + (" (t)" if name in OPTIMIZED else "")]

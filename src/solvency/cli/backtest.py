@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -14,8 +15,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from solvency.adapters.ohlcv import Ohlcv, OhlcvError, parse_interval_ms, read_ohlcv, resample_ohlcv
+from solvency.adapters.predictive import feature_inputs, read_model_file
 from solvency.adapters.report import BacktestReport, iso_utc, write_html_report, write_svg_figure
 from solvency.cli.tables import print_table
+from solvency.core.backtest import backtest as backtest_stats
 from solvency.core.dynamic_margin import (
     MODELS,
     ApcTool,
@@ -24,6 +27,11 @@ from solvency.core.dynamic_margin import (
     MarginModelConfig,
     margin_backtest,
 )
+from solvency.core.predictive_margin import (
+    PredictiveModel,
+    predictive_features,
+    predictive_rate_series,
+)
 from solvency.core.volatility import RISKMETRICS_LAMBDA_DAILY, ewma_lambda_for_interval
 
 __all__ = ["backtest", "run_backtests"]
@@ -31,8 +39,8 @@ __all__ = ["backtest", "run_backtests"]
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-_CLI_MODELS = (*MODELS, "all")
-_ALL = ("fixed", "ewma", "garch", "gjr", "fhs")  # every model of MODELS
+_CLI_MODELS = (*MODELS, "predictive", "all")
+_ALL = ("fixed", "ewma", "garch", "gjr", "fhs")  # every model of MODELS; all adds predictive
 _APC = ("none", "buffer", "stressed", "floor")
 _MAX_EXCEPTION_ROWS = 40
 
@@ -58,11 +66,25 @@ def run_backtests(
     *,
     apc: str = "none",
     max_change: float | None = None,
+    predictive_raw: np.ndarray[Any, np.dtype[np.float64]] | None = None,
 ) -> list[MarginBacktest]:
-    """Run each model on the close series with the shared settings of ``base``."""
+    """Run each model on the close series with the shared settings of ``base``.
+
+    ``predictive`` needs its raw rates (``predictive_raw``, from
+    :func:`solvency.core.predictive_margin.predictive_rate_series`).
+    """
     r = np.diff(np.log(close))
     runs = []
     for name in models:
+        if name == "predictive":
+            if predictive_raw is None:
+                raise ValueError("predictive: no model rates")
+            cfg = MarginModelConfig(model="predictive", confidence=base.confidence,
+                                    horizon_steps=base.horizon_steps, floor=base.floor,
+                                    side=base.side, warmup=base.warmup)
+            runs.append(margin_backtest(r, cfg, apc=cast(ApcTool, apc),
+                                        max_change=max_change, raw=predictive_raw))
+            continue
         cfg = MarginModelConfig(
             model=cast(MarginModel, name), confidence=base.confidence,
             horizon_steps=base.horizon_steps, multiplier=base.multiplier, floor=base.floor,
@@ -71,6 +93,66 @@ def run_backtests(
         )
         runs.append(margin_backtest(r, cfg, apc=cast(ApcTool, apc), max_change=max_change))
     return runs
+
+
+def _test_from(runs: list[MarginBacktest], ts: np.ndarray[Any, np.dtype[np.int64]],
+               from_ms: int, p: float) -> list[MarginBacktest]:
+    # Keep the tested steps whose move starts at or after from_ms; the statistics are
+    # recomputed on them (the models still used everything before as history).
+    out = []
+    for run in runs:
+        keep = ts[run.index] >= from_ms
+        if not keep.any():
+            raise ValueError("--test-from: no tested step on or after that date")
+        exc = run.exceptions[keep]
+        out.append(MarginBacktest(model=run.model, index=run.index[keep],
+                                  rates=run.rates[keep], losses=run.losses[keep],
+                                  exceptions=exc, result=backtest_stats(exc, p)))
+    return out
+
+
+def _pick_model(path: Path | None, *, confidence: float, horizon_steps: int,
+                interval_ms: int, side: str) -> tuple[PredictiveModel | None, str]:
+    # The model of the file that fits the run, or None and why not.
+    models = read_model_file(path)
+    for m in models:
+        if (m.side == side and m.horizon_steps == horizon_steps
+                and m.interval_ms == interval_ms and abs(m.quantile - confidence) < 1e-12):
+            return m, ""
+    have = "; ".join(f"{m.side} {m.quantile} over {m.horizon_steps} x {m.interval_ms} ms"
+                     for m in models)
+    return None, (f"the predictive model file has no {side} model at {confidence} over "
+                  f"{horizon_steps} x {interval_ms} ms (it has: {have})")
+
+
+def _predictive_raw(bars: Ohlcv, model: PredictiveModel, warmup: int, *,
+                    funding: Path | None, symbol: str | None, perp: Path | None,
+                    spot: Path | None) -> np.ndarray[Any, np.dtype[np.float64]]:
+    inp = feature_inputs(bars, funding=funding, symbol=symbol, perp=perp, spot=spot)
+    absent = [f for f, have in (("funding", funding), ("funding_chg", funding),
+                                ("basis", perp or spot)) if f in model.features and not have]
+    if absent:
+        err.print(f"note: no series for the predictive feature(s) {', '.join(absent)}: each "
+                  "takes its training median (give --funding/--funding-symbol, --perp or "
+                  "--spot)")
+    X, sigma = predictive_features(inp, lam=model.lam, garch_warmup=model.garch_warmup,
+                                   garch_refit_every=model.garch_refit_every,
+                                   garch_fit_window=model.garch_fit_window)
+    return predictive_rate_series(X, sigma, model, warmup=warmup)
+
+
+def _note_in_sample(model: PredictiveModel, ts: np.ndarray[Any, np.dtype[np.int64]],
+                    warmup: int, horizon_steps: int, step_ms: int,
+                    from_ms: int | None) -> None:
+    # Tested moves that end inside the model's training window are in-sample: say so.
+    start = ts[warmup:]
+    if from_ms is not None:
+        start = start[start >= from_ms]
+    inside = int(np.count_nonzero(start + horizon_steps * step_ms <= model.train_to_ms))
+    if inside:
+        err.print(f"note: {inside} of the {start.size} tested predictive steps end by "
+                  f"{iso_utc(model.train_to_ms)}, inside the model's training window "
+                  "(in-sample); --test-from after it tests out of sample only")
 
 
 def _flat(run: MarginBacktest, ts: np.ndarray[Any, np.dtype[np.int64]]) -> dict[str, Any]:
@@ -98,7 +180,7 @@ def _flat(run: MarginBacktest, ts: np.ndarray[Any, np.dtype[np.int64]]) -> dict[
 def _print_tables(runs: list[MarginBacktest], ts: np.ndarray[Any, np.dtype[np.int64]]) -> None:
     summary = Table(title="Margin backtest")
     for col in ("model", "obs", "exceptions", "expected", "Kupiec LR (p)",
-                "Christoffersen LR (p)", "LR cc (p)", "zone", "mean rate"):
+                "Christoffersen LR (p)", "LR cc (p)", "zone", "mean rate", "max rise"):
         summary.add_column(col, justify="right")
     for run in runs:
         r = run.result
@@ -107,7 +189,8 @@ def _print_tables(runs: list[MarginBacktest], ts: np.ndarray[Any, np.dtype[np.in
             f"{r.kupiec_lr:.2f} ({r.kupiec_p:.3f})",
             f"{r.christoffersen_lr:.2f} ({r.christoffersen_p:.3f})",
             f"{r.conditional_coverage_lr:.2f} ({r.conditional_coverage_p:.3f})",
-            r.zone, f"{float(np.mean(run.rates)):.2%}")
+            r.zone, f"{float(np.mean(run.rates)):.2%}",
+            f"{float(np.max(np.diff(run.rates), initial=0.0)):.2%}")
     for run in runs:
         hit = np.flatnonzero(run.exceptions)
         table = Table(title=f"Exceptions: {run.model} ({hit.size})")
@@ -131,12 +214,21 @@ def _validate(model: str, confidence: float, side: str, apc: str) -> list[str]:
         raise _fail(f"--side {side!r} must be long or short")
     if apc not in _APC:
         raise _fail(f"--apc {apc!r} must be one of {', '.join(_APC)}")
-    return list(_ALL) if model == "all" else [model]
+    return [*_ALL, "predictive"] if model == "all" else [model]
+
+
+def _date_ms(text: str) -> int:
+    try:
+        d = date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--test-from {text!r}: expected a date YYYY-MM-DD") from None
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
 
 
 def backtest(
     prices: Annotated[Path, typer.Option("--prices", help="OHLCV CSV (.csv or .csv.gz).")],
-    model: Annotated[str, typer.Option(help="ewma, garch, gjr, fhs, fixed or all.")] = "ewma",
+    model: Annotated[str, typer.Option(
+        help="ewma, garch, gjr, fhs, fixed, predictive or all.")] = "ewma",
     confidence: Annotated[float, typer.Option(help="Margin confidence level.")] = 0.99,
     horizon: Annotated[str, typer.Option(help="Liquidation horizon, e.g. 1d, 8h.")] = "1d",
     interval: Annotated[
@@ -153,6 +245,18 @@ def backtest(
     apc: Annotated[str, typer.Option(help="APC tool: none, buffer, stressed, floor.")] = "none",
     max_change: Annotated[float | None, typer.Option(
         help="Cap on the relative rate change per step, e.g. 0.05.")] = None,
+    margin_model: Annotated[Path | None, typer.Option(
+        help="Predictive model file (default: the one the package ships).")] = None,
+    funding: Annotated[Path | None, typer.Option(
+        help="Funding history CSV for the predictive model's funding features.")] = None,
+    funding_symbol: Annotated[str | None, typer.Option(
+        help="Symbol of the prices in the funding file, e.g. BTCUSDT.")] = None,
+    perp: Annotated[Path | None, typer.Option(
+        help="Perpetual bars for the basis when --prices are spot.")] = None,
+    spot: Annotated[Path | None, typer.Option(
+        help="Spot bars for the basis when --prices are the perpetual.")] = None,
+    test_from: Annotated[str | None, typer.Option(
+        help="Test only moves from this UTC date on (e.g. 2022-01-01).")] = None,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
     svg: Annotated[Path | None, typer.Option(help="Write a static SVG figure here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -174,12 +278,34 @@ def backtest(
         floor=floor, lam=ewma_lambda_for_interval(step_ms / 1000.0, lam),
         side="long" if side == "long" else "short", warmup=warmup, fixed_rate=fixed_rate,
     )
-    try:
-        runs = run_backtests(bars.close, models, base, apc=apc, max_change=max_change)
-    except ValueError as exc:
-        raise _fail(f"{prices}: {exc}") from None
     # The return from close[i] to close[i+1] is decided at bar i's close = bar i+1's open.
     ts = bars.ts_ms[1:]
+    try:
+        from_ms = None if test_from is None else _date_ms(test_from)
+        raw = None
+        if "predictive" in models:
+            pm, why = _pick_model(margin_model, confidence=confidence,
+                                  horizon_steps=base.horizon_steps, interval_ms=step_ms,
+                                  side=side)
+            if pm is not None and warmup < pm.min_history:
+                why = (f"--warmup {warmup} is shorter than the {pm.min_history} steps the "
+                       "predictive model's features need")
+                pm = None
+            if pm is None and model == "predictive":
+                raise ValueError(why)
+            if pm is None:
+                err.print(f"note: {escape(why)}; --model all runs without it")
+                models.remove("predictive")
+            else:
+                raw = _predictive_raw(bars, pm, warmup, funding=funding,
+                                      symbol=funding_symbol, perp=perp, spot=spot)
+                _note_in_sample(pm, ts, warmup, base.horizon_steps, step_ms, from_ms)
+        runs = run_backtests(bars.close, models, base, apc=apc, max_change=max_change,
+                             predictive_raw=raw)
+        if from_ms is not None:
+            runs = _test_from(runs, ts, from_ms, 1.0 - confidence)
+    except (ValueError, OSError) as exc:
+        raise _fail(f"{prices}: {exc}") from None
     rep = BacktestReport(
         title=f"Margin backtest: {prices.name}", source=str(prices), confidence=confidence,
         horizon=horizon, interval=interval or horizon, side=side, ts_ms=ts,

@@ -12,6 +12,7 @@ from solvency.cli.proofs import prove, risk_report_command, verify_proof_command
 from solvency.cli.serve import follow, keys_app, serve
 from solvency.cli.simulate import simulate
 from solvency.cli.sweep import sweep
+from solvency.cli.train_margin import train_margin
 
 app = typer.Typer(
     name="solvency",
@@ -36,6 +37,7 @@ app.command("prove")(prove)
 app.command("verify-proof")(verify_proof_command)
 app.command("risk-report")(risk_report_command)
 app.add_typer(keys_app, name="keys")
+app.command("train-margin")(train_margin)
 # --- end of command registrations ---
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "apc_stressed_weight",
     "apply_rate_policy",
     "cap_rate_changes",
+    "garch_sigma_series",
     "margin_backtest",
     "margin_rate_series",
     "max_step_increase",
@@ -66,7 +67,7 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
-MarginModel = Literal["ewma", "garch", "gjr", "fhs", "fixed"]
+MarginModel = Literal["ewma", "garch", "gjr", "fhs", "fixed", "predictive"]
 ApcTool = Literal["none", "buffer", "stressed", "floor"]
 MODELS: Final[tuple[str, ...]] = ("ewma", "garch", "gjr", "fhs", "fixed")
 _SEED_OBS: Final = 30
@@ -120,7 +121,7 @@ class MarginModelConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid field."""
-        if self.model not in MODELS:
+        if self.model not in (*MODELS, "predictive"):
             raise ValueError(f"model: {self.model!r} is not one of {', '.join(MODELS)}")
         if not 0.5 < self.confidence < 1.0:
             raise ValueError(f"confidence: {self.confidence} must lie in (0.5, 1)")
@@ -174,6 +175,22 @@ def _garch_sigma(r: FloatArray, cfg: MarginModelConfig) -> tuple[FloatArray, Flo
     return cast(FloatArray, np.sqrt(var)), cast(FloatArray, z)
 
 
+def garch_sigma_series(returns: FloatArray, config: MarginModelConfig) -> FloatArray:
+    """Return the out-of-sample GARCH/GJR volatility per step (NaN before the warm-up).
+
+    ``sigma[t]`` comes from a fit on returns before the refit point at or before ``t``
+    (refits every ``garch_refit_every`` steps on at most ``garch_fit_window`` returns,
+    each starting from the previous fit) and the filter through ``r[:t]``; over
+    ``horizon_steps > 1`` it is the mean per-step volatility of the horizon.
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim != 1 or not np.isfinite(r).all():
+        raise ValueError("returns: expected a finite 1-D series")
+    if config.model not in ("garch", "gjr") or config.warmup < 100:
+        raise ValueError("garch_sigma_series: model garch or gjr with warmup >= 100")
+    return _garch_sigma(r, config)[0]
+
+
 def _fhs_rates(r: FloatArray, cfg: MarginModelConfig) -> FloatArray:
     sigma = _ewma_sigma(r, cfg)
     eps = r / np.maximum(sigma, 1e-300)
@@ -212,6 +229,9 @@ def margin_rate_series(returns: npt.ArrayLike, config: MarginModelConfig) -> Flo
         On NaN/inf returns, too short a series or an invalid configuration.
     """
     config.validate()
+    if config.model == "predictive":
+        raise ValueError("model: 'predictive' needs features beyond returns; use "
+                         "solvency.core.predictive_margin.predictive_rate_series")
     r = np.asarray(returns, dtype=np.float64)
     if r.ndim != 1 or not np.isfinite(r).all():
         raise ValueError("returns: expected a finite 1-D series")
@@ -446,6 +466,7 @@ def margin_backtest(
     *,
     apc: ApcTool = "none",
     max_change: float | None = None,
+    raw: FloatArray | None = None,
 ) -> MarginBacktest:
     """Run a margin model through time and backtest it at ``1 - config.confidence``.
 
@@ -453,10 +474,15 @@ def margin_backtest(
     the summed log return ``R_t = r_t + ... + r_{t+h-1}`` (:func:`position_loss`); an
     exception is ``loss_t > rate_t``. With ``h > 1`` consecutive horizons overlap, so
     exceptions cluster by construction: read the independence test with care (or sample
-    at the horizon, which the CLI does by default).
+    at the horizon, which the CLI does by default). ``raw`` gives the model's rates
+    computed elsewhere (the predictive model, whose features need more than returns);
+    by default :func:`margin_rate_series` computes them.
     """
     r = np.asarray(returns, dtype=np.float64)
-    raw = margin_rate_series(r, config)
+    if raw is None:
+        raw = margin_rate_series(r, config)
+    elif raw.shape != r.shape:
+        raise ValueError("raw: must have the returns' shape")
     posted = apply_rate_policy(raw, r, config, apc=apc, max_change=max_change)
     h = config.horizon_steps
     csum = np.concatenate([[0.0], np.cumsum(r)])
@@ -503,13 +529,20 @@ class DynamicMargin:
     apc: ApcTool = "none"
     max_change: float | None = None
 
-    def rates(self, returns: npt.ArrayLike) -> FloatArray:
-        """Return the posted rate per step (NaN during warm-up)."""
-        raw = margin_rate_series(returns, self.config)
+    def rates(self, returns: npt.ArrayLike, raw: FloatArray | None = None) -> FloatArray:
+        """Return the posted rate per step (NaN during warm-up).
+
+        ``raw`` supplies model rates computed elsewhere (the ``predictive`` model, from
+        :func:`solvency.core.predictive_margin.predictive_rate_series`).
+        """
+        if raw is None:
+            raw = margin_rate_series(returns, self.config)
         return apply_rate_policy(raw, returns, self.config, apc=self.apc,
                                  max_change=self.max_change)
 
-    def events(self, ts_ms: npt.ArrayLike, prices: npt.ArrayLike) -> list[dict[str, Any]]:
+    def events(
+        self, ts_ms: npt.ArrayLike, prices: npt.ArrayLike, *, raw: FloatArray | None = None
+    ) -> list[dict[str, Any]]:
         """Return the ``params`` events for a price series.
 
         ``prices[i]`` is observed at ``ts_ms[i]`` (epoch ms, increasing). The rate covering
@@ -526,7 +559,7 @@ class DynamicMargin:
             raise ValueError("prices: must be finite and > 0")
         if self.every_steps < 1 or self.imr_over_mmr < 1.0:
             raise ValueError("every_steps >= 1 and imr_over_mmr >= 1 required")
-        posted = self.rates(np.diff(np.log(p)))
+        posted = self.rates(np.diff(np.log(p)), raw)
         tick = Decimal(self.tick)
         out: list[dict[str, Any]] = []
         last: list[dict[str, str]] | None = None

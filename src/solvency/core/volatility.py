@@ -20,6 +20,7 @@ Kevin Sheppard's ``arch`` package (we wrap it, we do not re-implement the estima
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar, cast
@@ -383,7 +384,14 @@ def fit_garch(
     if start is not None and start.kind != kind:
         raise ValueError(f"start: a {start.kind!r} fit cannot start a {kind!r} fit")
     sv = None if start is None else _feasible_start(start, scale)
-    res = _arch_model(r * scale, kind).fit(disp="off", show_warning=False, starting_values=sv)
+    from arch.utility.exceptions import StartingValueWarning  # lazy, as _arch_model
+
+    with warnings.catch_warnings():
+        # A start outside arch's bounds for this window (its omega bound scales with the
+        # window's variance) is replaced by arch's own grid: a slower fit, not an error.
+        warnings.simplefilter("ignore", StartingValueWarning)
+        res = _arch_model(r * scale, kind).fit(disp="off", show_warning=False,
+                                               starting_values=sv)
     return _from_arch(res, kind, scale, r)
 
 

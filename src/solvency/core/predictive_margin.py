@@ -1,0 +1,389 @@
+"""Predictive margin: a quantile model of the horizon's loss from what is known at the time.
+
+The model forecasts the ``confidence`` quantile of a unit position's loss over the
+liquidation horizon, as a multiple of the EWMA volatility (RiskMetrics 1996) known at the
+decision time::
+
+    rate_t = max(0, b_0 + sum_k b_k x_{t,k}) * sigma_ewma_t * sqrt(h)
+
+with the coefficients ``b`` from a linear quantile regression (Koenker and Bassett 1978,
+"Regression quantiles", *Econometrica* 46(1); scikit-learn's ``QuantileRegressor``, an
+exact linear program solved by HiGHS) of ``loss_t / (sigma_ewma_t sqrt(h))`` on the
+features ``x``. Features, all decided from bars up to and including bar ``t`` (the rate
+for the move from ``close[t]`` to ``close[t+1]``):
+
+* ``har_d``, ``har_w``, ``har_m``: realized volatility over the last 1, 7 and 30 days
+  (the HAR components of Corsi 2009, "A simple approximate long-memory model of realized
+  volatility", *J. Financial Econometrics* 7(2); 7 days a week: crypto trades every day);
+* ``range_d``, ``range_w``: Parkinson (1980) high-low volatility of the last bar and the
+  last 7 days (``ln(H/L)^2 / (4 ln 2)``);
+* ``garch``: the out-of-sample GARCH(1,1)-t volatility forecast (rolling refits,
+  :func:`solvency.core.dynamic_margin.margin_rate_series`' scheme);
+  each of the above as ``ln(feature / sigma_ewma)``;
+* ``ret_d``: the last return in units of ``sigma_ewma``;
+* ``volume``: ``ln(volume / its 30-day mean)``;
+* ``funding``: the mean funding rate settled in the last day (basis points per
+  settlement), ``funding_chg`` its change over 7 days;
+* ``basis``: ``ln(perp / spot)`` in basis points where both series exist.
+
+A feature that is missing (no funding or basis series, or before it starts) is replaced by
+its training median, which the model file records. Everything here is pure: the fit is a
+deterministic linear program, time and data arrive as arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Final, Literal, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from solvency.core.backtest import position_loss
+from solvency.core.dynamic_margin import MarginModelConfig, garch_sigma_series
+from solvency.core.volatility import ewma_variance
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "FEATURES",
+    "FeatureInputs",
+    "PredictiveModel",
+    "fit_predictive",
+    "funding_per_bar",
+    "predictive_features",
+    "predictive_rate_series",
+    "training_rows",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+DAY_MS: Final = 86_400_000
+FEATURES: Final[tuple[str, ...]] = (
+    "har_d", "har_w", "har_m", "range_d", "range_w", "garch", "ret_d", "volume",
+    "funding", "funding_chg", "basis",
+)
+# Chosen on pre-2022 data only: fitted on 2017-08..2020-12, scored by pinball loss on 2021
+# (docs/analytics.md, "Predictive margin").
+DEFAULT_FEATURES: Final[tuple[str, ...]] = ("har_w", "har_m", "range_w", "garch", "funding")
+_LOG_RATIO: Final = ("har_d", "har_w", "har_m", "range_d", "range_w", "garch")
+_FUNDING_CHANGE_DAYS: Final = 7
+_VOLUME_DAYS: Final = 30
+_TINY: Final = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureInputs:
+    """One market's bars and the side series its features read.
+
+    ``ts_ms`` are bar open times (a bar closes at ``ts_ms + interval_ms``); ``funding`` is
+    the mean funding rate settled during each bar's last day (NaN where unknown, see
+    :func:`funding_per_bar`); ``basis_bp`` is ``ln(perp / spot) * 1e4`` at each bar's
+    close (NaN where one of the two series is absent).
+    """
+
+    ts_ms: IntArray
+    interval_ms: int
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+    funding: FloatArray
+    basis_bp: FloatArray
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first inconsistent array."""
+        n = self.close.size
+        for name in ("ts_ms", "high", "low", "volume", "funding", "basis_bp"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"{name}: expected shape ({n},) like close")
+        if n < 3 or self.interval_ms <= 0:
+            raise ValueError("need at least 3 bars and interval_ms > 0")
+        if DAY_MS % self.interval_ms:
+            raise ValueError(f"interval_ms {self.interval_ms} does not divide a day")
+        px = np.concatenate([self.high, self.low, self.close])
+        if not np.isfinite(px).all() or (px <= 0.0).any():
+            raise ValueError("high, low, close: must be finite and > 0")
+        if not np.isfinite(self.volume).all() or (self.volume < 0.0).any():
+            raise ValueError("volume: must be finite and >= 0")
+
+
+def funding_per_bar(
+    bar_close_ms: npt.ArrayLike, settle_ms: npt.ArrayLike, rate: npt.ArrayLike
+) -> FloatArray:
+    """Return the mean funding rate settled in ``(close - 1 day, close]``, in basis points.
+
+    ``settle_ms`` must increase; a bar whose last day has no settlement (before the
+    series starts or after it ends) gets NaN.
+    """
+    close = np.asarray(bar_close_ms, dtype=np.int64)
+    ts = np.asarray(settle_ms, dtype=np.int64)
+    fr = np.asarray(rate, dtype=np.float64)
+    if ts.shape != fr.shape or ts.ndim != 1:
+        raise ValueError("settle_ms and rate: need equal 1-D arrays")
+    if ts.size and ((np.diff(ts) <= 0).any() or not np.isfinite(fr).all()):
+        raise ValueError("funding: settlement times must increase and rates be finite")
+    out = np.full(close.shape, np.nan)
+    if ts.size == 0:
+        return out
+    csum = np.concatenate([[0.0], np.cumsum(fr)])
+    hi = np.searchsorted(ts, close, side="right")
+    lo = np.searchsorted(ts, close - DAY_MS, side="right")
+    cnt = hi - lo
+    have = cnt > 0
+    out[have] = (csum[hi[have]] - csum[lo[have]]) / cnt[have] * 1e4
+    return out
+
+
+def _rolling_mean(x: FloatArray, w: int) -> FloatArray:
+    # Mean of x[t-w+1 .. t]; NaN until w values exist (NaN inputs propagate).
+    out = np.full(x.shape, np.nan)
+    if x.size < w:
+        return out
+    bad = np.isnan(x)
+    c = np.concatenate([[0.0], np.cumsum(np.where(bad, 0.0, x))])
+    nb = np.concatenate([[0], np.cumsum(bad)])
+    body = (c[w:] - c[:-w]) / w
+    out[w - 1:] = np.where(nb[w:] - nb[:-w] > 0, np.nan, body)
+    return out
+
+
+def _lagged(x: FloatArray, k: int) -> FloatArray:
+    out = np.full(x.shape, np.nan)
+    out[k:] = x[:-k]
+    return out
+
+
+def predictive_features(
+    inputs: FeatureInputs, *, lam: float, garch_warmup: int = 250,
+    garch_refit_every: int = 50, garch_fit_window: int = 2000,
+) -> tuple[FloatArray, FloatArray]:
+    """Return ``(X, sigma)``: every feature of :data:`FEATURES` and the EWMA volatility.
+
+    Row ``t`` (of ``n_bars - 1``) is decided at the close of bar ``t`` and covers the
+    return ``r[t] = ln(close[t+1] / close[t])``; ``sigma[t]`` is the EWMA volatility of
+    ``r[t]`` given ``r[:t]`` (decay ``lam`` per bar). Rows before a feature's window is
+    full hold NaN there.
+    """
+    inputs.validate()
+    day = DAY_MS // inputs.interval_ms
+    r = np.diff(np.log(inputs.close))
+    n = r.size
+    sigma = np.sqrt(ewma_variance(r, lam))
+    prev = np.concatenate([[np.nan], r[:-1]])  # r[t-1]: the move of bar t
+    sq = prev * prev
+    pk = np.log(inputs.high[:n] / inputs.low[:n]) ** 2 / (4.0 * math.log(2.0))
+    cfg = MarginModelConfig(model="garch", warmup=garch_warmup,
+                            garch_refit_every=garch_refit_every,
+                            garch_fit_window=garch_fit_window)
+    raw: dict[str, FloatArray] = {
+        "har_d": np.sqrt(_rolling_mean(sq, day)),
+        "har_w": np.sqrt(_rolling_mean(sq, 7 * day)),
+        "har_m": np.sqrt(_rolling_mean(sq, 30 * day)),
+        "range_d": np.sqrt(_rolling_mean(pk, day)),
+        "range_w": np.sqrt(_rolling_mean(pk, 7 * day)),
+        "garch": garch_sigma_series(r, cfg),
+    }
+    cols: dict[str, FloatArray] = {
+        k: np.log(np.maximum(v, _TINY) / sigma) for k, v in raw.items()
+    }
+    cols["ret_d"] = prev / sigma
+    vol = inputs.volume[:n].astype(np.float64)
+    mean_vol = _rolling_mean(vol, _VOLUME_DAYS * day)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["volume"] = np.where(mean_vol > 0.0, np.log(np.maximum(vol, _TINY) / mean_vol),
+                                  np.nan)
+    fund = inputs.funding[:n].astype(np.float64)
+    cols["funding"] = fund
+    cols["funding_chg"] = fund - _lagged(fund, _FUNDING_CHANGE_DAYS * day)
+    cols["basis"] = inputs.basis_bp[:n].astype(np.float64)
+    return np.column_stack([cols[k] for k in FEATURES]), cast(FloatArray, sigma)
+
+
+def _columns(features: tuple[str, ...]) -> list[int]:
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown or not features or len(set(features)) != len(features):
+        raise ValueError(f"features: {list(features)} must be distinct names from "
+                         f"{', '.join(FEATURES)}")
+    return [FEATURES.index(f) for f in features]
+
+
+@dataclass(frozen=True, slots=True)
+class PredictiveModel:
+    """A fitted predictive margin model, as written to and read from its JSON file.
+
+    ``coef[0]`` is the intercept and ``coef[1:]`` multiply ``features`` in order; a missing
+    feature takes ``impute``. The model covers one ``side`` at ``quantile`` over
+    ``horizon_steps`` bars of ``interval_ms``; ``lam`` (per bar) and the ``garch_*``
+    settings rebuild its features exactly as in training.
+    """
+
+    features: tuple[str, ...]
+    coef: tuple[float, ...]
+    impute: tuple[float, ...]
+    quantile: float
+    side: Literal["long", "short"]
+    horizon_steps: int
+    interval_ms: int
+    lam: float
+    garch_warmup: int
+    garch_refit_every: int
+    garch_fit_window: int
+    train_from_ms: int
+    train_to_ms: int
+    n_train: int
+    library: str
+    series: tuple[str, ...]
+
+    @property
+    def min_history(self) -> int:
+        """Return the first return index whose features are all defined (before imputing)."""
+        day = DAY_MS // self.interval_ms
+        need = [self.garch_warmup if "garch" in self.features else 0]
+        windows = {"har_d": day, "har_w": 7 * day, "har_m": 30 * day, "range_d": day,
+                   "range_w": 7 * day, "ret_d": 1, "volume": _VOLUME_DAYS * day}
+        need += [windows[f] for f in self.features if f in windows]
+        return max(need)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid field."""
+        _columns(self.features)
+        k = len(self.features)
+        if len(self.coef) != k + 1 or len(self.impute) != k:
+            raise ValueError(f"coef: need {k + 1} values and impute {k} for {k} features")
+        nums = (*self.coef, *self.impute, self.quantile, self.lam)
+        if not all(math.isfinite(x) for x in nums):
+            raise ValueError("coef, impute, quantile, lam: must be finite")
+        if not 0.5 < self.quantile < 1.0 or not 0.0 < self.lam < 1.0:
+            raise ValueError("quantile must lie in (0.5, 1) and lam in (0, 1)")
+        if self.side not in ("long", "short"):
+            raise ValueError(f"side: {self.side!r} is not long or short")
+        if min(self.horizon_steps, self.interval_ms, self.garch_refit_every) < 1:
+            raise ValueError("horizon_steps, interval_ms, garch_refit_every must be >= 1")
+        if DAY_MS % self.interval_ms:
+            raise ValueError(f"interval_ms {self.interval_ms} does not divide a day")
+        if self.garch_warmup < 100 or self.garch_fit_window < 100:
+            raise ValueError("garch_warmup and garch_fit_window must be >= 100")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the model as a JSON-ready dict."""
+        d = asdict(self)
+        for key in ("features", "coef", "impute", "series"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PredictiveModel:
+        """Build and validate a model from :meth:`to_dict`'s form (unknown keys refused)."""
+        names = set(cls.__dataclass_fields__)
+        extra = sorted(set(data) - names)
+        missing = sorted(names - set(data))
+        if extra or missing:
+            raise ValueError(f"model: unknown keys {extra}, missing keys {missing}")
+        try:
+            model = cls(
+                features=tuple(str(f) for f in data["features"]),
+                coef=tuple(float(x) for x in data["coef"]),
+                impute=tuple(float(x) for x in data["impute"]),
+                quantile=float(data["quantile"]), side=data["side"],
+                horizon_steps=int(data["horizon_steps"]), interval_ms=int(data["interval_ms"]),
+                lam=float(data["lam"]), garch_warmup=int(data["garch_warmup"]),
+                garch_refit_every=int(data["garch_refit_every"]),
+                garch_fit_window=int(data["garch_fit_window"]),
+                train_from_ms=int(data["train_from_ms"]), train_to_ms=int(data["train_to_ms"]),
+                n_train=int(data["n_train"]), library=str(data["library"]),
+                series=tuple(str(s) for s in data["series"]),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"model: {exc}") from None
+        model.validate()
+        return model
+
+    def design(self, X: FloatArray) -> FloatArray:
+        """Return ``[1, x_selected]`` with missing values replaced by the training medians."""
+        Z = np.array(X[:, _columns(self.features)], dtype=np.float64)
+        fill = np.broadcast_to(np.asarray(self.impute), Z.shape)
+        Z = np.where(np.isnan(Z), fill, Z)
+        return np.column_stack([np.ones(Z.shape[0]), Z])
+
+    def multiplier(self, X: FloatArray) -> FloatArray:
+        """Return the forecast loss quantile in units of ``sigma_ewma * sqrt(h)`` (>= 0)."""
+        return cast(FloatArray, np.maximum(self.design(X) @ np.asarray(self.coef), 0.0))
+
+
+def training_rows(
+    X: FloatArray, sigma: FloatArray, returns: FloatArray, ts_ms: IntArray, *,
+    horizon_steps: int, side: Literal["long", "short"], min_history: int,
+    until_ms: int, interval_ms: int,
+) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Return ``(X_rows, target, row_index)``: rows whose whole horizon ends by ``until_ms``.
+
+    ``ts_ms[t]`` is the open of bar ``t``; the move of row ``t`` runs from bar ``t``'s close
+    for ``horizon_steps`` bars. The target is the position's loss over that move divided by
+    ``sigma[t] * sqrt(horizon_steps)``.
+    """
+    n = returns.size
+    h = horizon_steps
+    csum = np.concatenate([[0.0], np.cumsum(returns)])
+    idx = np.arange(min_history, n - h + 1, dtype=np.int64)
+    end_ms = ts_ms[idx] + (h + 1) * interval_ms
+    idx = idx[(end_ms <= until_ms) & (sigma[idx] > 0.0)]
+    loss = position_loss(csum[idx + h] - csum[idx], side)
+    return X[idx], loss / (sigma[idx] * math.sqrt(h)), idx
+
+
+def fit_predictive(
+    X: FloatArray, target: FloatArray, *, features: tuple[str, ...], quantile: float,
+) -> tuple[tuple[float, ...], tuple[float, ...], str]:
+    """Fit the linear quantile regression; return ``(coef, impute, library)``.
+
+    Missing values take the column's training median (NaN-aware), then scikit-learn's
+    ``QuantileRegressor(quantile, alpha=0, fit_intercept=False, solver="highs")`` solves
+    the Koenker-Bassett linear program on ``[1, x]``: an exact, deterministic vertex.
+    """
+    import sklearn
+    from sklearn.linear_model import QuantileRegressor
+
+    cols = _columns(features)
+    Z = np.array(X[:, cols], dtype=np.float64)
+    if Z.shape[0] != target.size or Z.shape[0] < 10 * (len(cols) + 1):
+        raise ValueError(f"training: {Z.shape[0]} rows for {len(cols)} features is too few")
+    if not np.isfinite(target).all():
+        raise ValueError("training: the target must be finite")
+    empty = [f for f, col in zip(features, Z.T, strict=True) if np.isnan(col).all()]
+    if empty:
+        # A coefficient fitted on a constant column is arbitrary, and would multiply the
+        # feature wherever it exists later: refuse rather than ship it.
+        raise ValueError(f"training: no values for feature(s) {', '.join(empty)} (funding "
+                         "needs a funding file and symbol, basis a perp and spot pair)")
+    impute = np.nanmedian(Z, axis=0)
+    Z = np.where(np.isnan(Z), impute, Z)
+    design = np.column_stack([np.ones(Z.shape[0]), Z])
+    reg = QuantileRegressor(quantile=quantile, alpha=0.0, fit_intercept=False,
+                            solver="highs").fit(design, target)
+    coef = tuple(float(c) for c in reg.coef_)
+    lib = f"scikit-learn {sklearn.__version__} QuantileRegressor(alpha=0, solver=highs)"
+    return coef, tuple(float(v) for v in impute), lib
+
+
+def predictive_rate_series(
+    X: FloatArray, sigma: FloatArray, model: PredictiveModel, *, warmup: int,
+) -> FloatArray:
+    """Return the raw margin rate per return (NaN before ``warmup``), like
+    :func:`solvency.core.dynamic_margin.margin_rate_series`.
+
+    ``rate[t] = multiplier(X[t]) * sigma[t] * sqrt(h)``; ``warmup`` must cover the model's
+    :attr:`PredictiveModel.min_history`.
+    """
+    if warmup < model.min_history:
+        raise ValueError(f"warmup: {warmup} is shorter than the {model.min_history} returns "
+                         "the predictive model's features need")
+    n = sigma.size
+    if X.shape != (n, len(FEATURES)):
+        raise ValueError(f"X: expected shape ({n}, {len(FEATURES)})")
+    out = np.full(n, np.nan)
+    if n <= warmup:
+        return out
+    out[warmup:] = (model.multiplier(X[warmup:]) * sigma[warmup:]
+                    * math.sqrt(model.horizon_steps))
+    return out
