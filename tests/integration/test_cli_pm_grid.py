@@ -72,3 +72,39 @@ def test_a_misspelt_key_is_refused_with_file_and_key(tmp_path: Path) -> None:
     res = runner.invoke(app, ["replay", "--pm-grid", str(tmp_path / "none.toml")])
     assert res.exit_code == 2 and "neither a shipped grid" in res.output
     assert "Traceback" not in res.output
+
+
+def _state_hash(tmp_path: Path, events: str, grid: str, name: str) -> str:
+    seed = tmp_path / "venue.seed"
+    seed.write_bytes(b"s" * 32)
+    out = tmp_path / name
+    res = runner.invoke(app, ["prove", events, "--venue", "deribit", "--pm-grid", grid,
+                              "--seed-file", str(seed), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return str(json.loads((out / "root.json").read_text())["state_hash"])
+
+
+def test_prove_and_risk_report_replay_with_the_grid_given(tmp_path: Path) -> None:
+    # a scan range of 80 % puts the short call below maintenance during the replay: it
+    # is liquidated, so the proven state differs from the one under deribit_pm
+    events = str(_events(tmp_path))
+    shipped = resources.files("solvency.core.portfolio").joinpath(
+        "grids/deribit_pm.toml").read_text()
+    same = tmp_path / "same.toml"
+    same.write_text(shipped)
+    wide = tmp_path / "wide.toml"
+    wide.write_text(shipped.replace("price_range = 0.16", "price_range = 0.80"))
+    by_name = _state_hash(tmp_path, events, "deribit_pm", "a")
+    assert _state_hash(tmp_path, events, str(same), "b") == by_name
+    assert _state_hash(tmp_path, events, str(wide), "c") != by_name
+    typo = tmp_path / "typo.toml"
+    typo.write_text(shipped.replace("vol_range_up", "vol_rnage_up"))
+    for command in (["prove", "--out", str(tmp_path / "d")],
+                    ["risk-report", "--out", str(tmp_path / "r.json")]):
+        res = runner.invoke(app, [*command, events, "--pm-grid", str(typo)])
+        assert res.exit_code == 2, res.output
+        text = " ".join(res.output.split())
+        assert f"{typo}: vol_rnage_up: unknown key; did you mean 'vol_range_up'?" in text
+    res = runner.invoke(app, ["risk-report", events, "--venue", "deribit", "--pm-grid",
+                              str(wide), "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output

@@ -29,13 +29,18 @@ console = Console()
 err = Console(stderr=True)
 
 
+_PM_GRID_HELP = ("Scenario grid of portfolio-mode accounts, as the state was run with "
+                 "(replay/serve --pm-grid): a shipped grid (deribit_pm, cme_span_16, "
+                 "paradex_pm) or a grid TOML file (docs/schema/grid-v1.json).")
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
 
 
-def _engine_from_events(path: Path, venue: str) -> tuple[Engine, int]:
-    engine = Engine(load_venue(venue), pm_grid=load_grid("deribit_pm"))
+def _engine_from_events(path: Path, venue: str, pm_grid: str) -> tuple[Engine, int]:
+    engine = Engine(load_venue(venue), pm_grid=load_grid(pm_grid))
     try:
         for item in read_events(path):
             if not isinstance(item, LineError):
@@ -45,10 +50,10 @@ def _engine_from_events(path: Path, venue: str) -> tuple[Engine, int]:
     return engine, engine.counts["applied"]
 
 
-def _engine_from_db(db: str) -> tuple[Engine, int]:
+def _engine_from_db(db: str, pm_grid: str) -> tuple[Engine, int]:
     from solvency.service.core import RecoveryError, RiskService, ServiceConfig
 
-    svc = RiskService(ServiceConfig(db=db))
+    svc = RiskService(ServiceConfig(db=db, pm_grid=pm_grid))
     try:
         svc.recover()
     except RecoveryError as exc:
@@ -58,20 +63,21 @@ def _engine_from_db(db: str) -> tuple[Engine, int]:
     return svc.engine, svc.seq
 
 
-def _engine(events: Path | None, db: str | None, venue: str) -> tuple[Engine, int]:
+def _engine(events: Path | None, db: str | None, venue: str,
+            pm_grid: str) -> tuple[Engine, int]:
     """The state to prove or report on: a service's store, an event file replayed, or
     the bundled demo; and its sequence number."""
     if events is not None and db is not None:
         raise _fail("give an event file or --db, not both")
     if db is not None:
-        return _engine_from_db(db)
+        return _engine_from_db(db, pm_grid)
     if events is None:
         src = resources.files("solvency.data").joinpath("demo_events.jsonl")
         with resources.as_file(src) as p:
-            return _engine_from_events(Path(p), venue)
+            return _engine_from_events(Path(p), venue, pm_grid)
     if not events.exists():
         raise _fail(f"{events}: no such file")
-    return _engine_from_events(events, venue)
+    return _engine_from_events(events, venue, pm_grid)
 
 
 def _seed(path: Path | None) -> bytes:
@@ -107,13 +113,14 @@ def prove(
     seed_file: Annotated[Path | None, typer.Option(
         help="Secret salt seed (created if missing): the same state and seed give the "
              "same root.")] = None,
+    pm_grid: Annotated[str, typer.Option(help=_PM_GRID_HELP)] = "deribit_pm",
 ) -> None:
     """Publish a proof of liabilities: a Merkle sum tree over what every account is owed
     per asset, its root (DIR/root.json) and one inclusion proof per account
     (DIR/proofs/ACCOUNT.json)."""
     try:
         held = load_reserves(reserves) if reserves is not None else None
-        engine, seq = _engine(events, db, venue)
+        engine, seq = _engine(events, db, venue, pm_grid)
         proofs = build_proofs(engine, seq=seq, seed=_seed(seed_file), reserves=held)
         n = write_proofs(proofs, out)
     except (ConfigError, StoreError, EngineError, ProofError, ValueError, OSError) as exc:
@@ -180,6 +187,7 @@ def risk_report_command(
         help="A `solvency prove --out` folder of the same state: adds its root.")] = None,
     out: Annotated[Path, typer.Option(help="Where to write the report (JSON).")
     ] = Path("risk-report.json"),
+    pm_grid: Annotated[str, typer.Option(help=_PM_GRID_HELP)] = "deribit_pm",
 ) -> None:
     """Write the standard risk report (docs/schema/risk-report-v1.json): open interest and
     long/short split per market, leverage distribution, insurance fund and coverage,
@@ -188,7 +196,7 @@ def risk_report_command(
     from solvency.adapters.risk_report import bad_debt_from_sweep, risk_report
 
     try:
-        engine, seq = _engine(events, db, venue)
+        engine, seq = _engine(events, db, venue, pm_grid)
         bad_debt = bad_debt_from_sweep(sweep) if sweep is not None else None
         root = None
         if proofs is not None:
