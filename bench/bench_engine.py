@@ -5,9 +5,14 @@ Prints, for one core:
   maintenance margin (target <= 50 ms), and the ratio against a plain-Python per-account
   loop over the reference twins measured on a sample in the same run;
 * a mark-price update of one market with ~100,000 holders through ``Engine.apply``
-  (target <= 5 ms);
+  (target <= 5 ms), beside its baseline in the same run: the same re-mark and valuation
+  by the two kernels it used before issue 12 (``apply_slots`` then ``evaluate_rows``, no
+  prefetch), and where the time of one update goes (``--profile``: cProfile of 20
+  updates);
 * fills per second through ``Engine.apply`` (target >= 50,000/s).
-Use ``--accounts N`` for a smaller run.
+Times are the best of several runs, wall clock and this process's CPU time (the second
+is what other jobs on a shared machine move least). Use ``--accounts N`` for a smaller
+run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 from machine import describe
+from solvency.core.margin.kernels import S_ROW, apply_slots, evaluate_rows
 from solvency.core.margin.models import TieredModel
 from solvency.core.model.events import Fill, Price
 from solvency.core.model.presets import PRESETS
@@ -93,12 +99,44 @@ def python_baseline(engine: Engine, sample: int) -> float:
 
 
 def best_of(fn: Any, repeat: int) -> float:
-    best = float("inf")
+    return best_wall_cpu(fn, repeat)[0]
+
+
+def best_wall_cpu(fn: Any, repeat: int) -> tuple[float, float]:
+    """Best wall-clock and best CPU time of ``repeat`` calls, in seconds."""
+    wall = cpu = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        cpu = min(cpu, time.process_time() - c0)
+        wall = min(wall, time.perf_counter() - t0)
+    return wall, cpu
+
+
+def two_pass_baseline(engine: Engine, m: int) -> None:
+    """The price update's re-mark and valuation as before issue 12: ``apply_slots`` then
+    ``evaluate_rows`` over the market's holders (same results, no prefetch)."""
+    book = engine.book
+    slots = book.holders[m].view()
+    apply_slots(slots, book.st, book.row_int, book.mk, book.mki, book.tiers, book.ascale)
+    rows = book.st[slots, S_ROW]
+    out = np.empty((rows.shape[0], 4))
+    evaluate_rows(rows, book.row_int, book.asset_price, book.ascale, book.atier_start,
+                  book.atier_count, book.atiers, out, book.pm)
+
+
+def profile_updates(update: Any, n: int) -> None:
+    """cProfile of ``n`` price updates: where the time of one goes."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n):
+        update()
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(12)
 
 
 def bench_fills(n_fills: int, rng: np.random.Generator) -> tuple[float, int]:
@@ -140,6 +178,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--accounts", type=int, default=1_000_000)
     ap.add_argument("--fills", type=int, default=100_000)
+    ap.add_argument("--profile", action="store_true", help="cProfile 20 price updates")
     args = ap.parse_args()
     rng = np.random.default_rng(7)
     engine = Engine(venue())
@@ -149,11 +188,16 @@ def main() -> None:
           f"in {time.perf_counter() - t0:.1f} s")
     book = engine.book
     book.remargin_all()  # warm-up (JIT cache)
-    full = best_of(book.remargin_all, 5)
+    full, full_cpu = best_wall_cpu(book.remargin_all, 7)
+    n_rows = len(book.rows)
+    rows_all = np.arange(n_rows, dtype=np.int64)
+    _, value_cpu = best_wall_cpu(lambda: book.aggregate(rows_all), 7)
     per_acc_py = python_baseline(engine, 2000)
     py_full = per_acc_py * args.accounts
-    print(f"full re-margin: {full * 1e3:.1f} ms for {args.accounts:,} accounts "
-          f"({full / (5 * args.accounts) * 1e9:.1f} ns/position; target <= 50 ms at 1M)")
+    print(f"full re-margin: {full * 1e3:.1f} ms wall, {full_cpu * 1e3:.1f} ms CPU for "
+          f"{args.accounts:,} accounts ({full_cpu / (5 * args.accounts) * 1e9:.1f} ns/position;"
+          f" of which valuing the {n_rows:,} rows {value_cpu * 1e3:.1f} ms; target <= 50 ms"
+          f" at 1M)")
     print(f"  plain-Python per-account loop (sample of 2,000, scaled): {py_full:.2f} s "
           f"-> kernel is {py_full / full:.0f}x faster")
     holders = len(book.holders[0])
@@ -167,10 +211,19 @@ def main() -> None:
         calls.append(len(engine.apply(Price(id=f"u{i}", market="M00-PERP", price=px))))
 
     update()
-    one = best_of(update, 7)
-    print(f"price update of one market with {holders:,} holders: {one * 1e3:.2f} ms "
-          f"(target <= 5 ms; margin-call out-events per update: "
+    two_pass_baseline(engine, 0)  # compile
+    one, one_cpu = best_wall_cpu(update, 9)
+    kernel, kernel_cpu = best_wall_cpu(lambda: book.mark_market(0), 9)
+    base, base_cpu = best_wall_cpu(lambda: two_pass_baseline(engine, 0), 9)
+    print(f"price update of one market with {holders:,} holders: {one * 1e3:.2f} ms wall, "
+          f"{one_cpu * 1e3:.2f} ms CPU (target <= 5 ms; margin-call out-events per update: "
           f"{min(calls[1:])}-{max(calls[1:])})")
+    print(f"  re-mark + valuation kernel (mark_holders, prefetch): {kernel * 1e3:.2f} ms wall,"
+          f" {kernel_cpu * 1e3:.2f} ms CPU; baseline two passes (apply_slots + "
+          f"evaluate_rows): {base * 1e3:.2f} ms wall, {base_cpu * 1e3:.2f} ms CPU -> "
+          f"{base / kernel:.1f}x")
+    if args.profile:
+        profile_updates(update, 20)
     rate, cpu_rate, rejected = bench_fills(args.fills, rng)
     # wall clock and this process's CPU time: on a shared machine the second is the one
     # that other processes do not move
