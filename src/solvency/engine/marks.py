@@ -101,9 +101,10 @@ def apply_oracle(state: EngineState, ev: OracleReport) -> list[Any]:
         raise RejectReason("future_timestamp",
                            f"ts {ev.ts_ms} is {ev.ts_ms - clock} ms ahead of the engine "
                            f"clock {clock} (limit {ORACLE_MAX_JUMP_MS} ms)")
-    if ev.price > PRICE_MAX:
+    if not ev.price.is_nan() and ev.price > PRICE_MAX:
         # the bound of a price event: an oracle-fed mark of 1e30 wrapped an account's
-        # int64 equity
+        # int64 equity. A NaN (a report built in Python skips the parser) cannot be
+        # ordered: the guard refuses it as invalid_price.
         raise RejectReason("price_too_large", f"price {ev.price}")
     now = ev.ts_ms if clock is None or ev.ts_ms > clock else clock
     _t, update, refused = state.feeds.report(ev, now)
