@@ -206,3 +206,39 @@ def test_out_of_sample_btc_row_docs_quote() -> None:
     rate, loss = np.array(m["series"]["margin_rate"]), np.array(m["series"]["loss"])
     assert np.min(np.abs(loss - rate) / rate) > 1e-3
     assert m["series"]["from"][0] == "2022-01-01T00:00Z"
+
+
+def test_params_out_drives_a_real_engine(tmp_path: Path) -> None:
+    # The predictive model's posted rates, as params events, are accepted by the engine
+    # (a Binance preset's BTC-PERP) and become its maintenance rate, rounded up to 1e-4,
+    # the initial rate twice that.
+    from decimal import ROUND_CEILING, Decimal
+
+    from solvency.core.model.events import Rejected, parse_event
+    from solvency.core.model.presets import load_preset
+    from solvency.engine.engine import Engine
+
+    prices = _write_bars(tmp_path / "bars.csv", n=400)
+    events = tmp_path / "params.jsonl"
+    res = runner.invoke(app, ["backtest", "--prices", str(prices), "--model", "predictive",
+                              "--warmup", "300", "--params-out", str(events),
+                              "--market", "BTC-PERP", "--json"])
+    assert res.exit_code == 0, res.output
+    posted = json.loads(res.stdout)["series"]["margin_rate"]
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert f"wrote {len(lines)} params events for BTC-PERP" in res.stderr
+    # Step 300's rate is decided at bar 300's close (bar 301's open), the first event.
+    assert lines[0]["id"] == "dm-BTC-PERP-300" and lines[0]["ts"] == T0 + 301 * DAY
+    want = Decimal(repr(posted[0])).quantize(Decimal("0.0001"), rounding=ROUND_CEILING)
+    assert Decimal(lines[0]["tiers"][0]["mmr"]) == want
+    e = Engine(load_preset("binance"))
+    for obj in lines:
+        outs = e.apply(parse_event(obj))
+        assert not [o for o in outs if isinstance(o, Rejected)], outs
+    tier = e.venue.markets["BTC-PERP"].margin.tiers  # type: ignore[attr-defined]
+    assert len(tier) == 1
+    assert str(tier[0].mmr) == lines[-1]["tiers"][0]["mmr"]
+    assert tier[0].imr == 2 * tier[0].mmr
+    bad = runner.invoke(app, ["backtest", "--prices", str(prices), "--model", "all",
+                              "--params-out", str(events), "--market", "BTC-PERP"])
+    assert bad.exit_code == 2 and "needs one --model" in bad.output

@@ -22,6 +22,7 @@ from solvency.core.backtest import backtest as backtest_stats
 from solvency.core.dynamic_margin import (
     MODELS,
     ApcTool,
+    DynamicMargin,
     MarginBacktest,
     MarginModel,
     MarginModelConfig,
@@ -34,7 +35,7 @@ from solvency.core.predictive_margin import (
 )
 from solvency.core.volatility import RISKMETRICS_LAMBDA_DAILY, ewma_lambda_for_interval
 
-__all__ = ["backtest", "run_backtests"]
+__all__ = ["backtest", "model_config", "run_backtests"]
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -76,23 +77,42 @@ def run_backtests(
     r = np.diff(np.log(close))
     runs = []
     for name in models:
+        cfg = model_config(name, base)
         if name == "predictive":
             if predictive_raw is None:
                 raise ValueError("predictive: no model rates")
-            cfg = MarginModelConfig(model="predictive", confidence=base.confidence,
-                                    horizon_steps=base.horizon_steps, floor=base.floor,
-                                    side=base.side, warmup=base.warmup)
             runs.append(margin_backtest(r, cfg, apc=cast(ApcTool, apc),
                                         max_change=max_change, raw=predictive_raw))
             continue
-        cfg = MarginModelConfig(
-            model=cast(MarginModel, name), confidence=base.confidence,
-            horizon_steps=base.horizon_steps, multiplier=base.multiplier, floor=base.floor,
-            lam=base.lam, side=base.side, warmup=base.warmup, fhs_window=base.fhs_window,
-            garch_refit_every=base.garch_refit_every, fixed_rate=base.fixed_rate,
-        )
         runs.append(margin_backtest(r, cfg, apc=cast(ApcTool, apc), max_change=max_change))
     return runs
+
+
+def model_config(name: str, base: MarginModelConfig) -> MarginModelConfig:
+    """Return model ``name``'s configuration with the shared settings of ``base``."""
+    if name == "predictive":
+        # the rates come from the model file; the policy reads horizon, side, floor, warm-up
+        return MarginModelConfig(model="predictive", confidence=base.confidence,
+                                 horizon_steps=base.horizon_steps, floor=base.floor,
+                                 side=base.side, warmup=base.warmup)
+    return MarginModelConfig(
+        model=cast(MarginModel, name), confidence=base.confidence,
+        horizon_steps=base.horizon_steps, multiplier=base.multiplier, floor=base.floor,
+        lam=base.lam, side=base.side, warmup=base.warmup, fhs_window=base.fhs_window,
+        garch_refit_every=base.garch_refit_every, fixed_rate=base.fixed_rate,
+    )
+
+
+def _write_params(path: Path, bars: Ohlcv, model: str, base: MarginModelConfig, *,
+                  market: str, every: int, apc: str, max_change: float | None,
+                  raw: np.ndarray[Any, np.dtype[np.float64]] | None) -> int:
+    # The posted rates as the engine's params events: the rate for the move from bar i's
+    # close is published at that close (bar i's open time + the interval).
+    dm = DynamicMargin(market=market, config=model_config(model, base), every_steps=every,
+                       apc=cast(ApcTool, apc), max_change=max_change)
+    events = dm.events(bars.ts_ms + bars.interval_ms, bars.close, raw=raw)
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    return len(events)
 
 
 def _test_from(runs: list[MarginBacktest], ts: np.ndarray[Any, np.dtype[np.int64]],
@@ -257,12 +277,21 @@ def backtest(
         help="Spot bars for the basis when --prices are the perpetual.")] = None,
     test_from: Annotated[str | None, typer.Option(
         help="Test only moves from this UTC date on (e.g. 2022-01-01).")] = None,
+    params_out: Annotated[Path | None, typer.Option(
+        help="Write the posted rates as the engine's params events (JSONL) here.")] = None,
+    market: Annotated[str | None, typer.Option(
+        help="Market the params events change (with --params-out).")] = None,
+    params_every: Annotated[int, typer.Option(
+        help="Publish every N steps (with --params-out).")] = 1,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
     svg: Annotated[Path | None, typer.Option(help="Write a static SVG figure here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Backtest a margin model on a price history: exceptions, Kupiec, Christoffersen, zone."""
     models = _validate(model, confidence, side, apc)
+    if params_out is not None and (len(models) != 1 or not market or params_every < 1):
+        raise _fail("--params-out needs one --model (not all), --market NAME and "
+                    "--params-every >= 1")
     try:
         step_ms = parse_interval_ms(interval or horizon)
         horizon_ms = parse_interval_ms(horizon)
@@ -302,6 +331,11 @@ def backtest(
                 _note_in_sample(pm, ts, warmup, base.horizon_steps, step_ms, from_ms)
         runs = run_backtests(bars.close, models, base, apc=apc, max_change=max_change,
                              predictive_raw=raw)
+        if params_out is not None:
+            n = _write_params(params_out, bars, models[0], base, market=str(market),
+                              every=params_every, apc=apc, max_change=max_change, raw=raw)
+            err.print(f"wrote {n} params events for {escape(str(market))} to "
+                      f"{escape(str(params_out))}")
         if from_ms is not None:
             runs = _test_from(runs, ts, from_ms, 1.0 - confidence)
     except (ValueError, OSError) as exc:
