@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -82,6 +83,16 @@ def _plotly_calls(html: str) -> dict[str, str]:
     return out
 
 
+def _points(y: object) -> int:
+    """Number of values of a trace's ``y``: a list or a plotly.js typed array (base64
+    float64, as the report writes numpy arrays)."""
+    if isinstance(y, dict):
+        assert y["dtype"] == "f8", y
+        return len(base64.b64decode(y["bdata"])) // 8
+    assert isinstance(y, list), y
+    return len(y)
+
+
 def test_out_writes_metrics_and_offline_report(tmp_path: Path) -> None:
     out = tmp_path / "run"
     res = runner.invoke(app, ["simulate", str(_scenario(tmp_path)), "--out", str(out)])
@@ -95,12 +106,13 @@ def test_out_writes_metrics_and_offline_report(tmp_path: Path) -> None:
     assert scripts and len(scripts[0]) > 1_000_000 and "plotly" in scripts[0][:2000].lower()
     assert "cdn." not in html.replace(scripts[0], "")
     calls = _plotly_calls(html)
-    assert set(calls) == set(CHARTS)
+    # one run: the timeline, who was hit, then one chart per series (no Monte Carlo)
+    assert list(calls) == ["timeline", "margin_ratio", "leverage", "liquidation_map", *CHARTS]
     for chart, data in calls.items():
         traces = json.loads(data)
         assert traces, chart
         for tr in traces:
-            assert len(tr.get("x", [])) > 0 or len(tr.get("y", [])) > 0, chart
+            assert _points(tr["y"]) > 0, chart
 
 
 def test_compare_report_overlays_venues(tmp_path: Path) -> None:
@@ -152,3 +164,23 @@ def test_precise_errors(tmp_path: Path, args: list[str], expect: str) -> None:
     assert res.exit_code == 2, res.output
     assert expect in res.stderr
     assert res.stdout == ""
+
+
+def test_terminal_summary_has_units_and_the_verdict(tmp_path: Path) -> None:
+    # any liquidation breaks the threshold; the scenario liquidates (test_json_keys)
+    path = _scenario(tmp_path)
+    path.write_text(path.read_text(encoding="utf-8") + "\n[report]\nliquidated_share_max = 0\n",
+                    encoding="utf-8")
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["simulate", str(path), "--out",
+                                                        str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output  # a failed verdict is a finding, not an error
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
+    out = res.output
+    assert "thresholds of [report]" in out and "FAIL" in out
+    share = metrics["liquidated_share"]
+    assert share > 0
+    assert f"binance: FAIL: open interest liquidated {share:.2%} > 0.00%" in out
+    for group in ("solvency", "insurance fund", "liquidations", "ADL", "market"):
+        assert group in out
+    assert f"{metrics['liquidated_notional']:,.2f} USDT" in out
+    assert f"{metrics['accounts_liquidated']:,}" in out

@@ -229,8 +229,8 @@ def test_simulate_table(monkeypatch: pytest.MonkeyPatch, width: int) -> None:
         outs[w] = buf.getvalue()
     _check(outs[width], width)
     assert _words(outs[WIDE]) <= _words(outs[width])
-    shown = {simulate_cli._show(v) for m in METRICS.values() for v in m.values()}
-    assert {"1,234,568", "98,765,432", "-4,322", "0.0123", "yes", "-"} <= shown
+    # the headline figures with their units, every digit (no settlement asset given here)
+    shown = {"1,234,567.89", "98,765,432.10", "7,654,321.00", "yes", "-", "FAIL"}
     assert shown <= _words(outs[width])
 
 

@@ -1,7 +1,8 @@
 """The stress-lab report in a real browser: Debian's chromium, headless and offline.
 
 ``solvency simulate --compare A,B --paths 2 --out DIR`` writes a report with every chart
-(the eight series charts and the Monte Carlo histogram). Chromium loads it from
+(the timeline, the three "who was hit" charts, the Monte Carlo bad-debt distribution and
+fan charts, and the eight series charts). Chromium loads it from
 ``file://`` with all networking pointed at nothing (a dead proxy and a host resolver that
 resolves no name), runs its scripts (``--virtual-time-budget``) and dumps the DOM. The test
 then reads the drawn SVG: every chart the report defines is drawn, with as many traces as
@@ -16,25 +17,45 @@ Chromium is required: without it the test fails with a message, unless
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
+from websockets.sync.client import connect
 
 from solvency.cli.main import app
 from solvency.sim.report import CHARTS
+from tests.integration.service.server import free_port
+from tests.integration.service.test_dashboard import Cdp
 from tests.simulation.test_run import SMALL
 
-ALL_CHARTS = (*CHARTS, "bad_debt_distribution")
+ALL_CHARTS = ("timeline", "margin_ratio", "leverage", "liquidation_map",
+              "bad_debt_distribution", "fan", *CHARTS)
+"""Every chart of a two-venue Monte Carlo report, in page order."""
 
 _NEWPLOT = re.compile(r'Plotly\.newPlot\(\s*"chart-([a-z_]+)",\s*(\[.*?\]),\s*\{"', re.S)
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
                    "source", "track", "wbr"})
+
+
+THRESHOLDS = """
+[report]
+fund_used_max = 0.5
+liquidated_share_max = 0.2
+cascade_amplification_max = 1.5
+"""
+"""The verdict's thresholds of the report under test (the browser test checks each)."""
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +65,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     scenario = tmp / "small.toml"
     scenario.write_text(SMALL.format(horizon="75m", seed=5, verify_every=15, vol=0.4,
                                      gap=0.02, depth=0.15, n=600, venue="binance",
-                                     fund=20000), encoding="utf-8")
+                                     fund=20000) + THRESHOLDS, encoding="utf-8")
     res = CliRunner().invoke(app, ["simulate", str(scenario), "--compare", "binance,dydx",
                                    "--paths", "2", "--out", str(tmp / "out"), "--json"])
     assert res.exit_code == 0, res.output
@@ -210,6 +231,13 @@ def test_every_chart_renders_with_data_offline(chromium: str, report: Path) -> N
 # ---------------------------------------------------------------- the check can fail
 
 
+def _length(y: Any) -> int:
+    """Number of values of ``y``: a list or a plotly.js typed array (base64 float64)."""
+    if isinstance(y, dict):
+        return len(base64.b64decode(y["bdata"])) // 8
+    return len(y)
+
+
 def _with_chart_data(page: str, chart: str, edit: str) -> str:
     """``page`` with the traces of ``chart`` removed or emptied of points."""
     def swap(m: re.Match[str]) -> str:
@@ -221,7 +249,7 @@ def _with_chart_data(page: str, chart: str, edit: str) -> str:
         elif edit == "no-points":
             traces = [{**t, "x": [], "y": []} for t in traces]
         else:  # every value missing: the trace is drawn without a single point
-            traces = [{**t, "y": [None] * len(t["y"])} for t in traces]
+            traces = [{**t, "y": [None] * _length(t["y"])} for t in traces]
         return m.group(0).replace(m.group(2), json.dumps(traces))
     out = _NEWPLOT.sub(swap, page)
     assert out != page
@@ -259,3 +287,155 @@ def test_check_fails_on_a_broken_report(chromium: str, report: Path, case: str,
     path = report.parent / f"broken-{case}.html"
     path.write_text(broken, encoding="utf-8")
     assert chart_problems(broken, render(chromium, path)) == expect
+
+
+# ---------------------------------------------------------------- driven over DevTools
+#
+# The same report, opened in chromium over the DevTools protocol: the headline figures the
+# page shows are read back and held to metrics.json, the verdict to the thresholds, every
+# chart to its figure, and no JavaScript error may be raised. A screenshot is kept.
+
+_NUMBER = re.compile(r"^(-?[\d,]+(?:\.\d+)?)\s*(%|x|[A-Z]+)?$")
+
+
+def artifacts_dir() -> Path:
+    """Where browser tests leave their screenshots: ``$SOLVENCY_TEST_ARTIFACTS``, else
+    ``build/test-artifacts`` in the repository (ignored by git)."""
+    env = os.environ.get("SOLVENCY_TEST_ARTIFACTS")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def shown_number(text: str) -> tuple[float, float]:
+    """The number a headline cell shows and half of its last digit (what rounding may
+    move it by): ``"1,234.50 USDT"`` -> (1234.5, 0.005), ``"12.34%"`` -> (0.1234, 5e-5),
+    ``"1.047x"`` -> (1.047, 5e-4)."""
+    m = _NUMBER.match(text.strip())
+    assert m is not None, f"not a number with a unit: {text!r}"
+    digits = m.group(1).replace(",", "")
+    decimals = len(digits.partition(".")[2])
+    value, half = float(digits), 0.5 * 10.0 ** -decimals
+    if m.group(2) == "%":
+        return value / 100, half / 100
+    return value, half
+
+
+@pytest.fixture(scope="module")
+def devtools(chromium: str, report: Path) -> Iterator[Cdp]:
+    """Headless chromium on the report (``file://``), offline, over DevTools."""
+    port = free_port()
+    cmd = [chromium, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
+           "--no-default-browser-check", "--disable-extensions",
+           "--disable-background-networking", "--disable-sync", "--mute-audio",
+           "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
+           "--window-size=1400,1000", f"--remote-debugging-port={port}",
+           f"--user-data-dir={report.parent / '.chromium-devtools'}", "about:blank"]
+    log = report.parent / "chromium-devtools.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        page_ws = None
+        while page_ws is None:
+            if proc.poll() is not None:
+                pytest.fail(f"chromium exited {proc.returncode}: "
+                            f"{log.read_text(errors='replace')[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("chromium's DevTools endpoint did not answer in 30 s")
+            try:
+                targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=1.0).json()
+                page_ws = next((t["webSocketDebuggerUrl"] for t in targets
+                                if t.get("type") == "page"), None)
+            except (httpx.HTTPError, ValueError):
+                pass
+            if page_ws is None:
+                time.sleep(0.1)
+        with connect(page_ws, max_size=None, max_queue=None, ping_interval=None,
+                     open_timeout=10) as ws:
+            cdp = Cdp(ws)
+            for domain in ("Page", "Runtime", "Log"):
+                cdp.call(f"{domain}.enable")
+            cdp.call("Page.navigate", url=report.resolve().as_uri())
+            cdp.wait("document.readyState === 'complete'", timeout=60)
+            yield cdp
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+_CHARTS_JS = """Array.from(document.querySelectorAll('section.chart')).map(s => {
+  const gd = s.querySelector('.js-plotly-plot');
+  return {chart: s.dataset.chart, svg: s.querySelectorAll('svg.main-svg').length,
+          defined: gd && gd.data ? gd.data.length : -1,
+          drawn: s.querySelectorAll('.cartesianlayer g.trace').length};
+})"""
+
+_HEADLINE_JS = """Array.from(document.querySelectorAll('table.headline td.figure')).map(td =>
+  [td.dataset.venue, td.dataset.key, td.querySelector('.value').textContent])"""
+
+_VERDICT_JS = """Array.from(document.querySelectorAll('#verdict .verdict')).map(v =>
+  [v.dataset.venue, v.dataset.pass, v.textContent])"""
+
+
+def test_report_in_chromium_shows_the_metrics(devtools: Cdp, report: Path) -> None:
+    metrics = json.loads((report.parent / "metrics.json").read_text(encoding="utf-8"))
+    venues: dict[str, dict[str, Any]] = metrics["venues"]
+    charts = devtools.wait(f"(() => {{ const c = {_CHARTS_JS};"
+                           " return c.every(x => x.svg > 0) ? c : null; })()", timeout=60)
+    # every chart the page defines drew all its traces
+    assert [c["chart"] for c in charts] == list(ALL_CHARTS)
+    for c in charts:
+        assert c["defined"] > 0 and c["drawn"] == c["defined"], c
+    # the headline: every figure of both venues, each the number of metrics.json
+    cells = devtools.eval(_HEADLINE_JS)
+    assert {(v, k) for v, k, _ in cells} == {(v, k) for v in venues for k in (
+        "bad_debt", "insurance_fund_used", "insurance_fund_used_share", "liquidated_share",
+        "liquidated_notional", "accounts_liquidated", "accounts_liquidated_share",
+        "adl_notional", "adl_count", "adl_haircut", "cascade_amplification")}
+    checked = 0
+    for venue, key, text in cells:
+        m = venues[venue]
+        expect = (m["accounts_liquidated"] / m["accounts"] if key ==
+                  "accounts_liquidated_share" else m[key])
+        if expect is None:
+            assert text == "-", (venue, key, text)
+            continue
+        value, half = shown_number(text)
+        assert abs(value - expect) <= half + 1e-9 * abs(expect), (venue, key, text, expect)
+        if key in ("bad_debt", "insurance_fund_used", "liquidated_notional", "adl_notional"):
+            assert text.endswith(f" {m['settle_asset']}"), text
+        checked += 1
+    assert checked >= 2 * 8
+    # the verdict: PASS exactly when the 95th percentile over paths of each figure with a
+    # threshold is within it (and no bad debt, every invariant held)
+    limits = {"insurance_fund_used_share": 0.5, "liquidated_share": 0.2,
+              "cascade_amplification": 1.5, "bad_debt": 0.0}
+    verdicts = devtools.eval(_VERDICT_JS)
+    assert [v for v, _, _ in verdicts] == list(venues)
+    for venue, passed, text in verdicts:
+        q = venues[venue]["quantiles"]
+        ok = venues[venue]["conserved"] and all(
+            key in q and q[key]["p95"] <= limit for key, limit in limits.items())
+        assert passed == str(ok).lower(), (venue, text)
+        assert ("PASS" if ok else "FAIL") in text
+    # the page says what the Monte Carlo figures are and which path the charts show
+    facts = devtools.eval("document.querySelector('p.facts').textContent")
+    assert "mean over paths" in facts and "path 0" in facts
+    # no JavaScript error, no console error
+    errors = [e["exceptionDetails"] for e in devtools.of("Runtime.exceptionThrown")]
+    errors += [c for c in devtools.of("Runtime.consoleAPICalled")
+               if c["type"] in ("error", "assert")]
+    errors += [e["entry"] for e in devtools.of("Log.entryAdded")
+               if e["entry"]["level"] == "error"]
+    assert not errors, f"JavaScript errors: {errors}"
+    # the screenshot, kept as a test artifact
+    shot = devtools.call("Page.captureScreenshot", timeout=60, format="png",
+                         captureBeyondViewport=True)
+    png = base64.b64decode(shot["data"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    (artifacts_dir() / "stress_lab_report_compare_mc.png").write_bytes(png)

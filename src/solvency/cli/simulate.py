@@ -16,8 +16,7 @@ from rich.table import Table
 
 from solvency.cli.tables import print_table
 from solvency.core.model.presets import PRESETS, preset_names
-from solvency.sim.metrics import StepSeries
-from solvency.sim.report import write_report
+from solvency.sim.report import ReportRun, Unit, format_value, headline, verdict, write_report
 from solvency.sim.run import MonteCarloResult, RunResult, run_compare, run_monte_carlo, run_scenario
 from solvency.sim.scenario import Scenario, ScenarioError, default_scenario, load_scenario
 
@@ -26,17 +25,31 @@ __all__ = ["simulate"]
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-_TABLE_KEYS = (
-    ("liquidations", "liquidations"), ("accounts_liquidated", "accounts liquidated"),
-    ("liquidated_notional", "liquidated notional"), ("bad_debt", "bad debt"),
-    ("insurance_fund_start", "fund start"), ("insurance_fund_min", "fund min"),
-    ("insurance_fund_drawdown", "fund drawdown"), ("adl_count", "ADL fills"),
-    ("adl_notional", "ADL notional"), ("adl_haircut", "ADL haircut"),
-    ("adl_overshoot", "ADL overshoot"), ("cascade_amplification", "cascade amplification"),
-    ("capital_efficiency", "IM per notional"), ("max_accounts_at_risk", "max at risk"),
-    ("var95_bad_debt", "VaR95 bad debt"), ("var99_bad_debt", "VaR99 bad debt"),
-    ("conserved", "conserved"),
+_TABLE_ROWS: tuple[tuple[str, tuple[tuple[str, str, Unit], ...]], ...] = (
+    ("solvency", (
+        ("bad_debt", "bad debt", "amount"),
+        ("var99_bad_debt", "bad debt VaR 99 % over paths", "amount"),
+        ("es99_bad_debt", "bad debt ES 99 % over paths", "amount"),
+        ("conserved", "every invariant held", "flag"))),
+    ("insurance fund", (
+        ("insurance_fund_start", "at the start", "amount"),
+        ("insurance_fund_used", "used (start - equity low)", "amount"),
+        ("insurance_fund_used_share", "used, share of its start", "share"))),
+    ("liquidations", (
+        ("liquidated_share", "share of open interest liquidated", "share"),
+        ("liquidated_notional", "liquidated notional", "amount"),
+        ("accounts_liquidated", "accounts liquidated", "count"),
+        ("accounts_liquidated_share", "accounts liquidated, share", "share"),
+        ("liquidations", "liquidation fills", "count"))),
+    ("ADL", (
+        ("adl_notional", "ADL notional", "amount"),
+        ("adl_count", "ADL fills", "count"),
+        ("adl_haircut", "ADL haircut", "amount"))),
+    ("market", (
+        ("cascade_amplification", "worst cascade amplification", "ratio"),
+        ("capital_efficiency", "initial margin per unit notional", "share"))),
 )
+"""The terminal summary: the report's headline figures, grouped, with units."""
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -84,6 +97,7 @@ def _venues(compare: str | None, venue: str | None) -> list[str] | None:
 
 
 def _show(v: Any) -> str:
+    """A bare metric value for the sweep's table (cli/sweep.py)."""
     if v is None:
         return "-"
     if isinstance(v, bool):
@@ -95,15 +109,37 @@ def _show(v: Any) -> str:
     return str(v)
 
 
-def _print_table(title: str, metrics: dict[str, dict[str, Any]]) -> None:
-    table = Table(title=title)
-    table.add_column("metric")
+def _print_table(title: str, metrics: dict[str, dict[str, Any]],
+                 thresholds: dict[str, float] | None = None) -> None:
+    thresholds = thresholds or {}
+    paths = next(iter(metrics.values())).get("paths")
+    caption = (f"Monte Carlo: means over {paths} paths" if paths else None)
+    table = Table(title=title, caption=caption)
+    table.add_column("group")
+    table.add_column("figure")
     for name in metrics:
         table.add_column(name, justify="right")
-    for key, label in _TABLE_KEYS:
-        if any(key in m for m in metrics.values()):
-            table.add_row(label, *(_show(m.get(key)) for m in metrics.values()))
+    figs = {v: {**m, **headline(m)} for v, m in metrics.items()}
+    checks = {v: verdict(m, thresholds) for v, m in metrics.items()}
+    table.add_row("verdict", escape("thresholds of [report]") if thresholds else "no bad debt",
+                  *("PASS" if all(c.ok for c in checks[v]) else "FAIL" for v in metrics),
+                  end_section=True)
+    for group, rows in _TABLE_ROWS:
+        shown = [r for r in rows if any(f.get(r[0]) is not None for f in figs.values())
+                 or any(r[0] in m for m in metrics.values())]
+        for i, (key, label, unit) in enumerate(shown):
+            table.add_row(group if i == 0 else "", label, *(
+                format_value(figs[v].get(key), unit, str(m.get("settle_asset") or ""))
+                for v, m in metrics.items()), end_section=i == len(shown) - 1)
     print_table(console, table)
+    for v, m in metrics.items():
+        failed = [c for c in checks[v] if not c.ok]
+        if failed:
+            asset = str(m.get("settle_asset") or "")
+            console.print(escape(f"{v}: FAIL: " + "; ".join(
+                c.name if c.limit is None else
+                f"{c.name} {format_value(c.value, c.unit, asset)} > "
+                f"{format_value(c.limit, c.unit, asset)}" for c in failed)))
 
 
 def _clean(obj: Any) -> Any:
@@ -161,18 +197,17 @@ def _write_outputs(out: Path, scenario: Scenario, results: dict[str, Any],
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(_clean(payload), indent=2, sort_keys=True)
                                       + "\n", encoding="utf-8")
-    series: dict[str, StepSeries] = {}
-    bad: dict[str, list[float]] = {}
+    runs: dict[str, ReportRun] = {}
     for name, res in results.items():
         if isinstance(res, MonteCarloResult):
-            series[name] = res.runs[0].series
-            bad[name] = [r.metrics["bad_debt"] for r in res.runs]
+            runs[name] = ReportRun(metrics=_clean(res.summary), series=res.runs[0].series,
+                                   paths=[r.series for r in res.runs],
+                                   series_metrics=_clean(res.runs[0].metrics))
         else:
-            series[name] = res.series
+            runs[name] = ReportRun(metrics=_clean(res.metrics), series=res.series)
     write_report(out / "report.html", title=f"solvency stress lab: {scenario.name}",
-                 description=scenario.description, runs=series,
-                 metrics={k: _summary(v) for k, v in results.items()},
-                 bad_debt_paths=bad or None)
+                 description=scenario.description, runs=runs,
+                 thresholds=dict(scenario.report))
 
 
 def simulate(
@@ -215,7 +250,7 @@ def simulate(
     if as_json:
         typer.echo(json.dumps(_clean(payload), sort_keys=True))
     else:
-        _print_table(f"Stress lab: {scenario.name}", summaries)
+        _print_table(f"Stress lab: {scenario.name}", summaries, dict(scenario.report))
         if out is not None:
             console.print(f"wrote {escape(str(out / 'metrics.json'))} and "
                           f"{escape(str(out / 'report.html'))}")

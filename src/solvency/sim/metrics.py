@@ -49,20 +49,26 @@ of ``metrics.json``. Definitions (also in ``docs/stress_lab.md``):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 
-from solvency.core.typing import Float64Array1D, Int64Array1D
+from solvency.core.typing import Float64Array1D, Float64Array2D, Int64Array1D
+from solvency.core.var import empirical_var_es_losses
 from solvency.engine.breakers import STATES
 
 __all__ = [
+    "QUANTILES",
     "SUMMARY_KEYS",
     "StepSeries",
     "bad_debt_var",
+    "fan",
+    "flatten",
     "max_drawdown",
     "summarize",
+    "summarize_paths",
 ]
 
 SUMMARY_KEYS: Final[tuple[str, ...]] = (
@@ -118,6 +124,10 @@ class StepSeries:
     topup_amount, liquidator_notional, funding_paid : Float64Array1D
         Per step: deposits of traders answering margin calls, notional the liquidators
         took, funding paid by the payers (settlement asset units).
+    liq_notional_market, adl_notional_market : dict of Float64Array1D
+        Per market: ``liq_notional`` and ``adl_notional`` of the step, split by market.
+    notional_market : dict of Float64Array1D
+        Per market: gross notional of user positions (long + short, settlement asset).
     """
 
     ts_ms: Int64Array1D
@@ -149,6 +159,9 @@ class StepSeries:
     funding_paid: Float64Array1D = field(default_factory=lambda: np.zeros(0))
     insurance_fund_positions: Float64Array1D = field(default_factory=lambda: np.zeros(0))
     insurance_fund_unwind_pnl: Float64Array1D = field(default_factory=lambda: np.zeros(0))
+    liq_notional_market: dict[str, Float64Array1D] = field(default_factory=dict)
+    adl_notional_market: dict[str, Float64Array1D] = field(default_factory=dict)
+    notional_market: dict[str, Float64Array1D] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, ts_ms: Int64Array1D, markets: tuple[str, ...]) -> StepSeries:
@@ -172,7 +185,10 @@ class StepSeries:
             funding_rate={m: f() for m in markets},
             mm_depth_fraction={m: np.ones(n, dtype=np.float64) for m in markets},
             topup_amount=f(), liquidator_notional=f(), funding_paid=f(),
-            insurance_fund_positions=f(), insurance_fund_unwind_pnl=f())
+            insurance_fund_positions=f(), insurance_fund_unwind_pnl=f(),
+            liq_notional_market={m: f() for m in markets},
+            adl_notional_market={m: f() for m in markets},
+            notional_market={m: f() for m in markets})
 
     def truncate(self, n: int) -> None:
         """Keep the first ``n`` points (a run stopped by a broken invariant)."""
@@ -183,7 +199,8 @@ class StepSeries:
                      "insurance_fund_positions", "insurance_fund_unwind_pnl"):
             setattr(self, name, getattr(self, name)[:n])
         for name in ("index", "mark", "trade", "mm_rate", "im_rate", "depth_factor",
-                     "breaker", "premium", "funding_rate", "mm_depth_fraction"):
+                     "breaker", "premium", "funding_rate", "mm_depth_fraction",
+                     "liq_notional_market", "adl_notional_market", "notional_market"):
             d = getattr(self, name)
             for k in d:
                 d[k] = d[k][:n]
@@ -279,7 +296,139 @@ def summarize(series: StepSeries, *, conserved: bool,
         "price_drawdown": {m: max_drawdown(v) for m, v in series.index.items()},
         "trade_price_drawdown": {m: max_drawdown(v) for m, v in series.trade.items()},
         "conserved": bool(conserved),
+        **_headline(series),
     }
+
+
+def _first_ms(series: StepSeries, counts: Int64Array1D) -> int | None:
+    hit = np.flatnonzero(counts > 0)
+    return int(series.ts_ms[hit[0]]) if hit.shape[0] else None
+
+
+def _crash_window(series: StepSeries) -> dict[str, int | None]:
+    """``{"peak": ms, "low": ms}``: the times of the largest peak-to-trough fall of the
+    first market's index (the window the report shades); ``None`` values without a fall.
+    A mapping, so that sweep tables flatten it into two scalar columns."""
+    none: dict[str, int | None] = {"peak": None, "low": None}
+    if not series.index or series.ts_ms.shape[0] < 2:
+        return none
+    x = next(iter(series.index.values()))
+    peak = np.maximum.accumulate(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = np.where(peak > 0, 1.0 - x / peak, 0.0)
+    low = int(np.argmax(dd))
+    if dd[low] <= 0:
+        return none
+    top = int(np.argmax(x[: low + 1]))
+    return {"peak": int(series.ts_ms[top]), "low": int(series.ts_ms[low])}
+
+
+def _headline(series: StepSeries) -> dict[str, Any]:
+    """The report's headline figures that the series alone decide (additive keys)."""
+    fund = series.insurance_fund
+    start = float(fund[0]) if fund.shape[0] else 0.0
+    eq_min = float(series.insurance_fund_equity.min()) if fund.shape[0] else 0.0
+    used = max(0.0, start - eq_min)
+    oi = float(series.notional[0]) if series.notional.shape[0] else 0.0
+    liq = float(series.liq_notional.sum())
+    low_k = int(np.argmin(series.insurance_fund_equity)) if fund.shape[0] else 0
+    return {
+        "insurance_fund_used": used,
+        "insurance_fund_used_share": used / start if start > 0 else None,
+        "open_interest_start": oi,
+        "open_interest_start_by_market": {
+            m: float(v[0]) for m, v in series.notional_market.items() if v.shape[0]},
+        "liquidated_share": liq / oi if oi > 0 else None,
+        "liquidated_notional_by_market": {
+            m: float(v.sum()) for m, v in series.liq_notional_market.items()},
+        "adl_notional_by_market": {
+            m: float(v.sum()) for m, v in series.adl_notional_market.items()},
+        "first_liquidation_ms": _first_ms(series, series.liq_count),
+        "first_adl_ms": _first_ms(series, series.adl_count),
+        "insurance_fund_low_ms": (int(series.ts_ms[low_k])
+                                  if fund.shape[0] and used > 0 else None),
+        "crash_window_ms": _crash_window(series),
+    }
+
+
+QUANTILES: Final[tuple[float, ...]] = (0.05, 0.25, 0.5, 0.75, 0.95)
+"""Quantiles over Monte Carlo paths: of each metric (``quantiles``) and of each series
+(the report's fan charts)."""
+
+
+def flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Return ``metrics`` with nested tables as dotted keys (``price_drawdown.BTC-PERP``)."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _mean_of(values: list[Any]) -> Any:
+    first = values[0]
+    if isinstance(first, Mapping):
+        keys = [k for k in first if all(isinstance(v, Mapping) and k in v for v in values)]
+        return {k: _mean_of([v[k] for v in values]) for k in keys}
+    if all(isinstance(v, bool) for v in values):
+        return all(values)
+    if all(_number(v) for v in values):
+        return float(np.mean(np.asarray(values, dtype=np.float64)))
+    if any(v is None for v in values) and all(v is None or _number(v) for v in values):
+        return None  # a metric undefined on some path has no mean
+    return first if all(v == first for v in values) else None
+
+
+def summarize_paths(per_path: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Return the summary of Monte Carlo paths: every metric of one run, each the mean over
+    paths (booleans: all paths; text: the common value, else ``None``; a number missing
+    on some path: ``None``), and ``quantiles``: per numeric metric (dotted key) its
+    :data:`QUANTILES` over the paths where it is defined (``p05`` ... ``p95``, linear
+    interpolation, numpy's default) and the number of those paths ``n``.
+
+    Raises
+    ------
+    ValueError
+        If there is no path.
+    """
+    if not per_path:
+        raise ValueError("summarize_paths: no paths")
+    out: dict[str, Any] = {k: _mean_of([p.get(k) for p in per_path])
+                           for k in per_path[0]}
+    flat = [flatten(p) for p in per_path]
+    quant: dict[str, dict[str, float | int]] = {}
+    for key in flat[0]:
+        xs = [f.get(key) for f in flat]
+        vals = np.asarray([v for v in xs if _number(v)], dtype=np.float64)
+        if vals.shape[0] == 0 or not any(_number(v) for v in xs):
+            continue
+        qs = np.quantile(vals, QUANTILES)
+        quant[key] = {f"p{round(q * 100):02d}": float(v) for q, v in zip(QUANTILES, qs,
+                                                                          strict=True)}
+        quant[key]["n"] = int(vals.shape[0])
+    out["quantiles"] = quant
+    return out
+
+
+def fan(paths: Sequence[Float64Array1D], qs: Sequence[float] = QUANTILES) -> Float64Array2D:
+    """Return the quantiles ``qs`` over paths of one series, per point: shape
+    ``(len(qs), points)``. A path stopped early (a broken invariant) counts up to its
+    last point only."""
+    if not paths:
+        raise ValueError("fan: no paths")
+    n = max(p.shape[0] for p in paths)
+    grid = np.full((len(paths), n), np.nan)
+    for i, p in enumerate(paths):
+        grid[i, : p.shape[0]] = p
+    with np.errstate(all="ignore"):
+        return np.asarray(np.nanquantile(grid, list(qs), axis=0), dtype=np.float64)
 
 
 def _last(x: Float64Array1D) -> float:
@@ -293,13 +442,17 @@ def bad_debt_var(bad_debt: Float64Array1D, levels: tuple[float, ...] = (0.95, 0.
     VaR at level ``q`` is the ``q``-quantile of the bad-debt distribution over paths
     (the convention of on-chain risk vendors' insolvency VaR), taken as the empirical
     order statistic ``x_(ceil(q n))`` (``numpy.quantile(..., method="inverted_cdf")``):
-    never an interpolation below an observed loss.
+    never an interpolation below an observed loss. ES at level ``q`` (``es99_bad_debt``)
+    is the mean loss in the worst ``1 - q`` of paths, the fractional path at the VaR
+    included (:func:`solvency.core.var.empirical_var_es_losses`, Acerbi and Tasche 2002).
     """
     x = np.asarray(bad_debt, dtype=np.float64)
     if x.shape[0] == 0:
         raise ValueError("bad_debt_var: no paths")
     out = {f"var{round(q * 100)}_bad_debt": float(np.quantile(x, q, method="inverted_cdf"))
            for q in levels}
+    for q in levels:
+        out[f"es{round(q * 100)}_bad_debt"] = float(empirical_var_es_losses(x, q)[1])
     out["mean_bad_debt"] = float(x.mean())
     out["max_bad_debt"] = float(x.max())
     out["p_bad_debt"] = float((x > 0).mean())

@@ -1,128 +1,235 @@
-"""Stress-lab report: one self-contained offline HTML page with a chart per series.
+"""Stress-lab report: one self-contained offline HTML page a risk committee reads first.
 
-plotly.js is embedded once, inline (no CDN), as in :mod:`solvency.adapters.report`; each
-chart is its own ``<div>`` drawn by ``Plotly.newPlot`` with its data inline. Several runs
-(``--compare``) are drawn over each other, one colour per venue. Charts: index / mark /
-trade price, liquidation volume, insurance fund, bad debt, ADL, accounts at risk, margin
-rates in force and breaker states; with Monte Carlo runs, the bad-debt distribution.
+Everything on the page comes from the run's own outputs (the metrics of
+:func:`solvency.sim.metrics.summarize` and the :class:`~solvency.sim.metrics.StepSeries`,
+with ``series.extra["who_was_hit"]`` recorded by :func:`solvency.sim.run.run_scenario`);
+nothing the engine computed is computed again. From the top:
+
+1. **verdict** per venue against the scenario's ``[report]`` thresholds (bad debt above
+   ``bad_debt_max``, 0 unless set, and a broken invariant always fail), green or red;
+2. **headline** figures with units and a one-line meaning, venues side by side;
+3. **timeline**: prices, liquidations, the insurance fund, ADL and breaker states on one
+   time axis, the crash window (the index's largest fall, peak to low) shaded and the
+   first liquidation, the fund's low and the first ADL marked;
+4. **who was hit**: margin ratios at the start and at the index low, the leverage of
+   liquidated accounts against survivors, the liquidation map at the start (the risk
+   report's liquidations at risk: the engine's margin kernels at shocked marks);
+5. the **per-market** table; with Monte Carlo paths, the bad-debt distribution with VaR
+   and ES marked and fan charts of the series over paths;
+6. each series on its own chart, and **all metrics** grouped with labels and units, folded.
+
+Figures are built from numpy arrays (epoch milliseconds on a date axis; plotly writes
+them as typed arrays) and plotly.js is embedded once, inline: the page opens offline.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
-import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from solvency.core.typing import Float64Array1D
 from solvency.engine.breakers import STATES
-from solvency.sim.metrics import StepSeries
+from solvency.sim.metrics import QUANTILES, StepSeries, fan
 
-__all__ = ["CHARTS", "write_report"]
+__all__ = [
+    "CHARTS",
+    "GROUPS",
+    "HEADLINE",
+    "Figure",
+    "ReportRun",
+    "Unit",
+    "format_value",
+    "headline",
+    "html_cell",
+    "label_of",
+    "verdict",
+    "write_report",
+]
 
 _COLOURS: Final = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
                    "#17becf", "#7f7f7f")
 CHARTS: Final[tuple[str, ...]] = (
     "prices", "liquidations", "insurance_fund", "bad_debt", "adl", "accounts_at_risk",
     "margin_rates", "breakers")
-"""Chart ids, in page order (``bad_debt_distribution`` is added for Monte Carlo)."""
+"""The per-series chart ids, in page order (after ``timeline`` and the ``who was hit``
+charts; ``bad_debt_distribution`` and ``fan`` come with Monte Carlo runs)."""
 
 _TITLES: Final = {
+    "timeline": "Timeline",
     "prices": "Index, mark and trade price (relative to start)",
     "liquidations": "Liquidated notional per step",
-    "insurance_fund": "Insurance fund balance (cash; dotted: with positions taken over)",
+    "insurance_fund": "Insurance fund balance (cash; dotted: equity with positions taken over)",
     "bad_debt": "Bad debt (cumulative)",
-    "adl": "ADL notional per step",
+    "adl": "ADL notional per step (dotted: haircut)",
     "accounts_at_risk": "Accounts at or above the margin-call ratio",
     "margin_rates": "Margin in force per unit notional (MM solid, IM dotted)",
-    "breakers": "Breaker state (0 normal ... 4 halted)",
+    "breakers": "Breaker state",
+    "margin_ratio": "Margin ratio of accounts (maintenance margin / collateral)",
+    "leverage": "Leverage at the start: liquidated accounts against survivors",
+    "liquidation_map": "Liquidation map at the start",
     "bad_debt_distribution": "Bad debt over Monte Carlo paths",
+    "fan": "Monte Carlo fan: 5-95 % and 25-75 % of paths, median, path 0",
 }
 
+Unit = Literal["amount", "count", "share", "ratio", "duration", "time", "flag", "text",
+               "rate"]
 
-def _dates(ts: np.ndarray) -> list[str]:
-    return [datetime.fromtimestamp(int(t) / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            for t in ts]
+# ---------------------------------------------------------------- labels and units
+
+GROUPS: Final[tuple[tuple[str, tuple[tuple[str, str, Unit], ...]], ...]] = (
+    ("Liquidations", (
+        ("liquidations", "liquidation fills", "count"),
+        ("accounts_liquidated", "accounts liquidated", "count"),
+        ("liquidated_notional", "liquidated notional", "amount"),
+        ("liquidated_share", "share of open interest liquidated", "share"),
+        ("liquidated_notional_by_market", "liquidated notional", "amount"),
+        ("open_interest_start", "open interest at the start (long + short)", "amount"),
+        ("open_interest_start_by_market", "open interest at the start", "amount"),
+        ("first_liquidation_ms", "first liquidation", "time"),
+        ("max_accounts_at_risk", "most accounts at the margin-call ratio", "count"),
+        ("engine_counts", "engine counter", "count"),
+    )),
+    ("Insurance fund", (
+        ("insurance_fund_start", "fund at the start (cash)", "amount"),
+        ("insurance_fund_min", "fund low (cash)", "amount"),
+        ("insurance_fund_end", "fund at the end (cash)", "amount"),
+        ("insurance_fund_drawdown", "largest fall of the cash from a peak", "amount"),
+        ("insurance_fund_equity_min", "fund equity low", "amount"),
+        ("insurance_fund_equity_end", "fund equity at the end", "amount"),
+        ("insurance_fund_equity_drawdown", "largest fall of the equity from a peak",
+         "amount"),
+        ("insurance_fund_used", "fund used (start - equity low)", "amount"),
+        ("insurance_fund_used_share", "fund used, share of its start", "share"),
+        ("insurance_fund_low_ms", "fund equity low at", "time"),
+        ("insurance_fund_positions_max", "positions taken over, largest (gross)", "amount"),
+        ("insurance_fund_positions_end", "positions taken over, at the end", "amount"),
+        ("insurance_fund_unwind_pnl", "realized P&L of unwinding them", "amount"),
+    )),
+    ("Bad debt and ADL", (
+        ("bad_debt", "bad debt", "amount"),
+        ("mean_bad_debt", "bad debt, mean over paths", "amount"),
+        ("var95_bad_debt", "bad debt VaR 95 %", "amount"),
+        ("var99_bad_debt", "bad debt VaR 99 %", "amount"),
+        ("es95_bad_debt", "bad debt ES 95 %", "amount"),
+        ("es99_bad_debt", "bad debt ES 99 %", "amount"),
+        ("max_bad_debt", "bad debt, worst path", "amount"),
+        ("p_bad_debt", "share of paths with bad debt", "share"),
+        ("adl_count", "ADL fills", "count"),
+        ("adl_notional", "ADL notional", "amount"),
+        ("adl_notional_by_market", "ADL notional", "amount"),
+        ("adl_haircut", "ADL haircut (counterparties' loss to the mark)", "amount"),
+        ("adl_overshoot", "ADL haircut the fund could have absorbed", "amount"),
+        ("first_adl_ms", "first ADL", "time"),
+    )),
+    ("Market and cascade", (
+        ("cascade_amplification", "cascade amplification, worst market", "ratio"),
+        ("cascade_amplification_by_market", "cascade amplification", "ratio"),
+        ("price_drawdown", "index drawdown", "share"),
+        ("trade_price_drawdown", "trade price drawdown", "share"),
+        ("crash_window_ms", "crash window (index peak, low)", "time"),
+        ("capital_efficiency", "initial margin per unit notional (time average)", "share"),
+        ("breaker_time_ms", "time in breaker state", "duration"),
+        ("mm_depth_min_fraction", "least share of the book market makers kept", "share"),
+    )),
+    ("Agents", (
+        ("agents", "agents running", "text"),
+        ("topped_up_accounts", "accounts topped up to IM before the run", "count"),
+        ("topups", "margin-call top-ups", "count"),
+        ("topup_accounts", "accounts that topped up", "count"),
+        ("topup_amount", "top-up deposits", "amount"),
+        ("topup_reserve_limited", "top-ups cut by the trader's reserve", "count"),
+        ("liquidator_absorbed_notional", "notional the liquidators took", "amount"),
+        ("liquidator_capacity_hits", "liquidator at capacity", "count"),
+        ("liquidator_inventory_max", "liquidator inventory, largest", "amount"),
+        ("liquidator_offline_quotes", "quotes while liquidators were offline", "count"),
+        ("arb_trades", "arbitrage trades", "count"),
+        ("arb_rejected", "arbitrage orders rejected", "count"),
+        ("arb_volume_notional", "arbitrage volume", "amount"),
+        ("arb_position_max_notional", "arbitrage position, largest", "amount"),
+        ("arb_funding_paid", "funding paid by arbitrageurs", "amount"),
+        ("funding_events", "funding settlements", "count"),
+        ("funding_paid", "funding paid", "amount"),
+        ("funding_rate_min", "funding rate, lowest", "rate"),
+        ("funding_rate_max", "funding rate, highest", "rate"),
+    )),
+    ("Run", (
+        ("conserved", "every invariant held", "flag"),
+        ("violation", "broken invariant", "text"),
+        ("scenario", "scenario", "text"),
+        ("venue", "venue", "text"),
+        ("settle_asset", "settlement asset", "text"),
+        ("accounts", "accounts", "count"),
+        ("positions", "positions", "count"),
+        ("points", "path points", "count"),
+        ("paths", "Monte Carlo paths", "count"),
+        ("statistic", "figures are", "text"),
+        ("seed_market", "market seed", "text"),
+        ("seed_population", "population seed", "text"),
+        ("impact", "price impact on", "flag"),
+        ("wall_s", "wall time (s)", "ratio"),
+    )),
+)
+"""Metric groups of the page's "All metrics" and the terminal: ``(key, label, unit)``;
+a key not listed lands in "Other" under its own name (nothing is dropped)."""
+
+_LABELS: Final = {k: (g, label, unit) for g, rows in GROUPS for k, label, unit in rows}
+_HIDDEN: Final = frozenset({"per_path", "quantiles", "engine_state_hash",
+                            "engine_section_hashes"})
 
 
-def _line(x: list[str], y: np.ndarray, name: str, colour: str, *, dash: str = "solid",
-          shape: str = "linear") -> go.Scatter:
-    return go.Scatter(x=x, y=np.asarray(y, dtype=np.float64).tolist(), name=name,
-                      mode="lines", line={"color": colour, "width": 1.4, "dash": dash,
-                                          "shape": shape})
+def label_of(key: str) -> tuple[str, str, Unit]:
+    """Return ``(group, label, unit)`` of a metric key (dotted keys use their head)."""
+    head, _, tail = key.partition(".")
+    group, label, unit = _LABELS.get(head, ("Other", head, "text"))
+    return group, f"{label} {tail.replace('.', ' ')}".strip(), unit
 
 
-def _traces(chart: str, label: str, s: StepSeries, colour: str) -> list[go.BaseTraceType]:
-    x = _dates(s.ts_ms)
-    dashes = ("solid", "dot", "dash", "dashdot")
-    out: list[go.BaseTraceType] = []
-    if chart == "prices":
-        for j, m in enumerate(s.index):
-            base = s.index[m][0] if s.index[m].shape[0] and s.index[m][0] > 0 else 1.0
-            d = dashes[j % len(dashes)]
-            out.append(_line(x, s.index[m] / base, f"{label} {m} index", "#999", dash=d))
-            out.append(_line(x, s.mark[m] / base, f"{label} {m} mark", colour, dash=d))
-            out.append(_line(x, s.trade[m] / base, f"{label} {m} trade", _COLOURS[1]
-                             if colour == _COLOURS[0] else colour, dash=d))
-    elif chart == "liquidations":
-        out.append(go.Bar(x=x, y=s.liq_notional.tolist(), name=f"{label} liquidated",
-                          marker={"color": colour, "line": {"width": 0}}))
-    elif chart == "insurance_fund":
-        out.append(_line(x, s.insurance_fund, f"{label} fund", colour))
-        out.append(_line(x, s.insurance_fund_equity, f"{label} fund equity", colour,
-                         dash="dot"))
-    elif chart == "bad_debt":
-        out.append(_line(x, s.bad_debt, f"{label} bad debt", colour))
-    elif chart == "adl":
-        out.append(go.Bar(x=x, y=s.adl_notional.tolist(), name=f"{label} ADL notional",
-                          marker={"color": colour, "line": {"width": 0}}))
-        out.append(_line(x, s.adl_haircut, f"{label} ADL haircut", colour, dash="dot"))
-    elif chart == "accounts_at_risk":
-        out.append(_line(x, s.at_risk.astype(np.float64), f"{label} at risk", colour))
-    elif chart == "margin_rates":
-        for j, m in enumerate(s.mm_rate):
-            d = dashes[(2 * j) % len(dashes)]
-            out.append(_line(x, s.mm_rate[m], f"{label} {m} MM", colour, dash=d))
-            out.append(_line(x, s.im_rate[m], f"{label} {m} IM", colour, dash="dot"))
-    elif chart == "breakers":
-        for j, m in enumerate(s.breaker):
-            out.append(_line(x, s.breaker[m].astype(np.float64), f"{label} {m}", colour,
-                             dash=dashes[j % len(dashes)], shape="hv"))
-    return out
+def _iso(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _figure(chart: str, runs: Mapping[str, StepSeries]) -> go.Figure:
-    fig = go.Figure()
-    for k, (label, s) in enumerate(runs.items()):
-        for tr in _traces(chart, label, s, _COLOURS[k % len(_COLOURS)]):
-            fig.add_trace(tr)
-    layout: dict[str, Any] = {"title": _TITLES[chart], "height": 380,
-                              "template": "plotly_white", "legend": {"orientation": "h"},
-                              "margin": {"l": 60, "r": 20, "t": 50, "b": 40}}
-    if chart == "breakers":
-        layout["yaxis"] = {"tickvals": list(range(len(STATES))), "ticktext": list(STATES),
-                           "range": [-0.2, len(STATES) - 0.8]}
-    if chart == "margin_rates":
-        layout["yaxis"] = {"tickformat": ".2%"}
-    if chart in ("liquidations", "adl"):
-        layout["barmode"] = "group"
-    fig.update_layout(**layout)
-    return fig
+def _duration(ms: float) -> str:
+    s = round(ms / 1000)
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
 
 
-def _histogram(bad_debt: Mapping[str, Sequence[float]]) -> go.Figure:
-    fig = go.Figure()
-    for k, (label, xs) in enumerate(bad_debt.items()):
-        fig.add_trace(go.Histogram(x=[float(v) for v in xs], name=label, opacity=0.7,
-                                   marker={"color": _COLOURS[k % len(_COLOURS)]}))
-    fig.update_layout(title=_TITLES["bad_debt_distribution"], height=380, barmode="overlay",
-                      template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 40})
-    return fig
+def format_value(v: Any, unit: Unit, asset: str = "") -> str:
+    """Return ``v`` as shown on the page and in the terminal: every digit kept, the unit
+    named (``1,234.50 USDT``, ``12.34 %``, ``1.047x``; ``-`` for a missing value)."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, list | tuple):
+        return ", ".join(format_value(x, unit, asset) for x in v)
+    if isinstance(v, str) or unit in ("text", "flag"):
+        return str(v)
+    x = float(v)
+    if unit == "amount":
+        return f"{x:,.2f} {asset}".strip()
+    if unit == "share":
+        return f"{x:.2%}"
+    if unit == "rate":
+        return f"{x:.4%}"
+    if unit == "ratio":
+        return f"{x:,.3f}x" if x < 1e6 else f"{x:,.0f}x"
+    if unit == "duration":
+        return _duration(x)
+    if unit == "time":
+        return _iso(x)
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:,.1f}"
 
 
 def html_cell(v: Any) -> str:
@@ -136,18 +243,757 @@ def html_cell(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
-    keys: list[str] = []
-    for m in metrics.values():
-        keys.extend(k for k, v in m.items() if k not in keys and not isinstance(v, dict | list))
-    head = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in metrics)
-    rows = [f"<tr><td>{html.escape(k)}</td>" + "".join(
-        f"<td>{html_cell(m.get(k))}</td>" for m in metrics.values()) + "</tr>" for k in keys]
-    return f"<table>{head}</tr>{''.join(rows)}</table>"
+# ---------------------------------------------------------------- headline and verdict
+
+HEADLINE: Final[tuple[tuple[str, str, Unit, str], ...]] = (
+    ("bad_debt", "Bad debt", "amount",
+     "the loss nobody covered: not the account, the insurance fund, ADL or a socialized "
+     "loss"),
+    ("insurance_fund_used", "Insurance fund used", "amount",
+     "its start less the low of its equity (cash plus positions taken over, at the mark)"),
+    ("insurance_fund_used_share", "Fund used, share of its start", "share",
+     "the same as a share of the fund's capital at the start"),
+    ("liquidated_share", "Open interest liquidated", "share",
+     "liquidated notional over the notional of every user position at the start "
+     "(long + short)"),
+    ("liquidated_notional", "Liquidated notional", "amount",
+     "size x price of every liquidation fill"),
+    ("accounts_liquidated", "Accounts liquidated", "count",
+     "accounts (margin rows) with at least one liquidation"),
+    ("accounts_liquidated_share", "Accounts liquidated, share", "share",
+     "of the accounts holding positions at the start"),
+    ("adl_notional", "ADL notional", "amount",
+     "positions closed against profitable traders (auto-deleveraging)"),
+    ("adl_count", "ADL fills", "count", "fills of auto-deleveraging"),
+    ("adl_haircut", "ADL haircut", "amount",
+     "what ADL'd traders lost against closing at the mark"),
+    ("cascade_amplification", "Worst cascade amplification", "ratio",
+     "largest fall of the venue's trade price over that of the index: 1 means "
+     "liquidations moved the price no further"),
+)
+"""The headline figures: ``(key, label, unit, one-line meaning)``."""
 
 
-def write_report(path: str | Path, *, title: str, runs: Mapping[str, StepSeries],
-                 metrics: Mapping[str, Mapping[str, Any]], description: str = "",
+def headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the headline figures of one run's (or one Monte Carlo summary's) metrics:
+    the keys of :data:`HEADLINE`, read from the metrics (``accounts_liquidated_share`` is
+    ``accounts_liquidated / accounts``)."""
+    out = {k: metrics.get(k) for k, *_ in HEADLINE}
+    accounts = metrics.get("accounts")
+    liq = metrics.get("accounts_liquidated")
+    out["accounts_liquidated_share"] = (liq / accounts if isinstance(accounts, int | float)
+                                        and accounts > 0 and liq is not None else None)
+    return out
+
+
+_CHECKS: Final[tuple[tuple[str, str, str, Unit], ...]] = (
+    ("bad_debt_max", "bad_debt", "bad debt", "amount"),
+    ("fund_used_max", "insurance_fund_used_share", "fund used", "share"),
+    ("liquidated_share_max", "liquidated_share", "open interest liquidated", "share"),
+    ("accounts_liquidated_max", "accounts_liquidated_share", "accounts liquidated",
+     "share"),
+    ("adl_notional_max", "adl_notional", "ADL notional", "amount"),
+    ("cascade_amplification_max", "cascade_amplification", "cascade amplification",
+     "ratio"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the verdict: a figure against its threshold."""
+
+    name: str
+    value: float | None
+    limit: float | None
+    unit: Unit
+    ok: bool
+
+
+def verdict(metrics: Mapping[str, Any], thresholds: Mapping[str, float]
+            ) -> list[Check]:
+    """Return the verdict's checks of one run: every invariant held, and each figure at
+    or below its ``[report]`` threshold (``bad_debt_max`` is 0 unless set: any bad debt
+    fails). With Monte Carlo paths the figure checked is its 95th percentile over paths
+    (``quantiles``); a figure that is undefined (``None``) fails its check."""
+    quant = metrics.get("quantiles") or {}
+    figures = headline(metrics)
+    acc = quant.get("accounts")
+    checks = [Check("every invariant held", None, None, "flag",
+                    bool(metrics.get("conserved", False)))]
+    limits = {"bad_debt_max": 0.0, **thresholds}
+    for key, metric, name, unit in _CHECKS:
+        if key not in limits:
+            continue
+        if quant and metric in quant:
+            value: float | None = quant[metric]["p95"]
+        elif quant and metric == "accounts_liquidated_share" and acc and \
+                "accounts_liquidated" in quant:
+            value = quant["accounts_liquidated"]["p95"] / acc["p50"]
+        else:
+            value = figures.get(metric)
+        limit = float(limits[key])
+        ok = value is not None and math.isfinite(value) and value <= limit + 1e-12
+        checks.append(Check(name, value, limit, unit, ok))
+    return checks
+
+
+# ---------------------------------------------------------------- runs
+
+@dataclass(frozen=True, slots=True)
+class ReportRun:
+    """What the page shows of one venue.
+
+    Attributes
+    ----------
+    metrics : Mapping[str, Any]
+        The run's metrics (a Monte Carlo summary for several paths).
+    series : StepSeries
+        The path drawn on the timeline and the series charts (path 0 of Monte Carlo).
+    paths : Sequence[StepSeries]
+        Every Monte Carlo path (the fan charts); empty for one run.
+    series_metrics : Mapping[str, Any] or None
+        The metrics of the path ``series`` draws (Monte Carlo: path 0), where the
+        timeline's marks (first liquidation, fund low, crash window) are read; ``None``:
+        ``metrics``.
+    """
+
+    metrics: Mapping[str, Any]
+    series: StepSeries
+    paths: Sequence[StepSeries] = ()
+    series_metrics: Mapping[str, Any] | None = None
+
+
+def _drawn(run: ReportRun) -> Mapping[str, Any]:
+    """The metrics of the path the timeline draws."""
+    return run.series_metrics if run.series_metrics is not None else run.metrics
+
+
+# ---------------------------------------------------------------- figures
+#
+# Figures are plain plotly.js specs (``data`` and ``layout`` dicts), not plotly.py graph
+# objects: the objects validate every property and deep-copy the template into each
+# figure, which took most of the build time (6.5 s of the page's 6.7 s on a 78-point
+# run). Arrays go out as plotly.js typed arrays (``{"dtype": "f8", "bdata": base64}``).
+
+Trace = dict[str, Any]
+Layout = dict[str, Any]
+
+_AXIS: Final = {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8",
+                "zerolinewidth": 2, "automargin": True, "ticks": ""}
+
+
+def _x(s: StepSeries) -> Float64Array1D:
+    # epoch ms as float64 (exact below 2**53): plotly.js reads numbers on a date axis as
+    # ms; int64 has no typed-array form in plotly.js
+    return s.ts_ms.astype(np.float64)
+
+
+def _f(y: Any) -> Float64Array1D:
+    return np.ascontiguousarray(y, dtype=np.float64)
+
+
+def _xs(x: Any) -> dict[str, Any]:
+    """``x`` as plotly.js takes it: a start and a step (``x0``, ``dx``) when the points
+    are evenly spaced (a synthetic path's time grid: no bytes at all), else the array."""
+    arr = _f(x)
+    if arr.shape[0] >= 2:
+        step = np.diff(arr)
+        if np.all(step == step[0]) and arr[0] + step[0] * (arr.shape[0] - 1) == arr[-1]:
+            return {"x0": float(arr[0]), "dx": float(step[0])}
+    return {"x": arr}
+
+
+def _line(x: Any, y: Any, name: str, colour: str, *, dash: str = "solid",
+          shape: str = "linear", group: str | None = None, show: bool = True,
+          width: float = 1.4) -> Trace:
+    tr: Trace = {"type": "scatter", "mode": "lines", **_xs(x), "y": _f(y), "name": name,
+                 "showlegend": show,
+                 "line": {"color": colour, "width": width, "dash": dash, "shape": shape}}
+    if group is not None:
+        tr["legendgroup"] = group
+    return tr
+
+
+def _bars(x: Any, y: Any, name: str, colour: str, **kw: Any) -> Trace:
+    return {"type": "bar", **_xs(x), "y": _f(y), "name": name,
+            "marker": {"color": colour, "line": {"width": 0}}, **kw}
+
+
+_DASHES: Final = ("solid", "dot", "dash", "dashdot")
+
+
+def _price_traces(label: str, s: StepSeries, colour: str, *, first: bool) -> list[Trace]:
+    x = _x(s)
+    out = []
+    for j, m in enumerate(s.index):
+        base = s.index[m][0] if s.index[m].shape[0] and s.index[m][0] > 0 else 1.0
+        d = _DASHES[j % len(_DASHES)]
+        if first:  # every venue runs the same index path: drawn once
+            out.append(_line(x, s.index[m] / base, f"{m} index", "#999", dash=d))
+        out.append(_line(x, s.mark[m] / base, f"{label} {m} mark", colour, dash=d))
+        out.append(_line(x, s.trade[m] / base, f"{label} {m} trade", colour, dash=d,
+                         width=0.8) | {"opacity": 0.6})
+    return out
+
+
+def _traces(chart: str, label: str, s: StepSeries, colour: str, *, first: bool
+            ) -> list[Trace]:
+    x = _x(s)
+    if chart == "prices":
+        return _price_traces(label, s, colour, first=first)
+    if chart == "liquidations":
+        return [_bars(x, s.liq_notional, f"{label} liquidated", colour)]
+    if chart == "insurance_fund":
+        return [_line(x, s.insurance_fund, f"{label} fund cash", colour),
+                _line(x, s.insurance_fund_equity, f"{label} fund equity", colour,
+                      dash="dot")]
+    if chart == "bad_debt":
+        return [_line(x, s.bad_debt, f"{label} bad debt", colour)]
+    if chart == "adl":
+        return [_bars(x, s.adl_notional, f"{label} ADL notional", colour),
+                _line(x, s.adl_haircut, f"{label} ADL haircut", colour, dash="dot")]
+    if chart == "accounts_at_risk":
+        return [_line(x, s.at_risk, f"{label} at risk", colour)]
+    if chart == "margin_rates":
+        out: list[Trace] = []
+        for j, m in enumerate(s.mm_rate):
+            out.append(_line(x, s.mm_rate[m], f"{label} {m} MM", colour,
+                             dash=_DASHES[(2 * j) % len(_DASHES)]))
+            out.append(_line(x, s.im_rate[m], f"{label} {m} IM", colour, dash="dot"))
+        return out
+    if chart == "breakers":
+        return [_line(x, s.breaker[m], f"{label} {m}", colour,
+                      dash=_DASHES[j % len(_DASHES)], shape="hv")
+                for j, m in enumerate(s.breaker)]
+    raise ValueError(f"unknown chart {chart!r}")
+
+
+def _date_axis() -> dict[str, Any]:
+    # time over date on two lines and no axis title: labels never collide
+    return {**_AXIS, "type": "date", "tickformat": "%H:%M<br>%d %b %Y", "nticks": 10,
+            "hoverformat": "%Y-%m-%d %H:%M:%S UTC"}
+
+
+def _breaker_axis() -> dict[str, Any]:
+    return {**_AXIS, "tickvals": list(range(len(STATES))), "ticktext": list(STATES),
+            "range": [-0.2, len(STATES) - 0.8]}
+
+
+def _marks(runs: Mapping[str, ReportRun]) -> tuple[list[dict[str, Any]],
+                                                  list[dict[str, Any]]]:
+    """Shapes and annotations: the crash window shaded, the first liquidation, the fund's
+    low and the first ADL of each venue marked (labels stacked so they never overlap)."""
+    shapes: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    first = _drawn(next(iter(runs.values())))
+    window = first.get("crash_window_ms") or {}
+    peak, low = window.get("peak"), window.get("low")
+    if isinstance(peak, int | float) and isinstance(low, int | float):
+        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": peak,
+                       "x1": low, "y0": 0, "y1": 1, "fillcolor": "#f4cccc",
+                       "opacity": 0.45, "line": {"width": 0}, "layer": "below"})
+        notes.append({"x": peak, "y": 1.0, "xref": "x", "yref": "paper",
+                      "text": "crash window", "showarrow": False, "xanchor": "left",
+                      "yanchor": "bottom", "font": {"size": 10, "color": "#a33"}})
+    row = 1
+    for k, (label, run) in enumerate(runs.items()):
+        colour = _COLOURS[k % len(_COLOURS)]
+        for key, name in (("first_liquidation_ms", "first liquidation"),
+                          ("insurance_fund_low_ms", "fund low"),
+                          ("first_adl_ms", "first ADL")):
+            t = _drawn(run).get(key)
+            if not isinstance(t, int | float) or isinstance(t, bool):
+                continue
+            shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": t, "x1": t,
+                           "y0": 0, "y1": 1, "line": {"color": colour, "width": 1,
+                                                      "dash": "dot"}})
+            text = name if len(runs) == 1 else f"{label}: {name}"
+            notes.append({"x": t, "y": 1.0, "xref": "x", "yref": "paper", "text": text,
+                          "showarrow": False, "xanchor": "left", "yanchor": "bottom",
+                          "yshift": 14 * row, "font": {"size": 10, "color": colour}})
+            row += 1
+    return shapes, notes
+
+
+def _layout(title: str, *, height: int = 360, top: int = 50, **kw: Any) -> Layout:
+    return {"title": {"text": title, "x": 0.01}, "height": height,
+            "paper_bgcolor": "white", "plot_bgcolor": "white",
+            "font": {"color": "#2a3f5f"}, "hovermode": "closest",
+            "legend": {"orientation": "h", "y": -0.2},
+            "margin": {"l": 70, "r": 20, "t": top, "b": 40},
+            "xaxis": dict(_AXIS), "yaxis": dict(_AXIS), **kw}
+
+
+def _series_figure(chart: str, runs: Mapping[str, ReportRun]) -> tuple[list[Trace], Layout]:
+    data: list[Trace] = []
+    for k, (label, run) in enumerate(runs.items()):
+        data += _traces(chart, label, run.series, _COLOURS[k % len(_COLOURS)],
+                        first=k == 0)
+    shapes, notes = _marks(runs)
+    layout = _layout(_TITLES[chart], top=60 + 14 * max(len(notes) - 1, 0),
+                     shapes=shapes, annotations=notes, xaxis=_date_axis())
+    if chart == "breakers":
+        layout["yaxis"] = _breaker_axis()
+    if chart == "margin_rates":
+        layout["yaxis"]["tickformat"] = ".2%"
+    if chart in ("liquidations", "adl"):
+        layout["barmode"] = "group"
+    return data, layout
+
+
+_TIMELINE: Final = (
+    ("prices", "price / start (index grey, mark, trade thin)", 0.32),
+    ("liquidations", "liquidated notional per step", 0.17),
+    ("insurance_fund", "insurance fund (cash, dotted: equity)", 0.19),
+    ("adl", "ADL notional per step", 0.16),
+    ("breakers", "breaker state", 0.16))
+
+
+def _stacked(rows: Sequence[tuple[str, float]], gap: float) -> tuple[Layout, list[str]]:
+    """Axes of charts stacked on one shared time axis (top to bottom): the layout's
+    axes and subplot titles, and each row's y-axis name (``y``, ``y2``, ...)."""
+    layout: Layout = {}
+    notes = []
+    total = sum(h for _, h in rows) + gap * (len(rows) - 1)
+    top = 1.0
+    names = []
+    for i, (title, h) in enumerate(rows):
+        n = "" if i == 0 else str(i + 1)
+        lo = max(top - h / total, 0.0)
+        layout[f"yaxis{n}"] = {**_AXIS, "domain": [lo, top], "anchor": f"x{n}"}
+        layout[f"xaxis{n}"] = {**_date_axis(), "anchor": f"y{n}",
+                               "showticklabels": i == len(rows) - 1,
+                               **({"matches": "x"} if i else {})}
+        notes.append({"text": title, "x": 0.0, "xref": "paper", "y": top, "yref": "paper",
+                      "xanchor": "left", "yanchor": "bottom", "showarrow": False,
+                      "font": {"size": 12}})
+        names.append(f"y{n}")
+        top = lo - gap / total
+    layout["annotations"] = notes
+    return layout, names
+
+
+def _timeline(runs: Mapping[str, ReportRun]) -> tuple[list[Trace], Layout]:
+    axes, names = _stacked([(t, h) for _, t, h in _TIMELINE], 0.035)
+    data: list[Trace] = []
+    for k, (label, run) in enumerate(runs.items()):
+        colour = _COLOURS[k % len(_COLOURS)]
+        for r, (chart, _t, _h) in enumerate(_TIMELINE):
+            for tr in _traces(chart, label, run.series, colour, first=k == 0):
+                if chart == "adl" and tr["type"] == "scatter":
+                    continue  # the haircut has its own chart
+                data.append(tr | {"xaxis": "x" + names[r][1:], "yaxis": names[r]})
+    shapes, notes = _marks(runs)
+    layout = _layout(_TITLES["timeline"], height=1000, top=80 + 14 * len(notes),
+                     barmode="group")
+    layout.update(axes)
+    layout["annotations"] = [*axes["annotations"], *notes]
+    layout["shapes"] = shapes
+    layout[f"yaxis{len(_TIMELINE)}"].update(_breaker_axis())
+    return data, layout
+
+
+_RATIO_EDGES: Final = np.append(np.linspace(0.0, 1.2, 49), np.inf)
+_LEV_EDGES: Final = np.append(np.append(0.0, np.geomspace(0.5, 200.0, 41)), np.inf)
+
+
+def _binned(values: Any, edges: Any) -> tuple[Float64Array1D, Float64Array1D,
+                                              Float64Array1D]:
+    """Counts per bin, bin centres and widths (the last, open bin drawn one width wide)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = np.where(np.isnan(v), np.inf, v)
+    counts, _ = np.histogram(v, bins=edges)
+    finite = np.asarray(edges[:-1], dtype=np.float64)
+    width = np.diff(np.append(finite, finite[-1] + (finite[-1] - finite[-2])))
+    return counts.astype(np.float64), finite + width / 2, width
+
+
+def _who(run: ReportRun) -> Mapping[str, Any] | None:
+    who = run.series.extra.get("who_was_hit")
+    return who if isinstance(who, Mapping) else None
+
+
+def _margin_ratio_figure(runs: Mapping[str, ReportRun]) -> tuple[list[Trace], Layout]:
+    data: list[Trace] = []
+    for k, (label, run) in enumerate(runs.items()):
+        who = _who(run)
+        if who is None:
+            continue
+        colour = _COLOURS[k % len(_COLOURS)]
+        low = _iso(float(who["low_ms"]))[11:16]
+        # the start drawn over the low, both see-through: neither hides the other
+        for key, name, opacity in (("margin_ratio_low", f"at the index low ({low})", 0.6),
+                                   ("margin_ratio_start", "at the start", 0.55)):
+            counts, centre, width = _binned(who[key], _RATIO_EDGES)
+            fill = colour if key == "margin_ratio_low" else "#999"
+            data.append(_bars(centre, counts, f"{label} {name}" if len(runs) > 1 else name,
+                              fill, width=_f(width), opacity=opacity))
+    layout = _layout(_TITLES["margin_ratio"], barmode="overlay", shapes=[{
+        "type": "line", "x0": 1, "x1": 1, "y0": 0, "y1": 1, "yref": "paper",
+        "line": {"color": "#a33", "dash": "dot"}}])
+    layout["xaxis"].update(title={"text": "maintenance margin / collateral (1: "
+                                  "liquidated; last bin: >= 120 % or no collateral)"},
+                           tickformat=".0%")
+    layout["yaxis"].update(title={"text": "accounts"}, type="log")
+    return data, layout
+
+
+def _leverage_figure(runs: Mapping[str, ReportRun]) -> tuple[list[Trace], Layout]:
+    data: list[Trace] = []
+    for k, (label, run) in enumerate(runs.items()):
+        who = _who(run)
+        if who is None:
+            continue
+        hit = np.asarray(who["liquidated"], dtype=np.bool_)
+        lev = np.asarray(who["leverage_start"], dtype=np.float64)
+        colour = _COLOURS[k % len(_COLOURS)]
+        for mask, name, col in ((~hit, "survivors", "#bbb"), (hit, "liquidated", colour)):
+            counts, centre, width = _binned(lev[mask], _LEV_EDGES)
+            med = float(np.median(lev[mask])) if mask.any() else float("nan")
+            data.append(_bars(centre, counts, (f"{label} " if len(runs) > 1 else "") +
+                              f"{name} ({int(mask.sum()):,}, median {med:.1f}x)", col,
+                              width=_f(width), opacity=0.75))
+    layout = _layout(_TITLES["leverage"], barmode="overlay")
+    layout["xaxis"].update(title={"text": "leverage at the start (gross notional / equity)"},
+                           type="log")
+    layout["yaxis"].update(title={"text": "accounts"}, type="log")
+    return data, layout
+
+
+def _liquidation_map_figure(runs: Mapping[str, ReportRun]) -> tuple[list[Trace], Layout]:
+    data: list[Trace] = []
+    for k, (label, run) in enumerate(runs.items()):
+        who = _who(run)
+        if who is None:
+            continue
+        rows = who["liquidation_map"]
+        shock = np.array([r["shock"] for r in rows], dtype=np.float64)
+        notional = np.array([float(r["notional_usd"]) for r in rows], dtype=np.float64)
+        accounts = np.array([float(r["accounts"]) for r in rows], dtype=np.float64)
+        prefix = f"{label} " if len(runs) > 1 else ""
+        for side, mask, col in (("price falls (longs)", shock < 0, "#d62728"),
+                                ("price rises (shorts)", shock > 0, "#2ca02c")):
+            data.append(_bars(
+                shock[mask], notional[mask], prefix + side,
+                _COLOURS[k % len(_COLOURS)] if len(runs) > 1 else col,
+                customdata=accounts[mask],
+                hovertemplate="%{x:+.0%}: %{y:,.0f} USD, %{customdata:,} accounts"))
+    layout = _layout(_TITLES["liquidation_map"], barmode="group")
+    layout["xaxis"].update(title={"text": "move of every mark at once, from the start"},
+                           tickformat="+.0%")
+    layout["yaxis"].update(title={"text": "notional then liquidatable (USD)"})
+    return data, layout
+
+
+def _distribution_figure(runs: Mapping[str, ReportRun]) -> tuple[list[Trace], Layout]:
+    data: list[Trace] = []
+    shapes: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    for k, (label, run) in enumerate(runs.items()):
+        per = run.metrics.get("per_path") or []
+        bad = np.array([p["bad_debt"] for p in per], dtype=np.float64)
+        if bad.shape[0] == 0:
+            continue
+        colour = _COLOURS[k % len(_COLOURS)]
+        top = float(bad.max())
+        edges = np.linspace(0.0, top, 31) if top > 0 else np.array([0.0, 1.0])
+        counts, e = np.histogram(bad, bins=edges)
+        data.append(_bars((e[:-1] + e[1:]) / 2, counts, f"{label} paths", colour,
+                          width=_f(np.diff(e)), opacity=0.7))
+        for j, (key, name) in enumerate((("var95_bad_debt", "VaR 95"),
+                                         ("var99_bad_debt", "VaR 99"),
+                                         ("es99_bad_debt", "ES 99"))):
+            v = run.metrics.get(key)
+            if not isinstance(v, int | float):
+                continue
+            shapes.append({"type": "line", "x0": v, "x1": v, "y0": 0, "y1": 1,
+                           "yref": "paper", "line": {"color": colour, "dash": _DASHES[j + 1]}})
+            notes.append({"x": v, "y": 1, "yref": "paper", "showarrow": False,
+                          "yanchor": "bottom", "yshift": 14 * (3 * k + j),
+                          "text": f"{label} {name}: {v:,.2f}", "xanchor": "left",
+                          "font": {"size": 10, "color": colour}})
+    layout = _layout(_TITLES["bad_debt_distribution"], top=60 + 14 * len(notes),
+                     shapes=shapes, annotations=notes, barmode="overlay")
+    layout["xaxis"].update(title={"text": "bad debt of a path (settlement asset)"})
+    layout["yaxis"].update(title={"text": "paths"})
+    return data, layout
+
+
+_FAN_ROWS: Final = (("index", "first market's index / start"),
+                    ("insurance_fund_equity", "insurance fund equity"),
+                    ("liquidated", "cumulative liquidated notional"),
+                    ("bad_debt", "bad debt (cumulative)"))
+
+
+def _fan_series(s: StepSeries, key: str) -> Float64Array1D:
+    if key == "index":
+        x = next(iter(s.index.values()))
+        return x / x[0] if x.shape[0] and x[0] > 0 else x
+    if key == "liquidated":
+        return np.cumsum(s.liq_notional)
+    return _f(getattr(s, key))
+
+
+def _fan_figure(runs: Mapping[str, ReportRun]) -> tuple[list[Trace], Layout]:
+    axes, names = _stacked([(t, 1.0) for _, t in _FAN_ROWS], 0.12)
+    data: list[Trace] = []
+    for k, (label, run) in enumerate(runs.items()):
+        if len(run.paths) < 2:
+            continue
+        colour = _COLOURS[k % len(_COLOURS)]
+        x = _x(max(run.paths, key=lambda p: p.ts_ms.shape[0]))
+        for r, (key, _title) in enumerate(_FAN_ROWS):
+            on = {"xaxis": "x" + names[r][1:], "yaxis": names[r]}
+            q = fan([_fan_series(p, key) for p in run.paths])
+            show = r == 0
+            for lo, hi, alpha, name in ((0, 4, 0.15, "5-95 %"), (1, 3, 0.3, "25-75 %")):
+                data.append(_line(x, q[lo], f"{label} {QUANTILES[lo]:.0%}", colour,
+                                  group=f"{label}{name}", show=False, width=0) | on)
+                data.append(_line(x, q[hi], f"{label} {name} of paths", colour,
+                                  group=f"{label}{name}", show=show, width=0) | on | {
+                                      "fill": "tonexty", "fillcolor": _rgba(colour, alpha)})
+            data.append(_line(x, q[2], f"{label} median", colour, group=f"{label}med",
+                              show=show) | on)
+            data.append(_line(_x(run.series), _fan_series(run.series, key),
+                              f"{label} path 0 (the timeline's)", colour, dash="dot",
+                              group=f"{label}p0", show=show) | on)
+    layout = _layout(_TITLES["fan"], height=920, top=70)
+    layout.update(axes)
+    return data, layout
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """A chart of the page: its id, the section it sits in, its traces and layout."""
+
+    chart: str
+    section: str
+    data: list[Trace]
+    layout: Layout
+
+
+def figures(runs: Mapping[str, ReportRun]) -> list[Figure]:
+    """Return the page's charts, in page order."""
+    out = [Figure("timeline", "timeline", *_timeline(runs))]
+    if any(_who(r) is not None for r in runs.values()):
+        out += [Figure("margin_ratio", "who", *_margin_ratio_figure(runs)),
+                Figure("leverage", "who", *_leverage_figure(runs)),
+                Figure("liquidation_map", "who", *_liquidation_map_figure(runs))]
+    if any(r.metrics.get("per_path") for r in runs.values()):
+        out.append(Figure("bad_debt_distribution", "monte-carlo",
+                          *_distribution_figure(runs)))
+    if any(len(r.paths) > 1 for r in runs.values()):
+        out.append(Figure("fan", "monte-carlo", *_fan_figure(runs)))
+    out += [Figure(c, "series", *_series_figure(c, runs)) for c in CHARTS]
+    return out
+
+
+def _typed(obj: Any) -> Any:
+    """JSON for a numpy array: a plotly.js typed array (float64, little-endian, base64);
+    non-finite values become ``NaN`` (plotly.js leaves a gap)."""
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj, dtype="<f8")
+        return {"dtype": "f8", "bdata": base64.b64encode(arr.tobytes()).decode("ascii"),
+                **({"shape": f"{arr.shape[0]}, {arr.shape[1]}"} if arr.ndim == 2 else {})}
+    if isinstance(obj, np.integer | np.floating):
+        return obj.item()
+    raise TypeError(f"not JSON: {type(obj).__name__}")
+
+
+def _plot_html(f: Figure) -> str:
+    data = json.dumps(f.data, default=_typed, separators=(",", ":"))
+    layout = json.dumps(f.layout, default=_typed, separators=(",", ":"), allow_nan=False)
+    config = json.dumps({"displaylogo": False, "responsive": True})
+    # the JSON sits in a <script>: "</" would end it
+    data, layout = data.replace("</", "<\\/"), layout.replace("</", "<\\/")
+    return (f"<section class='chart' data-chart='{f.chart}'><div id='chart-{f.chart}' "
+            f"class='plotly-graph-div' style='height:{int(f.layout['height'])}px;"
+            f"width:100%'></div><script type='text/javascript'>"
+            # drawn once the page is laid out: a chart in a grid measured while the page
+            # is still parsing would take the whole row and overflow its cell
+            f"document.addEventListener(\"DOMContentLoaded\",()=>Plotly.newPlot("
+            f"\"chart-{f.chart}\",{data},{layout},{config}));</script></section>")
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _asset(metrics: Mapping[str, Any]) -> str:
+    return str(metrics.get("settle_asset") or "")
+
+
+def _spread(metrics: Mapping[str, Any], key: str, unit: Unit) -> str:
+    q = (metrics.get("quantiles") or {}).get(key)
+    if not q:
+        return ""
+    asset = _asset(metrics)
+    return (f"<span class='spread'>5-95 % of paths: {_esc(format_value(q['p05'], unit, asset))}"
+            f" to {_esc(format_value(q['p95'], unit, asset))}</span>")
+
+
+def _verdict_html(runs: Mapping[str, ReportRun], thresholds: Mapping[str, float]) -> str:
+    lines = []
+    for label, run in runs.items():
+        checks = verdict(run.metrics, thresholds)
+        ok = all(c.ok for c in checks)
+        parts = []
+        for c in checks:
+            if c.value is None and c.limit is None:
+                parts.append(f"{'✓' if c.ok else '✗'} {_esc(c.name)}")
+                continue
+            val = format_value(c.value, c.unit, _asset(run.metrics))
+            lim = format_value(c.limit, c.unit, _asset(run.metrics))
+            parts.append(f"<span class='{'ok' if c.ok else 'bad'}'>{'✓' if c.ok else '✗'} "
+                         f"{_esc(c.name)} {_esc(val)} {'≤' if c.ok else '>'} {_esc(lim)}"
+                         "</span>")
+        lines.append(f"<div class='verdict {'pass' if ok else 'fail'}' "
+                     f"data-venue='{_esc(label)}' data-pass='{str(ok).lower()}'>"
+                     f"<b>{_esc(label)}: {'PASS' if ok else 'FAIL'}</b> — "
+                     f"{'; '.join(parts)}</div>")
+    basis = ("the 95th percentile over paths" if any(
+        r.metrics.get("quantiles") for r in runs.values()) else "the run's figures")
+    src = ("thresholds from the scenario's [report] table" if thresholds else
+           "no [report] thresholds in the scenario: solvency only (bad debt 0)")
+    return (f"<section id='verdict'>{''.join(lines)}<p class='note'>Checked: {basis}; "
+            f"{_esc(src)}.</p></section>")
+
+
+def _headline_html(runs: Mapping[str, ReportRun]) -> str:
+    head = "<tr><th>figure</th>" + "".join(
+        f"<th>{_esc(v)}</th>" for v in runs) + "<th class='meaning'>meaning</th></tr>"
+    rows = []
+    figs = {label: headline(r.metrics) for label, r in runs.items()}
+    for key, name, unit, meaning in HEADLINE:
+        cells = []
+        for label, run in runs.items():
+            value = figs[label][key]
+            text = format_value(value, unit, _asset(run.metrics))
+            cells.append(f"<td class='figure' data-venue='{_esc(label)}' "
+                         f"data-key='{key}'><span class='value'>{_esc(text)}</span>"
+                         f"{_spread(run.metrics, key, unit)}</td>")
+        rows.append(f"<tr><th class='name'>{_esc(name)}</th>{''.join(cells)}"
+                    f"<td class='meaning'>{_esc(meaning)}</td></tr>")
+    return f"<table class='headline'>{head}{''.join(rows)}</table>"
+
+
+def _markets(metrics: Mapping[str, Any]) -> list[str]:
+    return list((metrics.get("price_drawdown") or {}).keys())
+
+
+def _per_market_html(runs: Mapping[str, ReportRun]) -> str:
+    head = ("<tr><th>venue</th><th>market</th><th>open interest at the start</th>"
+            "<th>liquidated notional</th><th>liquidated share</th><th>ADL notional</th>"
+            "<th>index drawdown</th><th>trade price drawdown</th>"
+            "<th>cascade amplification</th><th>time not in normal state</th></tr>")
+    rows = []
+    for label, run in runs.items():
+        m = run.metrics
+        asset = _asset(m)
+        for market in _markets(m):
+            oi = (m.get("open_interest_start_by_market") or {}).get(market)
+            liq = (m.get("liquidated_notional_by_market") or {}).get(market)
+            share = liq / oi if isinstance(oi, float | int) and oi > 0 and liq is not None \
+                else None
+            breaker = (m.get("breaker_time_ms") or {}).get(market) or {}
+            abnormal = sum(float(v) for s, v in breaker.items() if s != "normal") \
+                if breaker else None
+            cells = [format_value(oi, "amount", asset), format_value(liq, "amount", asset),
+                     format_value(share, "share"),
+                     format_value((m.get("adl_notional_by_market") or {}).get(market),
+                                  "amount", asset),
+                     format_value(m["price_drawdown"].get(market), "share"),
+                     format_value((m.get("trade_price_drawdown") or {}).get(market), "share"),
+                     format_value((m.get("cascade_amplification_by_market") or {}).get(
+                         market), "ratio"),
+                     format_value(abnormal, "duration")]
+            rows.append(f"<tr><td>{_esc(label)}</td><td>{_esc(market)}</td>" + "".join(
+                f"<td>{_esc(c)}</td>" for c in cells) + "</tr>")
+    return f"<table class='markets'>{head}{''.join(rows)}</table>"
+
+
+def _all_metrics_html(runs: Mapping[str, ReportRun]) -> str:
+    from solvency.sim.metrics import flatten
+
+    flat = {label: flatten({k: v for k, v in r.metrics.items() if k not in _HIDDEN})
+            for label, r in runs.items()}
+    keys: dict[str, None] = {}
+    for f in flat.values():
+        for k in f:
+            keys.setdefault(k, None)
+    grouped: dict[str, list[tuple[str, str, Unit]]] = {g: [] for g, _ in GROUPS}
+    grouped["Other"] = []
+    order = {k: i for i, (k, *_r) in enumerate(r for _, rows in GROUPS for r in rows)}
+    for k in sorted(keys, key=lambda k: (order.get(k.partition(".")[0], 10**6), k)):
+        group, label, unit = label_of(k)
+        grouped[group].append((k, label, unit))
+    parts = []
+    for group, items in grouped.items():
+        if not items:
+            continue
+        head = "<tr><th>metric</th>" + "".join(f"<th>{_esc(v)}</th>" for v in runs) + \
+            "<th>key in metrics.json</th></tr>"
+        body = "".join(
+            f"<tr><td>{_esc(label)}</td>" + "".join(
+                f"<td>{_esc(format_value(flat[v].get(k), unit, _asset(runs[v].metrics)))}"
+                "</td>" for v in runs) + f"<td><code>{_esc(k)}</code></td></tr>"
+            for k, label, unit in items)
+        parts.append(f"<h3>{_esc(group)}</h3><table class='all'>{head}{body}</table>")
+    return (f"<details id='all-metrics'><summary>All metrics ({len(keys)}), grouped, with "
+            "units (the glossary: docs/stress_lab.md)</summary>"
+            f"{''.join(parts)}</details>")
+
+
+def _facts(runs: Mapping[str, ReportRun]) -> str:
+    first = next(iter(runs.values()))
+    s, m = first.series, first.metrics
+    span = (f"{_iso(float(s.ts_ms[0]))} to {_iso(float(s.ts_ms[-1]))}"
+            if s.ts_ms.shape[0] else "")
+    seeds = m.get("seed_market")
+    text = (f"{len(runs)} venue{'s' if len(runs) > 1 else ''} ({', '.join(runs)}); "
+            f"{format_value(m.get('accounts'), 'count')} accounts, "
+            f"{format_value(m.get('positions'), 'count')} positions; {span}; "
+            f"{format_value(m.get('points'), 'count')} points; population seed "
+            f"{m.get('seed_population')}; amounts in {_asset(m)}.")
+    if m.get("paths"):
+        shown = seeds[0] if isinstance(seeds, list) and seeds else seeds
+        text += (f" Monte Carlo: {m['paths']} paths (market seeds "
+                 f"{format_value(seeds, 'text')}): every figure is the mean over paths, "
+                 f"with 5-95 % of paths under it; the timeline and series charts show "
+                 f"path 0 (market seed {shown}); the fan charts show every path.")
+    return f"<p class='facts'>{_esc(text)}</p>"
+
+
+_STYLE: Final = (
+    "body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222;max-width:1400px}"
+    "h1{font-size:1.5em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}"
+    "table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;"
+    "padding:4px 9px;text-align:right;vertical-align:top}th.name,td:first-child{text-align:"
+    "left}td.meaning,th.meaning{text-align:left;color:#555;font-size:.9em;max-width:34em}"
+    "td.figure .value{font-size:1.15em;font-weight:600;white-space:nowrap}"
+    ".spread{display:block;font-size:.8em;color:#666;white-space:nowrap}"
+    ".verdict{padding:.5em .8em;margin:.3em 0;border-radius:4px}"
+    ".verdict.pass{background:#dff3df;border:1px solid #8c8}"
+    ".verdict.fail{background:#f8dddd;border:1px solid #c88}.verdict .bad{color:#a00}"
+    ".note,.facts{color:#555;font-size:.9em}details summary{cursor:pointer;font-weight:600;"
+    "margin:1em 0}code{font-size:.85em;color:#555}.grid{display:grid;"
+    "grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:.5em}"
+    # a grid item is as wide as its content by default: plotly's SVG would overflow it
+    ".grid>section{min-width:0;overflow:hidden}")
+
+
+def write_report(path: str | Path, *, title: str,
+                 runs: Mapping[str, StepSeries | ReportRun],
+                 metrics: Mapping[str, Mapping[str, Any]] | None = None,
+                 description: str = "", thresholds: Mapping[str, float] | None = None,
                  bad_debt_paths: Mapping[str, Sequence[float]] | None = None) -> Path:
     """Write the report and return its path.
 
@@ -157,37 +1003,55 @@ def write_report(path: str | Path, *, title: str, runs: Mapping[str, StepSeries]
         Output file (parent folders are created).
     title, description : str
         Page heading and a line under it.
-    runs : Mapping[str, StepSeries]
-        Label (venue) -> series drawn; several are overlaid.
-    metrics : Mapping[str, Mapping[str, Any]]
-        Label -> summary metrics for the table (scalars are shown).
+    runs : Mapping[str, ReportRun or StepSeries]
+        Label (venue) -> what is drawn; several are side by side and overlaid. A bare
+        ``StepSeries`` takes its metrics from ``metrics``.
+    metrics : Mapping[str, Mapping[str, Any]] or None
+        Label -> metrics, for runs given as bare series.
+    thresholds : Mapping[str, float] or None
+        The scenario's ``[report]`` thresholds (:attr:`Scenario.report`).
     bad_debt_paths : Mapping[str, Sequence[float]] or None
-        Label -> bad debt of each Monte Carlo path (adds a histogram).
+        Not used: the distribution is read from each summary's ``per_path`` (kept for
+        callers of the former signature).
 
     Raises
     ------
     ValueError
-        If ``runs`` is empty.
+        If ``runs`` is empty or a bare series has no metrics.
     """
+    del bad_debt_paths
     if not runs:
         raise ValueError("report: no runs")
-    figs = [(c, _figure(c, runs)) for c in CHARTS]
-    if bad_debt_paths:
-        figs.append(("bad_debt_distribution", _histogram(bad_debt_paths)))
-    divs = []
-    for chart, fig in figs:
-        body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{chart}",
-                           config={"displaylogo": False})
-        divs.append(f"<section class='chart' data-chart='{chart}'>{body}</section>")
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "td:first-child{text-align:left}")
-    charts_json = html.escape(json.dumps([c for c, _ in figs]))
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-           f"</title><style>{style}</style><script type='text/javascript'>{get_plotlyjs()}"
-           f"</script></head><body data-charts='{charts_json}'><h1>{html.escape(title)}</h1>"
-           f"<p>{html.escape(description)}</p>{_table(metrics)}{''.join(divs)}"
-           "</body></html>")
+    full: dict[str, ReportRun] = {}
+    for label, r in runs.items():
+        if isinstance(r, ReportRun):
+            full[label] = r
+        elif metrics is None or label not in metrics:
+            raise ValueError(f"report: no metrics for {label!r}")
+        else:
+            full[label] = ReportRun(metrics=metrics[label], series=r)
+    figs = figures(full)
+    divs: dict[str, list[str]] = {}
+    for f in figs:
+        divs.setdefault(f.section, []).append(_plot_html(f))
+    charts_json = _esc(json.dumps([f.chart for f in figs]))
+    mc = ("<h2>Monte Carlo</h2>" + "".join(divs["monte-carlo"])
+          if "monte-carlo" in divs else "")
+    who = ("<h2>Who was hit</h2><p class='note'>Accounts holding positions at the start "
+           "and at the first market's index low (read from the engine's book); the "
+           "liquidation map re-margins the starting book at shocked marks with the "
+           "engine's own kernels (the risk report's liquidations at risk).</p>"
+           f"<div class='grid'>{''.join(divs['who'])}</div>" if "who" in divs else "")
+    doc = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{_esc(title)}</title><style>{_STYLE}</style>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
+        f"<body data-charts='{charts_json}'><h1>{_esc(title)}</h1>"
+        f"<p>{_esc(description)}</p>{_facts(full)}"
+        f"{_verdict_html(full, thresholds or {})}<h2>Headline</h2>{_headline_html(full)}"
+        f"{''.join(divs['timeline'])}{who}<h2>Per market</h2>{_per_market_html(full)}"
+        f"{mc}<h2>Each series</h2>{''.join(divs['series'])}"
+        f"<h2>All metrics</h2>{_all_metrics_html(full)}</body></html>")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(doc, encoding="utf-8")

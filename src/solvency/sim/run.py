@@ -38,16 +38,28 @@ import numpy as np
 
 from solvency.adapters.ohlcv import OhlcvError
 from solvency.core.ledger.ledger import INSURANCE
-from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_IM, S_IM, S_MM, S_ROW, S_VALUE
+from solvency.core.margin.kernels import (
+    MKI_SETTLE,
+    OUT_COLLATERAL,
+    OUT_EQUITY,
+    OUT_IM,
+    OUT_MM,
+    S_IM,
+    S_MARKET,
+    S_MM,
+    S_ROW,
+    S_VALUE,
+)
 from solvency.core.model.events import Deposit, Price
 from solvency.core.model.venue import Venue
 from solvency.core.typing import Float64Array1D
 from solvency.engine.breakers import STATES
 from solvency.engine.engine import Engine, EngineError
 from solvency.engine.liquidation import BAD_DEBT, INSURANCE_ROW
+from solvency.engine.summary import liquidations_at_risk
 from solvency.sim.agents import Agents
 from solvency.sim.market import ImpactLiquidity
-from solvency.sim.metrics import StepSeries, bad_debt_var, summarize
+from solvency.sim.metrics import StepSeries, bad_debt_var, flatten, summarize, summarize_paths
 from solvency.sim.oracle_feed import OracleFeed
 from solvency.sim.paths import MS_PER_YEAR, PathSet, ReplaySpec, simulate_assets
 from solvency.sim.population import Population, generate_population, load_population
@@ -106,9 +118,13 @@ class MonteCarloResult:
     runs : list of RunResult
         One per path, in seed order.
     summary : dict
-        Means of the per-run metrics, ``conserved`` of all runs, ``paths`` and
-        ``var95_bad_debt``, ``var99_bad_debt``, ``mean_bad_debt``, ``max_bad_debt``,
-        ``p_bad_debt`` (:func:`solvency.sim.metrics.bad_debt_var`).
+        Every metric of a run, each the mean over paths
+        (:func:`solvency.sim.metrics.summarize_paths`; ``seed_market``: the list of
+        seeds), ``quantiles`` (5 ... 95 % of each numeric metric over paths), ``per_path``
+        (each path's metrics, dotted keys: the columns of a sweep's CSV), ``paths``,
+        ``statistic`` and the bad-debt VaR and ES (``var95_bad_debt``, ``var99_bad_debt``,
+        ``es95_bad_debt``, ``es99_bad_debt``, ``mean_bad_debt``, ``max_bad_debt``,
+        ``p_bad_debt``: :func:`solvency.sim.metrics.bad_debt_var`).
     """
 
     runs: list[RunResult]
@@ -229,11 +245,15 @@ class _Recorder:
                     continue
                 s.liq_count[k] += 1
                 s.liq_notional[k] += float(e.size) * float(e.price)
+                if e.market in s.liq_notional_market:
+                    s.liq_notional_market[e.market][k] += float(e.size) * float(e.price)
                 self.liquidated_rows.add(e.account)
             elif kind == "adl":
                 size, price = float(e.size), float(e.price)
                 s.adl_count[k] += 1
                 s.adl_notional[k] += size * price
+                if e.market in s.adl_notional_market:
+                    s.adl_notional_market[e.market][k] += size * price
                 cp_side = -self.side.get((e.account, e.market), 0)
                 mark = float(book.mk[book.market_index[e.market], 3])  # the mark now
                 haircut += max(0.0, cp_side * (mark - price) * size)
@@ -268,6 +288,8 @@ class _Recorder:
             s.im_rate[m][k] = im / notional if notional > 0 else 0.0
             im_total += im / self.scale
             notional_total += notional / self.scale
+            if m in s.notional_market:
+                s.notional_market[m][k] = notional / self.scale
             s.index[m][k] = index[m]
             priced = m in liq.specs
             s.trade[m][k] = liq.trade_price(m, index[m]) if priced else index[m]
@@ -275,6 +297,46 @@ class _Recorder:
             s.breaker[m][k] = _SEVERITY.get(str(eng.feeds.breakers.state(m)), 0)
         s.im_locked[k] = im_total
         s.notional[k] = notional_total
+
+
+LIQUIDATION_MAP_SHOCKS: tuple[float, ...] = (
+    -0.30, -0.25, -0.20, -0.18, -0.16, -0.14, -0.12, -0.10, -0.08, -0.06, -0.04, -0.02,
+    0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14, 0.16, 0.18, 0.20, 0.25, 0.30)
+"""Moves of every mark at once in the liquidation map a run records at its start."""
+
+
+def _rows_snapshot(engine: Engine) -> dict[str, Any]:
+    """Every user row holding a position, read from the book (nothing recomputed): its
+    name, margin ratio (maintenance margin / collateral, the liquidator's trigger at 1;
+    ``inf`` without positive collateral) and leverage (gross notional / equity, ``inf``
+    without positive equity), all in USD as :meth:`Book.aggregate` values them."""
+    book = engine.book
+    n = len(book.rows)
+    rows = np.flatnonzero(~book.row_system[:n] & (book.row_nslots[:n] > 0))
+    out = book.aggregate(rows)
+    live = np.flatnonzero(book.st[: book.n_slots, S_ROW] >= 0)
+    a = book.mki[book.st[live, S_MARKET], MKI_SETTLE]
+    usd = np.abs(book.st[live, S_VALUE]) / book.ascale[a] * book.asset_price[a]
+    notional = np.bincount(book.st[live, S_ROW], weights=usd, minlength=n)[rows]
+    coll, eq = out[:, OUT_COLLATERAL], out[:, OUT_EQUITY]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(coll > 0, out[:, OUT_MM] / coll, np.inf)
+        lev = np.where(eq > 0, notional / eq, np.inf)
+    return {"rows": [book.rows[int(r)].name for r in rows], "margin_ratio": ratio,
+            "leverage": lev, "notional": notional}
+
+
+def _who_was_hit(start: dict[str, Any], low: dict[str, Any] | None, low_ms: int,
+                 liquidated: set[str], liq_map: list[dict[str, Any]]) -> dict[str, Any]:
+    hit = np.array([r in liquidated for r in start["rows"]], dtype=np.bool_)
+    return {"margin_ratio_start": start["margin_ratio"],
+            "margin_ratio_low": (low or start)["margin_ratio"], "low_ms": low_ms,
+            "leverage_start": start["leverage"], "liquidated": hit,
+            "notional_start": start["notional"],
+            "liquidation_map": [{"shock": s, **{k: v for k, v in row.items()
+                                                if k != "shock"}}
+                                for s, row in zip(LIQUIDATION_MAP_SHOCKS, liq_map,
+                                                  strict=True)]}
 
 
 def _tick_round(price: float, tick: Decimal) -> Decimal:
@@ -418,6 +480,13 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
     for m in markets:
         series.mark[m][0] = float(pop.marks[m])
     rec.state(0, model, {m: float(prices[m][0]) for m in markets})
+    # who was hit: the rows at the start and at the first market's index low, and the
+    # liquidation map at the start (the risk report's liquidations at risk: the engine's
+    # kernels on scratch copies, the book untouched)
+    snap_start = _rows_snapshot(engine)
+    liq_map = liquidations_at_risk(engine, LIQUIDATION_MAP_SHOCKS)[1:]
+    k_low = int(np.argmin(prices[markets[0]]))
+    snap_low: dict[str, Any] | None = None
     violation = ""
     flat = _FlatWatch(engine)
     n = ts.shape[0]
@@ -447,6 +516,8 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         rec.events(k, crew.after_prices(now, index), fund_start)
         crew.record(k, series)
         rec.state(k, model, index)
+        if k == k_low:
+            snap_low = _rows_snapshot(engine)
         if series.insurance_fund[k] < 0:
             violation = f"insurance fund negative at {now}: {series.insurance_fund[k]}"
         elif k % scenario.verify_every == 0 or k == n - 1:
@@ -460,6 +531,8 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         violation = _check_invariants(engine)
     metrics = summarize(series, conserved=not violation,
                         accounts_liquidated=len(rec.liquidated_rows))
+    series.extra["who_was_hit"] = _who_was_hit(snap_start, snap_low, int(ts[k_low]),
+                                               rec.liquidated_rows, liq_map)
     metrics.update({
         "scenario": scenario.name, "venue": v.name, "seed_market": (
             scenario.seed_market if seed is None else seed),
@@ -500,9 +573,7 @@ def run_compare(scenario: Scenario, venues: Sequence[str], *,
             for name in venues}
 
 
-_MEAN_KEYS = ("liquidations", "accounts_liquidated", "liquidated_notional", "bad_debt",
-              "insurance_fund_min", "insurance_fund_drawdown", "adl_count", "adl_notional",
-              "adl_haircut", "adl_overshoot", "capital_efficiency", "max_accounts_at_risk")
+_PER_RUN_ONLY = frozenset({"wall_s", "engine_state_hash", "engine_section_hashes"})
 
 
 def run_monte_carlo(scenario: Scenario, n_paths: int, *, venue: str | None = None,
@@ -519,19 +590,15 @@ def run_monte_carlo(scenario: Scenario, n_paths: int, *, venue: str | None = Non
     runs = [run_scenario(scenario, venue=venue, seed=scenario.seed_market + i,
                          progress=progress) for i in range(n_paths)]
     bad = np.array([r.metrics["bad_debt"] for r in runs], dtype=np.float64)
-    summary: dict[str, Any] = {k: float(np.mean([r.metrics[k] for r in runs]))
-                               for k in _MEAN_KEYS}
-    amps = [r.metrics["cascade_amplification"] for r in runs]
-    summary["cascade_amplification"] = (float(np.mean(amps)) if all(
-        a is not None for a in amps) else None)
-    summary["conserved"] = all(r.metrics["conserved"] for r in runs)
+    per_path = [{k: v for k, v in r.metrics.items() if k not in _PER_RUN_ONLY}
+                for r in runs]
+    summary = summarize_paths(per_path)
+    summary["wall_s"] = float(sum(r.metrics["wall_s"] for r in runs))
+    summary["seed_market"] = [r.seed_market for r in runs]
     summary["paths"] = n_paths
     summary["statistic"] = "mean over paths"
     summary.update(bad_debt_var(bad))
     summary["scenario"] = scenario.name
     summary["venue"] = runs[0].venue
-    summary["per_path"] = [{"seed_market": r.seed_market, "bad_debt": r.metrics["bad_debt"],
-                            "liquidations": r.metrics["liquidations"],
-                            "insurance_fund_min": r.metrics["insurance_fund_min"],
-                            "conserved": r.metrics["conserved"]} for r in runs]
+    summary["per_path"] = [flatten(p) for p in per_path]
     return MonteCarloResult(runs=runs, summary=summary)

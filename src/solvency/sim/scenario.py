@@ -29,6 +29,8 @@ File format (every key is documented in ``docs/stress_lab.md``)::
                  duration = "10m"}]    optional: marks reach the engine as oracle reports
                                      (solvency.sim.oracle_feed), so the guard and the
                                      breakers run; absent: marks are price events
+    [report]     fund_used_max = 0.5, bad_debt_max = 0, ...   optional: the thresholds of
+                                     the report's verdict (docs/stress_lab.md)
 
 Relative file paths (``source`` of replay and bootstrap markets, ``book_depth`` of a
 liquidity section) are resolved when a run needs them: against the current directory,
@@ -47,7 +49,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from solvency.adapters.ohlcv import OhlcvError, parse_interval_ms
 from solvency.core.model.events import EventError, parse_ts_ms
@@ -378,6 +380,18 @@ class _Oracle(BaseModel):
     stale: Duration | None = None
 
 
+class _Report(BaseModel):
+    """``[report]``: the thresholds of the report's verdict (each optional)."""
+
+    model_config = _STRICT
+    bad_debt_max: float | None = Field(default=None, ge=0)
+    fund_used_max: float | None = Field(default=None, ge=0, le=1)
+    liquidated_share_max: float | None = Field(default=None, ge=0, le=1)
+    accounts_liquidated_max: float | None = Field(default=None, ge=0, le=1)
+    adl_notional_max: float | None = Field(default=None, ge=0)
+    cascade_amplification_max: float | None = Field(default=None, ge=1)
+
+
 class _File(BaseModel):
     model_config = _STRICT
     name: str
@@ -393,6 +407,7 @@ class _File(BaseModel):
     liquidity: dict[str, _Liquidity] = {}
     agents: _Agents = _Agents()
     oracle: _Oracle | None = None
+    report: _Report = _Report()
 
 
 # ============================================================================ scenario
@@ -439,6 +454,11 @@ class Scenario:
     oracle : OracleFeedSpec or None
         Oracle sources (:mod:`solvency.sim.oracle_feed`); ``None``: marks are ``price``
         events.
+    report : Mapping[str, float]
+        ``[report]`` thresholds the report's verdict checks (only those set):
+        ``bad_debt_max`` (settlement asset), ``fund_used_max``, ``liquidated_share_max``,
+        ``accounts_liquidated_max`` (shares, 0 to 1), ``adl_notional_max``,
+        ``cascade_amplification_max`` (see docs/stress_lab.md).
     """
 
     name: str
@@ -462,6 +482,7 @@ class Scenario:
     agents: AgentsSpec = field(default_factory=AgentsSpec)
     seed_agents: int = 3
     oracle: OracleFeedSpec | None = None
+    report: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def markets(self) -> tuple[str, ...]:
@@ -851,7 +872,8 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
         seed_market=f.seeds.market, seed_population=f.seeds.population,
         verify_every=f.run.verify_every, vol_window=f.run.vol_window, base_dir=base_dir,
         agents=_agents(f.agents, source), seed_agents=f.seeds.agents,
-        oracle=_oracle(f.oracle, source))
+        oracle=_oracle(f.oracle, source),
+        report={k: float(v) for k, v in f.report.model_dump().items() if v is not None})
     try:
         venue_obj = scenario.venue()
     except ScenarioError as exc:
