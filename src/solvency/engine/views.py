@@ -14,6 +14,7 @@ book re-derives anyway) and answer with plain JSON-able data.
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +25,10 @@ from solvency.core.margin.kernels import (
     OUT_EQUITY,
     OUT_IM,
     OUT_MM,
+    S_IM,
     S_LOTS,
+    S_MARKET,
+    S_MM,
     S_VALUE,
 )
 from solvency.core.options import black76_greeks
@@ -54,27 +58,42 @@ def account_view(state: EngineState, account: str, *, horizon_days: float = 1.0)
     book's size, except for each position's ADL rank, which depends on every holder of
     its market: :func:`adl_rank_of` computes a market's ranks once per state change
     (vectorized over its holders) and answers from that table until the next one.
+
+    Written for a few rows and positions (issue 26: under 50 us): one gather of the
+    account's slot and row records into Python lists, one call of each kernel, and no
+    numpy operation per position.
     """
     rows = state.rows_of(account)
     if not rows:
         raise KeyError(account)
     book = state.book
     arr = np.array(rows, dtype=np.int64)
-    out = book.remargin_rows(arr)
-    pm_rows = arr[~np.isnan(book.pm[arr, 0])]
-    if pm_rows.shape[0]:
-        state.refresh_pm(pm_rows)
-        out = book.aggregate(arr)
-    positions = _position_views(state, rows, horizon_days)
+    row_of_slot: list[int] = []
+    slot_list: list[int] = []
+    for r in rows:
+        slots = book.row_slots(r)
+        row_of_slot.extend([r] * len(slots))
+        slot_list.extend(slots)
+    slot_arr = np.array(slot_list, dtype=np.int64)
+    if slot_list:
+        book.refresh(slot_arr)
+    pm = book.pm
+    pm_rows = [r for r in rows if not math.isnan(pm[r, 0])]
+    if pm_rows:
+        state.refresh_pm(np.array(pm_rows, dtype=np.int64))
+    out = book.aggregate(arr)
+    positions = _position_views(state, row_of_slot, slot_list, slot_arr, horizon_days)
     n_a = len(book.asset_names)
-    cash = [sum(state.ledger.balance(book.rows[r].ledger_id, sym) for r in rows)
-            for sym in book.asset_names]
-    pos_value = book.row_int[arr, n_a:2 * n_a].sum(axis=0).tolist()
+    ledger_ids = [book.rows[r].ledger_id for r in rows]
+    balance = state.ledger.balance
+    row_sums = book.row_int[arr, n_a:2 * n_a].tolist()
     settles = {p["settle"] for p in positions}
     equity: dict[str, str] = {}
     for a, sym in enumerate(book.asset_names):
-        if cash[a] or sym in settles:
-            equity[sym] = format_number((cash[a] + int(pos_value[a])) / book.asset_scale[a])
+        cash = sum(balance(lid, sym) for lid in ledger_ids)
+        if cash or sym in settles:
+            pos_value = sum(v[a] for v in row_sums)
+            equity[sym] = format_number((cash + pos_value) / book.asset_scale[a])
     # one reduction for the four columns (an account has a few rows: summed in order)
     totals = out.sum(axis=0).tolist()
     coll, mm, im = totals[OUT_COLLATERAL], totals[OUT_MM], totals[OUT_IM]
@@ -93,57 +112,59 @@ def account_view(state: EngineState, account: str, *, horizon_days: float = 1.0)
     }
 
 
-def _position_views(state: EngineState, rows: list[int],
-                    horizon_days: float) -> list[dict[str, Any]]:
-    """The position entries of :func:`account_view`, sorted by (row, market)."""
-    book = state.book
-    row_list: list[int] = []
-    slot_list: list[int] = []
-    for r in rows:
-        slots = book.row_slots(r)
-        row_list.extend([r] * len(slots))
-        slot_list.extend(slots)
+def _position_views(state: EngineState, row_list: list[int], slot_list: list[int],
+                    slot_arr: Any, horizon_days: float) -> list[dict[str, Any]]:
+    """The position entries of :func:`account_view` (slot ``slot_list[i]`` of row
+    ``row_list[i]``), sorted by (row, market)."""
     if not slot_list:
         return []
+    book = state.book
     row_arr = np.array(row_list, dtype=np.int64)
-    slot_arr = np.array(slot_list, dtype=np.int64)
     liq = book.liquidation_prices(row_arr, slot_arr)
-    markets = book.slot_market[slot_arr].tolist()
-    lots = book.slot_lots[slot_arr]
+    records = book.st[slot_arr].tolist()  # market, row, lots, ..., value, im, mm
+    costs = book.slot_cost[slot_arr].tolist()
+    markets = [rec[S_MARKET] for rec in records]
     vols = [volatility(state, m) for m in markets]
     prob = liquidation_probability_driftless(
         np.array([float(book.marks[m] or 0) for m in markets]), liq,
-        np.where(lots > 0, 1.0, -1.0), np.array(vols), horizon_days / 365.0)
+        np.array([1.0 if rec[S_LOTS] > 0 else -1.0 for rec in records]), np.array(vols),
+        horizon_days / 365.0).tolist()
+    liq_list = liq.tolist()
     positions = []
     for i, (r, s, m) in enumerate(zip(row_list, slot_list, markets, strict=True)):
-        view = _position_view(state, r, s, float(liq[i]), vols[i], float(prob[i]))
+        view = _position_view(state, r, records[i], costs[i], liq_list[i], vols[i],
+                              prob[i])
         view["adl_rank"] = adl_rank_of(state, m, s)
         positions.append(view)
-    positions.sort(key=lambda p: (p["row"], p["market"]))
+    if len(positions) > 1:
+        positions.sort(key=lambda p: (p["row"], p["market"]))
     return positions
 
 
-def _position_view(state: EngineState, r: int, s: int, liq: float, vol: float,
-                   prob: float) -> dict[str, Any]:
-    """One position of :func:`account_view`: size, prices, margin, PnL, liquidation."""
+def _position_view(state: EngineState, r: int, rec: list[int], cost_q: int, liq: float,
+                   vol: float, prob: float) -> dict[str, Any]:
+    """One position of :func:`account_view` (``rec``: its slot record, ``cost_q``: its
+    cost basis in quanta): size, prices, margin, PnL, liquidation."""
     book = state.book
-    m = int(book.slot_market[s])
+    m = rec[S_MARKET]
     inst = book.instruments[m]
     a = state.settle_asset[m]
     px = float(book.asset_price[a])
-    lots = int(book.slot_lots[s])
+    scale = book.asset_scale[a]
+    lots = rec[S_LOTS]
     contracts = Decimal(lots) * inst.lot_size
-    cost = int(book.slot_cost[s]) / book.asset_scale[a]
-    value, im, mm = (int(x) / book.asset_scale[a] for x in book.cache[s])
+    cost = cost_q / scale
+    value, im, mm = rec[S_VALUE] / scale, rec[S_IM] / scale, rec[S_MM] / scale
     notional = abs(value)
     if inst.is_inverse:
         entry = abs(float(contracts) * float(inst.contract_size) / cost) if cost else 0.0
     else:
         entry = cost / (float(contracts) * float(inst.contract_size)) if lots else 0.0
+    row = book.rows[r]
     return {
         "market": inst.name,
-        "row": book.rows[r].name,
-        "isolated": book.rows[r].market >= 0,
+        "row": row.name,
+        "isolated": row.market >= 0,
         "size": str(contracts),
         "entry_price": format_number(entry),
         "mark_price": str(book.marks[m]),
@@ -152,7 +173,7 @@ def _position_view(state: EngineState, r: int, s: int, liq: float, vol: float,
         "initial_margin": format_number(im * px),
         "maintenance_margin": format_number(mm * px),
         "unrealized_pnl": format_number((value - cost) * px),
-        "liquidation_price": None if np.isnan(liq) else format_number(liq),
+        "liquidation_price": None if math.isnan(liq) else format_number(liq),
         "volatility": format_number(vol),
         "liquidation_probability": format_number(prob),
     }

@@ -558,15 +558,34 @@ def row_health_at(
     engine's trigger exactly and the tier is re-selected at every trial price.
     """
     n_assets = ascale.shape[0]
+    return _row_health_into(r, m, price, row_first, st, row_int, mk, mki, tiers, px, ascale,
+                            asset_link, atier_start, atier_count, atiers,
+                            np.empty(n_assets), np.empty(n_assets, dtype=np.int64),
+                            np.empty(n_assets, dtype=np.int64),
+                            np.empty(n_assets, dtype=np.int64),
+                            np.empty(n_assets, dtype=np.int64))
+
+
+@_inline
+def _row_health_into(
+    r: int, m: int, price: float, row_first: Int64Array1D, st: Int64Array2D,
+    row_int: Int64Array2D, mk: Float64Array2D, mki: Int64Array2D, tiers: Float64Array2D,
+    px: Float64Array1D, ascale: Float64Array1D, asset_link: Int64Array1D,
+    atier_start: Int64Array1D, atier_count: Int64Array1D, atiers: Float64Array2D,
+    p: Float64Array1D, bal: Int64Array1D, val: Int64Array1D, imq: Int64Array1D,
+    mmq: Int64Array1D,
+) -> float:
+    # row_health_at in caller-owned scratch arrays (one per asset each, overwritten):
+    # liquidation_prices evaluates ~60 trial prices per position, and allocating the five
+    # arrays at each was most of a one-position account_view (issue 26)
+    n_assets = ascale.shape[0]
     scale = price / mk[m, MK_MARK]
-    p = np.empty(n_assets)
-    bal = np.zeros(n_assets, dtype=np.int64)
-    val = np.zeros(n_assets, dtype=np.int64)
-    imq = np.zeros(n_assets, dtype=np.int64)
-    mmq = np.zeros(n_assets, dtype=np.int64)
     for a in range(n_assets):
         p[a] = px[a] * scale if asset_link[a] == m else px[a]
         bal[a] = row_int[r, a]
+        val[a] = 0
+        imq[a] = 0
+        mmq[a] = 0
     s = row_first[r]
     while s >= 0:
         k = st[s, S_MARKET]
@@ -599,6 +618,13 @@ def liquidation_prices(
     precision. The result is the first price on the liquidatable side. Searched range:
     mark x e^-25 .. mark x e^14.
     """
+    n_assets = ascale.shape[0]
+    # scratch for _row_health_into, allocated once (not per trial price)
+    px_at = np.empty(n_assets)
+    bal = np.empty(n_assets, dtype=np.int64)
+    val = np.empty(n_assets, dtype=np.int64)
+    imq = np.empty(n_assets, dtype=np.int64)
+    mmq = np.empty(n_assets, dtype=np.int64)
     for i in range(slots.shape[0]):
         r = rows[i]
         s = slots[i]
@@ -608,8 +634,9 @@ def liquidation_prices(
         if lots == 0:
             out[i] = math.nan
             continue
-        h0 = row_health_at(r, m, mark0, row_first, st, row_int, mk, mki, tiers, px,
-                           ascale, asset_link, atier_start, atier_count, atiers)
+        h0 = _row_health_into(r, m, mark0, row_first, st, row_int, mk, mki, tiers,
+                              px, ascale, asset_link, atier_start, atier_count, atiers,
+                              px_at, bal, val, imq, mmq)
         down = lots > 0
         if h0 < 0.0:
             down = not down
@@ -621,8 +648,9 @@ def liquidation_prices(
         limit = 25.0 if down else 14.0
         while x <= limit:
             p = mark0 * math.exp(-x if down else x)
-            h = row_health_at(r, m, p, row_first, st, row_int, mk, mki, tiers, px,
-                              ascale, asset_link, atier_start, atier_count, atiers)
+            h = _row_health_into(r, m, p, row_first, st, row_int, mk, mki, tiers,
+                                 px, ascale, asset_link, atier_start, atier_count, atiers,
+                                 px_at, bal, val, imq, mmq)
             if (h < 0.0) != (h_lo < 0.0):
                 hi_x = x
                 found = True
@@ -641,8 +669,9 @@ def liquidation_prices(
             mid = 0.5 * (a_p + b_p)
             if not min(a_p, b_p) < mid < max(a_p, b_p):
                 break
-            h = row_health_at(r, m, mid, row_first, st, row_int, mk, mki, tiers, px,
-                              ascale, asset_link, atier_start, atier_count, atiers)
+            h = _row_health_into(r, m, mid, row_first, st, row_int, mk, mki, tiers,
+                                 px, ascale, asset_link, atier_start, atier_count, atiers,
+                                 px_at, bal, val, imq, mmq)
             if (h < 0.0) == neg_lo:
                 a_p = mid
             else:
