@@ -54,7 +54,8 @@ def test_margin_table_and_venue_override(tmp_path: Path) -> None:
     [
         (lambda p: p.update(venue="ftx"), "venue"),
         (lambda p: p["prices"].update({"BTC-PERP": "-1"}), "prices.BTC-PERP"),
-        (lambda p: p["prices"].update({"BTC-PERP": "NaN"}), "not finite"),
+        (lambda p: p["prices"].update({"BTC-PERP": "NaN"}),
+         "prices.BTC-PERP: expected a finite number, got NaN"),
         (lambda p: p["prices"].update({"DOGE-PERP": "1"}), "unknown market"),
         (lambda p: p["account"].update(mode="portfolio"), "account.mode"),
         (lambda p: p["account"]["positions"][0].update(size="0.0001"), "invalid_size"),
@@ -67,7 +68,7 @@ def test_margin_table_and_venue_override(tmp_path: Path) -> None:
                                                               "imr": "0.2"}]}}), "floor 0"),
         (lambda p: p.update(markets={"BTC-PERP": {"leverage": "5"}}), "unknown keys"),
         (lambda p: p.update(horizon="soon"), "horizon"),
-        (lambda p: p.update(extra=1), "unknown keys"),
+        (lambda p: p.update(extra=1), "extra: unknown key; expected one of: account,"),
         (lambda p: p.update(account=[]), "account"),
     ],
     ids=["unknown-venue", "negative-price", "nan-price", "unknown-price-market", "bad-mode",

@@ -40,12 +40,23 @@ def _grid() -> type[BaseModel]:
     return GridFile
 
 
+def _portfolio() -> type[BaseModel]:
+    from solvency.engine.portfolio import PortfolioFile
+
+    return PortfolioFile
+
+
 PUBLISHED: Final[tuple[SchemaSpec, ...]] = (
     SchemaSpec("grid-v1", _grid, "solvency portfolio-margin scenario grid, version 1",
                "A scenario grid for portfolio margin (TOML): price and volatility moves "
                "with weights, scan ranges and add-ons. Read by --pm-grid FILE and "
                "solvency.adapters.grids.load_grid_file; the shipped grids are in "
                "solvency/core/portfolio/grids/. Numbers are exact decimals."),
+    SchemaSpec("portfolio-v1", _portfolio, "solvency portfolio file, version 1",
+               "One account's portfolio (JSON or TOML) for solvency margin and solvency "
+               "greeks: venue, market overrides or declared options, prices, collateral "
+               "and positions. Numbers are exact decimals: JSON numbers or decimal "
+               "strings."),
 )
 
 

@@ -57,7 +57,7 @@ def margin(
         raise _fail(f"unknown venue {venue!r}; known: {', '.join(preset_names())}")
     try:
         data = load_json_file(portfolio)
-        report = evaluate_portfolio(data, venue)
+        report = evaluate_portfolio(data, venue, source=str(portfolio))
     except (ConfigError, PortfolioError) as exc:
         raise _fail(str(exc)) from None
     if as_json:

@@ -1,6 +1,8 @@
 """``solvency greeks FILE``: price and Greeks of every position of a portfolio file.
 
-The file is a ``solvency margin`` portfolio whose ``markets`` may also declare options::
+The file is a ``solvency margin`` portfolio (schema
+:class:`~solvency.engine.portfolio.PortfolioFile`, ``docs/schema/portfolio-v1.json``:
+unknown keys refused, exact decimals) whose ``markets`` may also declare options::
 
     {"venue": "deribit", "now": "2026-01-01T00:00:00Z", "rate": "0.0",
      "markets": {"BTC-C": {"type": "option", "underlying": "BTC", "kind": "call",
@@ -23,7 +25,6 @@ import csv
 import json
 import math
 from collections.abc import Mapping
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -41,7 +42,6 @@ from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError, Venue
 from solvency.core.options.black76 import DAYS_PER_YEAR, RHO_PER_PERCENT, VEGA_PER_VOL_POINT
 from solvency.core.options.exposure import cash_exposure, greeks_exposure
-from solvency.core.units import UnitError, parse_decimal
 from solvency.engine.option_book import (
     EXPOSURE_COLUMNS,
     OptionBook,
@@ -50,11 +50,10 @@ from solvency.engine.option_book import (
     iso_ms,
     parse_option_market,
 )
+from solvency.engine.portfolio import PortfolioError, PortfolioFile, portfolio_model
 
 __all__ = ["GreeksError", "evaluate_greeks", "greeks"]
 
-_TOP_KEYS = {"venue", "markets", "prices", "account", "now", "rate", "vols", "volatility",
-             "horizon"}
 _RAW = ("price", "delta", "gamma", "vega", "theta", "rho")
 
 console = Console()
@@ -65,48 +64,28 @@ class GreeksError(ValueError):
     """A portfolio file that cannot be valued, naming the offending key."""
 
 
-def _obj(value: object, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise GreeksError(f"{path}: expected an object")
-    return value
-
-
-def _dec(value: object, path: str) -> Decimal:
-    try:
-        return parse_decimal(value, field=path)
-    except UnitError as exc:
-        raise GreeksError(str(exc)) from None
-
-
-def _split_markets(data: Mapping[str, Any], venue: str | None) -> tuple[
+def _split_markets(m: PortfolioFile, venue: str | None, source: str) -> tuple[
         Venue, dict[str, OptionSpec]]:
-    venue_name = venue or data.get("venue", "binance")
-    if not isinstance(venue_name, str) or venue_name not in PRESETS:
+    venue_name = venue or m.venue or "binance"
+    if venue_name not in PRESETS:
         raise GreeksError(f"venue: {venue_name!r} is not one of {preset_names()}")
     options: dict[str, OptionSpec] = {}
     overrides: dict[str, Any] = {}
-    for name, entry in _obj(data.get("markets", {}), "markets").items():
-        entry = _obj(entry, f"markets.{name}")
-        kind = entry.get("type")
-        if kind == "option":
-            options[name] = parse_option_market(name, entry)
-        elif kind is not None:
-            raise GreeksError(f"markets.{name}.type: {kind!r} is not 'option'")
+    for name, entry in m.markets.items():
+        if "type" in entry:
+            options[name] = parse_option_market(name, entry, source=source)
         else:
             overrides[name] = {k: v for k, v in entry.items() if k != "open_interest"}
     return venue_from_data({"preset": venue_name, "markets": overrides}), options
 
 
-def _prices(data: Mapping[str, Any], v: Venue, options: Mapping[str, OptionSpec]) -> dict[
+def _prices(m: PortfolioFile, v: Venue, options: Mapping[str, OptionSpec]) -> dict[
         str, float]:
     """Underlying price per base symbol; a market name gives its base's price."""
     out: dict[str, float] = {}
     known = set(v.assets) | {o.underlying for o in options.values()}
     by_market: dict[str, float] = {}
-    for key, value in _obj(data.get("prices", {}), "prices").items():
-        p = _dec(value, f"prices.{key}")
-        if p <= 0:
-            raise GreeksError(f"prices.{key}: {p} must be > 0")
+    for key, p in m.prices.items():
         inst = v.resolve(key)
         if inst is not None:
             by_market.setdefault(inst.base, float(p))
@@ -118,37 +97,24 @@ def _prices(data: Mapping[str, Any], v: Venue, options: Mapping[str, OptionSpec]
     return {**by_market, **out}
 
 
-def _vols(data: Mapping[str, Any], options: Mapping[str, OptionSpec]) -> dict[str, float]:
+def _vols(m: PortfolioFile, options: Mapping[str, OptionSpec]) -> dict[str, float]:
     out: dict[str, float] = {}
-    for key, value in _obj(data.get("vols", {}), "vols").items():
+    for key, sigma in m.vols.items():
         if key not in options:
             raise GreeksError(f"vols.{key}: not an option market of this file")
-        sigma = _dec(value, f"vols.{key}")
-        if sigma <= 0:
-            raise GreeksError(f"vols.{key}: {sigma} must be > 0 (per 1.00, e.g. 0.6)")
         out[key] = float(sigma)
     return out
 
 
-def _positions(data: Mapping[str, Any], v: Venue, options: Mapping[str, OptionSpec]) -> tuple[
+def _positions(m: PortfolioFile, v: Venue, options: Mapping[str, OptionSpec]) -> tuple[
         OptionBook, list[tuple[Instrument, float]], list[str]]:
-    account = _obj(data.get("account"), "account")
-    positions = account.get("positions", [])
-    if not isinstance(positions, list):
-        raise GreeksError("account.positions: expected a list")
     book = OptionBook()
     perps: list[tuple[Instrument, float]] = []
     order: list[str] = []
-    for i, pos in enumerate(positions):
+    for i, pos in enumerate(m.account.positions):
         path = f"account.positions[{i}]"
-        pos = _obj(pos, path)
-        extra = set(pos) - {"market", "size", "entry_price", "margin"}
-        if extra:
-            raise GreeksError(f"{path}: unknown keys {sorted(extra)}")
-        market = pos.get("market")
-        if not isinstance(market, str):
-            raise GreeksError(f"{path}.market: required")
-        size = float(_dec(pos.get("size"), f"{path}.size"))
+        market = pos.market
+        size = float(pos.size)
         if market in options:
             book.add(options[market], size)
             order.append("option")
@@ -228,7 +194,8 @@ def _quote_greeks(exposure: list[float], price_coin: float, *, inverse: bool) ->
             "gamma": gamma, "vega": vega, "theta": theta, "rho": rho}
 
 
-def evaluate_greeks(data: Mapping[str, Any], venue: str | None = None) -> dict[str, Any]:
+def evaluate_greeks(data: Mapping[str, Any], venue: str | None = None, *,
+                    source: str = "portfolio") -> dict[str, Any]:
     """Return the ``solvency greeks --json`` object of a portfolio.
 
     ``positions[]`` carry raw Greeks of ONE contract in its settlement currency (vega per
@@ -237,26 +204,36 @@ def evaluate_greeks(data: Mapping[str, Any], venue: str | None = None) -> dict[s
     currency) and ``cash`` the quote-currency sums over underlyings (cash delta ``delta
     F``, cash gamma ``gamma F^2 / 100``).
 
+    ``data`` is the parsed portfolio file (schema
+    :class:`~solvency.engine.portfolio.PortfolioFile`, ``docs/schema/portfolio-v1.json``),
+    ``source`` what error messages call it (the CLI passes its path).
+
     Raises
     ------
-    GreeksError, OptionBookError, ConfigError
-        Naming the key of bad input.
+    GreeksError
+        ``source: dotted.key: what was wrong``.
     """
-    data = _obj(data, "portfolio")
-    extra = set(data) - _TOP_KEYS
-    if extra:
-        raise GreeksError(f"portfolio: unknown keys {sorted(extra)}")
-    v, options = _split_markets(data, venue)
-    prices = _prices(data, v, options)
-    vols = _vols(data, options)
-    rate = float(_dec(data.get("rate", "0"), "rate"))
-    book, perps, order = _positions(data, v, options)
+    try:
+        m = portfolio_model(data, source=source)
+        return _evaluate(m, venue, source)
+    except (GreeksError, OptionBookError, ConfigError, PortfolioError) as exc:
+        text = str(exc)
+        raise GreeksError(text if text.startswith(f"{source}: ") else
+                          f"{source}: {text}") from None
+
+
+def _evaluate(m: PortfolioFile, venue: str | None, source: str) -> dict[str, Any]:
+    v, options = _split_markets(m, venue, source)
+    prices = _prices(m, v, options)
+    vols = _vols(m, options)
+    rate = float(m.rate)
+    book, perps, order = _positions(m, v, options)
     now_ms = 0
     if book.positions:
-        if data.get("now") is None:
+        if m.now is None:
             raise GreeksError("now: required to value options (ISO-8601 UTC)")
         try:
-            now_ms = parse_ts_ms(data["now"])
+            now_ms = parse_ts_ms(m.now)
         except EventError as exc:
             raise GreeksError(f"now: {exc.detail.removeprefix('ts: ')}") from None
     opt_rows, opt_exp = _option_rows(book, prices, vols, now_ms, rate)
@@ -327,8 +304,8 @@ def greeks(
     if venue is not None and venue not in PRESETS:
         raise _fail(f"unknown venue {venue!r}; known: {', '.join(preset_names())}")
     try:
-        report = evaluate_greeks(load_json_file(portfolio), venue)
-    except (ConfigError, GreeksError, OptionBookError) as exc:
+        report = evaluate_greeks(load_json_file(portfolio), venue, source=str(portfolio))
+    except (ConfigError, GreeksError) as exc:
         raise _fail(str(exc)) from None
     if positions_csv is not None:
         try:

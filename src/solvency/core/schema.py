@@ -175,12 +175,38 @@ def _message(root: type[BaseModel], error: Any) -> str:
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return f"unknown key; {hint}expected one of: {', '.join(known)}"
-    if error["type"] == "missing":
+    kind = error["type"]
+    if kind == "missing":
         return "missing (required)"
-    return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    given = error.get("input")
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"expected an object, got {_json_type(given)}"
+    if kind == "list_type":
+        return f"expected a list, got {_json_type(given)}"
+    text = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind in ("literal_error", "enum", "string_type", "string_too_short",
+                "string_pattern_mismatch"):
+        text += f", got {given!r}"
+    return text
 
 
-def format_errors(source: str, exc: ValidationError, root: type[BaseModel]) -> str:
+def _json_type(value: object) -> str:
+    """The JSON (or TOML) name of a parsed value's type."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return f"a string {value!r}"
+    if isinstance(value, int | float | Decimal):
+        return f"a number {value}"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def format_errors(source: str, exc: ValidationError, root: type[BaseModel], *,
+                  at: tuple[int | str, ...] = ()) -> str:
     """Return one line per validation error: ``source: dotted.key: what was expected``.
 
     Parameters
@@ -192,6 +218,9 @@ def format_errors(source: str, exc: ValidationError, root: type[BaseModel]) -> s
     root
         The model validated; an unknown key's message lists the keys of the table that
         holds it, the closest to the misspelt one first.
+    at
+        Where ``root`` sits in the file (``("markets", "BTC-C")`` for a model validated
+        inside a larger file): prefixed to every dotted key.
 
     Returns
     -------
@@ -200,7 +229,7 @@ def format_errors(source: str, exc: ValidationError, root: type[BaseModel]) -> s
     """
     lines = []
     for error in exc.errors():
-        where = _where(tuple(error["loc"]))
+        where = _where((*at, *error["loc"]))
         text = _message(root, error)
         lines.append(f"{source}: {where}: {text}" if where else f"{source}: {text}")
     return "\n".join(lines)

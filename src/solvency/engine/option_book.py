@@ -32,14 +32,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final, Literal, NamedTuple, cast
+from typing import Annotated, Any, Final, Literal, NamedTuple, cast
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, ValidationError
 
 from solvency.core.model.events import EventError, parse_ts_ms
 from solvency.core.options import black76_greeks, inverse_greeks
+from solvency.core.schema import Num, format_errors
 from solvency.core.typing import Float64Array1D, Float64Array2D
-from solvency.core.units import UnitError, parse_decimal
 
 __all__ = [
     "EXPOSURE_COLUMNS",
@@ -48,6 +49,7 @@ __all__ = [
     "OptionBook",
     "OptionBookError",
     "OptionKind",
+    "OptionMarketEntry",
     "OptionPosition",
     "OptionSpec",
     "iso_ms",
@@ -59,8 +61,6 @@ OptionKind = Literal["call", "put"]
 MS_PER_YEAR: Final = 365 * 86_400_000
 """ACT/365: milliseconds in the year that ``time_yr`` counts."""
 EXPOSURE_COLUMNS: Final = ("delta", "gamma", "vega", "theta", "rho")
-_OPTION_KEYS: Final = {"type", "underlying", "kind", "strike", "expiry", "settle",
-                       "contract_size"}
 
 
 class OptionBookError(ValueError):
@@ -144,18 +144,33 @@ def time_to_expiry_yr(expiry_ms: int, now_ms: int) -> float:
     return (expiry_ms - now_ms) / MS_PER_YEAR
 
 
-def _positive(value: object, path: str) -> float:
-    try:
-        d = parse_decimal(value, field=path)
-    except UnitError as exc:
-        raise OptionBookError(str(exc)) from None
-    if d <= 0:
-        raise OptionBookError(f"{path}: {d} must be > 0")
-    return float(d)
+_PositiveText = Annotated[Decimal, Num(gt=0, text_ok=True)]
+_Text = Annotated[str, Strict(), StringConstraints(min_length=1)]
 
 
-def parse_option_market(name: str, data: Mapping[str, Any], *, path: str = "markets") -> (
-        OptionSpec):
+class OptionMarketEntry(BaseModel):
+    """A ``{"type": "option", ...}`` entry of a portfolio file's ``markets`` (edge schema).
+
+    Unknown keys are refused; strike and contract size are exact decimals (numbers or
+    decimal strings) above zero; ``expiry`` is ISO-8601 UTC or epoch ms.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # "type": "string" stated: pydantic before 2.7 leaves it out of a one-value Literal
+    type: Literal["option"] = Field(description="Declares an option market.",
+                                    json_schema_extra={"type": "string"})
+    underlying: _Text = Field(description="Base symbol whose price is the forward, e.g. BTC.")
+    kind: OptionKind
+    strike: _PositiveText
+    expiry: int | _Text = Field(description="ISO-8601 UTC (…Z) or epoch milliseconds.")
+    settle: _Text = Field(description="Settlement asset: the underlying makes it inverse "
+                                      "(coin-settled, Deribit), any other linear.")
+    contract_size: _PositiveText = Field(Decimal(1),
+                                         description="Units of the underlying per contract.")
+
+
+def parse_option_market(name: str, data: Mapping[str, Any], *, path: str = "markets",
+                        source: str = "") -> OptionSpec:
     """Build an :class:`OptionSpec` from a ``{"type": "option", ...}`` entry, strictly.
 
     Parameters
@@ -164,9 +179,11 @@ def parse_option_market(name: str, data: Mapping[str, Any], *, path: str = "mark
         Market id (the entry's key).
     data
         The entry: ``underlying``, ``kind``, ``strike``, ``expiry`` (ISO-8601 UTC),
-        ``settle``, optional ``contract_size``.
+        ``settle``, optional ``contract_size`` (schema :class:`OptionMarketEntry`).
     path
-        Prefix of error messages.
+        Prefix of error messages' dotted keys.
+    source
+        The file the entry comes from, named first in error messages.
 
     Returns
     -------
@@ -176,31 +193,23 @@ def parse_option_market(name: str, data: Mapping[str, Any], *, path: str = "mark
     Raises
     ------
     OptionBookError
-        Naming the key: unknown keys, an unknown kind, a non-positive strike, a
-        malformed expiry.
+        ``source: path.name.key: what was expected``: an unknown (misspelt) key, a
+        missing one, an unknown kind, a non-positive strike, a malformed expiry.
     """
     p = f"{path}.{name}"
-    extra = set(data) - _OPTION_KEYS
-    if extra:
-        raise OptionBookError(f"{p}: unknown keys {sorted(extra)}")
-    for key in ("underlying", "settle"):
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise OptionBookError(f"{p}.{key}: required string")
-    kind = data.get("kind")
-    if kind not in ("call", "put"):
-        raise OptionBookError(f"{p}.kind: {kind!r} is not 'call' or 'put'")
-    if "expiry" not in data:
-        raise OptionBookError(f"{p}.expiry: required (ISO-8601 UTC)")
     try:
-        expiry_ms = parse_ts_ms(data["expiry"])
+        m = OptionMarketEntry.model_validate(data)
+    except ValidationError as exc:
+        raise OptionBookError(format_errors(source or path, exc, OptionMarketEntry,
+                                            at=(path, name) if source else (name,))) from None
+    try:
+        expiry_ms = parse_ts_ms(m.expiry)
     except EventError as exc:
-        raise OptionBookError(f"{p}.expiry: {exc.detail.removeprefix('ts: ')}") from None
-    return OptionSpec(
-        name=name, underlying=str(data["underlying"]), kind=cast(OptionKind, kind),
-        strike=_positive(data.get("strike"), f"{p}.strike"), expiry_ms=expiry_ms,
-        settle=str(data["settle"]),
-        contract_size=_positive(data.get("contract_size", "1"), f"{p}.contract_size"),
-    )
+        where = f"{source}: {p}" if source else p
+        raise OptionBookError(f"{where}.expiry: {exc.detail.removeprefix('ts: ')}") from None
+    return OptionSpec(name=name, underlying=m.underlying, kind=m.kind,
+                      strike=float(m.strike), expiry_ms=expiry_ms, settle=m.settle,
+                      contract_size=float(m.contract_size))
 
 
 def _number(mapping: Mapping[str, float | Decimal], key: str, path: str, what: str) -> float:

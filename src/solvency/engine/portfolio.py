@@ -3,6 +3,10 @@
 The portfolio is loaded into a real :class:`~solvency.engine.engine.Engine` (collateral
 deposited, positions seeded at their entry prices, marks applied), so the numbers it
 prints are the engine's own: the same kernels, the same liquidation-price search.
+
+The file's edge schema is :class:`PortfolioFile` (pydantic, unknown keys refused at every
+depth, exact decimals), published as ``docs/schema/portfolio-v1.json``; ``solvency
+greeks`` reads the same format.
 """
 
 from __future__ import annotations
@@ -10,26 +14,137 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
 import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_MM
 from solvency.core.model.events import Deposit, EventError, Price, parse_ts_ms
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError
+from solvency.core.schema import DecimalText, Num, format_errors
 from solvency.core.units import UnitError, parse_decimal
 from solvency.engine.base import format_number
 from solvency.engine.engine import Engine, RejectReason
+from solvency.engine.option_book import OptionMarketEntry
 
-__all__ = ["PortfolioError", "asset_price_sources", "evaluate_portfolio",
-           "load_portfolio_engine", "parse_horizon_days"]
+__all__ = ["PortfolioAccount", "PortfolioError", "PortfolioFile", "PortfolioPosition",
+           "asset_price_sources", "evaluate_portfolio", "load_portfolio_engine",
+           "parse_horizon_days", "portfolio_model"]
 
 ACCOUNT = "portfolio"
 
 
 class PortfolioError(ValueError):
-    """A portfolio file that cannot be evaluated, naming the offending key."""
+    """A portfolio file that cannot be evaluated, naming the file and the offending key."""
+
+
+# ============================================================================ schema
+
+_FORBID: Final = ConfigDict(extra="forbid", frozen=True)
+_Name = Annotated[str, Strict(), StringConstraints(min_length=1)]
+_Positive = Annotated[Decimal, Num(gt=0, text_ok=True)]
+_NonNeg = Annotated[Decimal, Num(ge=0, text_ok=True)]
+_OVERRIDE_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "not": {"required": ["type"]},  # an entry with a type is an option declaration
+    "description": "Overrides of one of the venue's markets: the keys of a venue file's "
+                   "market entry (checked by the venue's own rules), and open_interest "
+                   "(base units, >= 0) for OI-scaled margin."}
+
+
+def _markets_schema() -> dict[str, Any]:
+    option = OptionMarketEntry.model_json_schema(mode="validation")
+    option["title"] = "option market (solvency greeks)"
+    return {"type": "object", "description": "Markets by name: an option declared for "
+            "`solvency greeks`, or overrides of a venue market.",
+            "additionalProperties": {"anyOf": [option, _OVERRIDE_SCHEMA]}}
+
+
+class PortfolioPosition(BaseModel):
+    """One entry of ``account.positions``: a net position in one market."""
+
+    model_config = _FORBID
+    market: _Name = Field(description="A market of the venue, or an option declared in "
+                                      "markets (solvency greeks).")
+    size: DecimalText = Field(description="Signed contracts: positive long, negative short.")
+    entry_price: _Positive | None = Field(
+        None, description="Average entry price (required by solvency margin).")
+    margin: _Positive | None = Field(
+        None, description="Margin of an isolated position (isolated accounts only).")
+
+
+class PortfolioAccount(BaseModel):
+    """The ``account`` table: margin mode, collateral and positions."""
+
+    model_config = _FORBID
+    mode: Literal["cross", "isolated"] = "cross"
+    collateral: dict[str, _NonNeg] = Field(default_factory=dict,
+                                           description="Deposited amount per asset.")
+    positions: list[PortfolioPosition] = Field(default_factory=list)
+
+
+class PortfolioFile(BaseModel):
+    """A portfolio file of ``solvency margin`` and ``solvency greeks``, version 1.
+
+    Numbers are exact decimals, written as JSON numbers or decimal strings (strings keep
+    every digit whatever writes the file). Unknown keys are refused at every depth except
+    inside a venue market's overrides, which the venue's own rules check.
+    """
+
+    model_config = _FORBID
+    venue: _Name | None = Field(None, description="Venue preset (default binance); "
+                                                  "--venue overrides it.")
+    markets: Annotated[dict[str, dict[str, Any]], WithJsonSchema(_markets_schema())] = Field(
+        default_factory=dict)
+    prices: dict[str, _Positive] = Field(
+        default_factory=dict, description="Mark price per market (or, for solvency "
+                                          "greeks, per underlying).")
+    account: PortfolioAccount
+    now: Annotated[Any, WithJsonSchema({
+        "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}],
+        "description": "Valuation time: ISO-8601 UTC (...Z) or epoch milliseconds."})] = None
+    rate: DecimalText = Field(Decimal(0), description="Risk-free rate (solvency greeks).")
+    vols: dict[str, _Positive] = Field(
+        default_factory=dict, description="Implied volatility per option market "
+                                          "(annualized, 0.6 = 60 %).")
+    volatility: dict[str, _Positive] = Field(
+        default_factory=dict, description="Annualized volatility per market, for the "
+                                          "liquidation probability (solvency margin).")
+    horizon: Annotated[Any, WithJsonSchema({
+        "anyOf": [{"type": "string", "pattern": "^\\s*[0-9.]+[mhd]\\s*$"},
+                  {"type": "number", "exclusiveMinimum": 0}],
+        "description": "Horizon of the liquidation probability: 30m, 8h, 1d or days."})
+    ] = None
+
+
+def portfolio_model(data: object, *, source: str = "portfolio") -> PortfolioFile:
+    """Validate a parsed portfolio file against :class:`PortfolioFile`.
+
+    Raises
+    ------
+    PortfolioError
+        ``source: dotted.key: what was expected``, one line per problem (a misspelt key
+        is answered with the closest expected one).
+    """
+    try:
+        return PortfolioFile.model_validate(data)
+    except ValidationError as exc:
+        raise PortfolioError(format_errors(source, exc, PortfolioFile)) from None
+
+
+def _named(source: str, exc: ValueError) -> PortfolioError:
+    text = str(exc)
+    return PortfolioError(text if text.startswith(f"{source}: ") else f"{source}: {text}")
 
 
 def _dec(value: object, path: str) -> Decimal:
@@ -39,91 +154,78 @@ def _dec(value: object, path: str) -> Decimal:
         raise PortfolioError(str(exc)) from None
 
 
-def _obj(value: object, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise PortfolioError(f"{path}: expected an object")
-    return value
+def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None, *,
+                          source: str = "portfolio") -> Engine:
+    """Build an engine holding the portfolio's account (see module docstring).
+
+    ``data`` is the parsed file (schema :class:`PortfolioFile`, published as
+    ``docs/schema/portfolio-v1.json``); ``source`` names it in error messages.
+
+    Raises
+    ------
+    PortfolioError
+        ``source: dotted.key: what was wrong``.
+    """
+    return _load(portfolio_model(data, source=source), venue, source)
 
 
-def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None) -> Engine:
-    """Build an engine holding the portfolio's account (see module docstring)."""
-    data = _obj(data, "portfolio")
-    extra = set(data) - {"venue", "markets", "prices", "account", "now", "rate", "vols",
-                         "volatility", "horizon"}
-    if extra:
-        raise PortfolioError(f"portfolio: unknown keys {sorted(extra)}")
-    venue_name = venue or data.get("venue", "binance")
-    if not isinstance(venue_name, str) or venue_name not in PRESETS:
+def _load(m: PortfolioFile, venue: str | None, source: str) -> Engine:
+    try:
+        return _build(m, venue)
+    except (PortfolioError, ConfigError) as exc:
+        raise _named(source, exc) from None
+
+
+def _build(m: PortfolioFile, venue: str | None) -> Engine:
+    venue_name = venue or m.venue or "binance"
+    if venue_name not in PRESETS:
         raise PortfolioError(f"venue: {venue_name!r} is not one of {preset_names()}")
-    markets = dict(_obj(data.get("markets", {}), "markets"))
     oi: dict[str, Decimal] = {}
     overrides: dict[str, Any] = {}
-    for name, ov in markets.items():
-        ov = dict(_obj(ov, f"markets.{name}"))
+    for name, entry in m.markets.items():
+        ov = dict(entry)
+        if ov.get("type") == "option":
+            raise PortfolioError(f"markets.{name}: options are valued by solvency greeks, "
+                                 "not margined by solvency margin")
         if "open_interest" in ov:
             oi[name] = _dec(ov.pop("open_interest"), f"markets.{name}.open_interest")
             if oi[name] < 0:
                 raise PortfolioError(f"markets.{name}.open_interest: must be >= 0")
         overrides[name] = ov
-    try:
-        v = venue_from_data({"preset": venue_name, "markets": overrides})
-    except ConfigError as exc:
-        raise PortfolioError(str(exc)) from None
+    v = venue_from_data({"preset": venue_name, "markets": overrides})
     engine = Engine(v)
-    if data.get("now") is not None:
+    if m.now is not None:
         try:
-            engine.clock_ms = parse_ts_ms(data["now"])
+            engine.clock_ms = parse_ts_ms(m.now)
         except EventError as exc:
             raise PortfolioError(f"now: {exc.detail}") from None
-    prices = _obj(data.get("prices", {}), "prices")
-    for i, (market, price) in enumerate(sorted(prices.items())):
+    for i, (market, p) in enumerate(sorted(m.prices.items())):
         if engine.venue.resolve(market) is None:
             raise PortfolioError(f"prices.{market}: unknown market")
-        p = _dec(price, f"prices.{market}")
-        if p <= 0:
-            raise PortfolioError(f"prices.{market}: must be > 0")
         _apply(engine, Price(id=f"px{i}", price=p, market=market), f"prices.{market}")
     _price_coins_by_inverse_markets(engine)
-    account = _obj(data.get("account"), "account")
-    extra = set(account) - {"mode", "collateral", "positions"}
-    if extra:
-        raise PortfolioError(f"account: unknown keys {sorted(extra)}")
-    mode = account.get("mode", "cross")
-    if mode not in ("cross", "isolated"):
-        raise PortfolioError(f"account.mode: {mode!r} is not cross or isolated")
-    collateral = _obj(account.get("collateral", {}), "account.collateral")
-    engine.accounts[ACCOUNT] = mode
+    account = m.account
+    engine.accounts[ACCOUNT] = account.mode
     engine.ensure_cross_row(ACCOUNT)
-    for i, (asset, amount) in enumerate(sorted(collateral.items())):
-        q = _dec(amount, f"account.collateral.{asset}")
-        if q < 0:
-            raise PortfolioError(f"account.collateral.{asset}: must be >= 0")
+    for i, (asset, q) in enumerate(sorted(account.collateral.items())):
         if q > 0:
             _require_price(engine, asset, f"account.collateral.{asset}")
             _apply(engine, Deposit(id=f"dep{i}", account=ACCOUNT, asset=asset, amount=q),
                    f"account.collateral.{asset}")
-    positions = account.get("positions", [])
-    if not isinstance(positions, list):
-        raise PortfolioError("account.positions: expected a list")
     seen: dict[str, str] = {}
-    for i, pos in enumerate(positions):
-        _seed(engine, _obj(pos, f"account.positions[{i}]"), mode, f"account.positions[{i}]",
-              seen)
-    vols = _obj(data.get("volatility", {}), "volatility")
-    for name, value in vols.items():
+    for i, pos in enumerate(account.positions):
+        _seed(engine, pos, account.mode, f"account.positions[{i}]", seen)
+    for name, sigma in m.volatility.items():
         inst = engine.venue.resolve(name)
         if inst is None:
             raise PortfolioError(f"volatility.{name}: unknown market")
-        sigma = _dec(value, f"volatility.{name}")
-        if sigma <= 0:
-            raise PortfolioError(f"volatility.{name}: must be > 0 (annualized, e.g. 0.6)")
         engine.vol_var_annual[engine.book.market_index[inst.name]] = float(sigma) * float(sigma)
     for name, value in oi.items():
         inst = engine.venue.resolve(name)
         if inst is None:
             raise PortfolioError(f"markets.{name}: unknown market")
-        m = engine.book.market_index[inst.name]
-        engine.book.set_oi(m, int(value / inst.lot_size))
+        mi = engine.book.market_index[inst.name]
+        engine.book.set_oi(mi, int(value / inst.lot_size))
     return engine
 
 
@@ -181,14 +283,9 @@ def _require_price(engine: Engine, asset: str, path: str) -> None:
     raise PortfolioError(f"{path}: no USD price for {asset}{hint}")
 
 
-def _seed(engine: Engine, pos: Mapping[str, Any], mode: str, path: str,
+def _seed(engine: Engine, pos: PortfolioPosition, mode: str, path: str,
           seen: dict[str, str]) -> None:
-    extra = set(pos) - {"market", "size", "entry_price", "margin"}
-    if extra:
-        raise PortfolioError(f"{path}: unknown keys {sorted(extra)}")
-    market = pos.get("market")
-    if not isinstance(market, str):
-        raise PortfolioError(f"{path}.market: required")
+    market = pos.market
     inst = engine.venue.resolve(market)
     if inst is None:
         raise PortfolioError(f"{path}.market: unknown market {market!r}")
@@ -201,18 +298,16 @@ def _seed(engine: Engine, pos: Mapping[str, Any], mode: str, path: str,
     if engine.book.marks[engine.book.market_index[inst.name]] is None:
         raise PortfolioError(f"{path}: no price given for market {market} in 'prices'")
     _require_price(engine, inst.settle, f"{path}.market")
-    size = _dec(pos.get("size"), f"{path}.size")
-    entry = _dec(pos.get("entry_price"), f"{path}.entry_price")
-    margin = pos.get("margin")
-    if mode == "cross" and margin is not None:
+    if pos.entry_price is None:
+        raise PortfolioError(f"{path}.entry_price: missing (required)")
+    size, entry = pos.size, pos.entry_price
+    if mode == "cross" and pos.margin is not None:
         raise PortfolioError(f"{path}.margin: only isolated positions carry their own margin")
     try:
         if mode == "isolated":
-            if margin is None:
+            if pos.margin is None:
                 raise PortfolioError(f"{path}.margin: required for an isolated position")
-            m_amt = _dec(margin, f"{path}.margin")
-            if m_amt <= 0:
-                raise PortfolioError(f"{path}.margin: must be > 0")
+            m_amt = pos.margin
             _apply(engine, Deposit(id=f"{path}.margin", account=ACCOUNT, asset=inst.settle,
                                    amount=m_amt), f"{path}.margin")
             engine.seed_position(ACCOUNT, inst.name, size, entry)
@@ -247,14 +342,13 @@ def _horizon_label(text: object) -> str:
     return text if isinstance(text, str) else f"{text}d"
 
 
-def _given_entries(data: Mapping[str, Any], engine: Engine) -> dict[str, str]:
+def _given_entries(m: PortfolioFile, engine: Engine) -> dict[str, str]:
     """Entry price of each market as the file states it (one position per market)."""
     out: dict[str, str] = {}
-    for i, pos in enumerate(data["account"].get("positions", [])):
-        inst = engine.venue.resolve(pos["market"])
-        if inst is not None:
-            out[inst.name] = str(_dec(pos.get("entry_price"),
-                                      f"account.positions[{i}].entry_price"))
+    for pos in m.account.positions:
+        inst = engine.venue.resolve(pos.market)
+        if inst is not None and pos.entry_price is not None:
+            out[inst.name] = str(pos.entry_price)
     return out
 
 
@@ -279,7 +373,8 @@ def _margin_ratio(coll: float, mm: float) -> str | None:
     return format_number(mm / coll) if coll > 0.0 else None
 
 
-def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None) -> dict[str, Any]:
+def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
+                       source: str = "portfolio") -> dict[str, Any]:
     """Return the margin report of a portfolio (the ``solvency margin --json`` object).
 
     Numbers are decimal strings in USD, except ``positions[].size`` (contracts),
@@ -290,13 +385,25 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None) -> dic
     below its maintenance margin is ``liquidatable`` now: its positions have no
     ``liquidation_price``, probability 1, and ``recovery_price``, the mark at which the
     row would be back at maintenance (``null`` if none).
+
+    ``data`` is the parsed file (schema :class:`PortfolioFile`), ``source`` what it is
+    called in error messages (the CLI passes its path).
+
+    Raises
+    ------
+    PortfolioError
+        ``source: dotted.key: what was wrong``.
     """
-    engine = load_portfolio_engine(data, venue)
-    horizon_text = data.get("horizon", "1d")
-    horizon = parse_horizon_days(horizon_text)
+    m = portfolio_model(data, source=source)
+    engine = _load(m, venue, source)
+    horizon_text = m.horizon if m.horizon is not None else "1d"
+    try:
+        horizon = parse_horizon_days(horizon_text)
+    except PortfolioError as exc:
+        raise _named(source, exc) from None
     view = engine.account_view(ACCOUNT, horizon_days=horizon)
     health = _row_health(engine)
-    entries = _given_entries(data, engine)
+    entries = _given_entries(m, engine)
     below = [(name, c, m) for name, (c, m) in health.items() if _below(c, m)]
     coll = sum(c for c, _ in health.values())
     mm = sum(m for _, m in health.values())
