@@ -10,6 +10,7 @@ from solvency.cli.data import data_app
 from solvency.cli.greeks import greeks
 from solvency.cli.proofs import prove, risk_report_command, verify_proof_command
 from solvency.cli.serve import follow, keys_app, serve
+from solvency.cli.shard import shard_app
 from solvency.cli.simulate import simulate
 from solvency.cli.sweep import sweep
 from solvency.cli.train_margin import train_margin
@@ -33,6 +34,7 @@ app.command("simulate")(simulate)
 app.command("sweep")(sweep)
 app.command("serve")(serve)
 app.command("follow")(follow)
+app.add_typer(shard_app, name="shard")
 app.command("prove")(prove)
 app.command("verify-proof")(verify_proof_command)
 app.command("risk-report")(risk_report_command)

@@ -70,6 +70,7 @@ __all__ = [
     "ShardedEngine",
     "UnshardableError",
     "parse_shard",
+    "refuse_global",
     "route",
     "shard_of",
     "venue_digest",
@@ -198,7 +199,7 @@ class ShardedEngine:
                 if k not in touched:
                     per_shard[k] = engine.pass_time(event.ts_ms, event.id)
         out = merge_out(event.id, per_shard)
-        _refuse_global(event.id, out)
+        refuse_global(event.id, out)
         if isinstance(event, Params):
             for engine in self.shards:
                 check_shardable(engine)
@@ -313,7 +314,9 @@ def _merge_settled(out: list[Any]) -> list[Any]:
     return merged
 
 
-def _refuse_global(event_id: str, out: list[Any]) -> None:
+def refuse_global(event_id: str, out: list[Any]) -> None:
+    """Raise :class:`GlobalViewNeededError` if ``out`` holds a decision that needs the
+    whole venue (the fund paying, the backstop, ADL, socialized loss, bad debt)."""
     for o in out:
         kind = getattr(o, "type", "")
         if kind in _GLOBAL_OUT:

@@ -1,0 +1,208 @@
+"""``solvency shard``: account-sharded engines on NATS JetStream (docs/scale_out.md).
+
+``solvency shard run --shard K/N`` runs one shard; ``solvency shard feed EVENTS.jsonl``
+appends a log to the venue's input stream, waits for the shards and prints each shard's
+state hash, the hash over the shards and the venue digest, checked against one engine
+that replays the same file (:func:`~solvency.service.shards.venue_digest`);
+``solvency shard status`` and ``solvency shard account NAME`` ask the running shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import nats.errors
+import typer
+from rich.console import Console
+
+from solvency.adapters.eventlog import load_venue
+from solvency.core.model.events import EventError, json_object
+from solvency.core.model.venue import ConfigError
+from solvency.engine.engine import Engine
+from solvency.engine.inputs import parse_input
+from solvency.service.shard_node import ShardFeed, ShardNode
+from solvency.service.shards import (
+    UnshardableError,
+    parse_shard,
+    shard_of,
+    shards_hash,
+    venue_digest,
+)
+
+__all__ = ["shard_app"]
+
+shard_app = typer.Typer(help="Account-sharded engines on NATS JetStream.",
+                        no_args_is_help=True)
+err = Console(stderr=True)
+
+StreamOption = Annotated[str, typer.Option(
+    "--stream", help="NATS server URL(s), comma-separated (nats://127.0.0.1:4222).")]
+NameOption = Annotated[str, typer.Option(
+    "--stream-name", help="The venue's stream name (streams NAME-in and NAME-v).")]
+ReplicasOption = Annotated[int, typer.Option(
+    "--stream-replicas", min=1, help="Copies of each stream (3 on a 3-node cluster).")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@shard_app.command("run")
+def run(
+    shard: Annotated[str, typer.Option("--shard", help="This shard and the count: K/N.")],
+    stream: StreamOption = "nats://127.0.0.1:4222",
+    stream_name: NameOption = "solvency",
+    venue: Annotated[str, typer.Option("--venue", help="Preset name or venue file.")] = (
+        "binance"),
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", help="Folder of this shard's snapshot (shard-K.json).")] = None,
+    snapshot_every: Annotated[int, typer.Option(
+        "--snapshot-every", min=1, help="Input events between snapshots.")] = 5_000,
+    stream_replicas: ReplicasOption = 1,
+) -> None:
+    """Run shard K of N: apply its accounts' events and every broadcast from the stream."""
+    try:
+        k, n = parse_shard(shard)
+        v = load_venue(venue)
+    except (ValueError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+    if state_dir is not None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        node = ShardNode(stream, stream_name, k, n, v, state_dir=state_dir,
+                         snapshot_every=snapshot_every, replicas=stream_replicas)
+    except (ValueError, KeyError, UnshardableError) as exc:
+        raise _fail(f"shard {k}/{n}: {exc}") from None
+    except OSError as exc:
+        raise _fail(f"{state_dir}: {exc.strerror}") from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await node.run(stop)
+
+    try:
+        asyncio.run(main())
+    except ConnectionError as exc:
+        raise _fail(str(exc), 1) from None
+    except (OSError, nats.errors.Error) as exc:
+        raise _fail(f"NATS at {stream}: {exc or type(exc).__name__}", 1) from None
+    if node.error:
+        raise _fail(node.error, 1)
+
+
+@shard_app.command("feed")
+def feed(
+    events: Annotated[Path, typer.Argument(help="JSON Lines of input events.")],
+    shards: Annotated[int, typer.Option("--shards", min=1, help="Shard count N.")],
+    stream: StreamOption = "nats://127.0.0.1:4222",
+    stream_name: NameOption = "solvency",
+    venue: Annotated[str, typer.Option(
+        "--venue", help="Preset or file, to check the digest against one engine.")] = (
+        "binance"),
+    check: Annotated[bool, typer.Option(
+        "--check/--no-check", help="Also replay the log through one engine and compare "
+                                   "the venue digest.")] = True,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 300.0,
+    stream_replicas: ReplicasOption = 1,
+) -> None:
+    """Append EVENTS to the venue's input stream; wait for the shards; print the hashes."""
+    objs: list[dict[str, Any]] = []
+    try:
+        for i, line in enumerate(events.read_text().splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                try:
+                    objs.append(json_object(line))
+                except EventError as exc:
+                    raise _fail(f"{events}:{i}: {exc}") from None
+    except OSError as exc:
+        raise _fail(f"{events}: {exc.strerror}") from None
+    try:
+        one = Engine(load_venue(venue)) if check else None
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+    async def main() -> dict[str, Any]:
+        f = ShardFeed(stream, stream_name, shards, replicas=stream_replicas)
+        await f.connect()
+        try:
+            last = await f.publish(objs)
+            await f.wait_applied(last, timeout_s=timeout_s)
+            states = [await f.status(k, snapshot=True) for k in range(shards)]
+        finally:
+            await f.close()
+        engines = [Engine.restore(s["snapshot"]["engine"]) for s in states]
+        return {"seq": last, "fed": len(objs), "shards": {s["k"]: s["state_hash"] for s in states},
+                "shards_hash": shards_hash([s["state_hash"] for s in states]),
+                "venue_digest": venue_digest(engines)}
+
+    result = _run_async(main(), stream)
+    if one is not None and result["seq"] == result["fed"]:  # one engine replays this file
+        for obj in objs:
+            one.apply(parse_input(obj))
+        result["one_engine_digest"] = venue_digest([one])
+        result["equal"] = result["one_engine_digest"] == result["venue_digest"]
+    print(json.dumps(result, indent=2))
+    if result.get("equal") is False:
+        raise _fail("the shards' venue digest differs from one engine's", 4)
+
+
+def _run_async(coro: Any, stream: str) -> Any:
+    try:
+        return asyncio.run(coro)
+    except (EventError, RuntimeError, TimeoutError, ConnectionError) as exc:
+        raise _fail(str(exc), 1) from None
+    except (OSError, nats.errors.Error) as exc:
+        raise _fail(f"NATS at {stream}: {exc or type(exc).__name__}", 1) from None
+
+
+@shard_app.command("status")
+def status(
+    shards: Annotated[int, typer.Option("--shards", min=1, help="Shard count N.")],
+    stream: StreamOption = "nats://127.0.0.1:4222",
+    stream_name: NameOption = "solvency",
+) -> None:
+    """Each shard's input event reached, state hash and error; the hash over the shards."""
+
+    async def main() -> dict[str, Any]:
+        f = ShardFeed(stream, stream_name, shards)
+        await f.connect()
+        try:
+            log = await f.last_seq()
+            got = [await f.status(k) for k in range(shards)]
+        finally:
+            await f.close()
+        return {"log": log, "shards": got,
+                "shards_hash": shards_hash([g["state_hash"] for g in got])}
+
+    print(json.dumps(_run_async(main(), stream), indent=2))
+
+
+@shard_app.command("account")
+def account(
+    name: Annotated[str, typer.Argument(help="Account id.")],
+    shards: Annotated[int, typer.Option("--shards", min=1, help="Shard count N.")],
+    stream: StreamOption = "nats://127.0.0.1:4222",
+    stream_name: NameOption = "solvency",
+) -> None:
+    """An account's margin, equity and positions, from the shard that holds it."""
+
+    async def main() -> dict[str, Any] | None:
+        f = ShardFeed(stream, stream_name, shards)
+        await f.connect()
+        try:
+            return await f.account(name)
+        finally:
+            await f.close()
+
+    view = _run_async(main(), stream)
+    if view is None:
+        raise _fail(f"no account {name!r} on shard {shard_of(name, shards)}/{shards}", 1)
+    print(json.dumps(view, indent=2, default=str))

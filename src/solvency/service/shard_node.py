@@ -1,0 +1,492 @@
+"""Account shards as processes on NATS JetStream: the shard node and the feed.
+
+The in-process :class:`~solvency.service.shards.ShardedEngine` holds the rules (routing,
+legs, time, the merged out-events); this module runs them as one process per shard, fed
+by one replicated log (docs/scale_out.md, "Account shards"):
+
+* ``NAME-in`` (subject ``NAME.in``): the venue's input events in order, one per message;
+  its stream sequence is the event's venue sequence number ``m``. The feed
+  (:class:`ShardFeed`, ``solvency shard feed``) appends, fenced by
+  ``Nats-Expected-Last-Sequence`` like the service's writer.
+* ``NAME-v`` (subjects ``NAME.v.K``): what each shard decided. A shard publishes, per
+  event it is a target of, its verdict (accepted or not, and its out-events); for a
+  cross-shard fill first its *vote* (its leg passed its checks or not), then, once both
+  votes are in and both passed, the out-events of its leg; and the out-events of time
+  passing on events it was not a target of. Message ids ``m:K:kind`` make a restarted
+  shard's re-publishing a no-op.
+
+Every shard reads every input event. An event of another shard moves this shard's clock
+only once that shard's verdict says it was accepted (one engine does not move its clock
+for a rejected event); so a shard waits for the verdict of each event it is not a target
+of before the next. That keeps N shards exactly equal to one engine, and it is also why
+the shards advance in lockstep: docs/scale_out.md says what that costs and what would lift
+it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import nats.errors
+import nats.js.errors
+from nats.js import api
+
+import nats
+from solvency.core.model.events import EventError, Fill, Rejected
+from solvency.core.model.venue import Venue
+from solvency.engine.engine import Engine
+from solvency.engine.inputs import parse_input
+from solvency.service.core import canonical
+from solvency.service.shards import (
+    FUND_SHARD,
+    GlobalViewNeededError,
+    ShardDivergenceError,
+    check_shardable,
+    genesis,
+    refuse_global,
+    route,
+    shard_of,
+)
+
+__all__ = ["ShardFeed", "ShardNode", "connect", "ensure_streams", "merge_out_json"]
+
+_DUP_WINDOW_S: Final = 3600.0
+
+
+async def connect(url: str, *, timeout_s: float = 10.0) -> Any:
+    """A NATS connection that reconnects for ever once made; ConnectionError when no
+    server of ``url`` (comma-separated) answers within ``timeout_s`` (nats-py would retry
+    the first connection for ever, printing each failure)."""
+    last: list[BaseException] = []
+
+    async def quiet(exc: Exception) -> None:  # nats-py prints a traceback per failure
+        last[:] = [exc]
+
+    try:
+        return await asyncio.wait_for(nats.connect(
+            servers=url.split(","), connect_timeout=3, max_reconnect_attempts=-1,
+            reconnect_time_wait=0.2, error_cb=quiet), timeout_s)
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        why = last[0] if last else exc
+        raise ConnectionError(f"cannot connect to NATS at {url}: "
+                              f"{type(why).__name__}: {why}") from None
+
+
+async def ensure_streams(js: Any, name: str, replicas: int = 1) -> None:
+    """Create the input and verdict streams of ``name`` (or bind to them)."""
+    for stream, subjects in ((f"{name}-in", [f"{name}.in"]), (f"{name}-v", [f"{name}.v.*"])):
+        config = api.StreamConfig(name=stream, subjects=subjects,
+                                  storage=api.StorageType.FILE, num_replicas=replicas,
+                                  duplicate_window=_DUP_WINDOW_S)
+        deadline = asyncio.get_running_loop().time() + 30.0
+        while True:
+            try:
+                await js.add_stream(config)
+                break
+            except nats.js.errors.BadRequestError:
+                break  # exists
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError,
+                    nats.js.errors.NoStreamResponseError):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.25)
+
+
+class _StoppedError(Exception):
+    """Asked to stop while waiting for other shards' verdicts."""
+
+
+class ShardNode:
+    """One shard: an engine over the accounts of shard ``k`` of ``n``.
+
+    Parameters
+    ----------
+    url, name
+        NATS server URL(s) (comma-separated) and the venue's stream name.
+    k, n
+        This shard and the shard count.
+    venue
+        The venue every shard runs.
+    state_dir
+        Where the shard keeps its snapshot (``shard-K.json``); None: none, a restart
+        replays the whole log.
+    snapshot_every
+        Events between snapshots.
+    """
+
+    def __init__(self, url: str, name: str, k: int, n: int, venue: Venue, *,
+                 state_dir: Path | None = None, snapshot_every: int = 5_000,
+                 replicas: int = 1) -> None:
+        self.url, self.name, self.k, self.n = url, name, k, n
+        self.venue, self.replicas = venue, replicas
+        self.state_dir, self.snapshot_every = state_dir, snapshot_every
+        self.engine = Engine(venue)
+        self.m = 0  # last input event processed
+        self.seen: set[str] = set()  # ids accepted anywhere in the venue
+        self.error: str | None = None
+        self.error_at: int | None = None  # the input event the error stopped it at
+        self._at = 0  # the input event being processed
+        self._votes: dict[int, dict[int, bool]] = {}
+        self._changed = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._nc: Any = None
+        self._recover()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def _snap_path(self) -> Path | None:
+        return None if self.state_dir is None else self.state_dir / f"shard-{self.k}.json"
+
+    def _recover(self) -> None:
+        path = self._snap_path
+        if path is not None and path.exists():
+            data = json.loads(path.read_text())
+            if (data["k"], data["n"]) != (self.k, self.n):
+                raise ValueError(f"{path} belongs to shard {data['k']}/{data['n']}")
+            self.engine = Engine.restore(data["engine"])
+            self.m, self.seen = int(data["m"]), set(data["seen"])
+            if self.engine.state_hash() != data["state_hash"]:
+                raise ValueError(f"{path}: the restored engine does not hash to its record")
+            return
+        check_shardable(self.engine)
+        for ev in genesis(self.engine, self.k):
+            self.engine.apply(ev)
+
+    def snapshot(self) -> dict[str, Any]:
+        """This shard's state: the input event it reached, the venue's accepted ids and
+        the engine."""
+        return {"k": self.k, "n": self.n, "m": self.m, "seen": sorted(self.seen),
+                "state_hash": self.engine.state_hash(), "engine": self.engine.snapshot()}
+
+    def _save(self) -> None:
+        path = self._snap_path
+        if path is None:
+            return
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.snapshot()))
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Follow the input stream until ``stop`` is set (or forever)."""
+        stop = self._stop = stop or asyncio.Event()
+        self._nc = await connect(self.url)
+        js = self._nc.jetstream(timeout=10)
+        await ensure_streams(js, self.name, self.replicas)
+        await self._nc.subscribe(f"{self.name}.q.{self.k}", cb=self._on_query)
+        await js.subscribe(f"{self.name}.v.*", ordered_consumer=True, cb=self._on_verdict,
+                           pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30)
+        sub = await js.subscribe(
+            f"{self.name}.in", ordered_consumer=True, pending_msgs_limit=1_000_000,
+            pending_bytes_limit=1 << 30,
+            config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                                      opt_start_seq=self.m + 1))
+        since_snap = 0
+        wake = asyncio.create_task(self._wake_on(stop))
+        try:
+            while not stop.is_set() and self.error is None:
+                try:
+                    msg = await sub.next_msg(timeout=0.25)
+                except nats.errors.TimeoutError:
+                    continue
+                m = int(msg.metadata.sequence.stream)
+                if m <= self.m:
+                    continue
+                try:
+                    await self._process(m, msg.data)
+                except _StoppedError:
+                    break
+                since_snap += 1
+                if since_snap >= self.snapshot_every:
+                    self._save()
+                    since_snap = 0
+            # stopped or failed: keep answering queries until told to stop
+            await stop.wait()
+        finally:
+            wake.cancel()
+            if self.error is None:
+                self._save()
+            with contextlib.suppress(Exception):
+                await self._nc.flush(timeout=5)  # the verdicts published so far
+            with contextlib.suppress(Exception):
+                await self._nc.close()  # drain() would wait 30 s for the push consumers
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._changed.set()  # a wait for votes that will not come ends
+
+    async def _on_query(self, msg: Any) -> None:
+        """Answer ``NAME.q.K``: empty: progress and state hash; ``snapshot``: the whole
+        state too; ``account:NAME``: that account's view (when it lives here)."""
+        body: dict[str, Any] = {"k": self.k, "m": self.m, "error": self.error,
+                                "error_at": self.error_at,
+                                "state_hash": self.engine.state_hash()}
+        if msg.data == b"snapshot":
+            body["snapshot"] = self.snapshot()
+        elif msg.data.startswith(b"account:"):
+            account = msg.data[len(b"account:"):].decode(errors="replace")
+            try:
+                body["account"] = self.engine.account_view(account)
+            except KeyError:
+                body["account"] = None
+        await msg.respond(json.dumps(body, default=str).encode())
+
+    async def _on_verdict(self, msg: Any) -> None:
+        d = json.loads(msg.data)
+        m = int(d["m"])
+        if "ok" in d and m > self.m:  # votes of events already processed are not needed
+            self._votes.setdefault(m, {})[int(d["k"])] = bool(d["ok"])
+            self._changed.set()
+
+    async def _wait_votes(self, m: int, targets: Sequence[int]) -> bool:
+        return all((await self._wait_all(m, targets)).values())
+
+    async def _wait_all(self, m: int, targets: Sequence[int]) -> dict[int, bool]:
+        while True:
+            if self._stop.is_set():
+                raise _StoppedError  # every wait comes before the event changes the engine
+            got = self._votes.get(m, {})
+            if all(t in got for t in targets):
+                self._votes.pop(m, None)
+                return {t: got[t] for t in targets}
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def _publish(self, m: int, kind: str, body: dict[str, Any]) -> None:
+        body = {"m": m, "k": self.k, **body}
+        await self._nc.publish(f"{self.name}.v.{self.k}", canonical(body).encode(),
+                               headers={"Nats-Msg-Id": f"{m}:{self.k}:{kind}"})
+
+    async def _process(self, m: int, data: bytes) -> None:
+        """One input event: this shard's part, or the verdict it waits for."""
+        self._at = m
+        try:
+            ev = parse_input(json.loads(data))
+        except (EventError, ValueError) as exc:
+            self.error = f"input event {m}: {exc}"  # the feed publishes parsed events only
+            self.error_at = m
+            return
+        if ev.id in self.seen:
+            self.m = m
+            return
+        legs = route(ev, self.n)
+        targets = [k for k, _ in legs]
+        mine = [leg for k, leg in legs if k == self.k]
+        out: list[Any] = []
+        if isinstance(ev, Fill) and len(legs) == 2:
+            ok, out = await self._cross_fill(m, ev, targets, mine)
+        elif mine:
+            out = self.engine.apply(mine[0])
+            ok = not any(isinstance(o, Rejected) and o.event == ev.id for o in out)
+            await self._publish(m, "v", {"ok": ok, "out": self.engine.out_json(out)})
+            if ok:
+                self._refuse(ev.id, out)
+            out = []
+        else:
+            ok = await self._wait_votes(m, targets)
+            if ok and ev.ts_ms is not None:
+                out = self.engine.pass_time(ev.ts_ms, ev.id)
+        if out:
+            await self._publish(m, "o", {"out": self.engine.out_json(out)})
+        if ok:
+            self.seen.add(ev.id)
+            self._refuse(ev.id, out)
+        self.m = m
+        self._votes.pop(m, None)  # the other targets' votes of an event this shard applied
+
+    def _refuse(self, event_id: str, out: list[Any]) -> None:
+        try:
+            refuse_global(event_id, out)
+        except GlobalViewNeededError as exc:
+            self.error, self.error_at = str(exc), self._at
+
+    async def _cross_fill(self, m: int, ev: Fill, targets: list[int],
+                          mine: list[Any]) -> tuple[bool, list[Any]]:
+        if not mine:
+            ok = await self._wait_votes(m, targets)
+            return ok, (self.engine.pass_time(ev.ts_ms, ev.id)
+                        if ok and ev.ts_ms is not None else [])
+        clock = self.engine.clock_ms
+        rej: Rejected | None
+        if ev.ts_ms is not None and clock is not None and ev.ts_ms < clock:
+            rej = Rejected(id=f"rejected:{ev.id}", event=ev.id, reason="out_of_order",
+                           detail=f"ts {ev.ts_ms} is before the engine clock {clock}")
+        else:
+            rej = self.engine.check_fill(mine[0])
+        await self._publish(m, "v", {"ok": rej is None})
+        got = await self._wait_all(m, targets)
+        if not all(got.values()):
+            # one engine checks the buyer's side first: the first refusing target answers
+            first = next(t for t in targets if not got[t])
+            if first == self.k and rej is not None:
+                await self._publish(m, "o", {"out": self.engine.out_json([rej])})
+            return False, []
+        out = self.engine.apply(mine[0])
+        if any(isinstance(o, Rejected) for o in out):
+            self.error = f"input event {m}: leg rejected after both shards passed it"
+            self.error_at = m
+        return True, out
+
+
+class ShardFeed:
+    """The writer's side: appends input events to ``NAME.in`` and reads the shards'
+    verdicts and states."""
+
+    def __init__(self, url: str, name: str, n: int, *, replicas: int = 1) -> None:
+        self.url, self.name, self.n, self.replicas = url, name, n, replicas
+        self._nc: Any = None
+        self._js: Any = None
+        self.duplicates = 0
+        """Verdicts :meth:`out_events` found twice (identical: a restarted shard's own,
+        published again after the stream's duplicate window)."""
+
+    async def connect(self) -> None:
+        """Connect and make sure the streams exist."""
+        self._nc = await connect(self.url)
+        self._js = self._nc.jetstream(timeout=10)
+        await ensure_streams(self._js, self.name, self.replicas)
+
+    async def close(self) -> None:
+        """Drain the connection."""
+        if self._nc is not None:
+            await self._nc.drain()
+
+    async def last_seq(self) -> int:
+        """How many input events the log holds."""
+        info = await self._js.stream_info(f"{self.name}-in")
+        return int(info.state.last_seq)
+
+    async def publish(self, events: Sequence[dict[str, Any]], *, chunk: int = 500) -> int:
+        """Append events (JSON objects, parsed first: a bad one is refused before any
+        is sent) in order; return the last venue sequence number."""
+        for i, obj in enumerate(events):
+            try:
+                parse_input(obj)
+            except EventError as exc:
+                raise EventError(exc.reason, f"event {i}: {exc.detail}") from None
+        last = await self.last_seq()
+        for start in range(0, len(events), chunk):
+            part = events[start:start + chunk]
+            acks = await asyncio.gather(*(self._js.publish(
+                f"{self.name}.in", canonical(obj).encode(),
+                headers={"Nats-Expected-Last-Sequence": str(last + i)})
+                for i, obj in enumerate(part)))
+            last += len(part)
+            if int(acks[-1].seq) != last:
+                raise RuntimeError(f"stream {self.name}-in: stored as {acks[-1].seq}, "
+                                   f"expected {last} (another writer?)")
+        return last
+
+    async def status(self, k: int, *, snapshot: bool = False,
+                     timeout_s: float = 5.0) -> dict[str, Any]:
+        """Shard ``k``'s progress (``m``, ``state_hash``, ``error``), and its state."""
+        reply = await self._nc.request(f"{self.name}.q.{k}",
+                                       b"snapshot" if snapshot else b"", timeout=timeout_s)
+        got: dict[str, Any] = json.loads(reply.data)
+        return got
+
+    async def wait_applied(self, m: int, *, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+        """Wait until every shard reached input event ``m``; their statuses. Raises
+        RuntimeError naming a shard that stopped with an error, TimeoutError."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            got = []
+            for k in range(self.n):
+                try:
+                    got.append(await self.status(k, timeout_s=1.0))
+                except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                    got.append({"k": k, "m": -1, "error": None})
+            failed = [g for g in got if g.get("error")]
+            if failed:  # the first in the log: later ones may follow from it
+                g = min(failed, key=lambda g: (g.get("error_at") or 0, g["k"]))
+                raise RuntimeError(f"shard {g['k']}: {g['error']}")
+            if all(g["m"] >= m for g in got):
+                return got
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"shards at {[g['m'] for g in got]}, waiting for {m}")
+            await asyncio.sleep(0.05)
+
+    async def out_events(self, upto: int) -> dict[int, list[dict[str, Any]]]:
+        """Every input event's out-events over the shards (the market's news once, from
+        shard 0), read back from the verdict stream up to input event ``upto``."""
+        info = await self._js.stream_info(f"{self.name}-v")
+        total = int(info.state.last_seq)
+        sub = await self._js.subscribe(f"{self.name}.v.*", ordered_consumer=True,
+                                       pending_msgs_limit=1_000_000,
+                                       pending_bytes_limit=1 << 30)
+        per: dict[int, list[list[dict[str, Any]]]] = {}
+        verdicts: dict[int, set[bool]] = {}
+        first: dict[tuple[int, int, bool], bytes] = {}
+        self.duplicates = 0
+        try:
+            for _ in range(total):
+                msg = await sub.next_msg(timeout=10)
+                d = json.loads(msg.data)
+                m = int(d["m"])
+                key = (m, int(d["k"]), "ok" in d)
+                if key in first:  # a restarted shard's again, past the duplicate window
+                    if first[key] != msg.data:
+                        raise ShardDivergenceError(
+                            f"input event {m}: shard {d['k']} published two verdicts")
+                    self.duplicates += 1
+                    continue
+                first[key] = msg.data
+                if m <= upto:
+                    per.setdefault(m, [[] for _ in range(self.n)])[int(d["k"])].extend(
+                        d.get("out", []))
+                    if "ok" in d and "out" in d:  # a verdict (a cross-fill vote has no out)
+                        verdicts.setdefault(m, set()).add(bool(d["ok"]))
+        finally:
+            await sub.unsubscribe()
+        split = [m for m, oks in verdicts.items() if len(oks) > 1]
+        if split:
+            raise ShardDivergenceError(f"input event {min(split)}: accepted by some shards, "
+                                       "rejected by others")
+        return {m: merge_out_json(shards) for m, shards in sorted(per.items())}
+
+    async def account(self, account: str, *, timeout_s: float = 5.0) -> dict[str, Any] | None:
+        """``account``'s view, asked of the shard that holds it (None: no such account)."""
+        reply = await self._nc.request(f"{self.name}.q.{shard_of(account, self.n)}",
+                                       f"account:{account}".encode(), timeout=timeout_s)
+        got: dict[str, Any] | None = json.loads(reply.data)["account"]
+        return got
+
+
+def merge_out_json(per_shard: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """JSON twin of :func:`~solvency.service.shards.merge_out`: accounts' events from every
+    shard, the market's news from shard 0, a rejection once, settlements summed."""
+    out: list[dict[str, Any]] = []
+    settled: dict[str, int] = {}
+    for k, got in enumerate(per_shard):
+        for o in got:
+            if o.get("type") == "settled":
+                at = settled.get(str(o["market"]))
+                if at is None:
+                    settled[str(o["market"])] = len(out)
+                    out.append(dict(o))
+                else:
+                    prev = out[at]
+                    for f in ("paid", "received", "rounding"):
+                        prev[f] = str(_dec(prev[f]) + _dec(o[f]))
+            elif o.get("type") == "rejected":
+                if o not in out:  # a broadcast event every shard rejected: once
+                    out.append(o)
+            elif k == FUND_SHARD or "account" in o:
+                out.append(o)
+    return out
+
+
+def _dec(x: object) -> Any:
+    from decimal import Decimal
+
+    return Decimal(str(x))

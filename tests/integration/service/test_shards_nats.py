@@ -1,0 +1,192 @@
+"""Account shards as processes on NATS JetStream (issue 16, service/shard_node.py,
+docs/scale_out.md "Account shards").
+
+Four ``solvency shard run`` processes read one input stream on a 3-node NATS cluster; a
+seeded workload (cross-shard fills, oracle rounds, funding, deposits, withdrawals,
+rejected events, a 12 % crash that liquidates) is fed with :class:`ShardFeed`; one shard
+is killed with SIGKILL halfway and restarted from its snapshot. At the end the shards give
+every event the same out-events as one engine, the same balances, positions and realized
+PnL for every account (the venue digest), and hold bit for bit the states of the
+in-process :class:`ShardedEngine` over the same events (so the processes add nothing of
+their own: no event applied twice, none lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from solvency.core.model.events import EventError
+from solvency.core.model.presets import load_preset
+from solvency.engine.engine import Engine
+from solvency.engine.inputs import parse_input
+from solvency.service.shard_node import ShardFeed, ShardNode
+from solvency.service.shards import (
+    ShardedEngine,
+    clearing_residual,
+    shards_hash,
+    venue_digest,
+    venue_summary,
+)
+from tests.integration.service.workload import workload
+
+N = 4
+VICTIM = 1
+ENTRY = "from solvency.cli.shard import shard_app; shard_app()"
+
+
+def _objs(lines: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for line in lines:
+        if not line.strip() or line.startswith("#"):
+            continue
+        try:
+            obj = json.loads(line)
+            parse_input(obj)
+        except (ValueError, EventError):
+            continue  # malformed lines are refused by the feed before any is sent
+        out.append(obj)
+    return out
+
+
+def _key(o: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(o.get(f, "")) for f in (
+        "type", "account", "market", "reason", "size", "price", "penalty",
+        "insurance_fund_delta"))
+
+
+def _compared(out: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    # as tests/unit/service/test_shards.py: settlement totals include the clearing
+    # accounts' payments, and each shard holds its part of the market's own row
+    return sorted(_key(o) for o in out if o["type"] != "settled" and not (
+        o["type"].startswith("margin_") and o.get("account") == "__market__"))
+
+
+def _start(k: int, url: str, name: str, state: Path) -> subprocess.Popen[bytes]:
+    log = (state / f"shard-{k}.log").open("ab")
+    cmd = [sys.executable, "-c", ENTRY, "run", "--shard", f"{k}/{N}", "--stream", url,
+           "--stream-name", name, "--state-dir", str(state), "--snapshot-every", "500"]
+    try:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        log.close()
+
+
+async def _wait_up(feed: ShardFeed, ks: list[int], state: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for k in ks:
+        while True:
+            try:
+                await feed.status(k, timeout_s=1.0)
+                break
+            except Exception:  # no responder yet: the process is still importing
+                if time.monotonic() > deadline:
+                    logs = "\n".join(p.read_text()[-2000:] for p in state.glob("*.log"))
+                    raise AssertionError(f"shard {k} did not come up:\n{logs}") from None
+                await asyncio.sleep(0.1)
+
+
+def test_four_shard_processes_equal_one_engine(tmp_path: Path, nats_cluster: str) -> None:
+    objs = _objs(workload(5, 1_200, fund="3000", crash=(0.12, 0.102)))
+    venue = load_preset("binance")
+    one, inproc = Engine(venue), ShardedEngine(venue, N)
+    want: list[list[dict[str, Any]]] = []
+    for obj in objs:
+        ev = parse_input(obj)
+        want.append(one.out_json(one.apply(ev)))
+        inproc.apply(ev)
+    assert sum(o["type"] == "liquidation" for out in want for o in out) >= 5
+    assert sum(o["type"] == "rejected" for out in want for o in out) >= 5
+
+    procs = [_start(k, nats_cluster, "shards4", tmp_path) for k in range(N)]
+
+    async def run() -> dict[str, Any]:
+        feed = ShardFeed(nats_cluster, "shards4", N, replicas=3)
+        await feed.connect()
+        try:
+            await _wait_up(feed, list(range(N)), tmp_path, 180)
+            last = await feed.publish(objs)
+            assert last == len(objs)
+            # kill the victim past its snapshot at 500 (the next is at 1,000): it
+            # restarts from 500 and applies and publishes again what it had after it
+            deadline = time.monotonic() + 180
+            while (seen := (await feed.status(VICTIM))["m"]) < 600:
+                assert time.monotonic() < deadline, "the shards did not reach 600"
+                await asyncio.sleep(0.01)
+            procs[VICTIM].send_signal(signal.SIGKILL)
+            procs[VICTIM].wait()
+            snap_m = json.loads((tmp_path / f"shard-{VICTIM}.json").read_text())["m"]
+            assert snap_m == 500 and seen >= 600, (snap_m, seen)
+            await asyncio.sleep(0.5)
+            # without the victim's verdicts the others cannot finish
+            others = [(await feed.status(k))["m"] for k in range(N) if k != VICTIM]
+            assert max(others) < last, others
+            procs[VICTIM] = _start(VICTIM, nats_cluster, "shards4", tmp_path)
+            await feed.wait_applied(last, timeout_s=240)
+            states = [await feed.status(k, snapshot=True) for k in range(N)]
+            outs = await feed.out_events(last)
+            return {"states": states, "outs": outs, "duplicates": feed.duplicates}
+        finally:
+            await feed.close()
+
+    try:
+        got = asyncio.run(run())
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+    # what the restarted shard published again was dropped by its message ids
+    assert got["duplicates"] == 0
+    engines = [Engine.restore(s["snapshot"]["engine"]) for s in got["states"]]
+    assert venue_summary(engines) == venue_summary([one])
+    assert venue_digest(engines) == venue_digest([one])
+    # the processes hold exactly the in-process shards' states
+    assert [s["state_hash"] for s in got["states"]] == [e.state_hash() for e in inproc.shards]
+    assert shards_hash([s["state_hash"] for s in got["states"]]) == inproc.state_hash()
+    # every event's out-events, read back from the verdict stream
+    outs = got["outs"]
+    for m, expected in enumerate(want, 1):
+        assert _compared(outs.get(m, [])) == _compared(expected), objs[m - 1]["id"]
+    assert set(clearing_residual(engines)["clearing_lots"].values()) <= {0}
+    for engine in engines:
+        engine.verify()
+
+
+def test_demo_stops_where_the_fund_is_needed(nats_cluster: str) -> None:
+    """The bundled demo reaches ADL at e0060: the shard that meets it stops there with
+    the event named, and the feed reports it (two shards in this process)."""
+    text = resources.files("solvency.data").joinpath("demo_events.jsonl").read_text()
+    objs = _objs(text.splitlines())
+    venue = load_preset("binance")
+
+    async def run() -> str:
+        stop = asyncio.Event()
+        nodes = [ShardNode(nats_cluster, "demo2", k, 2, venue) for k in range(2)]
+        tasks = [asyncio.create_task(node.run(stop)) for node in nodes]
+        feed = ShardFeed(nats_cluster, "demo2", 2)
+        await feed.connect()
+        try:
+            await _wait_up(feed, [0, 1], Path("."), 60)
+            last = await feed.publish(objs)
+            with pytest.raises(RuntimeError) as exc:
+                await feed.wait_applied(last, timeout_s=60)
+            return str(exc.value)
+        finally:
+            await feed.close()
+            stop.set()
+            await asyncio.gather(*tasks)
+
+    message = asyncio.run(run())
+    assert "event e0060: adl needs the venue-wide view" in message
