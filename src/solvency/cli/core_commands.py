@@ -26,7 +26,7 @@ from solvency.core.model.venue import ConfigError, margin_model_to_data
 from solvency.core.portfolio import GridError
 from solvency.engine.engine import Engine, EngineError
 from solvency.engine.portfolio import PortfolioError, evaluate_portfolio
-from solvency.engine.summary import account_entry, replay_summary
+from solvency.engine.summary import account_entries, replay_summary
 
 __all__ = ["DEMO_EVENTS", "margin", "replay", "replay_summary", "venues"]
 
@@ -138,9 +138,8 @@ def replay(
         write_events(out, outs)
     if accounts_out is not None:
         with accounts_out.open("w", encoding="utf-8") as fh:
-            for account in sorted(engine.accounts):
-                fh.write(json.dumps({"account": account, **account_entry(engine, account)})
-                         + "\n")
+            for entry in account_entries(engine):
+                fh.write(json.dumps(entry) + "\n")
     summary = replay_summary(engine, bad, top=top, all_accounts=all_accounts)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

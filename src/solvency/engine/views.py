@@ -41,6 +41,7 @@ __all__ = [
     "account_view",
     "accounts_overview",
     "adl_rank_of",
+    "adl_rank_table_of",
     "greeks_exposure",
     "open_interest",
     "signed_size_sums",
@@ -181,16 +182,22 @@ def _position_view(state: EngineState, r: int, rec: list[int], cost_q: int, liq:
 
 def adl_rank_of(state: EngineState, m: int, s: int) -> int | None:
     """ADL queue quintile of slot ``s`` in market ``m`` (None: not ranked)."""
+    slots, ranks = adl_rank_table_of(state, m)
+    i = int(np.searchsorted(slots, s))
+    if i < slots.shape[0] and int(slots[i]) == s:
+        return int(ranks[i])
+    return None
+
+
+def adl_rank_table_of(state: EngineState, m: int) -> tuple[Any, Any]:
+    """Market ``m``'s ranked slots (ascending) and their ADL quintiles, computed once per
+    state change (``state.epoch``) and kept until the next one."""
     hit = state.adl_rank_cache.get(m)
     if hit is None or hit[0] != state.epoch:
         slots, ranks = state.liquidator.adl_rank_table(m)
         hit = (state.epoch, slots, ranks)
         state.adl_rank_cache[m] = hit
-    _, slots, ranks = hit
-    i = int(np.searchsorted(slots, s))
-    if i < slots.shape[0] and int(slots[i]) == s:
-        return int(ranks[i])
-    return None
+    return hit[1], hit[2]
 
 
 def accounts_overview(state: EngineState) -> dict[str, Any]:
