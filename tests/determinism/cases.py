@@ -6,6 +6,11 @@ hashes and a hash of every out-event it produced:
 * ``demo/<preset>``: the bundled demo log (``solvency replay``) under each preset;
 * ``random/<preset>/<seed>``: a seeded log of deposits, fills, price moves with a crash
   (liquidations, ADL), funding and isolated margin;
+* ``options/deribit/<seed>``: options and a portfolio-margined account under the
+  ``deribit`` preset and the ``deribit_pm`` grid, marks and implied volatilities at
+  irregular intervals (Black-76 repricing, the portfolio-margin scan), a crash; this
+  record also holds the bits of every row's portfolio requirement (``Book.pm``, not
+  part of the state hash but a decision value);
 * ``scenario/<file>``: every scenario under ``scenarios/`` through the stress lab on a
   reduced population (300 accounts), with its real price data from ``../shared/data``.
 
@@ -20,6 +25,7 @@ import argparse
 import hashlib
 import json
 import random
+import struct
 import tomllib
 from decimal import Decimal
 from importlib import resources
@@ -27,7 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from solvency.adapters.eventlog import LineError, read_events
-from solvency.core.model.events import event_to_json
+from solvency.adapters.grids import load_grid
+from solvency.core.model.events import (
+    AccountMode,
+    Deposit,
+    Fill,
+    InputEvent,
+    Price,
+    Vol,
+    event_to_json,
+)
 from solvency.core.model.presets import load_preset
 from solvency.engine.engine import Engine
 from solvency.engine.inputs import parse_input_line
@@ -140,6 +155,100 @@ def restored_midway_case(preset: str, seed: int) -> dict[str, Any]:
     return run_log(preset, lines, restore_at=len(lines) // 2)
 
 
+OPTION_SEEDS = (1, 2)
+OPTION_MARKETS = ("BTC_USDC-26JUN26-100000-C", "BTC-26JUN26-90000-P")
+
+
+def _option_events(rng: random.Random, engine: Engine, ts: int) -> list[InputEvent]:
+    """One step of the options log: a move of both BTC marks, an implied-volatility
+    change or a trade at the current mark (read from the engine, so the trade is valid)."""
+    book = engine.book
+    roll = rng.random()
+    if roll < 0.4:
+        return []
+    if roll < 0.6:
+        market = rng.choice(OPTION_MARKETS)
+        iv = Decimal(rng.randint(35, 140)) / 100
+        return [Vol(id=f"v{ts}", market=market, iv=iv, ts_ms=ts)]
+    market = rng.choice((*OPTION_MARKETS, "BTC-PERP"))
+    m = book.market_index[market]
+    price = book.marks[m]
+    if price is None:
+        return []
+    lot = book.instruments[m].lot_size
+    size = lot * rng.randint(1, 30 if market != "BTC-PERP" else 2000)
+    buyer, seller = rng.sample([f"c{i}" for i in range(6)] + ["pm", "mm"], 2)
+    return [Fill(id=f"f{ts}", market=market, buyer=buyer, seller=seller, size=size,
+                 price=price, ts_ms=ts)]
+
+
+def options_case(seed: int, *, restore_at: int | None = None) -> dict[str, Any]:
+    """Options and a portfolio-margined account (deribit preset, deribit_pm grid), the
+    log drawn step by step against the engine's own marks; with ``restore_at``, the
+    engine is restored from its snapshot's JSON text after that many steps."""
+    rng = random.Random(f"options:{seed}")
+    grid = load_grid("deribit_pm")
+    engine = Engine(load_preset("deribit"), pm_grid=grid)
+    ts = 1_774_000_000_000
+    setup: list[InputEvent] = [
+        AccountMode(id="mode", account="pm", mode="portfolio", ts_ms=ts),
+        Deposit(id="d-pm", account="pm", asset="USDC", amount=Decimal(90_000), ts_ms=ts),
+        Deposit(id="d-mm", account="mm", asset="USDC", amount=Decimal(20_000_000), ts_ms=ts),
+        Deposit(id="d-mmb", account="mm", asset="BTC", amount=Decimal(200), ts_ms=ts),
+        Deposit(id="fund", account="__insurance__", asset="USDC", amount=Decimal(50_000),
+                ts_ms=ts),
+        Price(id="p-btc", market="BTC-PERP", price=Decimal(100_000), ts_ms=ts),
+        Price(id="p-inv", market="BTC-USD-INVERSE", price=Decimal(100_000), ts_ms=ts),
+        Price(id="p-eth", market="ETH-PERP", price=Decimal(3_000), ts_ms=ts),
+        *(Vol(id=f"v0-{n}", market=mk, iv=Decimal("0.6"), ts_ms=ts)
+          for n, mk in enumerate(OPTION_MARKETS)),
+        *(Deposit(id=f"d-c{i}", account=f"c{i}", asset="USDC",
+                  amount=Decimal(rng.choice((20_000, 50_000, 200_000))), ts_ms=ts)
+          for i in range(6)),
+    ]
+    outs: list[Any] = []
+    for event in setup:
+        outs.extend(engine.apply(event))
+    # the portfolio account: short calls, long puts, long the perp
+    for n, (market, size, pm_buys) in enumerate((
+            ("BTC_USDC-26JUN26-100000-C", "3", False), ("BTC-26JUN26-90000-P", "2", True),
+            ("BTC-PERP", "3.5", True))):
+        m = engine.book.market_index[market]
+        price = engine.book.marks[m]
+        assert price is not None
+        buyer, seller = ("pm", "mm") if pm_buys else ("mm", "pm")
+        outs.extend(engine.apply(Fill(id=f"f-pm{n}", market=market, buyer=buyer,
+                                      seller=seller, size=Decimal(size), price=price,
+                                      ts_ms=ts)))
+    price = Decimal(100_000)
+    steps = 240
+    for k in range(steps):
+        if k == restore_at:
+            engine = Engine.restore(json.loads(json.dumps(engine.snapshot())), pm_grid=grid)
+        ts += rng.randint(150, 9_000)  # irregular intervals
+        if rng.random() < 0.45 or k in (steps // 2, steps // 2 + 3):
+            bp = -700 if k in (steps // 2, steps // 2 + 3) else rng.randint(-90, 90)
+            price = (price * (1 + Decimal(bp) / 10_000)).quantize(Decimal(1))
+            events: list[InputEvent] = [
+                Price(id=f"p{k}", market="BTC-PERP", price=price, ts_ms=ts),
+                Price(id=f"i{k}", market="BTC-USD-INVERSE", price=price, ts_ms=ts)]
+        else:
+            events = _option_events(rng, engine, ts)
+        for event in events:
+            outs.extend(engine.apply(event))
+    record = _record(engine, outs)
+    record["pm"] = hashlib.sha256(b"".join(
+        struct.pack("<d", float(x)) for x in engine.book.pm.ravel())).hexdigest()
+    record["liquidations"] = sum(1 for o in outs if o.type == "liquidation")
+    return record
+
+
+def options_restored_midway_case(seed: int) -> dict[str, Any]:
+    """The options log with a restore half-way: the record, ``Book.pm`` bits included,
+    must equal the uninterrupted run's."""
+    return options_case(seed, restore_at=120)
+
+
 def scenario_files() -> list[Path]:
     return sorted((REPO / "scenarios").glob("*.toml"))
 
@@ -158,6 +267,8 @@ def all_cases(*, scenarios: bool = True) -> dict[str, dict[str, Any]]:
     for p in PRESETS:
         for seed in RANDOM_SEEDS:
             out[f"random/{p}/{seed}"] = random_case(p, seed)
+    for seed in OPTION_SEEDS:
+        out[f"options/deribit/{seed}"] = options_case(seed)
     if scenarios:
         for path in scenario_files():
             out[f"scenario/{path.name}"] = scenario_case(path)
@@ -186,7 +297,7 @@ def main() -> None:
                                   + "\n")
         print(f"wrote {len(cases)} cases to {GOLDEN}")
     else:
-        print(json.dumps({k: v["state_hash"] for k, v in cases.items()}, indent=1))
+        print(json.dumps(cases, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _diverged(got: dict[str, Any], want: dict[str, Any]) -> str:
     sections = [k for k in want["sections"] if got["sections"].get(k) != want["sections"][k]]
-    extra = [k for k in ("out_events", "out_event_count", "liquidations", "adl_count")
+    extra = [k for k in ("out_events", "out_event_count", "liquidations", "adl_count", "pm")
              if k in want and got.get(k) != want[k]]
     return f"sections that diverged: {sections}; also: {extra}"
 
@@ -75,9 +75,22 @@ def test_scenario(path: Path, shared_data: Path) -> None:
     assert cases.scenario_case(path) == got
 
 
+@pytest.mark.parametrize("seed", cases.OPTION_SEEDS)
+def test_options_and_portfolio_margin(seed: int) -> None:
+    _check(f"options/deribit/{seed}", cases.options_case(seed))
+
+
+@pytest.mark.parametrize("seed", cases.OPTION_SEEDS)
+def test_options_restored_midway(seed: int) -> None:
+    """A restore half-way gives the same record, ``Book.pm`` bits included (issue 30 item
+    3: the portfolio scan's order no longer follows slot numbers)."""
+    _check(f"options/deribit/{seed}", cases.options_restored_midway_case(seed))
+
+
 def test_every_case_is_recorded() -> None:
     names = {f"demo/{p}" for p in cases.PRESETS}
     names |= {f"random/{p}/{s}" for p in cases.PRESETS for s in cases.RANDOM_SEEDS}
+    names |= {f"options/deribit/{s}" for s in cases.OPTION_SEEDS}
     names |= {f"scenario/{p.name}" for p in cases.scenario_files()}
     assert names == set(GOLDEN)
 
@@ -110,5 +123,6 @@ def test_other_code_paths_give_the_same_hashes(variant: str) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     got = json.loads(res.stdout)
     assert got, "no case ran"
-    wrong = {k: v for k, v in got.items() if v != GOLDEN[k]["state_hash"]}
+    # whole records: state hash, sections, out-events and (options) the Book.pm bits
+    wrong = {k: _diverged(v, GOLDEN[k]) for k, v in got.items() if v != GOLDEN[k]}
     assert not wrong, f"{variant}: {sorted(wrong)}"

@@ -28,6 +28,7 @@ from solvency.core.portfolio import (
     ScenarioGrid,
     portfolio_margin,
 )
+from solvency.core.portfolio.kernel import validate_correlation
 from solvency.core.typing import Float64Array1D, Int64Array1D
 from solvency.engine.option_book import MS_PER_YEAR
 from solvency.engine.state import Book
@@ -63,6 +64,21 @@ class PortfolioMargin:
         self.correlation = {tuple(sorted(str(k).split("/"))): float(v)
                             for k, v in dict(section.get("correlation", {})).items()}
         self.default_vol = default_vol
+        # The named correlations are checked once here (symmetric PSD, unit diagonal),
+        # off the decision path: LAPACK's eigvalsh takes CPU-dependent code paths. Any
+        # principal submatrix of a PSD matrix is PSD, so rows holding only these
+        # symbols need no check per call; a symbol named nowhere (correlation 1 with
+        # every other) is checked when it appears.
+        self._checked_symbols: frozenset[str] = frozenset()
+        if self.combine == "correlation":
+            named = sorted({sym for pair in self.correlation for sym in pair})
+            matrix = [[1.0 if a == b else self.correlation.get(tuple(sorted((a, b))), 1.0)
+                       for b in named] for a in named]
+            try:
+                validate_correlation(matrix, len(named))
+            except ValueError as exc:
+                raise ConfigError(f"portfolio_margin.correlation: {exc}") from None
+            self._checked_symbols = frozenset(named)
 
     def requirements(self, book: Book, ivs: Mapping[int, Decimal], now_ms: int,
                      rows: Int64Array1D, extra: tuple[int, int] | None = None
@@ -75,8 +91,20 @@ class PortfolioMargin:
         (``core/portfolio/kernel.py``); per underlying worst losses are summed.
         """
         assert self.grid is not None
-        symbols: list[str] = []  # the underlyings these rows hold, in first-seen order
-        u_of: dict[str, int] = {}
+        # A fixed order that follows from the state alone (the same live and after a
+        # restore, which renumbers slots): each row's positions by market index, the
+        # underlyings by symbol. The kernel adds losses in this order.
+        held: list[tuple[int, int, int]] = []  # (row position i, market, lots)
+        for i, r in enumerate(rows.tolist()):
+            extra_here = extra is not None and i == 0
+            markets: dict[int, int] = {}
+            for s in book.row_slots(r):
+                markets[int(book.st[s, 0])] = int(book.st[s, S_LOTS])
+            if extra_here and extra is not None and extra[1]:
+                markets[extra[0]] = markets.get(extra[0], 0) + extra[1]
+            held.extend((i, m, lots) for m, lots in sorted(markets.items()) if lots)
+        symbols = sorted({str(book.instruments[m].base) for _, m, _ in held})
+        u_of = {sym: u for u, sym in enumerate(symbols)}
         acc: list[int] = []
         und: list[int] = []
         kind: list[int] = []
@@ -85,42 +113,24 @@ class PortfolioMargin:
         size: list[float] = []
         vol: list[float] = []
         default_iv = Decimal(str(self.default_vol))
-
-        def add(i: int, m: int, lots: int) -> None:
+        for i, m, lots in held:
             inst = book.instruments[m]
             contracts = lots * book.lot_size[m] * float(inst.contract_size)
-            if inst.base not in u_of:
-                u_of[inst.base] = len(symbols)
-                symbols.append(inst.base)
-            u = u_of[inst.base]
+            acc.append(i)
+            und.append(u_of[str(inst.base)])
             if inst.is_option:
-                acc.append(i)
-                und.append(u)
                 kind.append(KIND_CALL if inst.option_kind == "call" else KIND_PUT)
                 strike.append(float(inst.strike or 0))
                 expiry.append(max((inst.expiry_ms or 0) - now_ms, 1) / MS_PER_YEAR)
                 size.append(contracts)
                 vol.append(float(ivs.get(m, default_iv)))
-                return
+                continue
             mark = float(book.mk[m, 3])
-            acc.append(i)
-            und.append(u)
             kind.append(KIND_FUTURE)
             strike.append(0.0)
             expiry.append(0.0)
             size.append(contracts / mark if inst.is_inverse else contracts)
             vol.append(float("nan"))
-
-        for i, r in enumerate(rows.tolist()):
-            for s in book.row_slots(r):
-                lots = int(book.st[s, S_LOTS])
-                m = int(book.st[s, 0])
-                if extra is not None and i == 0 and m == extra[0]:
-                    lots += extra[1]
-                if lots:
-                    add(i, m, lots)
-            if extra is not None and i == 0 and book.slot_of(r, extra[0]) < 0 and extra[1]:
-                add(i, extra[0], extra[1])
         n = rows.shape[0]
         if not acc:
             return np.zeros(n), np.zeros(n)
@@ -135,7 +145,8 @@ class PortfolioMargin:
                                vol=np.array(vol), underlying_price=prices, rate=0.0,
                                grid=self.grid, n_accounts=n,
                                combine="correlation" if corr is not None else "sum",
-                               correlation=corr)
+                               correlation=corr,
+                               check_psd=not set(symbols) <= self._checked_symbols)
         return np.asarray(res.im, dtype=np.float64), np.asarray(res.mm, dtype=np.float64)
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+from solvency.core import detmath
 from solvency.core.oracle.guard import IndexUpdate, OracleConfigError, price_to_decimal
 
 __all__ = ["BookInputs", "MarkConfig", "MarkMethod", "MarkPricer", "MarkResult", "TimeEMA"]
@@ -142,7 +143,9 @@ class TimeEMA:
     def update(self, sample: float, ts_ms: int) -> None:
         """Add a sample observed at ``ts_ms`` (earlier timestamps count as ``dt = 0``)."""
         dt = 0.0 if self._last_ms is None else float(max(ts_ms - self._last_ms, 0))
-        decay = math.exp(-dt / self.tau_ms)
+        # core/detmath's exp: the same bits on every machine (libm's may differ in the
+        # last bit by CPU, and this EMA feeds the mark once book inputs reach it)
+        decay = float(detmath.exp(-dt / self.tau_ms))
         weight = dt if self._den > 0.0 else 1.0
         self._num = self._num * decay + sample * weight
         self._den = self._den * decay + weight

@@ -50,6 +50,7 @@ from typing import Final, Literal, NamedTuple, cast
 import numpy as np
 import numpy.typing as npt
 
+from solvency.core import detmath
 from solvency.core.options.black76 import INV_SQRT_2, Int8Array1D, _jit
 from solvency.core.portfolio.grid import DAYS_PER_YEAR, ScenarioGrid
 from solvency.core.typing import (
@@ -67,6 +68,7 @@ __all__ = [
     "PortfolioMargin",
     "portfolio_margin",
     "scenario_losses",
+    "validate_correlation",
 ]
 
 KIND_FUTURE: Final = 0
@@ -156,12 +158,12 @@ def _scan_kernel(
         t = expiry_yr[i]
         sigma = vol[i]
         cp = 1.0 if kind[i] == KIND_CALL else -1.0
-        x0 = math.log(f / k)
+        x0 = detmath.log(f / k)
         s0 = sigma * math.sqrt(t)
         d1 = x0 / s0 + 0.5 * s0
-        disc = math.exp(-rate * t)
-        n1 = 0.5 * math.erfc(-cp * d1 * INV_SQRT_2)
-        n2 = 0.5 * math.erfc(-cp * (d1 - s0) * INV_SQRT_2)
+        disc = detmath.exp(-rate * t)
+        n1 = 0.5 * detmath.erfc(-cp * d1 * INV_SQRT_2)
+        n2 = 0.5 * detmath.erfc(-cp * (d1 - s0) * INV_SQRT_2)
         v0 = disc * cp * (f * n1 - k * n2)
         dq = q * cp * disc * n1 * f
         acc[a, u, _ACC_NET_DELTA] += dq
@@ -172,7 +174,7 @@ def _scan_kernel(
         if t1 > 0.0:
             dte = t * DAYS_PER_YEAR
             power = power_short if dte < ref_days else power_long
-            scale = (ref_days / max(floor_days, dte)) ** power
+            scale = detmath.pow_positive(ref_days / max(floor_days, dte), power)
             sqrt_t1 = math.sqrt(t1)
             cps = cp * INV_SQRT_2
             for j in range(n_levels):
@@ -187,18 +189,58 @@ def _scan_kernel(
                 inv_sd[j] = cps / sv
                 half_sd[j] = 0.5 * cps * sv
                 full_sd[j] = cps * sv
-            h = 0.5 * cp * math.exp(-rate * t1)
+            h = 0.5 * cp * detmath.exp(-rate * t1)
             for s in range(n_scen):
                 j = level[s]
                 z1 = (x0 + log_growth[u, s]) * inv_sd[j] + half_sd[j]
-                e1 = math.erfc(-z1)
-                e2 = math.erfc(full_sd[j] - z1)
+                e1 = detmath.erfc(-z1)
+                e2 = detmath.erfc(full_sd[j] - z1)
                 v = h * (f * growth[u, s] * e1 - k * e2)
                 loss[a, u, s] += q * (v0 - v)
         else:
             for s in range(n_scen):
                 v = max(cp * (f * growth[u, s] - k), 0.0)
                 loss[a, u, s] += q * (v0 - v)
+
+
+@_jit
+def _log_each(x: Float64Array2D) -> Float64Array2D:
+    out = np.empty_like(x)
+    flat_in = x.ravel()
+    flat_out = out.ravel()
+    for i in range(flat_in.shape[0]):
+        flat_out[i] = detmath.log(flat_in[i])
+    return out
+
+
+@_jit
+def _combine_sum(req: Float64Array2D) -> Float64Array1D:
+    # Per account, underlyings added in index order: a fixed order (numpy's reductions
+    # may pair terms by SIMD width, which depends on the CPU).
+    out = np.zeros(req.shape[0], dtype=np.float64)
+    for a in range(req.shape[0]):
+        total = 0.0
+        for u in range(req.shape[1]):
+            total += req[a, u]
+        out[a] = total
+    return out
+
+
+@_jit
+def _combine_correlation(req: Float64Array2D, rho: Float64Array2D) -> Float64Array1D:
+    # sqrt(R^T rho R) per account, the double sum in index order (not einsum/BLAS,
+    # whose summation order depends on the CPU), floored at 0 before the square root.
+    out = np.zeros(req.shape[0], dtype=np.float64)
+    n = req.shape[1]
+    for a in range(req.shape[0]):
+        total = 0.0
+        for u in range(n):
+            row = 0.0
+            for v in range(n):
+                row += rho[u, v] * req[a, v]
+            total += req[a, u] * row
+        out[a] = math.sqrt(max(total, 0.0))
+    return out
 
 
 def _positions(
@@ -260,7 +302,12 @@ def _check_positions(
             raise ValueError(msg)
 
 
-def _correlation(rho: npt.ArrayLike | None, n_und: int) -> Float64Array2D:
+def validate_correlation(
+    rho: npt.ArrayLike | None, n_und: int, check_psd: bool = True
+) -> Float64Array2D:
+    """Return ``rho`` as a ``(n_und, n_und)`` float matrix after checking that it is a
+    symmetric correlation matrix (finite, unit diagonal, entries in [-1, 1]) and, with
+    ``check_psd``, positive semi-definite; ValueError otherwise."""
     if rho is None:
         msg = "combine='correlation' needs a 'correlation' matrix"
         raise ValueError(msg)
@@ -271,7 +318,7 @@ def _correlation(rho: npt.ArrayLike | None, n_und: int) -> Float64Array2D:
     ok = (
         np.all(np.isfinite(m)) and np.allclose(m, m.T) and np.allclose(np.diag(m), 1.0)
         and np.all(np.abs(m) <= 1.0)
-        and float(np.min(np.linalg.eigvalsh(m))) >= -1e-12
+        and (not check_psd or float(np.min(np.linalg.eigvalsh(m))) >= -1e-12)
     )
     if not ok:
         msg = "'correlation' must be a symmetric PSD matrix with unit diagonal"
@@ -296,10 +343,13 @@ def _scenarios(grid: ScenarioGrid, price_range: Float64Array1D) -> _Scenarios:
         msg = "a price move of -100 % or below makes the forward non-positive"
         raise ValueError(msg)
     level_mult, level = np.unique(grid.vol_move, return_inverse=True)
+    growth = np.ascontiguousarray(1.0 + move)
     return _Scenarios(
         cast(Float64Array2D, move),
-        cast(Float64Array2D, 1.0 + move),
-        cast(Float64Array2D, np.log1p(move)),
+        cast(Float64Array2D, growth),
+        # log of the growth the kernel multiplies by, with detmath's log (not numpy's
+        # CPU-dispatched log1p): the scan must give the same bits on every machine
+        _log_each(growth),
         level.astype(np.int64).ravel(),
         cast(Float64Array1D, level_mult.astype(np.float64)),
     )
@@ -409,7 +459,7 @@ def portfolio_margin(
     grid: ScenarioGrid, n_accounts: int, forward: npt.ArrayLike | None = None,
     price_range: npt.ArrayLike | None = None, vol_range_up: npt.ArrayLike | None = None,
     vol_range_down: npt.ArrayLike | None = None, combine: Combine = "sum",
-    correlation: npt.ArrayLike | None = None,
+    correlation: npt.ArrayLike | None = None, check_psd: bool = True,
 ) -> PortfolioMargin:
     """Compute scenario-grid portfolio margin for every account in one pass.
 
@@ -442,6 +492,11 @@ def portfolio_margin(
     combine, correlation
         ``"sum"`` of per-underlying requirements, or ``"correlation"``:
         ``sqrt(R^T rho R)`` with the ``(U, U)`` matrix ``correlation``.
+    check_psd
+        Check that ``correlation`` is positive semi-definite (LAPACK ``eigvalsh``). The
+        engine checks its venue's matrix once when the venue is loaded and passes False:
+        LAPACK's kernels are chosen by CPU, and a check on the decision path could
+        refuse a borderline matrix on one machine and accept it on another.
 
     Returns
     -------
@@ -462,10 +517,11 @@ def portfolio_margin(
     )
     req, scan, worst_u = _requirements(loss, acc, grid)
     if combine == "sum":
-        mm = req.sum(axis=1)
+        mm = _combine_sum(np.ascontiguousarray(req))
     elif combine == "correlation":
-        rho = _correlation(correlation, req.shape[1])
-        mm = np.sqrt(np.maximum(np.einsum("au,uv,av->a", req, rho, req), 0.0))
+        rho = validate_correlation(correlation, req.shape[1], check_psd)
+        rho = np.ascontiguousarray(rho)
+        mm = _combine_correlation(np.ascontiguousarray(req), rho)
     else:
         msg = f"'combine' must be 'sum' or 'correlation', got {combine!r}"
         raise ValueError(msg)
@@ -478,7 +534,7 @@ def portfolio_margin(
         if req.shape[1] else np.full(req.shape[0], -1, dtype=np.int64)
     )
     return PortfolioMargin(
-        mm=cast(Float64Array1D, mm),
+        mm=mm,
         im=cast(Float64Array1D, mm * grid.im_factor),
         worst_scenario=cast(Int64Array1D, worst.astype(np.int64)),
         requirement=req,
