@@ -91,9 +91,9 @@ def run(
     try:
         asyncio.run(main())
     except ConnectionError as exc:
-        raise _fail(str(exc), 1) from None
+        raise _fail(str(exc), 3) from None
     except (OSError, nats.errors.Error) as exc:
-        raise _fail(f"NATS at {stream}: {exc or type(exc).__name__}", 1) from None
+        raise _fail(f"NATS at {stream}: {exc or type(exc).__name__}", 3) from None
     if node.error:
         raise _fail(node.error, 1)
 
@@ -119,9 +119,11 @@ def feed(
         for i, line in enumerate(events.read_text().splitlines(), 1):
             if line.strip() and not line.lstrip().startswith("#"):
                 try:
-                    objs.append(json_object(line))
+                    obj = json_object(line)
+                    parse_input(obj)  # refused here, before anything is sent
                 except EventError as exc:
                     raise _fail(f"{events}:{i}: {exc}") from None
+                objs.append(obj)
     except OSError as exc:
         raise _fail(f"{events}: {exc.strerror}") from None
     try:
@@ -151,16 +153,20 @@ def feed(
         result["equal"] = result["one_engine_digest"] == result["venue_digest"]
     print(json.dumps(result, indent=2))
     if result.get("equal") is False:
-        raise _fail("the shards' venue digest differs from one engine's", 4)
+        raise _fail("the shards' venue digest differs from one engine's", 1)
 
 
 def _run_async(coro: Any, stream: str) -> Any:
     try:
         return asyncio.run(coro)
-    except (EventError, RuntimeError, TimeoutError, ConnectionError) as exc:
+    except EventError as exc:
+        raise _fail(str(exc)) from None
+    except RuntimeError as exc:  # a shard stopped (its error named) or diverged
         raise _fail(str(exc), 1) from None
+    except (TimeoutError, ConnectionError) as exc:
+        raise _fail(str(exc), 3) from None
     except (OSError, nats.errors.Error) as exc:
-        raise _fail(f"NATS at {stream}: {exc or type(exc).__name__}", 1) from None
+        raise _fail(f"NATS at {stream}: {exc or type(exc).__name__}", 3) from None
 
 
 @shard_app.command("status")
