@@ -75,19 +75,23 @@ BASELINE = "9f0f7f265a09e0df715a673bf798456682f074cf"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def former_module(rev: str) -> ModuleType:
-    """The report module as it was at ``rev``, imported as ``former_report``."""
-    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/solvency/sim/report.py"],
+def _module_at(rev: str, path: str, name: str) -> ModuleType:
+    """The module at ``path`` as it was at git revision ``rev``, imported as ``name``."""
+    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"],
                           capture_output=True, text=True, check=True).stdout
-    folder = Path(tempfile.mkdtemp(prefix="bench-report-"))
-    path = folder / "former_report.py"
-    path.write_text(text, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("former_report", path)
+    file = Path(tempfile.mkdtemp(prefix="bench-report-")) / f"{name}.py"
+    file.write_text(text, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(name, file)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["former_report"] = mod
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def former_module(rev: str) -> ModuleType:
+    """The stress-lab report module as it was at ``rev``, imported as ``former_report``."""
+    return _module_at(rev, "src/solvency/sim/report.py", "former_report")
 
 
 def former_charts(old: ModuleType, s: StepSeries) -> str:
@@ -156,6 +160,40 @@ def bench_default(old: ModuleType) -> None:
                                                              series=res.series)})
 
 
+def former_backtest_module(rev: str) -> ModuleType:
+    """``src/solvency/adapters/report.py`` as it was at ``rev``."""
+    return _module_at(rev, "src/solvency/adapters/report.py", "former_backtest_report")
+
+
+def bench_backtest(rev: str, n: int) -> None:
+    """The backtest page's figure (``solvency backtest --report``): ``n`` daily returns,
+    three models, each way."""
+    from types import SimpleNamespace
+
+    from solvency.adapters import report as current
+
+    old = former_backtest_module(rev)
+    rng = np.random.default_rng(3)
+    ts = 1_500_000_000_000 + 86_400_000 * np.arange(n, dtype=np.int64)
+    close = 30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.03, n)))
+    losses = np.maximum(-np.diff(np.log(close), prepend=np.log(close[0])), 0.0)
+    runs = [SimpleNamespace(model=m, index=np.arange(n), rates=0.05 + 0.01 * k +
+                            rng.random(n) * 1e-3, losses=losses,
+                            exceptions=losses > 0.05 + 0.01 * k) for k, m in
+            enumerate(("fixed", "ewma", "garch"))]
+    args = {"title": "bench", "source": "synthetic", "confidence": 0.99, "horizon": "1d",
+            "interval": "1d", "side": "long", "ts_ms": ts, "close": close, "runs": runs}
+    t_old, before = _timed(lambda: old._figure(old.BacktestReport(**args)).to_html(
+        full_html=False, include_plotlyjs=False))
+    t_new, after = _timed(lambda: current._figure(current.BacktestReport(**args)).to_html(
+        full_html=False, include_plotlyjs=False))
+    b, a = len(before.encode()), len(after.encode())
+    print(f"backtest figure, {n:,} returns x 3 models:")
+    print(f"  before (lists of datetimes): {t_old:.3f} s, {b:,} bytes")
+    print(f"  after (epoch-ms arrays):     {t_new:.3f} s, {a:,} bytes")
+    print(f"  -> {t_old / t_new:.1f}x faster, {1 - a / b:.0%} smaller", flush=True)
+
+
 def main() -> None:
     print(describe(), flush=True)
     ap = argparse.ArgumentParser()
@@ -163,10 +201,13 @@ def main() -> None:
     ap.add_argument("--default", action="store_true",
                     help="also run the bundled default and write both pages from it")
     ap.add_argument("--baseline", default=BASELINE, help="git revision of the former module")
+    ap.add_argument("--returns", type=int, default=50_000,
+                    help="returns of the backtest page's figure")
     args = ap.parse_args()
     old = former_module(args.baseline)
     print(f"baseline: src/solvency/sim/report.py at {args.baseline[:12]}")
     bench_synthetic(old, args.points)
+    bench_backtest(args.baseline, args.returns)
     if args.default:
         bench_default(old)
 

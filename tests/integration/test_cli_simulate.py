@@ -105,6 +105,11 @@ def test_out_writes_metrics_and_offline_report(tmp_path: Path) -> None:
     scripts = re.findall(r"<script type='text/javascript'>(.*?)</script>", html, flags=re.S)
     assert scripts and len(scripts[0]) > 1_000_000 and "plotly" in scripts[0][:2000].lower()
     assert "cdn." not in html.replace(scripts[0], "")
+    # the figures are typed arrays ({"dtype": "f8", "bdata": ...}), which plotly.js reads
+    # from 2.28.0 on (plotly.py 5.19.0; 5.18.0's plotly.js 2.27.0 drew none of them)
+    version = re.search(r"plotly\.js v(\d+)\.(\d+)\.(\d+)", scripts[0][:500])
+    assert version is not None
+    assert tuple(int(v) for v in version.groups()) >= (2, 28, 0), version.group(0)
     calls = _plotly_calls(html)
     # one run: the timeline, who was hit, then one chart per series (no Monte Carlo)
     assert list(calls) == ["timeline", "margin_ratio", "leverage", "liquidation_map", *CHARTS]

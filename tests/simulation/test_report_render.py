@@ -18,6 +18,7 @@ Chromium is required: without it the test fails with a message, unless
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 from websockets.sync.client import connect
@@ -321,17 +323,19 @@ def shown_number(text: str) -> tuple[float, float]:
     return value, half
 
 
-@pytest.fixture(scope="module")
-def devtools(chromium: str, report: Path) -> Iterator[Cdp]:
-    """Headless chromium on the report (``file://``), offline, over DevTools."""
+@contextlib.contextmanager
+def opened(chromium: str, page: Path) -> Iterator[Cdp]:
+    """Headless chromium on ``page`` (``file://``), offline, over DevTools; the page
+    has loaded when this yields."""
     port = free_port()
     cmd = [chromium, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
            "--no-default-browser-check", "--disable-extensions",
            "--disable-background-networking", "--disable-sync", "--mute-audio",
            "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
            "--window-size=1400,1000", f"--remote-debugging-port={port}",
-           f"--user-data-dir={report.parent / '.chromium-devtools'}", "about:blank"]
-    log = report.parent / "chromium-devtools.log"
+           f"--user-data-dir={page.parent / f'.chromium-devtools-{page.stem}'}",
+           "about:blank"]
+    log = page.parent / f"chromium-devtools-{page.stem}.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)
     try:
@@ -356,7 +360,7 @@ def devtools(chromium: str, report: Path) -> Iterator[Cdp]:
             cdp = Cdp(ws)
             for domain in ("Page", "Runtime", "Log"):
                 cdp.call(f"{domain}.enable")
-            cdp.call("Page.navigate", url=report.resolve().as_uri())
+            cdp.call("Page.navigate", url=page.resolve().as_uri())
             cdp.wait("document.readyState === 'complete'", timeout=60)
             yield cdp
     finally:
@@ -366,6 +370,21 @@ def devtools(chromium: str, report: Path) -> Iterator[Cdp]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def page_errors(cdp: Cdp) -> list[Any]:
+    """JavaScript exceptions and console errors the page raised."""
+    errors = [e["exceptionDetails"] for e in cdp.of("Runtime.exceptionThrown")]
+    errors += [c for c in cdp.of("Runtime.consoleAPICalled") if c["type"] in ("error", "assert")]
+    errors += [e["entry"] for e in cdp.of("Log.entryAdded") if e["entry"]["level"] == "error"]
+    return errors
+
+
+@pytest.fixture(scope="module")
+def devtools(chromium: str, report: Path) -> Iterator[Cdp]:
+    """The two-venue Monte Carlo report open in chromium over DevTools."""
+    with opened(chromium, report) as cdp:
+        yield cdp
 
 
 _CHARTS_JS = """Array.from(document.querySelectorAll('section.chart')).map(s => {
@@ -427,11 +446,7 @@ def test_report_in_chromium_shows_the_metrics(devtools: Cdp, report: Path) -> No
     facts = devtools.eval("document.querySelector('p.facts').textContent")
     assert "mean over paths" in facts and "path 0" in facts
     # no JavaScript error, no console error
-    errors = [e["exceptionDetails"] for e in devtools.of("Runtime.exceptionThrown")]
-    errors += [c for c in devtools.of("Runtime.consoleAPICalled")
-               if c["type"] in ("error", "assert")]
-    errors += [e["entry"] for e in devtools.of("Log.entryAdded")
-               if e["entry"]["level"] == "error"]
+    errors = page_errors(devtools)
     assert not errors, f"JavaScript errors: {errors}"
     # the screenshot, kept as a test artifact
     shot = devtools.call("Page.captureScreenshot", timeout=60, format="png",
@@ -439,3 +454,36 @@ def test_report_in_chromium_shows_the_metrics(devtools: Cdp, report: Path) -> No
     png = base64.b64decode(shot["data"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
     (artifacts_dir() / "stress_lab_report_compare_mc.png").write_bytes(png)
+
+
+def test_backtest_report_draws_dates_from_arrays(chromium: str, tmp_path: Path) -> None:
+    """``solvency backtest --report``: the figure takes epoch milliseconds as arrays on a
+    date axis (issue 23 item 6); in chromium every trace is drawn and the axis shows
+    years, not 1.5e12."""
+    rng = np.random.default_rng(2)
+    close = 30_000.0 * np.exp(np.cumsum(rng.standard_t(4, 400) * 0.01))
+    opens = np.r_[30_000.0, close[:-1]]
+    t0 = 1_600_000_000_000 // 86_400_000 * 86_400_000  # 2020-09-13
+    csv = tmp_path / "d.csv"
+    csv.write_text("".join(
+        f"{t0 + i * 86_400_000},{o},{max(o, c) * 1.001},{min(o, c) * 0.999},{c},1.0\n"
+        for i, (o, c) in enumerate(zip(opens, close, strict=True))))
+    page = tmp_path / "backtest.html"
+    res = CliRunner().invoke(app, ["backtest", "--prices", str(csv), "--warmup", "150",
+                                   "--model", "fixed", "--report", str(page)])
+    assert res.exit_code == 0, res.output
+    text = page.read_text(encoding="utf-8")
+    assert "2020-09-13" not in text  # no ISO date strings: numbers on a date axis
+    with opened(chromium, page) as cdp:
+        drawn = cdp.wait("""(() => { const gd = document.querySelector('.js-plotly-plot');
+          if (!gd || !gd._fullLayout) return null;
+          const ticks = Array.from(gd.querySelectorAll('.xtick text, .x2tick text')).map(
+            t => t.textContent);
+          return ticks.length ? {defined: gd.data.length,
+                  drawn: gd.querySelectorAll('.cartesianlayer g.trace').length,
+                  type: gd._fullLayout.xaxis.type, ticks: ticks} : null; })()""",
+                         timeout=60)
+        errors = page_errors(cdp)
+    assert drawn["type"] == "date" and drawn["defined"] == drawn["drawn"] == 4, drawn
+    assert any("2021" in t for t in drawn["ticks"]), drawn["ticks"]
+    assert not errors, errors

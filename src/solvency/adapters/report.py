@@ -45,30 +45,34 @@ class BacktestReport:
     runs: Sequence[MarginBacktest]
 
 
-def _dates(ts: npt.NDArray[np.int64]) -> list[datetime]:
-    return [datetime.fromtimestamp(int(t) / 1000, tz=UTC) for t in ts]
+def _ms(ts: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    # epoch ms as float64 (exact below 2**53) on a date axis: plotly.js reads numbers there
+    # as ms, and plotly.py writes a numpy array whole (a typed array from plotly 6 on)
+    # instead of one ISO string per point
+    return np.ascontiguousarray(ts, dtype=np.float64)
 
 
 def _figure(rep: BacktestReport) -> go.Figure:
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.35, 0.65],
                         vertical_spacing=0.04,
                         subplot_titles=("close", f"{rep.side} loss vs margin rate"))
-    fig.add_trace(go.Scatter(x=_dates(rep.ts_ms), y=rep.close, name="close",
-                             line={"color": "#555", "width": 1}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=_ms(rep.ts_ms), y=np.asarray(rep.close, dtype=np.float64),
+                             name="close", line={"color": "#555", "width": 1}), row=1, col=1)
     first = rep.runs[0]
-    fig.add_trace(go.Scatter(x=_dates(rep.ts_ms[first.index]), y=first.losses,
+    fig.add_trace(go.Scatter(x=_ms(rep.ts_ms[first.index]), y=first.losses,
                              name="loss (relative)", mode="lines",
                              line={"color": "#bbb", "width": 1}), row=2, col=1)
     for k, run in enumerate(rep.runs):
         colour = _COLOURS[k % len(_COLOURS)]
-        x = _dates(rep.ts_ms[run.index])
+        x = _ms(rep.ts_ms[run.index])
         fig.add_trace(go.Scatter(x=x, y=run.rates, name=f"margin {run.model}",
                                  line={"color": colour, "width": 1.5}), row=2, col=1)
         hit = np.flatnonzero(run.exceptions)
         fig.add_trace(go.Scatter(
-            x=[x[i] for i in hit], y=run.losses[hit], mode="markers",
+            x=x[hit], y=run.losses[hit], mode="markers",
             name=f"exceptions {run.model} ({hit.size})",
             marker={"color": colour, "symbol": "x", "size": 8}), row=2, col=1)
+    fig.update_xaxes(type="date", hoverformat="%Y-%m-%d %H:%M UTC")
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(tickformat=".0%", row=2, col=1)
     fig.update_layout(height=760, title=rep.title, legend={"orientation": "h"},
