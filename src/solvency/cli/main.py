@@ -7,6 +7,7 @@ import typer
 from solvency.cli.backtest import backtest
 from solvency.cli.core_commands import margin, replay, venues
 from solvency.cli.data import data_app
+from solvency.cli.fund_target import fund_target_command
 from solvency.cli.greeks import greeks
 from solvency.cli.proofs import prove, risk_report_command, verify_proof_command
 from solvency.cli.serve import follow, keys_app, serve
@@ -40,6 +41,7 @@ app.command("verify-proof")(verify_proof_command)
 app.command("risk-report")(risk_report_command)
 app.add_typer(keys_app, name="keys")
 app.command("train-margin")(train_margin)
+app.command("fund-target")(fund_target_command)
 # --- end of command registrations ---
 
 
