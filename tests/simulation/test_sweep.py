@@ -407,7 +407,7 @@ def test_cli_json_and_out(scenario_file: Path, local: SweepResult, tmp_path: Pat
     pytest.param(["--grid", "venue.insurence_fund=1"], "--grid venue.insurence_fund=1: ",
                  id="bad-param"),
     pytest.param(["--grid", "venue.insurance_fund="], "no values", id="empty"),
-    pytest.param(["--format", "xlsx"], "--format", id="format"),
+    pytest.param(["--format", "xlsx"], "'xlsx' is not one of", id="format"),
     pytest.param(["--dask", "tcp://h:1", "--workers", "2"], "--workers", id="workers-remote"),
 ])
 def test_cli_bad_input_exits_2(scenario_file: Path, args: list[str], message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +36,21 @@ data_app = typer.Typer(
 )
 
 
+class FetchVenue(StrEnum):
+    """The venues ``solvency data fetch`` downloads from (``--help`` lists them)."""
+
+    BINANCE = "binance"
+    BYBIT = "bybit"
+    DERIBIT = "deribit"
+
+
+class FetchMarket(StrEnum):
+    """``--market``: spot, or the USD-M perpetual (binance /fapi, bybit linear)."""
+
+    SPOT = "spot"
+    USDM = "usdm"
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     err.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
@@ -56,7 +72,7 @@ def _summary(report: FetchReport, out: Path) -> None:
 
 @data_app.command("fetch")
 def fetch(
-    venue: Annotated[str, typer.Argument(help="binance, bybit or deribit.")],
+    venue: Annotated[FetchVenue, typer.Argument(help="The venue.", case_sensitive=False)],
     symbol: Annotated[str, typer.Argument(
         help="BTCUSDT; BTCUSDT.P / BTCUSDT-PERP / BTC/USDT:USDT for the USD-M perpetual; "
              "deribit instrument names such as BTC-PERPETUAL.")],
@@ -67,7 +83,8 @@ def fetch(
         "--out", "-o", help="Output CSV (.csv.gz to compress). Default: "
                             "SYMBOL_VENUE_MARKET_INTERVAL_START_END.csv in the current folder.")
     ] = None,
-    market: Annotated[str | None, typer.Option(
+    market: Annotated[FetchMarket | None, typer.Option(
+        case_sensitive=False,
         help="spot or usdm (binance /fapi, bybit category=linear). Default: from the "
              "symbol suffix, else spot.")] = None,
     base_url: Annotated[str | None, typer.Option(
@@ -90,7 +107,8 @@ def fetch(
     not resolve fails at once, without retries).
     """
     try:
-        req = resolve_request(venue, symbol, interval, start, end, market=market,
+        req = resolve_request(venue.value, symbol, interval, start, end,
+                              market=market.value if market is not None else None,
                               base_url=base_url)
         policy = HttpPolicy(timeout_s=timeout, retries=retries, backoff_s=backoff,
                             pause_s=sleep)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,13 @@ _TABLE_KEYS = (
     ("capital_efficiency", "IM/notional"), ("conserved", "conserved"),
     ("on_frontier", "frontier"),
 )
+
+
+class SweepFormat(StrEnum):
+    """``--format``: what ``--out`` writes besides frontier.html."""
+
+    CSV = "csv"
+    PARQUET = "parquet"
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -101,10 +109,10 @@ def sweep(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write sweep.csv, sweep_points.csv and frontier.html into this "
                       "folder.")] = None,
-    fmt: Annotated[str, typer.Option(
-        "--format", metavar="csv|parquet",
+    fmt: Annotated[SweepFormat, typer.Option(
+        "--format", case_sensitive=False,
         help="With --out: parquet also writes sweep.parquet and sweep_points.parquet.")
-    ] = "csv",
+    ] = SweepFormat.CSV,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the per-point table as JSON.")] = False,
 ) -> None:
@@ -114,8 +122,6 @@ def sweep(
     and whether it lies on the capital-efficiency / VaR99 frontier.
     """
     try:
-        if fmt not in ("csv", "parquet"):
-            raise ScenarioError(f"--format: {fmt!r} is not one of csv, parquet")
         if workers is not None and dask not in (None, "local"):
             raise ScenarioError("--workers: a scheduler address runs on the cluster's own "
                                 "workers; use --workers without --dask or with --dask local")
@@ -130,7 +136,7 @@ def sweep(
         raise _fail(str(exc)) from None
     name = plan.scenarios[0].name
     if out is not None:
-        fmt_: Format = "parquet" if fmt == "parquet" else "csv"
+        fmt_: Format = "parquet" if fmt is SweepFormat.PARQUET else "csv"
         write_sweep(out, result, title=f"solvency sweep: {name}",
                     description=plan.scenarios[0].description, fmt=fmt_)
     if as_json:
