@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +21,16 @@ import typer
 from rich.console import Console
 
 from solvency.adapters.eventlog import load_venue
+from solvency.adapters.proofs import (
+    Liabilities,
+    ProofSet,
+    load_reserves,
+    proofs_from,
+    write_proofs,
+)
 from solvency.core.model.events import EventError, json_object
 from solvency.core.model.venue import ConfigError
+from solvency.core.proofs import ProofError
 from solvency.engine.engine import Engine
 from solvency.engine.inputs import parse_input
 from solvency.service.shard_node import ShardFeed, ShardNode
@@ -29,6 +38,7 @@ from solvency.service.shards import (
     UnshardableError,
     parse_shard,
     shard_of,
+    sharded_liabilities,
     shards_hash,
     venue_digest,
 )
@@ -212,3 +222,68 @@ def account(
     if view is None:
         raise _fail(f"no account {name!r} on shard {shard_of(name, shards)}/{shards}", 1)
     print(json.dumps(view, indent=2, default=str))
+
+
+def shard_proofs(engines: list[Engine], *, seq: int, seed: bytes,
+                 reserves: dict[str, Decimal] | None = None) -> ProofSet:
+    """A proof of liabilities over the shards (docs/proofs.md): one Merkle sum tree over
+    every account's owed balances, each from its shard, accounts by name; the root names
+    the hash over the shards' state hashes."""
+    first = engines[0]
+    owed = sharded_liabilities(engines)
+    clock = first.clock_ms
+    taken = Liabilities(owed, seq, shards_hash([e.state_hash() for e in engines]), clock,
+                        first.venue.name,
+                        {a: first.venue.assets[a].decimals for a in owed["assets"]})
+    return proofs_from(taken, seed=seed, reserves=reserves)
+
+
+@shard_app.command("prove")
+def prove(
+    shards: Annotated[int, typer.Option("--shards", min=1, help="Shard count N.")],
+    stream: StreamOption = "nats://127.0.0.1:4222",
+    stream_name: NameOption = "solvency",
+    out: Annotated[Path, typer.Option(help="Output folder: root.json and proofs/.")
+    ] = Path("proofs"),
+    reserves: Annotated[Path | None, typer.Option(
+        help="Declared holdings per asset (JSON object): adds the reserve ratio.")] = None,
+    seed_file: Annotated[Path | None, typer.Option(
+        help="Secret salt seed (created if missing).")] = None,
+) -> None:
+    """Publish a proof of liabilities over the running shards, taken when every shard is
+    at the same input event (the stream quiet): as ``solvency prove``, over N engines."""
+    from solvency.cli.proofs import _seed  # one seed rule for both commands
+
+    try:
+        held = load_reserves(reserves) if reserves is not None else None
+    except (ConfigError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+    async def main() -> list[dict[str, Any]]:
+        f = ShardFeed(stream, stream_name, shards)
+        await f.connect()
+        try:
+            await f.wait_applied(await f.last_seq(), timeout_s=60)
+            return [await f.status(k, snapshot=True) for k in range(shards)]
+        finally:
+            await f.close()
+
+    states = _run_async(main(), stream)
+    at = {s["m"] for s in states}
+    if len(at) != 1:
+        raise _fail(f"the shards moved on while being read (at {sorted(at)}): prove when "
+                    "the stream is quiet", 3)
+    engines = [Engine.restore(s["snapshot"]["engine"]) for s in states]
+    try:
+        proofs = shard_proofs(engines, seq=at.pop(), seed=_seed(seed_file), reserves=held)
+        n = write_proofs(proofs, out)
+    except (ConfigError, ProofError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    root = proofs.root
+    typer.echo(f"root {root['root']} over {n:,} accounts at input event {root['seq']} "
+               f"({shards} shards, hash over the shards {root['state_hash'][:16]})")
+    for asset, total in root["totals_display"].items():
+        ratio = root.get("reserve_ratio", {}).get(asset)
+        typer.echo(f"  {asset}: liabilities {total}" + (f", reserve ratio {ratio}"
+                                                         if ratio else ""))
+    typer.echo(f"wrote {out / 'root.json'} and {n:,} proofs in {out / 'proofs'}")

@@ -61,6 +61,7 @@ from solvency.engine.engine import Engine
 from solvency.engine.inputs import AnyInput
 from solvency.engine.liquidation import BACKSTOP, INSURANCE_ROW, MARKET
 from solvency.engine.pretrade import Order
+from solvency.engine.summary import liabilities
 
 __all__ = [
     "FUND_SHARD",
@@ -73,6 +74,7 @@ __all__ = [
     "refuse_global",
     "route",
     "shard_of",
+    "sharded_liabilities",
     "venue_digest",
 ]
 
@@ -389,3 +391,33 @@ def clearing_residual(engines: Sequence[Engine]) -> dict[str, Any]:
             if name == SHARD_CLEARING:
                 lots[market] = lots.get(market, 0) + int(n_lots)
     return {"held": held, "clearing_lots": lots}
+
+
+def sharded_liabilities(engines: Sequence[Engine]) -> dict[str, Any]:
+    """What the venue owes every account, over its shards: the shape of
+    :func:`~solvency.engine.summary.liabilities` (``assets``, ``accounts``, ``owed`` int64
+    accounts x assets, ``negative``), each account's row from the shard that holds it,
+    accounts sorted by name (so 1, 2 or 4 shards, or one engine's liabilities sorted the
+    same way, give the same tree). The clearing accounts are engine-run (``__`` names)
+    and, like the fund, not listed by ``liabilities``."""
+    assets = list(engines[0].book.asset_names)
+    rows: dict[str, np.ndarray] = {}
+    negative: dict[str, Any] = {}
+    for engine in engines:
+        got = liabilities(engine)
+        col = [got["assets"].index(a) if a in got["assets"] else -1 for a in assets]
+        extra = sorted(set(got["assets"]) - set(assets))
+        if extra:
+            raise ShardDivergenceError(f"shards hold different assets: {extra}")
+        for i, account in enumerate(got["accounts"]):
+            if account in rows:
+                raise ShardDivergenceError(f"account {account!r} is on two shards")
+            owed = got["owed"][i]
+            rows[account] = np.array([owed[c] if c >= 0 else 0 for c in col],
+                                     dtype=np.int64)
+        negative.update(got["negative"])
+    names = sorted(rows)
+    owed = (np.stack([rows[a] for a in names]) if names
+            else np.zeros((0, len(assets)), dtype=np.int64))
+    return {"assets": assets, "accounts": names, "owed": owed,
+            "negative": dict(sorted(negative.items()))}

@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from solvency.cli.main import app
 from solvency.core.model.events import EventError
 from solvency.core.model.presets import load_preset
 from solvency.engine.engine import Engine
 from solvency.engine.inputs import parse_input
+from solvency.engine.summary import liabilities
 from solvency.service.shard_node import ShardFeed, ShardNode
 from solvency.service.shards import (
     ShardedEngine,
@@ -142,6 +145,11 @@ def test_four_shard_processes_equal_one_engine(tmp_path: Path, nats_cluster: str
 
     try:
         got = asyncio.run(run())
+        # a proof of liabilities over the running shards (solvency shard prove)
+        res = CliRunner().invoke(app, [
+            "shard", "prove", "--shards", str(N), "--stream", nats_cluster, "--stream-name",
+            "shards4", "--out", str(tmp_path / "proofs"), "--seed-file",
+            str(tmp_path / "seed")])
     finally:
         for p in procs:
             if p.poll() is None:
@@ -160,6 +168,13 @@ def test_four_shard_processes_equal_one_engine(tmp_path: Path, nats_cluster: str
     for m, expected in enumerate(want, 1):
         assert _compared(outs.get(m, [])) == _compared(expected), objs[m - 1]["id"]
     assert set(clearing_residual(engines)["clearing_lots"].values()) <= {0}
+    assert res.exit_code == 0, res.output
+    root = json.loads((tmp_path / "proofs" / "root.json").read_text())
+    owed = liabilities(one)
+    assert root["state_hash"] == inproc.state_hash() and root["seq"] == len(objs)
+    assert root["accounts"] == len(owed["accounts"])
+    assert root["totals"] == {a: str(int(t)) for a, t in zip(
+        owed["assets"], owed["owed"].sum(axis=0), strict=True)}
     for engine in engines:
         engine.verify()
 

@@ -211,3 +211,41 @@ def test_open_interest_scaled_margin_is_refused() -> None:
         "open_interest_lower_cap": "1000000", "open_interest_upper_cap": "5000000"}}})
     with pytest.raises(UnshardableError, match="open interest"):
         ShardedEngine(scaled, 2)
+
+
+def test_proof_of_liabilities_over_shards() -> None:
+    """`solvency shard prove`'s tree: over 1, 2 or 4 shards the same root, equal to the
+    tree of one engine's liabilities (engine/summary.py) with the accounts sorted by name;
+    every account's proof verifies against it (core/proofs.py)."""
+    import numpy as np
+
+    from solvency.adapters.proofs import Liabilities, proofs_from
+    from solvency.cli.shard import shard_proofs
+    from solvency.core.proofs import verify_proof
+    from solvency.engine.summary import liabilities
+
+    events = _events(workload(4, 600, fund="3000", crash=(0.12, 0.102)))
+    venue = load_preset("binance")
+    one = Engine(venue)
+    one.apply_all(events)
+    owed = liabilities(one)
+    order = sorted(range(len(owed["accounts"])), key=lambda i: owed["accounts"][i])
+    sorted_owed = {**owed, "accounts": [owed["accounts"][i] for i in order],
+                   "owed": owed["owed"][np.array(order)]}
+    seed = b"s" * 32
+    want = proofs_from(Liabilities(sorted_owed, 7, "h", one.clock_ms, venue.name,
+                                   {a: venue.assets[a].decimals for a in owed["assets"]}),
+                       seed=seed).root
+    assert len(owed["accounts"]) > 100
+    for n in (1, 2, 4):
+        sh = ShardedEngine(venue, n)
+        sh.apply_all(events)
+        got = shard_proofs(sh.shards, seq=7, seed=seed)
+        assert got.root["root"] == want["root"], n
+        assert got.root["totals"] == want["totals"]
+        assert got.root["state_hash"] == sh.state_hash()
+        for i in (0, len(owed["accounts"]) // 2, len(owed["accounts"]) - 1):
+            account = sorted_owed["accounts"][i]
+            balances = verify_proof(got.tree.proof(i), got.root)
+            assert balances == dict(zip(owed["assets"], sorted_owed["owed"][i].tolist(),
+                                        strict=True)), account
