@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from solvency.cli.main import app
 from solvency.sim.metrics import bad_debt_var
+from solvency.sim.report import format_value
 from solvency.sim.run import run_scenario
 from solvency.sim.scenario import ScenarioError
 from solvency.sim.sweep import (
@@ -370,6 +371,13 @@ def test_tables_round_trip_and_frontier_is_offline(local: SweepResult,
     assert "<script src=" not in page
     assert "Plotly.newPlot" in page and "Pareto frontier" in page
     assert f"{FUND} = 50000" in page
+    # the points table speaks as the stress-lab report does: labels and units
+    asset = local.rows[0]["settle_asset"]
+    assert ">bad debt VaR 99 %</th>" in page and ">on the frontier</th>" in page
+    for p in local.points:
+        assert f"<td>{format_value(p['var99_bad_debt'], 'amount', asset)}</td>" in page
+        assert f" {asset}</td>" in page
+        assert f"<td>{format_value(p['capital_efficiency'], 'share')}</td>" in page
 
 
 def test_mixed_types_in_a_parquet_column(tmp_path: Path) -> None:

@@ -45,12 +45,12 @@ __all__ = [
     "CHARTS",
     "GROUPS",
     "HEADLINE",
+    "PAGE_STYLE",
     "Figure",
     "ReportRun",
     "Unit",
     "format_value",
     "headline",
-    "html_cell",
     "label_of",
     "verdict",
     "write_report",
@@ -230,17 +230,6 @@ def format_value(v: Any, unit: Unit, asset: str = "") -> str:
     if unit == "time":
         return _iso(x)
     return f"{int(x):,}" if float(x).is_integer() else f"{x:,.1f}"
-
-
-def html_cell(v: Any) -> str:
-    """A metric value as escaped HTML text for a table cell (thousands separators)."""
-    if isinstance(v, bool) or v is None:
-        return html.escape(str(v))
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.6g}" if abs(v) < 1 else f"{v:,.2f}"
-    return html.escape(str(v))
 
 
 # ---------------------------------------------------------------- headline and verdict
@@ -972,7 +961,7 @@ def _facts(runs: Mapping[str, ReportRun]) -> str:
     return f"<p class='facts'>{_esc(text)}</p>"
 
 
-_STYLE: Final = (
+PAGE_STYLE: Final = (
     "body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222;max-width:1400px}"
     "h1{font-size:1.5em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}"
     "table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;"
@@ -988,6 +977,7 @@ _STYLE: Final = (
     "grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:.5em}"
     # a grid item is as wide as its content by default: plotly's SVG would overflow it
     ".grid>section{min-width:0;overflow:hidden}")
+"""The pages' CSS (this report and the sweep's frontier page)."""
 
 
 def write_report(path: str | Path, *, title: str,
@@ -1044,7 +1034,7 @@ def write_report(path: str | Path, *, title: str,
            f"<div class='grid'>{''.join(divs['who'])}</div>" if "who" in divs else "")
     doc = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_esc(title)}</title><style>{_STYLE}</style>"
+        f"<title>{_esc(title)}</title><style>{PAGE_STYLE}</style>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
         f"<body data-charts='{charts_json}'><h1>{_esc(title)}</h1>"
         f"<p>{_esc(description)}</p>{_facts(full)}"

@@ -22,7 +22,7 @@ from typing import Any, Final, Literal
 
 import plotly.graph_objects as go
 
-from solvency.sim.report import html_cell as _fmt
+from solvency.sim.report import PAGE_STYLE, format_value, label_of
 from solvency.sim.sweep import SweepResult
 
 __all__ = [
@@ -113,10 +113,22 @@ def write_parquet(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     return out
 
 
-def _hover(point: Mapping[str, Any], params: Sequence[str]) -> str:
+def _asset(result: SweepResult) -> str:
+    return str(next((r["settle_asset"] for r in result.rows if r.get("settle_asset")), ""))
+
+
+def _shown(point: Mapping[str, Any], key: str, asset: str) -> str:
+    """A metric of a grid point as the stress-lab report shows it: readable unit, every
+    digit (:func:`solvency.sim.report.format_value`)."""
+    if key == "on_frontier":
+        return "yes" if point.get(key) else "no"
+    return format_value(point.get(key), label_of(key)[2], asset)
+
+
+def _hover(point: Mapping[str, Any], params: Sequence[str], asset: str) -> str:
     parts = [f"{html.escape(p)} = {html.escape(_csv_cell(point[p]))}" for p in params]
-    parts += [f"{k}: {_fmt(point.get(k))}" for k in ("var99_bad_debt", "capital_efficiency",
-                                                     "bad_debt", "liquidations")]
+    parts += [f"{html.escape(label_of(k)[1])}: {html.escape(_shown(point, k, asset))}"
+              for k in ("var99_bad_debt", "capital_efficiency", "bad_debt", "liquidations")]
     return "<br>".join(parts) or f"point {point['point']}"
 
 
@@ -130,7 +142,8 @@ def _figure(result: SweepResult) -> go.Figure:
         mode="markers", name="grid points",
         marker={"size": 10, "color": ["#d62728" if p["on_frontier"] else "#1f77b4"
                                       for p in pts]},
-        text=[_hover(p, result.params) for p in pts], hovertemplate="%{text}<extra></extra>"))
+        text=[_hover(p, result.params, _asset(result)) for p in pts],
+        hovertemplate="%{text}<extra></extra>"))
     fig.add_trace(go.Scatter(
         x=[p["capital_efficiency"] for p in front], y=[p["var99_bad_debt"] for p in front],
         mode="lines", name="Pareto frontier", line={"color": "#d62728", "shape": "hv"},
@@ -144,11 +157,24 @@ def _figure(result: SweepResult) -> go.Figure:
     return fig
 
 
+_LABELS: Final = {"point": "grid point", "on_frontier": "on the frontier",
+                  "paths": "Monte Carlo paths", "liquidations": "liquidation fills, mean",
+                  "bad_debt": "bad debt, mean", "insurance_fund_min": "fund low (cash), mean",
+                  "adl_count": "ADL fills, mean"}
+
+
 def _points_table(result: SweepResult) -> str:
-    cols = ["point", *result.params, *_TABLE_KEYS]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(p.get(c))}</td>" for c in cols) + "</tr>"
-                   for p in result.points)
+    """The points with the stress-lab report's labels and units; the parameters under
+    their dotted names, the JSON/CSV key of each metric on hover."""
+    asset = _asset(result)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("point", *result.params)) + "".join(
+        f"<th title='{html.escape(c)}'>{html.escape(_LABELS.get(c, label_of(c)[1]))}</th>"
+        for c in _TABLE_KEYS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_csv_cell(p.get(c)))}</td>"
+                         for c in ("point", *result.params))
+        + "".join(f"<td>{html.escape(_shown(p, c, asset))}</td>" for c in _TABLE_KEYS)
+        + "</tr>" for p in result.points)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -161,10 +187,9 @@ def write_frontier(path: str | Path, result: SweepResult, *, title: str,
     """
     chart = _figure(result).to_html(full_html=False, include_plotlyjs=True,
                                     div_id="chart-frontier", config={"displaylogo": False})
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}")
+    style = PAGE_STYLE
     paths = result.points[0]["paths"] if result.points else 0
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+    doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}"
            f"</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
            f"<p>{html.escape(description)}</p><p>{len(result.points)} grid points x "
            f"{paths} paths; VaR99 is the empirical 99 % quantile of bad debt over the "
