@@ -345,9 +345,11 @@ def screenshot_charts(report: Path, prefix: str, out_dir: Path) -> list[Path]:
     page = report.read_text(encoding="utf-8")
     written = []
     for chart in CHARTS:
-        css = ("<style>body{margin:0}h1,p,table,.modebar{display:none}"
-               "section.chart{display:none}"
-               f"section.chart[data-chart='{chart}']{{display:block}}</style></head>")
+        # everything but the chart hidden (the report's verdict, headline, timeline and
+        # tables sit at the top level beside the per-series charts)
+        css = ("<style>body{margin:0}body>*,.modebar{display:none!important}"
+               f"body>section.chart[data-chart='{chart}']{{display:block!important}}"
+               "</style></head>")
         one = report.parent / f"only-{chart}.html"
         one.write_text(page.replace("</head>", css, 1), encoding="utf-8")
         png = out_dir / f"{prefix}-{chart}.png"
