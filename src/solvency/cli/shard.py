@@ -250,8 +250,8 @@ def prove(
     seed_file: Annotated[Path | None, typer.Option(
         help="Secret salt seed (created if missing).")] = None,
 ) -> None:
-    """Publish a proof of liabilities over the running shards, taken when every shard is
-    at the same input event (the stream quiet): as ``solvency prove``, over N engines."""
+    """Publish a proof of liabilities over the running shards (as solvency prove does
+    for one engine), read when every shard is at the same input event."""
     from solvency.cli.proofs import _seed  # one seed rule for both commands
 
     try:

@@ -78,7 +78,8 @@ def _compared(out: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 def _start(k: int, url: str, name: str, state: Path) -> subprocess.Popen[bytes]:
     log = (state / f"shard-{k}.log").open("ab")
     cmd = [sys.executable, "-c", ENTRY, "run", "--shard", f"{k}/{N}", "--stream", url,
-           "--stream-name", name, "--state-dir", str(state), "--snapshot-every", "500"]
+           "--stream-name", name, "--stream-replicas", "3", "--state-dir", str(state),
+           "--snapshot-every", "500"]
     try:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
