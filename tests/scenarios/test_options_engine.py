@@ -161,3 +161,43 @@ def test_greeks_exposure_per_account_and_venue() -> None:
     assert float(writer["gamma"]) == pytest.approx(-float(ref.gamma[0]), rel=1e-6)
     # longs and shorts of the same contracts net out venue-wide
     assert float(g["venue"]["BTC"]["delta"]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_venue_files_option_margin_parameters_act() -> None:
+    """Issue 29 item 1: ``im_base``, ``im_floor`` and ``mm_base`` of a venue file were
+    validated and listed but ignored. bit.com publishes Deribit's rule with 0.25 / 0.15 /
+    0.125 (its "Margin" page, options standard margin); with those in the venue file the
+    writer's requirement is the rule at those constants, and differs from the preset's."""
+    from dataclasses import replace
+
+    from solvency.core.model.presets import venue_from_data
+    from solvency.core.options.margin import DERIBIT_OPTION_MARGIN
+
+    venue = venue_from_data({"preset": "deribit", "markets": {CALL: {
+        "model": "option_standard", "im_base": "0.25", "im_floor": "0.15",
+        "mm_base": "0.125"}}})
+    views = {}
+    for name, engine in (("preset", _engine()), ("file", Engine(venue))):
+        if name == "file":
+            engine.apply(Deposit(id="d1", account="writer", asset="USDC", amount=D(50000),
+                                 ts_ms=T0))
+            engine.apply(Deposit(id="d2", account="buyer", asset="USDC", amount=D(50000),
+                                 ts_ms=T0))
+            engine.apply(Price(id="p", market="BTC-PERP", price=D(100000), ts_ms=T0))
+            engine.apply(Vol(id="v", market=CALL, iv=D("0.6"), ts_ms=T0))
+        mark = engine.book.marks[engine.book.market_index[CALL]]
+        assert mark is not None
+        out = engine.apply(Fill(id="f", market=CALL, buyer="buyer", seller="writer",
+                                size=D(1), price=mark, ts_ms=T0))
+        assert [o for o in out if o.type == "rejected"] == []
+        views[name] = (engine.account_view("writer"), float(mark))
+    view, mark = views["file"]
+    params = replace(DERIBIT_OPTION_MARGIN, base=0.25, floor=0.15, mm_base=0.125,
+                     mm_mark_factor=0.125)
+    im, mm = option_margin(underlying_price=100000.0, strike=100000.0, mark_price=mark,
+                           size=-1.0, is_call=True, settlement="linear", params=params)
+    assert float(view["initial_margin"]) == pytest.approx(float(im[0]), abs=0.01)
+    assert float(view["maintenance_margin"]) == pytest.approx(float(mm[0]), abs=0.01)
+    # ATM: IM = (0.25 + mark/S) S = 25,000 + mark, 10,000 above the preset's 0.15
+    preset_im = float(views["preset"][0]["initial_margin"])
+    assert float(view["initial_margin"]) - preset_im == pytest.approx(10_000.0, abs=0.02)

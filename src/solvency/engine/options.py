@@ -11,11 +11,30 @@ value (``expiry.py``); portfolio-margined rows revalue it on the scenario grid
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from solvency.core.margin.models import OptionStandardModel
 from solvency.core.options.black76 import black76_premium_deterministic
-from solvency.core.options.margin import option_margin
+from solvency.core.options.margin import (
+    DERIBIT_OPTION_MARGIN,
+    OptionMarginParams,
+    option_margin,
+)
 from solvency.engine.base import MS_PER_YEAR, EngineState
 
-__all__ = ["option_price", "option_requirements"]
+__all__ = ["option_params", "option_price", "option_requirements"]
+
+
+def option_params(model: object) -> OptionMarginParams:
+    """The standard option rule's constants for a market's margin model: Deribit's, with
+    a venue file's ``im_base`` / ``im_floor`` / ``mm_base`` in place of 0.15 / 0.10 /
+    0.075 (bit.com publishes Deribit's rule with 0.25 / 0.15 / 0.125). The short put's
+    maintenance floor ``max(mm_base, mm_base x mark)`` follows ``mm_base``."""
+    if not isinstance(model, OptionStandardModel):
+        return DERIBIT_OPTION_MARGIN
+    mm_base = float(model.mm_base)
+    return replace(DERIBIT_OPTION_MARGIN, base=float(model.base), floor=float(model.floor),
+                   mm_base=mm_base, mm_mark_factor=mm_base)
 
 
 def option_price(state: EngineState, o: int) -> float | None:
@@ -44,7 +63,8 @@ def option_price(state: EngineState, o: int) -> float | None:
 
 def option_requirements(state: EngineState, o: int, mark: float) -> tuple[float, float]:
     """Deribit standard margin per short contract (initial, maintenance) of option
-    market ``o`` at premium ``mark``, in its settlement asset."""
+    market ``o`` at premium ``mark``, in its settlement asset, with the venue file's
+    ``im_base``, ``im_floor`` and ``mm_base`` for that market (:func:`option_params`)."""
     book = state.book
     inst = book.instruments[o]
     s_mark = book.marks[book.market_index[str(inst.underlying)]]
@@ -52,6 +72,7 @@ def option_requirements(state: EngineState, o: int, mark: float) -> tuple[float,
     margin = option_margin(underlying_price=float(s_mark), strike=float(inst.strike),
                            mark_price=mark, size=-1.0,
                            is_call=inst.option_kind == "call",
-                           settlement="inverse" if inst.coin_settled else "linear")
+                           settlement="inverse" if inst.coin_settled else "linear",
+                           params=option_params(inst.margin))
     cv = float(inst.contract_size)
     return float(margin.im[0]) * cv, float(margin.mm[0]) * cv

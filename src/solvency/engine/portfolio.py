@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_MM
-from solvency.core.model.events import Deposit, EventError, Price, parse_ts_ms
+from solvency.core.model.events import Deposit, EventError, Price, Vol, parse_ts_ms
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError
 from solvency.core.schema import DecimalText, Num, format_errors
@@ -199,10 +199,7 @@ def _build(m: PortfolioFile, venue: str | None) -> Engine:
             engine.clock_ms = parse_ts_ms(m.now)
         except EventError as exc:
             raise PortfolioError(f"now: {exc.detail}") from None
-    for i, (market, p) in enumerate(sorted(m.prices.items())):
-        if engine.venue.resolve(market) is None:
-            raise PortfolioError(f"prices.{market}: unknown market")
-        _apply(engine, Price(id=f"px{i}", price=p, market=market), f"prices.{market}")
+    _mark(engine, m)
     _price_coins_by_inverse_markets(engine)
     account = m.account
     engine.accounts[ACCOUNT] = account.mode
@@ -229,7 +226,39 @@ def _build(m: PortfolioFile, venue: str | None) -> Engine:
     return engine
 
 
-def _apply(engine: Engine, event: Price | Deposit, path: str) -> None:
+def _mark(engine: Engine, m: PortfolioFile) -> None:
+    """Apply the file's prices, underlyings before options (an option's mark needs its
+    underlying's), then its option vols: a vol gives the option its Black-76 mark at the
+    underlying's price and ``now``, as the engine marks options (ACT/365, rate 0)."""
+    resolved = []
+    for market, p in m.prices.items():
+        inst = engine.venue.resolve(market)
+        if inst is None:
+            raise PortfolioError(f"prices.{market}: unknown market")
+        resolved.append((inst.kind == "option", market, p))
+    for i, (_, market, p) in enumerate(sorted(resolved)):
+        _apply(engine, Price(id=f"px{i}", price=p, market=market), f"prices.{market}")
+    if m.rate != 0:
+        raise PortfolioError("rate: solvency margin marks options as the venue does, at "
+                             "rate 0; 'rate' is read by solvency greeks")
+    for i, (market, iv) in enumerate(sorted(m.vols.items())):
+        inst = engine.venue.resolve(market)
+        if inst is None:
+            raise PortfolioError(f"vols.{market}: unknown market")
+        if inst.kind != "option":
+            raise PortfolioError(f"vols.{market}: not an option market (give its price "
+                                 "in 'prices')")
+        if market in m.prices or inst.name in m.prices:
+            raise PortfolioError(f"vols.{market}: give the option's price or its vol, "
+                                 "not both")
+        if m.now is None:
+            raise PortfolioError(f"vols.{market}: a vol needs 'now' (the valuation time "
+                                 "that sets the option's time to expiry)")
+        _apply(engine, Vol(id=f"iv{i}", market=inst.name, iv=iv, ts_ms=engine.clock_ms),
+               f"vols.{market}")
+
+
+def _apply(engine: Engine, event: Price | Deposit | Vol, path: str) -> None:
     out = engine.apply(event)
     for o in out:
         if o.type == "rejected":

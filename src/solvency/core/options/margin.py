@@ -28,12 +28,19 @@ The generic variant (:class:`OptionMarginParams`) writes every constant as a par
     short put   MM = max(mm_frac, mm_mark_factor * mark) + premium * mark
     short       IM = max(im_frac + premium * mark, MM), each capped (puts) at
                 put_cap * K / F
+    long        IM = min(long_premium_im * mark, long_spot_im)
+                MM = min(long_premium_mm * mark, long_spot_mm)   (fractions of F)
     inverse: amounts in coin per contract as above; linear: fractions times ``F``
     (``mark`` in quote), i.e. ``IM_linear = F * IM_inverse`` with ``mark_coin = mark / F``.
 
 Paradex's cross-margin option rule ("Margin Requirements", docs.paradex.trade, perpetual
 options) is the variant ``base = 0.15, floor = 0.10, mm_base = 0.075, mm_floor = 0.05,
-otm_discount = mm_otm_discount = 1, premium = 0, put_cap = 0.5``.
+otm_discount = mm_otm_discount = 1, premium = 0, put_cap = 0.5``, and its longs pay
+``min(100 % x mark, 20 % x spot)`` initial and ``min(50 % x mark, 10 % x spot)``
+maintenance margin ("Buy: min(Premium Multiplier x Option Mark Price, long_itm x Spot
+Price)", with premium_multiplier_imf = 100 %, premium_multiplier_mmf = 50 %,
+long_itm_imf = 20 %, long_itm_mmf = 10 %): ``long_premium_im = 1, long_premium_mm = 0.5,
+long_spot_im = 0.2, long_spot_mm = 0.1``. Deribit's longs need no margin (all four 0).
 
 Rounding: floats (an estimate, not a ledger amount); the engine converts to quanta
 rounding requirements up.
@@ -78,6 +85,10 @@ class OptionMarginParams:
         Multiple of the option's mark price added to both requirements.
     put_cap
         Short puts: requirements capped at ``put_cap * K / F`` (``inf``: no cap).
+    long_premium_im, long_spot_im, long_premium_mm, long_spot_mm
+        Longs: initial ``min(long_premium_im * mark, long_spot_im)`` and maintenance
+        ``min(long_premium_mm * mark, long_spot_mm)`` as fractions of ``F`` (0: longs
+        need no margin beyond their premium, as on Deribit).
     """
 
     base: float = 0.15
@@ -89,12 +100,17 @@ class OptionMarginParams:
     mm_mark_factor: float = 0.075
     premium: float = 1.0
     put_cap: float = float("inf")
+    long_premium_im: float = 0.0
+    long_spot_im: float = 0.0
+    long_premium_mm: float = 0.0
+    long_spot_mm: float = 0.0
 
 
 DERIBIT_OPTION_MARGIN = OptionMarginParams()
 PARADEX_OPTION_MARGIN = OptionMarginParams(
     base=0.15, floor=0.10, otm_discount=1.0, mm_base=0.075, mm_floor=0.05,
     mm_otm_discount=1.0, mm_mark_factor=0.0, premium=0.0, put_cap=0.5,
+    long_premium_im=1.0, long_spot_im=0.2, long_premium_mm=0.5, long_spot_mm=0.1,
 )
 
 
@@ -122,7 +138,8 @@ def option_margin(
     mark_price
         Option mark price per contract: coin for ``"inverse"``, quote for ``"linear"``.
     size
-        Signed contracts (one coin each); longs need no margin beyond the premium.
+        Signed contracts (one coin each); longs pay the ``long_*`` rule (nothing under
+        Deribit's).
     is_call
         True for calls, False for puts.
     settlement
@@ -134,7 +151,7 @@ def option_margin(
     -------
     OptionMargin
         ``im`` and ``mm`` per position: ``|size|`` times the per-contract requirement
-        for shorts, 0 for longs and zero sizes.
+        of its side (0 for Deribit's longs and for zero sizes).
 
     Raises
     ------
@@ -170,11 +187,15 @@ def option_margin(
     cap = np.where(call, np.inf, p.put_cap * k / f)
     im = np.minimum(im, cap)
     mm = np.minimum(mm, cap)
+    long_im = np.minimum(p.long_premium_im * mark_coin, p.long_spot_im)
+    long_mm = np.minimum(p.long_premium_mm * mark_coin, p.long_spot_mm)
     short = np.maximum(-q, 0.0)
+    long = np.maximum(q, 0.0)
     scale = short if settlement == "inverse" else short * f
+    scale_long = long if settlement == "inverse" else long * f
     return OptionMargin(
-        im=cast(Float64Array1D, np.atleast_1d(im * scale)),
-        mm=cast(Float64Array1D, np.atleast_1d(mm * scale)),
+        im=cast(Float64Array1D, np.atleast_1d(im * scale + long_im * scale_long)),
+        mm=cast(Float64Array1D, np.atleast_1d(mm * scale + long_mm * scale_long)),
     )
 
 

@@ -103,6 +103,38 @@ def test_paradex_variant_cases(strike, is_call, im, mm):
     assert out.mm[0] == pytest.approx(mm, abs=1e-12)
 
 
+# Paradex "Margin Requirements" (perpetual options), docs.paradex.trade/documentation/
+# perpetual-options/margin-requirements (read 2026-12-07), "Buy" examples: spot 100, long 1
+# option. (id, option mark, imr, mmr)
+PARADEX_LONG_CASES = [
+    ("paradex-long-mark-10", 10.0, 10.0, 5.0),  # min(100% x 10, 20% x 100), min(50% x 10, 10)
+    ("paradex-long-mark-30", 30.0, 20.0, 10.0),  # min(30, 20), min(15, 10)
+]
+
+
+@pytest.mark.parametrize(("mark", "im", "mm"), [c[1:] for c in PARADEX_LONG_CASES],
+                         ids=[c[0] for c in PARADEX_LONG_CASES])
+@pytest.mark.parametrize("is_call", [True, False])
+def test_paradex_long_options_pay_margin(mark, im, mm, is_call):
+    out = option_margin(underlying_price=100.0, strike=100.0, mark_price=mark, size=1.0,
+                        is_call=is_call, settlement="linear", params=PARADEX_OPTION_MARGIN)
+    assert out.im[0] == pytest.approx(im, abs=1e-12)
+    assert out.mm[0] == pytest.approx(mm, abs=1e-12)
+    # the same rule for an inverse option: coin amounts, the spot fraction in coin
+    inv = option_margin(underlying_price=100.0, strike=100.0, mark_price=mark / 100.0,
+                        size=2.0, is_call=is_call, settlement="inverse",
+                        params=PARADEX_OPTION_MARGIN)
+    assert inv.im[0] == pytest.approx(2 * im / 100.0, abs=1e-15)
+    assert inv.mm[0] == pytest.approx(2 * mm / 100.0, abs=1e-15)
+
+
+def test_deribit_longs_need_no_margin_and_sides_add():
+    out = option_margin(underlying_price=F, strike=F, mark_price=0.05, size=[3.0, -1.0],
+                        is_call=True)
+    assert out.im[0] == 0.0 and out.mm[0] == 0.0
+    assert out.im[1] == pytest.approx(0.15 + 0.05)
+
+
 def test_put_cap_binds():
     # Deep OTM put with cap 0.5 K: 0.5 * 10 = 5 < floor 0.10 * 100 = 10.
     out = option_margin(underlying_price=100.0, strike=10.0, mark_price=0.0, size=-1.0,

@@ -1,0 +1,95 @@
+"""``solvency margin`` with option positions (issue 29 item 4): a vol gives the option its
+Black-76 mark (the engine's own, at the underlying's price and ``now``), prices apply
+underlyings first whatever their names, and what the file says is never ignored: a
+non-zero ``rate``, a vol without ``now``, both a price and a vol, a vol on a perp are
+refused with the key (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from solvency.cli.main import app
+from solvency.core.model.presets import load_preset
+from solvency.core.options import black76_price
+from solvency.core.options.margin import option_margin
+from solvency.engine.engine import MS_PER_YEAR
+
+runner = CliRunner(env={"COLUMNS": "200"})
+PUT = "BTC-26JUN26-90000-P"  # inverse: mark in BTC, underlying BTC-USD-INVERSE
+NOW = "2026-03-20T00:00:00Z"
+NOW_MS = 1_773_964_800_000
+
+
+def _file(tmp_path: Path, **over: Any) -> Path:
+    data: dict[str, Any] = {
+        "venue": "deribit", "now": NOW,
+        "prices": {"BTC-USD-INVERSE": "100000", "BTC-PERP": "100000"},
+        "vols": {PUT: "0.6"},
+        "account": {"mode": "cross", "collateral": {"USDC": "50000", "BTC": "1"},
+                    "positions": [{"market": PUT, "size": "-2", "entry_price": "0.03"}]}}
+    data.update(over)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _run(path: Path) -> Any:
+    return runner.invoke(app, ["margin", str(path), "--json"])
+
+
+def test_a_vol_gives_the_black76_mark_and_deribits_margin(tmp_path: Path) -> None:
+    res = _run(_file(tmp_path))
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    pos = out["positions"][0]
+    expiry = load_preset("deribit").markets[PUT].expiry_ms
+    assert expiry is not None
+    t = (expiry - NOW_MS) / MS_PER_YEAR
+    usd = black76_price(forward=100000.0, strike=90000.0, time_yr=t, vol=0.6, rate=0.0,
+                        is_call=False).price[0]
+    mark = float(pos["mark_price"])
+    assert mark == pytest.approx(usd / 100000.0, abs=0.0001 / 2)  # tick 0.0001 BTC
+    # Deribit standard margin of the short put at that mark, in BTC, times the BTC price
+    im, mm = option_margin(underlying_price=100000.0, strike=90000.0, mark_price=mark,
+                           size=-2.0, is_call=False)
+    assert float(out["initial_margin"]) == pytest.approx(float(im[0]) * 100000.0, abs=0.01)
+    assert float(out["maintenance_margin"]) == pytest.approx(float(mm[0]) * 100000.0,
+                                                             abs=0.01)
+
+
+def test_an_option_price_is_applied_after_its_underlying(tmp_path: Path) -> None:
+    # 'BTC-26JUN26-...' sorts before 'BTC-USD-INVERSE': it used to fail with no_mark
+    path = _file(tmp_path, vols={}, prices={PUT: "0.0742", "BTC-USD-INVERSE": "100000",
+                                            "BTC-PERP": "100000"})
+    res = _run(path)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["positions"][0]["mark_price"] == "0.0742"
+
+
+@pytest.mark.parametrize(("over", "message"), [
+    ({"rate": "0.05"}, "rate: solvency margin marks options as the venue does, at rate 0"),
+    ({"now": None}, f"vols.{PUT}: a vol needs 'now'"),
+    ({"prices": {PUT: "0.07", "BTC-USD-INVERSE": "100000", "BTC-PERP": "100000"}},
+     f"vols.{PUT}: give the option's price or its vol, not both"),
+    ({"vols": {"BTC-PERP": "0.6"}}, "vols.BTC-PERP: not an option market"),
+    ({"vols": {"NOPE": "0.6"}}, "vols.NOPE: unknown market"),
+    ({"prices": {"BTC-PERP": "100000"}}, "no_mark"),
+])
+def test_what_the_file_says_is_not_ignored(tmp_path: Path, over: dict[str, Any],
+                                           message: str) -> None:
+    res = _run(_file(tmp_path, **over))
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split())
+    assert "Traceback" not in res.output
+
+
+def test_the_mark_is_exact_on_the_tick(tmp_path: Path) -> None:
+    out = json.loads(_run(_file(tmp_path)).output)
+    mark = D(out["positions"][0]["mark_price"])
+    assert mark % D("0.0001") == 0
