@@ -38,7 +38,7 @@ import nats.js.errors
 from nats.js import api
 
 import nats
-from solvency.core.model.events import EventError, Fill, Rejected
+from solvency.core.model.events import EventError, Fill, Params, Rejected
 from solvency.core.model.venue import Venue
 from solvency.engine.engine import Engine
 from solvency.engine.inputs import parse_input
@@ -47,6 +47,7 @@ from solvency.service.shards import (
     FUND_SHARD,
     GlobalViewNeededError,
     ShardDivergenceError,
+    UnshardableError,
     check_shardable,
     genesis,
     refuse_global,
@@ -291,6 +292,12 @@ class ShardNode:
             await self._publish(m, "v", {"ok": ok, "out": self.engine.out_json(out)})
             if ok:
                 self._refuse(ev.id, out)
+                if isinstance(ev, Params):  # a change may make margin need the whole venue
+                    try:
+                        check_shardable(self.engine)
+                    except UnshardableError as exc:
+                        self.error = f"input event {m} ({ev.id}): {exc}"
+                        self.error_at = m
             out = []
         else:
             ok = await self._wait_votes(m, targets)

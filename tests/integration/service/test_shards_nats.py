@@ -185,24 +185,37 @@ def test_demo_stops_where_the_fund_is_needed(nats_cluster: str) -> None:
     the event named, and the feed reports it (two shards in this process)."""
     text = resources.files("solvency.data").joinpath("demo_events.jsonl").read_text()
     objs = _objs(text.splitlines())
-    venue = load_preset("binance")
-
-    async def run() -> str:
-        stop = asyncio.Event()
-        nodes = [ShardNode(nats_cluster, "demo2", k, 2, venue) for k in range(2)]
-        tasks = [asyncio.create_task(node.run(stop)) for node in nodes]
-        feed = ShardFeed(nats_cluster, "demo2", 2)
-        await feed.connect()
-        try:
-            await _wait_up(feed, [0, 1], Path("."), 60)
-            last = await feed.publish(objs)
-            with pytest.raises(RuntimeError) as exc:
-                await feed.wait_applied(last, timeout_s=60)
-            return str(exc.value)
-        finally:
-            await feed.close()
-            stop.set()
-            await asyncio.gather(*tasks)
-
-    message = asyncio.run(run())
+    message = asyncio.run(_run_nodes(nats_cluster, "demo2", objs))
     assert "event e0060: adl needs the venue-wide view" in message
+
+
+def test_open_interest_margin_stops_the_shards(nats_cluster: str) -> None:
+    """A parameter change that scales margin with open interest (which only the whole
+    venue knows) stops the shards at that event, named."""
+    objs = [{"type": "deposit", "id": "d1", "account": "a", "asset": "USDT", "amount": "9"},
+            {"type": "params", "id": "oi", "market": "BTC-PERP", "open_interest_lower_cap":
+             "1000000", "open_interest_upper_cap": "5000000"},
+            {"type": "deposit", "id": "d2", "account": "b", "asset": "USDT", "amount": "9"}]
+    message = asyncio.run(_run_nodes(nats_cluster, "oi2", objs, venue="dydx"))
+    assert "input event 2 (oi): markets ['BTC-PERP'] scale initial margin with open " \
+        "interest" in message, message
+
+
+async def _run_nodes(url: str, name: str, objs: list[dict[str, Any]], *,
+                     venue: str = "binance") -> str:
+    """Two shard nodes in this process; the error the feed reports."""
+    stop = asyncio.Event()
+    nodes = [ShardNode(url, name, k, 2, load_preset(venue)) for k in range(2)]
+    tasks = [asyncio.create_task(node.run(stop)) for node in nodes]
+    feed = ShardFeed(url, name, 2)
+    await feed.connect()
+    try:
+        await _wait_up(feed, [0, 1], Path("."), 60)
+        last = await feed.publish(objs)
+        with pytest.raises(RuntimeError) as exc:
+            await feed.wait_applied(last, timeout_s=60)
+        return str(exc.value)
+    finally:
+        await feed.close()
+        stop.set()
+        await asyncio.gather(*tasks)
