@@ -321,10 +321,14 @@ class Liquidator:
         floor = self._tier_floor(pos.m, notional)
         # one position: the scalar twin (held equal to the vectorized liquidation_size by
         # the policy tests) avoids ~20 us of numpy overhead per step
+        total_q = notional * scale
+        if self.policy.sizing == "drift":  # the buffer counts on every liability (Drift)
+            total_q = sum(abs(int(book.st[p.slot, S_VALUE])) for p in self._positions(r)
+                          if p.a == a)
         close = liquidation_size_reference(
             self.policy, lots=pos.lots, notional=notional, mm=pos_mm_q / scale,
             collateral=equity_q / scale, mm_total=mm_total_q / scale, tier_floor=floor,
-            cooldown=cooldown)
+            cooldown=cooldown, notional_total=total_q / scale)
         close = max(1, min(close, abs(pos.lots)))
         is_long = pos.lots > 0
         sign = 1 if is_long else -1

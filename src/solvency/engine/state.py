@@ -39,6 +39,7 @@ from solvency.core.margin.kernels import (
     S_PREV,
     S_ROW,
     S_VALUE,
+    T_COLUMNS,
     apply_all,
     apply_slots,
     evaluate_rows,
@@ -153,7 +154,7 @@ class Book:
         self.lot_size: list[float] = [float(i.lot_size) for i in self.instruments]
         self.mk: Float64Array2D = np.zeros((n_m, MK_COLUMNS))
         self.mki = np.zeros((n_m, 3), dtype=np.int64)
-        self.tiers: Float64Array2D = np.zeros((0, 5))
+        self.tiers: Float64Array2D = np.zeros((0, T_COLUMNS))
         self.marks: list[Decimal | None] = [None] * n_m
         self.oi_lots: list[int] = [0] * n_m
         self.expired: list[bool] = [False] * n_m

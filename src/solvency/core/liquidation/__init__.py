@@ -40,6 +40,7 @@ from solvency.core.liquidation.penalty import (
 )
 from solvency.core.liquidation.policy import (
     FUND_RULE_KEYS,
+    PENALTY_RULE_KEYS,
     POLICIES,
     AdlRanking,
     FundCapacity,
@@ -71,6 +72,7 @@ from solvency.core.liquidation.waterfall import (
 
 __all__ = [
     "FUND_RULE_KEYS",
+    "PENALTY_RULE_KEYS",
     "POLICIES",
     "AdlFill",
     "AdlRanking",

@@ -97,13 +97,13 @@ def liquidation_penalty_quanta(
 
 def drift_base_to_cover_margin_shortage(
     margin_shortage: int, margin_ratio: int, liquidation_fee: int, if_liquidation_fee: int,
-    oracle_price: int,
+    oracle_price: int, quote_oracle_price: int = 1_000_000,
 ) -> int:
     """Return Drift's base amount to liquidate to cover a margin shortage, in Drift units.
 
-    ``shortage x 1e9 / (price x (margin_ratio x 100 - liq_fee) / 1e6 - price x if_fee /
-    1e6)`` with Drift's integer steps (truncating divisions); ``u64::MAX`` when the fees
-    eat the whole margin ratio (close everything). Units: shortage in QUOTE_PRECISION
+    ``shortage x 1e9 / (price x quote_price / 1e6 x (margin_ratio x 100 - liq_fee) / 1e6 -
+    price x if_fee / 1e6)`` with Drift's integer steps (truncating divisions); ``u64::MAX``
+    when the fees eat the whole margin ratio (close everything). Units: shortage in QUOTE_PRECISION
     (1e6), margin ratio in MARGIN_PRECISION (1e4), fees in LIQUIDATION_FEE_PRECISION
     (1e6), price in PRICE_PRECISION (1e6), result in BASE_PRECISION (1e9). Reference
     twin of :func:`size_to_cover_margin_shortage` (Drift protocol-v2
@@ -113,7 +113,9 @@ def drift_base_to_cover_margin_shortage(
     mr = margin_ratio * _DRIFT_LIQUIDATION_FEE_TO_MARGIN_PRECISION_RATIO
     if oracle_price == 0 or mr <= liquidation_fee:
         return _U64_MAX
-    den = (oracle_price * (mr - liquidation_fee) // _DRIFT_LIQUIDATION_FEE_PRECISION
+    # the quote asset's own oracle price (PRICE_PRECISION) scales the liability side
+    quoted = oracle_price * quote_oracle_price // 1_000_000
+    den = (quoted * (mr - liquidation_fee) // _DRIFT_LIQUIDATION_FEE_PRECISION
            - oracle_price * if_liquidation_fee // _DRIFT_LIQUIDATION_FEE_PRECISION)
     if den <= 0:
         return _U64_MAX

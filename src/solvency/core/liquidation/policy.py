@@ -25,6 +25,7 @@ from solvency.core.units import PPM
 
 __all__ = [
     "FUND_RULE_KEYS",
+    "PENALTY_RULE_KEYS",
     "POLICIES",
     "AdlRanking",
     "FundCapacity",
@@ -66,7 +67,7 @@ class LiquidationPolicy:
         during which orders are for the whole position.
     margin_buffer_ppm
         Drift ``liquidation_margin_buffer_ratio``: liquidate until collateral covers
-        ``mm x (1 + buffer)``.
+        ``mm + buffer x notional`` (the buffer is a share of the liabilities' value).
     liquidator_fee_ppm, insurance_fee_ppm, penalty_priority
         Penalty on the closed notional, capped at the surplus over bankruptcy.
     bankruptcy_adjustment_ppm, spread_to_mm_ratio_ppm
@@ -266,15 +267,26 @@ FUND_RULE_KEYS: Final = ("fund_takeover", "backstop_is_fund", "fund_capacity",
                          "adl_fund_threshold_quanta")
 """Keys of a venue file's ``liquidation`` section: the insurance fund's rule."""
 
+PENALTY_RULE_KEYS: Final = ("margin_buffer_ppm", "liquidator_fee_ppm", "insurance_fee_ppm",
+                            "bankruptcy_adjustment_ppm", "spread_to_mm_ratio_ppm",
+                            "max_portion_ppm")
+"""Keys of a venue file's ``liquidation`` section: the venue's liquidation parameters
+(dYdX ``liquidations_config``: ``max_liquidation_fee_ppm`` is ``insurance_fee_ppm``,
+``fillable_price_config`` is ``bankruptcy_adjustment_ppm`` and
+``spread_to_mm_ratio_ppm``, ``max_position_portion_liquidated_ppm`` is
+``max_portion_ppm``; Drift ``liquidation_margin_buffer_ratio`` x 100 is
+``margin_buffer_ppm``, ``liquidator_fee`` and ``if_liquidation_fee`` are the two fees)."""
+
 
 def policy_with_overrides(policy: LiquidationPolicy, data: Mapping[str, Any],
                           path: str = "liquidation") -> LiquidationPolicy:
-    """Return ``policy`` with the insurance-fund rule of a venue file's ``liquidation``
-    section (keys :data:`FUND_RULE_KEYS`); a bad key or value raises ``ValueError``
-    naming its dotted path."""
+    """Return ``policy`` with the insurance-fund rule and the liquidation parameters of a
+    venue file's ``liquidation`` section (keys :data:`FUND_RULE_KEYS` and
+    :data:`PENALTY_RULE_KEYS`); a bad key or value raises ``ValueError`` naming its
+    dotted path."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: expected a table")
-    extra = set(data) - set(FUND_RULE_KEYS)
+    extra = set(data) - set(FUND_RULE_KEYS) - set(PENALTY_RULE_KEYS)
     if extra:
         raise ValueError(f"{path}: unknown keys {sorted(extra)}")
     changes: dict[str, Any] = {}
@@ -325,6 +337,7 @@ def liquidation_size(
     tier_floor: Float64Array1D | None = None,
     liquidated_notional: Float64Array1D | None = None,
     cooldown: BoolArray1D | None = None,
+    notional_total: Float64Array1D | None = None,
 ) -> Int64Array1D:
     """Return the lots to close in this liquidation step, per position (vectorized).
 
@@ -334,8 +347,11 @@ def liquidation_size(
     covers it; dYdX ``GetLiquidatablePositionSizeDelta``). ``hyperliquid``: above the
     threshold and outside a cooldown, ``floor(lots x portion)`` (at least one); else all.
     ``drift``: the size whose freed requirement, net of fees, covers the shortage to
-    ``mm_total x (1 + buffer)``, rounded up (Drift
-    ``calculate_base_asset_amount_to_cover_margin_shortage``). ``tier_step``
+    ``mm_total + buffer x notional_total`` (the buffer is a share of the liabilities'
+    value, as Drift's ``margin_requirement_plus_buffer``), each unit freeing
+    ``unit x (mmr + buffer - liquidator fee - insurance fee)``, rounded up (Drift
+    ``controller/liquidation.rs::liquidate_perp`` with ``margin_ratio_with_buffer`` and
+    ``math/liquidation.rs::calculate_base_asset_amount_to_cover_margin_shortage``). ``tier_step``
     (Binance/BitMEX): close just enough that the rest sits below the floor of its current
     bracket (the whole position in the first bracket).
 
@@ -357,6 +373,9 @@ def liquidation_size(
         ``dydx`` only: notional already liquidated from the account this block.
     cooldown
         ``hyperliquid`` only: True where the account is in its partial cooldown.
+    notional_total
+        ``drift`` only: the account's total position notional, quote units (default: the
+        position's own, the one-position account).
 
     Returns
     -------
@@ -382,10 +401,12 @@ def liquidation_size(
         partial = (notional > policy.partial_threshold_quote) & ~cool
         return np.where(partial, np.minimum(part, size), size).astype(np.int64)
     if policy.sizing == "drift":
-        shortage = mm_total * (1.0 + policy.margin_buffer_ppm / PPM) - collateral
+        buffer = policy.margin_buffer_ppm / PPM
+        total = notional if notional_total is None else notional_total
+        shortage = mm_total + buffer * total - collateral
         fees = (policy.liquidator_fee_ppm + policy.insurance_fee_ppm) / PPM
         mmr = np.divide(mm, notional, out=np.zeros_like(mm), where=notional > 0)
-        den = unit * (mmr - fees)
+        den = unit * (mmr + buffer - fees)
         q = np.full_like(shortage, np.inf)
         np.divide(shortage, den, out=q, where=den > 0)
         q = np.where(shortage > 0, np.ceil(q), 0.0)
@@ -401,7 +422,7 @@ def liquidation_size(
 def liquidation_size_reference(
     policy: LiquidationPolicy, *, lots: int, notional: float, mm: float, collateral: float,
     mm_total: float, tier_floor: float = 0.0, liquidated_notional: float = 0.0,
-    cooldown: bool = False,
+    cooldown: bool = False, notional_total: float | None = None,
 ) -> int:
     """Plain twin of :func:`liquidation_size` for one position (tests hold them equal)."""
     size = abs(lots)
@@ -421,12 +442,14 @@ def liquidation_size_reference(
             return min(max(size * policy.partial_portion_ppm // PPM, 1), size)
         return size
     if policy.sizing == "drift":
-        shortage = mm_total * (1.0 + policy.margin_buffer_ppm / PPM) - collateral
+        buffer = policy.margin_buffer_ppm / PPM
+        total = notional if notional_total is None else notional_total
+        shortage = mm_total + buffer * total - collateral
         if not shortage > 0:
             return 0
         fees = (policy.liquidator_fee_ppm + policy.insurance_fee_ppm) / PPM
         mmr = mm / notional if notional > 0 else 0.0
-        den = unit * (mmr - fees)
+        den = unit * (mmr + buffer - fees)
         if not den > 0:
             return size
         return int(min(math.ceil(shortage / den), size))

@@ -18,12 +18,14 @@ Layout (struct of arrays, owned by ``engine/state.py``):
 
 The market table ``mk[m, MK_*]`` and integer table ``mki[m, MKI_*]`` hold each market's
 contract terms, mark and unified risk row; ``tiers[t] = (floor, mmr, imr, mm_amount,
-im_amount)``. See :mod:`solvency.core.margin.models` for which venue rule each column
-reproduces. numba compiles the loops: numpy alone needs several passes and temporaries per position
-(a numpy version of the full re-margin measured about 3x slower on the 1,000,000-account
-benchmark). The reference twins are the models' ``requirement`` methods
-(:mod:`solvency.core.margin.models`), which the tests hold ``requirement`` to, and the
-from-scratch ``row_health_at``, which the tests hold the incremental sums to.
+im_amount, rule, aux)`` (``T_*`` columns: the rule says which venue's integer arithmetic
+decides the quanta, see :func:`slot_quanta`). See :mod:`solvency.core.margin.models`
+for which venue rule each column reproduces. numba compiles the loops: numpy alone needs
+several passes and temporaries per position (a numpy version of the full re-margin
+measured about 3x slower on the 1,000,000-account benchmark). The reference twins are the
+models' ``requirement`` methods (:mod:`solvency.core.margin.models`), which the tests
+hold ``requirement`` to, and the from-scratch ``row_health_at``, which the tests hold the
+incremental sums to.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ __all__ = [
     "OUT_EQUITY",
     "OUT_IM",
     "OUT_MM",
+    "RULE_DRIFT",
+    "RULE_DYDX",
+    "RULE_FLOAT",
     "S_COLUMNS",
     "S_IM",
     "S_LOTS",
@@ -71,8 +76,13 @@ __all__ = [
     "S_PREV",
     "S_ROW",
     "S_VALUE",
+    "T_AUX",
+    "T_COLUMNS",
+    "T_RULE",
     "apply_all",
     "apply_slots",
+    "drift_margin_ratio",
+    "dydx_imf_ppm",
     "evaluate_rows",
     "liquidation_prices",
     "margin_crossings",
@@ -111,6 +121,16 @@ MKI_TIER_START: Final = 0
 MKI_TIER_COUNT: Final = 1
 MKI_SETTLE: Final = 2
 
+# columns of the tier table: floor, mmr, imr, maintenance and initial amount, the rule
+# that decides the market's quanta, and a rule's extra parameter (dYdX: maintenance
+# fraction)
+T_RULE: Final = 5
+T_AUX: Final = 6
+T_COLUMNS: Final = 7
+RULE_FLOAT: Final = 0.0
+RULE_DYDX: Final = 1.0
+RULE_DRIFT: Final = 2.0
+
 OUT_EQUITY: Final = 0
 OUT_COLLATERAL: Final = 1
 OUT_IM: Final = 2
@@ -133,6 +153,106 @@ def _inline(func: F) -> F:
 
 
 @_inline
+def _isqrt(x: int) -> int:
+    # floor(sqrt(x)) of a non-negative int64, exact (Rust's ``nth_root(2)`` on u128 in
+    # Drift): the float root is within one of the answer below 2**63, then corrected.
+    if x <= 0:
+        return 0
+    r = int(math.sqrt(float(x)))
+    while r * r > x:
+        r -= 1
+    while (r + 1) * (r + 1) <= x:
+        r += 1
+    return r
+
+
+@_inline
+def _mul_div_floor(a: int, b: int, d: int) -> int:
+    # floor(a * b / d) for 0 <= a, 0 <= b < 2**31, 0 < d < 2**61, without the int64
+    # overflow of a * b: a = q * d + r, so a * b / d = q * b + r * b / d, and r * b is
+    # done by binary long division over the bits of b (rem, r < d keep 2 * rem + r < 3 d
+    # < 2**63).
+    q = a // d
+    r = a - q * d
+    out = q * b
+    if b == 0 or r <= 4_611_686_018_427_387_903 // b:
+        return out + r * b // d
+    rem = 0
+    frac = 0
+    for k in range(30, -1, -1):
+        frac *= 2
+        rem *= 2
+        if (b >> k) & 1:
+            rem += r
+        while rem >= d:
+            rem -= d
+            frac += 1
+    return out + frac
+
+
+@_inline
+def _mul_ppm_ceil(a: int, ppm: int) -> int:
+    # ceil(a * ppm / 1e6) exact for 0 <= a < 2**63 / 1e6 * 1e6 (dYdX ``BigMulPpm(x, ppm,
+    # true)``): a = q * 1e6 + r, r * ppm < 1e12.
+    q = a // 1_000_000
+    r = a - q * 1_000_000
+    return q * ppm + (r * ppm + 999_999) // 1_000_000
+
+
+@_inline
+def dydx_imf_ppm(base_ppm: int, oi_q: int, lower_q: int, upper_q: int) -> int:
+    """Open-interest-scaled initial margin fraction, in whole ppm rounded down (dYdX
+    v4-chain ``LiquidityTier.GetAdjustedInitialMarginPpm``: ``base + (1e6 - base) *
+    (oi - lower) // (upper - lower)``; ``upper == 0`` turns scaling off)."""
+    if upper_q <= 0 or oi_q <= lower_q:
+        return base_ppm
+    if oi_q >= upper_q:
+        return 1_000_000
+    return base_ppm + _mul_div_floor(oi_q - lower_q, 1_000_000 - base_ppm, upper_q - lower_q)
+
+
+@_inline
+def drift_margin_ratio(ratio_bp: int, size9: int, imf_ppm: int) -> int:
+    """Size-premium margin ratio in Drift's margin precision (1e-4), decided in integers
+    (Drift protocol-v2 ``calculate_size_premium_liability_weight``, bounded):
+    ``max(r, r - r // 5 + isqrt(size * 10 + 1) * imf // 1e7)`` with ``size9`` the size in
+    1e-9 base units (``AMM_RESERVE_PRECISION``) and ``imf`` in 1e-6. Not capped at 100 %."""
+    if imf_ppm <= 0:
+        return ratio_bp
+    if size9 < 400_000_000_000_000_000:
+        root = _isqrt(size9 * 10 + 1)
+    else:
+        # size * 10 past int64 (Drift: u128): the float root, within one of the integer
+        # root; capped at 2**40 so root * imf stays in int64 (Drift refuses a ratio past
+        # u32 long before: its cast fails)
+        root = min(math.floor(math.sqrt(float(size9) * 10.0)), 1_099_511_627_776)
+    premium = ratio_bp - ratio_bp // 5 + root * imf_ppm // 10_000_000
+    return max(ratio_bp, premium)
+
+
+@_inline
+def _size9(size_base: float) -> int:
+    # a size in base units as whole 1e-9 units (Drift's AMM_RESERVE_PRECISION), rounded to
+    # the nearest and held below int64 (9e18 units: 9e9 base, far past any real position)
+    if size_base >= 9e9:
+        return 9_000_000_000_000_000_000
+    return math.floor(size_base * 1e9 + 0.5)
+
+
+@_inline
+def _size9_exact(lots: float, lot: float, cv: float, size_base: float) -> int:
+    # Drift's base amount from the position's whole lots where a lot is a whole number of
+    # 1e-9 units (every Drift order step is): exact past 2**53 / 1e9 base, where the float
+    # product no longer holds the units
+    unit = lot * cv * 1e9
+    u = math.floor(unit + 0.5)
+    alots = abs(lots)
+    if u >= 1 and abs(unit - u) <= 1e-9 * u and alots * u < 9e18:
+        return int(alots) * u
+    return _size9(size_base)
+
+
+@_inline
 def requirement(
     kind: float, cv: float, lot: float, mark: float, lots: float, t0: int, tn: int,
     tiers: Float64Array2D, oi_lower: float, oi_upper: float, oi_contracts: float,
@@ -145,8 +265,12 @@ def requirement(
     at the premium mark, and for shorts ``im_slope``/``mm_slope`` carry the requirement
     per contract (the engine stores them there for option markets). Notional is
     ``|value|``.
-    Rates: bracket by notional, plus size slope (Deribit), size premium (Drift), then the
-    open-interest scaling of the initial rate (dYdX); each capped at 1.
+    Rates: bracket by notional, plus size slope (Deribit, capped at 100 % as Deribit
+    does), size premium (Drift's continuous form ``max(r, 0.8 r + imf sqrt(S))``, not
+    capped), then the open-interest scaling of the initial rate (dYdX, floored to a whole
+    ppm). No other cap: a cap is a venue's rule. This is the float estimate;
+    :func:`slot_quanta` decides the quanta of the integer rules (``tiers[t0, T_RULE]``:
+    every dYdX and Drift market) in integers, as the venues do.
     """
     contracts = lots * lot
     if kind != 1.0:  # linear, and options (linear in their premium)
@@ -166,7 +290,13 @@ def requirement(
             break
     mmr = tiers[t, 1] + mm_slope * size_base
     imr = tiers[t, 2] + im_slope * size_base
+    if im_slope != 0.0 or mm_slope != 0.0:  # Deribit's slope, capped as Deribit does
+        mmr = min(mmr, 1.0)
+        imr = min(imr, 1.0)
     if imf > 0.0:
+        # the continuous form: an estimate (Drift's own markets are decided in integers by
+        # slot_quanta; a call to the integer rule here measured the float-rule full
+        # re-margin 1.4x slower)
         root = math.sqrt(size_base)
         mmr = max(mmr, 0.8 * mmr + imf * root)
         imr = max(imr, 0.8 * imr + imf * root)
@@ -174,9 +304,9 @@ def requirement(
         if oi_notional >= oi_upper:
             imr = 1.0
         else:
-            imr = imr + (1.0 - imr) * (oi_notional - oi_lower) / (oi_upper - oi_lower)
-    mmr = min(mmr, 1.0)
-    imr = min(imr, 1.0)
+            base_ppm = round(imr * 1e6)
+            imr = (base_ppm + math.floor((1e6 - base_ppm) * (oi_notional - oi_lower)
+                                         / (oi_upper - oi_lower))) / 1e6
     mm = notional * mmr - tiers[t, 3]
     im = notional * imr - tiers[t, 4]
     if kind == 2.0:
@@ -190,18 +320,93 @@ def requirement(
 
 
 @_inline
+def _exact_int(x: float) -> int:
+    # An amount the venue computes exactly from integers (size x price), which float
+    # products land within a few ulps of: snapped to that integer when within 1e-15 of
+    # it (relative; three roundings of the inputs and products stay below 4 ulps, 8.9e-16),
+    # else truncated toward zero as both venues' integer divisions do.
+    r = math.floor(x + 0.5)
+    if abs(x - r) <= 1e-15 * abs(x):
+        return r
+    return int(x)
+
+
+@_jit
+def _integer_quanta(
+    rule: float, kind: float, cv: float, lot: float, lots: float, mark: float,
+    oi_contracts: float, oi_lower: float, oi_upper: float, imf: float, mmr: float,
+    imr: float, aux: float, sc: float,
+) -> tuple[int, int, int]:
+    # The venues that decide in integers, decided the same way (STYLE 16). Their models
+    # have one tier (its rates passed here). Not inlined, and scalars only: the float
+    # path's loops stay as tight as before (inlining this measured the full re-margin of
+    # a float-rule book ~1.6x slower), and a call without arrays costs no reference counts.
+    # Value truncated toward zero as both venues do (dYdX ``BaseToQuoteQuantums``, Drift
+    # ``calculate_base_asset_value_and_pnl_with_oracle_price``), notional its magnitude.
+    contracts = lots * lot
+    if kind != 1.0:
+        value = contracts * cv * mark
+        size_base = abs(contracts) * cv
+        oi_notional = oi_contracts * cv * mark
+    else:
+        value = -contracts * cv / mark
+        size_base = abs(value)
+        oi_notional = oi_contracts * cv / mark
+    v_q = _exact_int(value * sc)
+    n_q = abs(v_q)
+    if rule == RULE_DYDX:
+        # dYdX GetMarginRequirementsInQuoteQuantums: IM = ceil(n * adjusted_imf_ppm / 1e6),
+        # MM = ceil(ceil(n * base_imf_ppm / 1e6) * maintenance_fraction_ppm / 1e6)
+        base_ppm = math.floor(imr * 1e6 + 0.5)
+        mf_ppm = math.floor(aux * 1e6 + 0.5)
+        lower_q = math.floor(oi_lower * sc + 0.5)
+        upper_q = math.floor(oi_upper * sc + 0.5)
+        oi_f = oi_notional * sc
+        if upper_q <= 0 or oi_f <= lower_q:
+            imf_ppm = base_ppm
+        elif oi_f >= upper_q:  # compared as floats first: OI may exceed int64 quanta
+            imf_ppm = 1_000_000
+        else:
+            imf_ppm = dydx_imf_ppm(base_ppm, _exact_int(oi_f), lower_q, upper_q)
+        mm_q = _mul_ppm_ceil(_mul_ppm_ceil(n_q, base_ppm), mf_ppm)
+        return v_q, _mul_ppm_ceil(n_q, imf_ppm), mm_q
+    # Drift calculate_perp_position_value_and_pnl: requirement = liability * ratio / 1e4,
+    # rounded down, ratio from drift_margin_ratio
+    imf_ppm = math.floor(imf * 1e6 + 0.5)
+    size9 = _size9(size_base)
+    if kind != 1.0:
+        size9 = _size9_exact(lots, lot, cv, size_base)
+    mm_bp = drift_margin_ratio(math.floor(mmr * 1e4 + 0.5), size9, imf_ppm)
+    im_bp = drift_margin_ratio(math.floor(imr * 1e4 + 0.5), size9, imf_ppm)
+    return v_q, _mul_div_floor(n_q, im_bp, 10_000), _mul_div_floor(n_q, mm_bp, 10_000)
+
+
+@_inline
 def slot_quanta(
     m: int, lots: float, mark: float, oi_contracts: float, mk: Float64Array2D,
     mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
 ) -> tuple[int, int, int]:
-    """Value (rounded down), initial and maintenance margin (rounded up, >= 0) of one
-    position in quanta of its settlement asset, at ``mark`` and ``oi_contracts``."""
+    """Value, initial and maintenance margin of one position in quanta of its settlement
+    asset, at ``mark`` and ``oi_contracts``.
+
+    Float rules (``tiers[t0, T_RULE] == RULE_FLOAT``): value rounded down, requirements
+    up (>= 0), the rounding that favours the venue. Integer rules decide as the venue's
+    own code, rounding included: ``RULE_DYDX`` in ppm (requirements rounded up),
+    ``RULE_DRIFT`` in Drift's margin precision (rounded down, as Drift does).
+    """
+    t0 = mki[m, MKI_TIER_START]
+    sc = ascale[mki[m, MKI_SETTLE]]
+    rule = tiers[t0, T_RULE]
+    if rule != RULE_FLOAT:
+        return _integer_quanta(rule, mk[m, MK_KIND], mk[m, MK_CV], mk[m, MK_LOT], lots,
+                               mark, oi_contracts, mk[m, MK_OI_LOWER], mk[m, MK_OI_UPPER],
+                               mk[m, MK_IMF], tiers[t0, 1], tiers[t0, 2], tiers[t0, T_AUX],
+                               sc)
     v, _n, im, mm = requirement(
-        mk[m, MK_KIND], mk[m, MK_CV], mk[m, MK_LOT], mark, lots, mki[m, MKI_TIER_START],
+        mk[m, MK_KIND], mk[m, MK_CV], mk[m, MK_LOT], mark, lots, t0,
         mki[m, MKI_TIER_COUNT], tiers, mk[m, MK_OI_LOWER], mk[m, MK_OI_UPPER], oi_contracts,
         mk[m, MK_IMF], mk[m, MK_IM_SLOPE], mk[m, MK_MM_SLOPE],
     )
-    sc = ascale[mki[m, MKI_SETTLE]]
     v_q = math.floor(v * sc)
     im_q = max(0, math.ceil(im * sc))
     mm_q = max(0, math.ceil(mm * sc))

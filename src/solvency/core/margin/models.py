@@ -86,6 +86,15 @@ def _check_rate(name: str, value: Decimal) -> None:
         raise ValueError(f"{name} {value} outside [0, 1]")
 
 
+PPM_D = Decimal(1_000_000)
+
+
+def _check_whole(name: str, value: Decimal, digits: int) -> None:
+    # the venues that decide in integers hold their rates in fixed precision
+    if value != value.quantize(Decimal(1).scaleb(-digits)):
+        raise ValueError(f"{name} {value} is not a whole 1e-{digits} (the venue's precision)")
+
+
 @dataclass(frozen=True, slots=True)
 class TieredModel:
     """Notional brackets with a maintenance amount (Binance USD-M, Hyperliquid, BitMEX).
@@ -139,7 +148,11 @@ class OIScaledModel:
     ``IMF = base + (1 - base) * clamp((OI - lower_cap) / (upper_cap - lower_cap), 0, 1)``;
     ``MMF = base * maintenance_fraction`` ignores open interest (dYdX v4-chain
     ``protocol/x/perpetuals/types/liquidity_tier.go``, ``GetInitialMarginQuoteQuantums``
-    and ``GetMaintenanceMarginPpm``). ``upper_cap == 0`` turns scaling off.
+    and ``GetMaintenanceMarginPpm``). ``upper_cap == 0`` turns scaling off. dYdX decides
+    in ppm: the scaled IMF is floored to a whole ppm, ``IM = ceil(N * IMF_ppm / 1e6)``
+    and ``MM = ceil(ceil(N * base_ppm / 1e6) * maintenance_fraction_ppm / 1e6)`` in quote
+    quantums (``lib.GetMarginRequirementsInQuoteQuantums``); so ``imr`` and
+    ``maintenance_fraction`` must be whole ppm.
     """
 
     imr: Decimal
@@ -151,6 +164,8 @@ class OIScaledModel:
     def __post_init__(self) -> None:
         _check_rate("imr", self.imr)
         _check_rate("maintenance_fraction", self.maintenance_fraction)
+        _check_whole("imr", self.imr, 6)
+        _check_whole("maintenance_fraction", self.maintenance_fraction, 6)
         if self.open_interest_upper_cap and (
             self.open_interest_upper_cap <= self.open_interest_lower_cap
         ):
@@ -161,15 +176,44 @@ class OIScaledModel:
         """Maintenance fraction of notional."""
         return self.imr * self.maintenance_fraction
 
+    @property
+    def maintenance_margin_ppm(self) -> int:
+        """MMF in whole ppm, rounded down (dYdX ``GetMaintenanceMarginPpm``: the rate dYdX
+        publishes; its requirement rounds the IM quanta instead, see the class doc)."""
+        return int(self.imr * PPM_D) * int(self.maintenance_fraction * PPM_D) // 1_000_000
+
+    def adjusted_imr_ppm(self, oi_quanta: int, scale: int) -> int:
+        """IMF in whole ppm after open-interest scaling, rounded down (plain twin of
+        ``GetAdjustedInitialMarginPpm``); ``oi_quanta`` and the caps in quanta of 1/scale."""
+        base = int(self.imr * PPM_D)
+        lo = int(self.open_interest_lower_cap * scale)
+        hi = int(self.open_interest_upper_cap * scale)
+        if hi == 0 or oi_quanta <= lo:
+            return base
+        if oi_quanta >= hi:
+            return 1_000_000
+        return base + (1_000_000 - base) * (oi_quanta - lo) // (hi - lo)
+
     def adjusted_imr(self, oi: float) -> float:
-        """IMF after open-interest scaling (reference twin)."""
+        """IMF after open-interest scaling, floored to a whole ppm (float estimate)."""
         base = float(self.imr)
         lo, hi = float(self.open_interest_lower_cap), float(self.open_interest_upper_cap)
         if hi == 0 or oi <= lo:
             return base
         if oi >= hi:
             return 1.0
-        return base + (1.0 - base) * (oi - lo) / (hi - lo)
+        base_ppm = int(self.imr * PPM_D)
+        return (base_ppm + math.floor((1e6 - base_ppm) * (oi - lo) / (hi - lo))) / 1e6
+
+    def requirement_quanta(self, notional_quanta: int, oi_quanta: int,
+                           scale: int) -> tuple[int, int]:
+        """Return ``(initial, maintenance)`` in quote quantums, as dYdX decides them (plain
+        twin of the kernel's integer path; both rounded up)."""
+        base = int(self.imr * PPM_D)
+        im = -(-notional_quanta * self.adjusted_imr_ppm(oi_quanta, scale) // 1_000_000)
+        im_base = -(-notional_quanta * base // 1_000_000)
+        mm = -(-im_base * int(self.maintenance_fraction * PPM_D) // 1_000_000)
+        return im, mm
 
     def requirement(self, notional: float, size_base: float, oi: float) -> tuple[float, float]:
         """Return ``(initial, maintenance)`` in the settlement asset (reference twin)."""
@@ -181,9 +225,12 @@ class SizePremiumModel:
     """Drift size premium: ``rate = max(base, 0.8 * base + imf_factor * sqrt(size_base))``.
 
     Drift protocol-v2 ``math/margin.rs::calculate_size_premium_liability_weight`` applied by
-    ``PerpMarket::get_margin_ratio`` to both the initial and maintenance ratios, with size
-    the base amount (``sqrt(size * 10 + 1)`` at 1e9 precision, i.e. ``sqrt(size_base)``
-    once scaled; ``imf_factor`` is per 1e6).
+    ``PerpMarket::get_margin_ratio`` to both the initial and maintenance ratios, in
+    integers: ``max(r, r - r // 5 + isqrt(size * 10 + 1) * imf // 1e7)`` with ``r`` in
+    Drift's margin precision (1e-4), ``size`` in 1e-9 base units and ``imf`` in 1e-6; the
+    requirement is ``liability * ratio // 1e4`` (``calculate_perp_position_value_and_pnl``,
+    rounded down). So ``imr``/``mmr`` must be whole 1e-4 and ``imf_factor`` whole 1e-6.
+    The ratio is not capped: Drift lets it pass 100 %.
     """
 
     imr: Decimal
@@ -198,13 +245,35 @@ class SizePremiumModel:
             raise ValueError("imr below mmr")
         if self.imf_factor < 0:
             raise ValueError("imf_factor must be non-negative")
+        _check_whole("imr", self.imr, 4)
+        _check_whole("mmr", self.mmr, 4)
+        _check_whole("imf_factor", self.imf_factor, 6)
+
+    def ratio_bp(self, base: Decimal, size_base: Decimal) -> int:
+        """Size-premium ratio in 1e-4, as Drift decides it (plain twin of the kernel)."""
+        r = int(base * 10_000)
+        imf = int(self.imf_factor * PPM_D)
+        if imf == 0:
+            return r
+        size9 = int((abs(size_base) * 10**9).to_integral_value())
+        if size9 >= 400_000_000_000_000_000:  # the kernel's float root there (int64)
+            root = min(math.floor(math.sqrt(float(size9) * 10.0)), 1_099_511_627_776)
+        else:
+            root = math.isqrt(size9 * 10 + 1)
+        return max(r, r - r // 5 + root * imf // 10_000_000)
 
     def rate(self, base: float, size_base: float) -> float:
-        """Size-premium-adjusted ratio (reference twin)."""
+        """Size-premium-adjusted ratio, the continuous form (twin of the kernel's float
+        estimate; :meth:`ratio_bp` is Drift's integer rule, which the engine's quanta use)."""
         imf = float(self.imf_factor)
         if imf == 0:
             return base
         return max(base, 0.8 * base + imf * math.sqrt(abs(size_base)))
+
+    def requirement_quanta(self, liability_quanta: int, size_base: Decimal) -> tuple[int, int]:
+        """Return ``(initial, maintenance)`` in quanta, rounded down as Drift does."""
+        return (liability_quanta * self.ratio_bp(self.imr, size_base) // 10_000,
+                liability_quanta * self.ratio_bp(self.mmr, size_base) // 10_000)
 
     def requirement(self, notional: float, size_base: float, oi: float) -> tuple[float, float]:
         """Return ``(initial, maintenance)`` in the settlement asset (reference twin)."""
@@ -275,7 +344,7 @@ MarginModel = TieredModel | OIScaledModel | SizePremiumModel | SizeLinearModel |
 class RiskRow:
     """One market's row of the unified risk table (floats: margin is an estimate)."""
 
-    tiers: tuple[tuple[float, float, float, float, float], ...]
+    tiers: tuple[tuple[float, float, float, float, float, float, float], ...]
     oi_lower: float = 0.0
     oi_upper: float = 0.0
     imf_factor: float = 0.0
@@ -285,29 +354,35 @@ class RiskRow:
 
 
 def risk_row(model: MarginModel) -> RiskRow:
-    """Reduce any margin model to the unified table row the kernel evaluates."""
+    """Reduce any margin model to the unified table row the kernel evaluates.
+
+    Tier columns: ``(floor, mmr, imr, maintenance_amount, initial_amount, rule, aux)``;
+    ``rule`` 1 decides in dYdX's ppm (``aux``: the maintenance fraction), 2 in Drift's
+    margin precision, 0 in floats (see ``kernels.slot_quanta``).
+    """
     if isinstance(model, TieredModel):
         rows = []
         for t in model.tiers:
             assert t.maintenance_amount is not None and t.initial_amount is not None
             rows.append((float(t.floor), float(t.mmr), float(t.imr),
-                         float(t.maintenance_amount), float(t.initial_amount)))
+                         float(t.maintenance_amount), float(t.initial_amount), 0.0, 0.0))
         return RiskRow(tiers=tuple(rows))
     if isinstance(model, OIScaledModel):
         return RiskRow(
-            tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0),),
+            tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0, 1.0,
+                    float(model.maintenance_fraction)),),
             oi_lower=float(model.open_interest_lower_cap),
             oi_upper=float(model.open_interest_upper_cap),
         )
     if isinstance(model, OptionStandardModel):
-        return RiskRow(tiers=((0.0, 0.0, 0.0, 0.0, 0.0),))
+        return RiskRow(tiers=((0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),))
     if isinstance(model, SizePremiumModel):
         return RiskRow(
-            tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0),),
+            tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0, 2.0, 0.0),),
             imf_factor=float(model.imf_factor),
         )
     return RiskRow(
-        tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0),),
+        tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0, 0.0, 0.0),),
         im_slope=float(model.im_slope),
         mm_slope=float(model.mm_slope),
     )
