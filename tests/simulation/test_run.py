@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from solvency.sim.metrics import bad_debt_var, max_drawdown
+from solvency.sim.metrics import bad_debt_var, flatten, max_drawdown
 from solvency.sim.run import build_paths, realized_vol, run_compare, run_monte_carlo, run_scenario
 from solvency.sim.scenario import (
     DEFAULT_SCENARIO_TOML,
@@ -157,6 +157,16 @@ def test_compare_and_monte_carlo() -> None:
     assert mc.summary["paths"] == 4
     assert mc.summary["var99_bad_debt"] >= mc.summary["var95_bad_debt"] >= 0
     assert [p["seed_market"] for p in mc.summary["per_path"]] == [11, 12, 13, 14]
+    # issue 28 item 7: every metric of a run, per path (the sweep's columns) and summarized
+    one = flatten({k: v for k, v in mc.runs[0].metrics.items() if k != "wall_s"})
+    assert all(set(p) == set(one) for p in mc.summary["per_path"])
+    assert mc.summary["per_path"][1] == flatten(
+        {k: v for k, v in mc.runs[1].metrics.items() if k != "wall_s"})
+    assert set(mc.runs[0].metrics) - {"wall_s"} <= set(mc.summary)
+    bad = sorted(r.metrics["bad_debt"] for r in mc.runs)
+    q = mc.summary["quantiles"]["bad_debt"]
+    assert q["n"] == 4 and q["p50"] == pytest.approx((bad[1] + bad[2]) / 2)
+    assert mc.summary["bad_debt"] == pytest.approx(sum(bad) / 4)
 
 
 def test_bad_debt_var_is_the_order_statistic() -> None:
