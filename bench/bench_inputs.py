@@ -11,11 +11,11 @@ Event lines (item 2): per-event microseconds of
 
 * the hand-written parser, ``parse_event_line`` (``json_object`` with ``Decimal`` numbers,
   then ``parse_event``), the one the engine uses;
-* pydantic: ``json.loads(line, parse_float=Decimal)`` then ``TypeAdapter.validate_python``
-  of a discriminated union of models (``extra="forbid"``, the same rules: names without
-  whitespace up to 128 characters, positive or signed exact decimals within 1e-40..1e40,
-  UTC timestamps), then the engine's frozen dataclass built from the model; pydantic's
-  own JSON reader is not measured: it reads numbers through float and loses digits;
+* pydantic: ``json.loads(line, parse_float=Decimal)`` then ``validate_python`` of the
+  published event-line models (``solvency.core.model.event_schema``, the schema of
+  ``docs/schema/event-v1.json``: ``extra="forbid"``, the parser's rules), then the
+  engine's frozen dataclass (``to_event``); pydantic's own JSON reader is not measured:
+  it reads numbers through float and loses digits;
 * ``Engine.apply`` of the same events (binance preset, 1,000 accounts), for scale.
 
 Every line of the workload and of the demo log is parsed by both and the events compared
@@ -33,18 +33,16 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
 
 import numpy as np
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
-
 from bench_replay import write_log
 from machine import describe
 from solvency.adapters.ohlcv import read_ohlcv, read_ohlcv_lines
 from solvency.core.model import events as ev
+from solvency.core.model.event_schema import EVENT_LINE, to_event
 from solvency.core.model.presets import load_preset
 from solvency.engine.engine import Engine
 from solvency.sim.market import _depth_lines, read_book_depth
@@ -86,102 +84,9 @@ def bench_csv(repeat: int) -> None:
     print(f"  ratio                  : {s / f:8.1f}x")
 
 
-# ---------------------------------------------------------------- pydantic event models
-
-def _exact(d: Decimal) -> Decimal:
-    if not d.is_finite() or (d and abs(d.adjusted()) > ev.EXPONENT_MAX):
-        raise ValueError("out of range")
-    return d
-
-
-Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^\S+$")]
-Signed = Annotated[Decimal, AfterValidator(_exact)]
-Positive = Annotated[Decimal, Field(gt=0), AfterValidator(_exact)]
-Ts = Annotated[int | str | Decimal, AfterValidator(ev.parse_ts_ms)]
-_CFG = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Base(BaseModel):
-    model_config = _CFG
-    id: Name
-    ts: Ts | None = None
-
-
-class PDeposit(_Base):
-    type: Literal["deposit", "withdraw"]
-    account: Name
-    asset: Name
-    amount: Positive
-
-
-class PPrice(_Base):
-    type: Literal["price"]
-    price: Positive
-    market: Name | None = None
-    asset: Name | None = None
-
-
-class PFill(_Base):
-    type: Literal["fill"]
-    market: Name
-    buyer: Name
-    seller: Name
-    size: Positive
-    price: Positive
-    fee_buyer: Signed = Decimal(0)
-    fee_seller: Signed = Decimal(0)
-
-
-class PFunding(_Base):
-    type: Literal["funding"]
-    market: Name
-    rate: Annotated[Decimal, Field(gt=-1, lt=1), AfterValidator(_exact)]
-
-
-class PExpiry(_Base):
-    type: Literal["expiry"]
-    market: Name
-    price: Positive
-
-
-class PAccount(_Base):
-    type: Literal["account"]
-    account: Name
-    mode: Literal["cross", "isolated", "portfolio"]
-
-
-class PParams(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-    type: Literal["params"]
-    id: Name
-    market: Name
-    ts: Ts | None = None
-
-
-EVENT = TypeAdapter(Annotated[PDeposit | PPrice | PFill | PFunding | PExpiry | PAccount
-                              | PParams, Field(discriminator="type")])
-
-
 def pydantic_event(line: str) -> ev.InputEvent:
-    m = EVENT.validate_python(json.loads(line, parse_float=Decimal))
-    if isinstance(m, PDeposit):
-        kind = ev.Deposit if m.type == "deposit" else ev.Withdraw
-        return kind(id=m.id, account=m.account, asset=m.asset, amount=m.amount, ts_ms=m.ts)
-    if isinstance(m, PPrice):
-        return ev.Price(id=m.id, price=m.price, market=m.market, asset=m.asset, ts_ms=m.ts)
-    if isinstance(m, PFill):
-        return ev.Fill(id=m.id, market=m.market, buyer=m.buyer, seller=m.seller,
-                       size=m.size, price=m.price, fee_buyer=m.fee_buyer,
-                       fee_seller=m.fee_seller, ts_ms=m.ts)
-    if isinstance(m, PFunding):
-        return ev.Funding(id=m.id, market=m.market, rate=m.rate, ts_ms=m.ts)
-    if isinstance(m, PExpiry):
-        return ev.Expiry(id=m.id, market=m.market, price=m.price, ts_ms=m.ts)
-    if isinstance(m, PAccount):
-        return ev.AccountMode(id=m.id, account=m.account, mode=m.mode, ts_ms=m.ts)
-    from types import MappingProxyType
-    return ev.Params(id=m.id, market=m.market, changes=MappingProxyType(
-        dict(m.model_extra or {})), ts_ms=m.ts)
+    """json.loads with Decimal numbers, the published event-line models, the dataclass."""
+    return to_event(EVENT_LINE.validate_python(json.loads(line, parse_float=Decimal)))
 
 
 def _lines(path: Path) -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from solvency.core.portfolio.grid import GridFile
 from solvency.core.schema import schema_document
@@ -31,13 +31,19 @@ class SchemaSpec:
     """One published schema: its file stem, the model, title and description."""
 
     name: str
-    model: Callable[[], type[BaseModel]]
+    model: Callable[[], type[BaseModel] | TypeAdapter[Any]]
     title: str
     description: str
 
 
 def _grid() -> type[BaseModel]:
     return GridFile
+
+
+def _event() -> TypeAdapter[Any]:
+    from solvency.core.model.event_schema import EVENT_LINE
+
+    return EVENT_LINE
 
 
 def _portfolio() -> type[BaseModel]:
@@ -52,6 +58,11 @@ PUBLISHED: Final[tuple[SchemaSpec, ...]] = (
                "with weights, scan ranges and add-ons. Read by --pm-grid FILE and "
                "solvency.adapters.grids.load_grid_file; the shipped grids are in "
                "solvency/core/portfolio/grids/. Numbers are exact decimals."),
+    SchemaSpec("event-v1", _event, "solvency event line, version 1",
+               "One line of an event log (JSON Lines), as solvency replay, solvency serve "
+               "(POST /v1/events) and the engine read it: one object per input event, "
+               "discriminated by type. Amounts are exact decimals, as decimal strings "
+               "(recommended) or JSON numbers, within 1e-40 .. 1e40."),
     SchemaSpec("portfolio-v1", _portfolio, "solvency portfolio file, version 1",
                "One account's portfolio (JSON or TOML) for solvency margin and solvency "
                "greeks: venue, market overrides or declared options, prices, collateral "

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final, Union
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import core_schema
 
 __all__ = [
@@ -256,14 +256,14 @@ def _number_defaults(node: Any) -> Any:
     return out
 
 
-def schema_document(model: type[BaseModel], *, name: str, title: str,
+def schema_document(model: type[BaseModel] | TypeAdapter[Any], *, name: str, title: str,
                     description: str) -> dict[str, Any]:
     """Return the JSON Schema (draft 2020-12) of ``model`` as published in docs/schema.
 
     Parameters
     ----------
     model
-        The pydantic model of the file format.
+        The pydantic model of the file format (or a ``TypeAdapter``: a union of models).
     name
         File name without ``.json`` (``"grid-v1"``), used in ``$id``.
     title, description
@@ -274,7 +274,9 @@ def schema_document(model: type[BaseModel], *, name: str, title: str,
     dict
         ``$schema``, ``$id``, ``title``, ``description`` and the model's validation schema.
     """
-    body = _number_defaults(model.model_json_schema(mode="validation"))
+    raw = (model.json_schema(mode="validation") if isinstance(model, TypeAdapter)
+           else model.model_json_schema(mode="validation"))
+    body = _number_defaults(raw)
     body.pop("title", None)
     body.pop("description", None)
     return {
