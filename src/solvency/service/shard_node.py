@@ -15,12 +15,14 @@ by one replicated log (docs/scale_out.md, "Account shards"):
   passing on events it was not a target of. Message ids ``m:K:kind`` make a restarted
   shard's re-publishing a no-op.
 
-Every shard reads every input event. An event of another shard moves this shard's clock
-only once that shard's verdict says it was accepted (one engine does not move its clock
-for a rejected event); so a shard waits for the verdict of each event it is not a target
-of before the next. That keeps N shards exactly equal to one engine, and it is also why
-the shards advance in lockstep: docs/scale_out.md says what that costs and what would lift
-it.
+Every shard reads every input event. An event of another shard with a timestamp moves
+this shard's clock only once that shard's verdict says it was accepted (one engine does
+not move its clock for a rejected event); so a shard waits for that verdict before the
+next event. An event of another shard without a timestamp changes nothing here whatever
+its verdict; the shard goes on at once and keeps it *pending* until the verdict comes,
+waiting for it only where it matters: before a later event with the same id (a duplicate
+if it was accepted). That keeps N shards exactly equal to one engine; timestamped events
+still make the shards advance in lockstep (docs/scale_out.md).
 """
 
 from __future__ import annotations
@@ -134,6 +136,10 @@ class ShardNode:
         self.error_at: int | None = None  # the input event the error stopped it at
         self._at = 0  # the input event being processed
         self._votes: dict[int, dict[int, bool]] = {}
+        # events of other shards without a timestamp, applied here as "nothing happens"
+        # before their owners' verdicts came: m -> (id, targets); settled (the id added to
+        # the accepted ones or not) when the verdicts come
+        self._pending: dict[int, tuple[str, list[int]]] = {}
         self._changed = asyncio.Event()
         self._stop = asyncio.Event()
         self._nc: Any = None
@@ -153,6 +159,8 @@ class ShardNode:
                 raise ValueError(f"{path} belongs to shard {data['k']}/{data['n']}")
             self.engine = Engine.restore(data["engine"])
             self.m, self.seen = int(data["m"]), set(data["seen"])
+            self._pending = {int(m): (str(i), [int(t) for t in ts])
+                             for m, i, ts in data.get("pending", [])}
             if self.engine.state_hash() != data["state_hash"]:
                 raise ValueError(f"{path}: the restored engine does not hash to its record")
             return
@@ -161,9 +169,10 @@ class ShardNode:
             self.engine.apply(ev)
 
     def snapshot(self) -> dict[str, Any]:
-        """This shard's state: the input event it reached, the venue's accepted ids and
-        the engine."""
+        """This shard's state: the input event it reached, the venue's accepted ids, the
+        events whose verdicts it has not had yet, and the engine."""
         return {"k": self.k, "n": self.n, "m": self.m, "seen": sorted(self.seen),
+                "pending": [[m, i, ts] for m, (i, ts) in sorted(self._pending.items())],
                 "state_hash": self.engine.state_hash(), "engine": self.engine.snapshot()}
 
     def _save(self) -> None:
@@ -245,9 +254,34 @@ class ShardNode:
     async def _on_verdict(self, msg: Any) -> None:
         d = json.loads(msg.data)
         m = int(d["m"])
-        if "ok" in d and m > self.m:  # votes of events already processed are not needed
+        # votes of events already processed are not needed, except of pending ones
+        if "ok" in d and (m > self.m or m in self._pending):
             self._votes.setdefault(m, {})[int(d["k"])] = bool(d["ok"])
+            self._settle(m)
             self._changed.set()
+
+    def _settle(self, m: int) -> None:
+        """A pending event whose targets' votes are all in: its id is accepted if all
+        passed."""
+        if m not in self._pending:
+            return
+        event_id, targets = self._pending[m]
+        got = self._votes.get(m, {})
+        if all(t in got for t in targets):
+            if all(got[t] for t in targets):
+                self.seen.add(event_id)
+            del self._pending[m]
+            self._votes.pop(m, None)
+
+    async def _resolve(self, event_id: str) -> None:
+        """Wait for the verdicts of the pending events with ``event_id`` (before deciding
+        whether an event with that id is a duplicate)."""
+        for m in sorted(m for m, (i, _) in self._pending.items() if i == event_id):
+            while m in self._pending:
+                if self._stop.is_set():
+                    raise _StoppedError
+                self._changed.clear()
+                await self._changed.wait()
 
     async def _wait_votes(self, m: int, targets: Sequence[int]) -> bool:
         return all((await self._wait_all(m, targets)).values())
@@ -277,6 +311,8 @@ class ShardNode:
             self.error = f"input event {m}: {exc}"  # the feed publishes parsed events only
             self.error_at = m
             return
+        if self._pending:
+            await self._resolve(ev.id)
         if ev.id in self.seen:
             self.m = m
             return
@@ -284,6 +320,14 @@ class ShardNode:
         targets = [k for k, _ in legs]
         mine = [leg for k, leg in legs if k == self.k]
         out: list[Any] = []
+        if not mine and ev.ts_ms is None:
+            # another shard's event without a timestamp changes nothing here whatever its
+            # verdict (the clock does not move); only its id's acceptance is needed, and
+            # only by a later event with the same id: do not wait for it
+            self._pending[m] = (ev.id, targets)
+            self._settle(m)
+            self.m = m
+            return
         if isinstance(ev, Fill) and len(legs) == 2:
             ok, out = await self._cross_fill(m, ev, targets, mine)
         elif mine:

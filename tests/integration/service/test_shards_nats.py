@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -75,6 +76,35 @@ def _compared(out: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         o["type"].startswith("margin_") and o.get("account") == "__market__"))
 
 
+def _with_untimed(objs: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
+    """``objs`` with ``n`` events without a timestamp put in at seeded places after the
+    set-up: deposits and fills of the workload's accounts (a shard applies another
+    shard's such event as nothing and does not wait for its verdict), and some of their
+    ids sent again, for another account (a duplicate, whichever shard it goes to)."""
+    rng = random.Random(seed)
+    names = [f"t{i:03d}" for i in range(150)]
+    extra: list[dict[str, Any]] = []
+    for i in range(n):
+        a = rng.choice(names)
+        if i > 10 and rng.random() < 0.1:  # an earlier id again, another account
+            again = dict(rng.choice(extra))
+            again["account" if again["type"] == "deposit" else "buyer"] = rng.choice(names)
+            extra.append(again)
+        elif rng.random() < 0.5:
+            extra.append({"type": "deposit", "id": f"u{i}", "account": a, "asset": "USDT",
+                          "amount": str(rng.randrange(1, 50))})
+        else:
+            b = rng.choice(["mm", rng.choice(names)])
+            buyer, seller = (a, b) if rng.random() < 0.5 else (b, a)
+            extra.append({"type": "fill", "id": f"u{i}", "market": "ETH-PERP",
+                          "buyer": buyer, "seller": seller, "size": "0.01",
+                          "price": f"{rng.uniform(1_900, 2_050):.2f}"})
+    out = list(objs)
+    for obj in extra:
+        out.insert(rng.randrange(160, len(out) + 1), obj)
+    return out
+
+
 def _start(k: int, url: str, name: str, state: Path) -> subprocess.Popen[bytes]:
     log = (state / f"shard-{k}.log").open("ab")
     cmd = [sys.executable, "-c", ENTRY, "run", "--shard", f"{k}/{N}", "--stream", url,
@@ -102,7 +132,8 @@ async def _wait_up(feed: ShardFeed, ks: list[int], state: Path, timeout: float) 
 
 
 def test_four_shard_processes_equal_one_engine(tmp_path: Path, nats_cluster: str) -> None:
-    objs = _objs(workload(5, 1_200, fund="3000", crash=(0.12, 0.102)))
+    objs = _with_untimed(_objs(workload(5, 1_200, fund="3000", crash=(0.12, 0.102))),
+                         300, seed=5)
     venue = load_preset("binance")
     one, inproc = Engine(venue), ShardedEngine(venue, N)
     want: list[list[dict[str, Any]]] = []
@@ -219,3 +250,50 @@ async def _run_nodes(url: str, name: str, objs: list[dict[str, Any]], *,
         await feed.close()
         stop.set()
         await asyncio.gather(*tasks)
+
+
+def test_untimed_event_of_another_shard_is_not_waited_for(nats_cluster: str) -> None:
+    """Shard 0 applies shard 1's event without a timestamp as nothing, without waiting
+    for shard 1's verdict; it waits only where it needs it: a later event with the same
+    id (a duplicate if shard 1 accepted it). Shard 1 is started only after shard 0 was
+    seen waiting there."""
+    from solvency.service.shards import shard_of
+
+    a0 = next(f"a{i}" for i in range(100) if shard_of(f"a{i}", 2) == 0)
+    a1 = next(f"a{i}" for i in range(100) if shard_of(f"a{i}", 2) == 1)
+    objs = [{"type": "deposit", "id": "x", "account": a1, "asset": "USDT", "amount": "5"},
+            {"type": "deposit", "id": "y", "account": a1, "asset": "USDT", "amount": "6"},
+            {"type": "deposit", "id": "x", "account": a0, "asset": "USDT", "amount": "7"},
+            {"type": "deposit", "id": "z", "account": a0, "asset": "USDT", "amount": "8"}]
+    venue = load_preset("binance")
+
+    async def run() -> list[dict[str, Any]]:
+        stop = asyncio.Event()
+        nodes = [ShardNode(nats_cluster, "untimed2", k, 2, venue) for k in range(2)]
+        tasks = [asyncio.create_task(nodes[0].run(stop))]
+        feed = ShardFeed(nats_cluster, "untimed2", 2)
+        await feed.connect()
+        try:
+            await _wait_up(feed, [0], Path("."), 60)
+            await feed.publish(objs)
+            await asyncio.sleep(1.0)
+            # past shard 1's two deposits, waiting at the second "x"
+            assert (await feed.status(0))["m"] == 2
+            assert sorted(nodes[0]._pending) == [1, 2]
+            tasks.append(asyncio.create_task(nodes[1].run(stop)))
+            await feed.wait_applied(4, timeout_s=60)
+            return [await feed.status(k, snapshot=True) for k in range(2)]
+        finally:
+            await feed.close()
+            stop.set()
+            await asyncio.gather(*tasks)
+
+    states = asyncio.run(run())
+    one = Engine(venue)
+    for obj in objs:
+        one.apply(parse_input(obj))
+    engines = [Engine.restore(s["snapshot"]["engine"]) for s in states]
+    assert venue_summary(engines) == venue_summary([one])
+    # a0 got "z" only (8 USDT in quanta): the second "x" was a duplicate
+    assert venue_summary(engines)["balances"][f"u:{a0}|USDT"] == "8000000"
+    assert states[0]["snapshot"]["pending"] == [] and "x" in states[0]["snapshot"]["seen"]
