@@ -57,7 +57,7 @@ def test_margin_table_and_venue_override(tmp_path: Path) -> None:
         (lambda p: p["prices"].update({"BTC-PERP": "NaN"}),
          "prices.BTC-PERP: expected a finite number, got NaN"),
         (lambda p: p["prices"].update({"DOGE-PERP": "1"}), "unknown market"),
-        (lambda p: p["account"].update(mode="portfolio"), "account.mode"),
+        (lambda p: p["account"].update(mode="spot"), "account.mode"),
         (lambda p: p["account"]["positions"][0].update(size="0.0001"), "invalid_size"),
         (lambda p: p["account"]["positions"][0].update(margin="5"), "only isolated"),
         (lambda p: p["account"]["positions"][0].update(market="XRP"), "unknown market"),

@@ -11,6 +11,7 @@ from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -93,3 +94,72 @@ def test_the_mark_is_exact_on_the_tick(tmp_path: Path) -> None:
     out = json.loads(_run(_file(tmp_path)).output)
     mark = D(out["positions"][0]["mark_price"])
     assert mark % D("0.0001") == 0
+
+
+# --- portfolio mode (issue 29 item 4: solvency margin --mode portfolio --pm-grid) -------
+
+CALL = "BTC_USDC-26JUN26-100000-C"
+
+
+def _pm_file(tmp_path: Path, mode: str = "portfolio") -> Path:
+    return _file(tmp_path, vols={PUT: "0.6", CALL: "0.55"}, account={
+        "mode": mode, "collateral": {"USDC": "50000", "BTC": "1"},
+        "positions": [{"market": PUT, "size": "-2", "entry_price": "0.03"},
+                      {"market": CALL, "size": "-1", "entry_price": "5000"},
+                      {"market": "BTC-PERP", "size": "0.5", "entry_price": "99000"}]})
+
+
+def test_portfolio_mode_prints_the_grid_part_by_part(tmp_path: Path) -> None:
+    from solvency.adapters.grids import load_grid
+    from solvency.core.portfolio import KIND_CALL, KIND_FUTURE, KIND_PUT, portfolio_margin
+
+    res = _run(_pm_file(tmp_path))
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    pm = out["portfolio_margin"]
+    assert (pm["grid"], pm["combine"]) == ("deribit-pm", "sum")
+    (btc,) = pm["underlyings"]
+    losses = [float(s["loss"]) for s in btc["scenarios"]]
+    grid = load_grid("deribit_pm")
+    assert len(losses) == grid.n_scenarios
+    assert float(btc["scan_loss"]) == pytest.approx(max(max(losses), 0.0), rel=1e-12)
+    assert losses[btc["worst_scenario"]] == max(losses)
+    # Deribit adds its contingencies to the scan loss, then applies mm_factor
+    parts = sum(float(btc[k]) for k in ("scan_loss", "delta_charge", "roll_charge",
+                                        "short_option_minimum"))
+    assert float(btc["requirement"]) == pytest.approx(parts * float(pm["mm_factor"]),
+                                                      rel=1e-12)
+    assert float(pm["maintenance_margin"]) == pytest.approx(float(btc["requirement"]),
+                                                            rel=1e-12)
+    assert out["maintenance_margin"] == pm["maintenance_margin"]
+    # the same book through the kernel's own API, positions written by hand: the put is
+    # 2 contracts of 1 BTC, the call 1 of 1 BTC, the perp 0.5 BTC; vols 0.6 and 0.55;
+    # time to expiry from 'now' (ACT/365)
+    expiry = load_preset("deribit").markets[PUT].expiry_ms
+    assert expiry is not None
+    t = (expiry - NOW_MS) / MS_PER_YEAR
+    ref = portfolio_margin(
+        account=[0, 0, 0], underlying=[0, 0, 0],
+        kind=np.array([KIND_CALL, KIND_PUT, KIND_FUTURE], dtype=np.int8),
+        strike=[100000.0, 90000.0, 0.0], expiry_yr=[t, t, 0.0], size=[-1.0, -2.0, 0.5],
+        vol=[0.55, 0.6, float("nan")], underlying_price=[100000.0], rate=0.0, grid=grid,
+        n_accounts=1)
+    assert float(pm["maintenance_margin"]) == pytest.approx(float(ref.mm[0]), rel=1e-9)
+    assert btc["worst_scenario"] == int(ref.worst_scenario[0])
+
+
+def test_mode_and_grid_from_the_command_line(tmp_path: Path) -> None:
+    path = _pm_file(tmp_path, mode="cross")
+    cross = json.loads(_run(path).output)
+    assert "portfolio_margin" not in cross and cross["mode"] == "cross"
+    res = runner.invoke(app, ["margin", str(path), "--json", "--mode", "portfolio",
+                              "--pm-grid", "cme_span_16"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["mode"] == "portfolio" and out["portfolio_margin"]["grid"] == "cme-span-16"
+    assert len(out["portfolio_margin"]["underlyings"][0]["scenarios"]) == 16
+    table = runner.invoke(app, ["margin", str(path), "--mode", "portfolio"])
+    assert table.exit_code == 0 and "Portfolio margin (deribit-pm" in table.output
+    bad = runner.invoke(app, ["margin", str(path), "--mode", "portfolio", "--pm-grid",
+                              "nope"])
+    assert bad.exit_code == 2 and "nope" in bad.output and "Traceback" not in bad.output

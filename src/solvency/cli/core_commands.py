@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -47,25 +48,62 @@ def margin(
     portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON file.")],
     venue: Annotated[str | None, typer.Option(help="Venue preset (overrides the file).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    mode: Annotated[MarginMode | None, typer.Option(
+        "--mode", help="Margin mode (overrides the file's account.mode).")] = None,
+    pm_grid: Annotated[str, typer.Option(
+        "--pm-grid", help="Scenario grid of portfolio mode: a shipped name (deribit_pm, "
+                          "cme_span_16, paradex_pm) or a grid TOML file.")] = "deribit_pm",
 ) -> None:
     """Margin, liquidation prices and free collateral of one account.
 
-    Exits 4 (after printing the full report) when the account, or one of its isolated
-    positions, is already below maintenance margin.
+    In portfolio mode the report adds the scenario grid's breakdown: per underlying the
+    loss of every scenario, the worst one, each charge (delta, roll, short-option
+    minimum) and the requirement. Exits 4 (after printing the full report) when the
+    account, or one of its isolated positions, is already below maintenance margin.
     """
     if venue is not None and venue not in PRESETS:
         raise _fail(f"unknown venue {venue!r}; known: {', '.join(preset_names())}")
     try:
         data = load_json_file(portfolio)
-        report = evaluate_portfolio(data, venue, source=str(portfolio))
-    except (ConfigError, PortfolioError) as exc:
+        grid = load_grid(pm_grid)
+        report = evaluate_portfolio(data, venue, source=str(portfolio),
+                                    mode=None if mode is None else mode.value,
+                                    pm_grid=grid)
+    except (ConfigError, PortfolioError, GridError) as exc:
         raise _fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         _print_margin(report)
+        if "portfolio_margin" in report:
+            _print_pm(report["portfolio_margin"])
     if report["liquidatable"]:
         raise typer.Exit(LIQUIDATABLE_EXIT)
+
+
+class MarginMode(StrEnum):
+    cross = "cross"
+    isolated = "isolated"
+    portfolio = "portfolio"
+
+
+def _print_pm(pm: dict[str, Any]) -> None:
+    parts = Table(title=f"Portfolio margin ({pm['grid']}, {pm['combine']}; USD)")
+    for col in ("underlying", "price", "worst scenario", "scan loss", "delta", "roll",
+                "short option min.", "requirement"):
+        parts.add_column(col, justify="right")
+    for u in pm["underlyings"]:
+        worst = u["worst_scenario"]
+        sc = u["scenarios"][worst] if worst >= 0 else None
+        label = "none" if sc is None else (
+            f"#{worst}: price {float(sc['price_move']):+.2%}, vol {sc['vol_move']}")
+        parts.add_row(u["underlying"], u["price"], label, u["scan_loss"], u["delta_charge"],
+                      u["roll_charge"], u["short_option_minimum"], u["requirement"])
+    print_table(console, parts)
+    console.print(f"maintenance margin {pm['maintenance_margin']} (x mm_factor "
+                  f"{pm['mm_factor']}), initial {pm['initial_margin']} (x im_factor "
+                  f"{pm['im_factor']}); every scenario's loss in --json", markup=False,
+                  highlight=False, soft_wrap=True)
 
 
 def _print_margin(report: dict[str, Any]) -> None:

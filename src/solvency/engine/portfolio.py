@@ -28,9 +28,17 @@ from pydantic import (
 )
 
 from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_MM
-from solvency.core.model.events import Deposit, EventError, Price, Vol, parse_ts_ms
+from solvency.core.model.events import (
+    AccountMode,
+    Deposit,
+    EventError,
+    Price,
+    Vol,
+    parse_ts_ms,
+)
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError
+from solvency.core.portfolio import ScenarioGrid
 from solvency.core.schema import DecimalText, Num, format_errors
 from solvency.core.units import UnitError, parse_decimal
 from solvency.engine.base import format_number
@@ -87,7 +95,7 @@ class PortfolioAccount(BaseModel):
     """The ``account`` table: margin mode, collateral and positions."""
 
     model_config = _FORBID
-    mode: Literal["cross", "isolated"] = "cross"
+    mode: Literal["cross", "isolated", "portfolio"] = "cross"
     collateral: dict[str, _NonNeg] = Field(default_factory=dict,
                                            description="Deposited amount per asset.")
     positions: list[PortfolioPosition] = Field(default_factory=list)
@@ -155,7 +163,8 @@ def _dec(value: object, path: str) -> Decimal:
 
 
 def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None, *,
-                          source: str = "portfolio") -> Engine:
+                          source: str = "portfolio", mode: str | None = None,
+                          pm_grid: ScenarioGrid | None = None) -> Engine:
     """Build an engine holding the portfolio's account (see module docstring).
 
     ``data`` is the parsed file (schema :class:`PortfolioFile`, published as
@@ -166,17 +175,23 @@ def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None, *,
     PortfolioError
         ``source: dotted.key: what was wrong``.
     """
-    return _load(portfolio_model(data, source=source), venue, source)
+    return _load(portfolio_model(data, source=source), venue, source, mode, pm_grid)
 
 
-def _load(m: PortfolioFile, venue: str | None, source: str) -> Engine:
+def _load(m: PortfolioFile, venue: str | None, source: str, mode: str | None = None,
+          pm_grid: ScenarioGrid | None = None) -> Engine:
+    if mode is not None:
+        if mode not in ("cross", "isolated", "portfolio"):
+            raise PortfolioError(f"mode: {mode!r} is not one of cross, isolated, portfolio")
+        m = m.model_copy(update={"account": m.account.model_copy(update={"mode": mode})})
     try:
-        return _build(m, venue)
+        return _build(m, venue, pm_grid)
     except (PortfolioError, ConfigError) as exc:
         raise _named(source, exc) from None
 
 
-def _build(m: PortfolioFile, venue: str | None) -> Engine:
+def _build(m: PortfolioFile, venue: str | None,
+           pm_grid: ScenarioGrid | None = None) -> Engine:
     venue_name = venue or m.venue or "binance"
     if venue_name not in PRESETS:
         raise PortfolioError(f"venue: {venue_name!r} is not one of {preset_names()}")
@@ -193,7 +208,11 @@ def _build(m: PortfolioFile, venue: str | None) -> Engine:
                 raise PortfolioError(f"markets.{name}.open_interest: must be >= 0")
         overrides[name] = ov
     v = venue_from_data({"preset": venue_name, "markets": overrides})
-    engine = Engine(v)
+    portfolio = m.account.mode == "portfolio"
+    if portfolio and pm_grid is None:
+        raise PortfolioError("account.mode: portfolio margin needs a scenario grid "
+                             "(--pm-grid NAME|FILE)")
+    engine = Engine(v, pm_grid=pm_grid if portfolio else None)
     if m.now is not None:
         try:
             engine.clock_ms = parse_ts_ms(m.now)
@@ -202,8 +221,12 @@ def _build(m: PortfolioFile, venue: str | None) -> Engine:
     _mark(engine, m)
     _price_coins_by_inverse_markets(engine)
     account = m.account
-    engine.accounts[ACCOUNT] = account.mode
-    engine.ensure_cross_row(ACCOUNT)
+    if portfolio:
+        _apply(engine, AccountMode(id="mode", account=ACCOUNT, mode="portfolio",
+                                   ts_ms=engine.clock_ms), "account.mode")
+    else:
+        engine.accounts[ACCOUNT] = account.mode
+        engine.ensure_cross_row(ACCOUNT)
     for i, (asset, q) in enumerate(sorted(account.collateral.items())):
         if q > 0:
             _require_price(engine, asset, f"account.collateral.{asset}")
@@ -258,7 +281,7 @@ def _mark(engine: Engine, m: PortfolioFile) -> None:
                f"vols.{market}")
 
 
-def _apply(engine: Engine, event: Price | Deposit | Vol, path: str) -> None:
+def _apply(engine: Engine, event: Price | Deposit | Vol | AccountMode, path: str) -> None:
     out = engine.apply(event)
     for o in out:
         if o.type == "rejected":
@@ -330,7 +353,7 @@ def _seed(engine: Engine, pos: PortfolioPosition, mode: str, path: str,
     if pos.entry_price is None:
         raise PortfolioError(f"{path}.entry_price: missing (required)")
     size, entry = pos.size, pos.entry_price
-    if mode == "cross" and pos.margin is not None:
+    if mode != "isolated" and pos.margin is not None:
         raise PortfolioError(f"{path}.margin: only isolated positions carry their own margin")
     try:
         if mode == "isolated":
@@ -403,7 +426,8 @@ def _margin_ratio(coll: float, mm: float) -> str | None:
 
 
 def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
-                       source: str = "portfolio") -> dict[str, Any]:
+                       source: str = "portfolio", mode: str | None = None,
+                       pm_grid: ScenarioGrid | None = None) -> dict[str, Any]:
     """Return the margin report of a portfolio (the ``solvency margin --json`` object).
 
     Numbers are decimal strings in USD, except ``positions[].size`` (contracts),
@@ -424,7 +448,7 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
         ``source: dotted.key: what was wrong``.
     """
     m = portfolio_model(data, source=source)
-    engine = _load(m, venue, source)
+    engine = _load(m, venue, source, mode, pm_grid)
     horizon_text = m.horizon if m.horizon is not None else "1d"
     try:
         horizon = parse_horizon_days(horizon_text)
@@ -471,4 +495,29 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
         "horizon": _horizon_label(horizon_text),
         "horizon_days": horizon,
         "positions": positions,
+        **({"portfolio_margin": _pm_breakdown(engine)}
+           if engine.accounts.get(ACCOUNT) == "portfolio" else {}),
     }
+
+
+def _pm_breakdown(engine: Engine) -> dict[str, Any]:
+    """The scenario-grid requirement of the account, part by part (``PortfolioMargin.
+    breakdown``: the engine's own computation), money as decimal strings in USD."""
+    b = engine.portfolio_margin.breakdown(engine.book, engine.ivs, engine.clock_ms or 0,
+                                          engine.rows_of(ACCOUNT)[0])
+    out: dict[str, Any] = {k: b[k] for k in ("grid", "title", "source", "combine")}
+    out["mm_factor"] = format_number(b["mm_factor"])
+    out["im_factor"] = format_number(b["im_factor"])
+    out["maintenance_margin"] = format_number(b["maintenance_margin"])
+    out["initial_margin"] = format_number(b["initial_margin"])
+    out["underlyings"] = [
+        {"underlying": u["underlying"], "price": format_number(u["price"]),
+         "worst_scenario": u["worst_scenario"],
+         **{k: format_number(u[k]) for k in ("scan_loss", "delta_charge", "roll_charge",
+                                              "short_option_minimum", "requirement")},
+         "scenarios": [{"price_move": format_number(sc["price_move"]),
+                        "vol_move": format_number(sc["vol_move"]),
+                        "weight": format_number(sc["weight"]),
+                        "loss": format_number(sc["loss"])} for sc in u["scenarios"]]}
+        for u in b["underlyings"]]
+    return out

@@ -28,8 +28,13 @@ from solvency.core.portfolio import (
     ScenarioGrid,
     portfolio_margin,
 )
-from solvency.core.portfolio.kernel import validate_correlation
-from solvency.core.typing import Float64Array1D, Int64Array1D
+from solvency.core.portfolio.kernel import (
+    requirement_parts,
+    scenario_losses,
+    scenario_moves,
+    validate_correlation,
+)
+from solvency.core.typing import Float64Array1D, Float64Array2D, Int64Array1D
 from solvency.engine.option_book import MS_PER_YEAR
 from solvency.engine.state import Book
 
@@ -91,6 +96,71 @@ class PortfolioMargin:
         (``core/portfolio/kernel.py``); per underlying worst losses are summed.
         """
         assert self.grid is not None
+        n = rows.shape[0]
+        inputs, symbols = self._inputs(book, ivs, now_ms, rows, extra)
+        if inputs is None:
+            return np.zeros(n), np.zeros(n)
+        corr = self._corr(symbols)
+        res = portfolio_margin(**inputs, rate=0.0, grid=self.grid, n_accounts=n,
+                               combine="correlation" if corr is not None else "sum",
+                               correlation=corr,
+                               check_psd=not set(symbols) <= self._checked_symbols)
+        return np.asarray(res.im, dtype=np.float64), np.asarray(res.mm, dtype=np.float64)
+
+    def _corr(self, symbols: list[str]) -> Float64Array2D | None:
+        if self.combine != "correlation":
+            return None
+        return np.array([[1.0 if a == b else self.correlation.get(
+            tuple(sorted((a, b))), 1.0) for b in symbols] for a in symbols])
+
+    def breakdown(self, book: Book, ivs: Mapping[int, Decimal], now_ms: int,
+                  row: int) -> dict[str, Any]:
+        """The requirement of one row, part by part, from the same computation the
+        engine margins with: per underlying (by symbol) its price, the weighted loss of
+        every scenario (the risk vector: price move, vol move, weight, loss in USD), the
+        worst scenario, the scan loss, the delta charge, the offsetting-futures (roll)
+        charge, the short-option minimum and the requirement; then the row's
+        maintenance and initial margin (USD floats)."""
+        assert self.grid is not None
+        grid = self.grid
+        rows = np.array([row], dtype=np.int64)
+        inputs, symbols = self._inputs(book, ivs, now_ms, rows, None)
+        out: dict[str, Any] = {"grid": grid.name, "title": grid.title,
+                               "source": grid.source, "combine": self.combine,
+                               "mm_factor": grid.mm_factor, "im_factor": grid.im_factor,
+                               "underlyings": [], "maintenance_margin": 0.0,
+                               "initial_margin": 0.0}
+        if inputs is None:
+            return out
+        loss, acc = scenario_losses(**inputs, rate=0.0, grid=grid, n_accounts=1)
+        parts = requirement_parts(loss, acc, grid)
+        moves = scenario_moves(grid, None, len(symbols))
+        for u, sym in enumerate(symbols):
+            out["underlyings"].append({
+                "underlying": sym,
+                "price": float(inputs["underlying_price"][u]),
+                "worst_scenario": int(parts.worst[0, u]),
+                "scan_loss": float(parts.scan[0, u]),
+                "delta_charge": float(parts.delta[0, u]),
+                "roll_charge": float(parts.roll[0, u]),
+                "short_option_minimum": float(parts.short_option_minimum[0, u]),
+                "requirement": float(parts.requirement[0, u]),
+                "scenarios": [
+                    {"price_move": float(moves[u, s_]), "vol_move": float(grid.vol_move[s_]),
+                     "weight": float(grid.weight[s_]),
+                     "loss": float(parts.weighted[0, u, s_])}
+                    for s_ in range(grid.n_scenarios)],
+            })
+        im, mm = self.requirements(book, ivs, now_ms, rows)
+        out["maintenance_margin"] = float(mm[0])
+        out["initial_margin"] = float(im[0])
+        return out
+
+    def _inputs(self, book: Book, ivs: Mapping[int, Decimal], now_ms: int,
+                rows: Int64Array1D, extra: tuple[int, int] | None
+                ) -> tuple[dict[str, Any] | None, list[str]]:
+        """The kernel's position arrays for ``rows`` (None without positions) and the
+        underlyings' symbols in kernel order."""
         # A fixed order that follows from the state alone (the same live and after a
         # restore, which renumbers slots): each row's positions by market index, the
         # underlyings by symbol. The kernel adds losses in this order.
@@ -131,23 +201,13 @@ class PortfolioMargin:
             expiry.append(0.0)
             size.append(contracts / mark if inst.is_inverse else contracts)
             vol.append(float("nan"))
-        n = rows.shape[0]
         if not acc:
-            return np.zeros(n), np.zeros(n)
+            return None, symbols
         prices = np.array([underlying_usd(book, u) for u in symbols])
-        corr = None
-        if self.combine == "correlation":
-            corr = np.array([[1.0 if a == b else self.correlation.get(
-                tuple(sorted((a, b))), 1.0) for b in symbols] for a in symbols])
-        res = portfolio_margin(account=np.array(acc), underlying=np.array(und),
-                               kind=np.array(kind, dtype=np.int8), strike=np.array(strike),
-                               expiry_yr=np.array(expiry), size=np.array(size),
-                               vol=np.array(vol), underlying_price=prices, rate=0.0,
-                               grid=self.grid, n_accounts=n,
-                               combine="correlation" if corr is not None else "sum",
-                               correlation=corr,
-                               check_psd=not set(symbols) <= self._checked_symbols)
-        return np.asarray(res.im, dtype=np.float64), np.asarray(res.mm, dtype=np.float64)
+        return ({"account": np.array(acc), "underlying": np.array(und),
+                 "kind": np.array(kind, dtype=np.int8), "strike": np.array(strike),
+                 "expiry_yr": np.array(expiry), "size": np.array(size),
+                 "vol": np.array(vol), "underlying_price": prices}, symbols)
 
 
 def underlying_usd(book: Book, symbol: str) -> float:

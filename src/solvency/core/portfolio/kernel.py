@@ -66,8 +66,11 @@ __all__ = [
     "KIND_PUT",
     "Combine",
     "PortfolioMargin",
+    "RequirementParts",
     "portfolio_margin",
+    "requirement_parts",
     "scenario_losses",
+    "scenario_moves",
     "validate_correlation",
 ]
 
@@ -428,9 +431,27 @@ def scenario_losses(
     return loss, acc
 
 
-def _requirements(
+class RequirementParts(NamedTuple):
+    """The parts of the per-(account, underlying) requirement, each ``(A, U)`` except
+    ``weighted`` ``(A, U, S)``: the weighted scenario losses (the risk vector), the worst
+    scenario (-1 without positions), the scan loss, the delta charge, the offsetting-
+    futures (roll) charge, the short-option minimum, and the maintenance requirement
+    ``combine(scan, delta, roll, som) x mm_factor`` (see :class:`ScenarioGrid`)."""
+
+    weighted: Float64Array3D
+    worst: Int64Array2D
+    scan: Float64Array2D
+    delta: Float64Array2D
+    roll: Float64Array2D
+    short_option_minimum: Float64Array2D
+    requirement: Float64Array2D
+
+
+def requirement_parts(
     loss: Float64Array3D, acc: Float64Array3D, grid: ScenarioGrid
-) -> tuple[Float64Array2D, Float64Array2D, Int64Array2D]:
+) -> RequirementParts:
+    """Split the requirement of :func:`scenario_losses`' output into its parts (the one
+    computation :func:`portfolio_margin` uses, so a breakdown adds up to the margin)."""
     weighted = loss * grid.weight
     worst = np.argmax(weighted, axis=2)
     scan = np.maximum(np.take_along_axis(weighted, worst[..., None], axis=2)[..., 0], 0.0)
@@ -445,10 +466,25 @@ def _requirements(
     else:
         req = np.maximum(base + roll, som) * grid.mm_factor
     worst = np.where(acc[..., _ACC_COUNT] > 0.0, worst, -1)
-    return (
-        cast(Float64Array2D, req), cast(Float64Array2D, scan),
-        cast(Int64Array2D, worst.astype(np.int64)),
+    return RequirementParts(
+        cast(Float64Array3D, weighted), cast(Int64Array2D, worst.astype(np.int64)),
+        cast(Float64Array2D, scan), cast(Float64Array2D, delta), cast(Float64Array2D, roll),
+        cast(Float64Array2D, som), cast(Float64Array2D, req),
     )
+
+
+def scenario_moves(grid: ScenarioGrid, price_range: npt.ArrayLike | None,
+                   n_und: int) -> Float64Array2D:
+    """Per underlying and scenario, the price move as a fraction (``-0.16`` = -16 %)."""
+    pr = _per_underlying("price_range", price_range, grid.price_range, n_und)
+    return _scenarios(grid, pr).move
+
+
+def _requirements(
+    loss: Float64Array3D, acc: Float64Array3D, grid: ScenarioGrid
+) -> tuple[Float64Array2D, Float64Array2D, Int64Array2D]:
+    parts = requirement_parts(loss, acc, grid)
+    return parts.requirement, parts.scan, parts.worst
 
 
 def portfolio_margin(
