@@ -200,8 +200,8 @@ def parse_option_market(name: str, data: Mapping[str, Any], *, path: str = "mark
     try:
         m = OptionMarketEntry.model_validate(data)
     except ValidationError as exc:
-        raise OptionBookError(format_errors(source or path, exc, OptionMarketEntry,
-                                            at=(path, name) if source else (name,))) from None
+        raise OptionBookError(format_errors(source or "option market", exc,
+                                            OptionMarketEntry, at=(path, name))) from None
     try:
         expiry_ms = parse_ts_ms(m.expiry)
     except EventError as exc:
