@@ -78,6 +78,16 @@ def test_trades_are_checked_against_the_grid_initial_margin() -> None:
     out = e.apply(Fill(id="f", market=CALL, buyer="mm", seller="pm", size=D(1), price=mark,
                        ts_ms=T0))
     assert out[0].type == "rejected" and out[0].reason == "insufficient_initial_margin"
+    # the detail quotes the grid's initial margin with the trade included, the one that
+    # decided (issue 29: it quoted the standard rule's, 2,005 against the grid's 16,000)
+    res = portfolio_margin(
+        account=np.array([0]), underlying=np.array([0]),
+        kind=np.array([KIND_CALL], dtype=np.int8), strike=np.array([100000.0]),
+        expiry_yr=np.array([(EXPIRY - T0) / MS_PER_YEAR]), size=np.array([-1.0]),
+        vol=np.array([0.6]), underlying_price=np.array([100000.0]), rate=0.0,
+        grid=load_grid("deribit_pm"), n_accounts=1)
+    detail = out[0].detail  # type: ignore[union-attr]
+    assert detail.endswith(f"below initial margin {float(res.im[0]):.2f} USD"), detail
 
 
 def test_portfolio_margined_accounts_are_liquidated() -> None:

@@ -222,17 +222,19 @@ def _check_side_margin(state: EngineState, side: PositionChange, m: int, a: int,
     book = state.book
     delta = side.lots_after - side.lots_before
     after = state.whatif(side.row, not side.isolated, m, delta, oi_after, a, dq)
-    free = after[OUT_COLLATERAL] - after[OUT_IM]
+    im_after = float(after[OUT_IM])
     if state.n_pm_rows and side.row >= 0 and not np.isnan(book.pm[side.row, 0]):
         # portfolio margin: the grid's initial margin with the trade included
-        free = after[OUT_COLLATERAL] - state.pm_requirements(
-            np.array([side.row], dtype=np.int64), extra=(m, delta))[0][0]
+        im_after = float(state.pm_requirements(
+            np.array([side.row], dtype=np.int64), extra=(m, delta))[0][0])
+    free = after[OUT_COLLATERAL] - im_after
     if not side.isolated:
         if not free >= 0.0:
+            # the requirement that decided, the grid's for a portfolio-margined row
             raise RejectReason(
                 "insufficient_initial_margin",
                 f"{side.account}: collateral {after[OUT_COLLATERAL]:.2f} USD after the "
-                f"fill is below initial margin {after[OUT_IM]:.2f} USD")
+                f"fill is below initial margin {im_after:.2f} USD")
         return
     # isolated: top the bucket up from the account's cross balance, rounded up
     px = float(book.asset_price[a])
