@@ -242,3 +242,17 @@ def test_params_out_drives_a_real_engine(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["backtest", "--prices", str(prices), "--model", "all",
                               "--params-out", str(events), "--market", "BTC-PERP"])
     assert bad.exit_code == 2 and "needs one --model" in bad.output
+
+
+def test_margin_study_scenario_is_the_crash_replay_with_btc_only() -> None:
+    # docs/analytics.md "In the stress lab": the study file is scenarios/crash_2024_08_05
+    # with its ETH market removed; everything else the same.
+    from solvency.sim.scenario import load_scenario
+
+    root = Path(__file__).parents[2]
+    base = load_scenario(root / "scenarios" / "crash_2024_08_05.toml")
+    study = load_scenario(root / "scenarios" / "studies" / "margin_models_2024_08_05.toml")
+    assert study.markets == ("BTC-PERP",) and "ETH-PERP" in base.markets
+    assert study.market_params["BTC-PERP"] == base.market_params["BTC-PERP"]
+    assert (study.start_ms, study.horizon_ms, study.step_ms) == (
+        base.start_ms, base.horizon_ms, base.step_ms)
