@@ -122,7 +122,7 @@ def test_portfolio_mode_prints_the_grid_part_by_part(tmp_path: Path) -> None:
     losses = [float(s["loss"]) for s in btc["scenarios"]]
     grid = load_grid("deribit_pm")
     assert len(losses) == grid.n_scenarios
-    assert float(btc["scan_loss"]) == pytest.approx(max(max(losses), 0.0), rel=1e-12)
+    assert float(btc["scan_loss"]) == pytest.approx(max(*losses, 0.0), rel=1e-12)
     assert losses[btc["worst_scenario"]] == max(losses)
     # Deribit adds its contingencies to the scan loss, then applies mm_factor
     parts = sum(float(btc[k]) for k in ("scan_loss", "delta_charge", "roll_charge",
@@ -163,3 +163,19 @@ def test_mode_and_grid_from_the_command_line(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["margin", str(path), "--mode", "portfolio", "--pm-grid",
                               "nope"])
     assert bad.exit_code == 2 and "nope" in bad.output and "Traceback" not in bad.output
+
+
+def test_one_file_for_margin_and_greeks(tmp_path: Path) -> None:
+    """Issue 29 item 4: the venue's own option markets are options of a greeks file too,
+    so the file solvency margin reads is one solvency greeks reads: the same put priced
+    by both (greeks unrounded, margin on the 0.0001 BTC tick)."""
+    path = _pm_file(tmp_path)
+    margin = json.loads(_run(path).output)
+    res = runner.invoke(app, ["greeks", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    greeks = {p["market"]: p for p in json.loads(res.output)["positions"]}
+    assert set(greeks) == {PUT, CALL, "BTC-PERP"}
+    assert greeks[PUT]["settle"] == "BTC" and greeks[CALL]["settle"] == "USDC"
+    marks = {p["market"]: float(p["mark_price"]) for p in margin["positions"]}
+    assert greeks[PUT]["price"] == pytest.approx(marks[PUT], abs=0.0001 / 2)
+    assert greeks[CALL]["price"] == pytest.approx(marks[CALL], abs=0.1 / 2)  # tick 0.1

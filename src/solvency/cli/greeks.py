@@ -76,7 +76,21 @@ def _split_markets(m: PortfolioFile, venue: str | None, source: str) -> tuple[
             options[name] = parse_option_market(name, entry, source=source)
         else:
             overrides[name] = {k: v for k, v in entry.items() if k != "open_interest"}
-    return venue_from_data({"preset": venue_name, "markets": overrides}), options
+    v = venue_from_data({"preset": venue_name, "markets": overrides})
+    # the venue's own option markets (Deribit's, in the preset) are options of the file
+    # too, so one portfolio file serves solvency margin and solvency greeks
+    named = [*m.vols, *(p.market for p in m.account.positions)]
+    for name in named:
+        inst = v.resolve(name)
+        if name in options or inst is None or inst.kind != "option":
+            continue
+        assert inst.strike is not None and inst.expiry_ms is not None
+        assert inst.option_kind is not None
+        options[name] = OptionSpec(
+            name=name, underlying=inst.base, kind=inst.option_kind,
+            strike=float(inst.strike), expiry_ms=inst.expiry_ms, settle=inst.settle,
+            contract_size=float(inst.contract_size))
+    return v, options
 
 
 def _prices(m: PortfolioFile, v: Venue, options: Mapping[str, OptionSpec]) -> dict[
