@@ -36,7 +36,10 @@ _TABLE_ROWS: tuple[tuple[str, tuple[tuple[str, str, Unit], ...]], ...] = (
         ("insurance_fund_used", "used (start - equity low)", "amount"),
         ("insurance_fund_used_share", "used, share of its start", "share"))),
     ("liquidations", (
-        ("liquidated_share", "share of open interest liquidated", "share"),
+        ("liquidated_share_of_oi", "liquidated, share of open interest (one side)",
+         "share"),
+        ("open_interest_start_notional", "open interest at the start (one side)", "amount"),
+        ("liquidated_share", "liquidated, share of user long + short", "share"),
         ("liquidated_notional", "liquidated notional", "amount"),
         ("accounts_liquidated", "accounts liquidated", "count"),
         ("accounts_liquidated_share", "accounts liquidated, share", "share"),

@@ -34,6 +34,13 @@ of ``metrics.json``. Definitions (also in ``docs/stress_lab.md``):
   the insurance fund balance at the start of the step, i.e. the part of the haircut the
   fund could have absorbed (the minimum haircut is ``max(0, H_t - F_t)``), summed over
   steps. It is zero when ADL is a true last resort.
+* ``open_interest_start_notional`` -- the venue's open interest at the start, one side
+  (as venues report it): half the gross notional of every position at point 0, the
+  counterparty's included, at the start marks, in the settlement asset; per market in
+  ``open_interest_start_notional_by_market``. ``liquidated_share_of_oi`` --
+  ``liquidated_notional`` over it (per market: ``liquidated_share_of_oi_by_market``),
+  the figure venues' reported liquidation shares compare with. ``liquidated_share`` is
+  the older ratio over the *gross* notional of user positions (long + short).
 * ``cascade_amplification`` -- largest peak-to-trough fall of the venue's trade price
   (index x exp(impact)) divided by that of the same path with impact off. With impact
   off (``Y = 0``) the trade price *is* the index path, so the denominator is the index's
@@ -128,6 +135,10 @@ class StepSeries:
         Per market: ``liq_notional`` and ``adl_notional`` of the step, split by market.
     notional_market : dict of Float64Array1D
         Per market: gross notional of user positions (long + short, settlement asset).
+    open_interest_start : dict of float
+        Per market: the venue's open interest at point 0, one side (half the gross
+        notional of every position, the counterparty's included: longs and shorts are
+        equal in lots), at the start marks, settlement asset units.
     """
 
     ts_ms: Int64Array1D
@@ -162,6 +173,7 @@ class StepSeries:
     liq_notional_market: dict[str, Float64Array1D] = field(default_factory=dict)
     adl_notional_market: dict[str, Float64Array1D] = field(default_factory=dict)
     notional_market: dict[str, Float64Array1D] = field(default_factory=dict)
+    open_interest_start: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, ts_ms: Int64Array1D, markets: tuple[str, ...]) -> StepSeries:
@@ -331,6 +343,8 @@ def _headline(series: StepSeries) -> dict[str, Any]:
     used = max(0.0, start - eq_min)
     oi = float(series.notional[0]) if series.notional.shape[0] else 0.0
     liq = float(series.liq_notional.sum())
+    oi_one = float(sum(series.open_interest_start.values()))
+    liq_by = {m: float(v.sum()) for m, v in series.liq_notional_market.items()}
     low_k = int(np.argmin(series.insurance_fund_equity)) if fund.shape[0] else 0
     return {
         "insurance_fund_used": used,
@@ -339,8 +353,13 @@ def _headline(series: StepSeries) -> dict[str, Any]:
         "open_interest_start_by_market": {
             m: float(v[0]) for m, v in series.notional_market.items() if v.shape[0]},
         "liquidated_share": liq / oi if oi > 0 else None,
-        "liquidated_notional_by_market": {
-            m: float(v.sum()) for m, v in series.liq_notional_market.items()},
+        "liquidated_notional_by_market": liq_by,
+        "open_interest_start_notional": oi_one,
+        "open_interest_start_notional_by_market": dict(series.open_interest_start),
+        "liquidated_share_of_oi": liq / oi_one if oi_one > 0 else None,
+        "liquidated_share_of_oi_by_market": {
+            m: (liq_by.get(m, 0.0) / v if v > 0 else None)
+            for m, v in series.open_interest_start.items()},
         "adl_notional_by_market": {
             m: float(v.sum()) for m, v in series.adl_notional_market.items()},
         "first_liquidation_ms": _first_ms(series, series.liq_count),

@@ -274,7 +274,7 @@ class _Recorder:
         if r_ins is not None:
             slots = np.array(book.row_slots(r_ins), dtype=np.int64)
             s.insurance_fund_positions[k] = float(
-                np.abs(book.st[slots, S_VALUE]).sum()) / self.scale if slots.shape[0] else 0.0
+                np.abs(book.st[slots, S_VALUE]).sum()) / 2.0 / self.scale if slots.shape[0] else 0.0
         s.insurance_fund_unwind_pnl[k] = eng.realized.get(INSURANCE_ROW, 0) / self.scale
         im_total = notional_total = 0.0
         for m in self.markets:
@@ -290,6 +290,10 @@ class _Recorder:
             notional_total += notional / self.scale
             if m in s.notional_market:
                 s.notional_market[m][k] = notional / self.scale
+            if k == 0:
+                # one side of the venue's open interest: every holder, the street included
+                s.open_interest_start[m] = float(
+                    np.abs(book.st[slots, S_VALUE]).sum()) / 2.0 / self.scale
             s.index[m][k] = index[m]
             priced = m in liq.specs
             s.trade[m][k] = liq.trade_price(m, index[m]) if priced else index[m]
