@@ -124,13 +124,15 @@ def test_portfolio_mode_prints_the_grid_part_by_part(tmp_path: Path) -> None:
     assert len(losses) == grid.n_scenarios
     assert float(btc["scan_loss"]) == pytest.approx(max(*losses, 0.0), rel=1e-12)
     assert losses[btc["worst_scenario"]] == max(losses)
-    # Deribit adds its contingencies to the scan loss, then applies mm_factor
+    # Deribit adds its contingencies to the scan loss, then applies mm_factor (0.8: the
+    # sum is the initial margin); the report prints 6 decimals, hence abs=1e-5
     parts = sum(float(btc[k]) for k in ("scan_loss", "delta_charge", "roll_charge",
                                         "short_option_minimum"))
-    assert float(btc["requirement"]) == pytest.approx(parts * float(pm["mm_factor"]),
-                                                      rel=1e-12)
+    assert float(pm["mm_factor"]) == 0.8
+    assert float(btc["requirement"]) == pytest.approx(parts * 0.8, abs=1e-5)
+    assert float(pm["initial_margin"]) == pytest.approx(parts, abs=1e-5)
     assert float(pm["maintenance_margin"]) == pytest.approx(float(btc["requirement"]),
-                                                            rel=1e-12)
+                                                            abs=1e-5)
     assert out["maintenance_margin"] == pm["maintenance_margin"]
     # the same book through the kernel's own API, positions written by hand: the put is
     # 2 contracts of 1 BTC, the call 1 of 1 BTC, the perp 0.5 BTC; vols 0.6 and 0.55;

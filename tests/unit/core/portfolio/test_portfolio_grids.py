@@ -27,7 +27,7 @@ def test_shipped_grids():
     assert grid_names() == ["cme_span_16", "deribit_pm", "paradex_pm"]
     for name in grid_names():
         g = load_grid(name)
-        assert g.source and g.retrieved == "2026-11-20"
+        assert g.source and g.retrieved in ("2026-11-20", "2026-12-07")
         assert g.price_move.flags.writeable is False
     with pytest.raises(KeyError, match="unknown grid"):
         load_grid("nope")
@@ -54,6 +54,9 @@ def test_paradex_grid_as_published():
 
 def test_deribit_grid_structure():
     g = load_grid("deribit_pm")
+    # Deribit API private/pme/simulate, response example: model_params.general.mm_factor
+    # = 0.8 (maintenance = 0.8 x initial; issue 29 item 3); the requirement is the initial
+    assert (g.mm_factor, g.im_factor) == (0.8, 1.25)
     assert g.n_scenarios == 27 + 8
     core = slice(0, 27)
     np.testing.assert_allclose(np.unique(g.price_move[core]) * 4, np.arange(-4, 5))

@@ -60,7 +60,9 @@ def test_accounts_without_positions_are_zero():
     out = portfolio_margin(**arrays, rate=0.0, grid=GRIDS["deribit_pm"], n_accounts=4)
     assert out.mm[[0, 1, 3]].tolist() == [0.0, 0.0, 0.0]
     assert out.worst_scenario.tolist() == [-1, -1, 0, -1]  # -16 %, vol up (first row)
-    assert out.mm[2] == pytest.approx(0.16 * 60_000.0)
+    # Deribit: the requirement is the initial margin, maintenance 0.8 of it (mm_factor)
+    assert out.im[2] == pytest.approx(0.16 * 60_000.0)
+    assert out.mm[2] == pytest.approx(0.8 * 0.16 * 60_000.0)
 
 
 def test_paradex_min_delta_example():
@@ -110,13 +112,15 @@ def test_deribit_contingencies():
     arrays, _ = book([(0, 0, KIND_FUTURE, NAN, NAN, 100.0, NAN),
                       (0, 0, KIND_FUTURE, NAN, NAN, -100.0, NAN)], prices=(f,))
     out = portfolio_margin(**arrays, rate=0.0, grid=g, n_accounts=1)
-    assert out.mm[0] == pytest.approx(0.01 * 100 * f)
+    assert out.im[0] == pytest.approx(0.01 * 100 * f)
+    assert out.mm[0] == pytest.approx(0.8 * 0.01 * 100 * f)
     # A short far-OTM put whose scan loss is tiny still pays the contingency on top.
     arrays, _ = book([(0, 0, KIND_PUT, 20_000.0, 2 / 365, -3.0, 0.5)], prices=(f,))
     loss, _ = scenario_losses(**arrays, rate=0.0, grid=g, n_accounts=1)
     out = portfolio_margin(**arrays, rate=0.0, grid=g, n_accounts=1)
     scan = max((loss[0, 0] * g.weight).max(), 0.0)
-    assert out.mm[0] == pytest.approx(scan + 0.01 * 3 * f, rel=1e-12)
+    assert out.im[0] == pytest.approx(scan + 0.01 * 3 * f, rel=1e-12)
+    assert out.mm[0] == pytest.approx(0.8 * (scan + 0.01 * 3 * f), rel=1e-12)
 
 
 def test_span_short_option_minimum_is_a_floor():
