@@ -58,7 +58,9 @@ def test_json_keys(tmp_path: Path) -> None:
 
 
 def test_compare_shape(tmp_path: Path) -> None:
-    data = _json([str(_scenario(tmp_path)), "--compare", "binance,dydx,hyperliquid"])
+    # --jobs 1: toy runs, cheaper than spawning workers (test_compare_jobs runs --jobs 2)
+    data = _json([str(_scenario(tmp_path)), "--compare", "binance,dydx,hyperliquid",
+                  "--jobs", "1"])
     venues = data["venues"]
     assert isinstance(venues, dict)
     assert list(venues) == ["binance", "dydx", "hyperliquid"]
@@ -123,7 +125,7 @@ def test_out_writes_metrics_and_offline_report(tmp_path: Path) -> None:
 def test_compare_report_overlays_venues(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     res = runner.invoke(app, ["simulate", str(_scenario(tmp_path)), "--compare",
-                              "binance,drift", "--out", str(out), "--json"])
+                              "binance,drift", "--jobs", "1", "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     html = (out / "report.html").read_text(encoding="utf-8")
     fund = json.loads(_plotly_calls(html)["insurance_fund"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -156,7 +157,10 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _progress_bar(enabled: bool) -> tuple[Progress | None, Callable[[int, int], None] | None]:
+def _progress_bar(enabled: bool, label: str | None = None
+                  ) -> tuple[Progress | None, Callable[[int, int], None] | None]:
+    """A bar on stderr: ``run N`` of runs one after the other, or ``label`` (venues in
+    parallel: the points done summed over them, out of all their points)."""
     if not enabled:
         return None, None
     bar = Progress(TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
@@ -170,13 +174,13 @@ def _progress_bar(enabled: bool) -> tuple[Progress | None, Callable[[int, int], 
         state["last"] = done
         if done % 20 == 0 or done == total:
             bar.update(task, completed=done, total=total,
-                       description=f"run {state['runs'] + 1}")
+                       description=label or f"run {state['runs'] + 1}")
 
     return bar, update
 
 
 def _run(scenario: Scenario, venues: list[str] | None, venue: str | None, paths: int,
-         progress: Callable[[int, int], None] | None
+         progress: Callable[[int, int], None] | None, jobs: int = 1
          ) -> dict[str, RunResult | MonteCarloResult]:
     names = venues if venues is not None else [venue]
     out: dict[str, RunResult | MonteCarloResult] = {}
@@ -186,7 +190,7 @@ def _run(scenario: Scenario, venues: list[str] | None, venue: str | None, paths:
             out[res.summary["venue"]] = res
         return out
     if venues is not None:
-        return dict(run_compare(scenario, venues, progress=progress))
+        return dict(run_compare(scenario, venues, progress=progress, jobs=jobs))
     one = run_scenario(scenario, venue=venue, progress=progress)
     return {one.venue: one}
 
@@ -229,6 +233,10 @@ def simulate(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write metrics.json and report.html into this folder.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", min=1, help="Processes to run --compare's venues in (default: the number "
+                              "of CPUs; 1: one after the other). Results do not depend on "
+                              "it.")] = None,
 ) -> None:
     """Run a stress scenario (crash, Monte Carlo, replay) through the real engine."""
     try:
@@ -236,13 +244,16 @@ def simulate(
         venues = _venues(compare, venue)
     except ScenarioError as exc:
         raise _fail(str(exc)) from None
-    bar, update = _progress_bar(not as_json)
+    n_jobs = jobs if jobs is not None else max(os.cpu_count() or 1, 1)
+    parallel = venues is not None and paths == 1 and min(n_jobs, len(venues)) > 1
+    bar, update = _progress_bar(not as_json, f"{len(venues or ())} venues in parallel"
+                                if parallel else None)
     try:
         if bar is not None:
             with bar:
-                results = _run(scenario, venues, venue, paths, update)
+                results = _run(scenario, venues, venue, paths, update, n_jobs)
         else:
-            results = _run(scenario, venues, venue, paths, None)
+            results = _run(scenario, venues, venue, paths, None, n_jobs)
     except ScenarioError as exc:
         raise _fail(str(exc)) from None
     summaries = {k: _summary(v) for k, v in results.items()}

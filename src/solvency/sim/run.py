@@ -30,8 +30,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
+from multiprocessing import get_context
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -562,19 +565,105 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
 
 
 def run_compare(scenario: Scenario, venues: Sequence[str], *,
-                progress: Progress | None = None) -> dict[str, RunResult]:
+                progress: Progress | None = None, jobs: int = 1,
+                state_hashes: bool = False) -> dict[str, RunResult]:
     """Run the same paths and population spec under each venue preset.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The scenario.
+    venues : Sequence[str]
+        Venue presets, in the order of the result.
+    progress : Progress or None
+        Called with ``(done, total)`` points; in parallel, the sum over the venues.
+    jobs : int
+        Processes to run the venues in (``1``: one after the other in this process).
+        Each venue's run is the same computation wherever it runs (the paths are built
+        once here and handed over; seeds are part of the scenario), so the results do not
+        depend on ``jobs``.
+    state_hashes : bool
+        As :func:`run_scenario`.
 
     Raises
     ------
     ScenarioError
         If a venue is unknown (checked before any run starts).
+    ValueError
+        If ``jobs < 1``.
     """
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     for name in venues:
         scenario.venue(name)
     paths = build_paths(scenario)
-    return {name: run_scenario(scenario, venue=name, paths=paths, progress=progress)
-            for name in venues}
+    workers = min(jobs, len(venues))
+    if workers <= 1:
+        return {name: run_scenario(scenario, venue=name, paths=paths, progress=progress,
+                                   state_hashes=state_hashes) for name in venues}
+    return _compare_in_processes(scenario, venues, paths, workers=workers,
+                                 progress=progress, state_hashes=state_hashes)
+
+
+_PROGRESS_QUEUE: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    global _PROGRESS_QUEUE  # noqa: PLW0603  (one per spawned worker process)
+    _PROGRESS_QUEUE = queue
+
+
+def _venue_task(scenario: Scenario, name: str, paths: Mapping[str, PathSet],
+                state_hashes: bool) -> RunResult:
+    """Run one venue of a compare in a worker, reporting progress to the parent."""
+    queue = _PROGRESS_QUEUE
+
+    def report(done: int, total: int) -> None:
+        if queue is not None and (done % 20 == 0 or done == total):
+            queue.put((name, done, total))
+
+    return run_scenario(scenario, venue=name, paths=paths, progress=report,
+                        state_hashes=state_hashes)
+
+
+def _compare_in_processes(scenario: Scenario, venues: Sequence[str],
+                          paths: Mapping[str, PathSet], *, workers: int,
+                          progress: Progress | None, state_hashes: bool
+                          ) -> dict[str, RunResult]:
+    # spawned, not forked, as sim/sweep.py: the parent may hold threads (numba) and locks
+    ctx = get_context("spawn")
+    queue = ctx.Queue()
+    n_points = int(paths[scenario.markets[0]].ts_ms.shape[0])
+    done = {name: 0 for name in venues}
+    total = len(venues) * max(n_points - 1, 0)
+
+    def drain() -> None:
+        while True:
+            try:
+                name, k, _ = queue.get_nowait()
+            except Empty:
+                return
+            done[name] = k
+            if progress is not None:
+                progress(sum(done.values()), total)
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                               initializer=_init_worker, initargs=(queue,))
+    try:
+        futures = {name: pool.submit(_venue_task, scenario, name, paths, state_hashes)
+                   for name in venues}
+        pending: set[Future[RunResult]] = set(futures.values())
+        while pending:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            drain()
+            for fut in finished:
+                fut.result()  # a failed venue stops the compare at once
+        drain()
+        return {name: fut.result() for name, fut in futures.items()}
+    finally:
+        # on a failed venue or Ctrl-C, drop the venues not started instead of running them
+        pool.shutdown(wait=True, cancel_futures=True)
+        queue.close()
 
 
 _PER_RUN_ONLY = frozenset({"wall_s", "engine_state_hash", "engine_section_hashes"})
