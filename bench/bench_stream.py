@@ -41,11 +41,12 @@ from tests.nats import running_nats
 
 from bench_service import Workload
 from machine import describe
+from solvency.adapters.nats_stream import connect
 from solvency.core.model.presets import load_preset
 from solvency.engine.engine import Engine
 from solvency.engine.inputs import parse_input
 from solvency.service.core import canonical
-from solvency.service.shard_node import ShardFeed, connect, ensure_streams
+from solvency.service.shard_node import ShardFeed, ensure_streams
 from solvency.service.shards import venue_digest
 
 ENTRY = "from solvency.cli.shard import shard_app; shard_app()"

@@ -38,7 +38,8 @@ from nats.js import api
 import nats
 from solvency.adapters.store import LogRow
 
-__all__ = ["JetStreamLog", "StreamError", "StreamFencedError", "decode_row", "encode_row"]
+__all__ = ["JetStreamLog", "StreamError", "StreamFencedError", "connect", "decode_row",
+           "encode_row"]
 
 T = TypeVar("T")
 
@@ -71,6 +72,26 @@ def decode_row(data: bytes, stream_seq: int) -> LogRow:
     if row.seq != stream_seq:
         raise StreamError(f"stream message {stream_seq} carries seq {row.seq}")
     return row
+
+
+async def connect(url: str, *, timeout_s: float = 10.0) -> Any:
+    """A NATS connection that reconnects for ever once made; ConnectionError when no
+    server of ``url`` (comma-separated) answers within ``timeout_s`` (nats-py would retry
+    the first connection for ever, printing each failure)."""
+    last: list[BaseException] = []
+
+    async def quiet(exc: Exception) -> None:  # nats-py prints a traceback per failure
+        last[:] = [exc]
+
+    try:
+        return await asyncio.wait_for(nats.connect(
+            servers=url.split(","), connect_timeout=3, max_reconnect_attempts=-1,
+            reconnect_time_wait=0.2, error_cb=quiet), timeout_s)
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        why = last[0] if last else exc
+        raise ConnectionError(f"cannot connect to NATS at {url}: "
+                              f"{type(why).__name__}: {why}") from None
+
 
 
 class JetStreamLog:
@@ -107,11 +128,9 @@ class JetStreamLog:
 
     async def _connect(self) -> None:
         try:
-            self._nc = await nats.connect(servers=self.url.split(","), connect_timeout=3,
-                                          max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-                                          allow_reconnect=True)
-        except Exception as exc:  # nats raises plain OSError/TimeoutError/Error
-            raise StreamError(f"cannot connect to NATS at {self.url}: {exc}") from None
+            self._nc = await connect(self.url)
+        except ConnectionError as exc:
+            raise StreamError(str(exc)) from None
         self._js = self._nc.jetstream(timeout=self.timeout_s)
         # a cluster that just started elects its JetStream leaders first: retry a while
         deadline = asyncio.get_running_loop().time() + 30.0

@@ -40,6 +40,7 @@ import nats.js.errors
 from nats.js import api
 
 import nats
+from solvency.adapters.nats_stream import connect
 from solvency.core.model.events import EventError, Fill, Params, Rejected
 from solvency.core.model.venue import Venue
 from solvency.engine.engine import Engine
@@ -57,28 +58,9 @@ from solvency.service.shards import (
     shard_of,
 )
 
-__all__ = ["ShardFeed", "ShardNode", "connect", "ensure_streams", "merge_out_json"]
+__all__ = ["ShardFeed", "ShardNode", "ensure_streams", "merge_out_json"]
 
 _DUP_WINDOW_S: Final = 3600.0
-
-
-async def connect(url: str, *, timeout_s: float = 10.0) -> Any:
-    """A NATS connection that reconnects for ever once made; ConnectionError when no
-    server of ``url`` (comma-separated) answers within ``timeout_s`` (nats-py would retry
-    the first connection for ever, printing each failure)."""
-    last: list[BaseException] = []
-
-    async def quiet(exc: Exception) -> None:  # nats-py prints a traceback per failure
-        last[:] = [exc]
-
-    try:
-        return await asyncio.wait_for(nats.connect(
-            servers=url.split(","), connect_timeout=3, max_reconnect_attempts=-1,
-            reconnect_time_wait=0.2, error_cb=quiet), timeout_s)
-    except (TimeoutError, OSError, nats.errors.Error) as exc:
-        why = last[0] if last else exc
-        raise ConnectionError(f"cannot connect to NATS at {url}: "
-                              f"{type(why).__name__}: {why}") from None
 
 
 async def ensure_streams(js: Any, name: str, replicas: int = 1) -> None:

@@ -73,3 +73,16 @@ def test_merge_out_json() -> None:
                           "received": "1.25", "rounding": "0.01"}, rej,
                    {"type": "liquidation", "account": "t1"}]
     assert json.dumps(got)  # plain JSON
+
+
+def test_no_nats_is_one_error_line(capfd: pytest.CaptureFixture[str]) -> None:
+    """nats-py retries a first connection for ever and prints a traceback per try;
+    adapters/nats_stream.connect (shards, serve --stream) gives up with one error."""
+    import asyncio
+
+    from solvency.adapters.nats_stream import connect
+
+    with pytest.raises(ConnectionError, match=r"cannot connect to NATS at nats://127\.0\.0"
+                                              r"\.1:1: ConnectionRefusedError"):
+        asyncio.run(connect("nats://127.0.0.1:1", timeout_s=1.0))
+    assert "Traceback" not in capfd.readouterr().err
