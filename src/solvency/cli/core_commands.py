@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -26,7 +27,7 @@ from solvency.core.model.presets import PRESETS, load_preset, preset_names
 from solvency.core.model.venue import ConfigError, margin_model_to_data
 from solvency.core.portfolio import GridError
 from solvency.engine.engine import Engine, EngineError
-from solvency.engine.portfolio import PortfolioError, evaluate_portfolio
+from solvency.engine.portfolio import PortfolioError, evaluate_portfolio, shock_table
 from solvency.engine.summary import account_entries, replay_summary
 
 __all__ = ["DEMO_EVENTS", "margin", "replay", "replay_summary", "venues"]
@@ -53,6 +54,9 @@ def margin(
     pm_grid: Annotated[str, typer.Option(
         "--pm-grid", help="Scenario grid of portfolio mode: a shipped name (deribit_pm, "
                           "cme_span_16, paradex_pm) or a grid TOML file.")] = "deribit_pm",
+    shock: Annotated[str | None, typer.Option(
+        "--shock", help="Price shocks to value the account under, all markets at once: "
+                        "'-10%,-20%,-30%' or '-0.1,0.05'.")] = None,
 ) -> None:
     """Margin, liquidation prices and free collateral of one account.
 
@@ -66,9 +70,13 @@ def margin(
     try:
         data = load_json_file(portfolio)
         grid = load_grid(pm_grid)
-        report = evaluate_portfolio(data, venue, source=str(portfolio),
-                                    mode=None if mode is None else mode.value,
+        mode_value = None if mode is None else mode.value
+        report = evaluate_portfolio(data, venue, source=str(portfolio), mode=mode_value,
                                     pm_grid=grid)
+        if shock is not None:
+            report["shocks"] = shock_table(data, _parse_shocks(shock), venue,
+                                           source=str(portfolio), mode=mode_value,
+                                           pm_grid=grid)
     except (ConfigError, PortfolioError, GridError) as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -77,8 +85,38 @@ def margin(
         _print_margin(report)
         if "portfolio_margin" in report:
             _print_pm(report["portfolio_margin"])
+        if "shocks" in report:
+            _print_shocks(report["shocks"])
     if report["liquidatable"]:
         raise typer.Exit(LIQUIDATABLE_EXIT)
+
+
+def _parse_shocks(text: str) -> list[Decimal]:
+    """'-10%,-20%' or '-0.1,0.05' -> fractions, exact; refused with the bad item."""
+    out = []
+    for item in text.split(","):
+        raw = item.strip()
+        pct = raw.endswith("%")
+        try:
+            value = Decimal(raw[:-1] if pct else raw)
+        except ArithmeticError:
+            raise PortfolioError(f"--shock: {raw!r} is not a number") from None
+        if not value.is_finite():
+            raise PortfolioError(f"--shock: {raw!r} is not a finite number")
+        out.append(value / 100 if pct else value)
+    return out
+
+
+def _print_shocks(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Under price shocks (every market moved at once; USD)")
+    for col in ("shock", "equity", "collateral", "maintenance margin", "margin ratio",
+                "shortfall", "liquidatable"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(f"{Decimal(r['shock']) * 100:+}%", r["equity"], r["collateral"],
+                      r["maintenance_margin"], r["margin_ratio"] or "none",
+                      r["maintenance_shortfall"], "yes" if r["liquidatable"] else "no")
+    print_table(console, table)
 
 
 class MarginMode(StrEnum):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Final, Literal
 
 import numpy as np
@@ -47,7 +47,7 @@ from solvency.engine.option_book import OptionMarketEntry
 
 __all__ = ["PortfolioAccount", "PortfolioError", "PortfolioFile", "PortfolioPosition",
            "asset_price_sources", "evaluate_portfolio", "load_portfolio_engine",
-           "parse_horizon_days", "portfolio_model"]
+           "parse_horizon_days", "portfolio_model", "shock_table"]
 
 ACCOUNT = "portfolio"
 
@@ -179,19 +179,19 @@ def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None, *,
 
 
 def _load(m: PortfolioFile, venue: str | None, source: str, mode: str | None = None,
-          pm_grid: ScenarioGrid | None = None) -> Engine:
+          pm_grid: ScenarioGrid | None = None, shock: Decimal = Decimal(0)) -> Engine:
     if mode is not None:
         if mode not in ("cross", "isolated", "portfolio"):
             raise PortfolioError(f"mode: {mode!r} is not one of cross, isolated, portfolio")
         m = m.model_copy(update={"account": m.account.model_copy(update={"mode": mode})})
     try:
-        return _build(m, venue, pm_grid)
+        return _build(m, venue, pm_grid, shock)
     except (PortfolioError, ConfigError) as exc:
         raise _named(source, exc) from None
 
 
 def _build(m: PortfolioFile, venue: str | None,
-           pm_grid: ScenarioGrid | None = None) -> Engine:
+           pm_grid: ScenarioGrid | None = None, shock: Decimal = Decimal(0)) -> Engine:
     venue_name = venue or m.venue or "binance"
     if venue_name not in PRESETS:
         raise PortfolioError(f"venue: {venue_name!r} is not one of {preset_names()}")
@@ -218,7 +218,7 @@ def _build(m: PortfolioFile, venue: str | None,
             engine.clock_ms = parse_ts_ms(m.now)
         except EventError as exc:
             raise PortfolioError(f"now: {exc.detail}") from None
-    _mark(engine, m)
+    _mark(engine, m, shock)
     _price_coins_by_inverse_markets(engine)
     account = m.account
     if portfolio:
@@ -249,15 +249,25 @@ def _build(m: PortfolioFile, venue: str | None,
     return engine
 
 
-def _mark(engine: Engine, m: PortfolioFile) -> None:
+def _mark(engine: Engine, m: PortfolioFile, shock: Decimal = Decimal(0)) -> None:
     """Apply the file's prices, underlyings before options (an option's mark needs its
     underlying's), then its option vols: a vol gives the option its Black-76 mark at the
-    underlying's price and ``now``, as the engine marks options (ACT/365, rate 0)."""
+    underlying's price and ``now``, as the engine marks options (ACT/365, rate 0).
+
+    ``shock`` moves every price by that fraction (``-0.1``: -10 %), rounded half-even to
+    the market's tick; options priced by a vol are re-marked at the moved underlying."""
     resolved = []
     for market, p in m.prices.items():
         inst = engine.venue.resolve(market)
         if inst is None:
             raise PortfolioError(f"prices.{market}: unknown market")
+        if shock:
+            if inst.kind == "option":
+                raise PortfolioError(f"prices.{market}: an option's price cannot be "
+                                     "shocked; give its vol in 'vols' so the shock "
+                                     "re-prices it")
+            tick = inst.tick_size
+            p = max(tick, (p * (1 + shock) / tick).to_integral_value(ROUND_HALF_EVEN) * tick)
         resolved.append((inst.kind == "option", market, p))
     for i, (_, market, p) in enumerate(sorted(resolved)):
         _apply(engine, Price(id=f"px{i}", price=p, market=market), f"prices.{market}")
@@ -427,7 +437,8 @@ def _margin_ratio(coll: float, mm: float) -> str | None:
 
 def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
                        source: str = "portfolio", mode: str | None = None,
-                       pm_grid: ScenarioGrid | None = None) -> dict[str, Any]:
+                       pm_grid: ScenarioGrid | None = None,
+                       shock: Decimal = Decimal(0)) -> dict[str, Any]:
     """Return the margin report of a portfolio (the ``solvency margin --json`` object).
 
     Numbers are decimal strings in USD, except ``positions[].size`` (contracts),
@@ -448,7 +459,7 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
         ``source: dotted.key: what was wrong``.
     """
     m = portfolio_model(data, source=source)
-    engine = _load(m, venue, source, mode, pm_grid)
+    engine = _load(m, venue, source, mode, pm_grid, shock)
     horizon_text = m.horizon if m.horizon is not None else "1d"
     try:
         horizon = parse_horizon_days(horizon_text)
@@ -521,3 +532,24 @@ def _pm_breakdown(engine: Engine) -> dict[str, Any]:
                         "loss": format_number(sc["loss"])} for sc in u["scenarios"]]}
         for u in b["underlyings"]]
     return out
+
+
+def shock_table(data: Mapping[str, Any], shocks: list[Decimal], venue: str | None = None,
+                *, source: str = "portfolio", mode: str | None = None,
+                pm_grid: ScenarioGrid | None = None) -> list[dict[str, Any]]:
+    """The account under each price shock (every market's price moved by the same
+    fraction, options priced by a vol re-marked; entries and collateral amounts as in the
+    file): ``shock``, ``equity``, ``collateral``, ``maintenance_margin``,
+    ``margin_ratio``, ``maintenance_shortfall``, ``liquidatable`` (the engine's own
+    valuation of the moved book, :func:`evaluate_portfolio` at each shock)."""
+    rows = []
+    for shock in shocks:
+        if not shock > -1:
+            raise _named(source, PortfolioError(
+                f"shock: {shock} must be above -100 %"))
+        r = evaluate_portfolio(data, venue, source=source, mode=mode, pm_grid=pm_grid,
+                               shock=shock)
+        rows.append({"shock": str(shock), **{k: r[k] for k in (
+            "equity", "collateral", "maintenance_margin", "margin_ratio",
+            "maintenance_shortfall", "liquidatable")}})
+    return rows

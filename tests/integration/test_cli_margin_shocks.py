@@ -1,0 +1,69 @@
+"""``solvency margin --shock`` (issue 28, "account-level shocks"): the account valued by
+the engine with every market's price moved at once, checked against hand-computed
+equity and maintenance margin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from solvency.cli.main import app
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+# binance, one tier: maintenance 0.4 % of notional; long 1 BTC at 100,000 with 10,000 USDT
+FILE = {"venue": "binance",
+        "markets": {"BTC-PERP": {"tiers": [{"floor": "0", "mmr": "0.004", "imr": "0.008"}]}},
+        "prices": {"BTC-PERP": "100000"},
+        "account": {"mode": "cross", "collateral": {"USDT": "10000"},
+                    "positions": [{"market": "BTC-PERP", "size": "1",
+                                   "entry_price": "100000"}]}}
+
+
+def _run(tmp_path: Path, *args: str, data: dict[str, object] = FILE) -> tuple[int, str]:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    res = runner.invoke(app, ["margin", str(path), *args])
+    return res.exit_code, res.output
+
+
+def test_shocks_by_hand(tmp_path: Path) -> None:
+    code, out = _run(tmp_path, "--json", "--shock", "-5%,-9.6%,-9.7%,-10%,+20%")
+    assert code == 0, out
+    rows = {r["shock"]: r for r in json.loads(out)["shocks"]}
+    # price 100,000 x (1 + s): equity 10,000 + 100,000 s; maintenance 0.4 % of the price
+    for shock, price in (("-0.05", 95_000), ("-0.096", 90_400), ("-0.097", 90_300),
+                         ("-0.1", 90_000), ("0.2", 120_000)):
+        r = rows[shock]
+        equity = 10_000 + (price - 100_000)
+        assert float(r["equity"]) == pytest.approx(equity, abs=1e-6)
+        assert float(r["maintenance_margin"]) == pytest.approx(0.004 * price, abs=1e-6)
+        assert r["liquidatable"] is (equity < 0.004 * price)
+    # liquidatable below s = -9,600 / 99,600 = -9.64 %: equity 400 >= 361.6 at -9.6 %,
+    # 300 < 361.2 at -9.7 %
+    assert rows["-0.096"]["liquidatable"] is False
+    assert rows["-0.097"]["liquidatable"] is True
+    assert float(rows["-0.1"]["maintenance_shortfall"]) == pytest.approx(360.0, abs=1e-6)
+
+
+def test_the_table_and_bad_shocks(tmp_path: Path) -> None:
+    code, out = _run(tmp_path, "--shock", "-10%")
+    assert code == 0 and "Under price shocks" in out and "-10" in out
+    for bad in ("abc", "-100%", "nan"):
+        code, out = _run(tmp_path, "--shock", bad)
+        assert code == 2, (bad, out)
+        assert "shock" in out and "Traceback" not in out
+
+
+def test_an_option_given_by_price_is_not_shocked_silently(tmp_path: Path) -> None:
+    put = "BTC-26JUN26-90000-P"
+    data = {"venue": "deribit", "now": "2026-03-20T00:00:00Z",
+            "prices": {"BTC-USD-INVERSE": "100000", "BTC-PERP": "100000", put: "0.07"},
+            "account": {"mode": "cross", "collateral": {"BTC": "1"},
+                        "positions": [{"market": put, "size": "-1", "entry_price": "0.07"}]}}
+    code, out = _run(tmp_path, "--shock", "-10%", data=data)
+    assert code == 2
+    assert f"prices.{put}: an option's price cannot be shocked" in " ".join(out.split())
