@@ -152,7 +152,7 @@ def test_prices_replay(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "expect"), [
-    pytest.param(["{bad}"], "market.markets.BTC-PERP.volatility: Extra inputs", id="malformed"),
+    pytest.param(["{bad}"], "market.markets.BTC-PERP.volatility: unknown key", id="malformed"),
     pytest.param(["{good}", "--venue", "nasdaq"], "unknown venue 'nasdaq'", id="unknown-venue"),
     pytest.param(["{good}", "--compare", "binance,ftx"], "--compare: unknown venues ['ftx']",
                  id="unknown-compare"),

@@ -445,7 +445,9 @@ def test_arbitrage_closes_the_premium_and_takes_funding() -> None:
     pytest.param("[agents.topup]\nlatency = -5\n",
                  "agents.topup.latency: duration must be > 0 ms", id="negative-latency"),
     pytest.param("[agents.liquidator]\ncapacity = 5.0\n",
-                 "agents.liquidator.capacity: Extra inputs are not permitted", id="unknown-key"),
+                 "agents.liquidator.capacity: unknown key; expected one of: "
+                 "capacity_per_step_quote",
+                 id="unknown-key"),
     pytest.param("[agents.liquidator]\noverflow = \"wait\"\n",
                  "agents.liquidator.overflow: Input should be 'book' or 'defer'",
                  id="overflow"),
@@ -461,7 +463,7 @@ def test_arbitrage_closes_the_premium_and_takes_funding() -> None:
                  "agents.arbitrage.account: must be a name without", id="system-account"),
     pytest.param("[agents.funding]\ncap = 0.0\n", "agents.funding.cap: must be in (0, 1)",
                  id="cap"),
-    pytest.param("[agents.bots]\n", "agents.bots: Extra inputs are not permitted",
+    pytest.param("[agents.bots]\n", "agents.bots: unknown key; expected one of: arbitrage",
                  id="unknown-agent"),
 ])
 def test_bad_agent_config_precise_errors(table: str, expect: str) -> None:

@@ -201,7 +201,7 @@ def test_bundled_default_matches_file_and_shape() -> None:
     pytest.param(SMALL.replace('n_accounts = {n}', 'n_accounts = "many"'),
                  "population.n_accounts: Input should be a valid integer", id="wrong-type"),
     pytest.param(SMALL.replace("vol_annual = {vol}\ncrash_at", "volatility = 1\ncrash_at", 1),
-                 "market.markets.BTC-PERP.volatility: Extra inputs are not permitted",
+                 "market.markets.BTC-PERP.volatility: unknown key; expected one of: cascade_depth",
                  id="unknown-key"),
     pytest.param(SMALL.replace('model = "crash"', 'model = "heston"'),
                  "market.model: Input should be", id="unknown-model"),

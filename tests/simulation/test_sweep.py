@@ -219,11 +219,12 @@ def test_override_leaves_the_base_document_alone(base: SweepBase) -> None:
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    pytest.param("foo=1", "foo: Extra inputs are not permitted", id="unknown-top-level"),
+    pytest.param("foo=1", "foo: unknown key; expected one of: agents", id="unknown-top-level"),
     pytest.param("venue.insurence_fund=1", "unknown keys ['insurence_fund']",
                  id="unknown-venue-key"),
     pytest.param("market.markets.BTC-PERP.cascade_dept=0.1",
-                 "market.markets.BTC-PERP.cascade_dept: Extra inputs", id="unknown-model-key"),
+                 "market.markets.BTC-PERP.cascade_dept: unknown key; did you mean 'cascade_depth'?",
+                 id="unknown-model-key"),
     pytest.param("market.markets.BTC-PERP.cascade_depth=deep",
                  "market.markets.BTC-PERP.cascade_depth: Input should be a valid number",
                  id="string-for-float"),

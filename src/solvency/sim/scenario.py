@@ -47,14 +47,26 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from solvency.adapters.ohlcv import OhlcvError, parse_interval_ms
 from solvency.core.model.events import EventError, parse_ts_ms
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError, Venue
+from solvency.core.schema import format_errors
 from solvency.engine.feeds import DEFAULT_SOURCES
 from solvency.sim.agents import (
     AgentsSpec,
@@ -82,6 +94,7 @@ __all__ = [
     "MODELS",
     "Scenario",
     "ScenarioError",
+    "ScenarioFile",
     "default_scenario",
     "load_scenario",
     "parse_scenario",
@@ -100,9 +113,52 @@ class ScenarioError(ValueError):
 
 # ============================================================================ schema
 
-_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
-Duration = int | str
-Timestamp = int | str | datetime
+# allow_inf_nan=False: a NaN or an infinity in any float key is refused with its key.
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+_DURATION_PATTERN: Final = r"^\s*\d+\s*(ms|s|m|h|d|w)\s*$"
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return f"a string {value!r}"
+    if isinstance(value, int | float):
+        return f"a number {value!r}"
+    return type(value).__name__
+
+
+def _duration_value(value: object) -> int | str:
+    # one message for the union (pydantic would give one line per member: step.int, step.str)
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError('expected a duration: a string like "30s", "15m", "4h", "2d" or an '
+                     f"integer of milliseconds, got {_type_name(value)}")
+
+
+def _timestamp_value(value: object) -> int | str | datetime:
+    if isinstance(value, str | datetime) or (isinstance(value, int)
+                                             and not isinstance(value, bool)):
+        return value
+    raise ValueError('expected a UTC time: an ISO-8601 string ("2025-10-10T00:00:00Z"), a '
+                     f"TOML datetime with an offset or epoch milliseconds, got "
+                     f"{_type_name(value)}")
+
+
+Duration = Annotated[
+    int | str, PlainValidator(_duration_value),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0},
+                              {"type": "string", "pattern": _DURATION_PATTERN}],
+                    "description": 'a duration: "30s", "15m", "4h", "2d" (units ms, s, m, '
+                                   "h, d, w) or integer milliseconds"})]
+"""A duration as written in the file (converted to ms by :func:`_duration_ms`)."""
+
+Timestamp = Annotated[
+    int | str | datetime, PlainValidator(_timestamp_value),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+                    "description": 'a UTC time: ISO-8601 ("2025-10-10T00:00:00Z"), a TOML '
+                                   "datetime with an offset, or epoch milliseconds"})]
+"""A time as written in the file (converted to epoch ms by :func:`_ts_ms`)."""
 
 
 def _duration_ms(value: Duration, key: str, *, zero_ok: bool = False) -> int:
@@ -139,14 +195,8 @@ class _Seeds(BaseModel):
 
 class _Run(BaseModel):
     model_config = _STRICT
-    verify_every: int = 60
-    vol_window: int = 30
-
-    @model_validator(mode="after")
-    def _check(self) -> _Run:
-        if self.verify_every < 1 or self.vol_window < 2:
-            raise ValueError("verify_every must be >= 1 and vol_window >= 2")
-        return self
+    verify_every: int = Field(default=60, ge=1)
+    vol_window: int = Field(default=30, ge=2)
 
 
 class _Crash(BaseModel):
@@ -219,7 +269,22 @@ class _Market(BaseModel):
     model_config = _STRICT
     model: ModelName
     correlation: list[list[float]] | None = None
+    # each market's table is read by the model's own class (_MARKET_MODELS) once the
+    # model is known; the JSON Schema says the same with one if/then per model
     markets: dict[str, dict[str, Any]]
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """Add ``if model == NAME then every market is a NAME table`` per path model."""
+        schema = handler(core)
+        body = handler.resolve_ref_schema(schema)
+        body["allOf"] = [
+            {"if": {"properties": {"model": {"const": name}}, "required": ["model"]},
+             "then": {"properties": {"markets": {
+                 "additionalProperties": handler(model.__pydantic_core_schema__)}}}}
+            for name, model in _MARKET_MODELS.items()]
+        return schema
 
 
 class _Leverage(BaseModel):
@@ -280,7 +345,7 @@ class _Liquidity(BaseModel):
         return self
 
 
-Latency = int | str
+Latency = Duration
 
 
 def _latency_ms(value: Latency, key: str) -> int:
@@ -374,7 +439,7 @@ class _Oracle(BaseModel):
     model_config = _STRICT
     sources: list[str] | None = None
     venue_sources: list[str] = []
-    noise_bps: float | int = 0.0
+    noise_bps: float = 0.0
     lag: dict[str, Duration] = {}
     outages: list[_Outage] = []
     stale: Duration | None = None
@@ -392,7 +457,14 @@ class _Report(BaseModel):
     cascade_amplification_max: float | None = Field(default=None, ge=1)
 
 
-class _File(BaseModel):
+class ScenarioFile(BaseModel):
+    """The scenario TOML as written (``docs/schema/scenario-v1.json`` is its JSON Schema).
+
+    :func:`parse_scenario_data` validates a mapping against it, then reads each market's
+    table with its path model's class and checks what spans tables (markets named in
+    ``market.markets``, the venue's markets, the agents against the venue).
+    """
+
     model_config = _STRICT
     name: str
     description: str = ""
@@ -690,20 +762,13 @@ def _step_text(step_ms: int) -> str:
 # ============================================================================ parsing
 
 
-def _format_errors(source: str, exc: ValidationError, prefix: str = "") -> str:
-    lines = []
-    for e in exc.errors():
-        loc = ".".join(str(x) for x in (*([prefix] if prefix else []), *e["loc"]))
-        msg = str(e["msg"]).removeprefix("Value error, ")
-        lines.append(f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}")
-    return "\n".join(lines)
-
-
-def _validate(model: type[BaseModel], data: Any, source: str, prefix: str) -> BaseModel:
+def _validate(model: type[BaseModel], data: Any, source: str,
+              at: tuple[str, ...] = ()) -> BaseModel:
+    # source: dotted.key: what was expected; a misspelt key gets the closest expected one
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_format_errors(source, exc, prefix)) from None
+        raise ScenarioError(format_errors(source, exc, model, at=at)) from None
 
 
 def _population(p: _Population, source: str) -> PopulationSpec:
@@ -766,7 +831,7 @@ def _fund(venue: dict[str, Any], source: str) -> Decimal:
     return value
 
 
-def _check_markets(f: _File, source: str) -> None:
+def _check_markets(f: ScenarioFile, source: str) -> None:
     markets = list(f.market.markets)
     if not markets:
         raise ScenarioError(f"{source}: market.markets: name at least one market")
@@ -842,14 +907,14 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
     ScenarioError
         With ``source: dotted.key: reason`` for each problem found.
     """
-    f = _validate(_File, data, source, "")
-    assert isinstance(f, _File)
+    f = _validate(ScenarioFile, data, source)
+    assert isinstance(f, ScenarioFile)
     cls = _MARKET_MODELS[f.market.model]
     params: dict[str, dict[str, Any]] = {}
     for m, raw in f.market.markets.items():
         if not isinstance(raw, dict):
             raise ScenarioError(f"{source}: market.markets.{m}: expected a table")
-        params[m] = _validate(cls, raw, source, f"market.markets.{m}").model_dump()
+        params[m] = _validate(cls, raw, source, ("market", "markets", m)).model_dump()
     _check_markets(f, source)
     try:
         start_ms = _ts_ms(f.start, "start")
