@@ -465,6 +465,15 @@ class Liquidator:
         if self.policy.adl_ranking == "none":
             return None
         book = self.ctx.book
+        # bq is what the account receives for the close: settle currency for a linear
+        # long's sale (> 0 at a positive price) or coin for an inverse short's (the
+        # quote functions' signs). With the other sign the bankruptcy price is not
+        # positive (a short whose deficit exceeds its notional): no opposite position is
+        # in profit there, so none is deleveraged (_exec_price's abs() made it look like
+        # a high price, and the counterparty paid the deficit).
+        receives = (pos.lots > 0) != book.instruments[pos.m].is_inverse
+        if (bq <= 0) if receives else (bq >= 0):
+            return None
         want = -1 if pos.lots > 0 else 1
         key = (pos.m, want)
         cached = self._adl_cache.get(key)
