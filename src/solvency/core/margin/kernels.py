@@ -84,6 +84,8 @@ __all__ = [
     "drift_margin_ratio",
     "dydx_imf_ppm",
     "evaluate_rows",
+    "float_slot_quanta",
+    "has_integer_rules",
     "liquidation_prices",
     "margin_crossings",
     "requirement",
@@ -395,13 +397,26 @@ def slot_quanta(
     ``RULE_DRIFT`` in Drift's margin precision (rounded down, as Drift does).
     """
     t0 = mki[m, MKI_TIER_START]
-    sc = ascale[mki[m, MKI_SETTLE]]
     rule = tiers[t0, T_RULE]
     if rule != RULE_FLOAT:
         return _integer_quanta(rule, mk[m, MK_KIND], mk[m, MK_CV], mk[m, MK_LOT], lots,
                                mark, oi_contracts, mk[m, MK_OI_LOWER], mk[m, MK_OI_UPPER],
                                mk[m, MK_IMF], tiers[t0, 1], tiers[t0, 2], tiers[t0, T_AUX],
-                               sc)
+                               ascale[mki[m, MKI_SETTLE]])
+    return float_slot_quanta(m, lots, mark, oi_contracts, mk, mki, tiers, ascale)
+
+
+@_inline
+def float_slot_quanta(
+    m: int, lots: float, mark: float, oi_contracts: float, mk: Float64Array2D,
+    mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
+) -> tuple[int, int, int]:
+    """:func:`slot_quanta` of a market under a float rule (``tiers[t0, T_RULE] ==
+    RULE_FLOAT``). The hot loops call it directly when no market of the book has an
+    integer rule (:func:`has_integer_rules`): a loop with the integer rule's call in it,
+    even untaken, measured ~8 % slower on a float-rule book."""
+    t0 = mki[m, MKI_TIER_START]
+    sc = ascale[mki[m, MKI_SETTLE]]
     v, _n, im, mm = requirement(
         mk[m, MK_KIND], mk[m, MK_CV], mk[m, MK_LOT], mark, lots, t0,
         mki[m, MKI_TIER_COUNT], tiers, mk[m, MK_OI_LOWER], mk[m, MK_OI_UPPER], oi_contracts,
@@ -411,6 +426,15 @@ def slot_quanta(
     im_q = max(0, math.ceil(im * sc))
     mm_q = max(0, math.ceil(mm * sc))
     return v_q, im_q, mm_q
+
+
+@_inline
+def has_integer_rules(tiers: Float64Array2D) -> bool:
+    """Whether any market's tier rows carry an integer rule (dYdX, Drift)."""
+    for t in range(tiers.shape[0]):  # noqa: SIM110 (numba compiles no generator any())
+        if tiers[t, T_RULE] != RULE_FLOAT:
+            return True
+    return False
 
 
 @_inline
@@ -495,6 +519,19 @@ def apply_slots(
     mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
 ) -> None:
     """Re-mark the given slots at current marks and add the change to their row sums."""
+    # one loop per case: the integer rule's call in the loop, even untaken, measured the
+    # float-rule re-margin ~8 % slower
+    if has_integer_rules(tiers):
+        _apply_slots_any(slots, st, row_int, mk, mki, tiers, ascale)
+    else:
+        _apply_slots_float(slots, st, row_int, mk, mki, tiers, ascale)
+
+
+@_jit
+def _apply_slots_any(
+    slots: Int64Array1D, st: Int64Array2D, row_int: Int64Array2D, mk: Float64Array2D,
+    mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
+) -> None:
     n_assets = ascale.shape[0]
     for i in range(slots.shape[0]):
         s = slots[i]
@@ -512,6 +549,28 @@ def apply_slots(
 
 
 @_jit
+def _apply_slots_float(
+    slots: Int64Array1D, st: Int64Array2D, row_int: Int64Array2D, mk: Float64Array2D,
+    mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
+) -> None:
+    # _apply_slots_any with float_slot_quanta (no market has an integer rule)
+    n_assets = ascale.shape[0]
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        m = st[s, S_MARKET]
+        r = st[s, S_ROW]
+        a = mki[m, MKI_SETTLE]
+        v, im, mm = float_slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
+                                      mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
+        row_int[r, n_assets + a] += v - st[s, S_VALUE]
+        row_int[r, 2 * n_assets + a] += im - st[s, S_IM]
+        row_int[r, 3 * n_assets + a] += mm - st[s, S_MM]
+        st[s, S_VALUE] = v
+        st[s, S_IM] = im
+        st[s, S_MM] = mm
+
+
+@_jit
 def apply_all(
     n_slots: int, st: Int64Array2D, row_int: Int64Array2D, mk: Float64Array2D,
     mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
@@ -520,6 +579,18 @@ def apply_all(
     order (no index array: building and gathering 5,000,000 indices cost ~15 ms)."""
     n_assets = ascale.shape[0]
     row_int[:, n_assets : 4 * n_assets] = 0
+    if has_integer_rules(tiers):  # one loop per case, as apply_slots
+        _apply_all_any(n_slots, st, row_int, mk, mki, tiers, ascale)
+    else:
+        _apply_all_float(n_slots, st, row_int, mk, mki, tiers, ascale)
+
+
+@_jit
+def _apply_all_any(
+    n_slots: int, st: Int64Array2D, row_int: Int64Array2D, mk: Float64Array2D,
+    mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
+) -> None:
+    n_assets = ascale.shape[0]
     for s in range(n_slots):
         r = st[s, S_ROW]
         if r < 0:
@@ -528,6 +599,29 @@ def apply_all(
         a = mki[m, MKI_SETTLE]
         v, im, mm = slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
                                 mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
+        row_int[r, n_assets + a] += v
+        row_int[r, 2 * n_assets + a] += im
+        row_int[r, 3 * n_assets + a] += mm
+        st[s, S_VALUE] = v
+        st[s, S_IM] = im
+        st[s, S_MM] = mm
+
+
+@_jit
+def _apply_all_float(
+    n_slots: int, st: Int64Array2D, row_int: Int64Array2D, mk: Float64Array2D,
+    mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
+) -> None:
+    # _apply_all_any with float_slot_quanta (no market has an integer rule)
+    n_assets = ascale.shape[0]
+    for s in range(n_slots):
+        r = st[s, S_ROW]
+        if r < 0:
+            continue
+        m = st[s, S_MARKET]
+        a = mki[m, MKI_SETTLE]
+        v, im, mm = float_slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
+                                      mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
         row_int[r, n_assets + a] += v
         row_int[r, 2 * n_assets + a] += im
         row_int[r, 3 * n_assets + a] += mm
