@@ -67,3 +67,28 @@ def test_an_option_given_by_price_is_not_shocked_silently(tmp_path: Path) -> Non
     code, out = _run(tmp_path, "--shock", "-10%", data=data)
     assert code == 2
     assert f"prices.{put}: an option's price cannot be shocked" in " ".join(out.split())
+
+
+def test_what_if_trades_through_the_engine(tmp_path: Path) -> None:
+    """Issue 28, "what-if": --add books a trade of the account against a funded
+    counterparty through the engine's fill path, then reports."""
+    code, out = _run(tmp_path, "--json", "--add", "BTC-PERP:1")
+    assert code == 0, out
+    report = json.loads(out)
+    (pos,) = report["positions"]
+    assert float(pos["size"]) == 2.0
+    assert float(report["maintenance_margin"]) == pytest.approx(0.004 * 200_000, abs=1e-6)
+    assert report["what_if"] == [{"market": "BTC-PERP", "size": "1", "price": None}]
+    # closing at 101,000 realizes 1,000 of profit: the account is flat, equity 11,000
+    code, out = _run(tmp_path, "--json", "--add", "BTC-PERP:-1@101000")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["positions"] == []
+    assert float(report["equity"]) == pytest.approx(11_000.0, abs=1e-6)
+    # beyond what 10,000 USDT carries at 0.8 % initial margin: the engine's rejection
+    code, out = _run(tmp_path, "--add", "BTC-PERP:20")
+    assert code == 2
+    assert "rejected insufficient_initial_margin" in " ".join(out.split())
+    for bad in ("BTC-PERP", "BTC-PERP:0", "BTC-PERP:x", "BTC-PERP:1@-5", "NOPE:1"):
+        code, out = _run(tmp_path, "--add", bad)
+        assert code == 2 and "--add" in out and "Traceback" not in out, (bad, out)

@@ -57,6 +57,10 @@ def margin(
     shock: Annotated[str | None, typer.Option(
         "--shock", help="Price shocks to value the account under, all markets at once: "
                         "'-10%,-20%,-30%' or '-0.1,0.05'.")] = None,
+    add: Annotated[list[str] | None, typer.Option(
+        "--add", help="What-if trade MARKET:SIZE[@PRICE] (signed size, at the mark when "
+                      "no price), booked through the engine before the report; "
+                      "repeatable.")] = None,
 ) -> None:
     """Margin, liquidation prices and free collateral of one account.
 
@@ -71,8 +75,12 @@ def margin(
         data = load_json_file(portfolio)
         grid = load_grid(pm_grid)
         mode_value = None if mode is None else mode.value
+        trades = [_parse_trade(t) for t in add or []]
         report = evaluate_portfolio(data, venue, source=str(portfolio), mode=mode_value,
-                                    pm_grid=grid)
+                                    pm_grid=grid, trades=trades)
+        if trades:
+            report["what_if"] = [{"market": m_, "size": str(q), "price": None if p is None
+                                  else str(p)} for m_, q, p in trades]
         if shock is not None:
             report["shocks"] = shock_table(data, _parse_shocks(shock), venue,
                                            source=str(portfolio), mode=mode_value,
@@ -89,6 +97,23 @@ def margin(
             _print_shocks(report["shocks"])
     if report["liquidatable"]:
         raise typer.Exit(LIQUIDATABLE_EXIT)
+
+
+def _parse_trade(text: str) -> tuple[str, Decimal, Decimal | None]:
+    """'BTC-PERP:0.5' or 'BTC-PERP:-0.5@98000' -> (market, signed size, price or None)."""
+    market, sep, rest = text.partition(":")
+    size_text, at, price_text = rest.partition("@")
+    try:
+        size = Decimal(size_text.strip())
+        price = Decimal(price_text.strip()) if at else None
+    except ArithmeticError:
+        size = Decimal("NaN")
+        price = None
+    if (not sep or not market.strip() or not size.is_finite() or size == 0
+            or (price is not None and not (price.is_finite() and price > 0))):
+        raise PortfolioError(f"--add {text!r}: expected MARKET:SIZE[@PRICE], a non-zero "
+                             "signed size and a positive price")
+    return market.strip(), size, price
 
 
 def _parse_shocks(text: str) -> list[Decimal]:

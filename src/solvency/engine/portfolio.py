@@ -12,7 +12,7 @@ greeks`` reads the same format.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Final, Literal
 
@@ -32,6 +32,7 @@ from solvency.core.model.events import (
     AccountMode,
     Deposit,
     EventError,
+    Fill,
     Price,
     Vol,
     parse_ts_ms,
@@ -438,7 +439,9 @@ def _margin_ratio(coll: float, mm: float) -> str | None:
 def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
                        source: str = "portfolio", mode: str | None = None,
                        pm_grid: ScenarioGrid | None = None,
-                       shock: Decimal = Decimal(0)) -> dict[str, Any]:
+                       shock: Decimal = Decimal(0),
+                       trades: Sequence[tuple[str, Decimal, Decimal | None]] = ()
+                       ) -> dict[str, Any]:
     """Return the margin report of a portfolio (the ``solvency margin --json`` object).
 
     Numbers are decimal strings in USD, except ``positions[].size`` (contracts),
@@ -460,6 +463,11 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
     """
     m = portfolio_model(data, source=source)
     engine = _load(m, venue, source, mode, pm_grid, shock)
+    if trades:
+        try:
+            _trade(engine, trades)
+        except PortfolioError as exc:
+            raise _named(source, exc) from None
     horizon_text = m.horizon if m.horizon is not None else "1d"
     try:
         horizon = parse_horizon_days(horizon_text)
@@ -532,6 +540,38 @@ def _pm_breakdown(engine: Engine) -> dict[str, Any]:
                         "loss": format_number(sc["loss"])} for sc in u["scenarios"]]}
         for u in b["underlyings"]]
     return out
+
+
+_COUNTERPARTY: Final = "what-if-counterparty"
+
+
+def _trade(engine: Engine, trades: Sequence[tuple[str, Decimal, Decimal | None]]) -> None:
+    """Book what-if trades as fills of the account against a funded counterparty, through
+    the engine's own fill path (its checks, realized PnL, margin); a rejected one is
+    refused with the engine's reason."""
+    funded: set[str] = set()
+    for i, (market, size, price) in enumerate(trades):
+        inst = engine.venue.resolve(market)
+        if inst is None:
+            raise PortfolioError(f"--add {market}: unknown market")
+        mark = engine.book.marks[engine.book.market_index[inst.name]]
+        at = price if price is not None else mark
+        if at is None:
+            raise PortfolioError(f"--add {market}: no price for the market; give one "
+                                 f"(--add {market}:{size}@PRICE) or a price in the file")
+        if inst.settle not in funded:
+            _apply(engine, Deposit(id=f"whatif-dep{i}", account=_COUNTERPARTY,
+                                   asset=inst.settle, amount=Decimal(10**9),
+                                   ts_ms=engine.clock_ms), f"--add {market}")
+            funded.add(inst.settle)
+        buyer, seller = (ACCOUNT, _COUNTERPARTY) if size > 0 else (_COUNTERPARTY, ACCOUNT)
+        out = engine.apply(Fill(id=f"whatif{i}", market=inst.name, buyer=buyer,
+                                seller=seller, size=abs(size), price=at,
+                                ts_ms=engine.clock_ms))
+        for o in out:
+            if o.type == "rejected":
+                raise PortfolioError(f"--add {market}:{size}: rejected "
+                                     f"{getattr(o, 'reason', '')}: {getattr(o, 'detail', '')}")
 
 
 def shock_table(data: Mapping[str, Any], shocks: list[Decimal], venue: str | None = None,
