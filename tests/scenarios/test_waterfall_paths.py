@@ -14,7 +14,7 @@ from decimal import Decimal as D
 
 from solvency.core.ledger.ledger import FEES, INSURANCE, ROUNDING
 from solvency.core.liquidation import POLICIES
-from solvency.core.model.events import Deposit, Fill, Price
+from solvency.core.model.events import AccountMode, Deposit, Fill, IsolatedMargin, Price
 from solvency.core.model.presets import load_preset, venue_from_data
 from solvency.engine.engine import Engine
 from solvency.engine.liquidation import BAD_DEBT, FUND_POSITIONS, LIQUIDATOR
@@ -285,3 +285,28 @@ def test_adl_queue_ranks_shorts_by_leverage_bitmex() -> None:
     assert ranks == {"carol": 3, "bob": 5}  # quintiles of cumulative size, 1 first
     out = e.apply(Price(id="p1", market="BTC-PERP", price=D(98700)))
     assert [o.counterparty for o in out if o.type == "adl"] == ["carol"]  # type: ignore[attr-defined]
+
+
+def test_no_adl_at_a_negative_bankruptcy_price_binance() -> None:
+    # An isolated short of 2.85 at 99,999 with 49.99 USDT of isolated margin buys 2.83
+    # back at 103,000: the fill realizes -8,492.83, its equity is -5,638 and the 0.020 left
+    # has a bankruptcy price of mark + equity / size < 0 (found by the liquidation property
+    # test under hypothesis 6.100). No long is in profit at a negative price: alice, the
+    # long on the other side, must not be deleveraged (she was: selling 0.020 at
+    # -181,913.5 cost her 5,638.27); the book closes it and the deficit is bad debt.
+    e = Engine(load_preset("binance"))
+    e.apply(AccountMode(id="m", account="iso", mode="isolated"))
+    e.apply(Price(id="p0", market="BTC-PERP", price=D(100000)))
+    for who in ("alice", "bob", "iso"):
+        e.apply(Deposit(id=f"d-{who}", account=who, asset="USDT", amount=D(20000)))
+    assert e.apply(Fill(id="f1", market="BTC-PERP", buyer="alice", seller="iso",
+                        size=D("2.85"), price=D(99999))) == []
+    e.apply(IsolatedMargin(id="im", account="iso", market="BTC-PERP", amount=D("49.99")))
+    alice = _bal(e, "u:alice", "USDT")
+    out = e.apply(Fill(id="f2", market="BTC-PERP", buyer="iso", seller="bob",
+                       size=D("2.83"), price=D(103000)))
+    assert [o.type for o in out if o.type != "margin_call"] == [  # type: ignore[attr-defined]
+        "liquidation", "socialized_loss", "bad_debt"]
+    assert _bal(e, "u:alice", "USDT") == alice and "alice" not in e.realized
+    assert D(out[-1].bad_debt) > 5000  # type: ignore[attr-defined]
+    e.verify()
