@@ -1,19 +1,20 @@
-"""The JSON Schemas of the files a user writes, as published under ``docs/schema/``.
+"""The JSON Schemas of the files a user writes whose models this layer sees.
 
 Each schema is generated from the pydantic model that reads the format (the model is the
-source of truth; the published file is what editors check users' files with). A test
-regenerates them and fails when a published file has drifted; to rewrite them::
+source of truth; the published file is what editors check users' files with). This module
+holds :class:`SchemaSpec`, the renderer and the formats of ``core``/``engine`` (grid, event
+line, portfolio file); :mod:`solvency.cli.schemas` adds the stress lab's scenario file
+(``sim``, which this layer may not import) and writes them all. A test regenerates them
+and fails when a published file has drifted; to rewrite them::
 
-    .venv/bin/python -m solvency.adapters.schemas --write
-
-(``risk-report-v1.json`` is an output format, written by hand and not generated here.)
+    .venv/bin/python -m solvency.cli.schemas --write
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -78,11 +79,11 @@ def render_schema(spec: SchemaSpec) -> str:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write_schemas(folder: Path) -> list[Path]:
-    """Write every published schema into ``folder`` and return the paths written."""
+def write_schemas(folder: Path, specs: Iterable[SchemaSpec] = PUBLISHED) -> list[Path]:
+    """Write the schemas of ``specs`` into ``folder`` and return the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for spec in PUBLISHED:
+    for spec in specs:
         path = folder / f"{spec.name}.json"
         path.write_text(render_schema(spec), encoding="utf-8")
         out.append(path)
@@ -90,16 +91,10 @@ def write_schemas(folder: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the schemas' names, or with ``--write [DIR]`` write them (default docs/schema)."""
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--write"]:
-        folder = Path(args[1]) if len(args) > 1 else Path("docs/schema")
-        for path in write_schemas(folder):
-            print(path)
-        return 0
-    for spec in PUBLISHED:
-        print(f"{spec.name}.json")
-    return 0
+    """Say where the writer is: ``python -m solvency.cli.schemas`` writes every schema."""
+    print("the schemas are written by: python -m solvency.cli.schemas --write "
+          "(it adds the scenario file's, which this module cannot see)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

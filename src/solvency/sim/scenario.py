@@ -40,8 +40,9 @@ then against the directory above the scenario file (the repository root for the 
 
 from __future__ import annotations
 
+import copy
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -53,14 +54,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    GetJsonSchemaHandler,
-    PlainValidator,
     ValidationError,
-    WithJsonSchema,
     model_validator,
 )
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import core_schema
 
 from solvency.adapters.ohlcv import OhlcvError, parse_interval_ms
 from solvency.core.model.events import EventError, parse_ts_ms
@@ -145,19 +142,37 @@ def _timestamp_value(value: object) -> int | str | datetime:
                      f"{_type_name(value)}")
 
 
-Duration = Annotated[
-    int | str, PlainValidator(_duration_value),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0},
-                              {"type": "string", "pattern": _DURATION_PATTERN}],
-                    "description": 'a duration: "30s", "15m", "4h", "2d" (units ms, s, m, '
-                                   "h, d, w) or integer milliseconds"})]
+class _Written:
+    """Marker for ``Annotated[T, _Written(check, schema)]``: validate with ``check`` alone
+    and publish ``schema`` (built here, not by pydantic from the union, so every supported
+    pydantic version writes the same text, defaults included)."""
+
+    __slots__ = ("_check", "_schema")
+
+    def __init__(self, check: Callable[[object], Any], schema: dict[str, Any]) -> None:
+        self._check = check
+        self._schema = schema
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        """Validate with ``check`` alone (one message for the union)."""
+        return core_schema.no_info_plain_validator_function(self._check)
+
+    def __get_pydantic_json_schema__(self, core: Any, handler: Any) -> dict[str, Any]:
+        """Publish ``schema`` (a fresh copy per field)."""
+        return copy.deepcopy(self._schema)
+
+
+Duration = Annotated[int | str, _Written(_duration_value, {
+    "anyOf": [{"type": "integer", "minimum": 0},
+              {"type": "string", "pattern": _DURATION_PATTERN}],
+    "description": 'a duration: "30s", "15m", "4h", "2d" (units ms, s, m, h, d, w) or '
+                   "integer milliseconds"})]
 """A duration as written in the file (converted to ms by :func:`_duration_ms`)."""
 
-Timestamp = Annotated[
-    int | str | datetime, PlainValidator(_timestamp_value),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
-                    "description": 'a UTC time: ISO-8601 ("2025-10-10T00:00:00Z"), a TOML '
-                                   "datetime with an offset, or epoch milliseconds"})]
+Timestamp = Annotated[int | str | datetime, _Written(_timestamp_value, {
+    "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+    "description": 'a UTC time: ISO-8601 ("2025-10-10T00:00:00Z"), a TOML datetime with '
+                   "an offset, or epoch milliseconds"})]
 """A time as written in the file (converted to epoch ms by :func:`_ts_ms`)."""
 
 
@@ -272,19 +287,6 @@ class _Market(BaseModel):
     # each market's table is read by the model's own class (_MARKET_MODELS) once the
     # model is known; the JSON Schema says the same with one if/then per model
     markets: dict[str, dict[str, Any]]
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, core: CoreSchema,
-                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        """Add ``if model == NAME then every market is a NAME table`` per path model."""
-        schema = handler(core)
-        body = handler.resolve_ref_schema(schema)
-        body["allOf"] = [
-            {"if": {"properties": {"model": {"const": name}}, "required": ["model"]},
-             "then": {"properties": {"markets": {
-                 "additionalProperties": handler(model.__pydantic_core_schema__)}}}}
-            for name, model in _MARKET_MODELS.items()]
-        return schema
 
 
 class _Leverage(BaseModel):
@@ -475,11 +477,62 @@ class ScenarioFile(BaseModel):
     run: _Run = _Run()
     market: _Market
     population: _Population
-    venue: dict[str, Any]
+    # the venue's own keys are checked by the venue parser (venue_from_data)
+    venue: dict[str, Any] = Field(json_schema_extra={
+        "description": "the venue: preset = NAME (solvency venues) and venue-file "
+                       "overrides, checked by the venue parser (docs/venues.md); "
+                       "insurance_fund: the fund's starting capital in the settlement "
+                       "asset",
+        "properties": {
+            "preset": {"type": "string"},
+            "insurance_fund": {"anyOf": [{"type": "number", "minimum": 0},
+                                         {"type": "string"}]}}})
     liquidity: dict[str, _Liquidity] = {}
     agents: _Agents = _Agents()
     oracle: _Oracle | None = None
     report: _Report = _Report()
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Return the JSON Schema, with each path model's market table and the same text
+        under every supported pydantic version.
+
+        ``market.markets`` is read by the class of ``market.model`` once it is known; the
+        schema says so with one ``if model == NAME then markets are NAME tables`` per
+        model (their definitions in ``$defs``).
+        """
+        schema: dict[str, Any] = _same_text(super().model_json_schema(*args, **kwargs))
+        defs = schema.setdefault("$defs", {})
+        rules = []
+        for name, model in _MARKET_MODELS.items():
+            defs[model.__name__] = _same_text(model.model_json_schema())
+            rules.append({
+                "if": {"properties": {"model": {"const": name}}, "required": ["model"]},
+                "then": {"properties": {"markets": {"additionalProperties": {
+                    "$ref": f"#/$defs/{model.__name__}"}}}}})
+        defs["_Market"]["allOf"] = rules
+        return schema
+
+
+def _same_text(node: Any) -> Any:
+    """The schema as pydantic 2.14 writes it, whatever the version (2.5 wraps a ``$ref``
+    with a default in ``allOf``, writes float bounds as ``0.0`` and omits
+    ``additionalProperties: true``, which is JSON Schema's default: dropped here)."""
+    if isinstance(node, list):
+        return [_same_text(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _same_text(v) for k, v in node.items() if not (
+        k == "additionalProperties" and v is True)}
+    wrapped = out.get("allOf")
+    if isinstance(wrapped, list) and len(wrapped) == 1 and set(wrapped[0]) == {"$ref"}:
+        del out["allOf"]
+        out["$ref"] = wrapped[0]["$ref"]
+    for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        bound = out.get(key)
+        if isinstance(bound, float) and bound.is_integer():
+            out[key] = int(bound)
+    return out
 
 
 # ============================================================================ scenario

@@ -2,8 +2,8 @@
 bundled file of each format validates against its schema (checked with ``jsonschema``, the
 reference validator of the JSON Schema spec, draft 2020-12).
 
-To rewrite the schemas after changing a model: ``.venv/bin/python -m solvency.adapters.schemas
---write``.
+To rewrite the schemas after changing a model: ``.venv/bin/python -m solvency.cli.schemas
+--write`` (the registry is in cli, the one layer that sees the scenario file's model too).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from solvency.adapters import schemas as adapter_schemas
 from solvency.adapters.grids import grid_names
-from solvency.adapters.schemas import PUBLISHED, render_schema
+from solvency.cli.schemas import PUBLISHED, main, render_schema
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA_DIR = REPO / "docs" / "schema"
@@ -27,8 +28,21 @@ SCHEMA_DIR = REPO / "docs" / "schema"
 def test_published_schema_matches_the_model(spec):
     path = SCHEMA_DIR / f"{spec.name}.json"
     assert path.read_text(encoding="utf-8") == render_schema(spec), (
-        f"{path} drifted from its model: run python -m solvency.adapters.schemas --write")
+        f"{path} drifted from its model: run python -m solvency.cli.schemas --write")
     jsonschema.Draft202012Validator.check_schema(json.loads(path.read_text()))
+
+
+def test_every_generated_schema_is_published_and_written(tmp_path, capsys):
+    generated = {f"{s.name}.json" for s in PUBLISHED}
+    assert {s.name for s in adapter_schemas.PUBLISHED} < {s.name for s in PUBLISHED}
+    assert "scenario-v1.json" in generated
+    hand_written = {"risk-report-v1.json"}  # an output format, not generated
+    assert {p.name for p in SCHEMA_DIR.glob("*.json")} == generated | hand_written
+    assert main(["--write", str(tmp_path)]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == generated
+    # the old entry point cannot see the scenario model: it says where the writer is
+    assert adapter_schemas.main([]) == 2
+    assert "python -m solvency.cli.schemas --write" in capsys.readouterr().err
 
 
 def _schema(name):
@@ -135,3 +149,87 @@ def test_portfolio_typos_are_refused_by_model_and_schema(patch, says):
             evaluate(data, source="p.json")
         assert any(line.startswith(f"p.json: {says}")
                    for line in str(exc.value).splitlines()), str(exc.value)
+
+
+# ------------------------------------------------------------------ scenario files
+# Issue 23: the stress lab's scenario TOML (sim.scenario.ScenarioFile); every bundled
+# scenario validates against the published schema, and what the model refuses for a
+# misspelt key, a wrong type or a path model's unknown field, the schema refuses too.
+
+def _toml_as_json(value):
+    # what a TOML-to-JSON converter gives an editor: datetimes as ISO strings
+    import datetime as dt
+
+    if isinstance(value, dict):
+        return {k: _toml_as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_toml_as_json(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return value
+
+
+BUNDLED_SCENARIOS = [
+    *sorted((REPO / "scenarios").rglob("*.toml")),
+    REPO / "src" / "solvency" / "data" / "default_scenario.toml",
+]
+
+
+def test_the_bundled_scenarios_are_found():
+    names = {p.name for p in BUNDLED_SCENARIOS}
+    assert {"default.toml", "default_scenario.toml", "crash_2025_10_10.toml",
+            "oracle_outage.toml"} <= names
+
+
+@pytest.mark.parametrize("path", BUNDLED_SCENARIOS,
+                         ids=[str(p.relative_to(REPO)) for p in BUNDLED_SCENARIOS])
+def test_bundled_scenarios_validate(path):
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    jsonschema.validate(_toml_as_json(data), _schema("scenario-v1"))
+
+
+def _scenario(dotted, value):
+    """The bundled default scenario with the ``dotted`` key set to ``value``."""
+    data = tomllib.loads((REPO / "scenarios" / "default.toml").read_text(encoding="utf-8"))
+    *tables, key = dotted.split(".")
+    node = data
+    for t in tables:
+        node = node.setdefault(t, {})
+    node[key] = value
+    return data
+
+
+SCENARIO_REFUSED = [
+    pytest.param(_scenario("horizn", "1d"), "horizn: unknown key; did you mean 'horizon'?",
+                 id="misspelt-top-level"),
+    pytest.param(_scenario("market.markets.BTC-PERP.gap_fractoin", 0.1),
+                 "market.markets.BTC-PERP.gap_fractoin: unknown key; did you mean "
+                 "'gap_fraction'?", id="misspelt-crash-field"),
+    pytest.param(_scenario("market.markets.BTC-PERP.sigma_annual", 0.8),
+                 "market.markets.BTC-PERP.sigma_annual: unknown key", id="gbm-field-in-crash"),
+    pytest.param(_scenario("liquidity.BTC-PERP.band_bsp", 5.0),
+                 "liquidity.BTC-PERP.band_bsp: unknown key; did you mean 'band_bps'?",
+                 id="misspelt-liquidity"),
+    pytest.param(_scenario("step", 1.5), "step: expected a duration", id="float-duration"),
+    pytest.param(_scenario("step", "15 seconds"), "step: interval '15 seconds'",
+                 id="bad-duration-text"),
+    pytest.param(_scenario("population.n_accounts", "many"),
+                 "population.n_accounts: Input should be a valid integer", id="wrong-type"),
+    pytest.param(_scenario("run.vol_window", 1),
+                 "run.vol_window: Input should be greater than or equal to 2", id="bound"),
+    pytest.param(_scenario("market.model", "heston"), "market.model: Input should be",
+                 id="unknown-model"),
+    pytest.param(_scenario("report.fund_used_max", 1.5), "report.fund_used_max: Input should "
+                 "be less than or equal to 1", id="report-share"),
+]
+
+
+@pytest.mark.parametrize(("data", "says"), SCENARIO_REFUSED)
+def test_scenario_mistakes_are_refused_by_model_and_schema(data, says):
+    from solvency.sim.scenario import ScenarioError, parse_scenario_data
+
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_toml_as_json(data), _schema("scenario-v1"))
+    with pytest.raises(ScenarioError) as exc:
+        parse_scenario_data(data, source="s.toml")
+    assert str(exc.value).startswith(f"s.toml: {says}"), str(exc.value)
