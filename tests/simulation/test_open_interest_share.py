@@ -93,3 +93,17 @@ def test_open_interest_and_liquidated_share_by_hand() -> None:
     shown = {(key, unit) for _, rows in _TABLE_ROWS for key, _, unit in rows}
     assert {("liquidated_share_of_oi", "share"),
             ("open_interest_start_notional", "amount")} <= shown
+
+
+def test_fund_positions_are_gross_not_halved() -> None:
+    # the one-side halving above is for open interest only: the fund's positions are its
+    # gross notional. A 20 % gap at 20x takes acct3's long past bankruptcy; the fund
+    # takes over what the book does not close (engine counter fund_takeover), and holds
+    # it at the 80,000 mark until it unwinds: its gross notional is lots x 0.001 x 80,000.
+    r = run_scenario(parse_scenario(FOUR.replace("gap_fraction = 0.048",
+                                                 "gap_fraction = 0.2"), source="four.toml"),
+                     impact=False)
+    m = r.metrics
+    assert m["engine_counts"]["fund_takeover"] == 1
+    held = r.series.insurance_fund_positions
+    assert held.max() == m["insurance_fund_positions_max"] == pytest.approx(80_000.0)

@@ -277,7 +277,7 @@ class _Recorder:
         if r_ins is not None:
             slots = np.array(book.row_slots(r_ins), dtype=np.int64)
             s.insurance_fund_positions[k] = float(
-                np.abs(book.st[slots, S_VALUE]).sum()) / 2.0 / self.scale if slots.shape[0] else 0.0
+                np.abs(book.st[slots, S_VALUE]).sum()) / self.scale if slots.shape[0] else 0.0
         s.insurance_fund_unwind_pnl[k] = eng.realized.get(INSURANCE_ROW, 0) / self.scale
         im_total = notional_total = 0.0
         for m in self.markets:
