@@ -415,7 +415,8 @@ def test_report_in_chromium_shows_the_metrics(devtools: Cdp, report: Path) -> No
     assert {(v, k) for v, k, _ in cells} == {(v, k) for v in venues for k in (
         "bad_debt", "insurance_fund_used", "insurance_fund_used_share", "liquidated_share",
         "liquidated_notional", "accounts_liquidated", "accounts_liquidated_share",
-        "adl_notional", "adl_count", "adl_haircut", "cascade_amplification")}
+        "adl_notional", "adl_count", "adl_haircut", "cascade_amplification",
+        "liquidated_share_of_oi", "open_interest_start_notional")}
     checked = 0
     for venue, key, text in cells:
         m = venues[venue]
@@ -426,7 +427,8 @@ def test_report_in_chromium_shows_the_metrics(devtools: Cdp, report: Path) -> No
             continue
         value, half = shown_number(text)
         assert abs(value - expect) <= half + 1e-9 * abs(expect), (venue, key, text, expect)
-        if key in ("bad_debt", "insurance_fund_used", "liquidated_notional", "adl_notional"):
+        if key in ("bad_debt", "insurance_fund_used", "liquidated_notional", "adl_notional",
+                   "open_interest_start_notional"):
             assert text.endswith(f" {m['settle_asset']}"), text
         checked += 1
     assert checked >= 2 * 8
