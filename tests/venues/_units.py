@@ -62,12 +62,14 @@ def drift_imf(value: int) -> Decimal:
 
 
 def position_quanta(model: MarginModel, *, lots: int, cv: Decimal, mark: Decimal,
-                    decimals: int, oi_contracts: int = 0) -> tuple[int, int, int]:
-    """``(value, initial, maintenance)`` in quanta of one linear position of ``lots``
-    contracts of ``cv`` base units at ``mark``, as the engine computes it."""
+                    decimals: int, oi_contracts: int = 0,
+                    inverse: bool = False) -> tuple[int, int, int]:
+    """``(value, initial, maintenance)`` in quanta of one position of ``lots`` contracts
+    of ``cv`` base units (inverse: of ``cv`` quote units, settled in the coin) at ``mark``,
+    as the engine computes it."""
     row = risk_row(model)
     mk = np.zeros((1, MK_COLUMNS))
-    mk[0, MK_KIND] = 0.0
+    mk[0, MK_KIND] = 1.0 if inverse else 0.0
     mk[0, MK_CV] = float(cv)
     mk[0, MK_LOT] = 1.0
     mk[0, MK_OI_LOWER] = row.oi_lower
