@@ -23,6 +23,7 @@ per-position cost basis but never posted separately.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -106,6 +107,24 @@ validates (raising :class:`RejectReason`), then changes the state, then returns 
 out-events. docs/engine.md lists the same table."""
 
 
+_DECIMAL_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _check_numbers(event: object) -> None:
+    """Refuse an event built in Python with a NaN or infinite decimal (the JSON parser
+    refuses them already; a Decimal NaN would otherwise raise inside a handler). The
+    decimal field names of each event type are found once."""
+    names = _DECIMAL_FIELDS.get(type(event))
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(event)  # type: ignore[arg-type]
+                      if "Decimal" in str(f.type))
+        _DECIMAL_FIELDS[type(event)] = names
+    for name in names:
+        value = getattr(event, name)
+        if isinstance(value, Decimal) and not value.is_finite():
+            raise RejectReason("invalid_number", f"{name}: {value} is not a finite number")
+
+
 class Engine(EngineState):
     """Deterministic risk engine over one venue's accounts.
 
@@ -142,6 +161,7 @@ class Engine(EngineState):
             handler = HANDLERS.get(type(event))
             if handler is None:
                 raise RejectReason("unknown_type", f"{type(event).__name__}")
+            _check_numbers(event)
             out = handler(self, event)
         except RejectReason as rej:
             self.counts["rejected"] += 1

@@ -188,3 +188,43 @@ def test_funding_beyond_the_ledger_is_rejected_before_posting() -> None:
 
 def _line(obj: dict[str, Any]) -> Any:
     return parse_input_line(json.dumps(obj))
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "sNaN"])
+def test_non_finite_decimals_built_in_python_are_rejected(value: str) -> None:
+    """Events built in Python (not parsed from JSON, which refuses these) with a NaN or an
+    infinity are rejected invalid_number, naming the field; nothing moves (before: a
+    Decimal InvalidOperation, ValueError or OverflowError out of apply)."""
+    from solvency.core.model.events import Deposit, Fill, Price, Vol, Withdraw
+    from solvency.core.oracle import OracleReport
+    from solvency.engine.pretrade import Order
+
+    e = _book()
+    bad = D(value)
+    ts = e.clock_ms
+    events: list[Any] = [
+        Price(id="p-bad", market="BTC-PERP", price=bad, ts_ms=ts),
+        Deposit(id="d-bad", account="alice", asset="USDT", amount=bad, ts_ms=ts),
+        Withdraw(id="w-bad", account="alice", asset="USDT", amount=bad, ts_ms=ts),
+        Fill(id="f-bad", market="BTC-PERP", buyer="alice", seller="bob", size=bad,
+             price=D(100000), ts_ms=ts),
+        Fill(id="f-bad2", market="BTC-PERP", buyer="alice", seller="bob", size=D("0.01"),
+             price=D(100000), fee_buyer=bad, ts_ms=ts),
+        Funding(id="r-bad", market="BTC-PERP", rate=bad, ts_ms=ts),
+    ]
+    for event in events:
+        before = e.state_hash()
+        out = e.apply(event)
+        assert [(o.type, o.reason) for o in out] == [("rejected", "invalid_number")], event
+        assert out[0].detail.endswith("is not a finite number")
+        assert e.state_hash() == before
+    # the same through the other event types that carry decimals
+    for event in (Vol(id="v-bad", market="BTC-PERP", iv=bad, ts_ms=ts),
+                  Order(id="o-bad", account="alice", market="BTC-PERP", side="buy",
+                        size=bad, ts_ms=ts),
+                  OracleReport(id="or-bad", source="binance", market="BTC-PERP",
+                               price=bad, ts_ms=ts)):
+        before = e.state_hash()
+        out = e.apply(event)
+        assert out and out[0].type == "rejected", (event, out)
+        assert e.state_hash() == before
