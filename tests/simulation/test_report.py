@@ -164,3 +164,21 @@ def test_report_thresholds_are_read_and_checked() -> None:
 def test_report_thresholds_refused(table: str, message: str) -> None:
     with pytest.raises(ScenarioError, match=message.replace(".", r"\.")):
         parse_scenario(_scenario(f"[report]\n{table}\n"), source="s.toml")
+
+
+def test_per_market_table_divides_by_one_side_of_open_interest() -> None:
+    """The per-market table shows the run's own open_interest_start_notional_by_market
+    and liquidated_share_of_oi_by_market (one side, as the headline), not a share of the
+    users' long + short."""
+    from solvency.sim.report import ReportRun, _per_market_html
+
+    m = {"price_drawdown": {"BTC-PERP": 0.1},
+         "open_interest_start_notional_by_market": {"BTC-PERP": 1_000_000.0},
+         "open_interest_start_by_market": {"BTC-PERP": 2_000_000.0},
+         "liquidated_notional_by_market": {"BTC-PERP": 951_524.0},
+         "liquidated_share_of_oi_by_market": {"BTC-PERP": 0.951524}}
+    html = _per_market_html({"binance": ReportRun(metrics=m, series=None)})  # type: ignore[arg-type]
+    assert "open interest at the start (one side)" in html
+    assert format_value(1_000_000.0, "amount", "USDT").split()[0] in html
+    assert format_value(0.951524, "share") in html  # 95.15%, not 47.58% of long + short
+    assert format_value(0.475762, "share") not in html

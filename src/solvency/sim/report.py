@@ -895,8 +895,9 @@ def _markets(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def _per_market_html(runs: Mapping[str, ReportRun]) -> str:
-    head = ("<tr><th>venue</th><th>market</th><th>open interest at the start</th>"
-            "<th>liquidated notional</th><th>liquidated share</th><th>ADL notional</th>"
+    head = ("<tr><th>venue</th><th>market</th><th>open interest at the start (one side)"
+            "</th><th>liquidated notional</th><th>liquidated share of open interest</th>"
+            "<th>ADL notional</th>"
             "<th>index drawdown</th><th>trade price drawdown</th>"
             "<th>cascade amplification</th><th>time not in normal state</th></tr>")
     rows = []
@@ -904,10 +905,10 @@ def _per_market_html(runs: Mapping[str, ReportRun]) -> str:
         m = run.metrics
         asset = _asset(m)
         for market in _markets(m):
-            oi = (m.get("open_interest_start_by_market") or {}).get(market)
+            # one side, as the headline's liquidated_share_of_oi (the run's own metrics)
+            oi = (m.get("open_interest_start_notional_by_market") or {}).get(market)
             liq = (m.get("liquidated_notional_by_market") or {}).get(market)
-            share = liq / oi if isinstance(oi, float | int) and oi > 0 and liq is not None \
-                else None
+            share = (m.get("liquidated_share_of_oi_by_market") or {}).get(market)
             breaker = (m.get("breaker_time_ms") or {}).get(market) or {}
             abnormal = sum(float(v) for s, v in breaker.items() if s != "normal") \
                 if breaker else None
