@@ -214,6 +214,25 @@ def dydx_imf_ppm(base_ppm: int, oi_q: int, lower_q: int, upper_q: int) -> int:
 
 
 @_inline
+def _drift_root(size9: int) -> int:
+    # isqrt(size * 10 + 1) of calculate_size_premium_liability_weight (1e9 -> 1e10 -> 1e5)
+    if size9 < 400_000_000_000_000_000:
+        return _isqrt(size9 * 10 + 1)
+    # size * 10 past int64 (Drift: u128): the float root, within one of the integer root;
+    # capped at 2**40 so root * imf stays in int64 (Drift refuses a ratio past u32 long
+    # before: its cast fails)
+    return min(math.floor(math.sqrt(float(size9) * 10.0)), 1_099_511_627_776)
+
+
+@_inline
+def _drift_ratio_at(ratio_bp: int, root: int, imf_ppm: int) -> int:
+    # drift_margin_ratio with the root computed once for both ratios
+    if imf_ppm <= 0:
+        return ratio_bp
+    return max(ratio_bp, ratio_bp - ratio_bp // 5 + root * imf_ppm // 10_000_000)
+
+
+@_inline
 def drift_margin_ratio(ratio_bp: int, size9: int, imf_ppm: int) -> int:
     """Size-premium margin ratio in Drift's margin precision (1e-4), decided in integers
     (Drift protocol-v2 ``calculate_size_premium_liability_weight``, bounded):
@@ -221,15 +240,7 @@ def drift_margin_ratio(ratio_bp: int, size9: int, imf_ppm: int) -> int:
     1e-9 base units (``AMM_RESERVE_PRECISION``) and ``imf`` in 1e-6. Not capped at 100 %."""
     if imf_ppm <= 0:
         return ratio_bp
-    if size9 < 400_000_000_000_000_000:
-        root = _isqrt(size9 * 10 + 1)
-    else:
-        # size * 10 past int64 (Drift: u128): the float root, within one of the integer
-        # root; capped at 2**40 so root * imf stays in int64 (Drift refuses a ratio past
-        # u32 long before: its cast fails)
-        root = min(math.floor(math.sqrt(float(size9) * 10.0)), 1_099_511_627_776)
-    premium = ratio_bp - ratio_bp // 5 + root * imf_ppm // 10_000_000
-    return max(ratio_bp, premium)
+    return _drift_ratio_at(ratio_bp, _drift_root(size9), imf_ppm)
 
 
 @_inline
@@ -333,8 +344,7 @@ def _exact_int(x: float) -> int:
     return int(x)
 
 
-@_jit
-def _integer_quanta(
+def _integer_quanta_py(
     rule: float, kind: float, cv: float, lot: float, lots: float, mark: float,
     oi_contracts: float, oi_lower: float, oi_upper: float, imf: float, mmr: float,
     imr: float, aux: float, sc: float,
@@ -378,9 +388,17 @@ def _integer_quanta(
     size9 = _size9(size_base)
     if kind != 1.0:
         size9 = _size9_exact(lots, lot, cv, size_base)
-    mm_bp = drift_margin_ratio(math.floor(mmr * 1e4 + 0.5), size9, imf_ppm)
-    im_bp = drift_margin_ratio(math.floor(imr * 1e4 + 0.5), size9, imf_ppm)
+    root = _drift_root(size9) if imf_ppm > 0 else 0
+    mm_bp = _drift_ratio_at(math.floor(mmr * 1e4 + 0.5), root, imf_ppm)
+    im_bp = _drift_ratio_at(math.floor(imr * 1e4 + 0.5), root, imf_ppm)
     return v_q, _mul_div_floor(n_q, im_bp, 10_000), _mul_div_floor(n_q, mm_bp, 10_000)
+
+
+_integer_quanta = _jit(_integer_quanta_py)
+# inlined where the loop runs integer-rule books anyway (a call a position cost ~40 % of
+# a dYdX book's re-margin); slot_quanta keeps the call so the loops that serve every book
+# (mark_holders, row_whatif) do not carry its code
+_integer_quanta_inline = _inline(_integer_quanta_py)
 
 
 @_inline
@@ -403,6 +421,22 @@ def slot_quanta(
                                mark, oi_contracts, mk[m, MK_OI_LOWER], mk[m, MK_OI_UPPER],
                                mk[m, MK_IMF], tiers[t0, 1], tiers[t0, 2], tiers[t0, T_AUX],
                                ascale[mki[m, MKI_SETTLE]])
+    return float_slot_quanta(m, lots, mark, oi_contracts, mk, mki, tiers, ascale)
+
+
+@_inline
+def _slot_quanta_inline(
+    m: int, lots: float, mark: float, oi_contracts: float, mk: Float64Array2D,
+    mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
+) -> tuple[int, int, int]:
+    # slot_quanta with the integer rule inlined (the integer-rule loops only)
+    t0 = mki[m, MKI_TIER_START]
+    rule = tiers[t0, T_RULE]
+    if rule != RULE_FLOAT:
+        return _integer_quanta_inline(
+            rule, mk[m, MK_KIND], mk[m, MK_CV], mk[m, MK_LOT], lots, mark, oi_contracts,
+            mk[m, MK_OI_LOWER], mk[m, MK_OI_UPPER], mk[m, MK_IMF], tiers[t0, 1], tiers[t0, 2],
+            tiers[t0, T_AUX], ascale[mki[m, MKI_SETTLE]])
     return float_slot_quanta(m, lots, mark, oi_contracts, mk, mki, tiers, ascale)
 
 
@@ -538,8 +572,8 @@ def _apply_slots_any(
         m = st[s, S_MARKET]
         r = st[s, S_ROW]
         a = mki[m, MKI_SETTLE]
-        v, im, mm = slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
-                                mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
+        v, im, mm = _slot_quanta_inline(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
+                                        mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
         row_int[r, n_assets + a] += v - st[s, S_VALUE]
         row_int[r, 2 * n_assets + a] += im - st[s, S_IM]
         row_int[r, 3 * n_assets + a] += mm - st[s, S_MM]
@@ -597,8 +631,8 @@ def _apply_all_any(
             continue
         m = st[s, S_MARKET]
         a = mki[m, MKI_SETTLE]
-        v, im, mm = slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
-                                mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
+        v, im, mm = _slot_quanta_inline(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
+                                        mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
         row_int[r, n_assets + a] += v
         row_int[r, 2 * n_assets + a] += im
         row_int[r, 3 * n_assets + a] += mm
