@@ -289,7 +289,9 @@ def liquidations_at_risk(engine: Engine, shocks: Sequence[float] = SHOCKS
             a = book.mki[book.st[live, S_MARKET], MKI_SETTLE]
             usd = np.abs(book.st[live, S_VALUE]) / book.ascale[a] * book.asset_price[a]
             base = np.bincount(book.st[live, S_ROW], weights=usd, minlength=n)
-            return [_at_risk_row(0.0, book.aggregate(rows), acct, system, base)]
+            long_usd = np.where(book.st[live, S_LOTS] > 0, usd, 0.0)
+            base_long = np.bincount(book.st[live, S_ROW], weights=long_usd, minlength=n)
+            return [_at_risk_row(0.0, book.aggregate(rows), acct, system, base, base_long)]
         k = len(ks)
         factor = 1.0 + np.asarray(ks)[:, None]
         marks = np.where((option | ~np.isfinite(base_marks))[None, :], base_marks[None, :],
@@ -299,14 +301,16 @@ def liquidations_at_risk(engine: Engine, shocks: Sequence[float] = SHOCKS
                                  px[:, linked] * factor)
         row2 = np.repeat(book.row_int[None, :n], k, axis=0)
         notional = np.zeros((k, n))
+        long_notional = np.zeros((k, n))
         shock_rows_many(book.n_slots, book.st, row2, marks, book.mk, book.mki, book.tiers,
-                        book.ascale, px, notional)
+                        book.ascale, px, notional, long_notional)
         answers = []
         for j, shock in enumerate(ks):
             out = np.empty((n, 4))
             evaluate_rows(rows, row2[j], px[j], book.ascale, book.atier_start,
                           book.atier_count, book.atiers, out, book.pm)
-            answers.append(_at_risk_row(shock, out, acct, system, notional[j]))
+            answers.append(_at_risk_row(shock, out, acct, system, notional[j],
+                                        long_notional[j]))
         return answers
 
     # one pass over the positions per chunk of shocks (the slot table is read once for
@@ -320,13 +324,19 @@ def liquidations_at_risk(engine: Engine, shocks: Sequence[float] = SHOCKS
 
 
 def _at_risk_row(shock: float, out: Any, acct: Any, system: Any,
-                 notional: Any) -> dict[str, Any]:
+                 notional: Any, long_notional: Any) -> dict[str, Any]:
     coll, mm, equity = out[:, 1], out[:, 3], out[:, 0]
     liq = (coll < mm) & (mm > 0) & ~system
+    total = float(notional[liq].sum())
+    long = float(long_notional[liq].sum())
     return {
         "shock": f"{shock:+.0%}",
         "accounts": int(np.unique(acct[liq]).shape[0]),
         "rows": int(liq.sum()),
-        "notional_usd": f"{float(notional[liq].sum()):.2f}",
+        "notional_usd": f"{total:.2f}",
+        # the liquidatable rows' long positions and short ones (the liquidation map's
+        # two sides; a row holding both counts each position on its side)
+        "long_notional_usd": f"{long:.2f}",
+        "short_notional_usd": f"{max(total - long, 0.0):.2f}",
         "shortfall_usd": f"{max(0.0, float(-np.minimum(equity[liq], 0.0).sum())):.2f}",
     }

@@ -673,17 +673,25 @@ def _liquidation_map_figure(runs: Mapping[str, ReportRun]) -> tuple[list[Trace],
             continue
         rows = who["liquidation_map"]
         shock = np.array([r["shock"] for r in rows], dtype=np.float64)
-        notional = np.array([float(r["notional_usd"]) for r in rows], dtype=np.float64)
         accounts = np.array([float(r["accounts"]) for r in rows], dtype=np.float64)
         prefix = f"{label} " if len(runs) > 1 else ""
-        for side, mask, col in (("price falls (longs)", shock < 0, "#d62728"),
-                                ("price rises (shorts)", shock > 0, "#2ca02c")):
+        # the liquidatable rows' long and short positions (engine.summary's split); a
+        # run recorded before the split has the total only, drawn as one series
+        if all("long_notional_usd" in r for r in rows):
+            sides = [("long positions", "long_notional_usd", "#d62728"),
+                     ("short positions", "short_notional_usd", "#2ca02c")]
+        else:
+            sides = [("liquidatable positions", "notional_usd", "#7f7f7f")]
+        for j, (side, key, col) in enumerate(sides):
+            values = np.array([float(r[key]) for r in rows], dtype=np.float64)
             data.append(_bars(
-                shock[mask], notional[mask], prefix + side,
-                _COLOURS[k % len(_COLOURS)] if len(runs) > 1 else col,
-                customdata=accounts[mask],
+                shock, values, prefix + side,
+                _COLOURS[(2 * k + j) % len(_COLOURS)] if len(runs) > 1 else col,
+                customdata=accounts,
                 hovertemplate="%{x:+.0%}: %{y:,.0f} USD, %{customdata:,} accounts"))
-    layout = _layout(_TITLES["liquidation_map"], barmode="group")
+    # one venue: long and short stacked per move; several: side by side
+    layout = _layout(_TITLES["liquidation_map"],
+                     barmode="relative" if len(runs) == 1 else "group")
     layout["xaxis"].update(title={"text": "move of every mark at once, from the start"},
                            tickformat="+.0%")
     layout["yaxis"].update(title={"text": "notional then liquidatable (USD)"})

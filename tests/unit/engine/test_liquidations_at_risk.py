@@ -68,6 +68,22 @@ def test_predicted_accounts_are_the_ones_a_real_run_liquidates(shock: float) -> 
     if shock < 0:
         assert "short" not in liquidated
     assert float(predicted["notional_usd"]) >= 0
+    # the long and short sides (the stress-lab liquidation map): a fall liquidates the
+    # longs t0..t7, a rise the one short; each side is the liquidatable rows' positions
+    # of that side at the shocked mark
+    long_usd = float(predicted["long_notional_usd"])
+    short_usd = float(predicted["short_notional_usd"])
+    assert long_usd + short_usd == pytest.approx(float(predicted["notional_usd"]), abs=0.011)
+    mark = 80000 * (1 + shock)
+    held = {f"t{i}": float((Decimal(10000 * lev) / Decimal(80000)).quantize(Decimal("0.001")))
+            for i, lev in enumerate((3, 5, 8, 11, 14, 17, 20, 24))}
+    if shock < 0:
+        assert short_usd == 0.0
+        want = sum(held[a] for a in liquidated) * mark
+        assert long_usd == pytest.approx(want, rel=1e-9, abs=0.01)
+    else:
+        assert long_usd == 0.0
+        assert short_usd == pytest.approx(1.5 * mark if liquidated else 0.0, rel=1e-9)
 
 
 def test_a_bulk_book_answers_every_shock() -> None:
