@@ -15,7 +15,8 @@ from typing import Final
 
 from solvency.core.portfolio import GridError, ScenarioGrid, parse_grid
 
-__all__ = ["GRID_PACKAGE", "UnknownGridError", "grid_names", "load_grid", "load_grid_file"]
+__all__ = ["GRID_PACKAGE", "UnknownGridError", "grid_names", "grid_text", "load_grid",
+           "load_grid_file"]
 
 GRID_PACKAGE: Final = "solvency.core.portfolio"
 _GRID_DIR: Final = "grids"
@@ -66,13 +67,29 @@ def load_grid(name_or_file: str | Path) -> ScenarioGrid:
         If the file is malformed: the message names the file and the dotted key.
     """
     text = str(name_or_file)
-    names = grid_names()
-    if text in names:
-        where = f"grid {text}"
-        return parse_grid(_grid_dir().joinpath(f"{text}.toml").read_text(encoding="utf-8"),
-                          where=where)
+    if text in grid_names():
+        return parse_grid(grid_text(text), where=f"grid {text}")
     if Path(text).is_file():
         return load_grid_file(text)
+    grid_text(text)  # raises UnknownGridError
+    raise AssertionError  # pragma: no cover
+
+
+def grid_text(name_or_file: str | Path) -> str:
+    """The TOML text of a shipped grid (by name) or of a grid file (by path): what a
+    service records in its store so that a restart margins with the same grid.
+
+    Raises
+    ------
+    UnknownGridError
+        If it is neither a shipped grid nor an existing file.
+    """
+    text = str(name_or_file)
+    names = grid_names()
+    if text in names:
+        return _grid_dir().joinpath(f"{text}.toml").read_text(encoding="utf-8")
+    if Path(text).is_file():
+        return Path(text).read_text(encoding="utf-8")
     msg = f"unknown grid {text!r}: neither a shipped grid ({', '.join(names)}) nor a file"
     raise UnknownGridError(msg)
 

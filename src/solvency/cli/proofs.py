@@ -31,7 +31,8 @@ err = Console(stderr=True)
 
 _PM_GRID_HELP = ("Scenario grid of portfolio-mode accounts, as the state was run with "
                  "(replay/serve --pm-grid): a shipped grid (deribit_pm, cme_span_16, "
-                 "paradex_pm) or a grid TOML file (docs/schema/grid-v1.json).")
+                 "paradex_pm) or a grid TOML file (docs/schema/grid-v1.json); default "
+                 "deribit_pm for an event file, the store's own with --db.")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -39,8 +40,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _engine_from_events(path: Path, venue: str, pm_grid: str) -> tuple[Engine, int]:
-    engine = Engine(load_venue(venue), pm_grid=load_grid(pm_grid))
+def _engine_from_events(path: Path, venue: str, pm_grid: str | None
+                        ) -> tuple[Engine, int]:
+    engine = Engine(load_venue(venue), pm_grid=load_grid(pm_grid or "deribit_pm"))
     try:
         for item in read_events(path):
             if not isinstance(item, LineError):
@@ -50,7 +52,7 @@ def _engine_from_events(path: Path, venue: str, pm_grid: str) -> tuple[Engine, i
     return engine, engine.counts["applied"]
 
 
-def _engine_from_db(db: str, pm_grid: str) -> tuple[Engine, int]:
+def _engine_from_db(db: str, pm_grid: str | None) -> tuple[Engine, int]:
     from solvency.service.core import RecoveryError, RiskService, ServiceConfig
 
     svc = RiskService(ServiceConfig(db=db, pm_grid=pm_grid))
@@ -64,7 +66,7 @@ def _engine_from_db(db: str, pm_grid: str) -> tuple[Engine, int]:
 
 
 def _engine(events: Path | None, db: str | None, venue: str,
-            pm_grid: str) -> tuple[Engine, int]:
+            pm_grid: str | None) -> tuple[Engine, int]:
     """The state to prove or report on: a service's store, an event file replayed, or
     the bundled demo; and its sequence number."""
     if events is not None and db is not None:
@@ -113,7 +115,7 @@ def prove(
     seed_file: Annotated[Path | None, typer.Option(
         help="Secret salt seed (created if missing): the same state and seed give the "
              "same root.")] = None,
-    pm_grid: Annotated[str, typer.Option(help=_PM_GRID_HELP)] = "deribit_pm",
+    pm_grid: Annotated[str | None, typer.Option(help=_PM_GRID_HELP)] = None,
 ) -> None:
     """Publish a proof of liabilities: a Merkle sum tree over what every account is owed
     per asset, its root (DIR/root.json) and one inclusion proof per account
@@ -187,7 +189,7 @@ def risk_report_command(
         help="A `solvency prove --out` folder of the same state: adds its root.")] = None,
     out: Annotated[Path, typer.Option(help="Where to write the report (JSON).")
     ] = Path("risk-report.json"),
-    pm_grid: Annotated[str, typer.Option(help=_PM_GRID_HELP)] = "deribit_pm",
+    pm_grid: Annotated[str | None, typer.Option(help=_PM_GRID_HELP)] = None,
 ) -> None:
     """Write the standard risk report (docs/schema/risk-report-v1.json): open interest and
     long/short split per market, leverage distribution, insurance fund and coverage,

@@ -47,9 +47,11 @@ def serve(
     snapshot_every: Annotated[int, typer.Option(
         min=0, help="Snapshot after this many events (0: only on clean shutdown).")
     ] = 100_000,
-    pm_grid: Annotated[str, typer.Option(
+    pm_grid: Annotated[str | None, typer.Option(
         help="Scenario grid for portfolio-margin accounts: a shipped grid (deribit_pm, "
-             "cme_span_16, paradex_pm) or a grid TOML file.")] = "deribit_pm",
+             "cme_span_16, paradex_pm) or a grid TOML file (a new store: default "
+             "deribit_pm, recorded in the store; an existing store: must match the one "
+             "it was created with).")] = None,
     max_body: Annotated[int, typer.Option(min=1024, help="Largest request body, bytes.")
     ] = 8 * 1024 * 1024,
     rate_limit: Annotated[float, typer.Option(
@@ -148,7 +150,7 @@ def follow(
     writer when the writer's lease expires. It accepts the API keys of its own --db
     (register the writer's keys there with `solvency keys create --token`)."""
     serve(db=db, venue=None, host=host, port=port, snapshot_every=snapshot_every,
-          pm_grid="deribit_pm", max_body=8 * 1024 * 1024, rate_limit=5_000.0,
+          pm_grid=None, max_body=8 * 1024 * 1024, rate_limit=5_000.0,
           rate_burst=10_000.0, stream_buffer=10_000, log_level=log_level, stream=stream,
           stream_name=stream_name, stream_replicas=stream_replicas, lease_ttl=lease_ttl,
           takeover=takeover, advertise=advertise)

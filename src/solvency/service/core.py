@@ -37,12 +37,13 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from solvency.adapters.eventlog import load_venue
-from solvency.adapters.grids import load_grid
+from solvency.adapters.grids import grid_text
 from solvency.adapters.nats_stream import StreamError
 from solvency.adapters.store import EventStore, LogRow, StoreError
 from solvency.core.model.events import EventError, Rejected
 from solvency.core.model.presets import venue_from_data
 from solvency.core.model.venue import ConfigError
+from solvency.core.portfolio import GridError, parse_grid
 from solvency.engine.engine import Engine, EngineError
 from solvency.engine.inputs import AnyInput, parse_input
 
@@ -124,7 +125,7 @@ class ServiceConfig:
 
     db: str = "sqlite:///solvency.db"
     venue: str | None = None  # None: the store's own (binance for a new store)
-    pm_grid: str = "deribit_pm"
+    pm_grid: str | None = None
     snapshot_every: int = 100_000
     max_batch: int = 2_000
     keep_snapshots: int = 3
@@ -256,14 +257,38 @@ class RiskService:
         self._stopping = threading.Event()
         self.failovers = 0
         self.promoted_at: float | None = None
+        self._grid_cache: Any = None
 
     # ------------------------------------------------------------------ recovery
 
     def _grid(self) -> Any:
+        """The portfolio-margin grid, recorded in the store as the venue is: a new store
+        records the grid it starts with (--pm-grid, default deribit_pm); a restart uses
+        the recorded one, and a --pm-grid whose text differs is refused (a restart under
+        another grid would margin, and so liquidate, differently from the log)."""
+        if self._grid_cache is not None:
+            return self._grid_cache
+        asked = self.config.pm_grid
+        stored = self.store.get_meta("pm_grid")
         try:
-            return load_grid(self.config.pm_grid)
+            text = grid_text(asked or "deribit_pm") if asked is not None or stored is None \
+                else stored
         except (KeyError, ValueError, OSError) as exc:
-            raise RecoveryError(f"pm grid {self.config.pm_grid!r}: {exc}") from None
+            raise RecoveryError(f"pm grid {asked!r}: {exc}") from None
+        if stored is None:
+            self.store.set_meta("pm_grid", text)
+            self.store.set_meta("pm_grid_name", str(asked or "deribit_pm"))
+        elif text != stored:
+            raise RecoveryError(
+                f"the store at {self.store.display_url} was created with pm grid "
+                f"{self.store.get_meta('pm_grid_name')!r}; --pm-grid {asked!r} differs "
+                "(omit --pm-grid to use the store's, or use another --db)")
+        try:
+            self._grid_cache = parse_grid(text, where=f"pm grid "
+                                          f"{self.store.get_meta('pm_grid_name')}")
+        except (GridError, ValueError) as exc:
+            raise RecoveryError(f"the pm grid does not load: {exc}") from None
+        return self._grid_cache
 
     def _genesis(self) -> Engine:
         stored = self.store.get_meta("venue")

@@ -77,3 +77,32 @@ def test_duplicates_and_id_conflicts_inside_one_group(tmp_path: Path) -> None:
     assert [r.status for r in res] == ["accepted", "duplicate", "rejected"]
     assert res[1].seq == res[0].seq and res[2].reason == "id_conflict"
     svc.stop()
+
+
+def test_the_store_records_its_pm_grid(tmp_path: Path) -> None:
+    """A restart margins with the grid the store was created with: the grid's text is
+    recorded like the venue; a restart without --pm-grid uses it, one with another grid
+    is refused naming both (it would margin, and so liquidate, differently from the log),
+    the same grid again is accepted."""
+    from solvency.adapters.grids import grid_text
+    from solvency.service.core import RecoveryError
+
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    svc = RiskService(ServiceConfig(db=db, venue="deribit", pm_grid="cme_span_16"))
+    svc.start()
+    assert svc.engine.portfolio_margin.grid.name == "cme-span-16"
+    assert svc.store.get_meta("pm_grid") == grid_text("cme_span_16")
+    svc.stop()
+    again = RiskService(ServiceConfig(db=db))  # no --pm-grid: the store's
+    again.start()
+    assert again.engine.portfolio_margin.grid.name == "cme-span-16"
+    again.stop()
+    with pytest.raises(RecoveryError, match="created with pm grid 'cme_span_16'; "
+                                            "--pm-grid 'deribit_pm' differs"):
+        RiskService(ServiceConfig(db=db, pm_grid="deribit_pm")).start()
+    copy = tmp_path / "same.toml"
+    copy.write_text(grid_text("cme_span_16"))
+    same = RiskService(ServiceConfig(db=db, pm_grid=str(copy)))  # same text, a file
+    same.start()
+    assert same.engine.portfolio_margin.grid.name == "cme-span-16"
+    same.stop()
