@@ -258,6 +258,9 @@ def check_order(order: Order, view: PretradeView, now_ms: int | None = None) -> 
     the order's timestamp (0 if it has none).
     """
     oid = order.id
+    if any(isinstance(x, Decimal) and x.is_snan() for x in (order.size, order.price)):
+        # float() of a signaling NaN raises; any other non-finite number is refused below
+        return Reject(oid, "invalid_order", f"size {order.size} / price {order.price}")
     size = float(order.size)
     price_in = float(order.price) if order.price is not None else None
     if not (math.isfinite(size) and size > 0.0) or (
