@@ -29,6 +29,7 @@ from solvency.core.portfolio import (
     portfolio_margin,
 )
 from solvency.core.portfolio.kernel import (
+    combine_requirements,
     requirement_parts,
     scenario_losses,
     scenario_moves,
@@ -151,9 +152,13 @@ class PortfolioMargin:
                      "loss": float(parts.weighted[0, u, s_])}
                     for s_ in range(grid.n_scenarios)],
             })
-        im, mm = self.requirements(book, ivs, now_ms, rows)
+        # combined from the same parts (no second scan), as portfolio_margin combines them
+        corr = self._corr(symbols)
+        mm = combine_requirements(parts.requirement,
+                                  "correlation" if corr is not None else "sum", corr,
+                                  check_psd=not set(symbols) <= self._checked_symbols)
         out["maintenance_margin"] = float(mm[0])
-        out["initial_margin"] = float(im[0])
+        out["initial_margin"] = float(mm[0] * grid.im_factor)
         return out
 
     def _inputs(self, book: Book, ivs: Mapping[int, Decimal], now_ms: int,

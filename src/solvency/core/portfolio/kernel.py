@@ -67,6 +67,7 @@ __all__ = [
     "Combine",
     "PortfolioMargin",
     "RequirementParts",
+    "combine_requirements",
     "portfolio_margin",
     "requirement_parts",
     "scenario_losses",
@@ -480,6 +481,22 @@ def scenario_moves(grid: ScenarioGrid, price_range: npt.ArrayLike | None,
     return _scenarios(grid, pr).move
 
 
+def combine_requirements(
+    req: Float64Array2D, combine: Combine = "sum", correlation: npt.ArrayLike | None = None,
+    check_psd: bool = True,
+) -> Float64Array1D:
+    """Per account, the maintenance margin from its per-underlying requirements
+    ``req[a, u]``: their sum, or ``sqrt(R^T rho R)``, both in index order (see
+    :func:`portfolio_margin`)."""
+    if combine == "sum":
+        return _combine_sum(np.ascontiguousarray(req))
+    if combine == "correlation":
+        rho = np.ascontiguousarray(validate_correlation(correlation, req.shape[1], check_psd))
+        return _combine_correlation(np.ascontiguousarray(req), rho)
+    msg = f"'combine' must be 'sum' or 'correlation', got {combine!r}"
+    raise ValueError(msg)
+
+
 def _requirements(
     loss: Float64Array3D, acc: Float64Array3D, grid: ScenarioGrid
 ) -> tuple[Float64Array2D, Float64Array2D, Int64Array2D]:
@@ -552,15 +569,7 @@ def portfolio_margin(
         price_range=price_range, vol_range_up=vol_range_up, vol_range_down=vol_range_down,
     )
     req, scan, worst_u = _requirements(loss, acc, grid)
-    if combine == "sum":
-        mm = _combine_sum(np.ascontiguousarray(req))
-    elif combine == "correlation":
-        rho = validate_correlation(correlation, req.shape[1], check_psd)
-        rho = np.ascontiguousarray(rho)
-        mm = _combine_correlation(np.ascontiguousarray(req), rho)
-    else:
-        msg = f"'combine' must be 'sum' or 'correlation', got {combine!r}"
-        raise ValueError(msg)
+    mm = combine_requirements(req, combine, correlation, check_psd)
     # The account's worst scenario is that of its largest requirement among the
     # underlyings it holds (-1 when it holds none).
     held = np.where(worst_u >= 0, req, -np.inf)
