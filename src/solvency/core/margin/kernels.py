@@ -26,6 +26,11 @@ measured about 3x slower on the 1,000,000-account benchmark). The reference twin
 models' ``requirement`` methods (:mod:`solvency.core.margin.models`), which the tests
 hold ``requirement`` to, and the from-scratch ``row_health_at``, which the tests hold the
 incremental sums to.
+
+Determinism (issue 30, docs/determinism.md): no ``fastmath`` (no reassociation, no fused
+multiply-adds), only IEEE basic operations, ``sqrt`` and ``floor``/``ceil`` to integers;
+each row's sums are integers in quanta, and the float valuation adds assets in asset
+order, so the same state gives the same bits on every machine.
 """
 
 from __future__ import annotations

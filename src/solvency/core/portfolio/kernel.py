@@ -40,6 +40,12 @@ scenario one multiply-add and two ``erfc``; losses are scatter-added into an
 ``(accounts, underlyings, scenarios)`` array (no sort, no Python loop over accounts).
 ``bench/bench_portfolio.py`` measures it. The plain twin is
 :func:`solvency.core.portfolio.reference.portfolio_margin_reference`.
+
+Determinism (issue 30, docs/determinism.md): no ``fastmath``; ``log``, ``exp``, ``erfc``
+and powers from :mod:`solvency.core.detmath` (IEEE basic operations only, not libm's
+CPU-dispatched code); a row's positions in market-index order and underlyings by symbol
+(the caller's, ``engine/portfolio_margin.py``), per-account sums and the correlation
+form as loops in index order: the same bits on every machine and after a restore.
 """
 
 from __future__ import annotations
