@@ -13,6 +13,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from solvency.adapters.correlation import (
+    CorrelationError,
+    estimate_correlation,
+    load_correlation,
+)
 from solvency.adapters.eventlog import (
     LineError,
     load_json_file,
@@ -27,6 +32,7 @@ from solvency.core.model.presets import PRESETS, load_preset, preset_names
 from solvency.core.model.venue import ConfigError, margin_model_to_data
 from solvency.core.portfolio import GridError
 from solvency.engine.engine import Engine, EngineError
+from solvency.engine.joint import JointSpec
 from solvency.engine.portfolio import PortfolioError, evaluate_portfolio, shock_table
 from solvency.engine.summary import account_entries, replay_summary
 
@@ -61,6 +67,19 @@ def margin(
         "--add", help="What-if trade MARKET:SIZE[@PRICE] (signed size, at the mark when "
                       "no price), booked through the engine before the report; "
                       "repeatable.")] = None,
+    horizon: Annotated[str | None, typer.Option(
+        "--horizon", help="Horizon of the liquidation probabilities: 30m, 8h, 1d "
+                          "(overrides the file's).")] = None,
+    corr: Annotated[str | None, typer.Option(
+        "--corr", help="Joint probability of liquidation under correlated moves: a JSON "
+                       "file {markets, matrix}, or 'estimate' (from --corr-prices).")
+    ] = None,
+    corr_prices: Annotated[list[str] | None, typer.Option(
+        "--corr-prices", help="MARKET=FILE: a market's OHLCV CSV for --corr estimate; "
+                              "repeatable.")] = None,
+    paths: Annotated[int, typer.Option(
+        "--paths", min=1, help="Monte Carlo scenarios of --corr.")] = 100_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --corr's scenarios.")] = 0,
 ) -> None:
     """Margin, liquidation prices and free collateral of one account.
 
@@ -76,8 +95,10 @@ def margin(
         grid = load_grid(pm_grid)
         mode_value = None if mode is None else mode.value
         trades = [_parse_trade(t) for t in add or []]
+        joint = _joint_spec(corr, corr_prices or [], paths, seed)
         report = evaluate_portfolio(data, venue, source=str(portfolio), mode=mode_value,
-                                    pm_grid=grid, trades=trades)
+                                    pm_grid=grid, trades=trades, horizon=horizon,
+                                    joint=joint)
         if trades:
             report["what_if"] = [{"market": m_, "size": str(q), "price": None if p is None
                                   else str(p)} for m_, q, p in trades]
@@ -85,18 +106,59 @@ def margin(
             report["shocks"] = shock_table(data, _parse_shocks(shock), venue,
                                            source=str(portfolio), mode=mode_value,
                                            pm_grid=grid)
-    except (ConfigError, PortfolioError, GridError) as exc:
+    except (ConfigError, PortfolioError, GridError, CorrelationError) as exc:
         raise _fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         _print_margin(report)
+        if "joint_liquidation" in report:
+            _print_joint(report)
         if "portfolio_margin" in report:
             _print_pm(report["portfolio_margin"])
         if "shocks" in report:
             _print_shocks(report["shocks"])
     if report["liquidatable"]:
         raise typer.Exit(LIQUIDATABLE_EXIT)
+
+
+def _joint_spec(corr: str | None, prices: list[str], paths: int,
+                seed: int) -> JointSpec | None:
+    if corr is None:
+        if prices:
+            raise PortfolioError("--corr-prices: used only with --corr estimate")
+        return None
+    if corr != "estimate":
+        if prices:
+            raise PortfolioError("--corr-prices: used only with --corr estimate")
+        return load_correlation(Path(corr), paths=paths, seed=seed)
+    files: dict[str, Path] = {}
+    for item in prices:
+        name, sep, file = item.partition("=")
+        if not sep or not name.strip() or not file.strip():
+            raise PortfolioError(f"--corr-prices {item!r}: expected MARKET=FILE")
+        files[name.strip()] = Path(file.strip())
+    return estimate_correlation(files, paths=paths, seed=seed)
+
+
+def _print_joint(report: dict[str, Any]) -> None:
+    j = report["joint_liquidation"]
+    table = Table(title=f"Probability of liquidation within {report['horizon']} "
+                        "(terminal: below maintenance at the horizon's end)")
+    table.add_column("market")
+    table.add_column("volatility", justify="right")
+    table.add_column("alone (terminal)", justify="right")
+    table.add_column("alone (first passage)", justify="right")
+    vols = dict(zip(j["markets"], j["volatility"], strict=True))
+    for p in report["positions"]:
+        table.add_row(p["market"], vols.get(p["market"], p["volatility"]),
+                      p["terminal_probability"], p["liquidation_probability"])
+    table.add_row("account, jointly", "", j["probability"], "")
+    print_table(console, table)
+    console.print(f"joint: {j['probability']} +/- {j['standard_error']} (Monte Carlo, "
+                  f"{j['paths']} scenarios, seed {j['seed']}); correlation of "
+                  f"{', '.join(j['markets'])}: {j['correlation']} ({j['correlation_source']})",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def _parse_trade(text: str) -> tuple[str, Decimal, Decimal | None]:

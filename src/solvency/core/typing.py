@@ -11,6 +11,7 @@ __all__ = [
     "BoolArray1D",
     "Float64Array1D",
     "Float64Array2D",
+    "Float64Array3D",
     "Int32Array1D",
     "Int64Array1D",
     "Int64Array2D",
@@ -19,6 +20,7 @@ __all__ = [
 
 Float64Array1D = np.ndarray[tuple[int], np.dtype[np.float64]]
 Float64Array2D = np.ndarray[tuple[int, int], np.dtype[np.float64]]
+Float64Array3D = np.ndarray[tuple[int, int, int], np.dtype[np.float64]]
 Int64Array1D = np.ndarray[tuple[int], np.dtype[np.int64]]
 Int64Array2D = np.ndarray[tuple[int, int], np.dtype[np.int64]]
 Int64Array3D = np.ndarray[tuple[int, int, int], np.dtype[np.int64]]

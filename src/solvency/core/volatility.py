@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar, cast
 
@@ -47,6 +47,7 @@ __all__ = [
     "garch_term_variance",
     "liquidation_probability",
     "liquidation_probability_driftless",
+    "log_return_correlation",
     "log_returns",
     "realized_volatility",
     "rolling_volatility",
@@ -653,3 +654,46 @@ def liquidation_probability_driftless(
     if bad:
         raise ValueError("mark: must be finite and > 0; sigma: finite and >= 0")
     return out
+
+
+# --------------------------------------------------------------------------- correlation
+
+
+def log_return_correlation(
+    ts_ms: Sequence[npt.ArrayLike], close: Sequence[npt.ArrayLike],
+) -> tuple[FloatArray, int]:
+    """Return the correlation matrix of the series' log returns and how many returns it
+    used.
+
+    Series ``i`` has bars at ``ts_ms[i]`` (strictly increasing) with closes ``close[i]``.
+    Only the timestamps every series has are kept (their intersection), and the log
+    return of each series between consecutive kept timestamps is taken, so every return
+    spans the same interval in every series; the matrix is Pearson's correlation of those
+    returns (``numpy.corrcoef``).
+
+    Raises
+    ------
+    ValueError
+        Fewer than three common timestamps, a non-positive close, or a series with no
+        variation (its correlation is undefined).
+    """
+    if not ts_ms or len(ts_ms) != len(close):
+        raise ValueError("correlation: one timestamp and one close array per series")
+    common = np.asarray(ts_ms[0], dtype=np.int64)
+    for t in ts_ms[1:]:
+        common = np.intersect1d(common, np.asarray(t, dtype=np.int64), assume_unique=True)
+    if common.shape[0] < 3:
+        raise ValueError(f"correlation: {common.shape[0]} common timestamps; at least 3 "
+                         "are needed")
+    rets = []
+    for t, c in zip(ts_ms, close, strict=True):
+        tt = np.asarray(t, dtype=np.int64)
+        cc = np.asarray(c, dtype=np.float64)
+        picked = cc[np.searchsorted(tt, common)]
+        if not (np.isfinite(picked).all() and (picked > 0.0).all()):
+            raise ValueError("correlation: closes must be finite and > 0")
+        rets.append(np.diff(np.log(picked)))
+    r = np.vstack(rets)
+    if (r.std(axis=1) == 0.0).any():
+        raise ValueError("correlation: a series does not move; its correlation is undefined")
+    return np.atleast_2d(np.corrcoef(r)), int(r.shape[1])

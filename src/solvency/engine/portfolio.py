@@ -44,6 +44,7 @@ from solvency.core.schema import DecimalText, Num, format_errors
 from solvency.core.units import UnitError, parse_decimal
 from solvency.engine.base import format_number
 from solvency.engine.engine import Engine, RejectReason
+from solvency.engine.joint import JointError, JointSpec, joint_liquidation, terminal_probability
 from solvency.engine.option_book import OptionMarketEntry
 
 __all__ = ["PortfolioAccount", "PortfolioError", "PortfolioFile", "PortfolioPosition",
@@ -440,7 +441,8 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
                        source: str = "portfolio", mode: str | None = None,
                        pm_grid: ScenarioGrid | None = None,
                        shock: Decimal = Decimal(0),
-                       trades: Sequence[tuple[str, Decimal, Decimal | None]] = ()
+                       trades: Sequence[tuple[str, Decimal, Decimal | None]] = (),
+                       horizon: str | None = None, joint: JointSpec | None = None,
                        ) -> dict[str, Any]:
     """Return the margin report of a portfolio (the ``solvency margin --json`` object).
 
@@ -454,7 +456,11 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
     row would be back at maintenance (``null`` if none).
 
     ``data`` is the parsed file (schema :class:`PortfolioFile`), ``source`` what it is
-    called in error messages (the CLI passes its path).
+    called in error messages (the CLI passes its path). ``horizon`` (``"8h"``) overrides
+    the file's. With ``joint``, the report adds ``joint_liquidation``: the probability that
+    the account is liquidatable at the horizon's end under correlated moves of its markets
+    (:func:`~solvency.engine.joint.joint_liquidation`), and each position its
+    ``terminal_probability`` alone, for comparison.
 
     Raises
     ------
@@ -468,12 +474,13 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
             _trade(engine, trades)
         except PortfolioError as exc:
             raise _named(source, exc) from None
-    horizon_text = m.horizon if m.horizon is not None else "1d"
+    horizon_text = horizon if horizon is not None else (
+        m.horizon if m.horizon is not None else "1d")
     try:
-        horizon = parse_horizon_days(horizon_text)
+        horizon_days = parse_horizon_days(horizon_text)
     except PortfolioError as exc:
         raise _named(source, exc) from None
-    view = engine.account_view(ACCOUNT, horizon_days=horizon)
+    view = engine.account_view(ACCOUNT, horizon_days=horizon_days)
     health = _row_health(engine)
     entries = _given_entries(m, engine)
     below = [(name, c, m) for name, (c, m) in health.items() if _below(c, m)]
@@ -492,6 +499,12 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
         if now:
             entry["liquidation_price"] = None
             entry["liquidation_probability"] = "1"
+        if joint is not None:
+            entry["terminal_probability"] = "1" if now else format_number(
+                terminal_probability(float(p["mark_price"]), None if p["liquidation_price"]
+                                     is None else float(p["liquidation_price"]),
+                                     Decimal(p["size"]) > 0, float(p["volatility"]),
+                                     horizon_days / 365.0))
         positions.append(entry)
     settles = {engine.venue.markets[p["market"]].settle for p in positions}
     held = {sym for sym in view["equity"]} | settles
@@ -512,11 +525,24 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
             for name, c, m in below],
         "asset_prices": asset_price_sources(engine, sorted(held)),
         "horizon": _horizon_label(horizon_text),
-        "horizon_days": horizon,
+        "horizon_days": horizon_days,
         "positions": positions,
+        **({"joint_liquidation": _joint(engine, joint, horizon_days, source)}
+           if joint is not None else {}),
         **({"portfolio_margin": _pm_breakdown(engine)}
            if engine.accounts.get(ACCOUNT) == "portfolio" else {}),
     }
+
+
+def _joint(engine: Engine, joint: JointSpec, horizon_days: float,
+           source: str) -> dict[str, Any]:
+    try:
+        out = joint_liquidation(engine, ACCOUNT, names=joint.names, matrix=joint.matrix,
+                                horizon_days=horizon_days, paths=joint.paths,
+                                seed=joint.seed)
+    except JointError as exc:
+        raise _named(source, PortfolioError(str(exc))) from None
+    return {**out, "correlation_source": joint.source}
 
 
 def _pm_breakdown(engine: Engine) -> dict[str, Any]:

@@ -19,11 +19,19 @@ from solvency.core.margin.kernels import (
     S_ROW,
     S_VALUE,
     _jit,
+    evaluate_rows,
     slot_quanta,
 )
-from solvency.core.typing import Float64Array1D, Float64Array2D, Int64Array2D, Int64Array3D
+from solvency.core.typing import (
+    Float64Array1D,
+    Float64Array2D,
+    Float64Array3D,
+    Int64Array1D,
+    Int64Array2D,
+    Int64Array3D,
+)
 
-__all__ = ["shock_rows_many"]
+__all__ = ["evaluate_rows_many", "shock_rows_many"]
 
 
 @_jit
@@ -62,3 +70,17 @@ def shock_rows_many(
             notional[k, r] += usd
             if lots > 0.0:
                 long_notional[k, r] += usd
+
+
+@_jit
+def evaluate_rows_many(
+    rows: Int64Array1D, row_int: Int64Array3D, px: Float64Array2D, ascale: Float64Array1D,
+    atier_start: Int64Array1D, atier_count: Int64Array1D, atiers: Float64Array2D,
+    out: Float64Array3D, pm: Float64Array2D,
+) -> None:
+    """``out[k]``: the engine's :func:`~.kernels.evaluate_rows` of ``rows`` on the row sums
+    ``row_int[k]`` at the asset prices ``px[k]``, for every scenario ``k`` (after
+    :func:`shock_rows_many`), in one compiled call."""
+    for k in range(row_int.shape[0]):
+        evaluate_rows(rows, row_int[k], px[k], ascale, atier_start, atier_count, atiers,
+                      out[k], pm)
