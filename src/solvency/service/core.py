@@ -24,6 +24,7 @@ id_conflict``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
 import json
 import logging
 import queue
@@ -111,6 +112,12 @@ def _venue_text(raw: object) -> str:
     """The venue's data as JSON text in its own key order: the engine's market order
     follows the order of the venue's markets, so the keys must not be sorted."""
     return json.dumps(raw, separators=(",", ":"), default=_default, ensure_ascii=False)
+
+
+def venue_fingerprint(raw: object) -> str:
+    """SHA-256 of a venue's data (:func:`_venue_text`): equal for the same rules however
+    they were given (a preset's name or a file with its data)."""
+    return hashlib.sha256(_venue_text(raw).encode()).hexdigest()
 
 
 def _default(value: object) -> object:

@@ -13,7 +13,12 @@ by one replicated log (docs/scale_out.md, "Account shards"):
   cross-shard fill first its *vote* (its leg passed its checks or not), then, once both
   votes are in and both passed, the out-events of its leg; and the out-events of time
   passing on events it was not a target of. Message ids ``m:K:kind`` make a restarted
-  shard's re-publishing a no-op.
+  shard's re-publishing a no-op. Each is published to JetStream with its acknowledgement
+  awaited in the background, and all of them before a snapshot is written: a shard killed
+  after its snapshot never leaves a verdict unstored that its restart would not publish
+  again (it resumes after the snapshot). At start, each shard also publishes its venue's
+  fingerprint (``0:K:venue:FP``); a shard that sees another's differ stops with an error
+  naming both (shards of one venue must run the same rules).
 
 Every shard reads every input event. An event of another shard with a timestamp moves
 this shard's clock only once that shard's verdict says it was accepted (one engine does
@@ -45,7 +50,7 @@ from solvency.core.model.events import EventError, Fill, Params, Rejected
 from solvency.core.model.venue import Venue
 from solvency.engine.engine import Engine
 from solvency.engine.inputs import parse_input
-from solvency.service.core import canonical
+from solvency.service.core import canonical, venue_fingerprint
 from solvency.service.shards import (
     FUND_SHARD,
     GlobalViewNeededError,
@@ -125,6 +130,10 @@ class ShardNode:
         self._changed = asyncio.Event()
         self._stop = asyncio.Event()
         self._nc: Any = None
+        self._js: Any = None
+        # JetStream publish acknowledgements not yet awaited (all are before a snapshot)
+        self._acks: list[asyncio.Future[Any]] = []
+        self._venue_fp = venue_fingerprint(venue.raw)
         self._recover()
 
     # ------------------------------------------------------------------ state
@@ -173,11 +182,14 @@ class ShardNode:
         """Follow the input stream until ``stop`` is set (or forever)."""
         stop = self._stop = stop or asyncio.Event()
         self._nc = await connect(self.url)
-        js = self._nc.jetstream(timeout=10)
+        js = self._js = self._nc.jetstream(timeout=10)
         await ensure_streams(js, self.name, self.replicas)
         await self._nc.subscribe(f"{self.name}.q.{self.k}", cb=self._on_query)
         await js.subscribe(f"{self.name}.v.*", ordered_consumer=True, cb=self._on_verdict,
                            pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30)
+        await js.publish(f"{self.name}.v.{self.k}", canonical(
+            {"m": 0, "k": self.k, "venue": self._venue_fp, "venue_name": self.venue.name,
+             }).encode(), headers={"Nats-Msg-Id": f"0:{self.k}:venue:{self._venue_fp}"})
         sub = await js.subscribe(
             f"{self.name}.in", ordered_consumer=True, pending_msgs_limit=1_000_000,
             pending_bytes_limit=1 << 30,
@@ -200,16 +212,20 @@ class ShardNode:
                     break
                 since_snap += 1
                 if since_snap >= self.snapshot_every:
+                    await self._confirm()
                     self._save()
                     since_snap = 0
             # stopped or failed: keep answering queries until told to stop
             await stop.wait()
         finally:
             wake.cancel()
-            if self.error is None:
+            stored = True
+            try:
+                await self._confirm()  # the verdicts published so far
+            except Exception:  # not stored: the restart publishes them again
+                stored = False
+            if self.error is None and stored:
                 self._save()
-            with contextlib.suppress(Exception):
-                await self._nc.flush(timeout=5)  # the verdicts published so far
             with contextlib.suppress(Exception):
                 await self._nc.close()  # drain() would wait 30 s for the push consumers
 
@@ -235,6 +251,15 @@ class ShardNode:
 
     async def _on_verdict(self, msg: Any) -> None:
         d = json.loads(msg.data)
+        if "venue" in d:
+            if d["venue"] != self._venue_fp and self.error is None:
+                self.error = (f"shard {d['k']} runs venue {d.get('venue_name')!r} "
+                              f"(fingerprint {str(d['venue'])[:12]}), this shard "
+                              f"{self.venue.name!r} ({self._venue_fp[:12]}): every shard "
+                              "of a stream must run the same --venue")
+                self.error_at = self.m
+                self._changed.set()
+            return
         m = int(d["m"])
         # votes of events already processed are not needed, except of pending ones
         if "ok" in d and (m > self.m or m in self._pending):
@@ -281,8 +306,20 @@ class ShardNode:
 
     async def _publish(self, m: int, kind: str, body: dict[str, Any]) -> None:
         body = {"m": m, "k": self.k, **body}
-        await self._nc.publish(f"{self.name}.v.{self.k}", canonical(body).encode(),
-                               headers={"Nats-Msg-Id": f"{m}:{self.k}:{kind}"})
+        self._acks.append(asyncio.ensure_future(self._js.publish(
+            f"{self.name}.v.{self.k}", canonical(body).encode(),
+            headers={"Nats-Msg-Id": f"{m}:{self.k}:{kind}"})))
+        if len(self._acks) >= 2_000:
+            await self._confirm()
+
+    async def _confirm(self) -> None:
+        """Await the acknowledgements of the verdicts published so far (raises when
+        JetStream did not store one: the shard stops, and its restart publishes them
+        again from its last snapshot, de-duplicated by their message ids)."""
+        acks = list(self._acks)
+        if acks:
+            await asyncio.gather(*acks)  # a failure keeps them listed: not stored
+            del self._acks[:len(acks)]
 
     async def _process(self, m: int, data: bytes) -> None:
         """One input event: this shard's part, or the verdict it waits for."""
@@ -465,6 +502,8 @@ class ShardFeed:
             for _ in range(total):
                 msg = await sub.next_msg(timeout=10)
                 d = json.loads(msg.data)
+                if "venue" in d:  # a shard's venue fingerprint at its start
+                    continue
                 m = int(d["m"])
                 key = (m, int(d["k"]), "ok" in d)
                 if key in first:  # a restarted shard's again, past the duplicate window
