@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from solvency.adapters.correlation import (
@@ -33,7 +34,12 @@ from solvency.core.model.venue import ConfigError, margin_model_to_data
 from solvency.core.portfolio import GridError
 from solvency.engine.engine import Engine, EngineError
 from solvency.engine.joint import JointSpec
-from solvency.engine.portfolio import PortfolioError, evaluate_portfolio, shock_table
+from solvency.engine.portfolio import (
+    PortfolioError,
+    evaluate_portfolio,
+    max_order_size,
+    shock_table,
+)
 from solvency.engine.summary import account_entries, replay_summary
 
 __all__ = ["DEMO_EVENTS", "margin", "replay", "replay_summary", "venues"]
@@ -47,7 +53,7 @@ LIQUIDATABLE_EXIT = 4
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")  # [..] in a message is text
     return typer.Exit(code)
 
 
@@ -80,6 +86,11 @@ def margin(
     paths: Annotated[int, typer.Option(
         "--paths", min=1, help="Monte Carlo scenarios of --corr.")] = 100_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of --corr's scenarios.")] = 0,
+    max_size: Annotated[list[str] | None, typer.Option(
+        "--max-size", help="MARKET[@LEVERAGE]: the largest buy and sell the account can "
+                           "add at the mark (venue's tiered margin, or notional / "
+                           "LEVERAGE within the brackets allowing it); repeatable.")
+    ] = None,
 ) -> None:
     """Margin, liquidation prices and free collateral of one account.
 
@@ -102,6 +113,11 @@ def margin(
         if trades:
             report["what_if"] = [{"market": m_, "size": str(q), "price": None if p is None
                                   else str(p)} for m_, q, p in trades]
+        if max_size:
+            report["max_size"] = [
+                max_order_size(data, mkt, lev, venue, source=str(portfolio),
+                               mode=mode_value, pm_grid=grid)
+                for mkt, lev in (_parse_max_size(t) for t in max_size)]
         if shock is not None:
             report["shocks"] = shock_table(data, _parse_shocks(shock), venue,
                                            source=str(portfolio), mode=mode_value,
@@ -118,6 +134,8 @@ def margin(
             _print_pm(report["portfolio_margin"])
         if "shocks" in report:
             _print_shocks(report["shocks"])
+        if "max_size" in report:
+            _print_max_size(report["max_size"])
     if report["liquidatable"]:
         raise typer.Exit(LIQUIDATABLE_EXIT)
 
@@ -159,6 +177,36 @@ def _print_joint(report: dict[str, Any]) -> None:
                   f"{j['paths']} scenarios, seed {j['seed']}); correlation of "
                   f"{', '.join(j['markets'])}: {j['correlation']} ({j['correlation_source']})",
                   markup=False, highlight=False, soft_wrap=True)
+
+
+def _parse_max_size(text: str) -> tuple[str, Decimal | None]:
+    """'BTC-PERP' or 'BTC-PERP@20' -> (market, leverage or None)."""
+    market, at, lev_text = text.partition("@")
+    lev = None
+    if at:
+        try:
+            lev = Decimal(lev_text.strip())
+        except ArithmeticError:
+            lev = Decimal("NaN")
+        if not (lev.is_finite() and lev > 0):
+            raise PortfolioError(f"--max-size {text!r}: expected MARKET[@LEVERAGE], a "
+                                 "leverage > 0")
+    if not market.strip():
+        raise PortfolioError(f"--max-size {text!r}: expected MARKET[@LEVERAGE]")
+    return market.strip(), lev
+
+
+def _print_max_size(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Largest order the account can add at the mark (contracts; "
+                        "notional USD)")
+    for col in ("market", "leverage", "side", "size", "notional", "limited by"):
+        table.add_column(col, justify="left" if col in ("market", "limited by") else "right")
+    for r in rows:
+        for side in ("buy", "sell"):
+            s = r[side]
+            table.add_row(r["market"], r["leverage"] or "venue tiers", side, s["size"],
+                          s["notional"], f"{s['limited_by']}: {s['detail']}")
+    print_table(console, table)
 
 
 def _parse_trade(text: str) -> tuple[str, Decimal, Decimal | None]:

@@ -27,7 +27,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_MM
+from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_MM, S_LOTS
+from solvency.core.margin.models import TieredModel
 from solvency.core.model.events import (
     AccountMode,
     Deposit,
@@ -37,8 +38,9 @@ from solvency.core.model.events import (
     Vol,
     parse_ts_ms,
 )
+from solvency.core.model.instruments import Instrument
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
-from solvency.core.model.venue import ConfigError
+from solvency.core.model.venue import ConfigError, margin_model_to_data
 from solvency.core.portfolio import ScenarioGrid
 from solvency.core.schema import DecimalText, Num, format_errors
 from solvency.core.units import UnitError, parse_decimal
@@ -46,9 +48,11 @@ from solvency.engine.base import format_number
 from solvency.engine.engine import Engine, RejectReason
 from solvency.engine.joint import JointError, JointSpec, joint_liquidation, terminal_probability
 from solvency.engine.option_book import OptionMarketEntry
+from solvency.engine.pretrade import Order
 
 __all__ = ["PortfolioAccount", "PortfolioError", "PortfolioFile", "PortfolioPosition",
            "asset_price_sources", "evaluate_portfolio", "load_portfolio_engine",
+           "max_order_size",
            "parse_horizon_days", "portfolio_model", "shock_table"]
 
 ACCOUNT = "portfolio"
@@ -619,3 +623,121 @@ def shock_table(data: Mapping[str, Any], shocks: list[Decimal], venue: str | Non
             "equity", "collateral", "maintenance_margin", "margin_ratio",
             "maintenance_shortfall", "liquidatable")}})
     return rows
+
+
+def _leverage_override(inst: Instrument, leverage: Decimal
+                       ) -> tuple[dict[str, Any], Decimal | None]:
+    """The market's tiers at a chosen leverage: initial margin ``notional / leverage`` in
+    every bracket whose maximum leverage (``1 / imr``) allows it, and the notional cap
+    where the first bracket that does not begins (None: every bracket allows it)."""
+    if not isinstance(inst.margin, TieredModel):
+        raise PortfolioError(f"--max-size {inst.name}@{leverage}: a chosen leverage applies "
+                             "to a market of leverage brackets (tiered margin); give "
+                             f"--max-size {inst.name} for the venue's own margin")
+    data = margin_model_to_data(inst.margin)
+    kept, cap = [], None
+    for tier, t in zip(data["tiers"], inst.margin.tiers, strict=True):
+        if t.imr * leverage > 1:
+            cap = t.floor
+            break
+        kept.append({**tier, "imr": str(1 / leverage), "initial_amount": "0"})
+    if not kept:
+        raise PortfolioError(f"--max-size {inst.name}@{leverage}: above the market's "
+                             f"maximum leverage {1 / inst.margin.tiers[0].imr:g}")
+    return {"model": "tiered", "continuous_initial": data["continuous_initial"],
+            "tiers": kept}, cap
+
+
+def max_order_size(data: Mapping[str, Any], market: str, leverage: Decimal | None = None,
+                   venue: str | None = None, *, source: str = "portfolio",
+                   mode: str | None = None, pm_grid: ScenarioGrid | None = None
+                   ) -> dict[str, Any]:
+    """Return the largest buy and the largest sell the account can add in ``market`` at
+    its mark, in whole lots, as the engine's own pre-trade check answers
+    (:meth:`~solvency.engine.engine.Engine.preview_order`: free collateral after the order
+    at the venue's tiered initial margin, its leverage brackets, position limits).
+
+    With ``leverage`` (Binance's chosen leverage), the market's initial margin is
+    ``notional / leverage`` (Binance: "Initial Margin = Notional Position Value /
+    Leverage") in the brackets whose maximum leverage allows it, the engine margining the
+    account with those tiers, and the position's notional may not pass the floor of the
+    first bracket that does not (there the leverage must be lowered).
+
+    The size is found by doubling then bisection on lots: ``size`` is accepted and one
+    more lot is not, for the reason given in ``limited_by``. Each side is
+    ``{"size", "notional", "limited_by", "detail"}`` (contracts, USD at the mark).
+
+    Raises
+    ------
+    PortfolioError
+        An unknown market, no price, or a leverage the market cannot take.
+    """
+    m = portfolio_model(data, source=source)
+    engine = _load(m, venue, source, mode, pm_grid)
+    inst = engine.venue.resolve(market)
+    if inst is None:
+        raise _named(source, PortfolioError(f"--max-size {market}: unknown market"))
+    cap = None
+    if leverage is not None:
+        if not (leverage.is_finite() and leverage > 0):
+            raise _named(source, PortfolioError(
+                f"--max-size {market}@{leverage}: leverage must be > 0"))
+        try:
+            margin, cap = _leverage_override(inst, leverage)
+        except PortfolioError as exc:
+            raise _named(source, exc) from None
+        entry = {**m.markets.get(inst.name, m.markets.get(market, {})), **margin}
+        markets = {k: v for k, v in m.markets.items() if k not in (market, inst.name)}
+        m = m.model_copy(update={"markets": {**markets, inst.name: entry}})
+        engine = _load(m, venue, source, mode, pm_grid)
+    mi = engine.book.market_index[inst.name]
+    mark = engine.book.marks[mi]
+    if mark is None:
+        raise _named(source, PortfolioError(f"--max-size {market}: no price for the "
+                                            "market in 'prices'"))
+    book = engine.book
+    held = Decimal(sum(int(book.st[book.slot_of(r, mi), S_LOTS]) for r in
+                       engine.rows_of(ACCOUNT) if book.slot_of(r, mi) >= 0))
+    out: dict[str, Any] = {"market": inst.name, "price": str(mark),
+                           "leverage": None if leverage is None else str(leverage),
+                           "notional_cap": None if cap is None else str(cap)}
+    for side in ("buy", "sell"):
+        out[side] = _largest(engine, inst, side, held, mark, cap)
+    return out
+
+
+def _notional_usd(inst: Instrument, contracts: Decimal, mark: Decimal) -> Decimal:
+    """Quote notional of ``contracts`` (inverse contracts are quote-valued)."""
+    if inst.is_inverse:
+        return abs(contracts) * inst.contract_size
+    return abs(contracts) * inst.contract_size * mark
+
+
+def _largest(engine: Engine, inst: Instrument, side: Literal["buy", "sell"], held_lots: Decimal,
+             mark: Decimal, cap: Decimal | None) -> dict[str, Any]:
+    sign = 1 if side == "buy" else -1
+
+    def verdict(lots: int) -> tuple[str, str]:
+        after = (held_lots + sign * lots) * inst.lot_size
+        if cap is not None and _notional_usd(inst, after, mark) > cap:
+            return ("leverage_bracket", f"position notional after above {cap}, where the "
+                    "chosen leverage exceeds the bracket's maximum")
+        _, reason, detail = engine.preview_order(Order(
+            id="max-size", account=ACCOUNT, market=inst.name, side=side,
+            size=lots * inst.lot_size))
+        return reason, detail
+
+    hi = 1
+    while not verdict(hi)[0]:
+        hi *= 2
+    lo = hi // 2  # accepted (0: none is)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if verdict(mid)[0]:
+            hi = mid
+        else:
+            lo = mid
+    reason, detail = verdict(lo + 1)
+    size = lo * inst.lot_size
+    return {"size": str(size), "notional": str(_notional_usd(inst, size, mark)),
+            "limited_by": reason, "detail": detail}
