@@ -9,7 +9,12 @@ Prints, for one core:
   by the two kernels it used before issue 12 (``apply_slots`` then ``evaluate_rows``, no
   prefetch), and where the time of one update goes (``--profile``: cProfile of 20
   updates);
-* fills per second through ``Engine.apply`` (target >= 50,000/s).
+* fills per second through ``Engine.apply`` (target >= 50,000/s);
+* ``--rules N``: the full re-margin of N accounts x 5 positions on the same book with every
+  market under each margin rule, side by side in one run: Binance tiers (float rule),
+  dYdX (``oi_scaled``, decided in integers, with OI caps so the scaling runs) and Drift
+  (``size_premium``, integers and the exact root) (issue 24: the integer rules must not
+  cost more than they must).
 Times are the best of several runs, wall clock and this process's CPU time (the second
 is what other jobs on a shared machine move least). Use ``--accounts N`` for a smaller
 run.
@@ -39,12 +44,21 @@ N_MARKETS = 50
 TICK = Decimal("0.1")
 
 
-def venue(n_markets: int = N_MARKETS) -> Any:
-    tiers = PRESETS["binance"]["markets"]["BTC-PERP"]["tiers"]
+RULES: dict[str, dict[str, Any]] = {
+    "tiered (Binance, float rule)": {
+        "model": "tiered", "tiers": PRESETS["binance"]["markets"]["BTC-PERP"]["tiers"]},
+    "oi_scaled (dYdX, integers)": {
+        "model": "oi_scaled", "imr": "0.05", "maintenance_fraction": "0.6",
+        "open_interest_lower_cap": "1000000", "open_interest_upper_cap": "1000000000000"},
+    "size_premium (Drift, integers)": {
+        "model": "size_premium", "imr": "0.1", "mmr": "0.05", "imf_factor": "0.00025"},
+}
+
+
+def venue(n_markets: int = N_MARKETS, rule: str = "tiered (Binance, float rule)") -> Any:
     markets = {
         f"M{i:02d}-PERP": {"kind": "linear_perp", "base": f"M{i:02d}", "quote": "USDT",
-                           "tick_size": "0.1", "lot_size": "0.001", "model": "tiered",
-                           "tiers": tiers}
+                           "tick_size": "0.1", "lot_size": "0.001", **RULES[rule]}
         for i in range(n_markets)
     }
     return build_venue({"name": "bench", "assets": {"USDT": {"decimals": 6, "price_usd": "1"}},
@@ -173,13 +187,36 @@ def bench_fills(n_fills: int, rng: np.random.Generator) -> tuple[float, int]:
     return (n_fills - 1) / dt, (n_fills - 1) / cpu, rejected
 
 
+def bench_rules(n_accounts: int) -> None:
+    """Full re-margin of the same book under each rule, best CPU time of 9 (side by side)."""
+    cpu: dict[str, float] = {}
+    for rule in RULES:
+        engine = Engine(venue(rule=rule))
+        population(engine, n_accounts, np.random.default_rng(7))
+        book = engine.book
+        book.remargin_all()  # warm-up (JIT cache)
+        cpu[rule] = best_wall_cpu(book.remargin_all, 9)[1]
+    base = cpu["tiered (Binance, float rule)"]
+    for rule, t in cpu.items():
+        print(f"  full re-margin, {n_accounts:,} accounts x 5, {rule}: {t * 1e3:.1f} ms CPU "
+              f"({t / (5 * n_accounts) * 1e9:.1f} ns/position, {t / base:.2f}x the float rule)")
+
+
 def main() -> None:
     print(describe(), flush=True)
     ap = argparse.ArgumentParser()
     ap.add_argument("--accounts", type=int, default=1_000_000)
     ap.add_argument("--fills", type=int, default=100_000)
     ap.add_argument("--profile", action="store_true", help="cProfile 20 price updates")
+    ap.add_argument("--rules", type=int, default=0, metavar="N",
+                    help="also re-margin N accounts under each margin rule, side by side")
+    ap.add_argument("--rules-only", action="store_true", help="only the --rules section")
     args = ap.parse_args()
+    if args.rules:
+        print("re-margin by rule:")
+        bench_rules(args.rules)
+        if args.rules_only:
+            return
     rng = np.random.default_rng(7)
     engine = Engine(venue())
     t0 = time.perf_counter()

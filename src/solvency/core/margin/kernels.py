@@ -69,6 +69,8 @@ __all__ = [
     "OUT_EQUITY",
     "OUT_IM",
     "OUT_MM",
+    "REQ_REL_ERR",
+    "REQ_ROUNDINGS",
     "RULE_DRIFT",
     "RULE_DYDX",
     "RULE_FLOAT",
@@ -84,6 +86,8 @@ __all__ = [
     "T_AUX",
     "T_COLUMNS",
     "T_RULE",
+    "VALUE_REL_ERR",
+    "VALUE_ROUNDINGS",
     "apply_all",
     "apply_slots",
     "drift_margin_ratio",
@@ -142,6 +146,35 @@ OUT_EQUITY: Final = 0
 OUT_COLLATERAL: Final = 1
 OUT_IM: Final = 2
 OUT_MM: Final = 3
+
+# Error bound of the float rule (issue 24, difference 3). Every input (lot, contract
+# size, mark, rates, slopes, amounts: decimals the venue states exactly) is a double within
+# a relative u = 2**-53 of its decimal, and every basic operation adds one more rounding
+# of at most u; k such roundings compose to a relative error of at most
+# gamma_k = k u / (1 - k u) (Higham, "Accuracy and Stability of Numerical Algorithms",
+# 2nd ed., lemma 3.1). Counted on the longest path of _requirement_parts:
+#   contracts = lots x lot                      lot 1, product 1                 2
+#   value = contracts x cv x mark (or / mark)   cv 1, mark 1, two operations     6
+#   size = |contracts| x cv (inverse: |value|)                                   <= 6
+#   rate = r + slope x size                     r 1, slope 1, product 1, sum 1   <= 9
+#   Drift's continuous size premium (imf > 0):
+#     0.8 r + imf x sqrt(size)                  sqrt of size: 6/2 + 1, imf 1,
+#                                               product 1, 0.8 1, product 1,
+#                                               sum 1 (the max picks one side)   <= 12
+#   gross = notional x rate                     6 + 12 + product 1               19
+#   requirement = gross - amount                amount 1 (an error on |amount|),
+#                                               difference 1: gamma_20 of the
+#                                               magnitude |gross| + |amount|      20
+#   x 10**decimals (exact powers of ten)        product 1                        21
+#   the magnitude itself, summed in floats      1                                22
+# The value in quanta takes 6 + 1 = 7. Not covered: the open-interest scaling of a float-rule
+# initial rate floors to a whole ppm, a step (no error bound holds across it); the dYdX
+# markets that scale by open interest decide in integers (RULE_DYDX).
+_U: Final = 2.0**-53
+REQ_ROUNDINGS: Final = 22
+VALUE_ROUNDINGS: Final = 7
+REQ_REL_ERR: Final = REQ_ROUNDINGS * _U / (1.0 - REQ_ROUNDINGS * _U)
+VALUE_REL_ERR: Final = VALUE_ROUNDINGS * _U / (1.0 - VALUE_ROUNDINGS * _U)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -271,12 +304,14 @@ def _size9_exact(lots: float, lot: float, cv: float, size_base: float) -> int:
 
 
 @_inline
-def requirement(
+def _requirement_parts(
     kind: float, cv: float, lot: float, mark: float, lots: float, t0: int, tn: int,
     tiers: Float64Array2D, oi_lower: float, oi_upper: float, oi_contracts: float,
     imf: float, im_slope: float, mm_slope: float,
-) -> tuple[float, float, float, float]:
-    """Value, notional, initial and maintenance margin of one position (settle units).
+) -> tuple[float, float, float, float, float, float]:
+    """Value, notional, initial and maintenance margin of one position (settle units),
+    and the magnitudes ``|notional x rate| + |amount|`` of the two requirements (their
+    float error is at most :data:`REQ_REL_ERR` times that; see :func:`float_slot_quanta`).
 
     Linear: ``value = contracts * cv * mark``; inverse: ``value = -contracts * cv / mark``
     (a long inverse contract is short coin-denominated USD); option (``kind`` 2): value
@@ -325,8 +360,12 @@ def requirement(
             base_ppm = round(imr * 1e6)
             imr = (base_ppm + math.floor((1e6 - base_ppm) * (oi_notional - oi_lower)
                                          / (oi_upper - oi_lower))) / 1e6
-    mm = notional * mmr - tiers[t, 3]
-    im = notional * imr - tiers[t, 4]
+    mm_gross = notional * mmr
+    im_gross = notional * imr
+    mm = mm_gross - tiers[t, 3]
+    im = im_gross - tiers[t, 4]
+    mm_mag = abs(mm_gross) + abs(tiers[t, 3])
+    im_mag = abs(im_gross) + abs(tiers[t, 4])
     if kind == 2.0:
         # a European option: shorts carry the per-contract requirement the engine
         # computed (Deribit standard margin, in the slope columns), longs none. Written
@@ -334,6 +373,29 @@ def requirement(
         short = -contracts if contracts < 0.0 else 0.0
         im = short * im_slope
         mm = short * mm_slope
+        im_mag = abs(im)
+        mm_mag = abs(mm)
+    return value, notional, im, mm, im_mag, mm_mag
+
+
+@_inline
+def requirement(
+    kind: float, cv: float, lot: float, mark: float, lots: float, t0: int, tn: int,
+    tiers: Float64Array2D, oi_lower: float, oi_upper: float, oi_contracts: float,
+    imf: float, im_slope: float, mm_slope: float,
+) -> tuple[float, float, float, float]:
+    """Value, notional, initial and maintenance margin of one position (settle units).
+
+    Linear: ``value = contracts * cv * mark``; inverse: ``value = -contracts * cv / mark``
+    (a long inverse contract is short coin-denominated USD); option (``kind`` 2): value
+    at the premium mark, and for shorts ``im_slope``/``mm_slope`` carry the requirement
+    per contract (the engine stores them there for option markets). Notional is
+    ``|value|``. Rates: see :func:`_requirement_parts`, which this returns the first four
+    results of.
+    """
+    value, notional, im, mm, _im_mag, _mm_mag = _requirement_parts(
+        kind, cv, lot, mark, lots, t0, tn, tiers, oi_lower, oi_upper, oi_contracts, imf,
+        im_slope, mm_slope)
     return value, notional, im, mm
 
 
@@ -453,17 +515,30 @@ def float_slot_quanta(
     """:func:`slot_quanta` of a market under a float rule (``tiers[t0, T_RULE] ==
     RULE_FLOAT``). The hot loops call it directly when no market of the book has an
     integer rule (:func:`has_integer_rules`): a loop with the integer rule's call in it,
-    even untaken, measured ~8 % slower on a float-rule book."""
+    even untaken, measured ~8 % slower on a float-rule book.
+
+    Rounded the venue's way: the venue's own answer is the exact decimal requirement
+    rounded up to the quantum (the value down), and the float lands within its error
+    bound of it (``REQ_REL_ERR`` of the requirement's magnitude, ``VALUE_REL_ERR`` of the
+    value: the rounding count above the constants). So what the float puts above a whole
+    quantum by no more than that bound is float noise and rounds to that quantum (a
+    requirement of exactly 1,312,500,000 sat computed as 1,312,500,000.0000002 is
+    1,312,500,000, not one more); beyond the bound it rounds up (down for the value). An
+    exact requirement above a whole quantum by less than the bound (under 0.01 quanta
+    below 1e12 quanta of magnitude) rounds down with it: the price of reading decimals
+    through floats.
+    """
     t0 = mki[m, MKI_TIER_START]
     sc = ascale[mki[m, MKI_SETTLE]]
-    v, _n, im, mm = requirement(
+    v, _n, im, mm, im_mag, mm_mag = _requirement_parts(
         mk[m, MK_KIND], mk[m, MK_CV], mk[m, MK_LOT], mark, lots, t0,
         mki[m, MKI_TIER_COUNT], tiers, mk[m, MK_OI_LOWER], mk[m, MK_OI_UPPER], oi_contracts,
         mk[m, MK_IMF], mk[m, MK_IM_SLOPE], mk[m, MK_MM_SLOPE],
     )
-    v_q = math.floor(v * sc)
-    im_q = max(0, math.ceil(im * sc))
-    mm_q = max(0, math.ceil(mm * sc))
+    vs = v * sc
+    v_q = math.floor(vs + VALUE_REL_ERR * abs(vs))
+    im_q = max(0, math.ceil(im * sc - REQ_REL_ERR * (im_mag * sc)))
+    mm_q = max(0, math.ceil(mm * sc - REQ_REL_ERR * (mm_mag * sc)))
     return v_q, im_q, mm_q
 
 
