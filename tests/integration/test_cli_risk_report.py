@@ -7,6 +7,7 @@ sweep's bad debt gives VaR99/ES99 by hand, and a proof root of another state is 
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import jsonschema
@@ -74,6 +75,41 @@ def test_bad_debt_var_and_es_from_a_sweep(tmp_path: Path) -> None:
     assert bd["runs"] == 200 and bd["var99"] == "20.00"
     # ES99 = mean of the worst 1 % (2 runs): (30 + 40) / 2
     assert bd["es99"] == "35.00"
+    # issue 14: the fund's coverage of that VaR99, in the sweep's asset (USDT): the
+    # demo's fund over 20 and over 35, and whether it covers the VaR exactly
+    fund = Decimal(json.loads(runner.invoke(app, ["replay", "--json"]).stdout)[
+        "insurance_fund"]["USDT"])
+    assert bd["asset"] == "USDT" and Decimal(bd["insurance_fund"]) == fund
+    assert bd["coverage_var99"] == f"{fund / 20:.6g}"
+    assert bd["coverage_es99"] == f"{fund / 35:.6g}" and bd["covered"] is True
+
+
+def test_fund_coverage_in_replay(tmp_path: Path) -> None:
+    """``solvency replay --stress-var``: the fund's coverage of the stress lab's bad-debt
+    VaR99 (issue 14), from a sweep's CSV or an amount, by hand against the summary's
+    own insurance fund."""
+    sweep = tmp_path / "sweep.csv"
+    values = [0.0] * 98 + [60_000.0, 80_000.0]  # VaR99 = 99th smallest = 60,000
+    sweep.write_text("run,bad_debt\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)))
+    res = runner.invoke(app, ["replay", "--json", "--stress-var", str(sweep)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    cov = summary["fund_coverage"]
+    fund = Decimal(summary["insurance_fund"]["USDT"])
+    assert 0 < fund < 60_000
+    assert cov["bad_debt_var99"] == "60000.00" and cov["bad_debt_es99"] == "80000.00"
+    assert cov["runs"] == 100 and cov["source"] == str(sweep)
+    assert cov["coverage_var99"] == f"{fund / 60_000:.6g}" and cov["covered"] is False
+    res = runner.invoke(app, ["replay", "--json", "--stress-var", str(fund)])
+    cov = json.loads(res.stdout)["fund_coverage"]
+    assert cov["coverage_var99"] == "1" and cov["covered"] is True  # exactly covered
+    assert cov["bad_debt_es99"] is None and cov["runs"] is None
+    res = runner.invoke(app, ["replay", "--stress-var", "0"])
+    assert "= inf (covered)" in " ".join(res.stdout.split())
+    for bad, words in (("-5", "must be a finite amount >= 0"),
+                       ("nope", "neither a sweep folder or CSV nor an amount")):
+        res = runner.invoke(app, ["replay", "--stress-var", bad])
+        assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output
 
 
 def test_a_proof_of_another_state_is_refused(tmp_path: Path) -> None:

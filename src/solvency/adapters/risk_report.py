@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from solvency.core.margin.kernels import S_VALUE
 from solvency.core.model.venue import ConfigError
 from solvency.core.var import empirical_var_es_losses
 from solvency.engine.engine import Engine
-from solvency.engine.summary import SHOCKS, liquidations_at_risk
+from solvency.engine.summary import SHOCKS, fund_coverage, liquidations_at_risk
 
 __all__ = ["SCHEMA_ID", "bad_debt_from_sweep", "risk_report", "schema", "validate"]
 
@@ -53,8 +54,8 @@ def validate(report: dict[str, Any]) -> None:
 
 def bad_debt_from_sweep(folder: Path) -> dict[str, Any]:
     """VaR99 and ES99 of bad debt over every run of a sweep (``DIR/sweep.csv`` from
-    ``solvency sweep --out DIR``), with the sample size."""
-    path = folder / "sweep.csv"
+    ``solvency sweep --out DIR``, or that CSV file itself), with the sample size."""
+    path = folder if folder.is_file() else folder / "sweep.csv"
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
@@ -80,8 +81,20 @@ def _iso(ms: int | None) -> str | None:
 
 
 def risk_report(engine: Engine, seq: int, *, bad_debt: dict[str, Any] | None = None,
-                proof_root: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The report of ``engine`` at sequence number ``seq`` (validated)."""
+                proof_root: dict[str, Any] | None = None,
+                stress_asset: str | None = None) -> dict[str, Any]:
+    """The report of ``engine`` at sequence number ``seq`` (validated).
+
+    With ``bad_debt`` (:func:`bad_debt_from_sweep`) and ``stress_asset``, the bad-debt
+    entry adds the insurance fund's coverage of it in that asset
+    (:func:`solvency.engine.summary.fund_coverage`: ``asset``, ``insurance_fund``,
+    ``coverage_var99``, ``coverage_es99``, ``covered``).
+    """
+    if bad_debt is not None and stress_asset is not None:
+        cov = fund_coverage(engine, asset=stress_asset, var99=Decimal(bad_debt["var99"]),
+                            es99=Decimal(bad_debt["es99"]))
+        bad_debt = {**bad_debt, **{k: cov[k] for k in (
+            "asset", "insurance_fund", "coverage_var99", "coverage_es99", "covered")}}
     book = engine.book
     overview = engine.accounts_overview()
     user = ~overview["system"]

@@ -27,6 +27,7 @@ from solvency.adapters.eventlog import (
     write_events,
 )
 from solvency.adapters.grids import load_grid
+from solvency.adapters.risk_report import bad_debt_from_sweep
 from solvency.cli.tables import print_table
 from solvency.core.model.events import Rejected
 from solvency.core.model.presets import PRESETS, load_preset, preset_names
@@ -324,6 +325,13 @@ def replay(
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 if any line or event was rejected, or the file is empty.")
     ] = False,
+    stress_var: Annotated[str | None, typer.Option(
+        "--stress-var", help="Bad-debt VaR99 the insurance fund should cover: a `solvency "
+                             "sweep --out` folder (or its sweep.csv), or an amount; adds "
+                             "fund_coverage.")] = None,
+    stress_asset: Annotated[str, typer.Option(
+        "--stress-asset", help="Asset of --stress-var's bad debt (the fund's balance in "
+                               "it is compared).")] = "USDT",
 ) -> None:
     """Apply an event log to the engine; print the summary and write out-events.
 
@@ -351,7 +359,12 @@ def replay(
         with accounts_out.open("w", encoding="utf-8") as fh:
             for entry in account_entries(engine):
                 fh.write(json.dumps(entry) + "\n")
-    summary = replay_summary(engine, bad, top=top, all_accounts=all_accounts)
+    try:
+        stress = _stress(stress_var, stress_asset)
+        summary = replay_summary(engine, bad, top=top, all_accounts=all_accounts,
+                                 stress=stress)
+    except (ConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
@@ -366,6 +379,24 @@ def replay(
         raise typer.Exit(1)
     if strict and (total == 0 or rejected):
         raise typer.Exit(1)
+
+
+def _stress(text: str | None, asset: str) -> dict[str, Any] | None:
+    """--stress-var: a sweep folder or CSV (VaR99, ES99 and runs from its bad_debt
+    column), or an amount (VaR99 only)."""
+    if text is None:
+        return None
+    path = Path(text)
+    if path.exists():
+        b = bad_debt_from_sweep(path)
+        return {"asset": asset, "var99": Decimal(b["var99"]), "es99": Decimal(b["es99"]),
+                "runs": b["runs"], "source": b["source"]}
+    try:
+        var = Decimal(text)
+    except ArithmeticError:
+        raise ValueError(f"--stress-var {text!r}: neither a sweep folder or CSV nor an "
+                         "amount") from None
+    return {"asset": asset, "var99": var, "source": "--stress-var"}
 
 
 def _run(venue: Any, path: Path, grid: Any) -> tuple[Engine, list[Any], int]:
@@ -426,6 +457,15 @@ def _print_summary(summary: dict[str, Any], outs: list[Any]) -> None:
     print_table(console, led)
     console.print("out-events: " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
                                     or "none"))
+    cov = summary.get("fund_coverage")
+    if cov is not None:
+        es = ("" if cov["bad_debt_es99"] is None else f", ES99 {cov['bad_debt_es99']} "
+              f"(coverage {cov['coverage_es99']})")
+        verdict = "covered" if cov["covered"] else "NOT covered"
+        console.print(f"fund coverage of stressed bad debt: insurance fund "
+                      f"{cov['insurance_fund']} {cov['asset']} / VaR99 {cov['bad_debt_var99']}"
+                      f" = {cov['coverage_var99']} ({verdict}){es}; from {cov['source']}",
+                      markup=False, highlight=False, soft_wrap=True)
     console.print(f"state hash: {summary['state_hash']}", soft_wrap=True)  # never folded
 
 

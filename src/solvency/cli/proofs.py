@@ -185,6 +185,9 @@ def risk_report_command(
     sweep: Annotated[Path | None, typer.Option(
         help="A `solvency sweep --out` folder: adds bad-debt VaR99 and ES99 over its "
              "runs.")] = None,
+    stress_asset: Annotated[str, typer.Option(
+        help="Asset of --sweep's bad debt: its VaR99 and ES99 are compared with the "
+             "insurance fund's balance in it (fund coverage).")] = "USDT",
     proofs: Annotated[Path | None, typer.Option(
         help="A `solvency prove --out` folder of the same state: adds its root.")] = None,
     out: Annotated[Path, typer.Option(help="Where to write the report (JSON).")
@@ -206,7 +209,8 @@ def risk_report_command(
             if not isinstance(root, dict) or root.get("state_hash") != engine.state_hash():
                 raise _fail(f"{proofs / 'root.json'} is not a proof of this state (its "
                             "state_hash differs)")
-        report = risk_report(engine, seq, bad_debt=bad_debt, proof_root=root)
+        report = risk_report(engine, seq, bad_debt=bad_debt, proof_root=root,
+                             stress_asset=stress_asset)
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     except (ConfigError, StoreError, EngineError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None

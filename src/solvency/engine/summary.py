@@ -156,7 +156,8 @@ def _listed(engine: Engine, overview: dict[str, Any], picks: list[int]) -> list[
 
 
 def replay_summary(engine: Engine, line_errors: int, *, top: int = 10,
-                   all_accounts: bool = False) -> dict[str, Any]:
+                   all_accounts: bool = False,
+                   stress: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``solvency replay --json`` object for an engine after a replay.
 
     Per-account detail is bounded: the ``top`` accounts nearest liquidation (highest
@@ -164,7 +165,8 @@ def replay_summary(engine: Engine, line_errors: int, *, top: int = 10,
     from one vectorized pass over every account (:meth:`Engine.accounts_overview`); the
     full per-account map ``accounts`` only with ``all_accounts`` (documented in
     docs/cli.md). Engine-run accounts (``__insurance__`` and the like) are counted in the
-    ledger lines, not listed.
+    ledger lines, not listed. With ``stress`` (the arguments of :func:`fund_coverage`)
+    the summary adds ``fund_coverage``.
     """
     overview = engine.accounts_overview()
     user = ~overview["system"]
@@ -215,8 +217,44 @@ def replay_summary(engine: Engine, line_errors: int, *, top: int = 10,
         "liquidation_counts": dict(liq.counts),
         "withdrawals_blocked": sorted(liq.blocked_assets),
         "conserved": conserved,
+        **({"fund_coverage": fund_coverage(engine, **stress)} if stress is not None else {}),
         "state_hash": engine.state_hash(),
     }
+
+
+def fund_coverage(engine: Engine, *, asset: str, var99: Decimal, es99: Decimal | None = None,
+                  runs: int | None = None, source: str = "given") -> dict[str, Any]:
+    """The insurance fund's coverage of the stress lab's bad-debt VaR99 (issue 14): the
+    fund's balance in ``asset`` (exact) over ``var99``, the bad debt in ``asset`` that a
+    stress-lab sweep exceeds in 1 % of its runs (``solvency sweep``; or a figure given),
+    and over ``es99``, the mean of that worst 1 %, when known.
+
+    ``coverage_var99`` is ``fund / var99`` to 6 significant digits (``"inf"`` when the
+    VaR is 0: nothing to cover); ``covered`` is ``fund >= var99``, exactly.
+
+    Raises
+    ------
+    ValueError
+        An asset the venue does not have, or a negative or non-finite VaR/ES.
+    """
+    if asset not in engine.venue.assets:
+        raise ValueError(f"--stress-asset: {asset!r} is not an asset of "
+                         f"{engine.venue.name} ({', '.join(sorted(engine.venue.assets))})")
+    for name, x in (("VaR99", var99), ("ES99", es99)):
+        if x is not None and not (x.is_finite() and x >= 0):
+            raise ValueError(f"bad-debt {name}: {x} must be a finite amount >= 0")
+    quanta = engine.ledger.balance("sys:insurance", asset)
+    fund = Decimal(quanta).scaleb(-engine.venue.assets[asset].decimals)
+
+    def ratio(x: Decimal | None) -> str | None:
+        if x is None:
+            return None
+        return "inf" if x == 0 else f"{fund / x:.6g}"
+
+    return {"asset": asset, "insurance_fund": _amount(engine, asset, quanta),
+            "bad_debt_var99": str(var99), "bad_debt_es99": None if es99 is None else str(es99),
+            "runs": runs, "source": source, "coverage_var99": ratio(var99),
+            "coverage_es99": ratio(es99), "covered": fund >= var99}
 
 
 def _amount(engine: Engine, asset: str, quanta: int) -> str:
