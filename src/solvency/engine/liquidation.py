@@ -746,6 +746,17 @@ class Liquidator:
             return equity
         return equity - sum(self._close_cost_quanta(s) for s in self._fund_slots(a))
 
+    def fund_capacity_now_quanta(self, a: int) -> int:
+        """:meth:`fund_capacity_quanta` read from outside a sweep (the stress lab's
+        recorder): the close cost at depth is quoted afresh and the sweep's cache is left
+        as it was, so reading it changes nothing the engine decides."""
+        saved = self._close_cost
+        self._close_cost = {}
+        try:
+            return self.fund_capacity_quanta(a)
+        finally:
+            self._close_cost = saved
+
     def _fund_slots(self, a: int) -> list[int]:
         # the fund's slots in markets settled in asset ``a``, in market order
         r = self._fund_row()

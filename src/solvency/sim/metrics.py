@@ -29,11 +29,18 @@ of ``metrics.json``. Definitions (also in ``docs/stress_lab.md``):
 * ``adl_haircut`` -- sum over ADL fills of the counterparty's loss against closing at the
   mark, ``max(0, s x (mark - price) x size)`` with ``s = +1`` for a long counterparty and
   ``-1`` for a short one.
-* ``adl_overshoot`` -- the haircut beyond the minimum needed to cover the deficit: in
-  each step ``t``, ``min(H_t, F_t)`` where ``H_t`` is that step's ADL haircut and ``F_t``
-  the insurance fund balance at the start of the step, i.e. the part of the haircut the
-  fund could have absorbed (the minimum haircut is ``max(0, H_t - F_t)``), summed over
-  steps. It is zero when ADL is a true last resort.
+* ``adl_overshoot`` -- the part of the ADL haircut the fund could have absorbed under
+  the venue's own rule (issue 27): in each step ``t``, ``min(C_t, sum over (market, side)
+  of H x min(1, R / N))`` where ``C_t`` is the fund's counted capacity at the start of
+  the step (``policy.fund_capacity``: cash, equity or equity at depth) above the venue's
+  ADL threshold, ``H`` and ``N`` the step's ADL haircut and notional in that market
+  against positions of that side, and ``R`` the notional the fund's position cap still
+  allowed it to take there (Binance: net notional at most 100 % of the fund per market;
+  unlimited without a cap or on the side that reduces the fund's position); summed over
+  steps. The minimum haircut is the rest. Read at the step's start, it is an upper
+  bound within the step (takeovers later in the step use capacity and cap room); ADL
+  the cap forced, or beyond the counted capacity, is not overshoot. It is zero when ADL
+  is a true last resort.
 * ``open_interest_start_notional`` -- the venue's open interest at the start, one side
   (as venues report it): half the gross notional of every position at point 0, the
   counterparty's included, at the start marks, in the settlement asset; per market in

@@ -56,6 +56,7 @@ from solvency.core.margin.kernels import (
 from solvency.core.model.events import Deposit, Price
 from solvency.core.model.venue import Venue
 from solvency.core.typing import Float64Array1D
+from solvency.core.units import PPM
 from solvency.engine.breakers import STATES
 from solvency.engine.engine import Engine, EngineError
 from solvency.engine.liquidation import BAD_DEBT, INSURANCE_ROW
@@ -233,11 +234,61 @@ class _Recorder:
             self.side[(name, market)] = sign
             self.side[(f"{name}/{market}", market)] = sign
         self.liquidated_rows: set[str] = set()
+        self.asset = engine.book.asset_index[settle]
+        # the ADL overshoot's reference, read at each step's start (begin_step): what the
+        # venue's rule lets the fund absorb, and the ADL haircut and notional of the step
+        # per (market, side of the liquidated position)
+        self.absorbable = 0.0
+        self.room: dict[tuple[str, int], float] = {}
+        self.step_haircut: dict[tuple[str, int], float] = {}
+        self.step_adl: dict[tuple[str, int], float] = {}
+        self.step_taken: dict[tuple[str, int], float] = {}
 
     def fund(self) -> float:
         return float(self.engine.ledger.balance(INSURANCE, self.settle)) / self.scale
 
-    def events(self, k: int, out: Sequence[Any], fund_start: float) -> None:
+    def begin_step(self) -> None:
+        """Read what the venue's rule lets the fund absorb now, for the ADL overshoot:
+        its counted capacity (``policy.fund_capacity``: cash, equity or equity at depth)
+        above the ADL threshold, and, where the fund takes positions over within a
+        position cap (Binance: net notional at most 100 % of the fund per market), the
+        notional each market and side may still take (a side that reduces the fund's
+        position is unlimited)."""
+        liq = self.engine.liquidator
+        p = liq.policy
+        capacity = liq.fund_capacity_now_quanta(self.asset)
+        self.absorbable = max(0, capacity - p.adl_fund_threshold_quanta) / self.scale
+        self.room = {}
+        holds = p.fund_takeover or (p.backstop and p.backstop_is_fund)
+        if holds and p.fund_position_cap_ppm:
+            book = self.engine.book
+            cap = max(capacity, 0) * p.fund_position_cap_ppm / PPM / self.scale
+            r = book.row_index.get(INSURANCE_ROW)
+            for m in self.markets:
+                slot = book.slot_of(r, self.m_idx[m]) if r is not None else -1
+                held = float(book.st[slot, S_VALUE]) / self.scale if slot >= 0 else 0.0
+                for side in (1, -1):
+                    self.room[(m, side)] = (math.inf if side * held < 0
+                                            else max(0.0, cap - abs(held)))
+        self.step_haircut = {}
+        self.step_adl = {}
+        self.step_taken = {}
+
+    def end_step(self, k: int) -> None:
+        """The step's ADL overshoot: the part of its haircut the fund could have absorbed
+        under the venue's rule, ``min(C, sum over (market, side) of H x min(1, R / N))``
+        with ``C`` the absorbable capacity at the step's start, ``H`` and ``N`` the
+        step's ADL haircut and notional there and ``R`` the notional the position cap
+        still allowed there (unlimited without a cap) less what the fund took over
+        there in the step."""
+        could = 0.0
+        for key, h in self.step_haircut.items():
+            n = self.step_adl.get(key, 0.0)
+            room = max(0.0, self.room.get(key, math.inf) - self.step_taken.get(key, 0.0))
+            could += h if n <= 0 or room >= n else h * room / n
+        self.series.adl_overshoot[k] += min(could, self.absorbable)
+
+    def events(self, k: int, out: Sequence[Any]) -> None:
         s = self.series
         book = self.engine.book
         haircut = 0.0
@@ -251,6 +302,10 @@ class _Recorder:
                 if e.market in s.liq_notional_market:
                     s.liq_notional_market[e.market][k] += float(e.size) * float(e.price)
                 self.liquidated_rows.add(e.account)
+                if e.via in ("insurance_fund", "backstop"):
+                    key = (e.market, self.side.get((e.account, e.market), 0))
+                    self.step_taken[key] = (self.step_taken.get(key, 0.0)
+                                            + float(e.size) * float(e.price))
             elif kind == "adl":
                 size, price = float(e.size), float(e.price)
                 s.adl_count[k] += 1
@@ -259,9 +314,12 @@ class _Recorder:
                     s.adl_notional_market[e.market][k] += size * price
                 cp_side = -self.side.get((e.account, e.market), 0)
                 mark = float(book.mk[book.market_index[e.market], 3])  # the mark now
-                haircut += max(0.0, cp_side * (mark - price) * size)
+                h = max(0.0, cp_side * (mark - price) * size)
+                haircut += h
+                key = (e.market, -cp_side)  # the liquidated position's side
+                self.step_haircut[key] = self.step_haircut.get(key, 0.0) + h
+                self.step_adl[key] = self.step_adl.get(key, 0.0) + size * price
         s.adl_haircut[k] += haircut
-        s.adl_overshoot[k] += min(haircut, max(fund_start, 0.0))
 
     def state(self, k: int, liq: ImpactLiquidity, index: Mapping[str, float]) -> None:
         eng, s, book = self.engine, self.series, self.engine.book
@@ -499,17 +557,17 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
     n = ts.shape[0]
     for k in range(1, n):
         now = int(ts[k])
-        fund_start = rec.fund()
+        rec.begin_step()
         model.advance(now, {m: float(vols[m][k]) for m in markets if m in model.specs})
         index = {m: float(prices[m][k]) for m in markets}
-        rec.events(k, crew.before_prices(now, index), fund_start)
+        rec.events(k, crew.before_prices(now, index))
         marks: dict[str, float] = {}
         for m in markets:
             if feed is not None:
                 # the sources report; the engine's guard, mark preset and breakers decide
                 trade = model.trade_price(m, index[m]) if m in model.specs else index[m]
                 for report in feed.reports(k, m, trade):
-                    rec.events(k, crew.apply(report), fund_start)
+                    rec.events(k, crew.apply(report))
                 current = engine.book.marks[rec.m_idx[m]]
                 marks[m] = float(current) if current is not None else float("nan")
                 series.mark[m][k] = marks[m]
@@ -519,9 +577,10 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
             marks[m] = float(mark)
             series.mark[m][k] = marks[m]
             out = crew.apply(Price(id=f"step:{k}:{m}", market=m, price=mark, ts_ms=now))
-            rec.events(k, out, fund_start)
-        rec.events(k, crew.after_prices(now, index), fund_start)
+            rec.events(k, out)
+        rec.events(k, crew.after_prices(now, index))
         crew.record(k, series)
+        rec.end_step(k)
         rec.state(k, model, index)
         if k == k_low:
             snap_low = _rows_snapshot(engine)
