@@ -86,6 +86,9 @@ def test_open_interest_and_liquidated_share_by_hand() -> None:
         "BTC-PERP": pytest.approx(0.951524, rel=1e-12)}
     assert m["open_interest_start"] == pytest.approx(2_000_000.0, rel=1e-12)
     assert m["liquidated_share"] == pytest.approx(0.475762, rel=1e-12)
+    # only the two longs were liquidated: all of the liquidated notional closed longs
+    assert m["liquidated_long_share"] == 1.0
+    assert r.series.liq_notional_long.sum() == r.series.liq_notional.sum()
     # shown: the report's headline and the terminal summary carry both, with units
     h = headline(m)
     assert h["liquidated_share_of_oi"] == m["liquidated_share_of_oi"]

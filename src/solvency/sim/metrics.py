@@ -46,8 +46,11 @@ of ``metrics.json``. Definitions (also in ``docs/stress_lab.md``):
   counterparty's included, at the start marks, in the settlement asset; per market in
   ``open_interest_start_notional_by_market``. ``liquidated_share_of_oi`` --
   ``liquidated_notional`` over it (per market: ``liquidated_share_of_oi_by_market``),
-  the figure venues' reported liquidation shares compare with. ``liquidated_share`` is
-  the older ratio over the *gross* notional of user positions (long + short).
+  the figure venues' reported liquidation shares compare with.
+  ``liquidated_long_share`` -- the part of ``liquidated_notional`` that closed long
+  positions (data vendors report the long share of a day's liquidations).
+  ``liquidated_share`` is the older ratio over the *gross* notional of user positions
+  (long + short).
 * ``cascade_amplification`` -- largest peak-to-trough fall of the venue's trade price
   (index x exp(impact)) divided by that of the same path with impact off. With impact
   off (``Y = 0``) the trade price *is* the index path, so the denominator is the index's
@@ -138,6 +141,8 @@ class StepSeries:
     topup_amount, liquidator_notional, funding_paid : Float64Array1D
         Per step: deposits of traders answering margin calls, notional the liquidators
         took, funding paid by the payers (settlement asset units).
+    liq_notional_long : Float64Array1D
+        Per step: the part of ``liq_notional`` that closed long positions.
     liq_notional_market, adl_notional_market : dict of Float64Array1D
         Per market: ``liq_notional`` and ``adl_notional`` of the step, split by market.
     notional_market : dict of Float64Array1D
@@ -177,6 +182,7 @@ class StepSeries:
     funding_paid: Float64Array1D = field(default_factory=lambda: np.zeros(0))
     insurance_fund_positions: Float64Array1D = field(default_factory=lambda: np.zeros(0))
     insurance_fund_unwind_pnl: Float64Array1D = field(default_factory=lambda: np.zeros(0))
+    liq_notional_long: Float64Array1D = field(default_factory=lambda: np.zeros(0))
     liq_notional_market: dict[str, Float64Array1D] = field(default_factory=dict)
     adl_notional_market: dict[str, Float64Array1D] = field(default_factory=dict)
     notional_market: dict[str, Float64Array1D] = field(default_factory=dict)
@@ -205,7 +211,7 @@ class StepSeries:
             mm_depth_fraction={m: np.ones(n, dtype=np.float64) for m in markets},
             topup_amount=f(), liquidator_notional=f(), funding_paid=f(),
             insurance_fund_positions=f(), insurance_fund_unwind_pnl=f(),
-            liq_notional_market={m: f() for m in markets},
+            liq_notional_long=f(), liq_notional_market={m: f() for m in markets},
             adl_notional_market={m: f() for m in markets},
             notional_market={m: f() for m in markets})
 
@@ -215,7 +221,8 @@ class StepSeries:
                      "adl_notional", "adl_haircut", "adl_overshoot", "insurance_fund",
                      "insurance_fund_equity", "bad_debt", "im_locked", "notional",
                      "topup_amount", "liquidator_notional", "funding_paid",
-                     "insurance_fund_positions", "insurance_fund_unwind_pnl"):
+                     "insurance_fund_positions", "insurance_fund_unwind_pnl",
+                     "liq_notional_long"):
             setattr(self, name, getattr(self, name)[:n])
         for name in ("index", "mark", "trade", "mm_rate", "im_rate", "depth_factor",
                      "breaker", "premium", "funding_rate", "mm_depth_fraction",
@@ -364,6 +371,8 @@ def _headline(series: StepSeries) -> dict[str, Any]:
         "open_interest_start_notional": oi_one,
         "open_interest_start_notional_by_market": dict(series.open_interest_start),
         "liquidated_share_of_oi": liq / oi_one if oi_one > 0 else None,
+        "liquidated_long_share": (float(series.liq_notional_long.sum()) / liq
+                                  if liq > 0 and series.liq_notional_long.shape[0] else None),
         "liquidated_share_of_oi_by_market": {
             m: (liq_by.get(m, 0.0) / v if v > 0 else None)
             for m, v in series.open_interest_start.items()},

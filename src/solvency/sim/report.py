@@ -98,6 +98,7 @@ GROUPS: Final[tuple[tuple[str, tuple[tuple[str, str, Unit], ...]], ...]] = (
         ("liquidated_share_of_oi_by_market",
          "liquidated, share of open interest (one side)", "share"),
         ("liquidated_share", "liquidated, share of user long + short", "share"),
+        ("liquidated_long_share", "liquidated, share that closed longs", "share"),
         ("liquidated_notional_by_market", "liquidated notional", "amount"),
         ("open_interest_start_notional", "open interest at the start (one side)", "amount"),
         ("open_interest_start_notional_by_market", "open interest at the start (one side)",

@@ -299,6 +299,8 @@ class _Recorder:
                     continue
                 s.liq_count[k] += 1
                 s.liq_notional[k] += float(e.size) * float(e.price)
+                if self.side.get((e.account, e.market), 0) > 0:
+                    s.liq_notional_long[k] += float(e.size) * float(e.price)
                 if e.market in s.liq_notional_market:
                     s.liq_notional_market[e.market][k] += float(e.size) * float(e.price)
                 self.liquidated_rows.add(e.account)
