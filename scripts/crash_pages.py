@@ -165,7 +165,9 @@ def _stats(run: RunResult, scenario: Scenario, window: Window) -> VenueStats:
         per_hour = np.bincount(inv, weights=liq)
         k = int(np.argmax(per_hour))
         peak_ms, peak_share = int(uniq[k]) * HOUR_MS, float(per_hour[k] / total)
-    fund = np.asarray(s.insurance_fund, dtype=np.float64)
+    # the fund's worth (issue 27): cash + what it paid for positions + those at the mark;
+    # its cash alone is never spent on a takeover under the equity rule
+    fund = np.asarray(s.insurance_fund_equity, dtype=np.float64)
     return VenueStats(
         oi_quote=oi, liq_share=float(m["liquidated_notional"]) / oi,
         adl_share=float(m["adl_notional"]) / oi,
@@ -229,8 +231,8 @@ def _breakers(m: Mapping[str, Any]) -> str:
 
 def _routes(m: Mapping[str, Any]) -> str:
     counts = m.get("engine_counts") or {}
-    names = (("fund_takeover", "fund takeovers"), ("backstop", "backstop"),
-             ("socialized", "socialized losses"))
+    names = (("fund_takeover", "fund takeovers"), ("fund_unwind", "fund unwinds"),
+             ("backstop", "backstop"), ("socialized", "socialized losses"))
     parts = [f"{label} {int(counts[k]):,}" for k, label in names if counts.get(k)]
     return ", ".join(parts) or "-"
 
@@ -241,9 +243,14 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("liquidated_notional", "liquidated notional", "usd"),
     ("bad_debt", "bad debt", "usd"),
     ("insurance_fund_start", "insurance fund, start", "usd"),
-    ("insurance_fund_min", "insurance fund, min", "usd"),
-    ("insurance_fund_end", "insurance fund, end", "usd"),
-    ("insurance_fund_drawdown", "insurance fund, drawdown", "usd"),
+    ("insurance_fund_min", "insurance fund cash, min", "usd"),
+    ("insurance_fund_end", "insurance fund cash, end", "usd"),
+    ("insurance_fund_equity_min", "insurance fund equity, min", "usd"),
+    ("insurance_fund_equity_end", "insurance fund equity, end", "usd"),
+    ("insurance_fund_used", "insurance fund used (start - equity low)", "usd"),
+    ("insurance_fund_used_share", "insurance fund used, share of its start", "ratio"),
+    ("insurance_fund_positions_max", "positions held by the fund, largest (gross)", "usd"),
+    ("insurance_fund_unwind_pnl", "the fund's P&L from unwinding them", "usd"),
     ("adl_count", "ADL fills", "int"),
     ("adl_notional", "ADL notional", "usd"),
     ("adl_haircut", "ADL haircut", "usd"),
@@ -274,7 +281,7 @@ def metrics_table(summary: Summary) -> list[str]:
         ("busiest hour of force-closed notional (UTC), its share",
          lambda v: f"{hhmm(summary.stats[v].peak_hour_ms)}, "
                    f"{pct(summary.stats[v].peak_hour_share)}"),
-        ("insurance fund first below 1 % of its start (UTC)",
+        ("insurance fund equity first below 1 % of its start (UTC)",
          lambda v: hhmm(summary.stats[v].fund_empty_ms)),
         ("first ADL fill (UTC)", lambda v: hhmm(summary.stats[v].first_adl_ms)),
         ("other last resorts (events)", lambda v: _routes(summary.runs[v].metrics)),
@@ -394,6 +401,9 @@ def write_page(window: Window, summary: Summary, figures: Sequence[Path]) -> Pat
         f"{summary.provenance}{written}; {len(summary.runs)} venues in {summary.wall_s:.0f} s. "
         "Do not edit by hand: change the script or the scenario and run it again.*",
         "",
+        "Every window's simulated figures against the reported ones, with ratios and "
+        "verdicts: [validation.md](../validation.md).",
+        "",
         window.data,
         "",
         "## The replayed path",
@@ -457,10 +467,13 @@ def _sim_fund(s: Summary) -> str:
     empty = s.where(lambda v: s.stats[v].fund_empty_ms is not None)
     bad = s.where(lambda v: s.metric(v, "bad_debt") > 0.0)
     adl = s.where(lambda v: s.metric(v, "adl_count") > 0)
-    text = f"The simulated fund starts at {usd(fund)} on every venue and "
+    text = (f"The simulated fund starts at {usd(fund)} on every venue; its equity (cash, "
+            "plus the positions it took over at the mark) ")
     zero = ", ".join(f"{v} at {hhmm(s.stats[v].fund_empty_ms)}" for v in empty)
     text += (f"falls below 1 % of that on {zero}" if empty else
              "never falls below 1 % of that")
+    text += (f", and the fund used (start less its equity low) is "
+             f"{s.span(lambda v: s.metric(v, 'insurance_fund_used'), usd)}")
     text += "; " + (f"bad debt remains on {', '.join(bad)} "
                     f"({s.span(lambda v: s.metric(v, 'bad_debt'), usd)})" if bad else
                     "no bad debt remains on any venue")
@@ -598,6 +611,27 @@ def compare_2021(s: Summary) -> list[str]:
     ]
 
 
+def compare_2022(s: Summary) -> list[str]:
+    return [
+        "**Reported.** CoinGlass counted over $640 M of liquidations in the 24 hours to the "
+        "evening of 2022-11-08 [1] and, by 08:00 UTC on 11-09, over $700 M of long positions "
+        "liquidated in 24 hours, $390 M of it on bitcoin and ether futures [2]; a later "
+        "CoinGlass count puts the BTC longs liquidated on 11-08 at about 10,600 BTC [3]. No "
+        "open-interest series for the day was found in a usable public copy (data README, "
+        "*Not found*), so the share of open interest liquidated cannot be computed from public "
+        "figures; we found no report of an insurance-fund loss or of ADL on Binance, BitMEX, "
+        "Deribit or dYdX that day (FTX itself halted withdrawals on 11-08 and filed for "
+        "bankruptcy on 11-11). The hourly BTC spot low was 15,588 in the 23:00 UTC bar of "
+        "11-09 (data README).",
+        "",
+        f"**Simulated.** {_sim_shape(s)} {_sim_fund(s)}",
+        "",
+        f"**Comparison.** {_timing(s)} The crash hours are read from the bars (the two legs, "
+        "11-08 17:00-20:00 and 11-09 15:00-22:00 UTC), not from a report. The scenario's fund "
+        f"is {_fund_ratio(s)} of the population's open interest. " + _CAVEAT,
+    ]
+
+
 def compare_2024(s: Summary) -> list[str]:
     return [
         "**Reported.** CoinGlass counted $1.06 bn of liquidations in 24 hours on 2024-08-05, "
@@ -624,8 +658,9 @@ def compare_2025(s: Summary) -> list[str]:
         ratio = f"{over / bad:.1f}x the bad debt" if bad > 0 else "with no bad debt left"
         if float(hl.metrics["adl_haircut"]) == 0.0:
             ratio += " (its ADL fills are at the mark: no haircut, so nothing to overshoot)"
-        hl_text = (f" On the hyperliquid preset the simulated ADL overshoot (haircut beyond what "
-                   f"the fund could not pay) is {usd(over)}, {ratio}; Chitra estimates the "
+        hl_text = (f" On the hyperliquid preset the simulated ADL overshoot (the part of the "
+                   f"ADL haircut the vault could have absorbed under its rule) is {usd(over)}, "
+                   f"{ratio}; Chitra estimates the "
                    "real Hyperliquid auto-deleveraged $650 M more than needed, 28x the bad debt "
                    "[7]: the same quantity, measured on a real book.")
     return [
@@ -704,6 +739,28 @@ WINDOWS: dict[str, Window] = {
         ),
         compare=compare_2021,
         crash_hours=(("2021-05-19T12:00", "2021-05-19T14:00"),)),
+    "2022-11-08": Window(
+        date="2022-11-08", title="Crash replay: 2022-11-08/09 (FTX collapse)",
+        scenario="crash_2022_11_08.toml",
+        data=("Replayed bars: Binance spot BTC/USDT 1h (`../shared/data`, see its README), "
+              "2022-11-07 00:00 to 2022-11-11 00:00 UTC, 12 points a bar; BTC only (no finer "
+              "file and no ETH file covers these days)."),
+        sources=(
+            Source("1", "CryptoSlate (mirror), CoinGlass data: over $640 M liquidated in 24 "
+                   "hours amid the Binance-FTX deal",
+                   "https://bioreports.net/"
+                   "640-million-liquidated-amid-binance-ftx-fiasco-ftt-drops-below-10/"),
+            Source("2", "CoinDesk, 2022-11-09: over $700 M of longs liquidated in 24 hours, "
+                   "$390 M on BTC and ETH futures (CoinGlass)",
+                   "https://www.coindesk.com/markets/2022/11/09/long-crypto-traders-take-on-"
+                   "700m-in-losses-as-markets-falls-on-ftx-contagion-fears/"),
+            Source("3", "Binance Square, CoinGlass data: 10,600 BTC of longs liquidated on "
+                   "2022-11-08",
+                   "https://www.binance.bh/en-NG/square/post/32818531938585"),
+        ),
+        compare=compare_2022,
+        crash_hours=(("2022-11-08T17:00", "2022-11-08T20:00"),
+                     ("2022-11-09T15:00", "2022-11-09T22:00"))),
     "2024-08-05": Window(
         date="2024-08-05", title="Crash replay: 2024-08-05 (yen carry-trade unwind)",
         scenario="crash_2024_08_05.toml",
