@@ -108,7 +108,9 @@ def test_table_output_and_offline_html_report(tmp_path: Path) -> None:
                               "--model", "all", "--report", str(report)])
     assert res.exit_code == 0, res.output
     assert "Margin backtest" in res.stdout and "Kupiec" in res.stdout
+    assert "ES Z2 (p)" in res.stdout  # the Acerbi-Szekely tests beside the VaR tests
     html = report.read_text()
+    assert "<th>ES Z1 (p)</th><th>ES Z2 (p)</th>" in html
     # No CDN: the only cdn.plot.ly mention is plotly.js's own topojson default for maps.
     assert "<script src=" not in html and 'src="https://cdn.plot.ly' not in html
     assert "plotly.js" in html and len(html) > 1_000_000  # plotly.js inline

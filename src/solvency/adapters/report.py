@@ -83,7 +83,8 @@ def _figure(rep: BacktestReport) -> go.Figure:
 def _summary_html(rep: BacktestReport) -> str:
     head = ("<tr><th>model</th><th>obs</th><th>exceptions</th><th>expected</th>"
             "<th>Kupiec LR (p)</th><th>Christoffersen LR (p)</th><th>LR cc (p)</th>"
-            "<th>zone</th><th>mean rate</th><th>max 1-step increase</th></tr>")
+            "<th>zone</th><th>ES Z1 (p)</th><th>ES Z2 (p)</th><th>mean rate</th>"
+            "<th>max 1-step increase</th></tr>")
     rows = []
     for run in rep.runs:
         r = run.result
@@ -94,9 +95,20 @@ def _summary_html(rep: BacktestReport) -> str:
             f"<td>{r.kupiec_lr:.2f} ({r.kupiec_p:.3f})</td>"
             f"<td>{r.christoffersen_lr:.2f} ({r.christoffersen_p:.3f})</td>"
             f"<td>{r.conditional_coverage_lr:.2f} ({r.conditional_coverage_p:.3f})</td>"
-            f"<td class='{r.zone}'>{r.zone}</td><td>{float(np.mean(run.rates)):.2%}</td>"
+            f"<td class='{r.zone}'>{r.zone}</td>"
+            + "".join(f"<td>{c}</td>" for c in _es_cells(run))
+            + f"<td>{float(np.mean(run.rates)):.2%}</td>"
             f"<td>{inc:.2%}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _es_cells(run: MarginBacktest) -> tuple[str, str]:
+    # Acerbi-Szekely Z1 and Z2 with their simulated p-values (solvency backtest)
+    es = run.es
+    if es is None:
+        return "none", "none"
+    z1 = "none" if es.z1 is None else f"{es.z1:.3f} ({es.z1_p:.3f})"
+    return z1, f"{es.z2:.3f} ({es.z2_p:.3f})"
 
 
 def _exceptions_html(rep: BacktestReport) -> str:

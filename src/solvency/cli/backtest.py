@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -13,12 +15,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from scipy import stats
 
 from solvency.adapters.ohlcv import Ohlcv, OhlcvError, parse_interval_ms, read_ohlcv, resample_ohlcv
 from solvency.adapters.predictive import feature_inputs, read_model_file
 from solvency.adapters.report import BacktestReport, iso_utc, write_html_report, write_svg_figure
 from solvency.cli.tables import print_table
 from solvency.core.backtest import backtest as backtest_stats
+from solvency.core.backtest import es_backtest, normal_es_from_var
 from solvency.core.dynamic_margin import (
     MODELS,
     ApcTool,
@@ -131,6 +135,39 @@ def _test_from(runs: list[MarginBacktest], ts: np.ndarray[Any, np.dtype[np.int64
     return out
 
 
+_ES_BLOCK = 2_000_000  # simulated losses held at once (16 MB)
+
+
+def _with_es(runs: list[MarginBacktest], p: float, sims: int,
+             seed: int) -> list[MarginBacktest]:
+    """Each run with its Acerbi-Szekely tests (``core.backtest.es_backtest``): the posted
+    rate read as the VaR of a centred normal loss, its ES ``normal_es_from_var``, p-values
+    from ``sims`` loss paths drawn from those normals (``default_rng(seed)`` for every
+    model: the same draws, whatever else runs). A run with a rate <= 0 gets none."""
+    z = float(stats.norm.ppf(1.0 - p))
+    out = []
+    for run in runs:
+        var = run.rates
+        if sims < 1 or not (var > 0.0).all():
+            out.append(run)
+            continue
+        paths = _normal_paths(np.random.default_rng(seed), var / z, sims)
+        res = es_backtest(run.losses, var, normal_es_from_var(var, p), p, paths,
+                          forecast="normal")
+        out.append(replace(run, es=res))
+    return out
+
+
+def _normal_paths(rng: np.random.Generator, sigma: Any, sims: int) -> Iterator[Any]:
+    # ``sims`` loss paths N(0, sigma_t), in blocks of at most _ES_BLOCK numbers
+    block = max(1, _ES_BLOCK // max(1, sigma.size))
+    done = 0
+    while done < sims:
+        k = min(block, sims - done)
+        yield rng.standard_normal((k, sigma.size)) * sigma
+        done += k
+
+
 def _pick_model(path: Path | None, *, confidence: float, horizon_steps: int,
                 interval_ms: int, side: str) -> tuple[PredictiveModel | None, str]:
     # The model of the file that fits the run, or None and why not.
@@ -194,13 +231,15 @@ def _flat(run: MarginBacktest, ts: np.ndarray[Any, np.dtype[np.int64]]) -> dict[
                            for i in hits]
     d["series"] = {"from": dates, "margin_rate": rates, "loss": losses,
                    "exception": run.exceptions.tolist()}
+    d["es_backtest"] = None if run.es is None else run.es.to_dict()
     return d
 
 
 def _print_tables(runs: list[MarginBacktest], ts: np.ndarray[Any, np.dtype[np.int64]]) -> None:
     summary = Table(title="Margin backtest")
     for col in ("model", "obs", "exceptions", "expected", "Kupiec LR (p)",
-                "Christoffersen LR (p)", "LR cc (p)", "zone", "mean rate", "max rise"):
+                "Christoffersen LR (p)", "LR cc (p)", "zone", "ES Z1 (p)", "ES Z2 (p)",
+                "mean rate", "max rise"):
         summary.add_column(col, justify="right")
     for run in runs:
         r = run.result
@@ -209,7 +248,7 @@ def _print_tables(runs: list[MarginBacktest], ts: np.ndarray[Any, np.dtype[np.in
             f"{r.kupiec_lr:.2f} ({r.kupiec_p:.3f})",
             f"{r.christoffersen_lr:.2f} ({r.christoffersen_p:.3f})",
             f"{r.conditional_coverage_lr:.2f} ({r.conditional_coverage_p:.3f})",
-            r.zone, f"{float(np.mean(run.rates)):.2%}",
+            r.zone, *_es_cells(run), f"{float(np.mean(run.rates)):.2%}",
             f"{float(np.max(np.diff(run.rates), initial=0.0)):.2%}")
     for run in runs:
         hit = np.flatnonzero(run.exceptions)
@@ -223,6 +262,15 @@ def _print_tables(runs: list[MarginBacktest], ts: np.ndarray[Any, np.dtype[np.in
             table.caption = f"first {_MAX_EXCEPTION_ROWS} of {hit.size}; see --report"
         print_table(console, table)
     print_table(console, summary)
+
+
+def _es_cells(run: MarginBacktest) -> tuple[str, str]:
+    """The Acerbi-Szekely Z1 and Z2 cells of a run: ``0.12 (0.345)``, ``none``."""
+    es = run.es
+    if es is None:
+        return "none", "none"
+    z1 = "none" if es.z1 is None else f"{es.z1:.3f} ({es.z1_p:.3f})"
+    return z1, f"{es.z2:.3f} ({es.z2_p:.3f})"
 
 
 def _validate(model: str, confidence: float, side: str, apc: str) -> list[str]:
@@ -285,9 +333,14 @@ def backtest(
         help="Publish every N steps (with --params-out).")] = 1,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
     svg: Annotated[Path | None, typer.Option(help="Write a static SVG figure here.")] = None,
+    es_sims: Annotated[int, typer.Option(
+        min=0, help="Simulated paths of the expected-shortfall tests' p-values (0: no "
+                    "ES test).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the ES tests' simulations.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Backtest a margin model on a price history: exceptions, Kupiec, Christoffersen, zone."""
+    """Backtest a margin model on a price history: exceptions, Kupiec, Christoffersen, zone,
+    and the Acerbi-Szekely expected-shortfall tests."""
     models = _validate(model, confidence, side, apc)
     if params_out is not None and (len(models) != 1 or not market or params_every < 1):
         raise _fail("--params-out needs one --model (not all), --market NAME and "
@@ -338,6 +391,7 @@ def backtest(
                       f"{escape(str(params_out))}")
         if from_ms is not None:
             runs = _test_from(runs, ts, from_ms, 1.0 - confidence)
+        runs = _with_es(runs, 1.0 - confidence, es_sims, seed)
     except (ValueError, OSError) as exc:
         raise _fail(f"{prices}: {exc}") from None
     rep = BacktestReport(

@@ -15,10 +15,14 @@ Sources
   "backtesting" in conjunction with the internal models approach to market risk capital
   requirements*: traffic-light zones from the cumulative binomial probability (yellow from
   95 %, red from 99.99 %); for 250 days at 99 %: green 0-4, yellow 5-9, red 10+.
+* Acerbi, C. and Szekely, B. (2014), "Backtesting Expected Shortfall", *Risk*, December
+  2014 (MSCI research paper): the expected-shortfall tests ``Z1`` (eq. 6) and ``Z2``
+  (eq. 7) with p-values simulated under the forecast distributions (sec. "Testing").
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal, cast
 
@@ -30,12 +34,16 @@ from scipy.special import xlogy
 __all__ = [
     "BASEL_PLUS_FACTOR_250",
     "BacktestResult",
+    "EsBacktestResult",
     "Zone",
+    "acerbi_szekely",
     "backtest",
     "christoffersen_independence",
     "conditional_coverage",
+    "es_backtest",
     "exceptions",
     "kupiec_pof",
+    "normal_es_from_var",
     "position_loss",
     "traffic_light_bounds",
     "traffic_light_zone",
@@ -236,3 +244,94 @@ def backtest(exc: npt.ArrayLike, p: float) -> BacktestResult:
         conditional_coverage_lr=lr_cc, conditional_coverage_p=p_cc, zone=zone,
         zone_cumulative_probability=cum, yellow_from=yellow, red_from=red,
     )
+
+
+# ----------------------------------------------------------------- expected shortfall
+
+
+def normal_es_from_var(var: npt.ArrayLike, p: float) -> npt.NDArray[np.float64]:
+    """Return the expected shortfall of a centred normal loss whose ``1 - p`` quantile is
+    ``var``: ``sigma = var / z``, ``ES = sigma phi(z) / p`` with ``z = Phi^-1(1 - p)``
+    (e.g. McNeil, Frey and Embrechts, *Quantitative Risk Management*, 2015, ex. 2.14)."""
+    _check_p(p)
+    z = float(stats.norm.ppf(1.0 - p))
+    return np.asarray(var, dtype=np.float64) * float(stats.norm.pdf(z)) / (p * z)
+
+
+def acerbi_szekely(losses: npt.ArrayLike, var: npt.ArrayLike, es: npt.ArrayLike,
+                   p: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Return Acerbi and Szekely's (2014) ``Z1`` and ``Z2`` along the last axis.
+
+    In losses (positive = loss), with exceptions ``I_t = 1{L_t > VaR_t}``,
+    ``N = sum I_t`` and ``T`` observations:
+
+    * ``Z1 = sum(L_t I_t / ES_t) / N - 1`` (eq. 6; NaN without exceptions): the size of
+      the exceptions against the ES forecast, given that they happened;
+    * ``Z2 = sum(L_t I_t / (T p ES_t)) - 1`` (eq. 7): frequency and size together.
+
+    Both have expectation 0 when the forecasts are right (``Z2`` exactly; ``Z1``
+    conditionally on ``N > 0``) and are positive when risk is underestimated. The paper
+    writes them for returns ``X_t = -L_t``, with the same values.
+    """
+    loss = np.asarray(losses, dtype=np.float64)
+    v = np.asarray(var, dtype=np.float64)
+    e = np.asarray(es, dtype=np.float64)
+    _check_p(p)
+    if not (np.isfinite(v).all() and np.isfinite(e).all() and (e > 0.0).all()):
+        raise ValueError("VaR and ES forecasts must be finite, ES > 0")
+    hit = loss > v
+    tail = np.where(hit, loss / e, 0.0)
+    n = hit.sum(axis=-1)
+    t = loss.shape[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z1 = np.where(n > 0, tail.sum(axis=-1) / np.maximum(n, 1) - 1.0, np.nan)
+    z2 = tail.sum(axis=-1) / (t * p) - 1.0
+    return np.asarray(z1, dtype=np.float64), np.asarray(z2, dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class EsBacktestResult:
+    """Acerbi-Szekely statistics of one run and their simulated p-values."""
+
+    z1: float | None
+    z1_p: float | None
+    z2: float
+    z2_p: float
+    simulations: int
+    forecast: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as a JSON-ready dict."""
+        return asdict(self)
+
+
+def es_backtest(losses: npt.ArrayLike, var: npt.ArrayLike, es: npt.ArrayLike, p: float,
+                simulated: Iterable[npt.ArrayLike], *, forecast: str = "normal"
+                ) -> EsBacktestResult:
+    """Test expected-shortfall forecasts with Acerbi and Szekely's ``Z1`` and ``Z2``.
+
+    ``simulated`` yields blocks of loss paths drawn under the forecasts (shape
+    ``(m, T)``: each row one path of ``T`` losses from the forecast distributions of the
+    ``T`` steps); the p-value of a statistic is the share of simulated paths whose
+    statistic is at least the observed one (one-sided: the tests reject when risk is
+    underestimated). ``Z1``'s paths without an exception are left out (``Z1`` is
+    conditional on one); ``Z1`` is None when the observed series has none.
+    """
+    z1_obs, z2_obs = acerbi_szekely(losses, var, es, p)
+    m = 0
+    ge1 = n1 = ge2 = 0
+    for block in simulated:
+        z1, z2 = acerbi_szekely(block, var, es, p)
+        m += int(z2.shape[0])
+        ok = np.isfinite(z1)
+        n1 += int(ok.sum())
+        if np.isfinite(z1_obs):
+            ge1 += int((z1[ok] >= z1_obs).sum())
+        ge2 += int((z2 >= z2_obs).sum())
+    if m == 0:
+        raise ValueError("es_backtest: no simulated paths")
+    has1 = bool(np.isfinite(z1_obs))
+    return EsBacktestResult(
+        z1=float(z1_obs) if has1 else None,
+        z1_p=(ge1 / n1 if n1 else 1.0) if has1 else None,
+        z2=float(z2_obs), z2_p=ge2 / m, simulations=m, forecast=forecast)

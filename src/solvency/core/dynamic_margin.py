@@ -34,7 +34,13 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
-from solvency.core.backtest import BacktestResult, backtest, exceptions, position_loss
+from solvency.core.backtest import (
+    BacktestResult,
+    EsBacktestResult,
+    backtest,
+    exceptions,
+    position_loss,
+)
 from solvency.core.var import empirical_var_es_losses
 from solvency.core.volatility import (
     RISKMETRICS_LAMBDA_DAILY,
@@ -458,6 +464,8 @@ class MarginBacktest:
     losses: FloatArray
     exceptions: npt.NDArray[np.bool_]
     result: BacktestResult
+    es: EsBacktestResult | None = None
+    """Acerbi-Szekely expected-shortfall tests of the rates (``solvency backtest``)."""
 
 
 def margin_backtest(
