@@ -37,6 +37,7 @@ from solvency.engine.engine import Engine, EngineError
 from solvency.engine.joint import JointSpec
 from solvency.engine.portfolio import (
     PortfolioError,
+    bitmex_liquidation,
     evaluate_portfolio,
     max_order_size,
     shock_table,
@@ -87,6 +88,13 @@ def margin(
     paths: Annotated[int, typer.Option(
         "--paths", min=1, help="Monte Carlo scenarios of --corr.")] = 100_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of --corr's scenarios.")] = 0,
+    fees: Annotated[bool, typer.Option(
+        "--fees", help="bitmex, isolated: BitMEX's liquidation price with the taker fee to "
+                       "close and the funding to the next settlement.")] = False,
+    taker_fee: Annotated[str, typer.Option(
+        "--taker-fee", help="Taker fee rate of --fees (XBTUSD: 0.00075).")] = "0.00075",
+    funding_rate: Annotated[str, typer.Option(
+        "--funding-rate", help="Next funding rate of --fees (positive: longs pay).")] = "0",
     max_size: Annotated[list[str] | None, typer.Option(
         "--max-size", help="MARKET[@LEVERAGE]: the largest buy and sell the account can "
                            "add at the mark (venue's tiered margin, or notional / "
@@ -114,6 +122,10 @@ def margin(
         if trades:
             report["what_if"] = [{"market": m_, "size": str(q), "price": None if p is None
                                   else str(p)} for m_, q, p in trades]
+        if fees:
+            report["bitmex_fees"] = bitmex_liquidation(
+                data, venue, source=str(portfolio), taker_fee=_rate(taker_fee, "--taker-fee"),
+                funding_rate=_rate(funding_rate, "--funding-rate"))
         if max_size:
             report["max_size"] = [
                 max_order_size(data, mkt, lev, venue, source=str(portfolio),
@@ -137,6 +149,8 @@ def margin(
             _print_shocks(report["shocks"])
         if "max_size" in report:
             _print_max_size(report["max_size"])
+        if "bitmex_fees" in report:
+            _print_bitmex(report["bitmex_fees"])
     if report["liquidatable"]:
         raise typer.Exit(LIQUIDATABLE_EXIT)
 
@@ -178,6 +192,30 @@ def _print_joint(report: dict[str, Any]) -> None:
                   f"{j['paths']} scenarios, seed {j['seed']}); correlation of "
                   f"{', '.join(j['markets'])}: {j['correlation']} ({j['correlation_source']})",
                   markup=False, highlight=False, soft_wrap=True)
+
+
+def _rate(text: str, flag: str) -> Decimal:
+    try:
+        value = Decimal(text.strip())
+    except ArithmeticError:
+        raise PortfolioError(f"{flag} {text!r}: not a number") from None
+    if not value.is_finite():
+        raise PortfolioError(f"{flag} {text!r}: not a finite number")
+    return value
+
+
+def _print_bitmex(b: dict[str, Any]) -> None:
+    table = Table(title=f"BitMEX liquidation with fees and funding (taker {b['taker_fee']}, "
+                        f"funding {b['funding_rate']}; amounts in the settlement asset)")
+    for col in ("market", "size", "entry", "cost", "margin", "fee to close", "funding",
+                "maintenance", "liq. price", "bankrupt", "engine liq. (no fees)"):
+        table.add_column(col, justify="left" if col == "market" else "right")
+    for p in b["positions"]:
+        table.add_row(p["market"], p["size"], p["entry_price"], p["cost"], p["margin"],
+                      p["commission"], p["funding"], p["maintenance"],
+                      p["liquidation_price"] or "none", p["bankrupt_price"] or "none",
+                      p["engine_liquidation_price"] or "none")
+    print_table(console, table)
 
 
 def _parse_max_size(text: str) -> tuple[str, Decimal | None]:

@@ -27,6 +27,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from solvency.core.liquidation.bitmex import bitmex_isolated
 from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_MM, S_LOTS
 from solvency.core.margin.models import TieredModel
 from solvency.core.model.events import (
@@ -51,8 +52,8 @@ from solvency.engine.option_book import OptionMarketEntry
 from solvency.engine.pretrade import Order
 
 __all__ = ["PortfolioAccount", "PortfolioError", "PortfolioFile", "PortfolioPosition",
-           "asset_price_sources", "evaluate_portfolio", "load_portfolio_engine",
-           "max_order_size",
+           "asset_price_sources", "bitmex_liquidation", "evaluate_portfolio",
+           "load_portfolio_engine", "max_order_size",
            "parse_horizon_days", "portfolio_model", "shock_table"]
 
 ACCOUNT = "portfolio"
@@ -741,3 +742,68 @@ def _largest(engine: Engine, inst: Instrument, side: Literal["buy", "sell"], hel
     size = lo * inst.lot_size
     return {"size": str(size), "notional": str(_notional_usd(inst, size, mark)),
             "limited_by": reason, "detail": detail}
+
+
+def bitmex_liquidation(data: Mapping[str, Any], venue: str | None = None, *,
+                       source: str = "portfolio", taker_fee: Decimal = Decimal("0.00075"),
+                       funding_rate: Decimal = Decimal(0)) -> dict[str, Any]:
+    """BitMEX's own liquidation and bankruptcy prices of each isolated position, the taker
+    fee to close and the funding to the next settlement included
+    (:func:`solvency.core.liquidation.bitmex.bitmex_isolated`; ``solvency margin --fees``).
+
+    Each position's ``margin`` is its ``posMargin`` (initial margin and the reserved fee
+    to close); the maintenance rate is that of the BitMEX risk limit holding the
+    position's entry value. Amounts are in the settlement asset.
+
+    Raises
+    ------
+    PortfolioError
+        Another venue, or an account not in isolated mode.
+    """
+    m = portfolio_model(data, source=source)
+    name = venue or m.venue or "binance"
+    if name != "bitmex":
+        raise _named(source, PortfolioError(
+            f"--fees: BitMEX's liquidation price with fees and funding; the venue is "
+            f"{name} (give --venue bitmex)"))
+    if m.account.mode != "isolated":
+        raise _named(source, PortfolioError(
+            "--fees: BitMEX's formula is for isolated positions (account.mode isolated, "
+            "each position with its margin)"))
+    if not (taker_fee.is_finite() and 0 <= taker_fee < 1 and funding_rate.is_finite()
+            and abs(funding_rate) < 1):
+        raise _named(source, PortfolioError("--taker-fee in [0, 1) and --funding-rate in "
+                                            "(-1, 1)"))
+    engine = _load(m, venue, source)
+    view = {p["market"]: p for p in engine.account_view(ACCOUNT)["positions"]}
+    rows = []
+    for pos in m.account.positions:
+        inst = engine.venue.resolve(pos.market)
+        assert inst is not None and pos.entry_price is not None and pos.margin is not None
+        decimals = engine.venue.assets[inst.settle].decimals
+        scale = 10 ** decimals
+        cost_units = abs(pos.size) * inst.contract_size * (
+            1 / pos.entry_price if inst.is_inverse else pos.entry_price)
+        assert isinstance(inst.margin, TieredModel)
+        tier = [t for t in inst.margin.tiers if t.floor <= cost_units][-1]
+        margin_q = int((pos.margin * scale).to_integral_value(ROUND_HALF_EVEN))
+        b = bitmex_isolated(pos.size, pos.entry_price, margin_q, inverse=inst.is_inverse,
+                            contract_size=inst.contract_size, scale=scale,
+                            tick=inst.tick_size, mmr=tier.mmr, taker_fee=taker_fee,
+                            funding_rate=funding_rate)
+
+        def units(q: int, d: int = decimals) -> str:
+            return str(Decimal(q).scaleb(-d))
+
+        rows.append({
+            "market": inst.name, "settle": inst.settle, "size": str(pos.size),
+            "entry_price": str(pos.entry_price), "maintenance_rate": str(tier.mmr),
+            "cost": units(b.cost), "margin": units(b.margin),
+            "commission": units(b.commission), "funding": units(b.funding),
+            "maintenance": units(b.maintenance),
+            "liquidation_price": None if b.liquidation_price is None
+            else str(b.liquidation_price),
+            "bankrupt_price": None if b.bankrupt_price is None else str(b.bankrupt_price),
+            "engine_liquidation_price": view[inst.name]["liquidation_price"]})
+    return {"taker_fee": str(taker_fee), "funding_rate": str(funding_rate),
+            "positions": rows}
