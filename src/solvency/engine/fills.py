@@ -46,16 +46,19 @@ def fill_side(state: EngineState, account: str, m: int, market: str, delta_lots:
     mode = state.accounts.get(account)
     if mode is None:
         raise RejectReason("unknown_account", f"account {account!r} has no deposit")
-    isolated = mode == "isolated"
-    name = isolated_row_name(account, market) if isolated else account
     book = state.book
+    if mode == "isolated":
+        name = isolated_row_name(account, market)
+        isolated = True
+    else:
+        name = account
+        isolated = False
     r = book.row_index.get(name, -1)
-    old = 0
-    s = -1
-    if r >= 0:
-        s = book.pos_slot.get(r * book.n_markets + m, -1)
-        if s >= 0:
-            old = book.st.item(s, S_LOTS)
+    if r < 0:
+        return PositionChange(account, r, name, "u:" + name, isolated, 0, delta_lots,
+                              fee_quanta, -1)
+    s = book.pos_slot.get(r * book.n_markets + m, -1)
+    old = book.st.item(s, S_LOTS) if s >= 0 else 0
     return PositionChange(account, r, name, "u:" + name, isolated, old, old + delta_lots,
                           fee_quanta, s)
 
@@ -73,30 +76,32 @@ def apply_fill(state: EngineState, ev: Fill, *, check_only: bool = False) -> lis
     if book.expired[m] or (inst.expiry_ms is not None and state.clock_ms is not None
                            and state.clock_ms >= inst.expiry_ms):
         raise RejectReason("market_expired", f"market {inst.name} has expired")
-    if ev.buyer == ev.seller:
-        raise RejectReason("self_trade", f"buyer and seller are both {ev.buyer!r}")
-    if INSURANCE_ROW in (ev.buyer, ev.seller):
+    buyer_name, seller_name = ev.buyer, ev.seller
+    if buyer_name == seller_name:
+        raise RejectReason("self_trade", f"buyer and seller are both {buyer_name!r}")
+    if INSURANCE_ROW in (buyer_name, seller_name):
         # the fund trades only through the waterfall: its money is sys:insurance, and a
         # fill would move it through a phantom u:__insurance__ account instead
         # (__market__ and __backstop__ may trade: the stress lab's book and arbitrageur)
         raise RejectReason("system_account", f"{INSURANCE_ROW} is run by the engine")
-    mode = state.feeds.mode(inst.name) if state.feeds.used else "normal"
+    market = inst.name
+    mode = state.feeds.mode(market) if state.feeds.used else "normal"
     if mode == "halted":
-        raise RejectReason("market_halted", f"market {inst.name} is halted")
+        raise RejectReason("market_halted", f"market {market} is halted")
     a = state.settle_asset[m]
-    if book.marks[m] is None or math.isnan(book.asset_price[a]):
-        raise RejectReason("no_mark", f"market {inst.name} has no mark price yet")
+    if book.marks[m] is None or math.isnan(book.asset_price.item(a)):
+        raise RejectReason("no_mark", f"market {market} has no mark price yet")
     lots = on_grid(ev.size, inst.lot_size, "size", "invalid_size")
     ticks = on_grid(ev.price, inst.tick_size, "price", "price_off_tick")
     fee_b = state.amount_quanta(ev.fee_buyer, a, "fee_buyer") if ev.fee_buyer else 0
     fee_s = state.amount_quanta(ev.fee_seller, a, "fee_seller") if ev.fee_seller else 0
-    buyer = fill_side(state, ev.buyer, m, inst.name, lots, fee_b)
-    seller = fill_side(state, ev.seller, m, inst.name, -lots, fee_s)
+    buyer = fill_side(state, buyer_name, m, market, lots, fee_b)
+    seller = fill_side(state, seller_name, m, market, -lots, fee_s)
     settle = inst.settle
-    inverse = inst.is_inverse
     tv = state.tick_value_quanta[m]
     # --- money of the trade, exact
-    if inverse:
+    if tv == 0 and inst.is_inverse:
+        inverse = True
         dec = state.asset_decimals[a]
         coin = Fraction(lots) * Fraction(inst.lot_size) * Fraction(inst.contract_size) / (
             Fraction(ev.price)) * 10**dec
@@ -107,6 +112,7 @@ def apply_fill(state: EngineState, ev: Fill, *, check_only: bool = False) -> lis
         cost_b, cost_s = -get, pay
         per_lot = tv or 1
     else:
+        inverse = False
         pay = get = lots * ticks * tv
         flow_b, flow_s = -pay, pay
         cost_b, cost_s = pay, -pay
@@ -114,25 +120,37 @@ def apply_fill(state: EngineState, ev: Fill, *, check_only: bool = False) -> lis
     if get <= 0:
         # an inverse trade's coin value (rounded down) or a linear one's below one
         # quantum of the settlement asset: nothing to post to the receiving side
-        raise RejectReason("size_too_small", f"{ev.size} at {ev.price} on {inst.name} is "
+        raise RejectReason("size_too_small", f"{ev.size} at {ev.price} on {market} is "
                            f"worth less than one quantum of {settle}")
-    if (pay > MAX_QUANTA or abs(buyer.lots_after) * per_lot > MAX_QUANTA
-            or abs(seller.lots_after) * per_lot > MAX_QUANTA):
-        big = buyer if pay > MAX_QUANTA or abs(buyer.lots_after) * per_lot > MAX_QUANTA \
+    b_before, b_after = buyer.lots_before, buyer.lots_after
+    s_before, s_after = seller.lots_before, seller.lots_after
+    if (pay > MAX_QUANTA or abs(b_after) * per_lot > MAX_QUANTA
+            or abs(s_after) * per_lot > MAX_QUANTA):
+        big = buyer if pay > MAX_QUANTA or abs(b_after) * per_lot > MAX_QUANTA \
             else seller
         raise RejectReason("size_too_large", f"position of {big.account} too large")
-    oi_after = (book.oi_lots[m] + max(buyer.lots_after, 0) - max(buyer.lots_before, 0)
-                + max(seller.lots_after, 0) - max(seller.lots_before, 0))
+    oi_after = book.oi_lots[m]
+    if b_after > 0:
+        oi_after += b_after
+    if b_before > 0:
+        oi_after -= b_before
+    if s_after > 0:
+        oi_after += s_after
+    if s_before > 0:
+        oi_after -= s_before
     # --- margin: a side whose risk grows must hold initial margin after the fill
+    # (risk_grows, inlined: the buyer is checked first, then the seller)
     iso_topups: dict[str, int] = {}
-    for side, flow, fee in ((buyer, flow_b, fee_b), (seller, flow_s, fee_s)):
-        if not risk_grows(side.lots_before, side.lots_after):
-            continue
+    if abs(b_after) > abs(b_before) or (b_before != 0 and b_after != 0
+                                        and (b_before > 0) != (b_after > 0)):
         if mode == "reduce_only":
-            raise RejectReason("market_reduce_only",
-                               f"market {inst.name} is reduce-only: {side.account} "
-                               "would grow a position")
-        _check_side_margin(state, side, m, a, flow - fee, oi_after, iso_topups)
+            raise _reduce_only(market, buyer)
+        _check_side_margin(state, buyer, m, a, flow_b - fee_b, oi_after, iso_topups)
+    if abs(s_after) > abs(s_before) or (s_before != 0 and s_after != 0
+                                        and (s_before > 0) != (s_after > 0)):
+        if mode == "reduce_only":
+            raise _reduce_only(market, seller)
+        _check_side_margin(state, seller, m, a, flow_s - fee_s, oi_after, iso_topups)
     if check_only:
         return []
     # --- commit
@@ -213,6 +231,11 @@ def risk_grows(lots_before: int, lots_after: int) -> bool:
     """Whether a position grows or flips side (then initial margin applies)."""
     return abs(lots_after) > abs(lots_before) or (
         lots_before != 0 and lots_after != 0 and (lots_before > 0) != (lots_after > 0))
+
+
+def _reduce_only(market: str, side: PositionChange) -> RejectReason:
+    return RejectReason("market_reduce_only", f"market {market} is reduce-only: "
+                        f"{side.account} would grow a position")
 
 
 def _check_side_margin(state: EngineState, side: PositionChange, m: int, a: int, dq: int,

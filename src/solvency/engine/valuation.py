@@ -59,7 +59,7 @@ def revalue_fill(state: EngineState, slots: list[int], rows: Int64Array1D,
     if state.n_pm_rows and (~np.isnan(book.pm[rows, 0])).any():
         book.refresh(np.array(slots, dtype=np.int64))
         return check_rows(state, rows, cause)
-    out = state.fill_out[: rows.shape[0]]
+    out = state.fill_two_out if rows is state.fill_two_rows else state.fill_out[: rows.shape[0]]
     if len(slots) == 2:
         buf = state.fill_two_slots
         buf[0], buf[1] = slots

@@ -152,17 +152,18 @@ class Ledger:
         guarded: list[tuple[str, str]] | None = None
         done = 0
         result = Result.OK
-        for t in batch:
-            debit, credit, asset, amount = t.debit, t.credit, t.asset, t.amount_quanta
+        for debit, credit, asset, amount, _code in batch:
             if asset not in assets:
                 result = Result.UNKNOWN_ASSET
-            elif amount <= 0:
+                break
+            if amount <= 0:
                 result = Result.AMOUNT_NOT_POSITIVE
-            elif amount > MAX_QUANTA:
+                break
+            if amount > MAX_QUANTA:
                 result = Result.AMOUNT_TOO_LARGE
-            elif debit == credit:
+                break
+            if debit == credit:
                 result = Result.SAME_ACCOUNT
-            if result is not Result.OK:
                 break
             # _move, inlined: this loop runs for every transfer of every fill
             key = (debit, asset)
