@@ -1,7 +1,10 @@
 """Oracle and pre-trade benchmarks, each beside a naive baseline measured in the same run.
 
-* pre-trade: :func:`check_order` on one core with a simple in-memory view (target
-  >= 50,000 orders/s);
+* pre-trade through the engine: ``order`` events through :meth:`Engine.apply` on a book
+  of 10,000 accounts x 5 positions over 50 markets (the real path: the engine's view of
+  the book, the what-if margin, the rate limit, the ``order`` out-event; target >= 50,000
+  orders/s of CPU time), and :func:`check_order` on one core with a simple in-memory
+  dict view beside it (the stub figure: what the checks cost without the engine);
 * oracle aggregation: 100 markets x 5 sources per tick with the numba kernel (target
   < 1 ms), against a naive per-market Python loop (sorting lists, plain median).
 
@@ -10,15 +13,20 @@ Run: ``.venv/bin/python bench/bench_oracle.py``.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
 import statistics
 import time
+from collections import Counter
 from decimal import Decimal
 
 import numpy as np
 
+from bench_engine import N_MARKETS, population, venue
 from machine import describe
 from solvency.core.oracle.kernels import aggregate
+from solvency.engine.engine import Engine
 from solvency.engine.pretrade import (
     LeverageTier,
     MarketLimits,
@@ -62,6 +70,10 @@ class View:
     def free_collateral_after(self, account: str, market: str, delta: float,
                               price: float) -> float:
         return 1e6 - abs(self.position(account, market) + delta) * price / 10.0
+
+    def exceeds_ledger(self, account: str, market: str, delta: float,
+                       price: float) -> bool:
+        return False
 
     def rate_limited(self, account: str, now_ms: int) -> bool:
         return self.limiter.would_exceed(account, now_ms)
@@ -148,7 +160,74 @@ def bench_aggregate(n_m: int = 100, n_s: int = 5, reps: int = 2_000) -> None:
           f"ratio {slow / fast:.0f}x")
 
 
+def engine_orders(engine: Engine, n_accounts: int, n: int,
+                  rng: np.random.Generator) -> list[Order]:
+    """``n`` limit orders of random accounts in random markets near the mark, a quarter
+    of them market orders; timestamps 1 ms apart (no account nears the rate limit)."""
+    book = engine.book
+    marks = [float(p) if p is not None else 1.0 for p in book.marks]
+    accounts = rng.integers(0, n_accounts, n)
+    markets = rng.integers(0, N_MARKETS, n)
+    notional = rng.lognormal(mean=7.0, sigma=1.5, size=n)
+    band = rng.uniform(-0.02, 0.02, n)
+    sides = rng.random(n) < 0.5
+    limit = rng.random(n) < 0.75
+    base = (engine.clock_ms or 0) + 1
+    orders = []
+    for i in range(n):
+        m = int(markets[i])
+        mark = marks[m]
+        size = max(1, round(float(notional[i]) / mark / 0.001)) * Decimal("0.001")
+        price = (Decimal(str(round(mark * (1 + float(band[i])), 1))) if limit[i] else None)
+        orders.append(Order(id=f"o{i}", account=f"a{int(accounts[i])}",
+                            market=book.market_names[m], side="buy" if sides[i] else "sell",
+                            size=size, price=price, ts_ms=base + i))
+    return orders
+
+
+def bench_pretrade_engine(n_accounts: int = 10_000, n: int = 50_000,
+                          profile: bool = False) -> None:
+    """``order`` events through :meth:`Engine.apply` on a real book: CPU time per order."""
+    rng = np.random.default_rng(3)
+    engine = Engine(venue())
+    population(engine, n_accounts, rng)
+    orders = engine_orders(engine, n_accounts, n, rng)
+    engine.apply(orders[0])  # compile
+    reasons: Counter[str] = Counter()
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    for o in orders[1:]:
+        reasons[engine.apply(o)[0].reason or "accepted"] += 1
+    cpu = time.process_time() - c0
+    wall = time.perf_counter() - t0
+    engine.verify()
+    top = ", ".join(f"{k} {v:,}" for k, v in reasons.most_common())
+    print(f"pre-trade through Engine.apply ({n_accounts:,} accounts x 5 positions, "
+          f"{N_MARKETS} markets): {(n - 1) / cpu:,.0f} orders/s of CPU time, "
+          f"{(n - 1) / wall:,.0f}/s wall ({cpu / (n - 1) * 1e6:.1f} us/order CPU; target "
+          f">= 50,000/s) | answers: {top}")
+    if profile:
+        import cProfile
+        import pstats
+
+        more = engine_orders(engine, n_accounts, 20_000, rng)
+        more = [dataclasses.replace(o, id=f"p{o.id}") for o in more]
+        prof = cProfile.Profile()
+        prof.enable()
+        for o in more:
+            engine.apply(o)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+
+
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--accounts", type=int, default=10_000)
+    ap.add_argument("--orders", type=int, default=50_000)
+    ap.add_argument("--profile", action="store_true",
+                    help="cProfile 20,000 orders through the engine")
+    args = ap.parse_args()
     print(describe(), flush=True)
     bench_aggregate()
+    bench_pretrade_engine(args.accounts, args.orders, args.profile)
     bench_pretrade()

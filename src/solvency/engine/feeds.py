@@ -27,8 +27,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_IM, S_LOTS
+from solvency.core.margin.kernels import (
+    OUT_COLLATERAL,
+    OUT_IM,
+    S_LOTS,
+    S_MARKET,
+    S_NEXT,
+    S_VALUE,
+    evaluate_rows,
+)
 from solvency.core.margin.models import TieredModel
+from solvency.core.model.instruments import Instrument
 from solvency.core.oracle import (
     IndexUpdate,
     MarkConfig,
@@ -101,6 +110,12 @@ class Feeds:
         rate = cfg.get("rate_limit", {"max_orders": 100, "window_ms": 1000})
         self.rate = RateLimiter(int(rate["max_orders"]), int(rate["window_ms"]))
         self.used = False  # True once any oracle report arrived
+        # per market: the MarketLimits built for the instrument and limits data it was
+        # built from (a params event replaces the instrument; the entry is then rebuilt)
+        self.limits_cache: dict[int, tuple[object, object, MarketLimits]] = {}
+        # one-row scratch for the pre-trade view's valuation of an account
+        self.view_row = np.empty(1, dtype=np.int64)
+        self.view_out = np.empty((1, 4))
 
     # ------------------------------------------------------------------ persistence
 
@@ -202,35 +217,39 @@ class Feeds:
 
 
 class EngineView:
-    """The engine's state as :class:`~solvency.engine.pretrade.PretradeView` reads it."""
+    """The engine's state as :class:`~solvency.engine.pretrade.PretradeView` reads it.
+
+    One view answers one order: it remembers the market index and row it looked up (the
+    checks ask for them several times), never across orders."""
 
     def __init__(self, ctx: FeedsContext, feeds: Feeds) -> None:
         self.ctx = ctx
         self.feeds = feeds
+        self._markets: dict[str, int | None] = {}
+        self._rows: dict[tuple[str, str], int] = {}
 
     def _market_index(self, market: str) -> int | None:
+        if market in self._markets:
+            return self._markets[market]
         inst = self.ctx.venue.resolve(market)
-        return None if inst is None else self.ctx.book.market_index[inst.name]
+        m = None if inst is None else self.ctx.book.market_index[inst.name]
+        self._markets[market] = m
+        return m
 
     def limits(self, market: str) -> MarketLimits | None:
-        """Venue limits, with leverage tiers from the market's own brackets."""
+        """Venue limits, with leverage tiers from the market's own brackets (built once
+        per instrument and kept by the feeds)."""
         m = self._market_index(market)
         if m is None:
             return None
         inst = self.ctx.book.instruments[m]
-        data = dict(self.feeds.limits_data.get(inst.name, {}))
-        tiers: tuple[LeverageTier, ...] = ()
-        if isinstance(inst.margin, TieredModel):
-            floors = [float(t.floor) for t in inst.margin.tiers[1:]] + [math.inf]
-            tiers = tuple(LeverageTier(cap, 1 / float(t.imr))
-                          for cap, t in zip(floors, inst.margin.tiers, strict=True))
-        return MarketLimits(
-            price_band=float(data.get("price_band", 0.05)),
-            size_max=float(data.get("size_max", math.inf)),
-            notional_max_quote=float(data.get("notional_max_quote", math.inf)),
-            position_max=float(data.get("position_max", math.inf)),
-            oi_max=float(data.get("oi_max", math.inf)), leverage_tiers=tiers,
-            contract_size=float(inst.contract_size), inverse=inst.is_inverse)
+        raw = self.feeds.limits_data.get(inst.name)
+        hit = self.feeds.limits_cache.get(m)
+        if hit is not None and hit[0] is inst and hit[1] is raw:
+            return hit[2]
+        lim = _market_limits(inst, raw or {})
+        self.feeds.limits_cache[m] = (inst, raw, lim)
+        return lim
 
     def mode(self, market: str) -> str:
         """Breaker mode of the market."""
@@ -245,9 +264,14 @@ class EngineView:
         return None if p is None else float(p)
 
     def _row(self, account: str, market: str) -> int:
-        ctx = self.ctx
-        name = f"{account}/{market}" if ctx.accounts.get(account) == "isolated" else account
-        return ctx.book.row_index.get(name, -1)
+        key = (account, market)
+        r = self._rows.get(key)
+        if r is None:
+            ctx = self.ctx
+            name = (f"{account}/{market}" if ctx.accounts.get(account) == "isolated"
+                    else account)
+            r = self._rows[key] = ctx.book.row_index.get(name, -1)
+        return r
 
     def position(self, account: str, market: str) -> float:
         """Signed contracts held."""
@@ -272,19 +296,27 @@ class EngineView:
         if r < 0:
             return 0.0
         book = ctx.book
-        out = book.aggregate(np.array([r], dtype=np.int64))[0]
+        rows = self.feeds.view_row
+        rows[0] = r
+        out = self.feeds.view_out
+        evaluate_rows(rows, book.row_int, book.asset_price, book.ascale, book.atier_start,
+                      book.atier_count, book.atiers, out, book.pm)
         # gross notional per settlement asset in exact quanta (any order gives the same
         # sum), then in USD asset by asset in index order: the same float on every
         # machine and after a restore (link order changes), and inverse positions,
         # valued in coin, no longer added to USD ones as if they were dollars
         per_asset = [0] * len(book.asset_names)
-        for s in book.row_slots(r):
-            per_asset[ctx.settle_asset[int(book.st[s, 0])]] += abs(int(book.st[s, 5]))
+        st = book.st
+        settle = ctx.settle_asset
+        s = book.row_first.item(r)
+        while s >= 0:
+            per_asset[settle[st.item(s, S_MARKET)]] += abs(st.item(s, S_VALUE))
+            s = st.item(s, S_NEXT)
         notional = 0.0
         for a, quanta in enumerate(per_asset):
             if quanta:
                 notional += quanta / book.asset_scale[a] * float(book.asset_price[a])
-        coll = float(out[OUT_COLLATERAL])
+        coll = out.item(0, OUT_COLLATERAL)
         return notional / coll if coll > 0 else math.inf
 
     def free_collateral_after(self, account: str, market: str, delta: float,
@@ -333,3 +365,20 @@ class EngineView:
     def rate_limited(self, account: str, now_ms: int) -> bool:
         """One more order now would exceed the limit."""
         return self.feeds.rate.would_exceed(account, now_ms)
+
+
+def _market_limits(inst: Instrument, data: Mapping[str, Any]) -> MarketLimits:
+    """A market's pre-trade limits: the venue's ``limits`` data of it, and leverage
+    tiers from its own margin brackets."""
+    tiers: tuple[LeverageTier, ...] = ()
+    if isinstance(inst.margin, TieredModel):
+        floors = [float(t.floor) for t in inst.margin.tiers[1:]] + [math.inf]
+        tiers = tuple(LeverageTier(cap, 1 / float(t.imr))
+                      for cap, t in zip(floors, inst.margin.tiers, strict=True))
+    return MarketLimits(
+        price_band=float(data.get("price_band", 0.05)),
+        size_max=float(data.get("size_max", math.inf)),
+        notional_max_quote=float(data.get("notional_max_quote", math.inf)),
+        position_max=float(data.get("position_max", math.inf)),
+        oi_max=float(data.get("oi_max", math.inf)), leverage_tiers=tiers,
+        contract_size=float(inst.contract_size), inverse=inst.is_inverse)

@@ -233,7 +233,9 @@ class RateLimiter:
         self._seen: dict[str, deque[int]] = {}
 
     def _trim(self, account: str, now_ms: int) -> deque[int]:
-        q = self._seen.setdefault(account, deque())
+        q = self._seen.get(account)
+        if q is None:  # (setdefault would build a deque on every call)
+            q = self._seen[account] = deque()
         start = now_ms - self.window_ms
         while q and q[0] <= start:
             q.popleft()
@@ -258,7 +260,8 @@ def check_order(order: Order, view: PretradeView, now_ms: int | None = None) -> 
     the order's timestamp (0 if it has none).
     """
     oid = order.id
-    if any(isinstance(x, Decimal) and x.is_snan() for x in (order.size, order.price)):
+    if (isinstance(order.size, Decimal) and order.size.is_snan()) or (
+            isinstance(order.price, Decimal) and order.price.is_snan()):
         # float() of a signaling NaN raises; any other non-finite number is refused below
         return Reject(oid, "invalid_order", f"size {order.size} / price {order.price}")
     size = float(order.size)
