@@ -174,3 +174,30 @@ def test_estimated_from_the_shared_hourly_data(tmp_path: Path, shared_data: Path
     joint = json.loads(res.output)["joint_liquidation"]
     assert float(joint["correlation"][0][1]) == pytest.approx(rho, abs=1e-6)
     assert f"{len(rets)} common log returns" in joint["correlation_source"]
+
+
+def test_coin_collateral_moves_with_its_market(tmp_path: Path) -> None:
+    # 0.05 BTC of collateral (weight 0.95 on binance) behind a long of 1 BTC-PERP at
+    # 100,000: the coin is priced by BTC-PERP and falls with it in every scenario. By hand
+    # (bracket 2 at the liquidation notional: 0.5 %, maintenance amount 50):
+    # 0.0475 p + (p - 100,000) = 0.005 p - 50  ->  p = 99,950 / 1.0425 = 95,875.30.
+    # Held at 100,000, the coin would make the joint figure 0.146 instead of 0.157.
+    data = {"venue": "binance", "prices": {"BTC-PERP": "100000"},
+            "volatility": {"BTC-PERP": str(SIGMA)},
+            "account": {"mode": "cross", "collateral": {"BTC": "0.05"}, "positions": [
+                {"market": "BTC-PERP", "size": "1", "entry_price": "100000"}]}}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    corr = tmp_path / "c.json"
+    corr.write_text(json.dumps({"markets": ["BTC-PERP"], "matrix": [[1]]}))
+    res = runner.invoke(app, ["margin", str(path), "--json", "--corr", str(corr),
+                              "--paths", "40000"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    (pos,) = report["positions"]
+    liq = float(pos["liquidation_price"])
+    assert liq == pytest.approx(99_950 / 1.0425, abs=1e-5)
+    closed = float(ndtr(-math.log(100_000 / liq) / (SIGMA * math.sqrt(HORIZON_Y))))
+    se = math.sqrt(closed * (1 - closed) / 40_000)
+    assert float(report["joint_liquidation"]["probability"]) == pytest.approx(closed,
+                                                                              abs=4 * se)
