@@ -462,10 +462,8 @@ def _integer_quanta_py(
 
 
 _integer_quanta = _jit(_integer_quanta_py)
-# inlined where the loop runs integer-rule books anyway (a call a position cost ~40 % of
-# a dYdX book's re-margin); slot_quanta keeps the call so the loops that serve every book
-# (mark_holders, row_whatif) do not carry its code
-_integer_quanta_inline = _inline(_integer_quanta_py)
+# slot_quanta keeps the call, so the loops that serve every book (mark_holders, row_whatif)
+# do not carry its code; the integer-rule re-margin loops use _integer_quanta_hoisted
 
 
 @_inline
@@ -491,20 +489,107 @@ def slot_quanta(
     return float_slot_quanta(m, lots, mark, oi_contracts, mk, mki, tiers, ascale)
 
 
+# Columns of the per-market table the integer-rule loops hoist out of their positions
+# (issue 24 perf): everything in _integer_quanta_py that depends on the market only (its
+# rates as whole ppm / 1e-4, dYdX's open-interest-scaled IM ppm, which needs the market's
+# mark and open interest, and Drift's whole 1e-9 units per lot), computed once a call.
+_IP_RULE: Final = 0  # 0 float, 1 dYdX, 2 Drift
+_IP_IM: Final = 1  # dYdX: adjusted IM ppm; Drift: initial ratio (1e-4)
+_IP_MM: Final = 2  # dYdX: base IM ppm; Drift: maintenance ratio (1e-4)
+_IP_AUX: Final = 3  # dYdX: maintenance fraction ppm; Drift: imf (1e-6)
+_IP_UNIT: Final = 4  # Drift, linear: 1e-9 base units per lot when whole, else 0
+_IP_COLUMNS: Final = 5
+
+
 @_inline
-def _slot_quanta_inline(
-    m: int, lots: float, mark: float, oi_contracts: float, mk: Float64Array2D,
-    mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
+def _integer_params(mk: Float64Array2D, mki: Int64Array2D, tiers: Float64Array2D,
+                    ascale: Float64Array1D) -> Int64Array2D:
+    # the market-only part of _integer_quanta_py, the same expressions in the same order
+    # (the loops below then give its integers bit for bit; test_integer_loops holds them)
+    n = mk.shape[0]
+    ip = np.zeros((n, _IP_COLUMNS), dtype=np.int64)
+    for m in range(n):
+        t0 = mki[m, MKI_TIER_START]
+        rule = tiers[t0, T_RULE]
+        imr = tiers[t0, 2]
+        if rule == RULE_DYDX:
+            sc = ascale[mki[m, MKI_SETTLE]]
+            kind = mk[m, MK_KIND]
+            cv = mk[m, MK_CV]
+            mark = mk[m, MK_MARK]
+            oi_contracts = mk[m, MK_OI_CONTRACTS]
+            oi_notional = (oi_contracts * cv * mark if kind != 1.0
+                           else oi_contracts * cv / mark)
+            base_ppm = math.floor(imr * 1e6 + 0.5)
+            lower_q = math.floor(mk[m, MK_OI_LOWER] * sc + 0.5)
+            upper_q = math.floor(mk[m, MK_OI_UPPER] * sc + 0.5)
+            oi_f = oi_notional * sc
+            if upper_q <= 0 or oi_f <= lower_q:
+                imf_ppm = base_ppm
+            elif oi_f >= upper_q:
+                imf_ppm = 1_000_000
+            else:
+                imf_ppm = dydx_imf_ppm(base_ppm, _exact_int(oi_f), lower_q, upper_q)
+            ip[m, _IP_RULE] = 1
+            ip[m, _IP_IM] = imf_ppm
+            ip[m, _IP_MM] = base_ppm
+            ip[m, _IP_AUX] = math.floor(tiers[t0, T_AUX] * 1e6 + 0.5)
+        elif rule == RULE_DRIFT:
+            ip[m, _IP_RULE] = 2
+            ip[m, _IP_IM] = math.floor(imr * 1e4 + 0.5)
+            ip[m, _IP_MM] = math.floor(tiers[t0, 1] * 1e4 + 0.5)
+            ip[m, _IP_AUX] = math.floor(mk[m, MK_IMF] * 1e6 + 0.5)
+            unit = mk[m, MK_LOT] * mk[m, MK_CV] * 1e9
+            u = math.floor(unit + 0.5)
+            if mk[m, MK_KIND] != 1.0 and u >= 1 and abs(unit - u) <= 1e-9 * u:
+                ip[m, _IP_UNIT] = u
+    return ip
+
+
+@_inline
+def _mul_bp_floor(a: int, bp: int) -> int:
+    # _mul_div_floor(a, bp, 10_000) for 0 <= bp <= 4.6e14 (every Drift ratio: the root is
+    # capped at 2**40), without its guard's division by bp: r * bp < 1e4 * 4.6e14 fits
+    if bp > 461_168_601_842_738:  # never for a Drift ratio; kept exact all the same
+        return _mul_div_floor(a, bp, 10_000)
+    q = a // 10_000
+    r = a - q * 10_000
+    return q * bp + r * bp // 10_000
+
+
+@_inline
+def _integer_quanta_hoisted(
+    ip: Int64Array2D, m: int, lots: float, mark: float, mk: Float64Array2D,
+    mki: Int64Array2D, ascale: Float64Array1D,
 ) -> tuple[int, int, int]:
-    # slot_quanta with the integer rule inlined (the integer-rule loops only)
-    t0 = mki[m, MKI_TIER_START]
-    rule = tiers[t0, T_RULE]
-    if rule != RULE_FLOAT:
-        return _integer_quanta_inline(
-            rule, mk[m, MK_KIND], mk[m, MK_CV], mk[m, MK_LOT], lots, mark, oi_contracts,
-            mk[m, MK_OI_LOWER], mk[m, MK_OI_UPPER], mk[m, MK_IMF], tiers[t0, 1], tiers[t0, 2],
-            tiers[t0, T_AUX], ascale[mki[m, MKI_SETTLE]])
-    return float_slot_quanta(m, lots, mark, oi_contracts, mk, mki, tiers, ascale)
+    # _integer_quanta_py at the market's own mark and open interest, its market-only
+    # part read from ip (_integer_params)
+    kind = mk[m, MK_KIND]
+    cv = mk[m, MK_CV]
+    lot = mk[m, MK_LOT]
+    contracts = lots * lot
+    if kind != 1.0:
+        value = contracts * cv * mark
+        size_base = abs(contracts) * cv
+    else:
+        value = -contracts * cv / mark
+        size_base = abs(value)
+    v_q = _exact_int(value * ascale[mki[m, MKI_SETTLE]])
+    n_q = abs(v_q)
+    if ip[m, _IP_RULE] == 1:
+        mm_q = _mul_ppm_ceil(_mul_ppm_ceil(n_q, ip[m, _IP_MM]), ip[m, _IP_AUX])
+        return v_q, _mul_ppm_ceil(n_q, ip[m, _IP_IM]), mm_q
+    imf_ppm = ip[m, _IP_AUX]
+    if imf_ppm <= 0:
+        return v_q, _mul_bp_floor(n_q, ip[m, _IP_IM]), _mul_bp_floor(n_q, ip[m, _IP_MM])
+    u = ip[m, _IP_UNIT]
+    alots = abs(lots)
+    # _size9_exact with the market's units per lot read from ip
+    size9 = int(alots) * u if u >= 1 and alots * u < 9e18 else _size9(size_base)
+    root = _drift_root(size9)
+    mm_bp = _drift_ratio_at(ip[m, _IP_MM], root, imf_ppm)
+    im_bp = _drift_ratio_at(ip[m, _IP_IM], root, imf_ppm)
+    return v_q, _mul_bp_floor(n_q, im_bp), _mul_bp_floor(n_q, mm_bp)
 
 
 @_inline
@@ -647,13 +732,18 @@ def _apply_slots_any(
     mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
 ) -> None:
     n_assets = ascale.shape[0]
+    ip = _integer_params(mk, mki, tiers, ascale)
     for i in range(slots.shape[0]):
         s = slots[i]
         m = st[s, S_MARKET]
         r = st[s, S_ROW]
         a = mki[m, MKI_SETTLE]
-        v, im, mm = _slot_quanta_inline(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
-                                        mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
+        if ip[m, _IP_RULE] != 0:
+            v, im, mm = _integer_quanta_hoisted(ip, m, float(st[s, S_LOTS]), mk[m, MK_MARK],
+                                                mk, mki, ascale)
+        else:
+            v, im, mm = float_slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
+                                          mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
         row_int[r, n_assets + a] += v - st[s, S_VALUE]
         row_int[r, 2 * n_assets + a] += im - st[s, S_IM]
         row_int[r, 3 * n_assets + a] += mm - st[s, S_MM]
@@ -705,14 +795,19 @@ def _apply_all_any(
     mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
 ) -> None:
     n_assets = ascale.shape[0]
+    ip = _integer_params(mk, mki, tiers, ascale)
     for s in range(n_slots):
         r = st[s, S_ROW]
         if r < 0:
             continue
         m = st[s, S_MARKET]
         a = mki[m, MKI_SETTLE]
-        v, im, mm = _slot_quanta_inline(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
-                                        mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
+        if ip[m, _IP_RULE] != 0:
+            v, im, mm = _integer_quanta_hoisted(ip, m, float(st[s, S_LOTS]), mk[m, MK_MARK],
+                                                mk, mki, ascale)
+        else:
+            v, im, mm = float_slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
+                                          mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
         row_int[r, n_assets + a] += v
         row_int[r, 2 * n_assets + a] += im
         row_int[r, 3 * n_assets + a] += mm
