@@ -741,3 +741,36 @@ def test_ccxt_is_imported_only_by_the_data_commands() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "[]"
+
+
+def test_funding_pages_in_hour_windows_and_keeps_one_row_per_time(
+    server: FixtureServer, tmp_path: Path,
+) -> None:
+    # --page 8: windows of 8 funding hours; the venue answers each with every row from its
+    # start on (ccxt drops those before `since`, none after `until`), so the 08:00 and
+    # 16:00 rates come twice and once more: kept once each, counted as duplicates.
+    server.route("/fapi/v1/fundingRate", {}, _ok("binance_usdm_btcusdt_funding.json"))
+    out = tmp_path / "funding.csv"
+    res = runner.invoke(app, ["data", "funding", "binance", "BTCUSDT", "2024-01-01",
+                              "2024-01-02", "--page", "8", "--out", str(out), "--base-url",
+                              server.url, *FAST])
+    assert res.exit_code == 0, res.output
+    assert [q["startTime"] for _, q in server.data_requests()] == [
+        str(T0), str(T0 + 8 * H), str(T0 + 16 * H)]
+    assert [q["endTime"] for _, q in server.data_requests()] == [
+        str(T0 + 8 * H - 1), str(T0 + 16 * H - 1), str(T0 + 24 * H - 1)]
+    assert len(out.read_text().splitlines()) == 4  # header + 3 rates
+    text = " ".join(res.stdout.split())
+    assert "wrote 3 funding rates to" in text and "(BTC/USDT:USDT)" in text
+    assert "duplicates dropped 3" in text and "4 request(s)" in text
+
+
+def test_a_rate_limit_in_the_body_is_retried(server: FixtureServer, tmp_path: Path) -> None:
+    # Bybit answers a rate limit with HTTP 200 and retCode 10006 (ccxt: RateLimitExceeded)
+    limited = (b'{"retCode": 10006, "retMsg": "Too many visits!", "result": {}, '
+               b'"retExtInfo": {}, "time": 1704096000123}')
+    server.route("/v5/market/kline", {}, Reply(200, limited),
+                 _ok("bybit_linear_btcusdt_1h_page2.json"))
+    out = tmp_path / "bybit.csv"
+    report = _fetch(server, ["bybit", "BTCUSDT.P", "1h", "2024-01-01", "2024-01-01T03:00"], out)
+    assert report["retries"] == 1 and report["bars"] == 3
