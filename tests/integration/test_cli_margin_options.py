@@ -117,37 +117,51 @@ def test_portfolio_mode_prints_the_grid_part_by_part(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     pm = out["portfolio_margin"]
-    assert (pm["grid"], pm["combine"]) == ("deribit-pm", "sum")
-    (btc,) = pm["underlyings"]
-    losses = [float(s["loss"]) for s in btc["scenarios"]]
+    assert (pm["grid"], pm["combine"], pm["pnl_currency"]) == ("deribit-pm", "sum", "coin")
+    # a coin grid margins the BTC-settled put in BTC (Deribit's BTC book) and the
+    # USDC-settled call and perp in USD (its USDC book): two pools of the underlying BTC
+    usd, coin = pm["underlyings"]
+    assert (usd["underlying"], usd["pnl_currency"]) == ("BTC", "USD")
+    assert (coin["underlying"], coin["pnl_currency"]) == ("BTC (BTC-settled)", "BTC")
     grid = load_grid("deribit_pm")
-    assert len(losses) == grid.n_scenarios
-    assert float(btc["scan_loss"]) == pytest.approx(max(*losses, 0.0), rel=1e-12)
-    assert losses[btc["worst_scenario"]] == max(losses)
-    # Deribit adds its contingencies to the scan loss, then applies mm_factor (0.8: the
-    # sum is the initial margin); the report prints 6 decimals, hence abs=1e-5
-    parts = sum(float(btc[k]) for k in ("scan_loss", "delta_charge", "roll_charge",
-                                        "short_option_minimum"))
+    total_usd = 0.0
+    for u in (usd, coin):
+        losses = [float(s["loss"]) for s in u["scenarios"]]
+        assert len(losses) == grid.n_scenarios
+        assert float(u["scan_loss"]) == pytest.approx(max(*losses, 0.0), rel=1e-9)
+        assert losses[u["worst_scenario"]] == max(losses)
+        # Deribit adds its contingencies to the scan loss, then applies mm_factor (0.8:
+        # the sum is the initial margin); USD prints 6 decimals (abs=1e-5), BTC 10 digits
+        parts = sum(float(u[k]) for k in ("scan_loss", "delta_charge", "roll_charge",
+                                          "short_option_minimum"))
+        assert float(u["requirement"]) == pytest.approx(parts * 0.8, rel=1e-9, abs=1e-5)
+        rate = float(u["price"]) if u is coin else 1.0
+        assert float(u["requirement_usd"]) == pytest.approx(
+            float(u["requirement"]) * rate, rel=1e-9, abs=1e-5)
+        total_usd += float(u["requirement_usd"])
+    # the book is short 2 puts of one strike: 2 x 0.01 BTC
+    assert float(coin["short_option_minimum"]) == pytest.approx(0.02, rel=1e-12)
+    assert float(coin["roll_charge"]) == 0.0
+    assert float(usd["roll_charge"]) == pytest.approx(0.01 * 0.5 * 100000.0)  # gross
     assert float(pm["mm_factor"]) == 0.8
-    assert float(btc["requirement"]) == pytest.approx(parts * 0.8, abs=1e-5)
-    assert float(pm["initial_margin"]) == pytest.approx(parts, abs=1e-5)
-    assert float(pm["maintenance_margin"]) == pytest.approx(float(btc["requirement"]),
-                                                            abs=1e-5)
+    assert float(pm["maintenance_margin"]) == pytest.approx(total_usd, abs=1e-5)
+    assert float(pm["initial_margin"]) == pytest.approx(total_usd * 1.25, abs=1e-5)
     assert out["maintenance_margin"] == pm["maintenance_margin"]
     # the same book through the kernel's own API, positions written by hand: the put is
-    # 2 contracts of 1 BTC, the call 1 of 1 BTC, the perp 0.5 BTC; vols 0.6 and 0.55;
-    # time to expiry from 'now' (ACT/365)
+    # 2 contracts of 1 BTC (pool 1, in coin), the call 1 of 1 BTC, the perp 0.5 BTC
+    # (pool 0, in USD); vols 0.6 and 0.55; time to expiry from 'now' (ACT/365)
     expiry = load_preset("deribit").markets[PUT].expiry_ms
     assert expiry is not None
     t = (expiry - NOW_MS) / MS_PER_YEAR
     ref = portfolio_margin(
-        account=[0, 0, 0], underlying=[0, 0, 0],
+        account=[0, 0, 0], underlying=[0, 1, 0],
         kind=np.array([KIND_CALL, KIND_PUT, KIND_FUTURE], dtype=np.int8),
         strike=[100000.0, 90000.0, 0.0], expiry_yr=[t, t, 0.0], size=[-1.0, -2.0, 0.5],
-        vol=[0.55, 0.6, float("nan")], underlying_price=[100000.0], rate=0.0, grid=grid,
-        n_accounts=1)
+        vol=[0.55, 0.6, float("nan")], underlying_price=[100000.0, 100000.0], rate=0.0,
+        grid=grid, n_accounts=1, coin=np.array([False, True]))
     assert float(pm["maintenance_margin"]) == pytest.approx(float(ref.mm[0]), rel=1e-9)
-    assert btc["worst_scenario"] == int(ref.worst_scenario[0])
+    worst_pool = int(np.argmax(ref.requirement[0]))
+    assert (usd, coin)[worst_pool]["worst_scenario"] == int(ref.worst_scenario[0])
 
 
 def test_mode_and_grid_from_the_command_line(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_maintenance_is_the_grid_worst_loss_of_the_whole_book() -> None:
         expiry_yr=np.array([(EXPIRY - T0) / MS_PER_YEAR, 0.0]),
         size=np.array([-1.0, 0.5]), vol=np.array([0.6, np.nan]),
         underlying_price=np.array([100000.0]), rate=0.0, grid=load_grid("deribit_pm"),
-        n_accounts=1)
+        n_accounts=1, coin=np.array([False]))  # USDC-settled: Deribit's USDC book, in USD
     assert float(view["maintenance_margin"]) == pytest.approx(float(res.mm[0]), rel=1e-9)
     assert float(view["initial_margin"]) == pytest.approx(float(res.im[0]), rel=1e-9)
 
@@ -85,7 +85,8 @@ def test_trades_are_checked_against_the_grid_initial_margin() -> None:
         kind=np.array([KIND_CALL], dtype=np.int8), strike=np.array([100000.0]),
         expiry_yr=np.array([(EXPIRY - T0) / MS_PER_YEAR]), size=np.array([-1.0]),
         vol=np.array([0.6]), underlying_price=np.array([100000.0]), rate=0.0,
-        grid=load_grid("deribit_pm"), n_accounts=1)
+        grid=load_grid("deribit_pm"), n_accounts=1,
+        coin=np.array([False]))  # a USDC-settled call: P&L in USD
     detail = out[0].detail  # type: ignore[union-attr]
     assert detail.endswith(f"below initial margin {float(res.im[0]):.2f} USD"), detail
 

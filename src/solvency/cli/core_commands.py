@@ -300,17 +300,25 @@ class MarginMode(StrEnum):
 
 
 def _print_pm(pm: dict[str, Any]) -> None:
-    parts = Table(title=f"Portfolio margin ({pm['grid']}, {pm['combine']}; USD)")
-    for col in ("underlying", "price", "worst scenario", "scan loss", "delta", "roll",
-                "short option min.", "requirement"):
+    coin = pm.get("pnl_currency") == "coin"
+    unit = "losses and charges in each row's P&L currency, requirement USD at its " \
+        "price" if coin else "USD"
+    parts = Table(title=f"Portfolio margin ({pm['grid']}, {pm['combine']}; {unit})")
+    cols = ["underlying", "price", "worst scenario", "scan loss", "delta", "roll",
+            "short option min.", "requirement"]
+    for col in cols[:1] + (["P&L in"] if coin else []) + cols[1:] + (
+            ["requirement USD"] if coin else []):
         parts.add_column(col, justify="right")
     for u in pm["underlyings"]:
         worst = u["worst_scenario"]
         sc = u["scenarios"][worst] if worst >= 0 else None
         label = "none" if sc is None else (
             f"#{worst}: price {float(sc['price_move']):+.2%}, vol {sc['vol_move']}")
-        parts.add_row(u["underlying"], u["price"], label, u["scan_loss"], u["delta_charge"],
-                      u["roll_charge"], u["short_option_minimum"], u["requirement"])
+        cells = [u["underlying"], u["price"], label, u["scan_loss"], u["delta_charge"],
+                 u["roll_charge"], u["short_option_minimum"], u["requirement"]]
+        if coin:
+            cells = [cells[0], u["pnl_currency"], *cells[1:], u["requirement_usd"]]
+        parts.add_row(*cells)
     print_table(console, parts)
     console.print(f"maintenance margin {pm['maintenance_margin']} (x mm_factor "
                   f"{pm['mm_factor']}), initial {pm['initial_margin']} (x im_factor "

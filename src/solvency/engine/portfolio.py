@@ -552,7 +552,8 @@ def _joint(engine: Engine, joint: JointSpec, horizon_days: float,
 
 def _pm_breakdown(engine: Engine) -> dict[str, Any]:
     """The scenario-grid requirement of the account, part by part (``PortfolioMargin.
-    breakdown``: the engine's own computation), money as decimal strings in USD."""
+    breakdown``: the engine's own computation), money as decimal strings: USD, or a
+    coin pool's coin (its ``pnl_currency``) with ``requirement_usd`` beside it."""
     b = engine.portfolio_margin.breakdown(engine.book, engine.ivs, engine.clock_ms or 0,
                                           engine.rows_of(ACCOUNT)[0])
     out: dict[str, Any] = {k: b[k] for k in ("grid", "title", "source", "combine")}
@@ -560,17 +561,25 @@ def _pm_breakdown(engine: Engine) -> dict[str, Any]:
     out["im_factor"] = format_number(b["im_factor"])
     out["maintenance_margin"] = format_number(b["maintenance_margin"])
     out["initial_margin"] = format_number(b["initial_margin"])
-    out["underlyings"] = [
-        {"underlying": u["underlying"], "price": format_number(u["price"]),
-         "worst_scenario": u["worst_scenario"],
-         **{k: format_number(u[k]) for k in ("scan_loss", "delta_charge", "roll_charge",
-                                              "short_option_minimum", "requirement")},
-         "scenarios": [{"price_move": format_number(sc["price_move"]),
-                        "vol_move": format_number(sc["vol_move"]),
-                        "weight": format_number(sc["weight"]),
-                        "loss": format_number(sc["loss"])} for sc in u["scenarios"]]}
-        for u in b["underlyings"]]
+    out["pnl_currency"] = b["pnl_currency"]
+    out["underlyings"] = [_pm_underlying(u) for u in b["underlyings"]]
     return out
+
+
+def _pm_underlying(u: dict[str, Any]) -> dict[str, Any]:
+    # a coin pool's losses and charges are in the coin: 10 significant digits (6
+    # decimals would cut a BTC amount to 1e-6 BTC)
+    money = format_number if u["pnl_currency"] == "USD" else (lambda x: f"{x:.10g}")
+    return {
+        "underlying": u["underlying"], "pnl_currency": u["pnl_currency"],
+        "price": format_number(u["price"]), "worst_scenario": u["worst_scenario"],
+        **{k: money(u[k]) for k in ("scan_loss", "delta_charge", "roll_charge",
+                                    "short_option_minimum", "requirement")},
+        "requirement_usd": format_number(u["requirement_usd"]),
+        "scenarios": [{"price_move": format_number(sc["price_move"]),
+                       "vol_move": format_number(sc["vol_move"]),
+                       "weight": format_number(sc["weight"]),
+                       "loss": money(sc["loss"])} for sc in u["scenarios"]]}
 
 
 _COUNTERPARTY: Final = "what-if-counterparty"

@@ -98,9 +98,10 @@ class PortfolioMargin:
         """
         assert self.grid is not None
         n = rows.shape[0]
-        inputs, symbols = self._inputs(book, ivs, now_ms, rows, extra)
+        inputs, pools = self._inputs(book, ivs, now_ms, rows, extra)
         if inputs is None:
             return np.zeros(n), np.zeros(n)
+        symbols = [sym for sym, _ in pools]
         corr = self._corr(symbols)
         res = portfolio_margin(**inputs, rate=0.0, grid=self.grid, n_accounts=n,
                                combine="correlation" if corr is not None else "sum",
@@ -121,24 +122,31 @@ class PortfolioMargin:
         every scenario (the risk vector: price move, vol move, weight, loss in USD), the
         worst scenario, the scan loss, the delta charge, the offsetting-futures (roll)
         charge, the short-option minimum and the requirement; then the row's
-        maintenance and initial margin (USD floats)."""
+        maintenance and initial margin (USD floats). The scenario losses and charges
+        are in the grid's P&L currency (``pnl_currency``: USD, or the underlying's coin
+        for a coin grid such as ``deribit_pm``), ``requirement_usd`` and the margins in
+        USD."""
         assert self.grid is not None
         grid = self.grid
         rows = np.array([row], dtype=np.int64)
-        inputs, symbols = self._inputs(book, ivs, now_ms, rows, None)
+        inputs, pools = self._inputs(book, ivs, now_ms, rows, None)
+        symbols = [sym for sym, _ in pools]
         out: dict[str, Any] = {"grid": grid.name, "title": grid.title,
                                "source": grid.source, "combine": self.combine,
                                "mm_factor": grid.mm_factor, "im_factor": grid.im_factor,
+                               "pnl_currency": grid.pnl_currency,
                                "underlyings": [], "maintenance_margin": 0.0,
                                "initial_margin": 0.0}
         if inputs is None:
             return out
         loss, acc = scenario_losses(**inputs, rate=0.0, grid=grid, n_accounts=1)
-        parts = requirement_parts(loss, acc, grid)
+        parts = requirement_parts(loss, acc, grid, inputs["underlying_price"],
+                                  inputs["coin"])
         moves = scenario_moves(grid, None, len(symbols))
-        for u, sym in enumerate(symbols):
+        for u, (sym, coin) in enumerate(pools):
             out["underlyings"].append({
-                "underlying": sym,
+                "underlying": f"{sym} ({sym}-settled)" if coin else sym,
+                "pnl_currency": sym if coin else "USD",
                 "price": float(inputs["underlying_price"][u]),
                 "worst_scenario": int(parts.worst[0, u]),
                 "scan_loss": float(parts.scan[0, u]),
@@ -146,6 +154,7 @@ class PortfolioMargin:
                 "roll_charge": float(parts.roll[0, u]),
                 "short_option_minimum": float(parts.short_option_minimum[0, u]),
                 "requirement": float(parts.requirement[0, u]),
+                "requirement_usd": float(parts.requirement_quote[0, u]),
                 "scenarios": [
                     {"price_move": float(moves[u, s_]), "vol_move": float(grid.vol_move[s_]),
                      "weight": float(grid.weight[s_]),
@@ -154,7 +163,7 @@ class PortfolioMargin:
             })
         # combined from the same parts (no second scan), as portfolio_margin combines them
         corr = self._corr(symbols)
-        mm = combine_requirements(parts.requirement,
+        mm = combine_requirements(parts.requirement_quote,
                                   "correlation" if corr is not None else "sum", corr,
                                   check_psd=not set(symbols) <= self._checked_symbols)
         out["maintenance_margin"] = float(mm[0])
@@ -163,9 +172,13 @@ class PortfolioMargin:
 
     def _inputs(self, book: Book, ivs: Mapping[int, Decimal], now_ms: int,
                 rows: Int64Array1D, extra: tuple[int, int] | None
-                ) -> tuple[dict[str, Any] | None, list[str]]:
-        """The kernel's position arrays for ``rows`` (None without positions) and the
-        underlyings' symbols in kernel order."""
+                ) -> tuple[dict[str, Any] | None, list[tuple[str, bool]]]:
+        """The kernel's position arrays for ``rows`` (None without positions) and its
+        underlyings in kernel order: (symbol, coin). Under a coin grid
+        (``pnl_currency = "coin"``, Deribit) a symbol's coin-settled instruments (settled
+        in the base coin: inverse futures, BTC options) are a pool of their own,
+        revalued in the coin, its linear (USDC-settled) ones another, in USD, as
+        Deribit margins a BTC book and a USDC book apart."""
         # A fixed order that follows from the state alone (the same live and after a
         # restore, which renumbers slots): each row's positions by market index, the
         # underlyings by symbol. The kernel adds losses in this order.
@@ -178,8 +191,14 @@ class PortfolioMargin:
             if extra_here and extra is not None and extra[1]:
                 markets[extra[0]] = markets.get(extra[0], 0) + extra[1]
             held.extend((i, m, lots) for m, lots in sorted(markets.items()) if lots)
-        symbols = sorted({str(book.instruments[m].base) for _, m, _ in held})
-        u_of = {sym: u for u, sym in enumerate(symbols)}
+        split = self.grid is not None and self.grid.pnl_currency == "coin"
+
+        def pool(m: int) -> tuple[str, bool]:
+            inst = book.instruments[m]
+            return str(inst.base), split and inst.settle == inst.base
+
+        pools = sorted({pool(m) for _, m, _ in held})
+        u_of = {p: u for u, p in enumerate(pools)}
         acc: list[int] = []
         und: list[int] = []
         kind: list[int] = []
@@ -192,7 +211,7 @@ class PortfolioMargin:
             inst = book.instruments[m]
             contracts = lots * book.lot_size[m] * float(inst.contract_size)
             acc.append(i)
-            und.append(u_of[str(inst.base)])
+            und.append(u_of[pool(m)])
             if inst.is_option:
                 kind.append(KIND_CALL if inst.option_kind == "call" else KIND_PUT)
                 strike.append(float(inst.strike or 0))
@@ -207,12 +226,13 @@ class PortfolioMargin:
             size.append(contracts / mark if inst.is_inverse else contracts)
             vol.append(float("nan"))
         if not acc:
-            return None, symbols
-        prices = np.array([underlying_usd(book, u) for u in symbols])
+            return None, pools
+        prices = np.array([underlying_usd(book, sym) for sym, _ in pools])
         return ({"account": np.array(acc), "underlying": np.array(und),
                  "kind": np.array(kind, dtype=np.int8), "strike": np.array(strike),
                  "expiry_yr": np.array(expiry), "size": np.array(size),
-                 "vol": np.array(vol), "underlying_price": prices}, symbols)
+                 "vol": np.array(vol), "underlying_price": prices,
+                 "coin": np.array([c for _, c in pools], dtype=np.bool_)}, pools)
 
 
 def underlying_usd(book: Book, symbol: str) -> float:

@@ -50,11 +50,15 @@ from solvency.core.typing import Float64Array1D
 __all__ = [
     "DAYS_PER_YEAR",
     "DeltaRule",
+    "ExtendedFutures",
     "GridAddons",
     "GridError",
     "GridFile",
     "GridScenario",
+    "PnlCurrency",
+    "RollRule",
     "ScenarioGrid",
+    "ShortOptionNet",
     "VolShift",
     "grid_model",
     "parse_grid",
@@ -64,6 +68,10 @@ DAYS_PER_YEAR: Final = 365.0
 
 VolShift = Literal["absolute", "relative"]
 DeltaRule = Literal["add", "floor"]
+PnlCurrency = Literal["quote", "coin"]
+RollRule = Literal["offset", "gross"]
+ShortOptionNet = Literal["position", "strike"]
+ExtendedFutures = Literal["full", "edge"]
 
 
 class GridError(ValueError):
@@ -107,8 +115,26 @@ class ScenarioGrid:
         the scan loss (``"add"``) or used as a floor (``"floor"``, Paradex's minimum delta
         requirement).
     roll
-        Charge on offsetting futures, a fraction of ``min(long, short) * F`` (Deribit's
-        contingency for offsetting futures).
+        Charge on futures, a fraction of their notional: ``min(long, short)`` under
+        ``roll_rule = "offset"`` (Deribit's older page: offsetting futures) or
+        ``long + short`` under ``"gross"`` (Deribit's API today: 1 % of gross futures).
+    roll_rule
+        ``"offset"`` or ``"gross"`` (see ``roll``).
+    short_option_net
+        ``"position"``: the short-option charge counts every short option row;
+        ``"strike"``: calls and puts of one underlying, expiry and strike are netted
+        first and only a net short counts (Deribit: call +10 and put -20 at strike X is
+        10 net short).
+    pnl_currency
+        ``"quote"``: scenario P&L in the quote currency (USD), linear for futures;
+        ``"coin"``: in the underlying coin at the scenario's price, as a coin-settled
+        (inverse) book is margined (Deribit's BTC books: a future's P&L is
+        ``size m / (1 + m)`` BTC, an option's ``size (V0 / F - V_s / F_s)``); the
+        requirement is then converted to the quote currency at the underlying price.
+    extended_futures
+        Futures in the scenarios given by a fixed ``move`` (the extended table):
+        ``"full"`` P&L at the move, or ``"edge"``: the P&L of the price range's edge on
+        the same side (what Deribit's ``private/pme/simulate`` example prints).
     short_option_rule
         ``"floor"`` (SPAN: the short option minimum is a lower bound of the
         requirement) or ``"add"`` (Deribit: a contingency added to it).
@@ -146,6 +172,10 @@ class ScenarioGrid:
     short_option_rule: DeltaRule
     mm_factor: float
     im_factor: float
+    roll_rule: RollRule = "offset"
+    short_option_net: ShortOptionNet = "position"
+    pnl_currency: PnlCurrency = "quote"
+    extended_futures: ExtendedFutures = "full"
 
     @property
     def n_scenarios(self) -> int:
@@ -201,8 +231,15 @@ class GridAddons(BaseModel):
         None, description="add: the delta charge is added; floor: it is a lower bound "
                           "(Paradex). Default add.")
     roll: _NonNeg | None = Field(
-        None, description="Charge on offsetting futures, a fraction of min(long, short) "
-                          "x F.")
+        None, description="Charge on futures, a fraction of min(long, short) x F "
+                          "(roll_rule offset) or of (long + short) x F (gross).")
+    roll_rule: RollRule | None = Field(
+        None, description="offset: roll x min(long, short) futures (default); gross: "
+                          "roll x (long + short) (Deribit's API).")
+    short_option_net: ShortOptionNet | None = Field(
+        None, description="position: every short option row counts (default); strike: "
+                          "calls and puts of one expiry and strike are netted first "
+                          "(Deribit).")
     mm_factor: _MmFactor | None = Field(None, description="Maintenance = requirement x mm_factor.")
     im_factor: _ImFactor | None = Field(None, description="Initial = maintenance x im_factor.")
 
@@ -234,6 +271,13 @@ class GridFile(GridAddons):
                                                           "volatility.")
     lookahead_days: _NonNeg = Field(Decimal(0), description="Days the valuation date "
                                                             "moves forward (SPAN: 1).")
+    pnl_currency: PnlCurrency = Field(
+        "quote", description="quote: scenario P&L in USD; coin: in the underlying coin at "
+                             "the scenario price (coin-settled books, Deribit), the "
+                             "requirement converted to USD at the underlying price.")
+    extended_futures: ExtendedFutures = Field(
+        "full", description="Futures in fixed-move scenarios: full P&L, or edge: that of "
+                            "the price range's edge on the same side (Deribit).")
     addons: GridAddons | None = None
     scenarios: list[GridScenario] = Field(min_length=1)
 
@@ -356,6 +400,10 @@ def parse_grid(source: str | Mapping[str, Any], *, where: str = "grid") -> Scena
         vol_shift=m.vol_shift,
         delta_rule=m.addon("delta_rule") or "add",
         short_option_rule=m.addon("short_option_rule") or "floor",
+        roll_rule=m.addon("roll_rule") or "offset",
+        short_option_net=m.addon("short_option_net") or "position",
+        pnl_currency=m.pnl_currency,
+        extended_futures=m.extended_futures,
         **nums,
         **addons,
     )

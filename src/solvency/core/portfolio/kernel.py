@@ -7,6 +7,14 @@ losses (quote currency, positive = loss)::
     option:  loss_s = size * (V(F, sigma, T) - V(F_s, sigma_s, T - lookahead))   Black-76
     future:  loss_s = -size * F * price_s * price_range                           linear
 
+or, for an underlying whose P&L is in its coin (``coin[u]``; a grid with
+``pnl_currency = "coin"``: Deribit's BTC-settled books), in coin at the scenario price::
+
+    option:  loss_s = size * (V(F, sigma, T) / F - V(F_s, sigma_s, T_s) / F_s)
+    future:  loss_s = -size * m_s / (1 + m_s)
+
+its contingencies in coin and its requirement converted at ``F`` to the quote currency.
+
 Options are fully revalued with Black-76 (the same formula as
 :func:`solvency.core.options.black76_price`; at or past expiry in a scenario, the
 intrinsic value), never a delta or delta-gamma approximation. Then, per ``(a, u)``::
@@ -17,7 +25,10 @@ intrinsic value), never a delta or delta-gamma approximation. Then, per ``(a, u)
     base        = scan + delta          (delta_rule = "add")
                   max(scan, delta)      (delta_rule = "floor", Paradex)
     roll        = roll * min(long futures, short futures) * F     offsetting futures
+                  roll * (long futures + short futures) * F       (roll_rule = "gross")
     som         = short_option_minimum * sum short option size * F
+                  (short_option_net = "strike": per expiry and strike, calls and puts
+                  netted, only a net short counted)
     requirement = mm_factor * max(base + roll, som)    (short_option_rule = "floor", SPAN)
                   mm_factor * (base + roll + som)      (short_option_rule = "add", Deribit)
 
@@ -73,6 +84,7 @@ __all__ = [
     "Combine",
     "PortfolioMargin",
     "RequirementParts",
+    "coin_flags",
     "combine_requirements",
     "portfolio_margin",
     "requirement_parts",
@@ -110,10 +122,12 @@ class PortfolioMargin(NamedTuple):
         Per account, the worst scenario of the underlying with the largest requirement;
         -1 for an account without positions. Shape ``(A,)``.
     requirement
-        Per account and underlying, the maintenance requirement before combination.
+        Per account and underlying, the maintenance requirement before combination
+        (quote currency; a coin grid's converted at the underlying price).
         Shape ``(A, U)``.
     scan_loss
-        Per account and underlying, ``max(0, max_s weight_s loss_s)``. Shape ``(A, U)``.
+        Per account and underlying, ``max(0, max_s weight_s loss_s)`` (quote currency,
+        as ``requirement``). Shape ``(A, U)``.
     worst_scenario_by_underlying
         Per account and underlying, ``argmax_s weight_s loss_s`` (-1 without positions).
         Shape ``(A, U)``.
@@ -132,14 +146,16 @@ def _scan_kernel(
     account: Int64Array1D, underlying: Int64Array1D, kind: Int8Array1D,
     strike: Float64Array1D, expiry_yr: Float64Array1D, size: Float64Array1D,
     vol: Float64Array1D, forward: Float64Array1D, rate: float,
-    move: Float64Array2D, growth: Float64Array2D, log_growth: Float64Array2D,
-    level: Int64Array1D,
+    fut_move: Float64Array2D, growth: Float64Array2D, inv_growth: Float64Array2D,
+    log_growth: Float64Array2D, level: Int64Array1D,
     level_mult: Float64Array1D, vol_up: Float64Array1D, vol_down: Float64Array1D,
     relative: bool, ref_days: float, floor_days: float, power_short: float,
     power_long: float, vol_floor: float, vol_up_floor: float, lookahead_yr: float,
-    loss: Float64Array3D, acc: Float64Array3D,
+    coin: Int8Array1D, short_by_row: bool, loss: Float64Array3D, acc: Float64Array3D,
 ) -> None:
     # Hot loop: helpers are inlined by hand (a numba call taking arrays costs ~60 ns).
+    # coin[u]: that underlying's P&L in its coin (value / F_s); its fut_move is then
+    # m / (1 + m) and its accumulators are in coin (the factor f below is 1).
     n_levels = level_mult.shape[0]
     n_scen = level.shape[0]
     inv_sd = np.empty(n_levels, dtype=np.float64)
@@ -153,10 +169,12 @@ def _scan_kernel(
         acc[a, u, _ACC_COUNT] += 1.0
         if q == 0.0:
             continue
+        in_coin = coin[u] != 0
+        unit = 1.0 if in_coin else f
         if kind[i] == KIND_FUTURE:
-            notional = q * f
+            notional = q * unit
             for s in range(n_scen):
-                loss[a, u, s] -= notional * move[u, s]
+                loss[a, u, s] -= notional * fut_move[u, s]
             acc[a, u, _ACC_NET_DELTA] += notional
             acc[a, u, _ACC_GROSS_DELTA] += abs(notional)
             if q > 0.0:
@@ -175,11 +193,11 @@ def _scan_kernel(
         n1 = 0.5 * detmath.erfc(-cp * d1 * INV_SQRT_2)
         n2 = 0.5 * detmath.erfc(-cp * (d1 - s0) * INV_SQRT_2)
         v0 = disc * cp * (f * n1 - k * n2)
-        dq = q * cp * disc * n1 * f
+        dq = q * cp * disc * n1 * unit
         acc[a, u, _ACC_NET_DELTA] += dq
         acc[a, u, _ACC_GROSS_DELTA] += abs(dq)
-        if q < 0.0:
-            acc[a, u, _ACC_SHORT_OPT] -= q * f
+        if q < 0.0 and short_by_row:
+            acc[a, u, _ACC_SHORT_OPT] -= q * unit
         t1 = t - lookahead_yr
         if t1 > 0.0:
             dte = t * DAYS_PER_YEAR
@@ -200,6 +218,18 @@ def _scan_kernel(
                 half_sd[j] = 0.5 * cps * sv
                 full_sd[j] = cps * sv
             h = 0.5 * cp * detmath.exp(-rate * t1)
+            if in_coin:
+                # V_s / F_s = h (e1 - K / (F g_s) e2), against V0 / F
+                v0c = v0 / f
+                kf = k / f
+                for s in range(n_scen):
+                    j = level[s]
+                    z1 = (x0 + log_growth[u, s]) * inv_sd[j] + half_sd[j]
+                    e1 = detmath.erfc(-z1)
+                    e2 = detmath.erfc(full_sd[j] - z1)
+                    v = h * (e1 - kf * inv_growth[u, s] * e2)
+                    loss[a, u, s] += q * (v0c - v)
+                continue
             for s in range(n_scen):
                 j = level[s]
                 z1 = (x0 + log_growth[u, s]) * inv_sd[j] + half_sd[j]
@@ -207,10 +237,69 @@ def _scan_kernel(
                 e2 = detmath.erfc(full_sd[j] - z1)
                 v = h * (f * growth[u, s] * e1 - k * e2)
                 loss[a, u, s] += q * (v0 - v)
+        elif in_coin:
+            v0c = v0 / f
+            kf = k / f
+            for s in range(n_scen):
+                v = max(cp * (1.0 - kf * inv_growth[u, s]), 0.0)
+                loss[a, u, s] += q * (v0c - v)
         else:
             for s in range(n_scen):
                 v = max(cp * (f * growth[u, s] - k), 0.0)
                 loss[a, u, s] += q * (v0 - v)
+
+
+@_jit
+def _net_short_by_strike(
+    order: Int64Array1D, account: Int64Array1D, underlying: Int64Array1D,
+    expiry_yr: Float64Array1D, strike: Float64Array1D, amount: Float64Array1D,
+    acc: Float64Array3D,
+) -> None:
+    # order lists the option rows grouped by (account, underlying, expiry, strike);
+    # each group's amounts are added in that order and only a net short is charged.
+    n = order.shape[0]
+    i = 0
+    while i < n:
+        r = order[i]
+        a = account[r]
+        u = underlying[r]
+        t = expiry_yr[r]
+        k = strike[r]
+        total = 0.0
+        while i < n:
+            r = order[i]
+            if (account[r] != a or underlying[r] != u or expiry_yr[r] != t
+                    or strike[r] != k):
+                break
+            total += amount[r]
+            i += 1
+        if total < 0.0:
+            acc[a, u, _ACC_SHORT_OPT] -= total
+
+
+@_jit
+def _strike_groups(account: Int64Array1D, underlying: Int64Array1D,
+                   expiry_yr: Float64Array1D, strike: Float64Array1D,
+                   rows: Int64Array1D) -> Int64Array1D:
+    # rows: option rows in account order. Within each account's run, a stable sort by
+    # strike, then expiry, then underlying puts equal keys next to each other (a run
+    # is one account's positions: small, so the sorts are cheap; no global sort).
+    out = rows.copy()
+    n = rows.shape[0]
+    start = 0
+    while start < n:
+        a = account[rows[start]]
+        end = start + 1
+        while end < n and account[rows[end]] == a:
+            end += 1
+        if end - start > 1:
+            run = rows[start:end]
+            run = run[np.argsort(strike[run], kind="mergesort")]
+            run = run[np.argsort(expiry_yr[run], kind="mergesort")]
+            run = run[np.argsort(underlying[run], kind="mergesort")]
+            out[start:end] = run
+        start = end
+    return out
 
 
 @_jit
@@ -338,31 +427,58 @@ def validate_correlation(
 
 class _Scenarios(NamedTuple):
     move: Float64Array2D
+    fut_move: Float64Array2D
     growth: Float64Array2D
+    inv_growth: Float64Array2D
     log_growth: Float64Array2D
     level: Int64Array1D
     level_mult: Float64Array1D
 
 
-def _scenarios(grid: ScenarioGrid, price_range: Float64Array1D) -> _Scenarios:
+def _scenarios(grid: ScenarioGrid, price_range: Float64Array1D,
+               coin: npt.NDArray[np.bool_] | None = None) -> _Scenarios:
     scaled = price_range[:, None] * grid.price_move[None, :]
-    move = np.ascontiguousarray(
-        np.where(grid.move_is_fraction[None, :] > 0.0, grid.price_move[None, :], scaled)
-    )
+    fixed = grid.move_is_fraction[None, :] > 0.0
+    move = np.ascontiguousarray(np.where(fixed, grid.price_move[None, :], scaled))
     if np.any(move <= -1.0):
         msg = "a price move of -100 % or below makes the forward non-positive"
         raise ValueError(msg)
     level_mult, level = np.unique(grid.vol_move, return_inverse=True)
     growth = np.ascontiguousarray(1.0 + move)
+    # futures: in the extended table ("edge") the move of the range's edge on its side
+    edge = np.where(grid.price_move[None, :] < 0.0, -price_range[:, None],
+                    price_range[:, None])
+    fut = np.where(fixed, edge, move) if grid.extended_futures == "edge" else move
+    if coin is not None and np.any(coin):
+        # a future's coin P&L per coin: m / (1 + m)
+        fut = np.where(coin[:, None], fut / (1.0 + fut), fut)
     return _Scenarios(
         cast(Float64Array2D, move),
+        cast(Float64Array2D, np.ascontiguousarray(fut, dtype=np.float64)),
         cast(Float64Array2D, growth),
+        cast(Float64Array2D, np.ascontiguousarray(1.0 / growth)),
         # log of the growth the kernel multiplies by, with detmath's log (not numpy's
         # CPU-dispatched log1p): the scan must give the same bits on every machine
         _log_each(growth),
         level.astype(np.int64).ravel(),
         cast(Float64Array1D, level_mult.astype(np.float64)),
     )
+
+
+def _short_options_by_strike(
+    account: Int64Array1D, underlying: Int64Array1D, kind: Int8Array1D,
+    strike: Float64Array1D, expiry_yr: Float64Array1D, amount: Float64Array1D,
+    acc: Float64Array3D,
+) -> None:
+    # Deribit's contingency per net short option per strike: calls and puts of one
+    # (account, underlying, expiry, strike) netted, only a net short charged.
+    rows = np.flatnonzero(kind != KIND_FUTURE).astype(np.int64)
+    if rows.shape[0] == 0:
+        return
+    if np.any(account[rows][1:] < account[rows][:-1]):
+        rows = rows[np.argsort(account[rows], kind="stable")]
+    order = _strike_groups(account, underlying, expiry_yr, strike, rows)
+    _net_short_by_strike(order, account, underlying, expiry_yr, strike, amount, acc)
 
 
 def scenario_losses(
@@ -372,18 +488,20 @@ def scenario_losses(
     vol: npt.ArrayLike, underlying_price: npt.ArrayLike, rate: float,
     grid: ScenarioGrid, n_accounts: int, forward: npt.ArrayLike | None = None,
     price_range: npt.ArrayLike | None = None, vol_range_up: npt.ArrayLike | None = None,
-    vol_range_down: npt.ArrayLike | None = None,
+    vol_range_down: npt.ArrayLike | None = None, coin: npt.ArrayLike | None = None,
 ) -> tuple[Float64Array3D, Float64Array3D]:
     """Return unweighted scenario losses ``(A, U, S)`` and the add-on accumulators.
 
     Parameters are those of :func:`portfolio_margin`. The second array holds per
     ``(a, u)``: net delta, gross delta, long and short futures notional, short option
-    notional (all ``* F``, quote currency) and the position count.
+    notional (all ``* F`` in the quote currency, or in coin for a coin underlying) and
+    the position count.
 
     Returns
     -------
     tuple of ndarray
-        ``loss[a, u, s]`` (positive = loss, quote currency) and ``acc[a, u, 6]``.
+        ``loss[a, u, s]`` (positive = loss; quote currency, or the underlying's coin
+        where ``coin[u]``) and ``acc[a, u, 6]``.
 
     Raises
     ------
@@ -423,27 +541,36 @@ def scenario_losses(
     )
     _check_positions(acct, und, knd, k, t, q, sig, fwd, n_accounts, n_und)
     pr = _per_underlying("price_range", price_range, grid.price_range, n_und)
-    sc = _scenarios(grid, pr)
+    in_coin = coin_flags(grid, coin, n_und)
+    sc = _scenarios(grid, pr, in_coin)
     loss = np.zeros((n_accounts, n_und, grid.n_scenarios), dtype=np.float64)
     acc = np.zeros((n_accounts, n_und, _ACC_COLUMNS), dtype=np.float64)
+    by_strike = grid.short_option_net == "strike"
     _scan_kernel(
         acct, und, knd, k, t, q, sig, fwd, float(rate),
-        sc.move, sc.growth, sc.log_growth, sc.level, sc.level_mult,
+        sc.fut_move, sc.growth, sc.inv_growth, sc.log_growth, sc.level, sc.level_mult,
         _per_underlying("vol_range_up", vol_range_up, grid.vol_range_up, n_und),
         _per_underlying("vol_range_down", vol_range_down, grid.vol_range_down, n_und),
         grid.vol_shift == "relative", grid.vol_term_ref_days, grid.vol_term_floor_days,
         grid.vol_power_short, grid.vol_power_long, grid.vol_floor, grid.vol_up_floor,
-        grid.lookahead_days / DAYS_PER_YEAR, loss, acc,
+        grid.lookahead_days / DAYS_PER_YEAR, in_coin.astype(np.int8), not by_strike,
+        loss, acc,
     )
+    if by_strike:
+        amount = cast(Float64Array1D, np.where(in_coin[und], q, q * fwd))
+        _short_options_by_strike(acct, und, knd, k, t, amount, acc)
     return loss, acc
 
 
 class RequirementParts(NamedTuple):
     """The parts of the per-(account, underlying) requirement, each ``(A, U)`` except
     ``weighted`` ``(A, U, S)``: the weighted scenario losses (the risk vector), the worst
-    scenario (-1 without positions), the scan loss, the delta charge, the offsetting-
-    futures (roll) charge, the short-option minimum, and the maintenance requirement
-    ``combine(scan, delta, roll, som) x mm_factor`` (see :class:`ScenarioGrid`)."""
+    scenario (-1 without positions), the scan loss, the delta charge, the futures
+    (roll) charge, the short-option minimum, and the maintenance requirement
+    ``combine(scan, delta, roll, som) x mm_factor`` (see :class:`ScenarioGrid`), all in
+    the grid's P&L currency (the coin under ``pnl_currency = "coin"``); and
+    ``requirement_quote``, the requirement in the quote currency (coin x the
+    underlying price)."""
 
     weighted: Float64Array3D
     worst: Int64Array2D
@@ -452,13 +579,19 @@ class RequirementParts(NamedTuple):
     roll: Float64Array2D
     short_option_minimum: Float64Array2D
     requirement: Float64Array2D
+    requirement_quote: Float64Array2D
 
 
 def requirement_parts(
-    loss: Float64Array3D, acc: Float64Array3D, grid: ScenarioGrid
+    loss: Float64Array3D, acc: Float64Array3D, grid: ScenarioGrid,
+    underlying_price: npt.ArrayLike | None = None, coin: npt.ArrayLike | None = None,
 ) -> RequirementParts:
     """Split the requirement of :func:`scenario_losses`' output into its parts (the one
-    computation :func:`portfolio_margin` uses, so a breakdown adds up to the margin)."""
+    computation :func:`portfolio_margin` uses, so a breakdown adds up to the margin).
+
+    ``underlying_price`` (per underlying) converts the requirement of a coin underlying
+    (``coin``, as given to :func:`scenario_losses`) to the quote currency; it is needed
+    only when one is in coin."""
     weighted = loss * grid.weight
     worst = np.argmax(weighted, axis=2)
     scan = np.maximum(np.take_along_axis(weighted, worst[..., None], axis=2)[..., 0], 0.0)
@@ -466,17 +599,31 @@ def requirement_parts(
     hedged = 0.5 * (acc[..., _ACC_GROSS_DELTA] - net)
     delta = grid.delta_net * net + grid.delta_hedged * np.maximum(hedged, 0.0)
     base = scan + delta if grid.delta_rule == "add" else np.maximum(scan, delta)
-    roll = grid.roll * np.minimum(acc[..., _ACC_LONG_FUT], acc[..., _ACC_SHORT_FUT])
+    long_fut, short_fut = acc[..., _ACC_LONG_FUT], acc[..., _ACC_SHORT_FUT]
+    if grid.roll_rule == "gross":
+        roll = grid.roll * (long_fut + short_fut)
+    else:
+        roll = grid.roll * np.minimum(long_fut, short_fut)
     som = grid.short_option_minimum * acc[..., _ACC_SHORT_OPT]
     if grid.short_option_rule == "add":
         req = (base + roll + som) * grid.mm_factor
     else:
         req = np.maximum(base + roll, som) * grid.mm_factor
     worst = np.where(acc[..., _ACC_COUNT] > 0.0, worst, -1)
+    in_coin = coin_flags(grid, coin, req.shape[1])
+    if np.any(in_coin):
+        if underlying_price is None:
+            msg = "a coin underlying's requirement needs 'underlying_price' to convert it"
+            raise ValueError(msg)
+        prices = np.atleast_1d(np.asarray(underlying_price, dtype=np.float64))
+        req_quote = np.where(in_coin[None, :], req * prices[None, :], req)
+    else:
+        req_quote = req
     return RequirementParts(
         cast(Float64Array3D, weighted), cast(Int64Array2D, worst.astype(np.int64)),
         cast(Float64Array2D, scan), cast(Float64Array2D, delta), cast(Float64Array2D, roll),
         cast(Float64Array2D, som), cast(Float64Array2D, req),
+        cast(Float64Array2D, req_quote),
     )
 
 
@@ -503,11 +650,31 @@ def combine_requirements(
     raise ValueError(msg)
 
 
+def coin_flags(grid: ScenarioGrid, coin: npt.ArrayLike | None,
+               n_und: int) -> npt.NDArray[np.bool_]:
+    """Per underlying, whether its P&L is in its coin: ``coin`` as given (broadcast to
+    ``(n_und,)``), else the grid's ``pnl_currency == "coin"`` for every underlying."""
+    if coin is None:
+        return np.full(n_und, grid.pnl_currency == "coin", dtype=np.bool_)
+    flags = np.asarray(coin)
+    if flags.dtype != np.bool_:
+        msg = "'coin' must be booleans per underlying"
+        raise ValueError(msg)
+    return np.ascontiguousarray(np.broadcast_to(flags, (n_und,)))
+
+
 def _requirements(
-    loss: Float64Array3D, acc: Float64Array3D, grid: ScenarioGrid
+    loss: Float64Array3D, acc: Float64Array3D, grid: ScenarioGrid,
+    underlying_price: npt.ArrayLike, coin: npt.ArrayLike | None,
 ) -> tuple[Float64Array2D, Float64Array2D, Int64Array2D]:
-    parts = requirement_parts(loss, acc, grid)
-    return parts.requirement, parts.scan, parts.worst
+    parts = requirement_parts(loss, acc, grid, underlying_price, coin)
+    scan = parts.scan
+    in_coin = coin_flags(grid, coin, scan.shape[1])
+    if np.any(in_coin):  # reported in the quote currency, as the margin
+        prices = np.atleast_1d(np.asarray(underlying_price, dtype=np.float64))
+        scan = cast(Float64Array2D, np.where(in_coin[None, :], scan * prices[None, :],
+                                             scan))
+    return parts.requirement_quote, scan, parts.worst
 
 
 def portfolio_margin(
@@ -519,6 +686,7 @@ def portfolio_margin(
     price_range: npt.ArrayLike | None = None, vol_range_up: npt.ArrayLike | None = None,
     vol_range_down: npt.ArrayLike | None = None, combine: Combine = "sum",
     correlation: npt.ArrayLike | None = None, check_psd: bool = True,
+    coin: npt.ArrayLike | None = None,
 ) -> PortfolioMargin:
     """Compute scenario-grid portfolio margin for every account in one pass.
 
@@ -556,6 +724,12 @@ def portfolio_margin(
         engine checks its venue's matrix once when the venue is loaded and passes False:
         LAPACK's kernels are chosen by CPU, and a check on the decision path could
         refuse a borderline matrix on one machine and accept it on another.
+    coin
+        Optional booleans per underlying: revalue that underlying's positions in its
+        coin (a coin-settled, inverse book: a future's P&L ``size m / (1 + m)``, an
+        option's ``size (V0 / F - V_s / F_s)``, contingencies in coin) and convert its
+        requirement to the quote currency at ``underlying_price``. Default: every
+        underlying when the grid's ``pnl_currency`` is ``"coin"``, none otherwise.
 
     Returns
     -------
@@ -573,8 +747,9 @@ def portfolio_margin(
         expiry_yr=expiry_yr, size=size, vol=vol, underlying_price=underlying_price,
         rate=rate, grid=grid, n_accounts=n_accounts, forward=forward,
         price_range=price_range, vol_range_up=vol_range_up, vol_range_down=vol_range_down,
+        coin=coin,
     )
-    req, scan, worst_u = _requirements(loss, acc, grid)
+    req, scan, worst_u = _requirements(loss, acc, grid, underlying_price, coin)
     mm = combine_requirements(req, combine, correlation, check_psd)
     # The account's worst scenario is that of its largest requirement among the
     # underlyings it holds (-1 when it holds none).

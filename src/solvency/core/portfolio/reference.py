@@ -59,14 +59,34 @@ def _losses(
         float(x) if fixed else price_range * float(x)
         for x, fixed in zip(grid.price_move, grid.move_is_fraction, strict=True)
     ]
+    coin = grid.pnl_currency == "coin"
     if p.kind == KIND_FUTURE:
-        return [-p.size * p.forward * m for m in moves]
+        for m, x, fixed in zip(moves, grid.price_move, grid.move_is_fraction, strict=True):
+            if fixed and grid.extended_futures == "edge":
+                m = price_range if x > 0.0 else -price_range  # the range's edge
+            # USD P&L size F m; in coin at the scenario's price F (1 + m)
+            out.append(-p.size * m / (1.0 + m) if coin else -p.size * p.forward * m)
+        return out
     v0 = _value(p.forward, p, p.expiry_yr, p.vol, rate)
     t1 = p.expiry_yr - grid.lookahead_days / DAYS_PER_YEAR
     for m, vm in zip(moves, grid.vol_move, strict=True):
         sigma = _shocked_vol(grid, p, float(vm), up, down)
-        out.append(p.size * (v0 - _value(p.forward * (1.0 + m), p, t1, sigma, rate)))
+        f1 = p.forward * (1.0 + m)
+        v1 = _value(f1, p, t1, sigma, rate)
+        out.append(p.size * (v0 / p.forward - v1 / f1) if coin else p.size * (v0 - v1))
     return out
+
+
+def _short_options(grid: ScenarioGrid, positions: Sequence[Position]) -> float:
+    unit = (lambda p: 1.0) if grid.pnl_currency == "coin" else (lambda p: p.forward)
+    options = [p for p in positions if p.kind != KIND_FUTURE and p.size != 0.0]
+    if grid.short_option_net == "position":
+        return sum(max(-p.size, 0.0) * unit(p) for p in options)
+    net: dict[tuple[float, float], float] = {}
+    for p in options:  # calls and puts of one expiry and strike netted
+        key = (p.expiry_yr, p.strike)
+        net[key] = net.get(key, 0.0) + p.size * unit(p)
+    return sum(-x for x in net.values() if x < 0.0)
 
 
 def _delta(p: Position, rate: float) -> float:
@@ -85,26 +105,28 @@ def _requirement(
     if not positions:
         return 0.0, -1
     total = [0.0] * grid.n_scenarios
-    net = gross = long_fut = short_fut = short_opt = 0.0
+    net = gross = long_fut = short_fut = 0.0
+    coin = grid.pnl_currency == "coin"
     for p in positions:
         if p.size == 0.0:
             continue
         for s, x in enumerate(_losses(grid, p, rate, price_range, up, down)):
             total[s] += x
-        d = p.size * _delta(p, rate) * p.forward
+        unit = 1.0 if coin else p.forward
+        d = p.size * _delta(p, rate) * unit
         net += d
         gross += abs(d)
         if p.kind == KIND_FUTURE:
-            long_fut += max(p.size, 0.0) * p.forward
-            short_fut += max(-p.size, 0.0) * p.forward
-        else:
-            short_opt += max(-p.size, 0.0) * p.forward
+            long_fut += max(p.size, 0.0) * unit
+            short_fut += max(-p.size, 0.0) * unit
+    short_opt = _short_options(grid, positions)
     weighted = [float(w) * x for w, x in zip(grid.weight, total, strict=True)]
     worst = max(range(len(weighted)), key=lambda s: (weighted[s], -s))
     scan = max(weighted[worst], 0.0)
     delta = grid.delta_net * abs(net) + grid.delta_hedged * max(0.5 * (gross - abs(net)), 0.0)
     base = scan + delta if grid.delta_rule == "add" else max(scan, delta)
-    roll = grid.roll * min(long_fut, short_fut)
+    roll = grid.roll * (long_fut + short_fut if grid.roll_rule == "gross"
+                        else min(long_fut, short_fut))
     som = grid.short_option_minimum * short_opt
     if grid.short_option_rule == "add":
         return (base + roll + som) * grid.mm_factor, worst
@@ -116,6 +138,7 @@ def account_margin_reference(
     price_range: Sequence[float] | None = None, vol_range_up: Sequence[float] | None = None,
     vol_range_down: Sequence[float] | None = None, combine: str = "sum",
     correlation: Sequence[Sequence[float]] | None = None,
+    underlying_price: Sequence[float] | None = None,
 ) -> tuple[float, float, int]:
     """Return ``(mm, im, worst_scenario)`` for one account, plainly.
 
@@ -125,6 +148,9 @@ def account_margin_reference(
         The account's positions.
     n_underlyings, rate, grid, price_range, vol_range_up, vol_range_down, combine, correlation
         As in :func:`solvency.core.portfolio.portfolio_margin`.
+    underlying_price
+        Per underlying; needed by a coin grid (``pnl_currency = "coin"``) to convert
+        its requirement to the quote currency.
 
     Returns
     -------
@@ -140,6 +166,11 @@ def account_margin_reference(
         up = grid.vol_range_up if vol_range_up is None else vol_range_up[u]
         down = grid.vol_range_down if vol_range_down is None else vol_range_down[u]
         req, worst = _requirement(grid, mine, rate, pr, up, down)
+        if grid.pnl_currency == "coin" and mine:
+            if underlying_price is None:
+                msg = "a coin grid needs 'underlying_price' to convert the requirement"
+                raise ValueError(msg)
+            req *= underlying_price[u]  # coin -> quote at the underlying's price
         reqs.append(req)
         worsts.append(worst)
     if combine == "sum":

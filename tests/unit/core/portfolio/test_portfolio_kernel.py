@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,6 +22,13 @@ from solvency.core.portfolio import (
 from solvency.core.portfolio.reference import portfolio_margin_reference
 
 GRIDS = {name: load_grid(name) for name in ("cme_span_16", "deribit_pm", "paradex_pm")}
+# Deribit's rules in USD, linear (the older page's rules) and mixed, so that the twin
+# holds every combination of pnl_currency, roll_rule, short_option_net, extended_futures
+GRIDS["deribit_pm_quote"] = replace(
+    GRIDS["deribit_pm"], pnl_currency="quote", roll_rule="offset",
+    short_option_net="position", extended_futures="full")
+GRIDS["deribit_pm_mixed"] = replace(
+    GRIDS["deribit_pm"], pnl_currency="quote", extended_futures="full")
 NAN = math.nan
 
 
@@ -49,7 +57,8 @@ def test_kernel_matches_plain_twin(grid_name, combine):
     out = portfolio_margin(**arrays, rate=0.03, grid=grid, n_accounts=n_acc,
                            combine=combine, correlation=rho if combine != "sum" else None)
     ref = portfolio_margin_reference(per, n_underlyings=3, rate=0.03, grid=grid,
-                                     combine=combine, correlation=rho)
+                                     combine=combine, correlation=rho,
+                                     underlying_price=prices)
     np.testing.assert_allclose(out.mm, [r[0] for r in ref], rtol=1e-9, atol=1e-7)
     np.testing.assert_allclose(out.im, [r[1] for r in ref], rtol=1e-9, atol=1e-7)
     np.testing.assert_array_equal(out.worst_scenario, [r[2] for r in ref])
@@ -60,9 +69,11 @@ def test_accounts_without_positions_are_zero():
     out = portfolio_margin(**arrays, rate=0.0, grid=GRIDS["deribit_pm"], n_accounts=4)
     assert out.mm[[0, 1, 3]].tolist() == [0.0, 0.0, 0.0]
     assert out.worst_scenario.tolist() == [-1, -1, 0, -1]  # -16 %, vol up (first row)
-    # Deribit: the requirement is the initial margin, maintenance 0.8 of it (mm_factor)
-    assert out.im[2] == pytest.approx(0.16 * 60_000.0)
-    assert out.mm[2] == pytest.approx(0.8 * 0.16 * 60_000.0)
+    # Deribit: the requirement is the initial margin, maintenance 0.8 of it (mm_factor);
+    # the P&L of 1 BTC long at -16 % is 0.16 / 0.84 BTC, the roll 1 % of gross futures
+    im_btc = 0.16 / 0.84 + 0.01
+    assert out.im[2] == pytest.approx(im_btc * 60_000.0, rel=1e-12)
+    assert out.mm[2] == pytest.approx(0.8 * im_btc * 60_000.0, rel=1e-12)
 
 
 def test_paradex_min_delta_example():
@@ -104,10 +115,13 @@ def test_paradex_vol_shock_formula():
             assert loss[0, 0, s] == pytest.approx(v0 - v1, rel=1e-12, abs=1e-9)
 
 
-def test_deribit_contingencies():
-    # Deribit "Portfolio Margin": long 100 BTC future A, short 100 BTC future B ->
-    # 1 % x 100 BTC added; 0.01 BTC per short option (here 1 % of F per short option).
-    g = GRIDS["deribit_pm"]
+def test_deribit_older_page_contingencies():
+    # Deribit's older "Portfolio Margin" page (deribit.com/pages/docs/portfoliomargin):
+    # long 100 BTC future A, short 100 BTC future B -> 1 % x 100 BTC added; 0.01 BTC per
+    # short option (in USD: 1 % of F). The shipped grid follows Deribit's API today
+    # (gross roll, per-strike netting, coin P&L: test_deribit_pme.py); these rules stay
+    # reachable as grid keys (roll_rule = "offset", short_option_net = "position").
+    g = GRIDS["deribit_pm_quote"]
     f = 60_000.0
     arrays, _ = book([(0, 0, KIND_FUTURE, NAN, NAN, 100.0, NAN),
                       (0, 0, KIND_FUTURE, NAN, NAN, -100.0, NAN)], prices=(f,))

@@ -63,7 +63,8 @@ def test_kernel_equals_twin(books, gi):
     arrays, per = book(rs, 2, PRICES)
     per += [[] for _ in range(len(books) - len(per))]
     out = portfolio_margin(**arrays, rate=0.01, grid=GRIDS[gi], n_accounts=len(books))
-    ref = portfolio_margin_reference(per, n_underlyings=2, rate=0.01, grid=GRIDS[gi])
+    ref = portfolio_margin_reference(per, n_underlyings=2, rate=0.01, grid=GRIDS[gi],
+                                     underlying_price=PRICES)
     np.testing.assert_allclose(out.mm, [r[0] for r in ref], rtol=1e-9, atol=1e-6)
     np.testing.assert_array_equal(out.worst_scenario, [r[2] for r in ref])
 
