@@ -62,7 +62,7 @@ def venue(n_markets: int = N_MARKETS, rule: str = "tiered (Binance, float rule)"
         for i in range(n_markets)
     }
     return build_venue({"name": "bench", "assets": {"USDT": {"decimals": 6, "price_usd": "1"}},
-                        "markets": markets})
+                        "markets": markets, "liquidation": {"policy": "close_all"}})
 
 
 def population(engine: Engine, n_accounts: int, rng: np.random.Generator) -> None:

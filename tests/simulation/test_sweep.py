@@ -220,7 +220,8 @@ def test_override_leaves_the_base_document_alone(base: SweepBase) -> None:
 
 @pytest.mark.parametrize(("spec", "message"), [
     pytest.param("foo=1", "foo: unknown key; expected one of: agents", id="unknown-top-level"),
-    pytest.param("venue.insurence_fund=1", "unknown keys ['insurence_fund']",
+    pytest.param("venue.insurence_fund=1",
+                 "venue: insurence_fund: unknown key; did you mean 'insurance'?",
                  id="unknown-venue-key"),
     pytest.param("market.markets.BTC-PERP.cascade_dept=0.1",
                  "market.markets.BTC-PERP.cascade_dept: unknown key; did you mean 'cascade_depth'?",

@@ -46,12 +46,15 @@ def test_drift_buffer_and_fees() -> None:
 
 
 @pytest.mark.parametrize(("section", "message"), [
-    ({"insurance_fee_ppm": -1}, "insurance_fee_ppm must be non-negative"),
+    # the venue file's schema (core/model/venue_schema.py) answers shape and range, with
+    # the file and the dotted key; the policy's own checks what spans keys
+    ({"insurance_fee_ppm": -1}, "venue: liquidation.insurance_fee_ppm: Input should be "
+                                "greater than or equal to 0"),
     ({"max_portion_ppm": 0}, "max_portion_ppm must be in (0, 1e6]"),
     ({"bankruptcy_adjustment_ppm": "1.5"}, "liquidation.bankruptcy_adjustment_ppm: expected a "
                                            "whole number"),
-    ({"max_liquidation_fee_ppm": 5_000}, "liquidation: unknown keys "
-                                         "['max_liquidation_fee_ppm']"),
+    ({"max_liquidation_fee_ppm": 5_000}, "venue: liquidation.max_liquidation_fee_ppm: "
+                                         "unknown key; did you mean 'liquidator_fee_ppm'?"),
 ], ids=["negative-fee", "zero-portion", "fraction-ppm", "dydx-name-not-ours"])
 def test_bad_values_are_named(section: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as err:

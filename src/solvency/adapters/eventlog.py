@@ -82,4 +82,4 @@ def load_venue(name_or_file: str) -> Venue:
     data = load_json_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a venue file must hold an object")
-    return venue_from_data(data)
+    return venue_from_data(data, source=str(path))

@@ -3,7 +3,7 @@
 Each schema is generated from the pydantic model that reads the format (the model is the
 source of truth; the published file is what editors check users' files with). This module
 holds :class:`SchemaSpec`, the renderer and the formats of ``core``/``engine`` (grid, event
-line, portfolio file); :mod:`solvency.cli.schemas` adds the stress lab's scenario file
+line, venue file, portfolio file); :mod:`solvency.cli.schemas` adds the stress lab's scenario file
 (``sim``, which this layer may not import) and writes them all. A test regenerates them
 and fails when a published file has drifted; to rewrite them::
 
@@ -47,6 +47,12 @@ def _event() -> TypeAdapter[Any]:
     return EVENT_LINE
 
 
+def _venue() -> type[BaseModel]:
+    from solvency.core.model.venue_schema import VenueFile
+
+    return VenueFile
+
+
 def _portfolio() -> type[BaseModel]:
     from solvency.engine.portfolio import PortfolioFile
 
@@ -64,6 +70,13 @@ PUBLISHED: Final[tuple[SchemaSpec, ...]] = (
                "(POST /v1/events) and the engine read it: one object per input event, "
                "discriminated by type. Amounts are exact decimals, as decimal strings "
                "(recommended) or JSON numbers, within 1e-40 .. 1e40."),
+    SchemaSpec("venue-v1", _venue, "solvency venue file, version 1",
+               "A venue (JSON or TOML) for --venue FILE and a scenario's [venue] table: a "
+               "bundled preset and overrides, or a full venue: assets and their "
+               "collateral tiers, markets of every margin model and option terms, oracle "
+               "(sources, guard, mark, breakers, pre-trade limits, rate limit), insurance, "
+               "portfolio_margin and liquidation (docs/venues.md). Amounts are exact "
+               "decimals: decimal strings (recommended) or numbers."),
     SchemaSpec("portfolio-v1", _portfolio, "solvency portfolio file, version 1",
                "One account's portfolio (JSON or TOML) for solvency margin and solvency "
                "greeks: venue, market overrides or declared options, prices, collateral "

@@ -29,6 +29,7 @@ from solvency.adapters.eventlog import (
 from solvency.adapters.grids import load_grid
 from solvency.adapters.risk_report import bad_debt_from_sweep
 from solvency.cli.tables import print_table
+from solvency.core.liquidation.policy import policy_to_data
 from solvency.core.model.events import Rejected
 from solvency.core.model.presets import PRESETS, load_preset, preset_names
 from solvency.core.model.venue import ConfigError, margin_model_to_data
@@ -545,6 +546,8 @@ def venues(
                          "lot_size": str(m.lot_size), **margin_model_to_data(m.margin)}
                 for m in v.markets.values()
             },
+            # the whole policy as a venue file's liquidation section states it
+            "liquidation": policy_to_data(v.policy) if v.policy is not None else None,
         }
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -564,3 +567,23 @@ def venues(
                 first = f"{m['imr']} / {m['mmr']}"
             table.add_row(name, mname, m["kind"], m["settle"], m["model"], first, v["as_of"])
     print_table(console, table)
+    print_table(console, _policy_table(data))
+
+
+def _policy_table(data: dict[str, Any]) -> Table:
+    """Each preset's liquidation policy: sizing, penalty and the waterfall's steps."""
+    table = Table(title="Liquidation policies (venue file: liquidation, docs/liquidation.md)")
+    for col in ("venue", "sizing", "penalty ppm liquidator / fund", "fund takes over",
+                "backstop", "ADL", "socialize", "fund capacity", "as of"):
+        table.add_column(col)
+    for name, v in data.items():
+        p = v["liquidation"]
+        if p is None:
+            continue
+        table.add_row(name, p["sizing"],
+                      f"{p['liquidator_fee_ppm']} / {p['insurance_fee_ppm']} "
+                      f"({p['penalty_priority']})",
+                      "yes" if p["fund_takeover"] else "no",
+                      "yes" if p["backstop"] else "no", p["adl_ranking"], p["socialize"],
+                      p["fund_capacity"], p["as_of"])
+    return table

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final, Union
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError, WithJsonSchema
 from pydantic_core import core_schema
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "DecimalText",
     "Num",
     "Number",
+    "WholeNumber",
     "format_errors",
     "schema_document",
 ]
@@ -48,7 +49,8 @@ def _finite(value: Decimal) -> Decimal:
     return value
 
 
-def _as_decimal(value: object, *, text_ok: bool, rule: str = "") -> Decimal:
+def _as_decimal(value: object, *, text_ok: bool, rule: str = "",
+                float_ok: bool = True) -> Decimal:
     if isinstance(value, str) and text_ok:
         try:
             return _finite(Decimal(value.strip()))
@@ -58,6 +60,9 @@ def _as_decimal(value: object, *, text_ok: bool, rule: str = "") -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         what = ("a number or a decimal string" if text_ok else "a number") + rule
         raise ValueError(f"expected {what}, got {type(value).__name__} {value!r}")
+    if isinstance(value, float) and not float_ok:
+        raise ValueError(f"expected a decimal string, got binary float {value!r} (it is not "
+                         "the decimal it prints)")
     if isinstance(value, float):
         # Python-API callers pass floats; their shortest repr is the number they wrote.
         return _finite(Decimal(repr(value)))
@@ -81,6 +86,9 @@ class Num:
     text_ok
         Also accept a decimal string (``"0.1"``): amounts in JSON files, where a number
         would go through a float in most writers.
+    float_ok
+        Accept a Python ``float`` (through its shortest repr); ``False`` where the parser
+        behind the schema refuses binary floats (the venue file's amounts).
 
     The validator and the JSON Schema are built here (not by pydantic from a ``Decimal``
     and ``Field(ge=...)``), so every supported pydantic version publishes the same schema.
@@ -91,6 +99,7 @@ class Num:
     le: int | str | None = None
     lt: int | str | None = None
     text_ok: bool = False
+    float_ok: bool = True
 
     def _bounds(self) -> list[tuple[str, Decimal, str]]:
         given = {"ge": self.ge, "gt": self.gt, "le": self.le, "lt": self.lt}
@@ -101,7 +110,7 @@ class Num:
         """Return ``value`` as an exact Decimal, or raise ValueError saying what was expected."""
         bounds = self._bounds()
         rule = "".join(f" {'and ' if i else ''}{o} {b}" for i, (o, b, _) in enumerate(bounds))
-        d = _as_decimal(value, text_ok=self.text_ok, rule=rule)
+        d = _as_decimal(value, text_ok=self.text_ok, rule=rule, float_ok=self.float_ok)
         for op, bound, _ in bounds:
             ok = {">=": d >= bound, ">": d > bound, "<=": d <= bound, "<": d < bound}[op]
             if not ok:
@@ -125,6 +134,22 @@ class Num:
         """Publish :meth:`json_schema` (a fresh dict per field)."""
         return self.json_schema()
 
+
+def _whole(value: object) -> int:
+    # an int, or a string of one (the venue file's ppm keys have always taken both)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueError("expected a whole number")
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole), WithJsonSchema({
+    "anyOf": [{"type": "integer"}, {"type": "string", "pattern": r"^\s*[-+]?\d+\s*$"}]})]
+"""An integer, or a string of one (``"5000"``); booleans and fractions are refused."""
 
 Number = Annotated[Decimal, Num()]
 """A finite decimal written as a number (an integer or a decimal, not a string)."""

@@ -23,10 +23,9 @@ import numpy as np
 
 from solvency.core.ledger.ledger import INSURANCE, Ledger, Result, Transfer
 from solvency.core.liquidation import (
+    NO_POLICY_HINT,
     FeeSharePolicy,
     LiquidationPolicy,
-    policy_for,
-    policy_with_overrides,
 )
 from solvency.core.margin.kernels import S_LOTS, row_whatif
 from solvency.core.model.instruments import Instrument
@@ -86,7 +85,8 @@ class EngineState:
         What the venue's book absorbs when a position is liquidated
         (default :data:`DEFAULT_LIQUIDITY`).
     policy
-        The liquidation policy (default: the venue's preset policy).
+        The liquidation policy (default: the venue's, :attr:`Venue.policy`: its
+        ``liquidation`` section over its preset's); given, it replaces the venue's.
     pm_grid
         The scenario grid of portfolio margin (None: no portfolio mode).
     """
@@ -100,13 +100,10 @@ class EngineState:
         self.n_pm_rows = 0  # portfolio-margined rows (0: the fill path skips the check)
         self.liquidity: Liquidity = liquidity if liquidity is not None else DEFAULT_LIQUIDITY
         if policy is None:
-            policy = policy_for(venue.name)
-        if "liquidation" in venue.raw:
-            # the venue file's insurance-fund rule over the preset policy
-            try:
-                policy = policy_with_overrides(policy, venue.raw["liquidation"])
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+            # the venue's own (its liquidation section over its preset's: build_venue)
+            policy = venue.policy
+        if policy is None:
+            raise ConfigError(f"venue {venue.name!r}: {NO_POLICY_HINT}")
         self.liquidator = Liquidator(self, policy)
         self.market_data: dict[str, dict[str, Any]] = {
             name: dict(data) for name, data in dict(venue.raw.get("markets", {})).items()

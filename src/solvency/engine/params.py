@@ -14,7 +14,13 @@ from typing import Final
 import numpy as np
 
 from solvency.core.model.events import OutEvent, Params, Settled
-from solvency.core.model.venue import ConfigError, Venue, build_venue, merge_config
+from solvency.core.model.venue import (
+    ConfigError,
+    Venue,
+    build_venue,
+    merge_config,
+    parse_market,
+)
 from solvency.engine.base import EngineState, RejectReason, tick_value_quanta_of
 from solvency.engine.valuation import check_rows
 
@@ -39,10 +45,13 @@ def apply_params(state: EngineState, ev: Params) -> list[OutEvent]:
         merged = merge_config({"markets": {inst.name: current}},
                               {"markets": {inst.name: dict(ev.changes)}})
         data = merged["markets"][inst.name]
+        # the market's own rules first: their messages are the rejection details the
+        # event logs (and their golden hashes) have always carried
+        parse_market(inst.name, data)
         trial = build_venue({**state.venue.raw, "markets": {
             **state.market_data, inst.name: data}})
     except ConfigError as exc:
-        raise RejectReason("invalid_params", str(exc)) from None
+        raise RejectReason("invalid_params", str(exc).removeprefix("venue: ")) from None
     new_inst = trial.markets[inst.name]
     if new_inst.tick_size > TICK_SIZE_MAX:
         # every mark stays at most 1e12 (a price event's bound): a tick of 1e40 once
@@ -57,7 +66,8 @@ def apply_params(state: EngineState, ev: Params) -> list[OutEvent]:
                         markets={**venue.markets, inst.name: new_inst},
                         margin_call_ratio=venue.margin_call_ratio,
                         source=venue.source, as_of=venue.as_of,
-                        raw={**venue.raw, "markets": dict(state.market_data)})
+                        raw={**venue.raw, "markets": dict(state.market_data)},
+                        policy=venue.policy)
     state.reindex_markets()
     slots = book.holders[m].view().copy()
     book.refresh(slots)

@@ -159,6 +159,9 @@ def portfolio_model(data: object, *, source: str = "portfolio") -> PortfolioFile
 
 def _named(source: str, exc: ValueError) -> PortfolioError:
     text = str(exc)
+    if isinstance(exc, ConfigError):
+        # the venue's errors name keys of the venue data built from this file's markets
+        text = text.removeprefix("venue: ")
     return PortfolioError(text if text.startswith(f"{source}: ") else f"{source}: {text}")
 
 

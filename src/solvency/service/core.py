@@ -42,8 +42,7 @@ from solvency.adapters.grids import grid_text
 from solvency.adapters.nats_stream import StreamError
 from solvency.adapters.store import EventStore, LogRow, StoreError
 from solvency.core.model.events import EventError, Rejected
-from solvency.core.model.presets import venue_from_data
-from solvency.core.model.venue import ConfigError
+from solvency.core.model.venue import ConfigError, build_venue
 from solvency.core.portfolio import GridError, parse_grid
 from solvency.engine.engine import Engine, EngineError
 from solvency.engine.inputs import AnyInput, parse_input
@@ -319,7 +318,8 @@ class RiskService:
             self.store.set_meta("venue_name", venue.name)
         else:
             try:
-                venue = venue_from_data(json.loads(stored))
+                # the venue as it was built (its raw data: complete, with its preset)
+                venue = build_venue(json.loads(stored), source="the store's venue")
             except (ConfigError, ValueError) as exc:
                 raise RecoveryError(f"the store's venue does not load: {exc}") from None
         return Engine(venue, pm_grid=self._grid())

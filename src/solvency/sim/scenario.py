@@ -477,12 +477,12 @@ class ScenarioFile(BaseModel):
     run: _Run = _Run()
     market: _Market
     population: _Population
-    # the venue's own keys are checked by the venue parser (venue_from_data)
+    # the venue's own keys are checked by the venue file's schema (venue_from_data)
     venue: dict[str, Any] = Field(json_schema_extra={
         "description": "the venue: preset = NAME (solvency venues) and venue-file "
-                       "overrides, checked by the venue parser (docs/venues.md); "
-                       "insurance_fund: the fund's starting capital in the settlement "
-                       "asset",
+                       "overrides, checked against the venue file's schema "
+                       "(venue-v1.json, docs/venues.md); insurance_fund: the fund's "
+                       "starting capital in the settlement asset",
         "properties": {
             "preset": {"type": "string"},
             "insurance_fund": {"anyOf": [{"type": "number", "minimum": 0},
@@ -646,9 +646,9 @@ class Scenario:
             data["oracle"] = self.oracle.venue_overrides(
                 step_ms if step_ms is not None else self.step_ms, data.get("oracle", {}))
         try:
-            return venue_from_data(data)
+            return venue_from_data(data)  # errors read "venue: dotted.key: ..."
         except ConfigError as exc:
-            raise ScenarioError(f"venue: {exc}") from None
+            raise ScenarioError(str(exc)) from None
 
     # ------------------------------------------------------------------ paths
 

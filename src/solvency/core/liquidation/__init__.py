@@ -40,18 +40,23 @@ from solvency.core.liquidation.penalty import (
 )
 from solvency.core.liquidation.policy import (
     FUND_RULE_KEYS,
+    NO_POLICY_HINT,
     PENALTY_RULE_KEYS,
     POLICIES,
+    POLICY_DATA,
     AdlRanking,
     FundCapacity,
     LiquidationPolicy,
+    LiquidationSection,
     Sizing,
     Socialize,
     in_cooldown,
     liquidation_size,
     liquidation_size_reference,
     policy_for,
+    policy_to_data,
     policy_with_overrides,
+    resolve_policy,
 )
 from solvency.core.liquidation.waterfall import (
     AdlFill,
@@ -72,8 +77,10 @@ from solvency.core.liquidation.waterfall import (
 
 __all__ = [
     "FUND_RULE_KEYS",
+    "NO_POLICY_HINT",
     "PENALTY_RULE_KEYS",
     "POLICIES",
+    "POLICY_DATA",
     "AdlFill",
     "AdlRanking",
     "BackstopTakeover",
@@ -83,6 +90,7 @@ __all__ = [
     "FundTakeover",
     "InsurancePayment",
     "LiquidationPolicy",
+    "LiquidationSection",
     "MarketClose",
     "Penalty",
     "PenaltyPriority",
@@ -120,7 +128,9 @@ __all__ = [
     "liquidation_size_reference",
     "plan_waterfall",
     "policy_for",
+    "policy_to_data",
     "policy_with_overrides",
+    "resolve_policy",
     "size_to_cover_margin_shortage",
     "socialize_funding_index",
     "socialize_pro_rata_winners",

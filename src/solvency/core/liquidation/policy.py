@@ -14,29 +14,45 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any, Final, Literal
+from dataclasses import dataclass, fields, replace
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Final, Literal
 
 import numpy as np
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from solvency.core.liquidation.penalty import PenaltyPriority
+from solvency.core.schema import WholeNumber, format_errors
 from solvency.core.typing import BoolArray1D, Float64Array1D, Int64Array1D
 from solvency.core.units import PPM
 
 __all__ = [
     "FUND_RULE_KEYS",
+    "NO_POLICY_HINT",
     "PENALTY_RULE_KEYS",
     "POLICIES",
+    "POLICY_DATA",
     "AdlRanking",
     "FundCapacity",
     "LiquidationPolicy",
+    "LiquidationSection",
     "Sizing",
     "Socialize",
     "in_cooldown",
     "liquidation_size",
     "liquidation_size_reference",
     "policy_for",
+    "policy_to_data",
     "policy_with_overrides",
+    "resolve_policy",
 ]
 
 Sizing = Literal["close_all", "dydx", "hyperliquid", "drift", "tier_step"]
@@ -162,105 +178,6 @@ class LiquidationPolicy:
         return self.backstop and collateral < mm * self.backstop_mm_fraction_ppm / PPM
 
 
-POLICIES: Final[dict[str, LiquidationPolicy]] = {
-    "close_all": LiquidationPolicy(
-        name="close_all", source="whole position in one step; fund takes over what the "
-        "book could not close and unwinds it (20% a minute within 2.5% of the mark); ADL pro "
-        "rata only beyond its equity at depth",
-        as_of="n/a", adl_ranking="pro_rata", fund_capacity="equity_at_depth",
-        fund_unwind_portion_ppm=200_000, fund_unwind_band_ppm=25_000,
-        fund_unwind_interval_ms=60_000),
-    "dydx": LiquidationPolicy(
-        name="dydx",
-        source="dYdX v4-chain liquidations_config in the testing genesis "
-               "(protocol/testing/genesis.sh; x/clob genesis_test.go): "
-               "max_liquidation_fee_ppm 5000, min_position_notional_liquidated 1000 quote "
-               "quantums, max_position_portion_liquidated_ppm 1e6, max_notional_liquidated "
-               "and max_quantums_insurance_lost 1e14 quantums, bankruptcy_adjustment_ppm "
-               "1e6, spread_to_maintenance_margin_ratio_ppm 100000; deleveraging "
-               "(x/clob/keeper/deleveraging.go) picks offsetting accounts in pseudo-random "
-               "order, approximated pro rata. Mainnet governance values may differ. "
-               "The insurance fund holds no positions: it pays fills below bankruptcy and "
-               "deleveraging starts when balance + delta < 0 or the balance is below "
-               "max_insurance_fund_quantums_for_deleveraging "
-               "(x/clob/keeper/deleveraging.go ShouldPerformDeleveraging)",
-        as_of="2024-10",
-        sizing="dydx", min_notional_quote=0.001, max_portion_ppm=PPM,
-        account_notional_cap_quote=100_000_000.0, account_insurance_cap_quote=100_000_000.0,
-        insurance_fee_ppm=5_000, penalty_priority="insurance_first",
-        bankruptcy_adjustment_ppm=PPM, spread_to_mm_ratio_ppm=100_000,
-        adl_ranking="pro_rata", fund_takeover=False, fund_capacity="cash"),
-    "hyperliquid": LiquidationPolicy(
-        name="hyperliquid",
-        source="Hyperliquid docs trading/liquidations (book first, no clearance fee; "
-               "backstop by the liquidator vault below 2/3 of maintenance margin, "
-               "maintenance margin kept by the vault) and the partial-liquidation "
-               "announcement (positions above 100k USDC: 20% per order, then 30 s during "
-               "which orders are for the whole position). ADL order: BitMEX formula used "
-               "(Hyperliquid's exact ranking UNVERIFIED). The liquidator vault (the "
-               "fund here) holds what it takes and trades out of it; ADL when it cannot "
-               "absorb the loss (docs trading/auto-deleveraging: 'avoid liquidations that "
-               "would cause a sufficiently large drawdown'), measured on its equity at "
-               "depth; unwind pace 20% a minute within 2.5% of the mark UNVERIFIED",
-        as_of="2025",
-        sizing="hyperliquid", partial_threshold_quote=100_000.0,
-        partial_portion_ppm=200_000, cooldown_ms=30_000, backstop=True,
-        backstop_mm_fraction_ppm=666_667, adl_ranking="bitmex", backstop_is_fund=True,
-        fund_capacity="equity_at_depth", fund_unwind_portion_ppm=200_000,
-        fund_unwind_band_ppm=25_000, fund_unwind_interval_ms=60_000),
-    "drift": LiquidationPolicy(
-        name="drift",
-        source="Drift protocol-v2 math/liquidation.rs "
-               "(calculate_base_asset_amount_to_cover_margin_shortage; "
-               "calculate_funding_rate_deltas_to_resolve_bankruptcy: loss socialized over "
-               "both sides' base through the cumulative funding rate). Fee and buffer "
-               "values UNVERIFIED (per-market on-chain): liquidator 1%, IF 1% as in the "
-               "module's tests, buffer 2%",
-        as_of="draft",
-        sizing="drift", margin_buffer_ppm=20_000, liquidator_fee_ppm=10_000,
-        insurance_fee_ppm=10_000, penalty_priority="liquidator_first",
-        adl_ranking="none", socialize="funding_index", fund_takeover=False,
-        fund_capacity="cash"),
-    "deribit": LiquidationPolicy(
-        name="deribit",
-        source="Deribit: incremental liquidation simplified to close-all; losses beyond "
-               "the insurance fund socialized pro rata over winning positions "
-               "(Deribit's historical socialized-loss rule). Fees UNVERIFIED (draft)",
-        as_of="draft",
-        sizing="close_all", insurance_fee_ppm=0, adl_ranking="none",
-        socialize="pro_rata_winners", fund_takeover=False, fund_capacity="cash"),
-    "binance": LiquidationPolicy(
-        name="binance",
-        source="Binance 'Liquidation Protocols' FAQ (updated 2024-05-29): cancel orders, "
-               "one IOC order to reduce to a lower bracket, then bankruptcy-price "
-               "takeover by the insurance fund; ADL queue. Clearance fee rate UNVERIFIED "
-               "(per symbol); ADL score as PnL ratio x margin ratio (draft). Insurance "
-               "Fund FAQ (2024-05-29): the fund takes over bankrupt positions and offloads "
-               "them gradually, net notional per market at most 100% of the fund; FAQ "
-               "2025-05-06: ADL when the unrealized loss of taken-over positions exceeds "
-               "the fund (read as equity at depth); 2.5% unwind band from the 2019 "
-               "rule; unwind pace 20% a minute UNVERIFIED",
-        as_of="2025-05",
-        sizing="tier_step", insurance_fee_ppm=12_500, penalty_priority="insurance_first",
-        adl_ranking="binance", fund_capacity="equity_at_depth",
-        fund_position_cap_ppm=PPM, fund_unwind_portion_ppm=200_000,
-        fund_unwind_band_ppm=25_000, fund_unwind_interval_ms=60_000),
-    "bitmex": LiquidationPolicy(
-        name="bitmex",
-        source="BitMEX app/autoDeleveraging and autoDeleveragingExamples (ranking, "
-               "quintiles, fills at the liquidated order's bankruptcy price); surplus over "
-               "bankruptcy to the insurance fund; partial liquidation down one risk-limit "
-               "step (BitMEX risk limits docs). The liquidation engine takes the position "
-               "over and the fund pays for aggressing it in the market; ADL when the fund "
-               "is depleted (app/liquidation, app/autoDeleveraging), counted as equity at "
-               "depth; unwind all a minute within 2.5% of the mark UNVERIFIED",
-        as_of="2021-08",
-        sizing="tier_step", insurance_fee_ppm=PPM, penalty_priority="insurance_first",
-        adl_ranking="bitmex", fund_capacity="equity_at_depth",
-        fund_unwind_band_ppm=25_000, fund_unwind_interval_ms=60_000),
-}
-
-
 FUND_RULE_KEYS: Final = ("fund_takeover", "backstop_is_fund", "fund_capacity",
                          "fund_position_cap_ppm", "fund_unwind_portion_ppm",
                          "fund_unwind_band_ppm", "fund_unwind_interval_ms",
@@ -278,44 +195,269 @@ PENALTY_RULE_KEYS: Final = ("margin_buffer_ppm", "liquidator_fee_ppm", "insuranc
 ``margin_buffer_ppm``, ``liquidator_fee`` and ``if_liquidation_fee`` are the two fees)."""
 
 
-def policy_with_overrides(policy: LiquidationPolicy, data: Mapping[str, Any],
-                          path: str = "liquidation") -> LiquidationPolicy:
-    """Return ``policy`` with the insurance-fund rule and the liquidation parameters of a
-    venue file's ``liquidation`` section (keys :data:`FUND_RULE_KEYS` and
-    :data:`PENALTY_RULE_KEYS`); a bad key or value raises ``ValueError`` naming its
-    dotted path."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a table")
-    extra = set(data) - set(FUND_RULE_KEYS) - set(PENALTY_RULE_KEYS)
-    if extra:
-        raise ValueError(f"{path}: unknown keys {sorted(extra)}")
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        where = f"{path}.{key}"
-        if key in ("fund_takeover", "backstop_is_fund"):
-            if not isinstance(value, bool):
-                raise ValueError(f"{where}: expected true or false")
-            changes[key] = value
-        elif key == "fund_capacity":
-            if value not in ("cash", "equity", "equity_at_depth"):
-                raise ValueError(f"{where}: expected cash, equity or equity_at_depth")
-            changes[key] = value
-        else:
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                raise ValueError(f"{where}: expected a whole number")
-            try:
-                changes[key] = int(value)
-            except ValueError:
-                raise ValueError(f"{where}: expected a whole number") from None
+_Ppm = Annotated[WholeNumber, Field(ge=0)]
+_Bool = Annotated[bool, Strict()]
+_Text = Annotated[str, Strict()]
+
+
+def _quote(value: object) -> float:
+    # a sizing limit in quote units: a number or decimal string >= 0, or "inf" (no limit)
+    if isinstance(value, str) and value.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ValueError("expected a number >= 0 or \"inf\"")
     try:
-        return replace(policy, **changes)
+        d = Decimal(value.strip() if isinstance(value, str) else repr(value)
+                    if isinstance(value, float) else value)
+    except InvalidOperation:
+        raise ValueError(f"expected a number >= 0 or \"inf\", got {value!r}") from None
+    if not d.is_finite() or d < 0:
+        raise ValueError(f"expected a number >= 0 or \"inf\", got {value!r}")
+    return float(d)  # a sizing limit, never money: float by design (module docstring)
+
+
+_Quote = Annotated[float, BeforeValidator(_quote), WithJsonSchema({"anyOf": [
+    {"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\s*(\d+\.?\d*|\.\d+)\s*$"},
+    {"const": "inf"}]})]
+
+
+class LiquidationSection(BaseModel):
+    """A venue file's ``liquidation`` section: the venue's liquidation policy.
+
+    Every field of :class:`LiquidationPolicy` is a key. The policy starts from ``policy``
+    (a named policy of :data:`POLICIES`), else from the venue's ``preset``, else, in a
+    file that states its own (``sizing`` given), from the defaults of
+    :class:`LiquidationPolicy`; every other key overrides that start. A venue with none
+    of the three is refused (:func:`resolve_policy`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    policy: Literal["close_all", "binance", "bitmex", "deribit", "drift", "dydx",
+                    "hyperliquid"] | None = Field(
+        None, description="Start from this named policy (a preset's, or close_all).")
+    name: _Text | None = None
+    source: _Text | None = None
+    as_of: _Text | None = None
+    sizing: Sizing | None = Field(None, description="Partial-liquidation rule.")
+    min_notional_quote: _Quote | None = None
+    max_portion_ppm: _Ppm | None = None
+    account_notional_cap_quote: _Quote | None = None
+    account_insurance_cap_quote: _Quote | None = None
+    partial_threshold_quote: _Quote | None = None
+    partial_portion_ppm: _Ppm | None = None
+    cooldown_ms: _Ppm | None = None
+    margin_buffer_ppm: _Ppm | None = None
+    liquidator_fee_ppm: _Ppm | None = None
+    insurance_fee_ppm: _Ppm | None = None
+    penalty_priority: PenaltyPriority | None = None
+    bankruptcy_adjustment_ppm: _Ppm | None = None
+    spread_to_mm_ratio_ppm: _Ppm | None = None
+    backstop: _Bool | None = None
+    backstop_mm_fraction_ppm: _Ppm | None = None
+    fund_covers_shortfall: _Bool | None = None
+    adl_ranking: AdlRanking | None = None
+    adl_fund_threshold_quanta: _Ppm | None = None
+    socialize: Socialize | None = None
+    fund_takeover: _Bool | None = None
+    backstop_is_fund: _Bool | None = None
+    fund_capacity: FundCapacity | None = None
+    fund_position_cap_ppm: _Ppm | None = None
+    fund_unwind_portion_ppm: _Ppm | None = None
+    fund_unwind_band_ppm: _Ppm | None = None
+    fund_unwind_interval_ms: _Ppm | None = None
+
+
+POLICY_DATA: Final[dict[str, dict[str, Any]]] = {  # each a venue file's liquidation section
+    "close_all": dict(
+        name="close_all", source="whole position in one step; fund takes over what the "
+        "book could not close and unwinds it (20% a minute within 2.5% of the mark); ADL pro "
+        "rata only beyond its equity at depth",
+        as_of="n/a", adl_ranking="pro_rata", fund_capacity="equity_at_depth",
+        fund_unwind_portion_ppm=200_000, fund_unwind_band_ppm=25_000,
+        fund_unwind_interval_ms=60_000),
+    "dydx": dict(
+        name="dydx",
+        source="dYdX v4-chain liquidations_config in the testing genesis "
+               "(protocol/testing/genesis.sh; x/clob genesis_test.go): "
+               "max_liquidation_fee_ppm 5000, min_position_notional_liquidated 1000 quote "
+               "quantums, max_position_portion_liquidated_ppm 1e6, max_notional_liquidated "
+               "and max_quantums_insurance_lost 1e14 quantums, bankruptcy_adjustment_ppm "
+               "1e6, spread_to_maintenance_margin_ratio_ppm 100000; deleveraging "
+               "(x/clob/keeper/deleveraging.go) picks offsetting accounts in pseudo-random "
+               "order, approximated pro rata. Mainnet governance values may differ. "
+               "The insurance fund holds no positions: it pays fills below bankruptcy and "
+               "deleveraging starts when balance + delta < 0 or the balance is below "
+               "max_insurance_fund_quantums_for_deleveraging "
+               "(x/clob/keeper/deleveraging.go ShouldPerformDeleveraging)",
+        as_of="2024-10",
+        sizing="dydx", min_notional_quote="0.001", max_portion_ppm=1_000_000,
+        account_notional_cap_quote="100000000.0", account_insurance_cap_quote="100000000.0",
+        insurance_fee_ppm=5_000, penalty_priority="insurance_first",
+        bankruptcy_adjustment_ppm=1_000_000, spread_to_mm_ratio_ppm=100_000,
+        adl_ranking="pro_rata", fund_takeover=False, fund_capacity="cash"),
+    "hyperliquid": dict(
+        name="hyperliquid",
+        source="Hyperliquid docs trading/liquidations (book first, no clearance fee; "
+               "backstop by the liquidator vault below 2/3 of maintenance margin, "
+               "maintenance margin kept by the vault) and the partial-liquidation "
+               "announcement (positions above 100k USDC: 20% per order, then 30 s during "
+               "which orders are for the whole position). ADL order: BitMEX formula used "
+               "(Hyperliquid's exact ranking UNVERIFIED). The liquidator vault (the "
+               "fund here) holds what it takes and trades out of it; ADL when it cannot "
+               "absorb the loss (docs trading/auto-deleveraging: 'avoid liquidations that "
+               "would cause a sufficiently large drawdown'), measured on its equity at "
+               "depth; unwind pace 20% a minute within 2.5% of the mark UNVERIFIED",
+        as_of="2025",
+        sizing="hyperliquid", partial_threshold_quote="100000.0",
+        partial_portion_ppm=200_000, cooldown_ms=30_000, backstop=True,
+        backstop_mm_fraction_ppm=666_667, adl_ranking="bitmex", backstop_is_fund=True,
+        fund_capacity="equity_at_depth", fund_unwind_portion_ppm=200_000,
+        fund_unwind_band_ppm=25_000, fund_unwind_interval_ms=60_000),
+    "drift": dict(
+        name="drift",
+        source="Drift protocol-v2 math/liquidation.rs "
+               "(calculate_base_asset_amount_to_cover_margin_shortage; "
+               "calculate_funding_rate_deltas_to_resolve_bankruptcy: loss socialized over "
+               "both sides' base through the cumulative funding rate). Fee and buffer "
+               "values UNVERIFIED (per-market on-chain): liquidator 1%, IF 1% as in the "
+               "module's tests, buffer 2%",
+        as_of="draft",
+        sizing="drift", margin_buffer_ppm=20_000, liquidator_fee_ppm=10_000,
+        insurance_fee_ppm=10_000, penalty_priority="liquidator_first",
+        adl_ranking="none", socialize="funding_index", fund_takeover=False,
+        fund_capacity="cash"),
+    "deribit": dict(
+        name="deribit",
+        source="Deribit: incremental liquidation simplified to close-all; losses beyond "
+               "the insurance fund socialized pro rata over winning positions "
+               "(Deribit's historical socialized-loss rule). Fees UNVERIFIED (draft)",
+        as_of="draft",
+        sizing="close_all", insurance_fee_ppm=0, adl_ranking="none",
+        socialize="pro_rata_winners", fund_takeover=False, fund_capacity="cash"),
+    "binance": dict(
+        name="binance",
+        source="Binance 'Liquidation Protocols' FAQ (updated 2024-05-29): cancel orders, "
+               "one IOC order to reduce to a lower bracket, then bankruptcy-price "
+               "takeover by the insurance fund; ADL queue. Clearance fee rate UNVERIFIED "
+               "(per symbol); ADL score as PnL ratio x margin ratio (draft). Insurance "
+               "Fund FAQ (2024-05-29): the fund takes over bankrupt positions and offloads "
+               "them gradually, net notional per market at most 100% of the fund; FAQ "
+               "2025-05-06: ADL when the unrealized loss of taken-over positions exceeds "
+               "the fund (read as equity at depth); 2.5% unwind band from the 2019 "
+               "rule; unwind pace 20% a minute UNVERIFIED",
+        as_of="2025-05",
+        sizing="tier_step", insurance_fee_ppm=12_500, penalty_priority="insurance_first",
+        adl_ranking="binance", fund_capacity="equity_at_depth",
+        fund_position_cap_ppm=1_000_000, fund_unwind_portion_ppm=200_000,
+        fund_unwind_band_ppm=25_000, fund_unwind_interval_ms=60_000),
+    "bitmex": dict(
+        name="bitmex",
+        source="BitMEX app/autoDeleveraging and autoDeleveragingExamples (ranking, "
+               "quintiles, fills at the liquidated order's bankruptcy price); surplus over "
+               "bankruptcy to the insurance fund; partial liquidation down one risk-limit "
+               "step (BitMEX risk limits docs). The liquidation engine takes the position "
+               "over and the fund pays for aggressing it in the market; ADL when the fund "
+               "is depleted (app/liquidation, app/autoDeleveraging), counted as equity at "
+               "depth; unwind all a minute within 2.5% of the mark UNVERIFIED",
+        as_of="2021-08",
+        sizing="tier_step", insurance_fee_ppm=1_000_000, penalty_priority="insurance_first",
+        adl_ranking="bitmex", fund_capacity="equity_at_depth",
+        fund_unwind_band_ppm=25_000, fund_unwind_interval_ms=60_000),
+}
+
+
+def _from_data(name: str, data: Mapping[str, Any]) -> LiquidationPolicy:
+    section = LiquidationSection.model_validate(data)
+    return LiquidationPolicy(**section.model_dump(exclude_none=True))
+
+
+POLICIES: Final[dict[str, LiquidationPolicy]] = {
+    name: _from_data(name, data) for name, data in POLICY_DATA.items()}
+"""The named policies, built from :data:`POLICY_DATA` through the venue file's schema."""
+
+
+NO_POLICY_HINT: Final = (
+    "no liquidation policy: add \"preset\": NAME (a bundled venue, whose policy it "
+    "inherits), or a liquidation section naming one (\"liquidation\": {\"policy\": "
+    "\"close_all\"}) or stating one (\"liquidation\": {\"sizing\": \"close_all\", ...}; "
+    "docs/liquidation.md)")
+
+
+def resolve_policy(data: Mapping[str, Any] | None, *, preset: str | None = None,
+                   venue_name: str = "custom", path: str = "liquidation") -> LiquidationPolicy:
+    """Return the policy a venue's ``liquidation`` section states.
+
+    It starts from ``data["policy"]`` (a named policy), else from ``preset``'s, else (when
+    ``data`` gives ``sizing``) from :class:`LiquidationPolicy`'s defaults named after the
+    venue; the section's other keys override the start.
+
+    Raises
+    ------
+    ValueError
+        A bad key or value, naming its dotted path; or no start at all
+        (:data:`NO_POLICY_HINT`: what to add).
+    """
+    if data is None:
+        data = {}
+    try:
+        section = LiquidationSection.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(format_errors("venue", exc, LiquidationSection, at=(path,))) from None
+    given = section.model_dump(exclude_none=True)
+    start_name = given.pop("policy", None) or preset
+    if start_name is not None:
+        if start_name not in POLICIES:
+            raise ValueError(f"{path}.policy: unknown policy {start_name!r}; known: "
+                             f"{sorted(POLICIES)}")
+        start = POLICIES[start_name]
+    elif "sizing" in given:
+        start = LiquidationPolicy(name=venue_name, source="venue file", as_of="")
+    else:
+        raise ValueError(NO_POLICY_HINT)
+    try:
+        return replace(start, **given)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
 
+def policy_with_overrides(policy: LiquidationPolicy, data: Mapping[str, Any],
+                          path: str = "liquidation") -> LiquidationPolicy:
+    """Return ``policy`` with the keys of a venue file's ``liquidation`` section over it
+    (a ``policy`` key there is refused: the start is ``policy``)."""
+    if isinstance(data, Mapping) and "policy" in data:
+        raise ValueError(f"{path}.policy: the policy to start from is given")
+    try:
+        section = LiquidationSection.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(format_errors("venue", exc, LiquidationSection, at=(path,))) from None
+    try:
+        return replace(policy, **section.model_dump(exclude_none=True))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def policy_to_data(policy: LiquidationPolicy) -> dict[str, Any]:
+    """Return ``policy`` as a ``liquidation`` section stating it whole (every field; quote
+    limits as decimal strings, ``"inf"`` for none): :func:`resolve_policy` of it gives
+    ``policy`` back."""
+    out: dict[str, Any] = {}
+    for f in fields(policy):
+        v = getattr(policy, f.name)
+        out[f.name] = ("inf" if v == math.inf else repr(v)) if isinstance(v, float) else v
+    return out
+
+
 def policy_for(venue: str) -> LiquidationPolicy:
-    """Return the preset policy of a venue (``close_all`` when the venue has none)."""
-    return POLICIES.get(venue, POLICIES["close_all"])
+    """Return the named policy (a preset's, or ``close_all``).
+
+    Raises
+    ------
+    KeyError
+        For an unknown name (no silent ``close_all``: a venue states its policy).
+    """
+    if venue not in POLICIES:
+        raise KeyError(f"no liquidation policy named {venue!r}; known: {sorted(POLICIES)}")
+    return POLICIES[venue]
 
 
 def in_cooldown(policy: LiquidationPolicy, *, last_partial_ms: Int64Array1D,

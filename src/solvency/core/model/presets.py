@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from solvency.core.model.venue import Venue, build_venue, merge_config
+from solvency.core.liquidation.policy import NO_POLICY_HINT
+from solvency.core.model.venue import ConfigError, Venue, build_venue, merge_config
+from solvency.core.model.venue_schema import check_venue_data
 
 __all__ = ["PRESETS", "load_preset", "preset_names", "venue_from_data"]
 
@@ -247,22 +249,43 @@ def preset_names() -> list[str]:
     return sorted(PRESETS)
 
 
-def venue_from_data(data: dict[str, Any]) -> Venue:
-    """Build a venue from a user's data: a full venue, or ``{"preset": NAME, ...overrides}``."""
+def venue_from_data(data: dict[str, Any], *, source: str = "venue") -> Venue:
+    """Build a venue from a user's data: a full venue, or ``{"preset": NAME, ...overrides}``.
+
+    A full venue states its liquidation policy (``liquidation.policy`` or
+    ``liquidation.sizing``); one built on a preset inherits the preset's.
+
+    The user's data is checked against the venue file's schema before a preset's data is
+    merged into it (so that errors name the keys as the user wrote them); ``source``
+    names the file in the errors.
+    """
     base_name = data.get("preset")
     if base_name is not None:
         if base_name not in PRESETS:
-            from solvency.core.model.venue import ConfigError
-
-            raise ConfigError(f"preset: unknown venue {base_name!r}; known: {preset_names()}")
-        data = merge_config(PRESETS[str(base_name)], data)
-    return build_venue(data)
+            raise ConfigError(f"{source}: preset: unknown venue {base_name!r}; "
+                              f"known: {preset_names()}")
+        problems = check_venue_data(data, source=source)
+        if problems is not None:
+            raise ConfigError(problems)
+        merged = merge_config(PRESETS[str(base_name)], data)
+        if merged.get("name") != base_name:
+            # a renamed preset keeps the preset it was built on (its liquidation policy,
+            # the same after a snapshot's restore); one that keeps the preset's name is
+            # named by it, and its data (and state hashes) stay as they were
+            merged["preset"] = base_name
+        data = merged
+    else:
+        # a file without a preset states its liquidation policy: its name alone (even a
+        # preset's) chooses none
+        liq = data.get("liquidation")
+        if not isinstance(liq, dict) or not ({"policy", "sizing"} & set(liq)):
+            problems = check_venue_data(data, source=source)
+            raise ConfigError(problems or f"{source}: {NO_POLICY_HINT}")
+    return build_venue(data, source=source)
 
 
 def load_preset(name: str) -> Venue:
     """Build a bundled preset by name."""
     if name not in PRESETS:
-        from solvency.core.model.venue import ConfigError
-
         raise ConfigError(f"unknown venue {name!r}; known: {preset_names()}")
     return build_venue(copy.deepcopy(PRESETS[name]))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from solvency.core.liquidation.policy import POLICIES, LiquidationPolicy, resolve_policy
 from solvency.core.margin.models import (
     MarginModel,
     MarginTier,
@@ -25,6 +26,7 @@ from solvency.core.margin.models import (
 from solvency.core.model.assets import Asset, CollateralTier
 from solvency.core.model.events import parse_ts_ms
 from solvency.core.model.instruments import Instrument
+from solvency.core.model.venue_schema import check_venue_data
 from solvency.core.units import UnitError, parse_decimal
 
 __all__ = [
@@ -57,7 +59,11 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Venue:
-    """Assets, markets and settings of one venue (a preset or a user's file)."""
+    """Assets, markets and settings of one venue (a preset or a user's file).
+
+    ``policy`` is its liquidation policy, resolved by :func:`build_venue` from the
+    ``liquidation`` section, the ``preset`` or (a preset's own data) the name.
+    """
 
     name: str
     assets: Mapping[str, Asset]
@@ -66,6 +72,7 @@ class Venue:
     source: str = ""
     as_of: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    policy: LiquidationPolicy | None = field(default=None, repr=False)
 
     def resolve(self, name: str) -> Instrument | None:
         """Find a market by its id or one of its venue aliases."""
@@ -270,12 +277,29 @@ def merge_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[s
     return out
 
 
-def build_venue(data: Mapping[str, Any]) -> Venue:
-    """Build and validate a venue from its full config data."""
-    extra = set(data) - {"name", "assets", "markets", "margin_call_ratio", "source", "as_of",
-                         "preset", "oracle", "insurance", "portfolio_margin", "liquidation"}
-    if extra:
-        raise ConfigError(f"venue: unknown keys {sorted(extra)}")
+def build_venue(data: Mapping[str, Any], *, source: str = "venue") -> Venue:
+    """Build and validate a venue from its full config data.
+
+    The data is first checked against the venue file's schema
+    (:class:`~solvency.core.model.venue_schema.VenueFile`: every section, unknown keys
+    refused at any depth), then built; ``source`` names the file in the errors.
+
+    Raises
+    ------
+    ConfigError
+        ``source: dotted.key: what was expected`` (the schema), or the dotted key and
+        what is wrong with it (the rules that span keys).
+    """
+    problems = check_venue_data(data, source=source)
+    if problems is not None:
+        raise ConfigError(problems)
+    try:
+        return _build(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _build(data: Mapping[str, Any]) -> Venue:
     assets_data = data.get("assets")
     markets_data = data.get("markets")
     if not isinstance(assets_data, Mapping) or not isinstance(markets_data, Mapping):
@@ -302,6 +326,21 @@ def build_venue(data: Mapping[str, Any]) -> Venue:
     ratio = _dec(data.get("margin_call_ratio", "0.8"), "margin_call_ratio")
     if not Decimal(0) < ratio <= Decimal(1):
         raise ConfigError("margin_call_ratio: must be in (0, 1]")
-    return Venue(name=str(data.get("name", "custom")), assets=assets, markets=markets,
+    name = str(data.get("name", "custom"))
+    return Venue(name=name, assets=assets, markets=markets,
                  margin_call_ratio=ratio, source=str(data.get("source", "")),
-                 as_of=str(data.get("as_of", "")), raw=copy.deepcopy(dict(data)))
+                 as_of=str(data.get("as_of", "")), raw=copy.deepcopy(dict(data)),
+                 policy=_policy(data, name))
+
+
+def _policy(data: Mapping[str, Any], name: str) -> LiquidationPolicy:
+    # The start: the section's "policy", else the preset's; data without a "preset" key
+    # named after one is that preset's own data (load_preset, a snapshot of it).
+    preset = data.get("preset")
+    if preset is None and name in POLICIES and name != "close_all":
+        preset = name
+    try:
+        return resolve_policy(data.get("liquidation"), preset=preset, venue_name=name)
+    except ValueError as exc:
+        text = str(exc)
+        raise ConfigError(text.removeprefix("venue: ")) from None

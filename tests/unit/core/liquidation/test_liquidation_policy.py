@@ -148,7 +148,8 @@ def test_presets_cover_every_venue_preset() -> None:
         p = policy_for(venue)
         assert p.name == venue, venue
         assert p.source and p.as_of
-    assert policy_for("unknown").name == "close_all"
+    with pytest.raises(KeyError, match="no liquidation policy named 'unknown'"):
+        policy_for("unknown")  # was a silent close_all
 
 
 def test_hyperliquid_backstop_below_two_thirds_of_mm() -> None:
