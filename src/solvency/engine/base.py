@@ -408,6 +408,10 @@ def tick_value_quanta_of(venue: Venue, inst: Instrument) -> int:
 def format_number(x: float) -> str:
     """A float for an out-event or a view: 6 decimals without trailing zeros (10
     significant digits below 1e-4), ``nan``, ``inf`` or ``-inf``."""
+    if x.__class__ is float and -1e300 < x < 1e300:  # finite (not NaN): most calls
+        if x != 0.0 and -1e-4 < x < 1e-4:
+            return f"{x:.10g}"
+        return f"{x:.6f}".rstrip("0").rstrip(".")
     if math.isnan(x):  # math, not np.isnan: ~10x cheaper on a Python float
         return "nan"
     if math.isinf(x):

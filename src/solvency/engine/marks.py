@@ -16,6 +16,7 @@ views, is tracked here as marks arrive.
 
 from __future__ import annotations
 
+import math
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Final
 
@@ -248,5 +249,9 @@ def _track_volatility(state: EngineState, m: int, price: float, ts_ms: int) -> N
 
 def volatility(state: EngineState, m: int) -> float:
     """Annualized volatility of a market's mark (EWMA; the default before data)."""
-    var = state.vol_var_annual[m]
-    return state.default_volatility if np.isnan(var) else float(np.sqrt(var))
+    var = state.vol_var_annual.item(m)
+    if math.isnan(var):
+        return state.default_volatility
+    # math.sqrt on a Python float: the same correctly rounded square root as np.sqrt,
+    # without a numpy scalar round trip (a view asks once per position)
+    return math.sqrt(var) if var >= 0.0 else float(np.sqrt(var))

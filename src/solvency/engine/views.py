@@ -183,9 +183,9 @@ def _position_view(state: EngineState, r: int, rec: list[int], cost_q: int, liq:
 def adl_rank_of(state: EngineState, m: int, s: int) -> int | None:
     """ADL queue quintile of slot ``s`` in market ``m`` (None: not ranked)."""
     slots, ranks = adl_rank_table_of(state, m)
-    i = int(np.searchsorted(slots, s))
-    if i < slots.shape[0] and int(slots[i]) == s:
-        return int(ranks[i])
+    i = int(slots.searchsorted(s))
+    if i < slots.shape[0] and slots.item(i) == s:
+        return int(ranks.item(i))
     return None
 
 

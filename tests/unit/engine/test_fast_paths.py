@@ -4,20 +4,30 @@ The fill path reads a size or price on its grid in integers (``on_grid``: the de
 as an exact ratio) and a fee in quanta by one scale (``amount_quanta``); the general
 code is a decimal division that traps rounding and ``units.to_quanta``. Each fast path
 only ever answers "accepted, this many"; here both are run on the same random and edge
-inputs and must give the same number or the same rejection (reason and words).
+inputs and must give the same number or the same rejection (reason and words). Out-events
+and views print floats through ``format_number``, whose finite-float branch is held to
+the general one the same way.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from decimal import Decimal as D
 
+import numpy as np
 import pytest
 
 from solvency.core.model.presets import PRESETS
 from solvency.core.model.venue import build_venue
 from solvency.core.units import MAX_QUANTA, UnitError, to_quanta
-from solvency.engine.base import EngineState, RejectReason, _on_grid_slow, on_grid
+from solvency.engine.base import (
+    EngineState,
+    RejectReason,
+    _on_grid_slow,
+    format_number,
+    on_grid,
+)
 
 STEPS = [D("0.001"), D("0.1"), D("0.5"), D("1"), D("25"), D("0.00000001"), D("0.0025")]
 
@@ -86,3 +96,22 @@ def test_amount_quanta_fast_path_equals_to_quanta(decimals: int) -> None:
         got = _answer(state.amount_quanta, value, 0, "fee_buyer")
         want = _answer(general, value)
         assert got == want, (value, decimals)
+
+
+def _format_general(x: float) -> str:
+    """format_number as it was before its fast path (the general branch)."""
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.10g}" if abs(x) < 1e-4 and x != 0 else f"{x:.6f}".rstrip("0").rstrip(".")
+
+
+def test_format_number_fast_path_equals_general() -> None:
+    rng = random.Random(11)
+    values = [0.0, -0.0, 1e-4, -1e-4, 9.99999e-5, 1e-300, 1e300, -1e300, 1.7976931348623157e308,
+              5e-324, 0.5, 123456.0000004, -2.5e-7, float("nan"), float("inf"), float("-inf")]
+    values += [rng.uniform(-1, 1) * 10 ** rng.randint(-12, 20) for _ in range(3000)]
+    for x in values:
+        assert format_number(x) == _format_general(x), x
+        assert format_number(np.float64(x)) == _format_general(x), x  # numpy scalars too
