@@ -92,3 +92,40 @@ def test_what_if_trades_through_the_engine(tmp_path: Path) -> None:
     for bad in ("BTC-PERP", "BTC-PERP:0", "BTC-PERP:x", "BTC-PERP:1@-5", "NOPE:1"):
         code, out = _run(tmp_path, "--add", bad)
         assert code == 2 and "--add" in out and "Traceback" not in out, (bad, out)
+
+
+def test_what_if_collateral_moves_through_the_engine(tmp_path: Path) -> None:
+    """Issue 28, "what-if ... moving collateral": --move deposits or withdraws through the
+    engine before the report. By hand (binance, 0.4 % / 0.8 %): long 1 BTC at 100,000 with
+    10,000 USDT has its liquidation price where 10,000 + (p - 100,000) = 0.004 p, i.e.
+    p = 90,000 / 0.996 = 90,361.44...; with 5,000 more, 85,000 / 0.996 = 85,341.36...;
+    a withdrawal of 9,000 leaves 1,000 >= initial margin 800 (accepted), one of 9,300
+    leaves 700 < 800 (refused with the engine's reason)."""
+    code, out = _run(tmp_path, "--json", "--move", "USDT:5000")
+    assert code == 0, out
+    report = json.loads(out)
+    assert float(report["equity"]) == pytest.approx(15_000.0, abs=1e-6)
+    assert float(report["positions"][0]["liquidation_price"]) == pytest.approx(
+        85_000 / 0.996, abs=0.01)
+    assert report["what_if_collateral"] == [{"asset": "USDT", "amount": "5000"}]
+    code, out = _run(tmp_path, "--json", "--move", "USDT:-9000")
+    assert code == 0, out
+    report = json.loads(out)
+    assert float(report["equity"]) == pytest.approx(1_000.0, abs=1e-6)
+    assert float(report["positions"][0]["liquidation_price"]) == pytest.approx(
+        99_000 / 0.996, abs=0.01)
+    code, out = _run(tmp_path, "--move", "USDT:-9300")
+    assert code == 2
+    assert "--move USDT:-9300: rejected insufficient_initial_margin" in " ".join(out.split())
+    # moves come before trades: 20 BTC more (initial margin 0.8 % of 2,100,000 = 16,800)
+    # is refused on 10,000 USDT and carried with 10,000 more
+    code, out = _run(tmp_path, "--add", "BTC-PERP:20")
+    assert code == 2 and "insufficient_initial_margin" in out
+    code, out = _run(tmp_path, "--json", "--add", "BTC-PERP:20", "--move", "USDT:10000")
+    assert code == 0, out
+    report = json.loads(out)
+    assert float(report["positions"][0]["size"]) == 21.0
+    assert float(report["initial_margin"]) == pytest.approx(16_800.0, abs=1e-6)
+    for bad in ("USDT", "USDT:0", "USDT:x", ":5", "NOPE:5", "USDT:nan"):
+        code, out = _run(tmp_path, "--move", bad)
+        assert code == 2 and "--move" in out and "Traceback" not in out, (bad, out)

@@ -76,6 +76,10 @@ def margin(
         "--add", help="What-if trade MARKET:SIZE[@PRICE] (signed size, at the mark when "
                       "no price), booked through the engine before the report; "
                       "repeatable.")] = None,
+    move: Annotated[list[str] | None, typer.Option(
+        "--move", help="What-if collateral move ASSET:AMOUNT (positive: deposited into "
+                       "the account, negative: withdrawn, refused below initial margin), "
+                       "before any --add; repeatable.")] = None,
     horizon: Annotated[str | None, typer.Option(
         "--horizon", help="Horizon of the liquidation probabilities: 30m, 8h, 1d "
                           "(overrides the file's).")] = None,
@@ -116,10 +120,13 @@ def margin(
         grid = load_grid(pm_grid)
         mode_value = None if mode is None else mode.value
         trades = [_parse_trade(t) for t in add or []]
+        moves = [_parse_move(t) for t in move or []]
         joint = _joint_spec(corr, corr_prices or [], paths, seed)
         report = evaluate_portfolio(data, venue, source=str(portfolio), mode=mode_value,
                                     pm_grid=grid, trades=trades, horizon=horizon,
-                                    joint=joint)
+                                    joint=joint, moves=moves)
+        if moves:
+            report["what_if_collateral"] = [{"asset": a, "amount": str(q)} for a, q in moves]
         if trades:
             report["what_if"] = [{"market": m_, "size": str(q), "price": None if p is None
                                   else str(p)} for m_, q, p in trades]
@@ -264,6 +271,19 @@ def _parse_trade(text: str) -> tuple[str, Decimal, Decimal | None]:
         raise PortfolioError(f"--add {text!r}: expected MARKET:SIZE[@PRICE], a non-zero "
                              "signed size and a positive price")
     return market.strip(), size, price
+
+
+def _parse_move(text: str) -> tuple[str, Decimal]:
+    """'USDT:-500' -> ('USDT', Decimal('-500')); refused with the text when malformed."""
+    asset, sep, amount_text = text.partition(":")
+    try:
+        amount = Decimal(amount_text.strip())
+    except ArithmeticError:
+        amount = Decimal("NaN")
+    if not sep or not asset.strip() or not amount.is_finite() or amount == 0:
+        raise PortfolioError(f"--move {text!r}: expected ASSET:AMOUNT, a non-zero signed "
+                             "amount (positive: deposit, negative: withdrawal)")
+    return asset.strip(), amount
 
 
 def _parse_shocks(text: str) -> list[Decimal]:

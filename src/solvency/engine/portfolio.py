@@ -37,6 +37,7 @@ from solvency.core.model.events import (
     Fill,
     Price,
     Vol,
+    Withdraw,
     parse_ts_ms,
 )
 from solvency.core.model.instruments import Instrument
@@ -451,6 +452,7 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
                        shock: Decimal = Decimal(0),
                        trades: Sequence[tuple[str, Decimal, Decimal | None]] = (),
                        horizon: str | None = None, joint: JointSpec | None = None,
+                       moves: Sequence[tuple[str, Decimal]] = (),
                        ) -> dict[str, Any]:
     """Return the margin report of a portfolio (the ``solvency margin --json`` object).
 
@@ -468,7 +470,10 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
     the file's. With ``joint``, the report adds ``joint_liquidation``: the probability that
     the account is liquidatable at the horizon's end under correlated moves of its markets
     (:func:`~solvency.engine.joint.joint_liquidation`), and each position its
-    ``terminal_probability`` alone, for comparison.
+    ``terminal_probability`` alone, for comparison. ``moves`` (``(asset, signed amount)``)
+    move collateral into (positive) or out of (negative) the account before the
+    ``trades``, as the engine's deposits and withdrawals (a withdrawal that would leave
+    the account below initial margin is refused with the engine's reason).
 
     Raises
     ------
@@ -477,8 +482,9 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
     """
     m = portfolio_model(data, source=source)
     engine = _load(m, venue, source, mode, pm_grid, shock)
-    if trades:
+    if moves or trades:
         try:
+            _move(engine, moves)
             _trade(engine, trades)
         except PortfolioError as exc:
             raise _named(source, exc) from None
@@ -586,6 +592,25 @@ def _pm_underlying(u: dict[str, Any]) -> dict[str, Any]:
 
 
 _COUNTERPARTY: Final = "what-if-counterparty"
+
+
+def _move(engine: Engine, moves: Sequence[tuple[str, Decimal]]) -> None:
+    """Move collateral into or out of the account through the engine's deposit and
+    withdrawal (the venue's rule: a withdrawal must leave initial margin); a refused one
+    is refused with the engine's reason."""
+    for i, (asset, amount) in enumerate(moves):
+        if asset not in engine.venue.assets:
+            raise PortfolioError(f"--move {asset}: unknown asset; known: "
+                                 f"{', '.join(sorted(engine.venue.assets))}")
+        event: Deposit | Withdraw = (
+            Deposit(id=f"whatif-move{i}", account=ACCOUNT, asset=asset, amount=amount,
+                    ts_ms=engine.clock_ms) if amount > 0 else
+            Withdraw(id=f"whatif-move{i}", account=ACCOUNT, asset=asset, amount=-amount,
+                     ts_ms=engine.clock_ms))
+        for o in engine.apply(event):
+            if o.type == "rejected":
+                raise PortfolioError(f"--move {asset}:{amount}: rejected "
+                                     f"{getattr(o, 'reason', '')}: {getattr(o, 'detail', '')}")
 
 
 def _trade(engine: Engine, trades: Sequence[tuple[str, Decimal, Decimal | None]]) -> None:
