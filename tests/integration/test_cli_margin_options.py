@@ -123,6 +123,7 @@ def test_portfolio_mode_prints_the_grid_part_by_part(tmp_path: Path) -> None:
     usd, coin = pm["underlyings"]
     assert (usd["underlying"], usd["pnl_currency"]) == ("BTC", "USD")
     assert (coin["underlying"], coin["pnl_currency"]) == ("BTC (BTC-settled)", "BTC")
+    assert usd["price_range"] == coin["price_range"] == "0.16"  # the grid's, no override
     grid = load_grid("deribit_pm")
     total_usd = 0.0
     for u in (usd, coin):

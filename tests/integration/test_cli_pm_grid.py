@@ -60,6 +60,25 @@ def test_a_grid_file_is_used_where_a_name_is(tmp_path: Path) -> None:
     assert D(_maintenance([events, "--pm-grid", str(wider)])) > D(by_name)  # MM / collateral
 
 
+def test_a_grid_file_sets_the_scan_range_per_underlying(tmp_path: Path) -> None:
+    # [underlyings.SYMBOL] gives one underlying its own scan range (SPAN's are per
+    # combined commodity, issue 29): BTC's widens a BTC book's margin; ETH's leaves it
+    # as it was
+    events = str(_events(tmp_path))
+    shipped = resources.files("solvency.core.portfolio").joinpath(
+        "grids/deribit_pm.toml").read_text()
+    by_name = _maintenance([events, "--pm-grid", "deribit_pm"])
+    grids = {}
+    for name, text in (
+            ("btc", shipped + "\n[underlyings.BTC]\nprice_range = 0.30\n"),
+            ("eth", shipped + "\n[underlyings.ETH]\nprice_range = 0.30\n")):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text)
+        grids[name] = _maintenance([events, "--pm-grid", str(path)])
+    assert D(grids["btc"]) > D(by_name)
+    assert grids["eth"] == by_name
+
+
 def test_a_misspelt_key_is_refused_with_file_and_key(tmp_path: Path) -> None:
     grid = tmp_path / "typo.toml"
     grid.write_text('name = "t"\nprice_range = 0.1\nvol_rnage_up = 0.5\n'

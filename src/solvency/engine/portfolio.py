@@ -581,7 +581,8 @@ def _pm_underlying(u: dict[str, Any]) -> dict[str, Any]:
     money = format_number if u["pnl_currency"] == "USD" else (lambda x: f"{x:.10g}")
     return {
         "underlying": u["underlying"], "pnl_currency": u["pnl_currency"],
-        "price": format_number(u["price"]), "worst_scenario": u["worst_scenario"],
+        "price": format_number(u["price"]), "price_range": format_number(u["price_range"]),
+        "worst_scenario": u["worst_scenario"],
         **{k: money(u[k]) for k in ("scan_loss", "delta_charge", "roll_charge",
                                     "short_option_minimum", "requirement")},
         "requirement_usd": format_number(u["requirement_usd"]),

@@ -103,11 +103,19 @@ class PortfolioMargin:
             return np.zeros(n), np.zeros(n)
         symbols = [sym for sym, _ in pools]
         corr = self._corr(symbols)
-        res = portfolio_margin(**inputs, rate=0.0, grid=self.grid, n_accounts=n,
+        res = portfolio_margin(**inputs, **self._ranges(symbols), rate=0.0, grid=self.grid,
+                               n_accounts=n,
                                combine="correlation" if corr is not None else "sum",
                                correlation=corr,
                                check_psd=not set(symbols) <= self._checked_symbols)
         return np.asarray(res.im, dtype=np.float64), np.asarray(res.mm, dtype=np.float64)
+
+    def _ranges(self, symbols: list[str]) -> dict[str, Float64Array1D]:
+        """The scan ranges per kernel underlying: the grid file's ``[underlyings.SYM]``
+        where given (SPAN's ranges are per combined commodity), else the grid's."""
+        assert self.grid is not None
+        pr, up, down = self.grid.ranges(symbols)
+        return {"price_range": pr, "vol_range_up": up, "vol_range_down": down}
 
     def _corr(self, symbols: list[str]) -> Float64Array2D | None:
         if self.combine != "correlation":
@@ -139,15 +147,17 @@ class PortfolioMargin:
                                "initial_margin": 0.0}
         if inputs is None:
             return out
-        loss, acc = scenario_losses(**inputs, rate=0.0, grid=grid, n_accounts=1)
+        ranges = self._ranges(symbols)
+        loss, acc = scenario_losses(**inputs, **ranges, rate=0.0, grid=grid, n_accounts=1)
         parts = requirement_parts(loss, acc, grid, inputs["underlying_price"],
                                   inputs["coin"])
-        moves = scenario_moves(grid, None, len(symbols))
+        moves = scenario_moves(grid, ranges["price_range"], len(symbols))
         for u, (sym, coin) in enumerate(pools):
             out["underlyings"].append({
                 "underlying": f"{sym} ({sym}-settled)" if coin else sym,
                 "pnl_currency": sym if coin else "USD",
                 "price": float(inputs["underlying_price"][u]),
+                "price_range": float(ranges["price_range"][u]),
                 "worst_scenario": int(parts.worst[0, u]),
                 "scan_loss": float(parts.scan[0, u]),
                 "delta_charge": float(parts.delta[0, u]),

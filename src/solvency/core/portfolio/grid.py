@@ -36,7 +36,7 @@ Example (a TOML grid)::
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
@@ -55,6 +55,7 @@ __all__ = [
     "GridError",
     "GridFile",
     "GridScenario",
+    "GridUnderlying",
     "PnlCurrency",
     "RollRule",
     "ScenarioGrid",
@@ -131,6 +132,10 @@ class ScenarioGrid:
         (inverse) book is margined (Deribit's BTC books: a future's P&L is
         ``size m / (1 + m)`` BTC, an option's ``size (V0 / F - V_s / F_s)``); the
         requirement is then converted to the quote currency at the underlying price.
+    underlying_ranges
+        Per underlying symbol ``(symbol, price_range, vol_range_up, vol_range_down)``
+        from the file's ``[underlyings.SYMBOL]`` tables (missing values: the grid's);
+        :meth:`ranges` reads them.
     extended_futures
         Futures in the scenarios given by a fixed ``move`` (the extended table):
         ``"full"`` P&L at the move, or ``"edge"``: the P&L of the price range's edge on
@@ -176,11 +181,24 @@ class ScenarioGrid:
     short_option_net: ShortOptionNet = "position"
     pnl_currency: PnlCurrency = "quote"
     extended_futures: ExtendedFutures = "full"
+    underlying_ranges: tuple[tuple[str, float, float, float], ...] = ()
 
     @property
     def n_scenarios(self) -> int:
         """Return the number of scenarios."""
         return int(self.price_move.shape[0])
+
+    def ranges(self, symbols: Sequence[str]
+               ) -> tuple[Float64Array1D, Float64Array1D, Float64Array1D]:
+        """Return per symbol the price range, vol range up and vol range down: the
+        grid file's ``[underlyings.SYMBOL]`` values where it gives them, else the grid's
+        own (SPAN sets the scan ranges per combined commodity)."""
+        own = {sym: (pr, up, down) for sym, pr, up, down in self.underlying_ranges}
+        default = (self.price_range, self.vol_range_up, self.vol_range_down)
+        rows = np.array([own.get(sym, default) for sym in symbols],
+                        dtype=np.float64).reshape(len(symbols), 3)
+        return (np.ascontiguousarray(rows[:, 0]), np.ascontiguousarray(rows[:, 1]),
+                np.ascontiguousarray(rows[:, 2]))
 
 
 # ============================================================================ schema
@@ -214,6 +232,19 @@ class GridScenario(BaseModel):
         if (self.price is None) == (self.move is None):
             raise ValueError("give exactly one of 'price' (x range) or 'move' (fraction)")
         return self
+
+
+class GridUnderlying(BaseModel):
+    """One ``[underlyings.SYMBOL]`` table: that underlying's scan ranges (each optional;
+    missing: the grid's). CME sets SPAN's per combined commodity: "The price scan range
+    is equal to the current Maintenance Requirement for a Combined Commodity" (CME
+    Clearing, "Scan Rate Tiers"), here as a fraction of the price."""
+
+    model_config = _FORBID
+    price_range: _NonNeg | None = Field(
+        None, description="Price scan range of this underlying, a fraction of its price.")
+    vol_range_up: _NonNeg | None = Field(None, description="Vol scan range, up moves.")
+    vol_range_down: _NonNeg | None = Field(None, description="Vol scan range, down moves.")
 
 
 class GridAddons(BaseModel):
@@ -279,6 +310,9 @@ class GridFile(GridAddons):
         "full", description="Futures in fixed-move scenarios: full P&L, or edge: that of "
                             "the price range's edge on the same side (Deribit).")
     addons: GridAddons | None = None
+    underlyings: dict[str, GridUnderlying] = Field(
+        default_factory=dict, description="Per underlying symbol (e.g. BTC), its own "
+                                          "scan ranges: [underlyings.BTC] price_range.")
     scenarios: list[GridScenario] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -380,10 +414,13 @@ def parse_grid(source: str | Mapping[str, Any], *, where: str = "grid") -> Scena
     m = grid_model(source, where=where)
     price, vol, weight, fixed = _scenarios(m.scenarios)
     price_range = float(m.price_range)
-    if float(np.min(np.where(fixed > 0.0, price, price_range * price))) <= -1.0:
-        msg = f"{where}: scenarios: a price move of -100 % or below makes the forward " \
-              "non-positive"
-        raise GridError(msg)
+    for key, pr in (("price_range", price_range), *(
+            (f"underlyings.{sym}.price_range", float(u.price_range))
+            for sym, u in sorted(m.underlyings.items()) if u.price_range is not None)):
+        if float(np.min(np.where(fixed > 0.0, price, pr * price))) <= -1.0:
+            msg = f"{where}: {key}: a price move of -100 % or below in the scenarios " \
+                  "makes the forward non-positive"
+            raise GridError(msg)
     nums = {k: float(getattr(m, k)) for k in _FLOAT_KEYS}
     addons = {k: float(v if (v := m.addon(k)) is not None else d)
               for k, d in _ADDON_DEFAULTS.items()}
@@ -404,6 +441,12 @@ def parse_grid(source: str | Mapping[str, Any], *, where: str = "grid") -> Scena
         short_option_net=m.addon("short_option_net") or "position",
         pnl_currency=m.pnl_currency,
         extended_futures=m.extended_futures,
+        underlying_ranges=tuple(
+            (sym, float(u.price_range if u.price_range is not None else price_range),
+             float(u.vol_range_up if u.vol_range_up is not None else m.vol_range_up),
+             float(u.vol_range_down if u.vol_range_down is not None
+                   else m.vol_range_down))
+            for sym, u in sorted(m.underlyings.items())),
         **nums,
         **addons,
     )

@@ -173,3 +173,24 @@ def test_load_grid_takes_a_name_or_a_file(tmp_path):
     assert load_grid(str(path)).name == "mine"
     with pytest.raises(KeyError, match=r"neither a shipped grid .* nor a file"):
         load_grid(str(tmp_path / "absent.toml"))
+
+
+def test_scan_ranges_per_underlying():
+    # CME sets SPAN's price scan range per combined commodity ("The price scan range is
+    # equal to the current Maintenance Requirement for a Combined Commodity", CME Clearing
+    # "Scan Rate Tiers"): a grid file gives each underlying its own
+    text = ('name = "span"\nprice_range = 0.1\nvol_range_up = 0.05\nvol_range_down = 0.05\n'
+            "[underlyings.ETH]\nprice_range = 0.3\n"
+            "[underlyings.BTC]\nprice_range = 0.2\nvol_range_down = 0.02\n"
+            "[[scenarios]]\nprice = -1.0\nvol = 1.0\n")
+    g = parse_grid(text)
+    pr, up, down = g.ranges(["BTC", "ETH", "SOL"])
+    np.testing.assert_array_equal(pr, [0.2, 0.3, 0.1])
+    np.testing.assert_array_equal(up, [0.05, 0.05, 0.05])
+    np.testing.assert_array_equal(down, [0.02, 0.05, 0.05])
+    with pytest.raises(GridError, match=r"g\.toml: underlyings\.BTC\.price_rnage: unknown "
+                                        r"key; did you mean 'price_range'\?"):
+        parse_grid(text.replace("price_range = 0.2", "price_rnage = 0.2"), where="g.toml")
+    with pytest.raises(GridError, match=r"underlyings\.ETH\.price_range: a price move of "
+                                        r"-100 %"):
+        parse_grid(text.replace("price_range = 0.3", "price_range = 1.0"))
