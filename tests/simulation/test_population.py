@@ -32,7 +32,7 @@ def _spec(**kw: object) -> PopulationSpec:
 
 
 def _arrays(p: Population) -> list[np.ndarray]:
-    return [p.collateral_asset, p.collateral_quanta, p.isolated, p.option_holder, p.leverage,
+    return [p.collateral_asset, p.collateral_quanta, p.isolated, p.leverage,
             p.pos_account, p.pos_market, p.pos_lots, p.entry_ticks]
 
 
@@ -134,7 +134,7 @@ def test_sizes_are_heavy_tailed() -> None:
 def test_isolated_and_btc_collateral_load_into_engine() -> None:
     venue = load_preset("binance")
     spec = _spec(n_accounts=400, isolated_fraction=0.25, long_short_ratio=1.2,
-                 collateral_mix={"USDT": 0.7, "BTC": 0.3}, option_holder_fraction=0.1)
+                 collateral_mix={"USDT": 0.7, "BTC": 0.3})
     pop = generate_population(spec, venue, PRICES, 12)
     engine = Engine(venue)
     # funded first, as the stress lab does: loading liquidates a few accounts, and an
@@ -154,7 +154,6 @@ def test_isolated_and_btc_collateral_load_into_engine() -> None:
     # the view rounds to 6 decimals; the deposit itself is exact in satoshis
     btc_equity = Decimal(int(pop.collateral_quanta[i])) / 10**8
     assert abs(Decimal(view["equity"]["BTC"]) - btc_equity) <= Decimal("0.000001")
-    assert pop.option_holder.any()
     assert STREET in engine.accounts
     for market in pop.markets:
         long, short = pop.side_lots(market)

@@ -130,9 +130,6 @@ class PopulationSpec:
     collateral_mix : Mapping[str, float]
         Collateral asset -> weight over cross accounts (e.g. ``{"USDT": 0.8, "BTC":
         0.2}``); empty (default) means all in the markets' settlement asset.
-    option_holder_fraction : float
-        Placeholder: fraction of accounts flagged as option holders (no option positions
-        are generated yet; the flag is carried for the options stress lab).
     account_prefix : str
         Account names are ``f"{prefix}{i:0{w}d}"`` (default ``"acct"``).
     """
@@ -151,7 +148,6 @@ class PopulationSpec:
     entry_spread: float = 0.02
     isolated_fraction: float = 0.0
     collateral_mix: Mapping[str, float] = field(default_factory=dict)
-    option_holder_fraction: float = 0.0
     account_prefix: str = "acct"
 
     def __post_init__(self) -> None:
@@ -164,7 +160,7 @@ class PopulationSpec:
         if not (self.long_short_ratio > 0 and math.isfinite(self.long_short_ratio)):
             raise ValueError("long_short_ratio must be positive")
         for name in ("long_account_fraction", "extra_market_probability",
-                     "isolated_fraction", "option_holder_fraction"):
+                     "isolated_fraction"):
             v = getattr(self, name)
             if v is not None and not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
@@ -219,8 +215,6 @@ class Population:
         Per account, collateral in quanta of its collateral asset.
     isolated : BoolArray1D
         Per account, isolated margin mode.
-    option_holder : BoolArray1D
-        Per account, the options placeholder flag.
     leverage : Float64Array1D
         Per account, drawn leverage (notional at ``marks`` / collateral value).
     pos_account, pos_market, pos_lots, entry_ticks : Int64Array1D
@@ -237,7 +231,6 @@ class Population:
     collateral_asset: Int64Array1D
     collateral_quanta: Int64Array1D
     isolated: BoolArray1D
-    option_holder: BoolArray1D
     leverage: Float64Array1D
     pos_account: Int64Array1D
     pos_market: Int64Array1D
@@ -463,7 +456,10 @@ def _finish(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
                            minlength=n)
     lev = _leverage(spec, n, g)
     isolated = g.random(n) < spec.isolated_fraction
-    options = g.random(n) < spec.option_holder_fraction
+    # One uniform per account is still drawn where the option-holder placeholder flag
+    # (removed, issue 14) drew it, so that every population, and the golden hashes of
+    # every scenario, stay bit for bit what they were.
+    g.random(n)
     mix = dict(spec.collateral_mix) or {settle: 1.0}
     assets = tuple(mix)
     for a in assets:
@@ -492,7 +488,7 @@ def _finish(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
         accounts=tuple(f"{spec.account_prefix}{i:0{width}d}" for i in range(n)),
         markets=tuple(i.name for i in insts), settle_asset=settle, collateral_assets=assets,
         collateral_asset=coll_asset, collateral_quanta=quanta, isolated=isolated,
-        option_holder=options, leverage=lev, pos_account=pos_acc, pos_market=pos_mkt,
+        leverage=lev, pos_account=pos_acc, pos_market=pos_mkt,
         pos_lots=lots, entry_ticks=ticks, marks=marks,
     )
 

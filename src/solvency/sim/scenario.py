@@ -312,7 +312,6 @@ class _Population(BaseModel):
     entry_spread: float = 0.02
     isolated_fraction: float = 0.0
     collateral_mix: dict[str, float] = {}
-    option_holder_fraction: float = 0.0
     account_prefix: str = "acct"
 
 
