@@ -13,10 +13,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from solvency.adapters.eventlog import load_json_file, load_venue
 from solvency.cli.tables import print_table
 from solvency.core.fund_target import FundTarget, PathLoss, fund_target
+from solvency.core.model.presets import PRESETS, venue_from_data
+from solvency.core.model.venue import ConfigError
+from solvency.core.units import PPM
 
-__all__ = ["fund_target_command", "read_sweep_losses"]
+__all__ = ["fund_target_command", "read_sweep_losses", "write_policy_venue"]
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -79,6 +83,46 @@ def read_sweep_losses(folder: Path, point: int | None) -> tuple[list[PathLoss], 
     return losses, starts
 
 
+def write_policy_venue(path: Path, venue: str, asset: str | None,
+                       t: FundTarget) -> dict[str, Any]:
+    """Write ``path``: ``venue`` (a preset name, or a venue file's own data) with an
+    ``insurance.policy`` that steers the fund to ``t.target``: the fee share steps up
+    (a tenth of the range per review) toward the share that rebuilds the shortfall within
+    ``t.days`` days (all fees when none does) while the fund is below the target, and
+    back down to the venue's share above 110 % of it. Returns the data written."""
+    v = load_venue(venue)
+    if asset is None:
+        settles = sorted({m.settle for m in v.markets.values()})
+        if len(settles) != 1:
+            raise ValueError(f"--asset: the venue settles in {', '.join(settles)}: "
+                             "choose the fund's asset")
+        asset = settles[0]
+    if asset not in v.assets:
+        raise ValueError(f"--asset {asset!r}: not an asset of the venue "
+                         f"({', '.join(sorted(v.assets))})")
+    if venue in PRESETS:
+        data: dict[str, Any] = {"preset": venue}
+    else:
+        loaded = load_json_file(Path(venue))
+        data = dict(loaded) if isinstance(loaded, dict) else {}
+    insurance = dict(v.raw.get("insurance") or {})
+    current = int(insurance.get("fee_share_ppm", 0))
+    quantum = Decimal(1).scaleb(-v.assets[asset].decimals)
+    top = PPM if t.share is None else min(
+        PPM, int((t.share * PPM).to_integral_value(rounding=ROUND_CEILING)))
+    top = max(top, current)
+    insurance["fee_share_ppm"] = current
+    insurance["policy"] = {
+        "target_fund": str(t.target.quantize(quantum, rounding=ROUND_CEILING)),
+        "target_asset": asset, "target_ppm": PPM, "release_ppm": PPM + PPM // 10,
+        "step_ppm": max(1, (top - current) // 10), "min_share_ppm": current,
+        "max_share_ppm": top}
+    data["insurance"] = insurance
+    venue_from_data(data, source=str(path))  # what is written loads
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return data
+
+
 def _money(x: Decimal) -> str:
     return f"{x.quantize(_CENT, rounding=ROUND_CEILING):,}"
 
@@ -106,9 +150,21 @@ def fund_target_command(
     measure: Annotated[str, typer.Option(help="es (expected shortfall) or var.")] = "es",
     confidence: Annotated[str, typer.Option(help="Confidence level.")] = "0.99",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    venue_out: Annotated[Path | None, typer.Option(
+        "--venue-out", help="Write a venue file whose fee-share policy steers the fund to "
+                            "this target (use it as --venue FILE).")] = None,
+    venue: Annotated[str | None, typer.Option(
+        help="The venue of --venue-out: a preset or a venue file.")] = None,
+    asset: Annotated[str | None, typer.Option(
+        help="The fund's asset of --venue-out (default: the venue's one settlement "
+             "asset).")] = None,
 ) -> None:
     """The insurance-fund target (VaR99/ES99 of the fund's need over a stress sweep) and
-    the fee share that rebuilds it."""
+    the fee share that rebuilds it. With --venue-out, a venue file whose fee-share policy
+    reads the target: the engine raises the fund's share of fees while the fund is below
+    it (docs/insurance_fund.md)."""
+    if (venue_out is None) != (venue is None):
+        raise _fail("--venue-out and --venue go together")
     try:
         if measure not in ("es", "var"):
             raise ValueError(f"--measure {measure!r}: expected es or var")
@@ -130,8 +186,16 @@ def fund_target_command(
                         fee_income_per_day=nums["--fee-income"], days=nums["--days"],
                         measure="es" if measure == "es" else "var",
                         confidence=nums["--confidence"])
-    except ValueError as exc:
+        if venue_out is not None:
+            assert venue is not None
+            written = write_policy_venue(venue_out, venue, asset, t)
+    except (ValueError, ConfigError) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"{venue_out}: {exc.strerror or exc}") from None
+    if venue_out is not None and not as_json:
+        err.print(f"wrote {escape(str(venue_out))}: insurance.policy "
+                  f"{escape(json.dumps(written['insurance']['policy']))}")
     if as_json:
         out: dict[str, Any] = {k: (None if v is None else str(v) if isinstance(v, Decimal)
                                    else v) for k, v in (

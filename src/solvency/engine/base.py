@@ -16,6 +16,7 @@ invariant raises :class:`EngineError`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from decimal import Context, Decimal, Inexact
 from typing import Any
 
@@ -118,10 +119,20 @@ class EngineState:
         self.fee_share_ppm = int(ins.get("fee_share_ppm", 0))
         if not 0 <= self.fee_share_ppm <= PPM:
             raise ConfigError("insurance.fee_share_ppm: must be in [0, 1e6]")
+        self.fee_target_quanta: int | None = None  # the policy's target_fund in quanta
         try:
-            self.fee_policy = FeeSharePolicy(**ins["policy"]) if "policy" in ins else None
-        except (TypeError, ValueError) as exc:
+            self.fee_policy = _fee_policy(ins["policy"]) if "policy" in ins else None
+        except (TypeError, ValueError, ArithmeticError) as exc:
             raise ConfigError(f"insurance.policy: {exc}") from None
+        if self.fee_policy is not None and self.fee_policy.target_fund is not None:
+            target_asset = str(self.fee_policy.target_asset)
+            if target_asset not in venue.assets:
+                raise ConfigError(f"insurance.policy.target_asset: unknown asset "
+                                  f"{target_asset!r}")
+            self.fee_target_quanta = to_quanta(self.fee_policy.target_fund,
+                                               venue.assets[target_asset].decimals, "up")
+            if self.fee_target_quanta <= 0:
+                raise ConfigError("insurance.policy.target_fund: below one quantum")
         self.margin_call_ratio = float(venue.margin_call_ratio)
         self.accounts: dict[str, str] = {}  # account -> default margin mode
         self.seen_ids: set[str] = set()
@@ -386,6 +397,16 @@ class EngineState:
         book.st[s, S_LOTS] = new
         book.slot_cost[s] = cost
         return s
+
+
+def _fee_policy(data: Any) -> FeeSharePolicy:
+    """The venue file's ``insurance.policy`` (its schema checked the keys and types)."""
+    if not isinstance(data, Mapping):
+        raise TypeError("expected a table")
+    kw = dict(data)
+    if kw.get("target_fund") is not None:
+        kw["target_fund"] = Decimal(str(kw["target_fund"]))
+    return FeeSharePolicy(**kw)
 
 
 def cross_ledger_id(account: str) -> str:

@@ -2,8 +2,11 @@
 
 A venue may tie the fund's share of trading fees to its coverage (fund / open-interest
 notional of the markets settled in the fund's asset): below the policy's target the share
-rises, above its release level it falls (``core.liquidation.fee_share_update``). The fill
-path calls :func:`review_fee_share` after every fill when a policy is configured.
+rises, above its release level it falls (``core.liquidation.fee_share_update``). With a
+``target_fund`` (``insurance.policy.target_fund`` and ``target_asset``: the fund a stress
+sweep says the venue needs, ``solvency fund-target --venue-out``) coverage is the fund over
+that target instead. The fill path calls :func:`review_fee_share` after every fill when a
+policy is configured.
 """
 
 from __future__ import annotations
@@ -43,15 +46,21 @@ def review_fee_share(state: EngineState, asset: str, cause: str) -> list[Any]:
     fees (above the release level lowers it), as a ``params_changed`` out-event."""
     policy = state.fee_policy
     assert policy is not None
+    target = state.fee_target_quanta
+    if target is not None and asset != policy.target_asset:
+        return []  # a fund target is in one asset: fills settled in others leave it
     fund = max(state.ledger.balance(INSURANCE, asset), 0)
-    oi = open_interest_quanta(state, asset)
+    oi = open_interest_quanta(state, asset) if target is None else 0
     change = fee_share_update(policy, fund_quanta=fund, open_interest_quanta=oi,
-                              current_share_ppm=state.fee_share_ppm)
+                              current_share_ppm=state.fee_share_ppm, target_quanta=target)
     if not change:
         return []
     old = state.fee_share_ppm
     state.fee_share_ppm = int(change[policy.param])
-    cov = fund / oi if oi else float("inf")
+    if target is not None:
+        reason = f"insurance fund at {fund / target:.6g} of its {asset} target"
+    else:
+        cov = fund / oi if oi else float("inf")
+        reason = f"insurance coverage of {asset} open interest {cov:.6g}"
     return [ParamsChanged(id=state.next_id(), event=cause, param=policy.param,
-                          old=str(old), new=str(state.fee_share_ppm),
-                          reason=f"insurance coverage of {asset} open interest {cov:.6g}")]
+                          old=str(old), new=str(state.fee_share_ppm), reason=reason)]

@@ -244,6 +244,12 @@ class FeeSharePolicySection(BaseModel):
     min_share_ppm: _Count
     max_share_ppm: Annotated[int, Strict(), Field(ge=0, le=1_000_000)]
     param: _Name | None = None
+    target_fund: _DecPos | None = Field(
+        None, description="A fund target in target_asset (e.g. the ES99 of the fund's need "
+                          "over a stress sweep, `solvency fund-target --venue-out`): "
+                          "coverage is then fund / target_fund instead of fund / open "
+                          "interest.")
+    target_asset: _Name | None = Field(None, description="The asset of target_fund.")
 
 
 class InsuranceSection(BaseModel):
