@@ -47,12 +47,11 @@ from solvency.core.margin.kernels import (
     OUT_EQUITY,
     OUT_IM,
     OUT_MM,
-    S_IM,
     S_MARKET,
-    S_MM,
     S_ROW,
     S_VALUE,
 )
+from solvency.core.margin.totals import holder_totals
 from solvency.core.model.events import Deposit, Price
 from solvency.core.model.venue import Venue
 from solvency.core.typing import Float64Array1D
@@ -342,11 +341,11 @@ class _Recorder:
         im_total = notional_total = 0.0
         for m in self.markets:
             mi = self.m_idx[m]
-            slots = book.holders[mi].view()
-            user = slots[~book.row_system[book.st[slots, S_ROW]]]
-            notional = float(np.abs(book.st[user, S_VALUE]).sum())
-            im = float(book.st[user, S_IM].sum())
-            mm = float(book.st[user, S_MM].sum())
+            # one pass over the holders' slots (the numpy gathers cost ~5 ms a step at
+            # 100,000 accounts)
+            notional_q, im_q, mm_q, notional_all_q = holder_totals(
+                book.holders[mi].view(), book.st, book.row_system)
+            notional, im, mm = float(notional_q), float(im_q), float(mm_q)
             s.mm_rate[m][k] = mm / notional if notional > 0 else 0.0
             s.im_rate[m][k] = im / notional if notional > 0 else 0.0
             im_total += im / self.scale
@@ -355,8 +354,7 @@ class _Recorder:
                 s.notional_market[m][k] = notional / self.scale
             if k == 0:
                 # one side of the venue's open interest: every holder, the street included
-                s.open_interest_start[m] = float(
-                    np.abs(book.st[slots, S_VALUE]).sum()) / 2.0 / self.scale
+                s.open_interest_start[m] = float(notional_all_q) / 2.0 / self.scale
             s.index[m][k] = index[m]
             priced = m in liq.specs
             s.trade[m][k] = liq.trade_price(m, index[m]) if priced else index[m]

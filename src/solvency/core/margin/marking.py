@@ -117,7 +117,12 @@ def mark_holders(
         if i + PREFETCH_SLOTS < n:
             prefetch(st, slots[i + PREFETCH_SLOTS] * S_COLUMNS)
         if i + PREFETCH_ROWS < n:
-            prefetch(row_int, st[slots[i + PREFETCH_ROWS], S_ROW] * width)
+            # every cache line of the row: with 4 assets a row is 24 int64 (three lines),
+            # and the valuation reads all of them
+            base = st[slots[i + PREFETCH_ROWS], S_ROW] * width
+            for off in range(0, width, 8):
+                prefetch(row_int, base + off)
+            prefetch(row_int, base + width - 1)  # a row need not start on a line
         s = slots[i]
         m = st[s, S_MARKET]
         r = st[s, S_ROW]
