@@ -33,7 +33,7 @@ JSON_KEYS = ("liquidations", "liquidated_notional", "bad_debt", "insurance_fund_
 
 
 def _scenario(tmp_path: Path, **kw: object) -> Path:
-    args: dict[str, object] = {"horizon": "75m", "seed": 5, "verify_every": 15, "vol": 0.4,
+    args: dict[str, object] = {"horizon": "75m", "seed": 5, "verify_every": 1, "vol": 0.4,
                                "gap": 0.02, "depth": 0.15, "n": 600, "venue": "binance",
                                "fund": 20000}
     args.update(kw)
@@ -191,3 +191,33 @@ def test_terminal_summary_has_units_and_the_verdict(tmp_path: Path) -> None:
         assert group in out
     assert f"{metrics['liquidated_notional']:,.2f} USDT" in out
     assert f"{metrics['accounts_liquidated']:,}" in out
+
+
+@pytest.mark.parametrize(("flag", "every"), [([], 15), (["--verify-every", "1"], 1),
+                                             (["--verify-every", "7"], 7)],
+                         ids=["scenario's 15", "every step", "every 7"])
+def test_verify_every(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str],
+                      every: int) -> None:
+    # the invariants run at the steps --verify-every names (the scenario says 15) and at
+    # the last step; nothing else of the run changes
+    import solvency.sim.run as run_module
+
+    checked: list[int] = []
+    real = run_module._check_invariants
+
+    def counting(engine: object, flat: object = None) -> str:
+        checked.append(len(checked))
+        return real(engine, flat)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run_module, "_check_invariants", counting)
+    data = _json([str(_scenario(tmp_path, horizon="30m", n=200, verify_every=15)), *flag])
+    n = int(data["points"])  # type: ignore[call-overload]
+    want = sum(1 for k in range(1, n) if k % every == 0 or k == n - 1)
+    assert len(checked) == want
+    assert data["conserved"] is True
+
+
+def test_verify_every_refuses_zero(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["simulate", str(_scenario(tmp_path)), "--verify-every", "0"])
+    assert res.exit_code == 2
+    assert "--verify-every" in res.output + (res.stderr or "")

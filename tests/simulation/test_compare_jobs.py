@@ -17,7 +17,7 @@ from solvency.sim.run import RunResult, run_compare
 from solvency.sim.scenario import parse_scenario
 from tests.simulation.test_run import SMALL
 
-ARGS: dict[str, object] = {"horizon": "45m", "seed": 7, "verify_every": 15, "vol": 0.4,
+ARGS: dict[str, object] = {"horizon": "45m", "seed": 7, "verify_every": 1, "vol": 0.4,
                            "gap": 0.02, "depth": 0.15, "n": 300, "venue": "binance",
                            "fund": 20000}
 VENUES = ["binance", "dydx"]

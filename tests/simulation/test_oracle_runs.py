@@ -9,7 +9,7 @@ from solvency.sim.run import run_scenario
 from solvency.sim.scenario import ScenarioError, parse_scenario
 from tests.simulation.test_run import SMALL
 
-BASE = {"horizon": "2h", "seed": 11, "verify_every": 10, "vol": 0.4, "gap": 0.02,
+BASE = {"horizon": "2h", "seed": 11, "verify_every": 1, "vol": 0.4, "gap": 0.02,
         "depth": 0.12, "n": 600, "venue": "binance", "fund": 50000}
 
 

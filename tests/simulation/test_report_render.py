@@ -65,7 +65,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A report with every chart: two venues overlaid, two Monte Carlo paths each."""
     tmp = tmp_path_factory.mktemp("report")
     scenario = tmp / "small.toml"
-    scenario.write_text(SMALL.format(horizon="75m", seed=5, verify_every=15, vol=0.4,
+    scenario.write_text(SMALL.format(horizon="75m", seed=5, verify_every=1, vol=0.4,
                                      gap=0.02, depth=0.15, n=600, venue="binance",
                                      fund=20000) + THRESHOLDS, encoding="utf-8")
     res = CliRunner().invoke(app, ["simulate", str(scenario), "--compare", "binance,dydx",

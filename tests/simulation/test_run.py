@@ -85,7 +85,7 @@ min_depth_fraction = 0.02
 
 
 def small(**kw: object) -> Scenario:
-    args: dict[str, object] = {"horizon": "2h", "seed": 11, "verify_every": 10, "vol": 0.4,
+    args: dict[str, object] = {"horizon": "2h", "seed": 11, "verify_every": 1, "vol": 0.4,
                                "gap": 0.02, "depth": 0.12, "n": 1500, "venue": "binance",
                                "fund": 50000}
     args.update(kw)
@@ -127,7 +127,7 @@ def test_deeper_crash_never_less_bad_debt_on_average() -> None:
 
 
 def test_invariants_hold_every_k_steps() -> None:
-    r = run_scenario(small(verify_every=5, depth=0.3, fund=1000))
+    r = run_scenario(small(verify_every=1, depth=0.3, fund=1000))
     assert r.metrics["conserved"] is True and r.metrics["violation"] is None
     assert (r.series.insurance_fund >= 0).all()
     assert r.metrics["points"] == small().n_steps + 1
@@ -217,7 +217,7 @@ def test_bundled_default_matches_file_and_shape() -> None:
                  "horizon: interval '2 days'", id="bad-duration"),
 ])
 def test_malformed_scenario_precise_errors(text: str, expect: str) -> None:
-    args = {"horizon": "2h", "seed": 1, "verify_every": 10, "vol": 0.4, "gap": 0.02,
+    args = {"horizon": "2h", "seed": 1, "verify_every": 1, "vol": 0.4, "gap": 0.02,
             "depth": 0.1, "n": 100, "venue": "binance", "fund": 0}
     body = text.format(**args) if "{" in text else text
     with pytest.raises(ScenarioError) as info:

@@ -43,7 +43,7 @@ market = 101
 population = 5
 
 [run]
-verify_every = 20
+verify_every = 1
 
 [market]
 model = "crash"

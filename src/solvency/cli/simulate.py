@@ -6,6 +6,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -237,10 +238,16 @@ def simulate(
         "--jobs", min=1, help="Processes to run --compare's venues in (default: the number "
                               "of CPUs; 1: one after the other). Results do not depend on "
                               "it.")] = None,
+    verify_every: Annotated[int | None, typer.Option(
+        "--verify-every", min=1, help="Check the invariants (Engine.verify, flat accounts) "
+                                      "every N steps instead of the scenario's "
+                                      "run.verify_every; 1: after every step.")] = None,
 ) -> None:
     """Run a stress scenario (crash, Monte Carlo, replay) through the real engine."""
     try:
         scenario = _scenario(scenario_file, prices)
+        if verify_every is not None:
+            scenario = replace(scenario, verify_every=verify_every)
         venues = _venues(compare, venue)
     except ScenarioError as exc:
         raise _fail(str(exc)) from None

@@ -477,9 +477,15 @@ class Engine(EngineState):
         for market, total in self.signed_size_sums().items():
             if total != 0:
                 raise EngineError(f"open interest unbalanced in {market}: {total} lots")
+        lots_all = self.book.slot_lots
         for m, _name in enumerate(self.book.market_names):
-            longs = sum(int(self.book.slot_lots[s]) for s in self.book.holders[m].view().tolist()
-                        if self.book.slot_lots[s] > 0)
+            # the holders' long lots summed from scratch in one gather (a Python loop over
+            # the holders took ~50 ms a check at 100,000 accounts); in int64 where no sum
+            # can overflow it, else in Python integers
+            lots = lots_all[self.book.holders[m].view()]
+            pos = lots[lots > 0]
+            longs = int(pos.sum()) if pos.shape[0] == 0 or int(pos.max()) <= (
+                _INT64_MAX // pos.shape[0]) else sum(pos.tolist())
             if longs != self.book.oi_lots[m]:
                 raise EngineError(f"open interest index of market {m} is stale")
         for asset in self.book.asset_names:
@@ -491,6 +497,8 @@ class Engine(EngineState):
         """JSON objects of out-events."""
         return [event_to_json(e) for e in events]
 
+
+_INT64_MAX = 2**63 - 1
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "ledger": ("ledger",),

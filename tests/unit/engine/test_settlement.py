@@ -231,3 +231,24 @@ def test_params_changing_the_quote_moves_settlement_to_the_new_asset() -> None:
     e.verify()
     restored = type(e).restore(e.snapshot())
     assert restored.state_hash() == e.state_hash()
+
+
+def test_verify_recounts_open_interest_from_the_holders() -> None:
+    # Engine.verify sums the holders' long lots from scratch and refuses a stale index
+    from solvency.engine.engine import EngineError
+
+    e = _funded("binance", "alice", "bob", "carol")
+    apply(e, "price", market="BTC-PERP", price="100000")
+    apply(e, "fill", market="BTC-PERP", buyer="alice", seller="bob", size="0.5",
+          price="100000")
+    apply(e, "fill", market="BTC-PERP", buyer="carol", seller="bob", size="0.25",
+          price="100000")
+    m = e.book.market_index["BTC-PERP"]
+    longs = e.book.oi_lots[m]
+    assert longs > 0
+    e.verify()
+    e.book.oi_lots[m] = longs - 1
+    with pytest.raises(EngineError, match="open interest index of market"):
+        e.verify()
+    e.book.oi_lots[m] = longs
+    e.verify()
