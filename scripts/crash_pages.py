@@ -187,10 +187,11 @@ def usd(x: float) -> str:
     if not math.isfinite(x):
         return "-"
     a = abs(x)
+    sign = "-" if x < 0 and round(a) > 0 else ""
     for scale, unit in ((1e9, " bn"), (1e6, " M"), (1e3, " k")):
         if a >= scale:
-            return f"${x / scale:,.{1 if a < 100 * scale else 0}f}{unit}"
-    return f"${x:,.0f}"
+            return f"{sign}${a / scale:,.{1 if a < 100 * scale else 0}f}{unit}"
+    return f"{sign}${a:,.0f}"
 
 
 def pct(x: float) -> str:
@@ -649,6 +650,16 @@ def compare_2024(s: Summary) -> list[str]:
     ]
 
 
+def _binance_fund(s: Summary) -> str:
+    if "binance" not in s.runs:
+        return ". "
+    used = s.metric("binance", "insurance_fund_used_share")
+    ratio = used / (188 / 1230)
+    return (f"; the binance preset's fund used {pct(used)} of its start ({ratio:.2f}x "
+            "Binance's share), its equity never below "
+            f"{usd(s.metric('binance', 'insurance_fund_equity_min'))}. ")
+
+
 def compare_2025(s: Summary) -> list[str]:
     hl = s.runs.get("hyperliquid")
     hl_text = ""
@@ -682,7 +693,7 @@ def compare_2025(s: Summary) -> list[str]:
         f"**Comparison.** The replay liquidates {_ratio(s, 0.09)} the reported 9 % share of "
         f"open interest. {_timing(s)} Binance used about 15 % of its fund and stayed far from "
         "zero, the fund being of the order of its whole day's liquidations ($1.23 bn against "
-        "$2.4 bn). "
+        "$2.4 bn)" + _binance_fund(s)
         + _fund_vs(s, 0.077, "Binance (at most: $1.23 bn [5] against its $16 bn BTC open "
                    "interest alone [3], while the fund also covers ETH and BNB)")
         + " " + _CAVEAT,
