@@ -959,7 +959,7 @@ def validation_lines(summaries: Sequence[Summary]) -> list[str]:
                            f"{pct(r_used)} | {ratio} | {verdict} | {rep.fund_source} |")
             else:
                 out.append(f"| {v} | fund used, share of its start | {pct(used)} | "
-                           f"not reported | - | - | {rep.fund_source} |")
+                           "not reported | - | - | none found for this venue |")
             adl_sim = int(m.get("adl_count") or 0) > 0
             sim_txt = f"yes ({usd(float(m.get('adl_notional') or 0.0))})" if adl_sim else "no"
             if v in rep.adl:
@@ -969,7 +969,7 @@ def validation_lines(summaries: Sequence[Summary]) -> list[str]:
             else:
                 verdict = "**missed** (ADL not reported)" if adl_sim else "met"
                 out.append(f"| {v} | ADL | {sim_txt} | not reported | - | {verdict} | "
-                           f"{rep.adl_source} |")
+                           "none found for this venue |")
             inside = _in_crash(s.window, st.peak_hour_ms)
             out.append(f"| {v} | busiest force-closed hour (UTC) | {hhmm(st.peak_hour_ms)} "
                        f"({pct(st.peak_hour_share)}) | {_hours_text(s.window)} | - | "
