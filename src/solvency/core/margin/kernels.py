@@ -165,11 +165,14 @@ OUT_MM: Final = 3
 #   requirement = gross - amount                amount 1 (an error on |amount|),
 #                                               difference 1: gamma_20 of the
 #                                               magnitude |gross| + |amount|      20
-#   x 10**decimals (exact powers of ten)        product 1                        21
-#   the magnitude itself, summed in floats      1                                22
-# The value in quanta takes 6 + 1 = 7. Not covered: the open-interest scaling of a float-rule
-# initial rate floors to a whole ppm, a step (no error bound holds across it); the dYdX
-# markets that scale by open interest decide in integers (RULE_DYDX).
+#   the guard (requirement - bound x magnitude) x 10**decimals (exact powers of
+#   ten): the magnitude's own sum and the bound's product (relative errors on the
+#   bound), the difference and the scaling (half an ulp of a result at most the
+#   magnitude each)                                                              22
+# The value in quanta takes 6 + 1 = 7 (its guard is added after the scaling). Not
+# covered: the open-interest scaling of a float-rule initial rate floors to a whole ppm,
+# a step (no error bound holds across it); the dYdX markets that scale by open interest
+# decide in integers (RULE_DYDX).
 _U: Final = 2.0**-53
 REQ_ROUNDINGS: Final = 22
 VALUE_ROUNDINGS: Final = 7
@@ -622,8 +625,9 @@ def float_slot_quanta(
     )
     vs = v * sc
     v_q = math.floor(vs + VALUE_REL_ERR * abs(vs))
-    im_q = max(0, math.ceil(im * sc - REQ_REL_ERR * (im_mag * sc)))
-    mm_q = max(0, math.ceil(mm * sc - REQ_REL_ERR * (mm_mag * sc)))
+    # the bound taken off before the scaling: one multiplication fewer a requirement
+    im_q = max(0, math.ceil((im - REQ_REL_ERR * im_mag) * sc))
+    mm_q = max(0, math.ceil((mm - REQ_REL_ERR * mm_mag) * sc))
     return v_q, im_q, mm_q
 
 
