@@ -201,3 +201,27 @@ def test_coin_collateral_moves_with_its_market(tmp_path: Path) -> None:
     se = math.sqrt(closed * (1 - closed) / 40_000)
     assert float(report["joint_liquidation"]["probability"]) == pytest.approx(closed,
                                                                               abs=4 * se)
+
+
+def test_a_correlation_file_is_read_by_its_schema(tmp_path: Path) -> None:
+    """The --corr file is read by a pydantic model (docs/schema/correlation-v1.json): a
+    misspelt key, a true/false entry, a ragged matrix or repeated markets are refused
+    with the file and the dotted key, exit 2, before any scenario is drawn."""
+    data = _file([{"market": "BTC-PERP", "size": "1", "entry_price": "100000"}], "4000")
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    corr = tmp_path / "c.json"
+    cases = [({"markets": ["BTC-PERP"], "matrx": [[1]]}, "c.json: matrx: unknown key"),
+             ({"markets": ["BTC-PERP"], "matrix": [[True]]},
+              "c.json: matrix[0][0]: Input should be a valid number"),
+             ({"markets": ["BTC-PERP", "ETH-PERP"], "matrix": [[1, 0], [0]]},
+              "matrix: 2 rows of 2 numbers"),
+             ({"markets": ["BTC-PERP", "BTC-PERP"], "matrix": [[1, 0], [0, 1]]},
+              "distinct market names"),
+             ({"markets": [], "matrix": []}, "c.json: markets")]
+    for body, expected in cases:
+        corr.write_text(json.dumps(body))
+        res = runner.invoke(app, ["margin", str(path), "--corr", str(corr)])
+        assert res.exit_code == 2, (body, res.output)
+        assert expected in " ".join(res.output.split()), (body, res.output)
+        assert "Traceback" not in res.output

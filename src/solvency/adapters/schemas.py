@@ -2,9 +2,10 @@
 
 Each schema is generated from the pydantic model that reads the format (the model is the
 source of truth; the published file is what editors check users' files with). This module
-holds :class:`SchemaSpec`, the renderer and the formats of ``core``/``engine`` (grid, event
-line, venue file, portfolio file); :mod:`solvency.cli.schemas` adds the stress lab's scenario file
-(``sim``, which this layer may not import) and writes them all. A test regenerates them
+holds :class:`SchemaSpec`, the renderer and the formats of ``core``/``engine``/``adapters``
+(grid, event line, venue file, portfolio file, correlation file);
+:mod:`solvency.cli.schemas` adds the stress lab's scenario file (``sim``, which this
+layer may not import) and writes them all. A test regenerates them
 and fails when a published file has drifted; to rewrite them::
 
     .venv/bin/python -m solvency.cli.schemas --write
@@ -53,6 +54,12 @@ def _venue() -> type[BaseModel]:
     return VenueFile
 
 
+def _correlation() -> type[BaseModel]:
+    from solvency.adapters.correlation import CorrelationFile
+
+    return CorrelationFile
+
+
 def _portfolio() -> type[BaseModel]:
     from solvency.engine.portfolio import PortfolioFile
 
@@ -82,6 +89,9 @@ PUBLISHED: Final[tuple[SchemaSpec, ...]] = (
                "greeks: venue, market overrides or declared options, prices, collateral "
                "and positions. Numbers are exact decimals: JSON numbers or decimal "
                "strings."),
+    SchemaSpec("correlation-v1", _correlation, "solvency correlation file, version 1",
+               "The correlation of an account's markets (JSON) for solvency margin --corr "
+               "FILE: the markets and their correlation matrix, row-major."),
 )
 
 
