@@ -12,6 +12,7 @@ again after the engine or the agents change::
     .venv/bin/python scripts/crash_pages.py --windows 2021-05-19 --venues binance,dydx
     .venv/bin/python scripts/crash_pages.py --reports out/       # keep each window's report.html
     .venv/bin/python scripts/crash_pages.py --cache .crash-runs/  # reuse saved runs for the text
+    .venv/bin/python scripts/crash_pages.py --jobs 2              # two venues at a time
 
 Windows run one after another (the machines running this are shared). A page records the commit
 and the date that produced it.
@@ -1000,8 +1001,10 @@ def write_validation(summaries: Sequence[Summary]) -> Path:
 # ============================================================================ main
 
 
-def run_window(window: Window, venues: Sequence[str], cache: Path | None) -> Summary:
-    """Run (or, with ``cache``, reload) every venue of ``window``."""
+def run_window(window: Window, venues: Sequence[str], cache: Path | None,
+               jobs: int = 1) -> Summary:
+    """Run (or, with ``cache``, reload) every venue of ``window`` (``jobs`` venues at a
+    time in processes, as ``simulate --compare --jobs``: the same runs)."""
     scenario = load_scenario(REPO / "scenarios" / window.scenario)
     saved = cache / f"{window.date}-{'-'.join(venues)}.pkl" if cache is not None else None
     if saved is not None and saved.exists():
@@ -1011,7 +1014,7 @@ def run_window(window: Window, venues: Sequence[str], cache: Path | None) -> Sum
     else:
         provenance = _provenance()
         t0 = time.perf_counter()
-        runs = run_compare(scenario, list(venues))
+        runs = run_compare(scenario, list(venues), jobs=jobs)
         wall = time.perf_counter() - t0
         if saved is not None:
             saved.parent.mkdir(parents=True, exist_ok=True)
@@ -1054,7 +1057,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="save each window's runs here and reuse them when present (to "
                          "rework the pages without running again; the page keeps the "
                          "commit of the runs)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="venues run at a time, in processes (default 1: the machines "
+                         "running this are shared)")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        raise SystemExit("--jobs: at least 1")
     windows = _names(args.windows, list(WINDOWS), "windows")
     venues = _names(args.venues, VENUES, "venues")
     DOCS.mkdir(parents=True, exist_ok=True)
@@ -1062,7 +1070,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for date in windows:  # one after another: shared machines
         window = WINDOWS[date]
         try:
-            summary = run_window(window, venues, args.cache)
+            summary = run_window(window, venues, args.cache, args.jobs)
         except ScenarioError as exc:
             print(f"{date}: {exc}", file=sys.stderr)
             return 2
