@@ -33,7 +33,7 @@ from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import ConfigError, Venue
 from solvency.core.portfolio import ScenarioGrid
 from solvency.core.typing import Float64Array1D, Float64Array2D, Int64Array1D
-from solvency.core.units import MAX_QUANTA, PPM, UnitError, to_quanta
+from solvency.core.units import MAX_QUANTA, UnitError, to_quanta
 from solvency.engine.context import PositionChange
 from solvency.engine.feeds import Feeds
 from solvency.engine.liquidation import FUND_POSITIONS, INSURANCE_ROW, Liquidator
@@ -112,13 +112,9 @@ class EngineState:
         self.book = Book(venue)
         self.ledger = Ledger(venue.assets)
         self.feeds = Feeds(self, venue.raw.get("oracle"))
-        ins = dict(venue.raw.get("insurance", {}))
-        unknown = set(ins) - {"fee_share_ppm", "policy"}
-        if unknown:
-            raise ConfigError(f"insurance: unknown keys {sorted(unknown)}")
+        # the section's keys and ranges are checked by the venue schema (build_venue)
+        ins = dict(venue.raw.get("insurance") or {})
         self.fee_share_ppm = int(ins.get("fee_share_ppm", 0))
-        if not 0 <= self.fee_share_ppm <= PPM:
-            raise ConfigError("insurance.fee_share_ppm: must be in [0, 1e6]")
         self.fee_target_quanta: int | None = None  # the policy's target_fund in quanta
         try:
             self.fee_policy = _fee_policy(ins["policy"]) if "policy" in ins else None
