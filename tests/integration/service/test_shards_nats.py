@@ -131,6 +131,14 @@ async def _wait_up(feed: ShardFeed, ks: list[int], state: Path, timeout: float) 
                 await asyncio.sleep(0.1)
 
 
+async def _wait_saved(path: Path, m: int, timeout: float) -> None:
+    """Wait until the shard's snapshot file holds input event ``m``."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and json.loads(path.read_text())["m"] == m):
+        assert time.monotonic() < deadline, f"{path.name} never reached event {m}"
+        await asyncio.sleep(0.05)
+
+
 def test_four_shard_processes_equal_one_engine(tmp_path: Path, nats_cluster: str) -> None:
     objs = _with_untimed(_objs(workload(5, 1_200, fund="3000", crash=(0.12, 0.102))),
                          300, seed=5)
@@ -349,7 +357,9 @@ def test_no_snapshot_past_a_verdict_jetstream_did_not_store(tmp_path: Path,
             await feed.publish([{"type": "deposit", "id": "d1", "account": "a",
                                  "asset": "USDT", "amount": "5"}])
             await feed.wait_applied(1, timeout_s=60)
-            assert json.loads((tmp_path / "shard-0.json").read_text())["m"] == 1
+            # the status answers once the event is applied; the snapshot follows once
+            # JetStream acknowledged its verdict (an await later): wait for the file
+            await _wait_saved(tmp_path / "shard-0.json", 1, 60)
             await feed._js.delete_stream("acks1-v")
             await feed.publish([{"type": "deposit", "id": "d2", "account": "a",
                                  "asset": "USDT", "amount": "6"}])
