@@ -4,6 +4,7 @@ bad input, auth, idempotency, reads and the pre-trade check. Each rejection must
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from importlib import resources
@@ -38,8 +39,14 @@ def h(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+# every request waits up to 30 s: httpx's default of 5 s is shorter than a first
+# request can take on a loaded 2-core CI machine (a ReadTimeout there, not a 4xx)
+_get = functools.partial(httpx.get, timeout=30)
+_post = functools.partial(httpx.post, timeout=30)
+
+
 def state_hash(srv: ServerProcess, key: str) -> str:
-    r = httpx.get(srv.url + "/v1/state", headers=h(key))
+    r = _get(srv.url + "/v1/state", headers=h(key))
     assert r.status_code == 200, r.text
     return str(r.json()["state_hash"])
 
@@ -149,10 +156,10 @@ def test_idempotent_by_id_duplicate_and_id_conflict(server) -> None:
 def test_auth_401_403_and_scopes(server) -> None:
     srv, keys = server
     ev = DEPOSIT.format(id="auth1", acct="trader01", amount='"1"')
-    assert httpx.post(srv.url + "/v1/events", content=ev).status_code == 401
+    assert _post(srv.url + "/v1/events", content=ev).status_code == 401
     assert post(srv, "slv_00000000_" + "A" * 43, ev).status_code == 401
     assert post(srv, "not-a-key", ev).status_code == 401
-    assert httpx.get(srv.url + "/v1/state").status_code == 401
+    assert _get(srv.url + "/v1/state").status_code == 401
     r = post(srv, keys["read"], ev)
     assert r.status_code == 403 and r.json()["error"]["reason"] == "forbidden"
     params = ('{"type":"params","id":"p1","ts":"2026-03-26T09:00:00Z","market":"BTC-PERP",'
@@ -200,29 +207,31 @@ def test_order_check_changes_nothing(server) -> None:
 
 def test_health_metrics_and_openapi(server) -> None:
     srv, _ = server
-    assert httpx.get(srv.url + "/healthz").text == "ok"
-    assert httpx.get(srv.url + "/readyz").json()["ready"] is True
-    metrics = httpx.get(srv.url + "/metrics").text
+    assert _get(srv.url + "/healthz").text == "ok"
+    assert _get(srv.url + "/readyz").json()["ready"] is True
+    metrics = _get(srv.url + "/metrics").text
     assert "solvency_events_total" in metrics and "solvency_commit_seconds" in metrics
     assert 'solvency_rejections_total{reason="malformed"}' in metrics or \
         "solvency_rejections_total" in metrics
-    spec = httpx.get(srv.url + "/openapi.json").json()
+    spec = _get(srv.url + "/openapi.json").json()
     assert {"/v1/events", "/v1/state", "/v1/risk", "/v1/orders/check"} <= set(spec["paths"])
 
 
 def test_rate_limit_429(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'rate.db'}"
     keys = make_keys(db)
-    srv = ServerProcess(db, tmp_path, args=("--rate-limit", "1", "--rate-burst", "3"))
+    # one token per 100 s: the bucket cannot refill between requests however slow a
+    # loaded CI machine answers them (at 1 per second it did: no 429 in six requests)
+    srv = ServerProcess(db, tmp_path, args=("--rate-limit", "0.01", "--rate-burst", "3"))
     srv.start()
     try:
-        codes = [httpx.get(srv.url + "/v1/state", headers=h(keys["read"])).status_code
+        codes = [_get(srv.url + "/v1/state", headers=h(keys["read"])).status_code
                  for _ in range(6)]
-        assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
-        r = httpx.get(srv.url + "/v1/state", headers=h(keys["read"]))
+        assert codes == [200, 200, 200, 429, 429, 429], codes
+        r = _get(srv.url + "/v1/state", headers=h(keys["read"]))
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
         # another key has its own bucket
-        assert httpx.get(srv.url + "/v1/state", headers=h(keys["submit"])).status_code == 200
+        assert _get(srv.url + "/v1/state", headers=h(keys["submit"])).status_code == 200
     finally:
         srv.stop()
 
@@ -233,22 +242,22 @@ def test_proofs_of_liabilities_over_http(server) -> None:
     srv, keys = server
     with Client(srv.url, keys["read"]) as c:
         st = c.state()
-    root = httpx.get(srv.url + "/v1/proofs/root", headers=h(keys["read"])).json()
+    root = _get(srv.url + "/v1/proofs/root", headers=h(keys["read"])).json()
     assert root["seq"] == st["seq"] and root["state_hash"] == st["state_hash"]
-    proof = httpx.get(srv.url + "/v1/proofs/trader01", headers=h(keys["read"])).json()
+    proof = _get(srv.url + "/v1/proofs/trader01", headers=h(keys["read"])).json()
     assert verify_proof(proof, root)["USDT"] >= 0
-    r = httpx.get(srv.url + "/v1/proofs/nobody", headers=h(keys["read"]))
+    r = _get(srv.url + "/v1/proofs/nobody", headers=h(keys["read"]))
     assert r.status_code == 404 and r.json()["error"]["reason"] == "not_in_tree"
-    assert httpx.get(srv.url + "/v1/proofs/root").status_code == 401
+    assert _get(srv.url + "/v1/proofs/root").status_code == 401
 
 
 def test_risk_report_over_http_validates(server) -> None:
     from solvency.adapters.risk_report import validate
 
     srv, keys = server
-    r = httpx.get(srv.url + "/v1/risk-report", headers=h(keys["read"]))
+    r = _get(srv.url + "/v1/risk-report", headers=h(keys["read"]))
     assert r.status_code == 200, r.text
     report = r.json()
     validate(report)
-    assert report["seq"] == httpx.get(srv.url + "/v1/state",
+    assert report["seq"] == _get(srv.url + "/v1/state",
                                       headers=h(keys["read"])).json()["seq"]

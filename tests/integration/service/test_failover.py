@@ -113,7 +113,7 @@ def test_writer_killed_replica_takes_over(tmp_path: Path, nats_cluster: str) -> 
                     break
                 assert time.monotonic() < deadline, srv.log()[-3000:]
                 time.sleep(0.05)
-            st = httpx.get(srv.url + "/v1/state", headers=headers).json()
+            st = httpx.get(srv.url + "/v1/state", headers=headers, timeout=30).json()
             assert st["conserved"] is True and st["seq"] == head
             hashes[srv.url] = st["state_hash"]
         assert len(set(hashes.values())) == 1, hashes

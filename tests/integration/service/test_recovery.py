@@ -124,7 +124,7 @@ def run_kill9(db: str, tmp: Path) -> None:
         assert stats["duplicates"] > 0, stats
         assert len(acked) > 9_000, (len(acked), stats)  # most of the workload applies
         state = httpx.get(srv.url + "/v1/state",
-                          headers={"Authorization": f"Bearer {keys['read']}"}).json()
+                          headers={"Authorization": f"Bearer {keys['read']}"}, timeout=30).json()
         assert state["conserved"] is True
         assert state["liquidations"] > 0 and state["adl"] > 0, state  # the crash bit
         assert srv.stop() == 0
@@ -142,7 +142,7 @@ def run_kill9(db: str, tmp: Path) -> None:
     srv.start()
     try:
         again = httpx.get(srv.url + "/v1/state",
-                          headers={"Authorization": f"Bearer {keys['read']}"}).json()
+                          headers={"Authorization": f"Bearer {keys['read']}"}, timeout=30).json()
         assert again["state_hash"] == state["state_hash"] and again["seq"] == state["seq"]
     finally:
         srv.stop()
@@ -296,7 +296,7 @@ def test_sigterm_snapshots_and_sigkill_loses_nothing_acknowledged(tmp_path: Path
     srv = ServerProcess(db, tmp_path, args=("--snapshot-every", "0"))
     srv.start()
     r = httpx.post(srv.url + "/v1/events", content="\n".join(DEMO[:50]),
-                   headers={"Authorization": f"Bearer {keys['govern']}"})
+                   headers={"Authorization": f"Bearer {keys['govern']}"}, timeout=30)
     seq = r.json()["seq"]
     os.kill(srv.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
     srv.proc.wait()  # type: ignore[union-attr]
