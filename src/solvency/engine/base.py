@@ -34,6 +34,7 @@ from solvency.core.model.venue import ConfigError, Venue
 from solvency.core.portfolio import ScenarioGrid
 from solvency.core.typing import Float64Array1D, Float64Array2D, Int64Array1D
 from solvency.core.units import MAX_QUANTA, UnitError, to_quanta
+from solvency.engine.collateral import CollateralValuer
 from solvency.engine.context import PositionChange
 from solvency.engine.feeds import Feeds
 from solvency.engine.liquidation import FUND_POSITIONS, INSURANCE_ROW, Liquidator
@@ -110,6 +111,7 @@ class EngineState:
             name: dict(data) for name, data in dict(venue.raw.get("markets", {})).items()
         }
         self.book = Book(venue)
+        self.collateral = CollateralValuer(self.book)  # empty unless assets have rules
         self.ledger = Ledger(venue.assets)
         self.feeds = Feeds(self, venue.raw.get("oracle"))
         # the section's keys and ranges are checked by the venue schema (build_venue)
@@ -304,7 +306,7 @@ class EngineState:
         book = self.book
         q = self.ledger.balance(book.rows[r].ledger_id, book.asset_names[a])
         book.row_int[r, a] = q
-        if book.linked[a]:
+        if book.tracked[a]:
             book.set_balance(r, a, q)
 
     def wallet_quanta(self, r: int, a: int) -> int:

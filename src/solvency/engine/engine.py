@@ -341,6 +341,9 @@ class Engine(EngineState):
                 book.rows, book.row_weighted[: len(book.rows)].tolist(), strict=True)],
             "positions": positions,
             "marks": [None if p is None else str(p) for p in book.marks],
+            # collateral valued by rule: only where the venue has such assets (other
+            # venues' snapshots and hashes stay as they were)
+            **({"collateral": self.collateral.dump()} if self.collateral else {}),
             "expired": list(book.expired),
             "warned": [book.rows[int(r)].name for r in np.flatnonzero(
                 book.warned[: len(book.rows)])],
@@ -388,6 +391,8 @@ class Engine(EngineState):
         for m, p in enumerate(snap["marks"]):
             if p is not None:
                 book.set_mark(m, Decimal(p))
+        if "collateral" in snap:
+            engine.collateral.load(snap["collateral"])
         for name, market, lots, cost in snap["positions"]:
             r = book.row_index[name]
             m = book.market_index[market]
@@ -458,7 +463,7 @@ class Engine(EngineState):
         exactly what :meth:`state_hash` covers.
         """
         state = self._hashed_state()
-        out = {name: _sha256({k: state.pop(k) for k in keys})
+        out = {name: _sha256({k: state.pop(k) for k in keys if k in state})
                for name, keys in _SECTIONS.items()}
         if state:  # a snapshot key no section names: fail loudly, never hash less
             raise EngineError(f"state keys outside every section: {sorted(state)}")
@@ -504,7 +509,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "ledger": ("ledger",),
     "accounts": ("accounts", "rows", "warned"),
     "positions": ("positions", "realized"),
-    "marks": ("marks", "expired", "ivs"),
+    "marks": ("marks", "collateral", "expired", "ivs"),
     "volatility": ("volatility",),
     "feeds": ("feeds",),
     "liquidation": ("liquidation",),

@@ -133,7 +133,7 @@ def load_book(state: EngineState, accounts: list[str], asset: str,
     led = state.ledger
     book.row_int[rows, a] = np.array([led.balance(cross_ledger_id(n), asset)
                                       for n in names], dtype=np.int64)
-    if book.asset_link[a] >= 0:
+    if book.tracked[a]:
         book.asset_holders[a].extend(rows)
     # the counterparty takes the other side of every market
     for m in markets.tolist():

@@ -31,11 +31,13 @@ from solvency.engine.valuation import after_valuation
 
 __all__ = [
     "ORACLE_MAX_JUMP_MS",
+    "apply_collateral_report",
     "apply_index",
     "apply_oracle",
     "apply_price",
     "apply_vol",
     "reprice_option",
+    "revalue_collateral",
     "set_mark",
     "time_passes",
     "volatility",
@@ -108,6 +110,10 @@ def apply_oracle(state: EngineState, ev: OracleReport) -> list[Any]:
         # ordered: the guard refuses it as invalid_price.
         raise RejectReason("price_too_large", f"price {ev.price}")
     now = ev.ts_ms if clock is None or ev.ts_ms > clock else clock
+    if ev.asset is not None and state.collateral:
+        a = state.book.asset_index.get(ev.asset, -1)
+        if a in state.collateral.rules:
+            return apply_collateral_report(state, a, ev, now)
     _t, update, refused = state.feeds.report(ev, now)
     if refused is not None:
         raise RejectReason(refused.reason, refused.detail)
@@ -125,6 +131,10 @@ def set_mark(state: EngineState, m: int, price: Decimal, ts_ms: int | None,
     if ts_ms is not None:
         _track_volatility(state, m, float(price), ts_ms)
     rows, out = book.mark_market(m)
+    if moved and state.collateral:
+        # collateral valued by rule from the coins this market prices (redemption x index)
+        moved = moved + state.collateral.revalue(state.collateral.dependents_of(moved),
+                                                 ts_ms if ts_ms is not None else state.clock_ms)
     if moved:
         # the coin this market prices may be collateral, or settle other markets
         extra = [x for x in (book.asset_holders[a].view() for a in moved) if x.shape[0]]
@@ -148,6 +158,33 @@ def set_mark(state: EngineState, m: int, price: Decimal, ts_ms: int | None,
     for o in state.options_by_underlying.get(m, ()):
         events.extend(reprice_option(state, o, cause))
     return events
+
+
+def apply_collateral_report(state: EngineState, a: int, ev: OracleReport,
+                            now_ms: int) -> list[OutEvent]:
+    """A report of one source of a collateral asset valued by rule (``collateral.py``):
+    record it, price the asset, re-margin its holders; a report the rule cannot take
+    is refused and changes nothing."""
+    refused = state.collateral.refusal(a, ev)
+    if refused is not None:
+        raise RejectReason(*refused)
+    state.collateral.record(a, ev)
+    return revalue_collateral(state, [a], now_ms, ev.id)
+
+
+def revalue_collateral(state: EngineState, assets: list[int], now_ms: int | None,
+                       cause: str) -> list[OutEvent]:
+    """Price valued ``assets`` by their rules and re-margin the holders of those that
+    moved (one kernel call over their rows), then margin calls and liquidations."""
+    moved = state.collateral.revalue(assets, now_ms)
+    if not moved:
+        return []
+    book = state.book
+    held = [x for x in (book.asset_holders[a].view() for a in moved) if x.shape[0]]
+    if not held:
+        return []
+    rows = np.unique(np.concatenate(held))
+    return after_valuation(state, rows, book.aggregate(rows), cause)
 
 
 def _markets_settled_in(state: EngineState, assets: list[int], m: int) -> list[int]:
@@ -198,6 +235,9 @@ def time_passes(state: EngineState, now_ms: int, cause: str) -> list[Any]:
     updates, events = state.feeds.tick(now_ms, cause)
     for update in updates:
         events.extend(apply_index(state, update, cause))
+    if state.collateral.stale_rules:
+        # a source of a valued collateral asset may have gone stale
+        events.extend(revalue_collateral(state, state.collateral.stale_rules, now_ms, cause))
     if events and state.liquidator.deficit_rows:
         events.extend(_retry_deficits(state, cause))
     return events

@@ -176,6 +176,11 @@ class Book:
                 self.asset_link[i] = self.market_index[asset.price_market]
         self.atiers: Float64Array2D = np.array(atiers, dtype=np.float64).reshape(-1, 2)
         self.linked: list[bool] = [bool(x >= 0) for x in self.asset_link]
+        # assets whose price moves (a market's mark, or a valuation rule): their holders
+        # are indexed, so a price move re-margins exactly them
+        self.tracked: list[bool] = [
+            linked or venue.assets[sym].valuation is not None
+            for linked, sym in zip(self.linked, self.asset_names, strict=True)]
         for m, inst in enumerate(self.instruments):
             self.set_instrument(m, inst)
         self.holders: list[IndexSet] = [IndexSet() for _ in range(n_m)]
@@ -327,7 +332,7 @@ class Book:
     def set_balance(self, r: int, a: int, amount_quanta: int) -> None:
         """Mirror an exact ledger balance into the book (bounded by ``MAX_QUANTA``)."""
         self.row_int[r, a] = amount_quanta
-        if self.asset_link[a] >= 0:
+        if self.tracked[a]:
             if amount_quanta != 0:
                 self.asset_holders[a].add(r)
             else:

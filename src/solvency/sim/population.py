@@ -387,6 +387,9 @@ def _asset_price(venue: Venue, symbol: str, prices: Mapping[str, float]) -> tupl
     asset = venue.assets[symbol]
     if asset.price_usd is not None:
         return float(asset.price_usd), ""
+    if asset.valuation is not None:
+        raise ValueError(f"collateral {symbol} is valued by rule (assets.{symbol}.valuation): "
+                         "populations do not hold such collateral yet")
     market = asset.price_market or ""
     if market not in prices:
         raise ValueError(f"collateral {symbol} needs a price for market {market!r}")

@@ -8,6 +8,7 @@ every table, and a user overrides any value with ``--venue FILE`` or a ``params`
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 from typing import Any, Final
 
 from solvency.core.liquidation.policy import NO_POLICY_HINT
@@ -242,6 +243,55 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         },
     },
 }
+
+
+def _binance_dated(name: str, *, wbeth_book: str, bnsol_book: str, as_of: str,
+                   rule: str) -> dict[str, Any]:
+    """Binance with the collateral of the 2025-10-10 depeg valued by the rule of a date.
+
+    On 2025-10-10 Binance valued unified-account collateral partly from its own spot
+    books: USDe from its own book, wBETH 20 % own book + 80 % (WBETH/ETH rate x ETH),
+    BNSOL 30 % own book + 70 % (BNSOL/SOL rate x SOL); from 2025-10-14 08:00 UTC the
+    own-book weights of wBETH and BNSOL are 0 % (docs/venues.md, "Collateral valued by
+    rule", for the announcements). The collateral ratios (0.9 USDe, 0.95 the others) and
+    the redemption rates (1.07 WBETH/ETH, 1.06 BNSOL/SOL: reports of the ``redemption``
+    source replace them) are assumed; SOL is valued from an external ``index`` source
+    (the preset has no SOL market).
+    """
+    data = copy.deepcopy(PRESETS["binance"])
+
+    def staking(book_w: str, underlying: str, rate: str, decimals: int) -> dict[str, Any]:
+        red_w = str(1 - Decimal(book_w))
+        return {"decimals": decimals, "collateral": [{"floor_usd": "0", "weight": "0.95"}],
+                "valuation": {"sources": [
+                    {"kind": "book", "weight": book_w},
+                    {"kind": "redemption", "weight": red_w, "underlying": underlying,
+                     "rate": rate}]}}
+
+    data["assets"].update({
+        "USDE": {"decimals": 8, "collateral": [{"floor_usd": "0", "weight": "0.9"}],
+                 "valuation": {"sources": [{"kind": "book", "weight": "1"}]}},
+        "SOL": {"decimals": 9, "collateral": [{"floor_usd": "0", "weight": "0.95"}],
+                "valuation": {"sources": [{"kind": "index", "weight": "1"}]}},
+        "WBETH": staking(wbeth_book, "ETH", "1.07", 8),
+        "BNSOL": staking(bnsol_book, "SOL", "1.06", 8),
+    })
+    data["name"] = name
+    data["as_of"] = as_of
+    data["source"] = f"{data['source']}; collateral valued by {rule}"
+    # the liquidation policy of the preset it is built on
+    data["liquidation"] = {"policy": "binance", **data.get("liquidation", {})}
+    return data
+
+
+PRESETS["binance-2025-10-10"] = _binance_dated(
+    "binance-2025-10-10", wbeth_book="0.2", bnsol_book="0.3", as_of="2025-10-10",
+    rule="Binance's rule until 2025-10-14 08:00 UTC (USDe own book; wBETH 20 % own book "
+         "+ 80 % WBETH/ETH x ETH; BNSOL 30 % own book + 70 % BNSOL/SOL x SOL)")
+PRESETS["binance-2025-10-14"] = _binance_dated(
+    "binance-2025-10-14", wbeth_book="0", bnsol_book="0", as_of="2025-10-14",
+    rule="Binance's rule from 2025-10-14 08:00 UTC (wBETH and BNSOL own-book weight 0 %: "
+         "100 % redemption rate x the underlying's index; USDe own book as before)")
 
 
 def preset_names() -> list[str]:

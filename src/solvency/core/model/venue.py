@@ -23,7 +23,12 @@ from solvency.core.margin.models import (
     SizePremiumModel,
     TieredModel,
 )
-from solvency.core.model.assets import Asset, CollateralTier
+from solvency.core.model.assets import (
+    Asset,
+    CollateralTier,
+    CollateralValuation,
+    ValuationSource,
+)
 from solvency.core.model.events import parse_ts_ms
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue_schema import check_venue_data
@@ -50,7 +55,7 @@ _MODEL_KEYS: dict[str, set[str]] = {
 _MARKET_KEYS = {"kind", "base", "quote", "contract_size", "tick_size", "lot_size", "expiry",
                 "aliases", "model", "option_kind", "strike", "underlying"} | set().union(
     *_MODEL_KEYS.values())
-_ASSET_KEYS = {"decimals", "price_usd", "price_market", "collateral"}
+_ASSET_KEYS = {"decimals", "price_usd", "price_market", "collateral", "valuation"}
 
 
 class ConfigError(ValueError):
@@ -247,10 +252,34 @@ def _parse_asset(symbol: str, data: Mapping[str, Any]) -> Asset:
                 CollateralTier(_dec(c.get("floor_usd"), f"{path}.collateral[{i}].floor_usd"),
                                _dec(c.get("weight"), f"{path}.collateral[{i}].weight"))
                 for i, c in enumerate(coll)),
+            valuation=(_parse_valuation(data["valuation"], f"{path}.valuation")
+                       if data.get("valuation") is not None else None),
         )
     except ConfigError:
         raise
     except (ValueError, AttributeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _parse_valuation(data: Mapping[str, Any], path: str) -> CollateralValuation:
+    """A collateral valuation rule (the schema checked its keys and types)."""
+    sources = []
+    for i, src in enumerate(data.get("sources", [])):
+        kind = str(src.get("kind"))
+        try:
+            sources.append(ValuationSource(
+                kind=kind, weight=_dec(src.get("weight"), f"{path}.sources[{i}].weight"),
+                source=str(src.get("source", kind)), underlying=src.get("underlying"),
+                rate=(_dec(src["rate"], f"{path}.sources[{i}].rate")
+                      if src.get("rate") is not None else None)))
+        except ValueError as exc:
+            raise ConfigError(f"{path}.sources[{i}]: {exc}") from None
+    try:
+        return CollateralValuation(
+            sources=tuple(sources),
+            band=_dec(data["band"], f"{path}.band") if data.get("band") is not None else None,
+            reference=data.get("reference"), stale_ms=data.get("stale_ms"))
+    except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
 
@@ -323,6 +352,18 @@ def _build(data: Mapping[str, Any]) -> Venue:
         if asset.price_market is not None and asset.price_market not in markets:
             raise ConfigError(f"assets.{asset.symbol}.price_market: unknown market "
                               f"{asset.price_market}")
+        for i, src in enumerate(asset.valuation.sources if asset.valuation else ()):
+            if src.underlying is None:
+                continue
+            under = assets.get(src.underlying)
+            if under is None or under.symbol == asset.symbol or (
+                    under.valuation is not None
+                    and any(u.kind == "redemption" for u in under.valuation.sources)):
+                # one level: the underlying is fixed, a market's coin or valued from
+                # reported prices only (no chains, no cycles)
+                raise ConfigError(f"assets.{asset.symbol}.valuation.sources[{i}].underlying: "
+                                  f"{src.underlying!r} is not another asset of the venue "
+                                  "priced without a redemption source")
     ratio = _dec(data.get("margin_call_ratio", "0.8"), "margin_call_ratio")
     if not Decimal(0) < ratio <= Decimal(1):
         raise ConfigError("margin_call_ratio: must be in (0, 1]")

@@ -48,7 +48,8 @@ __all__ = [
     "check_venue_data",
 ]
 
-PRESET_NAMES: Final = ("binance", "bitmex", "deribit", "drift", "dydx", "hyperliquid")
+PRESET_NAMES: Final = ("binance", "binance-2025-10-10", "binance-2025-10-14", "bitmex",
+                       "deribit", "drift", "dydx", "hyperliquid")
 """The bundled presets (``solvency venues``); a test holds this to ``PRESETS``."""
 
 _FORBID: Final = ConfigDict(extra="forbid", frozen=True)
@@ -79,6 +80,42 @@ class CollateralTierSection(BaseModel):
         description="Share of the tier's USD value counted as collateral (1 - haircut).")
 
 
+class ValuationSourceSection(BaseModel):
+    """One source of a collateral valuation rule (docs/venues.md, "Collateral valued by
+    rule")."""
+
+    model_config = _FORBID
+    kind: Literal["book", "index", "redemption"] = Field(
+        description="book: the venue's own spot book; index: an external index (both "
+                    "oracle reports of the asset's USD price); redemption: rate x the "
+                    "underlying asset's USD price.")
+    weight: Annotated[Decimal, Num(ge=0, le=1, text_ok=True, float_ok=False)] = Field(
+        description="Weight of the source (the weights sum to 1; 0 keeps a source as a "
+                    "band reference only).")
+    source: _Name | None = Field(
+        None, description="Oracle source name whose reports ({type: oracle, asset, "
+                          "source}) feed it (default: the kind).")
+    underlying: _Name | None = Field(
+        None, description="redemption: the asset whose USD price the rate multiplies.")
+    rate: _DecPos | None = Field(
+        None, description="redemption: units of the underlying one unit redeems for (the "
+                          "source's reports replace it).")
+
+
+class CollateralValuationSection(BaseModel):
+    """How the venue values a collateral asset, instead of price_usd or price_market."""
+
+    model_config = _FORBID
+    sources: Annotated[list[ValuationSourceSection], Field(min_length=1)] = Field(
+        description="Weighted sources; stale or unpriced ones drop out and the others' "
+                    "weights are renormalized.")
+    band: Annotated[Decimal, Num(gt=0, lt=1, text_ok=True, float_ok=False)] | None = Field(
+        None, description="Clamp the price to reference x (1 -/+ band).")
+    reference: _Name | None = Field(None, description="Source name the band is around.")
+    stale_ms: Annotated[int, Strict(), Field(gt=0)] | None = Field(
+        None, description="A book or index report older than this drops out.")
+
+
 class AssetSection(BaseModel):
     """An asset: its quantum, its USD price (fixed or from a market) and collateral tiers."""
 
@@ -90,6 +127,9 @@ class AssetSection(BaseModel):
     collateral: list[CollateralTierSection] | None = Field(
         None, description="Collateral tiers by USD value, floors increasing from 0 "
                           "(default: one tier of weight 1).")
+    valuation: CollateralValuationSection | None = Field(
+        None, description="The venue's rule for the asset's USD price (weighted sources, "
+                          "band, staleness), instead of price_usd or price_market.")
 
 
 # ============================================================================ markets
