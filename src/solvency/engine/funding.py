@@ -89,6 +89,9 @@ def settlement_payment(state: EngineState, ledger_id: str, asset: str, amount: i
     venue's recorded bad debt (the fund never goes negative)."""
     if ledger_id != INSURANCE:
         return [Transfer(ledger_id, CLEARING, asset, amount, code)]
+    # the fund's whole balance decides what is bad debt (an account shard decides this
+    # event over the gathered venue: service/shards.py)
+    state.liquidator.venue_wide = state.liquidator.venue_wide or "the fund paying funding"
     have = max(state.ledger.balance(INSURANCE, asset), 0)
     out = []
     if min(have, amount):

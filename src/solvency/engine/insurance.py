@@ -46,6 +46,9 @@ def review_fee_share(state: EngineState, asset: str, cause: str) -> list[Any]:
     fees (above the release level lowers it), as a ``params_changed`` out-event."""
     policy = state.fee_policy
     assert policy is not None
+    # the fund's balance and the open interest are the whole venue's (an account shard
+    # decides this event over the gathered venue: service/shards.py)
+    state.liquidator.venue_wide = state.liquidator.venue_wide or "the fee-share policy"
     target = state.fee_target_quanta
     if target is not None and asset != policy.target_asset:
         return []  # a fund target is in one asset: fills settled in others leave it

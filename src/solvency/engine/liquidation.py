@@ -128,6 +128,12 @@ class Liquidator:
         self.counts = {"steps": 0, "liquidations": 0, "adl": 0, "backstop": 0,
                        "fund_takeover": 0, "socialized": 0, "bad_debt": 0}
         self.last_unwind_ms: dict[int, int] = {}  # market -> clock of the fund's last unwind
+        self.venue_wide: str | None = None
+        """Set (never cleared here) to what a sweep or unwind decided from state that only
+        the whole venue holds: the fund's balance or positions, the ADL queue, the
+        socialized-loss holders, the backstop, a deficit, the withdrawal block. An account
+        shard (service/shards.py) clears it before an event and, when it is set after,
+        decides the event over the gathered venue instead. Not part of the state."""
         self._close_cost: dict[int, int] = {}  # market -> fund's close cost at depth
 
     # ------------------------------------------------------------------ trigger
@@ -194,6 +200,8 @@ class Liquidator:
         ctx = self.ctx
         book = ctx.book
         events: list[OutEvent] = []
+        if self.pending_social:
+            self.venue_wide = self.venue_wide or "a socialized loss"
         for m, total in sorted(self.pending_social.items()):
             settle = book.instruments[m].settle
             social = self._social_weights(_Position(-1, m, 0, ctx.settle_asset[m]), -1)
@@ -358,6 +366,7 @@ class Liquidator:
         if quick is not None and quick.closed_lots == close:
             # the book took all of it at or above bankruptcy: no queue needed
             return self._execute(r, pos, quick, None, cause, bq, close)
+        self.venue_wide = self.venue_wide or "the waterfall past the book (fund, ADL, backstop)"
         adl = self._adl_queue(pos, r, bq, close)
         if pos.m not in self._social_cache:
             self._social_cache[pos.m] = self._social_weights(pos, -1)
@@ -894,6 +903,7 @@ class Liquidator:
             sign = 1 if lots > 0 else -1
             ctx.liquidity.quote(book.instruments[m].name, -sign * done, marks,
                                 book.instruments[m].tick_size)
+        self.venue_wide = self.venue_wide or "the fund's unwind"
         if now_ms is not None:
             self.last_unwind_ms[m] = now_ms
         events: list[OutEvent] = [self._unwind(r, s, m, lots, done, q, cause)]
@@ -974,6 +984,7 @@ class Liquidator:
             # collateral in other assets still covers it: a borrow, not a bad debt
             self.deficit_rows.discard(r)
             return events
+        self.venue_wide = self.venue_wide or "a deficit paid by the fund or recorded"
         for a, sym in enumerate(book.asset_names):
             bal = ctx.ledger.balance(info.ledger_id, sym)
             if bal >= 0 or book.row_int[r, n_a + a] != 0:
@@ -1020,6 +1031,8 @@ class Liquidator:
         for sym in sorted(self.blocked_assets - pending):
             events.append(WithdrawalState(id=ctx.next_id(), event=cause, asset=sym,
                                           state="open", reason="deficits resolved"))
+        if events:
+            self.venue_wide = self.venue_wide or "the withdrawal block"
         self.blocked_assets = pending
         return events
 

@@ -16,10 +16,17 @@ Design and protocol: docs/scale_out.md ("Account shards"). In short:
 * **Time.** Every shard sees every accepted event's time (:meth:`Engine.pass_time` on
   the shards the event does not concern), so breakers, oracle staleness and partial
   liquidation cool-downs move at the same events as in one engine.
-* **What needs one view of the whole venue** (the insurance fund paying a deficit, the
-  backstop vault, ADL, socialized loss, bad debt, open-interest-scaled margin) is not
-  sharded yet: the coordinator stops with :class:`GlobalViewNeededError` naming the event,
-  instead of letting the shards go on with a result one engine would not have given.
+* **What needs one view of the whole venue** (the insurance fund paying, taking over or
+  unwinding, the backstop vault, ADL, socialized loss, bad debt, the withdrawal block,
+  the fee-share policy) is decided over the gathered venue: each shard applies the event
+  as usual, and when any shard's liquidator says its sweep went past what the shard
+  alone can decide (``Liquidator.venue_wide``), every shard goes back to its state before
+  the event, one engine is restored from those states (:func:`gather`), the event is
+  applied there, and its result is given back to the shards (:func:`scatter`): user
+  accounts to their shards, the fund and the other engine-run accounts to shard 0, each
+  shard's clearing account taking the difference. :func:`decide_venue_wide` is a pure
+  function of the shards' states, so every shard that computes it gets the same answer.
+  Open-interest-scaled margin is refused (:class:`UnshardableError`).
 
 Equivalence with one engine (tests/unit/service/test_shards.py): the same events give
 every account the same balances, positions and cost basis, the fund and fee pool the same
@@ -97,8 +104,10 @@ class UnshardableError(ValueError):
 
 
 class GlobalViewNeededError(RuntimeError):
-    """An event reached the insurance fund, the backstop, ADL or bad debt: decisions that
-    need the whole venue, which the shards do not take yet (docs/scale_out.md)."""
+    """An event reached the insurance fund, the backstop, ADL or bad debt, decisions that
+    need the whole venue, where the shards cannot gather it (the shard processes,
+    ``shard_node.py``, do not yet; the in-process :class:`ShardedEngine` does), or an
+    out-event shows such a decision that the liquidator did not flag (a bug)."""
 
     def __init__(self, event_id: str, what: str) -> None:
         super().__init__(f"event {event_id}: {what} needs the venue-wide view "
@@ -163,7 +172,8 @@ class ShardedEngine:
     """
 
     def __init__(self, venue: Venue, n: int, *,
-                 make_engine: Callable[[Venue], Engine] | None = None) -> None:
+                 make_engine: Callable[[Venue], Engine] | None = None,
+                 checkpoint_every: int = 200) -> None:
         if n < 1:
             raise ValueError(f"shard count must be at least 1, got {n}")
         self.n = n
@@ -173,20 +183,44 @@ class ShardedEngine:
             for ev in genesis(engine, k):
                 engine.apply(ev)
         self.seen: set[str] = set()
+        self.m = 0
+        """Input events applied (the venue sequence number of the last)."""
+        self.births: dict[str, BirthKey] = {}
+        """Every row's creation (:data:`BirthKey`): the venue's row order."""
+        self.venue_wide_events: list[tuple[str, str]] = []
+        """(event id, what needed it) of each event decided over the gathered venue."""
+        self.checkpoint_every = checkpoint_every
+        self._base: list[dict[str, Any]] = []
+        self._ops: list[list[tuple[Any, ...]]] = []
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        # each shard's state, and what it applied since: a shard goes back to the state
+        # before an event by restoring this and applying those again
+        self._base = [e.snapshot() for e in self.shards]
+        self._ops = [[] for _ in self.shards]
 
     def apply(self, event: AnyInput) -> list[Any]:
         """Apply one event across the shards; return its out-events (shard order)."""
         if event.id in self.seen:
             return []
+        self.m += 1
+        if self.m % self.checkpoint_every == 0:
+            self._checkpoint()
         legs = route(event, self.n)
         if len(legs) == 2 and isinstance(event, Fill):
             rej = self._check_legs(event, legs)
             if rej is not None:
                 return [rej]
         per_shard: list[list[Any]] = [[] for _ in self.shards]
+        sizes = [len(e.book.rows) for e in self.shards]
+        n_ops = [len(ops) for ops in self._ops]
+        for engine in self.shards:
+            engine.liquidator.venue_wide = None
         verdicts = []
         for k, ev in legs:
             got = self.shards[k].apply(ev)
+            self._ops[k].append(("apply", ev))
             verdicts.append(any(isinstance(o, Rejected) and o.event == event.id for o in got))
             per_shard[k] = got
         if any(verdicts):
@@ -195,16 +229,46 @@ class ShardedEngine:
                                       f"rejected by others ({verdicts})")
             return per_shard[legs[0][0]][:1] if len(legs) > 1 else per_shard[legs[0][0]]
         self.seen.add(event.id)
+        targets = [k for k, _ in legs]
         if event.ts_ms is not None:
-            touched = {k for k, _ in legs}
             for k, engine in enumerate(self.shards):
-                if k not in touched:
+                if k not in targets:
                     per_shard[k] = engine.pass_time(event.ts_ms, event.id)
+                    self._ops[k].append(("pass_time", event.ts_ms, event.id))
+        need = next((e.liquidator.venue_wide for e in self.shards
+                     if e.liquidator.venue_wide), None)
+        if need is not None:
+            return self._venue_wide(event, targets, need, n_ops)
+        for k, engine in enumerate(self.shards):
+            order = targets + [j for j in range(self.n) if j not in targets]
+            record_births(self.births, engine, sizes[k], (self.m, order.index(k)))
         out = merge_out(event.id, per_shard)
         refuse_global(event.id, out)
         if isinstance(event, Params):
             for engine in self.shards:
                 check_shardable(engine)
+        return out
+
+    def _venue_wide(self, event: AnyInput, targets: list[int], need: str,
+                    n_ops: list[int]) -> list[Any]:
+        """The event over the gathered venue: every shard back to its state before it,
+        one engine restored from them (:func:`gather`), the event applied there, and its
+        result given back to the shards (:func:`scatter`)."""
+        olds = []
+        for k, engine in enumerate(self.shards):
+            back = restore_like(engine, self._base[k])
+            for op in self._ops[k][:n_ops[k]]:
+                if op[0] == "apply":
+                    back.apply(op[1])
+                else:
+                    back.pass_time(op[1], op[2])
+            olds.append(back.snapshot())
+        out, snaps = decide_venue_wide(self.shards[FUND_SHARD], olds, self.births, event,
+                                       targets, self.m)
+        self.shards = [restore_like(e, snap) for e, snap in zip(self.shards, snaps,
+                                                                  strict=True)]
+        self.venue_wide_events.append((event.id, need))
+        self._checkpoint()
         return out
 
     def apply_all(self, events: Iterable[AnyInput]) -> list[Any]:
@@ -243,6 +307,38 @@ class ShardedEngine:
     def digest(self) -> str:
         """:func:`venue_digest` over the shards (equal to one engine's)."""
         return venue_digest(self.shards)
+
+
+def restore_like(engine: Engine, snap: dict[str, Any]) -> Engine:
+    """An engine restored from ``snap`` with ``engine``'s ports (liquidity, policy,
+    portfolio grid)."""
+    return type(engine).restore(snap, liquidity=engine.liquidity,
+                                policy=engine.liquidator.policy,
+                                pm_grid=engine.portfolio_margin.grid)
+
+
+def record_births(births: dict[str, BirthKey], engine: Engine, before: int,
+                  key: tuple[int, int]) -> None:
+    """Record the rows ``engine`` created beyond its first ``before`` (one event's)."""
+    rows = engine.book.rows
+    for i in range(before, len(rows)):
+        name = rows[i].name
+        births[name] = min(births.get(name, (*key, i)), (*key, i))
+
+
+def decide_venue_wide(like: Engine, olds: list[dict[str, Any]], births: dict[str, BirthKey],
+                      event: AnyInput, targets: list[int],
+                      m: int) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Apply ``event`` to one engine holding the whole venue (:func:`gather` of the
+    shards' states before it, ``olds``); return its out-events and each shard's state
+    after it (:func:`scatter`). A pure function of its arguments: every shard that
+    computes it from the same states gets the same answer. ``births`` gains the rows the
+    event created."""
+    merged = restore_like(like, gather(olds, births))
+    before = len(merged.book.rows)
+    out = merged.apply(event)
+    record_births(births, merged, before, (m, 0))
+    return out, scatter(merged.snapshot(), olds, targets, event.id)
 
 
 def shards_hash(hashes: Sequence[str]) -> str:
@@ -421,3 +517,226 @@ def sharded_liabilities(engines: Sequence[Engine]) -> dict[str, Any]:
             else np.zeros((0, len(assets)), dtype=np.int64))
     return {"assets": assets, "accounts": names, "owed": owed,
             "negative": dict(sorted(negative.items()))}
+
+
+# ---------------------------------------------------------------- the venue-wide decision
+
+_BROADCAST_STATE: Final = ("version", "venue", "market_order", "marks", "expired",
+                           "volatility", "ivs", "feeds", "clock_ms", "fee_share_ppm",
+                           "out_seq", "counts", "liquidation_counts")
+_CLEARING_LEDGER: Final = "u:" + SHARD_CLEARING
+_FIXED_LEDGER: Final = frozenset({CLEARING, EXTERNAL})  # each shard's own, never moved
+
+
+def _owner(account: str, n: int) -> int | None:
+    """The shard an account's rows and money belong to after a venue-wide event: its
+    shard for a user account, 0 for an engine-run (``__``) one; None for the clearing
+    account (every shard has its own)."""
+    if account == SHARD_CLEARING:
+        return None
+    if account.startswith("__"):
+        return FUND_SHARD
+    return shard_of(account, n)
+
+
+BirthKey = tuple[int, int, int]
+"""When a row was created: (venue sequence of the event, the shard's place among the
+event's targets, the row's index on its shard). Sorting the venue's rows by it gives
+the order one engine created them in (a fill creates its buyer's row before its
+seller's, and the buyer's leg is the first target)."""
+
+
+def gather(snaps: Sequence[dict[str, Any]], births: dict[str, BirthKey]) -> dict[str, Any]:
+    """One engine's snapshot of the whole venue from its shards' snapshots (taken before
+    the same input event): every account's rows in the venue's creation order
+    (``births``), positions, balances, realized PnL and liquidation state; the engine-run
+    accounts (market, fund, backstop, fee pool, rounding) summed over the shards; the
+    state every shard holds alike (marks, oracle and breakers, clock, volatility) from
+    shard 0. The clearing accounts' rows are left out (their positions sum to zero in
+    every market); their money stays, as one ledger account, so the ledger balances."""
+    base = snaps[FUND_SHARD]
+    for k, snap in enumerate(snaps):
+        if snap["marks"] != base["marks"] or snap["clock_ms"] != base["clock_ms"]:
+            raise ShardDivergenceError(f"shard {k} holds other marks or clock than shard 0")
+    out: dict[str, Any] = {key: base[key] for key in _BROADCAST_STATE}
+    rows: dict[str, list[Any]] = {}
+    for snap in snaps:
+        for row in snap["rows"]:
+            if row[1] != SHARD_CLEARING:
+                rows.setdefault(row[0], row)
+    missing = sorted(set(rows) - set(births))
+    if missing:
+        raise ShardDivergenceError(f"rows without a recorded creation: {missing[:5]}")
+    out["rows"] = [rows[name] for name in sorted(rows, key=lambda x: births[x])]
+    positions: dict[tuple[str, str], list[int]] = {}
+    balances: dict[tuple[str, str], int] = {}
+    external: dict[str, int] = {}
+    realized: dict[str, int] = {}
+    accounts: dict[str, Any] = {}
+    warned: set[str] = set()
+    seen: set[str] = set()
+    partial: dict[str, Any] = {}
+    deficit: set[str] = set()
+    blocked: set[str] = set()
+    for snap in snaps:
+        for name, market, lots, cost in snap["positions"]:
+            if name in rows:
+                got = positions.setdefault((name, market), [0, 0])
+                got[0] += int(lots)
+                got[1] += int(cost)
+        for account, asset, value in snap["ledger"]["balances"]:
+            balances[(account, asset)] = balances.get((account, asset), 0) + int(value)
+        for asset, value in snap["ledger"]["external_net"].items():
+            external[asset] = external.get(asset, 0) + int(value)
+        for key, value in snap["realized"].items():
+            if SHARD_CLEARING not in key:
+                realized[key] = realized.get(key, 0) + int(value)
+        for account, mode in snap["accounts"].items():
+            if account != SHARD_CLEARING:
+                accounts.setdefault(account, mode)
+        warned.update(x for x in snap["warned"] if x in rows)
+        seen.update(snap["seen_ids"])
+        liq = snap["liquidation"]
+        partial.update(liq["last_partial_ms"])
+        deficit.update(liq["deficit_rows"])
+        blocked.update(liq["blocked_assets"])
+    out["positions"] = [[name, market, str(lots), str(cost)]
+                        for (name, market), (lots, cost) in _in_row_order(positions, out)
+                        if (lots, cost) != (0, 0)]
+    out["ledger"] = {"balances": [[a, s, str(v)] for (a, s), v in sorted(balances.items())
+                                  if v],
+                     "external_net": {a: str(v) for a, v in sorted(external.items())}}
+    out["realized"] = {k: str(v) for k, v in sorted(realized.items())}
+    out["accounts"] = dict(sorted(accounts.items()))
+    out["warned"] = [r[0] for r in out["rows"] if r[0] in warned]
+    out["seen_ids"] = sorted(seen)
+    out["liquidation"] = {"last_partial_ms": dict(sorted(partial.items())),
+                          "deficit_rows": sorted(deficit),
+                          "blocked_assets": sorted(blocked),
+                          **({"last_unwind_ms": base["liquidation"]["last_unwind_ms"]}
+                             if "last_unwind_ms" in base["liquidation"] else {})}
+    return out
+
+
+def _in_row_order(positions: dict[tuple[str, str], list[int]],
+                  snap: dict[str, Any]) -> list[tuple[tuple[str, str], list[int]]]:
+    order = {r[0]: i for i, r in enumerate(snap["rows"])}
+    markets = {m: i for i, m in enumerate(snap["market_order"])}
+    return sorted(positions.items(), key=lambda kv: (order[kv[0][0]], markets[kv[0][1]]))
+
+
+def scatter(merged: dict[str, Any], olds: Sequence[dict[str, Any]], targets: Sequence[int],
+            event_id: str) -> list[dict[str, Any]]:
+    """Each shard's snapshot after an event decided over the gathered venue (``merged``,
+    its one-engine state after the event; ``olds``, the shards' states before it).
+
+    Every user account gets its rows, positions, balances, realized PnL and liquidation
+    state from ``merged`` on its own shard; the engine-run accounts (fund, its positions,
+    market, backstop, fee pool, bad debt, rounding) move whole to shard 0; each shard's
+    clearing account takes the difference, per asset and per market, so every shard's
+    ledger total and book stay balanced and the clearing accounts' money and lots still
+    sum over the shards to what they held (zero lots in every market). The state every
+    shard holds alike comes from ``merged``; ``event_id`` joins the ``targets``' ids."""
+    n = len(olds)
+    ledger_owner: dict[str, str] = {}
+    for snap in (*olds, merged):
+        for row in snap["rows"]:
+            ledger_owner[row[3]] = row[1]
+    merged_pos: dict[str, dict[str, tuple[int, int]]] = {}
+    for name, market, lots, cost in merged["positions"]:
+        merged_pos.setdefault(name, {})[market] = (int(lots), int(cost))
+    merged_account = {r[0]: r[1] for r in merged["rows"]}
+    merged_warned = set(merged["warned"])
+    merged_bal = {(a, s): int(v) for a, s, v in merged["ledger"]["balances"]}
+    markets = {m: i for i, m in enumerate(merged["market_order"])}
+    out = []
+    for k, old in enumerate(olds):
+        names = {r[0] for r in old["rows"]}
+        rows = list(old["rows"]) + [r for r in merged["rows"] if r[0] not in names
+                                    and _owner(r[1], n) == k]
+        row_account = {r[0]: r[1] for r in rows}
+        # positions: the owner's from merged; the clearing row takes the difference
+        old_pos = {(name, market): (int(lots), int(cost))
+                   for name, market, lots, cost in old["positions"]}
+        new_pos: dict[tuple[str, str], tuple[int, int]] = {}
+        for r in rows:
+            if _owner(r[1], n) == k:
+                for market, v in merged_pos.get(r[0], {}).items():
+                    new_pos[(r[0], market)] = v
+        shift: dict[str, list[int]] = {}
+        for key in set(old_pos) | set(new_pos):
+            if row_account[key[0]] == SHARD_CLEARING:
+                continue
+            a, b = old_pos.get(key, (0, 0)), new_pos.get(key, (0, 0))
+            got = shift.setdefault(key[1], [0, 0])
+            got[0] += b[0] - a[0]
+            got[1] += b[1] - a[1]
+        for (name, market), (lots, cost) in old_pos.items():
+            if row_account[name] == SHARD_CLEARING:
+                d = shift.pop(market, [0, 0])
+                new_pos[(name, market)] = (lots - d[0], cost - d[1])
+        for market, d in shift.items():
+            if d != [0, 0]:
+                new_pos[(SHARD_CLEARING, market)] = (-d[0], -d[1])
+        order = {r[0]: i for i, r in enumerate(rows)}
+        positions = [[name, market, str(lots), str(cost)] for (name, market), (lots, cost)
+                     in sorted(new_pos.items(), key=lambda kv: (order[kv[0][0]],
+                                                                markets[kv[0][1]]))
+                     if (lots, cost) != (0, 0)]
+        # balances: the same rule per ledger account and asset
+        old_bal = {(acct, asset): int(q) for acct, asset, q in old["ledger"]["balances"]}
+        new_bal: dict[tuple[str, str], int] = {}
+        for (acct, asset), q in merged_bal.items():
+            if acct == _CLEARING_LEDGER or acct in _FIXED_LEDGER:
+                continue
+            if _owner(ledger_owner.get(acct, "__system__"), n) == k:
+                new_bal[(acct, asset)] = q
+        moved: dict[str, int] = {}
+        for acct, asset in set(old_bal) | set(new_bal):
+            if acct == _CLEARING_LEDGER or acct in _FIXED_LEDGER:
+                continue
+            moved[asset] = (moved.get(asset, 0) + new_bal.get((acct, asset), 0)
+                            - old_bal.get((acct, asset), 0))
+        for (acct, asset), q in old_bal.items():
+            if acct in _FIXED_LEDGER:
+                new_bal[(acct, asset)] = q
+            elif acct == _CLEARING_LEDGER:
+                new_bal[(acct, asset)] = q - moved.pop(asset, 0)
+        for asset, q in moved.items():
+            if q:
+                new_bal[(_CLEARING_LEDGER, asset)] = -q
+        mine = {r[0] for r in rows if _owner(r[1], n) == k}
+        old_warned = set(old["warned"])
+        liq = merged["liquidation"]
+        snap = {key: merged[key] for key in _BROADCAST_STATE}
+        snap.update({
+            "counts": old["counts"], "liquidation_counts": old["liquidation_counts"],
+            "rows": rows, "positions": positions,
+            "ledger": {"balances": [[a, s, str(v)] for (a, s), v in sorted(new_bal.items())
+                                    if v],
+                       "external_net": old["ledger"]["external_net"]},
+            "realized": dict(sorted((
+                {key: v for key, v in old["realized"].items() if SHARD_CLEARING in key}
+                | {key: v for key, v in merged["realized"].items()
+                   if _owner(merged_account.get(key, key), n) == k}).items())),
+            "accounts": dict(sorted((
+                {a: m for a, m in old["accounts"].items() if a == SHARD_CLEARING}
+                | {a: m for a, m in merged["accounts"].items() if _owner(a, n) == k})
+                .items())),
+            "warned": [r[0] for r in rows if (r[0] in merged_warned and r[0] in mine)
+                       or (r[0] in old_warned and r[1] == SHARD_CLEARING)],
+            "seen_ids": sorted(set(old["seen_ids"]) | ({event_id} if k in targets
+                                                      else set())),
+            "liquidation": {
+                "last_partial_ms": {x: t for x, t in liq["last_partial_ms"].items()
+                                    if x in mine},
+                "deficit_rows": [x for x in liq["deficit_rows"] if x in mine],
+                "blocked_assets": liq["blocked_assets"],
+                **({"last_unwind_ms": liq["last_unwind_ms"]}
+                   if k == FUND_SHARD and "last_unwind_ms" in liq else
+                   {"last_unwind_ms": old["liquidation"]["last_unwind_ms"]}
+                   if "last_unwind_ms" in old["liquidation"] else {}),
+            },
+        })
+        out.append(snap)
+    return out

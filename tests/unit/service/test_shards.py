@@ -4,6 +4,7 @@ and the equivalence of N shards with one engine (service/shards.py, docs/scale_o
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from decimal import Decimal
 from importlib import resources
@@ -11,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from solvency.core.ledger.ledger import INSURANCE
 from solvency.core.model.events import Deposit, EventError, Fill, Price, Withdraw
 from solvency.core.model.presets import load_preset, venue_from_data
 from solvency.engine.engine import Engine
 from solvency.engine.inputs import AnyInput, parse_input_line
 from solvency.service.shards import (
     SHARD_CLEARING,
-    GlobalViewNeededError,
     ShardedEngine,
     UnshardableError,
     clearing_residual,
@@ -167,18 +168,31 @@ def test_check_fill_changes_nothing() -> None:
 @pytest.mark.parametrize("n", [1, 2, 4])
 def test_equivalent_to_one_engine(n: int) -> None:
     """A seeded workload (fills across shards, oracle rounds, funding, deposits,
-    withdrawals, bad events, a 12 % crash that liquidates without reaching the fund):
-    after every event the same out-events, at the end the same balances, positions,
-    realized PnL, fund and fees for every account."""
-    events = _events(workload(2, 2_000, fund="3000", crash=(0.12, 0.102)))
+    withdrawals, bad events, a 35 % crash that liquidates, drains the insurance fund to
+    zero, makes it take positions over and unwind them, and reaches ADL): after every
+    event the same out-events (liquidations with their fund deltas, ADL fills, fund
+    unwinds, rejections), at the end the same balances, positions, realized PnL, fund and
+    fees for every account; the events that needed the whole venue were decided over the
+    gathered venue (docs/scale_out.md, "The venue-wide decision")."""
+    events = _events(workload(2, 2_000, fund="3000", crash=(0.35, 0.30)))
     venue = load_preset("binance")
     one, sh = Engine(venue), ShardedEngine(venue, n)
-    liquidations = 0
+    seen: Counter[str] = Counter()
+    fund_low = None
     for ev in events:
         want = one.apply(ev)
         assert _compared(sh.apply(ev)) == _compared(want), ev.id
-        liquidations += sum(o.type == "liquidation" for o in want)
-    assert liquidations >= 5
+        seen.update(o.type for o in want)
+        fund = one.ledger.balance(INSURANCE, "USDT")
+        fund_low = fund if fund_low is None else min(fund_low, fund)
+        # the fund is the sum of the shards' parts at every event
+        assert sum(e.ledger.balance(INSURANCE, "USDT") for e in sh.shards) == fund, ev.id
+    # a crash that reaches the fund and ADL (figures of this seed, one engine's)
+    assert seen["liquidation"] >= 30 and seen["adl"] >= 100 and seen["fund_unwind"] >= 5
+    assert fund_low == 0 and one.liquidator.counts["fund_takeover"] >= 5
+    assert len(sh.venue_wide_events) >= 10
+    assert {what for _, what in sh.venue_wide_events} >= {
+        "the waterfall past the book (fund, ADL, backstop)", "the fund's unwind"}
     assert venue_summary(sh.shards) == venue_summary([one])
     assert sh.digest() == venue_digest([one])
     # the clearing, rounding and world accounts hold what one engine's do (conservation)
@@ -191,17 +205,22 @@ def test_equivalent_to_one_engine(n: int) -> None:
         engine.verify()
 
 
-def test_demo_stops_where_the_fund_is_needed() -> None:
-    """The bundled demo reaches ADL: the coordinator stops there with the event named,
-    and up to it the shards agree with one engine."""
+def test_demo_through_adl_equals_one_engine() -> None:
+    """The bundled demo (a fund takeover, ADL at e0060, the fund's unwinds) through 4
+    shards: the same out-events after every event and the same state at the end."""
     text = resources.files("solvency.data").joinpath("demo_events.jsonl").read_text()
     venue = load_preset("binance")
     one, sh = Engine(venue), ShardedEngine(venue, 4)
-    with pytest.raises(GlobalViewNeededError) as exc:
-        for ev in _events(text.splitlines()):
-            want = one.apply(ev)
-            assert _compared(sh.apply(ev)) == _compared(want), ev.id
-    assert exc.value.event_id == "e0060" and exc.value.what == "adl"
+    for ev in _events(text.splitlines()):
+        want = one.apply(ev)
+        assert _compared(sh.apply(ev)) == _compared(want), ev.id
+    assert ("e0060", "the waterfall past the book (fund, ADL, backstop)") in (
+        sh.venue_wide_events)
+    assert one.liquidator.counts["adl"] > 0 and one.liquidator.counts["fund_unwind"] > 0
+    assert venue_summary(sh.shards) == venue_summary([one])
+    assert sh.digest() == venue_digest([one])
+    for engine in sh.shards:
+        engine.verify()
 
 
 def test_open_interest_scaled_margin_is_refused() -> None:
