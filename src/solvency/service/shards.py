@@ -521,9 +521,11 @@ def sharded_liabilities(engines: Sequence[Engine]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the venue-wide decision
 
-_BROADCAST_STATE: Final = ("version", "venue", "market_order", "marks", "expired",
-                           "volatility", "ivs", "feeds", "clock_ms", "fee_share_ppm",
-                           "out_seq", "counts", "liquidation_counts")
+_PER_ACCOUNT_STATE: Final = frozenset({
+    "rows", "positions", "ledger", "realized", "accounts", "warned", "seen_ids",
+    "liquidation", "counts", "liquidation_counts"})
+"""Snapshot keys that differ by shard; every other key (marks, oracle and breakers, clock,
+volatility, collateral sources, params...) is state every shard holds alike."""
 _CLEARING_LEDGER: Final = "u:" + SHARD_CLEARING
 _FIXED_LEDGER: Final = frozenset({CLEARING, EXTERNAL})  # each shard's own, never moved
 
@@ -558,7 +560,8 @@ def gather(snaps: Sequence[dict[str, Any]], births: dict[str, BirthKey]) -> dict
     for k, snap in enumerate(snaps):
         if snap["marks"] != base["marks"] or snap["clock_ms"] != base["clock_ms"]:
             raise ShardDivergenceError(f"shard {k} holds other marks or clock than shard 0")
-    out: dict[str, Any] = {key: base[key] for key in _BROADCAST_STATE}
+    out: dict[str, Any] = {key: v for key, v in base.items() if key not in _PER_ACCOUNT_STATE}
+    out["counts"], out["liquidation_counts"] = base["counts"], base["liquidation_counts"]
     rows: dict[str, list[Any]] = {}
     for snap in snaps:
         for row in snap["rows"]:
@@ -708,7 +711,7 @@ def scatter(merged: dict[str, Any], olds: Sequence[dict[str, Any]], targets: Seq
         mine = {r[0] for r in rows if _owner(r[1], n) == k}
         old_warned = set(old["warned"])
         liq = merged["liquidation"]
-        snap = {key: merged[key] for key in _BROADCAST_STATE}
+        snap = {key: v for key, v in merged.items() if key not in _PER_ACCOUNT_STATE}
         snap.update({
             "counts": old["counts"], "liquidation_counts": old["liquidation_counts"],
             "rows": rows, "positions": positions,
