@@ -201,3 +201,65 @@ def test_a_venue_files_option_margin_parameters_act() -> None:
     # ATM: IM = (0.25 + mark/S) S = 25,000 + mark, 10,000 above the preset's 0.15
     preset_im = float(views["preset"][0]["initial_margin"])
     assert float(view["initial_margin"]) - preset_im == pytest.approx(10_000.0, abs=0.02)
+
+
+# Paradex's cross-margin option constants as venue-file keys (docs.paradex.trade,
+# perpetual options "Margin Requirements", stored copy read 2026-12-07; the worked
+# examples run through the CLI in tests/integration/test_cli_margin_paradex_options.py)
+PARADEX_KEYS = {
+    "model": "option_standard", "mm_floor": "0.05", "mm_otm_discount": "1",
+    "mm_mark_factor": "0", "premium": "0", "put_cap": "0.5", "long_premium_im": "1",
+    "long_spot_im": "0.2", "long_premium_mm": "0.5", "long_spot_mm": "0.1"}
+
+
+def test_paradex_long_options_pay_margin_and_survive_snapshot_and_restore() -> None:
+    """Issue 29 item 2: a long pays min(mark, 20 % S) initial and min(50 % mark, 10 % S)
+    maintenance per contract; the per-contract amounts in force are part of the snapshot
+    (and so of the state hash), and a restored engine re-margins the same."""
+    from solvency.core.model.presets import venue_from_data
+
+    e = Engine(venue_from_data({"preset": "deribit", "markets": {CALL: PARADEX_KEYS}}))
+    for who in ("writer", "buyer"):
+        e.apply(Deposit(id=f"d-{who}", account=who, asset="USDC", amount=D(50000),
+                        ts_ms=T0))
+    e.apply(Price(id="p", market="BTC-PERP", price=D(100000), ts_ms=T0))
+    e.apply(Vol(id="v", market=CALL, iv=D("0.6"), ts_ms=T0))
+    mark = e.book.marks[e.book.market_index[CALL]]
+    assert mark is not None
+    out = e.apply(Fill(id="f", market=CALL, buyer="buyer", seller="writer", size=D(2),
+                       price=mark, ts_ms=T0))
+    assert [o for o in out if o.type == "rejected"] == []
+    buyer = e.account_view("buyer")
+    # ATM at 60 % vol over ~3 months: the mark (~11,900) is below 20 % of S (20,000)
+    assert 0 < float(mark) < 20000
+    assert float(buyer["initial_margin"]) == pytest.approx(2 * float(mark), abs=1e-6)
+    assert float(buyer["maintenance_margin"]) == pytest.approx(float(mark), abs=1e-6)
+    again = Engine.restore(e.snapshot())
+    assert again.state_hash() == e.state_hash()
+    assert again.account_view("buyer") == buyer
+    for eng in (e, again):  # the underlying moves: the option is re-priced, both re-margin
+        eng.apply(Price(id="p9", market="BTC-PERP", price=D(150000), ts_ms=T0 + 1000))
+    assert again.state_hash() == e.state_hash()
+    assert again.account_view("buyer") == e.account_view("buyer")
+    # deep in the money now: the mark (> 50,000) is above 20 % of S, IM = 2 x 30,000
+    assert e.account_view("buyer")["initial_margin"] == "60000"
+    assert e.account_view("buyer")["maintenance_margin"] == "30000"
+
+
+def test_a_price_marked_options_margin_survives_restore() -> None:
+    """An option marked by a price event (no vol) has its per-contract requirements set
+    at that event's underlying mark; a restore used to drop them (the writer's initial
+    margin went from 20,000 to 0 while the state hash still matched)."""
+    e = Engine(load_preset("deribit"))
+    for who in ("writer", "buyer"):
+        e.apply(Deposit(id=f"d-{who}", account=who, asset="USDC", amount=D(50000),
+                        ts_ms=T0))
+    e.apply(Price(id="p", market="BTC-PERP", price=D(100000), ts_ms=T0))
+    e.apply(Price(id="po", market=CALL, price=D(5000), ts_ms=T0))
+    e.apply(Fill(id="f", market=CALL, buyer="buyer", seller="writer", size=D(1),
+                 price=D(5000), ts_ms=T0))
+    # Deribit, ATM linear call: (0.15 + 5,000 / 100,000) x 100,000
+    assert e.account_view("writer")["initial_margin"] == "20000"
+    again = Engine.restore(e.snapshot())
+    assert again.account_view("writer") == e.account_view("writer")
+    assert again.state_hash() == e.state_hash()

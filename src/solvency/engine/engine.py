@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import json
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from solvency.core.ledger.ledger import CLEARING, Ledger
 from solvency.core.liquidation import LiquidationPolicy
-from solvency.core.margin.kernels import MK_IM_SLOPE, MK_MM_SLOPE
+from solvency.core.margin.kernels import MK_IM_SLOPE, MK_LONG_IM, MK_LONG_MM, MK_MM_SLOPE
 from solvency.core.model.events import (
     AccountMode,
     Deposit,
@@ -56,6 +56,7 @@ from solvency.core.model.events import (
 from solvency.core.model.venue import build_venue
 from solvency.core.oracle import OracleReport
 from solvency.core.portfolio import ScenarioGrid
+from solvency.core.typing import Float64Array2D
 from solvency.engine.accounts import (
     apply_account_mode,
     apply_deposit,
@@ -297,9 +298,9 @@ class Engine(EngineState):
         (:func:`~solvency.engine.options.option_price`)."""
         return option_price(self, o)
 
-    def option_requirements(self, o: int, mark: float) -> tuple[float, float]:
-        """Margin per short contract of option market ``o`` at premium ``mark``
-        (:func:`~solvency.engine.options.option_requirements`)."""
+    def option_requirements(self, o: int, mark: float) -> tuple[float, float, float, float]:
+        """Margin per contract of option market ``o`` at premium ``mark``: short IM, MM,
+        long IM, MM (:func:`~solvency.engine.options.option_requirements`)."""
         return option_requirements(self, o, mark)
 
     def underlying_usd(self, symbol: str) -> float:
@@ -364,13 +365,25 @@ class Engine(EngineState):
                    if self.liquidator.last_unwind_ms else {}),
             },
             "fee_share_ppm": self.fee_share_ppm,
-            "ivs": {book.market_names[m]: [str(v), float(book.mk[m, MK_IM_SLOPE]).hex(),
-                                           float(book.mk[m, MK_MM_SLOPE]).hex()]
+            "ivs": {book.market_names[m]: [str(v), *_option_columns(book.mk, m)]
                     for m, v in sorted(self.ivs.items())},
+            # options marked by a price (no vol): their per-contract requirements, set at
+            # the underlying's mark of that price event (a restore lost them before); only
+            # when there are, so older snapshots and hashes stay the same
+            **({"option_margin": priced} if (priced := self._priced_option_margin()) else {}),
             "feeds": self.feeds.dump(),
             "counts": dict(self.counts),
             "liquidation_counts": dict(self.liquidator.counts),
         }
+
+    def _priced_option_margin(self) -> dict[str, list[str]]:
+        """:func:`_option_columns` of each option market without a vol whose per-contract
+        requirements are set (it was marked by a price event)."""
+        book = self.book
+        return {book.market_names[m]: _option_columns(book.mk, m)
+                for m, inst in enumerate(book.instruments)
+                if inst.is_option and m not in self.ivs and bool(
+                    book.mk[m, [MK_IM_SLOPE, MK_MM_SLOPE, MK_LONG_IM, MK_LONG_MM]].any())}
 
     @classmethod
     def restore(cls, snap: Mapping[str, Any], *, liquidity: Liquidity | None = None,
@@ -422,13 +435,14 @@ class Engine(EngineState):
             engine.vol_last_ms[m] = int(t)
         engine.counts = dict(snap["counts"])
         engine.fee_share_ppm = int(snap["fee_share_ppm"])
-        for name, (iv, im_hex, mm_hex) in snap["ivs"].items():
+        for name, (iv, *hexes) in snap["ivs"].items():
             o = book.market_index[name]
             engine.ivs[o] = Decimal(iv)
             # the per-contract requirements in force, bit for bit (they were computed at
             # the clock of the last re-pricing, not the snapshot's)
-            book.mk[o, MK_IM_SLOPE] = float.fromhex(im_hex)
-            book.mk[o, MK_MM_SLOPE] = float.fromhex(mm_hex)
+            _load_option_columns(book.mk, o, hexes)
+        for name, hexes in snap.get("option_margin", {}).items():
+            _load_option_columns(book.mk, book.market_index[name], hexes)
         engine.feeds.load(snap["feeds"])
         for name, mode in engine.accounts.items():
             if mode == "portfolio" and name in book.row_index:
@@ -509,13 +523,31 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "ledger": ("ledger",),
     "accounts": ("accounts", "rows", "warned"),
     "positions": ("positions", "realized"),
-    "marks": ("marks", "collateral", "expired", "ivs"),
+    "marks": ("marks", "collateral", "expired", "ivs", "option_margin"),
     "volatility": ("volatility",),
     "feeds": ("feeds",),
     "liquidation": ("liquidation",),
     "params": ("version", "venue", "market_order", "fee_share_ppm"),
     "sequence": ("seen_ids", "clock_ms", "out_seq"),
 }
+
+
+def _option_columns(mk: Float64Array2D, m: int) -> list[str]:
+    """An option market's per-contract requirements as exact hex floats: short IM, MM,
+    and, only when a long pays any (Paradex's rule), long IM, MM (Deribit's snapshots and
+    hashes stay the same)."""
+    cols = [float(mk[m, MK_IM_SLOPE]).hex(), float(mk[m, MK_MM_SLOPE]).hex()]
+    if mk[m, MK_LONG_IM] != 0.0 or mk[m, MK_LONG_MM] != 0.0:
+        cols += [float(mk[m, MK_LONG_IM]).hex(), float(mk[m, MK_LONG_MM]).hex()]
+    return cols
+
+
+def _load_option_columns(mk: Float64Array2D, m: int, hexes: Sequence[str]) -> None:
+    """Inverse of :func:`_option_columns`."""
+    cols = [float.fromhex(h) for h in hexes]
+    mk[m, MK_IM_SLOPE], mk[m, MK_MM_SLOPE] = cols[0], cols[1]
+    mk[m, MK_LONG_IM], mk[m, MK_LONG_MM] = (cols[2], cols[3]) if len(cols) > 2 else (0.0,
+                                                                                  0.0)
 
 
 def _in_market_order(venue: Mapping[str, Any], order: Any) -> Mapping[str, Any]:

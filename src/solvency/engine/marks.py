@@ -22,11 +22,10 @@ from typing import Any, Final
 
 import numpy as np
 
-from solvency.core.margin.kernels import MK_IM_SLOPE, MK_MM_SLOPE
 from solvency.core.model.events import OutEvent, Price, Vol
 from solvency.core.oracle import IndexUpdate, OracleReport
 from solvency.engine.base import MS_PER_YEAR, EngineState, RejectReason, on_grid
-from solvency.engine.options import option_price, option_requirements
+from solvency.engine.options import option_price, set_option_requirements
 from solvency.engine.valuation import after_valuation
 
 __all__ = [
@@ -75,8 +74,7 @@ def apply_price(state: EngineState, ev: Price) -> list[OutEvent]:
         u = book.market_index[str(inst.underlying)]
         if book.marks[u] is None:
             raise RejectReason("no_mark", f"underlying {inst.underlying} has no mark yet")
-        book.mk[m, MK_IM_SLOPE], book.mk[m, MK_MM_SLOPE] = option_requirements(
-            state, m, float(ev.price))
+        set_option_requirements(state, m, float(ev.price))
     return set_mark(state, m, ev.price, ev.ts_ms, ev.id)
 
 
@@ -205,8 +203,7 @@ def reprice_option(state: EngineState, o: int, cause: str) -> list[OutEvent]:
     tick = book.instruments[o].tick_size
     # the premium on the tick grid, at least one tick (a mark is always positive)
     mark = Decimal(max(1, round(premium / float(tick)))) * tick
-    book.mk[o, MK_IM_SLOPE], book.mk[o, MK_MM_SLOPE] = option_requirements(
-        state, o, float(mark))
+    set_option_requirements(state, o, float(mark))
     return set_mark(state, o, mark, state.clock_ms, cause)
 
 

@@ -11,8 +11,7 @@ value (``expiry.py``); portfolio-margined rows revalue it on the scenario grid
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from solvency.core.margin.kernels import MK_IM_SLOPE, MK_LONG_IM, MK_LONG_MM, MK_MM_SLOPE
 from solvency.core.margin.models import OptionStandardModel
 from solvency.core.options.black76 import black76_premium_deterministic
 from solvency.core.options.margin import (
@@ -22,19 +21,29 @@ from solvency.core.options.margin import (
 )
 from solvency.engine.base import MS_PER_YEAR, EngineState
 
-__all__ = ["option_params", "option_price", "option_requirements"]
+__all__ = ["option_params", "option_price", "option_requirements", "set_option_requirements"]
 
 
 def option_params(model: object) -> OptionMarginParams:
     """The standard option rule's constants for a market's margin model: Deribit's, with
     a venue file's ``im_base`` / ``im_floor`` / ``mm_base`` in place of 0.15 / 0.10 /
-    0.075 (bit.com publishes Deribit's rule with 0.25 / 0.15 / 0.125). The short put's
-    maintenance floor ``max(mm_base, mm_base x mark)`` follows ``mm_base``."""
+    0.075 (bit.com publishes Deribit's rule with 0.25 / 0.15 / 0.125) and its other keys
+    (Paradex's short rule and long-option charge, see
+    :class:`~solvency.core.margin.models.OptionStandardModel`). The short put's
+    maintenance floor ``max(mm_base, mm_base x mark)`` follows ``mm_base`` unless
+    ``mm_mark_factor`` is given."""
     if not isinstance(model, OptionStandardModel):
         return DERIBIT_OPTION_MARGIN
-    mm_base = float(model.mm_base)
-    return replace(DERIBIT_OPTION_MARGIN, base=float(model.base), floor=float(model.floor),
-                   mm_base=mm_base, mm_mark_factor=mm_base)
+    m = model
+    mm_base = float(m.mm_base)
+    return OptionMarginParams(
+        base=float(m.base), floor=float(m.floor), otm_discount=float(m.im_otm_discount),
+        mm_base=mm_base, mm_floor=float(m.mm_floor), mm_otm_discount=float(m.mm_otm_discount),
+        mm_mark_factor=mm_base if m.mm_mark_factor is None else float(m.mm_mark_factor),
+        premium=float(m.premium),
+        put_cap=float("inf") if m.put_cap is None else float(m.put_cap),
+        long_premium_im=float(m.long_premium_im), long_spot_im=float(m.long_spot_im),
+        long_premium_mm=float(m.long_premium_mm), long_spot_mm=float(m.long_spot_mm))
 
 
 def option_price(state: EngineState, o: int) -> float | None:
@@ -61,18 +70,30 @@ def option_price(state: EngineState, o: int) -> float | None:
     return usd / f if inst.coin_settled else usd
 
 
-def option_requirements(state: EngineState, o: int, mark: float) -> tuple[float, float]:
-    """Deribit standard margin per short contract (initial, maintenance) of option
-    market ``o`` at premium ``mark``, in its settlement asset, with the venue file's
-    ``im_base``, ``im_floor`` and ``mm_base`` for that market (:func:`option_params`)."""
+def option_requirements(state: EngineState, o: int,
+                        mark: float) -> tuple[float, float, float, float]:
+    """Standard margin per contract of option market ``o`` at premium ``mark``, in its
+    settlement asset: (initial, maintenance) of a short contract, then of a long one,
+    with the venue file's constants for that market (:func:`option_params`; Deribit's
+    longs need none, Paradex's pay ``min(mark, 20 % S)`` / ``min(50 % mark, 10 % S)``)."""
     book = state.book
     inst = book.instruments[o]
     s_mark = book.marks[book.market_index[str(inst.underlying)]]
     assert s_mark is not None and inst.strike is not None
     margin = option_margin(underlying_price=float(s_mark), strike=float(inst.strike),
-                           mark_price=mark, size=-1.0,
+                           mark_price=mark, size=[-1.0, 1.0],
                            is_call=inst.option_kind == "call",
                            settlement="inverse" if inst.coin_settled else "linear",
                            params=option_params(inst.margin))
     cv = float(inst.contract_size)
-    return float(margin.im[0]) * cv, float(margin.mm[0]) * cv
+    return (float(margin.im[0]) * cv, float(margin.mm[0]) * cv,
+            float(margin.im[1]) * cv, float(margin.mm[1]) * cv)
+
+
+def set_option_requirements(state: EngineState, o: int, mark: float) -> None:
+    """Write option market ``o``'s per-contract requirements at premium ``mark`` into the
+    kernel's market table (short: ``MK_IM_SLOPE`` / ``MK_MM_SLOPE``, long:
+    ``MK_LONG_IM`` / ``MK_LONG_MM``); the next re-margin of its holders uses them."""
+    mk = state.book.mk
+    mk[o, MK_IM_SLOPE], mk[o, MK_MM_SLOPE], mk[o, MK_LONG_IM], mk[o, MK_LONG_MM] = (
+        option_requirements(state, o, mark))

@@ -59,6 +59,8 @@ __all__ = [
     "MK_IMF",
     "MK_IM_SLOPE",
     "MK_KIND",
+    "MK_LONG_IM",
+    "MK_LONG_MM",
     "MK_LOT",
     "MK_MARK",
     "MK_MM_SLOPE",
@@ -116,7 +118,9 @@ MK_OI_CONTRACTS: Final = 6  # open interest (one side) in contracts
 MK_IMF: Final = 7
 MK_IM_SLOPE: Final = 8  # options: initial margin per short contract
 MK_MM_SLOPE: Final = 9  # options: maintenance margin per short contract (see requirement)
-MK_COLUMNS: Final = 10
+MK_LONG_IM: Final = 10  # options: initial margin per long contract (Paradex; Deribit 0)
+MK_LONG_MM: Final = 11  # options: maintenance margin per long contract
+MK_COLUMNS: Final = 12
 
 S_MARKET: Final = 0
 S_ROW: Final = 1
@@ -310,7 +314,7 @@ def _size9_exact(lots: float, lot: float, cv: float, size_base: float) -> int:
 def _requirement_parts(
     kind: float, cv: float, lot: float, mark: float, lots: float, t0: int, tn: int,
     tiers: Float64Array2D, oi_lower: float, oi_upper: float, oi_contracts: float,
-    imf: float, im_slope: float, mm_slope: float,
+    imf: float, im_slope: float, mm_slope: float, long_im: float, long_mm: float,
 ) -> tuple[float, float, float, float, float, float]:
     """Value, notional, initial and maintenance margin of one position (settle units),
     and the magnitudes ``|notional x rate| + |amount|`` of the two requirements (their
@@ -318,8 +322,9 @@ def _requirement_parts(
 
     Linear: ``value = contracts * cv * mark``; inverse: ``value = -contracts * cv / mark``
     (a long inverse contract is short coin-denominated USD); option (``kind`` 2): value
-    at the premium mark, and for shorts ``im_slope``/``mm_slope`` carry the requirement
-    per contract (the engine stores them there for option markets). Notional is
+    at the premium mark; ``im_slope``/``mm_slope`` carry the requirement per short
+    contract and ``long_im``/``long_mm`` per long one (the engine stores them there for
+    option markets: ``MK_LONG_IM``/``MK_LONG_MM``, 0 under Deribit's rule). Notional is
     ``|value|``.
     Rates: bracket by notional, plus size slope (Deribit, capped at 100 % as Deribit
     does), size premium (Drift's continuous form ``max(r, 0.8 r + imf sqrt(S))``, not
@@ -370,12 +375,14 @@ def _requirement_parts(
     mm_mag = abs(mm_gross) + abs(tiers[t, 3])
     im_mag = abs(im_gross) + abs(tiers[t, 4])
     if kind == 2.0:
-        # a European option: shorts carry the per-contract requirement the engine
-        # computed (Deribit standard margin, in the slope columns), longs none. Written
-        # without an early return: one measured 5x slower full re-margin (numba 0.68).
+        # a European option: each side carries the per-contract requirement the engine
+        # computed (standard margin: shorts in the slope columns, longs in the long ones,
+        # 0 under Deribit's rule). Written without an early return: one measured 5x slower
+        # full re-margin (numba 0.68).
         short = -contracts if contracts < 0.0 else 0.0
-        im = short * im_slope
-        mm = short * mm_slope
+        long = contracts if contracts > 0.0 else 0.0
+        im = short * im_slope + long * long_im
+        mm = short * mm_slope + long * long_mm
         im_mag = abs(im)
         mm_mag = abs(mm)
     return value, notional, im, mm, im_mag, mm_mag
@@ -385,20 +392,20 @@ def _requirement_parts(
 def requirement(
     kind: float, cv: float, lot: float, mark: float, lots: float, t0: int, tn: int,
     tiers: Float64Array2D, oi_lower: float, oi_upper: float, oi_contracts: float,
-    imf: float, im_slope: float, mm_slope: float,
+    imf: float, im_slope: float, mm_slope: float, long_im: float, long_mm: float,
 ) -> tuple[float, float, float, float]:
     """Value, notional, initial and maintenance margin of one position (settle units).
 
     Linear: ``value = contracts * cv * mark``; inverse: ``value = -contracts * cv / mark``
     (a long inverse contract is short coin-denominated USD); option (``kind`` 2): value
-    at the premium mark, and for shorts ``im_slope``/``mm_slope`` carry the requirement
-    per contract (the engine stores them there for option markets). Notional is
+    at the premium mark, ``im_slope``/``mm_slope`` the requirement per short contract and
+    ``long_im``/``long_mm`` per long one (the engine stores them there). Notional is
     ``|value|``. Rates: see :func:`_requirement_parts`, which this returns the first four
     results of.
     """
     value, notional, im, mm, _im_mag, _mm_mag = _requirement_parts(
         kind, cv, lot, mark, lots, t0, tn, tiers, oi_lower, oi_upper, oi_contracts, imf,
-        im_slope, mm_slope)
+        im_slope, mm_slope, long_im, long_mm)
     return value, notional, im, mm
 
 
@@ -621,7 +628,8 @@ def float_slot_quanta(
     v, _n, im, mm, im_mag, mm_mag = _requirement_parts(
         mk[m, MK_KIND], mk[m, MK_CV], mk[m, MK_LOT], mark, lots, t0,
         mki[m, MKI_TIER_COUNT], tiers, mk[m, MK_OI_LOWER], mk[m, MK_OI_UPPER], oi_contracts,
-        mk[m, MK_IMF], mk[m, MK_IM_SLOPE], mk[m, MK_MM_SLOPE],
+        mk[m, MK_IMF], mk[m, MK_IM_SLOPE], mk[m, MK_MM_SLOPE], mk[m, MK_LONG_IM],
+        mk[m, MK_LONG_MM],
     )
     vs = v * sc
     v_q = math.floor(vs + VALUE_REL_ERR * abs(vs))

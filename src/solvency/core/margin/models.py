@@ -313,23 +313,57 @@ class SizeLinearModel:
 
 @dataclass(frozen=True, slots=True)
 class OptionStandardModel:
-    """Deribit standard margin for options: shorts pay, longs need only their premium.
+    """Standard (per-position) option margin: Deribit's rule by default, Paradex's with
+    its constants.
 
-    Per short contract, in coin: ``IM = max(base - OTM/S, floor) + mark`` and
-    ``MM = mm_base + mark`` (Deribit support, "Margin for options"; see
-    :func:`solvency.core.options.margin.option_margin`, which computes it). The engine
+    Per contract, as fractions of the underlying ``S`` (in coin for inverse options,
+    times ``S`` for linear ones; ``OTM`` the out-of-the-money amount)::
+
+        short IM = max(max(base - im_otm_discount OTM/S, floor) + premium mark, MM)
+        short MM = max(mm_base - mm_otm_discount OTM/S, mm_floor) + premium mark
+                   (puts: the first term at least mm_mark_factor x mark; puts capped
+                   at put_cap x K/S)
+        long  IM = min(long_premium_im x mark, long_spot_im)
+        long  MM = min(long_premium_mm x mark, long_spot_mm)
+
+    Deribit (the defaults): 0.15 / 0.10 / 0.075, discount 1 / 0, premium 1, longs 0
+    (Deribit support, "Margin for options"). Paradex's cross-margin option rule
+    (docs.paradex.trade, perpetual options "Margin Requirements"): 0.15 / 0.10 / 0.075,
+    ``mm_floor`` 0.05, both discounts 1, premium 0, ``mm_mark_factor`` 0, ``put_cap`` 0.5,
+    longs ``min(100 % mark, 20 % S)`` / ``min(50 % mark, 10 % S)``. See
+    :func:`solvency.core.options.margin.option_margin`, which computes it. The engine
     evaluates it per market whenever the underlying, the volatility or the clock moves
-    and hands the per-contract amounts to the kernel.
+    and hands the per-contract amounts of each side to the kernel.
     """
 
     base: Decimal = Decimal("0.15")
     floor: Decimal = Decimal("0.10")
     mm_base: Decimal = Decimal("0.075")
     kind: Literal["option_standard"] = "option_standard"
+    im_otm_discount: Decimal = Decimal(1)
+    mm_floor: Decimal = Decimal(0)
+    mm_otm_discount: Decimal = Decimal(0)
+    mm_mark_factor: Decimal | None = None  # None: mm_base (Deribit's short put floor)
+    premium: Decimal = Decimal(1)
+    put_cap: Decimal | None = None  # None: no cap
+    long_premium_im: Decimal = Decimal(0)
+    long_spot_im: Decimal = Decimal(0)
+    long_premium_mm: Decimal = Decimal(0)
+    long_spot_mm: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
-        for name in ("base", "floor", "mm_base"):
+        for name in ("base", "floor", "mm_base", "im_otm_discount", "mm_floor",
+                     "mm_otm_discount", "premium", "long_premium_im", "long_spot_im",
+                     "long_premium_mm", "long_spot_mm"):
             _check_rate(name, getattr(self, name))
+        if self.mm_mark_factor is not None:
+            _check_rate("mm_mark_factor", self.mm_mark_factor)
+        if self.put_cap is not None and not self.put_cap > 0:
+            raise ValueError(f"put_cap {self.put_cap} must be positive")
+        if self.long_premium_mm > self.long_premium_im or (
+                self.long_spot_mm > self.long_spot_im):
+            raise ValueError("long_premium_mm and long_spot_mm must not exceed "
+                             "long_premium_im and long_spot_im (maintenance <= initial)")
 
     def requirement(self, notional: float, size_base: float, oi: float) -> tuple[float, float]:
         """Options are margined per contract by the engine (see class doc): 0 here."""

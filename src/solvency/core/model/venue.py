@@ -44,13 +44,18 @@ __all__ = [
     "parse_market",
 ]
 
+# the standard option rule's constants beyond Deribit's three (Paradex's short rule and
+# its long-option charge): the venue key is the OptionStandardModel field
+_OPTION_EXTRA: tuple[str, ...] = (
+    "im_otm_discount", "mm_floor", "mm_otm_discount", "mm_mark_factor", "premium", "put_cap",
+    "long_premium_im", "long_spot_im", "long_premium_mm", "long_spot_mm")
 _MODEL_KEYS: dict[str, set[str]] = {
     "tiered": {"tiers", "continuous_initial"},
     "oi_scaled": {"imr", "maintenance_fraction", "open_interest_lower_cap",
                   "open_interest_upper_cap"},
     "size_premium": {"imr", "mmr", "imf_factor"},
     "size_linear": {"imr", "mmr", "im_slope", "mm_slope"},
-    "option_standard": {"im_base", "im_floor", "mm_base"},
+    "option_standard": {"im_base", "im_floor", "mm_base", *_OPTION_EXTRA},
 }
 _MARKET_KEYS = {"kind", "base", "quote", "contract_size", "tick_size", "lot_size", "expiry",
                 "aliases", "model", "option_kind", "strike", "underlying"} | set().union(
@@ -159,10 +164,12 @@ def parse_margin_model(data: Mapping[str, Any], path: str) -> MarginModel:
                                     imf_factor=_dec(data.get("imf_factor", 0),
                                                     f"{path}.imf_factor"))
         if kind == "option_standard":
+            extra: dict[str, Any] = {k: _dec(data[k], f"{path}.{k}")
+                                     for k in _OPTION_EXTRA if data.get(k) is not None}
             return OptionStandardModel(
                 base=_dec(data.get("im_base", "0.15"), f"{path}.im_base"),
                 floor=_dec(data.get("im_floor", "0.10"), f"{path}.im_floor"),
-                mm_base=_dec(data.get("mm_base", "0.075"), f"{path}.mm_base"))
+                mm_base=_dec(data.get("mm_base", "0.075"), f"{path}.mm_base"), **extra)
         return SizeLinearModel(imr=_dec(data.get("imr"), f"{path}.imr"),
                                mmr=_dec(data.get("mmr"), f"{path}.mmr"),
                                im_slope=_dec(data.get("im_slope", 0), f"{path}.im_slope"),
@@ -186,8 +193,10 @@ def margin_model_to_data(model: MarginModel) -> dict[str, Any]:
                 "open_interest_lower_cap": str(model.open_interest_lower_cap),
                 "open_interest_upper_cap": str(model.open_interest_upper_cap)}
     if isinstance(model, OptionStandardModel):
+        extra = {k: str(getattr(model, k)) for k in _OPTION_EXTRA
+                 if getattr(model, k) is not None}
         return {"model": "option_standard", "im_base": str(model.base),
-                "im_floor": str(model.floor), "mm_base": str(model.mm_base)}
+                "im_floor": str(model.floor), "mm_base": str(model.mm_base), **extra}
     if isinstance(model, SizePremiumModel):
         return {"model": "size_premium", "imr": str(model.imr), "mmr": str(model.mmr),
                 "imf_factor": str(model.imf_factor)}

@@ -156,7 +156,9 @@ class MarketSection(BaseModel):
     ``tiered``: tiers, continuous_initial; ``oi_scaled``: imr, maintenance_fraction,
     open_interest_lower_cap, open_interest_upper_cap; ``size_premium``: imr, mmr,
     imf_factor; ``size_linear``: imr, mmr, im_slope, mm_slope; ``option_standard``:
-    im_base, im_floor, mm_base.
+    im_base, im_floor, mm_base, im_otm_discount, mm_floor, mm_otm_discount,
+    mm_mark_factor, premium, put_cap, long_premium_im, long_spot_im, long_premium_mm,
+    long_spot_mm.
     """
 
     model_config = _FORBID
@@ -189,6 +191,33 @@ class MarketSection(BaseModel):
                                                          "underlying (default 0.15).")
     im_floor: _DecNonNeg | None = Field(None, description="Option IM floor (default 0.10).")
     mm_base: _DecNonNeg | None = Field(None, description="Option MM base (default 0.075).")
+    im_otm_discount: _DecNonNeg | None = Field(
+        None, description="Option IM: share of OTM/S taken off im_base (default 1).")
+    mm_floor: _DecNonNeg | None = Field(None, description="Option MM floor (default 0; "
+                                                          "Paradex 0.05).")
+    mm_otm_discount: _DecNonNeg | None = Field(
+        None, description="Option MM: share of OTM/S taken off mm_base (default 0; "
+                          "Paradex 1).")
+    mm_mark_factor: _DecNonNeg | None = Field(
+        None, description="Short put MM at least this x mark (default mm_base; Paradex 0).")
+    premium: _DecNonNeg | None = Field(
+        None, description="Multiple of the option's mark added to a short's IM and MM "
+                          "(default 1; Paradex 0).")
+    put_cap: _DecPos | None = Field(
+        None, description="Short put IM and MM at most put_cap x strike (default none; "
+                          "Paradex 0.5).")
+    long_premium_im: _DecNonNeg | None = Field(
+        None, description="Long option IM: min(long_premium_im x mark, long_spot_im x S) "
+                          "(default 0: longs pay their premium only; Paradex 1).")
+    long_spot_im: _DecNonNeg | None = Field(
+        None, description="Long option IM's share of the underlying (default 0; "
+                          "Paradex 0.2).")
+    long_premium_mm: _DecNonNeg | None = Field(
+        None, description="Long option MM: min(long_premium_mm x mark, long_spot_mm x S) "
+                          "(default 0; Paradex 0.5).")
+    long_spot_mm: _DecNonNeg | None = Field(
+        None, description="Long option MM's share of the underlying (default 0; "
+                          "Paradex 0.1).")
     option_kind: Literal["call", "put"] | None = None
     strike: _DecPos | None = None
     underlying: _Name | None = Field(None, description="Futures or perpetual market of "

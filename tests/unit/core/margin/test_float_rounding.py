@@ -94,7 +94,7 @@ def _float_parts(c: dict[str, Decimal | int]) -> tuple[float, float, float]:
     v, _n, _im, mm, _im_mag, mm_mag = _requirement_parts(
         float(c["kind"]), float(c["cv"]), float(c["lot"]), float(c["mark"]),
         float(c["lots"]), 0, 1, tiers, 0.0, 0.0, 0.0, float(c["imf"]),
-        float(c["slope"]), float(c["slope"]))
+        float(c["slope"]), float(c["slope"]), 0.0, 0.0)
     return v, mm, mm_mag
 
 

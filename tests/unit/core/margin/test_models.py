@@ -100,7 +100,8 @@ def test_kernel_matches_twin(venue: str, market: str, mark_u: float, notional_ex
     oi_contracts = 10.0 ** oi_exp / (cv if inverse else cv * mark)
     value, notional, im, mm = requirement(
         1.0 if inverse else 0.0, cv, 1.0, mark, contracts, 0, len(row.tiers), tiers,
-        row.oi_lower, row.oi_upper, oi_contracts, row.imf_factor, row.im_slope, row.mm_slope)
+        row.oi_lower, row.oi_upper, oi_contracts, row.imf_factor, row.im_slope, row.mm_slope,
+        0.0, 0.0)
     if inverse:
         size_base = abs(value)
         oi = oi_contracts * cv / mark

@@ -44,7 +44,7 @@ def kernel(model: MarginModel, *, notional: float | None = None, mark: float = 1
         contracts = notional / (cv * mark)
     return requirement(1.0 if inverse else 0.0, cv, 1.0, mark, contracts, 0, len(row.tiers),
                        tiers, row.oi_lower, row.oi_upper, oi_contracts, row.imf_factor,
-                       row.im_slope, row.mm_slope)
+                       row.im_slope, row.mm_slope, 0.0, 0.0)
 
 
 def both(model: MarginModel, notional: float, size_base: float, oi: float = 0.0,
