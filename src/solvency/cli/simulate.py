@@ -18,6 +18,7 @@ from rich.table import Table
 
 from solvency.cli.tables import print_table
 from solvency.core.model.presets import PRESETS, preset_names
+from solvency.sim.contagion import parse_links, run_venues
 from solvency.sim.report import ReportRun, Unit, format_value, headline, verdict, write_report
 from solvency.sim.run import MonteCarloResult, RunResult, run_compare, run_monte_carlo, run_scenario
 from solvency.sim.scenario import Scenario, ScenarioError, default_scenario, load_scenario
@@ -242,6 +243,9 @@ def simulate(
         "--verify-every", min=1, help="Check the invariants (Engine.verify, flat accounts) "
                                       "every N steps instead of the scenario's "
                                       "run.verify_every; 1: after every step.")] = None,
+    links: Annotated[str | None, typer.Option(
+        "--links", help="A scenario's [[venues]]: the links between them; only 'none' "
+                        "runs today (docs/contagion.md).")] = None,
 ) -> None:
     """Run a stress scenario (crash, Monte Carlo, replay) through the real engine."""
     try:
@@ -249,9 +253,19 @@ def simulate(
         if verify_every is not None:
             scenario = replace(scenario, verify_every=verify_every)
         venues = _venues(compare, venue)
+        multi = bool(scenario.venues) and venues is None and venue is None
+        if links is not None and not multi:
+            raise ScenarioError("--links: needs a scenario with [[venues]] (and neither "
+                                "--venue nor --compare)")
+        link_set = parse_links(links) if links is not None else ()
+        if multi and paths > 1:
+            raise ScenarioError("--paths: a scenario with [[venues]] runs one path for now")
     except ScenarioError as exc:
         raise _fail(str(exc)) from None
     n_jobs = jobs if jobs is not None else max(os.cpu_count() or 1, 1)
+    if multi:
+        _simulate_venues(scenario, link_set, n_jobs, out, as_json)
+        return
     parallel = venues is not None and paths == 1 and min(n_jobs, len(venues)) > 1
     bar, update = _progress_bar(not as_json, f"{len(venues or ())} venues in parallel"
                                 if parallel else None)
@@ -272,6 +286,37 @@ def simulate(
         typer.echo(json.dumps(_clean(payload), sort_keys=True))
     else:
         _print_table(f"Stress lab: {scenario.name}", summaries, dict(scenario.report))
+        if out is not None:
+            console.print(f"wrote {escape(str(out / 'metrics.json'))} and "
+                          f"{escape(str(out / 'report.html'))}")
+    if not all(s.get("conserved", True) for s in summaries.values()):
+        raise typer.Exit(1)
+
+
+def _simulate_venues(scenario: Scenario, links: tuple[str, ...], jobs: int,
+                     out: Path | None, as_json: bool) -> None:
+    """``simulate`` of a scenario with ``[[venues]]``: every venue on one path and clock;
+    ``--json`` with ``links``, ``venues`` and ``isolated`` (name -> the venue's metrics)."""
+    bar, update = _progress_bar(not as_json, f"{len(scenario.venues)} venues")
+    try:
+        if bar is not None:
+            with bar:
+                res = run_venues(scenario, links=links, jobs=jobs, progress=update)
+        else:
+            res = run_venues(scenario, links=links, jobs=jobs)
+    except ScenarioError as exc:
+        raise _fail(str(exc)) from None
+    summaries = {k: v.metrics for k, v in res.venues.items()}
+    payload: dict[str, Any] = {
+        "links": list(res.links), "venues": summaries,
+        "isolated": {k: v.metrics for k, v in res.isolated.items()}}
+    if out is not None:
+        _write_outputs(out, scenario, dict(res.venues), payload)
+    if as_json:
+        typer.echo(json.dumps(_clean(payload), sort_keys=True))
+    else:
+        _print_table(f"Stress lab: {scenario.name} ({len(summaries)} venues, links: "
+                     f"{', '.join(res.links) or 'none'})", summaries, dict(scenario.report))
         if out is not None:
             console.print(f"wrote {escape(str(out / 'metrics.json'))} and "
                           f"{escape(str(out / 'report.html'))}")

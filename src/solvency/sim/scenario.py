@@ -446,6 +446,16 @@ class _Oracle(BaseModel):
     stale: Duration | None = None
 
 
+class _VenueEntry(BaseModel):
+    """``[[venues]]``: one venue of a multi-venue run (docs/contagion.md)."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1, description="The venue's name in the results.")
+    preset: str = Field(min_length=1, description="Venue preset (solvency venues); the "
+                                                  "scenario's [venue] insurance, oracle "
+                                                  "and margin_call_ratio apply to it.")
+
+
 class _Report(BaseModel):
     """``[report]``: the thresholds of the report's verdict (each optional)."""
 
@@ -487,6 +497,9 @@ class ScenarioFile(BaseModel):
             "insurance_fund": {"anyOf": [{"type": "number", "minimum": 0},
                                          {"type": "string"}]}}})
     liquidity: dict[str, _Liquidity] = {}
+    venues: list[_VenueEntry] = Field(
+        default=[], description="Several venues on one path and one clock "
+                                "(docs/contagion.md); empty: the one [venue].")
     agents: _Agents = _Agents()
     oracle: _Oracle | None = None
     report: _Report = _Report()
@@ -583,6 +596,9 @@ class Scenario:
         ``bad_debt_max`` (settlement asset), ``fund_used_max``, ``liquidated_share_max``,
         ``accounts_liquidated_max`` (shares, 0 to 1), ``adl_notional_max``,
         ``cascade_amplification_max`` (see docs/stress_lab.md).
+    venues : tuple of (str, str)
+        ``[[venues]]``: (name, preset) of each venue of a multi-venue run
+        (:func:`solvency.sim.contagion.run_venues`); empty: the one ``[venue]``.
     """
 
     name: str
@@ -607,6 +623,7 @@ class Scenario:
     seed_agents: int = 3
     oracle: OracleFeedSpec | None = None
     report: Mapping[str, float] = field(default_factory=dict)
+    venues: tuple[tuple[str, str], ...] = ()
 
     @property
     def markets(self) -> tuple[str, ...]:
@@ -883,6 +900,23 @@ def _fund(venue: dict[str, Any], source: str) -> Decimal:
     return value
 
 
+def _check_venues(scenario: Scenario, source: str) -> None:
+    """``[[venues]]``: names once each, known presets holding the scenario's markets."""
+    seen: set[str] = set()
+    for i, (name, preset) in enumerate(scenario.venues):
+        key = f"{source}: venues[{i}]"
+        if name in seen:
+            raise ScenarioError(f"{key}.name: {name!r} is named twice")
+        seen.add(name)
+        try:
+            venue = scenario.venue(preset)
+        except ScenarioError as exc:
+            raise ScenarioError(f"{key}.preset: {exc}") from None
+        missing = sorted(set(scenario.markets) - set(venue.markets))
+        if missing:
+            raise ScenarioError(f"{key}.preset: {missing} are not markets of {preset!r}")
+
+
 def _check_markets(f: ScenarioFile, source: str) -> None:
     markets = list(f.market.markets)
     if not markets:
@@ -990,11 +1024,13 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
         verify_every=f.run.verify_every, vol_window=f.run.vol_window, base_dir=base_dir,
         agents=_agents(f.agents, source), seed_agents=f.seeds.agents,
         oracle=_oracle(f.oracle, source),
-        report={k: float(v) for k, v in f.report.model_dump().items() if v is not None})
+        report={k: float(v) for k, v in f.report.model_dump().items() if v is not None},
+        venues=tuple((v.name, v.preset) for v in f.venues))
     try:
         venue_obj = scenario.venue()
     except ScenarioError as exc:
         raise ScenarioError(f"{source}: {exc}") from None
+    _check_venues(scenario, source)
     missing = sorted(set(scenario.markets) - set(venue_obj.markets))
     if missing:
         raise ScenarioError(f"{source}: market.markets: {missing} are not markets of venue "
