@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ preset = "binance"
 [[venues]]
 name = "dydx-chain"
 preset = "dydx"
+insurance_fund = 7000
 """
 
 
@@ -52,11 +55,13 @@ def test_links_none_gives_each_venue_its_single_venue_figures(tmp_path: Path) ->
     assert list(data["venues"]) == ["bn", "dydx-chain"]
     assert data["isolated"] == data["venues"]
     scenario = parse_scenario(_text(), source="two.toml")
-    for name, preset in (("bn", "binance"), ("dydx-chain", "dydx")):
-        # a single-venue run of its own (its own paths from the same seeds), as the CLI
-        # prints it
-        alone = json.loads(json.dumps(_clean(run_scenario(scenario, venue=preset).metrics)))
+    for name, preset, fund in (("bn", "binance", 20_000), ("dydx-chain", "dydx", 7_000)):
+        # a single-venue run of its own (its own paths from the same seeds, the venue's
+        # own fund), as the CLI prints it
+        one = replace(scenario, insurance_fund=Decimal(fund))
+        alone = json.loads(json.dumps(_clean(run_scenario(one, venue=preset).metrics)))
         assert _strip(data["venues"][name]) == _strip(alone)
+        assert data["venues"][name]["insurance_fund_start"] == fund
     assert data["venues"]["bn"]["liquidations"] > 0  # not vacuous
     assert data["venues"]["bn"] != data["venues"]["dydx-chain"]
 
@@ -82,6 +87,8 @@ def test_what_is_not_modelled_is_refused(tmp_path: Path, args: list[str],
      'preset = "dydx"\n', "venues[1].name: 'a' is named twice"),
     ('\n[[venues]]\nname = "a"\npreset = "nasdaq"\n', "venues[0].preset: unknown venue"),
     ('\n[[venues]]\nname = "a"\npreset = "binance"\nfund = 1\n', "venues[0].fund"),
+    ('\n[[venues]]\nname = "a"\npreset = "binance"\ninsurance_fund = "-1"\n',
+     "two.toml: venues[0].insurance_fund: must be >= 0"),
 ])
 def test_a_bad_venues_table_is_refused_with_its_key(venues: str, message: str) -> None:
     with pytest.raises(ScenarioError) as err:
@@ -102,4 +109,5 @@ def test_the_documented_venues_table_parses() -> None:
     blocks = [b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if "[[venues]]" in b]
     assert len(blocks) == 1
     scenario = parse_scenario(_text("\n" + blocks[0]), source="doc.toml")
-    assert scenario.venues == (("binance", "binance-2025-10-10"), ("dydx", "dydx"))
+    assert [(v.name, v.preset, v.insurance_fund) for v in scenario.venues] == [
+        ("binance", "binance-2025-10-10", None), ("dydx", "dydx", Decimal(5_000_000))]

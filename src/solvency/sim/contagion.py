@@ -1,6 +1,7 @@
 """Several venues on one price path and one clock (issue 22, the lab's first slice).
 
-A scenario's ``[[venues]]`` names the venues (``name``, ``preset``); :func:`run_venues`
+A scenario's ``[[venues]]`` names the venues (``name``, ``preset``, optionally its own
+``insurance_fund``); :func:`run_venues`
 drives each venue's real engine over the same paths, built once from the scenario's
 seeds, on the same steps. The links between venues (liquidity through arbitrageurs,
 shared traders, shared collateral: docs/contagion.md) are not modelled yet: the only
@@ -14,10 +15,10 @@ both views the linked runs will need: ``venues`` (the run with the links) and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
-from solvency.sim.run import Progress, RunResult, run_compare
+from solvency.sim.run import Progress, RunResult, run_named
 from solvency.sim.scenario import Scenario, ScenarioError
 
 __all__ = ["LINKS", "MultiVenueResult", "parse_links", "run_venues"]
@@ -78,10 +79,11 @@ def run_venues(scenario: Scenario, *, links: Sequence[str] = (), jobs: int = 1,
         raise ScenarioError("the scenario lists no [[venues]]")
     if links:
         raise ScenarioError(f"links {', '.join(links)} not modelled yet (docs/contagion.md)")
-    presets = list(dict.fromkeys(preset for _name, preset in scenario.venues))
-    # one path set for every venue (run_compare builds it once from the scenario's seeds)
-    by_preset = run_compare(scenario, presets, jobs=jobs, progress=progress)
-    venues = {name: by_preset[preset] for name, preset in scenario.venues}
+    runs = {v.name: (scenario if v.insurance_fund is None
+                     else replace(scenario, insurance_fund=v.insurance_fund), v.preset)
+            for v in scenario.venues}
+    # one path set for every venue, built once from the scenario's seeds
+    venues = run_named(scenario, runs, jobs=jobs, progress=progress)
     # no link: nothing one venue does reaches another, so each venue's run with the
     # links is its run alone (the same result, not a second computation)
     return MultiVenueResult(links=(), venues=venues, isolated=dict(venues))

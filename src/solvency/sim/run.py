@@ -76,6 +76,7 @@ __all__ = [
     "realized_vol",
     "run_compare",
     "run_monte_carlo",
+    "run_named",
     "run_scenario",
 ]
 
@@ -651,16 +652,35 @@ def run_compare(scenario: Scenario, venues: Sequence[str], *,
     ValueError
         If ``jobs < 1``.
     """
+    return run_named(scenario, {name: (scenario, name) for name in venues}, jobs=jobs,
+                     progress=progress, state_hashes=state_hashes)
+
+
+def run_named(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str]], *,
+              progress: Progress | None = None, jobs: int = 1,
+              state_hashes: bool = False) -> dict[str, RunResult]:
+    """Run named ``(scenario, venue preset)`` pairs on the paths of ``scenario``, built
+    once (:func:`run_compare` is every preset under one scenario; a multi-venue run's
+    venues may differ in their own settings, e.g. the fund).
+
+    Raises
+    ------
+    ScenarioError
+        If a venue is unknown (checked before any run starts).
+    ValueError
+        If ``jobs < 1``.
+    """
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    for name in venues:
-        scenario.venue(name)
+    for sc, preset in runs.values():
+        sc.venue(preset)
     paths = build_paths(scenario)
-    workers = min(jobs, len(venues))
+    workers = min(jobs, len(runs))
     if workers <= 1:
-        return {name: run_scenario(scenario, venue=name, paths=paths, progress=progress,
-                                   state_hashes=state_hashes) for name in venues}
-    return _compare_in_processes(scenario, venues, paths, workers=workers,
+        return {name: run_scenario(sc, venue=preset, paths=paths, progress=progress,
+                                   state_hashes=state_hashes)
+                for name, (sc, preset) in runs.items()}
+    return _compare_in_processes(scenario, runs, paths, workers=workers,
                                  progress=progress, state_hashes=state_hashes)
 
 
@@ -672,7 +692,7 @@ def _init_worker(queue: Any) -> None:
     _PROGRESS_QUEUE = queue
 
 
-def _venue_task(scenario: Scenario, name: str, paths: Mapping[str, PathSet],
+def _venue_task(scenario: Scenario, preset: str, name: str, paths: Mapping[str, PathSet],
                 state_hashes: bool) -> RunResult:
     """Run one venue of a compare in a worker, reporting progress to the parent."""
     queue = _PROGRESS_QUEUE
@@ -681,11 +701,11 @@ def _venue_task(scenario: Scenario, name: str, paths: Mapping[str, PathSet],
         if queue is not None and (done % 20 == 0 or done == total):
             queue.put((name, done, total))
 
-    return run_scenario(scenario, venue=name, paths=paths, progress=report,
+    return run_scenario(scenario, venue=preset, paths=paths, progress=report,
                         state_hashes=state_hashes)
 
 
-def _compare_in_processes(scenario: Scenario, venues: Sequence[str],
+def _compare_in_processes(scenario: Scenario, venues: Mapping[str, tuple[Scenario, str]],
                           paths: Mapping[str, PathSet], *, workers: int,
                           progress: Progress | None, state_hashes: bool
                           ) -> dict[str, RunResult]:
@@ -709,8 +729,8 @@ def _compare_in_processes(scenario: Scenario, venues: Sequence[str],
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                initializer=_init_worker, initargs=(queue,))
     try:
-        futures = {name: pool.submit(_venue_task, scenario, name, paths, state_hashes)
-                   for name in venues}
+        futures = {name: pool.submit(_venue_task, sc, preset, name, paths, state_hashes)
+                   for name, (sc, preset) in venues.items()}
         pending: set[Future[RunResult]] = set(futures.values())
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)

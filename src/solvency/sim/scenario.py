@@ -48,7 +48,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -92,6 +92,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "ScenarioFile",
+    "VenueSpec",
     "default_scenario",
     "load_scenario",
     "parse_scenario",
@@ -454,6 +455,9 @@ class _VenueEntry(BaseModel):
     preset: str = Field(min_length=1, description="Venue preset (solvency venues); the "
                                                   "scenario's [venue] insurance, oracle "
                                                   "and margin_call_ratio apply to it.")
+    insurance_fund: float | int | str | None = Field(
+        default=None, description="This venue's fund at the start, in its settlement "
+                                  "asset (default: the [venue] table's).")
 
 
 class _Report(BaseModel):
@@ -550,6 +554,14 @@ def _same_text(node: Any) -> Any:
 # ============================================================================ scenario
 
 
+class VenueSpec(NamedTuple):
+    """One venue of a multi-venue run (``[[venues]]``)."""
+
+    name: str
+    preset: str
+    insurance_fund: Decimal | None = None  # None: the scenario's
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """A parsed scenario: everything a run needs, validated.
@@ -596,8 +608,8 @@ class Scenario:
         ``bad_debt_max`` (settlement asset), ``fund_used_max``, ``liquidated_share_max``,
         ``accounts_liquidated_max`` (shares, 0 to 1), ``adl_notional_max``,
         ``cascade_amplification_max`` (see docs/stress_lab.md).
-    venues : tuple of (str, str)
-        ``[[venues]]``: (name, preset) of each venue of a multi-venue run
+    venues : tuple of VenueSpec
+        ``[[venues]]``: each venue of a multi-venue run
         (:func:`solvency.sim.contagion.run_venues`); empty: the one ``[venue]``.
     """
 
@@ -623,7 +635,7 @@ class Scenario:
     seed_agents: int = 3
     oracle: OracleFeedSpec | None = None
     report: Mapping[str, float] = field(default_factory=dict)
-    venues: tuple[tuple[str, str], ...] = ()
+    venues: tuple[VenueSpec, ...] = ()
 
     @property
     def markets(self) -> tuple[str, ...]:
@@ -887,23 +899,24 @@ def _agents(a: _Agents, source: str) -> AgentsSpec:
     return AgentsSpec(**specs)
 
 
-def _fund(venue: dict[str, Any], source: str) -> Decimal:
+def _fund(venue: dict[str, Any], source: str, table: str = "venue.") -> Decimal:
     raw = venue.pop(FUND_KEY, 0)
+    key = f"{source}: {table}{FUND_KEY}"
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ScenarioError(f"{source}: venue.{FUND_KEY}: expected a number")
+        raise ScenarioError(f"{key}: expected a number")
     try:
         value = Decimal(repr(raw)) if isinstance(raw, float) else Decimal(raw)
     except InvalidOperation:
-        raise ScenarioError(f"{source}: venue.{FUND_KEY}: {raw!r} is not a number") from None
+        raise ScenarioError(f"{key}: {raw!r} is not a number") from None
     if not value.is_finite() or value < 0:
-        raise ScenarioError(f"{source}: venue.{FUND_KEY}: must be >= 0, got {raw}")
+        raise ScenarioError(f"{key}: must be >= 0, got {raw}")
     return value
 
 
 def _check_venues(scenario: Scenario, source: str) -> None:
     """``[[venues]]``: names once each, known presets holding the scenario's markets."""
     seen: set[str] = set()
-    for i, (name, preset) in enumerate(scenario.venues):
+    for i, (name, preset, _fund_start) in enumerate(scenario.venues):
         key = f"{source}: venues[{i}]"
         if name in seen:
             raise ScenarioError(f"{key}.name: {name!r} is named twice")
@@ -1025,7 +1038,9 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
         agents=_agents(f.agents, source), seed_agents=f.seeds.agents,
         oracle=_oracle(f.oracle, source),
         report={k: float(v) for k, v in f.report.model_dump().items() if v is not None},
-        venues=tuple((v.name, v.preset) for v in f.venues))
+        venues=tuple(VenueSpec(v.name, v.preset, None if v.insurance_fund is None else _fund(
+            {FUND_KEY: v.insurance_fund}, source, f"venues[{i}].")) for i, v in
+            enumerate(f.venues)))
     try:
         venue_obj = scenario.venue()
     except ScenarioError as exc:
