@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import re
 import tomllib
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +237,42 @@ def test_the_documented_rule_is_the_preset_s() -> None:
     assert len(blocks) == 1
     venue = venue_from_data(tomllib.loads(blocks[0]))
     assert venue.assets["WBETH"] == load_preset("binance-2025-10-10").assets["WBETH"]
+
+
+# ------------------------------------------------------------------ the collateral sold
+# Binance, "Multi-Assets Mode" trading rules
+# (https://www.binance.com/en-NG/futures/trading-rules/perpetual/multi-asset-info, read
+# 2026-12-07): on a liquidation whose USDT balance does not cover the deficit, auto-exchange
+# converts collateral at its haircut value ("20,000 BUSD / 97.5 % = 20,513 BUSD of the BTC").
+
+def test_a_liquidated_account_s_collateral_is_exchanged_into_its_debt() -> None:
+    e = _setup(load_preset("binance-2025-10-10"))
+    out = _book(e, "depeg", "430", T0 + 240_000)
+    ex = [o for o in out if o.type == "collateral_exchanged"]
+    assert [o.account for o in ex] == ["a1", "a2"]
+    unit = D("3510") * D("0.95")  # the rule's price after the haircut
+    for o in ex:
+        debt = D(o.credited)
+        assert debt > 0 and o.to_asset == "USDT" and D(o.price) == D("3510")
+        # the debt / (3,510 x 95 %) of WBETH, rounded up to its quantum
+        assert D(o.amount) == (debt / unit).quantize(D("1e-8"), rounding=ROUND_CEILING)
+        assert e.ledger.balance(f"u:{o.account}", "USDT") == 0  # the debt repaid
+        assert e.ledger.balance(f"u:{o.account}", "WBETH") == int(
+            (D(HOLDINGS[o.account]) - D(o.amount)) * 10**8)
+    assert not [o for o in out if o.type == "bad_debt"]
+    e.verify()
+
+
+def test_a_debt_that_takes_all_the_collateral_sells_it_whole() -> None:
+    # BTC 100,000 -> 90,000: a1's loss (10,000) exceeds its 0.36 WBETH at 4,280 x 95 %
+    # (1,463.76 USDT); the position is deleveraged at its bankruptcy price, so the debt
+    # is exactly that value: all the WBETH is exchanged, 1,463.76 credited, no bad debt
+    e = _setup(load_preset("binance-2025-10-14"))
+    out = e.apply(Price(id="crash", market="BTC-PERP", price=D(90_000), ts_ms=T0 + 2_000))
+    ex = {o.account: o for o in out if o.type == "collateral_exchanged"}
+    assert D(ex["a1"].amount) == D("0.36")
+    assert D(ex["a1"].credited) == D("1463.76")
+    assert e.ledger.balance("u:a1", "WBETH") == 0
+    assert e.ledger.balance("u:a1", "USDT") == 0
+    assert not [o for o in out if o.type == "bad_debt"]
+    e.verify()

@@ -69,6 +69,7 @@ from solvency.core.margin.kernels import (
 )
 from solvency.core.model.events import (
     BadDebt,
+    CollateralExchanged,
     Deleveraged,
     FundUnwound,
     Liquidated,
@@ -973,10 +974,11 @@ class Liquidator:
     # ------------------------------------------------------------------ deficits
 
     def _settle_deficit(self, r: int, cause: str) -> list[OutEvent]:
-        """A flat row with negative balances: record the shortfall as bad debt."""
+        """A flat row with negative balances: collateral valued by rule exchanged into
+        what it owes (:meth:`_auto_exchange`), then the shortfall recorded as bad debt."""
         ctx = self.ctx
         book = ctx.book
-        events: list[OutEvent] = []
+        events: list[OutEvent] = self._auto_exchange(r, cause) if self._valued else []
         info = book.rows[r]
         n_a = len(book.asset_names)
         coll, _mm = self._value(r)
@@ -1011,6 +1013,90 @@ class Liquidator:
                                   insurance_paid=format_quanta(pay, dec),
                                   bad_debt=format_quanta(rest, dec)))
         self.deficit_rows.discard(r)
+        return events
+
+    @property
+    def _valued(self) -> list[int]:
+        """Assets the venue values by rule (``assets.X.valuation``)."""
+        book = self.ctx.book
+        return [a for a, sym in enumerate(book.asset_names)
+                if book.venue.assets[sym].valuation is not None]
+
+    def _usd_exact(self, a: int) -> Fraction | None:
+        """Exact USD price of asset ``a`` (fixed, valued, or a mark x its quote's)."""
+        book = self.ctx.book
+        px = book.asset_price_exact[a]
+        if px is None:
+            return None
+        m = int(book.asset_link[a])
+        qi = book.asset_index.get(book.instruments[m].quote) if m >= 0 else None
+        q_px = book.asset_price_exact[qi] if qi is not None else None
+        return Fraction(px) * (Fraction(q_px) if q_px is not None else 1)
+
+    def _auto_exchange(self, r: int, cause: str) -> list[OutEvent]:
+        """Exchange a liquidated, flat row's collateral valued by rule into the assets it
+        owes, in proportion to the collateral's value (Binance's auto-exchange).
+
+        Binance, "Multi-Assets Mode" trading rules
+        (https://www.binance.com/en-NG/futures/trading-rules/perpetual/multi-asset-info,
+        read 2026-12-07): on a liquidation whose USDT balance does not cover the deficit,
+        auto-exchange converts collateral at its haircut value, "20,000 BUSD / 97.5 % =
+        20,513 BUSD of the BTC", several assets "according to the proportion of each
+        asset". Here: for a debt ``D`` (USD value ``D x p_a``) each held valued asset
+        ``c`` gives ``D x p_a x v_c / sum(v)`` (``v = balance x p_c x w_c``, ``w`` its
+        first collateral tier's weight), selling ``share / (p_c x w_c)`` of it rounded
+        *up* to a quantum (at most the balance) and crediting the sale's haircut value
+        rounded *down* (at most the debt): both roundings in the venue's favour. The buyer
+        is the venue's book (``__market__``), at the rule's price.
+        """
+        ctx = self.ctx
+        book = ctx.book
+        info = book.rows[r]
+        events: list[OutEvent] = []
+        valued = self._valued
+        market = ctx.system_row(MARKET)
+        market_id = book.rows[market].ledger_id
+        for a, sym in enumerate(book.asset_names):
+            debt = -ctx.ledger.balance(info.ledger_id, sym)
+            px_a = self._usd_exact(a)
+            if debt <= 0 or a in valued or px_a is None or px_a <= 0:
+                continue
+            held = []
+            for c in valued:
+                bal = ctx.ledger.balance(info.ledger_id, book.asset_names[c])
+                px_c = self._usd_exact(c)
+                if bal > 0 and px_c is not None and px_c > 0:
+                    w = Fraction(book.venue.assets[book.asset_names[c]].collateral[0].weight)
+                    if w > 0:
+                        held.append((c, bal, px_c * w))
+            if not held:
+                continue
+            scale_a = book.asset_scale[a]
+            need = Fraction(debt, scale_a) * px_a  # USD
+            total = sum(Fraction(bal, book.asset_scale[c]) * unit for c, bal, unit in held)
+            for c, bal, unit in held:
+                scale_c = book.asset_scale[c]
+                value = Fraction(bal, scale_c) * unit
+                share = need * value / total if total > need else value
+                q = min(bal, math.ceil(share / unit * scale_c))
+                credit = min(debt, math.floor(Fraction(q, scale_c) * unit / px_a * scale_a))
+                if q <= 0:
+                    continue
+                sym_c = book.asset_names[c]
+                batch = [Transfer(info.ledger_id, market_id, sym_c, q, "collateral_exchange")]
+                if credit > 0:
+                    batch.append(Transfer(market_id, info.ledger_id, sym, credit,
+                                          "collateral_exchange"))
+                ctx.post(batch)
+                debt -= credit
+                for row in (r, market):
+                    ctx.sync_balance(row, c)
+                    ctx.sync_balance(row, a)
+                events.append(CollateralExchanged(
+                    id=ctx.next_id(), event=cause, account=info.name, asset=sym_c,
+                    amount=format_quanta(q, ctx.asset_decimals[c]),
+                    price=str(book.asset_price_exact[c]), to_asset=sym,
+                    credited=format_quanta(credit, ctx.asset_decimals[a])))
         return events
 
     def _update_system_state(self, cause: str) -> list[OutEvent]:

@@ -26,6 +26,7 @@ __all__ = [
     "NUMBER_MAX_CHARS",
     "AccountMode",
     "BadDebt",
+    "CollateralExchanged",
     "Deleveraged",
     "Deposit",
     "EventError",
@@ -315,6 +316,23 @@ class FundUnwound:
 
 
 @dataclass(frozen=True, slots=True)
+class CollateralExchanged:
+    """A liquidated account's collateral ``asset`` exchanged into the ``to_asset`` it
+    owed: ``amount`` sold at ``price`` (USD, the venue's valuation rule) after the
+    haircut, ``credited`` to the account (Binance's auto-exchange)."""
+
+    type: ClassVar[str] = "collateral_exchanged"
+    id: str
+    event: str
+    account: str
+    asset: str
+    amount: str
+    price: str
+    to_asset: str
+    credited: str
+
+
+@dataclass(frozen=True, slots=True)
 class SocializedLossEvent:
     """A shortfall charged to other participants by ``rule``."""
 
@@ -370,7 +388,8 @@ class ParamsChanged:
 
 
 OutEvent = (Rejected | MarginCall | MarginRestored | Settled | Liquidated | Deleveraged
-            | FundUnwound | SocializedLossEvent | BadDebt | WithdrawalState | ParamsChanged)
+            | FundUnwound | SocializedLossEvent | BadDebt | CollateralExchanged
+            | WithdrawalState | ParamsChanged)
 
 _INPUT_TYPES: dict[str, type[Any]] = {
     cls.type: cls
