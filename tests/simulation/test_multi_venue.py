@@ -28,6 +28,7 @@ VENUES = """
 [[venues]]
 name = "bn"
 preset = "binance"
+population_share = 0.5
 
 [[venues]]
 name = "dydx-chain"
@@ -55,10 +56,15 @@ def test_links_none_gives_each_venue_its_single_venue_figures(tmp_path: Path) ->
     assert list(data["venues"]) == ["bn", "dydx-chain"]
     assert data["isolated"] == data["venues"]
     scenario = parse_scenario(_text(), source="two.toml")
-    for name, preset, fund in (("bn", "binance", 20_000), ("dydx-chain", "dydx", 7_000)):
+    pop = scenario.population
+    # half of the 150 accounts and of the open interest (BTC 300, ETH 6,000)
+    half = replace(pop, n_accounts=75,
+                   open_interest_base={"BTC-PERP": 150.0, "ETH-PERP": 3000.0})
+    for name, preset, fund, population in (("bn", "binance", 20_000, half),
+                                           ("dydx-chain", "dydx", 7_000, pop)):
         # a single-venue run of its own (its own paths from the same seeds, the venue's
-        # own fund), as the CLI prints it
-        one = replace(scenario, insurance_fund=Decimal(fund))
+        # own fund and population), as the CLI prints it
+        one = replace(scenario, insurance_fund=Decimal(fund), population=population)
         alone = json.loads(json.dumps(_clean(run_scenario(one, venue=preset).metrics)))
         assert _strip(data["venues"][name]) == _strip(alone)
         assert data["venues"][name]["insurance_fund_start"] == fund
@@ -89,6 +95,8 @@ def test_what_is_not_modelled_is_refused(tmp_path: Path, args: list[str],
     ('\n[[venues]]\nname = "a"\npreset = "binance"\nfund = 1\n', "venues[0].fund"),
     ('\n[[venues]]\nname = "a"\npreset = "binance"\ninsurance_fund = "-1"\n',
      "two.toml: venues[0].insurance_fund: must be >= 0"),
+    ('\n[[venues]]\nname = "a"\npreset = "binance"\npopulation_share = 1.5\n',
+     "venues[0].population_share"),
 ])
 def test_a_bad_venues_table_is_refused_with_its_key(venues: str, message: str) -> None:
     with pytest.raises(ScenarioError) as err:
@@ -111,3 +119,4 @@ def test_the_documented_venues_table_parses() -> None:
     scenario = parse_scenario(_text("\n" + blocks[0]), source="doc.toml")
     assert [(v.name, v.preset, v.insurance_fund) for v in scenario.venues] == [
         ("binance", "binance-2025-10-10", None), ("dydx", "dydx", Decimal(5_000_000))]
+    assert scenario.venues[0].population_share == 0.5

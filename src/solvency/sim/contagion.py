@@ -1,7 +1,7 @@
 """Several venues on one price path and one clock (issue 22, the lab's first slice).
 
 A scenario's ``[[venues]]`` names the venues (``name``, ``preset``, optionally its own
-``insurance_fund``); :func:`run_venues`
+``insurance_fund`` and ``population_share``); :func:`run_venues`
 drives each venue's real engine over the same paths, built once from the scenario's
 seeds, on the same steps. The links between venues (liquidity through arbitrageurs,
 shared traders, shared collateral: docs/contagion.md) are not modelled yet: the only
@@ -15,7 +15,7 @@ both views the linked runs will need: ``venues`` (the run with the links) and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from solvency.sim.run import Progress, RunResult, run_named
@@ -79,9 +79,7 @@ def run_venues(scenario: Scenario, *, links: Sequence[str] = (), jobs: int = 1,
         raise ScenarioError("the scenario lists no [[venues]]")
     if links:
         raise ScenarioError(f"links {', '.join(links)} not modelled yet (docs/contagion.md)")
-    runs = {v.name: (scenario if v.insurance_fund is None
-                     else replace(scenario, insurance_fund=v.insurance_fund), v.preset)
-            for v in scenario.venues}
+    runs = {v.name: (v.scenario_of(scenario), v.preset) for v in scenario.venues}
     # one path set for every venue, built once from the scenario's seeds
     venues = run_named(scenario, runs, jobs=jobs, progress=progress)
     # no link: nothing one venue does reaches another, so each venue's run with the

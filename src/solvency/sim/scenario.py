@@ -458,6 +458,10 @@ class _VenueEntry(BaseModel):
     insurance_fund: float | int | str | None = Field(
         default=None, description="This venue's fund at the start, in its settlement "
                                   "asset (default: the [venue] table's).")
+    population_share: float | None = Field(
+        default=None, gt=0, le=1, description="This venue's population: the scenario's "
+                                              "with n_accounts and open interest scaled "
+                                              "by this share (default: all of it).")
 
 
 class _Report(BaseModel):
@@ -560,6 +564,20 @@ class VenueSpec(NamedTuple):
     name: str
     preset: str
     insurance_fund: Decimal | None = None  # None: the scenario's
+    population_share: float | None = None  # None: the scenario's population, whole
+
+    def scenario_of(self, scenario: Scenario) -> Scenario:
+        """The scenario this venue runs: its own fund and share of the population."""
+        out = scenario
+        if self.insurance_fund is not None:
+            out = replace(out, insurance_fund=self.insurance_fund)
+        if self.population_share is not None:
+            share = self.population_share
+            pop = out.population
+            out = replace(out, population=replace(
+                pop, n_accounts=max(1, round(pop.n_accounts * share)),
+                open_interest_base={m: v * share for m, v in pop.open_interest_base.items()}))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -916,7 +934,7 @@ def _fund(venue: dict[str, Any], source: str, table: str = "venue.") -> Decimal:
 def _check_venues(scenario: Scenario, source: str) -> None:
     """``[[venues]]``: names once each, known presets holding the scenario's markets."""
     seen: set[str] = set()
-    for i, (name, preset, _fund_start) in enumerate(scenario.venues):
+    for i, (name, preset, *_own) in enumerate(scenario.venues):
         key = f"{source}: venues[{i}]"
         if name in seen:
             raise ScenarioError(f"{key}.name: {name!r} is named twice")
@@ -1039,8 +1057,8 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
         oracle=_oracle(f.oracle, source),
         report={k: float(v) for k, v in f.report.model_dump().items() if v is not None},
         venues=tuple(VenueSpec(v.name, v.preset, None if v.insurance_fund is None else _fund(
-            {FUND_KEY: v.insurance_fund}, source, f"venues[{i}].")) for i, v in
-            enumerate(f.venues)))
+            {FUND_KEY: v.insurance_fund}, source, f"venues[{i}]."), v.population_share)
+            for i, v in enumerate(f.venues)))
     try:
         venue_obj = scenario.venue()
     except ScenarioError as exc:
