@@ -263,3 +263,27 @@ def test_a_price_marked_options_margin_survives_restore() -> None:
     again = Engine.restore(e.snapshot())
     assert again.account_view("writer") == e.account_view("writer")
     assert again.state_hash() == e.state_hash()
+
+
+def test_a_params_event_changes_the_option_rule_at_once() -> None:
+    """A params event giving an option market Paradex's long charge acts at the option's
+    mark, not at its next re-pricing; the rejected one changes nothing."""
+    from solvency.core.model.events import Params
+
+    e = _engine()
+    m = e.book.market_index[CALL]
+    mark = e.book.marks[m]
+    assert mark is not None
+    e.apply(Fill(id="f", market=CALL, buyer="buyer", seller="writer", size=D(1),
+                 price=mark, ts_ms=T0))
+    assert e.account_view("buyer")["initial_margin"] == "0"  # Deribit: longs pay none
+    before = e.state_hash()
+    out = e.apply(Params(id="bad", market=CALL, changes={"long_spot_imm": "0.2"}))
+    assert out[0].type == "rejected" and e.state_hash() == before
+    e.apply(Params(id="px", market=CALL, changes=PARADEX_KEYS))
+    buyer = e.account_view("buyer")
+    assert float(buyer["initial_margin"]) == pytest.approx(float(mark), abs=1e-6)
+    assert float(buyer["maintenance_margin"]) == pytest.approx(float(mark) / 2, abs=1e-6)
+    again = Engine.restore(e.snapshot())
+    assert again.state_hash() == e.state_hash()
+    assert again.account_view("buyer") == buyer

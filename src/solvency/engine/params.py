@@ -22,6 +22,7 @@ from solvency.core.model.venue import (
     parse_market,
 )
 from solvency.engine.base import EngineState, RejectReason, tick_value_quanta_of
+from solvency.engine.options import set_option_requirements
 from solvency.engine.valuation import check_rows
 
 __all__ = ["apply_params"]
@@ -69,6 +70,12 @@ def apply_params(state: EngineState, ev: Params) -> list[OutEvent]:
                         raw={**venue.raw, "markets": dict(state.market_data)},
                         policy=venue.policy)
     state.reindex_markets()
+    mark = book.marks[m]
+    if new_inst.is_option and mark is not None:
+        # the option's per-contract requirements under the new constants, at its mark
+        # (they were computed at the last re-pricing: a new rule would otherwise wait for
+        # the next vol or underlying move)
+        set_option_requirements(state, m, float(mark))
     slots = book.holders[m].view().copy()
     book.refresh(slots)
     out: list[OutEvent] = [Settled(id=state.next_id(), event=ev.id, kind="params",
