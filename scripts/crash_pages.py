@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import pickle
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -348,29 +351,82 @@ def _chromium() -> str:
     return path
 
 
+_CHROMIUM_TIMEOUT_S = 120
+"""Most seconds one chromium call may take (a screenshot once hung for 300 s)."""
+_WIDTH = 1100
+"""The screenshots' width in px (the charts are as wide; the height is each chart's own)."""
+
+
+def _run_chromium(cmd: Sequence[str], what: str) -> str:
+    """Run one headless chromium call and return its stdout; on a timeout the whole
+    process group (chromium's renderer and GPU processes too) is killed."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=_CHROMIUM_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise SystemExit(f"chromium: {what}: no answer in {_CHROMIUM_TIMEOUT_S} s (killed)"
+                         ) from None
+    if proc.returncode != 0:
+        raise SystemExit(f"chromium failed on {what}: {err[-2000:]}")
+    return out
+
+
+_CHART_DIV = re.compile(r"<div [^>]*\bid=\"chart-([a-z_]+)\"[^>]*>")
+
+
+def chart_heights(dom: str) -> dict[str, int]:
+    """Chart id -> the height in px the page gave its figure (the report's ``solvencyFit``
+    grows a figure for its legend and event-tag rows, marking it ``data-fit="ok"``)."""
+    out = {}
+    for m in _CHART_DIV.finditer(dom):
+        tag = m.group(0)
+        h = re.search(r"height: ?(\d+)px", tag)
+        if h is None or 'data-fit="ok"' not in tag:
+            raise SystemExit(f"chart {m.group(1)}: not drawn to its height in chromium")
+        out[m.group(1)] = int(h.group(1))
+    return out
+
+
 def screenshot_charts(report: Path, prefix: str, out_dir: Path) -> list[Path]:
-    """One PNG per chart of ``report``: the page with every other element hidden."""
+    """One PNG per chart of ``report``: the page with every other element hidden, the
+    window as tall as the chart once drawn (read from a first pass over every chart)."""
     browser = _chromium()
     page = report.read_text(encoding="utf-8")
+    base = [browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
+            "--hide-scrollbars", "--force-device-scale-factor=1",
+            f"--user-data-dir={report.parent / '.chromium'}",
+            "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--virtual-time-budget=20000"]
+    # plotly measures text in an off-screen SVG it appends to <body> (#js-plotly-tester):
+    # hidden with the rest, every text measured 0 px wide and the legend entries and tags
+    # were drawn on top of each other
+    hide = ("<style>body{margin:0}body>*,.modebar{display:none!important}"
+            "body>#js-plotly-tester{display:block!important}")
+    # every series chart shown at the screenshots' width: their heights once drawn
+    shown = ",".join(f"body>section.chart[data-chart='{c}']" for c in CHARTS)
+    every = report.parent / "every-chart.html"
+    every.write_text(page.replace("</head>", f"{hide}{shown}{{display:block!important}}"
+                                  "</style></head>", 1), encoding="utf-8")
+    heights = chart_heights(_run_chromium(
+        [*base, f"--window-size={_WIDTH},800", "--dump-dom", every.as_uri()],
+        "the charts' heights"))
     written = []
     for chart in CHARTS:
         # everything but the chart hidden (the report's verdict, headline, timeline and
         # tables sit at the top level beside the per-series charts)
-        css = ("<style>body{margin:0}body>*,.modebar{display:none!important}"
-               f"body>section.chart[data-chart='{chart}']{{display:block!important}}"
-               "</style></head>")
+        css = (f"{hide}body>section.chart[data-chart='{chart}']"
+               "{display:block!important}</style></head>")
         one = report.parent / f"only-{chart}.html"
         one.write_text(page.replace("</head>", css, 1), encoding="utf-8")
         png = out_dir / f"{prefix}-{chart}.png"
-        cmd = [browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
-               "--hide-scrollbars", "--force-device-scale-factor=1",
-               f"--user-data-dir={report.parent / '.chromium'}",
-               "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
-               "--virtual-time-budget=20000", "--window-size=1100,385",
-               f"--screenshot={png}", one.as_uri()]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        if proc.returncode != 0 or not png.exists():
-            raise SystemExit(f"chromium failed on {chart}: {proc.stderr[-2000:]}")
+        png.unlink(missing_ok=True)
+        _run_chromium([*base, f"--window-size={_WIDTH},{heights[chart]}",
+                       f"--screenshot={png}", one.as_uri()], chart)
+        if not png.exists():
+            raise SystemExit(f"chromium wrote no screenshot of {chart}")
         written.append(png)
     return written
 

@@ -47,9 +47,11 @@ __all__ = [
     "HEADLINE",
     "PAGE_STYLE",
     "Check",
+    "Event",
     "Figure",
     "ReportRun",
     "Unit",
+    "events",
     "figures",
     "format_value",
     "headline",
@@ -485,10 +487,92 @@ def _breaker_axis() -> dict[str, Any]:
             "range": [-0.2, len(STATES) - 0.8]}
 
 
-def _marks(runs: Mapping[str, ReportRun]) -> tuple[list[dict[str, Any]],
-                                                  list[dict[str, Any]]]:
-    """Shapes and annotations: the crash window shaded, the first liquidation, the fund's
-    low and the first ADL of each venue marked (labels stacked so they never overlap)."""
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A moment the time charts mark: a vertical line in the venue's colour with a
+    numbered tag above the plot; the legend (and a crash page's table) says what it is.
+
+    Attributes
+    ----------
+    tag : int
+        Its number, in time order over every venue (1: the earliest).
+    venue, name : str
+        The venue (run label) and what happened (``first liquidation``, ``fund low``,
+        ``first ADL``).
+    ms : float
+        When, epoch milliseconds (UTC).
+    colour : str
+        The venue's colour.
+    """
+
+    tag: int
+    venue: str
+    name: str
+    ms: float
+    colour: str
+
+    def label(self, *, venue: bool = True) -> str:
+        """``"3 binance: fund low, 08 Nov 21:40"`` (the legend's text)."""
+        when = datetime.fromtimestamp(self.ms / 1000, UTC).strftime("%d %b %H:%M")
+        return f"{self.tag} {self.venue}: {self.name}, {when}" if venue else \
+            f"{self.tag} {self.name}, {when}"
+
+
+_EVENT_KEYS: Final = (("first_liquidation_ms", "first liquidation"),
+                      ("insurance_fund_low_ms", "fund low"),
+                      ("first_adl_ms", "first ADL"))
+
+
+def events(runs: Mapping[str, ReportRun | Mapping[str, Any]]) -> list[Event]:
+    """The marked moments of every venue (first liquidation, fund low, first ADL), numbered
+    in time order (ties in venue order); ``runs`` maps a label to its run or its metrics."""
+    found: list[tuple[float, int, int, str, str, str]] = []
+    for k, (label, run) in enumerate(runs.items()):
+        m = _drawn(run) if isinstance(run, ReportRun) else run
+        for j, (key, name) in enumerate(_EVENT_KEYS):
+            t = m.get(key)
+            if isinstance(t, int | float) and not isinstance(t, bool):
+                found.append((float(t), k, j, label, name, _COLOURS[k % len(_COLOURS)]))
+    found.sort(key=lambda e: e[:3])
+    return [Event(i + 1, label, name, t, colour)
+            for i, (t, _k, _j, label, name, colour) in enumerate(found)]
+
+
+_TAG_MIN_PLOT_PX: Final = 480
+"""The narrowest plot the tags are laid out for: on a wider plot they only spread out."""
+_TAG_ROW_PX: Final = 16
+_TITLE_PX: Final = 40
+"""The top margin's band for the title (pinned to the figure's top edge)."""
+
+
+def _tag_rows(evs: Sequence[Event], lo: float, hi: float) -> list[int]:
+    """Each event tag's row above the plot: the first row where it clears the previous
+    tag by 3 px on a plot ``_TAG_MIN_PLOT_PX`` wide (rows from the plot's top edge up)."""
+    span = hi - lo if hi > lo else 1.0
+    ends: list[float] = []
+    rows = []
+    for e in evs:
+        half = (6.5 * len(str(e.tag)) + 8) / 2  # 10 px digits, 1 px border, 3 px padding
+        x = (e.ms - lo) / span * _TAG_MIN_PLOT_PX
+        row = next((r for r, end in enumerate(ends) if x - half >= end + 3), len(ends))
+        if row == len(ends):
+            ends.append(x + half)
+        else:
+            ends[row] = x + half
+        rows.append(row)
+    return rows
+
+
+def _marks(runs: Mapping[str, ReportRun], *, base: int = 0
+           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """Shapes and annotations of the time charts, and the top margin they need.
+
+    The crash window is shaded (a legend entry); each :func:`events` moment is a dotted
+    line in its venue's colour with its number in a tag just above the plot (tags that
+    would touch go up a row) and its text in the legend, so nothing written on the chart
+    grows with the number of venues but the tag rows. ``base``: px between the plot's
+    top edge and the first tag row (the timeline's first row title sits there).
+    """
     shapes: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     first = _drawn(next(iter(runs.values())))
@@ -497,37 +581,49 @@ def _marks(runs: Mapping[str, ReportRun]) -> tuple[list[dict[str, Any]],
     if isinstance(peak, int | float) and isinstance(low, int | float):
         shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": peak,
                        "x1": low, "y0": 0, "y1": 1, "fillcolor": "#f4cccc",
-                       "opacity": 0.45, "line": {"width": 0}, "layer": "below"})
-        notes.append({"x": peak, "y": 1.0, "xref": "x", "yref": "paper",
-                      "text": "crash window", "showarrow": False, "xanchor": "left",
-                      "yanchor": "bottom", "font": {"size": 10, "color": "#a33"}})
-    row = 1
-    for k, (label, run) in enumerate(runs.items()):
-        colour = _COLOURS[k % len(_COLOURS)]
-        for key, name in (("first_liquidation_ms", "first liquidation"),
-                          ("insurance_fund_low_ms", "fund low"),
-                          ("first_adl_ms", "first ADL")):
-            t = _drawn(run).get(key)
-            if not isinstance(t, int | float) or isinstance(t, bool):
-                continue
-            shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": t, "x1": t,
-                           "y0": 0, "y1": 1, "line": {"color": colour, "width": 1,
-                                                      "dash": "dot"}})
-            text = name if len(runs) == 1 else f"{label}: {name}"
-            notes.append({"x": t, "y": 1.0, "xref": "x", "yref": "paper", "text": text,
-                          "showarrow": False, "xanchor": "left", "yanchor": "bottom",
-                          "yshift": 14 * row, "font": {"size": 10, "color": colour}})
-            row += 1
-    return shapes, notes
+                       "opacity": 0.45, "line": {"width": 0}, "layer": "below",
+                       "showlegend": True, "name": "crash window (index peak to low)",
+                       "legendrank": 1500})
+    evs = events(runs)
+    starts = [float(r.series.ts_ms[0]) for r in runs.values() if r.series.ts_ms.shape[0]]
+    ends = [float(r.series.ts_ms[-1]) for r in runs.values() if r.series.ts_ms.shape[0]]
+    lo = min(starts + [e.ms for e in evs], default=0.0)
+    hi = max(ends + [e.ms for e in evs], default=1.0)
+    rows = _tag_rows(evs, lo, hi)
+    for e, row in zip(evs, rows, strict=True):
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": e.ms, "x1": e.ms,
+                       "y0": 0, "y1": 1, "line": {"color": e.colour, "width": 1,
+                                                  "dash": "dot"},
+                       "showlegend": True, "legendrank": 2000 + e.tag,
+                       "name": e.label(venue=len(runs) > 1)})
+        notes.append({"x": e.ms, "y": 1.0, "xref": "x", "yref": "paper",
+                      "text": str(e.tag), "showarrow": False, "xanchor": "center",
+                      "yanchor": "bottom", "yshift": base + 2 + _TAG_ROW_PX * row,
+                      "font": {"size": 10, "color": e.colour}, "bgcolor": "white",
+                      "bordercolor": e.colour, "borderwidth": 1, "borderpad": 1})
+    top = _TITLE_PX + base + (_TAG_ROW_PX * (max(rows) + 1) + 4 if rows else 0)
+    return shapes, notes, top
 
 
-def _layout(title: str, *, height: int = 360, top: int = 50, **kw: Any) -> Layout:
-    return {"title": {"text": title, "x": 0.01}, "height": height,
+def _layout(title: str, *, plot: int = 260, top: int = _TITLE_PX, below: int = 45,
+            **kw: Any) -> Layout:
+    """A figure's layout: ``plot`` px of plot area (the page grows the figure to keep it
+    when the legend needs rows), ``top`` px above it (the title pinned to the top edge,
+    then any event tags) and the legend ``below`` px under the plot's bottom edge (clear
+    of the tick labels and axis title)."""
+    return {"title": {"text": title, "x": 0.01, "xanchor": "left", "y": 1,
+                      "yref": "container", "yanchor": "top", "pad": {"t": 10}},
+            "height": plot + top + below + 42,
             "paper_bgcolor": "white", "plot_bgcolor": "white",
             "font": {"color": "#2a3f5f"}, "hovermode": "closest",
-            "legend": {"orientation": "h", "y": -0.2},
-            "margin": {"l": 70, "r": 20, "t": top, "b": 40},
+            "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -below / plot,
+                       "yanchor": "top", "font": {"size": 11}},
+            "margin": {"l": 70, "r": 20, "t": top, "b": below + 42},
             "xaxis": dict(_AXIS), "yaxis": dict(_AXIS), **kw}
+
+
+_TITLED: Final = 68
+"""px under the plot of an x axis with tick labels and a title (the legend goes below)."""
 
 
 def _series_figure(chart: str, runs: Mapping[str, ReportRun]) -> tuple[list[Trace], Layout]:
@@ -535,9 +631,9 @@ def _series_figure(chart: str, runs: Mapping[str, ReportRun]) -> tuple[list[Trac
     for k, (label, run) in enumerate(runs.items()):
         data += _traces(chart, label, run.series, _COLOURS[k % len(_COLOURS)],
                         first=k == 0)
-    shapes, notes = _marks(runs)
-    layout = _layout(_TITLES[chart], top=60 + 14 * max(len(notes) - 1, 0),
-                     shapes=shapes, annotations=notes, xaxis=_date_axis())
+    shapes, notes, top = _marks(runs)
+    layout = _layout(_TITLES[chart], top=top, shapes=shapes, annotations=notes,
+                     xaxis=_date_axis())
     if chart == "breakers":
         layout["yaxis"] = _breaker_axis()
     if chart == "margin_rates":
@@ -589,9 +685,9 @@ def _timeline(runs: Mapping[str, ReportRun]) -> tuple[list[Trace], Layout]:
                 if chart == "adl" and tr["type"] == "scatter":
                     continue  # the haircut has its own chart
                 data.append(tr | {"xaxis": "x" + names[r][1:], "yaxis": names[r]})
-    shapes, notes = _marks(runs)
-    layout = _layout(_TITLES["timeline"], height=1000, top=80 + 14 * len(notes),
-                     barmode="group")
+    # the first row's title sits just above the plot: the tags go above it
+    shapes, notes, top = _marks(runs, base=18)
+    layout = _layout(_TITLES["timeline"], plot=880, top=top, barmode="group")
     layout.update(axes)
     layout["annotations"] = [*axes["annotations"], *notes]
     layout["shapes"] = shapes
@@ -634,7 +730,7 @@ def _margin_ratio_figure(runs: Mapping[str, ReportRun]) -> tuple[list[Trace], La
             fill = colour if key == "margin_ratio_low" else "#999"
             data.append(_bars(centre, counts, f"{label} {name}" if len(runs) > 1 else name,
                               fill, width=_f(width), opacity=opacity))
-    layout = _layout(_TITLES["margin_ratio"], barmode="overlay", shapes=[{
+    layout = _layout(_TITLES["margin_ratio"], below=_TITLED, barmode="overlay", shapes=[{
         "type": "line", "x0": 1, "x1": 1, "y0": 0, "y1": 1, "yref": "paper",
         "line": {"color": "#a33", "dash": "dot"}}])
     layout["xaxis"].update(title={"text": "maintenance margin / collateral (1: "
@@ -659,7 +755,7 @@ def _leverage_figure(runs: Mapping[str, ReportRun]) -> tuple[list[Trace], Layout
             data.append(_bars(centre, counts, (f"{label} " if len(runs) > 1 else "") +
                               f"{name} ({int(mask.sum()):,}, median {med:.1f}x)", col,
                               width=_f(width), opacity=0.75))
-    layout = _layout(_TITLES["leverage"], barmode="overlay")
+    layout = _layout(_TITLES["leverage"], below=_TITLED, barmode="overlay")
     layout["xaxis"].update(title={"text": "leverage at the start (gross notional / equity)"},
                            type="log")
     layout["yaxis"].update(title={"text": "accounts"}, type="log")
@@ -691,7 +787,7 @@ def _liquidation_map_figure(runs: Mapping[str, ReportRun]) -> tuple[list[Trace],
                 customdata=accounts,
                 hovertemplate="%{x:+.0%}: %{y:,.0f} USD, %{customdata:,} accounts"))
     # one venue: long and short stacked per move; several: side by side
-    layout = _layout(_TITLES["liquidation_map"],
+    layout = _layout(_TITLES["liquidation_map"], below=_TITLED,
                      barmode="relative" if len(runs) == 1 else "group")
     layout["xaxis"].update(title={"text": "move of every mark at once, from the start"},
                            tickformat="+.0%")
@@ -726,7 +822,8 @@ def _distribution_figure(runs: Mapping[str, ReportRun]) -> tuple[list[Trace], La
                           "yanchor": "bottom", "yshift": 14 * (3 * k + j),
                           "text": f"{label} {name}: {v:,.2f}", "xanchor": "left",
                           "font": {"size": 10, "color": colour}})
-    layout = _layout(_TITLES["bad_debt_distribution"], top=60 + 14 * len(notes),
+    layout = _layout(_TITLES["bad_debt_distribution"], below=_TITLED,
+                     top=_TITLE_PX + 14 * len(notes) + 6,
                      shapes=shapes, annotations=notes, barmode="overlay")
     layout["xaxis"].update(title={"text": "bad debt of a path (settlement asset)"})
     layout["yaxis"].update(title={"text": "paths"})
@@ -771,7 +868,7 @@ def _fan_figure(runs: Mapping[str, ReportRun]) -> tuple[list[Trace], Layout]:
             data.append(_line(_x(run.series), _fan_series(run.series, key),
                               f"{label} path 0 (the timeline's)", colour, dash="dot",
                               group=f"{label}p0", show=show) | on)
-    layout = _layout(_TITLES["fan"], height=920, top=70)
+    layout = _layout(_TITLES["fan"], plot=800, top=_TITLE_PX + 20)
     layout.update(axes)
     return data, layout
 
@@ -819,10 +916,32 @@ def _typed(obj: Any) -> Any:
     raise TypeError(f"not JSON: {type(obj).__name__}")
 
 
+FIT_JS: Final = (
+    # Keep a figure's plot area ``plot`` px high: a horizontal legend below the plot takes
+    # as many rows as the width needs, which plotly takes out of the plot (it pushes the
+    # bottom margin inside a fixed height); grow the figure by what the rows took instead,
+    # on the first draw and after every redraw (a resize changes the rows). Sets
+    # ``data-fit="ok"`` on the chart when its plot area has its height.
+    # The bottom margin is set to hold the legend where it is (``below`` px under the
+    # plot, its height read from the drawn legend), so plotly has nothing to push and one
+    # redraw does it; where it still pushes (tick labels), the figure grows by the rest.
+    "function solvencyFit(gd,plot,below){let n=0;const fit=()=>{const fl=gd._fullLayout;"
+    "if(!fl||!fl._size)return;const d=Math.round(plot-fl._size.h);"
+    "if(Math.abs(d)<1){n=0;gd.dataset.fit='ok';return;}if(++n>8)return;"
+    "delete gd.dataset.fit;const lh=fl.legend&&fl.legend._height?fl.legend._height:0;"
+    "const b=Math.max(fl.margin.b,Math.ceil(below+lh+12));"
+    "const h=Math.round(fl.height+d+b-fl._size.b);gd.style.height=h+'px';"
+    "Plotly.relayout(gd,{height:h,'margin.b':b});};gd.on('plotly_afterplot',fit);fit();}")
+"""The page's script that grows each figure to keep its plot height (see ``_layout``)."""
+
+
 def _plot_html(f: Figure) -> str:
     data = json.dumps(f.data, default=_typed, separators=(",", ":"))
     layout = json.dumps(f.layout, default=_typed, separators=(",", ":"), allow_nan=False)
     config = json.dumps({"displaylogo": False, "responsive": True})
+    m = f.layout["margin"]
+    plot = int(f.layout["height"]) - int(m["t"]) - int(m["b"])
+    below = round(-float(f.layout["legend"]["y"]) * plot)
     # the JSON sits in a <script>: "</" would end it
     data, layout = data.replace("</", "<\\/"), layout.replace("</", "<\\/")
     return (f"<section class='chart' data-chart='{f.chart}'><div id='chart-{f.chart}' "
@@ -831,7 +950,8 @@ def _plot_html(f: Figure) -> str:
             # drawn once the page is laid out: a chart in a grid measured while the page
             # is still parsing would take the whole row and overflow its cell
             f"document.addEventListener(\"DOMContentLoaded\",()=>Plotly.newPlot("
-            f"\"chart-{f.chart}\",{data},{layout},{config}));</script></section>")
+            f"\"chart-{f.chart}\",{data},{layout},{config}).then(gd=>solvencyFit(gd,{plot},"
+            f"{below})));</script></section>")
 
 
 # ---------------------------------------------------------------- HTML
@@ -1061,7 +1181,8 @@ def write_report(path: str | Path, *, title: str,
     doc = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{_esc(title)}</title><style>{PAGE_STYLE}</style>"
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script>"
+        f"<script type='text/javascript'>{FIT_JS}</script></head>"
         f"<body data-charts='{charts_json}'><h1>{_esc(title)}</h1>"
         f"<p>{_esc(description)}</p>{_facts(full)}"
         f"{_verdict_html(full, thresholds or {})}<h2>Headline</h2>{_headline_html(full)}"
