@@ -351,8 +351,8 @@ def _chromium() -> str:
     return path
 
 
-_CHROMIUM_TIMEOUT_S = 120
-"""Most seconds one chromium call may take (a screenshot once hung for 300 s)."""
+_CHROMIUM_TIMEOUT_S = 180
+"""Most seconds one chromium call may take (a screenshot once hung for 300 s; a page of one chart takes seconds)."""
 _WIDTH = 1100
 """The screenshots' width in px (the charts are as wide; the height is each chart's own)."""
 
@@ -390,6 +390,16 @@ def chart_heights(dom: str) -> dict[str, int]:
     return out
 
 
+_SECTION = re.compile(r"<section class='chart' data-chart='([a-z_]+)'>.*?</section>", re.S)
+
+
+def _keep_charts(page: str, keep: Sequence[str]) -> str:
+    """``page`` with every chart but ``keep`` removed (its data and its ``newPlot``: a
+    six-venue page draws a dozen charts, seconds each on a loaded machine). The figures'
+    JSON has ``</`` escaped, so a section ends at the first ``</section>``."""
+    return _SECTION.sub(lambda m: m.group(0) if m.group(1) in keep else "", page)
+
+
 def screenshot_charts(report: Path, prefix: str, out_dir: Path) -> list[Path]:
     """One PNG per chart of ``report``: the page with every other element hidden, the
     window as tall as the chart once drawn (read from a first pass over every chart)."""
@@ -408,8 +418,9 @@ def screenshot_charts(report: Path, prefix: str, out_dir: Path) -> list[Path]:
     # every series chart shown at the screenshots' width: their heights once drawn
     shown = ",".join(f"body>section.chart[data-chart='{c}']" for c in CHARTS)
     every = report.parent / "every-chart.html"
-    every.write_text(page.replace("</head>", f"{hide}{shown}{{display:block!important}}"
-                                  "</style></head>", 1), encoding="utf-8")
+    every.write_text(_keep_charts(page, CHARTS).replace(
+        "</head>", f"{hide}{shown}{{display:block!important}}</style></head>", 1),
+        encoding="utf-8")
     heights = chart_heights(_run_chromium(
         [*base, f"--window-size={_WIDTH},800", "--dump-dom", every.as_uri()],
         "the charts' heights"))
@@ -420,7 +431,8 @@ def screenshot_charts(report: Path, prefix: str, out_dir: Path) -> list[Path]:
         css = (f"{hide}body>section.chart[data-chart='{chart}']"
                "{display:block!important}</style></head>")
         one = report.parent / f"only-{chart}.html"
-        one.write_text(page.replace("</head>", css, 1), encoding="utf-8")
+        one.write_text(_keep_charts(page, (chart,)).replace("</head>", css, 1),
+                       encoding="utf-8")
         png = out_dir / f"{prefix}-{chart}.png"
         png.unlink(missing_ok=True)
         _run_chromium([*base, f"--window-size={_WIDTH},{heights[chart]}",
