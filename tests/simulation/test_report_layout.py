@@ -26,6 +26,7 @@ and the axes' ``automargin``.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,11 +169,26 @@ def browser_on(chromium: str, pages: dict[int, Path]) -> Iterator[Cdp]:
         yield cdp
 
 
+def _poll(cdp: Cdp, expression: str, timeout: float = 120.0) -> Any:
+    """Poll ``expression`` until truthy. The page draws every chart in one task (seconds
+    on a loaded machine), during which an evaluation waits: each may take that long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = cdp.call("Runtime.evaluate", timeout=timeout, expression=expression,
+                     returnByValue=True)
+        assert "exceptionDetails" not in r, r
+        value = r.get("result", {}).get("value")
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"still falsy after {timeout} s: {expression}"
+        time.sleep(0.05)
+
+
 def drawn_layout(cdp: Cdp, page: Path) -> list[dict[str, Any]]:
     # the page carries plotly.js (4.6 MB): on a loaded machine navigating takes seconds
     cdp.call("Page.navigate", timeout=60, url=page.resolve().as_uri())
-    cdp.wait("document.readyState === 'complete'", timeout=60, every=0.05)
-    charts: list[dict[str, Any]] = cdp.wait(_GEOMETRY_JS, timeout=60, every=0.05)
+    _poll(cdp, "document.readyState === 'complete'")
+    charts: list[dict[str, Any]] = _poll(cdp, _GEOMETRY_JS)
     return charts
 
 
@@ -195,8 +211,49 @@ def test_time_charts_stay_readable(browser_on: Cdp, pages: dict[int, Path],
     # the six-venue fund chart, kept as a test artifact
     box = by["insurance_fund"]["figure"]
     shot = browser_on.call("Page.captureScreenshot", timeout=60, format="png", clip={
-        "x": box["l"], "y": box["t"] + browser_on.eval("window.scrollY"),
+        "x": box["l"], "y": box["t"] + _poll(browser_on, "window.scrollY + 1") - 1,
         "width": box["r"] - box["l"], "height": box["b"] - box["t"], "scale": 1},
         captureBeyondViewport=True)
     (artifacts_dir() / f"report_layout_{venues}_venues.png").write_bytes(
         base64.b64decode(shot["data"]))
+
+
+# ---------------------------------------------------------------- each check can fail
+
+
+def _good() -> dict[str, Any]:
+    """A chart laid out as it should be (boxes in px, as the page reports them)."""
+    return {"chart": "c", "fit": "ok", "width": 1000,
+            "figure": {"l": 0, "t": 0, "r": 1000, "b": 500},
+            "plots": [{"l": 70, "t": 80, "r": 980, "b": 340}],
+            "title": [{"l": 10, "t": 8, "r": 400, "b": 30}],
+            "notes": [{"l": 100, "t": 60, "r": 115, "b": 76},
+                      {"l": 100, "t": 44, "r": 115, "b": 60}],
+            "ticks": [{"l": 60, "t": 345, "r": 120, "b": 380}],
+            "xtitles": [],
+            "legend": [{"l": 70, "t": 390, "r": 900, "b": 480}],
+            "items": [{"l": 75, "t": 392, "r": 300, "b": 410},
+                      {"l": 320, "t": 392, "r": 600, "b": 410}]}
+
+
+@pytest.mark.parametrize(("edit", "expect"), [
+    ({"title": [{"l": 10, "t": 8, "r": 400, "b": 90}]}, "the title runs into the plot"),
+    ({"title": [{"l": 10, "t": 40, "r": 400, "b": 62}]}, "the title overlaps an annotation"),
+    ({"notes": [{"l": 100, "t": 60, "r": 115, "b": 76}, {"l": 110, "t": 62, "r": 125,
+                                                         "b": 78}]},
+     "annotations overlap each other"),
+    ({"items": [{"l": 75, "t": 392, "r": 330, "b": 410},
+                {"l": 320, "t": 392, "r": 600, "b": 410}]},
+     "legend items overlap each other"),
+    ({"legend": [{"l": 70, "t": 360, "r": 900, "b": 480}]},
+     "the legend overlaps the x tick labels"),
+    ({"plots": [{"l": 70, "t": 80, "r": 980, "b": 160}]},
+     "the plot area is 16% of the figure's height"),
+    ({"notes": [{"l": -8, "t": 60, "r": 7, "b": 76}]},
+     "something is cut at the window's left edge"),
+    ({"legend": [{"l": 70, "t": 390, "r": 1040, "b": 480}]},
+     "something is cut at the window's right edge"),
+])
+def test_each_layout_check_can_fail(edit: dict[str, Any], expect: str) -> None:
+    assert layout_problems(_good()) == []
+    assert f"c: {expect}" in layout_problems(_good() | edit)
