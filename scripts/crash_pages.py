@@ -352,7 +352,8 @@ def _chromium() -> str:
 
 
 _CHROMIUM_TIMEOUT_S = 180
-"""Most seconds one chromium call may take (a screenshot once hung for 300 s; a page of one chart takes seconds)."""
+"""Most seconds one chromium call may take (a screenshot once hung for 300 s; a page of one
+chart takes seconds)."""
 _WIDTH = 1100
 """The screenshots' width in px (the charts are as wide; the height is each chart's own)."""
 
@@ -402,7 +403,8 @@ def _keep_charts(page: str, keep: Sequence[str]) -> str:
 
 def screenshot_charts(report: Path, prefix: str, out_dir: Path) -> list[Path]:
     """One PNG per chart of ``report``: the page with every other element hidden, the
-    window as tall as the chart once drawn (read from a first pass over every chart)."""
+    window as tall as the chart once drawn (read from a first pass over the same page;
+    one pass over every chart ran past the timeout on a 4-day window's 25 MB report)."""
     browser = _chromium()
     page = report.read_text(encoding="utf-8")
     base = [browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
@@ -415,15 +417,6 @@ def screenshot_charts(report: Path, prefix: str, out_dir: Path) -> list[Path]:
     # were drawn on top of each other
     hide = ("<style>body{margin:0}body>*,.modebar{display:none!important}"
             "body>#js-plotly-tester{display:block!important}")
-    # every series chart shown at the screenshots' width: their heights once drawn
-    shown = ",".join(f"body>section.chart[data-chart='{c}']" for c in CHARTS)
-    every = report.parent / "every-chart.html"
-    every.write_text(_keep_charts(page, CHARTS).replace(
-        "</head>", f"{hide}{shown}{{display:block!important}}</style></head>", 1),
-        encoding="utf-8")
-    heights = chart_heights(_run_chromium(
-        [*base, f"--window-size={_WIDTH},800", "--dump-dom", every.as_uri()],
-        "the charts' heights"))
     written = []
     for chart in CHARTS:
         # everything but the chart hidden (the report's verdict, headline, timeline and
@@ -433,9 +426,13 @@ def screenshot_charts(report: Path, prefix: str, out_dir: Path) -> list[Path]:
         one = report.parent / f"only-{chart}.html"
         one.write_text(_keep_charts(page, (chart,)).replace("</head>", css, 1),
                        encoding="utf-8")
+        # the chart's height once drawn at the screenshot's width, then the screenshot
+        height = chart_heights(_run_chromium(
+            [*base, f"--window-size={_WIDTH},800", "--dump-dom", one.as_uri()],
+            f"{chart}'s height"))[chart]
         png = out_dir / f"{prefix}-{chart}.png"
         png.unlink(missing_ok=True)
-        _run_chromium([*base, f"--window-size={_WIDTH},{heights[chart]}",
+        _run_chromium([*base, f"--window-size={_WIDTH},{height}",
                        f"--screenshot={png}", one.as_uri()], chart)
         if not png.exists():
             raise SystemExit(f"chromium wrote no screenshot of {chart}")
