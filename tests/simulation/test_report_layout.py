@@ -41,8 +41,8 @@ from tests.simulation.test_report_render import artifacts_dir, opened, page_erro
 
 VENUES = ("binance", "dydx", "hyperliquid", "drift", "deribit", "bitmex")
 T0 = 1_667_779_200_000  # 2022-11-07 00:00 UTC
-STEP = 15 * 60_000
-N = 300  # 75 hours
+STEP = 45 * 60_000
+N = 100  # 75 hours
 
 
 def _run(k: int, rng: np.random.Generator) -> ReportRun:
@@ -54,9 +54,9 @@ def _run(k: int, rng: np.random.Generator) -> ReportRun:
     s.trade["BTC-PERP"][:] = 20_000.0 * walk * (1 - 0.002 * k)
     s.mm_rate["BTC-PERP"][:] = 0.005 + 0.0005 * k
     s.im_rate["BTC-PERP"][:] = 0.01 + 0.0005 * k
-    s.breaker["BTC-PERP"][150 + 5 * k:160 + 5 * k] = 1
+    s.breaker["BTC-PERP"][50 + 2 * k:54 + 2 * k] = 1
     s.liq_notional[:] = np.maximum(rng.normal(0.0, 1e6, N), 0.0)
-    s.adl_notional[200:210] = 1e5 * (k + 1)
+    s.adl_notional[67:70] = 1e5 * (k + 1)
     s.adl_haircut[:] = np.cumsum(s.adl_notional) * 0.01
     s.insurance_fund[:] = 10e6 - np.cumsum(s.liq_notional) * 0.001 * (k + 1)
     s.insurance_fund_equity[:] = s.insurance_fund * 0.98
@@ -66,12 +66,12 @@ def _run(k: int, rng: np.random.Generator) -> ReportRun:
     metrics = {
         "settle_asset": "USDT", "conserved": True, "accounts": 1000, "positions": 2000,
         "points": N, "seed_population": 1, "price_drawdown": {"BTC-PERP": 0.2},
-        "crash_window_ms": {"peak": ms[10], "low": ms[230]},
-        # the worst case for tags: every venue's first liquidation within 75 minutes,
+        "crash_window_ms": {"peak": ms[3], "low": ms[77]},
+        # the worst case for tags: every venue's first liquidation within 4 steps (3 h),
         # two fund lows at one moment, three ADLs at one moment, one at the path's end
-        "first_liquidation_ms": ms[4 + k % 6],
-        "insurance_fund_low_ms": ms[150] if k < 2 else ms[120 + 25 * k],
-        "first_adl_ms": ms[200] if k < 3 else (ms[-1] if k == 5 else ms[215])}
+        "first_liquidation_ms": ms[1 + k * 3 // 4],
+        "insurance_fund_low_ms": ms[50] if k < 2 else ms[40 + 8 * k],
+        "first_adl_ms": ms[67] if k < 3 else (ms[-1] if k == 5 else ms[72])}
     return ReportRun(metrics=metrics, series=s)
 
 
