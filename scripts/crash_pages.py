@@ -321,6 +321,10 @@ def scenario_lines(summary: Summary, scenario_file: str) -> list[str]:
     pop = sc.population
     oi = next(iter(summary.stats.values())).oi_quote
     lev = ", ".join(f"{c.weight:.0%} around {c.median:g}x" for c in pop.leverage)
+    if pop.entry_history_ms is not None:
+        lev += (f" at entry, positions opened along the {pop.entry_history_ms // 86_400_000} "
+                "days of bars before the window (the accounts that path liquidated "
+                "replaced)")
     ois = ", ".join(f"{m} {q:,.0f}" for m, q in pop.open_interest_base.items())
     first = next(iter(summary.runs.values()))
     return [
@@ -588,6 +592,10 @@ def _start_artifact(s: Summary) -> str:
     shares = ", ".join(f"{v} {pct(s.stats[v].first_hour_share)}" for v in early)
     text = f" The window's first hour already counts ({shares} of the force-closed notional"
     text += (f"; the fund is spent within it on {', '.join(spent)})" if spent else ")")
+    if s.scenario.population.entry_history_ms is not None:
+        return text + (": the book is opened along the weeks before the window and starts "
+                       "with no account past maintenance, so this is the path's first hour, "
+                       "not the edge of a static book.")
     return text + (
         ": the book is drawn at the window's first price, with entries up to the scenario's "
         "`entry_spread` away and collateral topped up to initial margin, so the most levered "
@@ -977,9 +985,12 @@ def validation_lines(summaries: Sequence[Summary]) -> list[str]:
            "share and within x2 of the fund used; every other window within x2 on the "
            "liquidated share where it is reported; ADL only where ADL was reported; the "
            "busiest force-closed hour inside the reported crash hours; the fund's equity "
-           "never below 1 % of its start before the crash hours. The scenarios are not yet "
-           "calibrated by one method nor fitted on 2025-10-10 (items 1-3 of the issue): "
-           "these are the current scenarios' figures, and the verdicts say how far they are.",
+           "never below 1 % of its start before the crash hours. The scenarios are written "
+           "by one calibration method (`solvency calibrate`, [stress_lab.md](stress_lab.md"
+           "#calibrated-crash-windows)) with entries opened along the 28 days before each "
+           "window; the free behavioural parameters were fitted on 2025-10-10 under binance "
+           "only and the other windows run with them unchanged, as predictions. A run's "
+           "population size is on its page.",
            ""]
     left = [d for d in WINDOWS if d not in {s.window.date for s in summaries}]
     if left:

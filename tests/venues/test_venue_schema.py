@@ -43,6 +43,8 @@ def _plain(value: Any) -> Any:
 def _scenario_venues() -> list[Any]:
     out = []
     for path in sorted((REPO / "scenarios").rglob("*.toml")):
+        if "calibration" in path.parts:
+            continue  # `solvency calibrate`'s inputs, not scenarios
         data = tomllib.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
         venue = dict(data.get("venue", {}))
         venue.pop("insurance_fund", None)  # the scenario's key (the fund's capital)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from solvency.cli.backtest import backtest
+from solvency.cli.calibrate import calibrate_command
 from solvency.cli.core_commands import margin, replay, venues
 from solvency.cli.data import data_app
 from solvency.cli.fund_target import fund_target_command
@@ -42,6 +43,7 @@ app.command("risk-report")(risk_report_command)
 app.add_typer(keys_app, name="keys")
 app.command("train-margin")(train_margin)
 app.command("fund-target")(fund_target_command)
+app.command("calibrate")(calibrate_command)
 # --- end of command registrations ---
 
 

@@ -33,6 +33,30 @@ How a book is drawn
    in the collateral asset drawn from ``collateral_mix``, rounded *up* to whole quanta
    (an account never starts above its drawn leverage).
 
+Path-consistent entries (issue 17 item 2)
+-----------------------------------------
+With ``entry_history_ms`` and each market's preceding bars (:class:`EntryHistory`: the
+bars of the last ``entry_history_ms`` before the first price, on one time grid), steps 5
+and 6 become:
+
+5'. Each account opens all its positions at one bar ``j`` drawn uniformly from the
+    history; each position's entry is drawn uniformly between that bar's low and high
+    (then rounded to the tick). Its leverage is drawn from the mixture as in step 6 and
+    its collateral is its notional *at entry* over that leverage (rounded up).
+6'. The account is then walked along the bars from ``j`` to the first price: with
+    ``q`` the signed base size, ``e`` the entry and ``r`` the market's maintenance rate at
+    the largest notional the position reaches (``requirement(n) / n``, non-decreasing in
+    ``n`` for every margin model), its equity less maintenance at price ``p`` is
+    ``C - q e + (q - r |q|) p``, lowest at the lowest low after ``j`` for a long and at
+    the highest high for a short (the first price included). An account for which the
+    sum of these lows over its positions is not above zero would have been liquidated
+    before the window: it is not in the book. It is redrawn (bar, entries, leverage) up
+    to ``REDRAWS`` times, keeping the sizes, so the open interest stays exact; one still
+    liquidated after that opens at the first price with its leverage capped below
+    maintenance (``Population.entry_fallbacks`` counts them). The sum of per-market
+    lows is a lower bound of a multi-market account's path, so survivors are certain
+    survivors.
+
 Everything depends only on the spec, the venue, the prices and the seed.
 """
 
@@ -43,7 +67,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 
@@ -54,7 +78,9 @@ from solvency.core.typing import BoolArray1D, Float64Array1D, Int64Array1D
 from solvency.engine.engine import STREET, Engine
 
 __all__ = [
+    "REDRAWS",
     "BookArrays",
+    "EntryHistory",
     "LeverageComponent",
     "Population",
     "PopulationSpec",
@@ -63,6 +89,27 @@ __all__ = [
 ]
 
 SizeDistribution = Literal["pareto", "lognormal"]
+REDRAWS: Final = 30
+"""Redraws of an account the preceding path liquidated before it opens at the first price."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntryHistory:
+    """One market's bars before the window, on the grid shared by the population's markets.
+
+    ``ts_ms`` (bar open times, increasing), ``low`` and ``high`` (price per bar).
+    """
+
+    ts_ms: Int64Array1D
+    low: Float64Array1D
+    high: Float64Array1D
+
+    def __post_init__(self) -> None:
+        n = self.ts_ms.shape[0]
+        if n == 0 or self.low.shape[0] != n or self.high.shape[0] != n:
+            raise ValueError("entry history needs at least one bar, low and high per bar")
+        if not (np.all(self.low > 0) and np.all(self.high >= self.low)):
+            raise ValueError("entry history needs 0 < low <= high")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +179,11 @@ class PopulationSpec:
         0.2}``); empty (default) means all in the markets' settlement asset.
     account_prefix : str
         Account names are ``f"{prefix}{i:0{w}d}"`` (default ``"acct"``).
+    entry_history_ms : int or None
+        With preceding bars given (``generate_population(history=...)``), positions are
+        opened along the last ``entry_history_ms`` of them and the accounts that path
+        would have liquidated are replaced (see "Path-consistent entries" above);
+        ``None`` (default): entries around the current price.
     """
 
     n_accounts: int = 1000
@@ -149,6 +201,7 @@ class PopulationSpec:
     isolated_fraction: float = 0.0
     collateral_mix: Mapping[str, float] = field(default_factory=dict)
     account_prefix: str = "acct"
+    entry_history_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_accounts < 1:
@@ -174,6 +227,8 @@ class PopulationSpec:
             raise ValueError("size parameters must be positive")
         if self.entry_spread < 0:
             raise ValueError("entry_spread must be >= 0")
+        if self.entry_history_ms is not None and self.entry_history_ms <= 0:
+            raise ValueError("entry_history must be positive")
         if any(w < 0 for w in self.collateral_mix.values()) or (
                 self.collateral_mix and sum(self.collateral_mix.values()) <= 0):
             raise ValueError("collateral_mix weights must be >= 0 with a positive sum")
@@ -237,6 +292,7 @@ class Population:
     pos_lots: Int64Array1D
     entry_ticks: Int64Array1D
     marks: Mapping[str, Decimal]
+    entry_fallbacks: int = 0
 
     def side_lots(self, market: str) -> tuple[int, int]:
         """Return ``(long_lots, short_lots)`` held by the population in ``market``."""
@@ -398,7 +454,8 @@ def _asset_price(venue: Venue, symbol: str, prices: Mapping[str, float]) -> tupl
 
 def generate_population(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
                         rng: np.random.Generator | int, *,
-                        recent_prices: Mapping[str, Float64Array1D] | None = None
+                        recent_prices: Mapping[str, Float64Array1D] | None = None,
+                        history: Mapping[str, EntryHistory] | None = None
                         ) -> Population:
     """Draw a book of accounts matching ``spec`` on ``venue``'s grids.
 
@@ -415,6 +472,9 @@ def generate_population(spec: PopulationSpec, venue: Venue, prices: Mapping[str,
         Randomness source or seed.
     recent_prices : Mapping[str, Float64Array1D] or None
         Recent path per market (e.g. a replayed day); entries are drawn from it.
+    history : Mapping[str, EntryHistory] or None
+        Each market's bars before the window, on one grid: with
+        ``spec.entry_history_ms``, path-consistent entries (module docstring).
 
     Raises
     ------
@@ -425,6 +485,7 @@ def generate_population(spec: PopulationSpec, venue: Venue, prices: Mapping[str,
     g = _rng(rng)
     insts = _instruments(spec, venue)
     settle = insts[0].settle
+    path = _history(spec, insts, history)
     px = np.array([float(prices[i.name]) for i in insts])
     oi = [_lots_of(spec.open_interest_base[i.name], i) for i in insts]
     lot_base = np.array([float(i.lot_size * i.contract_size) for i in insts])
@@ -443,21 +504,29 @@ def generate_population(spec: PopulationSpec, venue: Venue, prices: Mapping[str,
         for side, total in ((True, targets[0]), (False, targets[1])):
             idx = sel[long[sel] == side]
             lots[idx] = _split_lots(total, weights[idx]) * (1 if side else -1)
-        recent = None if recent_prices is None else recent_prices.get(inst.name)
-        ticks[sel] = _entries(inst, float(px[m]), sel.shape[0], spec, recent, g)
-    return _finish(spec, venue, prices, insts, settle, pos_acc, pos_mkt, lots, ticks, g)
+        if path is None:
+            recent = None if recent_prices is None else recent_prices.get(inst.name)
+            ticks[sel] = _entries(inst, float(px[m]), sel.shape[0], spec, recent, g)
+    return _finish(spec, venue, prices, insts, settle, pos_acc, pos_mkt, lots, ticks, g,
+                   path)
 
 
 def _finish(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
             insts: list[Instrument], settle: str, pos_acc: Int64Array1D,
             pos_mkt: Int64Array1D, lots: Int64Array1D, ticks: Int64Array1D,
-            g: np.random.Generator) -> Population:
+            g: np.random.Generator,
+            path: tuple[EntryHistory, ...] | None = None) -> Population:
     n = spec.n_accounts
     px = np.array([float(prices[i.name]) for i in insts])
     lot_base = np.array([float(i.lot_size * i.contract_size) for i in insts])
-    notional = np.bincount(pos_acc, weights=np.abs(lots) * lot_base[pos_mkt] * px[pos_mkt],
-                           minlength=n)
+    notional: Float64Array1D = np.asarray(np.bincount(
+        pos_acc, weights=np.abs(lots) * lot_base[pos_mkt] * px[pos_mkt], minlength=n),
+        dtype=np.float64)
     lev = _leverage(spec, n, g)
+    fallbacks = 0
+    if path is not None:
+        ticks, lev, notional, fallbacks = _path_entries(
+            spec, insts, px, path, pos_acc, pos_mkt, lots, lev, g)
     isolated = g.random(n) < spec.isolated_fraction
     # One uniform per account is still drawn where the option-holder placeholder flag
     # (removed, issue 14) drew it, so that every population, and the golden hashes of
@@ -492,8 +561,100 @@ def _finish(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
         markets=tuple(i.name for i in insts), settle_asset=settle, collateral_assets=assets,
         collateral_asset=coll_asset, collateral_quanta=quanta, isolated=isolated,
         leverage=lev, pos_account=pos_acc, pos_market=pos_mkt,
-        pos_lots=lots, entry_ticks=ticks, marks=marks,
+        pos_lots=lots, entry_ticks=ticks, marks=marks, entry_fallbacks=fallbacks,
     )
+
+
+def _history(spec: PopulationSpec, insts: list[Instrument],
+             history: Mapping[str, EntryHistory] | None) -> tuple[EntryHistory, ...] | None:
+    if spec.entry_history_ms is None or history is None:
+        return None
+    missing = [i.name for i in insts if i.name not in history]
+    if missing:
+        raise ValueError(f"entry history: no preceding bars for {', '.join(missing)}")
+    out = tuple(history[i.name] for i in insts)
+    if any(not np.array_equal(h.ts_ms, out[0].ts_ms) for h in out[1:]):
+        raise ValueError("entry history: the markets' bars must share one time grid")
+    return out
+
+
+def _max_rates(insts: list[Instrument], top: Float64Array1D, base: Float64Array1D,
+               pos_mkt: Int64Array1D) -> Float64Array1D:
+    """Maintenance rate of each position at the largest notional it can reach.
+
+    ``requirement(n) / n`` is non-decreasing in ``n`` for every margin model (tiers: the
+    cumulative amounts keep it continuous and convex from 0), so this rate bounds the
+    position's maintenance anywhere on the path. Evaluated once per distinct size (a
+    draw-time loop over sizes, not an engine path).
+    """
+    rate = np.zeros(base.shape[0], dtype=np.float64)
+    oi = float(np.sum(np.abs(base) * top[pos_mkt]))
+    for m, inst in enumerate(insts):
+        sel = np.flatnonzero(pos_mkt == m)
+        sizes, inv = np.unique(np.abs(base[sel]), return_inverse=True)
+        r = np.array([inst.margin.requirement(float(z) * float(top[m]), float(z), oi)[1]
+                      / (float(z) * float(top[m])) for z in sizes.tolist()])
+        rate[sel] = r[inv]
+    return rate
+
+
+def _path_entries(spec: PopulationSpec, insts: list[Instrument], px: Float64Array1D,
+                  path: tuple[EntryHistory, ...], pos_acc: Int64Array1D,
+                  pos_mkt: Int64Array1D, lots: Int64Array1D, lev: Float64Array1D,
+                  g: np.random.Generator
+                  ) -> tuple[Int64Array1D, Float64Array1D, Float64Array1D, int]:
+    """Entries opened along the preceding bars, survivors only (module docstring, 5'-6').
+
+    Returns the entry ticks, the leverage at entry, the notional at entry per account
+    (collateral = notional / leverage) and the number of fallbacks to the first price.
+    """
+    n = spec.n_accounts
+    lo = np.stack([h.low for h in path])
+    hi = np.stack([h.high for h in path])
+    nb = lo.shape[1]
+    sufmin = np.minimum(np.minimum.accumulate(lo[:, ::-1], axis=1)[:, ::-1], px[:, None])
+    sufmax = np.maximum(np.maximum.accumulate(hi[:, ::-1], axis=1)[:, ::-1], px[:, None])
+    tick = np.array([float(i.tick_size) for i in insts])
+    base = lots * np.array([float(i.lot_size * i.contract_size) for i in insts])[pos_mkt]
+    rate = _max_rates(insts, np.maximum(hi.max(axis=1), px), base, pos_mkt)
+    entry = np.zeros(lots.shape[0], dtype=np.float64)
+    bar = np.zeros(n, dtype=np.int64)
+    lev = lev.copy()
+    todo = np.arange(n, dtype=np.int64)
+    for attempt in range(REDRAWS + 1):
+        if todo.shape[0] == 0:
+            break
+        bar[todo] = g.integers(0, nb, todo.shape[0])
+        if attempt > 0:
+            lev[todo] = _leverage(spec, todo.shape[0], g)
+        redo = np.zeros(n, dtype=np.bool_)
+        redo[todo] = True
+        sel = np.flatnonzero(redo[pos_acc])
+        pm, pj = pos_mkt[sel], bar[pos_acc[sel]]
+        e = lo[pm, pj] + g.random(sel.shape[0]) * (hi[pm, pj] - lo[pm, pj])
+        e = np.maximum(np.rint(e / tick[pm]), 1.0) * tick[pm]
+        entry[sel] = e
+        q = base[sel]
+        worst = np.where(q > 0, sufmin[pm, pj], sufmax[pm, pj])
+        low = q * (worst - e) - rate[sel] * np.abs(q) * worst
+        coll = np.bincount(pos_acc[sel], weights=np.abs(q) * e, minlength=n) / lev
+        slack = coll + np.bincount(pos_acc[sel], weights=low, minlength=n)
+        todo = todo[slack[todo] <= 0]
+    fallbacks = int(todo.shape[0])
+    if fallbacks:
+        redo = np.zeros(n, dtype=np.bool_)
+        redo[todo] = True
+        sel = np.flatnonzero(redo[pos_acc])
+        pm = pos_mkt[sel]
+        entry[sel] = np.maximum(np.rint(px[pm] / tick[pm]), 1.0) * tick[pm]
+        n0 = np.bincount(pos_acc[sel], weights=np.abs(base[sel]) * entry[sel], minlength=n)
+        mm0 = np.bincount(pos_acc[sel], weights=rate[sel] * np.abs(base[sel]) * entry[sel],
+                          minlength=n)
+        lev[todo] = np.minimum(lev[todo], 0.9 * n0[todo] / mm0[todo])
+    ticks: Int64Array1D = np.maximum(np.rint(entry / tick[pos_mkt]), 1).astype(np.int64)
+    notional: Float64Array1D = np.asarray(
+        np.bincount(pos_acc, weights=np.abs(base) * entry, minlength=n), dtype=np.float64)
+    return ticks, lev, notional, fallbacks
 
 
 # ============================================================================ loading

@@ -520,7 +520,8 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
     try:
         pop = generate_population(scenario.population, v,
                                   {m: float(prices[m][0]) for m in markets},
-                                  scenario.seed_population)
+                                  scenario.seed_population,
+                                  history=scenario.entry_history(int(ts[0])))
     except ValueError as exc:
         raise ScenarioError(f"population: {exc}") from None
     # Without agents the engine tells the book what executed (ExecutionListener); with

@@ -50,6 +50,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, NamedTuple
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -59,7 +60,7 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
-from solvency.adapters.ohlcv import OhlcvError, parse_interval_ms
+from solvency.adapters.ohlcv import OhlcvError, parse_interval_ms, read_ohlcv
 from solvency.core.model.events import EventError, parse_ts_ms
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError, Venue
@@ -84,7 +85,7 @@ from solvency.sim.paths import (
     PathSpec,
     ReplaySpec,
 )
-from solvency.sim.population import LeverageComponent, PopulationSpec
+from solvency.sim.population import EntryHistory, LeverageComponent, PopulationSpec
 
 __all__ = [
     "DEFAULT_SCENARIO_TOML",
@@ -273,6 +274,8 @@ class _Replay(BaseModel):
     interval: str | None = None
     start: Timestamp | None = None
     end: Timestamp | None = None
+    # bars before the window for population.entry_history (default: source's own)
+    history: str | None = None
 
 
 _MARKET_MODELS: Final[dict[str, type[BaseModel]]] = {
@@ -314,6 +317,7 @@ class _Population(BaseModel):
     isolated_fraction: float = 0.0
     collateral_mix: dict[str, float] = {}
     account_prefix: str = "acct"
+    entry_history: Duration | None = None
 
 
 class _Liquidity(BaseModel):
@@ -783,6 +787,43 @@ class Scenario:
                           start_ms=None if start is None else _ts_ms(start, "start"),
                           end_ms=None if end is None else _ts_ms(end, "end"))
 
+    def entry_history(self, start_ms: int) -> dict[str, EntryHistory] | None:
+        """Return each market's bars of the ``population.entry_history`` before
+        ``start_ms`` (the ``history`` file of a replay market, else its ``source``), on
+        the time grid the markets share; ``None`` without ``entry_history``.
+
+        Raises
+        ------
+        ScenarioError
+            If a file is missing or unreadable, or no shared bar is in the span.
+        """
+        span = self.population.entry_history_ms
+        if span is None:
+            return None
+        bars = {}
+        for m, p in self.market_params.items():
+            src = p.get("history") or p.get("source")
+            if not isinstance(src, str):
+                raise ScenarioError(f"population.entry_history: market {m} has no bars file "
+                                    "(a replay market's source or history)")
+            try:
+                b = read_ohlcv(self.resolve(src))
+            except OhlcvError as exc:
+                raise ScenarioError(f"market.markets.{m}.history: {exc}") from None
+            keep = (b.ts_ms >= start_ms - span) & (b.ts_ms < start_ms)
+            bars[m] = (b.ts_ms[keep], b.low[keep], b.high[keep])
+        grid = None
+        for ts, _, _ in bars.values():
+            grid = ts if grid is None else np.intersect1d(grid, ts)
+        if grid is None or grid.shape[0] == 0:
+            raise ScenarioError("population.entry_history: no bar before the window's start "
+                                "common to every market's history file")
+        out = {}
+        for m, (ts, lo, hi) in bars.items():
+            idx = np.searchsorted(ts, grid)
+            out[m] = EntryHistory(ts_ms=grid, low=lo[idx], high=hi[idx])
+        return out
+
     # ------------------------------------------------------------------ liquidity
 
     def liquidity_specs(self, *, impact: bool = True) -> dict[str, LiquiditySpec]:
@@ -871,7 +912,12 @@ def _validate(model: type[BaseModel], data: Any, source: str,
 
 
 def _population(p: _Population, source: str) -> PopulationSpec:
-    kw: dict[str, Any] = p.model_dump(exclude={"leverage"})
+    kw: dict[str, Any] = p.model_dump(exclude={"leverage", "entry_history"})
+    if p.entry_history is not None:
+        try:
+            kw["entry_history_ms"] = _duration_ms(p.entry_history, "entry_history")
+        except ValueError as exc:
+            raise ScenarioError(f"{source}: population.{exc}") from None
     if p.leverage is not None:
         try:
             kw["leverage"] = tuple(LeverageComponent(weight=c.weight, median=c.median,

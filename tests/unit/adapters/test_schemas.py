@@ -170,7 +170,8 @@ def _toml_as_json(value):
 
 
 BUNDLED_SCENARIOS = [
-    *sorted((REPO / "scenarios").rglob("*.toml")),
+    # scenarios/calibration/ holds `solvency calibrate`'s inputs, not scenarios
+    *sorted(p for p in (REPO / "scenarios").rglob("*.toml") if "calibration" not in p.parts),
     REPO / "src" / "solvency" / "data" / "default_scenario.toml",
 ]
 
