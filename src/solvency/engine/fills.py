@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import Final
 
 import numpy as np
 
@@ -36,8 +37,13 @@ from solvency.engine.insurance import review_fee_share
 from solvency.engine.liquidation import INSURANCE_ROW
 from solvency.engine.valuation import revalue_fill
 
-__all__ = ["apply_fill", "fill_side", "open_interest_after", "risk_grows"]
+__all__ = ["SHARD_CLEARING", "apply_fill", "fill_side", "open_interest_after", "risk_grows"]
 
+
+SHARD_CLEARING: Final = "__shard_clearing__"
+"""An account shard's counterparty of the legs of fills across shards
+(service/shards.py). A reduce-only market does not refuse its side: one engine checks
+only the two traders' sides, and each shard checks its trader's."""
 
 def fill_side(state: EngineState, account: str, m: int, market: str, delta_lots: int,
               fee_quanta: int) -> PositionChange:
@@ -143,12 +149,12 @@ def apply_fill(state: EngineState, ev: Fill, *, check_only: bool = False) -> lis
     iso_topups: dict[str, int] = {}
     if abs(b_after) > abs(b_before) or (b_before != 0 and b_after != 0
                                         and (b_before > 0) != (b_after > 0)):
-        if mode == "reduce_only":
+        if mode == "reduce_only" and buyer_name != SHARD_CLEARING:
             raise _reduce_only(market, buyer)
         _check_side_margin(state, buyer, m, a, flow_b - fee_b, oi_after, iso_topups)
     if abs(s_after) > abs(s_before) or (s_before != 0 and s_after != 0
                                         and (s_before > 0) != (s_after > 0)):
-        if mode == "reduce_only":
+        if mode == "reduce_only" and seller_name != SHARD_CLEARING:
             raise _reduce_only(market, seller)
         _check_side_margin(state, seller, m, a, flow_s - fee_s, oi_after, iso_topups)
     if check_only:

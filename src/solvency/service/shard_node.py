@@ -28,6 +28,13 @@ its verdict; the shard goes on at once and keeps it *pending* until the verdict 
 waiting for it only where it matters: before a later event with the same id (a duplicate
 if it was accepted). That keeps N shards exactly equal to one engine; timestamped events
 still make the shards advance in lockstep (docs/scale_out.md).
+
+The venue-wide decision (the fund, ADL, socialized loss: service/shards.py): after an
+accepted timestamped event every shard publishes a flag (``m:K:g``, what of its part
+needed the whole venue, or null) and waits for all N. If one is set, every shard goes
+back to its state before the event, publishes it (``m:K:s``), waits for all N, and
+applies :func:`~solvency.service.shards.decide_venue_wide` over them, a pure function:
+each keeps its part, and shard 0 publishes the event's out-events (``m:0:w``).
 """
 
 from __future__ import annotations
@@ -53,12 +60,16 @@ from solvency.engine.inputs import parse_input
 from solvency.service.core import canonical, venue_fingerprint
 from solvency.service.shards import (
     FUND_SHARD,
+    BirthKey,
     GlobalViewNeededError,
     ShardDivergenceError,
     UnshardableError,
     check_shardable,
+    decide_venue_wide,
     genesis,
+    record_births,
     refuse_global,
+    restore_like,
     route,
     shard_of,
 )
@@ -112,7 +123,7 @@ class ShardNode:
 
     def __init__(self, url: str, name: str, k: int, n: int, venue: Venue, *,
                  state_dir: Path | None = None, snapshot_every: int = 5_000,
-                 replicas: int = 1) -> None:
+                 replicas: int = 1, checkpoint_every: int = 200) -> None:
         self.url, self.name, self.k, self.n = url, name, k, n
         self.venue, self.replicas = venue, replicas
         self.state_dir, self.snapshot_every = state_dir, snapshot_every
@@ -134,7 +145,16 @@ class ShardNode:
         # JetStream publish acknowledgements not yet awaited (all are before a snapshot)
         self._acks: list[asyncio.Future[Any]] = []
         self._venue_fp = venue_fingerprint(venue.raw)
+        self.births: dict[str, BirthKey] = {}  # this shard's rows' creation (shards.py)
+        # the venue-wide decision: each shard's flag per event (what needed the whole
+        # venue, or None), and each shard's state before a flagged event
+        self._flags: dict[int, dict[int, str | None]] = {}
+        self._states: dict[int, dict[int, dict[str, Any]]] = {}
+        self.checkpoint_every = checkpoint_every
+        self._base: dict[str, Any] = {}
+        self._ops: list[tuple[Any, ...]] = []
         self._recover()
+        self._checkpoint()
 
     # ------------------------------------------------------------------ state
 
@@ -150,6 +170,8 @@ class ShardNode:
                 raise ValueError(f"{path} belongs to shard {data['k']}/{data['n']}")
             self.engine = Engine.restore(data["engine"])
             self.m, self.seen = int(data["m"]), set(data["seen"])
+            self.births = {str(x): (int(a), int(b), int(c))
+                           for x, (a, b, c) in data.get("births", {}).items()}
             self._pending = {int(m): (str(i), [int(t) for t in ts])
                              for m, i, ts in data.get("pending", [])}
             if self.engine.state_hash() != data["state_hash"]:
@@ -163,8 +185,15 @@ class ShardNode:
         """This shard's state: the input event it reached, the venue's accepted ids, the
         events whose verdicts it has not had yet, and the engine."""
         return {"k": self.k, "n": self.n, "m": self.m, "seen": sorted(self.seen),
+                "births": dict(sorted(self.births.items())),
                 "pending": [[m, i, ts] for m, (i, ts) in sorted(self._pending.items())],
                 "state_hash": self.engine.state_hash(), "engine": self.engine.snapshot()}
+
+    def _checkpoint(self) -> None:
+        # the engine's state, and what it applied since: the shard goes back to its state
+        # before an event by restoring this and applying those again
+        self._base = self.engine.snapshot()
+        self._ops = []
 
     def _save(self) -> None:
         path = self._snap_path
@@ -261,6 +290,14 @@ class ShardNode:
                 self._changed.set()
             return
         m = int(d["m"])
+        if "g" in d or "state" in d:
+            if m > self.m:  # of an event not yet processed here
+                if "g" in d:
+                    self._flags.setdefault(m, {})[int(d["k"])] = d["g"]
+                else:
+                    self._states.setdefault(m, {})[int(d["k"])] = d
+                self._changed.set()
+            return
         # votes of events already processed are not needed, except of pending ones
         if "ok" in d and (m > self.m or m in self._pending):
             self._votes.setdefault(m, {})[int(d["k"])] = bool(d["ok"])
@@ -347,25 +384,52 @@ class ShardNode:
             self._settle(m)
             self.m = m
             return
+        if len(self._ops) >= self.checkpoint_every:
+            self._checkpoint()
+        n_ops, n_rows = len(self._ops), len(self.engine.book.rows)
+        self.engine.liquidator.venue_wide = None
         if isinstance(ev, Fill) and len(legs) == 2:
             ok, out = await self._cross_fill(m, ev, targets, mine)
         elif mine:
             out = self.engine.apply(mine[0])
+            self._ops.append(("apply", mine[0]))
             ok = not any(isinstance(o, Rejected) and o.event == ev.id for o in out)
             await self._publish(m, "v", {"ok": ok, "out": self.engine.out_json(out)})
-            if ok:
+            if ok and self.engine.liquidator.venue_wide is None:
                 self._refuse(ev.id, out)
-                if isinstance(ev, Params):  # a change may make margin need the whole venue
-                    try:
-                        check_shardable(self.engine)
-                    except UnshardableError as exc:
-                        self.error = f"input event {m} ({ev.id}): {exc}"
-                        self.error_at = m
+            if ok and isinstance(ev, Params):  # a change may make margin need the venue
+                try:
+                    check_shardable(self.engine)
+                except UnshardableError as exc:
+                    self.error = f"input event {m} ({ev.id}): {exc}"
+                    self.error_at = m
             out = []
         else:
             ok = await self._wait_votes(m, targets)
             if ok and ev.ts_ms is not None:
                 out = self.engine.pass_time(ev.ts_ms, ev.id)
+                self._ops.append(("pass_time", ev.ts_ms, ev.id))
+        need = self.engine.liquidator.venue_wide
+        if ok and ev.ts_ms is not None:
+            # every shard ran this event (its part, or time passing): all say whether
+            # their part needed the whole venue, and all wait for all (a barrier)
+            await self._publish(m, "g", {"g": need})
+            flags = await self._wait_flags(m)
+            wide = next((f for _, f in sorted(flags.items()) if f is not None), None)
+            if wide is not None:
+                await self._venue_wide(m, ev, targets, n_ops, wide)
+                self.seen.add(ev.id)
+                self.m = m
+                self._votes.pop(m, None)
+                return
+        elif ok and need is not None:
+            # the other shards went on past it without waiting (no timestamp)
+            self.error = (f"input event {m} ({ev.id}): {need} needs the venue-wide view, "
+                          "and an event without a timestamp cannot gather it")
+            self.error_at = m
+            return
+        order = targets + [j for j in range(self.n) if j not in targets]
+        record_births(self.births, self.engine, n_rows, (m, order.index(self.k)))
         if out:
             await self._publish(m, "o", {"out": self.engine.out_json(out)})
         if ok:
@@ -373,6 +437,53 @@ class ShardNode:
             self._refuse(ev.id, out)
         self.m = m
         self._votes.pop(m, None)  # the other targets' votes of an event this shard applied
+
+    async def _wait_flags(self, m: int) -> dict[int, str | None]:
+        while True:
+            if self._stop.is_set():
+                raise _StoppedError
+            got = self._flags.get(m, {})
+            if len(got) == self.n:
+                return self._flags.pop(m)
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def _venue_wide(self, m: int, ev: Any, targets: list[int], n_ops: int,
+                          wide: str) -> None:
+        """Event ``m`` over the gathered venue: this shard's state before it (its
+        checkpoint and what it applied since, applied again) to every shard, every
+        shard's from them, and :func:`~solvency.service.shards.decide_venue_wide` over
+        them all, a pure function: every shard computes the same result and keeps its
+        part; shard 0 publishes the event's out-events (``wide``)."""
+        back = restore_like(self.engine, self._base)
+        for op in self._ops[:n_ops]:
+            if op[0] == "apply":
+                back.apply(op[1])
+            else:
+                back.pass_time(op[1], op[2])
+        before = back.snapshot()
+        await self._publish(m, "s", {"state": before, "births": self.births})
+        while True:
+            if self._stop.is_set():
+                raise _StoppedError
+            got = self._states.get(m, {})
+            if len(got) == self.n:
+                break
+            self._changed.clear()
+            await self._changed.wait()
+        states = self._states.pop(m)
+        births: dict[str, BirthKey] = {}
+        for k in range(self.n):
+            for name, (a, b, c) in states[k]["births"].items():
+                key = (int(a), int(b), int(c))
+                births[name] = min(births.get(name, key), key)
+        olds = [before if k == self.k else states[k]["state"] for k in range(self.n)]
+        out, snaps = decide_venue_wide(self.engine, olds, births, ev, targets, m)
+        self.engine = restore_like(self.engine, snaps[self.k])
+        self.births = {r[0]: births[r[0]] for r in snaps[self.k]["rows"] if r[0] in births}
+        if self.k == FUND_SHARD:
+            await self._publish(m, "w", {"wide": wide, "out": self.engine.out_json(out)})
+        self._checkpoint()
 
     def _refuse(self, event_id: str, out: list[Any]) -> None:
         try:
@@ -384,8 +495,10 @@ class ShardNode:
                           mine: list[Any]) -> tuple[bool, list[Any]]:
         if not mine:
             ok = await self._wait_votes(m, targets)
-            return ok, (self.engine.pass_time(ev.ts_ms, ev.id)
-                        if ok and ev.ts_ms is not None else [])
+            if ok and ev.ts_ms is not None:
+                self._ops.append(("pass_time", ev.ts_ms, ev.id))
+                return ok, self.engine.pass_time(ev.ts_ms, ev.id)
+            return ok, []
         clock = self.engine.clock_ms
         rej: Rejected | None
         if ev.ts_ms is not None and clock is not None and ev.ts_ms < clock:
@@ -402,6 +515,7 @@ class ShardNode:
                 await self._publish(m, "o", {"out": self.engine.out_json([rej])})
             return False, []
         out = self.engine.apply(mine[0])
+        self._ops.append(("apply", mine[0]))
         if any(isinstance(o, Rejected) for o in out):
             self.error = f"input event {m}: leg rejected after both shards passed it"
             self.error_at = m
@@ -495,8 +609,9 @@ class ShardFeed:
                                        pending_msgs_limit=1_000_000,
                                        pending_bytes_limit=1 << 30)
         per: dict[int, list[list[dict[str, Any]]]] = {}
+        wide: dict[int, list[dict[str, Any]]] = {}
         verdicts: dict[int, set[bool]] = {}
-        first: dict[tuple[int, int, bool], bytes] = {}
+        first: dict[tuple[int, int, str], bytes] = {}
         self.duplicates = 0
         try:
             for _ in range(total):
@@ -505,7 +620,8 @@ class ShardFeed:
                 if "venue" in d:  # a shard's venue fingerprint at its start
                     continue
                 m = int(d["m"])
-                key = (m, int(d["k"]), "ok" in d)
+                kind = next((x for x in ("ok", "g", "state", "wide") if x in d), "out")
+                key = (m, int(d["k"]), kind)
                 if key in first:  # a restarted shard's again, past the duplicate window
                     if first[key] != msg.data:
                         raise ShardDivergenceError(
@@ -513,6 +629,11 @@ class ShardFeed:
                     self.duplicates += 1
                     continue
                 first[key] = msg.data
+                if kind in ("g", "state"):  # the venue-wide decision's flags and states
+                    continue
+                if kind == "wide":  # the event decided over the gathered venue
+                    wide[m] = d["out"]
+                    continue
                 if m <= upto:
                     per.setdefault(m, [[] for _ in range(self.n)])[int(d["k"])].extend(
                         d.get("out", []))
@@ -524,7 +645,11 @@ class ShardFeed:
         if split:
             raise ShardDivergenceError(f"input event {min(split)}: accepted by some shards, "
                                        "rejected by others")
-        return {m: merge_out_json(shards) for m, shards in sorted(per.items())}
+        # an event decided over the gathered venue: its out-events are that decision's
+        # (what the shards published before they knew it needed the venue is dropped)
+        merged = {m: merge_out_json(shards) for m, shards in sorted(per.items())}
+        merged.update({m: out for m, out in wide.items() if m <= upto})
+        return dict(sorted(merged.items()))
 
     async def account(self, account: str, *, timeout_s: float = 5.0) -> dict[str, Any] | None:
         """``account``'s view, asked of the shard that holds it (None: no such account)."""

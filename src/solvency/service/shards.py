@@ -65,6 +65,7 @@ from solvency.core.model.events import (
 from solvency.core.model.venue import Venue
 from solvency.core.oracle import OracleReport
 from solvency.engine.engine import Engine
+from solvency.engine.fills import SHARD_CLEARING
 from solvency.engine.inputs import AnyInput
 from solvency.engine.liquidation import BACKSTOP, INSURANCE_ROW, MARKET
 from solvency.engine.pretrade import Order
@@ -85,9 +86,6 @@ __all__ = [
     "venue_digest",
 ]
 
-SHARD_CLEARING: Final = "__shard_clearing__"
-"""Each shard's counterparty of cross-shard legs (its positions over all shards sum to
-zero in every market)."""
 FUND_SHARD: Final = 0
 """The shard that holds the venue-wide system accounts (fund, backstop, market)."""
 _ON_FUND_SHARD: Final = frozenset({INSURANCE_ROW, BACKSTOP, MARKET})

@@ -46,6 +46,7 @@ from tests.integration.service.workload import workload
 
 N = 4
 VICTIM = 1
+KILL_AT = 1_050
 ENTRY = "from solvency.cli.shard import shard_app; shard_app()"
 
 
@@ -140,7 +141,7 @@ async def _wait_saved(path: Path, m: int, timeout: float) -> None:
 
 
 def test_four_shard_processes_equal_one_engine(tmp_path: Path, nats_cluster: str) -> None:
-    objs = _with_untimed(_objs(workload(5, 1_200, fund="3000", crash=(0.12, 0.102))),
+    objs = _with_untimed(_objs(workload(5, 1_200, fund="3000", crash=(0.35, 0.30))),
                          300, seed=5)
     venue = load_preset("binance")
     one, inproc = Engine(venue), ShardedEngine(venue, N)
@@ -149,8 +150,15 @@ def test_four_shard_processes_equal_one_engine(tmp_path: Path, nats_cluster: str
         ev = parse_input(obj)
         want.append(one.out_json(one.apply(ev)))
         inproc.apply(ev)
-    assert sum(o["type"] == "liquidation" for out in want for o in out) >= 5
+    assert sum(o["type"] == "liquidation" for out in want for o in out) >= 15
     assert sum(o["type"] == "rejected" for out in want for o in out) >= 5
+    # the crash drains the fund, which takes positions over, and reaches ADL: input
+    # events 887 to 1132 are decided over the gathered venue (9 of them)
+    assert sum(o["type"] == "adl" for out in want for o in out) >= 30
+    assert one.liquidator.counts["fund_takeover"] >= 5
+    wide = [i for i, obj in enumerate(objs, 1)
+            if obj["id"] in {e for e, _ in inproc.venue_wide_events}]
+    assert len(wide) >= 8 and wide[0] < KILL_AT < wide[-1], wide
 
     procs = [_start(k, nats_cluster, "shards4", tmp_path) for k in range(N)]
 
@@ -161,22 +169,24 @@ def test_four_shard_processes_equal_one_engine(tmp_path: Path, nats_cluster: str
             await _wait_up(feed, list(range(N)), tmp_path, 180)
             last = await feed.publish(objs)
             assert last == len(objs)
-            # kill the victim past its snapshot at 500 (the next is at 1,000): it
-            # restarts from 500 and applies and publishes again what it had after it
-            deadline = time.monotonic() + 180
-            while (seen := (await feed.status(VICTIM))["m"]) < 600:
-                assert time.monotonic() < deadline, "the shards did not reach 600"
+            # kill the victim mid-crash, past its snapshot at 1,000 (the next is at
+            # 1,500): it restarts from 1,000 and applies and publishes again what it had
+            # after it, venue-wide decisions included (the others' states before them
+            # are read back from the verdict stream)
+            deadline = time.monotonic() + 240
+            while (seen := (await feed.status(VICTIM))["m"]) < KILL_AT:
+                assert time.monotonic() < deadline, f"the shards did not reach {KILL_AT}"
                 await asyncio.sleep(0.01)
             procs[VICTIM].send_signal(signal.SIGKILL)
             procs[VICTIM].wait()
             snap_m = json.loads((tmp_path / f"shard-{VICTIM}.json").read_text())["m"]
-            assert snap_m == 500 and seen >= 600, (snap_m, seen)
+            assert snap_m == 1_000 and seen >= KILL_AT, (snap_m, seen)
             await asyncio.sleep(0.5)
             # without the victim's verdicts the others cannot finish
             others = [(await feed.status(k))["m"] for k in range(N) if k != VICTIM]
             assert max(others) < last, others
             procs[VICTIM] = _start(VICTIM, nats_cluster, "shards4", tmp_path)
-            await feed.wait_applied(last, timeout_s=240)
+            await feed.wait_applied(last, timeout_s=300)
             states = [await feed.status(k, snapshot=True) for k in range(N)]
             outs = await feed.out_events(last)
             return {"states": states, "outs": outs, "duplicates": feed.duplicates}
@@ -219,13 +229,47 @@ def test_four_shard_processes_equal_one_engine(tmp_path: Path, nats_cluster: str
         engine.verify()
 
 
-def test_demo_stops_where_the_fund_is_needed(nats_cluster: str) -> None:
-    """The bundled demo reaches ADL at e0060: the shard that meets it stops there with
-    the event named, and the feed reports it (two shards in this process)."""
+def test_demo_through_adl_equals_one_engine(nats_cluster: str) -> None:
+    """The bundled demo (a fund takeover, ADL at e0060, the fund's unwinds) through two
+    shard nodes in this process: the events that need the whole venue are decided over
+    the gathered venue (each shard's state before them on the verdict stream), and every
+    event's out-events, every account and both shards' states are one engine's and the
+    in-process shards'."""
     text = resources.files("solvency.data").joinpath("demo_events.jsonl").read_text()
     objs = _objs(text.splitlines())
-    message = asyncio.run(_run_nodes(nats_cluster, "demo2", objs))
-    assert "event e0060: adl needs the venue-wide view" in message
+    venue = load_preset("binance")
+    one, inproc = Engine(venue), ShardedEngine(venue, 2)
+    want = []
+    for obj in objs:
+        ev = parse_input(obj)
+        want.append(one.out_json(one.apply(ev)))
+        inproc.apply(ev)
+    assert any(o["type"] == "adl" for out in want for o in out)
+    assert len(inproc.venue_wide_events) >= 10
+
+    async def run() -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]]]:
+        stop = asyncio.Event()
+        nodes = [ShardNode(nats_cluster, "demo2", k, 2, venue) for k in range(2)]
+        tasks = [asyncio.create_task(node.run(stop)) for node in nodes]
+        feed = ShardFeed(nats_cluster, "demo2", 2)
+        await feed.connect()
+        try:
+            await _wait_up(feed, [0, 1], Path("."), 60)
+            last = await feed.publish(objs)
+            await feed.wait_applied(last, timeout_s=120)
+            return ([await feed.status(k, snapshot=True) for k in range(2)],
+                    await feed.out_events(last))
+        finally:
+            await feed.close()
+            stop.set()
+            await asyncio.gather(*tasks)
+
+    states, outs = asyncio.run(run())
+    for m, expected in enumerate(want, 1):
+        assert _compared(outs.get(m, [])) == _compared(expected), objs[m - 1]["id"]
+    engines = [Engine.restore(s["snapshot"]["engine"]) for s in states]
+    assert venue_summary(engines) == venue_summary([one])
+    assert [s["state_hash"] for s in states] == [e.state_hash() for e in inproc.shards]
 
 
 def test_open_interest_margin_stops_the_shards(nats_cluster: str) -> None:
