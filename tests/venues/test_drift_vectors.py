@@ -35,7 +35,7 @@ from solvency.core.liquidation.policy import (
     policy_for,
 )
 from solvency.core.margin.kernels import drift_margin_ratio
-from solvency.core.margin.models import SizePremiumModel
+from solvency.core.margin.models import SizePremiumModel, drift_unrealized_asset_weight_bp
 from tests.venues._units import (
     DRIFT_BASE_PRECISION,
     DRIFT_LIQUIDATION_FEE_PRECISION,
@@ -111,6 +111,38 @@ def test_premium_never_below_the_ratio() -> None:
     ``0.8 r``."""
     assert drift_margin_ratio(500, 0, 1000) == 500
     assert drift_margin_ratio(500, 1, 1000) == 500
+
+
+# calculate_user_equity_value_tests: PerpMarket::get_unrealized_asset_weight with
+# unrealized_pnl_initial_asset_weight 10,000 and unrealized_pnl_imf_factor = imf_factor =
+# 1,000, Initial; PnL in QUOTE_PRECISION. Drift's weight on positive PnL, not yet applied
+# by the engine's margin sums (docs/venues.md, "Remaining out"): the venue's arithmetic.
+PNL_24K = 24_282_786_896
+UNREALIZED_WEIGHT_CASES = {
+    "uaw": (22_699_050_905, 9_559),
+    "position_unrealized_pnl": (PNL_24K, 9_516),
+    "position_unrealized_pnl*10": (PNL_24K * 10, 7_368),
+    "position_unrealized_pnl*100": (PNL_24K * 100, 4_299),
+    "position_unrealized_pnl*1000": (PNL_24K * 1000, 1_855),
+    "position_unrealized_pnl*10000": (PNL_24K * 10000, 663),
+    "position_unrealized_pnl*800000": (PNL_24K * 800000, 78),
+    "uaw_2 (upnl_2 = 100 USDC)": (100 * QUOTE, 10_000),
+}
+
+
+@pytest.mark.parametrize(("pnl", "expected"), list(UNREALIZED_WEIGHT_CASES.values()),
+                         ids=[f"{MARGIN}/calculate_user_equity_value_tests/{k}"
+                              for k in UNREALIZED_WEIGHT_CASES])
+def test_unrealized_pnl_initial_asset_weight(pnl: int, expected: int) -> None:
+    assert drift_unrealized_asset_weight_bp(pnl, 10_000, 1_000) == expected
+
+
+def test_unrealized_pnl_weight_sides() -> None:
+    # a loss always weighs 10,000; maintenance takes the weight as set; weight 0 is 0
+    assert drift_unrealized_asset_weight_bp(-5 * QUOTE, 0, 1_000) == 10_000
+    assert drift_unrealized_asset_weight_bp(PNL_24K, 9_000, 1_000, initial=False) == 9_000
+    assert drift_unrealized_asset_weight_bp(PNL_24K, 0, 1_000) == 0
+    assert drift_unrealized_asset_weight_bp(PNL_24K, 8_000, 0) == 8_000
 
 
 # -------------------------------------------------------------- state/perp_market/tests.rs

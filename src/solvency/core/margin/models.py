@@ -31,7 +31,40 @@ __all__ = [
     "SizePremiumModel",
     "TieredModel",
     "derive_amounts",
+    "drift_unrealized_asset_weight_bp",
 ]
+
+def drift_unrealized_asset_weight_bp(pnl_quanta: int, asset_weight_bp: int, imf_ppm: int,
+                                     *, initial: bool = True) -> int:
+    """Drift's asset weight (1e-4) on a perp position's unrealized PnL of
+    ``pnl_quanta`` (USDC quanta, 1e-6): 10,000 for a loss or zero; for a profit, the
+    maintenance weight as set, and for the initial check the market's
+    ``unrealized_pnl_initial_asset_weight`` discounted by size,
+    ``min(w, 1.1e6 x 1e4 // (1e6 + isqrt(pnl x 1e3 x 10 + 1) x imf // 1e5))`` (0 when the
+    weight is 0). Integer divisions round down, as Drift's do.
+
+    Source: drift-labs/protocol-v2 at 0ae3e3b1 (2026-04-01),
+    ``programs/drift/src/state/perp_market.rs`` ``PerpMarket::get_unrealized_asset_weight``
+    and ``programs/drift/src/math/margin.rs`` ``calculate_size_discount_asset_weight``
+    (``AMM_TO_QUOTE_PRECISION_RATIO`` 1e3, ``SPOT_IMF_PRECISION`` 1e6); the market's
+    ``unrealized_pnl_max_imbalance`` scaling is not modelled (0: off).
+
+    Not yet applied by the engine: its margin sums hold each position's value, not its
+    PnL (docs/venues.md, "Remaining out"). This is the venue's arithmetic, held to its
+    vectors, for that wiring.
+    """
+    if pnl_quanta <= 0:
+        return 10_000
+    if not initial:
+        return asset_weight_bp
+    if asset_weight_bp <= 0:
+        return 0
+    if imf_ppm == 0:
+        return asset_weight_bp
+    size_sqrt = math.isqrt(pnl_quanta * 1_000 * 10 + 1)
+    discounted = (1_100_000 * 10_000) // (1_000_000 + size_sqrt * imf_ppm // 100_000)
+    return min(asset_weight_bp, discounted)
+
 
 ModelKind = Literal["tiered", "oi_scaled", "size_premium", "size_linear",
                    "option_standard"]
