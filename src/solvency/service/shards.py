@@ -267,6 +267,9 @@ class ShardedEngine:
                                                                   strict=True)]
         self.venue_wide_events.append((event.id, need))
         self._checkpoint()
+        if isinstance(event, Params):
+            for engine in self.shards:
+                check_shardable(engine)
         return out
 
     def apply_all(self, events: Iterable[AnyInput]) -> list[Any]:
