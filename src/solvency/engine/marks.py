@@ -181,7 +181,8 @@ def revalue_collateral(state: EngineState, assets: list[int], now_ms: int | None
     held = [x for x in (book.asset_holders[a].view() for a in moved) if x.shape[0]]
     if not held:
         return []
-    rows = np.unique(np.concatenate(held))
+    # one asset's holders are distinct already (a copy: liquidations change the index)
+    rows = held[0].copy() if len(held) == 1 else np.unique(np.concatenate(held))
     return after_valuation(state, rows, book.aggregate(rows), cause)
 
 
