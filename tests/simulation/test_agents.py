@@ -18,7 +18,7 @@ import pytest
 
 from solvency.core.ledger.ledger import ROUNDING
 from solvency.core.model.events import Deposit, Fill, Price
-from solvency.core.model.presets import load_preset
+from solvency.core.model.presets import load_preset, venue_from_data
 from solvency.engine.engine import Engine
 from solvency.engine.liquidation import MARKET
 from solvency.engine.ports import Fill as PortFill
@@ -260,6 +260,30 @@ def test_liquidator_port_capacity_latency_and_order() -> None:
     assert port.quote("BTC-PERP", 1_000, MARK, TICK) == [PortFill(1_000, Decimal("100070.0"))]
 
 
+@pytest.mark.parametrize(("elasticity", "fee_ppm", "btc"), [
+    (0.0, 3_000, 10.0),   # no answer to the reward: 1,000,000 USDT a step
+    (1.0, 0, 10.0),       # no reward: capacity as set
+    (1.0, 700, 20.0),     # reward 7 bps = the discount: (7 + 7) / 7 = 2x
+    (2.0, 350, 22.5),     # ((7 + 3.5) / 7)^2 = 2.25x
+], ids=["inelastic", "no-reward", "reward-equals-discount", "squared"])
+def test_liquidator_capacity_answers_the_keeper_reward(elasticity: float, fee_ppm: int,
+                                                       btc: float) -> None:
+    # The engine's fee in force (a fixed liquidator fee here; a dynamic one is read the
+    # same way, Liquidator.liquidator_fee_ppm_now) scales what they take per step by
+    # ((discount + reward) / discount)^elasticity (docs/stress_models.md).
+    venue = venue_from_data({"preset": "binance",
+                             "liquidation": {"liquidator_fee_ppm": fee_ppm}})
+    spec = LiquidatorSpec(capital_quote=1e9, capacity_per_step_quote=1_000_000.0,
+                          latency_ms=0, discount_bps=7.0, overflow="defer",
+                          reward_elasticity=elasticity)
+    port = LiquidatorLiquidity(spec, venue, _book(), start_ms=0)
+    port.attach(Engine(venue, liquidity=port))
+    fills = port.quote("BTC-PERP", -100_000, MARK, TICK)  # 100 BTC wanted
+    assert sum(f.lots for f in fills) == round(btc * 1_000)
+    with pytest.raises(ValueError, match="reward_elasticity"):
+        LiquidatorSpec(discount_bps=0.0, reward_elasticity=1.0)
+
+
 def test_liquidator_defer_quotes_only_their_share_and_unwinds_into_the_book() -> None:
     book = _book()
     spec = LiquidatorSpec(capital_quote=500_000.0, capacity_per_step_quote=1e9, latency_ms=0,
@@ -478,3 +502,45 @@ def test_the_default_scenario_runs_every_agent() -> None:
     assert spec.any
     assert spec.topup == TopUpSpec()
     assert None not in (spec.liquidator, spec.market_maker, spec.arbitrage, spec.funding)
+
+
+FEES = """
+[venue.liquidation]
+penalty_priority = "liquidator_first"
+[venue.liquidation.dynamic_fee]
+base_ppm = {base}
+vol_slope_ppm = {slope}
+vol_ref_ppm = 500000
+queue_slope_ppm = {queue}
+max_ppm = 30000
+vol_window_ms = 1800000
+[agents.liquidator]
+capital_quote = 3000000.0
+capacity_per_step_quote = 100000.0
+discount_bps = 10.0
+latency = 0
+reward_elasticity = 1.0
+"""
+
+
+def test_a_dynamic_fee_rises_in_the_crash_and_draws_liquidators() -> None:
+    # The same crash under a fixed 0.1 % keeper reward and under one rising with the
+    # marks' volatility and the queue (binance, the reward paid before the clearance
+    # fee): the fee in force goes above its base, the liquidators (who answer the
+    # reward) take more of the flow off the book and are paid more, and the run's
+    # metrics say what the liquidated accounts paid.
+    fixed = run(FEES.format(base=1_000, slope=0, queue=0), horizon="1h", n=300).metrics
+    rising = run(FEES.format(base=1_000, slope=20_000, queue=1_000), horizon="1h",
+                 n=300).metrics
+    assert fixed["liquidation_fees"]["fee_ppm_max"] == 1_000
+    assert rising["liquidation_fees"]["fee_ppm_max"] > 1_000
+    assert rising["liquidation_fees"]["fee_ppm_mean"] > 1_000
+    assert rising["liquidation_fees"]["waiting_max"] >= 1
+    assert rising["liquidator_absorbed_notional"] > fixed["liquidator_absorbed_notional"]
+    assert rising["liquidation_fees"]["liquidator_rewards"] > (
+        fixed["liquidation_fees"]["liquidator_rewards"]) > 0
+    for m in (fixed, rising):
+        assert m["conserved"] and m["violation"] is None
+        assert m["liquidation_fees"]["penalties_paid"] >= (
+            m["liquidation_fees"]["liquidator_rewards"])
+    assert "liquidation_fees" not in run().metrics  # the presets' metrics keep their keys

@@ -363,6 +363,9 @@ class Engine(EngineState):
                 **({"last_unwind_ms": {book.market_names[m]: t for m, t in sorted(
                     self.liquidator.last_unwind_ms.items())}}
                    if self.liquidator.last_unwind_ms else {}),
+                # only with a dynamic fee (the presets keep no window: hashes unchanged)
+                **({"mark_vol": self.liquidator.mark_vol_dump()}
+                   if self.liquidator.mark_vol else {}),
             },
             "fee_share_ppm": self.fee_share_ppm,
             "ivs": {book.market_names[m]: [str(v), *_option_columns(book.mk, m)]
@@ -454,6 +457,7 @@ class Engine(EngineState):
         engine.liquidator.blocked_assets = set(liq["blocked_assets"])
         engine.liquidator.last_unwind_ms = {book.market_index[k]: int(v) for k, v in
                                             liq.get("last_unwind_ms", {}).items()}
+        engine.liquidator.mark_vol_load(liq.get("mark_vol", {}))
         engine.liquidator.counts = dict(snap["liquidation_counts"])
         book.remargin_all()
         pm_rows = np.flatnonzero(~np.isnan(book.pm[: len(book.rows), 0])).astype(np.int64)

@@ -28,9 +28,11 @@ what the fund's counted capacity (``policy.fund_capacity``) cannot absorb
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections import deque
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +57,8 @@ from solvency.core.liquidation import (
     linear_quote,
     liquidation_size_reference,
     plan_waterfall,
+    realized_vol_ppm,
+    return_sq_ppm2,
     socialize_funding_index,
     socialize_pro_rata_winners,
 )
@@ -111,6 +115,18 @@ class _Position:
     a: int
 
 
+@dataclass(slots=True)
+class _MarkVol:
+    """A market's trailing window of squared mark-to-mark returns (dynamic fee).
+
+    ``returns`` holds ``(ts_ms, r^2 in ppm^2)`` within the window, ``sum_sq`` their sum."""
+
+    last_ticks: int
+    last_ms: int
+    returns: deque[tuple[int, int]] = field(default_factory=deque)
+    sum_sq: int = 0
+
+
 class Liquidator:
     """Runs the venue's liquidation policy against an engine's book and ledger."""
 
@@ -136,12 +152,78 @@ class Liquidator:
         shard (service/shards.py) clears it before an event and, when it is set after,
         decides the event over the gathered venue instead. Not part of the state."""
         self._close_cost: dict[int, int] = {}  # market -> fund's close cost at depth
+        self.mark_vol: dict[int, _MarkVol] = {}  # market -> its window (dynamic fee only)
+        self.waiting = 0  # liquidations waiting when the current sweep started
+
+    # ------------------------------------------------------------------ dynamic fee
+
+    def track_mark(self, m: int, price: Decimal, ts_ms: int) -> None:
+        """Add a mark to market ``m``'s realized-volatility window (only with a dynamic
+        fee: the presets keep no window, so their state and hashes are unchanged)."""
+        fee = self.policy.dynamic_fee
+        if fee is None:
+            return
+        ticks = int(price / self.ctx.book.instruments[m].tick_size)  # on the grid: exact
+        w = self.mark_vol.get(m)
+        if w is None:
+            self.mark_vol[m] = _MarkVol(ticks, ts_ms)
+            return
+        # a mark older than the window's last keeps the window's clock (the deque stays
+        # in time order); its move still counts
+        w.last_ms = max(w.last_ms, ts_ms)
+        if ticks != w.last_ticks:
+            r2 = return_sq_ppm2(w.last_ticks, ticks)
+            w.returns.append((w.last_ms, r2))
+            w.sum_sq += r2
+        w.last_ticks = ticks
+        self._trim(w, fee.vol_window_ms)
+
+    @staticmethod
+    def _trim(w: _MarkVol, window_ms: int) -> None:
+        start = w.last_ms - window_ms
+        while w.returns and w.returns[0][0] <= start:
+            w.sum_sq -= w.returns.popleft()[1]
+
+    def realized_vol_ppm(self, m: int) -> int:
+        """Annualized realized volatility of market ``m``'s marks over the dynamic fee's
+        window, ppm (0 without a dynamic fee or before two marks)."""
+        fee = self.policy.dynamic_fee
+        w = self.mark_vol.get(m)
+        if fee is None or w is None:
+            return 0
+        return realized_vol_ppm(w.sum_sq, fee.vol_window_ms)
+
+    def liquidator_fee_ppm_now(self, m: int) -> int:
+        """The liquidator's fee on a liquidation in market ``m`` now: the dynamic fee at
+        the market's realized volatility and the liquidations waiting, else the policy's
+        fixed ``liquidator_fee_ppm``."""
+        fee = self.policy.dynamic_fee
+        if fee is None:
+            return self.policy.liquidator_fee_ppm
+        return fee.fee_ppm(vol_ppm=self.realized_vol_ppm(m), waiting=self.waiting)
+
+    def mark_vol_dump(self) -> dict[str, list[object]]:
+        """The windows as JSON-able data keyed by market name (snapshot and hash)."""
+        names = self.ctx.book.market_names
+        return {names[m]: [w.last_ticks, w.last_ms, [list(x) for x in w.returns]]
+                for m, w in sorted(self.mark_vol.items())}
+
+    def mark_vol_load(self, data: dict[str, list[Any]]) -> None:
+        """Rebuild the windows from :meth:`mark_vol_dump` output."""
+        index = self.ctx.book.market_index
+        self.mark_vol = {}
+        for name, (ticks, last_ms, returns) in data.items():
+            rs = deque((int(t), int(r2)) for t, r2 in returns)
+            self.mark_vol[index[name]] = _MarkVol(int(ticks), int(last_ms), rs,
+                                                  sum(r2 for _t, r2 in rs))
 
     # ------------------------------------------------------------------ trigger
 
     def sweep(self, rows: np.ndarray, out: np.ndarray, cause: str) -> list[OutEvent]:
         """Liquidate the rows of ``rows`` (valued in ``out``) that are below maintenance."""
         n = rows.shape[0]
+        if self.policy.dynamic_fee is not None:
+            self.waiting = len(self.deficit_rows)  # until the candidates below are known
         if n == 0:
             return []
         if n <= 4 and not self.deficit_rows:
@@ -162,6 +244,10 @@ class Liquidator:
                  for i in bad.tolist()
                  if book.rows[int(rows[i])].account not in SYSTEM_ROWS]
         cands.sort()
+        if self.policy.dynamic_fee is not None:
+            # the queue the dynamic fee reads: rows below maintenance now and rows left
+            # waiting by earlier sweeps (no liquidity, a breaker's pause)
+            self.waiting = len({r for _, _, r in cands} | self.deficit_rows)
         events: list[OutEvent] = []
         done: set[int] = set()
         self._adl_cache = {}  # queues are ranked once per sweep
@@ -315,6 +401,9 @@ class Liquidator:
         ctx = self.ctx
         book = ctx.book
         inst = book.instruments[pos.m]
+        policy = self.policy
+        if policy.dynamic_fee is not None:
+            policy = replace(policy, liquidator_fee_ppm=self.liquidator_fee_ppm_now(pos.m))
         a = pos.a
         px = float(book.asset_price[a])
         scale = book.asset_scale[a]
@@ -335,7 +424,7 @@ class Liquidator:
             total_q = sum(abs(int(book.st[p.slot, S_VALUE])) for p in self._positions(r)
                           if p.a == a)
         close = liquidation_size_reference(
-            self.policy, lots=pos.lots, notional=notional, mm=pos_mm_q / scale,
+            policy, lots=pos.lots, notional=notional, mm=pos_mm_q / scale,
             collateral=equity_q / scale, mm_total=mm_total_q / scale, tier_floor=floor,
             cooldown=cooldown, notional_total=total_q / scale)
         close = max(1, min(close, abs(pos.lots)))
@@ -357,7 +446,6 @@ class Liquidator:
         levels = [(f.lots, int(f.price / inst.tick_size)) for f in fills if f.lots > 0]
         limit = self._limit_ticks(pos, value_q, pos_mm_q, equity_q, mm_total_q, inst)
         fund = ctx.ledger.balance(INSURANCE, inst.settle)
-        policy = self.policy
         far = self._far_ticks(pos.m, is_long)
         adl = social = None
         top_ok = bool(levels) and quote(1, levels[0][1]) * close >= bq

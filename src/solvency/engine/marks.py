@@ -128,6 +128,7 @@ def set_mark(state: EngineState, m: int, price: Decimal, ts_ms: int | None,
     moved = book.set_mark(m, price)
     if ts_ms is not None:
         _track_volatility(state, m, float(price), ts_ms)
+        state.liquidator.track_mark(m, price, ts_ms)
     rows, out = book.mark_market(m)
     if moved and state.collateral:
         # collateral valued by rule from the coins this market prices (redemption x index)

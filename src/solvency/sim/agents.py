@@ -189,6 +189,13 @@ class LiquidatorSpec:
         quoted (``"defer"``: the venue's waterfall takes it or the position waits).
     unwind_half_life_ms : int
         Half-life with which they sell their inventory into the book (default 30 min).
+    reward_elasticity : float
+        How their capacity answers the venue's keeper reward (the liquidator's fee the
+        engine would charge in that market now, a dynamic fee's included): per step they
+        take up to ``capacity_per_step x ((discount + reward) / discount) ^ elasticity``,
+        their margin per unit of notional against the discount alone (default 0: the
+        reward changes nothing; 1: a reward equal to the discount doubles the capacity).
+        An assumption of the lab: no venue publishes its liquidators' supply curve.
     """
 
     capital_quote: float = 100_000_000.0
@@ -198,9 +205,11 @@ class LiquidatorSpec:
     discount_bps: float = 10.0
     overflow: Overflow = "book"
     unwind_half_life_ms: int = 30 * MINUTE_MS
+    reward_elasticity: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("capital_quote", "capacity_per_step_quote", "discount_bps"):
+        for name in ("capital_quote", "capacity_per_step_quote", "discount_bps",
+                     "reward_elasticity"):
             v = getattr(self, name)
             _check(_finite(v) and v >= 0, name, ">= 0", v)
         _check(self.discount_bps < 10_000, "discount_bps", "< 10,000", self.discount_bps)
@@ -210,6 +219,8 @@ class LiquidatorSpec:
                self.unwind_half_life_ms)
         _check(self.overflow in ("book", "defer"), "overflow", "'book' or 'defer'",
                repr(self.overflow))
+        _check(self.reward_elasticity == 0 or self.discount_bps > 0, "reward_elasticity",
+               "0 when discount_bps is 0", self.reward_elasticity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -699,7 +710,8 @@ class LiquidatorLiquidity(ExecutedFlowLiquidity):
             self.offline_quotes += 1
             return 0
         per_lot = self.lot_base[market] * mark
-        room = min(st.capacity_left, self.spec.capital_quote - self._inventory_quote())
+        room = min(st.capacity_left + self._reward_bonus(market),
+                   self.spec.capital_quote - self._inventory_quote())
         take = min(abs(lots), max(int(room // per_lot), 0)) if per_lot > 0 else 0
         if take < abs(lots):
             self.capacity_hits += 1
@@ -713,6 +725,18 @@ class LiquidatorLiquidity(ExecutedFlowLiquidity):
             self.step_quote += notional
             self.inventory_max_quote = max(self.inventory_max_quote, self._inventory_quote())
         return take
+
+    def _reward_bonus(self, market: str) -> float:
+        """Capacity the keeper reward adds this step: ``capacity_per_step x (((discount +
+        reward) / discount) ^ elasticity - 1)`` (0 without an elasticity or an engine)."""
+        spec = self.spec
+        if spec.reward_elasticity == 0 or self.engine is None:
+            return 0.0
+        liq = self.engine.liquidator
+        reward_bps = liq.liquidator_fee_ppm_now(self.engine.book.market_index[market]) / 100
+        mult = float(((spec.discount_bps + reward_bps) / spec.discount_bps)
+                     ** spec.reward_elasticity)
+        return spec.capacity_per_step_quote * (mult - 1.0)
 
     def quote(self, market: str, lots: int, mark: Decimal, tick: Decimal) -> list[Fill]:
         """Return the liquidators' slice, then (``overflow = "book"``) the book's.

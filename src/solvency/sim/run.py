@@ -58,7 +58,7 @@ from solvency.core.typing import Float64Array1D
 from solvency.core.units import PPM
 from solvency.engine.breakers import STATES
 from solvency.engine.engine import Engine, EngineError
-from solvency.engine.liquidation import BAD_DEBT, INSURANCE_ROW
+from solvency.engine.liquidation import BAD_DEBT, INSURANCE_ROW, LIQUIDATOR
 from solvency.engine.summary import liquidations_at_risk
 from solvency.sim.agents import Agents
 from solvency.sim.market import ImpactLiquidity
@@ -243,6 +243,16 @@ class _Recorder:
         self.step_haircut: dict[tuple[str, int], float] = {}
         self.step_adl: dict[tuple[str, int], float] = {}
         self.step_taken: dict[tuple[str, int], float] = {}
+        # a dynamic liquidation fee's effects (issue 19), only where the policy has one:
+        # the presets' metrics keep their keys
+        self.fees = engine.liquidator.policy.dynamic_fee is not None
+        self.penalties = 0.0
+        self.fee_ppm_max = 0
+        self.fee_ppm_sum = 0
+        self.fee_count = 0
+        self.waiting_max = 0
+        self.liq_first_ms: dict[str, int] = {}
+        self.liq_last_ms: dict[str, int] = {}
 
     def fund(self) -> float:
         return float(self.engine.ledger.balance(INSURANCE, self.settle)) / self.scale
@@ -304,6 +314,8 @@ class _Recorder:
                 if e.market in s.liq_notional_market:
                     s.liq_notional_market[e.market][k] += float(e.size) * float(e.price)
                 self.liquidated_rows.add(e.account)
+                if self.fees:
+                    self._fee_event(k, e)
                 if e.via in ("insurance_fund", "backstop"):
                     key = (e.market, self.side.get((e.account, e.market), 0))
                     self.step_taken[key] = (self.step_taken.get(key, 0.0)
@@ -322,6 +334,33 @@ class _Recorder:
                 self.step_haircut[key] = self.step_haircut.get(key, 0.0) + h
                 self.step_adl[key] = self.step_adl.get(key, 0.0) + size * price
         s.adl_haircut[k] += haircut
+
+    def _fee_event(self, k: int, e: Any) -> None:
+        """Note a liquidation's penalty, the fee in force and its account's times."""
+        liq = self.engine.liquidator
+        self.penalties += float(e.penalty)
+        fee = liq.liquidator_fee_ppm_now(self.engine.book.market_index[e.market])
+        self.fee_ppm_max = max(self.fee_ppm_max, fee)
+        self.fee_ppm_sum += fee
+        self.fee_count += 1
+        self.waiting_max = max(self.waiting_max, liq.waiting)
+        t = int(self.series.ts_ms[k])
+        self.liq_first_ms.setdefault(e.account, t)
+        self.liq_last_ms[e.account] = t
+
+    def fee_metrics(self) -> dict[str, Any]:
+        """The dynamic fee's run metrics: penalties paid by the liquidated accounts, the
+        liquidators' share of them, the fee in force (largest, mean over liquidation
+        events), the most liquidations waiting at a sweep's start, and the time from an
+        account's first liquidation to its last (mean and largest, seconds)."""
+        spans = [(self.liq_last_ms[a] - t) / 1000.0 for a, t in self.liq_first_ms.items()]
+        rewards = self.engine.ledger.balance(LIQUIDATOR, self.settle) / self.scale
+        return {"penalties_paid": self.penalties, "liquidator_rewards": rewards,
+                "fee_ppm_max": self.fee_ppm_max,
+                "fee_ppm_mean": self.fee_ppm_sum / self.fee_count if self.fee_count else 0.0,
+                "waiting_max": self.waiting_max,
+                "time_to_liquidate_mean_s": float(np.mean(spans)) if spans else 0.0,
+                "time_to_liquidate_max_s": max(spans) if spans else 0.0}
 
     def state(self, k: int, liq: ImpactLiquidity, index: Mapping[str, float]) -> None:
         eng, s, book = self.engine, self.series, self.engine.book
@@ -613,6 +652,8 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         **crew.metrics(),
         "violation": violation or None, "wall_s": time.perf_counter() - t0,
     })
+    if rec.fees:
+        metrics["liquidation_fees"] = rec.fee_metrics()
     if state_hashes:
         metrics["engine_state_hash"] = engine.state_hash()
         metrics["engine_section_hashes"] = engine.section_hashes()

@@ -383,6 +383,7 @@ class _Liquidator(BaseModel):
     discount_bps: float | None = None
     overflow: Literal["book", "defer"] | None = None
     unwind_half_life: Duration | None = None
+    reward_elasticity: float | None = None
 
 
 class _MarketMaker(BaseModel):

@@ -30,6 +30,7 @@ from solvency.core.liquidation.bankruptcy import (
     fillable_prices,
     insurance_fund_delta_quanta,
 )
+from solvency.core.liquidation.dynamic_fee import DynamicFee, realized_vol_ppm, return_sq_ppm2
 from solvency.core.liquidation.insurance import FeeSharePolicy, coverage_ratio, fee_share_update
 from solvency.core.liquidation.penalty import (
     PenaltyPriority,
@@ -85,6 +86,7 @@ __all__ = [
     "AdlRanking",
     "BackstopTakeover",
     "ContractKind",
+    "DynamicFee",
     "FeeSharePolicy",
     "FundCapacity",
     "FundTakeover",
@@ -130,7 +132,9 @@ __all__ = [
     "policy_for",
     "policy_to_data",
     "policy_with_overrides",
+    "realized_vol_ppm",
     "resolve_policy",
+    "return_sq_ppm2",
     "size_to_cover_margin_shortage",
     "socialize_funding_index",
     "socialize_pro_rata_winners",

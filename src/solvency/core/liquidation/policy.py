@@ -29,6 +29,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from solvency.core.liquidation.dynamic_fee import DynamicFee
 from solvency.core.liquidation.penalty import PenaltyPriority
 from solvency.core.schema import WholeNumber, format_errors
 from solvency.core.typing import BoolArray1D, Float64Array1D, Int64Array1D
@@ -41,6 +42,7 @@ __all__ = [
     "POLICIES",
     "POLICY_DATA",
     "AdlRanking",
+    "DynamicFeeSection",
     "FundCapacity",
     "LiquidationPolicy",
     "LiquidationSection",
@@ -120,6 +122,11 @@ class LiquidationPolicy:
         ``portion`` of its position there, only at book levels within ``band`` of the new
         mark, at most once per ``interval`` of the marks' time per market (the presets:
         one minute; ``band`` 0: the fund holds its positions).
+    dynamic_fee
+        A keeper reward that rises with the market's realized volatility and the
+        liquidations waiting (:class:`~solvency.core.liquidation.dynamic_fee.DynamicFee`):
+        where given, it replaces ``liquidator_fee_ppm`` at each step. None (every preset):
+        the fixed fees.
     """
 
     name: str
@@ -152,6 +159,7 @@ class LiquidationPolicy:
     fund_unwind_portion_ppm: int = PPM
     fund_unwind_band_ppm: int = 0
     fund_unwind_interval_ms: int = 0
+    dynamic_fee: DynamicFee | None = None
 
     def __post_init__(self) -> None:
         for f in ("max_portion_ppm", "partial_portion_ppm", "fund_unwind_portion_ppm"):
@@ -216,6 +224,26 @@ def _quote(value: object) -> float:
     return float(d)  # a sizing limit, never money: float by design (module docstring)
 
 
+class DynamicFeeSection(BaseModel):
+    """``liquidation.dynamic_fee``: the keeper reward's rule (see
+    :class:`~solvency.core.liquidation.dynamic_fee.DynamicFee`; all ppm are integers)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    base_ppm: _Ppm = Field(description="Fee in calm markets with nothing waiting.")
+    vol_slope_ppm: _Ppm | None = Field(
+        None, description="Fee added per 100 % of annualized realized volatility above "
+                          "vol_ref_ppm (default 0).")
+    vol_ref_ppm: _Ppm | None = Field(
+        None, description="Annualized volatility (ppm) below which the fee does not rise "
+                          "(default 0).")
+    queue_slope_ppm: _Ppm | None = Field(
+        None, description="Fee added per liquidation waiting when a sweep starts "
+                          "(default 0).")
+    max_ppm: _Ppm | None = Field(None, description="Cap on the fee (default 1e6).")
+    vol_window_ms: _Ppm | None = Field(
+        None, description="Trailing window of the realized volatility (default 1 h).")
+
+
 _Quote = Annotated[float, BeforeValidator(_quote), WithJsonSchema({"anyOf": [
     {"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\s*(\d+\.?\d*|\.\d+)\s*$"},
     {"const": "inf"}]})]
@@ -265,6 +293,9 @@ class LiquidationSection(BaseModel):
     fund_unwind_portion_ppm: _Ppm | None = None
     fund_unwind_band_ppm: _Ppm | None = None
     fund_unwind_interval_ms: _Ppm | None = None
+    dynamic_fee: DynamicFeeSection | None = Field(
+        None, description="Keeper reward rising with volatility and the queue (replaces "
+                          "liquidator_fee_ppm; docs/liquidation.md).")
 
 
 POLICY_DATA: Final[dict[str, dict[str, Any]]] = {  # each a venue file's liquidation section
@@ -366,9 +397,17 @@ POLICY_DATA: Final[dict[str, dict[str, Any]]] = {  # each a venue file's liquida
 }
 
 
+def _given(section: LiquidationSection) -> dict[str, Any]:
+    """The section's keys as :class:`LiquidationPolicy` fields (``dynamic_fee`` built)."""
+    given = section.model_dump(exclude_none=True)
+    if "dynamic_fee" in given:
+        given["dynamic_fee"] = DynamicFee(**given["dynamic_fee"])
+    return given
+
+
 def _from_data(name: str, data: Mapping[str, Any]) -> LiquidationPolicy:
     section = LiquidationSection.model_validate(data)
-    return LiquidationPolicy(**section.model_dump(exclude_none=True))
+    return LiquidationPolicy(**_given(section))
 
 
 POLICIES: Final[dict[str, LiquidationPolicy]] = {
@@ -403,7 +442,10 @@ def resolve_policy(data: Mapping[str, Any] | None, *, preset: str | None = None,
         section = LiquidationSection.model_validate(data)
     except ValidationError as exc:
         raise ValueError(format_errors("venue", exc, LiquidationSection, at=(path,))) from None
-    given = section.model_dump(exclude_none=True)
+    try:
+        given = _given(section)
+    except ValueError as exc:
+        raise ValueError(f"{path}.{exc}") from None
     start_name = given.pop("policy", None) or preset
     if start_name is not None:
         if start_name not in POLICIES:
@@ -431,7 +473,11 @@ def policy_with_overrides(policy: LiquidationPolicy, data: Mapping[str, Any],
     except ValidationError as exc:
         raise ValueError(format_errors("venue", exc, LiquidationSection, at=(path,))) from None
     try:
-        return replace(policy, **section.model_dump(exclude_none=True))
+        given = _given(section)
+    except ValueError as exc:
+        raise ValueError(f"{path}.{exc}") from None
+    try:
+        return replace(policy, **given)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
@@ -443,6 +489,10 @@ def policy_to_data(policy: LiquidationPolicy) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(policy):
         v = getattr(policy, f.name)
+        if f.name == "dynamic_fee":
+            if v is not None:
+                out[f.name] = {g.name: getattr(v, g.name) for g in fields(v)}
+            continue
         out[f.name] = ("inf" if v == math.inf else repr(v)) if isinstance(v, float) else v
     return out
 
