@@ -52,7 +52,7 @@ class DynamicFee:
     Parameters
     ----------
     base_ppm
-        The fee in calm markets with nothing waiting.
+        The fee in calm markets with nothing waiting (default 0).
     vol_slope_ppm
         Fee added per unit (100 %) of annualized realized volatility above ``vol_ref_ppm``:
         ``vol_slope_ppm x (vol_ppm - vol_ref_ppm) / 1e6``, rounded down.
@@ -66,7 +66,7 @@ class DynamicFee:
         Trailing window of the realized volatility (> 0).
     """
 
-    base_ppm: int
+    base_ppm: int = 0
     vol_slope_ppm: int = 0
     vol_ref_ppm: int = 0
     queue_slope_ppm: int = 0

@@ -229,7 +229,8 @@ class DynamicFeeSection(BaseModel):
     :class:`~solvency.core.liquidation.dynamic_fee.DynamicFee`; all ppm are integers)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    base_ppm: _Ppm = Field(description="Fee in calm markets with nothing waiting.")
+    base_ppm: _Ppm | None = Field(
+        None, description="Fee in calm markets with nothing waiting (default 0).")
     vol_slope_ppm: _Ppm | None = Field(
         None, description="Fee added per 100 % of annualized realized volatility above "
                           "vol_ref_ppm (default 0).")
