@@ -618,7 +618,10 @@ def gather(snaps: Sequence[dict[str, Any]], births: dict[str, BirthKey]) -> dict
                           "deficit_rows": sorted(deficit),
                           "blocked_assets": sorted(blocked),
                           **({"last_unwind_ms": base["liquidation"]["last_unwind_ms"]}
-                             if "last_unwind_ms" in base["liquidation"] else {})}
+                             if "last_unwind_ms" in base["liquidation"] else {}),
+                          # the dynamic fee's mark windows: every shard sees every mark
+                          **({"mark_vol": base["liquidation"]["mark_vol"]}
+                             if "mark_vol" in base["liquidation"] else {})}
     return out
 
 
@@ -740,6 +743,7 @@ def scatter(merged: dict[str, Any], olds: Sequence[dict[str, Any]], targets: Seq
                    if k == FUND_SHARD and "last_unwind_ms" in liq else
                    {"last_unwind_ms": old["liquidation"]["last_unwind_ms"]}
                    if "last_unwind_ms" in old["liquidation"] else {}),
+                **({"mark_vol": liq["mark_vol"]} if "mark_vol" in liq else {}),
             },
         })
         out.append(snap)
