@@ -14,13 +14,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from solvency.adapters.eventlog import load_json_file, load_venue
+from solvency.adapters.ohlcv import OhlcvError, parse_interval_ms
 from solvency.cli.tables import print_table
-from solvency.core.fund_target import FundTarget, PathLoss, fund_target
+from solvency.core.fund_target import FundTarget, PathLoss, fund_target, largest_episode_loss
+from solvency.core.model.events import EventError, parse_ts_ms
 from solvency.core.model.presets import PRESETS, venue_from_data
 from solvency.core.model.venue import ConfigError
 from solvency.core.units import PPM
 
-__all__ = ["fund_target_command", "read_sweep_losses", "write_policy_venue"]
+__all__ = ["fund_target_command", "read_realized_losses", "read_sweep_losses",
+           "write_policy_venue"]
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -83,8 +86,44 @@ def read_sweep_losses(folder: Path, point: int | None) -> tuple[list[PathLoss], 
     return losses, starts
 
 
-def write_policy_venue(path: Path, venue: str, asset: str | None,
-                       t: FundTarget) -> dict[str, Any]:
+def read_realized_losses(path: Path) -> list[tuple[int, Decimal]]:
+    """Return the realized losses ``(ts_ms, amount)`` of ``path``: a CSV with columns
+    ``time`` (ISO-8601 UTC or epoch ms) and ``loss`` (>= 0, in the fund's asset), or an
+    engine snapshot (JSON) whose ``liquidation.losses`` the engine recorded under
+    ``insurance.policy.target_from_losses`` (quanta of the policy's ``target_asset``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SweepFileError(f"{path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() == ".json":
+        snap = load_json_file(path)
+        try:
+            venue = venue_from_data(snap["venue"], source=str(path))
+            asset = str(venue.raw["insurance"]["policy"]["target_asset"])
+            scale = Decimal(1).scaleb(-venue.assets[asset].decimals)
+            return [(int(t), int(q) * scale) for t, q in snap["liquidation"].get("losses", [])]
+        except (KeyError, TypeError) as exc:
+            raise SweepFileError(f"{path}: not an engine snapshot with a fund target "
+                                 f"({exc})") from None
+    out = []
+    rows = list(csv.DictReader(text.splitlines()))
+    if not rows or "time" not in rows[0] or "loss" not in rows[0]:
+        raise SweepFileError(f"{path}: expected the columns time, loss")
+    for line, row in enumerate(rows, start=2):
+        try:
+            ts = parse_ts_ms(row["time"].strip() if not row["time"].strip().isdigit()
+                             else int(row["time"]))
+        except EventError as exc:
+            raise SweepFileError(f"{path}:{line}: time: {exc}") from None
+        loss = _dec(path, line, row, "loss")
+        if loss < 0:
+            raise SweepFileError(f"{path}:{line}: loss: must be >= 0")
+        out.append((ts, loss))
+    return out
+
+
+def write_policy_venue(path: Path, venue: str, asset: str | None, t: FundTarget,
+                       from_losses: dict[str, int] | None = None) -> dict[str, Any]:
     """Write ``path``: ``venue`` (a preset name, or a venue file's own data) with an
     ``insurance.policy`` that steers the fund to ``t.target``: the fee share steps up
     (a tenth of the range per review) toward the share that rebuilds the shortfall within
@@ -117,10 +156,40 @@ def write_policy_venue(path: Path, venue: str, asset: str | None,
         "target_asset": asset, "target_ppm": PPM, "release_ppm": PPM + PPM // 10,
         "step_ppm": max(1, (top - current) // 10), "min_share_ppm": current,
         "max_share_ppm": top}
+    if from_losses is not None:
+        insurance["policy"]["target_from_losses"] = from_losses
     data["insurance"] = insurance
     venue_from_data(data, source=str(path))  # what is written loads
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     return data
+
+
+def _realized(path: Path | None, cover: str | None, episode: str, history: str
+              ) -> tuple[Decimal, Decimal, dict[str, int]] | None:
+    """``(largest episode loss, cover x it, the policy's target_from_losses)`` of
+    --losses with --cover (None without either; both or neither)."""
+    if (path is None) != (cover is None):
+        raise ValueError("--losses and --cover go together")
+    if path is None or cover is None:
+        return None
+    try:
+        factor = Decimal(cover)
+        if not factor.is_finite() or factor <= 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise ValueError(f"--cover {cover!r}: expected a positive number") from None
+    try:
+        episode_ms, history_ms = parse_interval_ms(episode), parse_interval_ms(history)
+    except OhlcvError as exc:
+        raise ValueError(f"--episode/--history: {exc}") from None
+    if episode_ms > history_ms:
+        raise ValueError("--episode must not exceed --history")
+    xs = read_realized_losses(path)
+    now = max((t for t, _ in xs), default=0)
+    big = largest_episode_loss(xs, now_ms=now, episode_ms=episode_ms, history_ms=history_ms)
+    rule = {"cover_ppm": int((factor * PPM).to_integral_value(rounding=ROUND_CEILING)),
+            "episode_ms": episode_ms, "history_ms": history_ms}
+    return big, big * factor, rule
 
 
 def _money(x: Decimal) -> str:
@@ -158,6 +227,16 @@ def fund_target_command(
     asset: Annotated[str | None, typer.Option(
         help="The fund's asset of --venue-out (default: the venue's one settlement "
              "asset).")] = None,
+    losses: Annotated[Path | None, typer.Option(
+        help="Realized losses: a CSV (time, loss) or an engine snapshot (JSON) with "
+             "liquidation.losses; with --cover the target is also estimated from them.")
+    ] = None,
+    cover: Annotated[str | None, typer.Option(
+        help="Cover factor on the largest episode's realized losses (2: twice); the "
+             "target is the larger of the sweep's and this. With --venue-out the engine "
+             "keeps re-estimating it (insurance.policy.target_from_losses).")] = None,
+    episode: Annotated[str, typer.Option(help="Length of a loss episode.")] = "1d",
+    history: Annotated[str, typer.Option(help="How far back losses count.")] = "365d",
 ) -> None:
     """The insurance-fund target (VaR99/ES99 of the fund's need over a stress sweep) and
     the fee share that rebuilds it. With --venue-out, a venue file whose fee-share policy
@@ -168,7 +247,7 @@ def fund_target_command(
     try:
         if measure not in ("es", "var"):
             raise ValueError(f"--measure {measure!r}: expected es or var")
-        losses, starts = read_sweep_losses(sweep, point)
+        paths, starts = read_sweep_losses(sweep, point)
         nums = {}
         for name, text in (("--fee-income", fee_income), ("--days", days),
                            ("--confidence", confidence), ("--fund", fund)):
@@ -182,13 +261,16 @@ def fund_target_command(
                 raise ValueError(f"{name} {text!r}: must be finite")
         if "--fund" not in nums and len(starts) != 1:
             raise ValueError("the sweep's paths start with different funds: give --fund")
-        t = fund_target(losses, fund=nums.get("--fund", next(iter(starts))),
+        realized = _realized(losses, cover, episode, history)
+        t = fund_target(paths, fund=nums.get("--fund", next(iter(starts))),
                         fee_income_per_day=nums["--fee-income"], days=nums["--days"],
                         measure="es" if measure == "es" else "var",
-                        confidence=nums["--confidence"])
+                        confidence=nums["--confidence"],
+                        loss_target=None if realized is None else realized[1])
         if venue_out is not None:
             assert venue is not None
-            written = write_policy_venue(venue_out, venue, asset, t)
+            written = write_policy_venue(venue_out, venue, asset, t,
+                                         None if realized is None else realized[2])
     except (ValueError, ConfigError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
@@ -204,6 +286,10 @@ def fund_target_command(
             ("shortfall", t.shortfall), ("fee_income_per_day", t.fee_income_per_day),
             ("days", t.days), ("fee_share", t.share),
             ("days_at_full_share", t.days_at_full_share))}
+        if realized is not None:
+            out["sweep_target"] = str(t.sweep_target)
+            out["largest_episode_loss"] = str(realized[0])
+            out["loss_target"] = str(t.loss_target)
         out["source"] = str(sweep / "sweep.csv")
         typer.echo(json.dumps(out, indent=2))
         return
@@ -212,7 +298,16 @@ def fund_target_command(
     table.add_column("quantity")
     table.add_column("value", justify="right")
     rows = [("paths", str(t.paths)), (f"need VaR{q}", _money(t.var)),
-            (f"need ES{q}", _money(t.es)), (f"target ({t.measure}{q})", _money(t.target)),
+            (f"need ES{q}", _money(t.es))]
+    if realized is not None:
+        assert t.sweep_target is not None
+        rows += [(f"sweep target ({t.measure}{q})", _money(t.sweep_target)),
+                 (f"largest realized loss in {episode}", _money(realized[0])),
+                 (f"loss-history target ({cover} x)", _money(realized[1])),
+                 ("target (the larger)", _money(t.target))]
+    else:
+        rows += [(f"target ({t.measure}{q})", _money(t.target))]
+    rows += [
             ("fund today", _money(t.fund)), ("shortfall", _money(t.shortfall)),
             ("fee income per day", _money(t.fee_income_per_day)),
             (f"fee share to rebuild in {t.days} days", _share(t)),

@@ -29,6 +29,13 @@ share that closes ``shortfall = max(0, target - fund)`` within ``days`` is
 ``shortfall / (fee_income x days)``; above 1 no share can, and ``shortfall /
 fee_income`` days at a share of 1 is the fastest. Everything is pure and exact: money in
 ``Decimal``, no floats.
+
+**From realized losses.** The sweep's target is a model's; the losses the venue (or the
+engine, ``insurance.policy.target_from_losses``) realized are facts. The loss-history
+estimate is ``cover x L``, ``L`` the largest sum of realized losses (fund draws, ADL
+haircuts, socialized losses, bad debt) within one episode (a day by default) over the
+history window; the target is the larger of the two, so a fund that paid a large loss
+raises its own target.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Literal
 
-__all__ = ["FundTarget", "PathLoss", "fund_target", "var_es"]
+__all__ = ["FundTarget", "PathLoss", "fund_target", "largest_episode_loss", "var_es"]
 
 Measure = Literal["var", "es"]
 
@@ -75,6 +82,8 @@ class FundTarget:
     days: Decimal
     share: Decimal | None
     days_at_full_share: Decimal
+    sweep_target: Decimal | None = None
+    loss_target: Decimal | None = None
 
 
 def var_es(sample: Sequence[Decimal], confidence: Decimal) -> tuple[Decimal, Decimal]:
@@ -95,8 +104,13 @@ def var_es(sample: Sequence[Decimal], confidence: Decimal) -> tuple[Decimal, Dec
 def fund_target(
     losses: Sequence[PathLoss], *, fund: Decimal, fee_income_per_day: Decimal, days: Decimal,
     measure: Measure = "es", confidence: Decimal = Decimal("0.99"),
+    loss_target: Decimal | None = None,
 ) -> FundTarget:
     """Return the fund target of the paths' needs and the fee share that rebuilds it.
+
+    With ``loss_target`` (the loss-history estimate: a cover factor times the largest
+    loss the venue realized in one episode, :func:`largest_episode_loss`) the target is
+    the larger of the two (``sweep_target`` keeps the sweep's own).
 
     Raises
     ------
@@ -114,7 +128,10 @@ def fund_target(
     if fund < 0 or fee_income_per_day <= 0 or days <= 0:
         raise ValueError("fund must be >= 0, fee income per day and days > 0")
     var, es = var_es([p.need for p in losses], confidence)
-    target = es if measure == "es" else var
+    sweep_target = es if measure == "es" else var
+    if loss_target is not None and loss_target < 0:
+        raise ValueError("loss_target must be >= 0")
+    target = sweep_target if loss_target is None else max(sweep_target, loss_target)
     shortfall = max(Decimal(0), target - fund)
     need_share = shortfall / (fee_income_per_day * days)
     return FundTarget(
@@ -122,4 +139,25 @@ def fund_target(
         target=target, fund=fund, shortfall=shortfall, fee_income_per_day=fee_income_per_day,
         days=days, share=need_share if need_share <= 1 else None,
         days_at_full_share=(shortfall / fee_income_per_day).quantize(
-            Decimal("0.01"), rounding=ROUND_CEILING))
+            Decimal("0.01"), rounding=ROUND_CEILING),
+        sweep_target=sweep_target, loss_target=loss_target)
+
+
+def largest_episode_loss(losses: Sequence[tuple[int, Decimal]], *, now_ms: int,
+                         episode_ms: int, history_ms: int) -> Decimal:
+    """Return the largest sum of realized losses ``(ts_ms, amount)`` within one
+    ``episode_ms`` window ``[t_i, t_i + episode)``, over the losses newer than ``now_ms -
+    history_ms`` (exact; the decimal twin of the engine's
+    :func:`~solvency.core.liquidation.loss_history_target_quanta` before its cover)."""
+    if not 0 < episode_ms <= history_ms:
+        raise ValueError("need 0 < episode <= history")
+    xs = sorted((t, q) for t, q in losses if t > now_ms - history_ms)
+    best = total = Decimal(0)
+    j = 0
+    for i in range(len(xs)):
+        while j < len(xs) and xs[j][0] < xs[i][0] + episode_ms:
+            total += xs[j][1]
+            j += 1
+        best = max(best, total)
+        total -= xs[i][1]
+    return best

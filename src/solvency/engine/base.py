@@ -27,6 +27,7 @@ from solvency.core.liquidation import (
     NO_POLICY_HINT,
     FeeSharePolicy,
     LiquidationPolicy,
+    TargetFromLosses,
 )
 from solvency.core.margin.kernels import S_LOTS, row_whatif
 from solvency.core.model.instruments import Instrument
@@ -131,6 +132,10 @@ class EngineState:
                                                venue.assets[target_asset].decimals, "up")
             if self.fee_target_quanta <= 0:
                 raise ConfigError("insurance.policy.target_fund: below one quantum")
+            if self.fee_policy.target_from_losses is not None:
+                # the liquidator records the realized losses in this asset (issue 19)
+                self.liquidator.loss_rule = self.fee_policy.target_from_losses
+                self.liquidator.loss_asset = target_asset
         self.margin_call_ratio = float(venue.margin_call_ratio)
         self.accounts: dict[str, str] = {}  # account -> default margin mode
         self.seen_ids: set[str] = set()
@@ -404,6 +409,8 @@ def _fee_policy(data: Any) -> FeeSharePolicy:
     kw = dict(data)
     if kw.get("target_fund") is not None:
         kw["target_fund"] = Decimal(str(kw["target_fund"]))
+    if kw.get("target_from_losses") is not None:
+        kw["target_from_losses"] = TargetFromLosses(**dict(kw["target_from_losses"]))
     return FeeSharePolicy(**kw)
 
 

@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import operator
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -174,6 +175,8 @@ class Engine(EngineState):
             self.counts["duplicates"] += 1
             return []
         ts = event.ts_ms
+        if self.liquidator.loss_rule is not None:
+            self.liquidator.event_ms = ts  # a loss is dated by the event that realized it
         try:
             # oracle reports may lag the clock (each source's age is the guard's business)
             if ts is not None and self.clock_ms is not None and ts < self.clock_ms and (
@@ -366,6 +369,9 @@ class Engine(EngineState):
                 # only with a dynamic fee (the presets keep no window: hashes unchanged)
                 **({"mark_vol": self.liquidator.mark_vol_dump()}
                    if self.liquidator.mark_vol else {}),
+                # only once a loss was recorded (insurance.policy.target_from_losses)
+                **({"losses": [list(x) for x in self.liquidator.losses]}
+                   if self.liquidator.losses else {}),
             },
             "fee_share_ppm": self.fee_share_ppm,
             "ivs": {book.market_names[m]: [str(v), *_option_columns(book.mk, m)]
@@ -458,6 +464,7 @@ class Engine(EngineState):
         engine.liquidator.last_unwind_ms = {book.market_index[k]: int(v) for k, v in
                                             liq.get("last_unwind_ms", {}).items()}
         engine.liquidator.mark_vol_load(liq.get("mark_vol", {}))
+        engine.liquidator.losses = deque((int(t), int(q)) for t, q in liq.get("losses", []))
         engine.liquidator.counts = dict(snap["liquidation_counts"])
         book.remargin_all()
         pm_rows = np.flatnonzero(~np.isnan(book.pm[: len(book.rows), 0])).astype(np.int64)

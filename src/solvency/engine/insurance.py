@@ -5,8 +5,10 @@ notional of the markets settled in the fund's asset): below the policy's target 
 rises, above its release level it falls (``core.liquidation.fee_share_update``). With a
 ``target_fund`` (``insurance.policy.target_fund`` and ``target_asset``: the fund a stress
 sweep says the venue needs, ``solvency fund-target --venue-out``) coverage is the fund over
-that target instead. The fill path calls :func:`review_fee_share` after every fill when a
-policy is configured.
+that target instead; with ``target_from_losses`` the target is the larger of that and
+the loss-history estimate of the losses the engine realized (fund draws, ADL haircuts,
+socialized losses, bad debt; ``Liquidator.loss_target_quanta``). The fill path calls
+:func:`review_fee_share` after every fill when a policy is configured.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def review_fee_share(state: EngineState, asset: str, cause: str) -> list[Any]:
     # decides this event over the gathered venue: service/shards.py)
     state.liquidator.venue_wide = state.liquidator.venue_wide or "the fee-share policy"
     target = state.fee_target_quanta
+    if target is not None and policy.target_from_losses is not None:
+        # re-estimated from the losses the engine realized (issue 19)
+        target = max(target, state.liquidator.loss_target_quanta())
     if target is not None and asset != policy.target_asset:
         return []  # a fund target is in one asset: fills settled in others leave it
     fund = max(state.ledger.balance(INSURANCE, asset), 0)

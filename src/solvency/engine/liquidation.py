@@ -47,6 +47,7 @@ from solvency.core.liquidation import (
     Penalty,
     QuoteFn,
     SocializedLoss,
+    TargetFromLosses,
     Unresolved,
     WaterfallPlan,
     adl_order,
@@ -56,6 +57,7 @@ from solvency.core.liquidation import (
     fillable_price,
     linear_quote,
     liquidation_size_reference,
+    loss_history_target_quanta,
     plan_waterfall,
     realized_vol_ppm,
     return_sq_ppm2,
@@ -154,6 +156,53 @@ class Liquidator:
         self._close_cost: dict[int, int] = {}  # market -> fund's close cost at depth
         self.mark_vol: dict[int, _MarkVol] = {}  # market -> its window (dynamic fee only)
         self.waiting = 0  # liquidations waiting when the current sweep started
+        # realized losses in the fund target's asset, (clock, quanta) per sweep with a loss
+        # (only with insurance.policy.target_from_losses: set by the engine)
+        self.loss_rule: TargetFromLosses | None = None
+        self.loss_asset = ""
+        self.losses: deque[tuple[int, int]] = deque()
+        self.event_ms: int | None = None  # the time of the event being applied
+        self._sweep_adl_haircut = 0
+        self._sweep_social = 0
+        self._sweep_fund_in = 0
+
+    # ------------------------------------------------------------------ realized losses
+
+    def _loss_start(self) -> tuple[int, int]:
+        """The fund's equity and the bad-debt account in the loss asset, at a sweep's
+        start; the sweep's counters reset."""
+        a = self.ctx.book.asset_index[self.loss_asset]
+        self._sweep_adl_haircut = self._sweep_social = self._sweep_fund_in = 0
+        cash, paid, held = self.fund_equity_quanta(a)
+        return cash + paid + held, self.ctx.ledger.balance(BAD_DEBT, self.loss_asset)
+
+    def _loss_end(self, equity0: int, bad0: int) -> None:
+        """Record the sweep's realized loss: the fund's draw (its equity's fall net of
+        the penalties it received), the ADL haircuts against the mark, the socialized
+        losses charged, and the new bad debt."""
+        a = self.ctx.book.asset_index[self.loss_asset]
+        cash, paid, held = self.fund_equity_quanta(a)
+        draw = max(0, equity0 + self._sweep_fund_in - (cash + paid + held))
+        bad = max(0, bad0 - self.ctx.ledger.balance(BAD_DEBT, self.loss_asset))
+        loss = draw + self._sweep_adl_haircut + self._sweep_social + bad
+        if loss <= 0:
+            return
+        assert self.loss_rule is not None
+        # the event's time (the clock moves once the event is applied), never before the
+        # clock or the last loss: the history stays in time order
+        now = max(self.event_ms or 0, self.ctx.clock_ms or 0,
+                  self.losses[-1][0] if self.losses else 0)
+        self.losses.append((now, loss))
+        while self.losses and self.losses[0][0] <= now - self.loss_rule.history_ms:
+            self.losses.popleft()
+
+    def loss_target_quanta(self) -> int:
+        """The fund target the realized losses call for (0 without the rule):
+        :func:`~solvency.core.liquidation.loss_history_target_quanta` at the clock."""
+        if self.loss_rule is None:
+            return 0
+        now = max(self.event_ms or 0, self.ctx.clock_ms or 0)
+        return loss_history_target_quanta(self.losses, now_ms=now, rule=self.loss_rule)
 
     # ------------------------------------------------------------------ dynamic fee
 
@@ -248,6 +297,7 @@ class Liquidator:
             # the queue the dynamic fee reads: rows below maintenance now and rows left
             # waiting by earlier sweeps (no liquidity, a breaker's pause)
             self.waiting = len({r for _, _, r in cands} | self.deficit_rows)
+        loss0 = self._loss_start() if self.loss_rule is not None and cands else None
         events: list[OutEvent] = []
         done: set[int] = set()
         self._adl_cache = {}  # queues are ranked once per sweep
@@ -274,6 +324,8 @@ class Liquidator:
                 break
         events.extend(self._settle_social(cause))
         events.extend(self._update_system_state(cause))
+        if loss0 is not None:
+            self._loss_end(*loss0)
         return events
 
     def _settle_social(self, cause: str) -> list[OutEvent]:
@@ -308,6 +360,8 @@ class Liquidator:
             batch = [Transfer(book.rows[row].ledger_id, SOCIAL, settle, c, "socialized_loss")
                      for row, c in zip(rows.tolist(), charges[nz].tolist(), strict=True)]
             charged = int(charges.sum())
+            if self.loss_rule is not None and settle == self.loss_asset:
+                self._sweep_social += min(charged, total)  # the rest is bad debt
             diff = charged - total
             if diff > 0:
                 batch.append(Transfer(SOCIAL, ROUNDING, settle, diff, "rounding"))
@@ -707,6 +761,8 @@ class Liquidator:
                 fund_delta += step.insurance_quanta
             elif isinstance(step, InsurancePayment):
                 fund_delta -= step.amount_quanta
+        if self.loss_rule is not None and settle == self.loss_asset:
+            self._note_losses(pos, plan)
         if plan.capacity_used_quanta and self._close_cost:
             self._close_cost.pop(pos.m, None)  # the fund's position there changed
         dec = ctx.asset_decimals[pos.a]
@@ -768,6 +824,22 @@ class Liquidator:
             ctx.sync_balance(insurance_row, pos.a)
         book.refresh(book.rows_slots(rows))
         return events
+
+    def _note_losses(self, pos: _Position, plan: WaterfallPlan) -> None:
+        """Add a step's penalties to the fund and its ADL haircuts (each fill's price
+        against the position's value at the mark, for the counterparty: ``|quote| -
+        |value|`` on a long, the reverse on a short, and reversed again on an inverse
+        market, whose coin amounts fall as prices rise) to the sweep's counters."""
+        book = self.ctx.book
+        value = abs(int(book.st[pos.slot, S_VALUE]))
+        lots = abs(pos.lots)
+        side = (1 if pos.lots > 0 else -1) * (-1 if book.instruments[pos.m].is_inverse else 1)
+        for step in plan.steps:
+            if isinstance(step, Penalty):
+                self._sweep_fund_in += step.insurance_quanta
+            elif isinstance(step, AdlFill) and lots:
+                v = value * step.lots // lots
+                self._sweep_adl_haircut += max(0, side * (abs(step.quote_quanta) - v))
 
     def _counterparty_row(self, name: str) -> int:
         return self.ctx.system_row(name)

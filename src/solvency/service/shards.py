@@ -582,6 +582,7 @@ def gather(snaps: Sequence[dict[str, Any]], births: dict[str, BirthKey]) -> dict
     partial: dict[str, Any] = {}
     deficit: set[str] = set()
     blocked: set[str] = set()
+    losses: list[list[int]] = []
     for snap in snaps:
         for name, market, lots, cost in snap["positions"]:
             if name in rows:
@@ -604,6 +605,7 @@ def gather(snaps: Sequence[dict[str, Any]], births: dict[str, BirthKey]) -> dict
         partial.update(liq["last_partial_ms"])
         deficit.update(liq["deficit_rows"])
         blocked.update(liq["blocked_assets"])
+        losses.extend(liq.get("losses", []))
     out["positions"] = [[name, market, str(lots), str(cost)]
                         for (name, market), (lots, cost) in _in_row_order(positions, out)
                         if (lots, cost) != (0, 0)]
@@ -614,6 +616,7 @@ def gather(snaps: Sequence[dict[str, Any]], births: dict[str, BirthKey]) -> dict
     out["accounts"] = dict(sorted(accounts.items()))
     out["warned"] = [r[0] for r in out["rows"] if r[0] in warned]
     out["seen_ids"] = sorted(seen)
+    losses.sort()
     out["liquidation"] = {"last_partial_ms": dict(sorted(partial.items())),
                           "deficit_rows": sorted(deficit),
                           "blocked_assets": sorted(blocked),
@@ -621,7 +624,10 @@ def gather(snaps: Sequence[dict[str, Any]], births: dict[str, BirthKey]) -> dict
                              if "last_unwind_ms" in base["liquidation"] else {}),
                           # the dynamic fee's mark windows: every shard sees every mark
                           **({"mark_vol": base["liquidation"]["mark_vol"]}
-                             if "mark_vol" in base["liquidation"] else {})}
+                             if "mark_vol" in base["liquidation"] else {}),
+                          # realized losses (target_from_losses): the fund shard holds the
+                          # history, the others what they recorded since the last scatter
+                          **({"losses": losses} if losses else {})}
     return out
 
 
@@ -744,6 +750,8 @@ def scatter(merged: dict[str, Any], olds: Sequence[dict[str, Any]], targets: Seq
                    {"last_unwind_ms": old["liquidation"]["last_unwind_ms"]}
                    if "last_unwind_ms" in old["liquidation"] else {}),
                 **({"mark_vol": liq["mark_vol"]} if "mark_vol" in liq else {}),
+                **({"losses": liq["losses"]} if k == FUND_SHARD and "losses" in liq
+                   else {}),
             },
         })
         out.append(snap)

@@ -31,7 +31,13 @@ from solvency.core.liquidation.bankruptcy import (
     insurance_fund_delta_quanta,
 )
 from solvency.core.liquidation.dynamic_fee import DynamicFee, realized_vol_ppm, return_sq_ppm2
-from solvency.core.liquidation.insurance import FeeSharePolicy, coverage_ratio, fee_share_update
+from solvency.core.liquidation.insurance import (
+    FeeSharePolicy,
+    TargetFromLosses,
+    coverage_ratio,
+    fee_share_update,
+    loss_history_target_quanta,
+)
 from solvency.core.liquidation.penalty import (
     PenaltyPriority,
     PenaltySplit,
@@ -102,6 +108,7 @@ __all__ = [
     "Socialize",
     "SocializedLoss",
     "Step",
+    "TargetFromLosses",
     "TransferLeg",
     "Unresolved",
     "WaterfallPlan",
@@ -128,6 +135,7 @@ __all__ = [
     "liquidation_penalty_quanta",
     "liquidation_size",
     "liquidation_size_reference",
+    "loss_history_target_quanta",
     "plan_waterfall",
     "policy_for",
     "policy_to_data",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
 from solvency.core.units import PPM
 
-__all__ = ["FeeSharePolicy", "coverage_ratio", "fee_share_update"]
+__all__ = ["FeeSharePolicy", "TargetFromLosses", "coverage_ratio", "fee_share_update",
+           "loss_history_target_quanta"]
 
 
 def coverage_ratio(*, fund_quanta: int, open_interest_quanta: int) -> Fraction:
@@ -25,6 +27,47 @@ def coverage_ratio(*, fund_quanta: int, open_interest_quanta: int) -> Fraction:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetFromLosses:
+    """The fund target re-estimated from the losses the engine realized.
+
+    ``target = max(target_fund, ceil(cover_ppm x L / 1e6))`` with ``L`` the largest sum
+    of realized losses (fund draws, ADL haircuts, socialized losses, bad debt) within any
+    ``episode_ms`` over the last ``history_ms`` (:func:`loss_history_target_quanta`).
+    """
+
+    cover_ppm: int
+    episode_ms: int = 86_400_000
+    history_ms: int = 365 * 86_400_000
+
+    def __post_init__(self) -> None:
+        if self.cover_ppm <= 0:
+            raise ValueError("target_from_losses.cover_ppm must be positive")
+        if not 0 < self.episode_ms <= self.history_ms:
+            raise ValueError("target_from_losses: need 0 < episode_ms <= history_ms")
+
+
+def loss_history_target_quanta(losses: Sequence[tuple[int, int]], *, now_ms: int,
+                               rule: TargetFromLosses) -> int:
+    """Return ``ceil(cover_ppm x L / 1e6)``, ``L`` the largest sum of the losses
+    ``(ts_ms, quanta)`` (in time order) that fall within one ``episode_ms`` window, over
+    the losses newer than ``now_ms - history_ms`` (rounded up: toward a larger fund).
+
+    The windows are ``[t_i, t_i + episode)`` starting at each loss: a two-pointer pass.
+    """
+    start = now_ms - rule.history_ms
+    xs = [(t, q) for t, q in losses if t > start]
+    best = total = 0
+    j = 0
+    for i in range(len(xs)):
+        while j < len(xs) and xs[j][0] < xs[i][0] + rule.episode_ms:
+            total += xs[j][1]
+            j += 1
+        best = max(best, total)
+        total -= xs[i][1]
+    return -(-rule.cover_ppm * best // PPM)
+
+
+@dataclass(frozen=True, slots=True)
 class FeeSharePolicy:
     """Governance rule: which share of fees goes to the insurance fund.
 
@@ -36,7 +79,9 @@ class FeeSharePolicy:
     asset, or, with ``target_fund`` (an amount of ``target_asset``, for example the
     ES99 of the fund's need over a stress sweep from ``solvency fund-target``), the fund
     over that target: ``target_ppm`` 1,000,000 then steps the share up while the fund is
-    below the target.
+    below the target. With ``target_from_losses`` the target is re-estimated as the
+    engine realizes losses: the larger of ``target_fund`` and the loss-history estimate
+    (:class:`TargetFromLosses`).
     """
 
     target_ppm: int
@@ -47,6 +92,7 @@ class FeeSharePolicy:
     param: str = "insurance_fee_share_ppm"
     target_fund: Decimal | None = None
     target_asset: str | None = None
+    target_from_losses: TargetFromLosses | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_share_ppm <= self.max_share_ppm <= PPM:
@@ -58,6 +104,9 @@ class FeeSharePolicy:
         if self.target_fund is not None and not (
                 self.target_fund.is_finite() and self.target_fund > 0):
             raise ValueError("target_fund must be a positive amount")
+        if self.target_from_losses is not None and self.target_fund is None:
+            raise ValueError("target_from_losses needs target_fund and target_asset (the "
+                             "sweep's target it may raise)")
 
 
 def fee_share_update(policy: FeeSharePolicy, *, fund_quanta: int, open_interest_quanta: int,

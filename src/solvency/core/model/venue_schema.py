@@ -303,6 +303,18 @@ class OracleSection(BaseModel):
 # ============================================================================ the rest
 
 
+class TargetFromLossesSection(BaseModel):
+    """``insurance.policy.target_from_losses``: the target from realized losses."""
+
+    model_config = _FORBID
+    cover_ppm: Annotated[int, Strict(), Field(gt=0)] = Field(
+        description="Cover factor on the largest episode's losses (2,000,000: twice).")
+    episode_ms: Annotated[int, Strict(), Field(gt=0)] | None = Field(
+        None, description="Length of a loss episode (default 1 day).")
+    history_ms: Annotated[int, Strict(), Field(gt=0)] | None = Field(
+        None, description="How far back losses count (default 365 days).")
+
+
 class FeeSharePolicySection(BaseModel):
     """Governance rule for the share of fees paid into the insurance fund."""
 
@@ -319,6 +331,9 @@ class FeeSharePolicySection(BaseModel):
                           "coverage is then fund / target_fund instead of fund / open "
                           "interest.")
     target_asset: _Name | None = Field(None, description="The asset of target_fund.")
+    target_from_losses: TargetFromLossesSection | None = Field(
+        None, description="Re-estimate the target from the losses the engine realizes: "
+                          "max(target_fund, cover x the largest episode's losses).")
 
 
 class InsuranceSection(BaseModel):
