@@ -94,6 +94,11 @@ class EngineState:
         The scenario grid of portfolio margin (None: no portfolio mode).
     """
 
+    quiet_marks: bool = True
+    """A mark values only the holders whose margin state may have changed
+    (``marking.mark_holders_watch``); False values every holder. The same events and
+    state either way: a switch for the tests that hold the two paths equal."""
+
     def __init__(self, venue: Venue, *, liquidity: Liquidity | None = None,
                  policy: LiquidationPolicy | None = None,
                  pm_grid: ScenarioGrid | None = None) -> None:

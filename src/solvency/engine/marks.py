@@ -129,7 +129,13 @@ def set_mark(state: EngineState, m: int, price: Decimal, ts_ms: int | None,
     if ts_ms is not None:
         _track_volatility(state, m, float(price), ts_ms)
         state.liquidator.track_mark(m, price, ts_ms)
-    rows, out = book.mark_market(m)
+    if state.quiet_marks and not state.n_pm_rows and not state.liquidator.deficit_rows:
+        # every holder re-marked, only the rows whose margin state may have changed
+        # valued and handed on (the others would raise no margin call or liquidation)
+        held, rows, out = book.mark_market_watch(m, state.margin_call_ratio)
+    else:
+        rows, out = book.mark_market(m)
+        held = rows
     if moved and state.collateral:
         # collateral valued by rule from the coins this market prices (redemption x index)
         moved = moved + state.collateral.revalue(state.collateral.dependents_of(moved),
@@ -143,7 +149,7 @@ def set_mark(state: EngineState, m: int, price: Decimal, ts_ms: int | None,
         if extra:
             # rows not already valued: a mask instead of setdiff1d (which sorts both)
             seen = np.zeros(len(book.rows), dtype=np.bool_)
-            seen[rows] = True
+            seen[held] = True
             cand = np.unique(np.concatenate(extra))
             more = cand[~seen[cand]]
         if more.shape[0]:

@@ -45,7 +45,7 @@ from solvency.core.margin.kernels import (
     evaluate_rows,
     liquidation_prices,
 )
-from solvency.core.margin.marking import mark_holders
+from solvency.core.margin.marking import mark_holders, mark_holders_watch
 from solvency.core.margin.models import risk_row
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import Venue
@@ -490,6 +490,23 @@ class Book:
                      self.ascale, self.asset_price, self.atier_start, self.atier_count,
                      self.atiers, self.pm, rows, out)
         return rows, out
+
+    def mark_market_watch(self, m: int, level: float
+                          ) -> tuple[Int64Array1D, Int64Array1D, Float64Array2D]:
+        """:meth:`mark_market` that values only the holders' rows whose margin state may
+        have changed (:func:`~solvency.core.margin.marking.mark_holders_watch`): every
+        holder is re-marked all the same. Returns every holder's row, the rows valued and
+        their values. No row may be portfolio-margined (``EngineState.n_pm_rows`` 0)."""
+        slots = self.holders[m].view()
+        n = slots.shape[0]
+        rows = np.empty(n, dtype=np.int64)
+        emit = np.empty(n, dtype=np.int64)
+        out = np.empty((n, 4))
+        k = mark_holders_watch(slots, self.st, self.row_int, self.mk, self.mki, self.tiers,
+                               self.ascale, self.asset_price, self.atier_start,
+                               self.atier_count, self.atiers, self.pm, rows, out, emit,
+                               self.warned, level)
+        return rows, rows[emit[:k]], out[:k]
 
     def rows_slots(self, rows: Int64Array1D) -> Int64Array1D:
         """All slots of the given rows."""

@@ -99,6 +99,8 @@ __all__ = [
     "has_integer_rules",
     "liquidation_prices",
     "margin_crossings",
+    "plain_market",
+    "plain_slot_quanta",
     "requirement",
     "row_health_at",
     "row_whatif",
@@ -634,6 +636,58 @@ def float_slot_quanta(
     vs = v * sc
     v_q = math.floor(vs + VALUE_REL_ERR * abs(vs))
     # the bound taken off before the scaling: one multiplication fewer a requirement
+    im_q = max(0, math.ceil((im - REQ_REL_ERR * im_mag) * sc))
+    mm_q = max(0, math.ceil((mm - REQ_REL_ERR * mm_mag) * sc))
+    return v_q, im_q, mm_q
+
+
+@_inline
+def plain_market(m: int, mk: Float64Array2D, mki: Int64Array2D, tiers: Float64Array2D
+                 ) -> bool:
+    """Whether market ``m`` is a plain future under the float rule: linear or inverse,
+    no size slope (``MK_IM_SLOPE``/``MK_MM_SLOPE`` exactly 0), no size premium (IMF not
+    above 0), no open-interest scaling (upper bound not above 0). Its quanta are then
+    :func:`plain_slot_quanta`'s, bit for bit (the Binance, BitMEX and Hyperliquid
+    presets' perps)."""
+    return (tiers[mki[m, MKI_TIER_START], T_RULE] == RULE_FLOAT
+            and (mk[m, MK_KIND] == 0.0 or mk[m, MK_KIND] == 1.0)
+            and mk[m, MK_IM_SLOPE] == 0.0 and mk[m, MK_MM_SLOPE] == 0.0
+            and not mk[m, MK_IMF] > 0.0 and not mk[m, MK_OI_UPPER] > 0.0)
+
+
+@_inline
+def plain_slot_quanta(
+    lots: float, mark: float, inverse: bool, cv: float, lot: float, t0: int, tn: int,
+    tiers: Float64Array2D, sc: float,
+) -> tuple[int, int, int]:
+    """:func:`float_slot_quanta` of a :func:`plain_market`, its market's terms passed
+    once (a loop over one market's holders reads them outside the loop).
+
+    The same expressions in the same order as :func:`_requirement_parts` and
+    :func:`float_slot_quanta`, less the terms a plain market makes exact no-ops: the
+    slopes' ``rate + 0.0 x size`` (``x + 0.0`` is ``x``, or +0.0 for -0.0: the same
+    products' magnitudes and the same rounded quanta), the slope cap, the size premium,
+    the open-interest scaling and the option branch. Measured on the 100,000-account
+    stress-lab book: the per-slot quanta 1.8-3.3x faster than through :func:`slot_quanta`
+    (docs/benchmarks.md); ``tests/unit/core/margin/test_plain_quanta.py`` holds them equal.
+    """
+    contracts = lots * lot
+    value = -contracts * cv / mark if inverse else contracts * cv * mark
+    notional = abs(value)
+    t = t0
+    for j in range(t0 + 1, t0 + tn):
+        if notional >= tiers[j, 0]:
+            t = j
+        else:
+            break
+    mm_gross = notional * tiers[t, 1]
+    im_gross = notional * tiers[t, 2]
+    mm = mm_gross - tiers[t, 3]
+    im = im_gross - tiers[t, 4]
+    mm_mag = abs(mm_gross) + abs(tiers[t, 3])
+    im_mag = abs(im_gross) + abs(tiers[t, 4])
+    vs = value * sc
+    v_q = math.floor(vs + VALUE_REL_ERR * abs(vs))
     im_q = max(0, math.ceil((im - REQ_REL_ERR * im_mag) * sc))
     mm_q = max(0, math.ceil((mm - REQ_REL_ERR * mm_mag) * sc))
     return v_q, im_q, mm_q

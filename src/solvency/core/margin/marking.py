@@ -20,14 +20,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from llvmlite import ir  # type: ignore[import-untyped]
 from numba import types
 from numba.extending import intrinsic, overload
 
 from solvency.core.margin.kernels import (
+    MK_CV,
+    MK_KIND,
+    MK_LOT,
     MK_MARK,
     MK_OI_CONTRACTS,
     MKI_SETTLE,
+    MKI_TIER_COUNT,
+    MKI_TIER_START,
     S_COLUMNS,
     S_IM,
     S_LOTS,
@@ -35,20 +41,34 @@ from solvency.core.margin.kernels import (
     S_MM,
     S_ROW,
     S_VALUE,
+    _inline,
     _jit,
     _own_quanta,
     _weighted,
+    plain_market,
+    plain_slot_quanta,
     slot_quanta,
 )
-from solvency.core.typing import Float64Array1D, Float64Array2D, Int64Array1D, Int64Array2D
+from solvency.core.typing import (
+    BoolArray1D,
+    Float64Array1D,
+    Float64Array2D,
+    Int64Array1D,
+    Int64Array2D,
+)
 
-__all__ = ["PREFETCH_ROWS", "PREFETCH_SLOTS", "mark_holders", "prefetch"]
+__all__ = ["PREFETCH_ROWS", "PREFETCH_SLOTS", "QUIET_MARGIN", "mark_holders",
+           "mark_holders_watch", "prefetch"]
 
 PREFETCH_SLOTS = 32
 """How many holders ahead the slot's cache line is requested."""
 PREFETCH_ROWS = 16
 """How many holders ahead the row's cache line is requested (its index is read from the
 slot line requested ``PREFETCH_SLOTS - PREFETCH_ROWS`` holders earlier)."""
+QUIET_MARGIN = 1e-9
+"""Relative margin by which :func:`mark_holders_watch` wants a row's exact ratio of
+maintenance to net quanta away from the margin-call level (and from 1, maintenance)
+before it leaves the row unvalued; the float valuation's error is a few 1e-16."""
 
 
 def prefetch(arr: Any, flat_index: Any) -> None:
@@ -110,9 +130,73 @@ def mark_holders(
     so a row is valued after its only change. ``st`` and ``row_int`` must be
     C-contiguous (the book's arrays are).
     """
+    emit = np.empty(slots.shape[0], dtype=np.int64)
+    _mark(slots, st, row_int, mk, mki, tiers, ascale, px, atier_start, atier_count, atiers,
+          pm, rows_out, out, emit, np.zeros(1, dtype=np.bool_), 0.0, False)
+
+
+@_jit
+def mark_holders_watch(
+    slots: Int64Array1D, st: Int64Array2D, row_int: Int64Array2D, mk: Float64Array2D,
+    mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D, px: Float64Array1D,
+    atier_start: Int64Array1D, atier_count: Int64Array1D, atiers: Float64Array2D,
+    pm: Float64Array2D, rows_out: Int64Array1D, out: Float64Array2D, emit: Int64Array1D,
+    warned: BoolArray1D, level: float,
+) -> int:
+    """:func:`mark_holders` that values only the rows whose margin state may have
+    changed: every slot is re-marked and every row's sums brought up to date as there
+    (``rows_out[i]`` is still the row of ``slots[i]``), but a row whose state the new
+    quanta provably leave as it was is not valued. Returns ``k``: ``emit[:k]`` are the
+    indices ``i`` of the rows valued, ``out[:k]`` their values, in slot order.
+
+    The state after a mark is what the engine reads of a valuation (``valuation.
+    after_valuation``): the margin-call flag (``warned``: the ratio maintenance /
+    collateral at or above ``level``) and whether collateral is below maintenance (a
+    liquidation). A row is left out only when (a) its only asset is the market's
+    settlement asset (no balance, value or requirement in another: its collateral is then
+    its equity ``net x px / scale`` and its maintenance ``mm x px / scale``, whatever its
+    collateral weights, :func:`~.kernels._own_quanta`) and (b) from its exact quanta
+    ``net`` (balance + value) and ``mm``: no maintenance and not warned, or ``net > 0``
+    and ``mm < net (1 - 1e-9)`` (not below maintenance) and ``mm / net`` on the side of
+    ``level`` its flag says, by a relative margin of ``1e-9`` (:data:`QUIET_MARGIN`). The
+    float valuation's ratio is ``mm / net`` within ~8 roundings (a few 1e-16), so the
+    margin leaves out only rows the full valuation finds unchanged: ``margin_crossings``
+    would flip nothing and the liquidation sweep would find nothing below maintenance.
+    No portfolio-margined row may exist (their requirement is not the quanta's): the
+    engine calls this only when ``n_pm_rows`` is 0 (``state.Book.mark_market``).
+    """
+    return _mark(slots, st, row_int, mk, mki, tiers, ascale, px, atier_start, atier_count,
+                 atiers, pm, rows_out, out, emit, warned, level, True)
+
+
+@_inline
+def _mark(
+    slots: Int64Array1D, st: Int64Array2D, row_int: Int64Array2D, mk: Float64Array2D,
+    mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D, px: Float64Array1D,
+    atier_start: Int64Array1D, atier_count: Int64Array1D, atiers: Float64Array2D,
+    pm: Float64Array2D, rows_out: Int64Array1D, out: Float64Array2D, emit: Int64Array1D,
+    warned: BoolArray1D, level: float, watch: bool,
+) -> int:
+    # the body of mark_holders (watch False: every row valued, out[i] for slots[i]) and
+    # mark_holders_watch (watch True: quiet rows left out, out compacted)
+    hot_lo = level * (1.0 - QUIET_MARGIN)
+    hot_hi = level * (1.0 + QUIET_MARGIN)
+    below_lo = 1.0 - QUIET_MARGIN
+    k = 0
     n_assets = ascale.shape[0]
     width = row_int.shape[1]
     n = slots.shape[0]
+    # a market's holders: its terms read once, and a plain market's quanta computed
+    # without slot_quanta's dispatch (the same integers; kernels.plain_slot_quanta)
+    m0 = st[slots[0], S_MARKET] if n else 0
+    plain = n > 0 and plain_market(m0, mk, mki, tiers)
+    inverse = mk[m0, MK_KIND] == 1.0
+    cv0 = mk[m0, MK_CV]
+    lot0 = mk[m0, MK_LOT]
+    mark0 = mk[m0, MK_MARK]
+    t00 = mki[m0, MKI_TIER_START]
+    tn0 = mki[m0, MKI_TIER_COUNT]
+    sc0 = ascale[mki[m0, MKI_SETTLE]]
     for i in range(n):
         if i + PREFETCH_SLOTS < n:
             prefetch(st, slots[i + PREFETCH_SLOTS] * S_COLUMNS)
@@ -128,14 +212,41 @@ def mark_holders(
         r = st[s, S_ROW]
         rows_out[i] = r
         sa = mki[m, MKI_SETTLE]
-        v_q, im_q, mm_q = slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
-                                      mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
+        if plain and m == m0:
+            v_q, im_q, mm_q = plain_slot_quanta(float(st[s, S_LOTS]), mark0, inverse, cv0,
+                                                lot0, t00, tn0, tiers, sc0)
+        else:
+            v_q, im_q, mm_q = slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
+                                          mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
         row_int[r, n_assets + sa] += v_q - st[s, S_VALUE]
         row_int[r, 2 * n_assets + sa] += im_q - st[s, S_IM]
         row_int[r, 3 * n_assets + sa] += mm_q - st[s, S_MM]
         st[s, S_VALUE] = v_q
         st[s, S_IM] = im_q
         st[s, S_MM] = mm_q
+        if watch:
+            quiet = False
+            net_q = row_int[r, sa] + row_int[r, n_assets + sa]
+            mm_sa = row_int[r, 3 * n_assets + sa]
+            alone = px[sa] > 0.0
+            for a in range(n_assets):
+                if a != sa and (row_int[r, a] != 0 or row_int[r, n_assets + a] != 0
+                                or row_int[r, 2 * n_assets + a] != 0
+                                or row_int[r, 3 * n_assets + a] != 0):
+                    alone = False
+            if alone:
+                if mm_sa == 0:
+                    quiet = not warned[r]
+                elif net_q > 0:
+                    fn = float(net_q)
+                    fm = float(mm_sa)
+                    if fm < fn * below_lo:
+                        if fm < fn * hot_lo:
+                            quiet = not warned[r]
+                        elif fm > fn * hot_hi:
+                            quiet = warned[r]
+            if quiet:
+                continue
         # the row valuation of kernels.evaluate_rows, line for line (inline for the same
         # reason: kernels.value_row_reference)
         weighted = row_int[r, 4 * n_assets]
@@ -178,7 +289,10 @@ def mark_holders(
         if row_int[r, 4 * n_assets + 1] != 0:
             im = pm[r, 0]
             mm = pm[r, 1]
-        out[i, 0] = equity
-        out[i, 1] = collateral
-        out[i, 2] = im
-        out[i, 3] = mm
+        out[k, 0] = equity
+        out[k, 1] = collateral
+        out[k, 2] = im
+        out[k, 3] = mm
+        emit[k] = i
+        k += 1
+    return k
