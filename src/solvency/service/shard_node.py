@@ -123,7 +123,7 @@ class ShardNode:
 
     def __init__(self, url: str, name: str, k: int, n: int, venue: Venue, *,
                  state_dir: Path | None = None, snapshot_every: int = 5_000,
-                 replicas: int = 1, checkpoint_every: int = 200) -> None:
+                 replicas: int = 1, checkpoint_every: int = 50) -> None:
         self.url, self.name, self.k, self.n = url, name, k, n
         self.venue, self.replicas = venue, replicas
         self.state_dir, self.snapshot_every = state_dir, snapshot_every

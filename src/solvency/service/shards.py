@@ -171,7 +171,7 @@ class ShardedEngine:
 
     def __init__(self, venue: Venue, n: int, *,
                  make_engine: Callable[[Venue], Engine] | None = None,
-                 checkpoint_every: int = 200) -> None:
+                 checkpoint_every: int = 50) -> None:
         if n < 1:
             raise ValueError(f"shard count must be at least 1, got {n}")
         self.n = n
@@ -315,7 +315,7 @@ def restore_like(engine: Engine, snap: dict[str, Any]) -> Engine:
     portfolio grid)."""
     return type(engine).restore(snap, liquidity=engine.liquidity,
                                 policy=engine.liquidator.policy,
-                                pm_grid=engine.portfolio_margin.grid)
+                                pm_grid=engine.portfolio_margin.grid, like=engine.venue)
 
 
 def record_births(births: dict[str, BirthKey], engine: Engine, before: int,
