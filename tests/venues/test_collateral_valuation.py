@@ -276,3 +276,28 @@ def test_a_debt_that_takes_all_the_collateral_sells_it_whole() -> None:
     assert e.ledger.balance("u:a1", "USDT") == 0
     assert not [o for o in out if o.type == "bad_debt"]
     e.verify()
+
+
+def test_a_mark_values_its_holders_with_the_collateral_it_redeems_into() -> None:
+    # one account holds both ETH-PERP and WBETH (redeemed into ETH): ETH 4,000 -> 3,620
+    # moves both. WBETH 1.07 x 3,620 = 3,873.4; collateral 3,873.4 x 0.95 + 10 x (3,620 -
+    # 4,000) = 3,679.73 - 3,800 = -120.27 < 0 < maintenance 36,200 x 0.4 % = 144.8: the
+    # account is deleveraged at its bankruptcy price 4,000 - 3,679.73 / 10 = 3,632.027 and
+    # its WBETH exchanged into the debt (a row valued with the old WBETH price kept
+    # 4,066 x 0.95 - 3,800 = 62.7 and was never checked again)
+    e = Engine(load_preset("binance-2025-10-14"))
+    e.apply(Price(id="eth", market="ETH-PERP", price=D(4000), ts_ms=T0))
+    e.apply(Deposit(id="dmm", account="mm", asset="USDT", amount=D(10_000_000), ts_ms=T0))
+    assert e.apply(Deposit(id="d", account="a", asset="WBETH", amount=D(1), ts_ms=T0)) == []
+    assert e.apply(Fill(id="f", market="ETH-PERP", buyer="a", seller="mm", size=D(10),
+                        price=D(4000), ts_ms=T0)) == []
+    out = e.apply(Price(id="eth2", market="ETH-PERP", price=D(3620), ts_ms=T0 + 1_000))
+    call = [o for o in out if o.type == "margin_call"]
+    assert [(o.account, D(o.collateral_usd), D(o.maintenance_usd)) for o in call] == [
+        ("a", D("-120.27"), D("144.8"))]
+    (dl,) = [o for o in out if o.type == "adl"]
+    assert (dl.account, D(dl.size), D(dl.price)) == ("a", D(10), D("3632.027"))
+    (ex,) = [o for o in out if o.type == "collateral_exchanged"]
+    assert (D(ex.amount), D(ex.price), D(ex.credited)) == (D(1), D("3873.4"), D("3679.73"))
+    assert e.ledger.balance("u:a", "USDT") == 0 and e.ledger.balance("u:a", "WBETH") == 0
+    e.verify()

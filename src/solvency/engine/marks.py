@@ -129,6 +129,12 @@ def set_mark(state: EngineState, m: int, price: Decimal, ts_ms: int | None,
     if ts_ms is not None:
         _track_volatility(state, m, float(price), ts_ms)
         state.liquidator.track_mark(m, price, ts_ms)
+    if moved and state.collateral:
+        # collateral valued by rule from the coins this market prices (redemption x index),
+        # before the market's holders are valued: a row holding both (ETH-PERP and WBETH)
+        # must see the new WBETH price, and is not valued again below
+        moved = moved + state.collateral.revalue(state.collateral.dependents_of(moved),
+                                                 ts_ms if ts_ms is not None else state.clock_ms)
     if state.quiet_marks and not state.n_pm_rows and not state.liquidator.deficit_rows:
         # every holder re-marked, only the rows whose margin state may have changed
         # valued and handed on (the others would raise no margin call or liquidation)
@@ -136,10 +142,6 @@ def set_mark(state: EngineState, m: int, price: Decimal, ts_ms: int | None,
     else:
         rows, out = book.mark_market(m)
         held = rows
-    if moved and state.collateral:
-        # collateral valued by rule from the coins this market prices (redemption x index)
-        moved = moved + state.collateral.revalue(state.collateral.dependents_of(moved),
-                                                 ts_ms if ts_ms is not None else state.clock_ms)
     if moved:
         # the coin this market prices may be collateral, or settle other markets
         extra = [x for x in (book.asset_holders[a].view() for a in moved) if x.shape[0]]
