@@ -250,10 +250,15 @@ def test_a_liquidated_account_s_collateral_is_exchanged_into_its_debt() -> None:
     out = _book(e, "depeg", "430", T0 + 240_000)
     ex = [o for o in out if o.type == "collateral_exchanged"]
     assert [o.account for o in ex] == ["a1", "a2"]
+    assert [D(o.credited) for o in ex] == [D("1200.419999"), D("1400.49")]
     unit = D("3510") * D("0.95")  # the rule's price after the haircut
     for o in ex:
-        debt = D(o.credited)
-        assert debt > 0 and o.to_asset == "USDT" and D(o.price) == D("3510")
+        # the debt from the liquidation's own sales: the long's loss (100,000 - price) x
+        # size plus the penalty of each (a1: 1,099 + 61.347602 + 40.072397 = 1,200.419999)
+        debt = sum((D(li.size) * (100_000 - D(li.price)) + D(li.penalty) for li in out
+                    if li.type == "liquidation" and li.account == o.account), D(0))
+        assert debt > 0 and D(o.credited) == debt
+        assert o.to_asset == "USDT" and D(o.price) == D("3510")
         # the debt / (3,510 x 95 %) of WBETH, rounded up to its quantum
         assert D(o.amount) == (debt / unit).quantize(D("1e-8"), rounding=ROUND_CEILING)
         assert e.ledger.balance(f"u:{o.account}", "USDT") == 0  # the debt repaid
@@ -301,3 +306,31 @@ def test_a_mark_values_its_holders_with_the_collateral_it_redeems_into() -> None
     assert (D(ex.amount), D(ex.price), D(ex.credited)) == (D(1), D("3873.4"), D("3679.73"))
     assert e.ledger.balance("u:a", "USDT") == 0 and e.ledger.balance("u:a", "WBETH") == 0
     e.verify()
+
+
+def test_an_asset_without_a_price_cannot_be_deposited() -> None:
+    # WBETH before any WBETH report or ETH mark: a deposit would make a's collateral NaN,
+    # which is never below maintenance (a long 0.01 BTC at 100,000 with 100 USDT, BTC to
+    # 80,000: 100 - 200 < 0 went unliquidated). Refused, state unchanged; once ETH marks
+    # and the book reports, WBETH has a price and the deposit is taken
+    e = Engine(load_preset("binance-2025-10-10"))
+    e.apply(Price(id="btc", market="BTC-PERP", price=D(100_000), ts_ms=T0))
+    for i, acct in enumerate(("a", "mm")):
+        e.apply(Deposit(id=f"u{i}", account=acct, asset="USDT",
+                        amount=D(100 if i == 0 else 10**6), ts_ms=T0))
+    assert e.apply(Fill(id="f", market="BTC-PERP", buyer="a", seller="mm", size=D("0.01"),
+                        price=D(100_000), ts_ms=T0)) == []
+    before = e.state_hash()
+    out = e.apply(Deposit(id="w", account="a", asset="WBETH", amount=D("0.0001"), ts_ms=T0))
+    assert [(o.type, o.reason, o.detail) for o in out] == [
+        ("rejected", "no_price", "WBETH has no price yet")]
+    assert e.state_hash() == before
+    out = e.apply(Price(id="crash", market="BTC-PERP", price=D(80_000), ts_ms=T0 + 1_000))
+    assert "a" in {o.account for o in out if o.type in ("liquidation", "adl")}
+    e.apply(Price(id="eth", market="ETH-PERP", price=D(4000), ts_ms=T0 + 2_000))
+    _book(e, "book0", "4280", T0 + 2_000)
+    assert e.book.asset_price_exact[e.book.asset_index["WBETH"]] is not None
+    out = e.apply(Deposit(id="w2", account="a", asset="WBETH", amount=D("0.0001"),
+                          ts_ms=T0 + 2_000))
+    assert not [o for o in out if o.type == "rejected"]
+    assert e.ledger.balance("u:a", "WBETH") == 10_000  # 0.0001 in 1e-8 quanta

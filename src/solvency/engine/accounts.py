@@ -45,6 +45,13 @@ def apply_deposit(state: EngineState, ev: Deposit) -> list[OutEvent]:
     """Credit an account (created on its first deposit), the fund or the backstop vault."""
     a = state.resolve_asset(ev.asset)
     q = state.amount_quanta(ev.amount, a, "amount")
+    if np.isnan(state.book.asset_price[a]) and (a in state.collateral.rules
+                                                 or _has_positions(state, ev.account)):
+        # an asset valued by rule before its sources report, or a coin priced by a market
+        # with no mark yet into an account with positions: its collateral would be NaN,
+        # never below maintenance. (An account without positions may hold a coin before
+        # its mark: a fill needs its collateral, which a NaN never covers.)
+        raise RejectReason("no_price", f"{ev.asset} has no price yet")
     if state.ledger.balance(state.ledger_id_of(ev.account), ev.asset) + q > MAX_QUANTA:
         # the book mirrors balances in int64: bound them before anything is created
         raise RejectReason("balance_too_large",
@@ -60,6 +67,11 @@ def apply_deposit(state: EngineState, ev: Deposit) -> list[OutEvent]:
     state.post([Transfer(EXTERNAL, state.ledger_id_of(ev.account), ev.asset, q, "deposit")])
     state.sync_balance(r, a)
     return check_rows(state, np.array([r], dtype=np.int64), ev.id)
+
+
+def _has_positions(state: EngineState, account: str) -> bool:
+    r = state.book.row_index.get(account, -1)
+    return r >= 0 and bool(state.book.row_nslots[r] > 0)
 
 
 def apply_withdraw(state: EngineState, ev: Withdraw) -> list[OutEvent]:

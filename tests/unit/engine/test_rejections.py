@@ -62,6 +62,9 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
                                 "size": "0.001", "price": "100000", "fee_buyer": "0.0000001"}),
     ("not_perpetual", "funding", {"market": "BTC-FUT-260327", "rate": "0.0001"}),
     ("no_mark", "funding", {"market": "ETH-PERP", "rate": "0.0001"}),
+    # ETH is priced by ETH-PERP, which has no mark yet, and alice holds BTC-PERP: her
+    # collateral would be NaN, never liquidated
+    ("no_price", "deposit", {"account": "alice", "asset": "ETH", "amount": "1"}),
     ("not_a_future", "expiry", {"market": "BTC-PERP", "price": "100000"}),
     ("before_expiry", "expiry", {"market": "BTC-FUT-260327", "price": "100000"}),
     ("invalid_params", "params", {"market": "BTC-PERP",
