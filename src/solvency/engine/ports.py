@@ -125,20 +125,30 @@ class StaticDepth:
         self.lots_per_level = lots_per_level
         self.level_bps = level_bps
         self.levels = levels
+        # level prices by (mark, tick, side, level): the engine quotes the same mark on
+        # every liquidation step of a sweep (~10 us of Decimal arithmetic a level)
+        self._prices: dict[tuple[str, str, int, int], Decimal] = {}
 
     def quote(self, market: str, lots: int, mark: Decimal, tick: Decimal) -> list[Fill]:
         """Walk the levels away from the mark in the direction of the trade."""
         out: list[Fill] = []
         left = abs(lots)
         sign = 1 if lots > 0 else -1
+        prices = self._prices
         for k in range(1, self.levels + 1):
             if left <= 0:
                 break
-            raw = mark * (1 + sign * Decimal(self.level_bps * k) / 10_000)
-            # buyers pay up (round the price up), sellers get less (round down)
-            steps = (raw / tick).to_integral_value(
-                rounding="ROUND_CEILING" if sign > 0 else "ROUND_FLOOR")
-            price = steps * tick
+            key = (str(mark), str(tick), sign, k)  # by digits: 800.0 and 8E+2 are equal
+            price = prices.get(key)
+            if price is None:
+                raw = mark * (1 + sign * Decimal(self.level_bps * k) / 10_000)
+                # buyers pay up (round the price up), sellers get less (round down)
+                steps = (raw / tick).to_integral_value(
+                    rounding="ROUND_CEILING" if sign > 0 else "ROUND_FLOOR")
+                price = steps * tick
+                if len(prices) >= 4096:
+                    prices.clear()
+                prices[key] = price
             if price <= 0:
                 break
             take = min(left, self.lots_per_level)

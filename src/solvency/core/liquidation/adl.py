@@ -120,6 +120,10 @@ def adl_eligible(*, lots: Int64Array1D, entry_price: Float64Array1D, mark_price:
     return out
 
 
+SMALL_QUEUE = 32
+"""Queue heads up to this many positions are allocated in Python ints (0: always numpy)."""
+
+
 def adl_allocate(need_lots: int, *, lots: Int64Array1D, order: Int64Array1D,
                  eligible: BoolArray1D) -> Int64Array1D:
     """Return lots to deleverage per position, taking the queue in ``order``.
@@ -131,6 +135,21 @@ def adl_allocate(need_lots: int, *, lots: Int64Array1D, order: Int64Array1D,
     """
     if need_lots < 0:
         raise ValueError("need_lots must be non-negative")
+    n = order.shape[0]
+    if n <= SMALL_QUEUE and n == lots.shape[0]:
+        # the engine passes the head of the queue, a few positions: the same walk in
+        # Python ints (seven numpy calls on two-element arrays measured ~20 us a step)
+        ls, el = lots.tolist(), eligible.tolist()
+        small = [0] * n
+        left = need_lots
+        for i in order.tolist():
+            if left <= 0:
+                break
+            if el[i]:
+                k = min(abs(ls[i]), left)
+                small[i] = k
+                left -= k
+        return np.array(small, dtype=np.int64)
     avail = np.where(eligible, np.abs(lots), 0).astype(np.int64)
     q = avail[order]
     before = np.cumsum(q) - q
