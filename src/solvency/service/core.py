@@ -63,7 +63,7 @@ log = logging.getLogger("solvency.service")
 T = TypeVar("T")
 
 STREAM_TYPES = frozenset({"liquidation", "adl", "margin_call", "bad_debt", "socialized_loss",
-                          "breaker", "system_state"})
+                          "breaker", "system_state", "collateral_exchanged", "fund_unwind"})
 """Out-event types the risk view keeps in its recent list (``GET /v1/risk``)."""
 
 RECENT = 200

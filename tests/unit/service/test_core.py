@@ -106,3 +106,26 @@ def test_the_store_records_its_pm_grid(tmp_path: Path) -> None:
     same.start()
     assert same.engine.portfolio_margin.grid.name == "cme-span-16"
     same.stop()
+
+
+def test_the_risk_view_lists_collateral_exchanged(tmp_path: Path) -> None:
+    # binance-2025-10-14: 1 WBETH + 10 ETH-PERP long at 4,000, ETH to 3,620 (the case of
+    # tests/venues/test_collateral_valuation.py): ADL, then the WBETH exchanged into the debt
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    svc = RiskService(ServiceConfig(db=db, venue="binance-2025-10-14"))
+    svc.start()
+    t = 1_760_132_160_000
+    res = svc.submit(items(
+        {"type": "price", "id": "p1", "ts": t, "market": "ETH-PERP", "price": "4000"},
+        {"type": "deposit", "id": "d1", "ts": t, "account": "mm", "asset": "USDT",
+         "amount": "10000000"},
+        {"type": "deposit", "id": "d2", "ts": t, "account": "a", "asset": "WBETH",
+         "amount": "1"},
+        {"type": "fill", "id": "f", "ts": t, "market": "ETH-PERP", "buyer": "a",
+         "seller": "mm", "size": "10", "price": "4000"},
+        {"type": "price", "id": "p2", "ts": t + 1000, "market": "ETH-PERP", "price": "3620"},
+    ), None).result(timeout=30)
+    assert [r.status for r in res] == ["accepted"] * 5
+    kinds = [(o["type"], o.get("account")) for o in svc.recent]
+    assert ("collateral_exchanged", "a") in kinds and ("adl", "a") in kinds
+    svc.stop()
