@@ -334,3 +334,41 @@ def test_an_asset_without_a_price_cannot_be_deposited() -> None:
                           ts_ms=T0 + 2_000))
     assert not [o for o in out if o.type == "rejected"]
     assert e.ledger.balance("u:a", "WBETH") == 10_000  # 0.0001 in 1e-8 quanta
+
+
+def test_two_valued_assets_are_exchanged_in_proportion() -> None:
+    # binance-2025-10-10: b holds 0.36 WBETH and 1 BNSOL (SOL index 200, BNSOL book 212:
+    # 30 % x 212 + 70 % x 1.06 x 200 = 212) and is long 1 BTC-PERP at 100,000; BTC 99,000.
+    # Collateral 0.36 x 4,280 x 0.95 + 212 x 0.95 - 1,000 = 665.16; the wBETH book at 430
+    # (WBETH 3,510): 1,200.42 + 201.4 - 1,000 = 401.82 < 445, liquidated. Its debt (the
+    # loss and penalties of its sales) is shared by haircut value, 201.4 : 1,200.42, each
+    # share / (price x 0.95) rounded up: 1 BNSOL (201.4 credited), 0.36 WBETH (the rest)
+    e = Engine(load_preset("binance-2025-10-10"))
+    e.apply(Price(id="eth", market="ETH-PERP", price=D(4000), ts_ms=T0))
+    e.apply(Price(id="btc", market="BTC-PERP", price=D(100_000), ts_ms=T0))
+    assert _book(e, "b0", "4280", T0) == []
+    assert _book(e, "s0", "200", T0, asset="SOL", source="index") == []
+    assert _book(e, "n0", "212", T0, asset="BNSOL") == []
+    e.apply(Deposit(id="dmm", account="mm", asset="USDT", amount=D(10_000_000), ts_ms=T0))
+    for sym, amt in (("WBETH", "0.36"), ("BNSOL", "1")):
+        assert e.apply(Deposit(id=f"d{sym}", account="b", asset=sym, amount=D(amt),
+                               ts_ms=T0)) == []
+    assert e.apply(Fill(id="f", market="BTC-PERP", buyer="b", seller="mm", size=D(1),
+                        price=D(100_000), ts_ms=T0)) == []
+    e.apply(Price(id="btc2", market="BTC-PERP", price=D(99_000), ts_ms=T0 + 1_000))
+    assert D(e.account_view("b")["collateral_usd"]) == D("665.16")
+    out = _book(e, "depeg", "430", T0 + 240_000)
+    debt = sum((D(li.size) * (100_000 - D(li.price)) + D(li.penalty) for li in out
+                if li.type == "liquidation" and li.account == "b"), D(0))
+    ex = {o.asset: o for o in out if o.type == "collateral_exchanged"}
+    assert sorted(ex) == ["BNSOL", "WBETH"]
+    total = D("201.4") + D("1200.42")
+    for sym, unit in (("BNSOL", D(212) * D("0.95")), ("WBETH", D(3510) * D("0.95"))):
+        share = debt * (unit * (1 if sym == "BNSOL" else D("0.36"))) / total
+        assert D(ex[sym].amount) == (share / unit).quantize(D("1e-8"), rounding=ROUND_CEILING)
+    assert D(ex["BNSOL"].credited) == D("201.4")
+    assert D(ex["BNSOL"].credited) + D(ex["WBETH"].credited) == debt
+    for sym in ("USDT", "WBETH", "BNSOL"):
+        assert e.ledger.balance("u:b", sym) == 0
+    assert not [o for o in out if o.type == "bad_debt"]
+    e.verify()
