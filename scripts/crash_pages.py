@@ -27,6 +27,7 @@ new dependency, and the page shows exactly what the report shows.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import pickle
@@ -316,6 +317,12 @@ def path_lines(summary: Summary) -> list[str]:
     return out
 
 
+def _reduced(n: int, scenario_file: str) -> str:
+    full = load_scenario(REPO / "scenarios" / scenario_file).population.n_accounts
+    return "" if n == full else (f" (run with `--accounts {n}`; the file holds {full:,}: "
+                                 "the same open interest in fewer, larger accounts)")
+
+
 def scenario_lines(summary: Summary, scenario_file: str) -> list[str]:
     sc = summary.scenario
     pop = sc.population
@@ -333,7 +340,8 @@ def scenario_lines(summary: Summary, scenario_file: str) -> list[str]:
         f"{sc.seed_market}, population {sc.seed_population}); {first.metrics['points']:,} "
         "points per run.",
         f"* Population (the scenario's, the same spec on every venue): {pop.n_accounts:,} "
-        f"accounts, open interest (one side, base units) {ois}, i.e. **{usd(oi)}** at the "
+        f"accounts{_reduced(pop.n_accounts, scenario_file)}, open interest (one side, "
+        f"base units) {ois}, i.e. **{usd(oi)}** at the "
         f"start prices; long/short {pop.long_short_ratio:g}; leverage {lev}.",
         f"* Insurance fund at the start: {usd(float(sc.insurance_fund))} on every venue "
         f"({pct(float(sc.insurance_fund) / oi)} of the open interest).",
@@ -1078,11 +1086,18 @@ def write_validation(summaries: Sequence[Summary]) -> Path:
 
 
 def run_window(window: Window, venues: Sequence[str], cache: Path | None,
-               jobs: int = 1) -> Summary:
+               jobs: int = 1, accounts: int | None = None) -> Summary:
     """Run (or, with ``cache``, reload) every venue of ``window`` (``jobs`` venues at a
-    time in processes, as ``simulate --compare --jobs``: the same runs)."""
+    time in processes, as ``simulate --compare --jobs``: the same runs); ``accounts``
+    replaces the scenario's population size (the same open interest in fewer accounts;
+    the page states the size it ran)."""
     scenario = load_scenario(REPO / "scenarios" / window.scenario)
-    saved = cache / f"{window.date}-{'-'.join(venues)}.pkl" if cache is not None else None
+    if accounts is not None:
+        scenario = dataclasses.replace(scenario, population=dataclasses.replace(
+            scenario.population, n_accounts=accounts))
+    tag = "" if accounts is None else f"-{accounts}"
+    saved = (cache / f"{window.date}-{'-'.join(venues)}{tag}.pkl" if cache is not None
+             else None)
     if saved is not None and saved.exists():
         with saved.open("rb") as fh:
             # our own cache file, written below by this function
@@ -1136,7 +1151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1,
                     help="venues run at a time, in processes (default 1: the machines "
                          "running this are shared)")
+    ap.add_argument("--accounts", type=int,
+                    help="population size instead of the scenario's (the same open interest "
+                         "in fewer accounts; the pages say which)")
     args = ap.parse_args(argv)
+    if args.accounts is not None and args.accounts < 1:
+        raise SystemExit("--accounts: at least 1")
     if args.jobs < 1:
         raise SystemExit("--jobs: at least 1")
     windows = _names(args.windows, list(WINDOWS), "windows")
@@ -1146,7 +1166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for date in windows:  # one after another: shared machines
         window = WINDOWS[date]
         try:
-            summary = run_window(window, venues, args.cache, args.jobs)
+            summary = run_window(window, venues, args.cache, args.jobs, args.accounts)
         except ScenarioError as exc:
             print(f"{date}: {exc}", file=sys.stderr)
             return 2
