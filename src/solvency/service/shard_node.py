@@ -56,6 +56,7 @@ from solvency.adapters.nats_stream import connect
 from solvency.core.model.events import EventError, Fill, Params, Rejected
 from solvency.core.model.venue import Venue
 from solvency.engine.engine import Engine
+from solvency.engine.fills import SHARD_CLEARING
 from solvency.engine.inputs import parse_input
 from solvency.service.core import canonical, venue_fingerprint
 from solvency.service.shards import (
@@ -67,6 +68,7 @@ from solvency.service.shards import (
     check_shardable,
     decide_venue_wide,
     genesis,
+    names_clearing,
     record_births,
     refuse_global,
     restore_like,
@@ -555,9 +557,12 @@ class ShardFeed:
         is sent) in order; return the last venue sequence number."""
         for i, obj in enumerate(events):
             try:
-                parse_input(obj)
+                named = names_clearing(parse_input(obj))
             except EventError as exc:
                 raise EventError(exc.reason, f"event {i}: {exc.detail}") from None
+            if named is not None:  # only the shards book against their clearing account
+                raise EventError("system_account",
+                                 f"event {i}: {named} {SHARD_CLEARING} is run by the shards")
         last = await self.last_seq()
         for start in range(0, len(events), chunk):
             part = events[start:start + chunk]

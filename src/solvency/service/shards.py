@@ -78,6 +78,7 @@ __all__ = [
     "ShardDivergenceError",
     "ShardedEngine",
     "UnshardableError",
+    "names_clearing",
     "parse_shard",
     "refuse_global",
     "route",
@@ -155,6 +156,17 @@ def route(event: AnyInput, n: int) -> list[tuple[int, AnyInput]]:
     return [(FUND_SHARD, event)]  # an unknown type: one shard names the rejection
 
 
+def names_clearing(event: AnyInput) -> str | None:
+    """The field of a user's event that names :data:`SHARD_CLEARING` (``account``,
+    ``buyer`` or ``seller``), or None. Only the shards book against that account: a user's
+    withdrawal from it, or a fill with it (exempt from reduce-only as a shard's clearing
+    leg), would make the sharded venue differ from one engine."""
+    for field in ("account", "buyer", "seller"):
+        if getattr(event, field, None) == SHARD_CLEARING:
+            return field
+    return None
+
+
 class ShardedEngine:
     """N engines, one per shard of the accounts, behind one :meth:`apply`.
 
@@ -202,6 +214,11 @@ class ShardedEngine:
         """Apply one event across the shards; return its out-events (shard order)."""
         if event.id in self.seen:
             return []
+        named = names_clearing(event)
+        if named is not None:  # before anything moves: one engine has no such account
+            return [Rejected(id=f"rejected:{event.id}", event=event.id,
+                             reason="system_account",
+                             detail=f"{named} {SHARD_CLEARING} is run by the shards")]
         self.m += 1
         if self.m % self.checkpoint_every == 0:
             self._checkpoint()

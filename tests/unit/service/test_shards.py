@@ -152,6 +152,48 @@ def test_cross_shard_fill_both_legs_or_neither() -> None:
         "out_of_order"]
 
 
+def test_a_user_event_naming_the_clearing_account_is_refused() -> None:
+    """Only the shards book against SHARD_CLEARING: a user's withdrawal from it moved the
+    shard's clearing balance (one engine refuses it: no such account), and a user fill
+    with it went through reduce-only as a clearing leg (found in review)."""
+    _, sh, a, b = _funded(2)
+    before = [e.state_hash() for e in sh.shards]
+    events = [
+        Withdraw(id="wc", account=SHARD_CLEARING, asset="USDT", amount=Decimal(1_000_000),
+                 ts_ms=TS + 2),
+        Deposit(id="dc", account=SHARD_CLEARING, asset="USDT", amount=Decimal(5),
+                ts_ms=TS + 2),
+        Fill(id="fc", market="BTC-PERP", buyer=SHARD_CLEARING, seller=b,
+             size=Decimal("0.01"), price=Decimal(84_000), ts_ms=TS + 2),
+        Fill(id="fs", market="BTC-PERP", buyer=a, seller=SHARD_CLEARING,
+             size=Decimal("0.01"), price=Decimal(84_000), ts_ms=TS + 2),
+    ]
+    for ev in events:
+        got = sh.apply(ev)
+        assert [(o.type, o.reason) for o in got] == [("rejected", "system_account")], got
+        assert SHARD_CLEARING in got[0].detail
+    assert [e.state_hash() for e in sh.shards] == before
+    # refused, so the same id can come again as a user's own event
+    ok = Deposit(id="wc", account=a, asset="USDT", amount=Decimal(5), ts_ms=TS + 3)
+    assert [o.type for o in sh.apply(ok)] != ["rejected"]
+
+
+def test_the_shard_feed_refuses_the_clearing_account_before_sending() -> None:
+    """The shard processes' input boundary: ShardFeed.publish parses every event first and
+    refuses one naming SHARD_CLEARING before any is sent (so no connection is needed)."""
+    import asyncio
+
+    from solvency.service.shard_node import ShardFeed
+
+    feed = ShardFeed("nats://127.0.0.1:9", "nowhere", 2)
+    good = {"type": "deposit", "id": "d1", "account": "a", "asset": "USDT", "amount": "5"}
+    bad = {"type": "withdraw", "id": "w1", "account": SHARD_CLEARING, "asset": "USDT",
+           "amount": "1"}
+    with pytest.raises(EventError) as exc:
+        asyncio.run(feed.publish([good, bad]))
+    assert exc.value.reason == "system_account" and "event 1" in exc.value.detail
+
+
 def test_check_fill_changes_nothing() -> None:
     one, _, a, b = _funded(1)
     before = one.state_hash()
