@@ -223,6 +223,16 @@ def test_a_bad_rule_is_refused_with_its_key(valuation: dict[str, Any], message: 
     assert message in str(err.value)
 
 
+def test_a_valuation_takes_one_collateral_tier() -> None:
+    # the auto-exchange sells at one weight; two tiers would sell below their value
+    data = {"preset": "binance-2025-10-10", "name": "tiers", "assets": {"WBETH": {
+        "collateral": [{"floor_usd": "0", "weight": "0.95"},
+                       {"floor_usd": "1000000", "weight": "0.5"}]}}}
+    with pytest.raises(ConfigError, match=r"assets\.WBETH\.collateral: an asset with a "
+                                          r"valuation takes one collateral tier"):
+        venue_from_data(data, source="v.json")
+
+
 def test_a_valuation_replaces_a_fixed_or_market_price() -> None:
     data = {"preset": "binance-2025-10-10", "name": "both",
             "assets": {"WBETH": {"price_usd": "1"}}}

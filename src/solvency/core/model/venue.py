@@ -361,6 +361,12 @@ def _build(data: Mapping[str, Any]) -> Venue:
         if asset.price_market is not None and asset.price_market not in markets:
             raise ConfigError(f"assets.{asset.symbol}.price_market: unknown market "
                               f"{asset.price_market}")
+        if asset.valuation is not None and len(asset.collateral) > 1:
+            # a liquidation's auto-exchange sells valued collateral at one weight; margin
+            # and the bankruptcy price value it by tier: one tier keeps them the same
+            raise ConfigError(f"assets.{asset.symbol}.collateral: an asset with a "
+                              "valuation takes one collateral tier (the liquidation's "
+                              "exchange sells it at that weight)")
         for i, src in enumerate(asset.valuation.sources if asset.valuation else ()):
             if src.underlying is None:
                 continue
