@@ -983,9 +983,31 @@ def _verdict_ratio(sim: float, rep: float, tol: float) -> tuple[str, str]:
     return f"{r:.2f}x", f"**missed** by {miss:.1f}x beyond x{tol:g}"
 
 
-def validation_lines(summaries: Sequence[Summary]) -> list[str]:
+def kept_sections(text: str) -> dict[str, list[str]]:
+    """The per-window sections (``### ...`` up to the next) of validation.md's generated
+    block, by window date (read from the section's ``crashes/DATE.md`` link)."""
+    if _BEGIN not in text or _END not in text:
+        return {}
+    block = text.split(_BEGIN, 1)[1].split(_END, 1)[0].splitlines()
+    out: dict[str, list[str]] = {}
+    date: str | None = None
+    for line in block:
+        if line.startswith("### "):
+            found = re.search(r"\(crashes/([0-9-]+)\.md\)", line)
+            date = found.group(1) if found else None
+            if date is not None:
+                out[date] = []
+        if date is not None:
+            out[date].append(line)
+    return out
+
+
+def validation_lines(summaries: Sequence[Summary],
+                     kept: Mapping[str, list[str]] | None = None) -> list[str]:
     """docs/validation.md's crash-window section: per window and venue, every reported
-    figure against the run, with the ratio, the source and a verdict (issue 17 item 3)."""
+    figure against the run, with the ratio, the source and a verdict (issue 17 item 3).
+    Windows not in ``summaries`` keep their section from ``kept`` (the file as it was),
+    so ``--windows D`` rewrites D's section only."""
     out = [_BEGIN, "", "## Crash windows: simulated against reported (issue 17)", "",
            "Generated from the crash pages' runs (`scripts/crash_pages.py`, the same runs as "
            "[crashes/](crashes/)); sources are the numbered ones on each window's page. "
@@ -1000,10 +1022,20 @@ def validation_lines(summaries: Sequence[Summary]) -> list[str]:
            "only and the other windows run with them unchanged, as predictions. A run's "
            "population size is on its page.",
            ""]
-    left = [d for d in WINDOWS if d not in {s.window.date for s in summaries}]
+    kept = kept or {}
+    ran = {s.window.date: s for s in summaries}
+    left = [d for d in WINDOWS if d not in ran and d not in kept]
     if left:
         out += [f"Not in this run (their pages predate it): {', '.join(left)}.", ""]
-    for s in summaries:
+    for date in WINDOWS:
+        if date not in ran:
+            if date in kept:
+                body = list(kept[date])
+                while body and not body[-1].strip():
+                    body.pop()
+                out += [*body, ""]
+            continue
+        s = ran[date]
         rep = REPORTED.get(s.window.date)
         if rep is None:
             continue
@@ -1071,7 +1103,7 @@ def validation_lines(summaries: Sequence[Summary]) -> list[str]:
 def write_validation(summaries: Sequence[Summary]) -> Path:
     """Replace docs/validation.md's generated section (or append it)."""
     text = VALIDATION.read_text(encoding="utf-8") if VALIDATION.exists() else ""
-    block = "\n".join(validation_lines(summaries))
+    block = "\n".join(validation_lines(summaries, kept_sections(text)))
     if _BEGIN in text and _END in text:
         head, rest = text.split(_BEGIN, 1)
         tail = rest.split(_END, 1)[1]
