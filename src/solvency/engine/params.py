@@ -9,11 +9,12 @@ sizes, expiry) cannot change while positions are open.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
 from solvency.core.model.events import OutEvent, Params, Settled
+from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import (
     ConfigError,
     Venue,
@@ -25,15 +26,16 @@ from solvency.engine.base import EngineState, RejectReason, tick_value_quanta_of
 from solvency.engine.options import set_option_requirements
 from solvency.engine.valuation import check_rows
 
-__all__ = ["apply_params"]
+__all__ = ["apply_params", "params_trial"]
 
 
 TICK_SIZE_MAX: Final = Decimal(10) ** 6
 
 
-def apply_params(state: EngineState, ev: Params) -> list[OutEvent]:
-    """Change a market's parameters (governance): validated as a whole venue config,
-    then the market's holders re-margined under the new terms."""
+def params_trial(state: EngineState, ev: Params) -> tuple[int, Instrument, dict[str, Any]]:
+    """What ``ev`` would make of its market, changing nothing: the market's index, its
+    new instrument and its new config; :class:`RejectReason` where the engine refuses
+    it (the account shards look here before a change is applied: service/shards.py)."""
     book = state.book
     m, inst = state.resolve_market(ev.market)
     for key in ("kind", "base", "quote", "expiry", "contract_size", "lot_size",
@@ -59,6 +61,15 @@ def apply_params(state: EngineState, ev: Params) -> list[OutEvent]:
         # rounded an oracle index to a mark of 1E+40 and overflowed the int64 book
         raise RejectReason("invalid_params",
                            f"tick_size {new_inst.tick_size} above {TICK_SIZE_MAX}")
+    return m, new_inst, data
+
+
+def apply_params(state: EngineState, ev: Params) -> list[OutEvent]:
+    """Change a market's parameters (governance): validated as a whole venue config,
+    then the market's holders re-margined under the new terms."""
+    book = state.book
+    m, new_inst, data = params_trial(state, ev)
+    inst = book.instruments[m]
     state.market_data[inst.name] = data
     book.set_instrument(m, new_inst)
     state.tick_value_quanta[m] = tick_value_quanta_of(state.venue, new_inst)

@@ -53,7 +53,7 @@ from nats.js import api
 
 import nats
 from solvency.adapters.nats_stream import connect
-from solvency.core.model.events import EventError, Fill, Params, Rejected
+from solvency.core.model.events import EventError, Fill, Rejected
 from solvency.core.model.venue import Venue
 from solvency.engine.engine import Engine
 from solvency.engine.fills import SHARD_CLEARING
@@ -64,13 +64,13 @@ from solvency.service.shards import (
     BirthKey,
     GlobalViewNeededError,
     ShardDivergenceError,
-    UnshardableError,
     check_shardable,
     decide_venue_wide,
     genesis,
     names_clearing,
     record_births,
     refuse_global,
+    refuse_unshardable,
     restore_like,
     route,
     shard_of,
@@ -393,18 +393,18 @@ class ShardNode:
         if isinstance(ev, Fill) and len(legs) == 2:
             ok, out = await self._cross_fill(m, ev, targets, mine)
         elif mine:
-            out = self.engine.apply(mine[0])
-            self._ops.append(("apply", mine[0]))
+            # a change to open-interest-scaled margin: refused before it is applied, by
+            # every shard alike (the same markets), so nothing to replay
+            refused = refuse_unshardable(self.engine, mine[0])
+            if refused is not None:
+                out = [refused]
+            else:
+                out = self.engine.apply(mine[0])
+                self._ops.append(("apply", mine[0]))
             ok = not any(isinstance(o, Rejected) and o.event == ev.id for o in out)
             await self._publish(m, "v", {"ok": ok, "out": self.engine.out_json(out)})
             if ok and self.engine.liquidator.venue_wide is None:
                 self._refuse(ev.id, out)
-            if ok and isinstance(ev, Params):  # a change may make margin need the venue
-                try:
-                    check_shardable(self.engine)
-                except UnshardableError as exc:
-                    self.error = f"input event {m} ({ev.id}): {exc}"
-                    self.error_at = m
             out = []
         else:
             ok = await self._wait_votes(m, targets)

@@ -26,7 +26,10 @@ Design and protocol: docs/scale_out.md ("Account shards"). In short:
   accounts to their shards, the fund and the other engine-run accounts to shard 0, each
   shard's clearing account taking the difference. :func:`decide_venue_wide` is a pure
   function of the shards' states, so every shard that computes it gets the same answer.
-  Open-interest-scaled margin is refused (:class:`UnshardableError`).
+  Open-interest-scaled margin is refused: a venue that has it at start
+  (:class:`UnshardableError`), a parameter change that would turn it on before it is
+  applied (:func:`refuse_unshardable`: rejected ``unshardable``, nothing changed, the id
+  may be sent again).
 
 Equivalence with one engine (tests/unit/service/test_shards.py): the same events give
 every account the same balances, positions and cost basis, the fund and fee pool the same
@@ -48,6 +51,7 @@ import numpy as np
 
 from solvency.core.ledger.ledger import CLEARING, EXTERNAL, ROUNDING
 from solvency.core.margin.kernels import MK_OI_UPPER
+from solvency.core.margin.models import risk_row
 from solvency.core.model.events import (
     AccountMode,
     Deposit,
@@ -64,10 +68,12 @@ from solvency.core.model.events import (
 )
 from solvency.core.model.venue import Venue
 from solvency.core.oracle import OracleReport
+from solvency.engine.base import RejectReason
 from solvency.engine.engine import Engine
 from solvency.engine.fills import SHARD_CLEARING
 from solvency.engine.inputs import AnyInput
 from solvency.engine.liquidation import BACKSTOP, INSURANCE_ROW, MARKET
+from solvency.engine.params import params_trial
 from solvency.engine.pretrade import Order
 from solvency.engine.summary import liabilities
 
@@ -81,6 +87,7 @@ __all__ = [
     "names_clearing",
     "parse_shard",
     "refuse_global",
+    "refuse_unshardable",
     "route",
     "shard_of",
     "sharded_liabilities",
@@ -222,6 +229,9 @@ class ShardedEngine:
         self.m += 1
         if self.m % self.checkpoint_every == 0:
             self._checkpoint()
+        refused = refuse_unshardable(self.shards[FUND_SHARD], event)
+        if refused is not None:  # every shard holds the same markets: one verdict
+            return [refused]
         legs = route(event, self.n)
         if len(legs) == 2 and isinstance(event, Fill):
             rej = self._check_legs(event, legs)
@@ -259,9 +269,6 @@ class ShardedEngine:
             record_births(self.births, engine, sizes[k], (self.m, order.index(k)))
         out = merge_out(event.id, per_shard)
         refuse_global(event.id, out)
-        if isinstance(event, Params):
-            for engine in self.shards:
-                check_shardable(engine)
         return out
 
     def _venue_wide(self, event: AnyInput, targets: list[int], need: str,
@@ -284,9 +291,6 @@ class ShardedEngine:
                                                                   strict=True)]
         self.venue_wide_events.append((event.id, need))
         self._checkpoint()
-        if isinstance(event, Params):
-            for engine in self.shards:
-                check_shardable(engine)
         return out
 
     def apply_all(self, events: Iterable[AnyInput]) -> list[Any]:
@@ -374,6 +378,26 @@ def check_shardable(engine: Engine) -> None:
         names = [engine.book.market_names[m] for m in np.flatnonzero(mk[:, MK_OI_UPPER] > 0)]
         raise UnshardableError(f"markets {names} scale initial margin with open interest, "
                           "which only the whole venue knows")
+
+
+def refuse_unshardable(engine: Engine, event: AnyInput) -> Rejected | None:
+    """The rejection (``unshardable``) of a parameter change that would scale its
+    market's margin with open interest, decided before anything is applied from what
+    the engine would make of the market (:func:`~solvency.engine.params.params_trial`,
+    changing nothing); None for any other event, or a change the engine itself refuses
+    (it names its own reason). Every shard holds the same markets, so every shard
+    reaches the same verdict."""
+    if not isinstance(event, Params):
+        return None
+    try:
+        _, inst, _ = params_trial(engine, event)
+    except RejectReason:
+        return None
+    if risk_row(inst.margin).oi_upper <= 0.0:
+        return None
+    return Rejected(id=f"rejected:{event.id}", event=event.id, reason="unshardable",
+                    detail=f"market {inst.name} would scale initial margin with open "
+                           "interest, which only the whole venue knows")
 
 
 def genesis(engine: Engine, k: int) -> list[Deposit]:

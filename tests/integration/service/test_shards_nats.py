@@ -272,36 +272,43 @@ def test_demo_through_adl_equals_one_engine(nats_cluster: str) -> None:
     assert [s["state_hash"] for s in states] == [e.state_hash() for e in inproc.shards]
 
 
-def test_open_interest_margin_stops_the_shards(nats_cluster: str) -> None:
-    """A parameter change that scales margin with open interest (which only the whole
-    venue knows) stops the shards at that event, named."""
-    objs = [{"type": "deposit", "id": "d1", "account": "a", "asset": "USDT", "amount": "9"},
+def test_open_interest_margin_change_is_rejected_by_every_shard(nats_cluster: str) -> None:
+    """A parameter change that would scale margin with open interest (which only the
+    whole venue knows) is rejected ``unshardable`` by both shard nodes before either
+    applies it: the same out-events and state hashes as the in-process shards, and the
+    id, sent again with an allowed change, applies."""
+    objs = [{"type": "deposit", "id": "d1", "account": "a", "asset": "USDC", "amount": "9"},
             {"type": "params", "id": "oi", "market": "BTC-PERP", "open_interest_lower_cap":
              "1000000", "open_interest_upper_cap": "5000000"},
-            {"type": "deposit", "id": "d2", "account": "b", "asset": "USDT", "amount": "9"}]
-    message = asyncio.run(_run_nodes(nats_cluster, "oi2", objs, venue="dydx"))
-    assert "input event 2 (oi): markets ['BTC-PERP'] scale initial margin with open " \
-        "interest" in message, message
+            {"type": "params", "id": "oi", "market": "BTC-PERP", "imr": "0.05"},
+            {"type": "deposit", "id": "d2", "account": "b", "asset": "USDC", "amount": "9"}]
+    venue = load_preset("dydx")
+    inproc = ShardedEngine(venue, 2)
+    want = [inproc.shards[0].out_json(inproc.apply(parse_input(o))) for o in objs]
+    assert [o["reason"] for o in want[1]] == ["unshardable"]
+    assert not any(o["type"] == "rejected" for o in want[2])
 
-
-async def _run_nodes(url: str, name: str, objs: list[dict[str, Any]], *,
-                     venue: str = "binance") -> str:
-    """Two shard nodes in this process; the error the feed reports."""
-    stop = asyncio.Event()
-    nodes = [ShardNode(url, name, k, 2, load_preset(venue)) for k in range(2)]
-    tasks = [asyncio.create_task(node.run(stop)) for node in nodes]
-    feed = ShardFeed(url, name, 2)
-    await feed.connect()
-    try:
-        await _wait_up(feed, [0, 1], Path("."), 60)
-        last = await feed.publish(objs)
-        with pytest.raises(RuntimeError) as exc:
+    async def run() -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]]]:
+        stop = asyncio.Event()
+        nodes = [ShardNode(nats_cluster, "oi2", k, 2, venue) for k in range(2)]
+        tasks = [asyncio.create_task(node.run(stop)) for node in nodes]
+        feed = ShardFeed(nats_cluster, "oi2", 2)
+        await feed.connect()
+        try:
+            await _wait_up(feed, [0, 1], Path("."), 60)
+            last = await feed.publish(objs)
             await feed.wait_applied(last, timeout_s=60)
-        return str(exc.value)
-    finally:
-        await feed.close()
-        stop.set()
-        await asyncio.gather(*tasks)
+            return ([await feed.status(k) for k in range(2)], await feed.out_events(last))
+        finally:
+            await feed.close()
+            stop.set()
+            await asyncio.gather(*tasks)
+
+    states, outs = asyncio.run(run())
+    for m, expected in enumerate(want, 1):
+        assert _compared(outs.get(m, [])) == _compared(expected), objs[m - 1]
+    assert [o["reason"] for o in outs[2]] == ["unshardable"]
+    assert [s["state_hash"] for s in states] == [e.state_hash() for e in inproc.shards]
 
 
 def test_untimed_event_of_another_shard_is_not_waited_for(nats_cluster: str) -> None:

@@ -274,6 +274,47 @@ def test_open_interest_scaled_margin_is_refused() -> None:
         ShardedEngine(scaled, 2)
 
 
+def test_open_interest_params_change_is_rejected_before_it_is_applied() -> None:
+    """A parameter change that would scale BTC-PERP's margin with open interest is
+    rejected ``unshardable`` before anything moves: every shard's state hash is what it
+    was, the id is not taken (sent again, it is judged again, not dropped as a
+    duplicate), and a later allowed change still applies. dYdX's OIMF caps:
+    open_interest_lower_cap/upper_cap (presets.py cites dydxprotocol/v4-chain
+    protocol/testing/genesis.sh)."""
+    from solvency.core.model.events import Params
+
+    sh = ShardedEngine(load_preset("dydx"), 2)
+    a, b = _one_per_shard(2)
+    sh.apply_all([Deposit(id="d1", account=a, asset="USDC", amount=Decimal("50000"), ts_ms=TS),
+                  Deposit(id="d2", account=b, asset="USDC", amount=Decimal("50000"), ts_ms=TS),
+                  Price(id="p1", market="BTC-PERP", price=Decimal("60000"), ts_ms=TS),
+                  Fill(id="f1", buyer=a, seller=b, market="BTC-PERP", size=Decimal("0.1"),
+                       price=Decimal("60000"), ts_ms=TS + 1)])
+    before = [e.state_hash() for e in sh.shards]
+    oi = Params(id="oi", market="BTC-PERP", changes={
+        "open_interest_lower_cap": "1000000", "open_interest_upper_cap": "5000000"},
+        ts_ms=TS + 2)
+    for _ in range(2):  # the second time judged again, not a duplicate
+        got = sh.apply(oi)
+        assert [(o.type, o.event, o.reason) for o in got] == [("rejected", "oi", "unshardable")]
+        assert "BTC-PERP" in got[0].detail and "open interest" in got[0].detail
+        assert [e.state_hash() for e in sh.shards] == before
+        assert "oi" not in sh.seen
+    allowed = Params(id="oi", market="BTC-PERP", changes={"imr": "0.05"}, ts_ms=TS + 3)
+    got = sh.apply(allowed)
+    assert not any(o.type == "rejected" for o in got), got
+    assert "oi" in sh.seen
+    assert all(h != x for h, x in zip(before, [e.state_hash() for e in sh.shards],
+                                      strict=True))
+    for engine in sh.shards:
+        assert engine.market_data["BTC-PERP"]["imr"] == "0.05"
+        engine.verify()
+
+
+def _one_per_shard(n: int) -> list[str]:
+    return [next(f"u{i}" for i in range(1000) if shard_of(f"u{i}", n) == k) for k in range(n)]
+
+
 def test_proof_of_liabilities_over_shards() -> None:
     """`solvency shard prove`'s tree: over 1, 2 or 4 shards the same root, equal to the
     tree of one engine's liabilities (engine/summary.py) with the accounts sorted by name;
