@@ -1071,6 +1071,9 @@ class Agents:
         self.funding = (FundingAgent(spec.funding, venue, book, markets, start_ms=start_ms)
                         if spec.funding is not None else None)
         self.topup: TopUpAgent | None = None
+        # accounts named by a fill applied through :meth:`apply` (a fill is the only
+        # event that opens a position): the runner's flat-account check reads and clears it
+        self.traded: set[str] = set()
 
     @property
     def liquidity(self) -> Liquidity:
@@ -1080,8 +1083,11 @@ class Agents:
 
     def apply(self, event: Any) -> list[Any]:
         """Apply ``event`` to the engine; the port reconciles its quotes with what
-        executed, and the top-up traders read the margin calls."""
+        executed, and the top-up traders read the margin calls. A fill's buyer and
+        seller join :attr:`traded`."""
         assert self.engine is not None
+        if isinstance(event, FillEvent):
+            self.traded.update((event.buyer, event.seller))
         if self.port is not None:
             self.port.begin()
         out = self.engine.apply(event)

@@ -480,10 +480,17 @@ def _top_up(engine: Engine, settle: str) -> int:
 class _FlatWatch:
     """No-position immunity: a user row that holds no position is never charged (ADL,
     socialized losses and funding only touch positions), so from one check to the next
-    its balances never fall while it stays flat (deposits may raise them)."""
+    its balances never fall while it stays flat (deposits may raise them).
 
-    def __init__(self, engine: Engine) -> None:
+    ``traded`` (the crew's :attr:`Agents.traded`) names the accounts a fill named since
+    the last check, which it clears: such a row was not flat all along even when it is
+    flat at both checks (it opened a position and closed it, or was liquidated, in
+    between: its trading loss is no charge). Without it every row flat at two checks is
+    taken as flat in between."""
+
+    def __init__(self, engine: Engine, traded: set[str] | None = None) -> None:
         self.engine = engine
+        self.traded = traded
         self.rows = np.zeros(0, dtype=np.int64)
         self.balances = np.zeros((0, 0), dtype=np.int64)
 
@@ -492,6 +499,11 @@ class _FlatWatch:
         n = len(book.rows)
         n_a = len(book.asset_names)
         still = self.rows[book.row_nslots[self.rows] == 0] if self.rows.shape[0] else self.rows
+        if self.traded:
+            # the parties of the fills since the last check: drop their rows from the watch
+            moved = [book.row_index[a] for a in self.traded if a in book.row_index]
+            still = still[~np.isin(still, np.asarray(moved, dtype=np.int64))]
+            self.traded.clear()
         if still.shape[0]:
             before = self.balances[np.searchsorted(self.rows, still)]
             fell = np.flatnonzero((book.row_int[still, :n_a] < before).any(axis=1))
@@ -594,7 +606,7 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
     k_low = int(np.argmin(prices[markets[0]]))
     snap_low: dict[str, Any] | None = None
     violation = ""
-    flat = _FlatWatch(engine)
+    flat = _FlatWatch(engine, crew.traded)
     n = ts.shape[0]
     for k in range(1, n):
         now = int(ts[k])
