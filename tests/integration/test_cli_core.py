@@ -353,10 +353,13 @@ def test_venues_lists_every_preset_with_btc_and_eth() -> None:
     res = runner.invoke(app, ["venues", "--json"])
     assert res.exit_code == 0
     data = json.loads(res.output)
-    assert set(data) == {"binance", "bitmex", "deribit", "drift", "dydx", "hyperliquid"}
+    # the six venues, and Binance's two dated collateral rules (2025-10-10 and -14)
+    assert set(data) == {"binance", "bitmex", "deribit", "drift", "dydx", "hyperliquid",
+                         "binance-2025-10-10", "binance-2025-10-14"}
     for name, venue in data.items():
         assert {"BTC-PERP", "ETH-PERP"} <= set(venue["markets"]), name
         settle = {m["settle"] for k, m in venue["markets"].items() if k.endswith("-PERP")}
-        assert settle == ({"USDT"} if name in ("binance", "bitmex") else {"USDC"}), name
+        usdt = name.split("-")[0] in ("binance", "bitmex")
+        assert settle == ({"USDT"} if usdt else {"USDC"}), name
     table = runner.invoke(app, ["venues"])
     assert table.exit_code == 0 and "hyperliquid" in table.output
