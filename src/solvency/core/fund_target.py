@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Literal
 
+from solvency.core.liquidation.insurance import largest_window_sum
+
 __all__ = ["FundTarget", "PathLoss", "fund_target", "largest_episode_loss", "var_es"]
 
 Measure = Literal["var", "es"]
@@ -152,12 +154,4 @@ def largest_episode_loss(losses: Sequence[tuple[int, Decimal]], *, now_ms: int,
     if not 0 < episode_ms <= history_ms:
         raise ValueError("need 0 < episode <= history")
     xs = sorted((t, q) for t, q in losses if t > now_ms - history_ms)
-    best = total = Decimal(0)
-    j = 0
-    for i in range(len(xs)):
-        while j < len(xs) and xs[j][0] < xs[i][0] + episode_ms:
-            total += xs[j][1]
-            j += 1
-        best = max(best, total)
-        total -= xs[i][1]
-    return best
+    return largest_window_sum(xs, episode_ms, Decimal(0))

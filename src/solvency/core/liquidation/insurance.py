@@ -6,11 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from typing import TypeVar
 
 from solvency.core.units import PPM
 
+_Amount = TypeVar("_Amount", int, Decimal)
+
 __all__ = ["FeeSharePolicy", "TargetFromLosses", "coverage_ratio", "fee_share_update",
-           "loss_history_target_quanta"]
+           "largest_window_sum", "loss_history_target_quanta"]
 
 
 def coverage_ratio(*, fund_quanta: int, open_interest_quanta: int) -> Fraction:
@@ -55,16 +58,25 @@ def loss_history_target_quanta(losses: Sequence[tuple[int, int]], *, now_ms: int
     The windows are ``[t_i, t_i + episode)`` starting at each loss: a two-pointer pass.
     """
     start = now_ms - rule.history_ms
-    xs = [(t, q) for t, q in losses if t > start]
-    best = total = 0
+    best = largest_window_sum([(t, q) for t, q in losses if t > start], rule.episode_ms, 0)
+    return -(-rule.cover_ppm * best // PPM)
+
+
+def largest_window_sum(xs: Sequence[tuple[int, _Amount]], window_ms: int,
+                       zero: _Amount) -> _Amount:
+    """Return the largest sum of the amounts ``(ts_ms, amount)`` (in time order) that fall
+    within one window ``[t_i, t_i + window_ms)`` starting at a loss: a two-pointer pass,
+    exact in the amounts' own type (int quanta in the engine, Decimal in
+    :func:`~solvency.core.fund_target.largest_episode_loss`)."""
+    best = total = zero
     j = 0
     for i in range(len(xs)):
-        while j < len(xs) and xs[j][0] < xs[i][0] + rule.episode_ms:
+        while j < len(xs) and xs[j][0] < xs[i][0] + window_ms:
             total += xs[j][1]
             j += 1
         best = max(best, total)
         total -= xs[i][1]
-    return -(-rule.cover_ppm * best // PPM)
+    return best
 
 
 @dataclass(frozen=True, slots=True)
