@@ -39,17 +39,20 @@ def seed_position(state: EngineState, account: str, market: str, size: Decimal,
     moves between the two exactly like a fill (payer rounded up, receiver down, the
     remainder to the rounding account). Raises :class:`RejectReason` on bad input.
     """
-    state.epoch += 1
+    # every check before the first change: a refused seed leaves the state as it was
     m, inst = state.resolve_market(market)
     state.require_account(account)
-    if counterparty not in state.accounts:
-        state.accounts[counterparty] = "cross"
-        state.ensure_cross_row(counterparty)
+    if not size.is_finite():
+        raise RejectReason("invalid_size", f"size {size}")
     if size == 0:
         raise RejectReason("invalid_size", "size must not be zero")
     lots = on_grid(abs(size), inst.lot_size, "size", "invalid_size")
-    if entry_price <= 0 or not entry_price.is_finite():
+    if not entry_price.is_finite() or entry_price <= 0:
         raise RejectReason("non_positive", f"entry_price {entry_price}")
+    state.epoch += 1
+    if counterparty not in state.accounts:
+        state.accounts[counterparty] = "cross"
+        state.ensure_cross_row(counterparty)
     buyer, seller = (account, counterparty) if size > 0 else (counterparty, account)
     b = fill_side(state, buyer, m, inst.name, lots, 0)
     sd = fill_side(state, seller, m, inst.name, -lots, 0)

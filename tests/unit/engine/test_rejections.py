@@ -236,3 +236,24 @@ def test_non_finite_decimals_built_in_python_are_rejected(value: str) -> None:
                                price=bad, ts_ms=ts))
     assert out and out[0].type == "rejected" and out[0].reason != "invalid_number", out
     assert e.state_hash() == before
+
+
+@pytest.mark.parametrize(("size", "price", "code"), [
+    ("0", "100000", "invalid_size"), ("NaN", "100000", "invalid_size"),
+    ("Infinity", "100000", "invalid_size"), ("0.0000001", "100000", "invalid_size"),
+    ("0.001", "0", "non_positive"), ("0.001", "-1", "non_positive"),
+    ("0.001", "NaN", "non_positive"), ("0.001", "-Infinity", "non_positive"),
+])
+def test_a_refused_seed_changes_nothing(size: str, price: str, code: str) -> None:
+    # seed_position checked its size and price after creating the counterparty's row,
+    # so a refused seed left a new account behind and moved the state hash.
+    from solvency.engine.base import RejectReason
+
+    e = _book()
+    before = e.state_hash()
+    with pytest.raises(RejectReason) as err:
+        e.seed_position("alice", "BTC-PERP", D(size), D(price), counterparty="fresh_street")
+    assert err.value.reason == code
+    assert e.state_hash() == before
+    e.seed_position("alice", "BTC-PERP", D("0.001"), D(100000), counterparty="fresh_street")
+    assert e.state_hash() != before
