@@ -79,20 +79,8 @@ class CollateralValuer:
         self.reports[a][ev.source] = (ev.price, ev.ts_ms)
 
     def usd_exact(self, a: int) -> Decimal | None:
-        """Exact USD price of asset ``a`` (a fixed price, a mark x its quote's, a valued
-        price), None while it has none."""
-        book = self.book
-        px = book.asset_price_exact[a]
-        if px is None:
-            return None
-        m = int(book.asset_link[a])
-        if m < 0:
-            return px
-        qi = book.asset_index.get(book.instruments[m].quote)
-        if qi is None:
-            return px
-        q_px = book.asset_price_exact[qi]
-        return px if q_px is None else px * q_px
+        """Exact USD price of asset ``a`` (:meth:`Book.usd_price_exact`)."""
+        return self.book.usd_price_exact(a)
 
     def revalue(self, assets: list[int], now_ms: int | None) -> list[int]:
         """Price ``assets`` by their rules; return those whose price changed."""

@@ -1271,15 +1271,9 @@ class Liquidator:
                 if book.venue.assets[sym].valuation is not None]
 
     def _usd_exact(self, a: int) -> Fraction | None:
-        """Exact USD price of asset ``a`` (fixed, valued, or a mark x its quote's)."""
-        book = self.ctx.book
-        px = book.asset_price_exact[a]
-        if px is None:
-            return None
-        m = int(book.asset_link[a])
-        qi = book.asset_index.get(book.instruments[m].quote) if m >= 0 else None
-        q_px = book.asset_price_exact[qi] if qi is not None else None
-        return Fraction(px) * (Fraction(q_px) if q_px is not None else 1)
+        """Exact USD price of asset ``a`` (:meth:`Book.usd_price_exact`) as a fraction."""
+        px = self.ctx.book.usd_price_exact(a)
+        return None if px is None else Fraction(px)
 
     def _auto_exchange(self, r: int, cause: str) -> list[OutEvent]:
         """Exchange a liquidated, flat row's collateral valued by rule into the assets it

@@ -11,7 +11,7 @@ the Decimal marks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import numpy as np
 
@@ -289,6 +289,24 @@ class Book:
         qi = self.asset_index.get(quote)
         q_px = 1.0 if qi is None or np.isnan(self.asset_price[qi]) else self.asset_price[qi]
         return float(price) * q_px
+
+    def usd_price_exact(self, a: int) -> Decimal | None:
+        """Exact USD price of asset ``a``: a fixed or rule-valued price, or a linked
+        coin's mark x its quote asset's price (the product taken at the precision of
+        both factors' digits, so never rounded); None while it has none. The one
+        definition the collateral valuer and the auto-exchange read."""
+        px = self.asset_price_exact[a]
+        if px is None:
+            return None
+        m = int(self.asset_link[a])
+        qi = self.asset_index.get(self.instruments[m].quote) if m >= 0 else None
+        q_px = self.asset_price_exact[qi] if qi is not None else None
+        if q_px is None:
+            return px
+        digits = len(px.as_tuple().digits) + len(q_px.as_tuple().digits)
+        with localcontext() as ctx:
+            ctx.prec = max(28, digits)
+            return px * q_px
 
     def set_oi(self, m: int, lots: int) -> None:
         """Record one side's open interest (lots) of a market."""
