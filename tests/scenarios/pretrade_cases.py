@@ -114,6 +114,8 @@ class Case:
 CASES: list[Case] = [
     Case("invalid_order", book, order("o", size="NaN"), "invalid_order"),
     Case("unknown_market", book, order("o", market="DOGE-PERP"), "unknown_market"),
+    Case("size_off_lot", book, order("o", size="0.0005"), "size_off_lot"),
+    Case("price_off_tick", book, order("o", price="100000.05"), "price_off_tick"),
     Case("market_halted", _halted, order("o", price="90000"), "market_halted"),
     Case("rate_limited", _rate_used, order("o", ts_s=1), "rate_limited"),
     Case("no_mark", book, order("o", market="BTC-FUT-260327"), "no_mark"),

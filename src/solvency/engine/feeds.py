@@ -381,4 +381,5 @@ def _market_limits(inst: Instrument, data: Mapping[str, Any]) -> MarketLimits:
         notional_max_quote=float(data.get("notional_max_quote", math.inf)),
         position_max=float(data.get("position_max", math.inf)),
         oi_max=float(data.get("oi_max", math.inf)), leverage_tiers=tiers,
-        contract_size=float(inst.contract_size), inverse=inst.is_inverse)
+        contract_size=float(inst.contract_size), inverse=inst.is_inverse,
+        lot_size=inst.lot_size, tick_size=inst.tick_size)

@@ -11,6 +11,10 @@ reason                         when
 =============================  ==========================================================
 ``invalid_order``              size or limit price not finite and > 0
 ``unknown_market``             the view has no limits for the market
+``size_off_lot``               size not a whole number of the market's lots: a fill of
+                               it would be rejected (``invalid_size``)
+``price_off_tick``             limit price not on the market's tick grid: a fill at it
+                               would be rejected with the same reason
 ``market_halted``              the market's breaker is ``halted``
 ``rate_limited``               the account sent too many orders in the window
 ``no_mark``                    the market has no valid mark price
@@ -40,7 +44,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal, InvalidOperation
 from typing import ClassVar, Literal, Protocol
 
 from solvency.core.model.events import EventError, parse_ts_ms
@@ -63,7 +67,8 @@ __all__ = [
 Side = Literal["buy", "sell"]
 
 REASONS: tuple[str, ...] = (
-    "invalid_order", "unknown_market", "market_halted", "rate_limited", "no_mark",
+    "invalid_order", "unknown_market", "size_off_lot", "price_off_tick", "market_halted",
+    "rate_limited", "no_mark",
     "price_outside_band", "order_size_too_large", "order_notional_too_large",
     "size_too_large", "reduce_only_would_increase", "market_reduce_only", "position_limit",
     "open_interest_cap", "leverage_exceeds_tier", "insufficient_initial_margin",
@@ -145,6 +150,8 @@ class MarketLimits:
     leverage_tiers: tuple[LeverageTier, ...] = ()
     contract_size: float = 1.0
     inverse: bool = False
+    lot_size: Decimal | None = None
+    tick_size: Decimal | None = None
 
     def notional_quote(self, size: float, price: float) -> float:
         """Quote notional of ``size`` contracts (inverse: contracts are quote-valued)."""
@@ -253,6 +260,20 @@ class RateLimiter:
             self._trim(account, now_ms).append(now_ms)
 
 
+_GRID = Context(prec=60)
+
+
+def _off_grid(value: Decimal, step: Decimal) -> bool:
+    """Whether ``value`` is not a whole multiple of ``step`` (exact; a value too large
+    for the test is left to the size and ledger limits)."""
+    if not isinstance(value, Decimal):
+        return False
+    try:
+        return _GRID.remainder(value, step) != 0
+    except InvalidOperation:
+        return False
+
+
 def check_order(order: Order, view: PretradeView, now_ms: int | None = None) -> Accept | Reject:
     """Check an order against the venue's state; return :class:`Accept` or :class:`Reject`.
 
@@ -272,6 +293,14 @@ def check_order(order: Order, view: PretradeView, now_ms: int | None = None) -> 
     lim = view.limits(order.market)
     if lim is None:
         return Reject(oid, "unknown_market", f"market {order.market!r}")
+    if lim.lot_size is not None and _off_grid(order.size, lim.lot_size):
+        return Reject(oid, "size_off_lot",
+                      f"size {order.size} is not a multiple of the lot size {lim.lot_size}")
+    if (lim.tick_size is not None and order.price is not None
+            and _off_grid(order.price, lim.tick_size)):
+        return Reject(oid, "price_off_tick",
+                      f"price {order.price} is not a multiple of the tick size "
+                      f"{lim.tick_size}")
     mode = view.mode(order.market)
     if mode == "halted":
         return Reject(oid, "market_halted", f"market {order.market} is halted")

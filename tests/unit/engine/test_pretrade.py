@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import pytest
@@ -42,9 +42,10 @@ class FakeView:
     free_collateral: float = 1e9
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(3, 1_000))
     calls: list[str] = field(default_factory=list)
+    lim: MarketLimits = LIMITS
 
     def limits(self, market: str) -> MarketLimits | None:
-        return LIMITS if market == "BTC" else None
+        return self.lim if market == "BTC" else None
 
     def mode(self, market: str) -> str:
         return self.modes.get(market, "normal")
@@ -100,6 +101,10 @@ def _rate_limited() -> FakeView:
 CASES = [
     ("invalid_order", _order(size="NaN"), FakeView),
     ("unknown_market", _order(market="DOGE"), FakeView),
+    ("size_off_lot", _order(size="1.5"),
+     lambda: _setup(lim=replace(LIMITS, lot_size=Decimal("1")))),
+    ("price_off_tick", _order(price="50000.5"),
+     lambda: _setup(lim=replace(LIMITS, tick_size=Decimal("1")))),
     ("market_halted", _order(), lambda: _setup(modes={"BTC": "halted"})),
     ("rate_limited", _order(), _rate_limited),
     ("no_mark", _order(), lambda: _setup(marks={"BTC": None})),
