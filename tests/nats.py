@@ -53,9 +53,10 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
 
 
 @contextmanager
-def running_nats(nodes: int = 1) -> Iterator[str]:
+def running_nats(nodes: int = 1, *, max_payload: int | None = None) -> Iterator[str]:
     """Start ``nodes`` JetStream servers (a cluster when more than one) in a temporary
-    folder; yield the client URL(s), comma-joined; stop and remove them at the end."""
+    folder; yield the client URL(s), comma-joined; stop and remove them at the end.
+    ``max_payload``: the servers' limit on a message's size (default 1 MiB)."""
     binary = nats_binary()
     tmp = Path(tempfile.mkdtemp(prefix="solvency-nats-"))
     ports = _free_ports(2 * nodes)
@@ -65,6 +66,10 @@ def running_nats(nodes: int = 1) -> Iterator[str]:
         for i in range(nodes):
             cmd = [binary, "-js", "-a", "127.0.0.1", "-p", str(client[i]),
                    "-sd", str(tmp / f"n{i}"), "-n", f"n{i}"]
+            if max_payload is not None:
+                conf = tmp / f"n{i}.conf"
+                conf.write_text(f"max_payload: {max_payload}\n")
+                cmd += ["-c", str(conf)]
             if nodes > 1:
                 routes = ",".join(f"nats://127.0.0.1:{p}" for j, p in enumerate(cluster)
                                   if j != i)

@@ -33,7 +33,7 @@ from solvency.core.model.venue import ConfigError
 from solvency.core.proofs import ProofError
 from solvency.engine.engine import Engine
 from solvency.engine.inputs import parse_input
-from solvency.service.shard_node import ShardFeed, ShardNode
+from solvency.service.shard_node import ShardFeed, ShardNode, ShardStreamError
 from solvency.service.shards import (
     UnshardableError,
     parse_shard,
@@ -74,8 +74,16 @@ def run(
     snapshot_every: Annotated[int, typer.Option(
         "--snapshot-every", min=1, help="Input events between snapshots.")] = 5_000,
     stream_replicas: ReplicasOption = 1,
+    wait_timeout: Annotated[float, typer.Option(
+        "--wait-timeout", min=0.1,
+        help="Seconds to wait for the other shards' messages of one event; past it the "
+             "shard stops with an error naming what did not come.")] = 120.0,
 ) -> None:
-    """Run shard K of N: apply its accounts' events and every broadcast from the stream."""
+    """Run shard K of N: apply its accounts' events and every broadcast from the stream.
+
+    A shard that stops on an error (another shard silent past --wait-timeout, a message
+    JetStream did not store, a different venue) prints it at once, keeps answering
+    `shard status` with it, and exits 1 when stopped (3 for a stream error)."""
     try:
         k, n = parse_shard(shard)
         v = load_venue(venue)
@@ -85,7 +93,9 @@ def run(
         state_dir.mkdir(parents=True, exist_ok=True)
     try:
         node = ShardNode(stream, stream_name, k, n, v, state_dir=state_dir,
-                         snapshot_every=snapshot_every, replicas=stream_replicas)
+                         snapshot_every=snapshot_every, replicas=stream_replicas,
+                         wait_s=wait_timeout, on_error=lambda message: err.print(
+                             f"[bold red]error:[/] shard {k}/{n}: {message}"))
     except (ValueError, KeyError, UnshardableError) as exc:
         raise _fail(f"shard {k}/{n}: {exc}") from None
     except OSError as exc:
@@ -100,7 +110,7 @@ def run(
 
     try:
         asyncio.run(main())
-    except ConnectionError as exc:
+    except (ConnectionError, ShardStreamError) as exc:
         raise _fail(str(exc), 3) from None
     except (OSError, nats.errors.Error) as exc:
         raise _fail(f"NATS at {stream}: {exc or type(exc).__name__}", 3) from None

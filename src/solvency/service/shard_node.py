@@ -35,15 +35,20 @@ needed the whole venue, or null) and waits for all N. If one is set, every shard
 back to its state before the event, publishes it (``m:K:s``), waits for all N, and
 applies :func:`~solvency.service.shards.decide_venue_wide` over them, a pure function:
 each keeps its part, and shard 0 publishes the event's out-events (``m:0:w``).
+
+A message over the server's limit (a state, a snapshot reply) goes in parts
+(:func:`split_body`, :class:`Parts`); every wait for other shards' messages has a deadline
+(``wait_s``), past which the shard stops with an error naming what did not come.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -76,7 +81,8 @@ from solvency.service.shards import (
     shard_of,
 )
 
-__all__ = ["ShardFeed", "ShardNode", "ensure_streams", "merge_out_json"]
+__all__ = ["PART_HEADER", "Parts", "ShardFeed", "ShardNode", "ShardStreamError",
+           "ensure_streams", "merge_out_json", "split_body"]
 
 _DUP_WINDOW_S: Final = 3600.0
 
@@ -105,6 +111,50 @@ class _StoppedError(Exception):
     """Asked to stop while waiting for other shards' verdicts."""
 
 
+class ShardStreamError(RuntimeError):
+    """JetStream did not store a message the shard published (the message says which):
+    the shard stops; its restart publishes it again from its last snapshot."""
+
+
+PART_HEADER: Final = "Solvency-Part"
+"""Header of a message sent in parts: ``I/C``, part I of C (from 0)."""
+KEY_HEADER: Final = "Solvency-Key"
+"""Header naming the message a part belongs to (its parts share it)."""
+_HEADROOM: Final = 2048  # the headers, under the server's limit on a whole message
+
+
+def split_body(data: bytes, max_payload: int) -> list[bytes]:
+    """``data`` in pieces that each fit a NATS message of ``max_payload`` bytes (the
+    server's limit, 1 MiB by default, headers included): one piece when it fits."""
+    size = max(256, max_payload - _HEADROOM)
+    if len(data) <= size:
+        return [data]
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+class Parts:
+    """Puts messages sent in parts (:data:`PART_HEADER`) back together; a message not
+    in parts passes through. Parts may come in any order, and again (a restarted
+    shard's, the same bytes)."""
+
+    def __init__(self) -> None:
+        self._got: dict[str, dict[int, bytes]] = {}
+
+    def add(self, headers: Mapping[str, str] | None, data: bytes) -> bytes | None:
+        """The whole message once its last part came; None before."""
+        part = (headers or {}).get(PART_HEADER)
+        if part is None:
+            return data
+        i, _, count = part.partition("/")
+        key = (headers or {}).get(KEY_HEADER, "")
+        got = self._got.setdefault(key, {})
+        got[int(i)] = data
+        if len(got) < int(count):
+            return None
+        del self._got[key]
+        return b"".join(got[j] for j in range(int(count)))
+
+
 class ShardNode:
     """One shard: an engine over the accounts of shard ``k`` of ``n``.
 
@@ -121,18 +171,32 @@ class ShardNode:
         replays the whole log.
     snapshot_every
         Events between snapshots.
+    wait_s
+        The longest wait for the other shards' messages of one event (votes, flags,
+        states); past it the shard stops with an error naming what did not come.
+    part_bytes
+        Split messages above this many bytes (None: the server's limit, less room for
+        the headers).
+    on_error
+        Called once with the error that stopped the shard (the CLI prints it at once).
     """
 
     def __init__(self, url: str, name: str, k: int, n: int, venue: Venue, *,
                  state_dir: Path | None = None, snapshot_every: int = 5_000,
-                 replicas: int = 1, checkpoint_every: int = 50) -> None:
+                 replicas: int = 1, checkpoint_every: int = 50, wait_s: float = 120.0,
+                 part_bytes: int | None = None,
+                 on_error: Callable[[str], None] | None = None) -> None:
         self.url, self.name, self.k, self.n = url, name, k, n
         self.venue, self.replicas = venue, replicas
         self.state_dir, self.snapshot_every = state_dir, snapshot_every
+        self.wait_s, self.part_bytes, self.on_error = wait_s, part_bytes, on_error
+        self.split_messages = 0  # messages this shard published in parts
+        self._unstored: ShardStreamError | None = None
+        self._parts = Parts()
         self.engine = Engine(venue)
         self.m = 0  # last input event processed
         self.seen: set[str] = set()  # ids accepted anywhere in the venue
-        self.error: str | None = None
+        self._error: str | None = None
         self.error_at: int | None = None  # the input event the error stopped it at
         self._at = 0  # the input event being processed
         self._votes: dict[int, dict[int, bool]] = {}
@@ -157,6 +221,18 @@ class ShardNode:
         self._ops: list[tuple[Any, ...]] = []
         self._recover()
         self._checkpoint()
+
+    @property
+    def error(self) -> str | None:
+        """Why the shard stopped (None: running)."""
+        return self._error
+
+    @error.setter
+    def error(self, message: str | None) -> None:
+        first = self._error is None and message is not None
+        self._error = message
+        if first and self.on_error is not None:
+            self.on_error(message or "")
 
     # ------------------------------------------------------------------ state
 
@@ -215,7 +291,6 @@ class ShardNode:
         self._nc = await connect(self.url)
         js = self._js = self._nc.jetstream(timeout=10)
         await ensure_streams(js, self.name, self.replicas)
-        await self._nc.subscribe(f"{self.name}.q.{self.k}", cb=self._on_query)
         await js.subscribe(f"{self.name}.v.*", ordered_consumer=True, cb=self._on_verdict,
                            pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30)
         await js.publish(f"{self.name}.v.{self.k}", canonical(
@@ -226,13 +301,18 @@ class ShardNode:
             pending_bytes_limit=1 << 30,
             config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                                       opt_start_seq=self.m + 1))
+        # answered once started: a shard that answers has published its venue and
+        # follows both streams
+        await self._nc.subscribe(f"{self.name}.q.{self.k}", cb=self._on_query)
         since_snap = 0
         wake = asyncio.create_task(self._wake_on(stop))
+        interrupted = False  # mid-event: the engine may be past self.m, no snapshot
         try:
             while not stop.is_set() and self.error is None:
                 try:
                     msg = await sub.next_msg(timeout=0.25)
                 except nats.errors.TimeoutError:
+                    self._raise_unstored()
                     continue
                 m = int(msg.metadata.sequence.stream)
                 if m <= self.m:
@@ -240,6 +320,7 @@ class ShardNode:
                 try:
                     await self._process(m, msg.data)
                 except _StoppedError:
+                    interrupted = True
                     break
                 since_snap += 1
                 if since_snap >= self.snapshot_every:
@@ -255,7 +336,7 @@ class ShardNode:
                 await self._confirm()  # the verdicts published so far
             except Exception:  # not stored: the restart publishes them again
                 stored = False
-            if self.error is None and stored:
+            if self.error is None and stored and not interrupted:
                 self._save()
             with contextlib.suppress(Exception):
                 await self._nc.close()  # drain() would wait 30 s for the push consumers
@@ -278,10 +359,17 @@ class ShardNode:
                 body["account"] = self.engine.account_view(account)
             except KeyError:
                 body["account"] = None
-        await msg.respond(json.dumps(body, default=str).encode())
+        data = json.dumps(body, default=str).encode()
+        parts = split_body(data, self.part_bytes or self._nc.max_payload)
+        for i, part in enumerate(parts):  # a snapshot over the message limit: in parts
+            await self._nc.publish(msg.reply, part, headers=None if len(parts) == 1 else {
+                PART_HEADER: f"{i}/{len(parts)}", KEY_HEADER: msg.reply})
 
     async def _on_verdict(self, msg: Any) -> None:
-        d = json.loads(msg.data)
+        data = self._parts.add(msg.headers, msg.data)
+        if data is None:  # a part of a message whose other parts have not all come
+            return
+        d = json.loads(data)
         if "venue" in d:
             if d["venue"] != self._venue_fp and self.error is None:
                 self.error = (f"shard {d['k']} runs venue {d.get('venue_name')!r} "
@@ -319,37 +407,90 @@ class ShardNode:
             del self._pending[m]
             self._votes.pop(m, None)
 
+    async def _wait(self, ready: Callable[[], bool], m: int,
+                    what: Callable[[], str]) -> None:
+        """Wait until ``ready()``, at most :attr:`wait_s` seconds: past it (a shard down,
+        a message lost) the shard stops with an error naming what did not come; a
+        verdict JetStream did not store stops it at once (:class:`ShardStreamError`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        while True:
+            if self._stop.is_set():
+                raise _StoppedError
+            self._raise_unstored()
+            if ready():
+                return
+            left = deadline - loop.time()
+            if left <= 0:
+                self.error = (f"input event {m}: no {what()} within {self.wait_s:g} s "
+                              "(a shard down or a message lost): stopped")
+                self.error_at = m
+                raise _StoppedError
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    def _missing(self, got: Mapping[int, object], kind: str,
+                 among: Sequence[int] | None = None) -> str:
+        ks = [k for k in (range(self.n) if among is None else among) if k not in got]
+        return f"{kind} from shard{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))}"
+
     async def _resolve(self, event_id: str) -> None:
         """Wait for the verdicts of the pending events with ``event_id`` (before deciding
         whether an event with that id is a duplicate)."""
         for m in sorted(m for m, (i, _) in self._pending.items() if i == event_id):
-            while m in self._pending:
-                if self._stop.is_set():
-                    raise _StoppedError
-                self._changed.clear()
-                await self._changed.wait()
+            await self._wait_pending(m)
+
+    async def _wait_pending(self, m: int) -> None:
+        targets = self._pending[m][1]
+        await self._wait(lambda: m not in self._pending, m,
+                         lambda: self._missing(self._votes.get(m, {}), "verdict", targets))
 
     async def _wait_votes(self, m: int, targets: Sequence[int]) -> bool:
         return all((await self._wait_all(m, targets)).values())
 
     async def _wait_all(self, m: int, targets: Sequence[int]) -> dict[int, bool]:
-        while True:
-            if self._stop.is_set():
-                raise _StoppedError  # every wait comes before the event changes the engine
-            got = self._votes.get(m, {})
-            if all(t in got for t in targets):
-                self._votes.pop(m, None)
-                return {t: got[t] for t in targets}
-            self._changed.clear()
-            await self._changed.wait()
+        await self._wait(lambda: all(t in self._votes.get(m, {}) for t in targets), m,
+                         lambda: self._missing(self._votes.get(m, {}), "verdict", targets))
+        got = self._votes.pop(m, {})
+        return {t: got[t] for t in targets}
 
     async def _publish(self, m: int, kind: str, body: dict[str, Any]) -> None:
-        body = {"m": m, "k": self.k, **body}
-        self._acks.append(asyncio.ensure_future(self._js.publish(
-            f"{self.name}.v.{self.k}", canonical(body).encode(),
-            headers={"Nats-Msg-Id": f"{m}:{self.k}:{kind}"})))
+        """Publish to the verdict stream; a body over the server's message limit goes in
+        parts (:func:`split_body`). Each part's acknowledgement is awaited in the
+        background: a refusal wakes the shard's waits, which stop it with
+        :class:`ShardStreamError` (and every acknowledgement is awaited before a
+        snapshot)."""
+        data = canonical({"m": m, "k": self.k, **body}).encode()
+        ident = f"{m}:{self.k}:{kind}"
+        what = f"{ident} ({len(data):,} bytes)"
+        parts = split_body(data, self.part_bytes or self._nc.max_payload)
+        if len(parts) > 1:
+            self.split_messages += 1
+        for i, part in enumerate(parts):
+            headers = {"Nats-Msg-Id": ident}
+            if len(parts) > 1:
+                headers = {"Nats-Msg-Id": f"{ident}:{i}", PART_HEADER: f"{i}/{len(parts)}",
+                           KEY_HEADER: ident}
+            fut = asyncio.ensure_future(self._js.publish(
+                f"{self.name}.v.{self.k}", part, headers=headers))
+            fut.add_done_callback(functools.partial(self._on_ack, what=what))
+            self._acks.append(fut)
         if len(self._acks) >= 2_000:
             await self._confirm()
+
+    def _on_ack(self, fut: asyncio.Future[Any], *, what: str) -> None:
+        if fut.cancelled() or fut.exception() is None or self._unstored is not None:
+            return
+        exc = fut.exception()
+        self._unstored = ShardStreamError(
+            f"shard {self.k}: JetStream did not store its message {what}: "
+            f"{type(exc).__name__}: {exc}")
+        self._changed.set()  # a wait for the others stops now, not at its deadline
+
+    def _raise_unstored(self) -> None:
+        if self._unstored is not None:
+            raise self._unstored
 
     async def _confirm(self) -> None:
         """Await the acknowledgements of the verdicts published so far (raises when
@@ -357,7 +498,11 @@ class ShardNode:
         again from its last snapshot, de-duplicated by their message ids)."""
         acks = list(self._acks)
         if acks:
-            await asyncio.gather(*acks)  # a failure keeps them listed: not stored
+            try:
+                await asyncio.gather(*acks)  # a failure keeps them listed: not stored
+            except Exception:
+                self._raise_unstored()  # the same, naming the message
+                raise
             del self._acks[:len(acks)]
 
     async def _process(self, m: int, data: bytes) -> None:
@@ -441,14 +586,9 @@ class ShardNode:
         self._votes.pop(m, None)  # the other targets' votes of an event this shard applied
 
     async def _wait_flags(self, m: int) -> dict[int, str | None]:
-        while True:
-            if self._stop.is_set():
-                raise _StoppedError
-            got = self._flags.get(m, {})
-            if len(got) == self.n:
-                return self._flags.pop(m)
-            self._changed.clear()
-            await self._changed.wait()
+        await self._wait(lambda: len(self._flags.get(m, {})) == self.n, m,
+                         lambda: self._missing(self._flags.get(m, {}), "venue-wide flag"))
+        return self._flags.pop(m)
 
     async def _venue_wide(self, m: int, ev: Any, targets: list[int], n_ops: int,
                           wide: str) -> None:
@@ -465,14 +605,8 @@ class ShardNode:
                 back.pass_time(op[1], op[2])
         before = back.snapshot()
         await self._publish(m, "s", {"state": before, "births": self.births})
-        while True:
-            if self._stop.is_set():
-                raise _StoppedError
-            got = self._states.get(m, {})
-            if len(got) == self.n:
-                break
-            self._changed.clear()
-            await self._changed.wait()
+        await self._wait(lambda: len(self._states.get(m, {})) == self.n, m,
+                         lambda: self._missing(self._states.get(m, {}), "state"))
         states = self._states.pop(m)
         births: dict[str, BirthKey] = {}
         for k in range(self.n):
@@ -578,11 +712,31 @@ class ShardFeed:
 
     async def status(self, k: int, *, snapshot: bool = False,
                      timeout_s: float = 5.0) -> dict[str, Any]:
-        """Shard ``k``'s progress (``m``, ``state_hash``, ``error``), and its state."""
-        reply = await self._nc.request(f"{self.name}.q.{k}",
-                                       b"snapshot" if snapshot else b"", timeout=timeout_s)
-        got: dict[str, Any] = json.loads(reply.data)
-        return got
+        """Shard ``k``'s progress (``m``, ``state_hash``, ``error``), and its state (a
+        state over the message limit comes in parts)."""
+        if not snapshot:
+            reply = await self._nc.request(f"{self.name}.q.{k}", b"", timeout=timeout_s)
+            got: dict[str, Any] = json.loads(reply.data)
+            return got
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox)
+        parts = Parts()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        try:
+            await self._nc.publish(f"{self.name}.q.{k}", b"snapshot", reply=inbox)
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise nats.errors.TimeoutError
+                msg = await sub.next_msg(timeout=left)
+                if (msg.headers or {}).get("Status") == "503":
+                    raise nats.errors.NoRespondersError
+                data = parts.add(msg.headers, msg.data)
+                if data is not None:
+                    got = json.loads(data)
+                    return got
+        finally:
+            await sub.unsubscribe()
 
     async def wait_applied(self, m: int, *, timeout_s: float = 120.0) -> list[dict[str, Any]]:
         """Wait until every shard reached input event ``m``; their statuses. Raises
@@ -619,21 +773,25 @@ class ShardFeed:
         first: dict[tuple[int, int, str], bytes] = {}
         self.duplicates = 0
         try:
+            parts = Parts()
             for _ in range(total):
                 msg = await sub.next_msg(timeout=10)
-                d = json.loads(msg.data)
+                data = parts.add(msg.headers, msg.data)
+                if data is None:  # a part of a message sent in parts
+                    continue
+                d = json.loads(data)
                 if "venue" in d:  # a shard's venue fingerprint at its start
                     continue
                 m = int(d["m"])
                 kind = next((x for x in ("ok", "g", "state", "wide") if x in d), "out")
                 key = (m, int(d["k"]), kind)
                 if key in first:  # a restarted shard's again, past the duplicate window
-                    if first[key] != msg.data:
+                    if first[key] != data:
                         raise ShardDivergenceError(
                             f"input event {m}: shard {d['k']} published two verdicts")
                     self.duplicates += 1
                     continue
-                first[key] = msg.data
+                first[key] = data
                 if kind in ("g", "state"):  # the venue-wide decision's flags and states
                     continue
                 if kind == "wide":  # the event decided over the gathered venue
