@@ -1,6 +1,7 @@
 """Issue 22, the lab's first slice: a scenario's ``[[venues]]`` on one path and one clock
 with ``--links none``: each venue's figures equal its single-venue run exactly; ``--json``
-carries ``links``, ``venues`` and ``isolated``; links not modelled yet are refused."""
+carries ``links``, ``venues`` and ``isolated``; links not modelled yet are refused (the
+liquidity link: test_contagion_links.py)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,13 @@ def test_links_none_gives_each_venue_its_single_venue_figures(tmp_path: Path) ->
     assert data["links"] == []
     assert list(data["venues"]) == ["bn", "dydx-chain"]
     assert data["isolated"] == data["venues"]
+    # no link: nothing spills over, and the system's totals are the venues' alone
+    assert all(v == 0.0 for to in data["spillover"].values() for figs in to.values()
+               for v in figs.values())
+    assert set(data["spillover"]["bn"]) == {"dydx-chain"}
+    assert data["systemic"]["linked"] == data["systemic"]["alone"]
+    assert data["systemic"]["linked"]["liquidations"] == sum(
+        v["liquidations"] for v in data["venues"].values())
     scenario = parse_scenario(_text(), source="two.toml")
     pop = scenario.population
     # half of the 150 accounts and of the open interest (BTC 300, ETH 6,000)
@@ -73,8 +81,7 @@ def test_links_none_gives_each_venue_its_single_venue_figures(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--links", "liquidity"], "liquidity not modelled yet"),
-    (["--links", "traders,collateral"], "traders, collateral not modelled yet"),
+    (["--links", "traders,collateral"], "collateral not modelled yet"),
     (["--links", "gossip"], "['gossip'] unknown"),
     (["--links", "none", "--venue", "dydx"], "--links: needs a scenario with [[venues]]"),
     (["--links", "none", "--paths", "2"], "--paths: a scenario with [[venues]]"),

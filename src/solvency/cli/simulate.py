@@ -18,7 +18,7 @@ from rich.table import Table
 
 from solvency.cli.tables import print_table
 from solvency.core.model.presets import PRESETS, preset_names
-from solvency.sim.contagion import parse_links, run_venues
+from solvency.sim.contagion import basis_bps, check_links, parse_links, run_venues
 from solvency.sim.report import ReportRun, Unit, format_value, headline, verdict, write_report
 from solvency.sim.run import MonteCarloResult, RunResult, run_compare, run_monte_carlo, run_scenario
 from solvency.sim.scenario import Scenario, ScenarioError, default_scenario, load_scenario
@@ -244,8 +244,9 @@ def simulate(
                                       "every N steps instead of the scenario's "
                                       "run.verify_every; 1: after every step.")] = None,
     links: Annotated[str | None, typer.Option(
-        "--links", help="A scenario's [[venues]]: the links between them; only 'none' "
-                        "runs today (docs/contagion.md).")] = None,
+        "--links", help="A scenario's [[venues]]: the links between them, 'none' or "
+                        "'liquidity' (default: the scenario's [links] active; "
+                        "docs/contagion.md).")] = None,
 ) -> None:
     """Run a stress scenario (crash, Monte Carlo, replay) through the real engine."""
     try:
@@ -257,7 +258,8 @@ def simulate(
         if links is not None and not multi:
             raise ScenarioError("--links: needs a scenario with [[venues]] (and neither "
                                 "--venue nor --compare)")
-        link_set = parse_links(links) if links is not None else ()
+        link_set = parse_links(links) if links is not None else (
+            check_links(scenario.links.active, "links.active") if multi else ())
         if multi and paths > 1:
             raise ScenarioError("--paths: a scenario with [[venues]] runs one path for now")
     except ScenarioError as exc:
@@ -309,7 +311,16 @@ def _simulate_venues(scenario: Scenario, links: tuple[str, ...], jobs: int,
     summaries = {k: v.metrics for k, v in res.venues.items()}
     payload: dict[str, Any] = {
         "links": list(res.links), "venues": summaries,
-        "isolated": {k: v.metrics for k, v in res.isolated.items()}}
+        "isolated": {k: v.metrics for k, v in res.isolated.items()},
+        "spillover": res.spillover(), "systemic": res.systemic()}
+    if res.links:
+        first = next(iter(res.venues.values()))
+        payload["basis"] = {"ts_ms": first.series.ts_ms.tolist(),
+                            "bps": {k: basis_bps(v) for k, v in res.venues.items()}}
+    if res.arbitrage:
+        payload["arbitrage"] = res.arbitrage
+    if res.traders:
+        payload["traders"] = res.traders
     if out is not None:
         _write_outputs(out, scenario, dict(res.venues), payload)
     if as_json:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -72,12 +72,14 @@ __all__ = [
     "MonteCarloResult",
     "Progress",
     "RunResult",
+    "VenueStep",
     "build_paths",
     "realized_vol",
     "run_compare",
     "run_monte_carlo",
     "run_named",
     "run_scenario",
+    "venue_steps",
 ]
 
 Progress = Callable[[int, int], None]
@@ -556,6 +558,58 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
     ScenarioError
         If the scenario cannot be built (venue, files, markets).
     """
+    steps = venue_steps(scenario, venue=venue, seed=seed, impact=impact, paths=paths,
+                        progress=progress, state_hashes=state_hashes)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: RunResult = done.value
+            return result
+
+
+@dataclass(slots=True)
+class VenueStep:
+    """A venue's run paused at the start of step ``k``, after its book moved to the
+    step's time (:meth:`ImpactLiquidity.advance`) and before the step's marks: what a
+    multi-venue run's links read and move (:mod:`solvency.sim.contagion`).
+
+    Attributes
+    ----------
+    k, now_ms : int
+        The step and its time.
+    index : dict
+        Each market's index price at the step.
+    model : ImpactLiquidity
+        The venue's books.
+    engine : Engine
+        The venue's engine.
+    step_ms : int
+        The paths' step.
+    accounts : tuple of str
+        The population's accounts, in order.
+    settle : str
+        The venue's settlement asset.
+    """
+
+    k: int
+    now_ms: int
+    index: dict[str, float]
+    model: ImpactLiquidity
+    engine: Engine
+    step_ms: int
+    accounts: tuple[str, ...] = ()
+    settle: str = ""
+
+
+def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | None = None,
+                impact: bool = True, paths: Mapping[str, PathSet] | None = None,
+                progress: Progress | None = None, state_hashes: bool = False
+                ) -> Generator[VenueStep, None, RunResult]:
+    """:func:`run_scenario` one step at a time: yields a :class:`VenueStep` at the start
+    of each step (after the books moved to the step's time, before its marks) and
+    returns the :class:`RunResult`; whatever the caller does between steps (a
+    multi-venue run's links) moves the venue's books before the step's marks."""
     t0 = time.perf_counter()
     markets = scenario.markets
     scenario.venue(venue)  # an unknown venue fails before the paths are built
@@ -613,6 +667,7 @@ def run_scenario(scenario: Scenario, *, venue: str | None = None, seed: int | No
         rec.begin_step()
         model.advance(now, {m: float(vols[m][k]) for m in markets if m in model.specs})
         index = {m: float(prices[m][k]) for m in markets}
+        yield VenueStep(k, now, index, model, engine, step_ms, pop.accounts, settle)
         rec.events(k, crew.before_prices(now, index))
         marks: dict[str, float] = {}
         for m in markets:

@@ -90,9 +90,12 @@ from solvency.sim.population import EntryHistory, LeverageComponent, PopulationS
 __all__ = [
     "DEFAULT_SCENARIO_TOML",
     "MODELS",
+    "LinksSpec",
+    "LiquidityLinkSpec",
     "Scenario",
     "ScenarioError",
     "ScenarioFile",
+    "TradersLinkSpec",
     "VenueSpec",
     "default_scenario",
     "load_scenario",
@@ -469,6 +472,49 @@ class _VenueEntry(BaseModel):
                                               "by this share (default: all of it).")
 
 
+class _LiquidityLink(BaseModel):
+    """``[links.liquidity]``: the arbitrageurs between venues (docs/contagion.md)."""
+
+    model_config = _STRICT
+    capital: float = Field(ge=0, description="The arbitrageurs' gross inventory limit "
+                                             "across venues and markets, in USD of "
+                                             "notional at the index.")
+    latency: Duration = Field(default=0, description="How old the books they act on are: "
+                                                     "they see each venue's book as it was "
+                                                     "ceil(latency / step) steps ago, plus "
+                                                     "their own orders since.")
+    threshold_bps: float = Field(default=0.0, ge=0, description="They trade only when the "
+                                                                "widest basis gap between "
+                                                                "venues exceeds this.")
+
+
+class _TradersLink(BaseModel):
+    """``[links.traders]``: traders with accounts on every venue and one wallet."""
+
+    model_config = _STRICT
+    share: float = Field(gt=0, le=1, description="The share of the smallest venue's "
+                                                 "accounts that are one trader on every "
+                                                 "venue (account i of each venue).")
+    wallet_multiple: float = Field(ge=0, description="The wallet at the start: this "
+                                                     "multiple of the trader's collateral "
+                                                     "summed over the venues.")
+    transfer_delay: Duration = Field(default=0, description="From a margin call to the "
+                                                            "wallet's deposit landing on "
+                                                            "the venue.")
+    target_margin_ratio: float = Field(default=0.4, gt=0, lt=1, description="The margin "
+                                       "ratio (MM / collateral) a transfer restores.")
+
+
+class _Links(BaseModel):
+    """``[links]``: the links between a multi-venue run's venues (docs/contagion.md)."""
+
+    model_config = _STRICT
+    active: list[Literal["liquidity", "traders", "collateral"]] = Field(
+        default=[], description="The links in force unless --links says otherwise.")
+    liquidity: _LiquidityLink | None = None
+    traders: _TradersLink | None = None
+
+
 class _Report(BaseModel):
     """``[report]``: the thresholds of the report's verdict (each optional)."""
 
@@ -513,6 +559,7 @@ class ScenarioFile(BaseModel):
     venues: list[_VenueEntry] = Field(
         default=[], description="Several venues on one path and one clock "
                                 "(docs/contagion.md); empty: the one [venue].")
+    links: _Links = _Links()
     agents: _Agents = _Agents()
     oracle: _Oracle | None = None
     report: _Report = _Report()
@@ -561,6 +608,36 @@ def _same_text(node: Any) -> Any:
 
 
 # ============================================================================ scenario
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidityLinkSpec:
+    """``[links.liquidity]``: arbitrageurs with finite capital and a latency trading the
+    basis between venues (:class:`solvency.sim.contagion.Arbitrageurs`)."""
+
+    capital: float
+    latency_ms: int = 0
+    threshold_bps: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TradersLinkSpec:
+    """``[links.traders]``: a share of the accounts are one trader on every venue with one
+    wallet (:class:`solvency.sim.contagion.SharedTraders`)."""
+
+    share: float
+    wallet_multiple: float
+    transfer_delay_ms: int = 0
+    target_margin_ratio: float = 0.4
+
+
+@dataclass(frozen=True, slots=True)
+class LinksSpec:
+    """``[links]``: the links in force by default and each link's parameters."""
+
+    active: tuple[str, ...] = ()
+    liquidity: LiquidityLinkSpec | None = None
+    traders: TradersLinkSpec | None = None
 
 
 class VenueSpec(NamedTuple):
@@ -634,6 +711,9 @@ class Scenario:
     venues : tuple of VenueSpec
         ``[[venues]]``: each venue of a multi-venue run
         (:func:`solvency.sim.contagion.run_venues`); empty: the one ``[venue]``.
+    links : LinksSpec
+        ``[links]``: the links between those venues in force by default, and each
+        link's parameters.
     """
 
     name: str
@@ -659,6 +739,7 @@ class Scenario:
     oracle: OracleFeedSpec | None = None
     report: Mapping[str, float] = field(default_factory=dict)
     venues: tuple[VenueSpec, ...] = ()
+    links: LinksSpec = field(default_factory=LinksSpec)
 
     @property
     def markets(self) -> tuple[str, ...]:
@@ -1059,6 +1140,21 @@ def _oracle(o: _Oracle | None, source: str) -> OracleFeedSpec | None:
         raise ScenarioError(f"{source}: {exc}") from None
 
 
+def _links(x: _Links, source: str) -> LinksSpec:
+    lq, tr = x.liquidity, x.traders
+    try:
+        liquidity = None if lq is None else LiquidityLinkSpec(
+            float(lq.capital), _duration_ms(lq.latency, "links.liquidity.latency",
+                                            zero_ok=True), float(lq.threshold_bps))
+        traders = None if tr is None else TradersLinkSpec(
+            float(tr.share), float(tr.wallet_multiple),
+            _duration_ms(tr.transfer_delay, "links.traders.transfer_delay", zero_ok=True),
+            float(tr.target_margin_ratio))
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: {exc}") from None
+    return LinksSpec(tuple(dict.fromkeys(x.active)), liquidity, traders)
+
+
 def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
                         base_dir: Path | None = None) -> Scenario:
     """Parse a scenario from its TOML document already read into a mapping.
@@ -1105,7 +1201,8 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
         report={k: float(v) for k, v in f.report.model_dump().items() if v is not None},
         venues=tuple(VenueSpec(v.name, v.preset, None if v.insurance_fund is None else _fund(
             {FUND_KEY: v.insurance_fund}, source, f"venues[{i}]."), v.population_share)
-            for i, v in enumerate(f.venues)))
+            for i, v in enumerate(f.venues)),
+        links=_links(f.links, source))
     try:
         venue_obj = scenario.venue()
     except ScenarioError as exc:
