@@ -117,6 +117,10 @@ class EngineState:
             name: dict(data) for name, data in dict(venue.raw.get("markets", {})).items()
         }
         self.book = Book(venue)
+        self.shard = False
+        """An account shard's engine (service/shards.py): its side of a fill between two
+        shards is booked against :data:`~solvency.engine.fills.SHARD_CLEARING`, which
+        reduce-only does not refuse. Set by the shard's genesis; in the snapshot."""
         self.collateral = CollateralValuer(self.book)  # empty unless assets have rules
         self.ledger = Ledger(venue.assets)
         self.feeds = Feeds(self, venue.raw.get("oracle"))

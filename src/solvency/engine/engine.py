@@ -374,6 +374,8 @@ class Engine(EngineState):
                    if self.liquidator.losses else {}),
             },
             "fee_share_ppm": self.fee_share_ppm,
+            # an account shard's engine (only then: other snapshots and hashes unchanged)
+            **({"shard": True} if self.shard else {}),
             "ivs": {book.market_names[m]: [str(v), *_option_columns(book.mk, m)]
                     for m, v in sorted(self.ivs.items())},
             # options marked by a price (no vol): their per-contract requirements, set at
@@ -450,6 +452,7 @@ class Engine(EngineState):
             engine.vol_last_ms[m] = int(t)
         engine.counts = dict(snap["counts"])
         engine.fee_share_ppm = int(snap["fee_share_ppm"])
+        engine.shard = bool(snap.get("shard", False))
         for name, (iv, *hexes) in snap["ivs"].items():
             o = book.market_index[name]
             engine.ivs[o] = Decimal(iv)
@@ -544,7 +547,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "volatility": ("volatility",),
     "feeds": ("feeds",),
     "liquidation": ("liquidation",),
-    "params": ("version", "venue", "market_order", "fee_share_ppm"),
+    "params": ("version", "venue", "market_order", "fee_share_ppm", "shard"),
     "sequence": ("seen_ids", "clock_ms", "out_seq"),
 }
 

@@ -149,12 +149,12 @@ def apply_fill(state: EngineState, ev: Fill, *, check_only: bool = False) -> lis
     iso_topups: dict[str, int] = {}
     if abs(b_after) > abs(b_before) or (b_before != 0 and b_after != 0
                                         and (b_before > 0) != (b_after > 0)):
-        if mode == "reduce_only" and buyer_name != SHARD_CLEARING:
+        if mode == "reduce_only" and not (buyer_name == SHARD_CLEARING and state.shard):
             raise _reduce_only(market, buyer)
         _check_side_margin(state, buyer, m, a, flow_b - fee_b, oi_after, iso_topups)
     if abs(s_after) > abs(s_before) or (s_before != 0 and s_after != 0
                                         and (s_before > 0) != (s_after > 0)):
-        if mode == "reduce_only" and seller_name != SHARD_CLEARING:
+        if mode == "reduce_only" and not (seller_name == SHARD_CLEARING and state.shard):
             raise _reduce_only(market, seller)
         _check_side_margin(state, seller, m, a, flow_s - fee_s, oi_after, iso_topups)
     if check_only:

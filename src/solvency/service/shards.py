@@ -402,7 +402,10 @@ def refuse_unshardable(engine: Engine, event: AnyInput) -> Rejected | None:
 
 def genesis(engine: Engine, k: int) -> list[Deposit]:
     """The shard's first events: its clearing account's deposit of every settlement
-    asset (:data:`GENESIS_QUANTA`), so that its side of a leg always passes margin."""
+    asset (:data:`GENESIS_QUANTA`), so that its side of a leg always passes margin. Marks
+    ``engine`` as a shard's (``Engine.shard``: the clearing side of a leg is not refused
+    by reduce-only; a plain engine refuses it like any account's)."""
+    engine.shard = True
     settles = sorted({inst.settle for inst in engine.venue.markets.values()})
     return [Deposit(id=f"shard-genesis:{k}:{a}", account=SHARD_CLEARING, asset=a,
                     amount=Decimal(GENESIS_QUANTA).scaleb(-engine.venue.assets[a].decimals))
@@ -603,6 +606,7 @@ def gather(snaps: Sequence[dict[str, Any]], births: dict[str, BirthKey]) -> dict
         if snap["marks"] != base["marks"] or snap["clock_ms"] != base["clock_ms"]:
             raise ShardDivergenceError(f"shard {k} holds other marks or clock than shard 0")
     out: dict[str, Any] = {key: v for key, v in base.items() if key not in _PER_ACCOUNT_STATE}
+    out.pop("shard", None)  # the gathered venue is one engine's
     out["counts"], out["liquidation_counts"] = base["counts"], base["liquidation_counts"]
     rows: dict[str, list[Any]] = {}
     for snap in snaps:
@@ -763,6 +767,8 @@ def scatter(merged: dict[str, Any], olds: Sequence[dict[str, Any]], targets: Seq
         old_warned = set(old["warned"])
         liq = merged["liquidation"]
         snap = {key: v for key, v in merged.items() if key not in _PER_ACCOUNT_STATE}
+        if old.get("shard"):
+            snap["shard"] = True
         snap.update({
             "counts": old["counts"], "liquidation_counts": old["liquidation_counts"],
             "rows": rows, "positions": positions,

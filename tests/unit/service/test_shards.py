@@ -22,6 +22,7 @@ from solvency.service.shards import (
     ShardedEngine,
     UnshardableError,
     clearing_residual,
+    genesis,
     parse_shard,
     route,
     shard_of,
@@ -379,3 +380,36 @@ def test_gather_is_one_engines_state() -> None:
     for name in users(want["rows"])[::8]:
         assert engine.account_view(name) == one.account_view(name), name
     assert engine.section_hashes()["feeds"] == one.section_hashes()["feeds"]
+
+
+def test_only_a_shards_engine_exempts_its_clearing_account_from_reduce_only() -> None:
+    """A reduce-only market (quorum lost) lets a shard's clearing side of a leg grow (its
+    trader's side was checked on the other shard), and a plain engine refuses the same
+    fill naming SHARD_CLEARING like any account's (the exemption was by name alone, in
+    every engine: review). The flag is ``Engine.shard``, set by the shard's genesis and
+    carried by its snapshot; a plain engine's snapshot has no key for it."""
+    from tests.scenarios.pretrade_cases import T0, _quorum_lost
+
+    def fill(e: Engine) -> list[Any]:
+        # alice sells down her long (reduces); the clearing account's long grows
+        e.apply(Deposit(id="dc", account=SHARD_CLEARING, asset="USDT",
+                        amount=Decimal(1_000_000)))
+        return list(e.apply(Fill(id="fc", market="BTC-PERP", buyer=SHARD_CLEARING,
+                                 seller="alice", size=Decimal("0.5"),
+                                 price=Decimal(100_000), ts_ms=T0 + 40_000)))
+
+    plain = _quorum_lost()
+    assert "shard" not in plain.snapshot()
+    got = fill(plain)
+    assert [(o.type, o.reason) for o in got] == [("rejected", "market_reduce_only")], got
+    assert SHARD_CLEARING in got[0].detail
+
+    shard = _quorum_lost()
+    shard.apply(genesis(shard, 0)[0])
+    assert shard.shard and shard.snapshot()["shard"] is True
+    restored = Engine.restore(shard.snapshot())
+    assert restored.shard and restored.state_hash() == shard.state_hash()
+    for e in (shard, restored):
+        got = fill(e)
+        assert not any(o.type == "rejected" for o in got), got
+        assert e.account_view(SHARD_CLEARING)["positions"]
