@@ -122,6 +122,7 @@ async def run_shards(url: str, n: int, setup: list[dict[str, Any]],
         # the set-up (deposits, oracle rounds, a fill per third account) is not timed:
         # it also compiles the kernels in every shard
         await feed.wait_applied(await feed.publish(setup), timeout_s=600)
+        bar0 = [await feed.status(k, hashed=False) for k in range(n)]
         cpu0 = sum(cpu_s(p.pid) for p in procs)
         t0 = time.perf_counter()
         last = await feed.publish(objs)
@@ -144,6 +145,10 @@ async def run_shards(url: str, n: int, setup: list[dict[str, Any]],
         wall = time.perf_counter() - t0
         cpu = sum(cpu_s(p.pid) for p in procs) - cpu0
         states = [await feed.status(k, snapshot=True) for k in range(n)]
+        if not kill:  # the flag barrier after each timestamped event (a restart resets)
+            out["barriers"] = states[0]["barriers"] - bar0[0]["barriers"]
+            out["barrier_ms"] = [(s["barrier_s"] - b["barrier_s"]) * 1000 / max(
+                1, s["barriers"] - b["barriers"]) for s, b in zip(states, bar0, strict=True)]
         out.update(wall=wall, ev_s=len(objs) / wall, cpu_per_1k=cpu / len(objs) * 1000,
                    digest=venue_digest([Engine.restore(s["snapshot"]["engine"])
                                         for s in states]))
@@ -186,6 +191,20 @@ def main() -> None:
         f"({fills:,} fills), {args.accounts:,} accounts")
     say(f"one engine in this process (parsed events, no stream): "
         f"{len(objs) / one_s:,.0f} events/s")
+    # a shard's checkpoint (a whole snapshot every 50 events it applies) and the restore
+    # a venue-wide event starts from, at the whole venue's size (an upper bound on one
+    # shard's): CPU time, best of 3
+    snap_s, rest_s = [], []
+    for _ in range(3):
+        c0 = time.process_time()
+        snap = one.snapshot()
+        c1 = time.process_time()
+        Engine.restore(snap, like=venue)
+        snap_s.append(c1 - c0)
+        rest_s.append(time.process_time() - c1)
+    say(f"checkpoint at {len(one.book.rows):,} rows: snapshot {min(snap_s) * 1000:.1f} ms, "
+        f"restore {min(rest_s) * 1000:.1f} ms CPU (a shard snapshots every 50 events it "
+        f"applies: {min(snap_s) * 1000 / 50:.2f} ms an event)")
     counts = [int(x) for x in args.shards.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp, running_nats(1) as url:
         pub, con = asyncio.run(stream_rate(url, setup + objs))
@@ -200,6 +219,11 @@ def main() -> None:
                 f"({r['wall']:.2f} s), shards' CPU {r['cpu_per_1k']:.2f} s per 1,000 "
                 f"events, {r['ev_s'] / results[0]['ev_s']:.2f}x {counts[0]} shard(s); "
                 f"venue digest {ok} to one engine's")
+            say(f"   flag barriers: {r['barriers']:,} (one per timestamped event), wall "
+                f"time in each from publishing the flag to holding all {n}: "
+                + ", ".join(f"shard {k} {ms:.2f} ms" for k, ms in enumerate(r["barrier_ms"]))
+                + f" (x {r['barriers']:,} = {max(r['barrier_ms']) * r['barriers'] / 1000:.2f}"
+                f" s of the {r['wall']:.2f} s)")
         n = counts[-1] if counts[-1] > 1 else 2
         r = asyncio.run(run_shards(url, n, setup, objs, Path(tmp), kill=True))
         ok = "equal" if r["digest"] == want else "DIFFERENT"

@@ -191,6 +191,9 @@ class ShardNode:
         self.state_dir, self.snapshot_every = state_dir, snapshot_every
         self.wait_s, self.part_bytes, self.on_error = wait_s, part_bytes, on_error
         self.split_messages = 0  # messages this shard published in parts
+        # the flag barrier after each timestamped event: how many, and the wall time
+        # spent waiting in them (bench/bench_stream.py reads both from the status)
+        self.barriers, self.barrier_s = 0, 0.0
         self._unstored: ShardStreamError | None = None
         self._parts = Parts()
         self.engine = Engine(venue)
@@ -346,11 +349,14 @@ class ShardNode:
         self._changed.set()  # a wait for votes that will not come ends
 
     async def _on_query(self, msg: Any) -> None:
-        """Answer ``NAME.q.K``: empty: progress and state hash; ``snapshot``: the whole
+        """Answer ``NAME.q.K``: empty: progress and state hash; ``progress``: without the
+        hash (a snapshot of every row: `wait_applied` polls); ``snapshot``: the whole
         state too; ``account:NAME``: that account's view (when it lives here)."""
         body: dict[str, Any] = {"k": self.k, "m": self.m, "error": self.error,
                                 "error_at": self.error_at,
-                                "state_hash": self.engine.state_hash()}
+                                "barriers": self.barriers, "barrier_s": self.barrier_s}
+        if msg.data != b"progress":  # the hash values every row: not for polling
+            body["state_hash"] = self.engine.state_hash()
         if msg.data == b"snapshot":
             body["snapshot"] = self.snapshot()
         elif msg.data.startswith(b"account:"):
@@ -560,8 +566,11 @@ class ShardNode:
         if ok and ev.ts_ms is not None:
             # every shard ran this event (its part, or time passing): all say whether
             # their part needed the whole venue, and all wait for all (a barrier)
+            t0 = asyncio.get_running_loop().time()
             await self._publish(m, "g", {"g": need})
             flags = await self._wait_flags(m)
+            self.barriers += 1
+            self.barrier_s += asyncio.get_running_loop().time() - t0
             wide = next((f for _, f in sorted(flags.items()) if f is not None), None)
             if wide is not None:
                 await self._venue_wide(m, ev, targets, n_ops, wide)
@@ -710,12 +719,14 @@ class ShardFeed:
                                    f"expected {last} (another writer?)")
         return last
 
-    async def status(self, k: int, *, snapshot: bool = False,
+    async def status(self, k: int, *, snapshot: bool = False, hashed: bool = True,
                      timeout_s: float = 5.0) -> dict[str, Any]:
-        """Shard ``k``'s progress (``m``, ``state_hash``, ``error``), and its state (a
-        state over the message limit comes in parts)."""
+        """Shard ``k``'s progress (``m``, ``error``, its flag barriers), its
+        ``state_hash`` (unless ``hashed`` is False), and its state (a state over the
+        message limit comes in parts)."""
         if not snapshot:
-            reply = await self._nc.request(f"{self.name}.q.{k}", b"", timeout=timeout_s)
+            reply = await self._nc.request(f"{self.name}.q.{k}",
+                                           b"" if hashed else b"progress", timeout=timeout_s)
             got: dict[str, Any] = json.loads(reply.data)
             return got
         inbox = self._nc.new_inbox()
@@ -739,22 +750,23 @@ class ShardFeed:
             await sub.unsubscribe()
 
     async def wait_applied(self, m: int, *, timeout_s: float = 120.0) -> list[dict[str, Any]]:
-        """Wait until every shard reached input event ``m``; their statuses. Raises
+        """Wait until every shard reached input event ``m``; their statuses (polled
+        without the state hash, which values every row; returned with it). Raises
         RuntimeError naming a shard that stopped with an error, TimeoutError."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             got = []
             for k in range(self.n):
                 try:
-                    got.append(await self.status(k, timeout_s=1.0))
+                    got.append(await self.status(k, hashed=False, timeout_s=1.0))
                 except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
                     got.append({"k": k, "m": -1, "error": None})
             failed = [g for g in got if g.get("error")]
             if failed:  # the first in the log: later ones may follow from it
                 g = min(failed, key=lambda g: (g.get("error_at") or 0, g["k"]))
                 raise RuntimeError(f"shard {g['k']}: {g['error']}")
-            if all(g["m"] >= m for g in got):
-                return got
+            if all(g["m"] >= m for g in got):  # polled without hashes; once with them
+                return [await self.status(k, timeout_s=30.0) for k in range(self.n)]
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"shards at {[g['m'] for g in got]}, waiting for {m}")
             await asyncio.sleep(0.05)
