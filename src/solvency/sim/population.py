@@ -86,6 +86,7 @@ __all__ = [
     "PopulationSpec",
     "generate_population",
     "load_population",
+    "split_lots",
 ]
 
 SizeDistribution = Literal["pareto", "lognormal"]
@@ -277,6 +278,11 @@ class Population:
     marks : Mapping[str, Decimal]
         Current price per market on the tick grid (population markets and the markets
         that price non-settlement collateral).
+    entry_fallbacks : int
+        Accounts opened at the first price after ``REDRAWS`` redraws.
+    holder_draw : Float64Array1D
+        Per account, a uniform on [0, 1): the account writes options when it is below
+        ``population.options.holder_fraction`` (:mod:`solvency.sim.option_holders`).
     """
 
     accounts: tuple[str, ...]
@@ -293,6 +299,7 @@ class Population:
     entry_ticks: Int64Array1D
     marks: Mapping[str, Decimal]
     entry_fallbacks: int = 0
+    holder_draw: Float64Array1D = field(default_factory=lambda: np.ones(0))
 
     def side_lots(self, market: str) -> tuple[int, int]:
         """Return ``(long_lots, short_lots)`` held by the population in ``market``."""
@@ -393,7 +400,7 @@ def _fix_sides(long: BoolArray1D, sel: Int64Array1D, targets: tuple[int, int],
                              "its side; raise open interest or lower n_accounts")
 
 
-def _split_lots(total: int, weights: Float64Array1D) -> Int64Array1D:
+def split_lots(total: int, weights: Float64Array1D) -> Int64Array1D:
     """Split ``total`` lots, one at least each, by the largest-remainder method."""
     n = weights.shape[0]
     if n == 0:
@@ -503,7 +510,7 @@ def generate_population(spec: PopulationSpec, venue: Venue, prices: Mapping[str,
         _fix_sides(long, sel, targets, inst.name)
         for side, total in ((True, targets[0]), (False, targets[1])):
             idx = sel[long[sel] == side]
-            lots[idx] = _split_lots(total, weights[idx]) * (1 if side else -1)
+            lots[idx] = split_lots(total, weights[idx]) * (1 if side else -1)
         if path is None:
             recent = None if recent_prices is None else recent_prices.get(inst.name)
             ticks[sel] = _entries(inst, float(px[m]), sel.shape[0], spec, recent, g)
@@ -528,10 +535,11 @@ def _finish(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
         ticks, lev, notional, fallbacks = _path_entries(
             spec, insts, px, path, pos_acc, pos_mkt, lots, lev, g)
     isolated = g.random(n) < spec.isolated_fraction
-    # One uniform per account is still drawn where the option-holder placeholder flag
-    # (removed, issue 14) drew it, so that every population, and the golden hashes of
-    # every scenario, stay bit for bit what they were.
-    g.random(n)
+    # One uniform per account, drawn where the option-holder placeholder flag drew it
+    # (so every population, and the golden hashes of every scenario, stay bit for bit
+    # what they were): an account writes options when it is below the scenario's
+    # population.options.holder_fraction (sim/option_holders.py).
+    holder_draw = g.random(n)
     mix = dict(spec.collateral_mix) or {settle: 1.0}
     assets = tuple(mix)
     for a in assets:
@@ -562,6 +570,7 @@ def _finish(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
         collateral_asset=coll_asset, collateral_quanta=quanta, isolated=isolated,
         leverage=lev, pos_account=pos_acc, pos_market=pos_mkt,
         pos_lots=lots, entry_ticks=ticks, marks=marks, entry_fallbacks=fallbacks,
+        holder_draw=holder_draw,
     )
 
 

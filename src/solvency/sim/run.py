@@ -63,6 +63,14 @@ from solvency.engine.summary import liquidations_at_risk
 from solvency.sim.agents import Agents
 from solvency.sim.market import ImpactLiquidity
 from solvency.sim.metrics import StepSeries, bad_debt_var, flatten, summarize, summarize_paths
+from solvency.sim.option_holders import (
+    OptionHolders,
+    OptionVols,
+    OptionWatch,
+    draw_option_holders,
+    load_option_holders,
+    option_series,
+)
 from solvency.sim.oracle_feed import OracleFeed
 from solvency.sim.paths import MS_PER_YEAR, PathSet, ReplaySpec, simulate_assets
 from solvency.sim.population import Population, generate_population, load_population
@@ -255,6 +263,7 @@ class _Recorder:
         self.waiting_max = 0
         self.liq_first_ms: dict[str, int] = {}
         self.liq_last_ms: dict[str, int] = {}
+        self.options: OptionWatch | None = None  # set when the population writes options
 
     def fund(self) -> float:
         return float(self.engine.ledger.balance(INSURANCE, self.settle)) / self.scale
@@ -304,6 +313,9 @@ class _Recorder:
         s = self.series
         book = self.engine.book
         haircut = 0.0
+        if self.options is not None:
+            for e in out:
+                self.options.event(e)
         for e in out:
             kind = e.type
             if kind == "liquidation":
@@ -479,6 +491,26 @@ def _top_up(engine: Engine, settle: str) -> int:
     return int(need.shape[0])
 
 
+def _option_book(scenario: Scenario, preset: str | None, step_ms: int, pop: Population,
+                 start_ms: int, end_ms: int) -> tuple[Venue, OptionHolders]:
+    """List the scenario's option series on its venue and draw their writers."""
+    o = scenario.options
+    assert o is not None
+    base = scenario.venue(preset, step_ms=step_ms)
+    under = base.markets[o.underlying]
+    if min(o.expiries_ms) + start_ms <= end_ms:
+        raise ScenarioError("population.options.expiries: every expiry must be after the "
+                            "run's end (settlement inside a run is not modelled)")
+    try:
+        listing = option_series(o, under, pop.marks[o.underlying], start_ms)
+        v = scenario.venue(preset, step_ms=step_ms, listing=listing)
+        return v, draw_option_holders(o, v, pop, listing, start_ms)
+    except ValueError as exc:
+        if isinstance(exc, ScenarioError):
+            raise
+        raise ScenarioError(f"population.options.{exc}") from None
+
+
 class _FlatWatch:
     """No-position immunity: a user row that holds no position is never charged (ADL,
     socialized losses and funding only touch positions), so from one check to the next
@@ -629,10 +661,15 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
                                   history=scenario.entry_history(int(ts[0])))
     except ValueError as exc:
         raise ScenarioError(f"population: {exc}") from None
+    opt: OptionHolders | None = None
+    if scenario.options is not None:
+        v, opt = _option_book(scenario, venue, step_ms, pop, int(ts[0]), int(ts[-1]))
     # Without agents the engine tells the book what executed (ExecutionListener); with
     # agents their port reconciles quoted against executed flow (sim/agents.py).
-    model = ImpactLiquidity(v, scenario.liquidity_specs(impact=impact), start_ms=int(ts[0]),
-                            consume=scenario.agents.any)
+    books = scenario.liquidity_specs(impact=impact)
+    if opt is not None:
+        books.update(scenario.option_liquidity([s.name for s in opt.series], impact=impact))
+    model = ImpactLiquidity(v, books, start_ms=int(ts[0]), consume=scenario.agents.any)
     try:
         crew = Agents(scenario.agents, venue=v, book=model, markets=markets, settle=settle,
                       start_ms=int(ts[0]), seed=scenario.seed_agents)
@@ -643,11 +680,17 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
         engine.apply(Deposit(id="scenario:fund", account=INSURANCE_ROW, asset=settle,
                              amount=scenario.insurance_fund))
     load_population(engine, pop)
+    vols = {m: realized_vol(ts, prices[m], scenario.vol_window) for m in markets}
+    opt_vols: OptionVols | None = None
+    if opt is not None and scenario.options is not None:
+        load_option_holders(engine, pop, opt, ts_ms=int(ts[0]))
+        opt_vols = OptionVols(scenario.options, opt, vols[opt.underlying])
     topped = _top_up(engine, settle)
     crew.attach(engine, pop)
     series = StepSeries.empty(ts, markets)
     rec = _Recorder(engine, pop, series, settle)
-    vols = {m: realized_vol(ts, prices[m], scenario.vol_window) for m in markets}
+    if opt is not None and scenario.options is not None:
+        rec.options = OptionWatch(engine, pop, opt, scenario.options)
     ticks = {m: v.markets[m].tick_size for m in markets}
     for m in markets:
         series.mark[m][0] = float(pop.marks[m])
@@ -665,10 +708,16 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
     for k in range(1, n):
         now = int(ts[k])
         rec.begin_step()
-        model.advance(now, {m: float(vols[m][k]) for m in markets if m in model.specs})
+        rv = {m: float(vols[m][k]) for m in markets}
+        if opt is not None:  # an option book's depth follows its underlying's vol
+            rv.update({s.name: rv[opt.underlying] for s in opt.series})
+        model.advance(now, {m: x for m, x in rv.items() if m in model.specs})
         index = {m: float(prices[m][k]) for m in markets}
         yield VenueStep(k, now, index, model, engine, step_ms, pop.accounts, settle)
         rec.events(k, crew.before_prices(now, index))
+        if opt_vols is not None:
+            for ev in opt_vols.events(k, now):
+                rec.events(k, crew.apply(ev))
         marks: dict[str, float] = {}
         for m in markets:
             if feed is not None:
@@ -721,6 +770,8 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
     })
     if rec.fees:
         metrics["liquidation_fees"] = rec.fee_metrics()
+    if rec.options is not None and opt_vols is not None:
+        metrics["options"] = rec.options.metrics(opt_vols.path)
     if state_hashes:
         metrics["engine_state_hash"] = engine.state_hash()
         metrics["engine_section_hashes"] = engine.section_hashes()

@@ -75,6 +75,7 @@ from solvency.sim.agents import (
     TopUpSpec,
 )
 from solvency.sim.market import DepthProfile, LiquiditySpec, load_binance_book_depth
+from solvency.sim.option_holders import OptionHoldersSpec, option_market_entries
 from solvency.sim.oracle_feed import OracleFeedSpec, SourceOutage
 from solvency.sim.paths import (
     BootstrapSpec,
@@ -303,26 +304,6 @@ class _Leverage(BaseModel):
     sigma: float
 
 
-class _Population(BaseModel):
-    model_config = _STRICT
-    n_accounts: int = 1000
-    open_interest_base: dict[str, float]
-    long_short_ratio: float = 1.0
-    long_account_fraction: float | None = None
-    leverage: list[_Leverage] | None = None
-    leverage_min: float = 1.0
-    leverage_max: float = 100.0
-    size_distribution: Literal["pareto", "lognormal"] = "pareto"
-    size_pareto_alpha: float = 1.5
-    size_lognormal_sigma: float = 1.5
-    extra_market_probability: float = 0.2
-    entry_spread: float = 0.02
-    isolated_fraction: float = 0.0
-    collateral_mix: dict[str, float] = {}
-    account_prefix: str = "acct"
-    entry_history: Duration | None = None
-
-
 class _Liquidity(BaseModel):
     model_config = _STRICT
     daily_volume_base: float
@@ -352,6 +333,60 @@ class _Liquidity(BaseModel):
             raise ValueError("give exactly one depth profile: depth_per_bps_base, "
                              "distance_bps/bid_base/ask_base, or book_depth")
         return self
+
+
+class _Options(BaseModel):
+    """``[population.options]``: accounts short listed options, delta-hedged
+    (sim/option_holders.py, docs/stress_lab.md "Option holders")."""
+
+    model_config = _STRICT
+    underlying: str = Field(description="The path's market the options are on (a "
+                                        "linear perp of the scenario).")
+    holder_fraction: float = Field(gt=0, le=1, description="Share of the population's "
+                                                           "cross accounts that write "
+                                                           "options.")
+    open_interest_base: float = Field(gt=0, description="Contracts of one coin written "
+                                                        "per series, over all holders.")
+    moneyness: list[float] = Field(default=[-0.1, 0.0, 0.1], min_length=1,
+                                   description="Strikes at S0 x (1 + m).")
+    kinds: list[Literal["call", "put"]] = Field(default=["call", "put"], min_length=1)
+    expiries: list[Duration] = Field(default=["7d"], min_length=1,
+                                     description="Expiries after the scenario's start, "
+                                                 "each after the run's end.")
+    vol: float = Field(default=0.8, gt=0, le=10, description="Mark implied vol at the "
+                                                             "opening, and its floor.")
+    vol_realized_multiple: float = Field(default=0.0, ge=0, le=10, description=(
+        "With > 0 the mark vol is max(vol, multiple x the underlying's realized vol)."))
+    vol_max: float = Field(default=3.0, gt=0, le=10, description="The mark vol's cap.")
+    vol_source: str = Field(default="assumed", description="Where vol comes from.")
+    margin_multiple: float = Field(default=1.5, ge=1, le=100, description=(
+        "Collateral per holder for its options, in multiples of their initial margin."))
+    tick_size: str | None = None
+    lot_size: str | None = None
+    liquidity: _Liquidity | None = Field(default=None, description=(
+        "The options' book (each series): a [liquidity.X] table; absent, liquidations "
+        "of options go to the venue's fund, backstop or ADL."))
+
+
+class _Population(BaseModel):
+    model_config = _STRICT
+    n_accounts: int = 1000
+    open_interest_base: dict[str, float]
+    long_short_ratio: float = 1.0
+    long_account_fraction: float | None = None
+    leverage: list[_Leverage] | None = None
+    leverage_min: float = 1.0
+    leverage_max: float = 100.0
+    size_distribution: Literal["pareto", "lognormal"] = "pareto"
+    size_pareto_alpha: float = 1.5
+    size_lognormal_sigma: float = 1.5
+    extra_market_probability: float = 0.2
+    entry_spread: float = 0.02
+    isolated_fraction: float = 0.0
+    collateral_mix: dict[str, float] = {}
+    account_prefix: str = "acct"
+    entry_history: Duration | None = None
+    options: _Options | None = None
 
 
 Latency = Duration
@@ -714,6 +749,9 @@ class Scenario:
     links : LinksSpec
         ``[links]``: the links between those venues in force by default, and each
         link's parameters.
+    options : OptionHoldersSpec or None
+        ``[population.options]``: accounts short listed options, delta-hedged
+        (:mod:`solvency.sim.option_holders`); ``None``: no option holders.
     """
 
     name: str
@@ -740,6 +778,7 @@ class Scenario:
     report: Mapping[str, float] = field(default_factory=dict)
     venues: tuple[VenueSpec, ...] = ()
     links: LinksSpec = field(default_factory=LinksSpec)
+    options: OptionHoldersSpec | None = None
 
     @property
     def markets(self) -> tuple[str, ...]:
@@ -753,7 +792,8 @@ class Scenario:
 
     # ------------------------------------------------------------------ venue
 
-    def venue(self, name: str | None = None, *, step_ms: int | None = None) -> Venue:
+    def venue(self, name: str | None = None, *, step_ms: int | None = None,
+              listing: Any = None) -> Venue:
         """Build the venue: the scenario's preset and overrides, or preset ``name``.
 
         With another preset than the scenario's, market and asset overrides are dropped
@@ -761,6 +801,9 @@ class Scenario:
         ``margin_call_ratio`` overrides still apply. With an ``[oracle]`` table, the
         venue's oracle takes its sources and a staleness limit for steps of ``step_ms``
         (default: the scenario's step; see :meth:`OracleFeedSpec.venue_overrides`).
+        ``listing`` (the option series of ``[population.options]``, a sequence of
+        :class:`~solvency.sim.option_holders.OptionSeries`) lists them as option markets
+        (:func:`~solvency.sim.option_holders.option_market_entries`).
 
         Raises
         ------
@@ -774,6 +817,8 @@ class Scenario:
             if data.get("preset") != name:
                 data = {k: v for k, v in data.items() if k not in ("markets", "assets", "name")}
                 data["preset"] = name
+        if listing is not None and self.options is not None:
+            data = self._with_listing(data, listing)
         if self.oracle is not None:
             data["oracle"] = self.oracle.venue_overrides(
                 step_ms if step_ms is not None else self.step_ms, data.get("oracle", {}))
@@ -781,6 +826,26 @@ class Scenario:
             return venue_from_data(data)  # errors read "venue: dotted.key: ..."
         except ConfigError as exc:
             raise ScenarioError(str(exc)) from None
+
+    def _with_listing(self, data: dict[str, Any], listing: Any) -> dict[str, Any]:
+        assert self.options is not None
+        base = venue_from_data(dict(data))
+        preset = PRESETS.get(str(data.get("preset", "")), {})
+        known = {**preset.get("markets", {}), **data.get("markets", {})}
+        entries = option_market_entries(self.options, listing,
+                                        base.markets[self.options.underlying],
+                                        {"markets": known})
+        return {**data, "markets": {**data.get("markets", {}), **entries}}
+
+    def option_liquidity(self, names: Any, *, impact: bool = True
+                         ) -> dict[str, LiquiditySpec]:
+        """Return ``[population.options.liquidity]`` as the book of each option market in
+        ``names`` (empty without one)."""
+        if self.options is None or self.options.liquidity is None:
+            return {}
+        one = replace(self, liquidity_data={"options": self.options.liquidity})
+        spec = one.liquidity_specs(impact=impact)["options"]
+        return {n: spec for n in names}
 
     # ------------------------------------------------------------------ paths
 
@@ -994,7 +1059,7 @@ def _validate(model: type[BaseModel], data: Any, source: str,
 
 
 def _population(p: _Population, source: str) -> PopulationSpec:
-    kw: dict[str, Any] = p.model_dump(exclude={"leverage", "entry_history"})
+    kw: dict[str, Any] = p.model_dump(exclude={"leverage", "entry_history", "options"})
     if p.entry_history is not None:
         try:
             kw["entry_history_ms"] = _duration_ms(p.entry_history, "entry_history")
@@ -1010,6 +1075,55 @@ def _population(p: _Population, source: str) -> PopulationSpec:
         return PopulationSpec(**kw)
     except ValueError as exc:
         raise ScenarioError(f"{source}: population: {exc}") from None
+
+
+def _options(o: _Options | None, source: str) -> OptionHoldersSpec | None:
+    if o is None:
+        return None
+    key = "population.options"
+    try:
+        expiries = tuple(_duration_ms(e, f"expiries.{i}") for i, e in enumerate(o.expiries))
+        grids = {}
+        for name in ("tick_size", "lot_size"):
+            raw = getattr(o, name)
+            if raw is not None:
+                try:
+                    grids[name] = Decimal(raw)
+                except InvalidOperation:
+                    raise ValueError(f"{name}: {raw!r} is not a number") from None
+        return OptionHoldersSpec(
+            underlying=o.underlying, holder_fraction=o.holder_fraction,
+            open_interest_base=o.open_interest_base, moneyness=tuple(o.moneyness),
+            kinds=tuple(o.kinds), expiries_ms=expiries, vol=o.vol,
+            vol_realized_multiple=o.vol_realized_multiple, vol_max=o.vol_max,
+            vol_source=o.vol_source,
+            margin_multiple=o.margin_multiple, **grids,
+            liquidity=None if o.liquidity is None else o.liquidity.model_dump())
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: {key}.{exc}") from None
+
+
+def _check_options(scenario: Scenario, venue: Venue, source: str) -> None:
+    o = scenario.options
+    if o is None:
+        return
+    key = f"{source}: population.options"
+    if o.underlying not in scenario.markets:
+        raise ScenarioError(f"{key}.underlying: {o.underlying!r} is not a market of "
+                            f"market.markets ({', '.join(scenario.markets)})")
+    inst = venue.markets[o.underlying]
+    if inst.is_option or inst.is_inverse or inst.expiry_ms is not None:
+        raise ScenarioError(f"{key}.underlying: {o.underlying} is not a linear perp")
+    settles = {str(venue.markets[m].settle) for m in scenario.population.open_interest_base}
+    if settles != {str(inst.settle)}:
+        raise ScenarioError(f"{key}.underlying: {o.underlying} settles in {inst.settle}, "
+                            f"the population's markets in {', '.join(sorted(settles))}")
+    if scenario.model != "replay" and min(o.expiries_ms) <= scenario.horizon_ms:
+        raise ScenarioError(f"{key}.expiries: every expiry must be after the run's end "
+                            "(settlement inside a run is not modelled)")
+    if o.liquidity is not None and o.liquidity["book_depth"] is not None:
+        raise ScenarioError(f"{key}.liquidity.book_depth: option books take "
+                            "depth_per_bps_base or distance_bps/bid_base/ask_base")
 
 
 def _agent_kwargs(name: str, table: BaseModel) -> dict[str, Any]:
@@ -1202,7 +1316,8 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
         venues=tuple(VenueSpec(v.name, v.preset, None if v.insurance_fund is None else _fund(
             {FUND_KEY: v.insurance_fund}, source, f"venues[{i}]."), v.population_share)
             for i, v in enumerate(f.venues)),
-        links=_links(f.links, source))
+        links=_links(f.links, source),
+        options=_options(f.population.options, source))
     try:
         venue_obj = scenario.venue()
     except ScenarioError as exc:
@@ -1212,6 +1327,7 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
     if missing:
         raise ScenarioError(f"{source}: market.markets: {missing} are not markets of venue "
                             f"{venue_obj.name!r}")
+    _check_options(scenario, venue_obj, source)
     try:
         scenario.agents.check_venue(venue_obj, scenario.markets)
     except ValueError as exc:
