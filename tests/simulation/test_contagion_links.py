@@ -351,3 +351,28 @@ def test_a_shared_traders_call_on_one_venue_leaves_less_for_the_other() -> None:
     solo.step(_at(alone, 1))
     solo.step(_at(alone, 3))
     assert _usdt(alone["b"]) == Decimal(1030)
+
+
+def test_the_attribution_tables_print_every_figure_uncut() -> None:
+    from solvency.cli import simulate as cli
+
+    figs = ("liquidations", "liquidated_notional", "accounts_liquidated",
+            "insurance_fund_used", "adl_notional", "bad_debt")
+    venues = {"a": dict.fromkeys(figs, 1234567.891), "b": dict.fromkeys(figs, 2.0)}
+    isolated = {"a": dict.fromkeys(figs, 1000000.0), "b": dict.fromkeys(figs, 1.0)}
+    payload = {"venues": venues, "isolated": isolated,
+               "spillover": {"a": {"b": dict.fromkeys(figs, 1.0)},
+                             "b": {"a": dict.fromkeys(figs, 234567.891)}},
+               "systemic": {"linked": dict.fromkeys(figs, 1234569.891),
+                            "alone": dict.fromkeys(figs, 1000001.0)}}
+    with cli.console.capture() as cap:
+        cli._print_attribution(payload)
+    text = cap.get()
+    rows = [line.split("│")[1:-1] for line in text.splitlines() if line.count("│") > 2]
+    cells = [[c.strip() for c in r] for r in rows]
+    assert ["liquidations", "linked", "1,234,568", "2", "1,234,570"] in cells  # counts
+    assert ["", "alone", "1,000,000", "1", "1,000,001"] in cells
+    assert ["liquidated notional", "linked", "1,234,567.89", "2.00", "1,234,569.89"] in cells
+    assert ["bad debt", "linked", "1,234,567.89", "2.00", "1,234,569.89"] in cells
+    assert ["b", "234,567.89", "-"] in cells  # spillover from b to a
+    assert ["a", "-", "1.00"] in cells

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from solvency.cli.tables import print_table
 from solvency.core.model.presets import PRESETS, preset_names
-from solvency.sim.contagion import basis_bps, check_links, parse_links, run_venues
+from solvency.sim.contagion import FIGURES, basis_bps, check_links, parse_links, run_venues
 from solvency.sim.report import ReportRun, Unit, format_value, headline, verdict, write_report
 from solvency.sim.run import MonteCarloResult, RunResult, run_compare, run_monte_carlo, run_scenario
 from solvency.sim.scenario import Scenario, ScenarioError, default_scenario, load_scenario
@@ -295,6 +295,41 @@ def simulate(
         raise typer.Exit(1)
 
 
+_COUNTS = frozenset({"liquidations", "accounts_liquidated"})
+
+
+def _figure(key: str, value: float) -> str:
+    return f"{value:,.0f}" if key in _COUNTS else f"{value:,.2f}"
+
+
+def _print_attribution(payload: dict[str, Any]) -> None:
+    """The attribution of a multi-venue run: each venue's figures linked and alone with
+    the system's totals, then the spillover matrix of liquidated notional."""
+    systemic = payload["systemic"]
+    names = list(payload["venues"])
+    table = Table(title="Attribution: each venue linked and alone")
+    table.add_column("figure")
+    table.add_column("run")
+    for name in [*names, "system"]:
+        table.add_column(name, justify="right")
+    for key in FIGURES:
+        for run, part, total in (("linked", "venues", "linked"), ("alone", "isolated",
+                                                                  "alone")):
+            table.add_row(key.replace("_", " ") if run == "linked" else "", run, *(
+                _figure(key, float(payload[part][n].get(key) or 0.0)) for n in names),
+                _figure(key, systemic[total][key]), end_section=run == "alone")
+    print_table(console, table)
+    spill = Table(title="Spillover of liquidated notional: from (row) to (column)")
+    spill.add_column("from")
+    for name in names:
+        spill.add_column(name, justify="right")
+    for i in names:
+        spill.add_row(i, *("-" if i == j else _figure(
+            "liquidated_notional", payload["spillover"][i][j]["liquidated_notional"])
+            for j in names))
+    print_table(console, spill)
+
+
 def _simulate_venues(scenario: Scenario, links: tuple[str, ...], jobs: int,
                      out: Path | None, as_json: bool) -> None:
     """``simulate`` of a scenario with ``[[venues]]``: every venue on one path and clock;
@@ -328,6 +363,7 @@ def _simulate_venues(scenario: Scenario, links: tuple[str, ...], jobs: int,
     else:
         _print_table(f"Stress lab: {scenario.name} ({len(summaries)} venues, links: "
                      f"{', '.join(res.links) or 'none'})", summaries, dict(scenario.report))
+        _print_attribution(payload)
         if out is not None:
             console.print(f"wrote {escape(str(out / 'metrics.json'))} and "
                           f"{escape(str(out / 'report.html'))}")
