@@ -30,7 +30,12 @@ from solvency.cli.main import app
 from solvency.core.model.events import Price
 from solvency.core.options import black76_price
 from solvency.engine.engine import Engine
-from solvency.sim.option_holders import draw_option_holders, load_option_holders, option_series
+from solvency.sim.option_holders import (
+    draw_option_holders,
+    holder_sides,
+    load_option_holders,
+    option_series,
+)
 from solvency.sim.population import generate_population, load_population
 from solvency.sim.run import build_paths, run_scenario
 from solvency.sim.scenario import Scenario, ScenarioError, parse_scenario_data
@@ -159,6 +164,27 @@ def test_one_hedged_short_call_margined_called_and_liquidated_as_the_rule_says(
     assert first == liquidated
     assert o["contracts_liquidated"] > 0 and o["notional_liquidated"] > 0
     assert r.metrics["violation"] is None
+
+
+def test_a_put_writers_hedge_turns_its_drawn_long_short(tmp_path: Path) -> None:
+    # the drawn perp is one long lot; a short put's hedge sells ~0.48 BTC: the run's
+    # records must see the position as short (long liquidations and ADL go by side)
+    sc = _scenario(tmp_path, kinds=["put"])
+    assert sc.options is not None
+    px = build_paths(sc)["BTC-PERP"]
+    v0 = sc.venue()
+    pop = generate_population(sc.population, v0, {"BTC-PERP": float(px.prices[0][0])},
+                              sc.seed_population)
+    assert pop.pos_lots.tolist() == [1]
+    listing = option_series(sc.options, v0.markets["BTC-PERP"], pop.marks["BTC-PERP"],
+                            int(px.ts_ms[0]))
+    v = sc.venue(listing=listing)
+    book = draw_option_holders(sc.options, v, pop, listing, int(px.ts_ms[0]))
+    assert book.hedge_lots.tolist() == [-round((1 - _call_delta(S0, 7 / 365)) / 0.0001)]
+    eng = Engine(v)
+    load_population(eng, pop)
+    load_option_holders(eng, pop, book, ts_ms=int(px.ts_ms[0]))
+    assert holder_sides(eng, pop, book) == {(pop.accounts[0], "BTC-PERP"): -1}
 
 
 def _hand_mm_over_equity(s: float, ts_ms: int, perp_btc: float, cash: float) -> float:

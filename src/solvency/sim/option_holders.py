@@ -50,6 +50,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
+from solvency.core.margin.kernels import S_LOTS, S_MARKET, S_ROW
 from solvency.core.model.events import Deposit, OutEvent, Price, Vol
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import Venue
@@ -67,6 +68,7 @@ __all__ = [
     "OptionVols",
     "OptionWatch",
     "draw_option_holders",
+    "holder_sides",
     "load_option_holders",
     "option_market_entries",
     "option_series",
@@ -366,6 +368,24 @@ def load_option_holders(engine: Engine, pop: Population, book: OptionHolders, *,
         name = pop.accounts[int(book.holders[h])]
         engine.seed_position(name, book.underlying, int(book.hedge_lots[h]) * under.lot_size,
                              s0, counterparty=counterparty)
+
+
+def holder_sides(engine: Engine, pop: Population, book: OptionHolders
+                 ) -> dict[tuple[str, str], int]:
+    """The side (+1 long, -1 short) of each holder's perp position in the underlying once
+    its hedge is in: the hedge may turn a drawn short into a long (the run's records
+    attribute long liquidations and ADL by side)."""
+    b = engine.book
+    m = b.market_index[book.underlying]
+    live = b.st[: b.n_slots]
+    live = live[(live[:, S_ROW] >= 0) & (live[:, S_MARKET] == m)]
+    names = [pop.accounts[i] for i in book.holders.tolist()]
+    rows = np.array([b.row_index[n] for n in names], dtype=np.int64)
+    keep = np.isin(live[:, S_ROW], rows)
+    side = dict(zip(live[keep, S_ROW].astype(np.int64).tolist(),
+                    np.sign(live[keep, S_LOTS]).astype(np.int64).tolist(), strict=True))
+    return {(n, book.underlying): int(side[int(r)]) for n, r in
+            zip(names, rows.tolist(), strict=True) if side.get(int(r), 0) != 0}
 
 
 class OptionVols:

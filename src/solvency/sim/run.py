@@ -68,6 +68,7 @@ from solvency.sim.option_holders import (
     OptionVols,
     OptionWatch,
     draw_option_holders,
+    holder_sides,
     load_option_holders,
     option_series,
 )
@@ -691,6 +692,7 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
     rec = _Recorder(engine, pop, series, settle)
     if opt is not None and scenario.options is not None:
         rec.options = OptionWatch(engine, pop, opt, scenario.options)
+        rec.side.update(holder_sides(engine, pop, opt))
     ticks = {m: v.markets[m].tick_size for m in markets}
     for m in markets:
         series.mark[m][0] = float(pop.marks[m])
