@@ -170,12 +170,20 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=4_000)
     ap.add_argument("--accounts", type=int, default=2_000)
     ap.add_argument("--shards", default="1,2,4")
+    ap.add_argument("--timestamped", action="store_true",
+                    help="give every timed fill and deposit the time of the last oracle "
+                         "round: every event is then a flag barrier, and a shard waits "
+                         "for the owner's verdict on each event it does not own")
     args = ap.parse_args()
     say(describe())
     say(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     wl = Workload(args.accounts)
     setup = wl.setup()
+    ts = wl.ts  # the set-up's last oracle round
     objs = wl.traffic("f", args.events, feed=True)
+    if args.timestamped:
+        for o in objs:
+            ts = o.setdefault("ts", ts)
     venue = load_preset("binance")
     one = Engine(venue)
     for o in setup:
@@ -187,8 +195,9 @@ def main() -> None:
     one_s = time.perf_counter() - t0
     want = venue_digest([one])
     fills = sum(o["type"] == "fill" for o in objs)
+    timed = sum("ts" in o for o in objs)
     say(f"workload: {len(setup):,} set-up events (not timed), then {len(objs):,} timed "
-        f"({fills:,} fills), {args.accounts:,} accounts")
+        f"({fills:,} fills; {timed:,} with a timestamp), {args.accounts:,} accounts")
     say(f"one engine in this process (parsed events, no stream): "
         f"{len(objs) / one_s:,.0f} events/s")
     # a shard's checkpoint (a whole snapshot every 50 events it applies) and the restore
