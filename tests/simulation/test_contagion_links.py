@@ -376,3 +376,19 @@ def test_the_attribution_tables_print_every_figure_uncut() -> None:
     assert ["bad debt", "linked", "1,234,567.89", "2.00", "1,234,569.89"] in cells
     assert ["b", "234,567.89", "-"] in cells  # spillover from b to a
     assert ["a", "-", "1.00"] in cells
+
+
+def test_the_contagion_scenario_lists_its_venues_and_links() -> None:
+    """scenarios/contagion_2025_10_10.toml (a first version): three venues with their
+    shares of Binance's open interest, both links on; run single-venue by the golden
+    test (its [venue] is the calibrated crash's)."""
+    from solvency.sim.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[2]
+    sc = load_scenario(root / "scenarios" / "contagion_2025_10_10.toml")
+    assert [(v.name, v.preset, v.population_share) for v in sc.venues] == [
+        ("binance", "binance-2025-10-10", None), ("hyperliquid", "hyperliquid", 0.26),
+        ("dydx", "dydx", 0.0055)]
+    assert sc.links.active == ("liquidity", "traders")
+    assert sc.links.liquidity == LiquidityLinkSpec(150_000_000.0, 60_000, 10.0)
+    assert sc.links.traders == TradersLinkSpec(0.2, 0.5, 600_000, 0.4)
