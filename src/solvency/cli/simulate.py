@@ -245,8 +245,8 @@ def simulate(
                                       "run.verify_every; 1: after every step.")] = None,
     links: Annotated[str | None, typer.Option(
         "--links", help="A scenario's [[venues]]: the links between them, 'none' or "
-                        "'liquidity' (default: the scenario's [links] active; "
-                        "docs/contagion.md).")] = None,
+                        "some of 'liquidity,traders' (default: the scenario's [links] "
+                        "active; docs/contagion.md).")] = None,
 ) -> None:
     """Run a stress scenario (crash, Monte Carlo, replay) through the real engine."""
     try:
