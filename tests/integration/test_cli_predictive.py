@@ -54,17 +54,21 @@ def test_train_then_backtest_with_the_trained_file(tmp_path: Path) -> None:
     model = tmp_path / "m.json"
     until = _iso(T0 + 499 * DAY)
     res = runner.invoke(app, ["train-margin", "--series", str(prices), "--out", str(model),
-                              "--until", until, "--features", "har_w,range_w,garch"])
+                              "--until", until, "--features", "har_w,range_w,ewma"])
     assert res.exit_code == 0, res.output
     doc = json.loads(model.read_text())
-    assert doc["format"] == "solvency-predictive-margin" and doc["version"] == 1
+    assert doc["format"] == "solvency-predictive-margin" and doc["version"] == 2
     long, short = doc["models"]
     assert (long["side"], short["side"]) == ("long", "short")
-    assert long["features"] == ["har_w", "range_w", "garch"]
+    assert long["features"] == ["har_w", "range_w", "ewma"]
+    # pooled by default: one fit on both sides' rows, the same coefficients for each side
+    assert (long["scale"], long["form"], long["pooled"], long["smoothing"]) == (
+        "garch", "log", True, 0.9)
+    assert long["coef"] == short["coef"]
     assert "scikit-learn" in long["library"] and long["series"] == ["bars.csv"]
     # Every training move ends by the end of --until (bar 499 closes at T0 + 500 days).
     assert long["train_to_ms"] == T0 + 500 * DAY
-    assert long["n_train"] == 500 - 1 - 250  # rows 250 .. 498 (the garch warm-up first)
+    assert long["n_train"] == 2 * (500 - 1 - 250)  # rows 250 .. 498 of each side
 
     out = runner.invoke(app, ["backtest", "--prices", str(prices), "--model", "all",
                               "--margin-model", str(model), "--warmup", "300",
@@ -114,11 +118,15 @@ def test_bad_model_files_are_refused_with_where(tmp_path: Path) -> None:
     prices = _write_bars(tmp_path / "bars.csv", n=400)
     good = json.loads(shipped_model_path().read_text())
     cases = [("{", "not JSON"),
-             (json.dumps({**good, "version": 2}), "version 1"),
+             (json.dumps({**good, "version": 1}), "version 2"),
              (json.dumps({**good, "models": [{**good["models"][0], "coef": [1.0]}]}),
               "models[0]: coef: need 6 values"),
              (json.dumps({**good, "models": [{**good["models"][0], "lamda": 0.9}]}),
-              "unknown keys ['lamda']")]
+              "unknown keys ['lamda']"),
+             (json.dumps({**good, "models": [{**good["models"][0], "form": "linear"}]}),
+              "below 1 only with form log"),
+             (json.dumps({**good, "models": [{**good["models"][0], "pooled": "yes"}]}),
+              "pooled must be true or false")]
     for text, fragment in cases:
         path = tmp_path / "bad.json"
         path.write_text(text)
@@ -134,9 +142,13 @@ def test_train_margin_refusals(tmp_path: Path) -> None:
              (["--series", f"{prices},symbol=BTCUSDT"], "give --funding FILE"),
              (["--series", str(prices), "--features", "har_w,vix"], "must be distinct names"),
              (["--series", str(prices)], "no values for feature(s) funding"),
-             (["--series", str(prices), "--features", "garch", "--until", "2020-12-01"],
+             (["--series", str(prices), "--features", "ewma", "--until", "2020-12-01"],
               "no training rows"),
-             (["--series", str(prices), "--confidence", "1.2"], "--confidence")]
+             (["--series", str(prices), "--confidence", "1.2"], "--confidence"),
+             (["--series", str(prices), "--features", "har_w,garch"], "garch is the scale"),
+             (["--series", str(prices), "--features", "har_w", "--scale", "vix"], "--scale"),
+             (["--series", str(prices), "--features", "har_w", "--form", "linear"],
+              "below 1 only with form log")]
     for args, fragment in cases:
         res = runner.invoke(app, ["train-margin", *args, "--out", out])
         assert res.exit_code == 2, res.output
@@ -146,7 +158,8 @@ def test_train_margin_refusals(tmp_path: Path) -> None:
 
 def test_shipped_model_rebuilds_from_the_shared_data() -> None:
     # The shipped file is `solvency train-margin --series BTC_1H,symbol=BTCUSDT --series
-    # ETH_1H,symbol=ETHUSDT --funding FUNDING --out ...` (docs/analytics.md). Its fit is a
+    # ETH_1H,symbol=ETHUSDT --funding FUNDING --out ...` (docs/analytics.md): the defaults,
+    # GARCH scale, log form, both sides pooled, smoothing 0.9. Its fit is a
     # linear program solved to a vertex by HiGHS, so the same data gives the same
     # coefficients; but the GARCH feature comes from arch's SLSQP fits, which other numpy/
     # scipy releases stop at ~1e-5 apart (the garch median moves by 1.6e-5 between numpy
@@ -169,8 +182,9 @@ def test_shipped_model_rebuilds_from_the_shared_data() -> None:
         np.testing.assert_allclose(a.coef, b.coef, rtol=0, atol=5e-3)
         typical = np.full((1, len(FEATURES)), np.nan)  # every feature at its median
         assert a.multiplier(typical)[0] == pytest.approx(b.multiplier(typical)[0], rel=1e-4)
-        assert (a.lam, a.quantile, a.horizon_steps, a.interval_ms) == (
-            b.lam, b.quantile, b.horizon_steps, b.interval_ms)
+        assert (a.lam, a.quantile, a.horizon_steps, a.interval_ms, a.scale, a.form,
+                a.pooled, a.smoothing) == (b.lam, b.quantile, b.horizon_steps, b.interval_ms,
+                                           b.scale, b.form, b.pooled, b.smoothing)
     # Trained on 2021-12-31 and before only: the last training move ends at 2022-01-01.
     assert shipped[0].train_to_ms == 1_640_995_200_000
 

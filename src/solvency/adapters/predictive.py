@@ -5,7 +5,7 @@
 * :func:`feature_inputs`: a market's bars with its funding and perp-spot basis aligned,
   ready for :func:`solvency.core.predictive_margin.predictive_features`.
 * :func:`read_model_file` / :func:`write_model_file`: the JSON model file
-  (``{"format": "solvency-predictive-margin", "version": 1, "models": [...]}``, one model
+  (``{"format": "solvency-predictive-margin", "version": 2, "models": [...]}``, one model
   per side); :data:`SHIPPED_MODEL` is the one the package ships.
 """
 
@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 FORMAT: Final = "solvency-predictive-margin"
-SHIPPED_MODEL: Final = "predictive_margin_v1.json"
+SHIPPED_MODEL: Final = "predictive_margin_v2.json"
+VERSION: Final = 2
 _FUNDING_COLUMNS: Final = ("timestamp_ms", "symbol", "funding_rate")
 
 
@@ -142,8 +143,10 @@ def read_model_file(path: str | Path | None = None) -> list[PredictiveModel]:
         raise ModelFileError(f"{p}: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{p}:{exc.lineno}: not JSON ({exc.msg})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != 1:
-        raise ModelFileError(f"{p}: not a {FORMAT} version 1 file")
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise ModelFileError(f"{p}: not a {FORMAT} version {VERSION} file (version 1, "
+                             "before the scale, form, pooled and smoothing keys: retrain "
+                             "with solvency train-margin)")
     if set(data) != {"format", "version", "models"} or not isinstance(data["models"], list):
         raise ModelFileError(f"{p}: expected exactly the keys format, version, models")
     out = []
@@ -161,5 +164,5 @@ def read_model_file(path: str | Path | None = None) -> list[PredictiveModel]:
 
 def write_model_file(models: list[PredictiveModel], path: str | Path) -> None:
     """Write the models as a model file (stable key order, one model per side)."""
-    doc = {"format": FORMAT, "version": 1, "models": [m.to_dict() for m in models]}
+    doc = {"format": FORMAT, "version": VERSION, "models": [m.to_dict() for m in models]}
     Path(path).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import numpy as np
 import typer
@@ -20,10 +20,16 @@ from solvency.cli.tables import print_table
 from solvency.core.predictive_margin import (
     DAY_MS,
     DEFAULT_FEATURES,
+    DEFAULT_FORM,
+    DEFAULT_SCALE,
+    DEFAULT_SMOOTHING,
     FEATURES,
+    Form,
     PredictiveModel,
+    Scale,
     fit_predictive,
     predictive_features,
+    scale_series,
     training_rows,
 )
 from solvency.core.volatility import RISKMETRICS_LAMBDA_DAILY, ewma_lambda_for_interval
@@ -68,14 +74,18 @@ def train_models(
     horizon_steps: int = 1, interval_ms: int = DAY_MS,
     lam_daily: float = RISKMETRICS_LAMBDA_DAILY,
     sides: tuple[Literal["long", "short"], ...] = ("long", "short"),
+    scale: Scale = DEFAULT_SCALE, form: Form = DEFAULT_FORM, pooled: bool = True,
+    smoothing: float = DEFAULT_SMOOTHING,
 ) -> list[PredictiveModel]:
-    """Fit one model per side on every series' rows whose horizon ends by ``until_ms``."""
+    """Fit one model per side (``pooled``: one fit on both sides' rows, written once per
+    side) on every series' rows whose horizon ends by ``until_ms``."""
     lam = ewma_lambda_for_interval(interval_ms / 1000.0, lam_daily)
     probe = PredictiveModel(
         features=features, coef=(0.0,) * (len(features) + 1), impute=(0.0,) * len(features),
         quantile=quantile, side="long", horizon_steps=horizon_steps, interval_ms=interval_ms,
         lam=lam, garch_warmup=250, garch_refit_every=50, garch_fit_window=2000,
-        train_from_ms=0, train_to_ms=until_ms, n_train=0, library="", series=())
+        train_from_ms=0, train_to_ms=until_ms, n_train=0, library="", series=(),
+        scale=scale, form=form, pooled=pooled, smoothing=smoothing)
     probe.validate()
     per_series = []
     for spec in specs:
@@ -87,30 +97,37 @@ def train_models(
         X, sigma = predictive_features(inp, lam=lam, garch_warmup=probe.garch_warmup,
                                        garch_refit_every=probe.garch_refit_every,
                                        garch_fit_window=probe.garch_fit_window)
-        per_series.append((X, sigma, np.diff(np.log(bars.close)), bars.ts_ms))
-    models = []
-    for side in sides:
-        xs, ys, starts, ends = [], [], [], []
-        for X, sigma, r, ts in per_series:
-            Xr, y, idx = training_rows(X, sigma, r, ts, horizon_steps=horizon_steps,
-                                       side=side, min_history=probe.min_history,
-                                       until_ms=until_ms, interval_ms=interval_ms)
-            if idx.size:
-                xs.append(Xr)
-                ys.append(y)
-                starts.append(int(ts[idx[0]] + interval_ms))
-                ends.append(int(ts[idx[-1]] + (horizon_steps + 1) * interval_ms))
+        per_series.append((X, scale_series(X, sigma, scale), np.diff(np.log(bars.close)),
+                           bars.ts_ms))
+    groups = [sides] if pooled else [(side,) for side in sides]
+    models: list[PredictiveModel] = []
+    for group in groups:
+        xs, ys, shorts, starts, ends = [], [], [], [], []
+        for side in group:
+            for X, s, r, ts in per_series:
+                Xr, y, idx = training_rows(X, s, r, ts, horizon_steps=horizon_steps,
+                                           side=side, min_history=probe.min_history,
+                                           until_ms=until_ms, interval_ms=interval_ms)
+                if idx.size:
+                    xs.append(Xr)
+                    ys.append(y)
+                    shorts.append(np.full(idx.size, side == "short"))
+                    starts.append(int(ts[idx[0]] + interval_ms))
+                    ends.append(int(ts[idx[-1]] + (horizon_steps + 1) * interval_ms))
         if not xs:
             raise ValueError("no training rows before --until")
         Xt, yt = np.vstack(xs), np.concatenate(ys)
-        coef, impute, lib = fit_predictive(Xt, yt, features=features, quantile=quantile)
-        models.append(PredictiveModel(
+        coef, impute, lib = fit_predictive(Xt, yt, features=features, quantile=quantile,
+                                           scale=scale, form=form,
+                                           short_rows=np.concatenate(shorts))
+        models.extend(PredictiveModel(
             features=features, coef=coef, impute=impute, quantile=quantile, side=side,
             horizon_steps=horizon_steps, interval_ms=interval_ms, lam=lam,
             garch_warmup=probe.garch_warmup, garch_refit_every=probe.garch_refit_every,
             garch_fit_window=probe.garch_fit_window, train_from_ms=min(starts),
             train_to_ms=max(ends), n_train=int(yt.size), library=lib,
-            series=tuple(s.prices.name for s in specs)))
+            series=tuple(s.prices.name for s in specs), scale=scale, form=form,
+            pooled=pooled, smoothing=smoothing) for side in group)
     return models
 
 
@@ -147,6 +164,16 @@ def train_margin(
     lam: Annotated[float, typer.Option(
         "--lambda", help="EWMA decay per day (rescaled to the interval).")] = (
         RISKMETRICS_LAMBDA_DAILY),
+    scale: Annotated[str, typer.Option(
+        help="Volatility the loss is measured in: garch or ewma.")] = DEFAULT_SCALE,
+    form: Annotated[str, typer.Option(
+        help="log (rate = exp(b.x) x scale) or linear (max(0, b.x) x scale).")] = (
+        DEFAULT_FORM),
+    pooled: Annotated[bool, typer.Option(
+        "--pooled/--per-side", help="One fit on both sides' rows, or one per side.")] = True,
+    smoothing: Annotated[float, typer.Option(
+        help="Weight of today's rate in the log-space smoothing (1: none; log form).")] = (
+        DEFAULT_SMOOTHING),
 ) -> None:
     """Fit the predictive margin model on price history and write its model file."""
     try:
@@ -158,13 +185,17 @@ def train_margin(
             raise ValueError(f"--horizon {horizon} is not a multiple of --interval {interval}")
         if not (math.isfinite(confidence) and 0.5 < confidence < 1.0) or not 0.0 < lam < 1.0:
             raise ValueError("--confidence must lie in (0.5, 1) and --lambda in (0, 1)")
+        if scale not in ("garch", "ewma") or form not in ("log", "linear"):
+            raise ValueError(f"--scale {scale!r} / --form {form!r}: expected garch or ewma "
+                             "/ log or linear")
         if any(s.symbol for s in specs) and funding is None:
             raise ValueError("a series names a funding symbol: give --funding FILE")
         models = train_models(
             specs, funding=funding, until_ms=until_ms,
             features=tuple(f.strip() for f in features.split(",") if f.strip()),
             quantile=confidence, horizon_steps=horizon_ms // step_ms, interval_ms=step_ms,
-            lam_daily=lam)
+            lam_daily=lam, scale=cast(Scale, scale), form=cast(Form, form), pooled=pooled,
+            smoothing=smoothing)
         write_model_file(models, out)
     except (OhlcvError, ModelFileError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None

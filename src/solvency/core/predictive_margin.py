@@ -1,16 +1,22 @@
 """Predictive margin: a quantile model of the horizon's loss from what is known at the time.
 
 The model forecasts the ``confidence`` quantile of a unit position's loss over the
-liquidation horizon, as a multiple of the EWMA volatility (RiskMetrics 1996) known at the
-decision time::
+liquidation horizon, as a multiple of a volatility forecast ``s_t`` known at the decision
+time (``scale``: the EWMA volatility of RiskMetrics 1996, or the GARCH(1,1)-t forecast)::
 
-    rate_t = max(0, b_0 + sum_k b_k x_{t,k}) * sigma_ewma_t * sqrt(h)
+    form "linear":  rate_t = max(0, b_0 + sum_k b_k x_{t,k}) * s_t * sqrt(h)
+    form "log":     rate_t = exp(b_0 + sum_k b_k x_{t,k}) * s_t * sqrt(h)
 
 with the coefficients ``b`` from a linear quantile regression (Koenker and Bassett 1978,
 "Regression quantiles", *Econometrica* 46(1); scikit-learn's ``QuantileRegressor``, an
-exact linear program solved by HiGHS) of ``loss_t / (sigma_ewma_t sqrt(h))`` on the
-features ``x``. Features, all decided from bars up to and including bar ``t`` (the rate
-for the move from ``close[t]`` to ``close[t+1]``):
+exact linear program solved by HiGHS) of ``loss_t / (s_t sqrt(h))`` (form "log": of its
+logarithm; quantiles commute with a monotone map, so this is the same quantile, fitted
+as a geometric blend of the volatility ratios) on the features ``x``. A ``pooled`` model
+is fitted on the long and the short rows together (twice the tail rows; the signed
+features below enter in the direction of the position's loss), and ``smoothing`` ``a < 1``
+posts ``ln rate_t = a ln raw_t + (1 - a) ln rate_{t-1}`` (an exponential smoothing in log
+space that damps the one-step rise). Features, all decided from bars up to and including
+bar ``t`` (the rate for the move from ``close[t]`` to ``close[t+1]``):
 
 * ``har_d``, ``har_w``, ``har_m``: realized volatility over the last 1, 7 and 30 days
   (the HAR components of Corsi 2009, "A simple approximate long-memory model of realized
@@ -19,16 +25,20 @@ for the move from ``close[t]`` to ``close[t+1]``):
   last 7 days (``ln(H/L)^2 / (4 ln 2)``);
 * ``garch``: the out-of-sample GARCH(1,1)-t volatility forecast (rolling refits,
   :func:`solvency.core.dynamic_margin.margin_rate_series`' scheme);
-  each of the above as ``ln(feature / sigma_ewma)``;
+* ``ewma``: the EWMA volatility itself (only with the GARCH scale);
+  each of the above as ``ln(feature / s_t)``;
 * ``ret_d``: the last return in units of ``sigma_ewma``;
 * ``volume``: ``ln(volume / its 30-day mean)``;
 * ``funding``: the mean funding rate settled in the last day (basis points per
   settlement), ``funding_chg`` its change over 7 days;
 * ``basis``: ``ln(perp / spot)`` in basis points where both series exist.
 
-A feature that is missing (no funding or basis series, or before it starts) is replaced by
-its training median, which the model file records. Everything here is pure: the fit is a
-deterministic linear program, time and data arrive as arguments.
+``ret_d``, ``funding``, ``funding_chg`` and ``basis`` are signed: the short side's model
+reads them negated (a positive funding rate, crowded longs, is a risk to a long and a
+cushion to a short). A feature that is missing (no funding or basis series, or before it
+starts) is replaced by its training median, which the model file records. Everything
+here is pure: the fit is a deterministic linear program, time and data arrive as
+arguments.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from typing import Any, Final, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
+from scipy.signal import lfilter
 
 from solvency.core.backtest import position_loss
 from solvency.core.dynamic_margin import MarginModelConfig, garch_sigma_series
@@ -46,13 +57,19 @@ from solvency.core.volatility import ewma_variance
 
 __all__ = [
     "DEFAULT_FEATURES",
+    "DEFAULT_FORM",
+    "DEFAULT_SCALE",
+    "DEFAULT_SMOOTHING",
     "FEATURES",
+    "SIGNED",
     "FeatureInputs",
     "PredictiveModel",
+    "feature_matrix",
     "fit_predictive",
     "funding_per_bar",
     "predictive_features",
     "predictive_rate_series",
+    "scale_series",
     "training_rows",
 ]
 
@@ -61,12 +78,21 @@ IntArray = npt.NDArray[np.int64]
 DAY_MS: Final = 86_400_000
 FEATURES: Final[tuple[str, ...]] = (
     "har_d", "har_w", "har_m", "range_d", "range_w", "garch", "ret_d", "volume",
-    "funding", "funding_chg", "basis",
+    "funding", "funding_chg", "basis", "ewma",
 )
-# Chosen on pre-2022 data only: fitted on 2017-08..2020-12, scored by pinball loss on 2021
-# (docs/analytics.md, "Predictive margin").
-DEFAULT_FEATURES: Final[tuple[str, ...]] = ("har_w", "har_m", "range_w", "garch", "funding")
-_LOG_RATIO: Final = ("har_d", "har_w", "har_m", "range_d", "range_w", "garch")
+# The shipped model (docs/analytics.md, "Predictive margin", "Which model"): chosen by the
+# measured comparison of bench/bench_predictive.py; its smoothing by a time-series
+# cross-validation inside the training window.
+DEFAULT_FEATURES: Final[tuple[str, ...]] = ("ewma", "har_w", "har_m", "range_w", "funding")
+DEFAULT_SCALE: Final = "garch"
+DEFAULT_FORM: Final = "log"
+DEFAULT_SMOOTHING: Final = 0.9
+Scale = Literal["ewma", "garch"]
+Form = Literal["linear", "log"]
+# ln(x / s_t): the volatility features, whose ratio to the scale the model reads
+_VOL: Final = ("har_d", "har_w", "har_m", "range_d", "range_w", "garch", "ewma")
+SIGNED: Final = ("ret_d", "funding", "funding_chg", "basis")
+_LOG_FLOOR: Final = 1e-6  # the smallest loss / scale the log form reads (ln 1e-6 = -13.8)
 _FUNDING_CHANGE_DAYS: Final = 7
 _VOLUME_DAYS: Final = 30
 _TINY: Final = 1e-12
@@ -197,6 +223,7 @@ def predictive_features(
     cols["funding"] = fund
     cols["funding_chg"] = fund - _lagged(fund, _FUNDING_CHANGE_DAYS * day)
     cols["basis"] = inputs.basis_bp[:n].astype(np.float64)
+    cols["ewma"] = np.zeros(n)  # ln(sigma_ewma / sigma_ewma); another scale subtracts its own
     return np.column_stack([cols[k] for k in FEATURES]), cast(FloatArray, sigma)
 
 
@@ -208,14 +235,44 @@ def _columns(features: tuple[str, ...]) -> list[int]:
     return [FEATURES.index(f) for f in features]
 
 
+def scale_series(X: FloatArray, sigma: FloatArray, scale: str) -> FloatArray:
+    """Return the volatility the model scales by: the EWMA ``sigma`` or the GARCH forecast
+    (``sigma * exp(X[:, garch])``, NaN before the GARCH warm-up)."""
+    if scale == "ewma":
+        return sigma
+    if scale == "garch":
+        return sigma * np.exp(X[:, FEATURES.index("garch")])
+    raise ValueError(f"scale: {scale!r} is not ewma or garch")
+
+
+def feature_matrix(
+    X: FloatArray, features: tuple[str, ...], *, scale: str = "ewma",
+    short_rows: npt.NDArray[np.bool_] | None = None,
+) -> FloatArray:
+    """Return the model's columns of ``X``: volatility ratios to ``scale``, signed features
+    negated on ``short_rows`` (NaN kept)."""
+    Z = np.array(X[:, _columns(features)], dtype=np.float64)
+    if scale == "garch":
+        g = X[:, FEATURES.index("garch")]
+        for j, f in enumerate(features):
+            if f in _VOL:
+                Z[:, j] -= g
+    if short_rows is not None:
+        for j, f in enumerate(features):
+            if f in SIGNED:
+                Z[short_rows, j] = -Z[short_rows, j]
+    return Z
+
+
 @dataclass(frozen=True, slots=True)
 class PredictiveModel:
     """A fitted predictive margin model, as written to and read from its JSON file.
 
     ``coef[0]`` is the intercept and ``coef[1:]`` multiply ``features`` in order; a missing
     feature takes ``impute``. The model covers one ``side`` at ``quantile`` over
-    ``horizon_steps`` bars of ``interval_ms``; ``lam`` (per bar) and the ``garch_*``
-    settings rebuild its features exactly as in training.
+    ``horizon_steps`` bars of ``interval_ms``; ``scale``, ``form``, ``pooled`` (fitted on
+    both sides' rows) and ``smoothing`` as in the module's docstring; ``lam`` (per bar)
+    and the ``garch_*`` settings rebuild its features exactly as in training.
     """
 
     features: tuple[str, ...]
@@ -234,12 +291,17 @@ class PredictiveModel:
     n_train: int
     library: str
     series: tuple[str, ...]
+    scale: Scale = "ewma"
+    form: Form = "linear"
+    pooled: bool = False
+    smoothing: float = 1.0
 
     @property
     def min_history(self) -> int:
         """Return the first return index whose features are all defined (before imputing)."""
         day = DAY_MS // self.interval_ms
-        need = [self.garch_warmup if "garch" in self.features else 0]
+        garch = "garch" in self.features or self.scale == "garch"
+        need = [self.garch_warmup if garch else 0]
         windows = {"har_d": day, "har_w": 7 * day, "har_m": 30 * day, "range_d": day,
                    "range_w": 7 * day, "ret_d": 1, "volume": _VOLUME_DAYS * day}
         need += [windows[f] for f in self.features if f in windows]
@@ -251,13 +313,20 @@ class PredictiveModel:
         k = len(self.features)
         if len(self.coef) != k + 1 or len(self.impute) != k:
             raise ValueError(f"coef: need {k + 1} values and impute {k} for {k} features")
-        nums = (*self.coef, *self.impute, self.quantile, self.lam)
+        nums = (*self.coef, *self.impute, self.quantile, self.lam, self.smoothing)
         if not all(math.isfinite(x) for x in nums):
-            raise ValueError("coef, impute, quantile, lam: must be finite")
+            raise ValueError("coef, impute, quantile, lam, smoothing: must be finite")
         if not 0.5 < self.quantile < 1.0 or not 0.0 < self.lam < 1.0:
             raise ValueError("quantile must lie in (0.5, 1) and lam in (0, 1)")
         if self.side not in ("long", "short"):
             raise ValueError(f"side: {self.side!r} is not long or short")
+        if self.scale not in ("ewma", "garch") or self.form not in ("linear", "log"):
+            raise ValueError(f"scale {self.scale!r} / form {self.form!r}: expected ewma or "
+                             "garch / linear or log")
+        if self.scale in self.features:
+            raise ValueError(f"features: {self.scale} is the scale (its ratio is 1)")
+        if not 0.0 < self.smoothing <= 1.0 or (self.smoothing < 1.0 and self.form != "log"):
+            raise ValueError("smoothing must lie in (0, 1], below 1 only with form log")
         if min(self.horizon_steps, self.interval_ms, self.garch_refit_every) < 1:
             raise ValueError("horizon_steps, interval_ms, garch_refit_every must be >= 1")
         if DAY_MS % self.interval_ms:
@@ -280,6 +349,8 @@ class PredictiveModel:
         missing = sorted(names - set(data))
         if extra or missing:
             raise ValueError(f"model: unknown keys {extra}, missing keys {missing}")
+        if not isinstance(data["pooled"], bool):
+            raise ValueError("model: pooled must be true or false")
         try:
             model = cls(
                 features=tuple(str(f) for f in data["features"]),
@@ -293,6 +364,8 @@ class PredictiveModel:
                 train_from_ms=int(data["train_from_ms"]), train_to_ms=int(data["train_to_ms"]),
                 n_train=int(data["n_train"]), library=str(data["library"]),
                 series=tuple(str(s) for s in data["series"]),
+                scale=data["scale"], form=data["form"], pooled=data["pooled"],
+                smoothing=float(data["smoothing"]),
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"model: {exc}") from None
@@ -301,14 +374,18 @@ class PredictiveModel:
 
     def design(self, X: FloatArray) -> FloatArray:
         """Return ``[1, x_selected]`` with missing values replaced by the training medians."""
-        Z = np.array(X[:, _columns(self.features)], dtype=np.float64)
+        short = np.full(X.shape[0], self.side == "short")
+        Z = feature_matrix(X, self.features, scale=self.scale, short_rows=short)
         fill = np.broadcast_to(np.asarray(self.impute), Z.shape)
         Z = np.where(np.isnan(Z), fill, Z)
         return np.column_stack([np.ones(Z.shape[0]), Z])
 
     def multiplier(self, X: FloatArray) -> FloatArray:
-        """Return the forecast loss quantile in units of ``sigma_ewma * sqrt(h)`` (>= 0)."""
-        return cast(FloatArray, np.maximum(self.design(X) @ np.asarray(self.coef), 0.0))
+        """Return the forecast loss quantile in units of ``s_t * sqrt(h)`` (>= 0)."""
+        z = self.design(X) @ np.asarray(self.coef)
+        if self.form == "log":
+            return cast(FloatArray, np.exp(z))
+        return cast(FloatArray, np.maximum(z, 0.0))
 
 
 def training_rows(
@@ -334,20 +411,29 @@ def training_rows(
 
 def fit_predictive(
     X: FloatArray, target: FloatArray, *, features: tuple[str, ...], quantile: float,
+    scale: str = "ewma", form: str = "linear",
+    short_rows: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[tuple[float, ...], tuple[float, ...], str]:
     """Fit the linear quantile regression; return ``(coef, impute, library)``.
 
-    Missing values take the column's training median (NaN-aware), then scikit-learn's
-    ``QuantileRegressor(quantile, alpha=0, fit_intercept=False, solver="highs")`` solves
-    the Koenker-Bassett linear program on ``[1, x]``: an exact, deterministic vertex.
+    ``target`` is the loss in units of the scale (:func:`training_rows`); form ``log``
+    fits its logarithm (floored at 1e-6). ``short_rows`` marks the rows of a short
+    position (signed features negated: a pooled fit). Missing values take the column's
+    training median (NaN-aware), then scikit-learn's ``QuantileRegressor(quantile,
+    alpha=0, fit_intercept=False, solver="highs")`` solves the Koenker-Bassett linear
+    program on ``[1, x]``: an exact, deterministic vertex.
     """
     import sklearn
     from sklearn.linear_model import QuantileRegressor
 
-    cols = _columns(features)
-    Z = np.array(X[:, cols], dtype=np.float64)
-    if Z.shape[0] != target.size or Z.shape[0] < 10 * (len(cols) + 1):
-        raise ValueError(f"training: {Z.shape[0]} rows for {len(cols)} features is too few")
+    if form not in ("linear", "log"):
+        raise ValueError(f"form: {form!r} is not linear or log")
+    if scale in features:
+        raise ValueError(f"features: {scale} is the scale (its ratio is 1)")
+    Z = feature_matrix(X, features, scale=scale, short_rows=short_rows)
+    if Z.shape[0] != target.size or Z.shape[0] < 10 * (len(features) + 1):
+        raise ValueError(f"training: {Z.shape[0]} rows for {len(features)} features is too "
+                         "few")
     if not np.isfinite(target).all():
         raise ValueError("training: the target must be finite")
     empty = [f for f, col in zip(features, Z.T, strict=True) if np.isnan(col).all()]
@@ -359,8 +445,9 @@ def fit_predictive(
     impute = np.nanmedian(Z, axis=0)
     Z = np.where(np.isnan(Z), impute, Z)
     design = np.column_stack([np.ones(Z.shape[0]), Z])
+    y = np.log(np.maximum(target, _LOG_FLOOR)) if form == "log" else target
     reg = QuantileRegressor(quantile=quantile, alpha=0.0, fit_intercept=False,
-                            solver="highs").fit(design, target)
+                            solver="highs").fit(design, y)
     coef = tuple(float(c) for c in reg.coef_)
     lib = f"scikit-learn {sklearn.__version__} QuantileRegressor(alpha=0, solver=highs)"
     return coef, tuple(float(v) for v in impute), lib
@@ -372,7 +459,9 @@ def predictive_rate_series(
     """Return the raw margin rate per return (NaN before ``warmup``), like
     :func:`solvency.core.dynamic_margin.margin_rate_series`.
 
-    ``rate[t] = multiplier(X[t]) * sigma[t] * sqrt(h)``; ``warmup`` must cover the model's
+    ``rate[t] = multiplier(X[t]) * s[t] * sqrt(h)`` with ``s`` the model's scale (EWMA
+    ``sigma`` or the GARCH forecast), then smoothed in log space from ``warmup`` on when
+    ``model.smoothing < 1`` (the first rate as it is); ``warmup`` must cover the model's
     :attr:`PredictiveModel.min_history`.
     """
     if warmup < model.min_history:
@@ -384,6 +473,12 @@ def predictive_rate_series(
     out = np.full(n, np.nan)
     if n <= warmup:
         return out
-    out[warmup:] = (model.multiplier(X[warmup:]) * sigma[warmup:]
-                    * math.sqrt(model.horizon_steps))
+    scale = scale_series(X[warmup:], sigma[warmup:], model.scale)
+    rate = model.multiplier(X[warmup:]) * scale * math.sqrt(model.horizon_steps)
+    a = model.smoothing
+    if a < 1.0:
+        # ln rate_t = a ln raw_t + (1 - a) ln rate_{t-1}, started at the first raw rate
+        lr = np.log(rate)
+        rate = np.exp(lfilter([a], [1.0, a - 1.0], lr, zi=[(1.0 - a) * lr[0]])[0])
+    out[warmup:] = rate
     return out

@@ -191,3 +191,60 @@ def test_config_refuses_predictive_without_features() -> None:
 
     with pytest.raises(ValueError, match="predictive_rate_series"):
         margin_rate_series(np.zeros(600), MarginModelConfig(model="predictive"))
+
+
+def test_log_form_on_the_garch_scale_with_smoothing_by_hand() -> None:
+    # rate_t = exp(b0 + b1 ln(har_w / g) + b2 ln(ewma / g) + b3 (+-funding)) * g_t, g the
+    # GARCH forecast; the short side reads funding negated; smoothing 0.6 posts
+    # ln rate_t = 0.6 ln raw_t + 0.4 ln rate_{t-1} from the first rate on.
+    inp = _inputs()
+    X, sigma = predictive_features(inp, lam=0.94, garch_warmup=100)
+    col = {name: X[:, i] for i, name in enumerate(FEATURES)}
+    g = sigma * np.exp(col["garch"])
+    coef = (1.1, 0.3, 0.5, 0.02)
+    raw = {}
+    for side, sgn in (("long", 1.0), ("short", -1.0)):
+        m = _model(features=("har_w", "ewma", "funding"), coef=coef, impute=(0.0, 0.0, 0.0),
+                   side=side, scale="garch", form="log", pooled=True)
+        rate = predictive_rate_series(X, sigma, m, warmup=110)
+        t = 130
+        har_w = sigma[t] * math.exp(col["har_w"][t])
+        want = math.exp(coef[0] + coef[1] * math.log(har_w / g[t])
+                        + coef[2] * math.log(sigma[t] / g[t]) + coef[3] * sgn * col["funding"][t]
+                        ) * g[t]
+        assert rate[t] == pytest.approx(want, rel=1e-12)
+        raw[side] = rate
+    assert not np.allclose(raw["long"][110:], raw["short"][110:])  # funding's sign
+    m = _model(features=("har_w", "ewma", "funding"), coef=coef, impute=(0.0, 0.0, 0.0),
+               scale="garch", form="log", smoothing=0.6)
+    smooth = predictive_rate_series(X, sigma, m, warmup=110)
+    want = [raw["long"][110]]
+    for t in range(111, sigma.size):
+        want.append(math.exp(0.6 * math.log(raw["long"][t]) + 0.4 * math.log(want[-1])))
+    np.testing.assert_allclose(smooth[110:], want, rtol=1e-12)
+    # the smoothing damps the largest one-step rise
+    assert np.max(np.diff(smooth[110:])) < np.max(np.diff(raw["long"][110:]))
+    with pytest.raises(ValueError, match="only with form log"):
+        _model(smoothing=0.9).validate()
+    with pytest.raises(ValueError, match="garch is the scale"):
+        _model(scale="garch").validate()
+
+
+def test_pooled_fit_negates_signed_features_on_short_rows() -> None:
+    # A pooled fit stacks the long and the short rows; a short row's funding enters
+    # negated, so the fit on (X, -funding for shorts) equals a fit on the flipped matrix.
+    rng = np.random.default_rng(11)
+    n = 800
+    X = np.zeros((n, len(FEATURES)))
+    X[:, FEATURES.index("har_w")] = rng.normal(0, 0.3, n)
+    X[:, FEATURES.index("funding")] = rng.normal(1, 1, n)
+    short = np.arange(n) % 2 == 1
+    y = np.exp(1 + 0.5 * X[:, 1] + rng.normal(0, 0.3, n))
+    a = fit_predictive(X, y, features=("har_w", "funding"), quantile=0.9, form="log",
+                       short_rows=short)
+    flipped = X.copy()
+    flipped[short, FEATURES.index("funding")] *= -1
+    b = fit_predictive(flipped, y, features=("har_w", "funding"), quantile=0.9, form="log")
+    assert a == b
+    c = fit_predictive(X, y, features=("har_w", "funding"), quantile=0.9, form="log")
+    assert a[0] != c[0]
