@@ -386,6 +386,8 @@ class ShardNode:
                 self._changed.set()
             return
         m = int(d["m"])
+        if int(d["k"]) == self.k:  # its own flag, state or vote: taken when it sent it
+            return
         if "g" in d or "state" in d:
             if m > self.m:  # of an event not yet processed here
                 if "g" in d:
@@ -568,6 +570,7 @@ class ShardNode:
             # their part needed the whole venue, and all wait for all (a barrier)
             t0 = asyncio.get_running_loop().time()
             await self._publish(m, "g", {"g": need})
+            self._flags.setdefault(m, {})[self.k] = need
             flags = await self._wait_flags(m)
             self.barriers += 1
             self.barrier_s += asyncio.get_running_loop().time() - t0
@@ -614,6 +617,7 @@ class ShardNode:
                 back.pass_time(op[1], op[2])
         before = back.snapshot()
         await self._publish(m, "s", {"state": before, "births": self.births})
+        self._states.setdefault(m, {})[self.k] = {"births": dict(self.births)}  # `before`: below
         await self._wait(lambda: len(self._states.get(m, {})) == self.n, m,
                          lambda: self._missing(self._states.get(m, {}), "state"))
         states = self._states.pop(m)
@@ -652,6 +656,7 @@ class ShardNode:
         else:
             rej = self.engine.check_fill(mine[0])
         await self._publish(m, "v", {"ok": rej is None})
+        self._votes.setdefault(m, {})[self.k] = rej is None
         got = await self._wait_all(m, targets)
         if not all(got.values()):
             # one engine checks the buyer's side first: the first refusing target answers
