@@ -50,6 +50,8 @@ STAGES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
      (("sim/market.py", "quote"),)),
     ("    fills of the closes (fills.apply_fill)", (("engine/fills.py", "apply_fill"),)),
     ("    ADL (Liquidator._adl_queue)", (("engine/liquidation.py", "_adl_queue"),)),
+    ("engine: funding payments (funding.apply_funding)",
+     (("engine/funding.py", "apply_funding"),)),
     ("agents: every call from the run loop, engine calls included (sim/agents.py)",
      (("sim/agents.py", "before_prices"), ("sim/agents.py", "after_prices"),
       ("sim/agents.py", "record"), ("sim/agents.py", "apply"))),
@@ -106,6 +108,10 @@ def main() -> None:
     ap.add_argument("--prices", default=str(PRICES))
     ap.add_argument("--out", default=None, help="write the raw profile here (pstats)")
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--cpu", action="store_true",
+                    help="time with the process's CPU clock (time.process_time) instead of "
+                         "the wall clock: on a machine shared with other work the shares "
+                         "are then this process's own")
     args = ap.parse_args()
     print(describe())
     with open("/proc/loadavg") if Path("/proc/loadavg").exists() else open(os.devnull) as f:
@@ -118,7 +124,7 @@ def main() -> None:
                                 source="default.toml",
                                 base_dir=REPO / "scenarios"
                                 ).with_prices({"BTC-PERP": args.prices}))
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.process_time) if args.cpu else cProfile.Profile()
     t0, c0 = time.perf_counter(), time.process_time()
     prof.enable()
     res = run_scenario(scenario)
@@ -132,7 +138,8 @@ def main() -> None:
     stats = pstats.Stats(prof)
     times = stage_times(stats)
     run_total = times[0][1] or 1.0
-    print(f"{'stage':<66} {'cum s':>8} {'share':>7}")
+    clock = "CPU" if args.cpu else "wall"
+    print(f"{'stage (' + clock + ' time)':<66} {'cum s':>8} {'share':>7}")
     for name, t in times:
         print(f"{name:<66} {t:8.2f} {t / run_total:7.1%}")
     agents = dict(times)[STAGES[next(i for i, st in enumerate(STAGES)

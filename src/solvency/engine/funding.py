@@ -14,13 +14,57 @@ from fractions import Fraction
 import numpy as np
 
 from solvency.core.ledger.ledger import CLEARING, INSURANCE, ROUNDING, Transfer
+from solvency.core.margin.kernels import S_LOTS, S_ROW
 from solvency.core.model.events import Funding, OutEvent, Settled
+from solvency.core.typing import Int64Array1D
 from solvency.core.units import MAX_QUANTA, div_round, format_quanta
 from solvency.engine.base import EngineState, RejectReason
 from solvency.engine.liquidation import BAD_DEBT
 from solvency.engine.valuation import check_rows
 
-__all__ = ["apply_funding", "settled_event", "settlement_payment"]
+__all__ = ["apply_funding", "funding_quanta", "funding_quanta_reference", "settled_event",
+           "settlement_payment"]
+
+_INT64_SAFE = 1 << 62  # products and quotients below this stay exact in int64
+
+
+def funding_quanta(lots: Int64Array1D, num: int, den: int
+                   ) -> tuple[Int64Array1D, Int64Array1D]:
+    """Each position's funding payment in quanta, for a payment per lot of ``num / den``
+    quanta (``den > 0``; its sign says who pays): ``(paid, received)``, ``paid[i] =
+    ceil(num x lots[i] / den)`` where that is positive (the position pays, rounded up)
+    and ``received[i] = floor(-num x lots[i] / den)`` where it is negative (the position
+    receives, rounded down), 0 elsewhere.
+
+    Exact: in int64 when ``|num| x max |lots|`` and ``den`` stay below 2**62, else in
+    Python integers (:func:`funding_quanta_reference`, the plain twin a test holds it to).
+    """
+    top = int(np.abs(lots).max()) if lots.shape[0] else 0
+    if abs(num) * top >= _INT64_SAFE or den >= _INT64_SAFE:
+        return funding_quanta_reference(lots, num, den)
+    prod = lots * np.int64(num)
+    d = np.int64(den)
+    paid = np.where(prod > 0, -((-prod) // d), 0)
+    received = np.where(prod < 0, (-prod) // d, 0)
+    return paid.astype(np.int64), received.astype(np.int64)
+
+
+def funding_quanta_reference(lots: Int64Array1D, num: int, den: int
+                             ) -> tuple[Int64Array1D, Int64Array1D]:
+    """Plain twin of :func:`funding_quanta`: one position at a time, as exact fractions
+    rounded by :func:`~solvency.core.units.div_round` (payers up, receivers down)."""
+    unit = Fraction(num, den)
+    paid: list[int] = []
+    received: list[int] = []
+    for n in lots.tolist():
+        amount = unit * n
+        paid.append(div_round(amount.numerator, amount.denominator, "ceil")
+                    if amount > 0 else 0)
+        received.append(div_round(-amount.numerator, amount.denominator, "floor")
+                        if amount < 0 else 0)
+    return (np.array(paid, dtype=object if max(paid, default=0) >= _INT64_SAFE else np.int64),
+            np.array(received,
+                     dtype=object if max(received, default=0) >= _INT64_SAFE else np.int64))
 
 
 def apply_funding(state: EngineState, ev: Funding) -> list[OutEvent]:
@@ -42,17 +86,15 @@ def apply_funding(state: EngineState, ev: Funding) -> list[OutEvent]:
     unit = Fraction(inst.lot_size) * Fraction(inst.contract_size) * Fraction(ev.rate)
     unit = unit / Fraction(mark) if inst.is_inverse else unit * Fraction(mark)
     unit *= 10**dec
-    slots = sorted(book.holders[m].view().tolist())
-    payers: list[tuple[int, int]] = []
-    receivers: list[tuple[int, int]] = []
-    for s in slots:
-        amount = unit * int(book.slot_lots[s])  # > 0: this position pays
-        if amount > 0:
-            payers.append((s, div_round(amount.numerator, amount.denominator, "ceil")))
-        elif amount < 0:
-            receivers.append((s, div_round(-amount.numerator, amount.denominator, "floor")))
-    paid = sum(q for _, q in payers)
-    received = sum(q for _, q in receivers)
+    # slot order, as the payments have always been posted (the ledger's batch order)
+    slots = np.sort(book.holders[m].view())
+    pay, get = funding_quanta(book.st[slots, S_LOTS], unit.numerator, unit.denominator)
+    payer = pay > 0
+    receiver = get > 0
+    pay_q = pay[payer].tolist()
+    get_q = get[receiver].tolist()
+    paid = sum(pay_q)
+    received = sum(get_q)
     if max(paid, received) > MAX_QUANTA:
         # bounded before anything is posted: the ledger never refuses a validated batch
         raise RejectReason("amount_too_large",
@@ -60,22 +102,30 @@ def apply_funding(state: EngineState, ev: Funding) -> list[OutEvent]:
                            f"{inst.settle} at rate {ev.rate}")
     batch: list[Transfer] = []
     settle = inst.settle
-    for s, q in payers:
-        if q:
-            batch.extend(settlement_payment(state, book.rows[int(book.slot_row[s])].ledger_id,
-                                            settle, q, "funding"))
-    for s, q in receivers:
-        if q:
-            batch.append(Transfer(CLEARING, book.rows[int(book.slot_row[s])].ledger_id,
-                                  settle, q, "funding"))
+    info = book.rows
+    slot_rows = book.st[slots, S_ROW]
+    for r, q in zip(slot_rows[payer].tolist(), pay_q, strict=True):
+        lid = info[r].ledger_id
+        if lid == INSURANCE:
+            batch.extend(settlement_payment(state, lid, settle, q, "funding"))
+        else:
+            batch.append(Transfer(lid, CLEARING, settle, q, "funding"))
+    batch.extend([Transfer(CLEARING, info[r].ledger_id, settle, q, "funding")
+                  for r, q in zip(slot_rows[receiver].tolist(), get_q, strict=True)])
     if paid - received:
         batch.append(Transfer(CLEARING, ROUNDING, settle, paid - received, "rounding"))
     if batch:
         state.post(batch)
-    rows = np.unique(book.slot_row[np.array(slots, dtype=np.int64)]) if slots else (
-        np.zeros(0, dtype=np.int64))
-    for r in rows.tolist():
-        state.sync_balance(r, a)
+    rows = np.unique(slot_rows)
+    if book.tracked[a]:
+        for r in rows.tolist():
+            state.sync_balance(r, a)
+    else:
+        # sync_balance of every holder's row at once (an untracked asset indexes no holders)
+        balances = state.ledger.balances()
+        name = book.asset_names[a]
+        book.row_int[rows, a] = [balances.get((info[r].ledger_id, name), 0)
+                                 for r in rows.tolist()]
     out: list[OutEvent] = [settled_event(state, ev.id, "funding", inst.name, settle,
                                          paid=paid, received=received, decimals=dec)]
     out.extend(check_rows(state, rows, ev.id))
