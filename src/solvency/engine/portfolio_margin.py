@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from solvency.core.margin.kernels import S_LOTS
+from solvency.core.margin.kernels import S_LOTS, S_MARKET, S_NEXT
 from solvency.core.model.venue import ConfigError
 from solvency.core.portfolio import (
     KIND_CALL,
@@ -191,57 +191,88 @@ class PortfolioMargin:
         Deribit margins a BTC book and a USDC book apart."""
         # A fixed order that follows from the state alone (the same live and after a
         # restore, which renumbers slots): each row's positions by market index, the
-        # underlyings by symbol. The kernel adds losses in this order.
-        held: list[tuple[int, int, int]] = []  # (row position i, market, lots)
-        for i, r in enumerate(rows.tolist()):
-            extra_here = extra is not None and i == 0
-            markets: dict[int, int] = {}
-            for s in book.row_slots(r):
-                markets[int(book.st[s, 0])] = int(book.st[s, S_LOTS])
-            if extra_here and extra is not None and extra[1]:
-                markets[extra[0]] = markets.get(extra[0], 0) + extra[1]
-            held.extend((i, m, lots) for m, lots in sorted(markets.items()) if lots)
+        # underlyings by symbol. The kernel adds losses in this order. Vectorized over
+        # the rows: their slot lists are walked one link deep at a time (a row holds a
+        # few positions), and every per-position value is an array operation in the
+        # same order of the same IEEE operations as the per-position formula.
+        st = book.st
+        owner_parts: list[Int64Array1D] = []
+        slot_parts: list[Int64Array1D] = []
+        idx = np.arange(rows.shape[0], dtype=np.int64)
+        cur = book.row_first[rows].astype(np.int64)
+        live = cur >= 0
+        idx, cur = idx[live], cur[live]
+        while cur.shape[0]:
+            owner_parts.append(idx)
+            slot_parts.append(cur)
+            cur = st[cur, S_NEXT].astype(np.int64)
+            live = cur >= 0
+            idx, cur = idx[live], cur[live]
+        slots = np.concatenate(slot_parts) if slot_parts else np.zeros(0, np.int64)
+        owner = np.concatenate(owner_parts) if owner_parts else np.zeros(0, np.int64)
+        market = st[slots, S_MARKET].astype(np.int64)
+        lots = st[slots, S_LOTS].astype(np.int64)
+        if extra is not None and extra[1] and rows.shape[0]:
+            here = np.flatnonzero((owner == 0) & (market == extra[0]))
+            if here.shape[0]:
+                lots[here[0]] += extra[1]
+            else:
+                owner = np.append(owner, 0)
+                market = np.append(market, extra[0])
+                lots = np.append(lots, extra[1])
+        order = np.lexsort((market, owner))  # by row, then market
+        owner, market, lots = owner[order], market[order], lots[order]
+        held = lots != 0
+        owner, market, lots = owner[held], market[held], lots[held]
         split = self.grid is not None and self.grid.pnl_currency == "coin"
 
         def pool(m: int) -> tuple[str, bool]:
             inst = book.instruments[m]
             return str(inst.base), split and inst.settle == inst.base
 
-        pools = sorted({pool(m) for _, m, _ in held})
+        # per held market (a few; never a loop over the rows or the positions)
+        held_markets, at = np.unique(market, return_inverse=True)
+        markets = held_markets.tolist()
+        pools = sorted({pool(m) for m in markets})
         u_of = {p: u for u, p in enumerate(pools)}
-        acc: list[int] = []
-        und: list[int] = []
-        kind: list[int] = []
-        strike: list[float] = []
-        expiry: list[float] = []
-        size: list[float] = []
-        vol: list[float] = []
         default_iv = Decimal(str(self.default_vol))
-        for i, m, lots in held:
+        n_held = len(markets)
+        m_und = np.empty(n_held, dtype=np.int64)
+        m_kind = np.empty(n_held, dtype=np.int8)
+        m_strike = np.empty(n_held)
+        m_expiry = np.empty(n_held)
+        m_vol = np.empty(n_held)
+        m_lot = np.empty(n_held)
+        m_cs = np.empty(n_held)
+        m_mark = np.ones(n_held)  # divides an inverse future's size; 1 elsewhere
+        m_inverse_future = np.zeros(n_held, dtype=np.bool_)
+        for j, m in enumerate(markets):
             inst = book.instruments[m]
-            contracts = lots * book.lot_size[m] * float(inst.contract_size)
-            acc.append(i)
-            und.append(u_of[pool(m)])
+            m_und[j] = u_of[pool(m)]
+            m_lot[j] = book.lot_size[m]
+            m_cs[j] = float(inst.contract_size)
             if inst.is_option:
-                kind.append(KIND_CALL if inst.option_kind == "call" else KIND_PUT)
-                strike.append(float(inst.strike or 0))
-                expiry.append(max((inst.expiry_ms or 0) - now_ms, 1) / MS_PER_YEAR)
-                size.append(contracts)
-                vol.append(float(ivs.get(m, default_iv)))
+                m_kind[j] = KIND_CALL if inst.option_kind == "call" else KIND_PUT
+                m_strike[j] = float(inst.strike or 0)
+                m_expiry[j] = max((inst.expiry_ms or 0) - now_ms, 1) / MS_PER_YEAR
+                m_vol[j] = float(ivs.get(m, default_iv))
                 continue
-            mark = float(book.mk[m, 3])
-            kind.append(KIND_FUTURE)
-            strike.append(0.0)
-            expiry.append(0.0)
-            size.append(contracts / mark if inst.is_inverse else contracts)
-            vol.append(float("nan"))
-        if not acc:
+            m_kind[j] = KIND_FUTURE
+            m_strike[j] = 0.0
+            m_expiry[j] = 0.0
+            m_vol[j] = float("nan")
+            if inst.is_inverse:
+                m_mark[j] = float(book.mk[m, 3])
+                m_inverse_future[j] = True
+        if owner.shape[0] == 0:
             return None, pools
+        # contracts = lots x lot size x contract size, left to right as in Python
+        contracts = lots.astype(np.float64) * m_lot[at] * m_cs[at]
+        size = np.where(m_inverse_future[at], contracts / m_mark[at], contracts)
         prices = np.array([underlying_usd(book, sym) for sym, _ in pools])
-        return ({"account": np.array(acc), "underlying": np.array(und),
-                 "kind": np.array(kind, dtype=np.int8), "strike": np.array(strike),
-                 "expiry_yr": np.array(expiry), "size": np.array(size),
-                 "vol": np.array(vol), "underlying_price": prices,
+        return ({"account": owner, "underlying": m_und[at], "kind": m_kind[at],
+                 "strike": m_strike[at], "expiry_yr": m_expiry[at], "size": size,
+                 "vol": m_vol[at], "underlying_price": prices,
                  "coin": np.array([c for _, c in pools], dtype=np.bool_)}, pools)
 
 
