@@ -59,6 +59,7 @@ from solvency.core.options.margin import option_margin
 from solvency.core.typing import Float64Array1D, Int64Array1D
 from solvency.engine.engine import STREET, Engine
 from solvency.engine.options import option_params
+from solvency.sim.option_hedge import OptionHedgeSpec
 from solvency.sim.population import Population, split_lots
 
 __all__ = [
@@ -118,6 +119,9 @@ class OptionHoldersSpec:
         the underlying's).
     liquidity : Mapping or None
         A ``[liquidity.X]`` table for every series (the options' book), or None.
+    hedge : OptionHedgeSpec or None
+        ``[population.options.hedge]``: re-hedging during the run
+        (:mod:`solvency.sim.option_hedge`); None: the opening hedge only.
     """
 
     underlying: str
@@ -134,6 +138,7 @@ class OptionHoldersSpec:
     tick_size: Decimal | None = None
     lot_size: Decimal | None = None
     liquidity: Mapping[str, Any] | None = field(default=None)
+    hedge: OptionHedgeSpec | None = None
 
     def __post_init__(self) -> None:
         checks = (

@@ -63,6 +63,7 @@ from solvency.engine.summary import liquidations_at_risk
 from solvency.sim.agents import Agents
 from solvency.sim.market import ImpactLiquidity
 from solvency.sim.metrics import StepSeries, bad_debt_var, flatten, summarize, summarize_paths
+from solvency.sim.option_hedge import OptionHedger
 from solvency.sim.option_holders import (
     OptionHolders,
     OptionVols,
@@ -690,9 +691,15 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
     crew.attach(engine, pop)
     series = StepSeries.empty(ts, markets)
     rec = _Recorder(engine, pop, series, settle)
+    hedger: OptionHedger | None = None
     if opt is not None and scenario.options is not None:
         rec.options = OptionWatch(engine, pop, opt, scenario.options)
         rec.side.update(holder_sides(engine, pop, opt))
+        if scenario.options.hedge is not None:
+            hedger = OptionHedger(scenario.options.hedge, engine, model,
+                                  underlying=opt.underlying, series=opt.series,
+                                  names=[pop.accounts[i] for i in opt.holders.tolist()],
+                                  start_ms=int(ts[0]), apply=crew.apply)
     ticks = {m: v.markets[m].tick_size for m in markets}
     for m in markets:
         series.mark[m][0] = float(pop.marks[m])
@@ -738,6 +745,11 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
             out = crew.apply(Price(id=f"step:{k}:{m}", market=m, price=mark, ts_ms=now))
             rec.events(k, out)
         rec.events(k, crew.after_prices(now, index))
+        if hedger is not None and opt_vols is not None:
+            rec.events(k, hedger.step(float(opt_vols.current), now))
+            for name, side in hedger.sides.items():  # a hedge may flip the perp's side
+                rec.side[(name, hedger.underlying)] = side
+            hedger.sides.clear()
         crew.record(k, series)
         rec.end_step(k)
         rec.state(k, model, index)
@@ -774,6 +786,8 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
         metrics["liquidation_fees"] = rec.fee_metrics()
     if rec.options is not None and opt_vols is not None:
         metrics["options"] = rec.options.metrics(opt_vols.path)
+        if hedger is not None:
+            metrics["options"]["hedge"] = hedger.metrics()
     if state_hashes:
         metrics["engine_state_hash"] = engine.state_hash()
         metrics["engine_section_hashes"] = engine.section_hashes()

@@ -75,6 +75,7 @@ from solvency.sim.agents import (
     TopUpSpec,
 )
 from solvency.sim.market import DepthProfile, LiquiditySpec, load_binance_book_depth
+from solvency.sim.option_hedge import OptionHedgeSpec
 from solvency.sim.option_holders import OptionHoldersSpec, option_market_entries
 from solvency.sim.oracle_feed import OracleFeedSpec, SourceOutage
 from solvency.sim.paths import (
@@ -335,6 +336,24 @@ class _Liquidity(BaseModel):
         return self
 
 
+class _OptionsHedge(BaseModel):
+    """``[population.options.hedge]``: the writers re-hedge with the perp during the run
+    (sim/option_hedge.py, docs/stress_lab.md "Option holders")."""
+
+    model_config = _STRICT
+    interval: Duration = Field(description="Event time between two re-hedges.")
+    band_base: float = Field(default=0.0, ge=0, description="No-trade band, base units.")
+    band_share: float = Field(default=0.0, ge=0, le=1, description=(
+        "No-trade band as a share of the writer's option delta (the larger band applies)."))
+    hedge_ratio: float = Field(default=1.0, gt=0, le=1, description=(
+        "Share of the net delta traded."))
+    fee_taker_ppm: int = Field(default=500, ge=0, le=100_000, description=(
+        "Taker fee of a hedge, ppm of its notional."))
+    maker_capital: float = Field(default=0.0, ge=0, description=(
+        "Collateral the book's makers post for the hedges they take (settlement asset)."))
+    source: str = Field(default="assumed", description="Where these values come from.")
+
+
 class _Options(BaseModel):
     """``[population.options]``: accounts short listed options, delta-hedged
     (sim/option_holders.py, docs/stress_lab.md "Option holders")."""
@@ -366,6 +385,8 @@ class _Options(BaseModel):
     liquidity: _Liquidity | None = Field(default=None, description=(
         "The options' book (each series): a [liquidity.X] table; absent, liquidations "
         "of options go to the venue's fund, backstop or ADL."))
+    hedge: _OptionsHedge | None = Field(default=None, description=(
+        "Re-hedging during the run; absent, the opening hedge only."))
 
 
 class _Population(BaseModel):
@@ -1098,7 +1119,12 @@ def _options(o: _Options | None, source: str) -> OptionHoldersSpec | None:
             vol_realized_multiple=o.vol_realized_multiple, vol_max=o.vol_max,
             vol_source=o.vol_source,
             margin_multiple=o.margin_multiple, **grids,
-            liquidity=None if o.liquidity is None else o.liquidity.model_dump())
+            liquidity=None if o.liquidity is None else o.liquidity.model_dump(),
+            hedge=None if o.hedge is None else OptionHedgeSpec(
+                interval_ms=_duration_ms(o.hedge.interval, "hedge.interval"),
+                band_base=o.hedge.band_base, band_share=o.hedge.band_share,
+                hedge_ratio=o.hedge.hedge_ratio, fee_taker_ppm=o.hedge.fee_taker_ppm,
+                maker_capital=o.hedge.maker_capital, source=o.hedge.source))
     except ValueError as exc:
         raise ScenarioError(f"{source}: {key}.{exc}") from None
 
