@@ -60,6 +60,12 @@ def _correlation() -> type[BaseModel]:
     return CorrelationFile
 
 
+def _portfolio_venues() -> type[BaseModel]:
+    from solvency.engine.multivenue import MultiVenuePortfolio
+
+    return MultiVenuePortfolio
+
+
 def _portfolio() -> type[BaseModel]:
     from solvency.engine.portfolio import PortfolioFile
 
@@ -89,6 +95,11 @@ PUBLISHED: Final[tuple[SchemaSpec, ...]] = (
                "greeks: venue, market overrides or declared options, prices, collateral "
                "and positions. Numbers are exact decimals: JSON numbers or decimal "
                "strings."),
+    SchemaSpec("portfolio-venues-v1", _portfolio_venues,
+               "solvency multi-venue portfolio file, version 1",
+               "One trader's accounts on several venues (JSON) for solvency margin: "
+               "'venues', each a portfolio-v1 file whose venue is required, with an "
+               "optional unique name (docs/contagion.md)."),
     SchemaSpec("correlation-v1", _correlation, "solvency correlation file, version 1",
                "The correlation of an account's markets (JSON) for solvency margin --corr "
                "FILE: the markets and their correlation matrix, row-major."),

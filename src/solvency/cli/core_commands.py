@@ -36,6 +36,7 @@ from solvency.core.model.venue import ConfigError, margin_model_to_data
 from solvency.core.portfolio import GridError
 from solvency.engine.engine import Engine, EngineError
 from solvency.engine.joint import JointSpec
+from solvency.engine.multivenue import evaluate_venues, is_multi_venue
 from solvency.engine.portfolio import (
     PortfolioError,
     bitmex_liquidation,
@@ -117,6 +118,12 @@ def margin(
         raise _fail(f"unknown venue {venue!r}; known: {', '.join(preset_names())}")
     try:
         data = load_json_file(portfolio)
+        if is_multi_venue(data):
+            _margin_venues(data, str(portfolio), as_json, horizon, single_options={
+                "--venue": venue, "--mode": mode, "--shock": shock, "--add": add,
+                "--move": move, "--corr": corr, "--fees": fees or None,
+                "--max-size": max_size})
+            return
         grid = load_grid(pm_grid)
         mode_value = None if mode is None else mode.value
         trades = [_parse_trade(t) for t in add or []]
@@ -161,6 +168,53 @@ def margin(
             _print_bitmex(report["bitmex_fees"])
     if report["liquidatable"]:
         raise typer.Exit(LIQUIDATABLE_EXIT)
+
+
+def _margin_venues(data: Any, source: str, as_json: bool, horizon: str | None, *,
+                   single_options: dict[str, Any]) -> None:
+    """``solvency margin`` on a multi-venue file: each venue's report, then the
+    liquidation ladder (solvency.engine.multivenue; docs/contagion.md)."""
+    for flag, value in single_options.items():
+        if value:
+            raise PortfolioError(f"{flag}: applies to a single-venue file, not to one "
+                                 "with 'venues'")
+    report = evaluate_venues(data, source=source, horizon=horizon)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        for v in report["venues"]:
+            console.print(f"[bold]{escape(v['name'])}[/]")
+            _print_margin(v)
+        _print_ladder(report)
+    if report["liquidatable"]:
+        raise typer.Exit(LIQUIDATABLE_EXIT)
+
+
+def _print_ladder(report: dict[str, Any]) -> None:
+    for base, sides in report["ladder"].items():
+        for side, steps in sides.items():
+            table = Table(title=f"Liquidation ladder: {base} {side} (scan "
+                                f"+-{report['ladder_range']} in steps of "
+                                f"{report['ladder_step']}, crossings refined)")
+            for col in ("#", "venue", "move", "prices", "fee rate", "closed notional",
+                        "cost", "others then (margin ratio, further move to liq.)"):
+                table.add_column(col, justify="left" if col in ("venue", "prices") or
+                                 col.startswith("others") else "right")
+            for i, st in enumerate(steps, 1):
+                others = "; ".join(
+                    f"{o['venue']}: " + ("liquidated" if o["liquidated"] else
+                                         f"{o['margin_ratio'] or 'none'}, "
+                                         f"{o['distance'] or 'none in range'}")
+                    for o in st["others"])
+                table.add_row(str(i), st["venue"], st["move"],
+                              ", ".join(f"{k} {v}" for k, v in st["prices"].items()),
+                              st["liquidation_fee_rate"], st["closed_notional"],
+                              st["cost"], others or "-")
+            if not steps:
+                console.print(f"Liquidation ladder: {base} {side}: no venue liquidated "
+                              f"within +-{report['ladder_range']}", markup=False)
+            else:
+                print_table(console, table)
 
 
 def _joint_spec(corr: str | None, prices: list[str], paths: int,

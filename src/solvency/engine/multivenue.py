@@ -1,0 +1,267 @@
+"""One trader across venues (``solvency margin`` on a file with ``venues``).
+
+A multi-venue portfolio file lists one trader's accounts on several venues, each a
+single-venue portfolio (:class:`~solvency.engine.portfolio.PortfolioFile`) under its
+venue's preset. Each venue is loaded into its own :class:`~solvency.engine.engine.Engine`
+and reported as ``solvency margin`` reports one venue. The venues share no wallet and no
+collateral: what happens on one leaves the others' accounts as they were.
+
+The **liquidation ladder** moves the price of one underlying (``BTC``: every market of
+the venues whose base asset it is, all by the same fraction of their own mark) down and
+up. Each venue's margin rows are valued by the engine's own kernels
+(``book.remargin_rows`` after ``book.set_mark``) at every point of a grid of moves
+(``-range .. +range`` in steps of ``step``), the first point where a row is below
+maintenance margin (the engine's trigger: collateral under a positive requirement) is
+found, and the crossing is then refined by bisection on the move between the last point
+above and the first below, to ``1e-12`` of the price. The ladder lists the venues in the
+order the move liquidates them: the move and the prices then, what the liquidation costs
+(the venue's liquidation fees, ``liquidator_fee_ppm + insurance_fee_ppm`` of its
+policy, on the notional of every position the account holds at those prices, capped at
+the account's margin equity then, the surplus over bankruptcy the fees come out of), and
+what each other venue has left at that price: its margin ratio (maintenance / margin
+equity) and the further move to its own liquidation.
+
+Simplifications, said where the output is documented (docs/contagion.md): the whole
+account is taken as closed (a venue that liquidates partially, Binance's step down a
+bracket or Hyperliquid's 20 % orders, closes less at first, so the cost is an upper
+bound); options are not moved by the scan (refused); every other market keeps its mark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, localcontext
+from typing import Any, Final
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_MM
+from solvency.core.schema import format_errors
+from solvency.engine.base import format_number
+from solvency.engine.engine import Engine
+from solvency.engine.portfolio import (
+    ACCOUNT,
+    PortfolioError,
+    PortfolioFile,
+    evaluate_portfolio,
+    load_portfolio_engine,
+)
+
+__all__ = ["DEFAULT_RANGE", "DEFAULT_STEP", "MultiVenuePortfolio", "VenueEntry",
+           "evaluate_venues", "is_multi_venue"]
+
+DEFAULT_RANGE: Final = Decimal("0.5")
+"""The ladder's scan: the price moves from -50 % to +50 % of the mark ..."""
+DEFAULT_STEP: Final = Decimal("0.001")
+"""... in steps of 0.1 % (1,001 points), then each crossing is refined by bisection."""
+_PPM: Final = Decimal(1_000_000)
+_BISECT: Final = 60  # halvings of a 0.1 % bracket: far below 1e-12 of the price
+
+
+class VenueEntry(PortfolioFile):
+    """One venue of a multi-venue portfolio: a single-venue portfolio whose ``venue`` is
+    required, and an optional ``name`` (default the venue) naming it in the report."""
+
+    venue: str = Field(description="Venue preset of this account (required).")
+    name: str | None = Field(None, description="Name of this account in the report "
+                                               "(default the venue; must be unique).")
+
+
+class MultiVenuePortfolio(BaseModel):
+    """A portfolio file of one trader on several venues (``solvency margin``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    venues: list[VenueEntry] = Field(min_length=1, description="One account per venue.")
+
+
+def is_multi_venue(data: object) -> bool:
+    """Whether a parsed portfolio file is the multi-venue form (a top-level ``venues``)."""
+    return isinstance(data, Mapping) and "venues" in data
+
+
+def _validate(data: object, source: str) -> MultiVenuePortfolio:
+    try:
+        return MultiVenuePortfolio.model_validate(data)
+    except ValidationError as exc:
+        raise PortfolioError(format_errors(source, exc, MultiVenuePortfolio)) from None
+
+
+def _in_entry(exc: PortfolioError, source: str, i: int) -> PortfolioError:
+    """Re-key a single-venue error (``source: key: ...``) under ``venues[i].``."""
+    text = str(exc).removeprefix(f"{source}: ")
+    return PortfolioError(f"{source}: venues[{i}].{text}")
+
+
+class _Venue:
+    """A venue's engine and the markets of each underlying it holds positions in."""
+
+    def __init__(self, name: str, engine: Engine, source: str, i: int) -> None:
+        self.name = name
+        self.engine = engine
+        book = engine.book
+        self.rows = np.array(engine.rows_of(ACCOUNT), dtype=np.int64)
+        self.marks: dict[int, Decimal] = {m: p for m, p in enumerate(book.marks)
+                                          if p is not None}
+        self.base: dict[str, list[int]] = {}
+        policy = engine.venue.policy
+        self.fee_rate = (Decimal(0) if policy is None else
+                         Decimal(policy.liquidator_fee_ppm + policy.insurance_fee_ppm) / _PPM)
+        self.held: list[tuple[int, Decimal]] = []  # (market, notional at the mark, USD)
+        for pos in engine.account_view(ACCOUNT)["positions"]:
+            inst = engine.venue.markets[pos["market"]]
+            if inst.kind == "option":
+                raise PortfolioError(f"{source}: venues[{i}]: {pos['market']}: options are "
+                                     "not moved by the liquidation ladder")
+            m = book.market_index[inst.name]
+            self.held.append((m, abs(Decimal(pos["notional"]))))
+            self.base.setdefault(inst.base, []).append(m)
+        for ms in self.base.values():  # every market of that base with a mark moves
+            ms.extend(m for m in self.marks if m not in ms
+                      and book.instruments[m].base == book.instruments[ms[0]].base)
+
+    def state(self, base: str, move: Decimal) -> tuple[float, float]:
+        """(margin equity, maintenance margin) summed over the account's rows with the
+        markets of ``base`` moved by ``move``; the marks are restored after."""
+        book = self.engine.book
+        ms = self.base.get(base, [])
+        try:
+            for m in ms:
+                book.set_mark(m, self.marks[m] * (1 + move))
+            out = book.remargin_rows(self.rows)
+        finally:
+            for m in ms:
+                book.set_mark(m, self.marks[m])
+        self.below_rows = bool(np.any((out[:, OUT_MM] > 0) & (out[:, OUT_COLLATERAL]
+                                                              < out[:, OUT_MM])))
+        return float(out[:, OUT_COLLATERAL].sum()), float(out[:, OUT_MM].sum())
+
+    def below(self, base: str, move: Decimal) -> bool:
+        self.state(base, move)
+        return self.below_rows
+
+    def crossing(self, base: str, sign: int, rng: Decimal, step: Decimal) -> Decimal | None:
+        """The move (signed) at which a row first falls below maintenance as the price of
+        ``base`` moves in direction ``sign``, within ``rng``; None if none."""
+        if base not in self.base or self.below(base, Decimal(0)):
+            return None
+        n = int(rng / step)
+        lo = Decimal(0)
+        for k in range(1, n + 1):
+            hi = sign * step * k
+            if self.below(base, hi):
+                break
+            lo = hi
+        else:
+            return None
+        with localcontext() as ctx:
+            ctx.prec = 34
+            for _ in range(_BISECT):
+                mid = (lo + hi) / 2
+                if self.below(base, mid):
+                    hi = mid
+                else:
+                    lo = mid
+        return hi
+
+    def prices(self, base: str, move: Decimal) -> dict[str, str]:
+        book = self.engine.book
+        return {book.market_names[m]: _px(self.marks[m] * (1 + move))
+                for m in sorted(self.base.get(base, []), key=lambda k: book.market_names[k])}
+
+    def cost(self, base: str, move: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+        """(closed notional, fee before the cap, fee charged) at ``move``."""
+        ms = set(self.base.get(base, []))
+        insts = self.engine.book.instruments
+        # a linear contract's USD notional moves with the price, an inverse one's is fixed
+        notional = sum((n * ((1 + move) if m in ms and not insts[m].is_inverse else 1)
+                        for m, n in self.held), Decimal(0))
+        equity, _ = self.state(base, move)
+        fee = notional * self.fee_rate
+        charged = min(fee, max(Decimal(0), Decimal(repr(equity))))
+        return notional, fee, charged
+
+
+def _px(value: Decimal) -> str:
+    return format_number(float(value))
+
+
+def _ratio(coll: float, mm: float) -> str | None:
+    if mm <= 0.0:
+        return "0"
+    return format_number(mm / coll) if coll > 0.0 else None
+
+
+def _ladder(venues: list[_Venue], base: str, sign: int, rng: Decimal,
+            step: Decimal) -> list[dict[str, Any]]:
+    crossings = [(v, v.crossing(base, sign, rng, step)) for v in venues]
+    hit = sorted(((v, c) for v, c in crossings if c is not None), key=lambda vc: abs(vc[1]))
+    out = []
+    for v, move in hit:
+        notional, fee, charged = v.cost(base, move)
+        others = []
+        for w, c in crossings:
+            if w is v:
+                continue
+            coll, mm = w.state(base, move)
+            gone = c is not None and abs(c) <= abs(move)
+            others.append({
+                "venue": w.name, "margin_ratio": _ratio(coll, mm),
+                "liquidated": gone,
+                "distance": None if c is None or gone else
+                format_number(float((c - move) / (1 + move)))})
+        out.append({"venue": v.name, "move": format_number(float(move)),
+                    "prices": v.prices(base, move),
+                    "liquidation_fee_rate": str(v.fee_rate),
+                    "closed_notional": format_number(float(notional)),
+                    "fee": format_number(float(fee)),
+                    "cost": format_number(float(charged)),
+                    "others": others})
+    return out
+
+
+def evaluate_venues(data: Mapping[str, Any], *, source: str = "portfolio",
+                    horizon: str | None = None, rng: Decimal = DEFAULT_RANGE,
+                    step: Decimal = DEFAULT_STEP) -> dict[str, Any]:
+    """The ``solvency margin --json`` object of a multi-venue portfolio.
+
+    ``venues``: per venue its ``name`` and the single-venue report
+    (:func:`~solvency.engine.portfolio.evaluate_portfolio`); ``liquidatable``: any venue
+    is; ``ladder``: per underlying, ``down`` and ``up``, the venues in the order the move
+    liquidates them (see the module docstring for each key); ``ladder_range`` and
+    ``ladder_step``: the scan's grid (fractions of the mark).
+
+    Raises
+    ------
+    PortfolioError
+        ``source: venues[i].dotted.key: what was wrong``.
+    """
+    if not (0 < step <= rng < 1):
+        raise PortfolioError(f"{source}: the ladder needs 0 < step <= range < 1")
+    m = _validate(data, source)
+    raw = data["venues"]
+    names: dict[str, int] = {}
+    reports = []
+    venues = []
+    for i, entry in enumerate(m.venues):
+        name = entry.name or entry.venue
+        if name in names:
+            raise PortfolioError(f"{source}: venues[{i}].name: {name!r} already names "
+                                 f"venues[{names[name]}]; give each account a unique name")
+        names[name] = i
+        single = {k: v for k, v in raw[i].items() if k != "name"}
+        try:
+            report = evaluate_portfolio(single, source=source, horizon=horizon)
+            engine = load_portfolio_engine(single, source=source)
+        except PortfolioError as exc:
+            raise _in_entry(exc, source, i) from None
+        reports.append({"name": name, **report})
+        venues.append(_Venue(name, engine, source, i))
+    bases = sorted({b for v in venues for b in v.base})
+    return {
+        "liquidatable": any(r["liquidatable"] for r in reports),
+        "venues": reports,
+        "ladder_range": str(rng), "ladder_step": str(step),
+        "ladder": {b: {"down": _ladder(venues, b, -1, rng, step),
+                       "up": _ladder(venues, b, 1, rng, step)} for b in bases},
+    }

@@ -1,0 +1,112 @@
+"""``solvency margin`` on a multi-venue file (issue 22, "One trader across venues"):
+each venue under its own rules and the trader's liquidation ladder, against
+hand-computed liquidation prices and costs.
+
+Formulas checked:
+* Binance USD-M tiered maintenance (``/fapi/v1/leverageBracket`` BTCUSDT via freqtrade
+  ``binance_leverage_tiers.json`` @01d10aeb, and Binance "How to Calculate Liquidation
+  Price of USD-M Futures Contracts"): MM = notional x mmr - cum, tier 2 (50k-600k) mmr
+  0.005, cum = 50,000 x (0.005 - 0.004) = 50. Clearance fee 1.25 % of the closed
+  notional (the binance policy's ``insurance_fee_ppm`` 12,500, UNVERIFIED per symbol),
+  taken from what is left over bankruptcy.
+* dYdX v4 Large-Cap liquidity tier (dydxprotocol/v4-chain ``protocol/testing/genesis.sh``;
+  ``x/perpetuals/types/liquidity_tier.go``): IM 2 %, MM = 0.6 x IM = 1.2 % of notional;
+  ``max_liquidation_fee_ppm`` 5,000 (0.5 %).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from solvency.cli.main import app
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def _venue(venue: str, coll: str, amount: str, size: str) -> dict[str, object]:
+    return {"venue": venue, "prices": {"BTC-PERP": "100000"},
+            "account": {"collateral": {coll: amount},
+                        "positions": [{"market": "BTC-PERP", "size": size,
+                                       "entry_price": "100000"}]}}
+
+
+FILE = {"venues": [_venue("binance", "USDT", "20000", "1"),
+                   _venue("dydx", "USDC", "30000", "1")]}
+
+
+def _run(tmp_path: Path, data: object, *args: str) -> tuple[int, str]:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    res = runner.invoke(app, ["margin", str(path), *args])
+    return res.exit_code, res.output
+
+
+def _close(text: str | None, value: Decimal, tol: str = "1e-6") -> bool:
+    assert text is not None
+    return abs(Decimal(text) - value) <= Decimal(tol) * max(1, abs(value))
+
+
+def test_two_venues_long_btc_by_hand(tmp_path: Path) -> None:
+    code, out = _run(tmp_path, FILE, "--json")
+    assert code == 0, out
+    r = json.loads(out)
+    b, d = r["venues"]
+    assert (b["name"], b["maintenance_margin"], d["name"], d["maintenance_margin"]) == (
+        "binance", "450", "dydx", "1200")  # 0.005 x 100,000 - 50; 0.012 x 100,000
+    # binance: 20,000 + (P - 100,000) = 0.005 P - 50  ->  P = 79,950 / 0.995
+    pb = Decimal(79_950) / Decimal("0.995")
+    # dydx: 30,000 + (P - 100,000) = 0.012 P  ->  P = 70,000 / 0.988
+    pd = Decimal(70_000) / Decimal("0.988")
+    assert _close(b["positions"][0]["liquidation_price"], pb)
+    assert _close(d["positions"][0]["liquidation_price"], pd)
+    ladder = r["ladder"]["BTC"]
+    assert ladder["up"] == []
+    first, second = ladder["down"]
+    assert (first["venue"], second["venue"]) == ("binance", "dydx")
+    assert _close(first["prices"]["BTC-PERP"], pb) and _close(second["prices"]["BTC-PERP"], pd)
+    assert _close(first["move"], pb / 100_000 - 1)
+    # binance's fee 1.25 % x P exceeds what is left (its maintenance 0.005 P - 50): all of it
+    assert _close(first["fee"], Decimal("0.0125") * pb)
+    assert _close(first["cost"], Decimal("0.005") * pb - 50)
+    # dydx then: equity 30,000 + P - 100,000, MM 0.012 P, liquidated a further pd/pb - 1
+    (o,) = first["others"]
+    assert o["venue"] == "dydx" and not o["liquidated"]
+    assert _close(o["margin_ratio"], Decimal("0.012") * pb / (pb - 70_000))
+    assert _close(o["distance"], pd / pb - 1)
+    # dydx's 0.5 % fee is less than what is left (0.012 P): paid whole
+    assert _close(second["cost"], Decimal("0.005") * pd)
+    assert second["others"] == [{"venue": "binance", "margin_ratio": None,
+                                 "liquidated": True, "distance": None}]
+
+
+def test_a_short_is_liquidated_on_the_way_up(tmp_path: Path) -> None:
+    data = {"venues": [{**_venue("binance", "USDT", "20000", "-1"), "name": "short"},
+                       {**_venue("dydx", "USDC", "30000", "1"), "name": "long"}]}
+    code, out = _run(tmp_path, data, "--json")
+    assert code == 0, out
+    ladder = json.loads(out)["ladder"]["BTC"]
+    # 20,000 - (P - 100,000) = 0.005 P - 50  ->  P = 120,050 / 1.005
+    (up,) = ladder["up"]
+    assert up["venue"] == "short"
+    assert _close(up["prices"]["BTC-PERP"], Decimal(120_050) / Decimal("1.005"))
+    assert [s["venue"] for s in ladder["down"]] == ["long"]
+    code, text = _run(tmp_path, data)
+    assert code == 0 and "Liquidation ladder: BTC up" in text and "short" in text
+
+
+def test_bad_files_are_refused_with_the_dotted_key(tmp_path: Path) -> None:
+    typo = {"venues": [FILE["venues"][0], {**FILE["venues"][1], "acount": {}}]}
+    code, out = _run(tmp_path, typo)
+    assert code == 2 and "venues[1].acount" in out, out
+    bad = json.loads(json.dumps(FILE))
+    bad["venues"][1]["account"]["positions"][0]["market"] = "NOPE"
+    code, out = _run(tmp_path, bad)
+    assert code == 2 and "venues[1].account.positions[0].market" in out, out
+    code, out = _run(tmp_path, {"venues": [FILE["venues"][0], FILE["venues"][0]]})
+    assert code == 2 and "venues[1].name" in out, out
+    code, out = _run(tmp_path, FILE, "--shock", "-10%")
+    assert code == 2 and "--shock" in out, out
