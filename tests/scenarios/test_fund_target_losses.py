@@ -205,3 +205,55 @@ def test_adl_haircuts_and_socialized_losses_are_recorded(
     assert [o.type for o in out if o.type not in ("margin_call", "margin_restored")] == kinds
     assert list(e.liquidator.losses) == [(60_000, loss * U)]
     assert e.liquidator.loss_target_quanta() == 2 * loss * U
+
+
+class Book(Levels):
+    """Fixed levels that the test can change between events."""
+
+    def set(self, *levels: tuple[int, str]) -> None:
+        self.levels = [Level(lots, D(p)) for lots, p in levels]
+
+
+def test_the_funds_unwind_loss_is_recorded_when_realized() -> None:
+    # BitMEX XBTUSDT (MM 0.5 %, lot 0.0001 BTC): alice long 1 BTC at 100,000 on 1,500
+    # USDT. At 98,400 her equity is 1,500 - 1,600 = -100: B = 98,400 + 100 = 98,500; the
+    # book is empty and the fund (200,000) takes the position over at B through its
+    # position account (-98,500). Held at its cost the fund's realized equity is
+    # unchanged (at the mark it would look 100 lower: that part is not realized yet).
+    # At 97,000 (one minute later) the book bids 96,900, within the 2.5 % unwind band
+    # (>= 94,575): the fund sells the whole BTC (BitMEX unwinds all a minute) for
+    # 96,900: P&L 96,900 - 98,500 = -1,600, dated by that mark. Flat, the position
+    # account's -1,600 is paid from the fund's cash: 198,400.
+    from dataclasses import replace
+
+    from solvency.core.liquidation import POLICIES
+    from solvency.engine.liquidation import FUND_POSITIONS
+    venue = _venue({"cover_ppm": 2_000_000})
+    venue["preset"] = "bitmex"
+    venue["insurance"]["policy"]["target_asset"] = "USDT"
+    book = Book()
+    e = Engine(venue_from_data(venue), liquidity=book,
+               policy=replace(POLICIES["bitmex"], sizing="close_all"))
+    for name, amount in (("alice", "1500"), ("bob", "50000"), ("__insurance__", "200000")):
+        e.apply(Deposit(id=f"d-{name}", account=name, asset="USDT", amount=D(amount)))
+    e.apply(Price(id="p0", market="BTC-PERP", price=D(100000), ts_ms=0))
+    e.apply(Fill(id="f0", market="BTC-PERP", buyer="alice", seller="bob", size=D(1),
+                 price=D(100000), ts_ms=0))
+    out = e.apply(Price(id="p1", market="BTC-PERP", price=D(98400), ts_ms=60_000))
+    assert [(o.via, o.bankruptcy_price) for o in out if o.type == "liquidation"] == [
+        ("insurance_fund", "98500")]
+    assert e.ledger.balance(FUND_POSITIONS, "USDT") == -98_500 * U
+    assert list(e.liquidator.losses) == []  # a takeover at B realizes nothing
+    book.set((100_000, "96900"))
+    out = e.apply(Price(id="p2", market="BTC-PERP", price=D(97000), ts_ms=120_000))
+    unwinds = [o for o in out if o.type == "fund_unwind"]
+    assert [(u.size, u.price, u.pnl, u.left) for u in unwinds] == [
+        ("-1.0000", "96900", "-1600.000000", "0.0000")]
+    assert list(e.liquidator.losses) == [(120_000, 1_600 * U)]
+    assert e.ledger.balance(INSURANCE, "USDT") == 198_400 * U
+    assert e.liquidator.loss_target_quanta() == 3_200 * U  # cover 2 x 1,600
+    snap = json.loads(json.dumps(e.snapshot()))
+    assert snap["liquidation"]["losses"] == [[120_000, 1_600 * U]]
+    r = Engine.restore(snap, liquidity=Book())
+    assert r.state_hash() == e.state_hash()
+    assert list(r.liquidator.losses) == [(120_000, 1_600 * U)]

@@ -182,28 +182,41 @@ class Liquidator:
 
     # ------------------------------------------------------------------ realized losses
 
+    def _fund_realized_quanta(self, a: int) -> int:
+        """The fund's realized equity in asset ``a``: its cash, its position account and
+        the positions it holds at their cost (what it paid taking them over), exact
+        quanta. A takeover at the bankruptcy price leaves it unchanged (the position
+        account pays what the position costs); the loss or gain of a held position is
+        realized when the fund unwinds it (:meth:`_unwind`)."""
+        cash, paid, _held = self.fund_equity_quanta(a)
+        cost = self.ctx.book.slot_cost
+        return cash + paid + sum(int(cost[s]) for s in self._fund_slots(a))
+
     def _loss_start(self) -> tuple[int, int]:
-        """The fund's equity and the bad-debt account in the loss asset, at a sweep's
-        start; the sweep's counters reset."""
+        """The fund's realized equity and the bad-debt account in the loss asset, at a
+        sweep's start; the sweep's counters reset."""
         a = self.ctx.book.asset_index[self.loss_asset]
         self._sweep_adl_haircut = self._sweep_social = self._sweep_fund_in = 0
-        cash, paid, held = self.fund_equity_quanta(a)
-        return cash + paid + held, self.ctx.ledger.balance(BAD_DEBT, self.loss_asset)
+        return (self._fund_realized_quanta(a),
+                self.ctx.ledger.balance(BAD_DEBT, self.loss_asset))
 
     def _loss_end(self, equity0: int, bad0: int) -> None:
-        """Record the sweep's realized loss: the fund's draw (its equity's fall net of
-        the penalties it received), the ADL haircuts against the mark, the socialized
-        losses charged, and the new bad debt."""
+        """Record the sweep's realized loss: the fund's draw (the fall of its realized
+        equity net of the penalties it received), the ADL haircuts against the mark, the
+        socialized losses charged, and the new bad debt."""
         a = self.ctx.book.asset_index[self.loss_asset]
-        cash, paid, held = self.fund_equity_quanta(a)
-        draw = max(0, equity0 + self._sweep_fund_in - (cash + paid + held))
+        draw = max(0, equity0 + self._sweep_fund_in - self._fund_realized_quanta(a))
         bad = max(0, bad0 - self.ctx.ledger.balance(BAD_DEBT, self.loss_asset))
-        loss = draw + self._sweep_adl_haircut + self._sweep_social + bad
+        self._record_loss(draw + self._sweep_adl_haircut + self._sweep_social + bad)
+
+    def _record_loss(self, loss: int) -> None:
+        """Add a realized loss (quanta of the loss asset) to the history, dated by the
+        event being applied: the event's time (the clock moves once the event is
+        applied), never before the clock or the last loss, so the history stays in time
+        order; losses older than the history window leave it."""
         if loss <= 0:
             return
         assert self.loss_rule is not None
-        # the event's time (the clock moves once the event is applied), never before the
-        # clock or the last loss: the history stays in time order
         now = max(self.event_ms or 0, self.ctx.clock_ms or 0,
                   self.losses[-1][0] if self.losses else 0)
         self.losses.append((now, loss))
@@ -1182,6 +1195,10 @@ class Liquidator:
         s_after = book.slot_of(r, m)
         cost_after = int(book.slot_cost[s_after]) if s_after >= 0 else 0
         pnl = q - (cost_before - cost_after)
+        if self.loss_rule is not None and settle == self.loss_asset:
+            # the fund sold below (bought back above) what it paid taking the position
+            # over: a realized loss, dated by the mark's event
+            self._record_loss(-pnl)
         self.counts["fund_unwind"] = self.counts.get("fund_unwind", 0) + 1
         self._close_cost.pop(m, None)
         for x in (r, market):
