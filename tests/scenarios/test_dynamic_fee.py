@@ -238,3 +238,84 @@ def test_conservation_and_no_debt_from_the_fee(steps: list[int], base: int, vol_
         assert e.ledger.balance(LIQUIDATOR, "USDC") >= 0
         runs.append((e.ledger.balance(BAD_DEBT, "USDC"), e.ledger.balance(INSURANCE, "USDC")))
     assert runs[0] == runs[1]
+
+
+def _shortage(capacity_quote: float) -> tuple[Engine, list[int], list[list[Any]]]:
+    """Binance BTC-PERP (bracket 2: MM 0.5 % - 50; lot 0.001 BTC) liquidating only
+    through the stress lab's liquidators (overflow "defer": what they cannot take is not
+    quoted), no fund takeover nor ADL, whole positions, a fee of 1,000 ppm + 500 per
+    liquidation waiting (no volatility term). alice and carol long 1 BTC at 100,000 on
+    1,000 USDT, dave on 1,100; bob short. Marks 99,400 then 99,300 a minute apart, the
+    liquidators' capacity refilled between them. Returns the engine, the liquidators'
+    capacity hits after each mark and each mark's out-events."""
+    from solvency.sim.agents import LiquidatorLiquidity, LiquidatorSpec
+    from solvency.sim.market import DepthProfile, ImpactLiquidity, LiquiditySpec
+
+    venue = venue_from_data({"preset": "binance", "liquidation": {
+        "sizing": "close_all", "fund_takeover": False, "adl_ranking": "none",
+        "penalty_priority": "liquidator_first",
+        "dynamic_fee": {"base_ppm": 1_000, "queue_slope_ppm": 500, "max_ppm": 50_000}}})
+    book = ImpactLiquidity(venue, {"BTC-PERP": LiquiditySpec(
+        DepthProfile.uniform(1.0, 100.0), daily_volume_base=10_000.0)})
+    port = LiquidatorLiquidity(LiquidatorSpec(
+        capital_quote=1e9, capacity_per_step_quote=capacity_quote, latency_ms=0,
+        discount_bps=10.0, overflow="defer"), venue, book, start_ms=0)
+    e = Engine(venue, liquidity=port)
+    port.attach(e)
+    for name, amount in (("alice", 1_000), ("carol", 1_000), ("dave", 1_100),
+                         ("bob", 1_000_000)):
+        e.apply(Deposit(id=f"d-{name}", account=name, asset="USDT", amount=D(amount)))
+    e.apply(Price(id="p0", market="BTC-PERP", price=D(100000), ts_ms=0))
+    for name in ("alice", "carol", "dave"):
+        e.apply(Fill(id=f"f-{name}", market="BTC-PERP", buyer=name, seller="bob",
+                     size=D(1), price=D(100000), ts_ms=0))
+    outs, hits = [], []
+    for k, mark in ((1, "99400"), (2, "99300")):
+        port.advance(k * MIN, {"BTC-PERP": float(mark)})
+        port.begin()
+        outs.append(e.apply(Price(id=f"p{k}", market="BTC-PERP", price=D(mark),
+                                  ts_ms=k * MIN)))
+        port.end()
+        hits.append(port.capacity_hits)
+    return e, hits, outs
+
+
+def _liquidations(out: list[Any]) -> list[tuple[str, str, str]]:
+    return [(o.account, o.via, o.penalty) for o in out if o.type == "liquidation"]
+
+
+def test_the_lab_liquidators_capacity_hits_raise_the_next_sweeps_fee() -> None:
+    # Issue 19: the fee's queue term sees the accounts the lab's liquidators could not
+    # take. At 99,400 alice and carol are below maintenance (equity 400 < 0.5 % x 99,400
+    # - 50 = 447; B = 99,000), dave is not (500): 2 waiting, fee 1,000 + 2 x 500 = 2,000
+    # ppm. The liquidators bid 10 bps through the mark, 99,300.6 (surplus 300.6 over B).
+    # Capacity 99,450 USDT a step holds alice's 1 BTC (1,000 lots of 99.4) and 50 USDT:
+    # carol is a capacity hit and waits (unresolved). Penalty on alice: 2,000 ppm x
+    # 99,300.6 = 198.6012 to the liquidators first, the 1.25 % clearance fee capped at
+    # the rest (101.9988).
+    e, hits, (first, second) = _shortage(99_450.0)
+    assert _liquidations(first) == [("alice", "market", "300.600000"),
+                                    ("carol", "unresolved", "0")]
+    assert hits[0] > 0  # their quotes for carol, refused
+    # At 99,300 carol (still waiting) and dave (equity 400 < 446.5) are below: 2
+    # waiting, fee 2,000 ppm. Carol's close at 99,200.7 (B = 99,000, surplus 200.7) pays
+    # the liquidators 2,000 ppm x 99,200.7 = 198.4014 and the clearance fee the rest,
+    # 2.2986; the refilled capacity has 1 lot left for dave (99.2007 x 2,000 ppm =
+    # 0.198401, rounded down), the rest of him waits.
+    assert e.liquidator.waiting == 2
+    assert _liquidations(second) == [("carol", "market", "200.700000"),
+                                     ("dave", "market", "0.300700"),
+                                     ("dave", "unresolved", "0")]
+    assert hits[1] > hits[0]  # and for dave
+    assert e.ledger.balance(LIQUIDATOR, "USDT") == 198_601_200 + 198_401_400 + 198_401
+    assert [e.book.rows[r].name for r in e.liquidator.deficit_rows] == ["dave"]
+    # Control: capacity for everyone. Both are liquidated at 99,400 (2 waiting, 2,000
+    # ppm each) and nobody is left: at 99,300 only dave waits, fee 1,000 + 500 = 1,500
+    # ppm: 148.80105 on his close at 99,200.7 (B = 98,900).
+    e, hits, (first, second) = _shortage(1e9)
+    assert _liquidations(first) == [("alice", "market", "300.600000"),
+                                    ("carol", "market", "300.600000")]
+    assert hits == [0, 0] and not e.liquidator.deficit_rows
+    assert e.liquidator.waiting == 1
+    assert _liquidations(second) == [("dave", "market", "300.700000")]
+    assert e.ledger.balance(LIQUIDATOR, "USDT") == 2 * 198_601_200 + 148_801_050

@@ -310,6 +310,8 @@ class Liquidator:
         coll = out[:, OUT_COLLATERAL]
         mm = out[:, OUT_MM]
         bad = np.flatnonzero((coll < mm) & (mm > 0))
+        if self.deficit_rows:
+            self._drop_recovered(rows, (coll >= mm) & (coll >= 0))
         if bad.shape[0] == 0 and not self.deficit_rows:
             return []
         book = self.ctx.book
@@ -356,6 +358,20 @@ class Liquidator:
         if loss0 is not None:
             self._loss_end(*loss0)
         return events
+
+    def _drop_recovered(self, rows: np.ndarray, ok: np.ndarray) -> None:
+        """Forget the waiting rows that this valuation finds back above maintenance
+        (``ok``: collateral at or above it, and not negative): a price move or a deposit
+        lifted them, so nothing is left to liquidate. Without this a row left waiting
+        stayed in the set until it next fell below maintenance, counted by the dynamic
+        fee's queue (and kept every mark on the full re-margin path) long after it
+        recovered."""
+        flag = np.zeros(len(self.ctx.book.rows), dtype=np.bool_)
+        flag[rows[ok]] = True
+        waiting = np.fromiter(self.deficit_rows, dtype=np.int64, count=len(self.deficit_rows))
+        recovered = waiting[flag[waiting]]
+        if recovered.shape[0]:
+            self.deficit_rows.difference_update(recovered.tolist())
 
     def _settle_social(self, cause: str) -> list[OutEvent]:
         """Charge the socialized losses of this sweep, once per market, to the
