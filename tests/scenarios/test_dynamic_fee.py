@@ -240,7 +240,10 @@ def test_conservation_and_no_debt_from_the_fee(steps: list[int], base: int, vol_
     assert runs[0] == runs[1]
 
 
-def _shortage(capacity_quote: float) -> tuple[Engine, list[int], list[list[Any]]]:
+def _shortage(capacity_quote: float, *, accounts: tuple[tuple[str, int], ...] = (
+        ("alice", 1_000), ("carol", 1_000), ("dave", 1_100)),
+        marks: tuple[str, ...] = ("99400", "99300"),
+        ) -> tuple[Engine, list[int], list[list[Any]]]:
     """Binance BTC-PERP (bracket 2: MM 0.5 % - 50; lot 0.001 BTC) liquidating only
     through the stress lab's liquidators (overflow "defer": what they cannot take is not
     quoted), no fund takeover nor ADL, whole positions, a fee of 1,000 ppm + 500 per
@@ -262,15 +265,14 @@ def _shortage(capacity_quote: float) -> tuple[Engine, list[int], list[list[Any]]
         discount_bps=10.0, overflow="defer"), venue, book, start_ms=0)
     e = Engine(venue, liquidity=port)
     port.attach(e)
-    for name, amount in (("alice", 1_000), ("carol", 1_000), ("dave", 1_100),
-                         ("bob", 1_000_000)):
+    for name, amount in (*accounts, ("bob", 1_000_000), ("__insurance__", 10_000)):
         e.apply(Deposit(id=f"d-{name}", account=name, asset="USDT", amount=D(amount)))
     e.apply(Price(id="p0", market="BTC-PERP", price=D(100000), ts_ms=0))
-    for name in ("alice", "carol", "dave"):
+    for name, _amount in accounts:
         e.apply(Fill(id=f"f-{name}", market="BTC-PERP", buyer=name, seller="bob",
                      size=D(1), price=D(100000), ts_ms=0))
     outs, hits = [], []
-    for k, mark in ((1, "99400"), (2, "99300")):
+    for k, mark in enumerate(marks, start=1):
         port.advance(k * MIN, {"BTC-PERP": float(mark)})
         port.begin()
         outs.append(e.apply(Price(id=f"p{k}", market="BTC-PERP", price=D(mark),
@@ -319,3 +321,25 @@ def test_the_lab_liquidators_capacity_hits_raise_the_next_sweeps_fee() -> None:
     assert e.liquidator.waiting == 1
     assert _liquidations(second) == [("dave", "market", "300.700000")]
     assert e.ledger.balance(LIQUIDATOR, "USDT") == 2 * 198_601_200 + 148_801_050
+
+
+def test_an_order_the_waterfall_declines_gives_the_liquidators_capacity_back() -> None:
+    # A jump to 98,800: erin (long 1 BTC at 100,000 on 1,000 USDT: equity -200) is past
+    # bankruptcy (B = 99,000) and first in the queue; alice (on 1,600: equity 400 < 0.5 %
+    # x 98,800 - 50 = 444; B = 98,400) second. The liquidators (197,700 USDT a step: two
+    # orders of 1 BTC at 98.8 a lot) bid 10 bps through the mark, 98,701.2: below erin's
+    # B, so the waterfall's first pass declines their bid (the binance policy pays no
+    # fill below B there) and its last resort takes it, the fund paying the 298.8 gap.
+    # The declined bid is given back at once, so alice is then taken in full (penalty
+    # 301.2 = her surplus over B: 2,000 ppm (1,000 + 2 waiting x 500) x 98,701.2 =
+    # 197.4024 to the liquidators, the 103.7976 left to the fund). Kept until the
+    # event's end, erin's last resort took the second BTC of capacity and alice got 1
+    # lot and waited.
+    e, _hits, (out,) = _shortage(197_700.0, accounts=(("erin", 1_000), ("alice", 1_600)),
+                                 marks=("98800",))
+    liq = [(o.account, o.via, o.size, o.price, o.insurance_fund_delta)
+           for o in out if o.type == "liquidation"]
+    assert liq == [("erin", "market", "1.000", "98701.2", "-298.800000"),
+                   ("alice", "market", "1.000", "98701.2", "103.797600")]
+    assert e.ledger.balance(INSURANCE, "USDT") == (10_000 * U - 298_800_000 + 103_797_600)
+    assert not e.liquidator.deficit_rows

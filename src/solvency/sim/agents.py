@@ -664,6 +664,10 @@ class LiquidatorLiquidity(ExecutedFlowLiquidity):
         self.capacity_hits = 0
         self.offline_quotes = 0
         self.inventory_max_quote = 0.0
+        # overflow "defer": the last quote (market, sign, lots they took) and the lots the
+        # engine executed since, settled at the next quote (see executed)
+        self._open: tuple[str, int, int] | None = None
+        self._open_done = 0
 
     def _hand_back(self, market: str, sign: int, base: float) -> None:
         if base <= 0:
@@ -674,6 +678,35 @@ class LiquidatorLiquidity(ExecutedFlowLiquidity):
         st.capacity_left += notional
         self.absorbed_quote -= notional
         self.step_quote -= notional
+
+    def executed(self, market: str, lots: int, quote_quanta: int) -> None:
+        """The engine executed ``lots`` of the last quote (an ``ExecutionListener``)."""
+        if self._open is not None and self._open[0] == market:
+            self._open_done += abs(lots)
+
+    def _settle_open(self) -> None:
+        """With ``overflow = "defer"``, give back at once what the engine declined of the
+        last quote (all of it is theirs): a declined order (an account past bankruptcy
+        that this step of the waterfall cannot close) must not spend the capacity the
+        next orders of the same event, its own last resort included, would get. The
+        book's part is reconciled at the event's end as before (:meth:`end`)."""
+        if self._open is None:
+            return
+        market, sign, own = self._open
+        declined = max(own - self._open_done, 0)
+        self._open = None
+        self._open_done = 0
+        if declined:
+            base = declined * self.lot_base[market]
+            self._hand_back(market, sign, base)
+            self._quoted_own[market] = self._quoted_own.get(market, 0.0) - sign * base
+            self.declined_base += base
+
+    def end(self) -> None:
+        """End an engine event: settle the last quote, then reconcile (see
+        :meth:`ExecutedFlowLiquidity.end`)."""
+        self._settle_open()
+        super().end()
 
     def advance(self, now_ms: int, prices: Mapping[str, float]) -> None:
         """Start a step at ``now_ms``: refill capacity, unwind inventory into the book,
@@ -754,7 +787,12 @@ class LiquidatorLiquidity(ExecutedFlowLiquidity):
         d = self.spec.discount_bps / 10_000.0
         price = _on_tick(float(mark) * (1.0 + d if buy else 1.0 - d), tick, up=buy)
         self.state.price[market] = float(mark)
+        defer = self.spec.overflow == "defer"
+        if defer:
+            self._settle_open()
         take = self._take(market, lots, float(mark))
+        if defer and take:
+            self._open = (market, -1 if lots > 0 else 1, take)
         fills = [Fill(take, price)] if take else []
         rest = abs(lots) - take
         booked = 0

@@ -224,6 +224,51 @@ def realized_vol(ts_ms: np.ndarray, prices: Float64Array1D, window: int) -> Floa
 # ============================================================================ one run
 
 
+class _Waits:
+    """Each account's waits for liquidation, read from the out-events.
+
+    A wait starts at the step an account is first found below maintenance (its first
+    liquidation, or a sweep that left it waiting with nobody to take it: an
+    ``unresolved`` liquidation) and lasts while every step names it again, by a
+    liquidation or by ending with it among the engine's waiting rows
+    (``Liquidator.deficit_rows``); a step without either means it was back above
+    maintenance or flat. The time to liquidate of a wait is from its first step to the
+    step of its last executed liquidation; a wait without one (back above maintenance, or
+    still waiting at the end) is counted apart.
+    """
+
+    def __init__(self) -> None:
+        # account -> [first ms, last step seen, last executed liquidation ms or -1]
+        self.open: dict[str, list[int]] = {}
+        self.spans_s: list[float] = []
+        self.unliquidated = 0
+
+    def seen(self, account: str, k: int, t_ms: int, *, executed: bool) -> None:
+        """Note a liquidation out-event naming ``account`` at step ``k`` (time ``t_ms``)."""
+        w = self.open.get(account)
+        if w is None or w[1] < k - 1:
+            if w is not None:
+                self._close(w)
+            w = self.open[account] = [t_ms, k, -1]
+        w[1] = k
+        if executed:
+            w[2] = t_ms
+
+    def _close(self, w: list[int]) -> None:
+        if w[2] >= 0:
+            self.spans_s.append((w[2] - w[0]) / 1000.0)
+        else:
+            self.unliquidated += 1
+
+    def finish(self) -> tuple[list[float], int]:
+        """Close the open waits; return the times to liquidate (s) and the count of
+        waits that ended without a liquidation."""
+        for w in self.open.values():
+            self._close(w)
+        self.open = {}
+        return self.spans_s, self.unliquidated
+
+
 class _Recorder:
     """Reads out-events and engine state into the series, one point at a time."""
 
@@ -263,8 +308,8 @@ class _Recorder:
         self.fee_ppm_sum = 0
         self.fee_count = 0
         self.waiting_max = 0
-        self.liq_first_ms: dict[str, int] = {}
-        self.liq_last_ms: dict[str, int] = {}
+        self.waits = _Waits()
+        self.socialized = 0.0
         self.options: OptionWatch | None = None  # set when the population writes options
 
     def fund(self) -> float:
@@ -321,6 +366,10 @@ class _Recorder:
         for e in out:
             kind = e.type
             if kind == "liquidation":
+                if e.via == "unresolved" and self.fees:
+                    # below maintenance and nobody took it: it waits
+                    self.waits.seen(e.account, k, int(s.ts_ms[k]), executed=False)
+                    self.waiting_max = max(self.waiting_max, self.engine.liquidator.waiting)
                 if e.via == "unresolved" or not e.price:
                     continue
                 s.liq_count[k] += 1
@@ -349,6 +398,8 @@ class _Recorder:
                 key = (e.market, -cp_side)  # the liquidated position's side
                 self.step_haircut[key] = self.step_haircut.get(key, 0.0) + h
                 self.step_adl[key] = self.step_adl.get(key, 0.0) + size * price
+            elif kind == "socialized_loss" and self.fees and e.account == "*":
+                self.socialized += float(e.covered)  # charged to the others at a sweep's end
         s.adl_haircut[k] += haircut
 
     def _fee_event(self, k: int, e: Any) -> None:
@@ -360,26 +411,35 @@ class _Recorder:
         self.fee_ppm_sum += fee
         self.fee_count += 1
         self.waiting_max = max(self.waiting_max, liq.waiting)
-        t = int(self.series.ts_ms[k])
-        self.liq_first_ms.setdefault(e.account, t)
-        self.liq_last_ms[e.account] = t
+        self.waits.seen(e.account, k, int(self.series.ts_ms[k]), executed=True)
 
     def fee_metrics(self) -> dict[str, Any]:
         """The dynamic fee's run metrics: penalties paid by the liquidated accounts, the
         liquidators' share of them, the fee in force (largest, mean over liquidation
-        events), the most liquidations waiting at a sweep's start, and the time from an
-        account's first liquidation to its last (mean and largest, seconds)."""
-        spans = [(self.liq_last_ms[a] - t) / 1000.0 for a, t in self.liq_first_ms.items()]
+        events), the most liquidations waiting at a sweep's start, the time to liquidate
+        and the waits that ended without one (:class:`_Waits`), the accounts still waiting
+        at the end, and the losses charged to the other participants (socialized)."""
+        spans, unliquidated = self.waits.finish()
         rewards = self.engine.ledger.balance(LIQUIDATOR, self.settle) / self.scale
         return {"penalties_paid": self.penalties, "liquidator_rewards": rewards,
                 "fee_ppm_max": self.fee_ppm_max,
                 "fee_ppm_mean": self.fee_ppm_sum / self.fee_count if self.fee_count else 0.0,
                 "waiting_max": self.waiting_max,
                 "time_to_liquidate_mean_s": float(np.mean(spans)) if spans else 0.0,
-                "time_to_liquidate_max_s": max(spans) if spans else 0.0}
+                "time_to_liquidate_p99_s": (float(np.percentile(spans, 99, method="higher"))
+                                            if spans else 0.0),
+                "time_to_liquidate_max_s": max(spans) if spans else 0.0,
+                "waits_not_liquidated": unliquidated,
+                "waiting_at_end": len(self.engine.liquidator.deficit_rows),
+                "socialized_loss": self.socialized}
 
     def state(self, k: int, liq: ImpactLiquidity, index: Mapping[str, float]) -> None:
         eng, s, book = self.engine, self.series, self.engine.book
+        if self.fees and eng.liquidator.deficit_rows:
+            # still below maintenance at the step's end, waiting: their waits go on
+            t = int(s.ts_ms[k])
+            for r in eng.liquidator.deficit_rows:
+                self.waits.seen(book.rows[r].name, k, t, executed=False)
         n_rows = len(book.rows)
         live = ~book.row_system[:n_rows] & (book.row_nslots[:n_rows] > 0)
         s.at_risk[k] = int(np.count_nonzero(book.warned[:n_rows] & live))
