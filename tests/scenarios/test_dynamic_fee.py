@@ -343,3 +343,27 @@ def test_an_order_the_waterfall_declines_gives_the_liquidators_capacity_back() -
                    ("alice", "market", "1.000", "98701.2", "103.797600")]
     assert e.ledger.balance(INSURANCE, "USDT") == (10_000 * U - 298_800_000 + 103_797_600)
     assert not e.liquidator.deficit_rows
+
+
+def test_the_liquidator_shortage_study_is_the_default_but_for_its_venue() -> None:
+    # scenarios/studies/liquidator_shortage.toml (docs/liquidation.md "Where liquidations
+    # wait"): the calibrated default with liquidations deferred to the lab's liquidators,
+    # no fund takeover, no ADL, the dynamic fee; everything else the default's
+    from dataclasses import replace
+
+    from solvency.sim.scenario import load_scenario
+    root = Path(__file__).parents[2] / "scenarios"
+    study = load_scenario(root / "studies" / "liquidator_shortage.toml")
+    default = load_scenario(root / "default.toml")
+    assert study.agents is not None and default.agents is not None
+    liq = study.venue_data["liquidation"]
+    assert (liq["fund_takeover"], liq["adl_ranking"], liq["dynamic_fee"]["max_ppm"]) == (
+        False, "none", 25_000)
+    assert study.agents.liquidator is not None
+    assert study.agents.liquidator.overflow == "defer"
+    assert study.population.n_accounts == 2_000
+    same = replace(study, name=default.name, venue_data=default.venue_data,
+                   population=replace(study.population, n_accounts=100_000),
+                   agents=replace(study.agents, liquidator=default.agents.liquidator),
+                   base_dir=default.base_dir)
+    assert same == default
