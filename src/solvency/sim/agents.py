@@ -640,7 +640,8 @@ class LiquidatorLiquidity(ExecutedFlowLiquidity):
 
     Quotes spend capacity and capital at once; after each event what the engine declined
     is handed back (see :class:`ExecutedFlowLiquidity`: the book's part first, then
-    theirs).
+    theirs); with ``overflow = "defer"`` their declined part already before their next
+    quote (:meth:`_settle_open`).
 
     Parameters
     ----------
