@@ -85,18 +85,27 @@ def account_view(state: EngineState, account: str, *, horizon_days: float = 1.0)
     out = book.aggregate(arr)
     positions = _position_views(state, row_of_slot, slot_list, slot_arr, horizon_days)
     n_a = len(book.asset_names)
-    ledger_ids = [book.rows[r].ledger_id for r in rows]
     balance = state.ledger.balance
+    row_list = book.rows
+    ledger_ids = [row_list[r].ledger_id for r in rows]
     row_sums = book.row_int[arr, n_a:2 * n_a].tolist()
     settles = {p["settle"] for p in positions}
+    scales = book.asset_scale
     equity: dict[str, str] = {}
     for a, sym in enumerate(book.asset_names):
-        cash = sum(balance(lid, sym) for lid in ledger_ids)
+        if len(ledger_ids) == 1:  # the common case: one row, one ledger account
+            cash = balance(ledger_ids[0], sym)
+        else:
+            cash = sum([balance(lid, sym) for lid in ledger_ids])
         if cash or sym in settles:
-            pos_value = sum(v[a] for v in row_sums)
-            equity[sym] = format_number((cash + pos_value) / book.asset_scale[a])
-    # one reduction for the four columns (an account has a few rows: summed in order)
-    totals = out.sum(axis=0).tolist()
+            pos_value = sum([v[a] for v in row_sums])
+            equity[sym] = format_number((cash + pos_value) / scales[a])
+    # the four columns summed over the account's rows in row order, as numpy's axis-0
+    # reduction does (first row, then each next one added): no array call for a few rows
+    row_totals = out.tolist()
+    totals = row_totals[0]
+    for more in row_totals[1:]:
+        totals = [x + y for x, y in zip(totals, more, strict=True)]
     coll, mm, im = totals[OUT_COLLATERAL], totals[OUT_MM], totals[OUT_IM]
     return {
         "account": account,
@@ -126,10 +135,12 @@ def _position_views(state: EngineState, row_list: list[int], slot_list: list[int
     costs = book.slot_cost[slot_arr].tolist()
     markets = [rec[S_MARKET] for rec in records]
     vols = [volatility(state, m) for m in markets]
-    prob = liquidation_probability_driftless(
-        np.array([float(book.marks[m] or 0) for m in markets]), liq,
-        np.array([1.0 if rec[S_LOTS] > 0 else -1.0 for rec in records]), np.array(vols),
-        horizon_days / 365.0).tolist()
+    marks = book.marks
+    # mark, side and volatility in one array: its rows are C-contiguous 1-D inputs
+    inputs = np.array([[float(marks[m] or 0) for m in markets],
+                       [1.0 if rec[S_LOTS] > 0 else -1.0 for rec in records], vols])
+    prob = liquidation_probability_driftless(inputs[0], liq, inputs[1], inputs[2],
+                                             horizon_days / 365.0).tolist()
     liq_list = liq.tolist()
     positions = []
     for i, (r, s, m) in enumerate(zip(row_list, slot_list, markets, strict=True)):
@@ -157,26 +168,27 @@ def _position_view(state: EngineState, r: int, rec: list[int], cost_q: int, liq:
     cost = cost_q / scale
     value, im, mm = rec[S_VALUE] / scale, rec[S_IM] / scale, rec[S_MM] / scale
     notional = abs(value)
-    if inst.is_inverse:
+    if inst.kind == "inverse_perp":  # Instrument.is_inverse, without the property call
         entry = abs(float(contracts) * float(inst.contract_size) / cost) if cost else 0.0
     else:
         entry = cost / (float(contracts) * float(inst.contract_size)) if lots else 0.0
     row = book.rows[r]
+    fmt = format_number
     return {
         "market": inst.name,
         "row": row.name,
         "isolated": row.market >= 0,
         "size": str(contracts),
-        "entry_price": format_number(entry),
+        "entry_price": fmt(entry),
         "mark_price": str(book.marks[m]),
         "settle": inst.settle,
-        "notional": format_number(notional * px),
-        "initial_margin": format_number(im * px),
-        "maintenance_margin": format_number(mm * px),
-        "unrealized_pnl": format_number((value - cost) * px),
-        "liquidation_price": None if math.isnan(liq) else format_number(liq),
-        "volatility": format_number(vol),
-        "liquidation_probability": format_number(prob),
+        "notional": fmt(notional * px),
+        "initial_margin": fmt(im * px),
+        "maintenance_margin": fmt(mm * px),
+        "unrealized_pnl": fmt((value - cost) * px),
+        "liquidation_price": None if math.isnan(liq) else fmt(liq),
+        "volatility": fmt(vol),
+        "liquidation_probability": fmt(prob),
     }
 
 

@@ -104,3 +104,23 @@ def test_adl_rank_cache_follows_the_state() -> None:
     fresh = Engine.restore(e.snapshot())
     assert after == {x: fresh.account_view(x)["positions"][0]["adl_rank"] for x in ("a", "b")}
     assert before != after
+
+
+def test_account_view_totals_equal_numpy_reduction_over_rows() -> None:
+    """account_view sums its rows' four columns in Python (no array call for a few rows);
+    the figures equal numpy's axis-0 reduction of the same rows, to the character, for an
+    account with a cross row and two isolated buckets and for one-row accounts."""
+    from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_EQUITY, OUT_IM, OUT_MM
+    from solvency.engine.base import format_number
+
+    e = _busy_engine()
+    for account in ("iso", "alice", "bob", "pm"):
+        rows = np.array(e.book.account_rows[account], dtype=np.int64)
+        view = e.account_view(account)
+        totals = e.book.aggregate(rows).sum(axis=0)
+        assert view["equity_usd"] == format_number(float(totals[OUT_EQUITY]))
+        assert view["collateral_usd"] == format_number(float(totals[OUT_COLLATERAL]))
+        assert view["maintenance_margin"] == format_number(float(totals[OUT_MM]))
+        assert view["free_collateral"] == format_number(
+            float(totals[OUT_COLLATERAL] - totals[OUT_IM]))
+    assert len(e.book.account_rows["iso"]) >= 3
