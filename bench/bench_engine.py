@@ -12,9 +12,9 @@ Prints, for one core:
 * fills per second through ``Engine.apply`` (target >= 50,000/s);
 * ``--rules N``: the full re-margin of N accounts x 5 positions on the same book with every
   market under each margin rule, side by side in one run: Binance tiers (float rule),
-  dYdX (``oi_scaled``, decided in integers, with OI caps so the scaling runs) and Drift
-  (``size_premium``, integers and the exact root) (issue 24: the integer rules must not
-  cost more than they must).
+  dYdX (``oi_scaled``, decided in integers, with OI caps so the scaling runs), Drift
+  (``size_premium``, integers and the exact root) and Drift with its weight on positive
+  unrealized PnL (issue 24: the integer rules must not cost more than they must).
 Times are the best of several runs, wall clock and this process's CPU time (the second
 is what other jobs on a shared machine move least). Use ``--accounts N`` for a smaller
 run.
@@ -52,6 +52,13 @@ RULES: dict[str, dict[str, Any]] = {
         "open_interest_lower_cap": "1000000", "open_interest_upper_cap": "1000000000000"},
     "size_premium (Drift, integers)": {
         "model": "size_premium", "imr": "0.1", "mmr": "0.05", "imf_factor": "0.00025"},
+    # Drift's weight on positive unrealized PnL on (issue 24 item 3): the haircut reads
+    # each position's cost basis (entries within 10 % of the mark: about half in profit)
+    "size_premium + PnL weight (Drift)": {
+        "model": "size_premium", "imr": "0.1", "mmr": "0.05", "imf_factor": "0.00025",
+        "unrealized_pnl_initial_asset_weight": "0.8",
+        "unrealized_pnl_maintenance_asset_weight": "0.95",
+        "unrealized_pnl_imf_factor": "0.001"},
 }
 
 

@@ -24,6 +24,8 @@ from solvency.core.margin.kernels import (
     MK_MM_SLOPE,
     MK_OI_LOWER,
     MK_OI_UPPER,
+    MK_UPNL,
+    MK_UPNL_MAX,
     MKI_SETTLE,
     MKI_TIER_COUNT,
     MKI_TIER_START,
@@ -63,10 +65,10 @@ def drift_imf(value: int) -> Decimal:
 
 def position_quanta(model: MarginModel, *, lots: int, cv: Decimal, mark: Decimal,
                     decimals: int, oi_contracts: int = 0,
-                    inverse: bool = False) -> tuple[int, int, int]:
+                    inverse: bool = False, cost_quanta: int = 0) -> tuple[int, int, int]:
     """``(value, initial, maintenance)`` in quanta of one position of ``lots`` contracts
-    of ``cv`` base units (inverse: of ``cv`` quote units, settled in the coin) at ``mark``,
-    as the engine computes it."""
+    of ``cv`` base units (inverse: of ``cv`` quote units, settled in the coin) at ``mark``
+    and cost basis ``cost_quanta``, as the engine computes it."""
     row = risk_row(model)
     mk = np.zeros((1, MK_COLUMNS))
     mk[0, MK_KIND] = 1.0 if inverse else 0.0
@@ -77,6 +79,7 @@ def position_quanta(model: MarginModel, *, lots: int, cv: Decimal, mark: Decimal
     mk[0, MK_IMF] = row.imf_factor
     mk[0, MK_IM_SLOPE] = row.im_slope
     mk[0, MK_MM_SLOPE] = row.mm_slope
+    mk[0, MK_UPNL : MK_UPNL_MAX + 1] = row.upnl
     mki = np.zeros((1, 3), dtype=np.int64)
     mki[0, MKI_TIER_START] = 0
     mki[0, MKI_TIER_COUNT] = len(row.tiers)
@@ -84,7 +87,7 @@ def position_quanta(model: MarginModel, *, lots: int, cv: Decimal, mark: Decimal
     tiers = np.array(row.tiers, dtype=np.float64)
     ascale = np.array([10.0**decimals])
     v, im, mm = slot_quanta(0, float(lots), float(mark), float(oi_contracts), mk, mki, tiers,
-                            ascale)
+                            ascale, cost_quanta)
     return int(v), int(im), int(mm)
 
 

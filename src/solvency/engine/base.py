@@ -29,7 +29,7 @@ from solvency.core.liquidation import (
     LiquidationPolicy,
     TargetFromLosses,
 )
-from solvency.core.margin.kernels import S_LOTS, row_whatif
+from solvency.core.margin.kernels import S_COST, S_LOTS, row_whatif
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import ConfigError, Venue
 from solvency.core.portfolio import ScenarioGrid
@@ -42,7 +42,7 @@ from solvency.engine.liquidation import FUND_POSITIONS, INSURANCE_ROW, Liquidato
 from solvency.engine.option_book import MS_PER_YEAR
 from solvency.engine.portfolio_margin import PortfolioMargin
 from solvency.engine.ports import Liquidity, StaticDepth
-from solvency.engine.state import Book
+from solvency.engine.state import Book, cost_after_trade
 
 __all__ = [
     "DEFAULT_LIQUIDITY",
@@ -340,9 +340,12 @@ class EngineState:
     # ------------------------------------------------------------ margin
 
     def whatif(self, r: int, weighted: bool, m: int, delta_lots: int, oi_lots_m: int,
-               a: int, delta_quanta: int) -> Float64Array1D:
+               a: int, delta_quanta: int, trade_cost_quanta: int | None = None
+               ) -> Float64Array1D:
         """Row ``r`` valued as if market ``m``'s position moved by ``delta_lots`` (open
-        interest ``oi_lots_m``) and its balance of asset ``a`` by ``delta_quanta``.
+        interest ``oi_lots_m``; the trade costing ``trade_cost_quanta``, by default
+        ``-delta_quanta``, which sets the position's cost basis after it) and its balance
+        of asset ``a`` by ``delta_quanta``.
 
         Returns a reused buffer (``kernels.OUT_*`` columns): read it before the next call.
         """
@@ -351,11 +354,18 @@ class EngineState:
         vec[a] = delta_quanta
         out = self.whatif_out
         oi_c = oi_lots_m * book.lot_size[m] if m >= 0 else 0.0
+        cost_m = 0
+        if m >= 0 and delta_lots != 0:
+            s = book.slot_of(r, m) if r >= 0 else -1
+            old = int(book.st[s, S_LOTS]) if s >= 0 else 0
+            cost_m, _ = cost_after_trade(
+                int(book.st[s, S_COST]) if s >= 0 else 0, old, old + delta_lots,
+                -delta_quanta if trade_cost_quanta is None else trade_cost_quanta)
         try:
             row_whatif(r, 1 if weighted else 0, m, float(delta_lots), oi_c, vec,
                        book.row_first, book.st, book.row_int, book.mk, book.mki, book.tiers,
                        book.asset_price, book.ascale, book.atier_start, book.atier_count,
-                       book.atiers, out)
+                       book.atiers, out, cost_m)
         finally:
             vec[a] = 0
         return out
@@ -388,19 +398,9 @@ class EngineState:
             if s < 0:
                 s = book.open_slot(change.row, m)
         old, new = change.lots_before, change.lots_after
-        cost = book.slot_cost.item(s)
-        if old == 0 or (old > 0) == (new - old > 0):  # opening or adding
-            cost += trade_cost_quanta
-        else:
-            closed = min(abs(new - old), abs(old))
-            # the closed share of the cost basis, rounded toward zero (reporting only)
-            removed = _toward_zero(cost * closed, abs(old))
-            closing_part = _toward_zero(trade_cost_quanta * closed, abs(new - old))
-            self.realized[change.row_name] = self.realized.get(change.row_name, 0) + (
-                -closing_part - removed)
-            cost -= removed
-            if (new > 0) != (old > 0) and new != 0:  # flipped: the rest opens a new position
-                cost = trade_cost_quanta - closing_part
+        cost, realized = cost_after_trade(book.slot_cost.item(s), old, new, trade_cost_quanta)
+        if realized is not None:
+            self.realized[change.row_name] = self.realized.get(change.row_name, 0) + realized
         if new == 0:
             book.st[s, S_LOTS] = 0
             book.slot_cost[s] = 0
@@ -490,7 +490,3 @@ def _on_grid_slow(value: Decimal, step: Decimal, field: str, reason: str) -> int
         raise RejectReason(reason, f"{field} {value} out of range")
     return n
 
-
-def _toward_zero(num: int, den: int) -> int:
-    """``num / den`` rounded toward zero, for ``den > 0``."""
-    return num // den if num >= 0 else -(-num // den)

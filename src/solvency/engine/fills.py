@@ -250,7 +250,8 @@ def _check_side_margin(state: EngineState, side: PositionChange, m: int, a: int,
     becomes a top-up from its cross balance (rounded up), itself checked."""
     book = state.book
     delta = side.lots_after - side.lots_before
-    after = state.whatif(side.row, not side.isolated, m, delta, oi_after, a, dq)
+    after = state.whatif(side.row, not side.isolated, m, delta, oi_after, a, dq,
+                         trade_cost_quanta=-(dq + side.fee_quanta))
     im_after = float(after[OUT_IM])
     if state.n_pm_rows and side.row >= 0 and not np.isnan(book.pm[side.row, 0]):
         # portfolio margin: the grid's initial margin with the trade included

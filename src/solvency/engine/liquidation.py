@@ -87,6 +87,7 @@ from solvency.core.model.events import (
 )
 from solvency.core.units import PPM, div_round, format_quanta
 from solvency.engine.context import LiquidationContext, PositionChange
+from solvency.engine.state import cost_after_trade
 
 __all__ = ["BACKSTOP", "FUND_POSITIONS", "INSURANCE_ROW", "LIQUIDATOR", "MARKET", "SYSTEM_ROWS",
            "Liquidator"]
@@ -537,8 +538,10 @@ class Liquidator:
         new_lots = pos.lots - sign * close
         mark = float(book.mk[pos.m, 3])
         oi = float(book.mk[pos.m, 6])
+        # the position's cost basis after the close (the closed share removed)
+        cost_new, _ = cost_after_trade(int(book.slot_cost[pos.slot]), pos.lots, new_lots, 0)
         v_new, _im_new, mm_new = slot_quanta(pos.m, float(new_lots), mark, oi, book.mk,
-                                             book.mki, book.tiers, book.ascale)
+                                             book.mki, book.tiers, book.ascale, cost_new)
         delta_mm = min(0, mm_new - pos_mm_q)
         bq = bankruptcy_quote_quanta(delta_value_quanta=v_new - value_q,
                                      delta_mm_quanta=delta_mm, equity_quanta=equity_q,

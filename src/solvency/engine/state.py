@@ -27,16 +27,18 @@ from solvency.core.margin.kernels import (
     MK_OI_CONTRACTS,
     MK_OI_LOWER,
     MK_OI_UPPER,
+    MK_UPNL,
+    MK_UPNL_MAX,
     MKI_SETTLE,
     MKI_TIER_COUNT,
     MKI_TIER_START,
     S_COLUMNS,
+    S_COST,
     S_IM,
     S_LOTS,
     S_MARKET,
     S_MM,
     S_NEXT,
-    S_PREV,
     S_ROW,
     S_VALUE,
     T_COLUMNS,
@@ -51,7 +53,7 @@ from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import Venue
 from solvency.core.typing import Float64Array1D, Float64Array2D, Int64Array1D, Int64Array2D
 
-__all__ = ["Book", "IndexSet", "RowInfo"]
+__all__ = ["Book", "IndexSet", "RowInfo", "cost_after_trade"]
 
 
 class IndexSet:
@@ -208,11 +210,10 @@ class Book:
         self.row_system = np.zeros(0, dtype=np.bool_)  # engine-run rows (names "__...")
         # portfolio-margined rows: (IM, MM) in USD from the scenario grid; NaN otherwise
         self.pm: Float64Array2D = np.zeros((0, 2))
-        # slots: one int64 row each (see kernels.S_*), plus the cold cost basis
+        # slots: one 64-byte int64 row each (see kernels.S_*), the cost basis included
         self.n_slots = 0
         self.free_slots: list[int] = []
         self.st: Int64Array2D = np.zeros((0, S_COLUMNS), dtype=np.int64)
-        self.slot_cost = np.zeros(0, dtype=np.int64)
         self._row_range: Int64Array1D = np.zeros(0, dtype=np.int64)
         self.pos_slot: dict[int, int] = {}  # row * n_markets + market -> slot
 
@@ -231,6 +232,12 @@ class Book:
     def slot_lots(self) -> Int64Array1D:
         """Signed size of each slot in lots."""
         return self.st[:, S_LOTS]
+
+    @property
+    def slot_cost(self) -> Int64Array1D:
+        """Cost basis of each slot (signed entry notional, settlement quanta): exact state,
+        read by the kernels where a market weighs positive unrealized PnL."""
+        return self.st[:, S_COST]
 
     @property
     def slot_next(self) -> Int64Array1D:
@@ -261,6 +268,7 @@ class Book:
         mk[m, MK_OI_LOWER] = row.oi_lower
         mk[m, MK_OI_UPPER] = row.oi_upper
         mk[m, MK_IMF] = row.imf_factor
+        mk[m, MK_UPNL : MK_UPNL_MAX + 1] = row.upnl
         if not inst.is_option:  # for options the engine keeps per-contract amounts there
             mk[m, MK_IM_SLOPE] = row.im_slope
             mk[m, MK_MM_SLOPE] = row.mm_slope
@@ -370,13 +378,9 @@ class Book:
             s = self.n_slots
             self.n_slots += 1
             self.st = _grow(self.st, self.n_slots, -1)
-            self.slot_cost = _grow(self.slot_cost, self.n_slots, 0)
         st = self.st
         head = int(self.row_first[r])
-        st[s] = (m, r, 0, head, -1, 0, 0, 0)
-        self.slot_cost[s] = 0
-        if head >= 0:
-            st[head, S_PREV] = s
+        st[s] = (m, r, 0, head, 0, 0, 0, 0)
         self.row_first[r] = s
         self.row_nslots[r] += 1
         self.pos_slot[r * self.n_markets + m] = s
@@ -394,18 +398,20 @@ class Book:
         row_int = self.row_int
         for k, col in enumerate((S_VALUE, S_IM, S_MM)):
             row_int[r, (k + 1) * n_a + a] -= fields[col]
-        nxt, prv = fields[S_NEXT], fields[S_PREV]
-        if prv >= 0:
-            st[prv, S_NEXT] = nxt
-        else:
+        nxt = fields[S_NEXT]
+        head = int(self.row_first[r])
+        if head == s:
             self.row_first[r] = nxt
-        if nxt >= 0:
-            st[nxt, S_PREV] = prv
+        else:
+            # no back link (its column holds the cost basis): walk the row's few slots
+            prv = head
+            while int(st[prv, S_NEXT]) != s:
+                prv = int(st[prv, S_NEXT])
+            st[prv, S_NEXT] = nxt
         self.row_nslots[r] -= 1
         del self.pos_slot[r * self.n_markets + m]
         self.holders[m].discard(s)
-        st[s] = (0, -1, 0, -1, -1, 0, 0, 0)
-        self.slot_cost[s] = 0
+        st[s] = (0, -1, 0, -1, 0, 0, 0, 0)
         self.free_slots.append(s)
 
     def bulk_add(self, names: list[str], weighted: bool, pos_row: Int64Array1D,
@@ -447,19 +453,17 @@ class Book:
         slots = np.arange(s0, s0 + k, dtype=np.int64)
         self.n_slots += k
         self.st = _grow(self.st, self.n_slots, -1)
-        self.slot_cost = _grow(self.slot_cost, self.n_slots, 0)
         st = self.st
         st[s0 : s0 + k, S_MARKET] = pos_market[order]
         st[s0 : s0 + k, S_ROW] = rows
         st[s0 : s0 + k, S_LOTS] = pos_lots[order]
         st[s0 : s0 + k, S_VALUE : S_MM + 1] = 0
-        self.slot_cost[slots] = pos_cost[order]
+        st[s0 : s0 + k, S_COST] = pos_cost[order]
         same_next = np.zeros(k, dtype=bool)
         same_next[:-1] = rows[1:] == rows[:-1]
         st[s0 : s0 + k, S_NEXT] = np.where(same_next, slots + 1, -1)
         same_prev = np.zeros(k, dtype=bool)
         same_prev[1:] = same_next[:-1]
-        st[s0 : s0 + k, S_PREV] = np.where(same_prev, slots - 1, -1)
         firsts = ~same_prev
         self.row_first[rows[firsts]] = slots[firsts]
         self.row_nslots[base:total] = np.bincount(rows - base, minlength=n_new)
@@ -563,3 +567,25 @@ class Book:
                            self.asset_link, self.atier_start, self.atier_count, self.atiers,
                            out)
         return out
+
+
+def cost_after_trade(cost: int, old: int, new: int, trade_cost_quanta: int
+                     ) -> tuple[int, int | None]:
+    """Cost basis (quanta) of a position of ``old`` lots and basis ``cost`` after a trade
+    to ``new`` lots costing ``trade_cost_quanta``, and the PnL it realizes (``None`` when
+    it only opens or adds). Closing removes the closed share of the basis, rounded toward
+    zero; a flip opens the rest at the trade's price."""
+    if old == 0 or (old > 0) == (new - old > 0):  # opening or adding
+        return cost + trade_cost_quanta, None
+    closed = min(abs(new - old), abs(old))
+    removed = _cost_toward_zero(cost * closed, abs(old))
+    closing_part = _cost_toward_zero(trade_cost_quanta * closed, abs(new - old))
+    cost -= removed
+    if (new > 0) != (old > 0) and new != 0:  # flipped: the rest opens a new position
+        cost = trade_cost_quanta - closing_part
+    return cost, -closing_part - removed
+
+
+def _cost_toward_zero(num: int, den: int) -> int:
+    # num / den rounded toward zero, for den > 0
+    return num // den if num >= 0 else -(-num // den)

@@ -3,8 +3,8 @@
 Layout (struct of arrays, owned by ``engine/state.py``):
 
 * positions live in *slots*, one int64 row of the slot table ``st[s]`` each: market,
-  margin row, signed lots, next and previous slot of the same row (-1 ends), and the
-  cached value, initial and maintenance margin in integer quanta of the market's
+  margin row, signed lots, next slot of the same row (-1 ends), the cost basis (signed
+  entry notional, exact), and the cached value, initial and maintenance margin in integer quanta of the market's
   settlement asset (value rounded down, requirements up: the rounding that favours the
   venue). One row of 64 bytes: a holder touched by a price update costs one cache line;
 * each margin account (*row*) starts its slot list at ``row_first[r]``;
@@ -67,6 +67,11 @@ __all__ = [
     "MK_OI_CONTRACTS",
     "MK_OI_LOWER",
     "MK_OI_UPPER",
+    "MK_UPNL",
+    "MK_UPNL_IMF",
+    "MK_UPNL_IW",
+    "MK_UPNL_MAX",
+    "MK_UPNL_MW",
     "OUT_COLLATERAL",
     "OUT_EQUITY",
     "OUT_IM",
@@ -77,12 +82,12 @@ __all__ = [
     "RULE_DYDX",
     "RULE_FLOAT",
     "S_COLUMNS",
+    "S_COST",
     "S_IM",
     "S_LOTS",
     "S_MARKET",
     "S_MM",
     "S_NEXT",
-    "S_PREV",
     "S_ROW",
     "S_VALUE",
     "T_AUX",
@@ -93,6 +98,7 @@ __all__ = [
     "apply_all",
     "apply_slots",
     "drift_margin_ratio",
+    "drift_upnl_haircut",
     "dydx_imf_ppm",
     "evaluate_rows",
     "float_slot_quanta",
@@ -122,13 +128,22 @@ MK_IM_SLOPE: Final = 8  # options: initial margin per short contract
 MK_MM_SLOPE: Final = 9  # options: maintenance margin per short contract (see requirement)
 MK_LONG_IM: Final = 10  # options: initial margin per long contract (Paradex; Deribit 0)
 MK_LONG_MM: Final = 11  # options: maintenance margin per long contract
-MK_COLUMNS: Final = 12
+# Drift's weight on positive unrealized PnL (size_premium markets; see drift_upnl_haircut)
+MK_UPNL: Final = 12  # 1.0 when the market weighs positive PnL, else 0 (off)
+MK_UPNL_IW: Final = 13  # unrealized_pnl_initial_asset_weight (1e-4)
+MK_UPNL_MW: Final = 14  # unrealized_pnl_maintenance_asset_weight (1e-4)
+MK_UPNL_IMF: Final = 15  # unrealized_pnl_imf_factor (1e-6)
+MK_UPNL_MAX: Final = 16  # weighted PnL counted towards initial margin at most (settle units)
+MK_COLUMNS: Final = 17
 
 S_MARKET: Final = 0
 S_ROW: Final = 1
 S_LOTS: Final = 2
 S_NEXT: Final = 3
-S_PREV: Final = 4
+# cost basis (signed entry notional) in settlement quanta: exact state, read where a market
+# weighs positive unrealized PnL. It holds the place of a back link (the previous slot of
+# the row, found by walking the row's list when a slot closes) so the row stays 64 bytes
+S_COST: Final = 4
 S_VALUE: Final = 5
 S_IM: Final = 6
 S_MM: Final = 7
@@ -291,6 +306,43 @@ def drift_margin_ratio(ratio_bp: int, size9: int, imf_ppm: int) -> int:
 
 
 @_inline
+def drift_upnl_haircut(pnl_q: int, iw_bp: int, mw_bp: int, imf_ppm: int, max_q: int,
+                       sc: float) -> tuple[int, int]:
+    """Part of a position's positive unrealized PnL (``pnl_q`` settlement quanta) that
+    does not count towards initial and towards maintenance margin: ``pnl - weighted``,
+    the engine adding it to the position's requirements (the same free collateral as
+    Drift's ``collateral + weighted PnL - requirement``, to the quantum).
+
+    Drift protocol-v2 0ae3e3b1 ``math/margin.rs`` ``calculate_perp_position_value_and_pnl``:
+    ``weighted = pnl * w // 1e4``, then for the initial check ``min(weighted,
+    MAX_POSITIVE_UPNL_FOR_INITIAL_MARGIN)`` (``max_q``, 100 USDC in Drift); ``w`` from
+    ``PerpMarket::get_unrealized_asset_weight``: 1e4 for a loss (no haircut), the
+    maintenance weight as set, and for the initial check ``min(iw, 1.1e6 x 1e4 // (1e6 +
+    isqrt(pnl6 x 1e3 x 10 + 1) x imf // 1e5))`` (``calculate_size_discount_asset_weight``,
+    ``pnl6`` the PnL in 1e-6 of the settlement asset, rounded down; 0 when ``iw`` is 0).
+    Every division rounds down, as Drift's do (the weighted PnL down, so the haircut up).
+    Plain twin: ``models.drift_unrealized_asset_weight_bp``.
+    """
+    if pnl_q <= 0:
+        return 0, 0
+    w = iw_bp
+    if iw_bp > 0 and imf_ppm > 0:
+        isc = int(sc)
+        p6 = (_mul_div_floor(pnl_q, 1_000_000, isc) if isc >= 1_000_000
+              else pnl_q * (1_000_000 // isc))
+        if p6 < 900_000_000_000_000:
+            root = _isqrt(p6 * 10_000 + 1)
+        else:  # past int64 (Drift: u128): the float root, within one of the integer one
+            root = math.floor(math.sqrt(float(p6) * 10_000.0))
+        w = min(iw_bp, 11_000_000_000 // (1_000_000 + root * imf_ppm // 100_000))
+    elif iw_bp < 0:
+        w = 0
+    weighted_i = min(_mul_div_floor(pnl_q, w, 10_000), max_q)
+    weighted_m = _mul_div_floor(pnl_q, max(mw_bp, 0), 10_000)
+    return pnl_q - weighted_i, pnl_q - weighted_m
+
+
+@_inline
 def _size9(size_base: float) -> int:
     # a size in base units as whole 1e-9 units (Drift's AMM_RESERVE_PRECISION), rounded to
     # the nearest and held below int64 (9e18 units: 9e9 base, far past any real position)
@@ -426,7 +478,8 @@ def _exact_int(x: float) -> int:
 def _integer_quanta_py(
     rule: float, kind: float, cv: float, lot: float, lots: float, mark: float,
     oi_contracts: float, oi_lower: float, oi_upper: float, imf: float, mmr: float,
-    imr: float, aux: float, sc: float,
+    imr: float, aux: float, sc: float, cost_q: int, upnl: float, upnl_iw: float,
+    upnl_mw: float, upnl_imf: float, upnl_max: float,
 ) -> tuple[int, int, int]:
     # The venues that decide in integers, decided the same way (STYLE 16). Their models
     # have one tier (its rates passed here). Not inlined, and scalars only: the float
@@ -470,7 +523,16 @@ def _integer_quanta_py(
     root = _drift_root(size9) if imf_ppm > 0 else 0
     mm_bp = _drift_ratio_at(math.floor(mmr * 1e4 + 0.5), root, imf_ppm)
     im_bp = _drift_ratio_at(math.floor(imr * 1e4 + 0.5), root, imf_ppm)
-    return v_q, _mul_div_floor(n_q, im_bp, 10_000), _mul_div_floor(n_q, mm_bp, 10_000)
+    im_q = _mul_div_floor(n_q, im_bp, 10_000)
+    mm_q = _mul_div_floor(n_q, mm_bp, 10_000)
+    if upnl != 0.0:
+        # Drift's weight on positive unrealized PnL, folded into the requirements
+        h_im, h_mm = drift_upnl_haircut(
+            v_q - cost_q, math.floor(upnl_iw * 1e4 + 0.5), math.floor(upnl_mw * 1e4 + 0.5),
+            math.floor(upnl_imf * 1e6 + 0.5), math.floor(upnl_max * sc + 0.5), sc)
+        im_q += h_im
+        mm_q += h_mm
+    return v_q, im_q, mm_q
 
 
 _integer_quanta = _jit(_integer_quanta_py)
@@ -481,10 +543,12 @@ _integer_quanta = _jit(_integer_quanta_py)
 @_inline
 def slot_quanta(
     m: int, lots: float, mark: float, oi_contracts: float, mk: Float64Array2D,
-    mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D,
+    mki: Int64Array2D, tiers: Float64Array2D, ascale: Float64Array1D, cost_q: int,
 ) -> tuple[int, int, int]:
     """Value, initial and maintenance margin of one position in quanta of its settlement
-    asset, at ``mark`` and ``oi_contracts``.
+    asset, at ``mark`` and ``oi_contracts``, its cost basis ``cost_q`` (signed entry
+    notional in the same quanta: read only where the market weighs positive unrealized
+    PnL, ``MK_UPNL``, whose haircut :func:`drift_upnl_haircut` adds to the requirements).
 
     Float rules (``tiers[t0, T_RULE] == RULE_FLOAT``): value rounded down, requirements
     up (>= 0), the rounding that favours the venue. Integer rules decide as the venue's
@@ -497,7 +561,9 @@ def slot_quanta(
         return _integer_quanta(rule, mk[m, MK_KIND], mk[m, MK_CV], mk[m, MK_LOT], lots,
                                mark, oi_contracts, mk[m, MK_OI_LOWER], mk[m, MK_OI_UPPER],
                                mk[m, MK_IMF], tiers[t0, 1], tiers[t0, 2], tiers[t0, T_AUX],
-                               ascale[mki[m, MKI_SETTLE]])
+                               ascale[mki[m, MKI_SETTLE]], cost_q, mk[m, MK_UPNL],
+                               mk[m, MK_UPNL_IW], mk[m, MK_UPNL_MW], mk[m, MK_UPNL_IMF],
+                               mk[m, MK_UPNL_MAX])
     return float_slot_quanta(m, lots, mark, oi_contracts, mk, mki, tiers, ascale)
 
 
@@ -510,7 +576,12 @@ _IP_IM: Final = 1  # dYdX: adjusted IM ppm; Drift: initial ratio (1e-4)
 _IP_MM: Final = 2  # dYdX: base IM ppm; Drift: maintenance ratio (1e-4)
 _IP_AUX: Final = 3  # dYdX: maintenance fraction ppm; Drift: imf (1e-6)
 _IP_UNIT: Final = 4  # Drift, linear: 1e-9 base units per lot when whole, else 0
-_IP_COLUMNS: Final = 5
+_IP_UPNL: Final = 5  # Drift: 1 when positive PnL is weighted (MK_UPNL), else 0
+_IP_UIW: Final = 6  # Drift: unrealized_pnl_initial_asset_weight (1e-4)
+_IP_UMW: Final = 7  # Drift: unrealized_pnl_maintenance_asset_weight (1e-4)
+_IP_UIMF: Final = 8  # Drift: unrealized_pnl_imf_factor (1e-6)
+_IP_UMAX: Final = 9  # Drift: the initial check's cap on weighted PnL (settlement quanta)
+_IP_COLUMNS: Final = 10
 
 
 @_inline
@@ -555,6 +626,13 @@ def _integer_params(mk: Float64Array2D, mki: Int64Array2D, tiers: Float64Array2D
             u = math.floor(unit + 0.5)
             if mk[m, MK_KIND] != 1.0 and u >= 1 and abs(unit - u) <= 1e-9 * u:
                 ip[m, _IP_UNIT] = u
+            if mk[m, MK_UPNL] != 0.0:
+                ip[m, _IP_UPNL] = 1
+                ip[m, _IP_UIW] = math.floor(mk[m, MK_UPNL_IW] * 1e4 + 0.5)
+                ip[m, _IP_UMW] = math.floor(mk[m, MK_UPNL_MW] * 1e4 + 0.5)
+                ip[m, _IP_UIMF] = math.floor(mk[m, MK_UPNL_IMF] * 1e6 + 0.5)
+                ip[m, _IP_UMAX] = math.floor(mk[m, MK_UPNL_MAX]
+                                             * ascale[mki[m, MKI_SETTLE]] + 0.5)
     return ip
 
 
@@ -572,7 +650,7 @@ def _mul_bp_floor(a: int, bp: int) -> int:
 @_inline
 def _integer_quanta_hoisted(
     ip: Int64Array2D, m: int, lots: float, mark: float, mk: Float64Array2D,
-    mki: Int64Array2D, ascale: Float64Array1D,
+    mki: Int64Array2D, ascale: Float64Array1D, cost_q: int,
 ) -> tuple[int, int, int]:
     # _integer_quanta_py at the market's own mark and open interest, its market-only
     # part read from ip (_integer_params)
@@ -593,15 +671,25 @@ def _integer_quanta_hoisted(
         return v_q, _mul_ppm_ceil(n_q, ip[m, _IP_IM]), mm_q
     imf_ppm = ip[m, _IP_AUX]
     if imf_ppm <= 0:
-        return v_q, _mul_bp_floor(n_q, ip[m, _IP_IM]), _mul_bp_floor(n_q, ip[m, _IP_MM])
-    u = ip[m, _IP_UNIT]
-    alots = abs(lots)
-    # _size9_exact with the market's units per lot read from ip
-    size9 = int(alots) * u if u >= 1 and alots * u < 9e18 else _size9(size_base)
-    root = _drift_root(size9)
-    mm_bp = _drift_ratio_at(ip[m, _IP_MM], root, imf_ppm)
-    im_bp = _drift_ratio_at(ip[m, _IP_IM], root, imf_ppm)
-    return v_q, _mul_bp_floor(n_q, im_bp), _mul_bp_floor(n_q, mm_bp)
+        im_q = _mul_bp_floor(n_q, ip[m, _IP_IM])
+        mm_q = _mul_bp_floor(n_q, ip[m, _IP_MM])
+    else:
+        u = ip[m, _IP_UNIT]
+        alots = abs(lots)
+        # _size9_exact with the market's units per lot read from ip
+        size9 = int(alots) * u if u >= 1 and alots * u < 9e18 else _size9(size_base)
+        root = _drift_root(size9)
+        mm_bp = _drift_ratio_at(ip[m, _IP_MM], root, imf_ppm)
+        im_bp = _drift_ratio_at(ip[m, _IP_IM], root, imf_ppm)
+        im_q = _mul_bp_floor(n_q, im_bp)
+        mm_q = _mul_bp_floor(n_q, mm_bp)
+    if ip[m, _IP_UPNL] != 0:
+        h_im, h_mm = drift_upnl_haircut(v_q - cost_q, ip[m, _IP_UIW], ip[m, _IP_UMW],
+                                        ip[m, _IP_UIMF], ip[m, _IP_UMAX],
+                                        ascale[mki[m, MKI_SETTLE]])
+        im_q += h_im
+        mm_q += h_mm
+    return v_q, im_q, mm_q
 
 
 @_inline
@@ -806,7 +894,7 @@ def _apply_slots_any(
         a = mki[m, MKI_SETTLE]
         if ip[m, _IP_RULE] != 0:
             v, im, mm = _integer_quanta_hoisted(ip, m, float(st[s, S_LOTS]), mk[m, MK_MARK],
-                                                mk, mki, ascale)
+                                                mk, mki, ascale, st[s, S_COST])
         else:
             v, im, mm = float_slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
                                           mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
@@ -870,7 +958,7 @@ def _apply_all_any(
         a = mki[m, MKI_SETTLE]
         if ip[m, _IP_RULE] != 0:
             v, im, mm = _integer_quanta_hoisted(ip, m, float(st[s, S_LOTS]), mk[m, MK_MARK],
-                                                mk, mki, ascale)
+                                                mk, mki, ascale, st[s, S_COST])
         else:
             v, im, mm = float_slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
                                           mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
@@ -1072,12 +1160,13 @@ def row_whatif(
     dbal: Int64Array1D, row_first: Int64Array1D, st: Int64Array2D, row_int: Int64Array2D,
     mk: Float64Array2D, mki: Int64Array2D, tiers: Float64Array2D, px: Float64Array1D,
     ascale: Float64Array1D, atier_start: Int64Array1D, atier_count: Int64Array1D,
-    atiers: Float64Array2D, out: Float64Array1D,
+    atiers: Float64Array2D, out: Float64Array1D, cost_m: int = 0,
 ) -> None:
     """Equity, collateral, IM and MM (USD) of row ``r`` (``-1``: a new, empty row),
-    recomputed from scratch as if its position in market ``m`` changed by ``delta_lots``,
-    its balances by ``dbal`` quanta and the market's open interest were
-    ``oi_contracts_m``. Mutates nothing: checks decide on it before state changes."""
+    recomputed from scratch as if its position in market ``m`` changed by ``delta_lots``
+    (its cost basis then ``cost_m`` quanta), its balances by ``dbal`` quanta and the
+    market's open interest were ``oi_contracts_m``. Mutates nothing: checks decide on it
+    before state changes."""
     n_assets = ascale.shape[0]
     bal = np.zeros(n_assets, dtype=np.int64)
     val = np.zeros(n_assets, dtype=np.int64)
@@ -1091,19 +1180,22 @@ def row_whatif(
         if s >= 0:
             k = st[s, S_MARKET]
             lots = float(st[s, S_LOTS])
+            cost = st[s, S_COST]
             if k == m:
                 lots += delta_lots
+                cost = cost_m
                 seen = True
             nxt = st[s, S_NEXT]
         elif not seen and delta_lots != 0.0:
             k = m
             lots = delta_lots
+            cost = cost_m
             seen = True
             nxt = -1
         else:
             break
         oi = oi_contracts_m if k == m else mk[k, MK_OI_CONTRACTS]
-        v, im, mm = slot_quanta(k, lots, mk[k, MK_MARK], oi, mk, mki, tiers, ascale)
+        v, im, mm = slot_quanta(k, lots, mk[k, MK_MARK], oi, mk, mki, tiers, ascale, cost)
         a = mki[k, MKI_SETTLE]
         val[a] += v
         imq[a] += im
@@ -1165,7 +1257,7 @@ def _row_health_into(
         k = st[s, S_MARKET]
         mark = price if k == m else mk[k, MK_MARK]
         v, im, mm = slot_quanta(k, float(st[s, S_LOTS]), mark, mk[k, MK_OI_CONTRACTS], mk,
-                                mki, tiers, ascale)
+                                mki, tiers, ascale, st[s, S_COST])
         a = mki[k, MKI_SETTLE]
         val[a] += v
         imq[a] += im

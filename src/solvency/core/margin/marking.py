@@ -35,6 +35,7 @@ from solvency.core.margin.kernels import (
     MKI_TIER_COUNT,
     MKI_TIER_START,
     S_COLUMNS,
+    S_COST,
     S_IM,
     S_LOTS,
     S_MARKET,
@@ -217,7 +218,8 @@ def _mark(
                                                 lot0, t00, tn0, tiers, sc0)
         else:
             v_q, im_q, mm_q = slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
-                                          mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
+                                          mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale,
+                                          st[s, S_COST])
         row_int[r, n_assets + sa] += v_q - st[s, S_VALUE]
         row_int[r, 2 * n_assets + sa] += im_q - st[s, S_IM]
         row_int[r, 3 * n_assets + sa] += mm_q - st[s, S_MM]

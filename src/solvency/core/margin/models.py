@@ -49,9 +49,8 @@ def drift_unrealized_asset_weight_bp(pnl_quanta: int, asset_weight_bp: int, imf_
     (``AMM_TO_QUOTE_PRECISION_RATIO`` 1e3, ``SPOT_IMF_PRECISION`` 1e6); the market's
     ``unrealized_pnl_max_imbalance`` scaling is not modelled (0: off).
 
-    Not yet applied by the engine: its margin sums hold each position's value, not its
-    PnL (docs/venues.md, "Remaining out"). This is the venue's arithmetic, held to its
-    vectors, for that wiring.
+    The plain twin of the weight in ``kernels.drift_upnl_haircut``, which the engine's
+    margin sums apply on markets that set ``unrealized_pnl_initial_asset_weight``.
     """
     if pnl_quanta <= 0:
         return 10_000
@@ -264,11 +263,23 @@ class SizePremiumModel:
     requirement is ``liability * ratio // 1e4`` (``calculate_perp_position_value_and_pnl``,
     rounded down). So ``imr``/``mmr`` must be whole 1e-4 and ``imf_factor`` whole 1e-6.
     The ratio is not capped: Drift lets it pass 100 %.
+
+    Positive unrealized PnL (Drift's ``unrealized_pnl_initial_asset_weight``,
+    ``unrealized_pnl_maintenance_asset_weight``, ``unrealized_pnl_imf_factor``; whole
+    1e-4, 1e-4 and 1e-6): when ``unrealized_pnl_initial_asset_weight`` is set, a
+    position's profit (value minus cost basis) counts towards margin at its weight
+    (:func:`drift_unrealized_asset_weight_bp`), towards initial margin at most
+    ``unrealized_pnl_initial_max`` (Drift's ``MAX_POSITIVE_UPNL_FOR_INITIAL_MARGIN``, 100
+    of the settlement asset); ``None`` (the default): every profit counts in full.
     """
 
     imr: Decimal
     mmr: Decimal
     imf_factor: Decimal = Decimal(0)
+    unrealized_pnl_initial_asset_weight: Decimal | None = None
+    unrealized_pnl_maintenance_asset_weight: Decimal = Decimal(1)
+    unrealized_pnl_imf_factor: Decimal = Decimal(0)
+    unrealized_pnl_initial_max: Decimal = Decimal(100)
     kind: Literal["size_premium"] = "size_premium"
 
     def __post_init__(self) -> None:
@@ -281,6 +292,20 @@ class SizePremiumModel:
         _check_whole("imr", self.imr, 4)
         _check_whole("mmr", self.mmr, 4)
         _check_whole("imf_factor", self.imf_factor, 6)
+        if self.unrealized_pnl_initial_asset_weight is not None:
+            _check_rate("unrealized_pnl_initial_asset_weight",
+                        self.unrealized_pnl_initial_asset_weight)
+            _check_whole("unrealized_pnl_initial_asset_weight",
+                         self.unrealized_pnl_initial_asset_weight, 4)
+        _check_rate("unrealized_pnl_maintenance_asset_weight",
+                    self.unrealized_pnl_maintenance_asset_weight)
+        _check_whole("unrealized_pnl_maintenance_asset_weight",
+                     self.unrealized_pnl_maintenance_asset_weight, 4)
+        if self.unrealized_pnl_imf_factor < 0:
+            raise ValueError("unrealized_pnl_imf_factor must be non-negative")
+        _check_whole("unrealized_pnl_imf_factor", self.unrealized_pnl_imf_factor, 6)
+        if self.unrealized_pnl_initial_max < 0:
+            raise ValueError("unrealized_pnl_initial_max must be non-negative")
 
     def ratio_bp(self, base: Decimal, size_base: Decimal) -> int:
         """Size-premium ratio in 1e-4, as Drift decides it (plain twin of the kernel)."""
@@ -418,6 +443,9 @@ class RiskRow:
     im_slope: float = 0.0
     mm_slope: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
+    # Drift's positive-PnL weight: (on, initial weight, maintenance weight, imf, initial
+    # cap), the kernel's MK_UPNL.. columns; all 0: off
+    upnl: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def risk_row(model: MarginModel) -> RiskRow:
@@ -444,9 +472,14 @@ def risk_row(model: MarginModel) -> RiskRow:
     if isinstance(model, OptionStandardModel):
         return RiskRow(tiers=((0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),))
     if isinstance(model, SizePremiumModel):
+        iw = model.unrealized_pnl_initial_asset_weight
         return RiskRow(
             tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0, 2.0, 0.0),),
             imf_factor=float(model.imf_factor),
+            upnl=(0.0, 0.0, 0.0, 0.0, 0.0) if iw is None else (
+                1.0, float(iw), float(model.unrealized_pnl_maintenance_asset_weight),
+                float(model.unrealized_pnl_imf_factor),
+                float(model.unrealized_pnl_initial_max)),
         )
     return RiskRow(
         tiers=((0.0, float(model.mmr), float(model.imr), 0.0, 0.0, 0.0, 0.0),),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from solvency.core.margin.kernels import (
     MK_OI_CONTRACTS,
     MKI_SETTLE,
+    S_COST,
     S_IM,
     S_LOTS,
     S_MARKET,
@@ -61,8 +62,9 @@ def shock_rows_many(
         v0 = st[s, S_VALUE]
         im0 = st[s, S_IM]
         mm0 = st[s, S_MM]
+        cost = st[s, S_COST]
         for k in range(n_k):
-            v, im, mm = slot_quanta(m, lots, marks[k, m], oi, mk, mki, tiers, ascale)
+            v, im, mm = slot_quanta(m, lots, marks[k, m], oi, mk, mki, tiers, ascale, cost)
             row_int[k, r, n_assets + a] += v - v0
             row_int[k, r, 2 * n_assets + a] += im - im0
             row_int[k, r, 3 * n_assets + a] += mm - mm0

@@ -49,11 +49,15 @@ __all__ = [
 _OPTION_EXTRA: tuple[str, ...] = (
     "im_otm_discount", "mm_floor", "mm_otm_discount", "mm_mark_factor", "premium", "put_cap",
     "long_premium_im", "long_spot_im", "long_premium_mm", "long_spot_mm")
+# Drift's weight on positive unrealized PnL (size_premium): the SizePremiumModel fields
+_UPNL_KEYS: tuple[str, ...] = (
+    "unrealized_pnl_initial_asset_weight", "unrealized_pnl_maintenance_asset_weight",
+    "unrealized_pnl_imf_factor", "unrealized_pnl_initial_max")
 _MODEL_KEYS: dict[str, set[str]] = {
     "tiered": {"tiers", "continuous_initial"},
     "oi_scaled": {"imr", "maintenance_fraction", "open_interest_lower_cap",
                   "open_interest_upper_cap"},
-    "size_premium": {"imr", "mmr", "imf_factor"},
+    "size_premium": {"imr", "mmr", "imf_factor", *_UPNL_KEYS},
     "size_linear": {"imr", "mmr", "im_slope", "mm_slope"},
     "option_standard": {"im_base", "im_floor", "mm_base", *_OPTION_EXTRA},
 }
@@ -159,10 +163,12 @@ def parse_margin_model(data: Mapping[str, Any], path: str) -> MarginModel:
                                              f"{path}.open_interest_upper_cap"),
             )
         if kind == "size_premium":
+            upnl: dict[str, Any] = {k: _dec(data[k], f"{path}.{k}") for k in _UPNL_KEYS
+                                    if data.get(k) is not None}
             return SizePremiumModel(imr=_dec(data.get("imr"), f"{path}.imr"),
                                     mmr=_dec(data.get("mmr"), f"{path}.mmr"),
                                     imf_factor=_dec(data.get("imf_factor", 0),
-                                                    f"{path}.imf_factor"))
+                                                    f"{path}.imf_factor"), **upnl)
         if kind == "option_standard":
             extra: dict[str, Any] = {k: _dec(data[k], f"{path}.{k}")
                                      for k in _OPTION_EXTRA if data.get(k) is not None}
@@ -198,8 +204,11 @@ def margin_model_to_data(model: MarginModel) -> dict[str, Any]:
         return {"model": "option_standard", "im_base": str(model.base),
                 "im_floor": str(model.floor), "mm_base": str(model.mm_base), **extra}
     if isinstance(model, SizePremiumModel):
-        return {"model": "size_premium", "imr": str(model.imr), "mmr": str(model.mmr),
-                "imf_factor": str(model.imf_factor)}
+        out = {"model": "size_premium", "imr": str(model.imr), "mmr": str(model.mmr),
+               "imf_factor": str(model.imf_factor)}
+        if model.unrealized_pnl_initial_asset_weight is not None:
+            out.update({k: str(getattr(model, k)) for k in _UPNL_KEYS})
+        return out
     return {"model": "size_linear", "imr": str(model.imr), "mmr": str(model.mmr),
             "im_slope": str(model.im_slope), "mm_slope": str(model.mm_slope)}
 

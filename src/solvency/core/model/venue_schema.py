@@ -155,7 +155,10 @@ class MarketSection(BaseModel):
     Which keys apply depends on ``model`` (the parser refuses the others):
     ``tiered``: tiers, continuous_initial; ``oi_scaled``: imr, maintenance_fraction,
     open_interest_lower_cap, open_interest_upper_cap; ``size_premium``: imr, mmr,
-    imf_factor; ``size_linear``: imr, mmr, im_slope, mm_slope; ``option_standard``:
+    imf_factor, unrealized_pnl_initial_asset_weight,
+    unrealized_pnl_maintenance_asset_weight, unrealized_pnl_imf_factor,
+    unrealized_pnl_initial_max; ``size_linear``: imr, mmr, im_slope, mm_slope;
+    ``option_standard``:
     im_base, im_floor, mm_base, im_otm_discount, mm_floor, mm_otm_discount,
     mm_mark_factor, premium, put_cap, long_premium_im, long_spot_im, long_premium_mm,
     long_spot_mm.
@@ -185,6 +188,19 @@ class MarketSection(BaseModel):
     open_interest_lower_cap: _DecNonNeg | None = None
     open_interest_upper_cap: _DecNonNeg | None = None
     imf_factor: _DecNonNeg | None = None
+    unrealized_pnl_initial_asset_weight: _DecNonNeg | None = Field(
+        None, description="size_premium: weight of a position's positive unrealized PnL "
+                          "in the initial check, whole 1e-4 in [0, 1] (Drift's name); "
+                          "unset: every profit counts in full.")
+    unrealized_pnl_maintenance_asset_weight: _DecNonNeg | None = Field(
+        None, description="size_premium: the weight in the maintenance check (default 1).")
+    unrealized_pnl_imf_factor: _DecNonNeg | None = Field(
+        None, description="size_premium: size discount of the initial weight, whole 1e-6 "
+                          "(default 0).")
+    unrealized_pnl_initial_max: _DecNonNeg | None = Field(
+        None, description="size_premium: weighted profit a position counts towards initial "
+                          "margin at most, settlement asset (default 100: Drift's "
+                          "MAX_POSITIVE_UPNL_FOR_INITIAL_MARGIN).")
     im_slope: _DecNonNeg | None = None
     mm_slope: _DecNonNeg | None = None
     im_base: _DecNonNeg | None = Field(None, description="Option IM: base share of the "

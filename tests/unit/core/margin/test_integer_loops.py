@@ -5,7 +5,8 @@ rules out of their positions (``_integer_params``: whole-ppm rates, dYdX's
 open-interest-scaled IM ppm, Drift's 1e-9 units per lot) and skip the guard division of
 ``_mul_div_floor`` for Drift's ratios. On a mixed book (float tiers, dYdX linear and
 inverse with the open-interest scaling inside, at and above its caps, Drift with and
-without size premium, whole and fractional lots, 1 to 1e10 lots)
+without size premium, with Drift's weight on positive unrealized PnL against random cost
+bases, whole and fractional lots, 1 to 1e10 lots)
 every slot's cached value, IM and MM and every row sum must equal what
 :func:`~solvency.core.margin.kernels.slot_quanta`, the per-position function the venue
 vectors and the what-if use, gives for the same position.
@@ -30,10 +31,13 @@ from solvency.core.margin.kernels import (
     MK_OI_CONTRACTS,
     MK_OI_LOWER,
     MK_OI_UPPER,
+    MK_UPNL,
+    MK_UPNL_MAX,
     MKI_SETTLE,
     MKI_TIER_COUNT,
     MKI_TIER_START,
     S_COLUMNS,
+    S_COST,
     S_IM,
     S_LOTS,
     S_MARKET,
@@ -86,6 +90,17 @@ MARKETS: list[tuple[MarginModel, float, float, float, float, float]] = [
      0.0),
     (SizePremiumModel(imr=D("0.1"), mmr=D("0.05"), imf_factor=D("0.0005")),
      1.0, 10.0, 1.0, 43_210.7, 0.0),
+    # Drift with its positive-PnL weight (size-discounted initial weight, maintenance
+    # weight below 1, the 100 USDC initial cap), premium on and off
+    (SizePremiumModel(imr=D("0.1"), mmr=D("0.05"), imf_factor=D("0.00025"),
+                      unrealized_pnl_initial_asset_weight=D("0.8"),
+                      unrealized_pnl_maintenance_asset_weight=D("0.95"),
+                      unrealized_pnl_imf_factor=D("0.00125")),
+     0.0, 0.0001, 1.0, 43_210.7, 0.0),
+    (SizePremiumModel(imr=D("0.05"), mmr=D("0.03"),
+                      unrealized_pnl_initial_asset_weight=D("1"),
+                      unrealized_pnl_initial_max=D("1000000")),
+     0.0, 0.001, 1.0, 2_345.67, 0.0),
 ]
 
 
@@ -101,6 +116,7 @@ def _book(rng: np.random.Generator, n_slots: int) -> tuple[np.ndarray, ...]:
         mk[m, MK_OI_LOWER], mk[m, MK_OI_UPPER] = row.oi_lower, row.oi_upper
         mk[m, MK_IMF], mk[m, MK_IM_SLOPE], mk[m, MK_MM_SLOPE] = (
             row.imf_factor, row.im_slope, row.mm_slope)
+        mk[m, MK_UPNL : MK_UPNL_MAX + 1] = row.upnl
         mki[m, MKI_TIER_START], mki[m, MKI_TIER_COUNT] = len(rows), len(row.tiers)
         mki[m, MKI_SETTLE] = 1 if kind == 1.0 else 0
         rows.extend(row.tiers)
@@ -112,6 +128,10 @@ def _book(rng: np.random.Generator, n_slots: int) -> tuple[np.ndarray, ...]:
     mag = 10.0 ** rng.uniform(0, 10, n_slots)  # 1 .. 1e10 lots
     st[:, S_LOTS] = (mag * rng.choice([-1, 1], n_slots)).astype(np.int64)
     st[::97, S_LOTS] = 0
+    # cost bases around the entry value (profits and losses both ways, some zero)
+    st[:, S_COST] = (st[:, S_LOTS].astype(np.float64) * rng.uniform(-500, 3000, n_slots)
+                     ).astype(np.int64)
+    st[::13, S_COST] = 0
     return st, mk, mki, tiers, ascale
 
 
@@ -127,7 +147,7 @@ def test_integer_loops_equal_slot_quanta(seed: int) -> None:
     for s in range(st.shape[0]):
         m = int(st[s, S_MARKET])
         want[s] = slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK], mk[m, MK_OI_CONTRACTS],
-                              mk, mki, tiers, ascale)
+                              mk, mki, tiers, ascale, int(st[s, S_COST]))
         a, r = int(mki[m, MKI_SETTLE]), int(st[s, S_ROW])
         for k in range(3):
             sums[r, (k + 1) * 2 + a] += want[s, k]
@@ -141,7 +161,7 @@ def test_integer_loops_equal_slot_quanta(seed: int) -> None:
         m = int(st[s, S_MARKET])
         assert tuple(st[s, [S_VALUE, S_IM, S_MM]]) == slot_quanta(
             m, float(st[s, S_LOTS]), mk[m, MK_MARK], mk[m, MK_OI_CONTRACTS], mk, mki, tiers,
-            ascale)
+            ascale, int(st[s, S_COST]))
 
 
 @pytest.mark.parametrize("bp", [0, 1, 9_999, 10_000, 123_456_789, 2**31 - 1,

@@ -40,7 +40,8 @@ def _both(m, lots, mark, mk, mki, tiers, ascale):  # type: ignore[no-untyped-def
     out = np.empty((lots.shape[0], 6), dtype=np.int64)
     sc = ascale[mki[m, MKI_SETTLE]]
     for i in range(lots.shape[0]):
-        a = slot_quanta(m, lots[i], mark, mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
+        a = slot_quanta(m, lots[i], mark, mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale,
+                        0)
         b = plain_slot_quanta(lots[i], mark, mk[m, MK_KIND] == 1.0, mk[m, MK_CV],
                               mk[m, MK_LOT], mki[m, MKI_TIER_START], mki[m, MKI_TIER_COUNT],
                               tiers, sc)
