@@ -110,3 +110,49 @@ def test_bad_files_are_refused_with_the_dotted_key(tmp_path: Path) -> None:
     assert code == 2 and "venues[1].name" in out, out
     code, out = _run(tmp_path, FILE, "--shock", "-10%")
     assert code == 2 and "--shock" in out, out
+
+
+def _rebalance(tmp_path: Path, data: object, *args: str) -> tuple[int, str]:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    res = runner.invoke(app, ["rebalance", str(path), *args])
+    return res.exit_code, res.output
+
+
+def test_rebalance_equalizes_the_distances_by_hand(tmp_path: Path) -> None:
+    code, out = _rebalance(tmp_path, FILE, "--json", "--delay", "10m")
+    assert code == 0, out
+    r = json.loads(out)
+    (t,) = r["transfers"]
+    assert (t["from"], t["from_asset"], t["to"], t["to_asset"]) == (
+        "dydx", "USDC", "binance", "USDT")
+    # X moved: binance liquidated at (79,950 - X) / 0.995, dydx at (70,000 + X) / 0.988;
+    # equal at P = 149,950 / 1.983, X = 79,950 - 0.995 P (to the USDC quantum, rounded up)
+    p = Decimal(149_950) / Decimal("1.983")
+    assert abs(Decimal(t["amount"]) - (79_950 - Decimal("0.995") * p)) < Decimal("2e-6")
+    assert _close(r["min_distance_after"], 1 - p / 100_000)
+    assert r["distance_after"]["binance"] == r["distance_after"]["dydx"]
+    assert _close(r["min_distance_before"], 1 - Decimal(79_950) / Decimal("99_500"))
+    # during the transfer binance has not received it yet
+    assert r["min_distance_during"] == r["min_distance_before"]
+    assert len(r["after"]["ladder"]["BTC"]["down"]) == 2
+
+
+def test_rebalance_is_bounded_by_the_withdrawal_rule(tmp_path: Path) -> None:
+    # binance 500 USDT (MM 450): liquidated at 99,450 / 0.995 = 99,949.7 (-0.05 %);
+    # dydx 2,100 USDC over IM 2,000: it may withdraw 100, although equal distances would
+    # need (99,450 x 0.988 - 97,900 x 0.995) / 1.983 = 426.7
+    data = json.loads(json.dumps(FILE))
+    data["venues"][0]["account"]["collateral"]["USDT"] = "500"
+    data["venues"][1]["account"]["collateral"]["USDC"] = "2100"
+    code, out = _rebalance(tmp_path, data, "--json")
+    assert code == 0, out
+    r = json.loads(out)
+    assert [(t["from"], t["to"], Decimal(t["amount"])) for t in r["transfers"]] == [
+        ("dydx", "binance", Decimal(100))]
+    assert _close(r["distance_after"]["binance"], 1 - Decimal(99_350) / Decimal(99_500))
+    assert _close(r["distance_after"]["dydx"], 1 - Decimal(98_000) / Decimal(98_800))
+    code, text = _rebalance(tmp_path, data)
+    assert code == 0 and "dydx (USDC)" in text and "After" in text, text
+    code, text = _rebalance(tmp_path, data["venues"][0])
+    assert code == 2 and "venues: missing" in text, text

@@ -1,4 +1,5 @@
-"""``solvency margin``, ``solvency replay`` and ``solvency venues``."""
+"""``solvency margin`` (one venue or several), ``solvency rebalance``, ``solvency replay``
+and ``solvency venues``."""
 
 from __future__ import annotations
 
@@ -36,17 +37,18 @@ from solvency.core.model.venue import ConfigError, margin_model_to_data
 from solvency.core.portfolio import GridError
 from solvency.engine.engine import Engine, EngineError
 from solvency.engine.joint import JointSpec
-from solvency.engine.multivenue import evaluate_venues, is_multi_venue
+from solvency.engine.multivenue import evaluate_venues, is_multi_venue, rebalance_venues
 from solvency.engine.portfolio import (
     PortfolioError,
     bitmex_liquidation,
     evaluate_portfolio,
     max_order_size,
+    parse_horizon_days,
     shock_table,
 )
 from solvency.engine.summary import account_entries, replay_summary
 
-__all__ = ["DEMO_EVENTS", "margin", "replay", "replay_summary", "venues"]
+__all__ = ["DEMO_EVENTS", "margin", "rebalance", "replay", "replay_summary", "venues"]
 
 console = Console()
 err = Console(stderr=True)
@@ -188,6 +190,59 @@ def _margin_venues(data: Any, source: str, as_json: bool, horizon: str | None, *
         _print_ladder(report)
     if report["liquidatable"]:
         raise typer.Exit(LIQUIDATABLE_EXIT)
+
+
+def rebalance(
+    portfolio: Annotated[Path, typer.Argument(help="Multi-venue portfolio JSON file "
+                                                   "(a 'venues' list).")],
+    delay: Annotated[str | None, typer.Option(
+        "--delay", help="Transfer time (30m, 8h, 1d): the withdrawal leaves at once, the "
+                        "deposit lands after it; reports the smallest distance "
+                        "meanwhile.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Collateral transfers between venues that maximize the smallest distance to
+    liquidation, each withdrawal leaving the venue's initial margin, with the
+    liquidation ladder before and after (docs/contagion.md)."""
+    try:
+        data = load_json_file(portfolio)
+        if not is_multi_venue(data):
+            raise PortfolioError(f"{portfolio}: venues: missing (rebalance needs a "
+                                 "multi-venue file)")
+        days = None if delay is None else parse_horizon_days(delay)
+        report = rebalance_venues(data, source=str(portfolio), delay_days=days)
+    except (ConfigError, PortfolioError) as exc:
+        raise _fail(str(exc).replace("horizon:", "--delay:", 1)) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title="Transfers (stablecoins taken 1:1)")
+    for col in ("from", "to", "amount"):
+        table.add_column(col, justify="right" if col == "amount" else "left")
+    for t in report["transfers"]:
+        table.add_row(f"{t['from']} ({t['from_asset']})", f"{t['to']} ({t['to_asset']})",
+                      t["amount"])
+    if report["transfers"]:
+        print_table(console, table)
+    else:
+        console.print("No transfer raises the smallest distance to liquidation.",
+                      markup=False)
+    dist = Table(title="Distance to liquidation (fraction of the mark, either way)")
+    for col in ("venue", "before", "after"):
+        dist.add_column(col, justify="left" if col == "venue" else "right")
+    for name, d in report["distance_before"].items():
+        dist.add_row(name, d, report["distance_after"][name])
+    dist.add_row("smallest", report["min_distance_before"], report["min_distance_after"])
+    print_table(console, dist)
+    if "min_distance_during" in report:
+        console.print(f"During the transfer ({delay}): smallest distance "
+                      f"{report['min_distance_during']} (the withdrawal has left, the "
+                      "deposit has not landed; price moves meanwhile not modelled)",
+                      markup=False)
+    console.print("[bold]Before[/]")
+    _print_ladder(report["before"])
+    console.print("[bold]After[/]")
+    _print_ladder(report["after"])
 
 
 def _print_ladder(report: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ import typer
 
 from solvency.cli.backtest import backtest
 from solvency.cli.calibrate import calibrate_command
-from solvency.cli.core_commands import margin, replay, venues
+from solvency.cli.core_commands import margin, rebalance, replay, venues
 from solvency.cli.data import data_app
 from solvency.cli.fund_target import fund_target_command
 from solvency.cli.greeks import greeks
@@ -27,6 +27,7 @@ app = typer.Typer(
 
 # --- command registrations (one line per command module) ---
 app.command("margin")(margin)
+app.command("rebalance")(rebalance)
 app.command("replay")(replay)
 app.command("venues")(venues)
 app.command("backtest")(backtest)

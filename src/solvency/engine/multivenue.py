@@ -49,7 +49,7 @@ from solvency.engine.portfolio import (
 )
 
 __all__ = ["DEFAULT_RANGE", "DEFAULT_STEP", "MultiVenuePortfolio", "VenueEntry",
-           "evaluate_venues", "is_multi_venue"]
+           "evaluate_venues", "is_multi_venue", "rebalance_venues"]
 
 DEFAULT_RANGE: Final = Decimal("0.5")
 """The ladder's scan: the price moves from -50 % to +50 % of the mark ..."""
@@ -265,3 +265,197 @@ def evaluate_venues(data: Mapping[str, Any], *, source: str = "portfolio",
         "ladder": {b: {"down": _ladder(venues, b, -1, rng, step),
                        "up": _ladder(venues, b, 1, rng, step)} for b in bases},
     }
+
+
+# ============================================================================ rebalance
+
+_T_BISECT: Final = 40
+
+
+class _Pool:
+    """A venue's part in a rebalance: its transfer asset, what it may withdraw (the
+    engine's rule: what leaves initial margin, and the balance) and, per point of the
+    scan, the collateral it lacks there (maintenance less margin equity)."""
+
+    def __init__(self, v: _Venue, entry: VenueEntry, free: Decimal, source: str, i: int,
+                 rng: Decimal, step: Decimal) -> None:
+        self.v = v
+        if entry.account.mode == "isolated":
+            raise PortfolioError(f"{source}: venues[{i}].account.mode: rebalance moves an "
+                                 "account's cross collateral; isolated is not supported")
+        venue = v.engine.venue
+        fixed = sorted(a for a, q in entry.account.collateral.items()
+                       if q > 0 and venue.assets[a].price_usd == 1)
+        if not fixed:
+            raise PortfolioError(f"{source}: venues[{i}].account.collateral: no "
+                                 "stablecoin (fixed USD price 1) to move")
+        self.asset = fixed[0]
+        self.quantum = Decimal(1).scaleb(-venue.assets[self.asset].decimals)
+        balance = entry.account.collateral[self.asset]
+        self.withdrawable = max(Decimal(0), min(balance, free.quantize(self.quantum,
+                                                                     rounding="ROUND_DOWN")))
+        self.rng, self.step = rng, step
+        n = int(rng / step)
+        self.grid: list[tuple[str, int, Decimal]] = []  # (base, sign, move)
+        lack = []
+        for base in sorted(v.base):
+            for sign in (-1, 1):
+                for k in range(n + 1):
+                    move = sign * step * k
+                    self.grid.append((base, sign, move))
+                    lack.append(self._lack(base, move))
+        self.lack = np.array(lack)
+        self.absmove = np.array([float(abs(g[2])) for g in self.grid])
+
+    def _lack(self, base: str, move: Decimal) -> float:
+        coll, mm = self.v.state(base, move)
+        return mm - coll if mm > 0 else -np.inf
+
+    def need(self, t: Decimal) -> Decimal:
+        """Collateral to add (negative: that may be taken out) so that no move of up to
+        ``t`` (fraction) of any underlying's price, either way, liquidates the account:
+        the largest lack over the scan's points within ``t`` and at ``t`` itself."""
+        worst = float(self.lack[self.absmove <= float(t)].max(initial=-np.inf))
+        for base in self.v.base:
+            for sign in (-1, 1):
+                worst = max(worst, self._lack(base, sign * t))
+        if worst == -np.inf:
+            return -self.withdrawable
+        q = Decimal(repr(worst))
+        return q.quantize(self.quantum, rounding="ROUND_CEILING")
+
+
+def _feasible(pools: list[_Pool], t: Decimal) -> tuple[bool, list[Decimal]]:
+    needs = [p.need(t) for p in pools]
+    give = sum((min(p.withdrawable, -n) for p, n in zip(pools, needs, strict=True) if n < 0),
+               Decimal(0))
+    take = sum((n for n in needs if n > 0), Decimal(0))
+    return take <= give, needs
+
+
+def _best(pools: list[_Pool], rng: Decimal, step: Decimal) -> tuple[Decimal, list[Decimal]]:
+    """The largest t (smallest distance to liquidation over the venues) that transfers
+    can reach: bisection over the scan's points, then within the step."""
+    ok0, needs0 = _feasible(pools, Decimal(0))
+    if not ok0:
+        return Decimal(0), needs0
+    lo, hi = 0, int(rng / step)
+    if _feasible(pools, hi * step)[0]:
+        return hi * step, _feasible(pools, hi * step)[1]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _feasible(pools, mid * step)[0]:
+            lo = mid
+        else:
+            hi = mid
+    a, b = lo * step, hi * step
+    with localcontext() as ctx:
+        ctx.prec = 34
+        for _ in range(_T_BISECT):
+            half = (a + b) / 2
+            if _feasible(pools, half)[0]:
+                a = half
+            else:
+                b = half
+    return a, _feasible(pools, a)[1]
+
+
+def _transfers(pools: list[_Pool], needs: list[Decimal]) -> list[dict[str, str]]:
+    """Donors (largest room first) pay the recipients (largest need first)."""
+    donors = sorted(((min(p.withdrawable, -n), p) for p, n in zip(pools, needs, strict=True)
+                     if n < 0 and p.withdrawable > 0), key=lambda dp: (-dp[0], dp[1].v.name))
+    room = [d for d, _ in donors]
+    out = []
+    for n, p in sorted(((n, p) for p, n in zip(pools, needs, strict=True) if n > 0),
+                       key=lambda np_: (-np_[0], np_[1].v.name)):
+        left = n
+        for k, (_, donor) in enumerate(donors):
+            if left <= 0:
+                break
+            amount = min(left, room[k])
+            if amount <= 0:
+                continue
+            room[k] -= amount
+            left -= amount
+            out.append({"from": donor.v.name, "from_asset": donor.asset,
+                        "to": p.v.name, "to_asset": p.asset, "amount": str(amount)})
+    return out
+
+
+def _min_distance(report: dict[str, Any], rng: Decimal) -> tuple[Decimal, dict[str, str]]:
+    """Per venue its distance (the smallest |move| that liquidates it, the range where
+    none does) and the smallest."""
+    dist = {v["name"]: rng for v in report["venues"]}
+    for sides in report["ladder"].values():
+        for steps in sides.values():
+            for s in steps:
+                dist[s["venue"]] = min(dist[s["venue"]], abs(Decimal(s["move"])))
+    return min(dist.values(), default=rng), {k: str(d) for k, d in dist.items()}
+
+
+def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
+                     delay_days: float | None = None, rng: Decimal = DEFAULT_RANGE,
+                     step: Decimal = DEFAULT_STEP) -> dict[str, Any]:
+    """The ``solvency rebalance --json`` object: the stablecoin transfers between the
+    venues that maximize the smallest distance to liquidation (the fraction of the mark
+    by which one underlying's price must move, either way, to liquidate a venue), each
+    withdrawal at most what the venue lets go (it must leave initial margin: the
+    engine's withdrawal check, which the transfers are replayed through), and the ladder
+    before and after (docs/contagion.md).
+
+    Keys: ``transfers`` (``from``, ``from_asset``, ``to``, ``to_asset``, ``amount``),
+    ``min_distance_before``/``min_distance_after`` and ``distance_before``/
+    ``distance_after`` (venue -> fraction), ``before``/``after`` (the margin reports),
+    and with a delay ``delay_days`` and ``min_distance_during`` (the withdrawal leaves at
+    once, the deposit arrives after the delay: each recipient at its distance before,
+    each donor at its distance after; price moves during the delay are not modelled).
+    """
+    before = evaluate_venues(data, source=source, rng=rng, step=step)
+    m = _validate(data, source)
+    raw = data["venues"]
+    pools = []
+    for i, entry in enumerate(m.venues):
+        single = {k: v for k, v in raw[i].items() if k != "name"}
+        engine = load_portfolio_engine(single, source=source)
+        free = Decimal(before["venues"][i]["free_collateral"])
+        pools.append(_Pool(_Venue(entry.name or entry.venue, engine, source, i), entry,
+                           free, source, i, rng, step))
+    _, needs = _best(pools, rng, step)
+    transfers = _transfers(pools, needs)
+    moved: dict[int, Decimal] = {}
+    index = {p.v.name: i for i, p in enumerate(pools)}
+    for t in transfers:
+        moved[index[t["from"]]] = moved.get(index[t["from"]], Decimal(0)) - Decimal(t["amount"])
+        moved[index[t["to"]]] = moved.get(index[t["to"]], Decimal(0)) + Decimal(t["amount"])
+    for i, q in moved.items():  # the engine's own withdrawal check on each donor
+        if q < 0:
+            single = {k: v for k, v in raw[i].items() if k != "name"}
+            try:
+                evaluate_portfolio(single, source=source, moves=[(pools[i].asset, q)])
+            except PortfolioError as exc:
+                raise PortfolioError(f"{source}: venues[{i}]: the engine refused the "
+                                     f"withdrawal: {exc}") from None
+    after_data = {"venues": [dict(e) for e in raw]}
+    for i, q in moved.items():
+        e = after_data["venues"][i]
+        acct = dict(e["account"])
+        coll = dict(acct.get("collateral", {}))
+        coll[pools[i].asset] = str(Decimal(str(coll[pools[i].asset])) + q)
+        acct["collateral"] = coll
+        e["account"] = acct
+    after = evaluate_venues(after_data, source=source, rng=rng, step=step)
+    min_before, dist_before = _min_distance(before, rng)
+    min_after, dist_after = _min_distance(after, rng)
+    out: dict[str, Any] = {
+        "transfers": transfers,
+        "min_distance_before": str(min_before), "min_distance_after": str(min_after),
+        "distance_before": dist_before, "distance_after": dist_after,
+    }
+    if delay_days is not None:
+        during = [Decimal(dist_before[n]) if moved.get(i, Decimal(0)) > 0
+                  else Decimal(dist_after[n]) for n, i in index.items()]
+        out["delay_days"] = delay_days
+        out["min_distance_during"] = str(min(during, default=rng))
+    out["before"] = before
+    out["after"] = after
+    return out
