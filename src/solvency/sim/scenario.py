@@ -526,6 +526,16 @@ class _VenueEntry(BaseModel):
         default=None, gt=0, le=1, description="This venue's population: the scenario's "
                                               "with n_accounts and open interest scaled "
                                               "by this share (default: all of it).")
+    depth_scale: float | None = Field(
+        default=None, gt=0, description="This venue's books: every market's book depth and "
+                                        "daily volume of the scenario's [liquidity] "
+                                        "(or this entry's own) times this factor, so a "
+                                        "flow's square-root impact is 1/sqrt(depth_scale) "
+                                        "times the scenario's (default: 1).")
+    liquidity: dict[str, _Liquidity] = Field(
+        default={}, description="This venue's own [liquidity] tables, by market, in the "
+                                "scenario's liquidity format (the markets not given keep "
+                                "the scenario's).")
 
 
 class _LiquidityLink(BaseModel):
@@ -703,10 +713,22 @@ class VenueSpec(NamedTuple):
     preset: str
     insurance_fund: Decimal | None = None  # None: the scenario's
     population_share: float | None = None  # None: the scenario's population, whole
+    depth_scale: float | None = None  # None: the books as the liquidity tables give them
+    liquidity: Mapping[str, Mapping[str, Any]] | None = None  # own tables, by market
 
     def scenario_of(self, scenario: Scenario) -> Scenario:
-        """The scenario this venue runs: its own fund and share of the population."""
+        """The scenario this venue runs: its own fund, share of the population and books
+        (its own ``liquidity`` tables replace the scenario's market by market, then
+        ``depth_scale`` multiplies each book's depth and daily volume)."""
         out = scenario
+        if self.liquidity or self.depth_scale is not None:
+            data = {m: dict(d) for m, d in out.liquidity_data.items()}
+            data.update({m: dict(d) for m, d in (self.liquidity or {}).items()})
+            if self.depth_scale is not None:
+                for d in data.values():
+                    d["daily_volume_base"] *= self.depth_scale
+                    d["depth_scale"] = d.get("depth_scale", 1.0) * self.depth_scale
+            out = replace(out, liquidity_data=data)
         if self.insurance_fund is not None:
             out = replace(out, insurance_fund=self.insurance_fund)
         if self.population_share is not None:
@@ -1022,6 +1044,11 @@ class Scenario:
         return out
 
     def _profile(self, d: Mapping[str, Any]) -> DepthProfile:
+        profile = self._profile_given(d)
+        scale = d.get("depth_scale")  # a [[venues]] entry's depth_scale (scenario_of)
+        return profile if scale is None else profile.scaled(scale)
+
+    def _profile_given(self, d: Mapping[str, Any]) -> DepthProfile:
         if d["depth_per_bps_base"] is not None:
             return DepthProfile.uniform(d["depth_per_bps_base"], d["max_bps"])
         if d["book_depth"] is not None:
@@ -1214,6 +1241,10 @@ def _check_venues(scenario: Scenario, source: str) -> None:
         missing = sorted(set(scenario.markets) - set(venue.markets))
         if missing:
             raise ScenarioError(f"{key}.preset: {missing} are not markets of {preset!r}")
+        unknown = sorted(set(scenario.venues[i].liquidity or ()) - set(scenario.markets))
+        if unknown:
+            raise ScenarioError(f"{key}.liquidity: markets {unknown} are not in "
+                                f"market.markets ({', '.join(scenario.markets)})")
 
 
 def _check_markets(f: ScenarioFile, source: str) -> None:
@@ -1340,7 +1371,8 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
         oracle=_oracle(f.oracle, source),
         report={k: float(v) for k, v in f.report.model_dump().items() if v is not None},
         venues=tuple(VenueSpec(v.name, v.preset, None if v.insurance_fund is None else _fund(
-            {FUND_KEY: v.insurance_fund}, source, f"venues[{i}]."), v.population_share)
+            {FUND_KEY: v.insurance_fund}, source, f"venues[{i}]."), v.population_share,
+            v.depth_scale, {m: x.model_dump() for m, x in v.liquidity.items()} or None)
             for i, v in enumerate(f.venues)),
         links=_links(f.links, source),
         options=_options(f.population.options, source))
