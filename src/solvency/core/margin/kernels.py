@@ -4,9 +4,10 @@ Layout (struct of arrays, owned by ``engine/state.py``):
 
 * positions live in *slots*, one int64 row of the slot table ``st[s]`` each: market,
   margin row, signed lots, next slot of the same row (-1 ends), the cost basis (signed
-  entry notional, exact), and the cached value, initial and maintenance margin in integer quanta of the market's
-  settlement asset (value rounded down, requirements up: the rounding that favours the
-  venue). One row of 64 bytes: a holder touched by a price update costs one cache line;
+  entry notional, exact), and the cached value, initial and maintenance margin in integer
+  quanta of the market's settlement asset (value rounded down, requirements up: the
+  rounding that favours the venue). One row of 64 bytes: a holder touched by a price
+  update costs one cache line;
 * each margin account (*row*) starts its slot list at ``row_first[r]``;
 * ``row_int[r]`` holds, per asset ``a`` of ``A``, four int64 columns: the exact ledger
   balance (``a``), and the sums of its positions' value (``A + a``), initial (``2A + a``)
