@@ -108,8 +108,13 @@ def test_the_docs_hold_portfolio_examples():
 
 @pytest.mark.parametrize("data", DOC_PORTFOLIOS)
 def test_doc_portfolios_validate(data):
+    from solvency.engine.multivenue import MultiVenuePortfolio, is_multi_venue
     from solvency.engine.portfolio import portfolio_model
 
+    if is_multi_venue(data):  # one trader on several venues (issue 22)
+        jsonschema.validate(_plain(data), _schema("portfolio-venues-v1"))
+        MultiVenuePortfolio.model_validate(data)
+        return
     jsonschema.validate(_plain(data), _schema("portfolio-v1"))
     portfolio_model(data)
 
