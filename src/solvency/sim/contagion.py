@@ -422,7 +422,7 @@ class SharedTraders:
 # ============================================================================ runs
 
 
-def run_linked(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str]],
+def run_linked(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str | None]],
                links: Sequence[str], paths: Mapping[str, PathSet], *,
                progress: Progress | None = None
                ) -> tuple[dict[str, RunResult], dict[str, Any]]:
@@ -476,7 +476,7 @@ def run_linked(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str]],
     return {name: results[name] for name in runs}, metrics
 
 
-def _linked_task(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str]],
+def _linked_task(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str | None]],
                  links: Sequence[str], paths: Mapping[str, PathSet]
                  ) -> tuple[dict[str, RunResult], dict[str, Any]]:
     return run_linked(scenario, runs, links, paths)
@@ -513,7 +513,7 @@ def run_venues(scenario: Scenario, *, links: Sequence[str] = (), jobs: int = 1,
     if "traders" in links and scenario.links.traders is None:
         raise ScenarioError("links: the traders link needs [links.traders] with the "
                             "share and wallet (docs/contagion.md)")
-    runs = {v.name: (v.scenario_of(scenario), v.preset) for v in scenario.venues}
+    runs = {v.name: (v.scenario_of(scenario), v.run_preset) for v in scenario.venues}
     if not links:
         # one path set for every venue, built once from the scenario's seeds
         venues = run_named(scenario, runs, jobs=jobs, progress=progress)
@@ -526,7 +526,7 @@ def run_venues(scenario: Scenario, *, links: Sequence[str] = (), jobs: int = 1,
     # the linked run, one leave-one-out run per venue (with two venues each of those is
     # the other venue alone: not run twice) and each venue alone
     # (each venue alone runs with no link: its single-venue run)
-    tasks: dict[str, tuple[Mapping[str, tuple[Scenario, str]], Sequence[str]]] = {
+    tasks: dict[str, tuple[Mapping[str, tuple[Scenario, str | None]], Sequence[str]]] = {
         "": (runs, links)}
     for name in runs:
         rest = {k: v for k, v in runs.items() if k != name}

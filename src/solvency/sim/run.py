@@ -892,7 +892,7 @@ def run_compare(scenario: Scenario, venues: Sequence[str], *,
                      progress=progress, state_hashes=state_hashes)
 
 
-def run_named(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str]], *,
+def run_named(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str | None]], *,
               progress: Progress | None = None, jobs: int = 1,
               state_hashes: bool = False) -> dict[str, RunResult]:
     """Run named ``(scenario, venue preset)`` pairs on the paths of ``scenario``, built
@@ -928,7 +928,7 @@ def _init_worker(queue: Any) -> None:
     _PROGRESS_QUEUE = queue
 
 
-def _venue_task(scenario: Scenario, preset: str, name: str, paths: Mapping[str, PathSet],
+def _venue_task(scenario: Scenario, preset: str | None, name: str, paths: Mapping[str, PathSet],
                 state_hashes: bool) -> RunResult:
     """Run one venue of a compare in a worker, reporting progress to the parent."""
     queue = _PROGRESS_QUEUE
@@ -941,7 +941,7 @@ def _venue_task(scenario: Scenario, preset: str, name: str, paths: Mapping[str, 
                         state_hashes=state_hashes)
 
 
-def _compare_in_processes(scenario: Scenario, venues: Mapping[str, tuple[Scenario, str]],
+def _compare_in_processes(scenario: Scenario, venues: Mapping[str, tuple[Scenario, str | None]],
                           paths: Mapping[str, PathSet], *, workers: int,
                           progress: Progress | None, state_hashes: bool
                           ) -> dict[str, RunResult]:

@@ -516,9 +516,14 @@ class _VenueEntry(BaseModel):
 
     model_config = _STRICT
     name: str = Field(min_length=1, description="The venue's name in the results.")
-    preset: str = Field(min_length=1, description="Venue preset (solvency venues); the "
-                                                  "scenario's [venue] insurance, oracle "
-                                                  "and margin_call_ratio apply to it.")
+    preset: str | None = Field(default=None, min_length=1, description=(
+        "Venue preset (solvency venues); the scenario's [venue] insurance, oracle and "
+        "margin_call_ratio apply to it. Give preset or venue."))
+    venue: str | None = Field(default=None, min_length=1, description=(
+        "A venue file (JSON or TOML, docs/venues.md), its path found as the scenario's "
+        "data paths are (the working directory, then the folder above the scenario's); "
+        "the scenario's [venue] overrides apply to it as to a preset. Give preset or "
+        "venue."))
     insurance_fund: float | int | str | None = Field(
         default=None, description="This venue's fund at the start, in its settlement "
                                   "asset (default: the [venue] table's).")
@@ -710,17 +715,28 @@ class VenueSpec(NamedTuple):
     """One venue of a multi-venue run (``[[venues]]``)."""
 
     name: str
-    preset: str
+    preset: str  # a preset's name, or the venue file's path as given
     insurance_fund: Decimal | None = None  # None: the scenario's
     population_share: float | None = None  # None: the scenario's population, whole
     depth_scale: float | None = None  # None: the books as the liquidity tables give them
     liquidity: Mapping[str, Mapping[str, Any]] | None = None  # own tables, by market
+    venue_file: Mapping[str, Any] | None = None  # a venue file's data (preset: its path)
+
+    @property
+    def run_preset(self) -> str | None:
+        """The preset a run names (``None``: the venue of :meth:`scenario_of` itself)."""
+        return None if self.venue_file is not None else self.preset
 
     def scenario_of(self, scenario: Scenario) -> Scenario:
         """The scenario this venue runs: its own fund, share of the population and books
         (its own ``liquidity`` tables replace the scenario's market by market, then
         ``depth_scale`` multiplies each book's depth and daily volume)."""
         out = scenario
+        if self.venue_file is not None:
+            # the scenario's shared overrides apply as to another preset (Scenario.venue)
+            shared = {k: v for k, v in out.venue_data.items()
+                      if k not in ("markets", "assets", "name", "preset")}
+            out = replace(out, venue_data={**self.venue_file, **shared})
         if self.liquidity or self.depth_scale is not None:
             data = {m: dict(d) for m, d in out.liquidity_data.items()}
             data.update({m: dict(d) for m, d in (self.liquidity or {}).items()})
@@ -900,19 +916,7 @@ class Scenario:
         ScenarioError
             If the file exists neither as given nor under the scenario's base directory.
         """
-        p = Path(path).expanduser()
-        if p.is_absolute():
-            if p.exists():
-                return p
-            raise ScenarioError(f"data file not found: {p}")
-        tried = [Path.cwd() / p]
-        if self.base_dir is not None:
-            tried.append(self.base_dir / p)
-        for cand in tried:
-            if cand.exists():
-                return cand.resolve()
-        raise ScenarioError(
-            f"data file not found: {path} (looked in {', '.join(str(t) for t in tried)})")
+        return _resolve(path, self.base_dir)
 
     def path_specs(self) -> dict[str, PathSpec]:
         """Return the path model of each market (``prices_override`` replays first).
@@ -1226,21 +1230,62 @@ def _fund(venue: dict[str, Any], source: str, table: str = "venue.") -> Decimal:
     return value
 
 
+def _resolve(path: str, base_dir: Path | None) -> Path:
+    """:meth:`Scenario.resolve`: ``path`` as given, else under ``base_dir``."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        if p.exists():
+            return p
+        raise ScenarioError(f"data file not found: {p}")
+    tried = [Path.cwd() / p]
+    if base_dir is not None:
+        tried.append(base_dir / p)
+    for cand in tried:
+        if cand.exists():
+            return cand.resolve()
+    raise ScenarioError(
+        f"data file not found: {path} (looked in {', '.join(str(t) for t in tried)})")
+
+
+def _venue_file(v: _VenueEntry, i: int, source: str,
+                base_dir: Path | None) -> dict[str, Any] | None:
+    """A ``[[venues]]`` entry's venue file, read (``None`` for a preset); exactly one of
+    ``preset`` and ``venue`` given."""
+    key = f"{source}: venues[{i}]"
+    if (v.preset is None) == (v.venue is None):
+        raise ScenarioError(f"{key}: give preset or venue (a venue file), "
+                            f"{'not both' if v.preset else 'one of them'}")
+    if v.venue is None:
+        return None
+    from solvency.adapters.eventlog import load_json_file
+
+    try:
+        path = _resolve(v.venue, base_dir)
+        data = load_json_file(path)
+    except (ScenarioError, ConfigError) as exc:
+        raise ScenarioError(f"{key}.venue: {exc}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{key}.venue: {path}: a venue file must hold an object")
+    return data
+
+
 def _check_venues(scenario: Scenario, source: str) -> None:
     """``[[venues]]``: names once each, known presets holding the scenario's markets."""
     seen: set[str] = set()
-    for i, (name, preset, *_own) in enumerate(scenario.venues):
+    for i, spec in enumerate(scenario.venues):
+        name, preset = spec.name, spec.preset
         key = f"{source}: venues[{i}]"
+        field_ = "preset" if spec.venue_file is None else "venue"
         if name in seen:
             raise ScenarioError(f"{key}.name: {name!r} is named twice")
         seen.add(name)
         try:
-            venue = scenario.venue(preset)
+            venue = spec.scenario_of(scenario).venue(spec.run_preset)
         except ScenarioError as exc:
-            raise ScenarioError(f"{key}.preset: {exc}") from None
+            raise ScenarioError(f"{key}.{field_}: {exc}") from None
         missing = sorted(set(scenario.markets) - set(venue.markets))
         if missing:
-            raise ScenarioError(f"{key}.preset: {missing} are not markets of {preset!r}")
+            raise ScenarioError(f"{key}.{field_}: {missing} are not markets of {preset!r}")
         unknown = sorted(set(scenario.venues[i].liquidity or ()) - set(scenario.markets))
         if unknown:
             raise ScenarioError(f"{key}.liquidity: markets {unknown} are not in "
@@ -1370,10 +1415,13 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
         agents=_agents(f.agents, source), seed_agents=f.seeds.agents,
         oracle=_oracle(f.oracle, source),
         report={k: float(v) for k, v in f.report.model_dump().items() if v is not None},
-        venues=tuple(VenueSpec(v.name, v.preset, None if v.insurance_fund is None else _fund(
-            {FUND_KEY: v.insurance_fund}, source, f"venues[{i}]."), v.population_share,
-            v.depth_scale, {m: x.model_dump() for m, x in v.liquidity.items()} or None)
-            for i, v in enumerate(f.venues)),
+        venues=tuple(VenueSpec(v.name, str(v.venue or v.preset), None if v.insurance_fund
+                               is None else _fund({FUND_KEY: v.insurance_fund}, source,
+                                                  f"venues[{i}]."), v.population_share,
+                               v.depth_scale, {m: x.model_dump()
+                                               for m, x in v.liquidity.items()} or None,
+                               _venue_file(v, i, source, base_dir))
+                     for i, v in enumerate(f.venues)),
         links=_links(f.links, source),
         options=_options(f.population.options, source))
     try:
