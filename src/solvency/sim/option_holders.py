@@ -38,6 +38,12 @@ their holders by the venue's rule and liquidates them like any position: through
 liquidity port when ``[population.options.liquidity]`` gives the options a book, else by
 the insurance fund, the backstop or ADL as the venue's waterfall says. Every step works
 on arrays or on the few option series; nothing loops over holders.
+
+With ``margin = "portfolio"`` the holders are portfolio-margined: the run's engine gets
+the grid (``pm_grid``), :func:`~solvency.sim.population.load_population` loads them one
+event at a time in portfolio mode instead of in bulk, and the engine margins each
+holder's whole book (options and perp) by the grid's worst-scenario loss at every
+valuation. Every draw above is the same in both modes.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import Venue
 from solvency.core.options.black76 import black76_premium_deterministic
 from solvency.core.options.margin import option_margin
+from solvency.core.portfolio import ScenarioGrid
 from solvency.core.typing import Float64Array1D, Int64Array1D
 from solvency.engine.engine import STREET, Engine
 from solvency.engine.options import option_params
@@ -122,6 +129,12 @@ class OptionHoldersSpec:
     hedge : OptionHedgeSpec or None
         ``[population.options.hedge]``: re-hedging during the run
         (:mod:`solvency.sim.option_hedge`); None: the opening hedge only.
+    margin : {"standard", "portfolio"}
+        How the writers are margined: the venue's per-position rules, or the
+        portfolio-margin scenario grid ``pm_grid`` over each writer's whole book (perp
+        and options; :func:`load_option_holders` with ``portfolio``).
+    pm_grid : ScenarioGrid or None
+        The grid of ``margin = "portfolio"`` (None with "standard").
     """
 
     underlying: str
@@ -139,6 +152,8 @@ class OptionHoldersSpec:
     lot_size: Decimal | None = None
     liquidity: Mapping[str, Any] | None = field(default=None)
     hedge: OptionHedgeSpec | None = None
+    margin: Literal["standard", "portfolio"] = "standard"
+    pm_grid: ScenarioGrid | None = None
 
     def __post_init__(self) -> None:
         checks = (
@@ -159,6 +174,10 @@ class OptionHoldersSpec:
             ("margin_multiple", 1.0 <= self.margin_multiple <= 100.0, "must be in [1, 100]"),
             ("tick_size", self.tick_size is None or self.tick_size > 0, "must be > 0"),
             ("lot_size", self.lot_size is None or self.lot_size > 0, "must be > 0"),
+            ("margin", self.margin in ("standard", "portfolio"),
+             "must be \"standard\" or \"portfolio\""),
+            ("pm_grid", (self.pm_grid is None) == (self.margin == "standard"),
+             "a grid with margin = \"portfolio\" and only then"),
         )
         for key, ok, why in checks:
             if not ok:
@@ -373,6 +392,12 @@ def load_option_holders(engine: Engine, pop: Population, book: OptionHolders, *,
         name = pop.accounts[int(book.holders[h])]
         engine.seed_position(name, book.underlying, int(book.hedge_lots[h]) * under.lot_size,
                              s0, counterparty=counterparty)
+    if engine.n_pm_rows:
+        # portfolio-margined writers (load_population's ``portfolio``): seeding skips
+        # margin, so their grid requirements are computed once the book is in
+        rows = np.array([engine.book.row_index[pop.accounts[i]]
+                         for i in book.holders.tolist()], dtype=np.int64)
+        engine.refresh_pm(rows[~np.isnan(engine.book.pm[rows, 0])])
 
 
 def holder_sides(engine: Engine, pop: Population, book: OptionHolders

@@ -307,16 +307,22 @@ class Population:
         lots = self.pos_lots[sel]
         return int(lots[lots > 0].sum()), int(-lots[lots < 0].sum())
 
-    def book_arrays(self, market_index: Mapping[str, int]) -> BookArrays:
-        """Return ``Engine.load_book`` arguments for the cross accounts.
+    def book_arrays(self, market_index: Mapping[str, int],
+                    exclude: Int64Array1D | None = None) -> BookArrays:
+        """Return ``Engine.load_book`` arguments for the cross accounts (less the account
+        indices ``exclude``: :func:`load_population` loads those one event at a time).
 
         Accounts whose collateral is not the settlement asset get zero collateral here
         (:func:`load_population` deposits it separately).
         """
-        cross = np.flatnonzero(~self.isolated)
+        bulk = ~self.isolated
+        if exclude is not None:
+            bulk = bulk.copy()
+            bulk[exclude] = False
+        cross = np.flatnonzero(bulk)
         new_index = np.full(len(self.accounts), -1, dtype=np.int64)
         new_index[cross] = np.arange(cross.shape[0], dtype=np.int64)
-        keep = ~self.isolated[self.pos_account]
+        keep = bulk[self.pos_account]
         settle = self.collateral_assets.index(self.settle_asset) \
             if self.settle_asset in self.collateral_assets else -1
         coll = np.where(self.collateral_asset[cross] == settle,
@@ -670,7 +676,8 @@ def _path_entries(spec: PopulationSpec, insts: list[Instrument], px: Float64Arra
 
 
 def load_population(engine: Engine, pop: Population, *, set_marks: bool = True,
-                    counterparty: str = STREET, id_prefix: str = "pop") -> None:
+                    counterparty: str = STREET, id_prefix: str = "pop",
+                    portfolio: Int64Array1D | None = None) -> None:
     """Load a population into an engine: marks, cross accounts in bulk, the rest by event.
 
     1. With ``set_marks``, a ``Price`` event per entry of ``pop.marks`` (the margin of
@@ -682,18 +689,28 @@ def load_population(engine: Engine, pop: Population, *, set_marks: bool = True,
        position ``Engine.seed_position`` and ``Engine.transfer_isolated`` of a share of
        the collateral proportional to the position's notional at entry (the last
        position takes the remainder, so no quantum is lost).
+    5. The cross accounts of ``portfolio`` (population indices; the engine needs a
+       portfolio-margin grid): left out of the bulk load, each is switched to portfolio
+       margin by an ``AccountMode`` event before it holds anything (the engine refuses a
+       switch with open positions), then its collateral is deposited and its positions
+       seeded (``Engine.seed_position``). The other accounts load as without it.
 
     Event ids are ``f"{id_prefix}:..."`` and must be new to the engine.
     """
     if set_marks:
         for market, price in pop.marks.items():
             engine.apply(Price(id=f"{id_prefix}:mark:{market}", market=market, price=price))
-    arrays = pop.book_arrays(engine.book.market_index)
+    arrays = pop.book_arrays(engine.book.market_index, exclude=portfolio)
     engine.load_book(arrays.accounts, arrays.asset, arrays.collateral_quanta,
                      arrays.pos_account, arrays.pos_market, arrays.pos_lots,
                      arrays.entry_ticks, counterparty=counterparty)
     settle = pop.collateral_assets.index(pop.settle_asset)
-    other = np.flatnonzero(~pop.isolated & (pop.collateral_asset != settle)
+    pm = np.zeros(len(pop.accounts), dtype=np.bool_)
+    if portfolio is not None:
+        pm[portfolio] = True
+        if (pm & pop.isolated).any():
+            raise ValueError("portfolio: an isolated account cannot be portfolio-margined")
+    other = np.flatnonzero(~pop.isolated & ~pm & (pop.collateral_asset != settle)
                            & (pop.collateral_quanta > 0))
     for i in other.tolist():
         sym = pop.collateral_assets[int(pop.collateral_asset[i])]
@@ -701,11 +718,28 @@ def load_population(engine: Engine, pop: Population, *, set_marks: bool = True,
                  int(pop.collateral_quanta[i]))
     for i in np.flatnonzero(pop.isolated).tolist():
         _load_isolated(engine, pop, i, id_prefix, counterparty)
+    for i in np.flatnonzero(pm).tolist():
+        _load_portfolio(engine, pop, i, id_prefix, counterparty)
 
 
 def _deposit(engine: Engine, event_id: str, account: str, asset: str, quanta: int) -> None:
     amount = Decimal(quanta).scaleb(-engine.venue.assets[asset].decimals)
     engine.apply(Deposit(id=event_id, account=account, asset=asset, amount=amount))
+
+
+def _load_portfolio(engine: Engine, pop: Population, i: int, id_prefix: str,
+                    counterparty: str) -> None:
+    name = pop.accounts[i]
+    engine.apply(AccountMode(id=f"{id_prefix}:mode:{name}", account=name, mode="portfolio"))
+    if int(pop.collateral_quanta[i]) > 0:
+        _deposit(engine, f"{id_prefix}:dep:{name}", name,
+                 pop.collateral_assets[int(pop.collateral_asset[i])],
+                 int(pop.collateral_quanta[i]))
+    for r in np.flatnonzero(pop.pos_account == i).tolist():
+        inst = engine.venue.markets[pop.markets[int(pop.pos_market[r])]]
+        engine.seed_position(name, inst.name, int(pop.pos_lots[r]) * inst.lot_size,
+                             int(pop.entry_ticks[r]) * inst.tick_size,
+                             counterparty=counterparty)
 
 
 def _load_isolated(engine: Engine, pop: Population, i: int, id_prefix: str,

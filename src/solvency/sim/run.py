@@ -737,11 +737,15 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
                       start_ms=int(ts[0]), seed=scenario.seed_agents)
     except ValueError as exc:
         raise ScenarioError(f"agents.{exc}") from None
-    engine = Engine(v, liquidity=crew.liquidity)
+    # writers under portfolio margin: the engine gets the grid, and the writers load one
+    # event at a time in portfolio mode (the bulk load and every draw are unchanged)
+    grid = None if opt is None or scenario.options is None else scenario.options.pm_grid
+    engine = Engine(v, liquidity=crew.liquidity, pm_grid=grid)
     if scenario.insurance_fund > 0:
         engine.apply(Deposit(id="scenario:fund", account=INSURANCE_ROW, asset=settle,
                              amount=scenario.insurance_fund))
-    load_population(engine, pop)
+    load_population(engine, pop,
+                    portfolio=None if grid is None or opt is None else opt.holders)
     vols = {m: realized_vol(ts, prices[m], scenario.vol_window) for m in markets}
     opt_vols: OptionVols | None = None
     if opt is not None and scenario.options is not None:

@@ -60,10 +60,12 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
+from solvency.adapters.grids import grid_names, load_grid
 from solvency.adapters.ohlcv import OhlcvError, parse_interval_ms, read_ohlcv
 from solvency.core.model.events import EventError, parse_ts_ms
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError, Venue
+from solvency.core.portfolio import GridError, ScenarioGrid
 from solvency.core.schema import format_errors
 from solvency.engine.feeds import DEFAULT_SOURCES
 from solvency.sim.agents import (
@@ -387,6 +389,12 @@ class _Options(BaseModel):
         "of options go to the venue's fund, backstop or ADL."))
     hedge: _OptionsHedge | None = Field(default=None, description=(
         "Re-hedging during the run; absent, the opening hedge only."))
+    margin: Literal["standard", "portfolio"] = Field(default="standard", description=(
+        "How the writers are margined: the venue's per-position rule (standard) or its "
+        "portfolio-margin scenario grid (portfolio)."))
+    pm_grid: str | None = Field(default=None, description=(
+        "With margin = \"portfolio\": the scenario grid, a shipped name (deribit_pm, "
+        "cme_span_16, paradex_pm) or a grid TOML file (default deribit_pm)."))
 
 
 class _Population(BaseModel):
@@ -1129,7 +1137,27 @@ def _population(p: _Population, source: str) -> PopulationSpec:
         raise ScenarioError(f"{source}: population: {exc}") from None
 
 
-def _options(o: _Options | None, source: str) -> OptionHoldersSpec | None:
+def _pm_grid(o: _Options, base_dir: Path | None) -> ScenarioGrid | None:
+    """The writers' scenario grid: ``pm_grid`` (a shipped name or a TOML file, relative
+    to the repository root like the data paths), default deribit_pm; None for
+    ``margin = "standard"``."""
+    if o.margin == "standard":
+        if o.pm_grid is not None:
+            raise ValueError("pm_grid: only with margin = \"portfolio\"")
+        return None
+    name = o.pm_grid or "deribit_pm"
+    try:
+        if name not in grid_names() and not Path(name).is_file() and base_dir is not None \
+                and (base_dir / name).is_file():
+            return load_grid(base_dir / name)
+        return load_grid(name)
+    except GridError as exc:
+        # UnknownGridError is also a KeyError, whose str() quotes the message
+        raise ValueError(f"pm_grid: {exc.args[0] if exc.args else exc}") from None
+
+
+def _options(o: _Options | None, source: str,
+             base_dir: Path | None = None) -> OptionHoldersSpec | None:
     if o is None:
         return None
     key = "population.options"
@@ -1155,7 +1183,8 @@ def _options(o: _Options | None, source: str) -> OptionHoldersSpec | None:
                 interval_ms=_duration_ms(o.hedge.interval, "hedge.interval"),
                 band_base=o.hedge.band_base, band_share=o.hedge.band_share,
                 hedge_ratio=o.hedge.hedge_ratio, fee_taker_ppm=o.hedge.fee_taker_ppm,
-                maker_capital=o.hedge.maker_capital, source=o.hedge.source))
+                maker_capital=o.hedge.maker_capital, source=o.hedge.source),
+            margin=o.margin, pm_grid=_pm_grid(o, base_dir))
     except ValueError as exc:
         raise ScenarioError(f"{source}: {key}.{exc}") from None
 
@@ -1423,7 +1452,7 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
                                _venue_file(v, i, source, base_dir))
                      for i, v in enumerate(f.venues)),
         links=_links(f.links, source),
-        options=_options(f.population.options, source))
+        options=_options(f.population.options, source, base_dir))
     try:
         venue_obj = scenario.venue()
     except ScenarioError as exc:
