@@ -73,12 +73,13 @@ def test_one_portfolio_writer_is_margined_and_called_as_the_grid_says(
     assert eng.accounts[acct] == "portfolio"
     perp_btc = (1 + int(book.hedge_lots[0])) * 0.0001  # the drawn lot and the hedge
     row = eng.book.row_index[acct]
-    # at the opening mark, before any price event of the run
-    view = eng.account_view(acct)
+    # at the opening mark, before any price event of the run: the book as loaded (the
+    # run tops accounts up from it), then through the account view
     ref0 = _reference_mm(sc.options.pm_grid, float(px[0]), int(ts[0]), perp_btc, 0.8)
     assert ref0 > 0
     assert float(eng.book.pm[row, 1]) == pytest.approx(ref0, rel=1e-9)
-    assert float(view["maintenance_margin"]) == pytest.approx(ref0, abs=0.01)
+    assert float(eng.account_view(acct)["maintenance_margin"]) == pytest.approx(
+        ref0, abs=0.01)
     called = liquidated = None
     checked = 0
     for k in range(1, ts.shape[0]):
