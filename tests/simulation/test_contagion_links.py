@@ -379,16 +379,22 @@ def test_the_attribution_tables_print_every_figure_uncut() -> None:
 
 
 def test_the_contagion_scenario_lists_its_venues_and_links() -> None:
-    """scenarios/contagion_2025_10_10.toml (a first version): three venues with their
-    shares of Binance's open interest, both links on; run single-venue by the golden
+    """scenarios/contagion_2025_10_10.toml: four venues (Bybit's a venue file) with their
+    shares of Binance's open interest and books scaled by them, both links on; run single-venue by the golden
     test (its [venue] is the calibrated crash's)."""
     from solvency.sim.scenario import load_scenario
 
     root = Path(__file__).resolve().parents[2]
     sc = load_scenario(root / "scenarios" / "contagion_2025_10_10.toml")
-    assert [(v.name, v.preset, v.population_share) for v in sc.venues] == [
-        ("binance", "binance-2025-10-10", None), ("hyperliquid", "hyperliquid", 0.26),
-        ("dydx", "dydx", 0.0055)]
+    assert [(v.name, v.preset, v.population_share, v.depth_scale) for v in sc.venues] == [
+        ("binance", "binance-2025-10-10", None, None),
+        ("hyperliquid", "hyperliquid", 0.26, 0.26), ("dydx", "dydx", 0.0055, 0.0055),
+        ("bybit", "venues/bybit.toml", 0.5, 0.5)]
+    bybit = sc.venues[3]
+    assert bybit.scenario_of(sc).venue(bybit.run_preset).name == "bybit"
+    # each venue's books: Binance's calibrated BTC book (2.68201 BTC per bp) x its share
+    dydx = sc.venues[2].scenario_of(sc).liquidity_specs()["BTC-PERP"]
+    assert dydx.profile.ask_base[-1] == pytest.approx(2.68201 * 500.0 * 0.0055)
     assert sc.links.active == ("liquidity", "traders")
     assert sc.links.liquidity == LiquidityLinkSpec(150_000_000.0, 60_000, 10.0)
     assert sc.links.traders == TradersLinkSpec(0.2, 0.5, 600_000, 0.4)
