@@ -65,7 +65,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Final, Literal
 
@@ -74,6 +74,8 @@ import numpy as np
 from solvency.core.model.events import AccountMode, Deposit, Price
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import Venue
+from solvency.core.oracle import OracleReport
+from solvency.core.oracle.collateral import PRICE_QUANTUM
 from solvency.core.typing import BoolArray1D, Float64Array1D, Int64Array1D
 from solvency.engine.engine import STREET, Engine
 
@@ -185,6 +187,13 @@ class PopulationSpec:
         opened along the last ``entry_history_ms`` of them and the accounts that path
         would have liquidated are replaced (see "Path-consistent entries" above);
         ``None`` (default): entries around the current price.
+    collateral_prices : Mapping[str, float]
+        Start USD price of collateral assets valued by rule (``assets.X.valuation``) in
+        ``collateral_mix`` whose rule has no redemption source (e.g. ``{"USDE": 1.0}``:
+        Binance valued USDe from its own book alone); an asset with a redemption source
+        starts at ``rate x`` its underlying's price unless listed here. The population's
+        deposits are sized at these prices; ``load_population`` reports them as the
+        rule's book and index sources.
     """
 
     n_accounts: int = 1000
@@ -203,6 +212,7 @@ class PopulationSpec:
     collateral_mix: Mapping[str, float] = field(default_factory=dict)
     account_prefix: str = "acct"
     entry_history_ms: int | None = None
+    collateral_prices: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n_accounts < 1:
@@ -233,6 +243,8 @@ class PopulationSpec:
         if any(w < 0 for w in self.collateral_mix.values()) or (
                 self.collateral_mix and sum(self.collateral_mix.values()) <= 0):
             raise ValueError("collateral_mix weights must be >= 0 with a positive sum")
+        if any(not (v > 0 and math.isfinite(v)) for v in self.collateral_prices.values()):
+            raise ValueError("collateral_prices must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +295,10 @@ class Population:
     holder_draw : Float64Array1D
         Per account, a uniform on [0, 1): the account writes options when it is below
         ``population.options.holder_fraction`` (:mod:`solvency.sim.option_holders`).
+    collateral_prices : Mapping[str, Decimal]
+        Start USD price of each collateral asset valued by rule that the book holds
+        (``_valued_start``); :func:`load_population` reports it as each of the rule's
+        book and index sources before the deposits.
     """
 
     accounts: tuple[str, ...]
@@ -300,6 +316,7 @@ class Population:
     marks: Mapping[str, Decimal]
     entry_fallbacks: int = 0
     holder_draw: Float64Array1D = field(default_factory=lambda: np.ones(0))
+    collateral_prices: Mapping[str, Decimal] = field(default_factory=dict)
 
     def side_lots(self, market: str) -> tuple[int, int]:
         """Return ``(long_lots, short_lots)`` held by the population in ``market``."""
@@ -456,13 +473,53 @@ def _asset_price(venue: Venue, symbol: str, prices: Mapping[str, float]) -> tupl
     asset = venue.assets[symbol]
     if asset.price_usd is not None:
         return float(asset.price_usd), ""
-    if asset.valuation is not None:
-        raise ValueError(f"collateral {symbol} is valued by rule (assets.{symbol}.valuation): "
-                         "populations do not hold such collateral yet")
     market = asset.price_market or ""
     if market not in prices:
         raise ValueError(f"collateral {symbol} needs a price for market {market!r}")
     return float(prices[market]), market
+
+
+def _valued_start(venue: Venue, symbol: str, starts: Mapping[str, float],
+                  prices: Mapping[str, float], marks: dict[str, Decimal]) -> Decimal:
+    """Start USD price of a collateral asset valued by rule (``assets.X.valuation``).
+
+    ``starts[symbol]`` (``PopulationSpec.collateral_prices``) or ``prices[symbol]`` when
+    given (the asset's USD price before the window, e.g. USDe's 1.0); else the rule's
+    redemption sources at the underlying's mark, every book and index source assumed to
+    trade at that redemption value (at peg: the weighted mean of equal values is that
+    value). The underlying's market joins ``marks``. Exact.
+    """
+    rule = venue.assets[symbol].valuation
+    assert rule is not None
+    given = starts.get(symbol, prices.get(symbol))
+    if given is not None:
+        value = Decimal(repr(float(given)))
+        if not value > 0:
+            raise ValueError(f"start price of {symbol} must be positive, got {value}")
+        return value
+    num = Decimal(0)
+    den = Decimal(0)
+    for src in rule.sources:
+        if src.kind != "redemption" or src.weight == 0:
+            continue
+        under = venue.assets[str(src.underlying)]
+        if under.price_usd is not None:
+            px = under.price_usd
+        else:
+            market = under.price_market or ""
+            if market not in prices:
+                raise ValueError(f"collateral {symbol} is redeemed into {src.underlying}: "
+                                 f"it needs a price for market {market!r}")
+            inst = venue.markets[market]
+            px = marks.setdefault(market, Decimal(_ticks(float(prices[market]),
+                                                         inst.tick_size)) * inst.tick_size)
+        assert src.rate is not None
+        num += src.weight * src.rate * px
+        den += src.weight
+    if den == 0:
+        raise ValueError(f"collateral {symbol} is valued by rule from its book or index "
+                         f"only: give its start price (population.collateral_prices.{symbol})")
+    return (num / den).quantize(PRICE_QUANTUM, rounding=ROUND_FLOOR)
 
 
 def generate_population(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
@@ -561,9 +618,14 @@ def _finish(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
     quanta = np.zeros(n, dtype=np.int64)
     value_settle = notional / lev  # in the settlement asset (quote) units
     settle_usd, _ = _asset_price(venue, settle, prices)
+    valued: dict[str, Decimal] = {}
     for k, sym in enumerate(assets):
         sel = coll_asset == k
-        price, market = _asset_price(venue, sym, prices)
+        if venue.assets[sym].valuation is not None:
+            valued[sym] = _valued_start(venue, sym, spec.collateral_prices, prices, marks)
+            price, market = float(valued[sym]), ""
+        else:
+            price, market = _asset_price(venue, sym, prices)
         if market and market not in marks:
             inst = venue.markets[market]
             marks[market] = Decimal(_ticks(price, inst.tick_size)) * inst.tick_size
@@ -576,7 +638,7 @@ def _finish(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
         collateral_asset=coll_asset, collateral_quanta=quanta, isolated=isolated,
         leverage=lev, pos_account=pos_acc, pos_market=pos_mkt,
         pos_lots=lots, entry_ticks=ticks, marks=marks, entry_fallbacks=fallbacks,
-        holder_draw=holder_draw,
+        holder_draw=holder_draw, collateral_prices=valued,
     )
 
 
@@ -677,14 +739,17 @@ def _path_entries(spec: PopulationSpec, insts: list[Instrument], px: Float64Arra
 
 def load_population(engine: Engine, pop: Population, *, set_marks: bool = True,
                     counterparty: str = STREET, id_prefix: str = "pop",
-                    portfolio: Int64Array1D | None = None) -> None:
+                    portfolio: Int64Array1D | None = None, ts_ms: int = 0) -> None:
     """Load a population into an engine: marks, cross accounts in bulk, the rest by event.
 
     1. With ``set_marks``, a ``Price`` event per entry of ``pop.marks`` (the margin of
        the loaded book is computed at these prices).
     2. Cross accounts through ``Engine.load_book`` (settlement-asset collateral and
        positions); ``counterparty`` takes the other side of every position.
-    3. Other collateral (e.g. BTC) as ``Deposit`` events.
+    3. Other collateral (e.g. BTC) as ``Deposit`` events; before them, each collateral
+       asset valued by rule (``pop.collateral_prices``) gets one ``OracleReport`` at its
+       start price per book or index source of its rule, at ``ts_ms`` (the engine then
+       values it by the venue's rule: later reports move it).
     4. Isolated accounts: ``AccountMode``, a ``Deposit`` of their collateral, then per
        position ``Engine.seed_position`` and ``Engine.transfer_isolated`` of a share of
        the collateral proportional to the position's notional at entry (the last
@@ -704,6 +769,14 @@ def load_population(engine: Engine, pop: Population, *, set_marks: bool = True,
     engine.load_book(arrays.accounts, arrays.asset, arrays.collateral_quanta,
                      arrays.pos_account, arrays.pos_market, arrays.pos_lots,
                      arrays.entry_ticks, counterparty=counterparty)
+    for sym, start in pop.collateral_prices.items():
+        rule = engine.venue.assets[sym].valuation
+        assert rule is not None
+        for src in rule.sources:
+            if src.kind != "redemption":
+                engine.apply(OracleReport(id=f"{id_prefix}:start:{sym}:{src.source}",
+                                          source=src.source, price=start, ts_ms=ts_ms,
+                                          asset=sym))
     settle = pop.collateral_assets.index(pop.settle_asset)
     pm = np.zeros(len(pop.accounts), dtype=np.bool_)
     if portfolio is not None:

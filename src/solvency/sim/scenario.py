@@ -413,6 +413,7 @@ class _Population(BaseModel):
     entry_spread: float = 0.02
     isolated_fraction: float = 0.0
     collateral_mix: dict[str, float] = {}
+    collateral_prices: dict[str, float] = {}
     account_prefix: str = "acct"
     entry_history: Duration | None = None
     options: _Options | None = None
