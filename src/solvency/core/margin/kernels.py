@@ -651,7 +651,7 @@ def _mul_bp_floor(a: int, bp: int) -> int:
 @_inline
 def _integer_quanta_hoisted(
     ip: Int64Array2D, m: int, lots: float, mark: float, mk: Float64Array2D,
-    mki: Int64Array2D, ascale: Float64Array1D, cost_q: int,
+    mki: Int64Array2D, ascale: Float64Array1D,
 ) -> tuple[int, int, int]:
     # _integer_quanta_py at the market's own mark and open interest, its market-only
     # part read from ip (_integer_params)
@@ -672,25 +672,27 @@ def _integer_quanta_hoisted(
         return v_q, _mul_ppm_ceil(n_q, ip[m, _IP_IM]), mm_q
     imf_ppm = ip[m, _IP_AUX]
     if imf_ppm <= 0:
-        im_q = _mul_bp_floor(n_q, ip[m, _IP_IM])
-        mm_q = _mul_bp_floor(n_q, ip[m, _IP_MM])
-    else:
-        u = ip[m, _IP_UNIT]
-        alots = abs(lots)
-        # _size9_exact with the market's units per lot read from ip
-        size9 = int(alots) * u if u >= 1 and alots * u < 9e18 else _size9(size_base)
-        root = _drift_root(size9)
-        mm_bp = _drift_ratio_at(ip[m, _IP_MM], root, imf_ppm)
-        im_bp = _drift_ratio_at(ip[m, _IP_IM], root, imf_ppm)
-        im_q = _mul_bp_floor(n_q, im_bp)
-        mm_q = _mul_bp_floor(n_q, mm_bp)
-    if ip[m, _IP_UPNL] != 0:
-        h_im, h_mm = drift_upnl_haircut(v_q - cost_q, ip[m, _IP_UIW], ip[m, _IP_UMW],
-                                        ip[m, _IP_UIMF], ip[m, _IP_UMAX],
-                                        ascale[mki[m, MKI_SETTLE]])
-        im_q += h_im
-        mm_q += h_mm
-    return v_q, im_q, mm_q
+        return v_q, _mul_bp_floor(n_q, ip[m, _IP_IM]), _mul_bp_floor(n_q, ip[m, _IP_MM])
+    u = ip[m, _IP_UNIT]
+    alots = abs(lots)
+    # _size9_exact with the market's units per lot read from ip
+    size9 = int(alots) * u if u >= 1 and alots * u < 9e18 else _size9(size_base)
+    root = _drift_root(size9)
+    mm_bp = _drift_ratio_at(ip[m, _IP_MM], root, imf_ppm)
+    im_bp = _drift_ratio_at(ip[m, _IP_IM], root, imf_ppm)
+    return v_q, _mul_bp_floor(n_q, im_bp), _mul_bp_floor(n_q, mm_bp)
+
+
+def _hoisted_haircut_py(ip: Int64Array2D, m: int, pnl_q: int, sc: float
+                        ) -> tuple[int, int]:
+    # drift_upnl_haircut with the market's weights read from ip. A call, not inlined, and
+    # taken only where the market weighs PnL: the re-margin loops of the other books stay
+    # as they were (inlining the haircut measured the integer rules 4-18 % slower)
+    return drift_upnl_haircut(pnl_q, ip[m, _IP_UIW], ip[m, _IP_UMW], ip[m, _IP_UIMF],
+                              ip[m, _IP_UMAX], sc)
+
+
+_hoisted_haircut = _jit(_hoisted_haircut_py)
 
 
 @_inline
@@ -895,7 +897,11 @@ def _apply_slots_any(
         a = mki[m, MKI_SETTLE]
         if ip[m, _IP_RULE] != 0:
             v, im, mm = _integer_quanta_hoisted(ip, m, float(st[s, S_LOTS]), mk[m, MK_MARK],
-                                                mk, mki, ascale, st[s, S_COST])
+                                                mk, mki, ascale)
+            if ip[m, _IP_UPNL] != 0:
+                h_im, h_mm = _hoisted_haircut(ip, m, v - st[s, S_COST], ascale[a])
+                im += h_im
+                mm += h_mm
         else:
             v, im, mm = float_slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
                                           mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
@@ -959,7 +965,11 @@ def _apply_all_any(
         a = mki[m, MKI_SETTLE]
         if ip[m, _IP_RULE] != 0:
             v, im, mm = _integer_quanta_hoisted(ip, m, float(st[s, S_LOTS]), mk[m, MK_MARK],
-                                                mk, mki, ascale, st[s, S_COST])
+                                                mk, mki, ascale)
+            if ip[m, _IP_UPNL] != 0:
+                h_im, h_mm = _hoisted_haircut(ip, m, v - st[s, S_COST], ascale[a])
+                im += h_im
+                mm += h_mm
         else:
             v, im, mm = float_slot_quanta(m, float(st[s, S_LOTS]), mk[m, MK_MARK],
                                           mk[m, MK_OI_CONTRACTS], mk, mki, tiers, ascale)
