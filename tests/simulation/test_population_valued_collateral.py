@@ -11,6 +11,7 @@ The population's shares of wBETH collateral are assumed (a test book, not source
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import numpy as np
@@ -26,8 +27,8 @@ from solvency.sim.population import (
     generate_population,
     load_population,
 )
-from solvency.sim.run import run_scenario
-from solvency.sim.scenario import parse_scenario
+from solvency.sim.run import run_scenario, venue_steps
+from solvency.sim.scenario import ScenarioError, parse_scenario
 from tests.simulation.test_open_interest_share import FOUR
 
 T0 = 1_760_132_160_000  # 2025-10-10 21:36 UTC
@@ -135,3 +136,58 @@ def test_a_scenario_population_holds_valued_collateral() -> None:
     assert [pop.collateral_assets[int(k)] for k in pop.collateral_asset] == [
         "USDE", "USDT", "USDT", "USDE"]
     assert r.metrics["accounts_liquidated"] >= 1
+
+
+def _usde_scenario(reports: str) -> str:
+    # FOUR at 130x with no BTC move: only USDe's reported book price moves
+    return FOUR.replace('preset = "binance"', 'preset = "binance-2025-10-10"').replace(
+        "gap_fraction = 0.048", "gap_fraction = 0.0").replace(
+        "median = 20.0", "median = 130.0").replace(
+        "[population.open_interest_base]",
+        "leverage_max = 200.0\ncollateral_mix = { USDT = 0.5, USDE = 0.5 }\n"
+        "collateral_prices = { USDE = 1.0 }\n\n[population.open_interest_base]") + reports
+
+
+DEPEG = """
+[[collateral_reports]]
+asset = "USDE"
+source = "book"
+at = ["2025-10-10T00:05:00Z", "2025-10-10T00:09:00Z", "2025-10-10T00:15:00Z"]
+price = [1.0, 0.65, 1.0]
+"""
+
+
+def test_the_scenario_depeg_path_reaches_the_engine_on_the_lab_clock() -> None:
+    # USDe's own book 1.0 -> 0.65 (minutes 5 to 9) -> 1.0 (minute 15), reported each
+    # step (1 minute) as the "book" source of Binance's 2025-10-10 rule (100 % own book)
+    scenario = parse_scenario(_usde_scenario(DEPEG), source="depeg.toml")
+    path = scenario.collateral_reports[0]
+    t5 = path.ts_ms[0]
+    assert path.price(t5 - 1) is None
+    assert path.price(t5 + 120_000) == Decimal("0.825")  # halfway to 0.65
+    assert path.price(t5 + 20 * 60_000) == Decimal("1.0")
+    seen: list[Decimal] = []
+    usd: list[tuple[float, float]] = []
+    for st in venue_steps(scenario, impact=False):  # at a step's start: the last report
+        e = st.engine
+        seen.append(e.book.asset_price_exact[e.book.asset_index["USDE"]])
+        usd.append((float(e.account_view("acct0")["equity_usd"]),
+                    float(e.account_view("acct1")["equity_usd"])))
+    assert seen[5] == Decimal("1") and seen[9] == Decimal("0.65") and seen[-1] == Decimal(1)
+    assert seen[8] == Decimal("0.7375")  # minute 8: 1 - 0.35 x 3/4 (seen[i]: minute i)
+    # acct0 posts USDe (seed 5), acct1 USDT: only acct0's equity follows the book
+    assert usd[9][0] < 0.8 * usd[5][0] and usd[9][1] == usd[5][1]
+    assert usd[-1] == usd[5]
+    assert run_scenario(scenario, impact=False).metrics["conserved"] is True
+
+
+@pytest.mark.parametrize(("patch", "says"), [
+    ('asset = "USDE"', "collateral_reports[0].asset: 'USDT' is not valued by rule"),
+    ('source = "book"', "collateral_reports[0].source: USDE is reported by sources ['book']"),
+    ("price = [1.0, 0.65, 1.0]", "'at' and 'price' need the same number of points"),
+])
+def test_a_bad_depeg_path_is_refused_with_its_key(patch: str, says: str) -> None:
+    bad = {'asset = "USDE"': 'asset = "USDT"', 'source = "book"': 'source = "redemption"',
+           "price = [1.0, 0.65, 1.0]": "price = [1.0, 0.65]"}[patch]
+    with pytest.raises(ScenarioError, match=re.escape(says)):
+        parse_scenario(_usde_scenario(DEPEG.replace(patch, bad)), source="depeg.toml")

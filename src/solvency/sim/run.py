@@ -54,6 +54,7 @@ from solvency.core.margin.kernels import (
 from solvency.core.margin.totals import holder_totals
 from solvency.core.model.events import Deposit, Price
 from solvency.core.model.venue import Venue
+from solvency.core.oracle import OracleReport
 from solvency.core.typing import Float64Array1D
 from solvency.core.units import PPM
 from solvency.engine.breakers import STATES
@@ -744,7 +745,7 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
     if scenario.insurance_fund > 0:
         engine.apply(Deposit(id="scenario:fund", account=INSURANCE_ROW, asset=settle,
                              amount=scenario.insurance_fund))
-    load_population(engine, pop,
+    load_population(engine, pop, ts_ms=int(ts[0]),
                     portfolio=None if grid is None or opt is None else opt.holders)
     vols = {m: realized_vol(ts, prices[m], scenario.vol_window) for m in markets}
     opt_vols: OptionVols | None = None
@@ -778,6 +779,7 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
     violation = ""
     flat = _FlatWatch(engine, crew.traded)
     n = ts.shape[0]
+    reported: list[Decimal | None] = [None] * len(scenario.collateral_reports)
     for k in range(1, n):
         now = int(ts[k])
         rec.begin_step()
@@ -788,6 +790,13 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
         index = {m: float(prices[m][k]) for m in markets}
         yield VenueStep(k, now, index, model, engine, step_ms, pop.accounts, settle)
         rec.events(k, crew.before_prices(now, index))
+        for c, path in enumerate(scenario.collateral_reports):
+            value = path.price(now)
+            if value is not None and value != reported[c]:
+                reported[c] = value
+                rec.events(k, crew.apply(OracleReport(
+                    id=f"step:{k}:{path.asset}:{path.source}", source=path.source,
+                    price=value, ts_ms=now, asset=path.asset)))
         if opt_vols is not None:
             for ev in opt_vols.events(k, now):
                 rec.events(k, crew.apply(ev))

@@ -45,8 +45,9 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, NamedTuple
 
@@ -585,6 +586,14 @@ class _TradersLink(BaseModel):
                                        "ratio (MM / collateral) a transfer restores.")
 
 
+class _CollateralReports(BaseModel):
+    model_config = _STRICT
+    asset: str
+    source: str
+    at: list[Timestamp]
+    price: list[float | str]
+
+
 class _Links(BaseModel):
     """``[links]``: the links between a multi-venue run's venues (docs/contagion.md)."""
 
@@ -642,6 +651,10 @@ class ScenarioFile(BaseModel):
     links: _Links = _Links()
     agents: _Agents = _Agents()
     oracle: _Oracle | None = None
+    collateral_reports: list[_CollateralReports] = Field(
+        default=[], description="A collateral asset's price path from one source of its "
+                                "valuation rule (docs/contagion.md, 'The depeg in the lab'): "
+                                "reported on the lab's clock, linear between points")
     report: _Report = _Report()
 
     @classmethod
@@ -688,6 +701,32 @@ def _same_text(node: Any) -> Any:
 
 
 # ============================================================================ scenario
+
+
+@dataclass(frozen=True, slots=True)
+class CollateralPath:
+    """One source's reported price of a collateral asset valued by rule, over time.
+
+    ``price(now)``: before the first point None (no report), then linear between points
+    in exact decimals (floored to 1e-8), the last price held after the last point.
+    """
+
+    asset: str
+    source: str
+    ts_ms: tuple[int, ...]
+    prices: tuple[Decimal, ...]
+
+    def price(self, now_ms: int) -> Decimal | None:
+        """The source's price at ``now_ms`` (None before the first point)."""
+        if now_ms < self.ts_ms[0]:
+            return None
+        for j in range(len(self.ts_ms) - 1):
+            t0, t1 = self.ts_ms[j], self.ts_ms[j + 1]
+            if now_ms < t1:
+                p0, p1 = self.prices[j], self.prices[j + 1]
+                value = p0 + (p1 - p0) * Decimal(now_ms - t0) / Decimal(t1 - t0)
+                return value.quantize(Decimal("1e-8"), rounding=ROUND_FLOOR)
+        return self.prices[-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -847,6 +886,7 @@ class Scenario:
     venues: tuple[VenueSpec, ...] = ()
     links: LinksSpec = field(default_factory=LinksSpec)
     options: OptionHoldersSpec | None = None
+    collateral_reports: tuple[CollateralPath, ...] = ()
 
     @property
     def markets(self) -> tuple[str, ...]:
@@ -1386,6 +1426,30 @@ def _oracle(o: _Oracle | None, source: str) -> OracleFeedSpec | None:
         raise ScenarioError(f"{source}: {exc}") from None
 
 
+def _collateral_reports(items: list[_CollateralReports], source: str
+                        ) -> tuple[CollateralPath, ...]:
+    out = []
+    for i, c in enumerate(items):
+        key = f"{source}: collateral_reports[{i}]"
+        try:
+            ts = tuple(_ts_ms(t, "at") for t in c.at)
+        except ValueError as exc:
+            raise ScenarioError(f"{key}.{exc}") from None
+        try:
+            prices = tuple(Decimal(str(p)) for p in c.price)
+        except InvalidOperation:
+            raise ScenarioError(f"{key}.price: not a number") from None
+        if not ts or len(ts) != len(prices):
+            raise ScenarioError(f"{key}: 'at' and 'price' need the same number of points "
+                                f"(at least one), got {len(ts)} and {len(prices)}")
+        if any(b <= a for a, b in pairwise(ts)):
+            raise ScenarioError(f"{key}.at: times must increase")
+        if any(not (p.is_finite() and p > 0) for p in prices):
+            raise ScenarioError(f"{key}.price: prices must be positive")
+        out.append(CollateralPath(c.asset, c.source, ts, prices))
+    return tuple(out)
+
+
 def _links(x: _Links, source: str) -> LinksSpec:
     lq, tr = x.liquidity, x.traders
     try:
@@ -1453,12 +1517,23 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
                                _venue_file(v, i, source, base_dir))
                      for i, v in enumerate(f.venues)),
         links=_links(f.links, source),
+        collateral_reports=_collateral_reports(f.collateral_reports, source),
         options=_options(f.population.options, source, base_dir))
     try:
         venue_obj = scenario.venue()
     except ScenarioError as exc:
         raise ScenarioError(f"{source}: {exc}") from None
     _check_venues(scenario, source)
+    for i, c in enumerate(scenario.collateral_reports):
+        asset = venue_obj.assets.get(c.asset)
+        rule = None if asset is None else asset.valuation
+        if rule is None:
+            raise ScenarioError(f"{source}: collateral_reports[{i}].asset: {c.asset!r} is "
+                                "not valued by rule in this venue (assets.X.valuation)")
+        names = [x.source for x in rule.sources if x.kind != "redemption"]
+        if c.source not in names:
+            raise ScenarioError(f"{source}: collateral_reports[{i}].source: {c.asset} is "
+                                f"reported by sources {names}, not {c.source!r}")
     missing = sorted(set(scenario.markets) - set(venue_obj.markets))
     if missing:
         raise ScenarioError(f"{source}: market.markets: {missing} are not markets of venue "
