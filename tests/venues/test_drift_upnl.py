@@ -211,6 +211,19 @@ def test_bad_weights_are_refused_with_the_key(key: str, value: str) -> None:
         engine("drift", markets={"BTC-PERP": {key: value}})
 
 
+@pytest.mark.parametrize(("key", "value"), [
+    ("unrealized_pnl_imf_factor", "0.001"),
+    ("unrealized_pnl_maintenance_asset_weight", "0.5"),
+    ("unrealized_pnl_initial_max", "1000"),
+])
+def test_a_weight_key_without_the_initial_weight_is_refused(key: str, value: str) -> None:
+    # without unrealized_pnl_initial_asset_weight every profit counts in full, so the
+    # others would be accepted and never act
+    with pytest.raises(ConfigError, match=r"markets\.BTC-PERP.*only with "
+                                          r"unrealized_pnl_initial_asset_weight"):
+        engine("drift", markets={"BTC-PERP": {key: value}})
+
+
 # ------------------------------------------------------------------- solvency margin
 def _cli_portfolio(tmp_path: Path, market: dict[str, str]) -> Path:
     data = {"venue": "drift", "markets": {"BTC-PERP": {"imf_factor": "0", **market}},

@@ -306,6 +306,15 @@ class SizePremiumModel:
         _check_whole("unrealized_pnl_imf_factor", self.unrealized_pnl_imf_factor, 6)
         if self.unrealized_pnl_initial_max < 0:
             raise ValueError("unrealized_pnl_initial_max must be non-negative")
+        if self.unrealized_pnl_initial_asset_weight is None and (
+                self.unrealized_pnl_maintenance_asset_weight != 1
+                or self.unrealized_pnl_imf_factor != 0
+                or self.unrealized_pnl_initial_max != 100):
+            # without the initial weight every profit counts in full: a setting that is
+            # accepted must act, so the others are refused alone
+            raise ValueError("unrealized_pnl_maintenance_asset_weight, "
+                             "unrealized_pnl_imf_factor and unrealized_pnl_initial_max act "
+                             "only with unrealized_pnl_initial_asset_weight: set it too")
 
     def ratio_bp(self, base: Decimal, size_base: Decimal) -> int:
         """Size-premium ratio in 1e-4, as Drift decides it (plain twin of the kernel)."""
