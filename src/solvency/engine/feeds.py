@@ -35,6 +35,7 @@ from solvency.core.margin.kernels import (
     S_NEXT,
     S_VALUE,
     evaluate_rows,
+    row_leverage,
 )
 from solvency.core.margin.models import TieredModel
 from solvency.core.model.instruments import Instrument
@@ -116,6 +117,10 @@ class Feeds:
         # one-row scratch for the pre-trade view's valuation of an account
         self.view_row = np.empty(1, dtype=np.int64)
         self.view_out = np.empty((1, 4))
+        self.view_gross = np.empty(0, dtype=np.int64)
+        # per market: the instrument and its contract size and lot size as floats (the
+        # Decimal -> float conversions the checks need, once per instrument)
+        self.sizes_cache: dict[int, tuple[Instrument, float, float]] = {}
 
     # ------------------------------------------------------------------ persistence
 
@@ -227,10 +232,12 @@ class EngineView:
         self.feeds = feeds
         self._markets: dict[str, int | None] = {}
         self._rows: dict[tuple[str, str], int] = {}
+        self._pos: dict[tuple[str, str], float] = {}
 
     def _market_index(self, market: str) -> int | None:
-        if market in self._markets:
-            return self._markets[market]
+        hit = self._markets.get(market, -1)
+        if hit != -1:  # (one lookup: the checks ask about six times an order)
+            return hit
         inst = self.ctx.venue.resolve(market)
         m = None if inst is None else self.ctx.book.market_index[inst.name]
         self._markets[market] = m
@@ -263,6 +270,14 @@ class EngineView:
         p = self.ctx.book.marks[m]
         return None if p is None else float(p)
 
+    def _sizes(self, m: int) -> tuple[Instrument, float, float]:
+        inst = self.ctx.book.instruments[m]
+        hit = self.feeds.sizes_cache.get(m)
+        if hit is None or hit[0] is not inst:
+            hit = self.feeds.sizes_cache[m] = (inst, float(inst.contract_size),
+                                               float(inst.lot_size))
+        return hit
+
     def _row(self, account: str, market: str) -> int:
         key = (account, market)
         r = self._rows.get(key)
@@ -274,15 +289,24 @@ class EngineView:
         return r
 
     def position(self, account: str, market: str) -> float:
-        """Signed contracts held."""
+        """Signed contracts held (read once per order: the ledger and position checks
+        both ask)."""
+        key = (account, market)
+        p = self._pos.get(key)
+        if p is None:
+            p = self._pos[key] = self._position(account, market)
+        return p
+
+    def _position(self, account: str, market: str) -> float:
         m = self._market_index(market)
         r = self._row(account, market)
         if m is None or r < 0:
             return 0.0
-        s = self.ctx.book.slot_of(r, m)
+        book = self.ctx.book
+        s = book.slot_of(r, m)
         if s < 0:
             return 0.0
-        return int(self.ctx.book.st[s, S_LOTS]) * self.ctx.book.lot_size[m]
+        return book.st.item(s, S_LOTS) * book.lot_size[m]
 
     def open_interest(self, market: str) -> float:
         """One side's open interest, contracts."""
@@ -290,7 +314,28 @@ class EngineView:
         return 0.0 if m is None else self.ctx.book.oi_lots[m] * self.ctx.book.lot_size[m]
 
     def leverage(self, account: str, market: str) -> float:
-        """Effective leverage of the account: notional over collateral."""
+        """Effective leverage of the account: notional over collateral, in one compiled
+        call (:func:`~solvency.core.margin.kernels.row_leverage`); the Python reference
+        (:meth:`leverage_reference`) answers where the kernel's sums would not be exact."""
+        r = self._row(account, market)
+        if r < 0:
+            return 0.0
+        book = self.ctx.book
+        feeds = self.feeds
+        gross = feeds.view_gross
+        if gross.shape[0] != len(book.asset_names):
+            gross = feeds.view_gross = np.zeros(len(book.asset_names), dtype=np.int64)
+        lev = row_leverage(r, book.row_first, book.st, book.mki, book.row_int,
+                           book.asset_price, book.ascale, book.atier_start,
+                           book.atier_count, book.atiers, book.pm, feeds.view_row,
+                           feeds.view_out, gross)
+        if lev >= 0.0:
+            return lev
+        return self.leverage_reference(account, market)
+
+    def leverage_reference(self, account: str, market: str) -> float:
+        """:meth:`leverage` computed in Python (the kernel's reference; equal to it
+        wherever the kernel answers)."""
         ctx = self.ctx
         r = self._row(account, market)
         if r < 0:
@@ -326,11 +371,11 @@ class EngineView:
         m = self._market_index(market)
         if m is None or account not in ctx.accounts:
             return -math.inf
-        inst = ctx.book.instruments[m]
+        inst, contract_size, _ = self._sizes(m)
         lots = round(delta / ctx.book.lot_size[m])
         a = ctx.settle_asset[m]
         scale = ctx.book.asset_scale[a]
-        contracts = delta * float(inst.contract_size)
+        contracts = delta * contract_size
         cash = (contracts / price if inst.is_inverse else -contracts * price) * scale
         isolated = ctx.accounts.get(account) == "isolated"
         r = self._row(account, market)
@@ -353,12 +398,12 @@ class EngineView:
         m = self._market_index(market)
         if m is None:
             return False
-        inst = ctx.book.instruments[m]
+        inst, contract_size, lot_size = self._sizes(m)
         after = abs(self.position(account, market) + delta)  # contracts
         # quanta of settlement asset per contract at ``price``
-        per_contract = float(inst.contract_size) * ctx.book.asset_scale[
+        per_contract = contract_size * ctx.book.asset_scale[
             ctx.settle_asset[m]] * (1.0 / price if inst.is_inverse else price)
-        return not (after / float(inst.lot_size) <= MAX_QUANTA
+        return not (after / lot_size <= MAX_QUANTA
                     and after * per_contract <= MAX_QUANTA
                     and abs(delta) * per_contract <= MAX_QUANTA)
 
