@@ -630,6 +630,12 @@ def _finish(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
             inst = venue.markets[market]
             marks[market] = Decimal(_ticks(price, inst.tick_size)) * inst.tick_size
         scale = settle_usd / price * 10 ** venue.assets[sym].decimals
+        if sym in valued:
+            # a valued asset takes one collateral tier (build_venue): post enough that its
+            # margin value after the venue's haircut is the drawn collateral, so the
+            # account starts at the leverage it drew instead of below maintenance (USDe at
+            # weight 0.9 and 200x was liquidated while loading, before the run counted)
+            scale /= float(venue.assets[sym].collateral[0].weight)
         quanta[sel] = np.ceil(value_settle[sel] * scale).astype(np.int64)
     width = len(str(n - 1))
     return Population(
