@@ -191,3 +191,18 @@ def test_a_bad_depeg_path_is_refused_with_its_key(patch: str, says: str) -> None
            "price = [1.0, 0.65, 1.0]": "price = [1.0, 0.65]"}[patch]
     with pytest.raises(ScenarioError, match=re.escape(says)):
         parse_scenario(_usde_scenario(DEPEG.replace(patch, bad)), source="depeg.toml")
+
+
+def test_a_valued_asset_at_weight_zero_is_refused() -> None:
+    # posting is sized so the margin value after the haircut is the drawn collateral:
+    # at weight 0 no amount can do that (it divided by zero)
+    import dataclasses
+
+    from solvency.core.model.assets import CollateralTier
+
+    venue = load_preset("binance-2025-10-10")
+    wbeth = dataclasses.replace(venue.assets["WBETH"], collateral=(
+        CollateralTier(floor_usd=Decimal(0), weight=Decimal(0)),))
+    venue = dataclasses.replace(venue, assets={**venue.assets, "WBETH": wbeth})
+    with pytest.raises(ValueError, match="WBETH counts at weight 0"):
+        generate_population(SPEC, venue, PRICES, 22)

@@ -14,7 +14,7 @@ from fractions import Fraction
 import numpy as np
 
 from solvency.core.ledger.ledger import CLEARING, EXTERNAL, ROUNDING, Transfer
-from solvency.core.units import div_round
+from solvency.core.units import MAX_QUANTA, div_round
 from solvency.engine.base import (
     EngineState,
     RejectReason,
@@ -49,13 +49,9 @@ def seed_position(state: EngineState, account: str, market: str, size: Decimal,
     lots = on_grid(abs(size), inst.lot_size, "size", "invalid_size")
     if not entry_price.is_finite() or entry_price <= 0:
         raise RejectReason("non_positive", f"entry_price {entry_price}")
-    state.epoch += 1
-    if counterparty not in state.accounts:
-        state.accounts[counterparty] = "cross"
-        state.ensure_cross_row(counterparty)
-    buyer, seller = (account, counterparty) if size > 0 else (counterparty, account)
-    b = fill_side(state, buyer, m, inst.name, lots, 0)
-    sd = fill_side(state, seller, m, inst.name, -lots, 0)
+    if counterparty == account:
+        raise RejectReason("invalid_field", f"counterparty {counterparty!r} is the account "
+                                            "itself: its position would cancel")
     a = state.settle_asset[m]
     dec = state.asset_decimals[a]
     value = (Fraction(lots) * Fraction(inst.lot_size) * Fraction(inst.contract_size)
@@ -64,6 +60,23 @@ def seed_position(state: EngineState, account: str, market: str, size: Decimal,
         entry_price)
     pay = div_round(value.numerator, value.denominator, "ceil")
     get = div_round(value.numerator, value.denominator, "floor")
+    if get <= 0:
+        raise RejectReason("size_too_small", f"{size} at {entry_price} on {inst.name} is "
+                                             f"worth less than one quantum of {inst.settle}")
+    delta = lots if size > 0 else -lots
+    after = [fill_side(state, account, m, inst.name, delta, 0).lots_after]
+    if counterparty in state.accounts:
+        after.append(fill_side(state, counterparty, m, inst.name, -delta, 0).lots_after)
+    if pay > MAX_QUANTA or max(abs(x) for x in after) * value / lots > MAX_QUANTA:
+        raise RejectReason("size_too_large", f"{size} at {entry_price} on {inst.name}: the "
+                                             "position would exceed what the ledger holds")
+    state.epoch += 1
+    if counterparty not in state.accounts:
+        state.accounts[counterparty] = "cross"
+        state.ensure_cross_row(counterparty)
+    buyer, seller = (account, counterparty) if size > 0 else (counterparty, account)
+    b = fill_side(state, buyer, m, inst.name, lots, 0)
+    sd = fill_side(state, seller, m, inst.name, -lots, 0)
     payer, receiver = (sd, b) if inst.is_inverse else (b, sd)
     for side in (b, sd):
         if side.row < 0:

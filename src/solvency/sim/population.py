@@ -635,7 +635,12 @@ def _finish(spec: PopulationSpec, venue: Venue, prices: Mapping[str, float],
             # margin value after the venue's haircut is the drawn collateral, so the
             # account starts at the leverage it drew instead of below maintenance (USDe at
             # weight 0.9 and 200x was liquidated while loading, before the run counted)
-            scale /= float(venue.assets[sym].collateral[0].weight)
+            weight = float(venue.assets[sym].collateral[0].weight)
+            if weight <= 0:
+                raise ValueError(f"collateral {sym} counts at weight 0 on {venue.name}: "
+                                 "no amount of it can margin a position "
+                                 "(population.collateral_mix)")
+            scale /= weight
         quanta[sel] = np.ceil(value_settle[sel] * scale).astype(np.int64)
     width = len(str(n - 1))
     return Population(

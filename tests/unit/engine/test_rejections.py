@@ -243,6 +243,8 @@ def test_non_finite_decimals_built_in_python_are_rejected(value: str) -> None:
     ("Infinity", "100000", "invalid_size"), ("0.0000001", "100000", "invalid_size"),
     ("0.001", "0", "non_positive"), ("0.001", "-1", "non_positive"),
     ("0.001", "NaN", "non_positive"), ("0.001", "-Infinity", "non_positive"),
+    ("1000000000000", "1000000000000000", "size_too_large"),
+    ("0.001", "0.000000000000000000000000000001", "size_too_small"),
 ])
 def test_a_refused_seed_changes_nothing(size: str, price: str, code: str) -> None:
     # seed_position checked its size and price after creating the counterparty's row,
@@ -257,3 +259,16 @@ def test_a_refused_seed_changes_nothing(size: str, price: str, code: str) -> Non
     assert e.state_hash() == before
     e.seed_position("alice", "BTC-PERP", D("0.001"), D(100000), counterparty="fresh_street")
     assert e.state_hash() != before
+
+
+def test_a_seed_against_itself_is_refused() -> None:
+    # the account as its own counterparty left size -1 lots and unbalanced open interest
+    from solvency.engine.base import RejectReason
+
+    e = _book()
+    before = e.state_hash()
+    with pytest.raises(RejectReason) as err:
+        e.seed_position("alice", "BTC-PERP", D("0.001"), D(100000), counterparty="alice")
+    assert err.value.reason == "invalid_field"
+    assert e.state_hash() == before
+    e.verify()
