@@ -380,8 +380,8 @@ def test_the_attribution_tables_print_every_figure_uncut() -> None:
 
 def test_the_contagion_scenario_lists_its_venues_and_links() -> None:
     """scenarios/contagion_2025_10_10.toml: four venues (Bybit's a venue file) with their
-    shares of Binance's open interest and books scaled by them, both links on; run single-venue by the golden
-    test (its [venue] is the calibrated crash's)."""
+    shares of Binance's open interest and books scaled by them, both links on; run
+    single-venue by the golden test (its [venue] is the calibrated crash's)."""
     from solvency.sim.scenario import load_scenario
 
     root = Path(__file__).resolve().parents[2]
