@@ -477,8 +477,18 @@ def predictive_rate_series(
     rate = model.multiplier(X[warmup:]) * scale * math.sqrt(model.horizon_steps)
     a = model.smoothing
     if a < 1.0:
-        # ln rate_t = a ln raw_t + (1 - a) ln rate_{t-1}, started at the first raw rate
-        lr = np.log(rate)
-        rate = np.exp(lfilter([a], [1.0, a - 1.0], lr, zi=[(1.0 - a) * lr[0]])[0])
+        # ln rate_t = a ln raw_t + (1 - a) ln rate_{t-1}, started at the first raw rate of
+        # each run of finite positive raw rates: the recursion restarts after a bad bar (a
+        # missing GARCH forecast, a zero sigma), which stays NaN or 0 as the raw rate was,
+        # instead of turning every later rate into NaN or 0
+        good = np.isfinite(rate) & (rate > 0.0)
+        lr = np.log(np.where(good, rate, 1.0))
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], good.astype(np.int8), [0]))))
+        smoothed = rate.copy()
+        for lo, hi in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
+            seg = lr[lo:hi]
+            smoothed[lo:hi] = np.exp(lfilter([a], [1.0, a - 1.0], seg,
+                                             zi=[(1.0 - a) * seg[0]])[0])
+        rate = smoothed
     out[warmup:] = rate
     return out

@@ -230,6 +230,40 @@ def test_log_form_on_the_garch_scale_with_smoothing_by_hand() -> None:
         _model(scale="garch").validate()
 
 
+def test_smoothing_restarts_after_a_bad_bar() -> None:
+    # One missing scale (NaN) or zero sigma must not turn every later smoothed rate into
+    # NaN or 0: the bad bar stays as the raw rate left it and the log-space recursion
+    # starts again at the next finite positive raw rate (by hand below).
+    inp = _inputs()
+    X, sigma = predictive_features(inp, lam=0.94, garch_warmup=100)
+    sigma = sigma.copy()
+    sigma[115] = np.nan
+    sigma[140] = 0.0
+    kw: dict[str, object] = dict(features=("har_w", "ewma", "funding"),
+                                 coef=(1.1, 0.3, 0.5, 0.02), impute=(0.0, 0.0, 0.0),
+                                 scale="garch", form="log")
+    raw = predictive_rate_series(X, sigma, _model(**kw), warmup=110)
+    assert np.isnan(raw[115]) and raw[140] == 0.0
+    smooth = predictive_rate_series(X, sigma, _model(**kw, smoothing=0.6), warmup=110)
+    want: list[float] = []
+    prev = math.nan
+    for t in range(110, sigma.size):
+        x = raw[t]
+        if not (math.isfinite(x) and x > 0.0):
+            want.append(x)
+            prev = math.nan
+        elif math.isnan(prev):
+            want.append(x)
+            prev = x
+        else:
+            prev = math.exp(0.6 * math.log(x) + 0.4 * math.log(prev))
+            want.append(prev)
+    np.testing.assert_allclose(smooth[110:], want, rtol=1e-12)
+    assert np.isfinite(smooth[116:140]).all() and (smooth[141:] > 0).all()
+    assert smooth[116] == pytest.approx(raw[116], rel=1e-14)  # each run starts at its raw rate
+    assert smooth[141] == pytest.approx(raw[141], rel=1e-14)
+
+
 def test_pooled_fit_negates_signed_features_on_short_rows() -> None:
     # A pooled fit stacks the long and the short rows; a short row's funding enters
     # negated, so the fit on (X, -funding for shorts) equals a fit on the flipped matrix.
