@@ -214,6 +214,49 @@ def test_same_seed_same_hash_and_no_options_no_change(tmp_path: Path) -> None:
     assert plain.metrics["engine_state_hash"] != a["engine_state_hash"]
 
 
+def test_options_leave_the_drawn_perp_book_and_the_non_writers_unchanged(
+        tmp_path: Path) -> None:
+    # the same seed draws the same perp book with and without [population.options]: the
+    # population arrays are equal, and once the option book is loaded every account that
+    # writes nothing has the same positions, collateral and margin as without it
+    csv = _bars(tmp_path)
+    data = _data(csv, holder_fraction=0.5)
+    data["population"].update(n_accounts=12, open_interest_base={"BTC-PERP": 3.0},
+                              long_short_ratio=1.0, long_account_fraction=0.5,
+                              leverage=[{"weight": 1.0, "median": 2.0, "sigma": 0.3}])
+    with_opt = parse_scenario_data(data, source="with")
+    del data["population"]["options"]
+    plain = parse_scenario_data(data, source="plain")
+    assert with_opt.options is not None and plain.options is None
+    ts = build_paths(plain)["BTC-PERP"].ts_ms
+    prices = {"BTC-PERP": float(S0)}
+    pops = [generate_population(sc.population, sc.venue(), prices, sc.seed_population)
+            for sc in (with_opt, plain)]
+    for name in ("accounts", "collateral_asset", "collateral_quanta", "isolated",
+                 "leverage", "pos_account", "pos_market", "pos_lots", "entry_ticks",
+                 "holder_draw"):
+        x, y = getattr(pops[0], name), getattr(pops[1], name)
+        assert np.array_equal(np.asarray(x), np.asarray(y)), name
+    assert pops[0].marks == pops[1].marks
+    pop = pops[0]
+    v0 = with_opt.venue()
+    listing = option_series(with_opt.options, v0.markets["BTC-PERP"],
+                            pop.marks["BTC-PERP"], int(ts[0]))
+    v = with_opt.venue(listing=listing)
+    book = draw_option_holders(with_opt.options, v, pop, listing, int(ts[0]))
+    writers = {pop.accounts[i] for i in book.holders.tolist()}
+    others = [a for a in pop.accounts if a not in writers]
+    assert writers and others  # both kinds present: the comparison below is not empty
+    eng = Engine(v)
+    load_population(eng, pop, ts_ms=int(ts[0]))
+    load_option_holders(eng, pop, book, ts_ms=int(ts[0]))
+    ref = Engine(plain.venue())
+    load_population(ref, pops[1], ts_ms=int(ts[0]))
+    for acct in others:
+        assert eng.account_view(acct) == ref.account_view(acct), acct
+    assert any(eng.account_view(a) != ref.account_view(a) for a in writers)
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("underlying", "ETH-PERP", "population.options.underlying"),
     ("holder_fraction", 0.0, "population.options.holder_fraction"),
@@ -231,7 +274,18 @@ def test_bad_option_settings_are_refused_with_their_key(
         run_scenario(_scenario(tmp_path, **{key: value}))
 
 
-def test_cli_refuses_a_bad_option_table_with_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("line", "key"), [
+    ("volume = 1", "population.options.volume"),
+    # Decimal("nan") / Decimal("inf") parse: the grids must still be finite and > 0
+    ('tick_size = "nan"', "population.options.tick_size"),
+    ('tick_size = "inf"', "population.options.tick_size"),
+    ('lot_size = "-0.01"', "population.options.lot_size"),
+    ('lot_size = "snan"', "population.options.lot_size"),
+    # marks carry the vol at 4 decimals: below 0.0001 it would round to 0
+    ("vol = 0.00004", "population.options.vol"),
+], ids=["typo", "nan-tick", "inf-tick", "negative-lot", "snan-lot", "vol-rounds-to-0"])
+def test_cli_refuses_a_bad_option_table_with_exit_2(tmp_path: Path, line: str,
+                                                    key: str) -> None:
     csv = _bars(tmp_path)
     f = tmp_path / "bad.toml"
     f.write_text(f"""name = "bad"
@@ -247,13 +301,13 @@ BTC-PERP = 1.0
 underlying = "BTC-PERP"
 holder_fraction = 0.5
 open_interest_base = 1.0
-volume = 1
+{line}
 [venue]
 preset = "deribit"
 """)
     res = CliRunner().invoke(app, ["simulate", str(f)])
     assert res.exit_code == 2, res.output
-    assert "population.options.volume" in res.output
+    assert key in res.output
     assert "Traceback" not in res.output
 
 

@@ -110,7 +110,8 @@ class OptionHoldersSpec:
     expiries_ms : tuple of int
         Expiries after the scenario's start (each after the run's end).
     vol : float
-        Mark implied volatility at the opening and its floor during the run (> 0).
+        Mark implied volatility at the opening and its floor during the run, in
+        [0.0001, 10] (marks carry it at 4 decimals).
     vol_realized_multiple : float
         With ``> 0``, the mark vol is ``min(vol_max, max(vol, multiple x realized
         vol))``; 0: constant.
@@ -167,13 +168,18 @@ class OptionHoldersSpec:
             ("expiries", bool(self.expiries_ms) and all(e > 0 for e in self.expiries_ms)
              and len(set(self.expiries_ms)) == len(self.expiries_ms),
              "must list distinct positive durations"),
-            ("vol", 0.0 < self.vol <= 10.0, "must be in (0, 10]"),
+            # marks carry the vol at 4 decimals (_vol_decimal): below 0.0001 it is 0
+            ("vol", 0.0001 <= self.vol <= 10.0, "must be in [0.0001, 10]"),
             ("vol_realized_multiple", 0.0 <= self.vol_realized_multiple <= 10.0,
              "must be in [0, 10]"),
             ("vol_max", self.vol <= self.vol_max <= 10.0, "must be in [vol, 10]"),
             ("margin_multiple", 1.0 <= self.margin_multiple <= 100.0, "must be in [1, 100]"),
-            ("tick_size", self.tick_size is None or self.tick_size > 0, "must be > 0"),
-            ("lot_size", self.lot_size is None or self.lot_size > 0, "must be > 0"),
+            ("tick_size", self.tick_size is None
+             or (self.tick_size.is_finite() and self.tick_size > 0),
+             "must be a finite number > 0"),
+            ("lot_size", self.lot_size is None
+             or (self.lot_size.is_finite() and self.lot_size > 0),
+             "must be a finite number > 0"),
             ("margin", self.margin in ("standard", "portfolio"),
              "must be \"standard\" or \"portfolio\""),
             ("pm_grid", (self.pm_grid is None) == (self.margin == "standard"),

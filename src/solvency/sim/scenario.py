@@ -1209,9 +1209,13 @@ def _options(o: _Options | None, source: str,
             raw = getattr(o, name)
             if raw is not None:
                 try:
-                    grids[name] = Decimal(raw)
+                    value = Decimal(raw)
                 except InvalidOperation:
                     raise ValueError(f"{name}: {raw!r} is not a number") from None
+                # Decimal("nan") and Decimal("inf") parse: a grid must be finite and > 0
+                if not value.is_finite() or value <= 0:
+                    raise ValueError(f"{name}: must be a finite number > 0, got {raw!r}")
+                grids[name] = value
         return OptionHoldersSpec(
             underlying=o.underlying, holder_fraction=o.holder_fraction,
             open_interest_base=o.open_interest_base, moneyness=tuple(o.moneyness),
