@@ -243,6 +243,7 @@ def test_conservation_and_no_debt_from_the_fee(steps: list[int], base: int, vol_
 def _shortage(capacity_quote: float, *, accounts: tuple[tuple[str, int], ...] = (
         ("alice", 1_000), ("carol", 1_000), ("dave", 1_100)),
         marks: tuple[str, ...] = ("99400", "99300"),
+        deposits: tuple[tuple[int, str, int], ...] = (),
         ) -> tuple[Engine, list[int], list[list[Any]]]:
     """Binance BTC-PERP (bracket 2: MM 0.5 % - 50; lot 0.001 BTC) liquidating only
     through the stress lab's liquidators (overflow "defer": what they cannot take is not
@@ -250,7 +251,8 @@ def _shortage(capacity_quote: float, *, accounts: tuple[tuple[str, int], ...] = 
     liquidation waiting (no volatility term). alice and carol long 1 BTC at 100,000 on
     1,000 USDT, dave on 1,100; bob short. Marks 99,400 then 99,300 a minute apart, the
     liquidators' capacity refilled between them. Returns the engine, the liquidators'
-    capacity hits after each mark and each mark's out-events."""
+    capacity hits after each mark and each mark's out-events. ``deposits``: (k, account,
+    USDT) paid in just before mark k (1-based)."""
     from solvency.sim.agents import LiquidatorLiquidity, LiquidatorSpec
     from solvency.sim.market import DepthProfile, ImpactLiquidity, LiquiditySpec
 
@@ -273,6 +275,10 @@ def _shortage(capacity_quote: float, *, accounts: tuple[tuple[str, int], ...] = 
                      size=D(1), price=D(100000), ts_ms=0))
     outs, hits = [], []
     for k, mark in enumerate(marks, start=1):
+        for at, name, amount in deposits:
+            if at == k:
+                e.apply(Deposit(id=f"top-{name}-{k}", account=name, asset="USDT",
+                                amount=D(amount)))
         port.advance(k * MIN, {"BTC-PERP": float(mark)})
         port.begin()
         outs.append(e.apply(Price(id=f"p{k}", market="BTC-PERP", price=D(mark),
@@ -321,6 +327,23 @@ def test_the_lab_liquidators_capacity_hits_raise_the_next_sweeps_fee() -> None:
     assert e.liquidator.waiting == 1
     assert _liquidations(second) == [("dave", "market", "300.700000")]
     assert e.ledger.balance(LIQUIDATOR, "USDT") == 2 * 198_601_200 + 148_801_050
+
+
+def test_a_waiting_row_lifted_above_maintenance_leaves_the_queue() -> None:
+    # As the capacity-hit run above, but carol (waiting since 99,400: equity 400 < 447)
+    # pays in 200 USDT before the next mark. At 99,300 her equity is 500 >= 0.5 % x
+    # 99,300 - 50 = 446.5: back above maintenance, she leaves the waiting list, and the
+    # fee's queue counts dave alone: 1,000 + 500 = 1,500 ppm on his close at 99,200.7
+    # (the refilled 99,450 holds his 1 BTC at 99.3 a lot) = 148.80105 to the liquidators
+    # (2,000 ppm, 198.4014, if carol were still counted).
+    e, _hits, (first, second) = _shortage(99_450.0, deposits=((2, "carol", 200),))
+    assert _liquidations(first) == [("alice", "market", "300.600000"),
+                                    ("carol", "unresolved", "0")]
+    assert _liquidations(second) == [("dave", "market", "300.700000")]
+    assert e.ledger.balance(LIQUIDATOR, "USDT") == 198_601_200 + 148_801_050
+    assert e.liquidator.waiting == 1
+    assert not e.liquidator.deficit_rows
+    assert e.account_view("carol")["positions"]  # still long: nothing liquidated her
 
 
 def test_an_order_the_waterfall_declines_gives_the_liquidators_capacity_back() -> None:
