@@ -156,3 +156,30 @@ def test_rebalance_is_bounded_by_the_withdrawal_rule(tmp_path: Path) -> None:
     assert code == 0 and "dydx (USDC)" in text and "After" in text, text
     code, text = _rebalance(tmp_path, data["venues"][0])
     assert code == 2 and "venues: missing" in text, text
+
+
+def test_a_venue_liquidatable_already_is_the_first_rung_at_distance_0(
+        tmp_path: Path) -> None:
+    # binance long 1 BTC on 100 USDT: MM 450 > equity 100, liquidatable now. It is the
+    # first rung at move 0 (liquidated already for the others), not the safest venue; the
+    # rebalance starts from a smallest distance of 0
+    data = json.loads(json.dumps(FILE))
+    data["venues"][0]["account"]["collateral"]["USDT"] = "100"
+    code, out = _run(tmp_path, data, "--json")
+    r = json.loads(out)
+    assert r["liquidatable"] is True
+    first, second = r["ladder"]["BTC"]["down"]
+    assert (first["venue"], first["move"], second["venue"]) == ("binance", "0", "dydx")
+    # binance's 1.25 % fee on 100,000 is capped at its equity, 100
+    assert (first["fee"], first["cost"]) == ("1250", "100")
+    assert second["others"][0]["liquidated"] is True
+    assert _close(second["move"], Decimal(70_000) / Decimal("0.988") / 100_000 - 1)
+    code, out = _rebalance(tmp_path, data, "--json")
+    assert code == 0, out
+    r = json.loads(out)
+    assert r["min_distance_before"] == "0" and r["distance_before"]["binance"] == "0"
+    # X to binance: (99,850 - X) / 0.995 = (70,000 + X) / 0.988 -> X = 29,001.8 / 1.983
+    (t,) = r["transfers"]
+    assert abs(Decimal(t["amount"]) - Decimal("29001.8") / Decimal("1.983")) < Decimal("2e-6")
+    p = (70_000 + Decimal("29001.8") / Decimal("1.983")) / Decimal("0.988")
+    assert _close(r["min_distance_after"], 1 - p / 100_000)

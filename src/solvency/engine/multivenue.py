@@ -142,9 +142,12 @@ class _Venue:
 
     def crossing(self, base: str, sign: int, rng: Decimal, step: Decimal) -> Decimal | None:
         """The move (signed) at which a row first falls below maintenance as the price of
-        ``base`` moves in direction ``sign``, within ``rng``; None if none."""
-        if base not in self.base or self.below(base, Decimal(0)):
+        ``base`` moves in direction ``sign``, within ``rng``; None if none, 0 if a row is
+        below maintenance already (liquidatable now: the first rung, distance 0)."""
+        if base not in self.base:
             return None
+        if self.below(base, Decimal(0)):
+            return Decimal(0)
         n = int(rng / step)
         lo = Decimal(0)
         for k in range(1, n + 1):
