@@ -31,8 +31,9 @@ def _with(path: str, value: Any, *, drop: str | None = None) -> dict[str, Any]:
 CASES = [
     pytest.param(_with("horizn", "1d"),
                  "horizn: unknown key; did you mean 'horizon'? expected one of: agents, "
-                 "description, horizon, links, liquidity, market, name, oracle, "
-                 "population, report, run, seeds, start, step, venue", id="misspelt-top-level"),
+                 "collateral_reports, description, horizon, links, liquidity, market, name, "
+                 "oracle, population, report, run, seeds, start, step, venue",
+                 id="misspelt-top-level"),
     pytest.param(_with("market.markets.BTC-PERP.vol_anual", 0.5, drop="vol_annual"),
                  "market.markets.BTC-PERP.vol_anual: unknown key; did you mean "
                  "'vol_annual'? expected one of: cascade_depth, cascade_duration, crash_at, "
