@@ -283,7 +283,11 @@ def test_bad_option_settings_are_refused_with_their_key(
     ('lot_size = "snan"', "population.options.lot_size"),
     # marks carry the vol at 4 decimals: below 0.0001 it would round to 0
     ("vol = 0.00004", "population.options.vol"),
-], ids=["typo", "nan-tick", "inf-tick", "negative-lot", "snan-lot", "vol-rounds-to-0"])
+    # portfolio-margined writers (tests/simulation/test_option_writers_pm.py): a grid
+    # that is neither shipped nor a file
+    ('margin = "portfolio"\npm_grid = "no_such_grid"', "population.options.pm_grid"),
+], ids=["typo", "nan-tick", "inf-tick", "negative-lot", "snan-lot", "vol-rounds-to-0",
+        "unknown-pm-grid"])
 def test_cli_refuses_a_bad_option_table_with_exit_2(tmp_path: Path, line: str,
                                                     key: str) -> None:
     csv = _bars(tmp_path)

@@ -22,9 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from solvency.cli.main import app
 from solvency.core.model.events import Price
 from solvency.core.portfolio import KIND_CALL, KIND_FUTURE
 from solvency.core.portfolio.reference import Position, account_margin_reference
@@ -126,30 +124,3 @@ def test_bad_margin_settings_are_refused_with_their_key(
         tmp_path: Path, options: dict[str, Any], message: str) -> None:
     with pytest.raises(ScenarioError, match=message.replace(".", r"\.")):
         parse_scenario_data(_data(_bars(tmp_path), **options), source="hand")
-
-
-def test_cli_refuses_a_bad_margin_with_exit_2(tmp_path: Path) -> None:
-    csv = _bars(tmp_path)
-    f = tmp_path / "bad.toml"
-    f.write_text(f"""name = "bad"
-[market]
-model = "replay"
-[market.markets.BTC-PERP]
-source = "{csv}"
-[population]
-n_accounts = 10
-[population.open_interest_base]
-BTC-PERP = 1.0
-[population.options]
-underlying = "BTC-PERP"
-holder_fraction = 0.5
-open_interest_base = 1.0
-margin = "portfolio"
-pm_grid = "no_such_grid"
-[venue]
-preset = "deribit"
-""")
-    res = CliRunner().invoke(app, ["simulate", str(f)])
-    assert res.exit_code == 2, res.output
-    assert "population.options.pm_grid" in res.output
-    assert "Traceback" not in res.output
