@@ -35,12 +35,12 @@ from tests.venues._units import (
     drift_ratio,
     position_quanta,
 )
+from tests.venues.test_drift_vectors import PNL_24K, UNREALIZED_WEIGHT_CASES
 
 REPO = "protocol-v2@0ae3e3b1/programs/drift/src"
 MARGIN = f"{REPO}/math/margin/tests.rs"
 QUOTE = 10**6
 runner = CliRunner(env={"COLUMNS": "200"})
-PNL_24K = 24_282_786_896
 
 
 def _market(initial: int, maintenance: int, imf: int, *, upnl_imf: int,
@@ -86,16 +86,9 @@ def test_equity_value_vectors_through_the_engine(oracle: int, pmr: int, upnl: in
         assert pnl == PNL_24K  # Drift's position_unrealized_pnl
 
 
-WEIGHT_CASES = {
-    "uaw": (22_699_050_905, 9_559),
-    "position_unrealized_pnl": (PNL_24K, 9_516),
-    "position_unrealized_pnl*10": (PNL_24K * 10, 7_368),
-    "position_unrealized_pnl*100": (PNL_24K * 100, 4_299),
-    "position_unrealized_pnl*1000": (PNL_24K * 1000, 1_855),
-    "position_unrealized_pnl*10000": (PNL_24K * 10000, 663),
-    "position_unrealized_pnl*800000": (PNL_24K * 800000, 78),
-    "uaw_2 (upnl_2 = 100 USDC)": (100 * QUOTE, 10_000),
-}
+# the 8 weights of calculate_user_equity_value_tests (the venue's arithmetic is held by
+# tests/venues/test_drift_vectors.py; here the same vectors through the engine's sums)
+WEIGHT_CASES = UNREALIZED_WEIGHT_CASES
 
 
 @pytest.mark.parametrize(("pnl", "weight"), list(WEIGHT_CASES.values()),

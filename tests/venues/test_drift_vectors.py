@@ -115,8 +115,8 @@ def test_premium_never_below_the_ratio() -> None:
 
 # calculate_user_equity_value_tests: PerpMarket::get_unrealized_asset_weight with
 # unrealized_pnl_initial_asset_weight 10,000 and unrealized_pnl_imf_factor = imf_factor =
-# 1,000, Initial; PnL in QUOTE_PRECISION. Drift's weight on positive PnL, not yet applied
-# by the engine's margin sums (docs/venues.md, "Remaining out"): the venue's arithmetic.
+# 1,000, Initial; PnL in QUOTE_PRECISION. Drift's weight on positive PnL: the venue's
+# arithmetic (through the engine's margin sums: tests/venues/test_drift_upnl.py).
 PNL_24K = 24_282_786_896
 UNREALIZED_WEIGHT_CASES = {
     "uaw": (22_699_050_905, 9_559),
