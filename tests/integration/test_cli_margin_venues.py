@@ -17,8 +17,10 @@ Formulas checked:
 from __future__ import annotations
 
 import json
+import math
 from decimal import Decimal
 from pathlib import Path
+from statistics import NormalDist
 
 from typer.testing import CliRunner
 
@@ -183,3 +185,122 @@ def test_a_venue_liquidatable_already_is_the_first_rung_at_distance_0(
     assert abs(Decimal(t["amount"]) - Decimal("29001.8") / Decimal("1.983")) < Decimal("2e-6")
     p = (70_000 + Decimal("29001.8") / Decimal("1.983")) / Decimal("0.988")
     assert _close(r["min_distance_after"], 1 - p / 100_000)
+
+
+# ---------------------------------------------------------------- a venue file per entry
+# Bybit BTCUSDT (venues/bybit.toml; GET /v5/market/risk-limit, Bybit "Margin
+# Parameters"): tier 1 up to 2,000,000 USDT MMR 0.5 % IMR 1 %, tier 2 up to 4,000,000 MMR
+# 1 % IMR 1.75 %; MM = value x MMR - deduction, deduction_2 = 2,000,000 x (1 % - 0.5 %) =
+# 10,000 (Bybit "Maintenance Margin (USDT Contract)"). Liquidation: the position is taken
+# over at bankruptcy and the margin left goes to the insurance fund (the bitmex policy).
+BYBIT = Path(__file__).resolve().parents[2] / "venues" / "bybit.toml"
+
+
+def _with_bybit(tmp_path: Path, coll: str, size: str) -> dict[str, object]:
+    (tmp_path / "venues").mkdir(exist_ok=True)
+    (tmp_path / "venues" / "bybit.toml").write_text(BYBIT.read_text())
+    return {**_venue("venues/bybit.toml", "USDT", coll, size)}
+
+
+def test_a_venue_file_per_entry_bybit_by_hand(tmp_path: Path) -> None:
+    data = {"venues": [FILE["venues"][0], _with_bybit(tmp_path, "200000", "30"),
+                       FILE["venues"][1]]}
+    code, out = _run(tmp_path, data, "--json")
+    assert code == 0, out
+    r = json.loads(out)
+    by = r["venues"][1]
+    # named by the file's name; 30 BTC x 100,000 = 3,000,000 USDT in tier 2:
+    # MM 0.01 x 3,000,000 - 10,000 = 20,000; IM 0.0175 x 3,000,000 = 52,500
+    assert (by["name"], by["maintenance_margin"], by["initial_margin"]) == (
+        "bybit", "20000", "52500")
+    # 200,000 + 30 (P - 100,000) = 0.3 P - 10,000  ->  P = 2,790,000 / 29.7 (tier 2 there)
+    p = Decimal(2_790_000) / Decimal("29.7")
+    assert _close(by["positions"][0]["liquidation_price"], p)
+    first, second, third = r["ladder"]["BTC"]["down"]
+    assert [s["venue"] for s in (first, second, third)] == ["bybit", "binance", "dydx"]
+    assert _close(first["prices"]["BTC-PERP"], p)
+    # the fund takes over at bankruptcy: all that is left over it, 0.3 P - 10,000
+    assert first["liquidation_fee_rate"] == "1"
+    assert _close(first["cost"], Decimal("0.3") * p - 10_000)
+    # the same file as a single-venue account is the same engine: binance's tier 2 has a
+    # deduction of 50 where Bybit's tier 1 has none, so Bybit alone at 20,000 USDT is
+    # liquidated at 80,000 / 0.995 (binance: 79,950 / 0.995)
+    small = {"venues": [_with_bybit(tmp_path, "20000", "1")]}
+    code, out = _run(tmp_path, small, "--json")
+    (step,) = json.loads(out)["ladder"]["BTC"]["down"]
+    assert _close(step["prices"]["BTC-PERP"], Decimal(80_000) / Decimal("0.995"))
+
+
+def test_a_bad_venue_file_is_refused_naming_the_entry(tmp_path: Path) -> None:
+    data = {"venues": [FILE["venues"][0], _with_bybit(tmp_path, "20000", "1")]}
+    cases = {
+        "venues/nope.toml": "is neither a preset",
+        "venues/bad.toml": "markets.BTC-PERP.tiers[0].imr: expected a decimal number",
+        "venues/broken.toml": "invalid TOML",
+        "venues/list.json": "a venue file must hold an object",
+    }
+    (tmp_path / "venues" / "bad.toml").write_text(
+        'preset = "binance"\n[markets.BTC-PERP]\n'
+        'tiers = [ { floor = "0", imr = "x", mmr = "0.005" } ]\n')
+    (tmp_path / "venues" / "broken.toml").write_text('preset = "binance"\n[markets.BTC\n')
+    (tmp_path / "venues" / "list.json").write_text("[]")
+    for name, message in cases.items():
+        data["venues"][1]["venue"] = name  # type: ignore[index]
+        code, out = _run(tmp_path, data)
+        text = " ".join(out.split())
+        assert code == 2 and "venues[1].venue:" in text and message in text, (name, out)
+        assert "Traceback" not in out
+        code, out = _rebalance(tmp_path, data)
+        assert code == 2 and "venues[1].venue:" in " ".join(out.split()), (name, out)
+
+
+# ------------------------------------------------------ the price move during --delay
+def _three(tmp_path: Path) -> dict[str, object]:
+    # binance 20,000 USDT (liquidated at -19.65 %), dydx 30,000 USDC (-29.15 %) and bybit
+    # 50,000 USDT: 50,000 + (P - 100,000) = 0.005 P -> P = 50,000 / 0.995 (-49.75 %)
+    data = {"venues": [FILE["venues"][0], FILE["venues"][1],
+                       _with_bybit(tmp_path, "50000", "1")]}
+    for v in data["venues"]:
+        v["volatility"] = {"BTC-PERP": "0.8"}  # type: ignore[index]
+    return data
+
+
+def test_a_transfer_landing_after_the_liquidation_is_not_counted(tmp_path: Path) -> None:
+    data = _three(tmp_path)
+    # 7 days at 80 %: the move touched with probability 1 % is b = 0.8 sqrt(7/365)
+    # Phi^-1(0.995) in log price (reflection principle), exp(-b) - 1 = -24.8 % down:
+    # binance's -19.65 % lies within it, so a transfer to it would land too late
+    b = 0.8 * math.sqrt(7 / 365) * NormalDist().inv_cdf(0.995)
+    code, out = _rebalance(tmp_path, data, "--json", "--delay", "7d")
+    assert code == 0, out
+    r = json.loads(out)
+    move = r["delay_move"]["BTC"]
+    assert abs(float(move["down"]) - math.expm1(-b)) < 1e-12
+    assert abs(float(move["up"]) - math.expm1(b)) < 1e-12
+    assert r["lost_in_flight"] == {"binance": ["BTC down"]}
+    # binance is left as it is; dydx receives X from bybit until both are liquidated at
+    # the same P: (70,000 - X) / 0.988 = (50,000 + X) / 0.995  ->  X = 20,250 / 1.983
+    x = Decimal(20_250) / Decimal("1.983")
+    (t,) = r["transfers"]
+    assert (t["from"], t["to"]) == ("bybit", "dydx")
+    assert abs(Decimal(t["amount"]) - x) < Decimal("2e-6")
+    p = (50_000 + x) / Decimal("0.995")
+    assert _close(r["min_distance_kept"], 1 - p / 100_000)
+    assert r["distance_after"]["binance"] == r["distance_before"]["binance"]
+    down = r["landing"]["BTC"]["down"]
+    assert down["liquidated_in_flight"] == ["binance"]
+    assert {s["venue"] for s in down["ladder"]} == {"dydx", "bybit"}
+    # at landing the price is 100,000 (1 + move); the further move is P / that - 1
+    landed = 100_000 * (1 + Decimal(move["down"]))
+    assert all(_close(s["from_landing"], p / landed - 1, "1e-5") for s in down["ladder"])
+    # a move of 10 % reaches no venue: binance is helped too (all three equalize)
+    code, out = _rebalance(tmp_path, data, "--json", "--delay", "10m",
+                           "--move-during-delay", "10%")
+    assert code == 0, out
+    r = json.loads(out)
+    assert r["lost_in_flight"] == {} and r["delay_move"]["BTC"]["source"] == "given"
+    assert "binance" in {t["to"] for t in r["transfers"]}
+    code, out = _rebalance(tmp_path, data, "--move-during-delay", "10%")
+    assert code == 2 and "needs --delay" in out, out
+    code, out = _rebalance(tmp_path, data, "--delay", "1h", "--move-during-delay", "120%")
+    assert code == 2 and "--move-during-delay" in out, out

@@ -37,9 +37,15 @@ from solvency.core.model.venue import ConfigError, margin_model_to_data
 from solvency.core.portfolio import GridError
 from solvency.engine.engine import Engine, EngineError
 from solvency.engine.joint import JointSpec
-from solvency.engine.multivenue import evaluate_venues, is_multi_venue, rebalance_venues
+from solvency.engine.multivenue import (
+    DEFAULT_CONFIDENCE,
+    evaluate_venues,
+    is_multi_venue,
+    rebalance_venues,
+)
 from solvency.engine.portfolio import (
     PortfolioError,
+    VenueFile,
     bitmex_liquidation,
     evaluate_portfolio,
     max_order_size,
@@ -121,7 +127,7 @@ def margin(
     try:
         data = load_json_file(portfolio)
         if is_multi_venue(data):
-            _margin_venues(data, str(portfolio), as_json, horizon, single_options={
+            _margin_venues(data, portfolio, as_json, horizon, single_options={
                 "--venue": venue, "--mode": mode, "--shock": shock, "--add": add,
                 "--move": move, "--corr": corr, "--fees": fees or None,
                 "--max-size": max_size})
@@ -172,7 +178,33 @@ def margin(
         raise typer.Exit(LIQUIDATABLE_EXIT)
 
 
-def _margin_venues(data: Any, source: str, as_json: bool, horizon: str | None, *,
+def venue_files(data: Any, portfolio: Path) -> dict[int, VenueFile]:
+    """Read the venue file of each entry of a multi-venue file whose ``venue`` is not a
+    preset: a JSON or TOML venue file by its path relative to the portfolio file's
+    folder. A missing or unreadable file is refused as ``venues[i].venue``."""
+    entries = data.get("venues") if isinstance(data, dict) else None
+    out: dict[int, VenueFile] = {}
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        name = entry.get("venue") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or name in PRESETS:
+            continue
+        path = portfolio.parent / name  # an absolute name stays itself
+        key = f"{portfolio}: venues[{i}].venue"
+        if not path.is_file():
+            raise PortfolioError(f"{key}: {name!r} is neither a preset "
+                                 f"({', '.join(preset_names())}) nor a file ({path} not "
+                                 "found)")
+        try:
+            venue_data = load_json_file(path)
+        except ConfigError as exc:
+            raise PortfolioError(f"{key}: {exc}") from None
+        if not isinstance(venue_data, dict):
+            raise PortfolioError(f"{key}: {path}: a venue file must hold an object")
+        out[i] = VenueFile(str(path), venue_data)
+    return out
+
+
+def _margin_venues(data: Any, portfolio: Path, as_json: bool, horizon: str | None, *,
                    single_options: dict[str, Any]) -> None:
     """``solvency margin`` on a multi-venue file: each venue's report, then the
     liquidation ladder (solvency.engine.multivenue; docs/contagion.md)."""
@@ -180,7 +212,8 @@ def _margin_venues(data: Any, source: str, as_json: bool, horizon: str | None, *
         if value:
             raise PortfolioError(f"{flag}: applies to a single-venue file, not to one "
                                  "with 'venues'")
-    report = evaluate_venues(data, source=source, horizon=horizon)
+    report = evaluate_venues(data, source=str(portfolio), horizon=horizon,
+                             venue_files=venue_files(data, portfolio))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -197,8 +230,17 @@ def rebalance(
                                                    "(a 'venues' list).")],
     delay: Annotated[str | None, typer.Option(
         "--delay", help="Transfer time (30m, 8h, 1d): the withdrawal leaves at once, the "
-                        "deposit lands after it; reports the smallest distance "
-                        "meanwhile.")] = None,
+                        "deposit lands after it, while the price may move (see "
+                        "--move-during-delay, --confidence).")] = None,
+    move_during_delay: Annotated[str | None, typer.Option(
+        "--move-during-delay", help="The price move, either way, allowed while a "
+                                    "transfer travels: '15%' or '0.15' (default: the "
+                                    "underlying's volatility over the delay at "
+                                    "--confidence).")] = None,
+    confidence: Annotated[float, typer.Option(
+        "--confidence", help="--delay without --move-during-delay: the move touched with "
+                             "probability 1 - CONFIDENCE within the delay.")
+    ] = DEFAULT_CONFIDENCE,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Collateral transfers between venues that maximize the smallest distance to
@@ -210,7 +252,14 @@ def rebalance(
             raise PortfolioError(f"{portfolio}: venues: missing (rebalance needs a "
                                  "multi-venue file)")
         days = None if delay is None else parse_horizon_days(delay)
-        report = rebalance_venues(data, source=str(portfolio), delay_days=days)
+        if days is None and move_during_delay is not None:
+            raise PortfolioError("--move-during-delay: needs --delay")
+        move = None if move_during_delay is None else _delay_move(move_during_delay)
+        if not 0.0 < confidence < 1.0:
+            raise PortfolioError(f"--confidence {confidence}: must be in (0, 1)")
+        report = rebalance_venues(data, source=str(portfolio), delay_days=days,
+                                  move_during_delay=move, confidence=confidence,
+                                  venue_files=venue_files(data, portfolio))
     except (ConfigError, PortfolioError) as exc:
         raise _fail(str(exc).replace("horizon:", "--delay:", 1)) from None
     if as_json:
@@ -235,14 +284,46 @@ def rebalance(
     dist.add_row("smallest", report["min_distance_before"], report["min_distance_after"])
     print_table(console, dist)
     if "min_distance_during" in report:
-        console.print(f"During the transfer ({delay}): smallest distance "
-                      f"{report['min_distance_during']} (the withdrawal has left, the "
-                      "deposit has not landed; price moves meanwhile not modelled)",
-                      markup=False)
+        _print_landing(report, delay)
     console.print("[bold]Before[/]")
     _print_ladder(report["before"])
     console.print("[bold]After[/]")
     _print_ladder(report["after"])
+
+
+def _delay_move(text: str) -> Decimal:
+    """'15%' or '0.15' -> 0.15, exact; a fraction in (0, 1)."""
+    raw = text.strip()
+    pct = raw.endswith("%")
+    value = _rate(raw[:-1] if pct else raw, "--move-during-delay")
+    value = value / 100 if pct else value
+    if not 0 < value < 1:
+        raise PortfolioError(f"--move-during-delay {text!r}: must be between 0 and 100 %")
+    return value
+
+
+def _print_landing(report: dict[str, Any], delay: str | None) -> None:
+    console.print(f"During the transfer ({delay}): smallest distance "
+                  f"{report['min_distance_during']} (the withdrawals have left, the "
+                  "deposits have not landed)", markup=False)
+    for name, sides in report["lost_in_flight"].items():
+        console.print(f"{name}: liquidated before a transfer could land ({', '.join(sides)} "
+                      "within the move during the delay); left out of the rebalance",
+                      markup=False)
+    table = Table(title=f"At landing ({delay}), after the move during the delay")
+    for col in ("underlying", "side", "move", "liquidated in flight",
+                "then (venue: move from today, further move from landing)", "move from"):
+        table.add_column(col, justify="right" if col == "move" else "left")
+    for base, land in report["landing"].items():
+        for side in ("down", "up"):
+            s = land[side]
+            rest = "; ".join(f"{st['venue']}: {st['move']}, {st['from_landing']}"
+                             for st in s["ladder"])
+            table.add_row(base, side, s["move"], ", ".join(s["liquidated_in_flight"]) or "-",
+                          rest or "-", land["source"])
+    print_table(console, table)
+    console.print(f"Smallest distance after, over the venues not lost in flight: "
+                  f"{report['min_distance_kept']}", markup=False)
 
 
 def _print_ladder(report: dict[str, Any]) -> None:

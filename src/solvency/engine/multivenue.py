@@ -2,8 +2,9 @@
 
 A multi-venue portfolio file lists one trader's accounts on several venues, each a
 single-venue portfolio (:class:`~solvency.engine.portfolio.PortfolioFile`) under its
-venue's preset. Each venue is loaded into its own :class:`~solvency.engine.engine.Engine`
-and reported as ``solvency margin`` reports one venue. The venues share no wallet and no
+venue's preset or venue file (read by the caller: the engine does no IO). Each venue
+is loaded into its own :class:`~solvency.engine.engine.Engine` and reported as
+``solvency margin`` reports one venue. The venues share no wallet and no
 collateral: what happens on one leaves the others' accounts as they were.
 
 The **liquidation ladder** moves the price of one underlying (``BTC``: every market of
@@ -29,14 +30,18 @@ bound); options are not moved by the scan (refused); every other market keeps it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from decimal import Decimal, localcontext
-from typing import Any, Final
+from statistics import NormalDist
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_MM
+from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
+from solvency.core.model.venue import ConfigError
 from solvency.core.schema import format_errors
 from solvency.engine.base import format_number
 from solvency.engine.engine import Engine
@@ -44,28 +49,36 @@ from solvency.engine.portfolio import (
     ACCOUNT,
     PortfolioError,
     PortfolioFile,
+    VenueFile,
     evaluate_portfolio,
     load_portfolio_engine,
 )
 
-__all__ = ["DEFAULT_RANGE", "DEFAULT_STEP", "MultiVenuePortfolio", "VenueEntry",
-           "evaluate_venues", "is_multi_venue", "rebalance_venues"]
+__all__ = ["DEFAULT_CONFIDENCE", "DEFAULT_RANGE", "DEFAULT_STEP", "DelayMove",
+           "MultiVenuePortfolio", "VenueEntry", "delay_moves", "evaluate_venues",
+           "is_multi_venue", "rebalance_venues"]
 
 DEFAULT_RANGE: Final = Decimal("0.5")
 """The ladder's scan: the price moves from -50 % to +50 % of the mark ..."""
 DEFAULT_STEP: Final = Decimal("0.001")
 """... in steps of 0.1 % (1,001 points), then each crossing is refined by bisection."""
+DEFAULT_CONFIDENCE: Final = 0.99
+"""rebalance --delay: the move during the delay is the one touched with probability 1 %."""
 _PPM: Final = Decimal(1_000_000)
 _BISECT: Final = 60  # halvings of a 0.1 % bracket: far below 1e-12 of the price
 
 
 class VenueEntry(PortfolioFile):
     """One venue of a multi-venue portfolio: a single-venue portfolio whose ``venue`` is
-    required, and an optional ``name`` (default the venue) naming it in the report."""
+    required (a preset, or a venue file's path), and an optional ``name`` (default the
+    venue's name) naming it in the report."""
 
-    venue: str = Field(description="Venue preset of this account (required).")
+    venue: str = Field(description="Venue preset of this account, or a venue file (JSON "
+                                   "or TOML, as solvency replay --venue FILE reads) by its "
+                                   "path relative to the portfolio file (required).")
     name: str | None = Field(None, description="Name of this account in the report "
-                                               "(default the venue; must be unique).")
+                                               "(default the venue's name; must be "
+                                               "unique).")
 
 
 class MultiVenuePortfolio(BaseModel):
@@ -108,6 +121,7 @@ class _Venue:
         self.fee_rate = (Decimal(0) if policy is None else
                          Decimal(policy.liquidator_fee_ppm + policy.insurance_fee_ppm) / _PPM)
         self.held: list[tuple[int, Decimal]] = []  # (market, notional at the mark, USD)
+        self.vol: dict[str, float] = {}  # base -> the largest volatility of its positions
         for pos in engine.account_view(ACCOUNT)["positions"]:
             inst = engine.venue.markets[pos["market"]]
             if inst.kind == "option":
@@ -116,6 +130,7 @@ class _Venue:
             m = book.market_index[inst.name]
             self.held.append((m, abs(Decimal(pos["notional"]))))
             self.base.setdefault(inst.base, []).append(m)
+            self.vol[inst.base] = max(self.vol.get(inst.base, 0.0), float(pos["volatility"]))
         for ms in self.base.values():  # every market of that base with a mark moves
             ms.extend(m for m in self.marks if m not in ms
                       and book.instruments[m].base == book.instruments[ms[0]].base)
@@ -223,16 +238,43 @@ def _ladder(venues: list[_Venue], base: str, sign: int, rng: Decimal,
     return out
 
 
+def _venue_file(entry: VenueEntry, i: int, source: str,
+                venue_files: Mapping[int, VenueFile]) -> VenueFile | None:
+    """Entry ``i``'s venue file (``None``: a preset), checked by the venue file's rules;
+    errors are keyed ``venues[i].venue``."""
+    vf = venue_files.get(i)
+    key = f"{source}: venues[{i}].venue"
+    if vf is None:
+        if entry.venue not in PRESETS:
+            raise PortfolioError(f"{key}: {entry.venue!r} is neither a preset "
+                                 f"({', '.join(preset_names())}) nor a venue file read "
+                                 "with the portfolio")
+        return None
+    try:
+        venue_from_data(dict(vf.data), source=vf.path)
+    except ConfigError as exc:
+        raise PortfolioError(f"{key}: {exc}") from None
+    return vf
+
+
+def _single(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry as a single-venue portfolio (without its ``name``)."""
+    return {k: v for k, v in raw.items() if k != "name"}
+
+
 def evaluate_venues(data: Mapping[str, Any], *, source: str = "portfolio",
                     horizon: str | None = None, rng: Decimal = DEFAULT_RANGE,
-                    step: Decimal = DEFAULT_STEP) -> dict[str, Any]:
+                    step: Decimal = DEFAULT_STEP,
+                    venue_files: Mapping[int, VenueFile] | None = None) -> dict[str, Any]:
     """The ``solvency margin --json`` object of a multi-venue portfolio.
 
     ``venues``: per venue its ``name`` and the single-venue report
     (:func:`~solvency.engine.portfolio.evaluate_portfolio`); ``liquidatable``: any venue
     is; ``ladder``: per underlying, ``down`` and ``up``, the venues in the order the move
     liquidates them (see the module docstring for each key); ``ladder_range`` and
-    ``ladder_step``: the scan's grid (fractions of the mark).
+    ``ladder_step``: the scan's grid (fractions of the mark). ``venue_files`` (entry
+    index -> :class:`~solvency.engine.portfolio.VenueFile`) holds the venue files that
+    the caller read for the entries whose ``venue`` is not a preset.
 
     Raises
     ------
@@ -243,21 +285,24 @@ def evaluate_venues(data: Mapping[str, Any], *, source: str = "portfolio",
         raise PortfolioError(f"{source}: the ladder needs 0 < step <= range < 1")
     m = _validate(data, source)
     raw = data["venues"]
+    files = venue_files or {}
     names: dict[str, int] = {}
     reports = []
     venues = []
     for i, entry in enumerate(m.venues):
-        name = entry.name or entry.venue
+        vf = _venue_file(entry, i, source, files)
+        single = _single(raw[i])
+        try:
+            report = evaluate_portfolio(single, source=source, horizon=horizon,
+                                        venue_file=vf)
+            engine = load_portfolio_engine(single, source=source, venue_file=vf)
+        except PortfolioError as exc:
+            raise _in_entry(exc, source, i) from None
+        name = entry.name or (entry.venue if vf is None else engine.venue.name)
         if name in names:
             raise PortfolioError(f"{source}: venues[{i}].name: {name!r} already names "
                                  f"venues[{names[name]}]; give each account a unique name")
         names[name] = i
-        single = {k: v for k, v in raw[i].items() if k != "name"}
-        try:
-            report = evaluate_portfolio(single, source=source, horizon=horizon)
-            engine = load_portfolio_engine(single, source=source)
-        except PortfolioError as exc:
-            raise _in_entry(exc, source, i) from None
         reports.append({"name": name, **report})
         venues.append(_Venue(name, engine, source, i))
     bases = sorted({b for v in venues for b in v.base})
@@ -396,9 +441,97 @@ def _min_distance(report: dict[str, Any], rng: Decimal) -> tuple[Decimal, dict[s
     return min(dist.values(), default=rng), {k: str(d) for k, d in dist.items()}
 
 
+class DelayMove(NamedTuple):
+    """The price move a transfer's delay allows, per underlying: ``down`` (< 0) and
+    ``up`` (> 0) fractions of the mark, and how they were set."""
+
+    down: Decimal
+    up: Decimal
+    source: str
+
+
+def delay_moves(sigmas: Mapping[str, float], delay_days: float, *,
+                move: Decimal | None = None, confidence: float = DEFAULT_CONFIDENCE
+                ) -> dict[str, DelayMove]:
+    """The move of each underlying while a transfer travels for ``delay_days``.
+
+    ``move`` given: ``-move`` and ``+move`` for every underlying. Otherwise the
+    first-passage move at ``confidence`` ``q``: the log price a driftless Brownian motion
+    with the underlying's volatility ``sigma`` (per sqrt(year)) touches within
+    ``T = delay_days / 365`` with probability ``1 - q`` is ``b = sigma sqrt(T)
+    Phi^-1((1 + q) / 2)`` (reflection principle, ``P(touch) = 2 Phi(-b / (sigma sqrt T))``,
+    the engine's own liquidation probability, :func:`solvency.core.volatility.
+    liquidation_probability`; Karatzas and Shreve 1991, sec. 2.6), so ``down = exp(-b) -
+    1`` and ``up = exp(b) - 1``. ``sigmas``: underlying -> ``sigma``.
+    """
+    if move is not None:
+        return {b: DelayMove(-move, move, "given") for b in sigmas}
+    z = NormalDist().inv_cdf((1.0 + confidence) / 2.0)
+    out = {}
+    for base, sigma in sigmas.items():
+        b = sigma * math.sqrt(delay_days / 365.0) * z
+        out[base] = DelayMove(Decimal(repr(math.expm1(-b))), Decimal(repr(math.expm1(b))),
+                              f"volatility {format_number(sigma)}, confidence "
+                              f"{format_number(confidence)} (z {format_number(z)})")
+    return out
+
+
+def _lost_in_flight(report: dict[str, Any], moves: Mapping[str, DelayMove]
+                    ) -> dict[str, list[str]]:
+    """Venue -> the underlyings' sides (``BTC down``) whose move during the delay reaches
+    its liquidation in ``report``'s ladder."""
+    lost: dict[str, list[str]] = {}
+    for base, dm in moves.items():
+        for side, limit in (("down", dm.down), ("up", dm.up)):
+            for st in report["ladder"].get(base, {}).get(side, []):
+                if abs(Decimal(st["move"])) <= abs(limit):
+                    lost.setdefault(st["venue"], []).append(f"{base} {side}")
+    return lost
+
+
+def _landing(after: dict[str, Any], flight: dict[str, Any],
+             moves: Mapping[str, DelayMove]) -> dict[str, Any]:
+    """The ladder when the transfers land after the delay's move, per underlying and
+    side: the venues the move liquidated in flight, then the after ladder's other
+    venues with their further move from the landed price."""
+    out: dict[str, Any] = {}
+    for base, dm in moves.items():
+        sides = {}
+        for side, limit in (("down", dm.down), ("up", dm.up)):
+            gone = [st["venue"] for st in flight["ladder"].get(base, {}).get(side, [])
+                    if abs(Decimal(st["move"])) <= abs(limit)]
+            rest = [{"venue": st["venue"], "move": st["move"], "prices": st["prices"],
+                     "from_landing": format_number(float(
+                         (1 + Decimal(st["move"])) / (1 + limit) - 1))}
+                    for st in after["ladder"].get(base, {}).get(side, [])
+                    if st["venue"] not in gone]
+            sides[side] = {"move": format_number(float(limit)),
+                           "liquidated_in_flight": gone, "ladder": rest}
+        out[base] = {"source": dm.source, **sides}
+    return out
+
+
+def _with_moves(raw: list[Any], moved: Mapping[int, Decimal], pools: list[_Pool],
+                *, deposits: bool) -> dict[str, Any]:
+    """The file with the moved amounts (withdrawals, and deposits if ``deposits``)."""
+    out = {"venues": [dict(e) for e in raw]}
+    for i, q in moved.items():
+        if q > 0 and not deposits:
+            continue
+        e = out["venues"][i]
+        acct = dict(e["account"])
+        coll = dict(acct.get("collateral", {}))
+        coll[pools[i].asset] = str(Decimal(str(coll[pools[i].asset])) + q)
+        acct["collateral"] = coll
+        e["account"] = acct
+    return out
+
+
 def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
-                     delay_days: float | None = None, rng: Decimal = DEFAULT_RANGE,
-                     step: Decimal = DEFAULT_STEP) -> dict[str, Any]:
+                     delay_days: float | None = None, move_during_delay: Decimal | None = None,
+                     confidence: float = DEFAULT_CONFIDENCE, rng: Decimal = DEFAULT_RANGE,
+                     step: Decimal = DEFAULT_STEP,
+                     venue_files: Mapping[int, VenueFile] | None = None) -> dict[str, Any]:
     """The ``solvency rebalance --json`` object: the stablecoin transfers between the
     venues that maximize the smallest distance to liquidation (the fraction of the mark
     by which one underlying's price must move, either way, to liquidate a venue), each
@@ -408,23 +541,46 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
 
     Keys: ``transfers`` (``from``, ``from_asset``, ``to``, ``to_asset``, ``amount``),
     ``min_distance_before``/``min_distance_after`` and ``distance_before``/
-    ``distance_after`` (venue -> fraction), ``before``/``after`` (the margin reports),
-    and with a delay ``delay_days`` and ``min_distance_during`` (the withdrawal leaves at
-    once, the deposit arrives after the delay: each recipient at its distance before,
-    each donor at its distance after; price moves during the delay are not modelled).
+    ``distance_after`` (venue -> fraction), ``before``/``after`` (the margin reports).
+
+    With a delay (the withdrawal leaves at once, the deposit lands ``delay_days`` later)
+    the price may move meanwhile by the move of :func:`delay_moves` (``move_during_delay``
+    given, or the first-passage move at ``confidence``). A venue whose liquidation,
+    before any transfer, lies within that move is liquidated before a transfer to it
+    could land: it is left out of the rebalance (it neither receives nor gives, and the
+    smallest distance is maximized over the others) and listed in ``lost_in_flight``
+    (venue -> the sides that reach it). Added keys: ``delay_days``, ``delay_move``
+    (underlying -> ``down``, ``up``, ``source``), ``min_distance_during`` (the smallest
+    distance while the money is in flight), ``min_distance_kept`` (the smallest distance
+    after, over the venues not lost) and ``landing`` (:func:`_landing`).
     """
-    before = evaluate_venues(data, source=source, rng=rng, step=step)
+    files = venue_files or {}
+    before = evaluate_venues(data, source=source, rng=rng, step=step, venue_files=files)
     m = _validate(data, source)
     raw = data["venues"]
     pools = []
     for i, entry in enumerate(m.venues):
-        single = {k: v for k, v in raw[i].items() if k != "name"}
-        engine = load_portfolio_engine(single, source=source)
+        vf = _venue_file(entry, i, source, files)
+        engine = load_portfolio_engine(_single(raw[i]), source=source, venue_file=vf)
         free = Decimal(before["venues"][i]["free_collateral"])
-        pools.append(_Pool(_Venue(entry.name or entry.venue, engine, source, i), entry,
+        pools.append(_Pool(_Venue(before["venues"][i]["name"], engine, source, i), entry,
                            free, source, i, rng, step))
-    _, needs = _best(pools, rng, step)
-    transfers = _transfers(pools, needs)
+    moves: dict[str, DelayMove] = {}
+    lost: dict[str, list[str]] = {}
+    if delay_days is not None:
+        # each underlying's volatility: the largest the venues' positions in it give
+        sigmas: dict[str, float] = {}
+        for p in pools:
+            for base, sigma in p.v.vol.items():
+                sigmas[base] = max(sigmas.get(base, 0.0), sigma)
+        moves = delay_moves(dict(sorted(sigmas.items())), delay_days,
+                            move=move_during_delay, confidence=confidence)
+        lost = _lost_in_flight(before, moves)
+    kept = [p for p in pools if p.v.name not in lost]
+    transfers = []
+    if kept:
+        _, needs = _best(kept, rng, step)
+        transfers = _transfers(kept, needs)
     moved: dict[int, Decimal] = {}
     index = {p.v.name: i for i, p in enumerate(pools)}
     for t in transfers:
@@ -432,21 +588,14 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
         moved[index[t["to"]]] = moved.get(index[t["to"]], Decimal(0)) + Decimal(t["amount"])
     for i, q in moved.items():  # the engine's own withdrawal check on each donor
         if q < 0:
-            single = {k: v for k, v in raw[i].items() if k != "name"}
             try:
-                evaluate_portfolio(single, source=source, moves=[(pools[i].asset, q)])
+                evaluate_portfolio(_single(raw[i]), source=source,
+                                   moves=[(pools[i].asset, q)], venue_file=files.get(i))
             except PortfolioError as exc:
                 raise PortfolioError(f"{source}: venues[{i}]: the engine refused the "
                                      f"withdrawal: {exc}") from None
-    after_data = {"venues": [dict(e) for e in raw]}
-    for i, q in moved.items():
-        e = after_data["venues"][i]
-        acct = dict(e["account"])
-        coll = dict(acct.get("collateral", {}))
-        coll[pools[i].asset] = str(Decimal(str(coll[pools[i].asset])) + q)
-        acct["collateral"] = coll
-        e["account"] = acct
-    after = evaluate_venues(after_data, source=source, rng=rng, step=step)
+    after = evaluate_venues(_with_moves(raw, moved, pools, deposits=True), source=source,
+                            rng=rng, step=step, venue_files=files)
     min_before, dist_before = _min_distance(before, rng)
     min_after, dist_after = _min_distance(after, rng)
     out: dict[str, Any] = {
@@ -455,10 +604,16 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
         "distance_before": dist_before, "distance_after": dist_after,
     }
     if delay_days is not None:
-        during = [Decimal(dist_before[n]) if moved.get(i, Decimal(0)) > 0
-                  else Decimal(dist_after[n]) for n, i in index.items()]
+        flight = evaluate_venues(_with_moves(raw, moved, pools, deposits=False),
+                                 source=source, rng=rng, step=step, venue_files=files)
         out["delay_days"] = delay_days
-        out["min_distance_during"] = str(min(during, default=rng))
+        out["delay_move"] = {b: {"down": str(dm.down), "up": str(dm.up), "source": dm.source}
+                             for b, dm in moves.items()}
+        out["min_distance_during"] = str(_min_distance(flight, rng)[0])
+        out["lost_in_flight"] = lost
+        out["min_distance_kept"] = str(min((Decimal(d) for n, d in dist_after.items()
+                                            if n not in lost), default=rng))
+        out["landing"] = _landing(after, flight, moves)
     out["before"] = before
     out["after"] = after
     return out

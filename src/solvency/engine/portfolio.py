@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import numpy as np
 from pydantic import (
@@ -42,7 +42,7 @@ from solvency.core.model.events import (
 )
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
-from solvency.core.model.venue import ConfigError, margin_model_to_data
+from solvency.core.model.venue import ConfigError, margin_model_to_data, merge_config
 from solvency.core.portfolio import ScenarioGrid
 from solvency.core.schema import DecimalText, Num, format_errors
 from solvency.core.units import UnitError, parse_decimal
@@ -53,6 +53,7 @@ from solvency.engine.option_book import OptionMarketEntry
 from solvency.engine.pretrade import Order
 
 __all__ = ["PortfolioAccount", "PortfolioError", "PortfolioFile", "PortfolioPosition",
+           "VenueFile",
            "asset_price_sources", "bitmex_liquidation", "evaluate_portfolio",
            "load_portfolio_engine", "max_order_size",
            "parse_horizon_days", "portfolio_model", "shock_table"]
@@ -62,6 +63,16 @@ ACCOUNT = "portfolio"
 
 class PortfolioError(ValueError):
     """A portfolio file that cannot be evaluated, naming the file and the offending key."""
+
+
+class VenueFile(NamedTuple):
+    """A venue file that the caller has read (the engine does no IO): its path as given,
+    and its parsed data (``{"preset": NAME, ...overrides}`` or a full venue). It takes
+    the place of the portfolio's preset; the portfolio's ``markets`` overrides apply on
+    top of it."""
+
+    path: str
+    data: Mapping[str, Any]
 
 
 # ============================================================================ schema
@@ -175,36 +186,42 @@ def _dec(value: object, path: str) -> Decimal:
 
 def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None, *,
                           source: str = "portfolio", mode: str | None = None,
-                          pm_grid: ScenarioGrid | None = None) -> Engine:
+                          pm_grid: ScenarioGrid | None = None,
+                          venue_file: VenueFile | None = None) -> Engine:
     """Build an engine holding the portfolio's account (see module docstring).
 
     ``data`` is the parsed file (schema :class:`PortfolioFile`, published as
-    ``docs/schema/portfolio-v1.json``); ``source`` names it in error messages.
+    ``docs/schema/portfolio-v1.json``); ``source`` names it in error messages;
+    ``venue_file`` replaces the preset (``venue`` and the file's ``venue`` are then
+    not read).
 
     Raises
     ------
     PortfolioError
         ``source: dotted.key: what was wrong``.
     """
-    return _load(portfolio_model(data, source=source), venue, source, mode, pm_grid)
+    return _load(portfolio_model(data, source=source), venue, source, mode, pm_grid,
+                 venue_file=venue_file)
 
 
 def _load(m: PortfolioFile, venue: str | None, source: str, mode: str | None = None,
-          pm_grid: ScenarioGrid | None = None, shock: Decimal = Decimal(0)) -> Engine:
+          pm_grid: ScenarioGrid | None = None, shock: Decimal = Decimal(0), *,
+          venue_file: VenueFile | None = None) -> Engine:
     if mode is not None:
         if mode not in ("cross", "isolated", "portfolio"):
             raise PortfolioError(f"mode: {mode!r} is not one of cross, isolated, portfolio")
         m = m.model_copy(update={"account": m.account.model_copy(update={"mode": mode})})
     try:
-        return _build(m, venue, pm_grid, shock)
+        return _build(m, venue, pm_grid, shock, venue_file)
     except (PortfolioError, ConfigError) as exc:
         raise _named(source, exc) from None
 
 
 def _build(m: PortfolioFile, venue: str | None,
-           pm_grid: ScenarioGrid | None = None, shock: Decimal = Decimal(0)) -> Engine:
+           pm_grid: ScenarioGrid | None = None, shock: Decimal = Decimal(0),
+           venue_file: VenueFile | None = None) -> Engine:
     venue_name = venue or m.venue or "binance"
-    if venue_name not in PRESETS:
+    if venue_file is None and venue_name not in PRESETS:
         raise PortfolioError(f"venue: {venue_name!r} is not one of {preset_names()}")
     oi: dict[str, Decimal] = {}
     overrides: dict[str, Any] = {}
@@ -218,7 +235,10 @@ def _build(m: PortfolioFile, venue: str | None,
             if oi[name] < 0:
                 raise PortfolioError(f"markets.{name}.open_interest: must be >= 0")
         overrides[name] = ov
-    v = venue_from_data({"preset": venue_name, "markets": overrides})
+    if venue_file is None:
+        v = venue_from_data({"preset": venue_name, "markets": overrides})
+    else:  # the portfolio's overrides on top of the file's markets, key by key
+        v = venue_from_data(merge_config(venue_file.data, {"markets": overrides}))
     portfolio = m.account.mode == "portfolio"
     if portfolio and pm_grid is None:
         raise PortfolioError("account.mode: portfolio margin needs a scenario grid "
@@ -453,6 +473,7 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
                        trades: Sequence[tuple[str, Decimal, Decimal | None]] = (),
                        horizon: str | None = None, joint: JointSpec | None = None,
                        moves: Sequence[tuple[str, Decimal]] = (),
+                       venue_file: VenueFile | None = None,
                        ) -> dict[str, Any]:
     """Return the margin report of a portfolio (the ``solvency margin --json`` object).
 
@@ -474,6 +495,7 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
     move collateral into (positive) or out of (negative) the account before the
     ``trades``, as the engine's deposits and withdrawals (a withdrawal that would leave
     the account below initial margin is refused with the engine's reason).
+    ``venue_file`` (a :class:`VenueFile`) replaces the preset.
 
     Raises
     ------
@@ -481,7 +503,7 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
         ``source: dotted.key: what was wrong``.
     """
     m = portfolio_model(data, source=source)
-    engine = _load(m, venue, source, mode, pm_grid, shock)
+    engine = _load(m, venue, source, mode, pm_grid, shock, venue_file=venue_file)
     if moves or trades:
         try:
             _move(engine, moves)
