@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from statistics import NormalDist
@@ -25,6 +26,7 @@ from statistics import NormalDist
 from typer.testing import CliRunner
 
 from solvency.cli.main import app
+from solvency.core.options import black76_price
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -304,3 +306,103 @@ def test_a_transfer_landing_after_the_liquidation_is_not_counted(tmp_path: Path)
     assert code == 2 and "needs --delay" in out, out
     code, out = _rebalance(tmp_path, data, "--delay", "1h", "--move-during-delay", "120%")
     assert code == 2 and "--move-during-delay" in out, out
+
+
+# ------------------------------------------------------------ options in the ladder
+# A USDC-settled put on BTC-PERP declared on deribit (its option_standard rule), marked
+# by Black-76 from its vol at the moved underlying as the engine marks it. Deribit's
+# maintenance of a short ITM put (Deribit "Margins", the engine's option_margin):
+# (0.075 + mark / S) x S = 0.075 S + mark per contract.
+NOW = datetime(2026, 3, 20, tzinfo=UTC)
+EXPIRY = datetime(2026, 6, 26, 8, tzinfo=UTC)
+PUT = {"kind": "option", "option_kind": "put", "strike": "90000", "underlying": "BTC-PERP",
+       "expiry": "2026-06-26T08:00:00Z", "base": "BTC", "quote": "USDC",
+       "tick_size": "0.1", "lot_size": "0.01", "model": "option_standard"}
+OPTIONS = {"venue": "deribit", "now": "2026-03-20T00:00:00Z",
+           "markets": {"BTC-90000-P": PUT}, "prices": {"BTC-PERP": "100000"},
+           "vols": {"BTC-90000-P": "0.6"},
+           "account": {"collateral": {"USDC": "60000"}, "positions": [
+               {"market": "BTC-90000-P", "size": "-2", "entry_price": "5000"}]}}
+
+
+def _put(s: float) -> float:
+    t = (EXPIRY - NOW).total_seconds() / (365 * 86_400)
+    return float(black76_price(forward=s, strike=90_000.0, time_yr=t, vol=0.6, rate=0.0,
+                               is_call=False).price[0])
+
+
+def test_the_ladder_reprices_options_at_each_move(tmp_path: Path) -> None:
+    code, out = _run(tmp_path, {"venues": [FILE["venues"][0], OPTIONS]}, "--json")
+    assert code == 0, out
+    first, second = json.loads(out)["ladder"]["BTC"]["down"]
+    assert (first["venue"], second["venue"]) == ("deribit", "binance")
+    s = float(first["prices"]["BTC-PERP"])
+    mark = float(first["prices"]["BTC-90000-P"])
+    # the put's mark then is its Black-76 premium at that price, on the 0.1 tick
+    assert abs(mark - _put(s)) <= 0.05 + 1e-9
+    # equity 60,000 + 2 (5,000 - p) = maintenance 2 (0.075 S + p): 0.15 S + 4 p = 70,000;
+    # solved here by bisection on the reference price (the tick moves it by < 1 USD)
+    lo, hi = 60_000.0, 100_000.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if 0.15 * mid + 4 * _put(mid) > 70_000 else (lo, mid)
+    assert abs(s - lo) < 1.0, (s, lo)
+    # held at today's mark p0 the put would not be liquidated on the way down at all:
+    # equity 70,000 - 2 p0 stays while maintenance 0.15 S + 2 p0 falls with S
+    assert 0.15 * s + 4 * _put(100_000.0) < 70_000
+    assert _close(first["closed_notional"], Decimal(2) * Decimal(first["prices"]["BTC-90000-P"]))
+    (o,) = first["others"]
+    assert _close(o["distance"], Decimal(79_950) / Decimal("0.995") / Decimal(repr(s)) - 1)
+
+
+def test_an_option_priced_without_a_vol_is_refused(tmp_path: Path) -> None:
+    priced = {**OPTIONS, "vols": {}, "prices": {"BTC-PERP": "100000", "BTC-90000-P": "7000"}}
+    code, out = _run(tmp_path, {"venues": [FILE["venues"][0], priced]})
+    text = " ".join(out.split())
+    assert code == 2 and "venues[1].prices.BTC-90000-P" in text and "vols" in text, out
+
+
+# ------------------------------------------------- several underlyings, correlated
+# binance long 1 BTC on 20,000 USDT (liquidated at 79,950 / 0.995); dydx long 10 ETH at
+# 4,000 on 5,000 USDC: 5,000 + 10 (E - 4,000) = 0.012 x 10 E -> E = 35,000 / 9.88.
+# Volatility 50 % (BTC) and 75 % (ETH), correlation 0.8: ETH's log move given BTC's is
+# beta = 0.8 x 0.75 / 0.5 = 1.2 times it (the conditional mean of jointly normal log
+# returns), BTC's given ETH's 0.8 x 0.5 / 0.75.
+CORR = {"venues": [
+    {**FILE["venues"][0], "volatility": {"BTC-PERP": "0.5"}},
+    {"venue": "dydx", "prices": {"ETH-PERP": "4000"}, "volatility": {"ETH-PERP": "0.75"},
+     "account": {"collateral": {"USDC": "5000"},
+                 "positions": [{"market": "ETH-PERP", "size": "10", "entry_price": "4000"}]}}]}
+
+
+def test_the_ladder_moves_the_other_underlyings_by_their_beta(tmp_path: Path) -> None:
+    corr = tmp_path / "corr.json"
+    corr.write_text(json.dumps({"markets": ["BTC-PERP", "ETH-PERP"],
+                                "matrix": [[1, 0.8], [0.8, 1]]}))
+    code, out = _run(tmp_path, CORR, "--json")
+    assert code == 0, out
+    alone = json.loads(out)["ladder"]
+    assert [s["venue"] for s in alone["BTC"]["down"]] == ["binance"]  # ETH held still
+    code, out = _run(tmp_path, CORR, "--json", "--corr", str(corr))
+    assert code == 0, out
+    r = json.loads(out)
+    assert r["ladder_comove"] == {"BTC": {"ETH": "1.2"}, "ETH": {"BTC": "0.533333"}}
+    eth_liq = 35_000 / 9.88
+    btc_liq = 79_950 / 0.995
+    # BTC's ladder: dydx first, when (1 + m) ** 1.2 = eth_liq / 4,000
+    first, second = r["ladder"]["BTC"]["down"]
+    assert (first["venue"], second["venue"]) == ("dydx", "binance")
+    assert abs(float(first["move"]) - ((eth_liq / 4_000) ** (1 / 1.2) - 1)) < 1e-6
+    assert _close(first["prices"]["ETH-PERP"], Decimal(repr(eth_liq)))
+    assert abs(float(second["move"]) - (btc_liq / 100_000 - 1)) < 1e-6
+    # ETH's ladder: binance second, when (1 + m) ** (0.4 / 0.75) = btc_liq / 100,000
+    first, second = r["ladder"]["ETH"]["down"]
+    assert (first["venue"], second["venue"]) == ("dydx", "binance")
+    assert abs(float(second["move"]) - ((btc_liq / 100_000) ** (0.75 / 0.4) - 1)) < 1e-6
+    for markets, matrix, message in (
+            (["BTC-PERP"], [[1]], "--corr: no market of ETH"),
+            (["BTC-PERP", "NOPE"], [[1, 0.8], [0.8, 1]], "'NOPE' is not a market"),
+            (["BTC-PERP", "ETH-PERP"], [[1, 0.8], [0.3, 1]], "--corr:")):
+        corr.write_text(json.dumps({"markets": markets, "matrix": matrix}))
+        code, out = _run(tmp_path, CORR, "--corr", str(corr))
+        assert code == 2 and message in " ".join(out.split()), out

@@ -127,10 +127,10 @@ def margin(
     try:
         data = load_json_file(portfolio)
         if is_multi_venue(data):
-            _margin_venues(data, portfolio, as_json, horizon, single_options={
+            _margin_venues(data, portfolio, as_json, horizon,
+                           _joint_spec(corr, corr_prices or [], paths, seed), single_options={
                 "--venue": venue, "--mode": mode, "--shock": shock, "--add": add,
-                "--move": move, "--corr": corr, "--fees": fees or None,
-                "--max-size": max_size})
+                "--move": move, "--fees": fees or None, "--max-size": max_size})
             return
         grid = load_grid(pm_grid)
         mode_value = None if mode is None else mode.value
@@ -204,16 +204,17 @@ def venue_files(data: Any, portfolio: Path) -> dict[int, VenueFile]:
     return out
 
 
-def _margin_venues(data: Any, portfolio: Path, as_json: bool, horizon: str | None, *,
-                   single_options: dict[str, Any]) -> None:
+def _margin_venues(data: Any, portfolio: Path, as_json: bool, horizon: str | None,
+                   corr: JointSpec | None, *, single_options: dict[str, Any]) -> None:
     """``solvency margin`` on a multi-venue file: each venue's report, then the
-    liquidation ladder (solvency.engine.multivenue; docs/contagion.md)."""
+    liquidation ladder (solvency.engine.multivenue; docs/contagion.md), with ``corr``
+    the other underlyings moving with each one."""
     for flag, value in single_options.items():
         if value:
             raise PortfolioError(f"{flag}: applies to a single-venue file, not to one "
                                  "with 'venues'")
     report = evaluate_venues(data, source=str(portfolio), horizon=horizon,
-                             venue_files=venue_files(data, portfolio))
+                             venue_files=venue_files(data, portfolio), corr=corr)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -327,6 +328,11 @@ def _print_landing(report: dict[str, Any], delay: str | None) -> None:
 
 
 def _print_ladder(report: dict[str, Any]) -> None:
+    for base, others in report.get("ladder_comove", {}).items():
+        if others:
+            console.print(f"Ladder of {base}: " + ", ".join(
+                f"{o} log move x {beta}" for o, beta in others.items())
+                + f" (correlation {report['correlation_source']})", markup=False)
     for base, sides in report["ladder"].items():
         for side, steps in sides.items():
             table = Table(title=f"Liquidation ladder: {base} {side} (scan "

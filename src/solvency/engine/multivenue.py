@@ -22,16 +22,22 @@ the account's margin equity then, the surplus over bankruptcy the fees come out 
 what each other venue has left at that price: its margin ratio (maintenance / margin
 equity) and the further move to its own liquidation.
 
+Options held (priced from a vol) are re-marked at every point as the engine marks them
+(Black-76 at the moved underlying, on the tick grid, with their requirements there). With
+a correlation (``--corr``), the other underlyings move with the one scanned by their
+conditional mean (:func:`_comove`); without, they keep their marks.
+
 Simplifications, said where the output is documented (docs/contagion.md): the whole
 account is taken as closed (a venue that liquidates partially, Binance's step down a
 bracket or Hyperliquid's 20 % orders, closes less at first, so the cost is an upper
-bound); options are not moved by the scan (refused); every other market keeps its mark.
+bound); an option's vol is held while its underlying moves.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal, localcontext
 from statistics import NormalDist
 from typing import Any, Final, NamedTuple
@@ -39,12 +45,21 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_MM
+from solvency.core.margin.kernels import (
+    MK_IM_SLOPE,
+    MK_LONG_IM,
+    MK_LONG_MM,
+    MK_MM_SLOPE,
+    OUT_COLLATERAL,
+    OUT_MM,
+)
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError
 from solvency.core.schema import format_errors
 from solvency.engine.base import format_number
 from solvency.engine.engine import Engine
+from solvency.engine.joint import JointError, JointSpec, correlation_factor
+from solvency.engine.options import option_price, set_option_requirements
 from solvency.engine.portfolio import (
     ACCOUNT,
     PortfolioError,
@@ -66,6 +81,8 @@ DEFAULT_CONFIDENCE: Final = 0.99
 """rebalance --delay: the move during the delay is the one touched with probability 1 %."""
 _PPM: Final = Decimal(1_000_000)
 _BISECT: Final = 60  # halvings of a 0.1 % bracket: far below 1e-12 of the price
+# an option market's per-contract requirements in the kernel's market table
+_OPTION_COLUMNS: Final = [MK_IM_SLOPE, MK_MM_SLOPE, MK_LONG_IM, MK_LONG_MM]
 
 
 class VenueEntry(PortfolioFile):
@@ -121,32 +138,77 @@ class _Venue:
         self.fee_rate = (Decimal(0) if policy is None else
                          Decimal(policy.liquidator_fee_ppm + policy.insurance_fee_ppm) / _PPM)
         self.held: list[tuple[int, Decimal]] = []  # (market, notional at the mark, USD)
+        # option markets held: (market, its underlying market, contracts x contract size)
+        self.options: list[tuple[int, int, Decimal]] = []
         self.vol: dict[str, float] = {}  # base -> the largest volatility of its positions
+        # base -> other base -> the fraction of the base's move that the other moves by
+        self.comove: dict[str, dict[str, Decimal]] = {}
         for pos in engine.account_view(ACCOUNT)["positions"]:
             inst = engine.venue.markets[pos["market"]]
-            if inst.kind == "option":
-                raise PortfolioError(f"{source}: venues[{i}]: {pos['market']}: options are "
-                                     "not moved by the liquidation ladder")
             m = book.market_index[inst.name]
-            self.held.append((m, abs(Decimal(pos["notional"]))))
-            self.base.setdefault(inst.base, []).append(m)
-            self.vol[inst.base] = max(self.vol.get(inst.base, 0.0), float(pos["volatility"]))
+            if inst.is_option:
+                if m not in engine.ivs:
+                    raise PortfolioError(
+                        f"{source}: venues[{i}].prices.{pos['market']}: the ladder re-prices "
+                        "an option from its vol at each move; give its vol in 'vols' "
+                        "(and 'now') instead of a price")
+                u = book.market_index[str(inst.underlying)]
+                self.options.append((m, u, abs(Decimal(pos["size"])) * inst.contract_size))
+                m = u  # the option's underlying is what moves
+            else:
+                self.held.append((m, abs(Decimal(pos["notional"]))))
+            base = book.instruments[m].base
+            if m not in self.base.setdefault(base, []):
+                self.base[base].append(m)
+            self.vol[base] = max(self.vol.get(base, 0.0), float(pos["volatility"]))
         for ms in self.base.values():  # every market of that base with a mark moves
-            ms.extend(m for m in self.marks if m not in ms
+            ms.extend(m for m in self.marks if m not in ms and not book.instruments[m].is_option
                       and book.instruments[m].base == book.instruments[ms[0]].base)
+
+    def moves(self, base: str, move: Decimal) -> dict[str, Decimal]:
+        """Each underlying's move when ``base`` moves by ``move``: another's log move is
+        its ``comove`` beta times the base's, ``(1 + move) ** beta - 1`` (none without a
+        correlation)."""
+        out = {b: (1 + move) ** beta - 1 for b, beta in self.comove.get(base, {}).items()
+               if b in self.base}
+        out[base] = move
+        return out
+
+    @contextmanager
+    def moved(self, moves: Mapping[str, Decimal]) -> Iterator[None]:
+        """Move the markets of each underlying by its fraction, re-price the options held
+        on them as the engine does (Black-76 at the moved underlying, on the tick grid,
+        and their per-contract requirements there), then restore every mark and
+        requirement exactly."""
+        engine = self.engine
+        book = engine.book
+        shifted = {m: mv for b, mv in moves.items() for m in self.base.get(b, [])}
+        opts = [(o, book.mk[o, _OPTION_COLUMNS].copy()) for o, u, _ in self.options
+                if u in shifted]
+        try:
+            for m, mv in shifted.items():
+                book.set_mark(m, self.marks[m] * (1 + mv))
+            for o, _ in opts:
+                premium = option_price(engine, o)
+                assert premium is not None  # a vol and a mark: checked at construction
+                tick = book.instruments[o].tick_size
+                mark = Decimal(max(1, round(premium / float(tick)))) * tick
+                set_option_requirements(engine, o, float(mark))
+                book.set_mark(o, mark)
+            yield
+        finally:
+            for m in shifted:
+                book.set_mark(m, self.marks[m])
+            for o, saved in opts:
+                book.set_mark(o, self.marks[o])
+                book.mk[o, _OPTION_COLUMNS] = saved
 
     def state(self, base: str, move: Decimal) -> tuple[float, float]:
         """(margin equity, maintenance margin) summed over the account's rows with the
-        markets of ``base`` moved by ``move``; the marks are restored after."""
-        book = self.engine.book
-        ms = self.base.get(base, [])
-        try:
-            for m in ms:
-                book.set_mark(m, self.marks[m] * (1 + move))
-            out = book.remargin_rows(self.rows)
-        finally:
-            for m in ms:
-                book.set_mark(m, self.marks[m])
+        markets of ``base`` moved by ``move`` (:meth:`moved`); the marks are restored
+        after."""
+        with self.moved(self.moves(base, move)):
+            out = self.engine.book.remargin_rows(self.rows)
         self.below_rows = bool(np.any((out[:, OUT_MM] > 0) & (out[:, OUT_COLLATERAL]
                                                               < out[:, OUT_MM])))
         return float(out[:, OUT_COLLATERAL].sum()), float(out[:, OUT_MM].sum())
@@ -159,8 +221,8 @@ class _Venue:
         """The move (signed) at which a row first falls below maintenance as the price of
         ``base`` moves in direction ``sign``, within ``rng``; None if none, 0 if a row is
         below maintenance already (liquidatable now: the first rung, distance 0)."""
-        if base not in self.base:
-            return None
+        if not set(self.moves(base, Decimal(0))) & set(self.base):
+            return None  # nothing of this venue moves with ``base``
         if self.below(base, Decimal(0)):
             return Decimal(0)
         n = int(rng / step)
@@ -183,17 +245,32 @@ class _Venue:
         return hi
 
     def prices(self, base: str, move: Decimal) -> dict[str, str]:
+        """Market -> price at ``move``: the moved markets, and the options' marks then."""
         book = self.engine.book
-        return {book.market_names[m]: _px(self.marks[m] * (1 + move))
-                for m in sorted(self.base.get(base, []), key=lambda k: book.market_names[k])}
+        moves = self.moves(base, move)
+        out = {book.market_names[m]: _px(self.marks[m] * (1 + mv))
+               for b, mv in moves.items() for m in self.base.get(b, [])}
+        with self.moved(moves):
+            out.update({book.market_names[o]: str(book.marks[o]) for o, _, _ in self.options})
+        return dict(sorted(out.items()))
 
     def cost(self, base: str, move: Decimal) -> tuple[Decimal, Decimal, Decimal]:
-        """(closed notional, fee before the cap, fee charged) at ``move``."""
-        ms = set(self.base.get(base, []))
+        """(closed notional, fee before the cap, fee charged) at ``move``: a linear
+        contract's USD notional moves with its price, an inverse one's is fixed, an
+        option's is its premium then (contracts x the engine's mark x the settlement
+        asset's USD price)."""
+        moves = self.moves(base, move)
         insts = self.engine.book.instruments
-        # a linear contract's USD notional moves with the price, an inverse one's is fixed
-        notional = sum((n * ((1 + move) if m in ms and not insts[m].is_inverse else 1)
+        moved_by = {m: mv for b, mv in moves.items() for m in self.base.get(b, [])}
+        notional = sum((n * (1 if insts[m].is_inverse else 1 + moved_by.get(m, Decimal(0)))
                         for m, n in self.held), Decimal(0))
+        book = self.engine.book
+        with self.moved(moves):
+            for o, _, contracts in self.options:
+                mark = book.marks[o]
+                assert mark is not None
+                usd = book.usd_price_exact(self.engine.settle_asset[o])
+                notional += contracts * mark * (Decimal(1) if usd is None else usd)
         equity, _ = self.state(base, move)
         fee = notional * self.fee_rate
         charged = min(fee, max(Decimal(0), Decimal(repr(equity))))
@@ -262,10 +339,45 @@ def _single(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if k != "name"}
 
 
+def _comove(venues: list[_Venue], corr: JointSpec, source: str
+            ) -> dict[str, dict[str, Decimal]]:
+    """base -> other base -> ``beta = rho sigma_other / sigma_base``: the other's log
+    move is ``beta`` times the base's, its conditional mean given the base's move when
+    the log returns are jointly normal with correlation ``rho`` (``E[x_j | x_b] =
+    rho_jb sigma_j / sigma_b x_b``). Each underlying held must have one market in
+    ``corr``; sigma is the largest volatility the venues give its positions."""
+    try:
+        correlation_factor(corr.matrix, corr.names)
+    except JointError as exc:
+        raise PortfolioError(f"--corr: {exc}") from None
+    index: dict[str, int] = {}
+    for k, name in enumerate(corr.names):
+        inst = next((i for v in venues if (i := v.engine.venue.resolve(name)) is not None),
+                    None)
+        if inst is None:
+            raise PortfolioError(f"--corr: {name!r} is not a market of any venue")
+        base = inst.base
+        if base in index:
+            raise PortfolioError(f"--corr: {name!r} and {corr.names[index[base]]!r} are "
+                                 f"both {base}; give one market per underlying")
+        index[base] = k
+    sigma: dict[str, float] = {}
+    for v in venues:
+        for b, vol in v.vol.items():
+            sigma[b] = max(sigma.get(b, 0.0), vol)
+    missing = sorted(set(sigma) - set(index))
+    if missing:
+        raise PortfolioError(f"--corr: no market of {', '.join(missing)} in "
+                             f"{corr.source} (markets: {', '.join(corr.names)})")
+    return {b: {o: Decimal(repr(corr.matrix[index[o]][index[b]] * sigma[o] / sigma[b]))
+                for o in sorted(sigma) if o != b} for b in sorted(sigma)}
+
+
 def evaluate_venues(data: Mapping[str, Any], *, source: str = "portfolio",
                     horizon: str | None = None, rng: Decimal = DEFAULT_RANGE,
                     step: Decimal = DEFAULT_STEP,
-                    venue_files: Mapping[int, VenueFile] | None = None) -> dict[str, Any]:
+                    venue_files: Mapping[int, VenueFile] | None = None,
+                    corr: JointSpec | None = None) -> dict[str, Any]:
     """The ``solvency margin --json`` object of a multi-venue portfolio.
 
     ``venues``: per venue its ``name`` and the single-venue report
@@ -274,7 +386,10 @@ def evaluate_venues(data: Mapping[str, Any], *, source: str = "portfolio",
     liquidates them (see the module docstring for each key); ``ladder_range`` and
     ``ladder_step``: the scan's grid (fractions of the mark). ``venue_files`` (entry
     index -> :class:`~solvency.engine.portfolio.VenueFile`) holds the venue files that
-    the caller read for the entries whose ``venue`` is not a preset.
+    the caller read for the entries whose ``venue`` is not a preset. With ``corr`` (the
+    correlation of one market per underlying), the ladder of each underlying moves the
+    others with it by their conditional mean (:func:`_comove`), and the report adds
+    ``ladder_comove`` (base -> other -> beta) and ``correlation_source``.
 
     Raises
     ------
@@ -306,10 +421,17 @@ def evaluate_venues(data: Mapping[str, Any], *, source: str = "portfolio",
         reports.append({"name": name, **report})
         venues.append(_Venue(name, engine, source, i))
     bases = sorted({b for v in venues for b in v.base})
+    comove = {} if corr is None else _comove(venues, corr, source)
+    for v in venues:
+        v.comove = comove
     return {
         "liquidatable": any(r["liquidatable"] for r in reports),
         "venues": reports,
         "ladder_range": str(rng), "ladder_step": str(step),
+        **({} if corr is None else {
+            "ladder_comove": {b: {o: format_number(float(beta)) for o, beta in bs.items()}
+                              for b, bs in comove.items()},
+            "correlation_source": corr.source}),
         "ladder": {b: {"down": _ladder(venues, b, -1, rng, step),
                        "up": _ladder(venues, b, 1, rng, step)} for b in bases},
     }
