@@ -6,8 +6,10 @@ Source of the tiers: Bybit "Margin Parameters"
 MM = value x MMR - deduction, deduction_n = limit_(n-1) x (MMR_n - MMR_(n-1)) +
 deduction_(n-1)) and GET /v5/market/risk-limit
 (https://bybit-exchange.github.io/docs/v5/market/risk-limit; BTCUSDT tier 1 to 2,000,000
-USDT at MMR 0.5 % / IMR 1 %, tier 2 to 4,000,000 at 1 % / 1.75 %). ETHUSDT's ladder and
-the tiers past 4 M are assumed (the file says so).
+USDT at MMR 0.5 % / IMR 1 %, tier 2 to 4,000,000 at 1 % / 1.75 %); tier 3 to 6,000,000 at
+1.5 % / 2.5 %: a risk-limit response quoted in carpenstar/bybitapi-sdk-derivatives
+src/Derivatives/MarketData/RiskLimit/README.md @869fb018 (read 2026-12-07). ETHUSDT's
+ladder and the tiers past 6 M are assumed (not found; the file says so).
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ def test_the_bybit_file_loads_with_its_tiers_and_rule() -> None:
     tiers = v.markets["BTC-PERP"].margin.tiers  # type: ignore[attr-defined]
     assert [(t.floor, t.imr, t.mmr) for t in tiers] == [
         (Decimal(0), Decimal("0.01"), Decimal("0.005")),
-        (Decimal(2_000_000), Decimal("0.0175"), Decimal("0.01"))]
-    # Bybit's deduction: 2,000,000 x (1 % - 0.5 %) = 10,000; no deduction on IM
-    assert [t.maintenance_amount for t in tiers] == [Decimal(0), Decimal(10_000)]
-    assert [t.initial_amount for t in tiers] == [Decimal(0), Decimal(0)]
+        (Decimal(2_000_000), Decimal("0.0175"), Decimal("0.01")),
+        (Decimal(4_000_000), Decimal("0.025"), Decimal("0.015"))]
+    # Bybit's deduction: 2,000,000 x (1 % - 0.5 %) = 10,000, then 4,000,000 x (1.5 % -
+    # 1 %) + 10,000 = 30,000; no deduction on IM
+    assert [t.maintenance_amount for t in tiers] == [Decimal(0), Decimal(10_000),
+                                                     Decimal(30_000)]
+    assert [t.initial_amount for t in tiers] == [Decimal(0), Decimal(0), Decimal(0)]
     assert v.markets["BTC-PERP"].aliases == ("BTCUSDT",)
     # takeover at bankruptcy, the surplus to the fund, one risk-limit step at a time
     assert v.policy is not None
@@ -63,6 +68,12 @@ def test_a_position_margined_by_hand_under_bybit_tiers() -> None:
     # tier 1: IM 400, MM 200
     assert got == {"BTC-PERP": ("52500", "20000"), "ETH-PERP": ("400", "200")}
     assert (rep["initial_margin"], rep["maintenance_margin"]) == ("52900", "20200")
+    # 50 BTC = 5,000,000 USDT, tier 3: IM 2.5 % = 125,000, MM 1.5 % x 5,000,000 - 30,000
+    # = 45,000 (the second tier's rates beyond 4 M would give 87,500 and 40,000)
+    data["account"]["positions"] = [  # type: ignore[index]
+        {"market": "BTC-PERP", "size": "50", "entry_price": "100000"}]
+    rep = evaluate_portfolio(data, source="bybit.json")
+    assert (rep["initial_margin"], rep["maintenance_margin"]) == ("125000", "45000")
 
 
 VENUE_FILE = """
