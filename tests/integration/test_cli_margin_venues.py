@@ -399,6 +399,23 @@ def test_the_ladder_moves_the_other_underlyings_by_their_beta(tmp_path: Path) ->
     first, second = r["ladder"]["ETH"]["down"]
     assert (first["venue"], second["venue"]) == ("dydx", "binance")
     assert abs(float(second["move"]) - ((btc_liq / 100_000) ** (0.75 / 0.4) - 1)) < 1e-6
+    # rebalance under the same correlation: dydx's smallest distance is now on BTC's
+    # ladder, 1 - (E / 4,000) ** (1 / 1.2) with E = (35,000 - X) / 9.88 after receiving
+    # X from binance, whose own is 1 - (79,950 + X) / 99,500; equal at X (bisected here)
+    code, out = _rebalance(tmp_path, CORR, "--json", "--corr", str(corr))
+    assert code == 0, out
+    r = json.loads(out)
+    assert _close(r["min_distance_before"], Decimal(1) - Decimal(repr(
+        (eth_liq / 4_000) ** (1 / 1.2))))
+    lo, hi = 0.0, 5_000.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        gap = (79_950 + mid) / 99_500 - ((35_000 - mid) / 39_520) ** (1 / 1.2)
+        lo, hi = (mid, hi) if gap < 0 else (lo, mid)
+    (t,) = r["transfers"]
+    assert (t["from"], t["to"]) == ("binance", "dydx")
+    assert abs(float(t["amount"]) - lo) < 2e-6, (t, lo)
+    assert r["distance_after"]["binance"] == r["distance_after"]["dydx"]
     for markets, matrix, message in (
             (["BTC-PERP"], [[1]], "--corr: no market of ETH"),
             (["BTC-PERP", "NOPE"], [[1, 0.8], [0.8, 1]], "'NOPE' is not a market"),

@@ -242,6 +242,13 @@ def rebalance(
         "--confidence", help="--delay without --move-during-delay: the move touched with "
                              "probability 1 - CONFIDENCE within the delay.")
     ] = DEFAULT_CONFIDENCE,
+    corr: Annotated[str | None, typer.Option(
+        "--corr", help="Correlation of the underlyings (a JSON file {markets, matrix}, or "
+                       "'estimate' from --corr-prices): each ladder moves the others "
+                       "by their beta, as solvency margin --corr does.")] = None,
+    corr_prices: Annotated[list[str] | None, typer.Option(
+        "--corr-prices", help="MARKET=FILE: a market's OHLCV CSV for --corr estimate; "
+                              "repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Collateral transfers between venues that maximize the smallest distance to
@@ -260,8 +267,9 @@ def rebalance(
             raise PortfolioError(f"--confidence {confidence}: must be in (0, 1)")
         report = rebalance_venues(data, source=str(portfolio), delay_days=days,
                                   move_during_delay=move, confidence=confidence,
-                                  venue_files=venue_files(data, portfolio))
-    except (ConfigError, PortfolioError) as exc:
+                                  venue_files=venue_files(data, portfolio),
+                                  corr=_joint_spec(corr, corr_prices or [], 1, 0))
+    except (ConfigError, PortfolioError, CorrelationError) as exc:
         raise _fail(str(exc).replace("horizon:", "--delay:", 1)) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))

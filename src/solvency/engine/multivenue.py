@@ -448,7 +448,7 @@ class _Pool:
     scan, the collateral it lacks there (maintenance less margin equity)."""
 
     def __init__(self, v: _Venue, entry: VenueEntry, free: Decimal, source: str, i: int,
-                 rng: Decimal, step: Decimal) -> None:
+                 rng: Decimal, step: Decimal, bases: list[str]) -> None:
         self.v = v
         if entry.account.mode == "isolated":
             raise PortfolioError(f"{source}: venues[{i}].account.mode: rebalance moves an "
@@ -467,8 +467,11 @@ class _Pool:
         self.rng, self.step = rng, step
         n = int(rng / step)
         self.grid: list[tuple[str, int, Decimal]] = []  # (base, sign, move)
+        # the underlyings whose ladder moves something of this venue (its own, and with a
+        # correlation those that move its own)
+        self.bases = [b for b in bases if set(v.moves(b, Decimal(0))) & set(v.base)]
         lack = []
-        for base in sorted(v.base):
+        for base in self.bases:
             for sign in (-1, 1):
                 for k in range(n + 1):
                     move = sign * step * k
@@ -486,7 +489,7 @@ class _Pool:
         ``t`` (fraction) of any underlying's price, either way, liquidates the account:
         the largest lack over the scan's points within ``t`` and at ``t`` itself."""
         worst = float(self.lack[self.absmove <= float(t)].max(initial=-np.inf))
-        for base in self.v.base:
+        for base in self.bases:
             for sign in (-1, 1):
                 worst = max(worst, self._lack(base, sign * t))
         if worst == -np.inf:
@@ -653,7 +656,8 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
                      delay_days: float | None = None, move_during_delay: Decimal | None = None,
                      confidence: float = DEFAULT_CONFIDENCE, rng: Decimal = DEFAULT_RANGE,
                      step: Decimal = DEFAULT_STEP,
-                     venue_files: Mapping[int, VenueFile] | None = None) -> dict[str, Any]:
+                     venue_files: Mapping[int, VenueFile] | None = None,
+                     corr: JointSpec | None = None) -> dict[str, Any]:
     """The ``solvency rebalance --json`` object: the stablecoin transfers between the
     venues that maximize the smallest distance to liquidation (the fraction of the mark
     by which one underlying's price must move, either way, to liquidate a venue), each
@@ -674,19 +678,26 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
     (venue -> the sides that reach it). Added keys: ``delay_days``, ``delay_move``
     (underlying -> ``down``, ``up``, ``source``), ``min_distance_during`` (the smallest
     distance while the money is in flight), ``min_distance_kept`` (the smallest distance
-    after, over the venues not lost) and ``landing`` (:func:`_landing`).
+    after, over the venues not lost) and ``landing`` (:func:`_landing`). With ``corr``
+    every ladder moves the other underlyings as :func:`evaluate_venues` does, and the
+    rebalance covers each venue against every underlying that moves it.
     """
     files = venue_files or {}
-    before = evaluate_venues(data, source=source, rng=rng, step=step, venue_files=files)
+    before = evaluate_venues(data, source=source, rng=rng, step=step, venue_files=files,
+                             corr=corr)
     m = _validate(data, source)
     raw = data["venues"]
-    pools = []
+    venues = []
     for i, entry in enumerate(m.venues):
         vf = _venue_file(entry, i, source, files)
         engine = load_portfolio_engine(_single(raw[i]), source=source, venue_file=vf)
+        venues.append(_Venue(before["venues"][i]["name"], engine, source, i))
+    comove = {} if corr is None else _comove(venues, corr, source)
+    pools = []
+    for i, (entry, v) in enumerate(zip(m.venues, venues, strict=True)):
+        v.comove = comove
         free = Decimal(before["venues"][i]["free_collateral"])
-        pools.append(_Pool(_Venue(before["venues"][i]["name"], engine, source, i), entry,
-                           free, source, i, rng, step))
+        pools.append(_Pool(v, entry, free, source, i, rng, step, sorted(before["ladder"])))
     moves: dict[str, DelayMove] = {}
     lost: dict[str, list[str]] = {}
     if delay_days is not None:
@@ -717,7 +728,7 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
                 raise PortfolioError(f"{source}: venues[{i}]: the engine refused the "
                                      f"withdrawal: {exc}") from None
     after = evaluate_venues(_with_moves(raw, moved, pools, deposits=True), source=source,
-                            rng=rng, step=step, venue_files=files)
+                            rng=rng, step=step, venue_files=files, corr=corr)
     min_before, dist_before = _min_distance(before, rng)
     min_after, dist_after = _min_distance(after, rng)
     out: dict[str, Any] = {
@@ -727,7 +738,8 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
     }
     if delay_days is not None:
         flight = evaluate_venues(_with_moves(raw, moved, pools, deposits=False),
-                                 source=source, rng=rng, step=step, venue_files=files)
+                                 source=source, rng=rng, step=step, venue_files=files,
+                                 corr=corr)
         out["delay_days"] = delay_days
         out["delay_move"] = {b: {"down": str(dm.down), "up": str(dm.up), "source": dm.source}
                              for b, dm in moves.items()}
