@@ -236,7 +236,7 @@ def test_a_venue_file_per_entry_bybit_by_hand(tmp_path: Path) -> None:
 def test_a_bad_venue_file_is_refused_naming_the_entry(tmp_path: Path) -> None:
     data = {"venues": [FILE["venues"][0], _with_bybit(tmp_path, "20000", "1")]}
     cases = {
-        "venues/nope.toml": "is neither a preset",
+        "venues/nope.toml": "unknown venue 'venues/nope.toml': neither a preset",
         "venues/bad.toml": "markets.BTC-PERP.tiers[0].imr: expected a decimal number",
         "venues/broken.toml": "invalid TOML",
         "venues/list.json": "a venue file must hold an object",
@@ -254,6 +254,28 @@ def test_a_bad_venue_file_is_refused_naming_the_entry(tmp_path: Path) -> None:
         assert "Traceback" not in out
         code, out = _rebalance(tmp_path, data)
         assert code == 2 and "venues[1].venue:" in " ".join(out.split()), (name, out)
+
+
+def test_a_single_venue_file_names_a_venue_file_too(tmp_path: Path) -> None:
+    # Bybit alone, long 1 BTC on 20,000 USDT: IM 1 % = 1,000, MM 0.5 % = 500, liquidated
+    # at 80,000 / 0.995; shocked -10 %: equity 10,000, MM 0.005 x 90,000 = 450
+    entry = _with_bybit(tmp_path, "20000", "1")
+    code, out = _run(tmp_path, entry, "--json", "--shock", "-10%")
+    assert code == 0, out
+    r = json.loads(out)
+    assert (r["venue"], r["initial_margin"], r["maintenance_margin"]) == (
+        "bybit", "1000", "500")
+    assert _close(r["positions"][0]["liquidation_price"], Decimal(80_000) / Decimal("0.995"))
+    (sh,) = r["shocks"]
+    assert (sh["equity"], sh["maintenance_margin"]) == ("10000", "450")
+    # --venue FILE (relative to where the command runs) overrides the file's preset
+    code, out = _run(tmp_path, FILE["venues"][0], "--json", "--venue",
+                     str(tmp_path / "venues" / "bybit.toml"))
+    assert code == 0 and json.loads(out)["maintenance_margin"] == "500", out
+    code, out = _run(tmp_path, entry, "--fees")
+    assert code == 2 and "--fees" in out, out
+    code, out = _run(tmp_path, {**entry, "venue": "venues/nope.toml"})
+    assert code == 2 and "venue: unknown venue 'venues/nope.toml'" in " ".join(out.split())
 
 
 # ------------------------------------------------------ the price move during --delay

@@ -71,7 +71,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def margin(
     portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON file.")],
-    venue: Annotated[str | None, typer.Option(help="Venue preset (overrides the file).")] = None,
+    venue: Annotated[str | None, typer.Option(
+        help="Venue preset or venue file (overrides the file's venue).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     mode: Annotated[MarginMode | None, typer.Option(
         "--mode", help="Margin mode (overrides the file's account.mode).")] = None,
@@ -122,9 +123,8 @@ def margin(
     minimum) and the requirement. Exits 4 (after printing the full report) when the
     account, or one of its isolated positions, is already below maintenance margin.
     """
-    if venue is not None and venue not in PRESETS:
-        raise _fail(f"unknown venue {venue!r}; known: {', '.join(preset_names())}")
     try:
+        given = _venue_option(venue)
         data = load_json_file(portfolio)
         if is_multi_venue(data):
             _margin_venues(data, portfolio, as_json, horizon,
@@ -132,6 +132,7 @@ def margin(
                 "--venue": venue, "--mode": mode, "--shock": shock, "--add": add,
                 "--move": move, "--fees": fees or None, "--max-size": max_size})
             return
+        venue, vfile = given if given is not None else (None, _file_venue(data, portfolio))
         grid = load_grid(pm_grid)
         mode_value = None if mode is None else mode.value
         trades = [_parse_trade(t) for t in add or []]
@@ -139,25 +140,28 @@ def margin(
         joint = _joint_spec(corr, corr_prices or [], paths, seed)
         report = evaluate_portfolio(data, venue, source=str(portfolio), mode=mode_value,
                                     pm_grid=grid, trades=trades, horizon=horizon,
-                                    joint=joint, moves=moves)
+                                    joint=joint, moves=moves, venue_file=vfile)
         if moves:
             report["what_if_collateral"] = [{"asset": a, "amount": str(q)} for a, q in moves]
         if trades:
             report["what_if"] = [{"market": m_, "size": str(q), "price": None if p is None
                                   else str(p)} for m_, q, p in trades]
         if fees:
+            if vfile is not None:
+                raise PortfolioError(f"--fees: BitMEX's own formula; the venue is the file "
+                                     f"{vfile.path} (give --venue bitmex)")
             report["bitmex_fees"] = bitmex_liquidation(
                 data, venue, source=str(portfolio), taker_fee=_rate(taker_fee, "--taker-fee"),
                 funding_rate=_rate(funding_rate, "--funding-rate"))
         if max_size:
             report["max_size"] = [
                 max_order_size(data, mkt, lev, venue, source=str(portfolio),
-                               mode=mode_value, pm_grid=grid)
+                               mode=mode_value, pm_grid=grid, venue_file=vfile)
                 for mkt, lev in (_parse_max_size(t) for t in max_size)]
         if shock is not None:
             report["shocks"] = shock_table(data, _parse_shocks(shock), venue,
                                            source=str(portfolio), mode=mode_value,
-                                           pm_grid=grid)
+                                           pm_grid=grid, venue_file=vfile)
     except (ConfigError, PortfolioError, GridError, CorrelationError) as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -178,29 +182,52 @@ def margin(
         raise typer.Exit(LIQUIDATABLE_EXIT)
 
 
+def _read_venue_file(path: Path, name: str, key: str) -> VenueFile:
+    """A venue file (JSON or TOML) that a ``venue`` names, read and checked by the venue
+    file's rules; every error is keyed ``key`` (exit 2)."""
+    if not path.is_file():
+        raise PortfolioError(f"{key}: unknown venue {name!r}: neither a preset "
+                             f"({', '.join(preset_names())}) nor a file ({path} not found)")
+    try:
+        venue_data = load_json_file(path)
+        if not isinstance(venue_data, dict):
+            raise ConfigError(f"{path}: a venue file must hold an object")
+        load_venue(str(path))  # the venue file's own rules, its errors keyed by its path
+    except ConfigError as exc:
+        raise PortfolioError(f"{key}: {exc}") from None
+    return VenueFile(str(path), venue_data)
+
+
+def _venue_option(venue: str | None) -> tuple[str | None, VenueFile | None] | None:
+    """``--venue NAME|FILE`` of a single-venue file (``None``: not given)."""
+    if venue is None:
+        return None
+    if venue in PRESETS:
+        return venue, None
+    return None, _read_venue_file(Path(venue), venue, "--venue")
+
+
+def _file_venue(data: Any, portfolio: Path) -> VenueFile | None:
+    """A single-venue file's ``venue`` when it names a venue file (relative to the
+    portfolio file's folder); ``None`` for a preset or none."""
+    name = data.get("venue") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not name or name in PRESETS:
+        return None
+    return _read_venue_file(portfolio.parent / name, name, f"{portfolio}: venue")
+
+
 def venue_files(data: Any, portfolio: Path) -> dict[int, VenueFile]:
     """Read the venue file of each entry of a multi-venue file whose ``venue`` is not a
     preset: a JSON or TOML venue file by its path relative to the portfolio file's
-    folder. A missing or unreadable file is refused as ``venues[i].venue``."""
+    folder (an absolute path stays itself). A missing or bad file is refused as
+    ``venues[i].venue``."""
     entries = data.get("venues") if isinstance(data, dict) else None
     out: dict[int, VenueFile] = {}
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         name = entry.get("venue") if isinstance(entry, dict) else None
-        if not isinstance(name, str) or not name or name in PRESETS:
-            continue
-        path = portfolio.parent / name  # an absolute name stays itself
-        key = f"{portfolio}: venues[{i}].venue"
-        if not path.is_file():
-            raise PortfolioError(f"{key}: {name!r} is neither a preset "
-                                 f"({', '.join(preset_names())}) nor a file ({path} not "
-                                 "found)")
-        try:
-            venue_data = load_json_file(path)
-        except ConfigError as exc:
-            raise PortfolioError(f"{key}: {exc}") from None
-        if not isinstance(venue_data, dict):
-            raise PortfolioError(f"{key}: {path}: a venue file must hold an object")
-        out[i] = VenueFile(str(path), venue_data)
+        if isinstance(name, str) and name and name not in PRESETS:
+            out[i] = _read_venue_file(portfolio.parent / name, name,
+                                      f"{portfolio}: venues[{i}].venue")
     return out
 
 

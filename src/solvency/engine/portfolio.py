@@ -129,7 +129,9 @@ class PortfolioFile(BaseModel):
     """
 
     model_config = _FORBID
-    venue: _Name | None = Field(None, description="Venue preset (default binance); "
+    venue: _Name | None = Field(None, description="Venue preset (default binance), or "
+                                                  "for solvency margin a venue file by "
+                                                  "its path relative to this file; "
                                                   "--venue overrides it.")
     markets: Annotated[dict[str, dict[str, Any]], WithJsonSchema(_markets_schema())] = Field(
         default_factory=dict)
@@ -667,7 +669,8 @@ def _trade(engine: Engine, trades: Sequence[tuple[str, Decimal, Decimal | None]]
 
 def shock_table(data: Mapping[str, Any], shocks: list[Decimal], venue: str | None = None,
                 *, source: str = "portfolio", mode: str | None = None,
-                pm_grid: ScenarioGrid | None = None) -> list[dict[str, Any]]:
+                pm_grid: ScenarioGrid | None = None,
+                venue_file: VenueFile | None = None) -> list[dict[str, Any]]:
     """The account under each price shock (every market's price moved by the same
     fraction, options priced by a vol re-marked; entries and collateral amounts as in the
     file): ``shock``, ``equity``, ``collateral``, ``maintenance_margin``,
@@ -679,7 +682,7 @@ def shock_table(data: Mapping[str, Any], shocks: list[Decimal], venue: str | Non
             raise _named(source, PortfolioError(
                 f"shock: {shock} must be above -100 %"))
         r = evaluate_portfolio(data, venue, source=source, mode=mode, pm_grid=pm_grid,
-                               shock=shock)
+                               shock=shock, venue_file=venue_file)
         rows.append({"shock": str(shock), **{k: r[k] for k in (
             "equity", "collateral", "maintenance_margin", "margin_ratio",
             "maintenance_shortfall", "liquidatable")}})
@@ -711,8 +714,8 @@ def _leverage_override(inst: Instrument, leverage: Decimal
 
 def max_order_size(data: Mapping[str, Any], market: str, leverage: Decimal | None = None,
                    venue: str | None = None, *, source: str = "portfolio",
-                   mode: str | None = None, pm_grid: ScenarioGrid | None = None
-                   ) -> dict[str, Any]:
+                   mode: str | None = None, pm_grid: ScenarioGrid | None = None,
+                   venue_file: VenueFile | None = None) -> dict[str, Any]:
     """Return the largest buy and the largest sell the account can add in ``market`` at
     its mark, in whole lots, as the engine's own pre-trade check answers
     (:meth:`~solvency.engine.engine.Engine.preview_order`: free collateral after the order
@@ -734,7 +737,7 @@ def max_order_size(data: Mapping[str, Any], market: str, leverage: Decimal | Non
         An unknown market, no price, or a leverage the market cannot take.
     """
     m = portfolio_model(data, source=source)
-    engine = _load(m, venue, source, mode, pm_grid)
+    engine = _load(m, venue, source, mode, pm_grid, venue_file=venue_file)
     inst = engine.venue.resolve(market)
     if inst is None:
         raise _named(source, PortfolioError(f"--max-size {market}: unknown market"))
@@ -750,7 +753,7 @@ def max_order_size(data: Mapping[str, Any], market: str, leverage: Decimal | Non
         entry = {**m.markets.get(inst.name, m.markets.get(market, {})), **margin}
         markets = {k: v for k, v in m.markets.items() if k not in (market, inst.name)}
         m = m.model_copy(update={"markets": {**markets, inst.name: entry}})
-        engine = _load(m, venue, source, mode, pm_grid)
+        engine = _load(m, venue, source, mode, pm_grid, venue_file=venue_file)
     mi = engine.book.market_index[inst.name]
     mark = engine.book.marks[mi]
     if mark is None:
