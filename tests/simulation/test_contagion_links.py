@@ -28,7 +28,12 @@ from solvency.sim.contagion import (
 )
 from solvency.sim.market import DAYS_PER_YEAR, DepthProfile, ImpactLiquidity, LiquiditySpec
 from solvency.sim.run import VenueStep
-from solvency.sim.scenario import LiquidityLinkSpec, TradersLinkSpec, parse_scenario
+from solvency.sim.scenario import (
+    CollateralBookSpec,
+    LiquidityLinkSpec,
+    TradersLinkSpec,
+    parse_scenario,
+)
 from tests.simulation.test_multi_venue import ARGS
 from tests.simulation.test_run import SMALL
 
@@ -225,8 +230,6 @@ def test_linked_run_moves_the_quiet_venue_only_through_capital(tmp_path: Path) -
     ("", ["--links", "liquidity"], "needs [links.liquidity]"),
     ("", ["--links", "liquidity,gossip"], "['gossip'] unknown; give none or some of "
                                           "liquidity, traders, collateral"),
-    ("\n[links]\nactive = [\"collateral\"]\n", [], "links.active: collateral not modelled "
-                                                "yet"),
     ("", ["--links", "traders"], "needs [links.traders]"),
 ])
 def test_links_without_their_parameters_are_refused(tmp_path: Path, extra: str,
@@ -244,11 +247,15 @@ def test_the_documented_links_table_parses() -> None:
     from tests.simulation.test_multi_venue import VENUES as PLAIN
     doc = (Path(__file__).resolve().parents[2] / "docs" / "contagion.md").read_text("utf-8")
     blocks = [b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if "[links" in b]
-    assert len(blocks) == 2
-    sc = parse_scenario(SMALL.format(**ARGS) + PLAIN + "".join(blocks), source="doc.toml")
+    assert len(blocks) == 3
+    # the collateral link's book needs a venue valuing wBETH from its own book
+    small = SMALL.format(**{**ARGS, "venue": "binance-2025-10-10"})
+    sc = parse_scenario(small + PLAIN.replace('"binance"', '"binance-2025-10-10"')
+                        + "".join(blocks), source="doc.toml")
     assert sc.links.active == ("liquidity",)
     assert sc.links.liquidity == LiquidityLinkSpec(50_000_000.0, 60_000, 10.0)
     assert sc.links.traders == TradersLinkSpec(0.2, 0.5, 600_000, 0.4)
+    assert sc.links.collateral == {"WBETH": CollateralBookSpec(2000.0, 0.8, 1.0, 1_800_000)}
 
 
 THREE = """

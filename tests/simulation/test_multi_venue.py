@@ -1,6 +1,6 @@
 """Issue 22, the lab's first slice: a scenario's ``[[venues]]`` on one path and one clock
 with ``--links none``: each venue's figures equal its single-venue run exactly; ``--json``
-carries ``links``, ``venues`` and ``isolated``; links not modelled yet are refused (the
+carries ``links``, ``venues`` and ``isolated``; unknown links are refused (the
 liquidity link: test_contagion_links.py)."""
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_links_none_gives_each_venue_its_single_venue_figures(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--links", "traders,collateral"], "collateral not modelled yet"),
+    (["--links", "traders,collateral"], "the traders link needs [links.traders]"),
     (["--links", "gossip"], "['gossip'] unknown"),
     (["--links", "none", "--venue", "dydx"], "--links: needs a scenario with [[venues]]"),
     (["--links", "none", "--paths", "2"], "--paths: a scenario with [[venues]]"),

@@ -245,8 +245,8 @@ def simulate(
                                       "run.verify_every; 1: after every step.")] = None,
     links: Annotated[str | None, typer.Option(
         "--links", help="A scenario's [[venues]]: the links between them, 'none' or "
-                        "some of 'liquidity,traders' (default: the scenario's [links] "
-                        "active; docs/contagion.md).")] = None,
+                        "some of 'liquidity,traders,collateral' (default: the scenario's "
+                        "[links] active; docs/contagion.md).")] = None,
 ) -> None:
     """Run a stress scenario (crash, Monte Carlo, replay) through the real engine."""
     try:
@@ -356,6 +356,8 @@ def _simulate_venues(scenario: Scenario, links: tuple[str, ...], jobs: int,
         payload["arbitrage"] = res.arbitrage
     if res.traders:
         payload["traders"] = res.traders
+    if res.collateral:
+        payload["collateral"] = res.collateral
     if out is not None:
         _write_outputs(out, scenario, dict(res.venues), payload)
     if as_json:

@@ -17,7 +17,11 @@ them there:
   each other, so one venue's liquidation flow reaches another's book only through them;
 * ``traders`` (:class:`SharedTraders`): a share of the accounts are one trader on every
   venue with one wallet; margin calls draw on the wallet and the deposits land after a
-  transfer delay, so what one venue's calls took cannot reach another.
+  transfer delay, so what one venue's calls took cannot reach another;
+* ``collateral`` (:class:`CollateralBooks`): each venue's own spot book of each
+  collateral asset valued by rule; the engine's collateral sales move that venue's book,
+  whose price is reported as the asset's ``book`` source at the next step, so a rule
+  that weights its own book revalues every holder's collateral (the 2025-10-10 spiral).
 
 The result keeps both views: ``venues`` (the run with the links) and ``isolated`` (each
 venue alone), each venue's leave-one-out run (``without``) for the spillover matrix
@@ -33,7 +37,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from multiprocessing import get_context
 from typing import Any, Final
 
@@ -42,16 +46,25 @@ import numpy as np
 from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_MM
 from solvency.core.model.events import Deposit
 from solvency.core.typing import Int64Array1D
-from solvency.sim.market import DAYS_PER_YEAR, ImpactLiquidity
+from solvency.sim.market import DAYS_PER_YEAR, ImpactLiquidity, sqrt_impact
 from solvency.sim.paths import PathSet
 from solvency.sim.run import Progress, RunResult, VenueStep, build_paths, run_named, venue_steps
-from solvency.sim.scenario import LiquidityLinkSpec, Scenario, ScenarioError, TradersLinkSpec
+from solvency.sim.scenario import (
+    CollateralBookSpec,
+    LiquidityLinkSpec,
+    Scenario,
+    ScenarioError,
+    TradersLinkSpec,
+    book_source,
+)
 
 __all__ = [
     "FIGURES",
     "LINKS",
     "MODELLED",
     "Arbitrageurs",
+    "CollateralBook",
+    "CollateralBooks",
     "MultiVenueResult",
     "SharedTraders",
     "capital_fraction",
@@ -64,7 +77,7 @@ __all__ = [
 LINKS: Final = ("liquidity", "traders", "collateral")
 """The links between venues the issue names."""
 
-MODELLED: Final = ("liquidity", "traders")
+MODELLED: Final = ("liquidity", "traders", "collateral")
 """The links a run can switch on today."""
 
 
@@ -86,6 +99,7 @@ class MultiVenueResult:
     isolated: dict[str, RunResult]
     arbitrage: dict[str, Any] = field(default_factory=dict)
     traders: dict[str, Any] = field(default_factory=dict)
+    collateral: dict[str, Any] = field(default_factory=dict)
     without: dict[str, dict[str, RunResult]] = field(default_factory=dict)
 
     def figures(self, runs: Mapping[str, RunResult]) -> dict[str, dict[str, float]]:
@@ -419,6 +433,151 @@ class SharedTraders:
                 "landed": dict(self.landed), "landed_usd": dict(self.landed_usd)}
 
 
+# ============================================================================ collateral
+
+
+_PRICE_QUANTUM: Final = Decimal("1e-8")
+
+
+class CollateralBook:
+    """One venue's own spot book of one collateral asset (the collateral link).
+
+    It holds the sold flow ``Q`` (units of the asset, sells negative) behind its impact,
+    decaying with the half-life ``h`` (the book's resilience back toward its reference:
+    ``Q <- Q 2^(-dt / h)``), and trades at ``P = R exp(b)`` with ``b = -Y sigma_daily
+    sqrt(|Q| / V)`` (:func:`~solvency.sim.market.sqrt_impact`, the perp books' law;
+    ``V`` the spec's daily volume times the venue's ``depth_scale``, ``sigma_daily =
+    vol_annual / sqrt(365)``). ``R`` is the price the book would report without the
+    sales: the scenario's ``[[collateral_reports]]`` path of the asset's book source at
+    that time where it has one, else the price it reported at the start.
+    """
+
+    def __init__(self, spec: CollateralBookSpec, *, depth_scale: float, now_ms: int,
+                 start_price: Decimal) -> None:
+        self.spec = spec
+        self.daily_volume = spec.daily_volume * depth_scale
+        self.sigma_daily = spec.vol_annual / math.sqrt(DAYS_PER_YEAR)
+        self.now_ms = now_ms
+        self.start_price = start_price
+        self.flow = 0.0
+        self.sold = 0.0
+        self.low: Decimal = start_price
+
+    def sell(self, units: float) -> None:
+        """Add a sale of ``units`` to the flow behind the impact (at the book's time)."""
+        self.flow -= units
+        self.sold += units
+
+    def advance(self, now_ms: int) -> None:
+        """Decay the flow to ``now_ms``."""
+        dt = now_ms - self.now_ms
+        if dt > 0:
+            self.flow *= 2.0 ** (-dt / self.spec.half_life_ms)
+            self.now_ms = now_ms
+
+    def impact(self) -> float:
+        """The book's log price impact ``b`` now."""
+        return sqrt_impact(self.flow, daily_volume_base=self.daily_volume,
+                           sigma_daily=self.sigma_daily, y=self.spec.impact_y)
+
+    def price(self, reference: Decimal) -> Decimal:
+        """``R exp(b)`` floored to 1e-8 (``R`` itself while the book holds no flow)."""
+        b = self.impact()
+        if b == 0.0:
+            return reference
+        return (reference * Decimal(repr(math.exp(b)))).quantize(
+            _PRICE_QUANTUM, rounding=ROUND_FLOOR)
+
+
+class CollateralBooks:
+    """The collateral link: each venue's own book of each collateral asset it values by
+    rule from a ``book`` source, for the assets of ``[links.collateral]``.
+
+    At the pause of every step, for each venue and asset: the units the venue's engine
+    sold since the last pause (its auto-exchange on liquidations, at the previous step's
+    time: :attr:`VenueStep.sales`) are sold into the venue's book, which then decays to
+    the step's time; the book's price (:meth:`CollateralBook.price`) is what the asset's
+    book source reports at this step (:attr:`VenueStep.book_prices`: the run applies it
+    as an ``OracleReport`` through ``Engine.apply``, in place of the scenario's path of
+    that source). Under a rule that weights its own book the report revalues every
+    holder's collateral, which may liquidate more holders and sell more at the next
+    step; under a rule with own-book weight 0 it moves the book, not the valuation. Each
+    venue's sales move only that venue's books: nothing links the collateral books of
+    different venues (docs/contagion.md says why).
+
+    Parameters
+    ----------
+    specs : Mapping[str, CollateralBookSpec]
+        ``[links.collateral]``: each asset's book.
+    steps : Mapping[str, VenueStep]
+        The venues at their first pause.
+    depth_scale : Mapping[str, float]
+        Each venue's ``depth_scale`` (1 where it has none).
+    scenario : Scenario
+        The scenario, whose ``[[collateral_reports]]`` give the books' reference.
+    """
+
+    def __init__(self, specs: Mapping[str, CollateralBookSpec],
+                 steps: Mapping[str, VenueStep], depth_scale: Mapping[str, float],
+                 scenario: Scenario) -> None:
+        self.books: dict[tuple[str, str], CollateralBook] = {}
+        self.source: dict[tuple[str, str], str] = {}
+        self.paths = {(p.asset, p.source): p for p in scenario.collateral_reports}
+        for v, s in steps.items():
+            valuer = s.engine.collateral
+            for asset, spec in specs.items():
+                src = book_source(s.engine.venue, asset)
+                if src is None:
+                    continue
+                a = s.engine.book.asset_index[asset]
+                start = valuer.reports[a].get(src)
+                if start is None:
+                    continue  # nobody posts it here: no book price to start from
+                self.books[(v, asset)] = CollateralBook(
+                    spec, depth_scale=depth_scale.get(v, 1.0), now_ms=s.now_ms,
+                    start_price=start[0])
+                self.source[(v, asset)] = src
+
+    def step(self, steps: Mapping[str, VenueStep]) -> None:
+        """Sell each venue's sales into its books and set the prices they report."""
+        for v, s in steps.items():
+            for asset, units in s.sales:
+                book = self.books.get((v, asset))
+                if book is not None:
+                    book.sell(units)
+            for (name, asset), book in self.books.items():
+                if name != v:
+                    continue
+                src = self.source[(v, asset)]
+                if book.flow:
+                    # the book right after the sales, before it recovers toward R
+                    low = book.price(self._reference(book, asset, src, book.now_ms))
+                    book.low = min(book.low, low)
+                book.advance(s.now_ms)
+                ref = self._reference(book, asset, src, s.now_ms)
+                s.book_prices[(asset, src)] = book.price(ref)
+
+    def _reference(self, book: CollateralBook, asset: str, src: str, now_ms: int
+                   ) -> Decimal:
+        """``R``: the scenario's path of the source at ``now_ms``, else the start price."""
+        path = self.paths.get((asset, src))
+        ref = path.price(now_ms) if path is not None else None
+        return book.start_price if ref is None else ref
+
+    def metrics(self) -> dict[str, Any]:
+        """Per venue and asset: the book's parameters, the units sold into it, its
+        lowest price (right after a step's sales) and its price reference at the
+        start."""
+        out: dict[str, Any] = {}
+        for (v, asset), book in sorted(self.books.items()):
+            out.setdefault(v, {})[asset] = {
+                "daily_volume": book.daily_volume, "vol_annual": book.spec.vol_annual,
+                "impact_y": book.spec.impact_y, "half_life_ms": book.spec.half_life_ms,
+                "sold_units": book.sold, "book_start": float(book.start_price),
+                "book_low": float(book.low)}
+        return out
+
+
 # ============================================================================ runs
 
 
@@ -453,12 +612,18 @@ def run_linked(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str | None
                                 "the arbitrageurs' capital (docs/contagion.md)")
         step_ms = next(iter(live.values())).step_ms if live else scenario.step_ms
         arbs = Arbitrageurs(spec, scenario.markets, step_ms)
+    books = None
+    if "collateral" in links and live:
+        scale = {v.name: v.depth_scale or 1.0 for v in scenario.venues}
+        books = CollateralBooks(scenario.links.collateral, live, scale, scenario)
     n = int(paths[scenario.markets[0]].ts_ms.shape[0])
     while live:
         if arbs is not None:
             arbs.step(live)
         if traders is not None:
             traders.step(live)
+        if books is not None:
+            books.step(live)
         k = next(iter(live.values())).k
         for name in list(live):
             try:
@@ -473,6 +638,8 @@ def run_linked(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str | None
         metrics["arbitrage"] = arbs.metrics()
     if traders is not None:
         metrics["traders"] = traders.metrics()
+    if books is not None:
+        metrics["collateral"] = books.metrics()
     return {name: results[name] for name in runs}, metrics
 
 
@@ -514,6 +681,8 @@ def run_venues(scenario: Scenario, *, links: Sequence[str] = (), jobs: int = 1,
         raise ScenarioError("links: the traders link needs [links.traders] with the "
                             "share and wallet (docs/contagion.md)")
     runs = {v.name: (v.scenario_of(scenario), v.run_preset) for v in scenario.venues}
+    if "collateral" in links:
+        _check_collateral_books(scenario, runs)
     if not links:
         # one path set for every venue, built once from the scenario's seeds
         venues = run_named(scenario, runs, jobs=jobs, progress=progress)
@@ -530,7 +699,9 @@ def run_venues(scenario: Scenario, *, links: Sequence[str] = (), jobs: int = 1,
         "": (runs, links)}
     for name in runs:
         rest = {k: v for k, v in runs.items() if k != name}
-        if len(rest) > 1:
+        # the collateral link acts within one venue too (its sales move its own book): a
+        # venue left on its own still runs with it, its own spiral no one else's spillover
+        if len(rest) > 1 or (rest and "collateral" in links):
             tasks[name] = (rest, links)
     for name, run in runs.items():
         tasks[f"alone:{name}"] = ({name: run}, ())
@@ -551,7 +722,23 @@ def run_venues(scenario: Scenario, *, links: Sequence[str] = (), jobs: int = 1,
     linked, link_metrics = done[""]
     return MultiVenueResult(links=tuple(links), venues=linked, isolated=alone,
                             arbitrage=link_metrics.get("arbitrage", {}),
-                            traders=link_metrics.get("traders", {}), without=without)
+                            traders=link_metrics.get("traders", {}),
+                            collateral=link_metrics.get("collateral", {}), without=without)
+
+
+def _check_collateral_books(scenario: Scenario,
+                            runs: Mapping[str, tuple[Scenario, str | None]]) -> None:
+    """The collateral link needs a book for every asset the population posts that a venue
+    values by rule from its own book."""
+    posted = set(scenario.population.collateral_mix)
+    for name, (sc, preset) in runs.items():
+        venue = sc.venue(preset)
+        for asset in sorted(posted - set(scenario.links.collateral)):
+            if book_source(venue, asset) is not None:
+                raise ScenarioError(
+                    f"links: the collateral link needs [links.collateral.{asset}] (the "
+                    f"population posts {asset}, valued from its own book on {name}; "
+                    "docs/contagion.md)")
 
 
 def basis_bps(result: RunResult) -> dict[str, list[float]]:

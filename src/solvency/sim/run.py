@@ -31,7 +31,7 @@ import math
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from multiprocessing import get_context
 from queue import Empty
@@ -312,6 +312,15 @@ class _Recorder:
         self.waits = _Waits()
         self.socialized = 0.0
         self.options: OptionWatch | None = None  # set when the population writes options
+        # collateral valued by rule (only where the venue has some): what the engine
+        # sold of it (units, USD at the rule's price) and the sales since the last pause
+        # (the collateral link's book takes them), and the liquidations in the
+        # out-events of a collateral asset's reports
+        self.valued = bool(engine.collateral)
+        self.sales: list[tuple[str, float]] = []
+        self.sold: dict[str, list[float]] = {}
+        self.revaluation_liquidations = 0
+        self.revaluation_rows: set[str] = set()
 
     def fund(self) -> float:
         return float(self.engine.ledger.balance(INSURANCE, self.settle)) / self.scale
@@ -401,7 +410,38 @@ class _Recorder:
                 self.step_adl[key] = self.step_adl.get(key, 0.0) + size * price
             elif kind == "socialized_loss" and self.fees and e.account == "*":
                 self.socialized += float(e.covered)  # charged to the others at a sweep's end
+            elif kind == "collateral_exchanged":
+                units = float(e.amount)
+                self.sales.append((e.asset, units))
+                got = self.sold.setdefault(e.asset, [0.0, 0.0])
+                got[0] += units
+                got[1] += units * float(e.price)
         s.adl_haircut[k] += haircut
+
+    def revaluation(self, out: Sequence[Any]) -> None:
+        """Count the executed liquidations in a collateral report's out-events (their
+        trigger: that asset's new price under the venue's rule) and the accounts they,
+        or an ADL closing a liquidated account's position, name."""
+        for e in out:
+            if e.type == "liquidation" and e.via != "unresolved" and e.price:
+                self.revaluation_liquidations += 1
+                self.revaluation_rows.add(e.account)
+            elif e.type == "adl":
+                self.revaluation_rows.add(e.account)
+
+    def take_sales(self) -> list[tuple[str, float]]:
+        """The collateral sales (asset, units) since the last call."""
+        sales, self.sales = self.sales, []
+        return sales
+
+    def collateral_metrics(self) -> dict[str, Any]:
+        """Collateral valued by rule: units and USD (at the rule's price) the engine's
+        auto-exchange sold per asset, and the liquidations (and accounts) in the
+        out-events of a collateral asset's price reports."""
+        return {"sold": {a: {"units": u, "usd": usd} for a, (u, usd) in sorted(
+                    self.sold.items())},
+                "revaluation_liquidations": self.revaluation_liquidations,
+                "revaluation_accounts": len(self.revaluation_rows)}
 
     def _fee_event(self, k: int, e: Any) -> None:
         """Note a liquidation's penalty, the fee in force and its account's times."""
@@ -685,6 +725,12 @@ class VenueStep:
         The population's accounts, in order.
     settle : str
         The venue's settlement asset.
+    sales : list of (str, float)
+        The collateral the engine sold (auto-exchange) since the last pause: asset and
+        units, at the previous step's time.
+    book_prices : dict
+        Set by the collateral link at the pause: ``(asset, source)`` -> the price its
+        book reports at this step, in place of the scenario's path of that source.
     """
 
     k: int
@@ -695,6 +741,8 @@ class VenueStep:
     step_ms: int
     accounts: tuple[str, ...] = ()
     settle: str = ""
+    sales: list[tuple[str, float]] = field(default_factory=list)
+    book_prices: dict[tuple[str, str], Decimal] = field(default_factory=dict)
 
 
 def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | None = None,
@@ -779,7 +827,7 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
     violation = ""
     flat = _FlatWatch(engine, crew.traded)
     n = ts.shape[0]
-    reported: list[Decimal | None] = [None] * len(scenario.collateral_reports)
+    reported: dict[tuple[str, str], Decimal] = {}
     for k in range(1, n):
         now = int(ts[k])
         rec.begin_step()
@@ -788,15 +836,29 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
             rv.update({s.name: rv[opt.underlying] for s in opt.series})
         model.advance(now, {m: x for m, x in rv.items() if m in model.specs})
         index = {m: float(prices[m][k]) for m in markets}
-        yield VenueStep(k, now, index, model, engine, step_ms, pop.accounts, settle)
+        pause = VenueStep(k, now, index, model, engine, step_ms, pop.accounts, settle,
+                          sales=rec.take_sales())
+        yield pause
         rec.events(k, crew.before_prices(now, index))
-        for c, path in enumerate(scenario.collateral_reports):
-            value = path.price(now)
-            if value is not None and value != reported[c]:
-                reported[c] = value
-                rec.events(k, crew.apply(OracleReport(
-                    id=f"step:{k}:{path.asset}:{path.source}", source=path.source,
-                    price=value, ts_ms=now, asset=path.asset)))
+        # a collateral source's price: the scenario's path, or the collateral link's book
+        # where the link set one at the pause (it takes the path in as its reference)
+        booked = pause.book_prices
+        sources = [(p.asset, p.source, booked.get((p.asset, p.source), p.price(now)))
+                   for p in scenario.collateral_reports]
+        paths_of = {(a, src) for a, src, _ in sources}
+        for a, src in booked.keys() - paths_of:
+            # a book without a path: compared with its source's last report (the start)
+            last = engine.collateral.reports[engine.book.asset_index[a]].get(src)
+            reported.setdefault((a, src), last[0] if last is not None else Decimal(0))
+        sources += [(a, src, v) for (a, src), v in booked.items() if (a, src) not in paths_of]
+        for asset, source, value in sources:
+            if value is not None and value != reported.get((asset, source)):
+                reported[(asset, source)] = value
+                out = crew.apply(OracleReport(id=f"step:{k}:{asset}:{source}",
+                                              source=source, price=value, ts_ms=now,
+                                              asset=asset))
+                rec.events(k, out)
+                rec.revaluation(out)
         if opt_vols is not None:
             for ev in opt_vols.events(k, now):
                 rec.events(k, crew.apply(ev))
@@ -857,6 +919,8 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
     })
     if rec.fees:
         metrics["liquidation_fees"] = rec.fee_metrics()
+    if rec.valued:
+        metrics["collateral"] = rec.collateral_metrics()
     if rec.options is not None and opt_vols is not None:
         metrics["options"] = rec.options.metrics(opt_vols.path)
         if hedger is not None:

@@ -95,6 +95,7 @@ from solvency.sim.population import EntryHistory, LeverageComponent, PopulationS
 __all__ = [
     "DEFAULT_SCENARIO_TOML",
     "MODELS",
+    "CollateralBookSpec",
     "LinksSpec",
     "LiquidityLinkSpec",
     "Scenario",
@@ -586,6 +587,25 @@ class _TradersLink(BaseModel):
                                        "ratio (MM / collateral) a transfer restores.")
 
 
+class _CollateralBook(BaseModel):
+    """``[links.collateral.ASSET]``: each venue's own spot book of a collateral asset
+    valued by rule, moved by the venue's collateral sales (docs/contagion.md)."""
+
+    model_config = _STRICT
+    daily_volume: float = Field(gt=0, description="The book's daily volume V, in units of "
+                                                  "the asset (the square-root law's "
+                                                  "depth), times each venue's "
+                                                  "depth_scale.")
+    vol_annual: float = Field(default=0.5, gt=0, description="The book's annualized "
+                                                             "volatility (sigma_daily = "
+                                                             "vol_annual / sqrt(365)).")
+    impact_y: float = Field(default=1.0, ge=0, description="The square-root law's "
+                                                           "prefactor Y.")
+    half_life: Duration = Field(default="30m", description="The book's resilience: the "
+                                                           "sold flow behind the impact "
+                                                           "halves in this time.")
+
+
 class _CollateralReports(BaseModel):
     model_config = _STRICT
     asset: str
@@ -602,6 +622,8 @@ class _Links(BaseModel):
         default=[], description="The links in force unless --links says otherwise.")
     liquidity: _LiquidityLink | None = None
     traders: _TradersLink | None = None
+    collateral: dict[str, _CollateralBook] = Field(
+        default={}, description="The collateral link's books, by asset valued by rule.")
 
 
 class _Report(BaseModel):
@@ -751,12 +773,26 @@ class TradersLinkSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CollateralBookSpec:
+    """``[links.collateral.ASSET]``: a venue's own spot book of a collateral asset valued
+    by rule (:class:`solvency.sim.contagion.CollateralBooks`): the square-root law's
+    daily volume (units of the asset, times the venue's ``depth_scale``), volatility and
+    prefactor, and the half-life of the sold flow behind its impact."""
+
+    daily_volume: float
+    vol_annual: float = 0.5
+    impact_y: float = 1.0
+    half_life_ms: int = 30 * 60_000
+
+
+@dataclass(frozen=True, slots=True)
 class LinksSpec:
     """``[links]``: the links in force by default and each link's parameters."""
 
     active: tuple[str, ...] = ()
     liquidity: LiquidityLinkSpec | None = None
     traders: TradersLinkSpec | None = None
+    collateral: Mapping[str, CollateralBookSpec] = field(default_factory=dict)
 
 
 class VenueSpec(NamedTuple):
@@ -1385,6 +1421,27 @@ def _check_markets(f: ScenarioFile, source: str) -> None:
         raise ScenarioError(f"{source}: horizon: required for model {f.market.model!r}")
 
 
+def book_source(venue: Venue, asset: str) -> str | None:
+    """The source name of ``asset``'s own spot book in ``venue``'s valuation rule (None:
+    not valued by rule, or no ``book`` source)."""
+    a = venue.assets.get(asset)
+    rule = None if a is None else a.valuation
+    if rule is None:
+        return None
+    return next((s.source for s in rule.sources if s.kind == "book"), None)
+
+
+def _check_collateral_link(scenario: Scenario, source: str) -> None:
+    """``[links.collateral]``: each asset valued by rule from its own book on a venue."""
+    venues = [v.scenario_of(scenario).venue(v.run_preset) for v in scenario.venues] or [
+        scenario.venue()]
+    for asset in scenario.links.collateral:
+        if not any(book_source(v, asset) is not None for v in venues):
+            raise ScenarioError(f"{source}: links.collateral.{asset}: no venue of the "
+                                f"scenario values {asset!r} by rule from its own book "
+                                "(assets.X.valuation with a book source)")
+
+
 def parse_scenario(text: str, *, source: str = "<scenario>",
                    base_dir: Path | None = None) -> Scenario:
     """Parse a scenario from TOML text.
@@ -1464,9 +1521,13 @@ def _links(x: _Links, source: str) -> LinksSpec:
             float(tr.share), float(tr.wallet_multiple),
             _duration_ms(tr.transfer_delay, "links.traders.transfer_delay", zero_ok=True),
             float(tr.target_margin_ratio))
+        collateral = {a: CollateralBookSpec(
+            float(b.daily_volume), float(b.vol_annual), float(b.impact_y),
+            _duration_ms(b.half_life, f"links.collateral.{a}.half_life"))
+            for a, b in x.collateral.items()}
     except ValueError as exc:
         raise ScenarioError(f"{source}: {exc}") from None
-    return LinksSpec(tuple(dict.fromkeys(x.active)), liquidity, traders)
+    return LinksSpec(tuple(dict.fromkeys(x.active)), liquidity, traders, collateral)
 
 
 def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
@@ -1528,6 +1589,7 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
     except ScenarioError as exc:
         raise ScenarioError(f"{source}: {exc}") from None
     _check_venues(scenario, source)
+    _check_collateral_link(scenario, source)
     for i, c in enumerate(scenario.collateral_reports):
         asset = venue_obj.assets.get(c.asset)
         rule = None if asset is None else asset.valuation
