@@ -31,9 +31,11 @@ bar ``t`` (the rate for the move from ``close[t]`` to ``close[t+1]``):
 * ``volume``: ``ln(volume / its 30-day mean)``;
 * ``funding``: the mean funding rate settled in the last day (basis points per
   settlement), ``funding_chg`` its change over 7 days;
-* ``basis``: ``ln(perp / spot)`` in basis points where both series exist.
+* ``basis``: ``ln(perp / spot)`` in basis points where both series exist;
+* ``side``: 1 on every row (signed, so -1 for a short: in a pooled fit, the short
+  side's own intercept, ``b_0 - b_side`` against the long's ``b_0 + b_side``).
 
-``ret_d``, ``funding``, ``funding_chg`` and ``basis`` are signed: the short side's model
+``ret_d``, ``funding``, ``funding_chg``, ``basis`` and ``side`` are signed: the short side's model
 reads them negated (a positive funding rate, crowded longs, is a risk to a long and a
 cushion to a short). A feature that is missing (no funding or basis series, or before it
 starts) is replaced by its training median, which the model file records. Everything
@@ -78,7 +80,7 @@ IntArray = npt.NDArray[np.int64]
 DAY_MS: Final = 86_400_000
 FEATURES: Final[tuple[str, ...]] = (
     "har_d", "har_w", "har_m", "range_d", "range_w", "garch", "ret_d", "volume",
-    "funding", "funding_chg", "basis", "ewma",
+    "funding", "funding_chg", "basis", "ewma", "side",
 )
 # The shipped model (docs/analytics.md, "Predictive margin", "Which model"): chosen by the
 # measured comparison of bench/bench_predictive.py; its smoothing by a time-series
@@ -91,7 +93,7 @@ Scale = Literal["ewma", "garch"]
 Form = Literal["linear", "log"]
 # ln(x / s_t): the volatility features, whose ratio to the scale the model reads
 _VOL: Final = ("har_d", "har_w", "har_m", "range_d", "range_w", "garch", "ewma")
-SIGNED: Final = ("ret_d", "funding", "funding_chg", "basis")
+SIGNED: Final = ("ret_d", "funding", "funding_chg", "basis", "side")
 _LOG_FLOOR: Final = 1e-6  # the smallest loss / scale the log form reads (ln 1e-6 = -13.8)
 _FUNDING_CHANGE_DAYS: Final = 7
 _VOLUME_DAYS: Final = 30
@@ -224,6 +226,7 @@ def predictive_features(
     cols["funding_chg"] = fund - _lagged(fund, _FUNDING_CHANGE_DAYS * day)
     cols["basis"] = inputs.basis_bp[:n].astype(np.float64)
     cols["ewma"] = np.zeros(n)  # ln(sigma_ewma / sigma_ewma); another scale subtracts its own
+    cols["side"] = np.ones(n)  # +1 long; feature_matrix negates it on a short's rows
     return np.column_stack([cols[k] for k in FEATURES]), cast(FloatArray, sigma)
 
 
@@ -325,6 +328,8 @@ class PredictiveModel:
                              "garch / linear or log")
         if self.scale in self.features:
             raise ValueError(f"features: {self.scale} is the scale (its ratio is 1)")
+        if "side" in self.features and not self.pooled:
+            raise ValueError("features: side needs a pooled fit (alone it is the intercept)")
         if not 0.0 < self.smoothing <= 1.0 or (self.smoothing < 1.0 and self.form != "log"):
             raise ValueError("smoothing must lie in (0, 1], below 1 only with form log")
         if min(self.horizon_steps, self.interval_ms, self.garch_refit_every) < 1:
@@ -430,6 +435,10 @@ def fit_predictive(
         raise ValueError(f"form: {form!r} is not linear or log")
     if scale in features:
         raise ValueError(f"features: {scale} is the scale (its ratio is 1)")
+    if "side" in features and (short_rows is None or short_rows.all()
+                               or not short_rows.any()):
+        raise ValueError("features: side needs a pooled fit, long and short rows together "
+                         "(alone it is the intercept)")
     Z = feature_matrix(X, features, scale=scale, short_rows=short_rows)
     if Z.shape[0] != target.size or Z.shape[0] < 10 * (len(features) + 1):
         raise ValueError(f"training: {Z.shape[0]} rows for {len(features)} features is too "

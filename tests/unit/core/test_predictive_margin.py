@@ -282,3 +282,35 @@ def test_pooled_fit_negates_signed_features_on_short_rows() -> None:
     assert a == b
     c = fit_predictive(X, y, features=("har_w", "funding"), quantile=0.9, form="log")
     assert a[0] != c[0]
+
+
+def test_side_feature_gives_each_side_its_own_quantile_in_a_pooled_fit() -> None:
+    # "side" is 1 on every row and signed: a short row reads -1. With only the intercept
+    # and side, the pooled LP has one free level per side, so exp(b0 + b_side) is the long
+    # rows' own 90 % quantile and exp(b0 - b_side) the short rows': the ceil(0.9 n)-th
+    # order statistic of each (455 rows a side: the 410th, unique since 0.9 x 455 = 409.5).
+    inp = _inputs()
+    X, _ = predictive_features(inp, lam=0.94, garch_warmup=100)
+    assert (X[:, FEATURES.index("side")] == 1.0).all()
+    rng = np.random.default_rng(5)
+    n = 455
+    y_long = np.exp(rng.normal(0.0, 0.4, n))
+    y_short = 2.0 * np.exp(rng.normal(0.0, 0.4, n))
+    Xp = np.ones((2 * n, len(FEATURES)))
+    short = np.arange(2 * n) >= n
+    coef, impute, _ = fit_predictive(Xp, np.concatenate([y_long, y_short]),
+                                     features=("side",), quantile=0.9, form="log",
+                                     short_rows=short)
+    assert math.exp(coef[0] + coef[1]) == pytest.approx(np.sort(y_long)[409], rel=1e-9)
+    assert math.exp(coef[0] - coef[1]) == pytest.approx(np.sort(y_short)[409], rel=1e-9)
+    # through the model: the short model's design reads side as -1
+    for side, y in (("long", y_long), ("short", y_short)):
+        m = _model(features=("side",), coef=coef, impute=impute, quantile=0.9, side=side,
+                   scale="ewma", form="log", pooled=True)
+        assert m.multiplier(Xp[:1])[0] == pytest.approx(np.sort(y)[409], rel=1e-9)
+    # alone (one side's rows, or a per-side model) side is only the intercept: refused
+    with pytest.raises(ValueError, match="side needs a pooled fit"):
+        fit_predictive(Xp, np.concatenate([y_long, y_short]), features=("side",),
+                       quantile=0.9, form="log")
+    with pytest.raises(ValueError, match="side needs a pooled fit"):
+        _model(features=("side",), coef=coef, impute=impute, pooled=False).validate()
