@@ -148,7 +148,9 @@ def test_train_margin_refusals(tmp_path: Path) -> None:
              (["--series", str(prices), "--features", "har_w,garch"], "garch is the scale"),
              (["--series", str(prices), "--features", "har_w", "--scale", "vix"], "--scale"),
              (["--series", str(prices), "--features", "har_w", "--form", "linear"],
-              "below 1 only with form log")]
+              "below 1 only with form log"),
+             (["--series", str(prices), "--features", "har_w,side", "--per-side"],
+              "side needs a pooled fit")]
     for args, fragment in cases:
         res = runner.invoke(app, ["train-margin", *args, "--out", out])
         assert res.exit_code == 2, res.output
