@@ -39,6 +39,7 @@ from solvency.engine.collateral import CollateralValuer
 from solvency.engine.context import PositionChange
 from solvency.engine.feeds import Feeds
 from solvency.engine.liquidation import FUND_POSITIONS, INSURANCE_ROW, Liquidator
+from solvency.engine.open_orders import OpenOrders
 from solvency.engine.option_book import MS_PER_YEAR
 from solvency.engine.portfolio_margin import PortfolioMargin
 from solvency.engine.ports import Liquidity, StaticDepth
@@ -147,6 +148,7 @@ class EngineState:
                 self.liquidator.loss_asset = target_asset
         self.margin_call_ratio = float(venue.margin_call_ratio)
         self.accounts: dict[str, str] = {}  # account -> default margin mode
+        self.open_orders = OpenOrders()  # resting orders (engine/open_orders.py)
         self.seen_ids: set[str] = set()
         self.clock_ms: int | None = None
         self.out_seq = 0

@@ -18,6 +18,7 @@ from typing import Protocol
 from solvency.core.ledger.ledger import Ledger, Transfer
 from solvency.core.model.venue import Venue
 from solvency.core.typing import Float64Array1D, Int64Array1D
+from solvency.engine.open_orders import OpenOrders
 from solvency.engine.ports import Liquidity
 from solvency.engine.state import Book
 
@@ -78,6 +79,11 @@ class FeedsContext(EngineContext, Protocol):
                a: int, delta_quanta: int) -> Float64Array1D:
         """Row ``r`` valued as if market ``m``'s position moved by ``delta_lots`` and its
         balance of asset ``a`` by ``delta_quanta`` (``kernels.OUT_*`` columns)."""
+        ...
+
+    @property
+    def open_orders(self) -> OpenOrders:
+        """The resting orders (``engine/open_orders.py``)."""
         ...
 
 

@@ -73,11 +73,16 @@ from solvency.engine.insurance import coverage, open_interest_quanta
 from solvency.engine.loading import STREET, load_book, seed_position, transfer_isolated
 from solvency.engine.marks import apply_oracle, apply_price, apply_vol, time_passes, volatility
 from solvency.engine.options import option_price, option_requirements
-from solvency.engine.orders import apply_order
+from solvency.engine.orders import (
+    apply_fill_orders,
+    apply_order,
+    apply_order_cancel,
+    check_fill_orders,
+)
 from solvency.engine.params import apply_params
 from solvency.engine.portfolio_margin import underlying_usd
 from solvency.engine.ports import Liquidity
-from solvency.engine.pretrade import Order
+from solvency.engine.pretrade import Order, OrderCancel
 from solvency.engine.views import (
     account_view,
     accounts_overview,
@@ -92,11 +97,12 @@ __all__ = ["HANDLERS", "MS_PER_YEAR", "STREET", "Engine", "EngineError", "Reject
 SNAPSHOT_VERSION = 1
 
 HANDLERS: Mapping[type, Callable[[EngineState, Any], list[Any]]] = {
-    Fill: apply_fill,
+    Fill: apply_fill_orders,
     Price: apply_price,
     Vol: apply_vol,
     OracleReport: apply_oracle,
     Order: apply_order,
+    OrderCancel: apply_order_cancel,
     Deposit: apply_deposit,
     Withdraw: apply_withdraw,
     AccountMode: apply_account_mode,
@@ -167,7 +173,7 @@ class Engine(EngineState):
 
     # ================================================================ apply
 
-    def apply(self, event: InputEvent | OracleReport | Order) -> list[Any]:
+    def apply(self, event: InputEvent | OracleReport | Order | OrderCancel) -> list[Any]:
         """Apply one input event; return the out-events it caused."""
         self.counts["events"] += 1
         self.epoch += 1
@@ -209,9 +215,12 @@ class Engine(EngineState):
 
     def check_fill(self, event: Fill) -> Rejected | None:
         """The rejection :meth:`apply` would give ``event`` by the fill's own checks
-        (market, sizes, margin of both sides), or None; nothing changes. Duplicate ids and
-        the clock are the caller's (a sharded venue's coordinator holds them venue-wide)."""
+        (market, sizes, margin of both sides, the resting orders it names), or None;
+        nothing changes. Duplicate ids and the clock are the caller's (a sharded venue's
+        coordinator holds them venue-wide)."""
         try:
+            if event.buyer_order is not None or event.seller_order is not None:
+                check_fill_orders(self, event)
             apply_fill(self, event, check_only=True)
         except RejectReason as rej:
             return Rejected(id=f"rejected:{event.id}", event=event.id, reason=rej.reason,
@@ -228,7 +237,8 @@ class Engine(EngineState):
         self.clock_ms = ts_ms
         return time_passes(self, ts_ms, cause)
 
-    def apply_all(self, events: Iterable[InputEvent | OracleReport | Order]) -> list[Any]:
+    def apply_all(self, events: Iterable[InputEvent | OracleReport | Order | OrderCancel]
+                  ) -> list[Any]:
         """Apply events in order; return every out-event."""
         out: list[Any] = []
         for ev in events:
@@ -344,6 +354,9 @@ class Engine(EngineState):
             "rows": [[i.name, i.account, i.market, i.ledger_id, int(w)] for i, w in zip(
                 book.rows, book.row_weighted[: len(book.rows)].tolist(), strict=True)],
             "positions": positions,
+            # resting orders, only when there are any (states without them keep their hash)
+            **({"open_orders": self.open_orders.dump(book.market_names)}
+               if self.open_orders else {}),
             "marks": [None if p is None else str(p) for p in book.marks],
             # collateral valued by rule: only where the venue has such assets (other
             # venues' snapshots and hashes stay as they were)
@@ -429,6 +442,7 @@ class Engine(EngineState):
             s = book.open_slot(r, m)
             book.slot_lots[s] = int(lots)
             book.slot_cost[s] = int(cost)
+        engine.open_orders.load(snap.get("open_orders", []), book.market_index)
         for m, flag in enumerate(snap["expired"]):
             book.expired[m] = bool(flag)
         oi = [0] * len(book.market_names)
@@ -489,11 +503,11 @@ class Engine(EngineState):
         """SHA-256 of each part of the hashed state, so a mismatch names what diverged.
 
         Sections (snapshot keys): ``ledger``; ``accounts`` (accounts, rows, warned);
-        ``positions`` (positions, realized); ``marks`` (marks, expired, option ivs);
-        ``volatility``; ``feeds`` (oracle guard, mark pricers, breakers); ``liquidation``
-        (partial-liquidation clock, deficits, blocked withdrawals); ``params`` (venue, fee
-        share, market order); ``sequence`` (seen ids, clock, out-event sequence). Together
-        they cover
+        ``positions`` (positions, realized, resting orders); ``marks`` (marks, expired,
+        option ivs); ``volatility``; ``feeds`` (oracle guard, mark pricers, breakers);
+        ``liquidation`` (partial-liquidation clock, deficits, blocked withdrawals);
+        ``params`` (venue, fee share, market order); ``sequence`` (seen ids, clock,
+        out-event sequence). Together they cover
         exactly what :meth:`state_hash` covers.
         """
         state = self._hashed_state()
@@ -542,7 +556,7 @@ _INT64_MAX = 2**63 - 1
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "ledger": ("ledger",),
     "accounts": ("accounts", "rows", "warned"),
-    "positions": ("positions", "realized"),
+    "positions": ("positions", "realized", "open_orders"),
     "marks": ("marks", "collateral", "expired", "ivs", "option_margin"),
     "volatility": ("volatility",),
     "feeds": ("feeds",),

@@ -51,6 +51,7 @@ from solvency.core.oracle import (
 from solvency.core.units import MAX_QUANTA
 from solvency.engine.breakers import BreakerBank, BreakerConfig, BreakerTransition
 from solvency.engine.context import FeedsContext
+from solvency.engine.open_orders import ASK, BID, free_collateral_worst_side
 from solvency.engine.pretrade import (
     LeverageTier,
     MarketLimits,
@@ -225,11 +226,13 @@ class EngineView:
     """The engine's state as :class:`~solvency.engine.pretrade.PretradeView` reads it.
 
     One view answers one order: it remembers the market index and row it looked up (the
-    checks ask for them several times), never across orders."""
+    checks ask for them several times), never across orders. ``rests``: the order would
+    rest (it then counts as an open order under the venue's rule)."""
 
-    def __init__(self, ctx: FeedsContext, feeds: Feeds) -> None:
+    def __init__(self, ctx: FeedsContext, feeds: Feeds, *, rests: bool = False) -> None:
         self.ctx = ctx
         self.feeds = feeds
+        self.rests = rests
         self._markets: dict[str, int | None] = {}
         self._rows: dict[tuple[str, str], int] = {}
         self._pos: dict[tuple[str, str], float] = {}
@@ -364,13 +367,33 @@ class EngineView:
         coll = out.item(0, OUT_COLLATERAL)
         return notional / coll if coll > 0 else math.inf
 
+    def resting(self, account: str, market: str) -> tuple[float, float]:
+        """Contracts of the account's resting bids and asks in the market, where the
+        venue's rule counts them (``worst_side``); ``(0, 0)`` otherwise."""
+        ctx = self.ctx
+        if ctx.venue.open_orders.kind == "none":
+            return 0.0, 0.0
+        m = self._market_index(market)
+        entry = None if m is None else ctx.open_orders.sides(account).get(m)
+        if entry is None or m is None:
+            return 0.0, 0.0
+        lot = ctx.book.lot_size[m]
+        return entry[BID] * lot, entry[ASK] * lot
+
     def free_collateral_after(self, account: str, market: str, delta: float,
                               price: float) -> float:
-        """Collateral minus IM after trading ``delta`` contracts at ``price`` (what-if)."""
+        """Collateral minus IM after trading ``delta`` contracts at ``price`` (what-if);
+        under the ``worst_side`` rule, for an order that rests or an account with resting
+        orders, with the open orders on the worse side instead
+        (:func:`~solvency.engine.open_orders.free_collateral_worst_side`)."""
         ctx = self.ctx
         m = self._market_index(market)
         if m is None or account not in ctx.accounts:
             return -math.inf
+        rule = ctx.venue.open_orders
+        if rule.kind == "worst_side" and (self.rests or ctx.open_orders.sides(account)):
+            return self._free_worst_side(account, market, m, delta,
+                                         float(rule.per_order_usd))
         inst, contract_size, _ = self._sizes(m)
         lots = round(delta / ctx.book.lot_size[m])
         a = ctx.settle_asset[m]
@@ -388,6 +411,26 @@ class EngineView:
                 back = ctx.book.aggregate(np.array([cross], dtype=np.int64))[0]
                 free += float(back[OUT_COLLATERAL] - back[OUT_IM])
         return free
+
+    def _free_worst_side(self, account: str, market: str, m: int, delta: float,
+                         per_order_usd: float) -> float:
+        ctx = self.ctx
+        lots = round(delta / ctx.book.lot_size[m])
+        isolated = ctx.accounts.get(account) == "isolated"
+        r = self._row(account, market)
+        free = free_collateral_worst_side(ctx, account, r, isolated, m, lots, per_order_usd)
+        if isolated:
+            free += self._cross_free(account)
+        return free
+
+    def _cross_free(self, account: str) -> float:
+        """Free collateral of the account's cross row (0 without one): what backs an
+        isolated position's what-if."""
+        cross = self.ctx.book.row_index.get(account, -1)
+        if cross < 0:
+            return 0.0
+        back = self.ctx.book.aggregate(np.array([cross], dtype=np.int64))[0]
+        return float(back[OUT_COLLATERAL] - back[OUT_IM])
 
     def exceeds_ledger(self, account: str, market: str, delta: float,
                        price: float) -> bool:

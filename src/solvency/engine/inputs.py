@@ -1,5 +1,6 @@
 """Every input event the engine takes, parsed from JSON: the core events, oracle reports
-(``{"type": "oracle", ...}``) and orders for pre-trade checks (``{"type": "order", ...}``)."""
+(``{"type": "oracle", ...}``), orders for pre-trade checks or to rest (``{"type": "order",
+...}``) and their cancels (``{"type": "order_cancel", ...}``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from collections.abc import Mapping
 
 from solvency.core.model.events import EventError, InputEvent, json_object, parse_event
 from solvency.core.oracle import OracleReport, parse_oracle_report
-from solvency.engine.pretrade import Order, parse_order
+from solvency.engine.pretrade import Order, OrderCancel, parse_order, parse_order_cancel
 
 __all__ = ["AnyInput", "parse_input", "parse_input_line"]
 
-AnyInput = InputEvent | OracleReport | Order
+AnyInput = InputEvent | OracleReport | Order | OrderCancel
 
 
 def parse_input(obj: Mapping[str, object]) -> AnyInput:
@@ -23,6 +24,8 @@ def parse_input(obj: Mapping[str, object]) -> AnyInput:
         return parse_oracle_report(obj)
     if kind == "order":
         return parse_order(obj)
+    if kind == "order_cancel":
+        return parse_order_cancel(obj)
     return parse_event(obj)
 
 

@@ -56,12 +56,14 @@ __all__ = [
     "LeverageTier",
     "MarketLimits",
     "Order",
+    "OrderCancel",
     "PretradeView",
     "RateLimiter",
     "Reject",
     "Side",
     "check_order",
     "parse_order",
+    "parse_order_cancel",
 ]
 
 Side = Literal["buy", "sell"]
@@ -78,7 +80,10 @@ REASONS: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    """An order to check: ``size`` in contracts, ``price`` None for a market order."""
+    """An order to check: ``size`` in contracts, ``price`` None for a market order.
+
+    ``rest``: accepted, the order rests under its ``id`` until filled or cancelled
+    (``engine/open_orders.py``); refused, it changes nothing."""
 
     type: ClassVar[str] = "order"
     id: str
@@ -89,22 +94,53 @@ class Order:
     price: Decimal | None = None
     reduce_only: bool = False
     ts_ms: int | None = None
+    rest: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCancel:
+    """Cancel ``account``'s resting order ``order`` (the id of the order event)."""
+
+    type: ClassVar[str] = "order_cancel"
+    id: str
+    account: str
+    order: str
+    ts_ms: int | None = None
+
+
+def parse_order_cancel(obj: Mapping[str, object]) -> OrderCancel:
+    """Build an :class:`OrderCancel` from its JSON object, strictly."""
+    if obj.get("type") != "order_cancel":
+        raise EventError("unknown_type", f"type {obj.get('type')!r}")
+    extra = set(obj) - {"type", "id", "account", "order", "ts"}
+    if extra:
+        raise EventError("unknown_field", f"order_cancel: {sorted(extra)}")
+    names = _names(obj, ("id", "account", "order"))
+    ts = parse_ts_ms(obj["ts"]) if obj.get("ts") is not None else None
+    return OrderCancel(id=names["id"], account=names["account"], order=names["order"],
+                       ts_ms=ts)
+
+
+def _names(obj: Mapping[str, object], keys: tuple[str, ...]) -> dict[str, str]:
+    names = {}
+    for key in keys:
+        v = obj.get(key)
+        if not isinstance(v, str) or not v or len(v) > 128 or any(c.isspace() for c in v):
+            raise EventError("invalid_field" if v is not None else "missing_field", key)
+        names[key] = v
+    return names
 
 
 def parse_order(obj: Mapping[str, object]) -> Order:
     """Build an :class:`Order` from its JSON object (``{"type": "order", ...}``), strictly."""
-    allowed = {"type", "id", "account", "market", "side", "size", "price", "reduce_only", "ts"}
+    allowed = {"type", "id", "account", "market", "side", "size", "price", "reduce_only", "ts",
+               "rest"}
     if obj.get("type") != "order":
         raise EventError("unknown_type", f"type {obj.get('type')!r}")
     extra = set(obj) - allowed
     if extra:
         raise EventError("unknown_field", f"order: {sorted(extra)}")
-    names = {}
-    for key in ("id", "account", "market"):
-        v = obj.get(key)
-        if not isinstance(v, str) or not v or len(v) > 128 or any(c.isspace() for c in v):
-            raise EventError("invalid_field" if v is not None else "missing_field", key)
-        names[key] = v
+    names = _names(obj, ("id", "account", "market"))
     side = obj.get("side")
     if side not in ("buy", "sell"):
         raise EventError("invalid_field", f"side: {side!r} is not buy or sell")
@@ -113,9 +149,14 @@ def parse_order(obj: Mapping[str, object]) -> Order:
     ro = obj.get("reduce_only", False)
     if not isinstance(ro, bool):
         raise EventError("invalid_field", "reduce_only: expected a boolean")
+    rest = obj.get("rest", False)
+    if not isinstance(rest, bool):
+        raise EventError("invalid_field", "rest: expected a boolean")
+    if rest and price is None:
+        raise EventError("missing_field", "price: a resting order needs a limit price")
     ts = parse_ts_ms(obj["ts"]) if obj.get("ts") is not None else None
     return Order(id=names["id"], account=names["account"], market=names["market"],
-                 side=side, size=size, price=price, reduce_only=ro, ts_ms=ts)
+                 side=side, size=size, price=price, reduce_only=ro, ts_ms=ts, rest=rest)
 
 
 def _positive(obj: Mapping[str, object], key: str) -> Decimal:
@@ -212,6 +253,11 @@ class PretradeView(Protocol):
 
     def rate_limited(self, account: str, now_ms: int) -> bool:
         """Whether one more order now would exceed the account's rate limit."""
+        ...
+
+    def resting(self, account: str, market: str) -> tuple[float, float]:
+        """Contracts of the account's resting bids and asks in the market that the venue's
+        margin rule counts (``(0, 0)`` where it counts none)."""
         ...
 
     def exceeds_ledger(self, account: str, market: str, delta: float,
@@ -344,6 +390,11 @@ def _position_checks(order: Order, view: PretradeView, lim: MarketLimits, mode: 
         return Reject(oid, "market_reduce_only",
                       f"market {order.market} is reduce-only; position {pos:g} -> {new:g}")
     if reduces:
+        if not order.reduce_only and _grows_with_resting(order, view, pos, size):
+            free = view.free_collateral_after(order.account, order.market, delta, price)
+            if not free >= 0.0:
+                return Reject(oid, "insufficient_initial_margin",
+                              f"free collateral with the open orders {free:.2f} < 0")
         return Accept(oid, True)
     if abs(new) > lim.position_max:
         return Reject(oid, "position_limit", f"|position| {abs(new):g} > {lim.position_max:g}")
@@ -361,6 +412,16 @@ def _position_checks(order: Order, view: PretradeView, lim: MarketLimits, mode: 
         return Reject(oid, "insufficient_initial_margin",
                       f"free collateral after the order {free:.2f} < 0")
     return Accept(oid, False)
+
+
+def _grows_with_resting(order: Order, view: PretradeView, pos: float, size: float) -> bool:
+    """Whether an order that reduces the position alone grows it together with the
+    account's resting orders on its side (Drift protocol-v2 ``is_new_order_risk_increasing``,
+    math/orders.rs: open bids + size > |short position|, |open asks - size| > long
+    position); such an order passes the margin check first."""
+    bids, asks = view.resting(order.account, order.market)
+    same = bids if order.side == "buy" else asks
+    return same > 0.0 and same + size > abs(pos)
 
 
 def _tier_check(order: Order, view: PretradeView, lim: MarketLimits, new: float,

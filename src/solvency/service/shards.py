@@ -74,7 +74,7 @@ from solvency.engine.fills import SHARD_CLEARING
 from solvency.engine.inputs import AnyInput
 from solvency.engine.liquidation import BACKSTOP, INSURANCE_ROW, MARKET
 from solvency.engine.params import params_trial
-from solvency.engine.pretrade import Order
+from solvency.engine.pretrade import Order, OrderCancel
 from solvency.engine.summary import liabilities
 
 __all__ = [
@@ -156,9 +156,13 @@ def route(event: AnyInput, n: int) -> list[tuple[int, AnyInput]]:
         b, s = shard_of(event.buyer, n), shard_of(event.seller, n)
         if b == s:
             return [(b, event)]
-        return [(b, replace(event, seller=SHARD_CLEARING, fee_seller=Decimal(0))),
-                (s, replace(event, buyer=SHARD_CLEARING, fee_buyer=Decimal(0)))]
-    if isinstance(event, Deposit | Withdraw | AccountMode | IsolatedMargin | Order):
+        # each leg keeps its own side's resting order (the other side's is in its shard)
+        return [(b, replace(event, seller=SHARD_CLEARING, fee_seller=Decimal(0),
+                            seller_order=None)),
+                (s, replace(event, buyer=SHARD_CLEARING, fee_buyer=Decimal(0),
+                            buyer_order=None))]
+    if isinstance(event, Deposit | Withdraw | AccountMode | IsolatedMargin | Order
+                  | OrderCancel):
         return [(shard_of(event.account, n), event)]
     return [(FUND_SHARD, event)]  # an unknown type: one shard names the rejection
 

@@ -19,6 +19,7 @@ from solvency.engine.pretrade import (
     Reject,
     check_order,
     parse_order,
+    parse_order_cancel,
 )
 from tests.scenarios.pretrade_cases import CASES as ENGINE_CASES
 from tests.scenarios.pretrade_cases import Case as EngineCase
@@ -43,6 +44,7 @@ class FakeView:
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(3, 1_000))
     calls: list[str] = field(default_factory=list)
     lim: MarketLimits = LIMITS
+    bids_asks: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
 
     def limits(self, market: str) -> MarketLimits | None:
         return self.lim if market == "BTC" else None
@@ -75,6 +77,9 @@ class FakeView:
     def exceeds_ledger(self, account: str, market: str, delta: float,
                        price: float) -> bool:
         return abs(self.position(account, market) + delta) * price > 1e18
+
+    def resting(self, account: str, market: str) -> tuple[float, float]:
+        return self.bids_asks.get((account, market), (0.0, 0.0))
 
 
 def _order(side: str = "buy", size: str = "1", price: str | None = "50000",
@@ -178,6 +183,51 @@ def test_flip_counts_as_growing_risk() -> None:
     res = check_order(_order(side="sell", size="6", reduce_only=True), _setup(
         positions={("alice", "BTC"): 3.0}))
     assert isinstance(res, Reject) and res.reason == "reduce_only_would_increase"
+
+
+@pytest.mark.parametrize(("side", "size", "bids_asks", "accepted"), [
+    ("buy", "3", (0.0, 0.0), True),    # short 5, buys 3: reduces, no margin check
+    ("buy", "3", (1.0, 0.0), True),    # + 1 resting bid: 4 <= 5, still reducing
+    ("buy", "3", (2.5, 0.0), False),   # + 2.5: 5.5 > 5 could turn long: margin checked
+    ("buy", "3", (0.0, 9.0), True),    # resting asks are on the other side
+], ids=["alone", "bids-within", "bids-beyond", "asks-other-side"])
+def test_reducing_order_with_resting_orders_on_its_side(
+        side: str, size: str, bids_asks: tuple[float, float], accepted: bool) -> None:
+    """Drift protocol-v2 0ae3e3b1 math/orders.rs ``is_new_order_risk_increasing``: a buy
+    against a short is risk-increasing once open bids + its size exceed the short; then
+    the margin check runs (here it fails: free collateral -1)."""
+    view = _setup(positions={("alice", "BTC"): -5.0}, free_collateral=-1.0,
+                  bids_asks={("alice", "BTC"): bids_asks})
+    res = check_order(_order(side=side, size=size), view)
+    if accepted:
+        assert res == Accept("o1", True)
+    else:
+        assert isinstance(res, Reject) and res.reason == "insufficient_initial_margin"
+        assert "open orders" in res.detail
+
+
+def test_parse_resting_order_and_cancel() -> None:
+    base: dict[str, object] = {"type": "order", "id": "1", "account": "a", "market": "BTC",
+                               "side": "buy", "size": "1"}
+    assert parse_order({**base, "price": "100", "rest": True}).rest
+    assert not parse_order(base).rest
+    for bad, reason in [({"rest": True}, "missing_field"),  # no limit price
+                        ({"price": "100", "rest": 1}, "invalid_field")]:
+        with pytest.raises(EventError) as exc:
+            parse_order({**base, **bad})
+        assert exc.value.reason == reason
+    c = parse_order_cancel({"type": "order_cancel", "id": "2", "account": "a", "order": "1"})
+    assert (c.account, c.order) == ("a", "1")
+    for bad, reason in [({"order": ""}, "invalid_field"), ({"x": 1}, "unknown_field"),
+                        ({"order": None}, "missing_field")]:
+        obj: dict[str, object] = {"type": "order_cancel", "id": "2", "account": "a",
+                                  "order": "1"}
+        obj.update(bad)
+        if obj["order"] is None:
+            del obj["order"]
+        with pytest.raises(EventError) as exc:
+            parse_order_cancel(obj)
+        assert exc.value.reason == reason
 
 
 def test_beyond_last_tier() -> None:

@@ -146,6 +146,9 @@ class FillLine(_Event):
     price: Positive
     fee_buyer: Signed = Decimal(0)
     fee_seller: Signed = Decimal(0)
+    buyer_order: Name | None = Field(None, description="The buyer's resting order it fills.")
+    seller_order: Name | None = Field(None, description="The seller's resting order it "
+                                                        "fills.")
 
 
 class FundingLine(_Event):
@@ -238,7 +241,8 @@ class OracleLine(BaseModel):
 
 
 class OrderLine(BaseModel):
-    """``order``: a pre-trade check (answered accepted or rejected; moves nothing)."""
+    """``order``: a pre-trade check (answered accepted or rejected; moves nothing), or with
+    ``rest`` a resting order placed when accepted."""
 
     model_config = _FORBID
     type: Literal["order"] = Field(json_schema_extra=_STRING)
@@ -249,12 +253,26 @@ class OrderLine(BaseModel):
     size: AnyPositive
     price: AnyPositive | None = Field(None, description="Limit price; none: a market order.")
     reduce_only: Annotated[bool, Strict()] = False
+    rest: Annotated[bool, Strict()] = Field(
+        False, description="Accepted, the order rests (until filled or cancelled) and "
+                           "counts in later orders' margin checks (needs a price).")
+    ts: Ts | None = None
+
+
+class OrderCancelLine(BaseModel):
+    """``order_cancel``: cancel the account's resting order ``order``."""
+
+    model_config = _FORBID
+    type: Literal["order_cancel"] = Field(json_schema_extra=_STRING)
+    id: Text
+    account: Text
+    order: Text = Field(description="The id of the resting order (its order event's id).")
     ts: Ts | None = None
 
 
 EventLine = Annotated[DepositLine | WithdrawLine | PriceLine | FillLine | FundingLine
                       | ExpiryLine | AccountLine | IsolatedMarginLine | VolLine | ParamsLine
-                      | OracleLine | OrderLine, Field(discriminator="type")]
+                      | OracleLine | OrderLine | OrderCancelLine, Field(discriminator="type")]
 EVENT_LINE: Final[TypeAdapter[Any]] = TypeAdapter(EventLine)
 """Validates one parsed event line (``EVENT_LINE.validate_python(obj)``)."""
 
@@ -280,7 +298,8 @@ def to_event(m: BaseModel) -> ev.InputEvent | OracleReport:
     if isinstance(m, FillLine):
         return ev.Fill(id=str(m.id), market=str(m.market), buyer=str(m.buyer),
                        seller=str(m.seller), size=m.size, price=m.price,
-                       fee_buyer=m.fee_buyer, fee_seller=m.fee_seller, ts_ms=ts)
+                       fee_buyer=m.fee_buyer, fee_seller=m.fee_seller, ts_ms=ts,
+                       buyer_order=_s(m.buyer_order), seller_order=_s(m.seller_order))
     if isinstance(m, FundingLine):
         return ev.Funding(id=str(m.id), market=str(m.market), rate=m.rate, ts_ms=ts)
     if isinstance(m, ExpiryLine):

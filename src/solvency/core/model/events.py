@@ -125,7 +125,10 @@ class Price:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """A trade between two accounts; fees are signed (negative is a rebate)."""
+    """A trade between two accounts; fees are signed (negative is a rebate).
+
+    ``buyer_order`` / ``seller_order``: the id of a side's resting order that the fill
+    executes (optional); the fill reduces it by ``size`` (engine/open_orders.py)."""
 
     type: ClassVar[str] = "fill"
     id: str
@@ -137,6 +140,8 @@ class Fill:
     fee_buyer: Decimal = Decimal(0)
     fee_seller: Decimal = Decimal(0)
     ts_ms: int | None = None
+    buyer_order: str | None = None
+    seller_order: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,6 +541,8 @@ def parse_event(obj: Mapping[str, object]) -> InputEvent:
             fee_seller=_decimal(obj, "fee_seller", positive=False, required=False,
                                 default=Decimal(0)),
             ts_ms=ts,
+            buyer_order=_name(obj, "buyer_order", required=False),
+            seller_order=_name(obj, "seller_order", required=False),
         )
     if etype == "funding":
         rate = _decimal(obj, "rate", positive=False)

@@ -11,7 +11,7 @@ import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final, Literal
 
 from solvency.core.liquidation.policy import POLICIES, LiquidationPolicy, resolve_policy
 from solvency.core.margin.models import (
@@ -35,7 +35,9 @@ from solvency.core.model.venue_schema import check_venue_data
 from solvency.core.units import UnitError, parse_decimal
 
 __all__ = [
+    "PRESET_OPEN_ORDERS",
     "ConfigError",
+    "OpenOrderRule",
     "Venue",
     "build_venue",
     "margin_model_to_data",
@@ -72,6 +74,37 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class OpenOrderRule:
+    """How an account's resting orders count in an order's initial-margin check.
+
+    ``none``: the order alone, as if filled in full at its price against the current
+    positions (dYdX v4). ``worst_side``: in every market of the row, the position plus all
+    its open bids or all its open asks, whichever is the larger liability at the mark,
+    with ``per_order_usd`` of margin per open order (Drift). docs/venues.md.
+    """
+
+    kind: Literal["none", "worst_side"] = "none"
+    per_order_usd: Decimal = Decimal(0)
+
+
+PRESET_OPEN_ORDERS: Final[Mapping[str, OpenOrderRule]] = {
+    # Drift protocol-v2 0ae3e3b1 (2026-04-01): PerpPosition::worst_case_liability_value
+    # (state/user.rs: base + open_bids or base + open_asks, the larger |base| x oracle),
+    # calculate_perp_position_value_and_pnl (math/margin.rs: margin ratio of the worst
+    # case's size, plus margin_requirement_for_open_orders = open_orders x
+    # OPEN_ORDER_MARGIN_REQUIREMENT, QUOTE_PRECISION / 100 in math/constants.rs)
+    "drift": OpenOrderRule("worst_side", Decimal("0.01")),
+    # dYdX v4-chain 84d4664b (2026-03-04): x/clob/keeper/orders.go PlaceStatefulOrder step
+    # 4, AddOrderToOrderbookSubaccountUpdatesCheck: the order alone (its remaining
+    # quantums at its subticks, the maker fee) against the subaccount; other open orders
+    # are not counted
+    "dydx": OpenOrderRule("none"),
+}
+"""Each preset's open-order rule where the venue's code was read; other presets: none.
+Kept here, not in the preset data, so that the presets' data (and state hashes) stay."""
+
+
+@dataclass(frozen=True, slots=True)
 class Venue:
     """Assets, markets and settings of one venue (a preset or a user's file).
 
@@ -87,6 +120,7 @@ class Venue:
     as_of: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
     policy: LiquidationPolicy | None = field(default=None, repr=False)
+    open_orders: OpenOrderRule = field(default_factory=OpenOrderRule, repr=False)
 
     def resolve(self, name: str) -> Instrument | None:
         """Find a market by its id or one of its venue aliases."""
@@ -395,7 +429,26 @@ def _build(data: Mapping[str, Any]) -> Venue:
     return Venue(name=name, assets=assets, markets=markets,
                  margin_call_ratio=ratio, source=str(data.get("source", "")),
                  as_of=str(data.get("as_of", "")), raw=copy.deepcopy(dict(data)),
-                 policy=_policy(data, name))
+                 policy=_policy(data, name), open_orders=_open_orders(data, name))
+
+
+def _open_orders(data: Mapping[str, Any], name: str) -> OpenOrderRule:
+    """The ``margin`` section's open-order rule over the preset's (as :func:`_policy`: data
+    without a ``preset`` key named after one is that preset's own data)."""
+    preset = data.get("preset")
+    if preset is None:
+        preset = name
+    base = PRESET_OPEN_ORDERS.get(str(preset), OpenOrderRule())
+    section = data.get("margin") or {}
+    kind = section.get("open_orders", base.kind)
+    if "open_order_margin_usd" in section:
+        per_order = _dec(section["open_order_margin_usd"], "margin.open_order_margin_usd")
+    else:
+        per_order = base.per_order_usd if kind == base.kind else Decimal(0)
+    if kind == "none" and per_order != 0:
+        raise ConfigError('margin.open_order_margin_usd: acts only with margin.open_orders = '
+                          '"worst_side"')
+    return OpenOrderRule(kind, per_order)
 
 
 def _policy(data: Mapping[str, Any], name: str) -> LiquidationPolicy:

@@ -370,6 +370,21 @@ class PortfolioMarginSection(BaseModel):
         None, description='Correlation per pair of underlyings, "BTC/ETH": 0.8.')
 
 
+class MarginSection(BaseModel):
+    """Venue-wide margin rules (docs/venues.md, "Open orders in the initial-margin check")."""
+
+    model_config = _FORBID
+    open_orders: Literal["none", "worst_side"] | None = Field(
+        None, description="How resting orders count in an order's initial-margin check: "
+                          "none (the order alone, as if filled at its price: dYdX v4), "
+                          "worst_side (each market's position plus all its open bids or "
+                          "all its open asks, whichever is worse, at the mark: Drift). "
+                          "Default: the preset's rule, else none.")
+    open_order_margin_usd: _DecNonNeg | None = Field(
+        None, description="Initial margin added per open order (Drift's "
+                          "OPEN_ORDER_MARGIN_REQUIREMENT: 0.01); only with worst_side.")
+
+
 class VenueFile(BaseModel):
     """A venue file (JSON or TOML), version 1: a full venue, or a preset and overrides.
 
@@ -393,6 +408,7 @@ class VenueFile(BaseModel):
     insurance: InsuranceSection | None = None
     portfolio_margin: PortfolioMarginSection | None = None
     liquidation: LiquidationSection | None = None
+    margin: MarginSection | None = None
 
 
 def check_venue_data(data: object, *, source: str = "venue") -> str | None:

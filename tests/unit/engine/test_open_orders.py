@@ -1,0 +1,200 @@
+"""Resting orders through ``Engine.apply``: place, cancel, fill, snapshot, hash.
+
+An ``order`` with ``rest: true`` that the pre-trade checks accept rests under its id; an
+``order_cancel`` removes it, a ``fill`` naming it (``buyer_order`` / ``seller_order``)
+reduces it. Every refusal is a reason code and leaves ``state_hash()`` as it was; the
+orders travel in the snapshot and the hash, and a state without any keeps its old hash.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from solvency.core.model.presets import venue_from_data
+from solvency.engine.engine import Engine
+from solvency.engine.inputs import parse_input
+from solvency.engine.pretrade import Order
+
+_N = iter(range(10**9))
+
+
+def _apply(e: Engine, **fields: Any) -> list[Any]:
+    fields.setdefault("id", f"ev{next(_N)}")
+    return e.apply(parse_input(fields))
+
+
+def _rest(e: Engine, oid: str, account: str, side: str, size: str, price: str,
+          market: str = "BTC-PERP") -> list[Any]:
+    return _apply(e, type="order", id=oid, account=account, market=market, side=side,
+                  size=size, price=price, rest=True)
+
+
+def _engine() -> Engine:
+    """Drift's rule (worst side, 0.01 USDC per order) with a flat 10 % IM (imf 0)."""
+    e = Engine(venue_from_data({"preset": "drift", "markets": {
+        "BTC-PERP": {"imf_factor": "0"}, "ETH-PERP": {"imf_factor": "0"}}}))
+    for who, amount in (("alice", "2000"), ("bob", "1000000"), ("carol", "1000")):
+        _apply(e, type="deposit", account=who, asset="USDC", amount=amount)
+    _apply(e, type="price", market="BTC-PERP", price="50000")
+    _apply(e, type="price", market="ETH-PERP", price="100")
+    return e
+
+
+def _book(e: Engine) -> list[list[str]]:
+    return list(e.snapshot().get("open_orders", []))
+
+
+def test_place_fill_cancel_and_the_snapshot_rows() -> None:
+    e = _engine()
+    assert "open_orders" not in e.snapshot()  # no resting order: the key is absent
+    out = _rest(e, "b1", "alice", "buy", "0.1", "49000")
+    assert [(o.type, o.status, o.detail) for o in out] == [("order", "accepted", "resting")]
+    _rest(e, "a1", "bob", "sell", "0.3", "51000")
+    assert _book(e) == [["a1", "bob", "BTC-PERP", "sell", "3000", "51000"],
+                        ["b1", "alice", "BTC-PERP", "buy", "1000", "49000"]]
+    # naming both: bob's ask sells no lower than 51,000, so 49,000 breaks his limit
+    out = _apply(e, type="fill", market="BTC-PERP", buyer="alice", seller="bob",
+                 size="0.04", price="49000", buyer_order="b1", seller_order="a1")
+    assert [o.reason for o in out] == ["price_beyond_limit"]
+    _apply(e, type="fill", market="BTC-PERP", buyer="alice", seller="bob", size="0.04",
+           price="49000", buyer_order="b1")
+    assert _book(e)[1] == ["b1", "alice", "BTC-PERP", "buy", "600", "49000"]
+    _apply(e, type="fill", market="BTC-PERP", buyer="alice", seller="bob", size="0.06",
+           price="48000", buyer_order="b1")  # below the limit: a better price is fine
+    assert [row[0] for row in _book(e)] == ["a1"]  # b1 filled in full: gone
+    out = _apply(e, type="order_cancel", account="bob", order="a1")
+    assert [(o.type, o.order, o.side, o.size) for o in out] == [
+        ("order_cancelled", "a1", "sell", "0.3000")]
+    assert "open_orders" not in e.snapshot()
+    assert Decimal(e.account_view("alice")["positions"][0]["size"]) == Decimal("0.1")
+    e.verify()
+
+
+def _hash_after(e: Engine, **fields: Any) -> tuple[str, list[Any]]:
+    out = _apply(e, **fields)
+    return e.state_hash(), out
+
+
+_REFUSALS: list[Any] = [
+    pytest.param({"type": "order_cancel", "account": "alice", "order": "nope"},
+                 "unknown_order", id="cancel-unknown-id"),
+    pytest.param({"type": "order_cancel", "account": "carol", "order": "b1"},
+                 "not_order_owner", id="cancel-another-accounts-order"),
+    pytest.param({"type": "order_cancel", "account": "alice", "order": "gone"},
+                 "unknown_order", id="cancel-twice"),
+    pytest.param({"type": "fill", "market": "BTC-PERP", "buyer": "alice", "seller": "bob",
+                  "size": "0.01", "price": "49000", "buyer_order": "nope"},
+                 "unknown_order", id="fill-unknown-order"),
+    pytest.param({"type": "fill", "market": "BTC-PERP", "buyer": "carol", "seller": "bob",
+                  "size": "0.01", "price": "49000", "buyer_order": "b1"},
+                 "not_order_owner", id="fill-another-accounts-order"),
+    pytest.param({"type": "fill", "market": "BTC-PERP", "buyer": "bob", "seller": "alice",
+                  "size": "0.01", "price": "49000", "seller_order": "b1"},
+                 "order_mismatch", id="fill-wrong-side"),
+    pytest.param({"type": "fill", "market": "ETH-PERP", "buyer": "alice", "seller": "bob",
+                  "size": "0.01", "price": "100", "buyer_order": "b1"},
+                 "order_mismatch", id="fill-wrong-market"),
+    pytest.param({"type": "fill", "market": "BTC-PERP", "buyer": "alice", "seller": "bob",
+                  "size": "0.11", "price": "49000", "buyer_order": "b1"},
+                 "fill_exceeds_order", id="fill-more-than-left"),
+    pytest.param({"type": "fill", "market": "BTC-PERP", "buyer": "alice", "seller": "bob",
+                  "size": "0.01", "price": "49001", "buyer_order": "b1"},
+                 "price_beyond_limit", id="fill-above-buy-limit"),
+    pytest.param({"type": "fill", "market": "BTC-PERP", "buyer": "alice", "seller": "alice",
+                  "size": "0.01", "price": "49000", "buyer_order": "b1",
+                  "seller_order": "b1"}, "order_mismatch", id="fill-one-order-both-sides"),
+    pytest.param({"type": "order", "account": "dave", "market": "BTC-PERP", "side": "buy",
+                  "size": "0.1", "price": "49000", "rest": True},
+                 "unknown_account", id="rest-unknown-account"),
+    pytest.param({"type": "order", "account": "alice", "market": "XRP-PERP", "side": "buy",
+                  "size": "0.1", "price": "49000", "rest": True},
+                 "unknown_market", id="rest-unknown-market"),
+    pytest.param({"type": "order", "account": "alice", "market": "BTC-PERP", "side": "buy",
+                  "size": "0.00001", "price": "49000", "rest": True},
+                 "size_off_lot", id="rest-size-off-lot"),
+    pytest.param({"type": "order", "account": "alice", "market": "BTC-PERP", "side": "buy",
+                  "size": "0.1", "price": "49000.05", "rest": True},
+                 "price_off_tick", id="rest-price-off-tick"),
+    pytest.param({"type": "order", "account": "alice", "market": "BTC-PERP", "side": "buy",
+                  "size": "0.1", "price": "40000", "rest": True},
+                 "price_outside_band", id="rest-refused-by-pretrade"),
+]
+
+
+@pytest.mark.parametrize(("fields", "reason"), _REFUSALS)
+def test_refusals_change_nothing(fields: dict[str, Any], reason: str) -> None:
+    e = _engine()
+    _rest(e, "b1", "alice", "buy", "0.1", "49000")
+    _rest(e, "gone", "alice", "buy", "0.01", "49000")
+    _apply(e, type="order_cancel", account="alice", order="gone")
+    before, rows = e.state_hash(), _book(e)
+    after, out = _hash_after(e, **fields)
+    assert [(o.type, o.reason) for o in out] == [("rejected", reason)]
+    assert after == before and _book(e) == rows
+
+
+@pytest.mark.parametrize(("size", "price"), [
+    (Decimal("NaN"), Decimal("49000")), (Decimal("0"), Decimal("49000")),
+    (Decimal("-1"), Decimal("49000")), (Decimal("0.1"), Decimal("-5")),
+    (Decimal("0.1"), Decimal("Infinity")), (Decimal("0.1"), None),
+], ids=["nan-size", "zero-size", "negative-size", "negative-price", "infinite-price",
+        "no-price"])
+def test_malformed_resting_orders_built_in_python(size: Decimal,
+                                                  price: Decimal | None) -> None:
+    """The JSON parser refuses these already; built in Python they reach the engine,
+    which refuses them ``invalid_order`` with nothing changed."""
+    e = _engine()
+    before = e.state_hash()
+    out = e.apply(Order(id="x", account="alice", market="BTC-PERP", side="buy", size=size,
+                        price=price, rest=True))
+    assert [(o.type, o.reason) for o in out] == [("rejected", "invalid_order")]
+    assert e.state_hash() == before and "open_orders" not in e.snapshot()
+
+
+def test_duplicate_id_is_ignored() -> None:
+    e = _engine()
+    _rest(e, "b1", "alice", "buy", "0.1", "49000")
+    before = e.state_hash()
+    assert _rest(e, "b1", "alice", "buy", "0.2", "48000") == []  # the engine's idempotency
+    assert e.state_hash() == before
+    assert _book(e) == [["b1", "alice", "BTC-PERP", "buy", "1000", "49000"]]
+
+
+def test_snapshot_restore_keeps_the_orders_and_the_hash() -> None:
+    e = _engine()
+    _rest(e, "b1", "alice", "buy", "0.1", "49000")
+    _rest(e, "a1", "carol", "sell", "1.5", "101", market="ETH-PERP")
+    _apply(e, type="fill", market="BTC-PERP", buyer="alice", seller="bob", size="0.03",
+           price="49000", buyer_order="b1")
+    snap = e.snapshot()
+    again = Engine.restore(snap)
+    assert again.state_hash() == e.state_hash()
+    assert _book(again) == _book(e) == [
+        ["a1", "carol", "ETH-PERP", "sell", "1500", "101"],
+        ["b1", "alice", "BTC-PERP", "buy", "700", "49000"]]
+    # the restored per-account sums decide the same: both refuse alice's next bid
+    for eng in (e, again):
+        out = _rest(eng, "b2", "alice", "buy", "0.35", "49000")
+        assert [o.reason for o in out] == ["insufficient_initial_margin"]
+    assert again.state_hash() == e.state_hash()
+    sections = e.section_hashes()
+    e2 = Engine.restore(snap)
+    _apply(e2, type="order_cancel", account="carol", order="a1")
+    changed = {k for k, v in e2.section_hashes().items() if sections[k] != v}
+    assert changed == {"positions", "sequence"}  # the orders hash in "positions"
+
+
+def test_fills_keep_every_asset_conserved() -> None:
+    e = _engine()
+    totals = e.verify()
+    _rest(e, "b1", "alice", "buy", "0.1", "49000")
+    _rest(e, "a1", "bob", "sell", "0.2", "49000")
+    for size in ("0.02", "0.05", "0.03"):
+        _apply(e, type="fill", market="BTC-PERP", buyer="alice", seller="bob", size=size,
+               price="49000", buyer_order="b1", seller_order="a1", fee_buyer="0.5",
+               fee_seller="-0.1")
+        assert e.verify() == totals
+    assert _book(e) == [["a1", "bob", "BTC-PERP", "sell", "1000", "49000"]]
