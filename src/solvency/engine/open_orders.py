@@ -24,19 +24,18 @@ in which the account has orders. Nothing here loops over accounts.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Protocol
 
 from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_IM, S_LOTS
+from solvency.core.typing import Float64Array1D
 from solvency.engine.pretrade import Side
+from solvency.engine.state import Book
 
-if TYPE_CHECKING:
-    from solvency.engine.context import FeedsContext
-
-__all__ = ["OpenOrders", "OrderCancelled", "RestingOrder", "free_collateral_worst_side",
-           "worst_lots"]
+__all__ = ["OpenOrders", "OrderCancelled", "RestingOrder", "WhatIfContext",
+           "free_collateral_worst_side", "worst_lots"]
 
 BID: Final = 0
 ASK: Final = 1
@@ -147,7 +146,31 @@ def worst_lots(position: int, bid_lots: int, ask_lots: int) -> int:
     return all_asks if abs(all_asks) >= abs(all_bids) else all_bids
 
 
-def free_collateral_worst_side(state: FeedsContext, account: str, r: int, isolated: bool,
+class WhatIfContext(Protocol):
+    """What :func:`free_collateral_worst_side` reads of the engine (its state has it)."""
+
+    @property
+    def book(self) -> Book:
+        """The book."""
+        ...
+
+    @property
+    def settle_asset(self) -> Sequence[int]:
+        """Settlement asset index of each market."""
+        ...
+
+    @property
+    def open_orders(self) -> OpenOrders:
+        """The resting orders."""
+        ...
+
+    def whatif(self, r: int, weighted: bool, m: int, delta_lots: int, oi_lots_m: int,
+               a: int, delta_quanta: int) -> Float64Array1D:
+        """Row ``r`` valued as if market ``m``'s position moved (``EngineState.whatif``)."""
+        ...
+
+
+def free_collateral_worst_side(state: WhatIfContext, account: str, r: int, isolated: bool,
                                m_order: int, order_lots: int, per_order_usd: float) -> float:
     """Collateral minus initial margin (USD) of row ``r`` with the account's open orders
     on the worse side in each of the row's markets, the order being checked
@@ -187,7 +210,7 @@ def free_collateral_worst_side(state: FeedsContext, account: str, r: int, isolat
     return collateral - im - per_order_usd * count
 
 
-def _cash_at_mark(state: FeedsContext, m: int, lots: int) -> int:
+def _cash_at_mark(state: WhatIfContext, m: int, lots: int) -> int:
     """Settlement quanta paid for ``lots`` traded at the mark (floored, as the pre-trade
     what-if does)."""
     book = state.book

@@ -258,6 +258,12 @@ class OrderLine(BaseModel):
                            "counts in later orders' margin checks (needs a price).")
     ts: Ts | None = None
 
+    @model_validator(mode="after")
+    def _rest_has_price(self) -> OrderLine:
+        if self.rest and self.price is None:
+            raise ValueError("price: a resting order needs a limit price")
+        return self
+
 
 class OrderCancelLine(BaseModel):
     """``order_cancel``: cancel the account's resting order ``order``."""

@@ -14,10 +14,10 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from solvency.core.model.event_schema import EVENT_LINE, OrderLine, to_event
+from solvency.core.model.event_schema import EVENT_LINE, OrderCancelLine, OrderLine, to_event
 from solvency.core.model.events import EventError
 from solvency.engine.inputs import parse_input_line
-from solvency.engine.pretrade import Order
+from solvency.engine.pretrade import Order, OrderCancel
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[4] / "docs" / "schema" /
                      "event-v1.json").read_text(encoding="utf-8"))
@@ -47,6 +47,11 @@ GOOD = [
     '{"type":"order","id":"q","account":"a","market":"BTC-PERP","side":"buy","size":"2"}',
     '{"type":"order","id":"q2","account":"a","market":"M","side":"sell","size":"1",'
     '"price":"9","reduce_only":true,"ts":7}',
+    '{"type":"order","id":"q3","account":"a","market":"M","side":"buy","size":"1",'
+    '"price":"9","rest":true}',
+    '{"type":"order_cancel","id":"c","account":"a","order":"q3","ts":8}',
+    '{"type":"fill","id":"f2","market":"M","buyer":"a","seller":"b","size":"1",'
+    '"price":"9","buyer_order":"q3","seller_order":4}',
 ]
 
 
@@ -55,7 +60,9 @@ def _same(line: str) -> None:
     if isinstance(m, OrderLine):  # the engine's Order is outside the core
         got: object = Order(id=m.id, account=m.account, market=m.market, side=m.side,
                             size=m.size, price=m.price, reduce_only=m.reduce_only,
-                            ts_ms=m.ts)
+                            ts_ms=m.ts, rest=m.rest)
+    elif isinstance(m, OrderCancelLine):
+        got = OrderCancel(id=m.id, account=m.account, order=m.order, ts_ms=m.ts)
     else:
         got = to_event(m)
     assert got == parse_input_line(line), line
@@ -125,6 +132,14 @@ BAD = [
      '"size":"1"}', "invalid_field", True),
     ("order-reduce-only", '{"type":"order","id":"q","account":"a","market":"M",'
      '"side":"buy","size":"1","reduce_only":"yes"}', "invalid_field", True),
+    ("order-rest-no-price", '{"type":"order","id":"q","account":"a","market":"M",'
+     '"side":"buy","size":"1","rest":true}', "missing_field", False),
+    ("cancel-no-order", '{"type":"order_cancel","id":"c","account":"a"}', "missing_field",
+     True),
+    ("cancel-key", '{"type":"order_cancel","id":"c","account":"a","order":"q","size":1}',
+     "unknown_field", True),
+    ("fill-order-space", '{"type":"fill","id":"f","market":"M","buyer":"a","seller":"b",'
+     '"size":"1","price":"1","buyer_order":"q 1"}', "invalid_field", True),
 ]
 
 
