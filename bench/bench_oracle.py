@@ -6,7 +6,13 @@
   orders/s of CPU time), and :func:`check_order` on one core with a simple in-memory
   dict view beside it (the stub figure: what the checks cost without the engine);
 * oracle aggregation: 100 markets x 5 sources per tick with the numba kernel (target
-  < 1 ms), against a naive per-market Python loop (sorting lists, plain median).
+  < 1 ms), against a naive per-market Python loop (sorting lists, plain median);
+* resting orders (``--resting``): the same order stream through :meth:`Engine.apply` on
+  the same book under Drift's ``worst_side`` rule with two resting orders per account
+  (every order's margin check then values the worse side of each market with orders),
+  beside the ``none`` rule and no resting orders, in the same process;
+* ``--baseline DIR``: the no-resting-orders figure of this tree and of the checkout at
+  ``DIR`` (e.g. a worktree of main), alternately in subprocesses, best of ``--rounds``.
 
 Run: ``.venv/bin/python bench/bench_oracle.py``.
 """
@@ -16,15 +22,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import statistics
+import subprocess
+import sys
 import time
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bench_engine import N_MARKETS, population, venue
 from machine import describe
+from solvency.core.model.venue import build_venue
 from solvency.core.oracle.kernels import aggregate
 from solvency.engine.engine import Engine
 from solvency.engine.pretrade import (
@@ -220,14 +232,120 @@ def bench_pretrade_engine(n_accounts: int = 10_000, n: int = 50_000,
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
 
 
+def _worst_side_venue() -> Any:
+    """:func:`bench_engine.venue` with Drift's open-order rule (worst side, 0.01 USD)."""
+    return build_venue({**venue().raw, "margin": {"open_orders": "worst_side",
+                                                  "open_order_margin_usd": "0.01"}})
+
+
+def _orders_cpu(engine: Engine, orders: list[Order]) -> tuple[float, Counter[str]]:
+    reasons: Counter[str] = Counter()
+    c0 = time.process_time()
+    for o in orders:
+        reasons[engine.apply(o)[0].reason or "accepted"] += 1
+    return time.process_time() - c0, reasons
+
+
+def bench_resting(n_accounts: int = 10_000, n: int = 20_000, rounds: int = 3) -> None:
+    """Orders/s through ``Engine.apply`` under the ``none`` rule without resting orders
+    and under ``worst_side`` with two resting orders per account (a bid 1-3 % under the
+    mark and an ask 1-3 % over it, in two of the account's markets), best of ``rounds``;
+    the same book and order stream in both."""
+    plain_best = rest_best = math.inf
+    rested = 0
+    reasons: Counter[str] = Counter()
+    for _ in range(rounds):
+        engines = []
+        for kind in ("none", "worst_side"):
+            rng = np.random.default_rng(3)
+            engine = Engine(venue() if kind == "none" else _worst_side_venue())
+            population(engine, n_accounts, rng)
+            orders = engine_orders(engine, n_accounts, n, rng)
+            engines.append((engine, orders))
+        (plain, orders_p), (resting, orders_r) = engines
+        rng = np.random.default_rng(4)
+        book = resting.book
+        marks = [float(p) if p is not None else 1.0 for p in book.marks]
+        t0 = (resting.clock_ms or 0) + 1
+        placed = 0
+        for a in range(n_accounts):
+            for j, side in enumerate(("buy", "sell")):
+                m = int(rng.integers(0, N_MARKETS))
+                away = float(rng.uniform(0.01, 0.03)) * (-1 if side == "buy" else 1)
+                price = Decimal(str(round(marks[m] * (1 + away), 1)))
+                size = max(1, round(float(rng.lognormal(6.0, 1.0)) / marks[m] / 0.001))
+                out = resting.apply(Order(id=f"r{a}-{j}", account=f"a{a}",
+                                          market=book.market_names[m], side=side,
+                                          size=size * Decimal("0.001"), price=price,
+                                          ts_ms=t0, rest=True))
+                placed += out[0].type == "order"
+        rested = placed
+        # the stream after the placements' clock (same orders, later timestamps)
+        shift = (resting.clock_ms or 0) - (plain.clock_ms or 0)
+        later = [dataclasses.replace(o, ts_ms=(o.ts_ms or 0) + shift) for o in orders_r]
+        plain.apply(orders_p[0])
+        resting.apply(later[0])
+        cpu_p, _ = _orders_cpu(plain, orders_p[1:])
+        cpu_r, reasons = _orders_cpu(resting, later[1:])
+        plain_best, rest_best = min(plain_best, cpu_p), min(rest_best, cpu_r)
+        resting.verify()
+    k = n - 1
+    top = ", ".join(f"{key} {v:,}" for key, v in reasons.most_common(4))
+    print(f"resting orders ({n_accounts:,} accounts x 5 positions, {rested:,} resting, "
+          f"best of {rounds}): worst_side {k / rest_best:,.0f} orders/s CPU "
+          f"({rest_best / k * 1e6:.1f} us/order) | none, no resting orders "
+          f"{k / plain_best:,.0f}/s ({plain_best / k * 1e6:.1f} us) | ratio "
+          f"{rest_best / plain_best:.2f}x the time | worst_side answers: {top}")
+
+
+_RATE = re.compile(r"([\d,]+) orders/s of CPU time")
+
+
+def _tree_rate(root: str, n_accounts: int, n: int) -> float:
+    """Orders/s of CPU time of :func:`bench_pretrade_engine` run by the code at ``root``
+    (its ``src`` and ``bench`` first on the path), in a fresh interpreter."""
+    code = ("import sys; sys.path[:0] = [sys.argv[1] + '/src', sys.argv[1] + '/bench']; "
+            "from bench_oracle import bench_pretrade_engine; "
+            "bench_pretrade_engine(int(sys.argv[2]), int(sys.argv[3]))")
+    out = subprocess.run([sys.executable, "-c", code, root, str(n_accounts), str(n)],
+                         capture_output=True, text=True, check=True).stdout
+    found = _RATE.search(out)
+    if found is None:
+        raise RuntimeError(f"no orders/s figure in the output of {root}: {out[-300:]}")
+    return float(found.group(1).replace(",", ""))
+
+
+def bench_baseline(baseline: str, n_accounts: int, n: int, rounds: int) -> None:
+    """This tree's and ``baseline``'s orders/s without resting orders, alternately."""
+    here = str(Path(__file__).resolve().parents[1])
+    best = {"this tree": 0.0, "baseline": 0.0}
+    for _ in range(rounds):
+        best["baseline"] = max(best["baseline"], _tree_rate(baseline, n_accounts, n))
+        best["this tree"] = max(best["this tree"], _tree_rate(here, n_accounts, n))
+    print(f"orders through Engine.apply without resting orders, best of {rounds} "
+          f"alternate runs: this tree {best['this tree']:,.0f}/s | baseline {baseline} "
+          f"{best['baseline']:,.0f}/s | ratio {best['this tree'] / best['baseline']:.3f}")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--accounts", type=int, default=10_000)
     ap.add_argument("--orders", type=int, default=50_000)
     ap.add_argument("--profile", action="store_true",
                     help="cProfile 20,000 orders through the engine")
+    ap.add_argument("--resting", action="store_true",
+                    help="only the resting-orders figure (worst_side vs none)")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="only the side-by-side: this tree vs the checkout at DIR")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     print(describe(), flush=True)
+    if args.resting or args.baseline:
+        if args.baseline:
+            bench_baseline(args.baseline, args.accounts, args.orders, args.rounds)
+        if args.resting:
+            bench_resting(args.accounts, min(args.orders, 20_000), args.rounds)
+        raise SystemExit(0)
     bench_aggregate()
     bench_pretrade_engine(args.accounts, args.orders, args.profile)
     bench_pretrade()

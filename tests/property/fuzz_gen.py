@@ -26,7 +26,11 @@ after every line:
   contract's expiry;
 * a rejected event (out-event ``rejected``) and a duplicate id (no out-event) leave
   ``state_hash()`` unchanged (orders are queries whose answers move the out-event
-  sequence and the rate limiter: they are not held to it);
+  sequence and the rate limiter: they are not held to it, except an order that would
+  rest: refused, it is a ``rejected`` event); resting orders are placed (``rest``),
+  cancelled (``cancel``: the owner's, another account's, unknown ids) and filled
+  (``fill_resting``: part or all of one, sometimes more than is left or beyond its
+  limit);
 
 and at :meth:`Harness.finish`: a fresh engine replaying the applied events reaches the same
 hash and the same out-events, and so does one snapshotted (through JSON) and restored
@@ -82,6 +86,7 @@ KIND_WEIGHTS: dict[str, int] = {
     "deposit": 20, "withdraw": 12, "fill": 52, "price": 28, "crash": 8, "oracle": 12,
     "oracle_crash": 3, "funding": 10, "expiry": 2, "params": 4, "account": 4,
     "isolated_margin": 8, "vol": 6, "order": 12, "order_burst": 1, "garbage": 4,
+    "rest": 6, "cancel": 3, "fill_resting": 4,
 }
 # a sequence's style: marks from price events, from oracle rounds (frequent enough to keep
 # a quorum fresh), or both
@@ -616,6 +621,50 @@ class Generator:
             obj["ts"] = self.now
         return obj
 
+    def _rest(self, ch: Chooser) -> dict[str, Any]:
+        """A resting order (``rest: true``, always with a limit price)."""
+        obj = self._order(ch)
+        market = obj["market"]
+        if "price" not in obj:
+            obj["price"] = self._price_near(market, ch, 0.03)
+        obj["rest"] = True
+        return obj
+
+    def _resting_ids(self) -> list[str]:
+        return sorted(self.engine().open_orders.by_id)
+
+    def _cancel(self, ch: Chooser) -> dict[str, Any]:
+        """Cancel a resting order: mostly its owner's, sometimes another account's or an
+        id that rests nowhere."""
+        ids = self._resting_ids()
+        if ids and not chance(ch, 0.15):
+            oid = pick(ch, ids)
+            owner = self.engine().open_orders.by_id[oid].account
+            account = owner if not chance(ch, 0.1) else self._account(ch)
+        else:
+            oid, account = pick(ch, self.ids or ["none"]), self._account(ch)
+        return self._event("order_cancel", ch, {"account": account, "order": oid})
+
+    def _fill_resting(self, ch: Chooser) -> dict[str, Any]:
+        """A fill that executes part or all of a resting order at its limit (sometimes
+        more than is left, or at a price beyond the limit)."""
+        ids = self._resting_ids()
+        if not ids:
+            return self._fill(ch)
+        order = self.engine().open_orders.by_id[pick(ch, ids)]
+        inst = self.engine().book.instruments[order.market]
+        other = pick(ch, [a for a in ACCOUNTS if a != order.account])
+        lots = max(1, int(order.lots * uniform(ch, 0.1, 1.2)))
+        price = order.price
+        if chance(ch, 0.1):
+            price += inst.tick_size if order.side == "buy" else -inst.tick_size
+        buyer, seller = (order.account, other) if order.side == "buy" else (
+            other, order.account)
+        key = "buyer_order" if order.side == "buy" else "seller_order"
+        return self._event("fill", ch, {"market": inst.name, "buyer": buyer,
+                                        "seller": seller, "size": lots * inst.lot_size,
+                                        "price": price, key: order.id})
+
     def _order_burst(self, ch: Chooser) -> list[Gen]:
         """More orders from one account within a second than the rate limit allows."""
         account = self._account(ch)
@@ -791,7 +840,9 @@ class Harness:
         late = ev.ts_ms is not None and engine.clock_ms is not None and (
             ev.ts_ms < engine.clock_ms)
         before = self.hash
-        if before is None and (duplicate or late or ev.type != "order"):
+        # (an order that would rest is held to it: refused, it changes nothing)
+        if before is None and (duplicate or late or ev.type != "order"
+                               or getattr(ev, "rest", False)):
             before = self.hash = engine.state_hash()
         try:
             out = engine.apply(ev)

@@ -178,6 +178,18 @@ class EngineFuzz(RuleBasedStateMachine):
         self._step("vol", data)
 
     @rule(data=st.data())
+    def rest(self, data: st.DataObject) -> None:
+        self._step("rest", data)
+
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        self._step("cancel", data)
+
+    @rule(data=st.data())
+    def fill_resting(self, data: st.DataObject) -> None:
+        self._step("fill_resting", data)
+
+    @rule(data=st.data())
     def order(self, data: st.DataObject) -> None:
         self._step("order", data)
 
