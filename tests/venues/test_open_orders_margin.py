@@ -150,6 +150,20 @@ def test_a_taker_order_counts_the_resting_ones() -> None:
     assert _reasons(_apply(e, **ask)) == ["accepted"]
 
 
+def test_the_first_resting_order_pays_its_own_charge() -> None:
+    """1,000 USDC, no position, mark 50,000: a bid of 0.2 BTC at 50,000 needs IM 1,000.
+    As a question (no ``rest``, no resting orders) it passes, free 0; to rest it is one
+    open order, 1,000 + 0.01 > 1,000: refused, and the service's preview
+    (``Engine.preview_order``) says the same before it is sent."""
+    e = _engine(alice_usdc="1000")
+    order = {"type": "order", "account": "alice", "market": "BTC-PERP", "side": "buy",
+             "size": "0.2", "price": "50000"}
+    assert _reasons(_apply(e, **order)) == ["accepted"]
+    resting = parse_input({**order, "id": "r1", "rest": True})
+    assert e.preview_order(resting)[:2] == ("rejected", "insufficient_initial_margin")
+    assert _reasons(e.apply(resting)) == ["insufficient_initial_margin"]
+
+
 # Drift state/user/tests.rs worst_case_liability_value::perp at oracle 100: (base,
 # open_bids, open_asks) -> worst-case base, in BASE_PRECISION units
 DRIFT_WORST_CASE: list[Any] = [

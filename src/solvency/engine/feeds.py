@@ -208,13 +208,13 @@ class Feeds:
         """``(status, reason, detail)`` of the pre-trade check of ``order`` now, without
         counting it toward the rate limit or consuming an id: nothing changes (the
         service's ``POST /v1/orders/check``)."""
-        res = check_order(order, EngineView(self.ctx, self), now_ms)
+        res = check_order(order, EngineView(self.ctx, self, rests=order.rest), now_ms)
         reason = getattr(res, "reason", "")
         return ("rejected" if reason else "accepted", reason, getattr(res, "detail", ""))
 
     def check(self, order: Order, now_ms: int) -> OrderResult:
         """Answer an order (nothing reserved or moved); counts toward the rate limit."""
-        res = check_order(order, EngineView(self.ctx, self), now_ms)
+        res = check_order(order, EngineView(self.ctx, self, rests=order.rest), now_ms)
         self.rate.record(order.account, now_ms)
         reason = getattr(res, "reason", "")
         return OrderResult(id=self.ctx.next_id(), event=order.id, account=order.account,

@@ -31,11 +31,15 @@ reason                         when
                                added per-market OI caps after the JELLY squeeze, 2025-03)
 ``leverage_exceeds_tier``      the account's leverage is above the maximum of the
                                notional tier of the position after (Binance brackets)
-``insufficient_initial_margin`` free collateral after the order, at its price, < 0
+``insufficient_initial_margin`` free collateral after the order, at its price, < 0 (with
+                               the account's resting orders where the venue's rule
+                               counts them: :meth:`PretradeView.resting`)
 =============================  ==========================================================
 
 Checks from ``position_limit`` on run only when the order grows the position's risk
-(larger or flipped); reducing orders pass them, as at every venue.
+(larger or flipped); reducing orders pass them, as at every venue, except the margin
+check of an order that grows the position together with the resting orders on its side
+(Drift's rule).
 """
 
 from __future__ import annotations

@@ -205,6 +205,27 @@ def test_order_check_changes_nothing(server) -> None:
     assert state_hash(srv, keys["read"]) == before
 
 
+def test_resting_orders_through_post_events(server) -> None:
+    """``POST /v1/events`` takes a resting order and its cancel through the engine's
+    parser: another account's cancel is refused ``not_order_owner`` with the hash
+    unchanged, the owner's is accepted."""
+    srv, keys = server
+    lines = [
+        '{"type":"order","id":"rest1","account":"trader03","market":"BTC-PERP",'
+        '"side":"buy","size":"0.001","price":"83000","rest":true}',
+        '{"type":"order_cancel","id":"cx1","account":"trader01","order":"rest1"}',
+    ]
+    r = post(srv, keys["submit"], lines[0])
+    assert r.status_code == 200 and r.json()["results"][0]["status"] == "accepted", r.text
+    before = state_hash(srv, keys["read"])
+    res = post(srv, keys["submit"], lines[1]).json()["results"][0]
+    assert (res["status"], res["reason"]) == ("rejected", "not_order_owner"), res
+    assert state_hash(srv, keys["read"]) == before
+    ok = post(srv, keys["submit"], lines[1].replace('"cx1","account":"trader01"',
+                                                    '"cx2","account":"trader03"'))
+    assert ok.json()["results"][0]["status"] == "accepted", ok.text
+
+
 def test_health_metrics_and_openapi(server) -> None:
     srv, _ = server
     assert _get(srv.url + "/healthz").text == "ok"
