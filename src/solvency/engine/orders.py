@@ -58,15 +58,9 @@ def _resting_order_of(state: EngineState, ev: Order) -> RestingOrder:
 
 
 def apply_order_cancel(state: EngineState, ev: OrderCancel) -> list[Any]:
-    """Cancel a resting order; rejects ``unknown_order`` (no resting order of that id:
-    never placed, filled or cancelled already) and ``not_order_owner`` (another
-    account's)."""
-    order = state.open_orders.by_id.get(ev.order)
-    if order is None:
-        raise RejectReason("unknown_order", f"no resting order {ev.order!r}")
-    if order.account != ev.account:
-        raise RejectReason("not_order_owner",
-                           f"order {ev.order!r} is not {ev.account!r}'s")
+    """Cancel a resting order; rejects ``unknown_order`` when the account has no resting
+    order of that id (never placed, filled or cancelled already, or another account's)."""
+    order = _own_order(state, ev.order, ev.account)
     state.open_orders.remove(ev.order)
     inst = state.book.instruments[order.market]
     return [OrderCancelled(id=state.next_id(), event=ev.id, order=order.id,
@@ -76,8 +70,8 @@ def apply_order_cancel(state: EngineState, ev: OrderCancel) -> list[Any]:
 
 def apply_fill_orders(state: EngineState, ev: Fill) -> list[Any]:
     """A fill; one that names resting orders (``buyer_order`` / ``seller_order``) reduces
-    each by its size. Checked before anything changes: ``unknown_order``,
-    ``not_order_owner`` (the order is not that side's account's), ``order_mismatch`` (other
+    each by its size. Checked before anything changes: ``unknown_order`` (that side's
+    account has no resting order of the id), ``order_mismatch`` (other
     market or side, or one order named for both sides), ``fill_exceeds_order`` (more than
     is left of it), ``price_beyond_limit`` (a buy above its limit, a sell below)."""
     if ev.buyer_order is None and ev.seller_order is None:
@@ -104,13 +98,20 @@ def check_fill_orders(state: EngineState, ev: Fill) -> int:
     return lots
 
 
+def _own_order(state: EngineState, oid: str, account: str) -> RestingOrder:
+    """``account``'s resting order ``oid``; rejects ``unknown_order`` otherwise. Another
+    account's order is unknown to it too: account shards hold only their accounts' orders
+    (service/shards.py), so a sharded venue answers as one engine does, and the answer
+    tells nobody which ids others use."""
+    order = state.open_orders.by_id.get(oid)
+    if order is None or order.account != account:
+        raise RejectReason("unknown_order", f"{account!r} has no resting order {oid!r}")
+    return order
+
+
 def _check_fill_of(state: EngineState, ev: Fill, oid: str, who: str, side: str, m: int,
                    lots: int) -> None:
-    order = state.open_orders.by_id.get(oid)
-    if order is None:
-        raise RejectReason("unknown_order", f"no resting order {oid!r}")
-    if order.account != who:
-        raise RejectReason("not_order_owner", f"order {oid!r} is not {who!r}'s")
+    order = _own_order(state, oid, who)
     if order.market != m or order.side != side:
         raise RejectReason("order_mismatch",
                            f"order {oid!r} is a {order.side} of "

@@ -207,7 +207,7 @@ def test_order_check_changes_nothing(server) -> None:
 
 def test_resting_orders_through_post_events(server) -> None:
     """``POST /v1/events`` takes a resting order and its cancel through the engine's
-    parser: another account's cancel is refused ``not_order_owner`` with the hash
+    parser: another account's cancel is refused ``unknown_order`` with the hash
     unchanged, the owner's is accepted."""
     srv, keys = server
     lines = [
@@ -219,7 +219,7 @@ def test_resting_orders_through_post_events(server) -> None:
     assert r.status_code == 200 and r.json()["results"][0]["status"] == "accepted", r.text
     before = state_hash(srv, keys["read"])
     res = post(srv, keys["submit"], lines[1]).json()["results"][0]
-    assert (res["status"], res["reason"]) == ("rejected", "not_order_owner"), res
+    assert (res["status"], res["reason"]) == ("rejected", "unknown_order"), res
     assert state_hash(srv, keys["read"]) == before
     ok = post(srv, keys["submit"], lines[1].replace('"cx1","account":"trader01"',
                                                     '"cx2","account":"trader03"'))

@@ -16,7 +16,7 @@ from solvency.core.ledger.ledger import INSURANCE
 from solvency.core.model.events import Deposit, EventError, Fill, Price, Withdraw
 from solvency.core.model.presets import load_preset, venue_from_data
 from solvency.engine.engine import Engine
-from solvency.engine.inputs import AnyInput, parse_input_line
+from solvency.engine.inputs import AnyInput, parse_input, parse_input_line
 from solvency.service.shards import (
     SHARD_CLEARING,
     ShardedEngine,
@@ -151,6 +151,31 @@ def test_cross_shard_fill_both_legs_or_neither() -> None:
     late = Withdraw(id="w-late", account=b, asset="USDT", amount=Decimal(1), ts_ms=TS)
     assert [o.reason for o in sh.apply(late)] == [o.reason for o in one.apply(late)] == [
         "out_of_order"]
+
+
+def test_resting_orders_across_shards_equal_one_engine() -> None:
+    """Each account's resting orders live in its shard: a cross-shard fill naming both
+    sides' orders reduces each in its own shard (each leg keeps its side's order id), a
+    cancel goes to the owner's shard; out-events and the orders left are one engine's."""
+    one, sh, a, b = _funded(2)
+    lines = [
+        {"type": "order", "id": "bid", "account": a, "market": "BTC-PERP", "side": "buy",
+         "size": "0.01", "price": "84000", "rest": True, "ts": TS + 2},
+        {"type": "order", "id": "ask", "account": b, "market": "BTC-PERP", "side": "sell",
+         "size": "0.01", "price": "84000", "rest": True, "ts": TS + 2},
+        {"type": "fill", "id": "f", "market": "BTC-PERP", "buyer": a, "seller": b,
+         "size": "0.004", "price": "84000", "buyer_order": "bid", "seller_order": "ask",
+         "ts": TS + 3},
+        {"type": "order_cancel", "id": "c-other", "account": a, "order": "ask", "ts": TS + 4},
+        {"type": "order_cancel", "id": "c", "account": b, "order": "ask", "ts": TS + 4},
+    ]
+    for obj in lines:
+        ev = parse_input(obj)
+        assert _compared(sh.apply(ev)) == _compared(one.apply(ev)), obj["id"]
+    rows = sorted(row for e in sh.shards for row in e.snapshot().get("open_orders", []))
+    assert rows == one.snapshot()["open_orders"] == [
+        ["bid", a, "BTC-PERP", "buy", "6", "84000"]]
+    assert sh.digest() == venue_digest([one])
 
 
 def test_a_user_event_naming_the_clearing_account_is_refused() -> None:
