@@ -155,8 +155,9 @@ def test_cross_shard_fill_both_legs_or_neither() -> None:
 
 def test_resting_orders_across_shards_equal_one_engine() -> None:
     """Each account's resting orders live in its shard: a cross-shard fill naming both
-    sides' orders reduces each in its own shard (each leg keeps its side's order id), a
-    cancel goes to the owner's shard; out-events and the orders left are one engine's."""
+    sides' orders reduces each in its own shard (each leg keeps its side's order id), one
+    that exceeds an order is refused on both legs, a cancel goes to the owner's shard;
+    out-events and the orders left are one engine's."""
     one, sh, a, b = _funded(2)
     lines = [
         {"type": "order", "id": "bid", "account": a, "market": "BTC-PERP", "side": "buy",
@@ -166,6 +167,10 @@ def test_resting_orders_across_shards_equal_one_engine() -> None:
         {"type": "fill", "id": "f", "market": "BTC-PERP", "buyer": a, "seller": b,
          "size": "0.004", "price": "84000", "buyer_order": "bid", "seller_order": "ask",
          "ts": TS + 3},
+        # more than the ask has left: the buyer's leg names no order and would pass, so
+        # both legs are refused first (Engine.check_fill checks the orders)
+        {"type": "fill", "id": "f-big", "market": "BTC-PERP", "buyer": a, "seller": b,
+         "size": "0.008", "price": "84000", "seller_order": "ask", "ts": TS + 3},
         {"type": "order_cancel", "id": "c-other", "account": a, "order": "ask", "ts": TS + 4},
         {"type": "order_cancel", "id": "c", "account": b, "order": "ask", "ts": TS + 4},
     ]
