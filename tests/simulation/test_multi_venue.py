@@ -122,9 +122,10 @@ def test_the_documented_venues_table_parses() -> None:
     """docs/contagion.md's ``[[venues]]`` block, on the small scenario."""
     doc = (Path(__file__).resolve().parents[2] / "docs" / "contagion.md").read_text("utf-8")
     blocks = [b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if "[[venues]]" in b]
-    # the first; the venue-file and own-books blocks: tests/venues/test_bybit_venue.py,
-    # tests/simulation/test_contagion_venue_liquidity.py
-    assert len(blocks) == 3
+    # the first; the venue-file, own-books and own-agents blocks:
+    # tests/venues/test_bybit_venue.py, tests/simulation/test_contagion_venue_liquidity.py,
+    # tests/simulation/test_venue_agents.py
+    assert len(blocks) == 4
     scenario = parse_scenario(_text("\n" + blocks[0]), source="doc.toml")
     assert [(v.name, v.preset, v.insurance_fund) for v in scenario.venues] == [
         ("binance", "binance-2025-10-10", None), ("dydx", "dydx", Decimal(5_000_000))]

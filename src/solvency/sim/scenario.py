@@ -552,6 +552,12 @@ class _VenueEntry(BaseModel):
         default={}, description="This venue's own [liquidity] tables, by market, in the "
                                 "scenario's liquidity format (the markets not given keep "
                                 "the scenario's).")
+    agents: _Agents | None = Field(
+        default=None, description="This venue's own agents, in the scenario's [agents] "
+                                  "format: a table given here runs that agent on this "
+                                  "venue (enabled = false: off) with its keys over the "
+                                  "scenario's table of that agent; an agent not given "
+                                  "here runs as the scenario's [agents] says.")
 
 
 class _LiquidityLink(BaseModel):
@@ -805,6 +811,7 @@ class VenueSpec(NamedTuple):
     depth_scale: float | None = None  # None: the books as the liquidity tables give them
     liquidity: Mapping[str, Mapping[str, Any]] | None = None  # own tables, by market
     venue_file: Mapping[str, Any] | None = None  # a venue file's data (preset: its path)
+    agents: AgentsSpec | None = None  # None: the scenario's [agents]
 
     @property
     def run_preset(self) -> str | None:
@@ -831,6 +838,8 @@ class VenueSpec(NamedTuple):
             out = replace(out, liquidity_data=data)
         if self.insurance_fund is not None:
             out = replace(out, insurance_fund=self.insurance_fund)
+        if self.agents is not None:
+            out = replace(out, agents=self.agents)
         if self.population_share is not None:
             share = self.population_share
             pop = out.population
@@ -1293,37 +1302,59 @@ def _check_options(scenario: Scenario, venue: Venue, source: str) -> None:
                             "depth_per_bps_base or distance_bps/bid_base/ask_base")
 
 
-def _agent_kwargs(name: str, table: BaseModel) -> dict[str, Any]:
+def _agent_kwargs(name: str, table: BaseModel, prefix: str = "agents"
+                  ) -> dict[str, Any]:
     """The fields the file sets, durations converted to ``*_ms`` (unset: spec default)."""
     kw: dict[str, Any] = {}
     for key, value in table.model_dump(exclude_unset=True, exclude={"enabled"}).items():
         if value is None:
             continue
         if key in _ZERO_OK:
-            kw[f"{key}_ms"] = _latency_ms(value, f"agents.{name}.{key}")
+            kw[f"{key}_ms"] = _latency_ms(value, f"{prefix}.{name}.{key}")
         elif key in _DURATIONS:
-            kw[f"{key}_ms"] = _duration_ms(value, f"agents.{name}.{key}")
+            kw[f"{key}_ms"] = _duration_ms(value, f"{prefix}.{name}.{key}")
         else:
             kw[key] = value
     return kw
 
 
-def _agents(a: _Agents, source: str) -> AgentsSpec:
+def _agents(a: _Agents, source: str, prefix: str = "agents") -> AgentsSpec:
     """Build the agent specs of the ``[agents]`` tables (absent or ``enabled = false``:
-    off); range errors name ``agents.<agent>.<key>``."""
+    off); range errors name ``<prefix>.<agent>.<key>``."""
     specs: dict[str, Any] = {}
     for name, cls in _AGENT_SPECS.items():
         table = getattr(a, name)
         if table is None or not table.enabled:
             continue
         try:
-            specs[name] = cls(**_agent_kwargs(name, table))
+            specs[name] = cls(**_agent_kwargs(name, table, prefix))
         except ValueError as exc:
             msg = str(exc)
-            if msg.startswith("agents."):
+            if msg.startswith(f"{prefix}."):
                 raise ScenarioError(f"{source}: {msg}") from None
-            raise ScenarioError(f"{source}: agents.{name}.{msg}") from None
+            raise ScenarioError(f"{source}: {prefix}.{name}.{msg}") from None
     return AgentsSpec(**specs)
+
+
+def _venue_agents(scenario: _Agents, own: _Agents | None, i: int,
+                  source: str) -> AgentsSpec | None:
+    """``[venues.agents]`` of entry ``i`` over the scenario's ``[agents]`` (``None``: the
+    entry has none, the scenario's run). Per agent: a table given for the venue runs it
+    there unless it says ``enabled = false``, with the scenario's keys of that agent
+    that it does not set; an agent the venue does not name is the scenario's."""
+    if own is None:
+        return None
+    tables: dict[str, BaseModel | None] = {}
+    for name in _AGENT_SPECS:
+        base, mine = getattr(scenario, name), getattr(own, name)
+        if mine is None:
+            tables[name] = base
+            continue
+        keys = {} if base is None else base.model_dump(exclude_unset=True,
+                                                       exclude={"enabled"})
+        keys.update(mine.model_dump(exclude_unset=True, exclude={"enabled"}))
+        tables[name] = type(mine).model_validate({**keys, "enabled": mine.enabled})
+    return _agents(_Agents.model_validate(tables), source, f"venues[{i}].agents")
 
 
 def _fund(venue: dict[str, Any], source: str, table: str = "venue.") -> Decimal:
@@ -1396,6 +1427,12 @@ def _check_venues(scenario: Scenario, source: str) -> None:
         missing = sorted(set(scenario.markets) - set(venue.markets))
         if missing:
             raise ScenarioError(f"{key}.{field_}: {missing} are not markets of {preset!r}")
+        try:
+            # each venue's agents against its own venue (the top-up target below its
+            # margin-call ratio)
+            spec.scenario_of(scenario).agents.check_venue(venue, scenario.markets)
+        except ValueError as exc:
+            raise ScenarioError(f"{key}.agents.{exc}") from None
         unknown = sorted(set(scenario.venues[i].liquidity or ()) - set(scenario.markets))
         if unknown:
             raise ScenarioError(f"{key}.liquidity: markets {unknown} are not in "
@@ -1579,7 +1616,8 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
                                                   f"venues[{i}]."), v.population_share,
                                v.depth_scale, {m: x.model_dump()
                                                for m, x in v.liquidity.items()} or None,
-                               _venue_file(v, i, source, base_dir))
+                               _venue_file(v, i, source, base_dir),
+                               _venue_agents(f.agents, v.agents, i, source))
                      for i, v in enumerate(f.venues)),
         links=_links(f.links, source),
         collateral_reports=_collateral_reports(f.collateral_reports, source),
