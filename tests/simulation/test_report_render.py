@@ -324,9 +324,10 @@ def shown_number(text: str) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def opened(chromium: str, page: Path) -> Iterator[Cdp]:
-    """Headless chromium on ``page`` (``file://``), offline, over DevTools; the page
-    has loaded when this yields."""
+def opened(chromium: str, page: Path, *, width: int | None = None) -> Iterator[Cdp]:
+    """Headless chromium on ``page`` (``file://``), offline, over DevTools, in a 1400 x
+    1000 px window, or a viewport ``width`` px wide (emulated: a headless window is at
+    least 500 px); the page has loaded when this yields."""
     port = free_port()
     cmd = [chromium, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
            "--no-default-browser-check", "--disable-extensions",
@@ -360,6 +361,9 @@ def opened(chromium: str, page: Path) -> Iterator[Cdp]:
             cdp = Cdp(ws)
             for domain in ("Page", "Runtime", "Log"):
                 cdp.call(f"{domain}.enable")
+            if width is not None:
+                cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=1000,
+                         deviceScaleFactor=1, mobile=False)
             cdp.call("Page.navigate", url=page.resolve().as_uri())
             cdp.wait("document.readyState === 'complete'", timeout=60)
             yield cdp

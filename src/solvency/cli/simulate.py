@@ -19,7 +19,15 @@ from rich.table import Table
 from solvency.cli.tables import print_table
 from solvency.core.model.presets import PRESETS, preset_names
 from solvency.sim.contagion import FIGURES, basis_bps, check_links, parse_links, run_venues
-from solvency.sim.report import ReportRun, Unit, format_value, headline, verdict, write_report
+from solvency.sim.report import (
+    ContagionView,
+    ReportRun,
+    Unit,
+    format_value,
+    headline,
+    verdict,
+    write_report,
+)
 from solvency.sim.run import MonteCarloResult, RunResult, run_compare, run_monte_carlo, run_scenario
 from solvency.sim.scenario import Scenario, ScenarioError, default_scenario, load_scenario
 
@@ -202,7 +210,7 @@ def _summary(res: RunResult | MonteCarloResult) -> dict[str, Any]:
 
 
 def _write_outputs(out: Path, scenario: Scenario, results: dict[str, Any],
-                   payload: dict[str, Any]) -> None:
+                   payload: dict[str, Any], contagion: ContagionView | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(_clean(payload), indent=2, sort_keys=True)
                                       + "\n", encoding="utf-8")
@@ -216,7 +224,7 @@ def _write_outputs(out: Path, scenario: Scenario, results: dict[str, Any],
             runs[name] = ReportRun(metrics=_clean(res.metrics), series=res.series)
     write_report(out / "report.html", title=f"solvency stress lab: {scenario.name}",
                  description=scenario.description, runs=runs,
-                 thresholds=dict(scenario.report))
+                 thresholds=dict(scenario.report), contagion=contagion)
 
 
 def simulate(
@@ -348,10 +356,11 @@ def _simulate_venues(scenario: Scenario, links: tuple[str, ...], jobs: int,
         "links": list(res.links), "venues": summaries,
         "isolated": {k: v.metrics for k, v in res.isolated.items()},
         "spillover": res.spillover(), "systemic": res.systemic()}
-    if res.links:
-        first = next(iter(res.venues.values()))
-        payload["basis"] = {"ts_ms": first.series.ts_ms.tolist(),
-                            "bps": {k: basis_bps(v) for k, v in res.venues.items()}}
+    # each venue's book against the index (with the liquidity link the arbitrageurs
+    # move it; without, its own liquidation flow alone)
+    first = next(iter(res.venues.values()))
+    payload["basis"] = {"ts_ms": first.series.ts_ms.tolist(),
+                        "bps": {k: basis_bps(v) for k, v in res.venues.items()}}
     if res.arbitrage:
         payload["arbitrage"] = res.arbitrage
     if res.traders:
@@ -359,7 +368,8 @@ def _simulate_venues(scenario: Scenario, links: tuple[str, ...], jobs: int,
     if res.collateral:
         payload["collateral"] = res.collateral
     if out is not None:
-        _write_outputs(out, scenario, dict(res.venues), payload)
+        view = ContagionView(_clean(payload), {k: v.series for k, v in res.isolated.items()})
+        _write_outputs(out, scenario, dict(res.venues), payload, view)
     if as_json:
         typer.echo(json.dumps(_clean(payload), sort_keys=True))
     else:

@@ -7,7 +7,10 @@ nothing the engine computed is computed again. From the top:
 
 1. **verdict** per venue against the scenario's ``[report]`` thresholds (bad debt above
    ``bad_debt_max``, 0 unless set, and a broken invariant always fail), green or red;
-2. **headline** figures with units and a one-line meaning, venues side by side;
+2. **headline** figures with units and a one-line meaning, venues side by side; for a
+   multi-venue run (:class:`ContagionView`) the **contagion** section: the attribution
+   linked and alone with the system's totals, the spillover matrix as heat maps, each
+   venue's liquidated notional, fund and basis over time;
 3. **timeline**: prices, liquidations, the insurance fund, ADL and breaker states on one
    time axis, the crash window (the index's largest fall, peak to low) shaded and the
    first liquidation, the fund's low and the first ADL marked;
@@ -43,14 +46,18 @@ from solvency.sim.metrics import QUANTILES, StepSeries, fan
 
 __all__ = [
     "CHARTS",
+    "CONTAGION_FIGURES",
     "GROUPS",
     "HEADLINE",
     "PAGE_STYLE",
+    "SPILLOVER_MAPS",
     "Check",
+    "ContagionView",
     "Event",
     "Figure",
     "ReportRun",
     "Unit",
+    "contagion_figures",
     "events",
     "figures",
     "format_value",
@@ -886,6 +893,7 @@ class Figure:
     section: str
     data: list[Trace]
     layout: Layout
+    min_width_px: int = 0  # narrower than this, the chart scrolls instead (0: none)
 
 
 def figures(runs: Mapping[str, ReportRun]) -> list[Figure]:
@@ -944,14 +952,215 @@ def _plot_html(f: Figure) -> str:
     below = round(-float(f.layout["legend"]["y"]) * plot)
     # the JSON sits in a <script>: "</" would end it
     data, layout = data.replace("</", "<\\/"), layout.replace("</", "<\\/")
-    return (f"<section class='chart' data-chart='{f.chart}'><div id='chart-{f.chart}' "
-            f"class='plotly-graph-div' style='height:{int(f.layout['height'])}px;"
-            f"width:100%'></div><script type='text/javascript'>"
+    # a chart with a least width scrolls sideways in its section below it: its cells'
+    # numbers are never squeezed or cut
+    scroll, least = ((" style='overflow-x:auto'", f"min-width:{f.min_width_px}px;")
+                     if f.min_width_px else ("", ""))
+    return (f"<section class='chart' data-chart='{f.chart}'{scroll}><div "
+            f"id='chart-{f.chart}' class='plotly-graph-div' style='height:"
+            f"{int(f.layout['height'])}px;{least}width:100%'></div>"
+            "<script type='text/javascript'>"
             # drawn once the page is laid out: a chart in a grid measured while the page
             # is still parsing would take the whole row and overflow its cell
             f"document.addEventListener(\"DOMContentLoaded\",()=>Plotly.newPlot("
             f"\"chart-{f.chart}\",{data},{layout},{config}).then(gd=>solvencyFit(gd,{plot},"
             f"{below})));</script></section>")
+
+
+# ---------------------------------------------------------------- contagion
+#
+# A multi-venue run (docs/contagion.md): the attribution of ``simulate --json`` (linked
+# and alone per venue, the system's totals, the spillover matrix) as a table and heat
+# maps, and each venue's series linked and alone on one time axis. Every number is read
+# from the payload that metrics.json holds; nothing is computed again but sums of the
+# series the other charts draw.
+
+CONTAGION_FIGURES: Final[tuple[tuple[str, str, Unit], ...]] = (
+    ("liquidations", "liquidation fills", "count"),
+    ("liquidated_notional", "liquidated notional", "amount"),
+    ("accounts_liquidated", "accounts liquidated", "count"),
+    ("insurance_fund_used", "insurance fund used", "amount"),
+    ("adl_notional", "ADL notional", "amount"),
+    ("bad_debt", "bad debt", "amount"),
+)
+"""The attribution's figures (``sim.contagion.FIGURES``) with their labels and units."""
+
+SPILLOVER_MAPS: Final[tuple[str, ...]] = ("liquidated_notional", "liquidations",
+                                          "insurance_fund_used")
+"""The spillover matrices drawn as heat maps (chart ``spillover_<figure>``), in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContagionView:
+    """What the contagion section of a multi-venue run's page shows.
+
+    Attributes
+    ----------
+    payload : Mapping[str, Any]
+        ``simulate --json`` of the run (metrics.json): ``links``, ``venues``,
+        ``isolated``, ``spillover``, ``systemic`` and ``basis`` (``ts_ms`` and ``bps``:
+        venue -> market -> bps), with ``arbitrage`` and ``traders`` when those links ran.
+    isolated_series : Mapping[str, StepSeries]
+        Each venue's series alone (drawn dotted beside the linked run's; not drawn
+        without links, where they are the linked run's).
+    """
+
+    payload: Mapping[str, Any]
+    isolated_series: Mapping[str, StepSeries]
+
+
+def _signed(v: float, unit: Unit, asset: str = "") -> str:
+    text = format_value(v, unit, asset)
+    return text if v <= 0 else f"+{text}"
+
+
+def _spillover_matrix(view: ContagionView, key: str
+                      ) -> tuple[list[str], list[list[float | None]]]:
+    """Venue names and the spillover of ``key`` from row ``i`` to column ``j`` (``None``
+    on the diagonal: a venue does not spill over onto itself)."""
+    names = list(view.payload["venues"])
+    spill = view.payload["spillover"]
+    return names, [[None if i == j else float(spill[i][j][key]) for j in names]
+                   for i in names]
+
+
+def _cell_px(texts: Sequence[str]) -> int:
+    # the widest cell text at 12 px (about 7 px a character) plus padding
+    return max((len(t) for t in texts), default=1) * 7 + 24
+
+
+def _heat_map_figure(view: ContagionView, key: str) -> Figure:
+    names, z = _spillover_matrix(view, key)
+    unit = dict((k, u) for k, _, u in CONTAGION_FIGURES)[key]
+    label = dict((k, t) for k, t, _ in CONTAGION_FIGURES)[key]
+    venues = view.payload["venues"]
+    assets = [_asset(venues[n]) for n in names]
+    text = [["-" if v is None else _signed(v, unit) for v in row] for row in z]
+    to = [f"to {n}" + (f" ({a})" if unit == "amount" and a else "")
+          for n, a in zip(names, assets, strict=True)]
+    values = [abs(v) for row in z for v in row if v is not None]
+    top = max(values, default=0.0) or 1.0
+    trace: Trace = {
+        "type": "heatmap", "z": z, "x": to, "y": [f"from {n}" for n in names],
+        "text": text, "texttemplate": "%{text}", "textfont": {"size": 12},
+        "hovertemplate": "%{y} %{x}: %{text}<extra></extra>",
+        # red: the row's venue added to the column's figure; blue: it took away
+        "colorscale": [[0.0, "#2166ac"], [0.5, "#f7f7f7"], [1.0, "#b2182b"]],
+        "zmin": -top, "zmax": top,
+        "xgap": 2, "ygap": 2, "colorbar": {"title": {"text": "change"}, "thickness": 12},
+        "name": f"spillover of {label}"}
+    cell = _cell_px([t for row in text for t in row] + to)
+    plot = 48 * len(names) + 20
+    layout = _layout(f"Spillover of {label}: the column's figure in the linked run less "
+                     "without the row's venue", plot=plot, below=10, showlegend=False)
+    layout["xaxis"].update(side="top", type="category", showgrid=False)
+    layout["yaxis"].update(autorange="reversed", type="category", showgrid=False)
+    layout["margin"]["t"] = _TITLE_PX + 30
+    layout["height"] += 30
+    width = 130 + cell * len(names) + 90
+    return Figure(f"spillover_{key}", "contagion", [trace], layout, min_width_px=width)
+
+
+_CONTAGION_ROWS: Final = (
+    ("liquidated", "liquidated notional, cumulative (solid: linked, dotted: alone)", 0.34),
+    ("basis", "basis: trade price against the index, bps (dash: market)", 0.33),
+    ("fund", "insurance fund cash (solid: linked, dotted: alone)", 0.33))
+
+
+def _contagion_series_figure(runs: Mapping[str, ReportRun],
+                             view: ContagionView) -> Figure:
+    axes, names = _stacked([(t, h) for _, t, h in _CONTAGION_ROWS], 0.06)
+    basis = view.payload["basis"]
+    bx = _f(basis["ts_ms"])
+    linked = bool(view.payload.get("links"))
+    data: list[Trace] = []
+    for k, (label, run) in enumerate(runs.items()):
+        colour = _COLOURS[k % len(_COLOURS)]
+        on = [{"xaxis": "x" + n[1:], "yaxis": n, "legendgroup": label} for n in names]
+        alone = view.isolated_series.get(label) if linked else None
+        x = _x(run.series)
+        data.append(_line(x, np.cumsum(run.series.liq_notional), f"{label}", colour) | on[0])
+        if alone is not None:
+            data.append(_line(_x(alone), np.cumsum(alone.liq_notional), f"{label} alone",
+                              colour, dash="dot", show=False) | on[0])
+        for j, (market, bps) in enumerate(basis["bps"][label].items()):
+            data.append(_line(bx, bps, f"{label} {market} basis", colour,
+                              dash=_DASHES[j % len(_DASHES)], show=False) | on[1])
+        data.append(_line(x, run.series.insurance_fund, f"{label} fund", colour,
+                          show=False) | on[2])
+        if alone is not None:
+            data.append(_line(_x(alone), alone.insurance_fund, f"{label} fund alone",
+                              colour, dash="dot", show=False) | on[2])
+    layout = _layout("Each venue over time", plot=720, top=_TITLE_PX + 18)
+    layout.update(axes)
+    return Figure("contagion_series", "contagion", data, layout)
+
+
+def contagion_figures(runs: Mapping[str, ReportRun], view: ContagionView) -> list[Figure]:
+    """The contagion section's charts: a heat map per :data:`SPILLOVER_MAPS` figure and
+    each venue's series (``contagion_series``)."""
+    return [*(_heat_map_figure(view, key) for key in SPILLOVER_MAPS),
+            _contagion_series_figure(runs, view)]
+
+
+def _contagion_table_html(view: ContagionView) -> str:
+    p = view.payload
+    names = list(p["venues"])
+    head = ("<tr><th>figure</th><th>run</th>" + "".join(
+        f"<th>{_esc(n)}</th>" for n in names) + "<th>system (sum)</th></tr>")
+    rows = []
+    for key, label, unit in CONTAGION_FIGURES:
+        for run, part, total in (("linked", "venues", "linked"),
+                                 ("alone", "isolated", "alone"),
+                                 ("change", None, "contagion")):
+            cells = []
+            for n in names:
+                asset = _asset(p["venues"][n])
+                if part is None:
+                    v = float(p["venues"][n].get(key) or 0.0) - float(
+                        p["isolated"][n].get(key) or 0.0)
+                    text = _signed(v, unit, asset)
+                else:
+                    text = format_value(float(p[part][n].get(key) or 0.0), unit, asset)
+                cells.append(f"<td class='figure' data-venue='{_esc(n)}' data-run='{run}' "
+                             f"data-key='{key}'>{_esc(text)}</td>")
+            v = float(p["systemic"][total][key])
+            text = _signed(v, unit) if part is None else format_value(v, unit)
+            cells.append(f"<td class='figure' data-venue='system' data-run='{run}' "
+                         f"data-key='{key}'>{_esc(text)}</td>")
+            name = f"<th class='name' rowspan='3'>{_esc(label)}</th>" if run == "linked" \
+                else ""
+            rows.append(f"<tr class='{run}'>{name}<td>{run}</td>{''.join(cells)}</tr>")
+    return f"<table class='contagion'>{head}{''.join(rows)}</table>"
+
+
+def _links_note(view: ContagionView) -> str:
+    p = view.payload
+    links = ", ".join(p.get("links") or ()) or "none (each venue's run is its run alone)"
+    text = (f"Links in force: {links}. Linked: each venue in the run with the links; "
+            "alone: its single-venue run; change: linked less alone; the system column "
+            "sums the venues (amounts in each venue's settlement asset, taken 1:1). "
+            "Spillover from a venue to another: the other's figure in the linked run "
+            "less in the linked run without the first (docs/contagion.md).")
+    arb = p.get("arbitrage") or {}
+    if arb:
+        text += (f" Arbitrageurs: {format_value(arb.get('trades'), 'count')} market-steps "
+                 f"traded, gross inventory at most "
+                 f"{format_value(arb.get('gross_max'), 'amount', 'USD')}.")
+    tr = p.get("traders") or {}
+    if tr:
+        text += (f" Shared traders: {format_value(tr.get('traders'), 'count')}, "
+                 f"{format_value(tr.get('transfers'), 'count')} transfers asked, "
+                 f"wallets {format_value(tr.get('wallet_start'), 'amount', 'USD')} at the "
+                 f"start, {format_value(tr.get('wallet_left'), 'amount', 'USD')} left.")
+    return f"<p class='note'>{_esc(text)}</p>"
+
+
+def _contagion_html(view: ContagionView, divs: Sequence[str]) -> str:
+    maps, series = divs[:len(SPILLOVER_MAPS)], divs[len(SPILLOVER_MAPS):]
+    return (f"<section id='contagion'><h2>Contagion</h2>{_links_note(view)}"
+            f"<div class='wide'>{_contagion_table_html(view)}</div>"
+            f"{''.join(maps)}{''.join(series)}</section>")
 
 
 # ---------------------------------------------------------------- HTML
@@ -1122,7 +1331,9 @@ PAGE_STYLE: Final = (
     "margin:1em 0}code{font-size:.85em;color:#555}.grid{display:grid;"
     "grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:.5em}"
     # a grid item is as wide as its content by default: plotly's SVG would overflow it
-    ".grid>section{min-width:0;overflow:hidden}")
+    ".grid>section{min-width:0;overflow:hidden}"
+    ".wide{overflow-x:auto}table.contagion td{white-space:nowrap}"
+    "table.contagion tr.linked td,table.contagion tr.linked th{border-top:2px solid #bbb}")
 """The pages' CSS (this report and the sweep's frontier page)."""
 
 
@@ -1130,7 +1341,8 @@ def write_report(path: str | Path, *, title: str,
                  runs: Mapping[str, StepSeries | ReportRun],
                  metrics: Mapping[str, Mapping[str, Any]] | None = None,
                  description: str = "", thresholds: Mapping[str, float] | None = None,
-                 bad_debt_paths: Mapping[str, Sequence[float]] | None = None) -> Path:
+                 bad_debt_paths: Mapping[str, Sequence[float]] | None = None,
+                 contagion: ContagionView | None = None) -> Path:
     """Write the report and return its path.
 
     Parameters
@@ -1149,6 +1361,10 @@ def write_report(path: str | Path, *, title: str,
     bad_debt_paths : Mapping[str, Sequence[float]] or None
         Not used: the distribution is read from each summary's ``per_path`` (kept for
         callers of the former signature).
+    contagion : ContagionView or None
+        A multi-venue run's attribution and series: the page gains its "Contagion"
+        section (the linked and alone table, the spillover heat maps, each venue's
+        series) after the headline.
 
     Raises
     ------
@@ -1167,6 +1383,8 @@ def write_report(path: str | Path, *, title: str,
         else:
             full[label] = ReportRun(metrics=metrics[label], series=r)
     figs = figures(full)
+    if contagion is not None:
+        figs = [*contagion_figures(full, contagion), *figs]
     divs: dict[str, list[str]] = {}
     for f in figs:
         divs.setdefault(f.section, []).append(_plot_html(f))
@@ -1178,6 +1396,8 @@ def write_report(path: str | Path, *, title: str,
            "liquidation map re-margins the starting book at shocked marks with the "
            "engine's own kernels (the risk report's liquidations at risk).</p>"
            f"<div class='grid'>{''.join(divs['who'])}</div>" if "who" in divs else "")
+    spread = (_contagion_html(contagion, divs["contagion"]) if contagion is not None
+              else "")
     doc = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{_esc(title)}</title><style>{PAGE_STYLE}</style>"
@@ -1186,7 +1406,7 @@ def write_report(path: str | Path, *, title: str,
         f"<body data-charts='{charts_json}'><h1>{_esc(title)}</h1>"
         f"<p>{_esc(description)}</p>{_facts(full)}"
         f"{_verdict_html(full, thresholds or {})}<h2>Headline</h2>{_headline_html(full)}"
-        f"{''.join(divs['timeline'])}{who}<h2>Per market</h2>{_per_market_html(full)}"
+        f"{spread}{''.join(divs['timeline'])}{who}<h2>Per market</h2>{_per_market_html(full)}"
         f"{mc}<h2>Each series</h2>{''.join(divs['series'])}"
         f"<h2>All metrics</h2>{_all_metrics_html(full)}</body></html>")
     out = Path(path)
