@@ -164,9 +164,12 @@ def test_contagion_section_shows_the_metrics(run: tuple[Path, dict[str, Any]]) -
                                             rel=1e-9, abs=1e-6)
         for name, part in ((f"{venue} fund", "venues"), (f"{venue} fund alone",
                                                           "isolated")):
+            # the fund's equity: its start less its low is the table's "fund used"
             fund = _array(series[name]["y"])
             assert fund[0] == pytest.approx(m[part][venue]["insurance_fund_start"])
-            assert fund.min() == pytest.approx(m[part][venue]["insurance_fund_min"])
+            assert fund.min() == pytest.approx(m[part][venue]["insurance_fund_equity_min"])
+            assert fund[0] - fund.min() == pytest.approx(
+                m[part][venue]["insurance_fund_used"], abs=1e-6)
     # the section sits between the headline and the timeline
     assert page.index("<h2>Headline</h2>") < page.index("<h2>Contagion</h2>") < page.index(
         "chart-timeline")

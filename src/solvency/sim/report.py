@@ -1063,14 +1063,21 @@ def _heat_map_figure(view: ContagionView, key: str) -> Figure:
 
 _CONTAGION_ROWS: Final = (
     ("liquidated", "liquidated notional, cumulative (solid: linked, dotted: alone)", 0.34),
-    ("basis", "basis: trade price against the index, bps (dash: market)", 0.33),
-    ("fund", "insurance fund cash (solid: linked, dotted: alone)", 0.33))
+    ("basis", "basis: trade price against the index, bps", 0.33),
+    ("fund", "insurance fund equity, the low of which is 'fund used' (solid: linked, "
+             "dotted: alone)", 0.33))
+_MARKET_DASHES: Final = ("solid", "dash", "dashdot", "longdash")
+"""The basis row's dash per market (never dotted: dotted is a venue alone)."""
 
 
 def _contagion_series_figure(runs: Mapping[str, ReportRun],
                              view: ContagionView) -> Figure:
-    axes, names = _stacked([(t, h) for _, t, h in _CONTAGION_ROWS], 0.06)
     basis = view.payload["basis"]
+    markets = list(next(iter(basis["bps"].values()), {}))
+    dashes = ", ".join(f"{_MARKET_DASHES[j % len(_MARKET_DASHES)]}: {m}"
+                       for j, m in enumerate(markets))
+    axes, names = _stacked([(f"{t} ({dashes})" if key == "basis" else t, h)
+                            for key, t, h in _CONTAGION_ROWS], 0.06)
     bx = _f(basis["ts_ms"])
     linked = bool(view.payload.get("links"))
     data: list[Trace] = []
@@ -1085,12 +1092,13 @@ def _contagion_series_figure(runs: Mapping[str, ReportRun],
                               colour, dash="dot", show=False) | on[0])
         for j, (market, bps) in enumerate(basis["bps"][label].items()):
             data.append(_line(bx, bps, f"{label} {market} basis", colour,
-                              dash=_DASHES[j % len(_DASHES)], show=False) | on[1])
-        data.append(_line(x, run.series.insurance_fund, f"{label} fund", colour,
+                              dash=_MARKET_DASHES[j % len(_MARKET_DASHES)],
+                              show=False) | on[1])
+        data.append(_line(x, run.series.insurance_fund_equity, f"{label} fund", colour,
                           show=False) | on[2])
         if alone is not None:
-            data.append(_line(_x(alone), alone.insurance_fund, f"{label} fund alone",
-                              colour, dash="dot", show=False) | on[2])
+            data.append(_line(_x(alone), alone.insurance_fund_equity,
+                              f"{label} fund alone", colour, dash="dot", show=False) | on[2])
     layout = _layout("Each venue over time", plot=720, top=_TITLE_PX + 18)
     layout.update(axes)
     return Figure("contagion_series", "contagion", data, layout)
