@@ -175,6 +175,27 @@ def test_contagion_section_shows_the_metrics(run: tuple[Path, dict[str, Any]]) -
         "chart-timeline")
 
 
+def test_without_links_the_section_has_zero_spillover_and_no_alone_lines(
+        tmp_path: Path) -> None:
+    """``--links none``: every venue's run is its run alone, so the heat maps hold zeros
+    and the series chart draws no second, identical "alone" line."""
+    scenario = tmp_path / "three.toml"
+    scenario.write_text(SMALL.format(**ARGS) + VENUES, encoding="utf-8")
+    res = CliRunner().invoke(app, ["simulate", str(scenario), "--links", "none", "--out",
+                                   str(tmp_path / "out"), "--json", "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.output)
+    plots = _plots((tmp_path / "out" / "report.html").read_text(encoding="utf-8"))
+    for key in MAPS:
+        (trace,) = plots[f"spillover_{key}"]
+        zero = "0" if key in COUNTS else "0.00"
+        assert trace["text"] == [["-" if i == j else zero for j in NAMES] for i in NAMES]
+    names = [t["name"] for t in plots["contagion_series"]]
+    assert not [n for n in names if "alone" in n]
+    # the basis is in the payload without the liquidity link too, and drawn
+    assert {f"{v} {mk} basis" for v in NAMES for mk in m["basis"]["bps"][v]} <= set(names)
+
+
 # ---------------------------------------------------------------- in chromium
 
 _HEAT_JS = """(() => {

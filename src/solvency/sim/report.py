@@ -1072,7 +1072,7 @@ _MARKET_DASHES: Final = ("solid", "dash", "dashdot", "longdash")
 
 def _contagion_series_figure(runs: Mapping[str, ReportRun],
                              view: ContagionView) -> Figure:
-    basis = view.payload["basis"]
+    basis = view.payload.get("basis") or {"ts_ms": [], "bps": {}}
     markets = list(next(iter(basis["bps"].values()), {}))
     dashes = ", ".join(f"{_MARKET_DASHES[j % len(_MARKET_DASHES)]}: {m}"
                        for j, m in enumerate(markets))
@@ -1090,7 +1090,7 @@ def _contagion_series_figure(runs: Mapping[str, ReportRun],
         if alone is not None:
             data.append(_line(_x(alone), np.cumsum(alone.liq_notional), f"{label} alone",
                               colour, dash="dot", show=False) | on[0])
-        for j, (market, bps) in enumerate(basis["bps"][label].items()):
+        for j, (market, bps) in enumerate(basis["bps"].get(label, {}).items()):
             data.append(_line(bx, bps, f"{label} {market} basis", colour,
                               dash=_MARKET_DASHES[j % len(_MARKET_DASHES)],
                               show=False) | on[1])
