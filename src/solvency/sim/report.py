@@ -1051,8 +1051,10 @@ def _heat_map_figure(view: ContagionView, key: str) -> Figure:
         "name": f"spillover of {label}"}
     cell = _cell_px([t for row in text for t in row] + to)
     plot = 48 * len(names) + 20
-    layout = _layout(f"Spillover of {label}: the column's figure in the linked run less "
-                     "without the row's venue", plot=plot, below=10, showlegend=False)
+    # short: the title shares its line with plotly's mode bar; the note above the table
+    # says what a spillover is
+    layout = _layout(f"Spillover of {label}, row to column", plot=plot, below=10,
+                     showlegend=False)
     layout["xaxis"].update(side="top", type="category", showgrid=False)
     layout["yaxis"].update(autorange="reversed", type="category", showgrid=False)
     layout["margin"]["t"] = _TITLE_PX + 30
