@@ -27,6 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from solvency.cli.main import app
+from solvency.sim.report import ContagionView, _links_note
 from tests.simulation.test_multi_venue import ARGS
 from tests.simulation.test_report_render import _NEWPLOT, opened, page_errors
 from tests.simulation.test_run import SMALL
@@ -194,6 +195,29 @@ def test_without_links_the_section_has_zero_spillover_and_no_alone_lines(
     assert not [n for n in names if "alone" in n]
     # the basis is in the payload without the liquidity link too, and drawn
     assert {f"{v} {mk} basis" for v in NAMES for mk in m["basis"]["bps"][v]} <= set(names)
+
+
+def test_the_note_names_the_links_and_what_they_did(run: tuple[Path, dict[str, Any]],
+                                                    tmp_path: Path) -> None:
+    """The section's note: the links, the arbitrageurs (from the run), and each venue's
+    collateral book of the collateral link (a hand-made ``collateral`` entry, in the
+    shape of ``CollateralBooks.metrics``)."""
+    report, m = run
+    page = report.read_text(encoding="utf-8")
+    note = re.search(r"<section id='contagion'><h2>Contagion</h2><p class='note'>(.*?)</p>",
+                     page, re.S)
+    assert note is not None
+    arb = m["arbitrage"]
+    assert "Links in force: liquidity." in note.group(1)
+    assert (f"Arbitrageurs: {arb['trades']:,} market-steps traded, gross inventory at most "
+            f"{arb['gross_max']:,.2f} USD.") in note.group(1)
+    assert "Collateral books" not in note.group(1)
+    books = {"bn": {"WBETH": {"book_start": 4290.7, "book_low": 1921.2,
+                              "sold_units": 524.1}}}
+    view = ContagionView({**m, "collateral": books}, {})
+    html_ = _links_note(view)
+    assert ("Collateral books (start -&gt; low, units sold into them): bn WBETH 4,290.70 "
+            "-&gt; low 1,921.20 (524.10 sold).") in html_
 
 
 # ---------------------------------------------------------------- in chromium

@@ -1163,7 +1163,17 @@ def _links_note(view: ContagionView) -> str:
                  f"{format_value(tr.get('transfers'), 'count')} transfers asked, "
                  f"wallets {format_value(tr.get('wallet_start'), 'amount', 'USD')} at the "
                  f"start, {format_value(tr.get('wallet_left'), 'amount', 'USD')} left.")
+    books = [f"{v} {asset} {_num(b.get('book_start'))} -> low {_num(b.get('book_low'))} "
+             f"({_num(b.get('sold_units'))} sold)"
+             for v, assets in (p.get("collateral") or {}).items()
+             for asset, b in assets.items()]
+    if books:
+        text += f" Collateral books (start -> low, units sold into them): {'; '.join(books)}."
     return f"<p class='note'>{_esc(text)}</p>"
+
+
+def _num(v: Any) -> str:
+    return format_value(v, "amount")
 
 
 def _contagion_html(view: ContagionView, divs: Sequence[str]) -> str:
