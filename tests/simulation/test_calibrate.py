@@ -64,6 +64,10 @@ def test_the_reference_window_by_hand(shared_data: Path) -> None:
                                              / btc.daily_volume)
     # the arbitrageur closes 76 % of the premium a minute: 1 - 0.24 at one-minute steps
     assert "speed = 0.76\n" in c.text
+    # the mark follows the replayed bars in both markets: they already carry the impact
+    # of the venue's own liquidations (docs/validation.md)
+    assert c.text.count("\noracle_weight = 0.0\n") == 2
+    assert "oracle_weight = 1" not in c.text
 
 
 def test_a_window_without_sources_derives_from_the_reference(shared_data: Path) -> None:
@@ -129,6 +133,20 @@ def test_the_command_writes_and_checks(tmp_path: Path, shared_data: Path) -> Non
     out.write_text(out.read_text().replace("n_accounts = 50000", "n_accounts = 5000"))
     r = runner.invoke(app, ["calibrate", str(inputs), "--out", str(out), "--check"])
     assert r.exit_code == 1 and "differs" in r.output
+
+
+def test_the_mark_is_not_a_behaviour_parameter(tmp_path: Path) -> None:
+    # a behaviour file that sets the mark's share of the lab's impact is refused with the
+    # key: the method sets it (a replay's bars already carry the liquidations' impact)
+    inputs = (INPUTS / "2022_11_08.toml").read_text()
+    beh = (INPUTS / "behaviour.toml").read_text()
+    (tmp_path / "beh.toml").write_text(beh.replace('impact_half_life = "30m"',
+                                                   'impact_half_life = "30m"\n'
+                                                   'oracle_weight = 1.0'))
+    bad = tmp_path / "w.toml"
+    bad.write_text(inputs.replace('behaviour = "behaviour.toml"', 'behaviour = "beh.toml"'))
+    with pytest.raises(CalibrationError, match=r"liquidity.oracle_weight: set by the method"):
+        calibrate_file(bad)
 
 
 def test_bad_inputs_name_the_key(tmp_path: Path) -> None:

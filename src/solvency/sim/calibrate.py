@@ -21,7 +21,13 @@ of the venue's open interest, a modelling choice of the inputs), per market ``m`
    1 % and 2 % of the median ask depth within that distance per basis point (the bid
    buckets of the 2025-10-10 file read a stale price through the crash,
    ``../shared/data/README.md``); elsewhere ``V_m x (depth per bp / V)`` of the reference
-   window's book. The scenario's ``depth_per_bps_base`` is ``s x`` that.
+   window's book. The scenario's ``depth_per_bps_base`` is ``s x`` that. The mark
+   follows the replayed bars (``oracle_weight = 0``): the bars are traded prices that
+   already carry the impact of the venue's own liquidations, which the population (``s``
+   of the positions on ``s`` of the book) stands for; with the lab's impact added to the
+   mark they counted twice (the replay liquidated 15.6 % of open interest instead of
+   11.5 % on 2025-10-10 at 5,000 accounts, docs/validation.md). The lab's impact still
+   prices its own executions.
 4. **Insurance fund**: the venue's published fund ``F`` against the open interest it
    covers ``OI_F`` (USD), scaled to the population: ``F x OI_pop / OI_F`` with ``OI_pop``
    the population's notional at the window's first prices; without a published fund for
@@ -440,11 +446,16 @@ def _market(inputs: Inputs, m: MarketInputs, ref: Calibration | None,
 def _behaviour(inputs: Inputs) -> dict[str, Any]:
     p = inputs.beside(inputs.behaviour)
     try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
+        beh = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CalibrationError(f"{inputs.path}: behaviour: {p}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise CalibrationError(f"{p}: invalid TOML: {exc}") from None
+    if "oracle_weight" in beh.get("liquidity", {}):
+        # a replay's mark follows its bars (method step 3): not a free parameter
+        raise CalibrationError(f"{p}: liquidity.oracle_weight: set by the method (0: the "
+                               "replayed bars already carry the liquidations' impact)")
+    return beh
 
 
 def calibrate(inputs: Inputs) -> Calibration:
@@ -455,6 +466,7 @@ def calibrate(inputs: Inputs) -> Calibration:
     CalibrationError
         If a file is missing or unreadable, or a figure cannot be derived.
     """
+    beh = _behaviour(inputs)  # first: a refused behaviour file reads no data
     ref = _reference(inputs)
     # markets with a book file first: the others' depth is scaled from the first of them
     # (this window's, else the reference window's)
@@ -487,7 +499,7 @@ def calibrate(inputs: Inputs) -> Calibration:
     else:
         raise CalibrationError(f"{inputs.path}: fund: no usd figure and no reference window")
     fund = round(oi_usd * ratio)
-    text = _scenario_text(inputs, figs, oi_usd, fund, fund_note, _behaviour(inputs))
+    text = _scenario_text(inputs, figs, oi_usd, fund, fund_note, beh)
     return Calibration(inputs=inputs, markets=figs, population_oi_usd=oi_usd, fund=fund,
                        fund_note=fund_note, text=text)
 
@@ -603,6 +615,12 @@ def _scenario_text(inputs: Inputs, figs: Sequence[MarketFigures], oi_usd: float,
             if key == "note" or isinstance(v, dict):
                 continue
             w(f"{key} = {_value(v)}  # behaviour")
+        w("# derived (the method, not behaviour): the replayed bars are traded prices that")
+        w("# already carry the impact of the liquidations this population stands for (s of")
+        w("# the venue's positions on s of its book), so the mark follows the bars and the")
+        w("# lab's impact moves only its own executions (docs/validation.md, \"Why the replay")
+        w("# liquidated 1.8x\")")
+        w("oracle_weight = 0.0")
     _agents_text(w, beh.get("agents", {}), oi_usd, step, figs, inputs)
     return "\n".join(_wrap(line) for line in out) + "\n"
 
