@@ -445,3 +445,43 @@ def test_the_ladder_moves_the_other_underlyings_by_their_beta(tmp_path: Path) ->
         corr.write_text(json.dumps({"markets": markets, "matrix": matrix}))
         code, out = _run(tmp_path, CORR, "--corr", str(corr))
         assert code == 2 and message in " ".join(out.split()), out
+
+
+# ------------------------------------- one venue: an option's liquidation, underlying
+def test_one_venue_gives_an_options_liquidation_as_its_underlyings_price(
+        tmp_path: Path) -> None:
+    """The same put on one venue (a ladder of one): the report gives the BTC price at
+    which the account is liquidated (0.15 S + 4 p(S) = 70,000, as above), not the
+    premium the engine's liquidation price of an option is (20,084.3 here)."""
+    code, out = _run(tmp_path, OPTIONS, "--json")
+    assert code == 0, out
+    (p,) = json.loads(out)["positions"]
+    assert p["liquidation_price"] is None and p["liquidation_underlying"] == "BTC-PERP"
+    s = float(p["liquidation_underlying_price"])
+    lo, hi = 60_000.0, 100_000.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if 0.15 * mid + 4 * _put(mid) > 70_000 else (lo, mid)
+    assert abs(s - lo) < 1.0, (s, lo)
+    assert abs(float(p["liquidation_premium"]) - _put(s)) <= 0.05 + 1e-9
+    # first passage of BTC (vol 0.8, the default) to S within a day: 2 Phi(-|ln| / sd)
+    sd = 0.8 * math.sqrt(1 / 365)
+    want = 2 * NormalDist().cdf(-abs(math.log(s / 100_000)) / sd)
+    assert abs(float(p["liquidation_probability"]) / want - 1) < 1e-6
+    # the multi-venue report of the same account says the same
+    code, out = _run(tmp_path, {"venues": [OPTIONS]}, "--json")
+    (v,) = json.loads(out)["venues"]
+    assert v["positions"][0]["liquidation_underlying_price"] == p["liquidation_underlying_price"]
+    # the table's column holds the underlying's price, named, never the premium
+    code, text = _run(tmp_path, OPTIONS)
+    assert code == 0 and f"BTC-PERP {p['liquidation_underlying_price']}" in text, text
+    assert "20084" not in text, text
+
+
+def test_an_option_priced_without_a_vol_has_no_underlying_price(tmp_path: Path) -> None:
+    priced = {**OPTIONS, "vols": {}, "prices": {"BTC-PERP": "100000", "BTC-90000-P": "7000"}}
+    code, out = _run(tmp_path, priced, "--json")
+    assert code == 0, out
+    (p,) = json.loads(out)["positions"]
+    assert (p["liquidation_price"], p["liquidation_underlying_price"],
+            p["liquidation_probability"]) == (None, None, None)

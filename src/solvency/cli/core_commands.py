@@ -41,6 +41,7 @@ from solvency.engine.multivenue import (
     DEFAULT_CONFIDENCE,
     evaluate_venues,
     is_multi_venue,
+    option_liquidation_underlying,
     rebalance_venues,
 )
 from solvency.engine.portfolio import (
@@ -48,6 +49,7 @@ from solvency.engine.portfolio import (
     VenueFile,
     bitmex_liquidation,
     evaluate_portfolio,
+    load_portfolio_engine,
     max_order_size,
     parse_horizon_days,
     shock_table,
@@ -141,6 +143,9 @@ def margin(
         report = evaluate_portfolio(data, venue, source=str(portfolio), mode=mode_value,
                                     pm_grid=grid, trades=trades, horizon=horizon,
                                     joint=joint, moves=moves, venue_file=vfile)
+        option_liquidation_underlying(report, load_portfolio_engine(
+            data, venue, source=str(portfolio), mode=mode_value, pm_grid=grid,
+            venue_file=vfile, trades=trades, moves=moves))
         if moves:
             report["what_if_collateral"] = [{"asset": a, "amount": str(q)} for a, q in moves]
         if trades:
@@ -594,13 +599,27 @@ def _print_margin(report: dict[str, Any]) -> None:
     for col in ("market", "size", "entry", "mark", "notional", "IM", "MM", "uPnL",
                 "liq. price", f"P(liq) {report['horizon']}"):
         pos.add_column(col, justify="right")
+    options = []
     for p in report["positions"]:
-        liq = (f"now (recovers at {p['recovery_price'] or 'no price'})" if p["liquidatable"]
-               else p["liquidation_price"] or "none")
+        if "liquidation_underlying" in p:  # an option: the price of its underlying
+            options.append(p)
+            liq = ("now" if p["liquidatable"] else
+                   f"{p['liquidation_underlying']} {p['liquidation_underlying_price']}"
+                   if p["liquidation_underlying_price"] else "none")
+        else:
+            liq = (f"now (recovers at {p['recovery_price'] or 'no price'})"
+                   if p["liquidatable"] else p["liquidation_price"] or "none")
         pos.add_row(p["market"], p["size"], p["entry_price"], p["mark_price"], p["notional"],
                     p["initial_margin"], p["maintenance_margin"], p["unrealized_pnl"],
-                    liq, p["liquidation_probability"])
+                    liq, p["liquidation_probability"] or "none")
     print_table(console, pos)
+    if options:
+        console.print("An option's liq. price is its underlying's price at which the "
+                      "account is liquidated, the option re-marked from its vol (premium "
+                      "then: " + ", ".join(f"{p['market']} {p['liquidation_premium']}"
+                                           for p in options if p["liquidation_premium"])
+                      + "); none: no vol to re-mark it, or none within +-50 %.",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 def replay(

@@ -56,6 +56,7 @@ from solvency.core.margin.kernels import (
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError
 from solvency.core.schema import format_errors
+from solvency.core.volatility import liquidation_probability_driftless
 from solvency.engine.base import format_number
 from solvency.engine.engine import Engine
 from solvency.engine.joint import JointError, JointSpec, correlation_factor
@@ -71,7 +72,7 @@ from solvency.engine.portfolio import (
 
 __all__ = ["DEFAULT_CONFIDENCE", "DEFAULT_RANGE", "DEFAULT_STEP", "DelayMove",
            "MultiVenuePortfolio", "VenueEntry", "delay_moves", "evaluate_venues",
-           "is_multi_venue", "rebalance_venues"]
+           "is_multi_venue", "option_liquidation_underlying", "rebalance_venues"]
 
 DEFAULT_RANGE: Final = Decimal("0.5")
 """The ladder's scan: the price moves from -50 % to +50 % of the mark ..."""
@@ -373,6 +374,72 @@ def _comove(venues: list[_Venue], corr: JointSpec, source: str
                 for o in sorted(sigma) if o != b} for b in sorted(sigma)}
 
 
+def option_liquidation_underlying(report: dict[str, Any], engine: Engine, *,
+                                  rng: Decimal = DEFAULT_RANGE,
+                                  step: Decimal = DEFAULT_STEP) -> None:
+    """Give each option position of a one-venue report the underlying's price of its
+    liquidation (in place): the ladder's search on a ladder of one venue.
+
+    ``report`` is :func:`~solvency.engine.portfolio.evaluate_portfolio`'s object of the
+    account that ``engine`` holds. The engine's own ``liquidation_price`` of an option
+    is the option's premium at which its margin row is liquidated with the row's
+    requirement held, not a price of the underlying; each option position instead gets
+    ``liquidation_price: null``, ``liquidation_underlying`` (the underlying market),
+    ``liquidation_underlying_price`` (where the underlying, moved alone with every market
+    of its base, puts the option's margin row below maintenance: :meth:`_Venue.crossing`
+    down and up, the options re-marked by Black-76 from their vol at each move; the
+    nearer crossing; ``null`` if none within ``rng``) and ``liquidation_premium`` (the
+    option's mark there). ``volatility`` becomes the underlying's and
+    ``liquidation_probability`` the chance that the underlying touches that price within
+    the report's horizon (driftless first passage, as for any position). A position
+    liquidatable now gets ``recovery_price: null`` (a premium, not a price of the
+    underlying). Options priced without a vol cannot be re-marked: their
+    ``liquidation_underlying_price`` is ``null``.
+    """
+    book = engine.book
+    opts = [p for p in report["positions"] if engine.venue.markets[p["market"]].is_option]
+    if not opts:
+        return
+    try:
+        venue = _Venue("", engine, "", 0)
+    except PortfolioError:
+        venue = None  # an option priced without a vol: no re-marking, no search
+    row_of = {p["market"]: book.row_index[p["row"]]
+              for p in engine.account_view(ACCOUNT)["positions"]}
+    horizon_yr = float(report["horizon_days"]) / 365.0
+    for p in opts:
+        inst = engine.venue.markets[p["market"]]
+        u = book.market_index[str(inst.underlying)]
+        p["liquidation_price"] = None
+        p["liquidation_underlying"] = book.market_names[u]
+        p["liquidation_underlying_price"] = None
+        p["liquidation_premium"] = None
+        sigma = engine.volatility(u)
+        p["volatility"] = format_number(sigma)
+        if p["liquidatable"]:
+            p["recovery_price"] = None
+            continue
+        if venue is None:
+            p["liquidation_probability"] = None
+            continue
+        venue.rows = np.array([row_of[p["market"]]], dtype=np.int64)
+        base = book.instruments[u].base
+        found = [c for c in (venue.crossing(base, -1, rng, step),
+                             venue.crossing(base, 1, rng, step)) if c is not None]
+        if not found:
+            p["liquidation_probability"] = "0"
+            continue
+        move = min(found, key=abs)
+        price = venue.marks[u] * (1 + move)
+        with venue.moved(venue.moves(base, move)):
+            p["liquidation_premium"] = str(book.marks[book.market_index[inst.name]])
+        p["liquidation_underlying_price"] = _px(price)
+        prob = liquidation_probability_driftless(
+            np.array([float(venue.marks[u])]), np.array([float(price)]),
+            np.array([1.0 if move < 0 else -1.0]), np.array([sigma]), horizon_yr)
+        p["liquidation_probability"] = format_number(float(prob[0]))
+
+
 def evaluate_venues(data: Mapping[str, Any], *, source: str = "portfolio",
                     horizon: str | None = None, rng: Decimal = DEFAULT_RANGE,
                     step: Decimal = DEFAULT_STEP,
@@ -418,8 +485,9 @@ def evaluate_venues(data: Mapping[str, Any], *, source: str = "portfolio",
             raise PortfolioError(f"{source}: venues[{i}].name: {name!r} already names "
                                  f"venues[{names[name]}]; give each account a unique name")
         names[name] = i
-        reports.append({"name": name, **report})
         venues.append(_Venue(name, engine, source, i))
+        option_liquidation_underlying(report, engine, rng=rng, step=step)
+        reports.append({"name": name, **report})
     bases = sorted({b for v in venues for b in v.base})
     comove = {} if corr is None else _comove(venues, corr, source)
     for v in venues:

@@ -189,21 +189,31 @@ def _dec(value: object, path: str) -> Decimal:
 def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None, *,
                           source: str = "portfolio", mode: str | None = None,
                           pm_grid: ScenarioGrid | None = None,
-                          venue_file: VenueFile | None = None) -> Engine:
+                          venue_file: VenueFile | None = None,
+                          trades: Sequence[tuple[str, Decimal, Decimal | None]] = (),
+                          moves: Sequence[tuple[str, Decimal]] = ()) -> Engine:
     """Build an engine holding the portfolio's account (see module docstring).
 
     ``data`` is the parsed file (schema :class:`PortfolioFile`, published as
     ``docs/schema/portfolio-v1.json``); ``source`` names it in error messages;
     ``venue_file`` replaces the preset (``venue`` and the file's ``venue`` are then
-    not read).
+    not read). ``moves`` and then ``trades`` are applied as :func:`evaluate_portfolio`
+    applies them, so the engine is the one its report describes.
 
     Raises
     ------
     PortfolioError
         ``source: dotted.key: what was wrong``.
     """
-    return _load(portfolio_model(data, source=source), venue, source, mode, pm_grid,
-                 venue_file=venue_file)
+    engine = _load(portfolio_model(data, source=source), venue, source, mode, pm_grid,
+                   venue_file=venue_file)
+    if moves or trades:
+        try:
+            _move(engine, moves)
+            _trade(engine, trades)
+        except PortfolioError as exc:
+            raise _named(source, exc) from None
+    return engine
 
 
 def _load(m: PortfolioFile, venue: str | None, source: str, mode: str | None = None,
