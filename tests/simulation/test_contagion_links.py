@@ -195,14 +195,31 @@ def test_linked_run_moves_the_quiet_venue_only_through_capital(tmp_path: Path) -
     assert arb["lag_steps"] == 1
     bps = data["basis"]["bps"]
     assert len(data["basis"]["ts_ms"]) == len(bps["bn"]["BTC-PERP"])
-    # attribution: from bn to dydx, dydx's figures linked less dydx's alone (with two
-    # venues, the run without bn is dydx alone); system totals linked, alone, contagion
+    # attribution: from i to j, j's figures linked less j's in the linked run without i.
+    # With two venues and the traders link that run is j alone *with the link*: the same
+    # 15 traders with the same wallets (0.5 x their collateral on both venues), i's calls
+    # left out. Not j with no link (its traders' own top-ups would count as i's
+    # spillover), nor j with the link sized from j alone (alone, all 150 of bn's accounts
+    # would be traders with wallets: 35 transfers instead of 3).
     figs = ("liquidations", "liquidated_notional", "accounts_liquidated",
             "insurance_fund_used", "adl_notional", "bad_debt")
+    res = run_venues(parse_scenario(_scenario_text(5_000_000), source="linked.toml"),
+                     jobs=1, links=("liquidity", "traders"))
+    assert tr["transfers_short"] == 0
     for i, j in (("bn", "dydx-chain"), ("dydx-chain", "bn")):
         assert list(data["spillover"][i]) == [j]
         assert data["spillover"][i][j] == {
-            f: float(data["venues"][j][f]) - float(data["isolated"][j][f]) for f in figs}
+            f: float(data["venues"][j][f]) - float(res.without[i][j].metrics.get(f) or 0.0)
+            for f in figs}
+        t = res.without_links[i]["traders"]
+        assert (t["traders"], t["wallet_start"]) == (15, tr["wallet_start"])
+        # no wallet ran short in the linked run, so i's calls took nothing that j's
+        # traders asked for: without i they got the same top-ups, and the traders link
+        # adds nothing to the spillover here; what is left is the liquidity link's, and
+        # j's figures without i are its figures alone
+        assert list(t["landed_usd"]) == [j]
+        assert t["landed_usd"][j] == tr["landed_usd"][j] > 0
+        assert res.figures(res.without[i])[j] == res.figures(res.isolated)[j]
     sys_ = data["systemic"]
     for f in figs:
         assert sys_["linked"][f] == pytest.approx(sum(float(v[f])
@@ -358,6 +375,19 @@ def test_a_shared_traders_call_on_one_venue_leaves_less_for_the_other() -> None:
     solo.step(_at(alone, 1))
     solo.step(_at(alone, 3))
     assert _usdt(alone["b"]) == Decimal(1030)
+    # b in the run without a (leave-one-out): the same trader with the same 60 USD wallet,
+    # a's call left out, so b gets all of its 45.45; the spillover from a to b is a's draw
+    # alone: 14.55 linked less 45.45 without a = -30.90 (not 14.55 - 30 = -15.45, which
+    # would count b's half of the wallet as a's doing)
+    without = {"a": _venue_with_one_trader(), "b": _venue_with_one_trader()}
+    left = SharedTraders(spec, _at({"b": without["b"]}, 1), _at({"a": without["a"]}, 1))
+    assert left.n == 1 and left.metrics()["wallet_start"] == 60.0
+    without["b"].apply(Price(id="b1", market="BTC-PERP", price=Decimal(90_450),
+                             ts_ms=60_000))
+    left.step(_at({"b": without["b"]}, 1))
+    left.step(_at({"b": without["b"]}, 3))
+    assert _usdt(without["b"]) == Decimal("1045.45")
+    assert left.metrics()["landed_usd"] == {"b": pytest.approx(45.45)}
 
 
 def test_the_attribution_tables_print_every_figure_uncut() -> None:

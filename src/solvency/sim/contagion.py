@@ -92,7 +92,8 @@ class MultiVenueResult:
     """A multi-venue run: each venue's run with ``links`` and each venue alone, by name,
     what the links did (``arbitrage``: :meth:`Arbitrageurs.metrics`, empty without the
     liquidity link) and, with links, each leave-one-out run (``without``: left-out venue
-    -> the other venues' runs with the links)."""
+    -> the other venues' runs with the links; ``without_links``: left-out venue -> what
+    the links did in that run, as ``arbitrage``, ``traders``, ``collateral``)."""
 
     links: tuple[str, ...]
     venues: dict[str, RunResult]
@@ -101,6 +102,7 @@ class MultiVenueResult:
     traders: dict[str, Any] = field(default_factory=dict)
     collateral: dict[str, Any] = field(default_factory=dict)
     without: dict[str, dict[str, RunResult]] = field(default_factory=dict)
+    without_links: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def figures(self, runs: Mapping[str, RunResult]) -> dict[str, dict[str, float]]:
         """:data:`FIGURES` of each run."""
@@ -339,25 +341,35 @@ class SharedTraders:
     left for another's: a loss on one venue reduces what can reach the others.
     Vectorized over traders (one deposit event per landed transfer).
 
+    A leave-one-out run (the venues but ``i``) keeps the traders and wallets of the run
+    with every venue: ``left_out`` gives the venues left out at their first step, which
+    count in ``n`` and in the wallets but are not stepped (their calls are what the run
+    leaves out, not the traders' money).
+
     Parameters
     ----------
     spec : TradersLinkSpec
         Share, wallet multiple, delay, target ratio.
     steps : Mapping[str, VenueStep]
         The venues at their first step (population loaded).
+    left_out : Mapping[str, VenueStep]
+        The venues of the scenario not in this run, at their first step.
     """
 
-    def __init__(self, spec: TradersLinkSpec, steps: Mapping[str, VenueStep]) -> None:
+    def __init__(self, spec: TradersLinkSpec, steps: Mapping[str, VenueStep],
+                 left_out: Mapping[str, VenueStep] | None = None) -> None:
         self.spec = spec
-        n = min(len(s.accounts) for s in steps.values())
+        every = {**(left_out or {}), **steps}
+        n = min(len(s.accounts) for s in every.values())
         self.n = round(spec.share * n)
         self.rows: dict[str, Int64Array1D] = {}
         start = np.zeros(self.n, dtype=np.int64)
-        for v, s in steps.items():
+        for v, s in every.items():
             book = s.engine.book
             rows = np.array([book.row_index.get(a, -1) for a in s.accounts[:self.n]],
                             dtype=np.int64)
-            self.rows[v] = rows
+            if v in steps:
+                self.rows[v] = rows
             known = np.flatnonzero(rows >= 0)
             if known.shape[0]:
                 coll = np.maximum(book.aggregate(rows[known])[:, OUT_COLLATERAL], 0.0)
@@ -583,11 +595,14 @@ class CollateralBooks:
 
 def run_linked(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str | None]],
                links: Sequence[str], paths: Mapping[str, PathSet], *,
-               progress: Progress | None = None
+               progress: Progress | None = None,
+               left_out: Mapping[str, tuple[Scenario, str | None]] | None = None
                ) -> tuple[dict[str, RunResult], dict[str, Any]]:
     """Run named ``(scenario, preset)`` venues in lockstep on ``paths`` with ``links``;
     return each venue's result and the arbitrageurs' metrics (empty without the
-    liquidity link)."""
+    liquidity link). ``left_out``: the scenario's venues not in ``runs`` (a
+    leave-one-out run); with the traders link their first step is loaded so that the
+    shared traders and their wallets are those of the run with every venue."""
     gens = {name: venue_steps(sc, venue=preset, paths=paths)
             for name, (sc, preset) in runs.items()}
     live: dict[str, VenueStep] = {}
@@ -604,7 +619,7 @@ def run_linked(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str | None
         if tspec is None:
             raise ScenarioError("links: the traders link needs [links.traders] with the "
                                 "share and wallet (docs/contagion.md)")
-        traders = SharedTraders(tspec, live)
+        traders = SharedTraders(tspec, live, _first_steps(left_out or {}, paths))
     if "liquidity" in links:
         spec = scenario.links.liquidity
         if spec is None:
@@ -643,10 +658,25 @@ def run_linked(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str | None
     return {name: results[name] for name in runs}, metrics
 
 
+def _first_steps(runs: Mapping[str, tuple[Scenario, str | None]],
+                 paths: Mapping[str, PathSet]) -> dict[str, VenueStep]:
+    """Each venue's first step (its population loaded), the run then dropped."""
+    out = {}
+    for name, (sc, preset) in runs.items():
+        gen = venue_steps(sc, venue=preset, paths=paths)
+        try:
+            out[name] = next(gen)
+        except StopIteration:
+            continue
+        gen.close()
+    return out
+
+
 def _linked_task(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str | None]],
-                 links: Sequence[str], paths: Mapping[str, PathSet]
+                 links: Sequence[str], paths: Mapping[str, PathSet],
+                 left_out: Mapping[str, tuple[Scenario, str | None]]
                  ) -> tuple[dict[str, RunResult], dict[str, Any]]:
-    return run_linked(scenario, runs, links, paths)
+    return run_linked(scenario, runs, links, paths, left_out=left_out)
 
 
 def run_venues(scenario: Scenario, *, links: Sequence[str] = (), jobs: int = 1,
@@ -692,28 +722,35 @@ def run_venues(scenario: Scenario, *, links: Sequence[str] = (), jobs: int = 1,
     for sc, preset in runs.values():
         sc.venue(preset)
     paths = build_paths(scenario)
-    # the linked run, one leave-one-out run per venue (with two venues each of those is
-    # the other venue alone: not run twice) and each venue alone
+    # the linked run, one leave-one-out run per venue (with two venues and only the
+    # liquidity link each of those is the other venue alone: not run twice) and each
+    # venue alone
     # (each venue alone runs with no link: its single-venue run)
     tasks: dict[str, tuple[Mapping[str, tuple[Scenario, str | None]], Sequence[str]]] = {
         "": (runs, links)}
     for name in runs:
         rest = {k: v for k, v in runs.items() if k != name}
-        # the collateral link acts within one venue too (its sales move its own book): a
-        # venue left on its own still runs with it, its own spiral no one else's spillover
-        if len(rest) > 1 or (rest and "collateral" in links):
+        # the collateral and traders links act within one venue too (its sales move its
+        # own book; its traders' calls draw on their wallets): a venue left on its own
+        # still runs with them, its own spiral and wallets no one else's spillover
+        if len(rest) > 1 or (rest and {"collateral", "traders"} & set(links)):
             tasks[name] = (rest, links)
     for name, run in runs.items():
         tasks[f"alone:{name}"] = ({name: run}, ())
     done: dict[str, tuple[dict[str, RunResult], dict[str, Any]]] = {}
+    # a leave-one-out run keeps the shared traders and wallets of the run with every venue
+    out_of = {key: {k: v for k, v in runs.items() if k not in task}
+              for key, (task, _) in tasks.items()}
     if jobs <= 1:
         for key, (task, task_links) in tasks.items():
             done[key] = run_linked(scenario, task, task_links, paths,
-                                   progress=progress if key == "" else None)
+                                   progress=progress if key == "" else None,
+                                   left_out=out_of[key])
     else:
         ctx = get_context("spawn")  # as run.py and sweep.py: the parent may hold threads
         with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx) as pool:
-            futures = {key: pool.submit(_linked_task, scenario, task, task_links, paths)
+            futures = {key: pool.submit(_linked_task, scenario, task, task_links, paths,
+                                        out_of[key])
                        for key, (task, task_links) in tasks.items()}
             done = {key: fut.result() for key, fut in futures.items()}
     alone = {name: done[f"alone:{name}"][0][name] for name in runs}
@@ -723,7 +760,9 @@ def run_venues(scenario: Scenario, *, links: Sequence[str] = (), jobs: int = 1,
     return MultiVenueResult(links=tuple(links), venues=linked, isolated=alone,
                             arbitrage=link_metrics.get("arbitrage", {}),
                             traders=link_metrics.get("traders", {}),
-                            collateral=link_metrics.get("collateral", {}), without=without)
+                            collateral=link_metrics.get("collateral", {}), without=without,
+                            without_links={name: done[name][1] if name in done else {}
+                                           for name in runs})
 
 
 def _check_collateral_books(scenario: Scenario,
