@@ -268,3 +268,38 @@ def test_unknown_venue_and_missing_file(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "unknown venue 'ftx'" in res.output
     res = runner.invoke(app, ["greeks", str(tmp_path / "nope.json")])
     assert res.exit_code == 2
+
+
+def test_the_venue_may_be_a_venue_file_as_for_margin(tmp_path: Path) -> None:
+    # deribit's inverse perpetual with a 100 USD contract (the preset's is 10): one contract
+    # is 100 / F = 100 / 100,000 = 0.001 BTC of delta, so 5 contracts 0.005
+    (tmp_path / "venues").mkdir()
+    (tmp_path / "venues" / "db.toml").write_text(
+        'preset = "deribit"\nname = "deribit-file"\n\n'
+        '[markets.BTC-USD-INVERSE]\ncontract_size = "100"\n')
+    data = {"venue": "venues/db.toml", "prices": {"BTC": "100000"},
+            "account": {"positions": [{"market": "BTC-USD-INVERSE", "size": "5"}]}}
+    out = _run_json(tmp_path, data)  # the file's venue, relative to the portfolio file
+    (inv,) = out["positions"]
+    assert (out["venue"], inv["delta"]) == ("deribit-file", pytest.approx(0.001))
+    assert out["totals"]["BTC"]["delta"] == pytest.approx(0.005)
+    path = str(_write(tmp_path, {**data, "venue": "deribit"}))
+    res = runner.invoke(app, ["greeks", path, "--json", "--venue",
+                              str(tmp_path / "venues" / "db.toml")])  # --venue FILE
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["positions"][0]["delta"] == pytest.approx(0.001)
+    res = runner.invoke(app, ["greeks", path, "--json"])  # the preset: 10 / 100,000
+    assert json.loads(res.output)["positions"][0]["delta"] == pytest.approx(0.0001)
+    # the same errors as margin: exit 2, the key named
+    res = runner.invoke(app, ["greeks", str(_write(tmp_path, {
+        **data, "venue": "venues/nope.toml"}))])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "venue: unknown venue 'venues/nope.toml'" in text, text
+    res = runner.invoke(app, ["greeks", path, "--venue", "nope.toml"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "--venue: unknown venue 'nope.toml'" in text, text
+    (tmp_path / "venues" / "bad.toml").write_text('preset = "deribit"\nmarkts = {}\n')
+    res = runner.invoke(app, ["greeks", str(_write(tmp_path, {
+        **data, "venue": "venues/bad.toml"}))])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "venue:" in text and "markts" in text, text

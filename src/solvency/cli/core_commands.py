@@ -56,7 +56,8 @@ from solvency.engine.portfolio import (
 )
 from solvency.engine.summary import account_entries, replay_summary
 
-__all__ = ["DEMO_EVENTS", "margin", "rebalance", "replay", "replay_summary", "venues"]
+__all__ = ["DEMO_EVENTS", "file_venue", "margin", "rebalance", "replay", "replay_summary",
+           "venue_option", "venues"]
 
 console = Console()
 err = Console(stderr=True)
@@ -126,7 +127,7 @@ def margin(
     account, or one of its isolated positions, is already below maintenance margin.
     """
     try:
-        given = _venue_option(venue)
+        given = venue_option(venue)
         data = load_json_file(portfolio)
         if is_multi_venue(data):
             _margin_venues(data, portfolio, as_json, horizon,
@@ -134,7 +135,7 @@ def margin(
                 "--venue": venue, "--mode": mode, "--shock": shock, "--add": add,
                 "--move": move, "--fees": fees or None, "--max-size": max_size})
             return
-        venue, vfile = given if given is not None else (None, _file_venue(data, portfolio))
+        venue, vfile = given if given is not None else (None, file_venue(data, portfolio))
         grid = load_grid(pm_grid)
         mode_value = None if mode is None else mode.value
         trades = [_parse_trade(t) for t in add or []]
@@ -203,7 +204,7 @@ def _read_venue_file(path: Path, name: str, key: str) -> VenueFile:
     return VenueFile(str(path), venue_data)
 
 
-def _venue_option(venue: str | None) -> tuple[str | None, VenueFile | None] | None:
+def venue_option(venue: str | None) -> tuple[str | None, VenueFile | None] | None:
     """``--venue NAME|FILE`` of a single-venue file (``None``: not given)."""
     if venue is None:
         return None
@@ -212,7 +213,7 @@ def _venue_option(venue: str | None) -> tuple[str | None, VenueFile | None] | No
     return None, _read_venue_file(Path(venue), venue, "--venue")
 
 
-def _file_venue(data: Any, portfolio: Path) -> VenueFile | None:
+def file_venue(data: Any, portfolio: Path) -> VenueFile | None:
     """A single-venue file's ``venue`` when it names a venue file (relative to the
     portfolio file's folder); ``None`` for a preset or none."""
     name = data.get("venue") if isinstance(data, dict) else None

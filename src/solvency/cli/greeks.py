@@ -32,14 +32,16 @@ import numpy as np
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from solvency.adapters.eventlog import load_json_file
+from solvency.cli.core_commands import file_venue, venue_option
 from solvency.cli.tables import print_table
 from solvency.core.model.events import EventError, parse_ts_ms
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
-from solvency.core.model.venue import ConfigError, Venue
+from solvency.core.model.venue import ConfigError, Venue, merge_config
 from solvency.core.options.black76 import DAYS_PER_YEAR, RHO_PER_PERCENT, VEGA_PER_VOL_POINT
 from solvency.core.options.exposure import cash_exposure, greeks_exposure
 from solvency.engine.option_book import (
@@ -50,7 +52,7 @@ from solvency.engine.option_book import (
     iso_ms,
     parse_option_market,
 )
-from solvency.engine.portfolio import PortfolioError, PortfolioFile, portfolio_model
+from solvency.engine.portfolio import PortfolioError, PortfolioFile, VenueFile, portfolio_model
 
 __all__ = ["GreeksError", "evaluate_greeks", "greeks"]
 
@@ -64,10 +66,10 @@ class GreeksError(ValueError):
     """A portfolio file that cannot be valued, naming the offending key."""
 
 
-def _split_markets(m: PortfolioFile, venue: str | None, source: str) -> tuple[
-        Venue, dict[str, OptionSpec]]:
+def _split_markets(m: PortfolioFile, venue: str | None, source: str,
+                   venue_file: VenueFile | None = None) -> tuple[Venue, dict[str, OptionSpec]]:
     venue_name = venue or m.venue or "binance"
-    if venue_name not in PRESETS:
+    if venue_file is None and venue_name not in PRESETS:
         raise GreeksError(f"venue: {venue_name!r} is not one of {preset_names()}")
     options: dict[str, OptionSpec] = {}
     overrides: dict[str, Any] = {}
@@ -76,7 +78,10 @@ def _split_markets(m: PortfolioFile, venue: str | None, source: str) -> tuple[
             options[name] = parse_option_market(name, entry, source=source)
         else:
             overrides[name] = {k: v for k, v in entry.items() if k != "open_interest"}
-    v = venue_from_data({"preset": venue_name, "markets": overrides})
+    if venue_file is None:
+        v = venue_from_data({"preset": venue_name, "markets": overrides})
+    else:  # the portfolio's overrides on top of the file's markets, as solvency margin
+        v = venue_from_data(merge_config(venue_file.data, {"markets": overrides}))
     # the venue's own option markets (Deribit's, in the preset) are options of the file
     # too, so one portfolio file serves solvency margin and solvency greeks
     named = [*m.vols, *(p.market for p in m.account.positions)]
@@ -209,7 +214,8 @@ def _quote_greeks(exposure: list[float], price_coin: float, *, inverse: bool) ->
 
 
 def evaluate_greeks(data: Mapping[str, Any], venue: str | None = None, *,
-                    source: str = "portfolio") -> dict[str, Any]:
+                    source: str = "portfolio",
+                    venue_file: VenueFile | None = None) -> dict[str, Any]:
     """Return the ``solvency greeks --json`` object of a portfolio.
 
     ``positions[]`` carry raw Greeks of ONE contract in its settlement currency (vega per
@@ -220,7 +226,9 @@ def evaluate_greeks(data: Mapping[str, Any], venue: str | None = None, *,
 
     ``data`` is the parsed portfolio file (schema
     :class:`~solvency.engine.portfolio.PortfolioFile`, ``docs/schema/portfolio-v1.json``),
-    ``source`` what error messages call it (the CLI passes its path).
+    ``source`` what error messages call it (the CLI passes its path). ``venue_file``
+    (read by the caller) replaces the preset, the file's ``markets`` applying on top of
+    it, as in ``solvency margin``.
 
     Raises
     ------
@@ -229,15 +237,16 @@ def evaluate_greeks(data: Mapping[str, Any], venue: str | None = None, *,
     """
     try:
         m = portfolio_model(data, source=source)
-        return _evaluate(m, venue, source)
+        return _evaluate(m, venue, source, venue_file)
     except (GreeksError, OptionBookError, ConfigError, PortfolioError) as exc:
         text = str(exc)
         raise GreeksError(text if text.startswith(f"{source}: ") else
                           f"{source}: {text}") from None
 
 
-def _evaluate(m: PortfolioFile, venue: str | None, source: str) -> dict[str, Any]:
-    v, options = _split_markets(m, venue, source)
+def _evaluate(m: PortfolioFile, venue: str | None, source: str,
+              venue_file: VenueFile | None) -> dict[str, Any]:
+    v, options = _split_markets(m, venue, source, venue_file)
     prices = _prices(m, v, options)
     vols = _vols(m, options)
     rate = float(m.rate)
@@ -286,7 +295,7 @@ def _report(venue: str, now_ms: int | None, rate: float, prices: Mapping[str, fl
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")  # [..] in a message is text
     return typer.Exit(2)
 
 
@@ -305,7 +314,8 @@ _CSV_COLUMNS: Final = ("market", "type", "underlying", "expiry", "settle", "size
 
 def greeks(
     portfolio: Annotated[Path, typer.Argument(help="Portfolio JSON file.")],
-    venue: Annotated[str | None, typer.Option(help="Venue preset (overrides the file).")] = None,
+    venue: Annotated[str | None, typer.Option(
+        help="Venue preset or venue file (overrides the file's venue).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (raw Greeks).")] = False,
     positions: Annotated[bool, typer.Option(
         "--positions", help="List every position, however many (default: up to "
@@ -314,12 +324,17 @@ def greeks(
     positions_csv: Annotated[Path | None, typer.Option(
         "--positions-csv", help="Write every position's Greeks to this CSV file.")] = None,
 ) -> None:
-    """Price, delta, gamma, vega, theta and rho of every position, and totals."""
-    if venue is not None and venue not in PRESETS:
-        raise _fail(f"unknown venue {venue!r}; known: {', '.join(preset_names())}")
+    """Price, delta, gamma, vega, theta and rho of every position, and totals.
+
+    The venue (``--venue``, else the file's ``venue``) is a preset or a venue file, read
+    as ``solvency margin`` reads it (the file's relative to the portfolio file).
+    """
     try:
-        report = evaluate_greeks(load_json_file(portfolio), venue, source=str(portfolio))
-    except (ConfigError, GreeksError) as exc:
+        given = venue_option(venue)
+        data = load_json_file(portfolio)
+        name, vfile = given if given is not None else (None, file_venue(data, portfolio))
+        report = evaluate_greeks(data, name, source=str(portfolio), venue_file=vfile)
+    except (ConfigError, GreeksError, PortfolioError) as exc:
         raise _fail(str(exc)) from None
     if positions_csv is not None:
         try:
