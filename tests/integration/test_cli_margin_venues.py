@@ -478,6 +478,25 @@ def test_one_venue_gives_an_options_liquidation_as_its_underlyings_price(
     assert "20084" not in text, text
 
 
+def test_an_isolated_option_is_liquidated_by_its_own_row(tmp_path: Path) -> None:
+    # isolated: the put's row holds 40,000 (a long perp beside it in its own row of 5,000
+    # does not count): 40,000 + 2 (5,000 - p) = 2 (0.075 S + p), 0.15 S + 4 p = 50,000
+    iso = json.loads(json.dumps(OPTIONS))
+    iso["account"] = {"mode": "isolated", "collateral": {"USDC": "60000"}, "positions": [
+        {"market": "BTC-90000-P", "size": "-2", "entry_price": "5000", "margin": "40000"},
+        {"market": "BTC-PERP", "size": "1", "entry_price": "100000", "margin": "5000"}]}
+    code, out = _run(tmp_path, iso, "--json")
+    assert code == 0, out
+    put, perp = json.loads(out)["positions"]
+    s = float(put["liquidation_underlying_price"])
+    lo, hi = 60_000.0, 100_000.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if 0.15 * mid + 4 * _put(mid) > 50_000 else (lo, mid)
+    assert abs(s - lo) < 1.0, (s, lo)
+    assert "liquidation_underlying" not in perp and perp["liquidation_price"] is not None
+
+
 def test_an_option_priced_without_a_vol_has_no_underlying_price(tmp_path: Path) -> None:
     priced = {**OPTIONS, "vols": {}, "prices": {"BTC-PERP": "100000", "BTC-90000-P": "7000"}}
     code, out = _run(tmp_path, priced, "--json")

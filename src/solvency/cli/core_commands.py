@@ -615,11 +615,12 @@ def _print_margin(report: dict[str, Any]) -> None:
                     liq, p["liquidation_probability"] or "none")
     print_table(console, pos)
     if options:
-        console.print("An option's liq. price is its underlying's price at which the "
-                      "account is liquidated, the option re-marked from its vol (premium "
-                      "then: " + ", ".join(f"{p['market']} {p['liquidation_premium']}"
-                                           for p in options if p["liquidation_premium"])
-                      + "); none: no vol to re-mark it, or none within +-50 %.",
+        premiums = ", ".join(f"{p['market']} {p['liquidation_premium']}"
+                             for p in options if p["liquidation_premium"])
+        console.print("An option's liq. price is its underlying's price at which its "
+                      "margin row is liquidated, the option re-marked from its vol"
+                      + (f" (premium then: {premiums})" if premiums else "")
+                      + "; none: no vol to re-mark it, or none within +-50 %.",
                       markup=False, highlight=False, soft_wrap=True)
 
 
