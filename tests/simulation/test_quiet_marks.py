@@ -124,13 +124,13 @@ def _compare(engine: Engine, factor: float) -> tuple[int, int]:
         rows_a, out_a = np.empty(n, dtype=np.int64), np.empty((n, 4))
         mark_holders(slots, st_a, ri_a, book.mk, book.mki, book.tiers, book.ascale,
                      book.asset_price, book.atier_start, book.atier_count, book.atiers,
-                     book.pm, rows_a, out_a)
+                     book.pm, rows_a, out_a, book.row_system, np.zeros(4, dtype=np.int64))
         rows_b, out_b = np.empty(n, dtype=np.int64), np.empty((n, 4))
         emit = np.empty(n, dtype=np.int64)
         k = mark_holders_watch(slots, st_b, ri_b, book.mk, book.mki, book.tiers,
                                book.ascale, book.asset_price, book.atier_start,
                                book.atier_count, book.atiers, book.pm, rows_b, out_b, emit,
-                               w_b, level)
+                               w_b, level, book.row_system, np.zeros(4, dtype=np.int64))
         book.mk[m, MK_MARK] = float(Decimal(book.marks[m]))
         assert np.array_equal(st_a, st_b) and np.array_equal(ri_a, ri_b)
         assert np.array_equal(rows_a, rows_b) and np.array_equal(w_a, w_b)

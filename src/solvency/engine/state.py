@@ -49,6 +49,7 @@ from solvency.core.margin.kernels import (
 )
 from solvency.core.margin.marking import mark_holders, mark_holders_watch
 from solvency.core.margin.models import risk_row
+from solvency.core.margin.totals import holder_totals
 from solvency.core.model.instruments import Instrument
 from solvency.core.model.venue import Venue
 from solvency.core.typing import Float64Array1D, Float64Array2D, Int64Array1D, Int64Array2D
@@ -216,6 +217,13 @@ class Book:
         self.st: Int64Array2D = np.zeros((0, S_COLUMNS), dtype=np.int64)
         self._row_range: Int64Array1D = np.zeros(0, dtype=np.int64)
         self.pos_slot: dict[int, int] = {}  # row * n_markets + market -> slot
+        # Per market, counts the changes of its slots' quanta and of its holders other
+        # than its re-mark (refresh, full re-margin, a fill's touch_rows, a slot opened
+        # or closed): a re-mark's holder totals (mark_totals[m]: the count then and the
+        # four sums) are the market's current ones while its count has not moved
+        # (holder_totals).
+        self.slot_writes = np.zeros(n_m, dtype=np.int64)
+        self.mark_totals: dict[int, tuple[int, int, int, int, int]] = {}
 
     # views of the slot table's columns (read and write through them)
     @property
@@ -378,6 +386,7 @@ class Book:
             s = self.n_slots
             self.n_slots += 1
             self.st = _grow(self.st, self.n_slots, -1)
+        self.slot_writes[m] += 1
         st = self.st
         head = int(self.row_first[r])
         st[s] = (m, r, 0, head, 0, 0, 0, 0)
@@ -393,6 +402,7 @@ class Book:
         fields = st[s].tolist()  # one read of the slot's row (Python ints)
         r = fields[S_ROW]
         m = fields[S_MARKET]
+        self.slot_writes[m] += 1
         a = int(self.mki[m, MKI_SETTLE])
         n_a = len(self.asset_names)
         row_int = self.row_int
@@ -452,6 +462,7 @@ class Book:
         s0 = self.n_slots
         slots = np.arange(s0, s0 + k, dtype=np.int64)
         self.n_slots += k
+        self.slot_writes += 1  # every market
         self.st = _grow(self.st, self.n_slots, -1)
         st = self.st
         st[s0 : s0 + k, S_MARKET] = pos_market[order]
@@ -492,6 +503,7 @@ class Book:
 
     def refresh(self, slots: Int64Array1D) -> None:
         """Re-mark ``slots`` and carry the change into their rows' sums (exact)."""
+        self.slots_written(slots)
         apply_slots(slots, self.st, self.row_int, self.mk, self.mki, self.tiers, self.ascale)
 
     def aggregate(self, rows: Int64Array1D) -> Float64Array2D:
@@ -513,9 +525,11 @@ class Book:
         n = slots.shape[0]
         rows = np.empty(n, dtype=np.int64)
         out = np.empty((n, 4))
+        totals = np.zeros(4, dtype=np.int64)
         mark_holders(slots, self.st, self.row_int, self.mk, self.mki, self.tiers,
                      self.ascale, self.asset_price, self.atier_start, self.atier_count,
-                     self.atiers, self.pm, rows, out)
+                     self.atiers, self.pm, rows, out, self.row_system, totals)
+        self._keep_totals(m, totals)
         return rows, out
 
     def mark_market_watch(self, m: int, level: float
@@ -529,11 +543,36 @@ class Book:
         rows = np.empty(n, dtype=np.int64)
         emit = np.empty(n, dtype=np.int64)
         out = np.empty((n, 4))
+        totals = np.zeros(4, dtype=np.int64)
         k = mark_holders_watch(slots, self.st, self.row_int, self.mk, self.mki, self.tiers,
                                self.ascale, self.asset_price, self.atier_start,
                                self.atier_count, self.atiers, self.pm, rows, out, emit,
-                               self.warned, level)
+                               self.warned, level, self.row_system, totals)
+        self._keep_totals(m, totals)
         return rows, rows[emit[:k]], out[:k]
+
+    def slots_written(self, slots: Int64Array1D) -> None:
+        """Count a change of ``slots``' quanta in their markets (:attr:`slot_writes`)."""
+        if slots.shape[0]:
+            self.slot_writes[self.st[slots, S_MARKET]] += 1
+
+    def _keep_totals(self, m: int, totals: Int64Array1D) -> None:
+        t = totals.tolist()
+        self.mark_totals[m] = (int(self.slot_writes[m]), t[0], t[1], t[2], t[3])
+
+    def holder_totals(self, m: int) -> tuple[int, int, int, int]:
+        """Market ``m``'s holder totals in quanta (:func:`~solvency.core.margin.totals.
+        holder_totals`: ``sum |value|``, initial and maintenance over the user rows'
+        slots, ``sum |value|`` over every holder): those its last re-mark summed when none
+        of its slots' quanta or holders changed since (:attr:`slot_writes`), else one
+        pass over the holders. The same integers either way (tests/simulation/test_mark_totals.py).
+        """
+        kept = self.mark_totals.get(m)
+        if kept is not None and kept[0] == self.slot_writes[m]:
+            return kept[1], kept[2], kept[3], kept[4]
+        n_user, im_user, mm_user, n_all = holder_totals(self.holders[m].view(), self.st,
+                                                        self.row_system)
+        return int(n_user), int(im_user), int(mm_user), int(n_all)
 
     def rows_slots(self, rows: Int64Array1D) -> Int64Array1D:
         """All slots of the given rows."""
@@ -550,6 +589,7 @@ class Book:
     def remargin_all(self) -> Float64Array2D:
         """Full re-margin: every position from scratch, every row's sums rebuilt."""
         n = len(self.rows)
+        self.slot_writes += 1  # every market
         apply_all(self.n_slots, self.st, self.row_int[:n], self.mk, self.mki, self.tiers,
                   self.ascale)
         return self.aggregate(self._all_rows(n))

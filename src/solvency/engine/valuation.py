@@ -67,6 +67,7 @@ def revalue_fill(state: EngineState, slots: list[int], rows: Int64Array1D,
         buf = state.fill_slots[: len(slots)]
         buf[:] = slots
     below = state.fill_below_maintenance
+    book.slots_written(buf)  # touch_rows re-marks them (Book.holder_totals)
     hits = touch_rows(buf, rows, book.st, book.row_int,
                       book.mk, book.mki, book.tiers, book.asset_price, book.ascale,
                       book.atier_start, book.atier_count, book.atiers, book.warned,

@@ -51,7 +51,6 @@ from solvency.core.margin.kernels import (
     S_ROW,
     S_VALUE,
 )
-from solvency.core.margin.totals import holder_totals
 from solvency.core.model.events import Deposit, Price
 from solvency.core.model.venue import Venue
 from solvency.core.oracle import OracleReport
@@ -498,10 +497,9 @@ class _Recorder:
         im_total = notional_total = 0.0
         for m in self.markets:
             mi = self.m_idx[m]
-            # one pass over the holders' slots (the numpy gathers cost ~5 ms a step at
-            # 100,000 accounts)
-            notional_q, im_q, mm_q, notional_all_q = holder_totals(
-                book.holders[mi].view(), book.st, book.row_system)
+            # the sums the market's re-mark took of its holders when nothing changed
+            # their quanta since, else one pass over the holders' slots
+            notional_q, im_q, mm_q, notional_all_q = book.holder_totals(mi)
             notional, im, mm = float(notional_q), float(im_q), float(mm_q)
             s.mm_rate[m][k] = mm / notional if notional > 0 else 0.0
             s.im_rate[m][k] = im / notional if notional > 0 else 0.0

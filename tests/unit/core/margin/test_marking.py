@@ -28,6 +28,7 @@ from solvency.core.margin.kernels import (
     evaluate_rows,
 )
 from solvency.core.margin.marking import PREFETCH_SLOTS, mark_holders, prefetch
+from solvency.core.margin.totals import holder_totals_reference
 from solvency.core.model.presets import load_preset
 from solvency.engine.engine import Engine
 from solvency.engine.inputs import parse_input_line
@@ -71,11 +72,13 @@ def _twin(book: Book, slots: np.ndarray, st: np.ndarray, row_int: np.ndarray,
 
 
 def _run(kernel: Any, book: Book, slots: np.ndarray, st: np.ndarray, row_int: np.ndarray,
-         pm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+         pm: np.ndarray, row_system: np.ndarray, totals: np.ndarray
+         ) -> tuple[np.ndarray, np.ndarray]:
     rows = np.empty(slots.shape[0], dtype=np.int64)
     out = np.empty((slots.shape[0], 4))
     kernel(slots, st, row_int, book.mk, book.mki, book.tiers, book.ascale, book.asset_price,
-           book.atier_start, book.atier_count, book.atiers, pm, rows, out)
+           book.atier_start, book.atier_count, book.atiers, pm, rows, out, row_system,
+           totals)
     return rows, out
 
 
@@ -85,6 +88,9 @@ def _check_every_market(engine: Engine, kernel: Any = mark_holders) -> int:
     pm = book.pm[:n_rows].copy()
     row_int = book.row_int[:n_rows].copy()
     flagged = np.arange(0, n_rows, 2)
+    # every third row counted as a system row: the totals split user and all rows
+    row_system = book.row_system[:n_rows].copy()
+    row_system[::3] = True
     row_int[flagged, 4 * len(book.asset_names) + 1] = 1  # portfolio-margined: pm[r]
     pm[flagged] = np.column_stack([flagged * 1.5 + 7.0, flagged * 0.75 + 3.0])
     checked = 0
@@ -96,8 +102,11 @@ def _check_every_market(engine: Engine, kernel: Any = mark_holders) -> int:
         st_a, ri_a = book.st.copy(), row_int.copy()
         st_b, ri_b = book.st.copy(), row_int.copy()
         rows_a, out_a = _twin(book, slots, st_a, ri_a, pm)
-        rows_b, out_b = _run(kernel, book, slots, st_b, ri_b, pm)
+        totals = np.zeros(4, dtype=np.int64)
+        rows_b, out_b = _run(kernel, book, slots, st_b, ri_b, pm, row_system, totals)
         book.mk[m, MK_MARK] = float(Decimal(book.marks[m]))
+        # the holder totals the kernel sums on the way: those of the re-marked slots
+        assert tuple(totals.tolist()) == holder_totals_reference(slots, st_a, row_system)
         assert np.array_equal(st_a, st_b), book.market_names[m]
         assert np.array_equal(ri_a, ri_b), book.market_names[m]
         assert np.array_equal(rows_a, rows_b), book.market_names[m]
