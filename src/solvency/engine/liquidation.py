@@ -69,6 +69,7 @@ from solvency.core.margin.kernels import (
     OUT_COLLATERAL,
     OUT_MM,
     S_LOTS,
+    S_MARKET,
     S_MM,
     S_ROW,
     S_VALUE,
@@ -1454,6 +1455,42 @@ class Liquidator:
                 ranks[sel] = adl_quintiles(scores[sel], lots[sel])
         by_slot = np.argsort(slots)
         return slots[by_slot], ranks[by_slot]
+
+    def adl_rank_of_slot(self, m: int, s: int) -> int | None:
+        """ADL queue quintile of slot ``s`` in market ``m`` alone, equal to its entry in
+        :meth:`adl_rank_table` (None: not ranked: a system row's or not a holder).
+
+        A count instead of the table's sort (issue 26): the quintile is
+        ``ceil(5 x cum / total)`` with ``cum`` the size of the same side's positions ahead
+        of ``s`` in the queue (a higher score, or the same score and an older row: the
+        table's tie order) plus its own, so one vectorized pass over the side's holders
+        answers it, O(holders), with no argsort of rows and no lexsort of scores.
+        """
+        book = self.ctx.book
+        st = book.st
+        if not 0 <= s < book.n_slots or st[s, S_MARKET] != m or st[s, S_ROW] < 0:
+            return None
+        r0 = int(st[s, S_ROW])
+        if book.row_system[r0]:
+            return None
+        lots0 = int(st[s, S_LOTS])
+        slots = book.holders[m].view()
+        if lots0 == 0:  # held but flat: the table leaves it at 0
+            return 0 if bool((slots == s).any()) else None
+        rows = st[slots, S_ROW]
+        lots = st[slots, S_LOTS]
+        keep = ~book.row_system[rows] & ((lots > 0) if lots0 > 0 else (lots < 0))
+        slots, rows, lots = slots[keep], rows[keep], lots[keep]
+        scores = self._scores(m, slots)
+        own = np.flatnonzero(slots == s)
+        if own.shape[0] != 1:
+            return None
+        s0 = scores[int(own[0])]
+        ahead = (scores > s0) | ((scores == s0) & (rows < r0))
+        absz = np.abs(lots)
+        total = int(absz.sum())
+        cum = int(absz[ahead].sum()) + abs(lots0)
+        return min(max(-((-5 * cum) // total), 1), 5)
 
     def _holders_by_row(self, m: int) -> np.ndarray:
         """Non-system slots of market ``m`` in row order: the ADL queue's tie order.

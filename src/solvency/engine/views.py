@@ -192,8 +192,30 @@ def _position_view(state: EngineState, r: int, rec: list[int], cost_q: int, liq:
     }
 
 
+# One slot's rank counted alone costs a valuation of its side's holders and a pass over
+# them; the market's table adds an argsort of the holders' rows and a lexsort of their
+# scores (~4x one count at 100,000 holders, bench/bench_account_view.py). The first few
+# ranks asked after a state change are counted, later ones read the table.
+ADL_COUNTS_BEFORE_TABLE = 3
+
+
 def adl_rank_of(state: EngineState, m: int, s: int) -> int | None:
-    """ADL queue quintile of slot ``s`` in market ``m`` (None: not ranked)."""
+    """ADL queue quintile of slot ``s`` in market ``m`` (None: not ranked).
+
+    From the market's rank table when it is current (:func:`adl_rank_table_of`);
+    otherwise the first :data:`ADL_COUNTS_BEFORE_TABLE` asks after a state change count
+    the one slot's rank over its side's holders (``Liquidator.adl_rank_of_slot``, the
+    same quintile: no sort of the whole market for one account's view, issue 26), and
+    the next one builds the table.
+    """
+    hit = state.adl_rank_cache.get(m)
+    if hit is None or hit[0] != state.epoch:
+        epoch, counted = state.adl_rank_counts.get(m, (-1, 0))
+        if epoch != state.epoch:
+            counted = 0
+        if counted < ADL_COUNTS_BEFORE_TABLE:
+            state.adl_rank_counts[m] = (state.epoch, counted + 1)
+            return state.liquidator.adl_rank_of_slot(m, s)
     slots, ranks = adl_rank_table_of(state, m)
     i = int(slots.searchsorted(s))
     if i < slots.shape[0] and slots.item(i) == s:
