@@ -44,7 +44,6 @@ def measure(n_accounts: int, rounds: int) -> dict[str, Any]:
     """Build the book of ``n_accounts`` and time the views (CPU microseconds)."""
     sys.path.insert(0, str(HERE))
     from bench_replay import run_apply, write_log
-
     from solvency.core.model.events import Price
 
     with tempfile.TemporaryDirectory() as tmp:

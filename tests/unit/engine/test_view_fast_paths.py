@@ -14,41 +14,13 @@ import pytest
 
 from solvency.engine import views
 from solvency.engine.engine import Engine
-from tests.unit.engine.helpers import apply, engine
-
-
-def _random_book(preset: str, seed: int, n_accounts: int = 40) -> Engine:
-    rng = np.random.default_rng(seed)
-    e = engine(preset)
-    apply(e, "price", market="BTC-PERP", price="100000")
-    apply(e, "price", market="ETH-PERP", price="3000")
-    names = [f"u{i}" for i in range(n_accounts)]
-    settle = e.book.instruments[0].settle
-    for i, a in enumerate(names):
-        if i % 7 == 3:
-            apply(e, "account", account=a, mode="isolated")
-        apply(e, "deposit", account=a, asset=settle,
-              amount=str(int(rng.integers(2_000, 60_000))))
-        if i % 7 == 3:
-            apply(e, "isolated_margin", account=a, market="BTC-PERP", amount="1500")
-    for k in range(3 * n_accounts):
-        buyer, seller = rng.choice(n_accounts, 2, replace=False)
-        btc = k % 3 != 2
-        # sizes from a short list: equal sizes at equal prices give equal scores (ties)
-        size = str(rng.choice(["0.001", "0.002", "0.005", "0.01"]) if btc
-                   else rng.choice(["0.1", "0.2", "0.5"]))
-        price = str(rng.choice(["99900", "100000", "100100"]) if btc
-                    else rng.choice(["2990", "3000", "3010"]))
-        apply(e, "fill", market="BTC-PERP" if btc else "ETH-PERP", buyer=names[buyer],
-              seller=names[seller], size=size, price=price)
-    apply(e, "price", market="BTC-PERP", price="98500")
-    return e
+from tests.unit.engine.helpers import random_book
 
 
 @pytest.mark.parametrize(("preset", "seed"), [("binance", 1), ("binance", 2), ("bitmex", 3),
                                               ("dydx", 4), ("hyperliquid", 6)])
 def test_one_slot_count_equals_the_rank_table(preset: str, seed: int) -> None:
-    e = _random_book(preset, seed)
+    e = random_book(preset, seed)
     liq = e.liquidator
     checked = ties = 0
     for m in range(len(e.book.market_names)):
@@ -69,7 +41,7 @@ def test_one_slot_count_equals_the_rank_table(preset: str, seed: int) -> None:
 
 
 def test_the_view_counts_then_reads_the_table() -> None:
-    e = _random_book("binance", 5)
+    e = random_book("binance", 5)
     accounts = [f"u{i}" for i in range(12)]
     counted = [[p["adl_rank"] for p in e.account_view(a)["positions"]] for a in accounts]
     assert e.adl_rank_cache  # after the first few counts the views built the tables
@@ -82,3 +54,42 @@ def test_the_view_counts_then_reads_the_table() -> None:
             for a in accounts[:2]] == counted[:2]
     assert not e.adl_rank_cache
     assert views.ADL_COUNTS_BEFORE_TABLE >= 1
+
+
+def _all_positions(e: Engine) -> tuple[np.ndarray, np.ndarray]:
+    rows, slots = [], []
+    for r in range(len(e.book.rows)):
+        for s in e.book.row_slots(r):
+            rows.append(r)
+            slots.append(s)
+    return np.array(rows, dtype=np.int64), np.array(slots, dtype=np.int64)
+
+
+@pytest.mark.parametrize(("preset", "seed", "lever", "last_btc"), [
+    ("binance", 11, 1, "98500"), ("binance", 12, 40, "93000"), ("bitmex", 13, 30, "97000"),
+    ("dydx", 14, 30, "104000"), ("drift", 15, 20, "95000"), ("hyperliquid", 16, 25, "99000"),
+])
+def test_liquidation_prices_equal_the_plain_search_to_the_bit(
+        preset: str, seed: int, lever: int, last_btc: str) -> None:
+    """Every position of random books (cross and isolated rows, one or two markets, some
+    below maintenance already, a float-rule, dYdX and Drift integer rules): the searched
+    price is the plain search's float, bit for bit; and most positions took the short
+    path (not the plain search it defers to)."""
+    from solvency.core.margin import kernels
+
+    e = random_book(preset, seed, 60, last_btc=last_btc, lever=lever)
+    b = e.book
+    rows, slots = _all_positions(e)
+    fast = b.liquidation_prices(rows, slots)
+    plain = np.empty(slots.shape[0])
+    args = (b.row_first, b.st, b.row_int, b.mk, b.mki, b.tiers, b.asset_price, b.ascale,
+            b.asset_link, b.atier_start, b.atier_count, b.atiers)
+    kernels.liquidation_prices_reference(rows, slots, *args, plain)
+    assert np.array_equal(fast.view(np.int64), plain.view(np.int64))
+    n_assets = b.ascale.shape[0]
+    scratch = (np.empty(n_assets), *(np.empty(n_assets, dtype=np.int64) for _ in range(4)))
+    shortcut = [kernels._liquidation_price_at(int(r), int(s), *args, *scratch)
+                for r, s in zip(rows.tolist(), slots.tolist(), strict=True)]
+    priced = [x for x in shortcut if x == x and x != -1.0]
+    assert len(priced) >= 20, (preset, len(priced), len(shortcut))
+    assert len(priced) >= 0.8 * int(np.isfinite(plain).sum())

@@ -105,6 +105,7 @@ __all__ = [
     "float_slot_quanta",
     "has_integer_rules",
     "liquidation_prices",
+    "liquidation_prices_reference",
     "margin_crossings",
     "plain_market",
     "plain_slot_quanta",
@@ -1317,14 +1318,16 @@ def _row_health_into(
 
 
 @_jit
-def liquidation_prices(
+def liquidation_prices_reference(
     rows: Int64Array1D, slots: Int64Array1D, row_first: Int64Array1D, st: Int64Array2D,
     row_int: Int64Array2D, mk: Float64Array2D, mki: Int64Array2D, tiers: Float64Array2D,
     px: Float64Array1D, ascale: Float64Array1D, asset_link: Int64Array1D,
     atier_start: Int64Array1D, atier_count: Int64Array1D, atiers: Float64Array2D,
     out: Float64Array1D,
 ) -> None:
-    """Mark of each slot's market at which its row's health turns negative (NaN: never).
+    """:func:`liquidation_prices` by the plain search: every trial price valued.
+
+    Mark of each slot's market at which its row's health turns negative (NaN: never).
 
     From the current mark, step away geometrically in the adverse direction (down for a
     long, up for a short; the favourable one if the row is already below maintenance) to
@@ -1391,3 +1394,219 @@ def liquidation_prices(
             else:
                 b_p = mid
         out[i] = b_p if not neg_lo else a_p
+
+
+@_inline
+def _side_of_zone(price: float, near: float, far: float, down: bool) -> int:
+    # 0: before the zone [near, far] seen from the mark (the mark's sign), 1: past it
+    # (the other sign), 2: inside it (to be valued)
+    if (price >= near) if down else (price <= near):
+        return 0
+    if (price <= far) if down else (price >= far):
+        return 1
+    return 2
+
+
+@_inline
+def _liquidation_price_at(
+    r: int, s: int, row_first: Int64Array1D, st: Int64Array2D, row_int: Int64Array2D,
+    mk: Float64Array2D, mki: Int64Array2D, tiers: Float64Array2D, px: Float64Array1D,
+    ascale: Float64Array1D, asset_link: Int64Array1D, atier_start: Int64Array1D,
+    atier_count: Int64Array1D, atiers: Float64Array2D, p: Float64Array1D,
+    bal: Int64Array1D, val: Int64Array1D, imq: Int64Array1D, mmq: Int64Array1D,
+) -> float:
+    # One position of liquidation_prices; -1.0 (never a price) where it defers to the
+    # plain search. One loop with one valuation site (the valuation is inlined: each more
+    # call site measured slower), its phases: 0 the mark, 1 the plain search's last
+    # trial price, 2-3 secant steps, 4-5 the zone's ends, 6-7 the plain search replayed.
+    m = st[s, S_MARKET]
+    mark0 = float(mk[m, MK_MARK])
+    lots = st[s, S_LOTS]
+    if lots == 0 or not mark0 > 0.0:
+        return -1.0
+    contracts = abs(float(lots)) * mk[m, MK_LOT] * mk[m, MK_CV]
+    step0 = 1.0 / (contracts * ascale[mki[m, MKI_SETTLE]])
+    inverse = mk[m, MK_KIND] == 1.0  # the value moves as 1 / price
+    price = mark0
+    phase = 0
+    down = lots > 0
+    neg0 = False
+    sign = 1.0
+    limit = 0.0
+    near = mark0
+    far = mark0
+    p1 = mark0
+    h1 = 0.0
+    p2 = mark0
+    h2 = 0.0
+    secant_steps = 0
+    near_z = mark0
+    far_z = mark0
+    x = 1e-5
+    lo_x = 0.0
+    a_p = mark0
+    b_p = mark0
+    mids = 0
+    for _ in range(400):
+        h = _row_health_into(r, m, price, row_first, st, row_int, mk, mki, tiers, px, ascale,
+                             asset_link, atier_start, atier_count, atiers, p, bal, val, imq,
+                             mmq)
+        flipped = (h < 0.0) != neg0
+        if phase == 0:  # the mark: which way to search
+            if h < 0.0:
+                down = not down
+            neg0 = h < 0.0
+            h1 = h
+            sign = -1.0 if down else 1.0
+            limit = 25.0 if down else 14.0
+            x_last = 1e-5
+            while x_last * 2.0 <= limit:
+                x_last *= 2.0
+            far = mark0 * math.exp(-x_last if down else x_last)
+            price = far
+            phase = 1
+            continue
+        if phase == 1:  # none at the plain search's last trial price: none before it
+            if not flipped:
+                return math.nan
+            price = mark0 * (1.0 + sign * 1e-3)
+            phase = 2
+            continue
+        if 2 <= phase <= 3:
+            # 1. secant steps kept inside the bracket [near, far] (a bisection step,
+            # geometric over wide brackets, where the secant leaves it) until the bracket
+            # is a few quantum steps of the position's value wide
+            if phase == 3:
+                p1 = p2
+                h1 = h2
+            p2 = price
+            h2 = h
+            if flipped:
+                far = price
+            else:
+                near = price
+            step = step0 * near * near if inverse else step0
+            secant_steps += 1
+            if abs(far - near) > max(16.0 * step, 2.0**-36 * abs(near)) and secant_steps < 60:
+                q = p2 - h2 * (p2 - p1) / (h2 - h1) if h2 != h1 else math.nan
+                if not min(near, far) < q < max(near, far):
+                    lo = min(near, far)
+                    hi = max(near, far)
+                    q = math.sqrt(lo) * math.sqrt(hi) if hi > 4.0 * lo else 0.5 * (lo + hi)
+                price = q
+                phase = 3
+                continue
+            # 2. a zone around it wider than the quantum steps of the position's value
+            # (several sign changes a step or two apart are possible there: the value
+            # and the requirement round to whole quanta at different prices), its ends
+            # checked
+            margin = max(4.0 * abs(far - near), 4.0 * step, 2.0**-40 * abs(near))
+            near_z = near - sign * margin
+            far_z = far + sign * margin
+            if not far_z > 0.0:
+                return -1.0
+            if (near_z <= mark0) if down else (near_z >= mark0):
+                price = near_z
+                phase = 4
+                continue
+            near_z = mark0  # the mark itself is known
+            price = far_z
+            phase = 5
+            continue
+        if phase == 4:
+            if flipped:
+                return -1.0
+            price = far_z
+            phase = 5
+            continue
+        decided = False  # a valued trial price of the replay: its answer is ``flipped``
+        if phase == 5:
+            if not flipped:
+                return -1.0
+            phase = 6
+        else:
+            decided = True
+        # 3. the plain search's own trial prices (liquidation_prices_reference), valued
+        # only inside the zone: before it they keep the mark's sign, past it not
+        while True:
+            if phase == 6:  # stepping away geometrically
+                if x > limit:
+                    return -1.0
+                trial = mark0 * math.exp(-x if down else x)
+                side = 1 if flipped else 0
+                if not decided:
+                    side = _side_of_zone(trial, near_z, far_z, down)
+                decided = False
+                if side == 2:
+                    price = trial
+                    break
+                if side == 1:
+                    a_p = mark0 * math.exp(sign * lo_x)
+                    b_p = mark0 * math.exp(sign * x)
+                    phase = 7
+                    continue
+                lo_x = x
+                x *= 2.0
+                continue
+            # bisecting
+            mid = 0.5 * (a_p + b_p)
+            if mids == 200 or not min(a_p, b_p) < mid < max(a_p, b_p):
+                return b_p if not neg0 else a_p
+            side = 1 if flipped else 0
+            if not decided:
+                side = _side_of_zone(mid, near_z, far_z, down)
+            decided = False
+            if side == 2:
+                price = mid
+                break
+            mids += 1
+            if side == 1:
+                b_p = mid
+            else:
+                a_p = mid
+    return -1.0
+
+
+@_jit
+def liquidation_prices(
+    rows: Int64Array1D, slots: Int64Array1D, row_first: Int64Array1D, st: Int64Array2D,
+    row_int: Int64Array2D, mk: Float64Array2D, mki: Int64Array2D, tiers: Float64Array2D,
+    px: Float64Array1D, ascale: Float64Array1D, asset_link: Int64Array1D,
+    atier_start: Int64Array1D, atier_count: Int64Array1D, atiers: Float64Array2D,
+    out: Float64Array1D,
+) -> None:
+    """Mark of each slot's market at which its row's health turns negative (NaN: never):
+    the answer of :func:`liquidation_prices_reference` (the plain search: a geometric
+    bracket from the mark, then bisection to float precision) with fewer trial prices
+    valued (issue 26).
+
+    The sign change is first located by false position (Illinois) between the mark and
+    the plain search's last trial price (none there: none at all, NaN); a zone around it,
+    wider than the quantum steps of the position's value, is checked at both ends; then
+    the plain search's own trial prices are replayed, valuing only those inside the zone
+    (those before it keep the mark's sign, those past it have left it). Where the health
+    has one sign change on the searched range, or several inside the zone, this is the
+    same float; a check that fails defers to the plain search. About 30 valuations a
+    position instead of about 70.
+    """
+    n_assets = ascale.shape[0]
+    px_at = np.empty(n_assets)
+    bal = np.empty(n_assets, dtype=np.int64)
+    val = np.empty(n_assets, dtype=np.int64)
+    imq = np.empty(n_assets, dtype=np.int64)
+    mmq = np.empty(n_assets, dtype=np.int64)
+    one_row = np.empty(1, dtype=np.int64)
+    one_slot = np.empty(1, dtype=np.int64)
+    one_out = np.empty(1)
+    for i in range(slots.shape[0]):
+        price = _liquidation_price_at(rows[i], slots[i], row_first, st, row_int, mk, mki,
+                                      tiers, px, ascale, asset_link, atier_start,
+                                      atier_count, atiers, px_at, bal, val, imq, mmq)
+        if price == -1.0:
+            one_row[0] = rows[i]
+            one_slot[0] = slots[i]
+            liquidation_prices_reference(one_row, one_slot, row_first, st, row_int, mk, mki,
+                                         tiers, px, ascale, asset_link, atier_start,
+                                         atier_count, atiers, one_out)
+            price = one_out[0]
+        out[i] = price
