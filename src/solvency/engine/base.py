@@ -157,9 +157,9 @@ class EngineState:
         # read-only views cache what they derive from the whole book (ADL ranks) per epoch
         self.epoch = 0
         self.adl_rank_cache: dict[int, tuple[int, Int64Array1D, Int64Array1D]] = {}
-        # market -> (epoch, ranks counted one slot at a time in that epoch): views count a
-        # slot's rank alone until a market's table pays for itself (views.adl_rank_of)
-        self.adl_rank_counts: dict[int, tuple[int, int]] = {}
+        # market -> (epoch, ranks counted in that epoch, the scored holders they were
+        # counted over): views count one slot's rank until the table pays for itself
+        self.adl_rank_counts: dict[int, tuple[int, int, tuple[Any, Any, Any, Any]]] = {}
         self.realized: dict[str, int] = {}  # row name -> realized PnL quanta (reporting)
         book = self.book
         self.tick_value_quanta = [tick_value_quanta_of(venue, i) for i in book.instruments]

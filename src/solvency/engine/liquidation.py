@@ -69,7 +69,6 @@ from solvency.core.margin.kernels import (
     OUT_COLLATERAL,
     OUT_MM,
     S_LOTS,
-    S_MARKET,
     S_MM,
     S_ROW,
     S_VALUE,
@@ -1456,41 +1455,23 @@ class Liquidator:
         by_slot = np.argsort(slots)
         return slots[by_slot], ranks[by_slot]
 
+    def adl_scored_holders(self, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                  np.ndarray]:
+        """Market ``m``'s non-system slots in holder order with their rows, signed lots and
+        ADL scores (:meth:`_scores`, the table's): what :func:`adl_rank_in` counts over."""
+        book = self.ctx.book
+        slots = book.holders[m].view()
+        rows = book.st[slots, S_ROW]
+        keep = ~book.row_system[rows]
+        slots, rows = slots[keep], rows[keep]
+        lots = book.st[slots, S_LOTS]
+        return slots, rows, lots, self._scores(m, slots)
+
     def adl_rank_of_slot(self, m: int, s: int) -> int | None:
         """ADL queue quintile of slot ``s`` in market ``m`` alone, equal to its entry in
-        :meth:`adl_rank_table` (None: not ranked: a system row's or not a holder).
-
-        A count instead of the table's sort (issue 26): the quintile is
-        ``ceil(5 x cum / total)`` with ``cum`` the size of the same side's positions ahead
-        of ``s`` in the queue (a higher score, or the same score and an older row: the
-        table's tie order) plus its own, so one vectorized pass over the side's holders
-        answers it, O(holders), with no argsort of rows and no lexsort of scores.
-        """
-        book = self.ctx.book
-        st = book.st
-        if not 0 <= s < book.n_slots or st[s, S_MARKET] != m or st[s, S_ROW] < 0:
-            return None
-        r0 = int(st[s, S_ROW])
-        if book.row_system[r0]:
-            return None
-        lots0 = int(st[s, S_LOTS])
-        slots = book.holders[m].view()
-        if lots0 == 0:  # held but flat: the table leaves it at 0
-            return 0 if bool((slots == s).any()) else None
-        rows = st[slots, S_ROW]
-        lots = st[slots, S_LOTS]
-        keep = ~book.row_system[rows] & ((lots > 0) if lots0 > 0 else (lots < 0))
-        slots, rows, lots = slots[keep], rows[keep], lots[keep]
-        scores = self._scores(m, slots)
-        own = np.flatnonzero(slots == s)
-        if own.shape[0] != 1:
-            return None
-        s0 = scores[int(own[0])]
-        ahead = (scores > s0) | ((scores == s0) & (rows < r0))
-        absz = np.abs(lots)
-        total = int(absz.sum())
-        cum = int(absz[ahead].sum()) + abs(lots0)
-        return min(max(-((-5 * cum) // total), 1), 5)
+        :meth:`adl_rank_table` (None: not ranked: a system row's or not a holder), by
+        :func:`adl_rank_in` over :meth:`adl_scored_holders`: no sort (issue 26)."""
+        return adl_rank_in(self.adl_scored_holders(m), s)
 
     def _holders_by_row(self, m: int) -> np.ndarray:
         """Non-system slots of market ``m`` in row order: the ADL queue's tie order.
@@ -1514,3 +1495,31 @@ def _format_price(x: float) -> str:
     if not math.isfinite(x):
         return ""
     return f"{x:.8g}"
+
+
+def adl_rank_in(scored: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                s: int) -> int | None:
+    """ADL quintile of slot ``s`` among ``scored = (slots, rows, lots, scores)``
+    (:meth:`Liquidator.adl_scored_holders`), equal to its entry in
+    :meth:`Liquidator.adl_rank_table`; None when ``s`` is not among them, 0 for a flat one.
+
+    The table sorts each side by score (ties to the older row) and gives a position
+    ``ceil(5 x cum / total)``, ``cum`` the side's size up to and including it; so one
+    pass counts it: the size of the side's positions with a higher score, or the same
+    score and a lower row number, plus its own (issue 26: no sort for one account's view).
+    """
+    slots, rows, lots, scores = scored
+    own = np.flatnonzero(slots == s)
+    if own.shape[0] != 1:
+        return None
+    i = int(own[0])
+    lots0 = int(lots[i])
+    if lots0 == 0:
+        return 0
+    side = (lots > 0) if lots0 > 0 else (lots < 0)
+    s0 = scores[i]
+    ahead = side & ((scores > s0) | ((scores == s0) & (rows < rows[i])))
+    absz = np.abs(lots)
+    total = int(absz[side].sum())
+    cum = int(absz[ahead].sum()) + abs(lots0)
+    return min(max(-((-5 * cum) // total), 1), 5)

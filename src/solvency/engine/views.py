@@ -25,6 +25,7 @@ from solvency.core.margin.kernels import (
     OUT_EQUITY,
     OUT_IM,
     OUT_MM,
+    S_COST,
     S_IM,
     S_LOTS,
     S_MARKET,
@@ -35,6 +36,7 @@ from solvency.core.options import black76_greeks
 from solvency.core.options.exposure import greeks_exposure as core_greeks_exposure
 from solvency.core.volatility import liquidation_probability_driftless
 from solvency.engine.base import MS_PER_YEAR, EngineState, format_number
+from solvency.engine.liquidation import adl_rank_in
 from solvency.engine.marks import volatility
 
 __all__ = [
@@ -131,8 +133,7 @@ def _position_views(state: EngineState, row_list: list[int], slot_list: list[int
     book = state.book
     row_arr = np.array(row_list, dtype=np.int64)
     liq = book.liquidation_prices(row_arr, slot_arr)
-    records = book.st[slot_arr].tolist()  # market, row, lots, ..., value, im, mm
-    costs = book.slot_cost[slot_arr].tolist()
+    records = book.st[slot_arr].tolist()  # market, row, lots, next, cost, value, im, mm
     markets = [rec[S_MARKET] for rec in records]
     vols = [volatility(state, m) for m in markets]
     marks = book.marks
@@ -144,8 +145,8 @@ def _position_views(state: EngineState, row_list: list[int], slot_list: list[int
     liq_list = liq.tolist()
     positions = []
     for i, (r, s, m) in enumerate(zip(row_list, slot_list, markets, strict=True)):
-        view = _position_view(state, r, records[i], costs[i], liq_list[i], vols[i],
-                              prob[i])
+        rec = records[i]
+        view = _position_view(state, r, rec, rec[S_COST], liq_list[i], vols[i], prob[i])
         view["adl_rank"] = adl_rank_of(state, m, s)
         positions.append(view)
     if len(positions) > 1:
@@ -192,11 +193,12 @@ def _position_view(state: EngineState, r: int, rec: list[int], cost_q: int, liq:
     }
 
 
-# One slot's rank counted alone costs a valuation of its side's holders and a pass over
-# them; the market's table adds an argsort of the holders' rows and a lexsort of their
-# scores (~4x one count at 100,000 holders, bench/bench_account_view.py). The first few
-# ranks asked after a state change are counted, later ones read the table.
-ADL_COUNTS_BEFORE_TABLE = 3
+# A market's holders scored once per state change (a valuation of their rows), one slot's
+# rank is then a count over them (a few numpy passes); the rank table adds an argsort of
+# rows and a lexsort of scores, ~4x the scoring (bench/bench_account_view.py), after which
+# a rank is a binary search. The first ranks asked after a state change are counted, from
+# this many on the table is built and read.
+ADL_COUNTS_BEFORE_TABLE = 32
 
 
 def adl_rank_of(state: EngineState, m: int, s: int) -> int | None:
@@ -204,18 +206,19 @@ def adl_rank_of(state: EngineState, m: int, s: int) -> int | None:
 
     From the market's rank table when it is current (:func:`adl_rank_table_of`);
     otherwise the first :data:`ADL_COUNTS_BEFORE_TABLE` asks after a state change count
-    the one slot's rank over its side's holders (``Liquidator.adl_rank_of_slot``, the
-    same quintile: no sort of the whole market for one account's view, issue 26), and
-    the next one builds the table.
+    the one slot's rank over the market's holders, scored once for that state
+    (``liquidation.adl_rank_in``, the same quintile: no sort of the whole market for one
+    account's view, issue 26), and the next one builds the table.
     """
     hit = state.adl_rank_cache.get(m)
     if hit is None or hit[0] != state.epoch:
-        epoch, counted = state.adl_rank_counts.get(m, (-1, 0))
-        if epoch != state.epoch:
-            counted = 0
-        if counted < ADL_COUNTS_BEFORE_TABLE:
-            state.adl_rank_counts[m] = (state.epoch, counted + 1)
-            return state.liquidator.adl_rank_of_slot(m, s)
+        counted = state.adl_rank_counts.get(m)
+        if counted is None or counted[0] != state.epoch:
+            counted = (state.epoch, 0, state.liquidator.adl_scored_holders(m))
+        if counted[1] < ADL_COUNTS_BEFORE_TABLE:
+            state.adl_rank_counts[m] = (state.epoch, counted[1] + 1, counted[2])
+            return adl_rank_in(counted[2], s)
+        state.adl_rank_counts.pop(m, None)
     slots, ranks = adl_rank_table_of(state, m)
     i = int(slots.searchsorted(s))
     if i < slots.shape[0] and slots.item(i) == s:

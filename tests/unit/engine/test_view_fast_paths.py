@@ -41,19 +41,31 @@ def test_one_slot_count_equals_the_rank_table(preset: str, seed: int) -> None:
 
 
 def test_the_view_counts_then_reads_the_table() -> None:
+    """After a state change the views count ranks over the holders scored once, then
+    build the table; every rank shown equals the table's, before and after."""
     e = random_book("binance", 5)
-    accounts = [f"u{i}" for i in range(12)]
-    counted = [[p["adl_rank"] for p in e.account_view(a)["positions"]] for a in accounts]
-    assert e.adl_rank_cache  # after the first few counts the views built the tables
-    tabled = [[p["adl_rank"] for p in e.account_view(a)["positions"]] for a in accounts]
-    assert counted == tabled
-    assert any(r is not None for rs in counted for r in rs)
-    e.adl_rank_cache.clear()
-    e.epoch += 1  # as after a state change: the first asks count again
-    assert [[p["adl_rank"] for p in e.account_view(a)["positions"]]
-            for a in accounts[:2]] == counted[:2]
-    assert not e.adl_rank_cache
-    assert views.ADL_COUNTS_BEFORE_TABLE >= 1
+    table = {}
+    for m in range(2):
+        slots, ranks = e.liquidator.adl_rank_table(m)
+        table.update({(m, s): r for s, r in zip(slots.tolist(), ranks.tolist(), strict=True)})
+    index = e.book.market_index
+
+    def shown(a: str) -> list[tuple[int | None, int | None]]:
+        rows = e.book.account_rows[a]
+        out = []
+        for p in e.account_view(a)["positions"]:
+            m = index[p["market"]]
+            s = next(s for r in rows for s in e.book.row_slots(r) if e.book.st[s, 0] == m)
+            out.append((p["adl_rank"], table.get((m, s))))
+        return out
+
+    first = shown("u0")
+    assert not e.adl_rank_cache and e.adl_rank_counts  # counted, no table yet
+    pairs = first + [x for i in range(1, 40) for x in shown(f"u{i}")]
+    assert e.adl_rank_cache  # past ADL_COUNTS_BEFORE_TABLE asks the table was built
+    assert all(got == want for got, want in pairs)
+    assert len({got for got, _ in pairs}) >= 3
+    assert len(pairs) > views.ADL_COUNTS_BEFORE_TABLE
 
 
 def _all_positions(e: Engine) -> tuple[np.ndarray, np.ndarray]:
