@@ -46,9 +46,18 @@ import numpy as np
 from solvency.core.margin.kernels import OUT_COLLATERAL, OUT_MM
 from solvency.core.model.events import Deposit
 from solvency.core.typing import Int64Array1D
+from solvency.engine.engine import Engine
 from solvency.sim.market import DAYS_PER_YEAR, ImpactLiquidity, sqrt_impact
 from solvency.sim.paths import PathSet
-from solvency.sim.run import Progress, RunResult, VenueStep, build_paths, run_named, venue_steps
+from solvency.sim.run import (
+    Progress,
+    RunResult,
+    VenueStep,
+    build_paths,
+    path_price,
+    run_named,
+    venue_steps,
+)
 from solvency.sim.scenario import (
     CollateralBookSpec,
     LiquidityLinkSpec,
@@ -563,17 +572,19 @@ class CollateralBooks:
                 src = self.source[(v, asset)]
                 if book.flow:
                     # the book right after the sales, before it recovers toward R
-                    low = book.price(self._reference(book, asset, src, book.now_ms))
+                    low = book.price(self._reference(book, asset, src, book.now_ms,
+                                                     s.engine))
                     book.low = min(book.low, low)
                 book.advance(s.now_ms)
-                ref = self._reference(book, asset, src, s.now_ms)
+                ref = self._reference(book, asset, src, s.now_ms, s.engine)
                 s.book_prices[(asset, src)] = book.price(ref)
 
-    def _reference(self, book: CollateralBook, asset: str, src: str, now_ms: int
-                   ) -> Decimal:
-        """``R``: the scenario's path of the source at ``now_ms``, else the start price."""
+    def _reference(self, book: CollateralBook, asset: str, src: str, now_ms: int,
+                   engine: Engine) -> Decimal:
+        """``R``: the scenario's path of the source at ``now_ms`` (a relative path at the
+        asset's redemption value in ``engine`` now), else the start price."""
         path = self.paths.get((asset, src))
-        ref = path.price(now_ms) if path is not None else None
+        ref = path_price(engine, path, now_ms) if path is not None else None
         return book.start_price if ref is None else ref
 
     def metrics(self) -> dict[str, Any]:
@@ -596,13 +607,16 @@ class CollateralBooks:
 def run_linked(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str | None]],
                links: Sequence[str], paths: Mapping[str, PathSet], *,
                progress: Progress | None = None,
-               left_out: Mapping[str, tuple[Scenario, str | None]] | None = None
+               left_out: Mapping[str, tuple[Scenario, str | None]] | None = None,
+               engines: dict[str, Engine] | None = None
                ) -> tuple[dict[str, RunResult], dict[str, Any]]:
     """Run named ``(scenario, preset)`` venues in lockstep on ``paths`` with ``links``;
     return each venue's result and the arbitrageurs' metrics (empty without the
     liquidity link). ``left_out``: the scenario's venues not in ``runs`` (a
     leave-one-out run); with the traders link their first step is loaded so that the
-    shared traders and their wallets are those of the run with every venue."""
+    shared traders and their wallets are those of the run with every venue. ``engines``,
+    when given, gets each venue's engine (after the run: its state at the end, e.g. for
+    per-account figures; scripts/depeg_rule.py)."""
     gens = {name: venue_steps(sc, venue=preset, paths=paths)
             for name, (sc, preset) in runs.items()}
     live: dict[str, VenueStep] = {}
@@ -612,6 +626,9 @@ def run_linked(scenario: Scenario, runs: Mapping[str, tuple[Scenario, str | None
             live[name] = next(gen)
         except StopIteration as done:
             results[name] = done.value
+        else:
+            if engines is not None:
+                engines[name] = live[name].engine
     arbs = None
     traders = None
     if "traders" in links and live:

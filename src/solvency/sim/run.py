@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from multiprocessing import get_context
 from queue import Empty
 from typing import Any
@@ -76,7 +76,7 @@ from solvency.sim.option_holders import (
 from solvency.sim.oracle_feed import OracleFeed
 from solvency.sim.paths import MS_PER_YEAR, PathSet, ReplaySpec, simulate_assets
 from solvency.sim.population import Population, generate_population, load_population
-from solvency.sim.scenario import Scenario, ScenarioError
+from solvency.sim.scenario import CollateralPath, Scenario, ScenarioError
 
 __all__ = [
     "MonteCarloResult",
@@ -84,7 +84,9 @@ __all__ = [
     "RunResult",
     "VenueStep",
     "build_paths",
+    "path_price",
     "realized_vol",
+    "redemption_multiple",
     "run_compare",
     "run_monte_carlo",
     "run_named",
@@ -549,7 +551,7 @@ def _rows_snapshot(engine: Engine) -> dict[str, Any]:
 def _who_was_hit(start: dict[str, Any], low: dict[str, Any] | None, low_ms: int,
                  liquidated: set[str], liq_map: list[dict[str, Any]]) -> dict[str, Any]:
     hit = np.array([r in liquidated for r in start["rows"]], dtype=np.bool_)
-    return {"margin_ratio_start": start["margin_ratio"],
+    return {"rows": start["rows"], "margin_ratio_start": start["margin_ratio"],
             "margin_ratio_low": (low or start)["margin_ratio"], "low_ms": low_ms,
             "leverage_start": start["leverage"], "liquidated": hit,
             "notional_start": start["notional"],
@@ -557,6 +559,45 @@ def _who_was_hit(start: dict[str, Any], low: dict[str, Any] | None, low_ms: int,
                                                 if k != "shock"}}
                                 for s, row in zip(LIQUIDATION_MAP_SHOCKS, liq_map,
                                                   strict=True)]}
+
+
+def _reads(venue: Venue, path: CollateralPath) -> bool:
+    """Whether ``venue`` values ``path.asset`` by a rule with the path's source."""
+    asset = venue.assets.get(path.asset)
+    rule = None if asset is None else asset.valuation
+    return rule is not None and any(x.source == path.source for x in rule.sources)
+
+
+def path_price(engine: Engine, path: CollateralPath, now_ms: int) -> Decimal | None:
+    """A collateral path's price at ``now_ms`` in USD: a relative path's multiple times
+    the asset's redemption value in ``engine`` now (:func:`redemption_multiple`)."""
+    value = path.price(now_ms)
+    if value is not None and path.relative:
+        return redemption_multiple(engine, path.asset, value)
+    return value
+
+
+def redemption_multiple(engine: Engine, asset: str, multiple: Decimal) -> Decimal | None:
+    """``multiple`` x ``asset``'s redemption value now: its rule's redemption sources
+    (rate x the underlying's price in the engine; their mean) at the step's start (the
+    underlying's last mark or report), floored to 1e-8; None while the underlying has no
+    price."""
+    rule = engine.venue.assets[asset].valuation
+    assert rule is not None
+    num = Decimal(0)
+    den = Decimal(0)
+    book = engine.book
+    for src in rule.sources:
+        if src.kind != "redemption" or src.rate is None or src.underlying is None:
+            continue
+        px = book.asset_price_exact[book.asset_index[src.underlying]]
+        if px is None:
+            return None
+        num += src.rate * px
+        den += 1
+    if den == 0:
+        return None
+    return (multiple * num / den).quantize(Decimal("1e-8"), rounding=ROUND_FLOOR)
 
 
 def _tick_round(price: float, tick: Decimal) -> Decimal:
@@ -791,6 +832,19 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
     if scenario.insurance_fund > 0:
         engine.apply(Deposit(id="scenario:fund", account=INSURANCE_ROW, asset=settle,
                              amount=scenario.insurance_fund))
+    # the collateral paths this venue's rule reads (a multi-venue scenario's paths go to
+    # the venues that value the asset by rule with that source); a path that has a price
+    # at the start reports it now, before the accounts load: an asset redeemed into
+    # another (BNSOL into SOL's index) has no value until its underlying is reported
+    collateral_paths = [c for c in scenario.collateral_reports if _reads(v, c)]
+    reported: dict[tuple[str, str], Decimal] = {}
+    for path in collateral_paths:
+        value = None if path.relative else path.price(int(ts[0]))
+        if value is not None:
+            reported[(path.asset, path.source)] = value
+            engine.apply(OracleReport(id=f"start:{path.asset}:{path.source}",
+                                      source=path.source, price=value, ts_ms=int(ts[0]),
+                                      asset=path.asset))
     load_population(engine, pop, ts_ms=int(ts[0]),
                     portfolio=None if grid is None or opt is None else opt.holders)
     vols = {m: realized_vol(ts, prices[m], scenario.vol_window) for m in markets}
@@ -825,7 +879,6 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
     violation = ""
     flat = _FlatWatch(engine, crew.traded)
     n = ts.shape[0]
-    reported: dict[tuple[str, str], Decimal] = {}
     for k in range(1, n):
         now = int(ts[k])
         rec.begin_step()
@@ -838,11 +891,13 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
                           sales=rec.take_sales())
         yield pause
         rec.events(k, crew.before_prices(now, index))
-        # a collateral source's price: the scenario's path, or the collateral link's book
-        # where the link set one at the pause (it takes the path in as its reference)
+        # a collateral source's price: the scenario's path (a relative one at the
+        # redemption value now), or the collateral link's book where the link set one at
+        # the pause (it takes the path in as its reference)
         booked = pause.book_prices
-        sources = [(p.asset, p.source, booked.get((p.asset, p.source), p.price(now)))
-                   for p in scenario.collateral_reports]
+        sources = [(p.asset, p.source, booked.get((p.asset, p.source),
+                                                  path_price(engine, p, now)))
+                   for p in collateral_paths]
         paths_of = {(a, src) for a, src, _ in sources}
         for a, src in booked.keys() - paths_of:
             # a book without a path: compared with its source's last report (the start)

@@ -558,6 +558,13 @@ class _VenueEntry(BaseModel):
                                   "venue (enabled = false: off) with its keys over the "
                                   "scenario's table of that agent; an agent not given "
                                   "here runs as the scenario's [agents] says.")
+    collateral_mix: dict[str, float] | None = Field(
+        default=None, description="This venue's population posts this collateral mix "
+                                  "instead of [population] collateral_mix (assets of this "
+                                  "venue; e.g. Binance's valued USDe and wBETH).")
+    collateral_prices: dict[str, float] | None = Field(
+        default=None, description="Start prices of this venue's valued collateral "
+                                  "instead of [population] collateral_prices.")
 
 
 class _LiquidityLink(BaseModel):
@@ -618,6 +625,10 @@ class _CollateralReports(BaseModel):
     source: str
     at: list[Timestamp]
     price: list[float | str]
+    relative: bool = Field(default=False, description=(
+        "price is a multiple of the asset's redemption value (its rule's rate x the "
+        "underlying's price in the venue) at each step, not USD: 1 at the peg, 0.1075 "
+        "for wBETH's book at 430 when 1.07 x ETH is 4,002"))
 
 
 class _Links(BaseModel):
@@ -743,6 +754,7 @@ class CollateralPath:
     source: str
     ts_ms: tuple[int, ...]
     prices: tuple[Decimal, ...]
+    relative: bool = False  # prices are multiples of the asset's redemption value
 
     def price(self, now_ms: int) -> Decimal | None:
         """The source's price at ``now_ms`` (None before the first point)."""
@@ -812,6 +824,8 @@ class VenueSpec(NamedTuple):
     liquidity: Mapping[str, Mapping[str, Any]] | None = None  # own tables, by market
     venue_file: Mapping[str, Any] | None = None  # a venue file's data (preset: its path)
     agents: AgentsSpec | None = None  # None: the scenario's [agents]
+    collateral_mix: Mapping[str, float] | None = None  # None: the population's
+    collateral_prices: Mapping[str, float] | None = None  # None: the population's
 
     @property
     def run_preset(self) -> str | None:
@@ -846,6 +860,13 @@ class VenueSpec(NamedTuple):
             out = replace(out, population=replace(
                 pop, n_accounts=max(1, round(pop.n_accounts * share)),
                 open_interest_base={m: v * share for m, v in pop.open_interest_base.items()}))
+        if self.collateral_mix is not None or self.collateral_prices is not None:
+            pop = out.population
+            out = replace(out, population=replace(
+                pop, collateral_mix=dict(pop.collateral_mix if self.collateral_mix is None
+                                         else self.collateral_mix),
+                collateral_prices=dict(pop.collateral_prices if self.collateral_prices
+                                       is None else self.collateral_prices)))
         return out
 
 
@@ -1421,9 +1442,18 @@ def _check_venues(scenario: Scenario, source: str) -> None:
             raise ScenarioError(f"{key}.name: {name!r} is named twice")
         seen.add(name)
         try:
-            venue = spec.scenario_of(scenario).venue(spec.run_preset)
+            sub = spec.scenario_of(scenario)
+        except ValueError as exc:  # the entry's collateral_mix or collateral_prices
+            raise ScenarioError(f"{key}.collateral_mix: {exc}") from None
+        try:
+            venue = sub.venue(spec.run_preset)
         except ScenarioError as exc:
             raise ScenarioError(f"{key}.{field_}: {exc}") from None
+        unknown = sorted(set(sub.population.collateral_mix) - set(venue.assets))
+        if unknown:
+            where = ("collateral_mix" if spec.collateral_mix is not None
+                     else "population.collateral_mix (give the entry its own)")
+            raise ScenarioError(f"{key}.{where}: {unknown} are not assets of {preset!r}")
         missing = sorted(set(scenario.markets) - set(venue.markets))
         if missing:
             raise ScenarioError(f"{key}.{field_}: {missing} are not markets of {preset!r}")
@@ -1544,7 +1574,7 @@ def _collateral_reports(items: list[_CollateralReports], source: str
             raise ScenarioError(f"{key}.at: times must increase")
         if any(not (p.is_finite() and p > 0) for p in prices):
             raise ScenarioError(f"{key}.price: prices must be positive")
-        out.append(CollateralPath(c.asset, c.source, ts, prices))
+        out.append(CollateralPath(c.asset, c.source, ts, prices, c.relative))
     return tuple(out)
 
 
@@ -1617,7 +1647,8 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
                                v.depth_scale, {m: x.model_dump()
                                                for m, x in v.liquidity.items()} or None,
                                _venue_file(v, i, source, base_dir),
-                               _venue_agents(f.agents, v.agents, i, source))
+                               _venue_agents(f.agents, v.agents, i, source),
+                               v.collateral_mix, v.collateral_prices)
                      for i, v in enumerate(f.venues)),
         links=_links(f.links, source),
         collateral_reports=_collateral_reports(f.collateral_reports, source),
@@ -1628,16 +1659,27 @@ def parse_scenario_data(data: Mapping[str, Any], *, source: str = "<scenario>",
         raise ScenarioError(f"{source}: {exc}") from None
     _check_venues(scenario, source)
     _check_collateral_link(scenario, source)
+    # a multi-venue run reports each path to the venues whose rule values the asset
+    # (Binance's own books print in Binance's venue only); at least one must
+    ruled = [venue_obj] if not scenario.venues else [
+        v.scenario_of(scenario).venue(v.run_preset) for v in scenario.venues]
     for i, c in enumerate(scenario.collateral_reports):
-        asset = venue_obj.assets.get(c.asset)
-        rule = None if asset is None else asset.valuation
-        if rule is None:
+        rules = [r for r in (v.assets[c.asset].valuation for v in ruled
+                             if c.asset in v.assets) if r is not None]
+        if not rules:
             raise ScenarioError(f"{source}: collateral_reports[{i}].asset: {c.asset!r} is "
-                                "not valued by rule in this venue (assets.X.valuation)")
-        names = [x.source for x in rule.sources if x.kind != "redemption"]
+                                "not valued by rule in this venue (assets.X.valuation)"
+                                if not scenario.venues else
+                                f"{source}: collateral_reports[{i}].asset: {c.asset!r} is "
+                                "not valued by rule in any of [[venues]]")
+        names = sorted({x.source for r in rules for x in r.sources if x.kind != "redemption"})
         if c.source not in names:
             raise ScenarioError(f"{source}: collateral_reports[{i}].source: {c.asset} is "
                                 f"reported by sources {names}, not {c.source!r}")
+        if c.relative and not all(any(x.kind == "redemption" for x in r.sources)
+                                  for r in rules):
+            raise ScenarioError(f"{source}: collateral_reports[{i}].relative: {c.asset} "
+                                "has no redemption source to be relative to")
     missing = sorted(set(scenario.markets) - set(venue_obj.markets))
     if missing:
         raise ScenarioError(f"{source}: market.markets: {missing} are not markets of venue "
