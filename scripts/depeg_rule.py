@@ -20,6 +20,10 @@ keeps the scenario's open interest (fewer, larger accounts); ``--start``/``--end
 the replay's window. The liquidity and traders links of the scenario are on
 (``--links none`` switches them off); the leave-one-out and single-venue runs of
 ``solvency simulate`` are not made.
+
+"Liquidated" is the run's flag (``who_was_hit``, as ``accounts_liquidated``): an account
+the venue closed wholly by ADL after its margin call, with no liquidation event at a
+price, is not flagged; the USD figures (equity at the end) count it.
 """
 
 from __future__ import annotations
