@@ -116,8 +116,8 @@ def test_the_documented_venue_agents_parse() -> None:
 @pytest.mark.parametrize(("table", "message"), [
     pytest.param("[venues.agentz]\n",
                  "venues[1].agentz: unknown key; did you mean 'agents'? expected one of: "
-                 "agents, depth_scale, insurance_fund, liquidity, name, population_share, "
-                 "preset, venue", id="unknown-table"),
+                 "agents, collateral_mix, collateral_prices, depth_scale, insurance_fund, "
+                 "liquidity, name, population_share, preset, venue", id="unknown-table"),
     pytest.param("[venues.agents.liquidator]\ncapitl_quote = 1\n",
                  "venues[1].agents.liquidator.capitl_quote: unknown key; did you mean "
                  "'capital_quote'?", id="unknown-key"),
