@@ -895,16 +895,19 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
         # redemption value now), or the collateral link's book where the link set one at
         # the pause (it takes the path in as its reference)
         booked = pause.book_prices
-        sources = [(p.asset, p.source, booked.get((p.asset, p.source),
-                                                  path_price(engine, p, now)))
-                   for p in collateral_paths]
+        sources: list[tuple[str, str, CollateralPath | Decimal]] = [
+            (p.asset, p.source, booked.get((p.asset, p.source), p)) for p in collateral_paths]
         paths_of = {(a, src) for a, src, _ in sources}
         for a, src in booked.keys() - paths_of:
             # a book without a path: compared with its source's last report (the start)
             last = engine.collateral.reports[engine.book.asset_index[a]].get(src)
             reported.setdefault((a, src), last[0] if last is not None else Decimal(0))
         sources += [(a, src, v) for (a, src), v in booked.items() if (a, src) not in paths_of]
-        for asset, source, value in sources:
+        for asset, source, item in sources:
+            # a path's price read in the file's order, after the reports before it (a
+            # relative BNSOL book reads the SOL index reported just above it)
+            value = (path_price(engine, item, now) if isinstance(item, CollateralPath)
+                     else item)
             if value is not None and value != reported.get((asset, source)):
                 reported[(asset, source)] = value
                 out = crew.apply(OracleReport(id=f"step:{k}:{asset}:{source}",
