@@ -12,7 +12,10 @@ compiles the kernels. The issue's targets: the linked run in at most 3x one sing
 run; with the links off, at most 1.1x the sum of the single-venue runs (the runs alone
 *are* the unlinked run: ``run_venues`` with no link runs each venue's single-venue run).
 
-Run: ``.venv/bin/python bench/bench_contagion.py --accounts 10000``.
+Run: ``.venv/bin/python bench/bench_contagion.py --accounts 10000``. With ``--scenario
+scenarios/crash_2025_10_10.toml`` the same three venues run the real 2025-10-10 window
+(Binance's perp bars, that file's calibrated population resized to ``--accounts``) instead
+of the bundled default: the issue's "same window".
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from solvency.sim.scenario import (
     TradersLinkSpec,
     VenueSpec,
     default_scenario,
+    load_scenario,
 )
 
 PRESETS = ("binance", "dydx", "hyperliquid")
@@ -38,9 +42,12 @@ PRESETS = ("binance", "dydx", "hyperliquid")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--scenario", default=None,
+                        help="A single-venue scenario file (default: the bundled default).")
     args = parser.parse_args()
     print(describe())
-    base = default_scenario()
+    base = default_scenario() if args.scenario is None else load_scenario(args.scenario)
+    print(f"scenario: {args.scenario or 'bundled default'}, {args.accounts:,} accounts a venue")
     scenario = replace(
         base, population=replace(base.population, n_accounts=args.accounts),
         venues=tuple(VenueSpec(p, p) for p in PRESETS),
