@@ -330,6 +330,52 @@ def test_a_transfer_landing_after_the_liquidation_is_not_counted(tmp_path: Path)
     assert code == 2 and "--move-during-delay" in out, out
 
 
+def _long_short(binance: str, dydx: str) -> dict[str, object]:
+    data = {"venues": [_venue("binance", "USDT", binance, "1"),
+                       _venue("dydx", "USDC", dydx, "-1")]}
+    for v in data["venues"]:
+        v["volatility"] = {"BTC-PERP": "0.8"}
+    return data
+
+
+def test_a_long_and_a_short_compare_on_log_distance_and_no_donor_is_exposed(
+        tmp_path: Path) -> None:
+    # binance long 1 BTC on 26,320 USDT: (99,950 - 26,320) / 0.995 = 74,000 (-26 %);
+    # dydx short 1 BTC on 35,608 USDC: 35,608 - (P - 100,000) = 0.012 P -> P = 134,000
+    # (+34 %). In log price dydx is the closer (ln 1.34 = 0.2927 < -ln 0.74 = 0.3011):
+    # binance sends X until ln(100,000 / Pb) = ln(Pd / 100,000), Pb Pd = 1e10 with
+    # Pb = (73,630 + X) / 0.995, Pd = (135,608 + X) / 1.012 -> X = 403.4648397
+    code, out = _rebalance(tmp_path, _long_short("26320", "35608"), "--json", "--delay", "7d")
+    assert code == 0, out
+    r = json.loads(out)
+    assert r["lost_in_flight"] == {}
+    (t,) = r["transfers"]
+    assert (t["from"], t["to"]) == ("binance", "dydx")
+    assert abs(Decimal(t["amount"]) - Decimal("403.4648397")) < Decimal("2e-6")
+    # 7 d at 80 %: -24.8 % / +33.0 %; neither venue is reached while the money travels
+    # (linear equalization sent 4,013.71 the other way and left dydx inside +33.0 %)
+    landing = r["landing"]["BTC"]
+    assert landing["down"]["liquidated_in_flight"] == []
+    assert landing["up"]["liquidated_in_flight"] == []
+    pb = (73_630 + Decimal("403.4648397")) / Decimal("0.995")
+    assert _close(r["distance_after"]["binance"], 1 - pb / 100_000, "1e-5")
+    # a given move of 30 % either way is -35.7 % / +26.2 % in log price: binance (-34 %)
+    # would give until its log distance equals dydx's (X = 6,654.09 -> -27.3 %, inside
+    # -30 %); it may give only what keeps it alive one scan point (0.1 %) beyond -30 %:
+    # (65,670 + X) / 0.995 = 69,900 -> X = 3,880.5
+    data = _long_short("34280", "32572")
+    code, out = _rebalance(tmp_path, data, "--json", "--delay", "1d",
+                           "--move-during-delay", "30%")
+    assert code == 0, out
+    r = json.loads(out)
+    assert r["lost_in_flight"] == {}
+    (t,) = r["transfers"]
+    assert (t["from"], t["to"], t["amount"]) == ("binance", "dydx", "3880.500000")
+    assert r["landing"]["BTC"]["down"]["liquidated_in_flight"] == []
+    assert r["landing"]["BTC"]["up"]["liquidated_in_flight"] == []
+    assert r["min_distance_during"] == "0.301"
+
+
 # ------------------------------------------------------------ options in the ladder
 # A USDC-settled put on BTC-PERP declared on deribit (its option_standard rule), marked
 # by Black-76 from its vol at the moved underlying as the engine marks it. Deribit's

@@ -539,27 +539,54 @@ class _Pool:
         # correlation those that move its own)
         self.bases = [b for b in bases if set(v.moves(b, Decimal(0))) & set(v.base)]
         lack = []
+        # the points: down k step, and up the mirror in log price, 1 / (1 - k step) - 1
+        # (k = 0..rng / step), so that both sides reach the same log distance
+        # |ln(1 + move)| = -ln(1 - k step), the scale the rebalance compares them on
         for base in self.bases:
             for sign in (-1, 1):
                 for k in range(n + 1):
-                    move = sign * step * k
+                    move = -step * k if sign < 0 else 1 / (1 - step * k) - 1
                     self.grid.append((base, sign, move))
                     lack.append(self._lack(base, move))
         self.lack = np.array(lack)
-        self.absmove = np.array([float(abs(g[2])) for g in self.grid])
+        self.logmove = np.abs(np.log1p(np.array([float(g[2]) for g in self.grid])))
+        self.flight = -np.inf  # the largest lack within the delay's move (set_flight)
 
     def _lack(self, base: str, move: Decimal) -> float:
         coll, mm = self.v.state(base, move)
         return mm - coll if mm > 0 else -np.inf
 
-    def need(self, t: Decimal) -> Decimal:
-        """Collateral to add (negative: that may be taken out) so that no move of up to
-        ``t`` (fraction) of any underlying's price, either way, liquidates the account:
-        the largest lack over the scan's points within ``t`` and at ``t`` itself."""
-        worst = float(self.lack[self.absmove <= float(t)].max(initial=-np.inf))
+    def set_flight(self, moves: Mapping[str, DelayMove]) -> None:
+        """Keep every move within the delay's (``down`` to ``up``, each underlying that
+        moves this venue), and one scan step (0.1 %) beyond each end, covered whatever
+        ``t`` is: a donor's withdrawal leaves at once, so it must not bring the donor
+        within the move (nor to its edge) while the money travels. This only bounds what
+        a venue gives: it adds no need (a recipient is kept only if the move does not
+        reach it before; its deposit lands after the move)."""
+        worst = -np.inf
+        for k, (base, _, move) in enumerate(self.grid):
+            dm = moves.get(base)
+            if dm is not None and dm.down <= move <= dm.up:
+                worst = max(worst, float(self.lack[k]))
         for base in self.bases:
-            for sign in (-1, 1):
-                worst = max(worst, self._lack(base, sign * t))
+            if base in moves:
+                worst = max(worst, self._lack(base, moves[base].down - self.step),
+                            self._lack(base, moves[base].up + self.step))
+        self.flight = worst
+
+    def need(self, t: Decimal) -> Decimal:
+        """Collateral to add (negative: that may be taken out) so that no move of any
+        underlying's log price of up to ``t`` either way (``exp(-t) - 1`` down to
+        ``exp(t) - 1``; nor, with a delay, any move within the delay's) liquidates the
+        account: the largest lack over the scan's points within it and at its ends."""
+        worst = max(min(self.flight, 0.0),
+                    float(self.lack[self.logmove <= float(t)].max(initial=-np.inf)))
+        with localcontext() as ctx:
+            ctx.prec = 34
+            ends = ((-t).exp() - 1, t.exp() - 1)
+        for base in self.bases:
+            for move in ends:
+                worst = max(worst, self._lack(base, move))
         if worst == -np.inf:
             return -self.withdrawable
         q = Decimal(repr(worst))
@@ -574,22 +601,30 @@ def _feasible(pools: list[_Pool], t: Decimal) -> tuple[bool, list[Decimal]]:
     return take <= give, needs
 
 
+def _log_distance(k: int, step: Decimal) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 34
+        return -(1 - k * step).ln()
+
+
 def _best(pools: list[_Pool], rng: Decimal, step: Decimal) -> tuple[Decimal, list[Decimal]]:
-    """The largest t (smallest distance to liquidation over the venues) that transfers
-    can reach: bisection over the scan's points, then within the step."""
+    """The largest t (smallest distance to liquidation over the venues, in log price:
+    ``|ln(1 + move)|``, so that a fall and a rise that a driftless log price reaches
+    equally often weigh the same) that transfers can reach: bisection over the scan's
+    points (``-ln(1 - k step)``, up to ``-ln(1 - rng)``), then within the step."""
     ok0, needs0 = _feasible(pools, Decimal(0))
     if not ok0:
         return Decimal(0), needs0
     lo, hi = 0, int(rng / step)
-    if _feasible(pools, hi * step)[0]:
-        return hi * step, _feasible(pools, hi * step)[1]
+    if _feasible(pools, _log_distance(hi, step))[0]:
+        return _log_distance(hi, step), _feasible(pools, _log_distance(hi, step))[1]
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _feasible(pools, mid * step)[0]:
+        if _feasible(pools, _log_distance(mid, step))[0]:
             lo = mid
         else:
             hi = mid
-    a, b = lo * step, hi * step
+    a, b = _log_distance(lo, step), _log_distance(hi, step)
     with localcontext() as ctx:
         ctx.prec = 34
         for _ in range(_T_BISECT):
@@ -728,7 +763,8 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
                      corr: JointSpec | None = None) -> dict[str, Any]:
     """The ``solvency rebalance --json`` object: the stablecoin transfers between the
     venues that maximize the smallest distance to liquidation (the fraction of the mark
-    by which one underlying's price must move, either way, to liquidate a venue), each
+    by which one underlying's price must move, either way, to liquidate a venue;
+    optimized in log price, ``|ln(1 + move)|``, so that falls and rises compare), each
     withdrawal at most what the venue lets go (it must leave initial margin: the
     engine's withdrawal check, which the transfers are replayed through), and the ladder
     before and after (docs/contagion.md).
@@ -742,7 +778,8 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
     given, or the first-passage move at ``confidence``). A venue whose liquidation,
     before any transfer, lies within that move is liquidated before a transfer to it
     could land: it is left out of the rebalance (it neither receives nor gives, and the
-    smallest distance is maximized over the others) and listed in ``lost_in_flight``
+    smallest distance is maximized over the others; a donor gives only what keeps it
+    alive through the move, :meth:`_Pool.set_flight`) and listed in ``lost_in_flight``
     (venue -> the sides that reach it). Added keys: ``delay_days``, ``delay_move``
     (underlying -> ``down``, ``up``, ``source``), ``min_distance_during`` (the smallest
     distance while the money is in flight), ``min_distance_kept`` (the smallest distance
@@ -777,6 +814,8 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
         moves = delay_moves(dict(sorted(sigmas.items())), delay_days,
                             move=move_during_delay, confidence=confidence)
         lost = _lost_in_flight(before, moves)
+        for p in pools:
+            p.set_flight(moves)
     kept = [p for p in pools if p.v.name not in lost]
     transfers = []
     if kept:
