@@ -50,8 +50,8 @@ def _book_price(flow: float) -> Decimal:
         Decimal("1e-8"), rounding=ROUND_FLOOR)
 
 
-def _spiral(preset: str) -> tuple[list[Decimal], list[Decimal], list[list[str]],
-                                   dict[str, Any]]:
+def _spiral(preset: str, volume: float = V) -> tuple[list[Decimal], list[Decimal],
+                                                     list[list[str]], dict[str, Any]]:
     """Four accounts holding 0.36 / 0.42 / 0.44 / 0.5 wBETH, each long 1 BTC bought at
     100,000 (tests/venues/test_collateral_valuation.py); BTC marks 98,900 at step 1,
     then steps 2-5 report the link's book price, as a run does (every asset conserved
@@ -59,7 +59,7 @@ def _spiral(preset: str) -> tuple[list[Decimal], list[Decimal], list[list[str]],
     price under the rule after each report, the accounts BTC's mark and each report
     liquidated and the link's metrics."""
     e = _setup(load_preset(preset))
-    link = CollateralBooks({"WBETH": CollateralBookSpec(V, vol_annual=1.0)},
+    link = CollateralBooks({"WBETH": CollateralBookSpec(volume, vol_annual=1.0)},
                            _pause(e, 1, []), {}, parse_scenario(
                                SMALL.format(**ARGS), source="small.toml"))
     link.step(_pause(e, 1, []))
@@ -122,6 +122,19 @@ def test_under_the_2025_10_14_rule_the_same_sale_moves_the_book_not_the_valuatio
     assert hit[1:] == [[], [], [], []]
     assert values == [Decimal(4280)] * 4
     assert metrics["bn"]["WBETH"]["sold_units"] == pytest.approx(0.36)
+
+
+def test_a_book_drained_below_one_quantum_prints_1e_8_and_still_revalues() -> None:
+    # V = 1e-9 wBETH: 4,280 exp(-sigma sqrt(0.36 d / 1e-9)) is about 1e-175, floored to 0
+    # before (the engine refused the report: no revaluation, the spiral vanished); now
+    # one price quantum, 1e-8: wBETH 0.2 x 1e-8 + 0.8 x 4,280 = 3,424.000000002, so a2
+    # (0.42 x 0.95 x 3,424 - 1,100 = 266.2) and a3 (331.2) fall below 444.5, a4 (0.475 x
+    # 3,424 - 1,100 = 526.4) stays
+    prices, values, hit, _ = _spiral("binance-2025-10-10", volume=1e-9)
+    assert hit[0] == ["a1"]
+    assert prices == [Decimal("1E-8")] * 4
+    assert values[0] == Decimal("0.2") * Decimal("1E-8") + 3424
+    assert hit[1] == ["a2", "a3"]
 
 
 LINKED = """
@@ -214,6 +227,32 @@ def test_with_the_link_off_the_book_never_moves(tmp_path: Path) -> None:
         valuer = st.engine.collateral
         seen.add(valuer.reports[st.engine.book.asset_index["WBETH"]]["book"][0])
     assert len(seen) == 1
+
+
+def test_a_refused_collateral_report_is_counted_and_not_taken_as_reported() -> None:
+    """A book price the engine refuses (0 here, set by hand at the pause as the link
+    would) is counted in the run's ``collateral.rejected_reports`` by reason, and is not
+    taken as the source's last report: the start price offered again next step is the
+    one the engine already holds, so nothing is reported (its time stays the start's)."""
+    sc = parse_scenario(_lab(), source="refused.toml")
+    steps = venue_steps(sc, venue="binance-2025-10-10")
+    key = ("WBETH", "book")
+    st = next(steps)
+    a = st.engine.book.asset_index["WBETH"]
+    start_price, start_ts = st.engine.collateral.reports[a]["book"]
+    try:
+        while True:
+            if st.k == 3:
+                st.book_prices[key] = Decimal(0)
+            elif st.k == 4:
+                st.book_prices[key] = start_price
+            elif st.k == 5:
+                assert st.engine.collateral.reports[a]["book"] == (start_price, start_ts)
+            st = steps.send(None)
+    except StopIteration as stop:
+        result = stop.value
+    assert result.metrics["collateral"]["rejected_reports"] == {"invalid_price": 1}
+    assert result.metrics["conserved"]
 
 
 @pytest.mark.parametrize(("old", "new", "says"), [

@@ -502,12 +502,15 @@ class CollateralBook:
                            sigma_daily=self.sigma_daily, y=self.spec.impact_y)
 
     def price(self, reference: Decimal) -> Decimal:
-        """``R exp(b)`` floored to 1e-8 (``R`` itself while the book holds no flow)."""
+        """``R exp(b)`` floored to 1e-8 (``R`` itself while the book holds no flow), and
+        at least 1e-8: a book drained below one price quantum still prints (the engine
+        refuses a price of 0, and a refused report would leave the holders valued at the
+        last one, so the thinnest book would spiral least)."""
         b = self.impact()
         if b == 0.0:
             return reference
-        return (reference * Decimal(repr(math.exp(b)))).quantize(
-            _PRICE_QUANTUM, rounding=ROUND_FLOOR)
+        return max(_PRICE_QUANTUM, (reference * Decimal(repr(math.exp(b)))).quantize(
+            _PRICE_QUANTUM, rounding=ROUND_FLOOR))
 
 
 class CollateralBooks:

@@ -322,6 +322,7 @@ class _Recorder:
         self.sold: dict[str, list[float]] = {}
         self.revaluation_liquidations = 0
         self.revaluation_rows: set[str] = set()
+        self.rejected_reports: dict[str, int] = {}  # refused collateral reports by reason
 
     def fund(self) -> float:
         return float(self.engine.ledger.balance(INSURANCE, self.settle)) / self.scale
@@ -419,16 +420,21 @@ class _Recorder:
                 got[1] += units * float(e.price)
         s.adl_haircut[k] += haircut
 
-    def revaluation(self, out: Sequence[Any]) -> None:
+    def revaluation(self, out: Sequence[Any]) -> bool:
         """Count the executed liquidations in a collateral report's out-events (their
         trigger: that asset's new price under the venue's rule) and the accounts they,
-        or an ADL closing a liquidated account's position, name."""
+        or an ADL closing a liquidated account's position, name; and a report the engine
+        refused (by reason). False if it was refused."""
         for e in out:
+            if e.type == "rejected":
+                self.rejected_reports[e.reason] = self.rejected_reports.get(e.reason, 0) + 1
+                return False
             if e.type == "liquidation" and e.via != "unresolved" and e.price:
                 self.revaluation_liquidations += 1
                 self.revaluation_rows.add(e.account)
             elif e.type == "adl":
                 self.revaluation_rows.add(e.account)
+        return True
 
     def take_sales(self) -> list[tuple[str, float]]:
         """The collateral sales (asset, units) since the last call."""
@@ -438,11 +444,13 @@ class _Recorder:
     def collateral_metrics(self) -> dict[str, Any]:
         """Collateral valued by rule: units and USD (at the rule's price) the engine's
         auto-exchange sold per asset, and the liquidations (and accounts) in the
-        out-events of a collateral asset's price reports."""
+        out-events of a collateral asset's price reports, and the reports the engine
+        refused (reason -> count: a modelling failure, never noise)."""
         return {"sold": {a: {"units": u, "usd": usd} for a, (u, usd) in sorted(
                     self.sold.items())},
                 "revaluation_liquidations": self.revaluation_liquidations,
-                "revaluation_accounts": len(self.revaluation_rows)}
+                "revaluation_accounts": len(self.revaluation_rows),
+                "rejected_reports": dict(sorted(self.rejected_reports.items()))}
 
     def _fee_event(self, k: int, e: Any) -> None:
         """Note a liquidation's penalty, the fee in force and its account's times."""
@@ -909,12 +917,12 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
             value = (path_price(engine, item, now) if isinstance(item, CollateralPath)
                      else item)
             if value is not None and value != reported.get((asset, source)):
-                reported[(asset, source)] = value
                 out = crew.apply(OracleReport(id=f"step:{k}:{asset}:{source}",
                                               source=source, price=value, ts_ms=now,
                                               asset=asset))
                 rec.events(k, out)
-                rec.revaluation(out)
+                if rec.revaluation(out):  # a refused value is not the source's report
+                    reported[(asset, source)] = value
         if opt_vols is not None:
             for ev in opt_vols.events(k, now):
                 rec.events(k, crew.apply(ev))
