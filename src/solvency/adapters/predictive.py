@@ -84,6 +84,8 @@ def read_funding(path: str | Path, symbol: str) -> tuple[np.ndarray[Any, np.dtyp
                 rate.append(f)
     except OSError as exc:
         raise ModelFileError(f"{p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not ts:
         raise ModelFileError(f"{p}: no funding rows for symbol {symbol!r}")
     return np.asarray(ts, dtype=np.int64), np.asarray(rate, dtype=np.float64)
@@ -141,6 +143,8 @@ def read_model_file(path: str | Path | None = None) -> list[PredictiveModel]:
         data = json.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ModelFileError(f"{p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{p}:{exc.lineno}: not JSON ({exc.msg})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:

@@ -61,6 +61,8 @@ def bad_debt_from_sweep(folder: Path) -> dict[str, Any]:
             rows = list(csv.DictReader(fh))
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not rows or "bad_debt" not in rows[0]:
         raise ConfigError(f"{path}: no bad_debt column (written by `solvency sweep --out`)")
     try:

@@ -60,6 +60,8 @@ def read_sweep_losses(folder: Path, point: int | None) -> tuple[list[PathLoss], 
             rows = list(csv.DictReader(fh))
     except OSError as exc:
         raise SweepFileError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     need = ("point", "bad_debt", "adl_haircut", "adl_overshoot", "insurance_fund_start")
     if not rows or any(k not in rows[0] for k in need):
         raise SweepFileError(f"{path}: expected the columns {', '.join(need)} "
@@ -95,6 +97,8 @@ def read_realized_losses(path: Path) -> list[tuple[int, Decimal]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SweepFileError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if path.suffix.lower() == ".json":
         snap = load_json_file(path)
         try:

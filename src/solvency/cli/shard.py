@@ -136,7 +136,7 @@ def feed(
     """Append EVENTS to the venue's input stream; wait for the shards; print the hashes."""
     objs: list[dict[str, Any]] = []
     try:
-        for i, line in enumerate(events.read_text().splitlines(), 1):
+        for i, line in enumerate(events.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip() and not line.lstrip().startswith("#"):
                 try:
                     obj = json_object(line)
@@ -146,6 +146,8 @@ def feed(
                 objs.append(obj)
     except OSError as exc:
         raise _fail(f"{events}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise _fail(f"{events}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         one = Engine(load_venue(venue)) if check else None
     except ConfigError as exc:

@@ -192,6 +192,9 @@ def load_inputs(path: str | Path) -> Inputs:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CalibrationError(f"{src}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(f"{src}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+                               ) from None
     except tomllib.TOMLDecodeError as exc:
         raise CalibrationError(f"{src}: invalid TOML: {exc}") from None
     unknown = sorted(set(data) - _TOP)
@@ -449,6 +452,9 @@ def _behaviour(inputs: Inputs) -> dict[str, Any]:
         beh = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CalibrationError(f"{inputs.path}: behaviour: {p}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(f"{inputs.path}: behaviour: {p}: not UTF-8 text "
+                               f"({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise CalibrationError(f"{p}: invalid TOML: {exc}") from None
     if "oracle_weight" in beh.get("liquidity", {}):
