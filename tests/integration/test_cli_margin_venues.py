@@ -328,6 +328,17 @@ def test_a_transfer_landing_after_the_liquidation_is_not_counted(tmp_path: Path)
     assert code == 2 and "needs --delay" in out, out
     code, out = _rebalance(tmp_path, data, "--delay", "1h", "--move-during-delay", "120%")
     assert code == 2 and "--move-during-delay" in out, out
+    # --confidence sets the move from the volatility: refused where it would be ignored
+    code, out = _rebalance(tmp_path, data, "--confidence", "0.5")
+    assert code == 2 and "--confidence: needs --delay" in out, out
+    code, out = _rebalance(tmp_path, data, "--delay", "1d", "--move-during-delay", "10%",
+                           "--confidence", "0.5")
+    assert code == 2 and "--confidence" in out and "one or the other" in out, out
+    code, out = _rebalance(tmp_path, data, "--json", "--delay", "7d", "--confidence", "0.9")
+    assert code == 0, out
+    z = NormalDist().inv_cdf(0.95)  # (1 + 0.9) / 2
+    assert abs(float(json.loads(out)["delay_move"]["BTC"]["down"])
+               - math.expm1(-0.8 * math.sqrt(7 / 365) * z)) < 1e-12
 
 
 def _long_short(binance: str, dydx: str) -> dict[str, object]:

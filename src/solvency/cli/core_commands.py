@@ -271,10 +271,10 @@ def rebalance(
                                     "transfer travels: '15%' or '0.15' (default: the "
                                     "underlying's volatility over the delay at "
                                     "--confidence).")] = None,
-    confidence: Annotated[float, typer.Option(
+    confidence: Annotated[float | None, typer.Option(
         "--confidence", help="--delay without --move-during-delay: the move touched with "
-                             "probability 1 - CONFIDENCE within the delay.")
-    ] = DEFAULT_CONFIDENCE,
+                             "probability 1 - CONFIDENCE within the delay (default "
+                             f"{DEFAULT_CONFIDENCE}).")] = None,
     corr: Annotated[str | None, typer.Option(
         "--corr", help="Correlation of the underlyings (a JSON file {markets, matrix}, or "
                        "'estimate' from --corr-prices): each ladder moves the others "
@@ -296,10 +296,19 @@ def rebalance(
         if days is None and move_during_delay is not None:
             raise PortfolioError("--move-during-delay: needs --delay")
         move = None if move_during_delay is None else _delay_move(move_during_delay)
-        if not 0.0 < confidence < 1.0:
-            raise PortfolioError(f"--confidence {confidence}: must be in (0, 1)")
+        if confidence is not None:
+            if days is None:
+                raise PortfolioError("--confidence: needs --delay")
+            if move is not None:
+                raise PortfolioError("--confidence: sets the move during the delay from "
+                                     "the volatility; --move-during-delay gives it: one "
+                                     "or the other")
+            if not 0.0 < confidence < 1.0:
+                raise PortfolioError(f"--confidence {confidence}: must be in (0, 1)")
         report = rebalance_venues(data, source=str(portfolio), delay_days=days,
-                                  move_during_delay=move, confidence=confidence,
+                                  move_during_delay=move,
+                                  confidence=(DEFAULT_CONFIDENCE if confidence is None
+                                              else confidence),
                                   venue_files=venue_files(data, portfolio),
                                   corr=_joint_spec(corr, corr_prices or [], 1, 0))
     except (ConfigError, PortfolioError, CorrelationError) as exc:
