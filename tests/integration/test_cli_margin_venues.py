@@ -328,6 +328,15 @@ def test_a_transfer_landing_after_the_liquidation_is_not_counted(tmp_path: Path)
     assert code == 2 and "needs --delay" in out, out
     code, out = _rebalance(tmp_path, data, "--delay", "1h", "--move-during-delay", "120%")
     assert code == 2 and "--move-during-delay" in out, out
+    # a move of 99.9 % reaches every venue: no distance is kept (not the scan's 0.5)
+    code, out = _rebalance(tmp_path, data, "--json", "--delay", "1d",
+                           "--move-during-delay", "0.999")
+    assert code == 0, out
+    r = json.loads(out)
+    assert sorted(r["lost_in_flight"]) == ["binance", "bybit", "dydx"]
+    assert r["transfers"] == [] and r["min_distance_kept"] is None
+    code, out = _rebalance(tmp_path, data, "--delay", "1d", "--move-during-delay", "0.999")
+    assert code == 0 and "none: every venue is liquidated before" in " ".join(out.split())
     # --confidence sets the move from the volatility: refused where it would be ignored
     code, out = _rebalance(tmp_path, data, "--confidence", "0.5")
     assert code == 2 and "--confidence: needs --delay" in out, out

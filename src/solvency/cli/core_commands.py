@@ -373,8 +373,11 @@ def _print_landing(report: dict[str, Any], delay: str | None) -> None:
             table.add_row(base, side, s["move"], ", ".join(s["liquidated_in_flight"]) or "-",
                           rest or "-", land["source"])
     print_table(console, table)
-    console.print(f"Smallest distance after, over the venues not lost in flight: "
-                  f"{report['min_distance_kept']}", markup=False)
+    kept = report["min_distance_kept"]
+    console.print("Smallest distance after, over the venues not lost in flight: "
+                  + (kept if kept is not None else
+                     "none: every venue is liquidated before a transfer could land"),
+                  markup=False)
 
 
 def _print_ladder(report: dict[str, Any]) -> None:

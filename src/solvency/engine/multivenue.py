@@ -783,9 +783,10 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
     (venue -> the sides that reach it). Added keys: ``delay_days``, ``delay_move``
     (underlying -> ``down``, ``up``, ``source``), ``min_distance_during`` (the smallest
     distance while the money is in flight), ``min_distance_kept`` (the smallest distance
-    after, over the venues not lost) and ``landing`` (:func:`_landing`). With ``corr``
-    every ladder moves the other underlyings as :func:`evaluate_venues` does, and the
-    rebalance covers each venue against every underlying that moves it.
+    after, over the venues not lost; None when every venue is lost) and ``landing``
+    (:func:`_landing`). With ``corr`` every ladder moves the other underlyings as
+    :func:`evaluate_venues` does, and the rebalance covers each venue against every
+    underlying that moves it.
     """
     files = venue_files or {}
     before = evaluate_venues(data, source=source, rng=rng, step=step, venue_files=files,
@@ -852,8 +853,10 @@ def rebalance_venues(data: Mapping[str, Any], *, source: str = "portfolio",
                              for b, dm in moves.items()}
         out["min_distance_during"] = str(_min_distance(flight, rng)[0])
         out["lost_in_flight"] = lost
-        out["min_distance_kept"] = str(min((Decimal(d) for n, d in dist_after.items()
-                                            if n not in lost), default=rng))
+        kept_after = [Decimal(d) for n, d in dist_after.items() if n not in lost]
+        # None when every venue is lost in flight: no distance is kept (the scan's range
+        # would read as "safe to 50 %")
+        out["min_distance_kept"] = str(min(kept_after)) if kept_after else None
         out["landing"] = _landing(after, flight, moves)
     out["before"] = before
     out["after"] = after
