@@ -51,6 +51,11 @@ def test_the_bybit_file_loads_with_its_tiers_and_rule() -> None:
     assert v.policy is not None
     assert (v.policy.name, v.policy.sizing) == ("bitmex", "tier_step")
     assert v.policy.insurance_fee_ppm == 1_000_000
+    # the one-line source credits the v5 endpoint with tiers 1-2 only: tier 3 is a
+    # testnet example quoted in a third-party SDK's README (the comment block above it)
+    source = tomllib.loads(BYBIT.read_text("utf-8"))["source"]
+    assert "(BTCUSDT tiers 1-2)" in source and "tiers 1-3" not in source
+    assert "testnet" in source and "carpenstar/bybitapi-sdk-derivatives" in source
 
 
 def test_a_position_margined_by_hand_under_bybit_tiers() -> None:
