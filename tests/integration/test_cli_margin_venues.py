@@ -23,10 +23,13 @@ from decimal import Decimal
 from pathlib import Path
 from statistics import NormalDist
 
+import numpy as np
 from typer.testing import CliRunner
 
 from solvency.cli.main import app
 from solvency.core.options import black76_price
+from solvency.engine.multivenue import _Venue
+from solvency.engine.portfolio import load_portfolio_engine
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -441,6 +444,43 @@ def test_the_ladder_reprices_options_at_each_move(tmp_path: Path) -> None:
     assert _close(first["closed_notional"], Decimal(2) * Decimal(first["prices"]["BTC-90000-P"]))
     (o,) = first["others"]
     assert _close(o["distance"], Decimal(79_950) / Decimal("0.995") / Decimal(repr(s)) - 1)
+
+
+BTC_PUT = {**PUT, "quote": "BTC", "tick_size": "0.0001"}
+BTC_OPTIONS = {**OPTIONS, "markets": {"BTC-90000-P": BTC_PUT},
+               "account": {"collateral": {"BTC": "0.6"}, "positions": [
+                   {"market": "BTC-90000-P", "size": "-2", "entry_price": "0.05"}]}}
+
+
+def test_a_btc_quoted_options_closed_notional_is_in_usd(tmp_path: Path) -> None:
+    # a BTC-quoted (coin-settled) put: its mark is the Black-76 premium in BTC, p(S) / S
+    # on the 0.0001 tick, and its closed notional in USD is contracts x mark x S (BTC's
+    # USD price at the moved point). By hand (the printed point): 2 x 0.1376 x
+    # 87,895.809877 = 24,188.93 (in BTC, 0.2752, were the settlement price left out)
+    code, out = _run(tmp_path, {"venues": [FILE["venues"][0], BTC_OPTIONS]}, "--json")
+    assert code == 0, out
+    first = json.loads(out)["ladder"]["BTC"]["down"][0]
+    assert first["venue"] == "deribit"
+    s = Decimal(first["prices"]["BTC-PERP"])
+    mark = Decimal(first["prices"]["BTC-90000-P"])
+    assert abs(float(mark) - _put(float(s)) / float(s)) <= 0.00005 + 1e-12
+    assert _close(first["closed_notional"], 2 * mark * s)
+    assert Decimal(first["closed_notional"]) > 20_000
+
+
+def test_the_ladders_scan_restores_the_options_marks_and_requirements() -> None:
+    """A scan re-marks the options at each moved underlying (and their per-contract
+    requirements there); afterwards the market table is what it was, or a later ladder
+    (another underlying, the next venue's) would read stale requirements."""
+    engine = load_portfolio_engine(OPTIONS, source="options.json")
+    venue = _Venue("deribit", engine, "options.json", 0)
+    o = engine.book.market_index["BTC-90000-P"]
+    before = engine.book.mk.copy()
+    with venue.moved({"BTC": Decimal("-0.2")}):
+        assert not np.array_equal(engine.book.mk[o], before[o], equal_nan=True)
+    venue.state("BTC", Decimal("-0.3"))
+    venue.crossing("BTC", -1, Decimal("0.5"), Decimal("0.001"))
+    assert np.array_equal(engine.book.mk, before, equal_nan=True)
 
 
 def test_an_option_priced_without_a_vol_is_refused(tmp_path: Path) -> None:
