@@ -1567,6 +1567,23 @@ def _liquidation_price_at(
     return -1.0
 
 
+@_inline
+def _maintenance_jumps(m: int, mki: Int64Array2D, tiers: Float64Array2D) -> bool:
+    # True where market m's maintenance requirement jumps at a tier's floor (a tier's rate
+    # applied to the whole notional with no maintenance amount to match the tier below:
+    # BitMEX risk-limit steps). The row's health then jumps too and may change sign more
+    # than once on the searched range, where the short path's answer can differ from the
+    # plain search's (issue 26; tests/unit/engine/test_liquidation_price_shortcut.py)
+    t0 = mki[m, MKI_TIER_START]
+    for t in range(t0 + 1, t0 + mki[m, MKI_TIER_COUNT]):
+        floor = tiers[t, 0]
+        below = tiers[t - 1, 1] * floor - tiers[t - 1, 3]
+        at = tiers[t, 1] * floor - tiers[t, 3]
+        if abs(at - below) > 1e-9 * max(abs(at), abs(below), 1.0):
+            return True
+    return False
+
+
 @_jit
 def liquidation_prices(
     rows: Int64Array1D, slots: Int64Array1D, row_first: Int64Array1D, st: Int64Array2D,
@@ -1587,7 +1604,10 @@ def liquidation_prices(
     (those before it keep the mark's sign, those past it have left it). Where the health
     has one sign change on the searched range, or several inside the zone, this is the
     same float; a check that fails defers to the plain search. About 30 valuations a
-    position instead of about 70.
+    position instead of about 70. A market whose maintenance requirement jumps at a tier
+    floor (BitMEX risk-limit steps) is left to the plain search: there the health can
+    change sign again past the zone or before it, between the plain search's trial prices,
+    and the two searches then find different sign changes.
     """
     n_assets = ascale.shape[0]
     px_at = np.empty(n_assets)
@@ -1599,9 +1619,11 @@ def liquidation_prices(
     one_slot = np.empty(1, dtype=np.int64)
     one_out = np.empty(1)
     for i in range(slots.shape[0]):
-        price = _liquidation_price_at(rows[i], slots[i], row_first, st, row_int, mk, mki,
-                                      tiers, px, ascale, asset_link, atier_start,
-                                      atier_count, atiers, px_at, bal, val, imq, mmq)
+        price = -1.0
+        if not _maintenance_jumps(st[slots[i], S_MARKET], mki, tiers):
+            price = _liquidation_price_at(rows[i], slots[i], row_first, st, row_int, mk,
+                                          mki, tiers, px, ascale, asset_link, atier_start,
+                                          atier_count, atiers, px_at, bal, val, imq, mmq)
         if price == -1.0:
             one_row[0] = rows[i]
             one_slot[0] = slots[i]
