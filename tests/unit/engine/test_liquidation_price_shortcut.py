@@ -201,16 +201,13 @@ def test_the_short_path_is_the_plain_search_to_the_bit(
 
 
 def test_the_books_reached_several_sign_changes() -> None:
-    """The books above reach positions whose health changes sign more than once on a
-    dense grid, and positions where the unguarded short path's float differs from the
-    plain search's (the property test's own draws, rerun here and counted)."""
-    _COUNTS.update(dict.fromkeys(_COUNTS, 0))
-    test_the_short_path_is_the_plain_search_to_the_bit()
-    drawn = dict(_COUNTS)
-    test_a_long_negative_then_positive_at_a_tier_step_then_negative()
-    print("liquidation price books (drawn, with the hand-built ones):", drawn, _COUNTS)
-    assert drawn["positions"] >= 60, drawn
-    assert drawn["priced"] >= 20, drawn
-    assert drawn["multi"] >= 2, drawn
-    assert drawn["short_differs"] >= 1, drawn
-    assert _COUNTS["multi"] >= drawn["multi"] + 2, _COUNTS
+    """Runs after the two tests above (pytest keeps a file's order; run this file whole):
+    their books reached positions whose health changes sign more than once on a dense
+    grid, and positions where the unguarded short path's float differs from the plain
+    search's. (The property test called from here draws other examples: hypothesis seeds
+    a nested call differently.)"""
+    print("liquidation price books:", _COUNTS)
+    assert _COUNTS["positions"] >= 60, _COUNTS
+    assert _COUNTS["priced"] >= 20, _COUNTS
+    assert _COUNTS["multi"] >= 3, _COUNTS  # 2 by hand (above), the rest drawn
+    assert _COUNTS["short_differs"] >= 3, _COUNTS
