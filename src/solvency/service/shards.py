@@ -482,10 +482,10 @@ _NOT_COMPARED: Final = frozenset({CLEARING, ROUNDING, EXTERNAL, "u:" + SHARD_CLE
 def venue_digest(engines: Sequence[Engine]) -> str:
     """sha256 of what one engine and its shards must agree on: every ledger account's
     balance per asset summed over the engines (user accounts live on one), every row's
-    positions (lots, cost), the marks, the realized PnL per account. Left out: the
-    clearing and rounding accounts and the world's side of deposits, which the legs and
-    the shards' own funding rounding move (their venue-wide sum is checked apart by
-    :func:`clearing_residual`)."""
+    positions (lots, cost), the marks, the realized PnL per account, the resting orders
+    (each on its account's engine). Left out: the clearing and rounding accounts and the
+    world's side of deposits, which the legs and the shards' own funding rounding move
+    (their venue-wide sum is checked apart by :func:`clearing_residual`)."""
     return hashlib.sha256(json.dumps(venue_summary(engines), sort_keys=True).encode()
                           ).hexdigest()
 
@@ -496,8 +496,10 @@ def venue_summary(engines: Sequence[Engine]) -> dict[str, Any]:
     positions: dict[str, list[int]] = {}
     realized: dict[str, Decimal] = {}
     marks: list[Any] | None = None
+    orders: list[Any] = []
     for engine in engines:
         snap = engine.snapshot()
+        orders.extend(snap.get("open_orders", []))
         for account, asset, value in snap["ledger"]["balances"]:
             if account not in _NOT_COMPARED:
                 key = f"{account}|{asset}"
@@ -518,7 +520,8 @@ def venue_summary(engines: Sequence[Engine]) -> dict[str, Any]:
     return {"balances": {k: str(v) for k, v in balances.items() if v},
             "positions": {k: [str(x) for x in v] for k, v in positions.items() if v != [0, 0]},
             "realized": {k: str(v) for k, v in realized.items() if v},
-            "marks": marks}
+            "marks": marks,
+            **({"open_orders": sorted(orders, key=lambda o: str(o[0]))} if orders else {})}
 
 
 def clearing_residual(engines: Sequence[Engine]) -> dict[str, Any]:
@@ -572,8 +575,9 @@ def sharded_liabilities(engines: Sequence[Engine]) -> dict[str, Any]:
 
 _PER_ACCOUNT_STATE: Final = frozenset({
     "rows", "positions", "ledger", "realized", "accounts", "warned", "seen_ids",
-    "liquidation", "counts", "liquidation_counts"})
-"""Snapshot keys that differ by shard; every other key (marks, oracle and breakers, clock,
+    "liquidation", "counts", "liquidation_counts", "open_orders"})
+"""Snapshot keys that differ by shard (``open_orders``: each shard rests its own accounts'
+orders); every other key (marks, oracle and breakers, clock,
 volatility, collateral sources, params...) is state every shard holds alike."""
 _CLEARING_LEDGER: Final = "u:" + SHARD_CLEARING
 _FIXED_LEDGER: Final = frozenset({CLEARING, EXTERNAL})  # each shard's own, never moved
@@ -621,6 +625,10 @@ def gather(snaps: Sequence[dict[str, Any]], births: dict[str, BirthKey]) -> dict
     if missing:
         raise ShardDivergenceError(f"rows without a recorded creation: {missing[:5]}")
     out["rows"] = [rows[name] for name in sorted(rows, key=lambda x: births[x])]
+    orders = sorted((o for snap in snaps for o in snap.get("open_orders", [])),
+                    key=lambda o: str(o[0]))
+    if orders:  # one engine omits the key while no order rests
+        out["open_orders"] = orders
     positions: dict[tuple[str, str], list[int]] = {}
     balances: dict[tuple[str, str], int] = {}
     external: dict[str, int] = {}
@@ -773,6 +781,9 @@ def scatter(merged: dict[str, Any], olds: Sequence[dict[str, Any]], targets: Seq
         snap = {key: v for key, v in merged.items() if key not in _PER_ACCOUNT_STATE}
         if old.get("shard"):
             snap["shard"] = True
+        orders = [o for o in merged.get("open_orders", []) if _owner(str(o[1]), n) == k]
+        if orders:  # the shard's own accounts' orders; the key omitted when none rest
+            snap["open_orders"] = orders
         snap.update({
             "counts": old["counts"], "liquidation_counts": old["liquidation_counts"],
             "rows": rows, "positions": positions,

@@ -4,6 +4,7 @@ and the equivalence of N shards with one engine (service/shards.py, docs/scale_o
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterable
 from decimal import Decimal
@@ -294,6 +295,57 @@ def test_demo_through_adl_equals_one_engine() -> None:
     assert sh.digest() == venue_digest([one])
     for engine in sh.shards:
         engine.verify()
+
+
+def test_resting_orders_on_every_shard_survive_a_venue_wide_event() -> None:
+    """One resting bid per shard before the demo's venue-wide events (ADL at e0060, the
+    fund's unwinds): each shard keeps its own accounts' orders through them (gather
+    merges every shard's, scatter hands each shard its own), the digest covers the
+    orders, and afterwards a cancel on every shard answers as one engine does."""
+    text = resources.files("solvency.data").joinpath("demo_events.jsonl").read_text()
+    lines = [json.loads(x) for x in text.splitlines() if x.strip() and not x.startswith("#")]
+    names = _one_per_shard(4)
+    at = 30  # after the demo's marks are set, before e0060
+    ts = lines[at]["ts"]
+    extra = [{"type": "deposit", "id": f"d-{nm}", "ts": ts, "account": nm,
+              "asset": "USDT", "amount": "100000"} for nm in names]
+    extra += [{"type": "order", "id": f"o-{nm}", "ts": ts, "account": nm,
+               "market": "BTC-PERP", "side": "buy", "size": "0.01", "price": "83000",
+               "rest": True} for nm in names]
+    venue = load_preset("binance")
+    one, sh = Engine(venue), ShardedEngine(venue, 4)
+    for obj in lines[:at] + extra + lines[at:]:
+        ev = parse_input(obj)
+        assert _compared(sh.apply(ev)) == _compared(one.apply(ev)), obj["id"]
+    assert ("e0060", "the waterfall past the book (fund, ADL, backstop)") in (
+        sh.venue_wide_events)
+    want = [[f"o-{nm}", nm, "BTC-PERP", "buy", "10", "83000"] for nm in names]
+    assert one.snapshot()["open_orders"] == sorted(want)
+    for k, engine in enumerate(sh.shards):
+        assert engine.snapshot()["open_orders"] == [want[k]], k
+    assert sh.digest() == venue_digest([one])
+    for nm in names:
+        cancel = parse_input({"type": "order_cancel", "id": f"c-{nm}", "account": nm,
+                              "order": f"o-{nm}", "ts": lines[-1]["ts"]})
+        got, expected = sh.apply(cancel), one.apply(cancel)
+        assert [(o.type, o.order) for o in got] == [(o.type, o.order) for o in expected] == [
+            ("order_cancelled", f"o-{nm}")]
+    assert "open_orders" not in one.snapshot()
+    assert sh.digest() == venue_digest([one])
+
+
+def test_the_digest_covers_resting_orders() -> None:
+    one, sh, a, _ = _funded(2)
+    before = venue_digest([one])
+    rest = parse_input({"type": "order", "id": "bid", "account": a, "market": "BTC-PERP",
+                        "side": "buy", "size": "0.01", "price": "84000", "rest": True,
+                        "ts": TS + 2})
+    one.apply(rest)
+    assert venue_digest([one]) != before
+    assert venue_summary([one])["open_orders"] == [["bid", a, "BTC-PERP", "buy", "10",
+                                                    "84000"]]
+    sh.apply(rest)
+    assert sh.digest() == venue_digest([one])
 
 
 def test_open_interest_scaled_margin_is_refused() -> None:
