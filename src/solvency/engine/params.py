@@ -3,7 +3,7 @@
 A ``params`` event carries a partial market config (margin tiers, fees, limits ...); it is
 merged into the market's config and the whole venue is rebuilt from it, so a change is
 held to the same schema as a config file. Contract terms (kind, size, tick and lot
-sizes, expiry) cannot change while positions are open.
+sizes, expiry) cannot change while positions are open or orders rest in the market.
 """
 
 from __future__ import annotations
@@ -26,10 +26,19 @@ from solvency.engine.base import EngineState, RejectReason, tick_value_quanta_of
 from solvency.engine.options import set_option_requirements
 from solvency.engine.valuation import check_rows
 
-__all__ = ["apply_params", "params_trial"]
+__all__ = ["CONTRACT_TERMS", "WHILE_ORDERS", "WHILE_POSITIONS", "apply_params",
+           "params_trial"]
 
 
 TICK_SIZE_MAX: Final = Decimal(10) ** 6
+CONTRACT_TERMS: Final = ("kind", "base", "quote", "expiry", "contract_size", "lot_size",
+                         "tick_size")
+"""The keys a ``params`` event cannot change while the market has positions or resting
+orders."""
+WHILE_POSITIONS: Final = "cannot change while positions are open"
+WHILE_ORDERS: Final = "cannot change while orders rest in"
+"""The rejection details' phrases (the account shards decide the refusal over every
+shard: service/shards.py ``refuse_contract_terms``)."""
 
 
 def params_trial(state: EngineState, ev: Params) -> tuple[int, Instrument, dict[str, Any]]:
@@ -38,11 +47,15 @@ def params_trial(state: EngineState, ev: Params) -> tuple[int, Instrument, dict[
     it (the account shards look here before a change is applied: service/shards.py)."""
     book = state.book
     m, inst = state.resolve_market(ev.market)
-    for key in ("kind", "base", "quote", "expiry", "contract_size", "lot_size",
-                "tick_size"):
-        if key in ev.changes and book.holders[m].view().shape[0] > 0:
-            raise RejectReason("invalid_params",
-                               f"{key} cannot change while positions are open")
+    terms = [key for key in CONTRACT_TERMS if key in ev.changes]
+    if terms and book.holders[m].view().shape[0] > 0:
+        raise RejectReason("invalid_params",
+                           f"{terms[0]} {WHILE_POSITIONS}")
+    if terms and any(o.market == m for o in state.open_orders.by_id.values()):
+        # a resting order holds its size in lots and its limit on the tick grid: a new
+        # lot or tick size (or contract) would silently change what it promises
+        raise RejectReason("invalid_params",
+                           f"{terms[0]} {WHILE_ORDERS} {inst.name}")
     current = state.market_data.get(inst.name, {})
     try:
         merged = merge_config({"markets": {inst.name: current}},

@@ -73,7 +73,7 @@ from solvency.engine.engine import Engine
 from solvency.engine.fills import SHARD_CLEARING
 from solvency.engine.inputs import AnyInput
 from solvency.engine.liquidation import BACKSTOP, INSURANCE_ROW, MARKET
-from solvency.engine.params import params_trial
+from solvency.engine.params import WHILE_ORDERS, WHILE_POSITIONS, params_trial
 from solvency.engine.pretrade import Order, OrderCancel
 from solvency.engine.summary import liabilities
 
@@ -86,6 +86,7 @@ __all__ = [
     "UnshardableError",
     "names_clearing",
     "parse_shard",
+    "refuse_contract_terms",
     "refuse_global",
     "refuse_unshardable",
     "route",
@@ -234,6 +235,8 @@ class ShardedEngine:
         if self.m % self.checkpoint_every == 0:
             self._checkpoint()
         refused = refuse_unshardable(self.shards[FUND_SHARD], event)
+        if refused is None:
+            refused = refuse_contract_terms(self.shards, event)
         if refused is not None:  # every shard holds the same markets: one verdict
             return [refused]
         legs = route(event, self.n)
@@ -402,6 +405,30 @@ def refuse_unshardable(engine: Engine, event: AnyInput) -> Rejected | None:
     return Rejected(id=f"rejected:{event.id}", event=event.id, reason="unshardable",
                     detail=f"market {inst.name} would scale initial margin with open "
                            "interest, which only the whole venue knows")
+
+
+def refuse_contract_terms(shards: Sequence[Engine], event: AnyInput) -> Rejected | None:
+    """One engine's rejection of a ``params`` change of contract terms (lot or tick size,
+    contract size, expiry...) while the market has positions or resting orders, decided
+    over every shard before anything is applied: the positions and orders of a market
+    may sit on some shards only, and one engine looks at them all (positions first, as
+    :func:`~solvency.engine.params.params_trial` does). None for any other event or
+    verdict (every shard reaches those alike)."""
+    if not isinstance(event, Params):
+        return None
+    found: dict[str, RejectReason] = {}
+    for engine in shards:
+        try:
+            params_trial(engine, event)
+        except RejectReason as exc:
+            for kind in (WHILE_POSITIONS, WHILE_ORDERS):
+                if exc.reason == "invalid_params" and kind in exc.detail:
+                    found.setdefault(kind, exc)
+    got = found.get(WHILE_POSITIONS) or found.get(WHILE_ORDERS)
+    if got is None:
+        return None
+    return Rejected(id=f"rejected:{event.id}", event=event.id, reason=got.reason,
+                    detail=got.detail)
 
 
 def genesis(engine: Engine, k: int) -> list[Deposit]:

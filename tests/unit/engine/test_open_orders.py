@@ -198,3 +198,26 @@ def test_fills_keep_every_asset_conserved() -> None:
                fee_seller="-0.1")
         assert e.verify() == totals
     assert _book(e) == [["a1", "bob", "BTC-PERP", "sell", "1000", "49000"]]
+
+
+@pytest.mark.parametrize(("key", "value"), [("lot_size", "0.001"), ("tick_size", "1000"),
+                                            ("contract_size", "2")])
+def test_contract_terms_cannot_change_while_orders_rest(key: str, value: str) -> None:
+    """A resting order holds its size in lots and its limit on the tick grid: a lot-size
+    change with no position open once made carol's 0.1 BTC bid a 1.0 BTC one (review 2,
+    item 2). The change is refused while an order rests in the market, the hash is
+    unchanged; another market's change still applies, and after the cancel it does."""
+    e = _engine()
+    _rest(e, "b1", "carol", "buy", "0.1", "49000")
+    before = e.state_hash()
+    out = _apply(e, type="params", market="BTC-PERP", **{key: value})
+    assert [(o.type, o.reason, o.detail) for o in out] == [
+        ("rejected", "invalid_params", f"{key} cannot change while orders rest in BTC-PERP")]
+    assert e.state_hash() == before
+    assert _book(e) == [["b1", "carol", "BTC-PERP", "buy", "1000", "49000"]]
+    out = _apply(e, type="order_cancel", account="carol", order="b1")
+    assert [o.size for o in out] == ["0.1000"]
+    out = _apply(e, type="params", market="ETH-PERP", **{key: value})
+    assert [o.type for o in out] == ["settled"]  # no order rests in ETH-PERP
+    out = _apply(e, type="params", market="BTC-PERP", **{key: value})
+    assert [o.type for o in out] == ["settled"]  # none left in BTC-PERP

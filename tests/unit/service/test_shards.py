@@ -348,6 +348,46 @@ def test_the_digest_covers_resting_orders() -> None:
     assert sh.digest() == venue_digest([one])
 
 
+def test_contract_terms_refused_over_every_shard() -> None:
+    """A lot-size change while an order rests on shard 1 only (or positions are open on
+    shard 0 only) is one engine's rejection, decided over every shard before anything is
+    applied; before, shard 0 applied it and shard 1 refused (ShardDivergenceError)."""
+    n = 2
+    names = _one_per_shard(n)
+    second = next(f"v{i}" for i in range(1000) if shard_of(f"v{i}", n) == 0)
+    venue = load_preset("binance")
+    one, sh = Engine(venue), ShardedEngine(venue, n)
+    change = {"type": "params", "market": "BTC-PERP", "lot_size": "0.01", "ts": TS + 3}
+    lines = [
+        {"type": "deposit", "id": "d1", "account": names[1], "asset": "USDT",
+         "amount": "10000", "ts": TS},
+        {"type": "price", "id": "p", "market": "BTC-PERP", "price": "84000", "ts": TS},
+        {"type": "order", "id": "bid", "account": names[1], "market": "BTC-PERP",
+         "side": "buy", "size": "0.01", "price": "84000", "rest": True, "ts": TS + 1},
+        {**change, "id": "x1"},
+        {"type": "order_cancel", "id": "c", "account": names[1], "order": "bid",
+         "ts": TS + 2},
+        {"type": "deposit", "id": "d2", "account": names[0], "asset": "USDT",
+         "amount": "10000", "ts": TS + 2},
+        {"type": "deposit", "id": "d3", "account": second, "asset": "USDT",
+         "amount": "10000", "ts": TS + 2},
+        {"type": "fill", "id": "f", "market": "BTC-PERP", "buyer": names[0],
+         "seller": second, "size": "0.01", "price": "84000", "ts": TS + 2},
+        {**change, "id": "x2"},
+    ]
+    for obj in lines:
+        ev = parse_input(obj)
+        before = sh.digest()
+        got, want = sh.apply(ev), one.apply(ev)
+        assert _compared(got) == _compared(want), obj["id"]
+        if obj["id"].startswith("x"):
+            assert [o.reason for o in got] == ["invalid_params"]
+            assert sh.digest() == before
+    assert [o.detail for o in one.apply(parse_input({**change, "id": "x3"}))] == [
+        "lot_size cannot change while positions are open"]
+    assert sh.digest() == venue_digest([one])
+
+
 def test_open_interest_scaled_margin_is_refused() -> None:
     # dYdX's Large-Cap tier has both caps 0 (OIMF off: presets.py cites genesis.sh): fine
     assert ShardedEngine(load_preset("dydx"), 2).n == 2
