@@ -1,7 +1,8 @@
 """Expiry: cash settlement of dated futures and options, once, at the settlement price.
 
 After an ``expiry`` event the market is closed for good: its positions are settled and
-removed, fills and prices are rejected ``market_expired``.
+removed, its resting orders cancelled (``order_cancelled``, reason ``market_expired``),
+fills and prices are rejected ``market_expired``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from solvency.engine.accounts import release_bucket
 from solvency.engine.base import EngineState, RejectReason
 from solvency.engine.context import PositionChange
 from solvency.engine.funding import settled_event, settlement_payment
+from solvency.engine.open_orders import OrderCancelled
 from solvency.engine.valuation import check_rows
 
 __all__ = ["apply_expiry"]
 
 
-def apply_expiry(state: EngineState, ev: Expiry) -> list[OutEvent]:
+def apply_expiry(state: EngineState, ev: Expiry) -> list[OutEvent | OrderCancelled]:
     """Cash-settle a dated future or an option at the event's price and close the market.
 
     Longs receive ``lots x lot_size x contract_size x price`` rounded down, shorts pay it
@@ -91,8 +93,9 @@ def apply_expiry(state: EngineState, ev: Expiry) -> list[OutEvent]:
     book.set_oi(m, 0)
     for r in rows:
         state.sync_balance(r, a)
-    out: list[OutEvent] = [settled_event(state, ev.id, "expiry", inst.name, settle,
-                                         paid=paid, received=received, decimals=dec)]
+    out: list[OutEvent | OrderCancelled] = [
+        settled_event(state, ev.id, "expiry", inst.name, settle, paid=paid,
+                      received=received, decimals=dec)]
     rows_arr = np.array(rows, dtype=np.int64)
     out.extend(check_rows(state, rows_arr, ev.id))
     for r in rows:
@@ -100,4 +103,10 @@ def apply_expiry(state: EngineState, ev: Expiry) -> list[OutEvent]:
         if info.market == m:
             side = PositionChange(info.account, r, info.name, info.ledger_id, True, 0, 0, 0)
             out.extend(release_bucket(state, side, a, ev.id))
+    for order in state.open_orders.in_market(m):  # nothing can fill them any more
+        state.open_orders.remove(order.id)
+        out.append(OrderCancelled(id=state.next_id(), event=ev.id, order=order.id,
+                                  account=order.account, market=inst.name,
+                                  side=order.side, size=str(order.lots * inst.lot_size),
+                                  reason="market_expired"))
     return out

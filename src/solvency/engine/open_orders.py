@@ -56,7 +56,8 @@ class RestingOrder:
 
 @dataclass(frozen=True, slots=True)
 class OrderCancelled:
-    """A resting order removed by an ``order_cancel`` event; ``size`` was left of it."""
+    """A resting order removed; ``size`` was left of it. ``reason``: ``order_cancel`` (the
+    account's ``order_cancel`` event) or ``market_expired`` (its market's ``expiry``)."""
 
     type: ClassVar[str] = "order_cancelled"
     id: str
@@ -66,6 +67,7 @@ class OrderCancelled:
     market: str
     side: str
     size: str
+    reason: str
 
 
 class OpenOrders:
@@ -111,6 +113,11 @@ class OpenOrders:
         entry[BID if order.side == "buy" else ASK] -= order.lots
         self._drop(order, entry)
         return order
+
+    def in_market(self, market: int) -> list[RestingOrder]:
+        """The orders resting in ``market``, by id (a scan: for rare events, an expiry)."""
+        return sorted((o for o in self.by_id.values() if o.market == market),
+                      key=lambda o: o.id)
 
     def _drop(self, order: RestingOrder, entry: list[int]) -> None:
         del self.by_id[order.id]

@@ -65,7 +65,7 @@ def apply_order_cancel(state: EngineState, ev: OrderCancel) -> list[Any]:
     inst = state.book.instruments[order.market]
     return [OrderCancelled(id=state.next_id(), event=ev.id, order=order.id,
                            account=order.account, market=inst.name, side=order.side,
-                           size=str(order.lots * inst.lot_size))]
+                           size=str(order.lots * inst.lot_size), reason="order_cancel")]
 
 
 def apply_fill_orders(state: EngineState, ev: Fill) -> list[Any]:

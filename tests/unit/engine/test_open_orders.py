@@ -221,3 +221,33 @@ def test_contract_terms_cannot_change_while_orders_rest(key: str, value: str) ->
     assert [o.type for o in out] == ["settled"]  # no order rests in ETH-PERP
     out = _apply(e, type="params", market="BTC-PERP", **{key: value})
     assert [o.type for o in out] == ["settled"]  # none left in BTC-PERP
+
+
+def test_expiry_cancels_the_markets_resting_orders() -> None:
+    """Review 2 item 11: an expiry once left the orders on the expired market (under
+    ``worst_side`` they kept adding margin until cancelled). Drift's rule with a dated
+    BTC future in the venue file: the expiry cancels the market's orders, by id, with
+    reason ``market_expired``; the perpetual's order stays; every asset is conserved and
+    the orders' cancel is then ``unknown_order``."""
+    e = Engine(venue_from_data({"preset": "drift", "markets": {"BTC-FUT-260327": {
+        "kind": "linear_future", "base": "BTC", "quote": "USDC",
+        "expiry": "2026-03-27T08:00:00Z", "lot_size": "0.0001", "tick_size": "0.5",
+        "model": "size_premium", "imr": "0.1", "mmr": "0.05", "imf_factor": "0"}}}))
+    for who, amount in (("alice", "2000"), ("bob", "1000000")):
+        _apply(e, type="deposit", account=who, asset="USDC", amount=amount)
+    _apply(e, type="price", market="BTC-PERP", price="50000")
+    _apply(e, type="price", market="BTC-FUT-260327", price="50000")
+    _rest(e, "f2", "bob", "sell", "0.2", "52000", market="BTC-FUT-260327")
+    _rest(e, "f1", "alice", "buy", "0.01", "49000", market="BTC-FUT-260327")
+    _rest(e, "p1", "alice", "buy", "0.01", "49000")
+    totals = e.verify()
+    out = _apply(e, type="expiry", market="BTC-FUT-260327", price="50000",
+                 ts="2026-03-27T08:00:00Z")
+    cancels = [(o.order, o.account, o.side, o.size, o.reason, o.event) for o in out
+               if o.type == "order_cancelled"]
+    assert cancels == [("f1", "alice", "buy", "0.0100", "market_expired", out[0].event),
+                       ("f2", "bob", "sell", "0.2000", "market_expired", out[0].event)]
+    assert _book(e) == [["p1", "alice", "BTC-PERP", "buy", "100", "49000"]]
+    assert e.verify() == totals
+    out = _apply(e, type="order_cancel", account="alice", order="f1")
+    assert [o.reason for o in out] == ["unknown_order"]

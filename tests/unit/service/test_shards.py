@@ -388,6 +388,39 @@ def test_contract_terms_refused_over_every_shard() -> None:
     assert sh.digest() == venue_digest([one])
 
 
+def test_expiry_cancels_every_shards_orders_as_one_engine() -> None:
+    """A dated future's expiry reaches every shard: each cancels its own accounts' orders
+    in that market (``market_expired``), the out-events and the orders left are one
+    engine's."""
+    names = _one_per_shard(2)
+    venue = load_preset("binance")
+    one, sh = Engine(venue), ShardedEngine(venue, 2)
+    lines: list[dict[str, Any]] = [
+        {"type": "price", "id": f"p-{market}", "market": market, "price": "84000",
+         "ts": "2026-03-26T00:00:00Z"} for market in ("BTC-FUT-260327", "BTC-PERP")]
+    for nm in names:
+        lines += [{"type": "deposit", "id": f"d-{nm}", "account": nm, "asset": "USDT",
+                   "amount": "10000", "ts": "2026-03-26T00:00:00Z"},
+                  {"type": "order", "id": f"o-{nm}", "account": nm, "side": "buy",
+                   "market": "BTC-FUT-260327", "size": "0.01", "price": "83000",
+                   "rest": True, "ts": "2026-03-26T00:00:00Z"},
+                  {"type": "order", "id": f"q-{nm}", "account": nm, "side": "buy",
+                   "market": "BTC-PERP", "size": "0.01", "price": "83000",
+                   "rest": True, "ts": "2026-03-26T00:00:00Z"}]
+    lines.append({"type": "expiry", "id": "x", "market": "BTC-FUT-260327",
+                  "price": "84000", "ts": "2026-03-27T08:00:00Z"})
+    for obj in lines:
+        ev = parse_input(obj)
+        got = sh.apply(ev)
+        assert _compared(got) == _compared(one.apply(ev)), obj["id"]
+    assert sorted((o.order, o.reason) for o in got if o.type == "order_cancelled") == [
+        (f"o-{nm}", "market_expired") for nm in sorted(names)]
+    rows = sorted(row for e in sh.shards for row in e.snapshot().get("open_orders", []))
+    assert rows == one.snapshot()["open_orders"] == sorted(
+        [f"q-{nm}", nm, "BTC-PERP", "buy", "10", "83000"] for nm in names)
+    assert sh.digest() == venue_digest([one])
+
+
 def test_open_interest_scaled_margin_is_refused() -> None:
     # dYdX's Large-Cap tier has both caps 0 (OIMF off: presets.py cites genesis.sh): fine
     assert ShardedEngine(load_preset("dydx"), 2).n == 2
