@@ -157,11 +157,14 @@ def route(event: AnyInput, n: int) -> list[tuple[int, AnyInput]]:
         b, s = shard_of(event.buyer, n), shard_of(event.seller, n)
         if b == s:
             return [(b, event)]
-        # each leg keeps its own side's resting order (the other side's is in its shard)
+        # each leg keeps its own side's resting order (the other side's is in its shard);
+        # one order named for both sides stays on both legs, so each refuses it as one
+        # engine does (order_mismatch, before any order is looked up)
+        both = event.buyer_order is not None and event.buyer_order == event.seller_order
         return [(b, replace(event, seller=SHARD_CLEARING, fee_seller=Decimal(0),
-                            seller_order=None)),
+                            seller_order=event.seller_order if both else None)),
                 (s, replace(event, buyer=SHARD_CLEARING, fee_buyer=Decimal(0),
-                            buyer_order=None))]
+                            buyer_order=event.buyer_order if both else None))]
     if isinstance(event, Deposit | Withdraw | AccountMode | IsolatedMargin | Order
                   | OrderCancel):
         return [(shard_of(event.account, n), event)]

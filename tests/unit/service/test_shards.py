@@ -184,6 +184,26 @@ def test_resting_orders_across_shards_equal_one_engine() -> None:
     assert sh.digest() == venue_digest([one])
 
 
+def test_one_order_named_for_both_sides_is_refused_as_one_engine() -> None:
+    """Review 2 item 8: a cross-shard fill naming one order for both sides; the split
+    once dropped the other side's id on each leg, so the shards said unknown_order where
+    one engine says order_mismatch. Nothing changes on either."""
+    one, sh, a, b = _funded(2)
+    rest = parse_input({"type": "order", "id": "bid", "account": a, "market": "BTC-PERP",
+                        "side": "buy", "size": "0.01", "price": "84000", "rest": True,
+                        "ts": TS + 2})
+    assert _compared(sh.apply(rest)) == _compared(one.apply(rest))
+    before = sh.state_hash()
+    fill = parse_input({"type": "fill", "id": "f", "market": "BTC-PERP", "buyer": a,
+                        "seller": b, "size": "0.004", "price": "84000",
+                        "buyer_order": "bid", "seller_order": "bid", "ts": TS + 3})
+    got, want = sh.apply(fill), one.apply(fill)
+    assert [(o.reason, o.detail) for o in got] == [(o.reason, o.detail) for o in want] == [
+        ("order_mismatch", "order 'bid' named for both sides")]
+    assert sh.state_hash() == before
+    assert sh.digest() == venue_digest([one])
+
+
 def test_a_user_event_naming_the_clearing_account_is_refused() -> None:
     """Only the shards book against SHARD_CLEARING: a user's withdrawal from it moved the
     shard's clearing balance (one engine refuses it: no such account), and a user fill
