@@ -78,6 +78,7 @@ from solvency.engine.orders import (
     apply_order,
     apply_order_cancel,
     check_fill_orders,
+    resting_order_of,
 )
 from solvency.engine.params import apply_params
 from solvency.engine.portfolio_margin import underlying_usd
@@ -284,8 +285,15 @@ class Engine(EngineState):
 
     def preview_order(self, order: Order) -> tuple[str, str, str]:
         """The pre-trade answer to ``order`` (``status, reason, detail``) without applying
-        it: no rate-limit count, no id, no state change."""
+        it: no rate-limit count, no id, no state change. A ``rest`` order is first
+        checked as its placement checks what could rest (unknown account, off-lot size,
+        off-tick price...), so the answer is its placement's."""
         now = order.ts_ms if order.ts_ms is not None else (self.clock_ms or 0)
+        if order.rest:
+            try:
+                resting_order_of(self, order)
+            except RejectReason as exc:
+                return ("rejected", exc.reason, exc.detail)
         return self.feeds.preview(order, now)
 
     def greeks_exposure(self, *, per_account: bool = True) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from solvency.engine.fills import apply_fill
 from solvency.engine.open_orders import OrderCancelled, RestingOrder
 from solvency.engine.pretrade import Order, OrderCancel, Reject, check_order
 
-__all__ = ["apply_fill_orders", "apply_order", "apply_order_cancel", "check_fill_orders"]
+__all__ = ["apply_fill_orders", "apply_order", "apply_order_cancel", "check_fill_orders",
+           "resting_order_of"]
 
 
 def apply_order(state: EngineState, ev: Order) -> list[Any]:
@@ -30,7 +31,7 @@ def apply_order(state: EngineState, ev: Order) -> list[Any]:
     now = ev.ts_ms if ev.ts_ms is not None else (state.clock_ms or 0)
     if not ev.rest:
         return [state.feeds.check(ev, now)]
-    resting = _resting_order_of(state, ev)
+    resting = resting_order_of(state, ev)
     feeds = state.feeds
     res = check_order(ev, EngineView(state, feeds, rests=True), now)
     if isinstance(res, Reject):
@@ -41,10 +42,11 @@ def apply_order(state: EngineState, ev: Order) -> list[Any]:
                         market=ev.market, status="accepted", reason="", detail="resting")]
 
 
-def _resting_order_of(state: EngineState, ev: Order) -> RestingOrder:
+def resting_order_of(state: EngineState, ev: Order) -> RestingOrder:
     """The resting order an accepted ``rest`` order becomes; rejects, before anything
     changes, what could not rest: ``invalid_order`` (no finite size and price > 0),
-    ``unknown_market``, ``unknown_account``, ``size_off_lot``, ``price_off_tick``."""
+    ``unknown_market``, ``unknown_account``, ``size_off_lot``, ``price_off_tick``
+    (:meth:`~solvency.engine.engine.Engine.preview_order` asks here first too)."""
     price = ev.price
     if price is None or not (price.is_finite() and price > 0) or not (
             ev.size.is_finite() and ev.size > 0):

@@ -251,3 +251,31 @@ def test_expiry_cancels_the_markets_resting_orders() -> None:
     assert e.verify() == totals
     out = _apply(e, type="order_cancel", account="alice", order="f1")
     assert [o.reason for o in out] == ["unknown_order"]
+
+
+@pytest.mark.parametrize(("account", "size", "price", "reason"), [
+    ("nobody", "0.1", "49000", "unknown_account"),  # was insufficient_initial_margin
+    ("alice", "0.00005", "49000", "size_off_lot"),
+    ("alice", "0.1", "49000.01", "price_off_tick"),
+    ("alice", "0.1", "49000", ""),
+])
+def test_the_preview_of_a_resting_order_answers_as_its_placement(
+        account: str, size: str, price: str, reason: str) -> None:
+    """Review 2 item 9: POST /v1/orders/check (``preview_order``) of a ``rest`` order
+    once skipped what placement checks first, and answered an account with no deposit
+    ``insufficient_initial_margin`` (free collateral -inf). The preview changes
+    nothing."""
+    e = _engine()
+    order = parse_input({"type": "order", "id": "x", "account": account,
+                         "market": "BTC-PERP", "side": "buy", "size": size, "price": price,
+                         "rest": True})
+    assert isinstance(order, Order)
+    before = e.state_hash()
+    status, got, detail = e.preview_order(order)
+    assert e.state_hash() == before
+    placed = e.apply(order)[0]  # a refusal is a Rejected, an acceptance an OrderResult
+    placed_status = "rejected" if placed.type == "rejected" else placed.status
+    assert (status, got) == (placed_status, placed.reason) == (
+        "rejected" if reason else "accepted", reason)
+    if reason:
+        assert detail == placed.detail
