@@ -279,3 +279,26 @@ def test_the_preview_of_a_resting_order_answers_as_its_placement(
         "rejected" if reason else "accepted", reason)
     if reason:
         assert detail == placed.detail
+
+
+def test_only_accepted_resting_orders_count_toward_the_rate_limit() -> None:
+    """Review 2 item 10, documented (docs/oracle.md): a plain ``order`` is answered (an
+    ``order`` out-event, accepted or not) and counted; a refused ``rest`` order is a
+    ``rejected`` event, which leaves the state, the rate limiter included, as it was.
+    With 2 orders a window: two refused rests leave the hash alone and both accepted
+    rests pass; two refused plain orders use up the window."""
+    venue = {"preset": "drift", "oracle": {"rate_limit": {"max_orders": 2,
+                                                         "window_ms": 60_000}}}
+    for rest in (True, False):
+        e = Engine(venue_from_data(venue))
+        _apply(e, type="deposit", account="alice", asset="USDC", amount="100000")
+        _apply(e, type="price", market="BTC-PERP", price="50000")
+        before = e.state_hash()
+        for i in range(2):  # off the lot grid: refused
+            out = _apply(e, type="order", id=f"bad{i}", account="alice", market="BTC-PERP",
+                         side="buy", size="0.00005", price="49000", rest=rest)
+            assert [o.reason for o in out] == ["size_off_lot"]
+        assert (e.state_hash() == before) is rest
+        out = _apply(e, type="order", id="good", account="alice", market="BTC-PERP",
+                     side="buy", size="0.01", price="49000", rest=rest)
+        assert [o.reason for o in out] == ["" if rest else "rate_limited"]
