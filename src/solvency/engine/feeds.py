@@ -421,6 +421,14 @@ class EngineView:
         free = free_collateral_worst_side(ctx, account, r, isolated, m, lots, per_order_usd)
         if isolated:
             free += self._cross_free(account)
+            # the cross collateral that the orders resting in the account's other isolated
+            # markets already need (their worst case beyond what their own isolated rows
+            # hold) is promised once: it cannot back this order too
+            for m2 in sorted(ctx.open_orders.sides(account)):
+                if m2 != m:
+                    r2 = self._row(account, ctx.book.market_names[m2])
+                    free += min(0.0, free_collateral_worst_side(
+                        ctx, account, r2, True, -1, 0, per_order_usd, isolated_market=m2))
         return free
 
     def _cross_free(self, account: str) -> float:

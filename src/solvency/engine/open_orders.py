@@ -178,7 +178,8 @@ class WhatIfContext(Protocol):
 
 
 def free_collateral_worst_side(state: WhatIfContext, account: str, r: int, isolated: bool,
-                               m_order: int, order_lots: int, per_order_usd: float) -> float:
+                               m_order: int, order_lots: int, per_order_usd: float,
+                               isolated_market: int = -1) -> float:
     """Collateral minus initial margin (USD) of row ``r`` with the account's open orders
     on the worse side in each of the row's markets, the order being checked
     (``order_lots``, signed, in market ``m_order``) one of them; minus ``per_order_usd``
@@ -187,13 +188,15 @@ def free_collateral_worst_side(state: WhatIfContext, account: str, r: int, isola
     price, the unrealized PnL of the position held (so each extra lot is valued here as
     traded at the mark: collateral unchanged); IM of positions adds up per market, so the
     row's IM is its IM now plus each market's change. ``isolated``: ``r`` is the order's
-    isolated row (-1 before its first trade), whose market alone counts. ``m_order`` -1:
-    the resting orders alone (no order being checked)."""
+    isolated row (-1 before its first trade), whose market alone counts
+    (``isolated_market`` where no order is checked). ``m_order`` -1: the resting orders
+    alone (no order being checked)."""
     book = state.book
     weighted = not isolated
     markets = dict(state.open_orders.sides(account))
     if isolated:  # an isolated row holds one market: its orders alone count
-        markets = {m: e for m, e in markets.items() if m == m_order}
+        only = m_order if m_order >= 0 else isolated_market
+        markets = {m: e for m, e in markets.items() if m == only}
     if m_order >= 0:
         entry = list(markets.get(m_order, (0, 0, 0)))
         entry[BID if order_lots > 0 else ASK] += abs(order_lots)

@@ -302,3 +302,25 @@ def test_only_accepted_resting_orders_count_toward_the_rate_limit() -> None:
         out = _apply(e, type="order", id="good", account="alice", market="BTC-PERP",
                      side="buy", size="0.01", price="49000", rest=rest)
         assert [o.reason for o in out] == ["" if rest else "rate_limited"]
+
+
+def test_isolated_orders_promise_the_cross_collateral_once() -> None:
+    """Drift's rule for an isolated account (review 2 items 5, t13). Carol (1,000 USDC,
+    isolated) rests a 0.1 BTC bid (worst-case IM 500 + 0.01). An ETH bid counts only
+    ETH's orders in ETH's row (the isolated branch: with BTC's counted there too, 40 ETH
+    would be refused), but the cross collateral BTC's bid needs is promised once: 40 ETH
+    (IM 400.01) passes with 99.98 left; 55 more (ETH at 95: 950.02 + 500.01) is refused
+    by 450.03 with nothing changed (it once passed: both 950s on the same 1,000); 5 more
+    (ETH at 45) passes."""
+    e = _engine()
+    _apply(e, type="account", account="carol", mode="isolated")
+    assert _rest(e, "i1", "carol", "buy", "0.1", "50000")[0].status == "accepted"
+    assert _rest(e, "i2", "carol", "buy", "40", "100", market="ETH-PERP")[0].status == (
+        "accepted")
+    before = e.state_hash()
+    out = _rest(e, "i3", "carol", "buy", "55", "100", market="ETH-PERP")
+    assert [(o.reason, o.detail) for o in out] == [
+        ("insufficient_initial_margin", "free collateral after the order -450.03 < 0")]
+    assert e.state_hash() == before
+    assert _rest(e, "i4", "carol", "buy", "5", "100", market="ETH-PERP")[0].status == (
+        "accepted")
