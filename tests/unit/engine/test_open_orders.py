@@ -16,6 +16,7 @@ import pytest
 from solvency.core.model.presets import venue_from_data
 from solvency.engine.engine import Engine
 from solvency.engine.inputs import parse_input
+from solvency.engine.open_orders import free_collateral_worst_side
 from solvency.engine.pretrade import Order
 
 _N = iter(range(10**9))
@@ -324,3 +325,28 @@ def test_isolated_orders_promise_the_cross_collateral_once() -> None:
     assert e.state_hash() == before
     assert _rest(e, "i4", "carol", "buy", "5", "100", market="ETH-PERP")[0].status == (
         "accepted")
+
+
+@pytest.mark.parametrize("side", ["buy", "sell"])
+def test_worst_side_values_the_extra_lots_as_traded_at_the_mark(side: str) -> None:
+    """Review 2 item 6: ``_cash_at_mark`` (the extra lots' cost at the mark) matters where
+    IM reads the cost basis: Drift's weight and IMF on unrealized PnL. Alice's resting
+    0.1 BTC order at the mark leaves the same free collateral (1,500 = 2,000 - IM 500)
+    as a fill of it at the mark; with the cost left at 0 the what-if saw 2,000."""
+    def make() -> Engine:
+        e = Engine(venue_from_data({"preset": "drift", "markets": {"BTC-PERP": {
+            "imf_factor": "0", "unrealized_pnl_initial_asset_weight": "0.5",
+            "unrealized_pnl_imf_factor": "0.01"}}}))
+        for who, amount in (("alice", "2000"), ("bob", "1000000")):
+            _apply(e, type="deposit", account=who, asset="USDC", amount=amount)
+        _apply(e, type="price", market="BTC-PERP", price="50000")
+        return e
+    resting = make()
+    _rest(resting, "o", "alice", side, "0.1", "50000")
+    row = resting.book.row_index["alice"]
+    free = free_collateral_worst_side(resting, "alice", row, False, -1, 0, 0.0)
+    filled = make()
+    buyer, seller = ("alice", "bob") if side == "buy" else ("bob", "alice")
+    _apply(filled, type="fill", market="BTC-PERP", buyer=buyer, seller=seller, size="0.1",
+           price="50000")
+    assert free == float(filled.account_view("alice")["free_collateral"]) == 1500.0
