@@ -11,6 +11,7 @@ holding a second market, isolated rows, Drift's positive-PnL weight.
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal as D
 from typing import Any
 
@@ -201,11 +202,26 @@ def test_the_short_path_is_the_plain_search_to_the_bit(
 
 
 def test_the_books_reached_several_sign_changes() -> None:
-    """Runs after the two tests above (pytest keeps a file's order; run this file whole):
-    their books reached positions whose health changes sign more than once on a dense
-    grid, and positions where the unguarded short path's float differs from the plain
-    search's. (The property test called from here draws other examples: hypothesis seeds
-    a nested call differently.)"""
+    """The generator reaches what the property test is for: positions whose health changes
+    sign more than once on a dense grid, and positions where the unguarded short path's
+    float differs from the plain search's. Self-contained (it does not read what other
+    tests drew, so it holds in any order and under ``-k``): the hand-built book, then the
+    property's body on 100 parameter sets drawn from the same ranges by a seeded RNG."""
+    for key in _COUNTS:
+        _COUNTS[key] = 0
+    test_a_long_negative_then_positive_at_a_tier_step_then_negative()
+    body = test_the_short_path_is_the_plain_search_to_the_bit.hypothesis.inner_test
+    rng = random.Random(20261208)
+    for _ in range(100):
+        body(preset=rng.choice(["bitmex", "bitmex", "binance", "drift"]),
+             inverse=rng.random() < 0.5, jumps=rng.choice([True, True, False]),
+             floor_at=D(rng.randint(500, 1100)) / 1000,
+             rates=rng.choice([("0.005", "0.3"), ("0.01", "0.5"), ("0.004", "0.45"),
+                               ("0.05", "0.1"), ("0.2", "0.6")]),
+             size=rng.choice(["0.0001", "0.003", "1", "7.5", "400"]),
+             root_off=D(rng.randint(5, 4500)) / 10000, long=rng.random() < 0.5,
+             isolated=rng.choice([False, False, True]), other=rng.random() < 0.5,
+             move=D(rng.randint(-500, 500)) / 10000)
     print("liquidation price books:", _COUNTS)
     assert _COUNTS["positions"] >= 60, _COUNTS
     assert _COUNTS["priced"] >= 20, _COUNTS
