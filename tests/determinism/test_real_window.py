@@ -4,7 +4,10 @@ bit (issue 17: every speed-up of the run keeps them identical).
 Recorded at commit 3f4e9c9, before the issue-17 speed-ups (``python -m
 tests.determinism.real_window --write``): the bundled default over the 2021-05-19 crash
 hours of the real Binance BTC/USDT bars, 1,500 accounts, invariants checked after every
-step (3,502 liquidations, 790 ADL fills). See :mod:`tests.determinism.real_window`.
+step (3,502 liquidations, 790 ADL fills). Recorded again on purpose after review 2, item
+4: the arbitrageur's position limit follows its equity, not its starting capital (3,201
+liquidations, 1,003 ADL fills), and the metrics carry the agents' liquidations apart.
+See :mod:`tests.determinism.real_window`.
 """
 
 from __future__ import annotations

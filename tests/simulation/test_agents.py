@@ -23,8 +23,11 @@ from solvency.engine.engine import Engine
 from solvency.engine.liquidation import MARKET
 from solvency.engine.ports import Fill as PortFill
 from solvency.engine.ports import Liquidity
+from solvency.sim import run as run_module
 from solvency.sim.agents import (
     AGENT_METRIC_KEYS,
+    ArbitrageAgent,
+    ArbitrageSpec,
     ExecutedFlowLiquidity,
     FundingAgent,
     FundingSpec,
@@ -453,6 +456,80 @@ def test_arbitrage_closes_the_premium_and_takes_funding() -> None:
     assert arb.metrics["arb_funding_paid"] != 0.0      # its position paid or received
     assert arb.metrics["conserved"] is True
     assert arb.metrics["funding_paid"] == pytest.approx(float(arb.series.funding_paid.sum()))
+
+
+def _arbitrage_at_its_limit() -> tuple[Engine, ImpactLiquidity, ArbitrageAgent]:
+    """An arbitrageur with 1,000,000 USDT at 3x that bought a 0.26 % discount to the
+    100,000 mark up to its limit (30,078 lots of 0.001 BTC), the makers (``__market__``)
+    funded to carry the other side."""
+    book = _book()
+    e = Engine(VENUE, liquidity=book)
+    e.apply(Price(id="p0", market="BTC-PERP", price=MARK, ts_ms=0))
+    e.apply(Deposit(id="makers", account=MARKET, asset="USDT", amount=Decimal(10**9)))
+    arb = ArbitrageAgent(ArbitrageSpec(capital_quote=1_000_000.0, max_leverage=3.0,
+                                       speed=1.0), VENUE, book, ["BTC-PERP"])
+    arb.attach("USDT", e.apply, e)
+    book.record_flow("BTC-PERP", -100.0)  # the book's makers bought 100 BTC: a discount
+    out = arb.act(60_000, {"BTC-PERP": 100_000.0}, e.apply)
+    assert [o.type for o in out] == [] and arb.trades == 1
+    return e, book, arb
+
+
+def test_arbitrage_limit_follows_its_equity_not_its_starting_capital() -> None:
+    e, book, arb = _arbitrage_at_its_limit()
+    row = e.book.row_index["arbitrageur"]
+    slot = e.book.slot_of(row, e.book.market_index["BTC-PERP"])
+    # 3 x 1,000,000 / (0.001 x 99,738.7): its buy price, the trade price up to the tick
+    assert int(e.book.slot_lots[slot]) == 30_078
+    # by hand: 1,000,000 - 30.078 BTC x 99,738.7 + 30.078 x 100,000 (at the mark)
+    assert arb.equity_quanta() == 1_007_859_381_400
+    e.apply(Price(id="p1", market="BTC-PERP", price=Decimal(90_000), ts_ms=120_000))
+    # the mark fell 10 %: it lost 300,780 USDT at the mark
+    assert arb.equity_quanta() == 707_079_381_400
+    assert arb.equity_quanta() == (arb.balance_quanta("USDT")
+                                   + 30_078 * 90_000 * 10**6 // 1_000)
+    # a discount again: 3 x 707,079 / 90 = 23,569 lots < 30,078 held, so it adds nothing
+    # (its starting capital allowed 33,333 lots: 3,255 more)
+    book.record_flow("BTC-PERP", -100.0)
+    assert arb.act(180_000, {"BTC-PERP": 90_000.0}, e.apply) == []
+    assert int(e.book.slot_lots[slot]) == 30_078 and arb.trades == 1
+
+
+def test_the_agents_liquidations_are_counted_apart_from_the_population(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The arbitrageur (50,000 USDT at 50x) is liquidated in the small crash: its
+    liquidations go to ``agents_liquidated_notional``, not to the population's
+    ``liquidated_notional`` and ``liquidated_share_of_oi`` (review 2, item 4)."""
+    seen: dict[str, float] = {"arbitrageur": 0.0, "population": 0.0}
+    events = run_module._Recorder.events
+
+    def counted(self: Any, k: int, out: Any) -> None:  # the real recorder, read beside
+        for ev in out:
+            if ev.type == "liquidation" and ev.via != "unresolved" and ev.price:
+                who = "arbitrageur" if ev.account == "arbitrageur" else "population"
+                seen[who] += float(ev.size) * float(ev.price)
+        events(self, k, out)
+
+    monkeypatch.setattr(run_module._Recorder, "events", counted)
+    r = run_scenario(scenario("\n[agents.funding]\ninterval = \"30m\"\n"
+                              "\n[agents.arbitrage]\ncapital_quote = 50000.0\n"
+                              "speed = 1.0\nmax_leverage = 50.0\n", depth=0.2))
+    m = r.metrics
+    assert m["conserved"] is True
+    assert seen["arbitrageur"] > 0 and seen["population"] > 0
+    assert m["agents_liquidated_notional"] == pytest.approx(seen["arbitrageur"], rel=1e-12)
+    assert m["agents_liquidated_notional_by_agent"] == {
+        "arbitrageur": m["agents_liquidated_notional"]}
+    assert m["liquidated_notional"] == pytest.approx(seen["population"], rel=1e-12)
+    oi = m["open_interest_start_notional"]
+    assert m["liquidated_share_of_oi"] == pytest.approx(seen["population"] / oi, rel=1e-12)
+    assert m["agents_liquidated_share_of_oi"] == pytest.approx(seen["arbitrageur"] / oi,
+                                                               rel=1e-12)
+    assert sum(m["liquidated_notional_by_market"].values()) == pytest.approx(
+        seen["population"], rel=1e-12)
+    without = run(INERT).metrics
+    assert without["agents_liquidated_notional"] == 0.0
+    assert without["agents_liquidated_notional_by_agent"] == {}
 
 
 # ---------------------------------------------------------------- configuration

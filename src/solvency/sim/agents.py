@@ -279,7 +279,9 @@ class ArbitrageSpec:
         Collateral it deposits at the start, settlement asset (default 200,000,000: the
         bundled default's sample).
     max_leverage : float
-        Largest position notional per unit of that capital, per market (default 3).
+        Largest position notional per unit of its current equity (its balance plus its
+        positions' unrealized P&L at the mark), per market (default 3): an arbitrageur
+        losing on a discount that lasts adds less, and nothing once its equity is gone.
     speed : float
         Fraction of the premium (log impact) it closes per step, in ``(0, 1]`` (default
         0.5).
@@ -890,11 +892,12 @@ class ArbitrageAgent:
     log premium) shrinks by the factor ``1 - speed``. Its counterparty is the book's
     makers, the engine's ``__market__`` row (who absorbed that flow), at the trade price
     rounded against the arbitrageur to the tick; each position's notional stays within
-    ``max_leverage x capital``. The fill goes through ``Engine.apply``, which checks the
-    initial margin of both sides; ``__market__`` posts no collateral, so when it refuses
-    a trade that grows the makers' position, the arbitrageur takes over only what they
-    hold on the other side (counted in ``arb_rejected`` when that is nothing). Its flow
-    moves the book back.
+    ``max_leverage x equity``, its equity now (balance + unrealized P&L at the mark,
+    :meth:`equity_quanta`; it was the starting capital until review 2, item 4). The fill
+    goes through ``Engine.apply``, which checks the initial margin of both sides;
+    ``__market__`` posts no collateral, so when it refuses a trade that grows the
+    makers' position, the arbitrageur takes over only what they hold on the other side
+    (counted in ``arb_rejected`` when that is nothing). Its flow moves the book back.
     """
 
     def __init__(self, spec: ArbitrageSpec, venue: Venue, book: ImpactLiquidity,
@@ -905,6 +908,8 @@ class ArbitrageAgent:
                       if m in book.specs and venue.markets[m].is_perpetual
                       and not venue.markets[m].is_inverse}
         self.engine: Engine | None = None
+        self.asset = 0  # the settlement asset's index and quanta per unit (attach)
+        self.scale = 1
         self.trades = 0
         self.rejected = 0
         self.volume_quote = 0.0
@@ -915,8 +920,10 @@ class ArbitrageAgent:
         """Deposit the capital (rounded down to the quantum) through ``apply``; return
         the out-events."""
         self.engine = engine
+        self.asset = engine.book.asset_index[settle]
         engine.system_row(MARKET)
         dec = int(engine.venue.assets[settle].decimals)
+        self.scale = 10 ** dec
         amount = Decimal(repr(self.spec.capital_quote)).quantize(Decimal(1).scaleb(-dec),
                                                                   ROUND_FLOOR)
         return apply(Deposit(id="agent:arb:capital", account=self.spec.account,
@@ -934,6 +941,20 @@ class ArbitrageAgent:
         book = self.engine.book
         r = book.row_index[self.spec.account]
         return int(self.engine.ledger.balance(book.rows[r].ledger_id, settle))
+
+    def equity_quanta(self) -> int:
+        """Return the arbitrageur's equity in settlement quanta: its ledger balance (a
+        fill moves the entry notional through it) plus its positions' value at the mark,
+        the book's exact per-row sums (``row_int``: balance in column ``a``, values in
+        ``A + a``). It equals the starting capital plus the unrealized P&L at the mark
+        and the realized P&L and funding."""
+        assert self.engine is not None
+        book = self.engine.book
+        r = book.row_index.get(self.spec.account)
+        if r is None:
+            return 0
+        n_a = len(book.asset_names)
+        return int(book.row_int[r, self.asset]) + int(book.row_int[r, n_a + self.asset])
 
     def act(self, now_ms: int, index: Mapping[str, float], apply: Apply) -> list[Any]:
         """Trade the premium of every market down (fills through ``apply``); return the
@@ -957,7 +978,8 @@ class ArbitrageAgent:
         lot_base = _lot_base(inst)
         per_lot = lot_base * float(price)
         pos = self._lots(eng.book.row_index[self.spec.account], mi)
-        limit = int(self.spec.max_leverage * self.spec.capital_quote // per_lot)
+        equity = max(0, self.equity_quanta()) / self.scale
+        limit = int(self.spec.max_leverage * equity // per_lot)
         room = limit - pos if buy else limit + pos
         lots = min(int(abs(want) // lot_base), max(room, 0))
         if lots <= 0:

@@ -50,7 +50,15 @@ of ``metrics.json``. Definitions (also in ``docs/stress_lab.md``):
   ``liquidated_long_share`` -- the part of ``liquidated_notional`` that closed long
   positions (data vendors report the long share of a day's liquidations).
   ``liquidated_share`` is the older ratio over the *gross* notional of user positions
-  (long + short).
+  (long + short). Every ``liquidated_notional*`` and ``liquidated_*share*`` figure counts
+  the population's accounts only: the lab's own agent accounts (the arbitrageur) are left
+  out of them, so that an agent that keeps re-entering and being liquidated does not
+  stand in for the population's losses (review 2, item 4). ``liquidations`` and
+  ``accounts_liquidated`` count every executed liquidation, the agents' included.
+* ``agents_liquidated_notional`` -- ``size x price`` of the liquidations of the lab's
+  agent accounts, apart; per agent account in ``agents_liquidated_notional_by_agent``;
+  ``agents_liquidated_share_of_oi`` -- it over ``open_interest_start_notional`` (0 and
+  an empty table without such an agent or liquidation).
 * ``cascade_amplification`` -- largest peak-to-trough fall of the venue's trade price
   (index x exp(impact)) divided by that of the same path with impact off. With impact
   off (``Y = 0``) the trade price *is* the index path, so the denominator is the index's
@@ -145,6 +153,11 @@ class StepSeries:
         Per step: the part of ``liq_notional`` that closed long positions.
     liq_notional_market, adl_notional_market : dict of Float64Array1D
         Per market: ``liq_notional`` and ``adl_notional`` of the step, split by market.
+        ``liq_notional``, ``liq_notional_long`` and ``liq_notional_market`` count the
+        population's accounts only.
+    agent_liq_notional : dict of Float64Array1D
+        Per lab agent account (the arbitrageur): the notional of its liquidations in the
+        step (settlement asset units); kept out of ``liq_notional``.
     notional_market : dict of Float64Array1D
         Per market: gross notional of user positions (long + short, settlement asset).
     open_interest_start : dict of float
@@ -187,6 +200,7 @@ class StepSeries:
     adl_notional_market: dict[str, Float64Array1D] = field(default_factory=dict)
     notional_market: dict[str, Float64Array1D] = field(default_factory=dict)
     open_interest_start: dict[str, float] = field(default_factory=dict)
+    agent_liq_notional: dict[str, Float64Array1D] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, ts_ms: Int64Array1D, markets: tuple[str, ...]) -> StepSeries:
@@ -226,7 +240,8 @@ class StepSeries:
             setattr(self, name, getattr(self, name)[:n])
         for name in ("index", "mark", "trade", "mm_rate", "im_rate", "depth_factor",
                      "breaker", "premium", "funding_rate", "mm_depth_fraction",
-                     "liq_notional_market", "adl_notional_market", "notional_market"):
+                     "liq_notional_market", "adl_notional_market", "notional_market",
+                     "agent_liq_notional"):
             d = getattr(self, name)
             for k in d:
                 d[k] = d[k][:n]
@@ -360,6 +375,8 @@ def _headline(series: StepSeries) -> dict[str, Any]:
     oi_one = float(sum(series.open_interest_start.values()))
     liq_by = {m: float(v.sum()) for m, v in series.liq_notional_market.items()}
     low_k = int(np.argmin(series.insurance_fund_equity)) if fund.shape[0] else 0
+    agents_by = {a: float(v.sum()) for a, v in series.agent_liq_notional.items()}
+    agents_liq = float(sum(agents_by.values()))
     return {
         "insurance_fund_used": used,
         "insurance_fund_used_share": used / start if start > 0 else None,
@@ -376,6 +393,9 @@ def _headline(series: StepSeries) -> dict[str, Any]:
         "liquidated_share_of_oi_by_market": {
             m: (liq_by.get(m, 0.0) / v if v > 0 else None)
             for m, v in series.open_interest_start.items()},
+        "agents_liquidated_notional": agents_liq,
+        "agents_liquidated_notional_by_agent": agents_by,
+        "agents_liquidated_share_of_oi": agents_liq / oi_one if oi_one > 0 else None,
         "adl_notional_by_market": {
             m: float(v.sum()) for m, v in series.adl_notional_market.items()},
         "first_liquidation_ms": _first_ms(series, series.liq_count),

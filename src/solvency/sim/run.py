@@ -275,9 +275,14 @@ class _Recorder:
     """Reads out-events and engine state into the series, one point at a time."""
 
     def __init__(self, engine: Engine, pop: Population, series: StepSeries,
-                 settle: str) -> None:
+                 settle: str, agent_accounts: Sequence[str] = ()) -> None:
         self.engine = engine
         self.series = series
+        # the lab's own agent accounts: their liquidations are counted apart from the
+        # population's (metrics: agents_liquidated_notional)
+        self.agent_liq = {a: np.zeros(series.ts_ms.shape[0], dtype=np.float64)
+                          for a in agent_accounts}
+        series.agent_liq_notional = self.agent_liq
         self.settle = settle
         self.scale: int = 10 ** int(engine.venue.assets[settle].decimals)
         self.markets = tuple(series.index)
@@ -385,11 +390,16 @@ class _Recorder:
                 if e.via == "unresolved" or not e.price:
                     continue
                 s.liq_count[k] += 1
-                s.liq_notional[k] += float(e.size) * float(e.price)
-                if self.side.get((e.account, e.market), 0) > 0:
-                    s.liq_notional_long[k] += float(e.size) * float(e.price)
-                if e.market in s.liq_notional_market:
-                    s.liq_notional_market[e.market][k] += float(e.size) * float(e.price)
+                agent = self.agent_liq.get(e.account)
+                if agent is not None:
+                    agent[k] += float(e.size) * float(e.price)
+                else:
+                    s.liq_notional[k] += float(e.size) * float(e.price)
+                    if self.side.get((e.account, e.market), 0) > 0:
+                        s.liq_notional_long[k] += float(e.size) * float(e.price)
+                    if e.market in s.liq_notional_market:
+                        s.liq_notional_market[e.market][k] += (float(e.size)
+                                                               * float(e.price))
                 self.liquidated_rows.add(e.account)
                 if self.fees:
                     self._fee_event(k, e)
@@ -863,7 +873,9 @@ def venue_steps(scenario: Scenario, *, venue: str | None = None, seed: int | Non
     topped = _top_up(engine, settle)
     crew.attach(engine, pop)
     series = StepSeries.empty(ts, markets)
-    rec = _Recorder(engine, pop, series, settle)
+    arb = scenario.agents.arbitrage
+    rec = _Recorder(engine, pop, series, settle,
+                    agent_accounts=(arb.account,) if arb is not None else ())
     hedger: OptionHedger | None = None
     if opt is not None and scenario.options is not None:
         rec.options = OptionWatch(engine, pop, opt, scenario.options)
