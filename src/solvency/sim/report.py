@@ -263,8 +263,8 @@ HEADLINE: Final[tuple[tuple[str, str, Unit, str], ...]] = (
     ("insurance_fund_used_share", "Fund used, share of its start", "share",
      "the same as a share of the fund's capital at the start"),
     ("liquidated_share_of_oi", "Open interest liquidated (one side)", "share",
-     "liquidated notional over the venue's open interest at the start, one side, at the "
-     "start marks (as venues report it)"),
+     "the population's liquidated notional (the lab's agents apart) over the venue's "
+     "open interest at the start, one side, at the start marks (as venues report it)"),
     ("open_interest_start_notional", "Open interest at the start (one side)", "amount",
      "half the notional of every position at the start marks, the counterparty's "
      "included"),
