@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal as D
+from itertools import product
 from typing import Any
 
 import numpy as np
@@ -90,17 +91,24 @@ def _step_book(c: str, size: str, mark: str, *, isolated: bool) -> Engine:
     """By hand: 1 BTC long from 100,000 on a table of 1 % below 80,000 notional and 50 %
     from it, no maintenance amount. Health, with c the deposit: c - 100,000 + 0.5 p at
     p >= 80,000 (negative below 200,000 - 2c), c - 100,000 + 0.99 p below 80,000 (positive
-    again, negative below (100,000 - c) / 0.99)."""
+    again, negative below (100,000 - c) / 0.99).
+
+    ``isolated``: the position in a's bucket holding c. A bucket exists from the first
+    fill on (``isolated_margin`` before it is refused, ``no_isolated_position``) and the
+    fill moves only the initial margin into it, so the rest of c follows the fill."""
     tiers = _tiers(["0", "80000"], ["0.01", "0.5"], amounts=False)
     e = Engine(venue_from_data({"preset": "bitmex", "markets": {"BTC-PERP": {"tiers": tiers}}}))
     apply(e, "price", market="BTC-PERP", price="100000")
     if isolated:
         apply(e, "account", account="a", mode="isolated")
     apply(e, "deposit", account="a", asset="USDT", amount="200000" if isolated else c)
-    if isolated:
-        apply(e, "isolated_margin", account="a", market="BTC-PERP", amount=c)
     apply(e, "deposit", account="b", asset="USDT", amount="100000000")
     apply(e, "fill", market="BTC-PERP", buyer="a", seller="b", size=size, price="100000")
+    if isolated:  # the bucket's collateral at 100,000: its balance plus the position's value
+        held = D(e.ledger.balance("u:a/BTC-PERP", "USDT")).scaleb(-6) + D(size) * 100_000
+        apply(e, "isolated_margin", account="a", market="BTC-PERP", amount=str(D(c) - held))
+        assert (D(e.ledger.balance("u:a/BTC-PERP", "USDT")).scaleb(-6) + D(size) * 100_000
+                == D(c))
     apply(e, "price", market="BTC-PERP", price=mark)
     return e
 
@@ -112,11 +120,13 @@ def test_a_long_negative_then_positive_at_a_tier_step_then_negative() -> None:
     the first negative stretch (84,887.2 and 72,058.9 are both positive) and bisect to
     41,313.02; the unguarded short path finds 81,799.78. liquidation_prices leaves the
     market (its maintenance jumps at the floor) to the plain search: 41,313.02."""
-    for mark in ("99999.3", "99871.7"):
-        e = _step_book("59100.11", "1", mark, isolated=False)
+    for mark, isolated in product(("99999.3", "99871.7"), (False, True)):
+        e = _step_book("59100.11", "1", mark, isolated=isolated)
         b = e.book
         r, s = next((r, s) for r in range(len(b.rows)) for s in b.row_slots(r)
                     if b.st[s, kernels.S_LOTS] > 0)  # the long's
+        assert b.rows[r].name == ("a/BTC-PERP" if isolated else "a")
+        assert b.st[s, kernels.S_LOTS] == 10_000  # all of it: nothing liquidated
         assert _sign_changes(b, r, s) == 3
         rows = np.array([r], dtype=np.int64)
         slots = np.array([s], dtype=np.int64)
