@@ -303,3 +303,26 @@ def test_the_venue_may_be_a_venue_file_as_for_margin(tmp_path: Path) -> None:
         **data, "venue": "venues/bad.toml"}))])
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and "venue:" in text and "markts" in text, text
+
+
+@pytest.mark.parametrize("value", ["1e400", "1e-400", "2e18"])
+def test_a_contract_size_out_of_range_exits_2_naming_the_key(tmp_path: Path,
+                                                             value: str) -> None:
+    # review 2 item 12: "1e400" passed the schema, became inf as a float and ended in a
+    # traceback (exit 1); through a venue file, --venue FILE and the portfolio's markets
+    (tmp_path / "v.toml").write_text(
+        f'preset = "deribit"\n[markets.BTC-USD-INVERSE]\ncontract_size = "{value}"\n')
+    data = {"venue": "v.toml", "prices": {"BTC": "100000"},
+            "account": {"positions": [{"market": "BTC-USD-INVERSE", "size": "5"}]}}
+    expect = ("markets.BTC-USD-INVERSE.contract_size: expected a number >= 1E-18 and "
+              "<= 1E+18, got ")
+    over = {**data, "venue": "deribit",
+            "markets": {"BTC-USD-INVERSE": {"contract_size": value}}}
+    for args in (["greeks", str(_write(tmp_path, data))],
+                 ["greeks", str(_write(tmp_path, {**data, "venue": "deribit"})), "--venue",
+                  str(tmp_path / "v.toml")],
+                 ["greeks", str(_write(tmp_path, over))]):
+        res = runner.invoke(app, args)
+        text = " ".join(res.output.split())
+        assert res.exit_code == 2 and expect in text, (args, text)
+        assert "Traceback" not in text

@@ -196,3 +196,12 @@ def test_one_file_for_margin_and_greeks(tmp_path: Path) -> None:
     marks = {p["market"]: float(p["mark_price"]) for p in margin["positions"]}
     assert greeks[PUT]["price"] == pytest.approx(marks[PUT], abs=0.0001 / 2)
     assert greeks[CALL]["price"] == pytest.approx(marks[CALL], abs=0.1 / 2)  # tick 0.1
+
+
+def test_a_huge_contract_size_override_exits_2_naming_the_key(tmp_path: Path) -> None:
+    # review 2 item 12: the portfolio's markets override on margin, as on greeks
+    res = _run(_file(tmp_path, markets={"BTC-USD-INVERSE": {"contract_size": "1e400"}}))
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2, text
+    assert ("markets.BTC-USD-INVERSE.contract_size: expected a number >= 1E-18 and "
+            "<= 1E+18, got 1E+400") in text

@@ -169,3 +169,31 @@ def test_amounts_stay_exact() -> None:
     with pytest.raises(ConfigError) as err:
         venue_from_data({"preset": "dydx", "margin_call_ratio": 0.5})
     assert "margin_call_ratio: expected a decimal string, got binary float 0.5" in str(err.value)
+
+
+@pytest.mark.parametrize(("key", "value", "rule"), [
+    ("contract_size", "1e400", ">= 1E-18 and <= 1E+18"),
+    ("contract_size", "1e-400", ">= 1E-18 and <= 1E+18"),
+    ("tick_size", "1e19", ">= 1E-18 and <= 1E+18"),
+    ("lot_size", "1e-19", ">= 1E-18 and <= 1E+18"),
+    ("imr", "1e400", ">= 0 and <= 1E+18"),
+    ("maintenance_amount", "-1e400", ">= -1E+18 and <= 1E+18"),
+])
+def test_a_market_decimal_out_of_range_is_refused_with_its_key(key: str, value: str,
+                                                               rule: str) -> None:
+    # the engine reads these as floats: 1e400 would be inf and 1e-400 0.0 (review 2, 12)
+    market: dict[str, Any] = {key: value}
+    where = f"markets.BTC-PERP.{key}"
+    if key == "maintenance_amount":
+        market = {"tiers": [{"floor": "0", "mmr": "0.01", key: value}]}
+        where = f"markets.BTC-PERP.tiers[0].{key}"
+    said = check_venue_data({"preset": "binance", "markets": {"BTC-PERP": market}})
+    assert said is not None and f"{where}: expected a number {rule}, got " in said, said
+    with pytest.raises(ConfigError):
+        venue_from_data({"preset": "binance", "markets": {"BTC-PERP": market}})
+
+
+def test_the_range_bounds_themselves_are_accepted() -> None:
+    venue = venue_from_data({"preset": "deribit", "markets": {
+        "BTC-USD-INVERSE": {"contract_size": "1e18"}, "BTC-PERP": {"contract_size": "1"}}})
+    assert venue.markets["BTC-USD-INVERSE"].contract_size == Decimal("1e18")

@@ -59,9 +59,18 @@ _Bool = Annotated[bool, Strict()]
 
 
 _Count = Annotated[int, Strict(), Field(ge=0)]
-_Dec = Annotated[Decimal, Num(text_ok=True, float_ok=False)]
-_DecNonNeg = Annotated[Decimal, Num(ge=0, text_ok=True, float_ok=False)]
-_DecPos = Annotated[Decimal, Num(gt=0, text_ok=True, float_ok=False)]
+# The engine reads these exact decimals as floats too (margin, greeks, exposure kernels):
+# magnitudes are bounded so that every product it forms stays finite (1e400 would read
+# as inf, 1e-400 as 0.0) and a file with such a number is refused with its dotted key.
+DECIMAL_MAX: Final = "1e18"
+"""Largest magnitude of a venue file's decimal (a contract size, a tier floor, a rate)."""
+DECIMAL_MIN_POSITIVE: Final = "1e-18"
+"""Smallest value of a venue file's positive decimal (a contract, tick or lot size)."""
+_Dec = Annotated[Decimal, Num(ge="-" + DECIMAL_MAX, le=DECIMAL_MAX, text_ok=True,
+                              float_ok=False)]
+_DecNonNeg = Annotated[Decimal, Num(ge=0, le=DECIMAL_MAX, text_ok=True, float_ok=False)]
+_DecPos = Annotated[Decimal, Num(ge=DECIMAL_MIN_POSITIVE, le=DECIMAL_MAX, text_ok=True,
+                                 float_ok=False)]
 _Real = Annotated[Decimal, Num()]  # a float setting (oracle, breakers, limits): a number
 _RealPos = Annotated[Decimal, Num(gt=0)]
 _RealPosText = Annotated[Decimal, Num(gt=0, text_ok=True)]  # read with float(): "10" too
