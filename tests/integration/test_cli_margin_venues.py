@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from solvency.cli.main import app
 from solvency.core.options import black76_price
+from solvency.core.options.margin import option_margin
 from solvency.engine.multivenue import _Venue
 from solvency.engine.portfolio import load_portfolio_engine
 
@@ -610,3 +611,58 @@ def test_an_option_priced_without_a_vol_has_no_underlying_price(tmp_path: Path) 
     (p,) = json.loads(out)["positions"]
     assert (p["liquidation_price"], p["liquidation_underlying_price"],
             p["liquidation_probability"]) == (None, None, None)
+
+
+def test_a_short_strangles_liquidation_probability_counts_both_crossings(
+        tmp_path: Path) -> None:
+    """Review 2 item 13: a short put and a short call in one cross row are liquidated by a
+    fall or a rise; the probability is the two-barrier first passage of BTC (vol 0.8, the
+    default) to either crossing, not the nearer one's alone (0.4991 -> 0.5940 here)."""
+    call = {**PUT, "option_kind": "call", "strike": "110000"}
+    data = {**OPTIONS, "horizon": "30d",
+            "markets": {"BTC-90000-P": PUT, "BTC-110000-C": call},
+            "vols": {"BTC-90000-P": "0.6", "BTC-110000-C": "0.6"},
+            "account": {"collateral": {"USDC": "100000"}, "positions": [
+                {"market": "BTC-90000-P", "size": "-2", "entry_price": "5000"},
+                {"market": "BTC-110000-C", "size": "-2", "entry_price": "5000"}]}}
+    code, out = _run(tmp_path, data, "--json")
+    assert code == 0, out
+    put, strangle_call = sorted(json.loads(out)["positions"], key=lambda p: p["market"])[::-1]
+    assert put["market"] == "BTC-90000-P"
+    t = (EXPIRY - NOW).total_seconds() / (365 * 86_400)
+
+    def short_row_gap(s: float) -> float:
+        # collateral + the two shorts' PnL - their Deribit maintenance, at BTC = s
+        gap = 100_000.0
+        for strike, is_call in ((90_000.0, False), (110_000.0, True)):
+            mark = float(black76_price(forward=s, strike=strike, time_yr=t, vol=0.6,
+                                       rate=0.0, is_call=is_call).price[0])
+            gap -= 2 * (mark - 5_000) + float(option_margin(
+                underlying_price=s, strike=strike, mark_price=mark, size=-2.0,
+                is_call=is_call, settlement="linear").mm[0])
+        return gap
+
+    crossings = []
+    for lo, hi in ((100_000.0, 40_000.0), (100_000.0, 160_000.0)):  # lo: above maintenance
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if short_row_gap(mid) > 0 else (lo, mid)
+        crossings.append(lo)
+    for p in (put, strangle_call):
+        prices = p["liquidation_underlying_prices"]
+        down, up = float(prices["down"]), float(prices["up"])
+        assert abs(down - crossings[0]) < 1.0 and abs(up - crossings[1]) < 1.0, (prices,
+                                                                                 crossings)
+        assert p["liquidation_underlying_price"] == prices["down" if 1e5 - down < up - 1e5
+                                                           else "up"]
+        # by hand: 1 - P(stay in (a, b)), the eigenfunction series of the heat equation
+        # on (a, b) (Feller II, X.5; independent of the code's method-of-images sum)
+        a, b = math.log(down / 1e5), math.log(up / 1e5)
+        width, var_t = b - a, 0.8**2 * 30 / 365
+        stay = sum(4 / (n * math.pi) * math.sin(n * math.pi * -a / width)
+                   * math.exp(-(n * math.pi) ** 2 * var_t / (2 * width**2))
+                   for n in range(1, 400, 2))
+        prob = float(p["liquidation_probability"])
+        assert abs(prob - (1 - stay)) < 2e-6, (prob, 1 - stay)
+        one_sided = [2 * NormalDist().cdf(-abs(x) / math.sqrt(var_t)) for x in (a, b)]
+        assert max(one_sided) + 0.09 < prob <= sum(one_sided), (prob, one_sided)

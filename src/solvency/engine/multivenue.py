@@ -56,7 +56,7 @@ from solvency.core.margin.kernels import (
 from solvency.core.model.presets import PRESETS, preset_names, venue_from_data
 from solvency.core.model.venue import ConfigError
 from solvency.core.schema import format_errors
-from solvency.core.volatility import liquidation_probability_driftless
+from solvency.core.volatility import double_barrier_touch_probability
 from solvency.engine.base import format_number
 from solvency.engine.engine import Engine
 from solvency.engine.joint import JointError, JointSpec, correlation_factor
@@ -389,9 +389,12 @@ def option_liquidation_underlying(report: dict[str, Any], engine: Engine, *,
     of its base, puts the option's margin row below maintenance: :meth:`_Venue.crossing`
     down and up, the options re-marked by Black-76 from their vol at each move; the
     nearer crossing; ``null`` if none within ``rng``) and ``liquidation_premium`` (the
-    option's mark there). ``volatility`` becomes the underlying's and
-    ``liquidation_probability`` the chance that the underlying touches that price within
-    the report's horizon (driftless first passage, as for any position). A position
+    option's mark there), ``liquidation_underlying_prices`` (``down`` and ``up``: both
+    crossings, ``null`` for a side with none). ``volatility`` becomes the underlying's
+    and ``liquidation_probability`` the chance that the underlying touches either
+    crossing within the report's horizon (driftless two-barrier first passage,
+    :func:`~solvency.core.volatility.double_barrier_touch_probability`: a short
+    strangle's row is liquidated by a fall or a rise). A position
     liquidatable now gets ``recovery_price: null`` (a premium, not a price of the
     underlying). Options priced without a vol cannot be re-marked: their
     ``liquidation_underlying_price`` is ``null``.
@@ -413,6 +416,7 @@ def option_liquidation_underlying(report: dict[str, Any], engine: Engine, *,
         p["liquidation_price"] = None
         p["liquidation_underlying"] = book.market_names[u]
         p["liquidation_underlying_price"] = None
+        p["liquidation_underlying_prices"] = {"down": None, "up": None}
         p["liquidation_premium"] = None
         sigma = engine.volatility(u)
         p["volatility"] = format_number(sigma)
@@ -434,9 +438,19 @@ def option_liquidation_underlying(report: dict[str, Any], engine: Engine, *,
         with venue.moved(venue.moves(base, move)):
             p["liquidation_premium"] = str(book.marks[book.market_index[inst.name]])
         p["liquidation_underlying_price"] = _px(price)
-        prob = liquidation_probability_driftless(
-            np.array([float(venue.marks[u])]), np.array([float(price)]),
-            np.array([1.0 if move < 0 else -1.0]), np.array([sigma]), horizon_yr)
+        # a row liquidated on either side (a short strangle) is liquidated when the
+        # underlying touches either crossing first: the two-barrier first passage
+        side_price = {side: next((venue.marks[u] * (1 + c) for c in found
+                                  if (c < 0) == (side == "down")), None)
+                      for side in ("down", "up")}
+        p["liquidation_underlying_prices"] = {
+            side: None if px is None else _px(px) for side, px in side_price.items()}
+        mark_u = float(venue.marks[u])
+        lower, upper = side_price["down"], side_price["up"]
+        prob = double_barrier_touch_probability(
+            np.array([mark_u]), np.array([math.nan if lower is None else float(lower)]),
+            np.array([math.inf if upper is None else float(upper)]), np.array([sigma]),
+            horizon_yr)
         p["liquidation_probability"] = format_number(float(prob[0]))
 
 

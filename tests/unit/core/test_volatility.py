@@ -14,10 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import signal, stats
+from scipy.special import ndtr
 from tests.conftest import missing
 
 from solvency.core.volatility import (
     annualize_volatility,
+    double_barrier_touch_probability,
     ewma_lambda_for_interval,
     ewma_margin_rates,
     ewma_variance,
@@ -387,3 +389,43 @@ def test_driftless_kernel_rejects_bad_inputs() -> None:
         liquidation_probability_driftless(one, one, one, np.array([-1.0]), 1.0)
     with pytest.raises(ValueError, match="horizon"):
         liquidation_probability_driftless(one, one, one, one, float("inf"))
+
+
+def _stay_eigen(a: float, b: float, s: float) -> float:
+    # P(a driftless BM from 0, variance s^2 at T, stays in (a, b)): the heat equation's
+    # eigenfunction series on (a, b), independent of the code's method-of-images sum
+    width = b - a
+    return sum(4 / (n * math.pi) * math.sin(n * math.pi * -a / width)
+               * math.exp(-(n * math.pi) ** 2 * s * s / (2 * width * width))
+               for n in range(1, 4001, 2))
+
+
+@pytest.mark.parametrize(("lower", "upper", "sigma", "horizon"), [
+    (90.0, 112.0, 0.6, 30 / 365), (62.27, 114.72, 0.8, 30 / 365), (99.0, 101.0, 0.8, 1.0),
+    (50.0, 200.0, 0.3, 1 / 365), (95.0, 130.0, 1.2, 0.25)])
+def test_double_barrier_touch_matches_the_eigenfunction_series(
+        lower: float, upper: float, sigma: float, horizon: float) -> None:
+    p = float(double_barrier_touch_probability(100.0, lower, upper, sigma, horizon)[0])
+    s = sigma * math.sqrt(horizon)
+    a, b = math.log(lower / 100.0), math.log(upper / 100.0)
+    assert p == pytest.approx(1 - _stay_eigen(a, b, s), abs=1e-9)
+    one = [2 * float(ndtr(-abs(x) / s)) for x in (a, b)]
+    assert max(one) - 1e-12 <= p <= min(1.0, sum(one)) + 1e-12
+
+
+def test_double_barrier_touch_edges() -> None:
+    f = double_barrier_touch_probability
+    one_down = float(liquidation_probability(100.0, 90.0, 1, 0.6, 0.1))
+    one_up = float(liquidation_probability(100.0, 115.0, -1, 0.6, 0.1))
+    # an absent barrier (NaN or <= 0 below, inf above) gives the one-sided probability
+    assert float(f(100.0, 90.0, math.inf, 0.6, 0.1)[0]) == pytest.approx(one_down, rel=1e-12)
+    assert float(f(100.0, math.nan, 115.0, 0.6, 0.1)[0]) == pytest.approx(one_up, rel=1e-12)
+    assert float(f(100.0, 0.0, 115.0, 0.6, 0.1)[0]) == pytest.approx(one_up, rel=1e-12)
+    # a far barrier adds (almost) nothing; a mark at a barrier is touched; no vol: 0
+    assert float(f(100.0, 90.0, 1e9, 0.6, 0.1)[0]) == pytest.approx(one_down, rel=1e-9)
+    np.testing.assert_array_equal(f([100.0, 100.0, 100.0], [100.0, 90.0, math.nan],
+                                    [110.0, 110.0, math.inf], [0.6, 0.0, 0.6], 0.1),
+                                  [1.0, 0.0, 0.0])
+    for bad in ((0.0, 0.6, 0.1), (100.0, -0.1, 0.1), (100.0, 0.6, -1.0)):
+        with pytest.raises(ValueError):
+            f(bad[0], 90.0, 110.0, bad[1], bad[2])
