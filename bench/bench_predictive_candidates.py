@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,10 +125,13 @@ def _oos(s: dict[str, Any], warm: int, side: str, raw: np.ndarray | None,
     return _cell(run.rates[keep], run.exceptions[keep])
 
 
-def _cv(train: list[dict[str, Any]], cand: dict[str, Any], quantile: float) -> tuple[int, int]:
+def _fold_windows(train: list[dict[str, Any]], cand: dict[str, Any], quantile: float
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Cross-validation inside the training window: for each fold (2020H2, 2021H1, 2021H2),
+    each side's model fitted on the data before it and each series, the posted rate and the
+    position's loss over the days whose horizon ends inside the fold."""
     folds = ((_ms(2020, 7, 1), _ms(2021, 1, 1)), (_ms(2021, 1, 1), _ms(2021, 7, 1)),
              (_ms(2021, 7, 1), T22))
-    exc = tot = 0
     for lo, hi in folds:
         for m in _fit(train, cand, quantile, lo):
             for s in train:
@@ -135,9 +139,14 @@ def _cv(train: list[dict[str, Any]], cand: dict[str, Any], quantile: float) -> t
                 idx = np.arange(GW, s["r"].size)
                 end = s["ts"][idx] + 2 * DAY_MS
                 idx = idx[(end > lo) & (end <= hi)]
-                loss = position_loss(s["r"][idx], m.side)
-                exc += int(np.sum(loss > rate[idx]))
-                tot += idx.size
+                yield rate[idx], position_loss(s["r"][idx], m.side)
+
+
+def _cv(train: list[dict[str, Any]], cand: dict[str, Any], quantile: float) -> tuple[int, int]:
+    exc = tot = 0
+    for rate, loss in _fold_windows(train, cand, quantile):
+        exc += int(np.sum(loss > rate))
+        tot += rate.size
     return exc, tot
 
 

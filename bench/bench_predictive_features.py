@@ -42,13 +42,13 @@ from bench_predictive_candidates import (
     T22,
     _daily,
     _fit,
-    _ms,
+    _fold_windows,
     _spliced,
 )
 from machine import describe
 from solvency.adapters.ohlcv import Ohlcv
 from solvency.adapters.predictive import feature_inputs
-from solvency.core.backtest import backtest, position_loss
+from solvency.core.backtest import backtest
 from solvency.core.dynamic_margin import MarginModelConfig, margin_backtest
 from solvency.core.predictive_margin import (
     DAY_MS,
@@ -91,25 +91,16 @@ def _series(bars: Ohlcv, symbol: str, *, perp: Path | None = None, spot: Path | 
 
 def _cv(train: list[dict[str, Any]], cand: dict[str, Any]) -> tuple[int, int, float, float,
                                                                       float, float]:
-    folds = ((_ms(2020, 7, 1), _ms(2021, 1, 1)), (_ms(2021, 1, 1), _ms(2021, 7, 1)),
-             (_ms(2021, 7, 1), T22))
     exc: list[np.ndarray] = []
     rates: list[np.ndarray] = []
     pinball: list[np.ndarray] = []
     rise = 0.0
-    for lo, hi in folds:
-        for m in _fit(train, cand, Q, lo):
-            for s in train:
-                rate = predictive_rate_series(s["X"], s["sigma"], m, warmup=GW)
-                idx = np.arange(GW, s["r"].size)
-                end = s["ts"][idx] + 2 * DAY_MS
-                idx = idx[(end > lo) & (end <= hi)]
-                loss = position_loss(s["r"][idx], m.side)
-                u = loss - rate[idx]
-                exc.append(u > 0.0)
-                rates.append(rate[idx])
-                pinball.append(np.where(u > 0.0, Q * u, (Q - 1.0) * u))
-                rise = max(rise, float(np.max(np.diff(rate[idx]), initial=0.0)))
+    for rate, loss in _fold_windows(train, cand, Q):
+        u = loss - rate
+        exc.append(u > 0.0)
+        rates.append(rate)
+        pinball.append(np.where(u > 0.0, Q * u, (Q - 1.0) * u))
+        rise = max(rise, float(np.max(np.diff(rate), initial=0.0)))
     hits = np.concatenate(exc)
     res = backtest(hits, 1.0 - Q)
     return (int(hits.sum()), hits.size, res.kupiec_p, float(np.mean(np.concatenate(rates))),
