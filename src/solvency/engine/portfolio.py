@@ -207,12 +207,7 @@ def load_portfolio_engine(data: Mapping[str, Any], venue: str | None = None, *,
     """
     engine = _load(portfolio_model(data, source=source), venue, source, mode, pm_grid,
                    venue_file=venue_file)
-    if moves or trades:
-        try:
-            _move(engine, moves)
-            _trade(engine, trades)
-        except PortfolioError as exc:
-            raise _named(source, exc) from None
+    _what_if(engine, moves, trades, source)
     return engine
 
 
@@ -516,12 +511,7 @@ def evaluate_portfolio(data: Mapping[str, Any], venue: str | None = None, *,
     """
     m = portfolio_model(data, source=source)
     engine = _load(m, venue, source, mode, pm_grid, shock, venue_file=venue_file)
-    if moves or trades:
-        try:
-            _move(engine, moves)
-            _trade(engine, trades)
-        except PortfolioError as exc:
-            raise _named(source, exc) from None
+    _what_if(engine, moves, trades, source)
     horizon_text = horizon if horizon is not None else (
         m.horizon if m.horizon is not None else "1d")
     try:
@@ -627,6 +617,17 @@ def _pm_underlying(u: dict[str, Any]) -> dict[str, Any]:
 
 
 _COUNTERPARTY: Final = "what-if-counterparty"
+
+
+def _what_if(engine: Engine, moves: Sequence[tuple[str, Decimal]],
+             trades: Sequence[tuple[str, Decimal, Decimal | None]], source: str) -> None:
+    """Apply a portfolio's what-if collateral moves, then its trades, to ``engine``; a
+    refusal names the portfolio file."""
+    try:
+        _move(engine, moves)
+        _trade(engine, trades)
+    except PortfolioError as exc:
+        raise _named(source, exc) from None
 
 
 def _move(engine: Engine, moves: Sequence[tuple[str, Decimal]]) -> None:
